@@ -1,0 +1,57 @@
+# kmsync — the two commands are `make run` and `make test`; both bootstrap what they need.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA_VERSION ?= 3.9.1
+KAFKA_CACHE := .cache/kafka/$(KAFKA_VERSION)
+KAFKA_LIBS := $(KAFKA_CACHE)/libs
+export KMSYNC_KAFKA_VERSION := $(KAFKA_VERSION)
+export KMSYNC_KAFKA_LIBS := $(abspath $(KAFKA_LIBS))
+
+.PHONY: all venv kafka-jars kafka test unit lint run bench clean help
+
+help:
+	@echo "make run    - start local Kafka, the sandboxes and the three services; play a virtual event"
+	@echo "make test   - lint, type-check, unit and integration tests against a real Kafka broker"
+	@echo "make kafka  - start a local single-node KRaft broker in the foreground (Ctrl-C stops it)"
+	@echo "make bench  - benchmarks (JSON report under bench/results)"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $@
+
+kafka-jars: $(KAFKA_LIBS)/.complete
+
+$(KAFKA_LIBS)/.complete: deploy/kafka/pom.xml
+	@mkdir -p $(KAFKA_LIBS)
+	mvn -B -q -f deploy/kafka/pom.xml -Dkafka.version=$(KAFKA_VERSION) \
+	    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA_LIBS))
+	@touch $@
+
+kafka: venv kafka-jars
+	$(BIN)/kmsync kafka start
+
+lint: venv
+	$(BIN)/ruff check libs services tests
+	$(BIN)/mypy libs services
+
+test: venv kafka-jars lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+unit: venv
+	$(BIN)/python -m pytest -q -m "not kafka"
+
+run: venv kafka-jars
+	$(BIN)/kmsync run
+
+bench: venv kafka-jars
+	$(BIN)/kmsync bench
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

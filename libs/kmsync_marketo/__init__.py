@@ -1,0 +1,1 @@
+"""kmsync_marketo."""

@@ -1,0 +1,1 @@
+"""kaltura_sandbox service."""

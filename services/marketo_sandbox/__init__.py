@@ -1,0 +1,1 @@
+"""marketo_sandbox service."""
