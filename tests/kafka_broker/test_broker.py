@@ -1,0 +1,92 @@
+"""The launcher gives tests a real broker that round-trips records with the catalogue's settings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from kmsync_contracts import AttendanceStatus, AttendeeStatus, decode, encode, utc_now
+from kmsync_contracts.topics import ATTENDEE_STATUS, INGEST_WATERMARKS
+from kmsync_kafka import KafkaBroker, ensure_topics, manual_commit_consumer, reliable_producer, start_broker
+from kmsync_kafka.launcher import BrokerError, server_properties
+
+
+async def test_produce_and_consume_a_contract_record(kafka_broker: KafkaBroker, topic_prefix: str) -> None:
+    [topic] = await ensure_topics(kafka_broker.bootstrap, [ATTENDEE_STATUS], prefix=topic_prefix)
+    now = utc_now()
+    record = AttendeeStatus(
+        partner_id=1, virtual_event_id=2, user_id="u1", email="A@Example.com", source="pull",
+        source_time=now, ingested_at=now, status=AttendanceStatus.ATTENDED, status_time=now,
+    )
+    producer = reliable_producer(kafka_broker.bootstrap)
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(topic, encode(record), key=record.partition_key().encode())
+    finally:
+        await producer.stop()
+    consumer = manual_commit_consumer(kafka_broker.bootstrap, f"{topic_prefix}g", topic)
+    await consumer.start()
+    try:
+        msg = await asyncio.wait_for(consumer.getone(), timeout=30)
+    finally:
+        await consumer.stop()
+    assert (msg.partition, msg.offset) == (meta.partition, meta.offset)
+    assert msg.key == b"1:2:u1"
+    assert decode(ATTENDEE_STATUS, msg.value) == record
+
+
+async def test_topics_get_the_catalogue_partitions_and_cleanup(kafka_broker: KafkaBroker, topic_prefix: str) -> None:
+    names = await ensure_topics(kafka_broker.bootstrap, [ATTENDEE_STATUS, INGEST_WATERMARKS], prefix=topic_prefix)
+    assert await ensure_topics(kafka_broker.bootstrap, [ATTENDEE_STATUS], prefix=topic_prefix) == names[:1]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+        partitions = {t["topic"]: len(t["partitions"]) for t in described}
+        configs = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, names[1])]
+        )
+    finally:
+        await admin.close()
+    assert partitions == {names[0]: ATTENDEE_STATUS.partitions, names[1]: INGEST_WATERMARKS.partitions}
+    entries = {c[0]: c[1] for c in configs[0].resources[0][4]}
+    assert entries["cleanup.policy"] == "compact"
+
+
+def test_a_dead_jvm_fails_fast_with_the_broker_log(tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    work = Path(str(tmp_path))
+    # An unparseable listener makes the JVM exit during start-up: the launcher must report it.
+    original = server_properties
+
+    def broken(*args: object, **kwargs: object) -> str:
+        return original(*args, **kwargs).replace("listeners=PLAINTEXT", "listeners=NOPE")  # type: ignore[arg-type]
+
+    import kmsync_kafka.launcher as launcher
+
+    launcher.server_properties = broken  # type: ignore[assignment]
+    try:
+        with pytest.raises(BrokerError) as err:
+            start_broker(work, startup_timeout=60)
+    finally:
+        launcher.server_properties = original
+    assert "exited" in str(err.value) or "formatting" in str(err.value)
+
+
+def test_leftover_data_from_an_earlier_run_does_not_break_a_new_broker(tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    work = Path(str(tmp_path))
+    first = start_broker(work)
+    first.kill()  # a crash leaves formatted storage with another cluster id behind
+    second = start_broker(work)
+    try:
+        assert second.is_running()
+        assert second.port != first.port or second.controller_port != first.controller_port
+    finally:
+        second.stop()
+    assert not second.is_running()
