@@ -1,0 +1,41 @@
+"""Process settings from environment variables (prefix KMSYNC_), shared by every service.
+
+Each service extends CommonSettings with its own fields in its own package. Tenant data (events,
+Marketo instances, credentials by reference) lives in the tenants file, not here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from kmsync_contracts.codecs import describe_validation_error
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kmsync_config.tenants import ConfigError
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KMSYNC_", extra="forbid", frozen=True)
+
+    #: Kafka bootstrap servers, comma-separated host:port.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    #: Prefix for every topic name (lets several pipelines or tests share one broker).
+    topic_prefix: str = ""
+    tenants_file: Path = Path("tenants.yaml")
+    #: Port of the service's HTTP endpoint (/metrics, /healthz, /readyz; ingest's API too).
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Build settings from the environment plus overrides; ConfigError lists every problem."""
+    try:
+        return cls(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError("environment (KMSYNC_*)", describe_validation_error(exc)) from None
