@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from kmsync_contracts.codecs import describe_validation_error
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kmsync_config.tenants import ConfigError
+from kmsync_contracts.codecs import describe_validation_error
 
 
 class CommonSettings(BaseSettings):

@@ -14,9 +14,6 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
-from kmsync_contracts.codecs import describe_validation_error
-from kmsync_contracts.kaltura_records import AttendanceStatus
-from kmsync_contracts.seed import STATUS_STEPS
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,6 +23,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from kmsync_contracts.codecs import describe_validation_error
+from kmsync_contracts.kaltura_records import AttendanceStatus
+from kmsync_contracts.seed import STATUS_STEPS
 
 MUNCHKIN_ID = re.compile(r"^\d{3}-[A-Za-z]{3}-\d{3}$")
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}

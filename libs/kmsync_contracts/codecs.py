@@ -25,13 +25,18 @@ class ContractError(ValueError):
         super().__init__(f"{what}: " + "; ".join(problems))
 
 
+#: A field whose path contains one of these never has its value echoed in an error message.
+SENSITIVE_WORDS = ("secret", "password", "token")
+
+
 def describe_validation_error(exc: ValidationError) -> list[str]:
     """One line per problem: 'field.path: message (got value)'."""
     lines: list[str] = []
     for err in exc.errors(include_url=False):
         path = ".".join(str(p) for p in err["loc"]) or "(record)"
         got = err.get("input")
-        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r:.60})"
+        sensitive = any(word in path.lower() for word in SENSITIVE_WORDS)
+        shown = "" if sensitive or isinstance(got, dict | list) or got is None else f" (got {got!r:.60})"
         lines.append(f"{path}: {err['msg']}{shown}")
     return lines
 

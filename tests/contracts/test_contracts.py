@@ -1,0 +1,142 @@
+"""Every contract round-trips through its codec and rejects bad input with field-level messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import BaseModel
+
+from kmsync_contracts import (
+    AttendanceStatus,
+    AttendeeStatus,
+    ContractCodec,
+    ContractError,
+    CustomActivity,
+    CustomObjectUpsert,
+    DeadLetter,
+    IngestWatermark,
+    LeadUpsert,
+    PollResponse,
+    ProgramMemberStatus,
+    RecordOutcome,
+    SessionEngagement,
+    decode,
+    encode,
+    seed,
+)
+from kmsync_contracts.topics import ALL_TOPICS, MARKETO_OPS, TOPICS_BY_NAME
+
+T = datetime(2026, 6, 16, 14, 0, tzinfo=UTC)
+KALTURA = {"partner_id": 1234567, "virtual_event_id": 98765, "user_id": "jane@acme.com",
+           "email": "Jane@Acme.com", "source": "pull", "source_time": T, "ingested_at": T}
+OP = {"op_id": "op-1", "munchkin_id": "123-ABC-456", "partner_id": 1234567, "virtual_event_id": 98765,
+      "email": "jane@acme.com", "source_time": T, "emitted_at": T}
+
+SAMPLES: dict[str, BaseModel] = {
+    "kaltura.attendee-status.v1": AttendeeStatus(
+        **KALTURA, status=AttendanceStatus.CONFIRMED, previous_status=AttendanceStatus.REGISTERED,
+        status_time=T, first_name="Jane", reg_origin="registration",
+    ),
+    "kaltura.session-engagement.v1": SessionEngagement(
+        **KALTURA, entry_id="1_abc", entry_name="Keynote", plays=2, live_minutes_viewed=41.25,
+        good_live_engagement_rate=0.62, clap_clicked_count=3, is_final=True,
+    ),
+    "kaltura.poll-responses.v1": PollResponse(
+        **KALTURA, entry_id="1_abc", poll_id="p1", poll_type="rating scale", question="How?", answer="5",
+    ),
+    "ingest.watermarks.v1": IngestWatermark(
+        partner_id=1, virtual_event_id=2, stream="statuses", watermark=T, seen_ids=("a",), recorded_at=T,
+    ),
+    "ingest.dlq.v1": DeadLetter(stage="ingest", reason_code="bad_row", reason="line 7: email: missing",
+                                payload="a,b,c", failed_at=T),
+    "transform.dlq.v1": DeadLetter(stage="transform", reason_code="missing_email", reason="no email",
+                                   source_topic="kaltura.attendee-status.v1", source_partition=0,
+                                   source_offset=5, payload={"user_id": "x"}, failed_at=T),
+    "marketo.results.v1": RecordOutcome(op_id="op-1", munchkin_id="123-ABC-456", kind="custom_activity",
+                                        status="skipped", reason_code="1037", source_time=T, decided_at=T),
+    "marketo.dlq.v1": DeadLetter(stage="sink", reason_code="1003", reason="Invalid value", payload={}, failed_at=T),
+}
+OPS: list[BaseModel] = [
+    LeadUpsert(**OP, fields={"firstName": "Jane", "lastName": None}),
+    ProgramMemberStatus(**OP, program_id=1001, status_name="Confirmed", step=40, granular_status="Confirmed email"),
+    CustomObjectUpsert(**OP, object_name=seed.ENGAGEMENT_OBJECT_API_NAME, dedupe_fields=("entry_id", "email"),
+                       record={"entry_id": "1_abc", "plays": 2, "live_minutes_viewed": 41.25}),
+    CustomActivity(**OP, activity_type=seed.ENGAGEMENT_ACTIVITY_API_NAME, primary_attribute_value="1_abc",
+                   activity_date=T, attributes={"plays": 2}),
+]
+
+
+def test_every_topic_in_the_catalogue_has_a_sample() -> None:
+    assert set(SAMPLES) | {MARKETO_OPS.name} == set(TOPICS_BY_NAME)
+    assert len(ALL_TOPICS) == len(TOPICS_BY_NAME)
+
+
+@pytest.mark.parametrize("topic", sorted(SAMPLES))
+def test_round_trip(topic: str) -> None:
+    record = SAMPLES[topic]
+    assert decode(TOPICS_BY_NAME[topic], encode(record)) == record
+    assert record.model_dump()["schema_version"] == 1
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda o: o.kind)  # type: ignore[attr-defined]
+def test_operations_round_trip_through_the_union(op: BaseModel) -> None:
+    decoded = decode(MARKETO_OPS, encode(op))
+    assert type(decoded) is type(op)
+    assert decoded == op
+
+
+def test_faust_codec_matches_the_plain_codec() -> None:
+    codec = ContractCodec(MARKETO_OPS)
+    for op in OPS:
+        assert codec.dumps(op) == encode(op)
+        assert codec.loads(encode(op)) == op
+
+
+def test_bad_input_is_rejected_with_field_level_messages() -> None:
+    bad = encode(SAMPLES["kaltura.attendee-status.v1"]).replace(b'"confirmed"', b'"teleported"', 1)
+    bad = bad.replace(b'"partner_id":1234567', b'"partner_id":-1')
+    with pytest.raises(ContractError) as err:
+        decode(TOPICS_BY_NAME["kaltura.attendee-status.v1"], bad)
+    problems = err.value.problems
+    assert any(p.startswith("partner_id:") for p in problems), problems
+    assert any(p.startswith("status:") and "teleported" in p for p in problems), problems
+    assert "kaltura.attendee-status.v1" in str(err.value)
+
+
+def test_unknown_keys_naive_times_and_unknown_operation_kinds_are_rejected() -> None:
+    with pytest.raises(ContractError, match="surprise"):
+        decode(MARKETO_OPS, encode(OPS[0])[:-1] + b',"surprise":1}')
+    with pytest.raises(ContractError, match="source_time"):
+        decode(MARKETO_OPS, encode(OPS[0]).replace(b"+00:00", b"").replace(b"Z", b""))
+    with pytest.raises(ContractError, match="kind"):
+        decode(MARKETO_OPS, encode(OPS[0]).replace(b"lead_upsert", b"lead_delete"))
+    with pytest.raises(ContractError, match="not valid JSON|Invalid JSON"):
+        decode(MARKETO_OPS, b"{not json")
+
+
+def test_negative_metrics_are_rejected() -> None:
+    data = encode(SAMPLES["kaltura.session-engagement.v1"]).replace(b'"plays":2', b'"plays":-2')
+    with pytest.raises(ContractError, match="plays"):
+        decode(TOPICS_BY_NAME["kaltura.session-engagement.v1"], data)
+
+
+def test_kaltura_records_are_keyed_partner_event_user() -> None:
+    assert SAMPLES["kaltura.poll-responses.v1"].partition_key() == "1234567:98765:jane@acme.com"  # type: ignore[attr-defined]
+
+
+def test_seed_vocabulary_is_complete() -> None:
+    assert [(s.name, s.step) for s in seed.CHANNEL_STATUSES] == [
+        ("Created", 10), ("Invited", 20), ("Registered", 30), ("Confirmed", 40), ("autoConfirmed", 40),
+        ("Attended", 50), ("Participated", 60), ("Blocked", 70), ("Un-registered", 80),
+    ]
+    assert len(seed.ENGAGEMENT_OBJECT_FIELDS) == 30
+    assert len(seed.ENGAGEMENT_ACTIVITY_FIELDS) == 20
+    assert seed.ENGAGEMENT_OBJECT_FIELDS[0].name == seed.ENGAGEMENT_ACTIVITY_FIELDS[0].name == "entry_id"
+    names = [f.name for f in seed.POLLS_OBJECT_FIELDS]
+    assert names[:3] == ["entry_id", "email", "user"]
+    assert len(names) == 3 + 3 * 10 and "poll_10_question" in names
+    # Every engagement metric the object carries is a field of the SessionEngagement contract.
+    assert set(seed.ENGAGEMENT_METRIC_FIELDS) <= set(SessionEngagement.model_fields)
+    with pytest.raises(ValueError):
+        seed.poll_field_names(11)
