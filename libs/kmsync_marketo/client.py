@@ -1,0 +1,335 @@
+"""Typed Marketo REST operations. Writes return one outcome per input record, aligned by ``seq``.
+
+Response-level errors that survive the transport's retries become a failed outcome for every record
+of the affected call (with Marketo's code and the table's classification); record-level outcomes
+are returned as they are, for the caller to retry only what failed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from kmsync_marketo import endpoints as ep
+from kmsync_marketo.auth import TokenManager, TokenRegistry
+from kmsync_marketo.clock import Clock
+from kmsync_marketo.errors import (
+    ErrorClass,
+    MarketoApiError,
+    MarketoHttpError,
+    MarketoProtocolError,
+)
+from kmsync_marketo.limiter import InstanceLimiter, LimiterRegistry
+from kmsync_marketo.outcomes import Outcome, align_results, failed_outcome
+from kmsync_marketo.settings import MarketoSettings
+from kmsync_marketo.transport import MarketoTransport
+
+LeadAction = Literal["createOrUpdate", "createOnly", "updateOnly", "createDuplicate"]
+ObjectAction = Literal["createOrUpdate", "createOnly", "updateOnly"]
+
+
+class ActivityRecord(BaseModel):
+    """One custom activity to add (§7.1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lead_id: int = Field(gt=0)
+    activity_type_id: int = Field(gt=0)
+    activity_date: AwareDatetime
+    primary_attribute_value: str = Field(min_length=1)
+    #: Secondary attributes by apiName (≤ 20 per type, §7.1).
+    attributes: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    def to_marketo(self) -> dict[str, Any]:
+        return {
+            "leadId": self.lead_id,
+            "activityDate": self.activity_date.isoformat(),
+            "activityTypeId": self.activity_type_id,
+            "primaryAttributeValue": self.primary_attribute_value,
+            "attributes": [{"apiName": k, "value": v} for k, v in self.attributes.items()],
+        }
+
+
+@dataclass(frozen=True)
+class LeadSyncResult:
+    outcomes: list[Outcome]
+    #: Lowercased email → lead id, for every record Marketo created or updated.
+    lead_ids: dict[str, int]
+
+
+def chunk_records(
+    records: Sequence[Any], max_records: int = ep.BATCH_MAX, max_bytes: int = ep.REST_BODY_MAX_BYTES - 10_000
+) -> Iterator[tuple[int, list[Any]]]:
+    """(offset, records) chunks of at most ``max_records`` whose JSON stays under ``max_bytes``."""
+    start = 0
+    current: list[Any] = []
+    size = 2
+    for i, rec in enumerate(records):
+        rec_size = len(json.dumps(rec, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+        if current and (len(current) >= max_records or size + rec_size > max_bytes):
+            yield start, current
+            start, current, size = i, [], 2
+        current.append(rec)
+        size += rec_size
+    if current:
+        yield start, current
+
+
+def _call_failed(
+    exc: MarketoApiError | MarketoHttpError | MarketoProtocolError, offset: int, count: int
+) -> list[Outcome]:
+    if isinstance(exc, MarketoApiError):
+        code: str | None = exc.code
+        msg, cls = exc.message or exc.info.meaning, exc.error_class
+    elif isinstance(exc, MarketoHttpError):
+        code, msg, cls = f"http_{exc.status}", exc.detail, exc.error_class
+    else:
+        code, msg, cls = "protocol", str(exc), ErrorClass.RETRY_SOON
+    return [failed_outcome(offset + i, code, msg, cls) for i in range(count)]
+
+
+class MarketoClient:
+    """The Marketo client of one instance. Cheap to create: limiter and token are shared per process."""
+
+    def __init__(
+        self,
+        settings: MarketoSettings,
+        *,
+        clock: Clock | None = None,
+        limiter: InstanceLimiter | None = None,
+        limiters: LimiterRegistry | None = None,
+        tokens: TokenManager | None = None,
+        token_registry: TokenRegistry | None = None,
+        http: httpx.AsyncClient | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.transport = MarketoTransport(
+            settings,
+            clock=clock,
+            limiter=limiter,
+            limiters=limiters,
+            tokens=tokens,
+            token_registry=token_registry,
+            http=http,
+            rng=rng,
+        )
+
+    @property
+    def limiter(self) -> InstanceLimiter:
+        return self.transport.limiter
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    async def __aenter__(self) -> MarketoClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ writes
+    async def _write_batches(
+        self, path: str, records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any], id_key: str | None
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for offset, chunk in chunk_records(list(records)):
+            try:
+                body = await self.transport.call("POST", path, json={**extra, "input": chunk})
+            except (MarketoApiError, MarketoHttpError, MarketoProtocolError) as exc:
+                outcomes.extend(_call_failed(exc, offset, len(chunk)))
+                continue
+            results = body.get("result") or []
+            outcomes.extend(align_results(results, len(chunk), offset, id_key))
+        return outcomes
+
+    async def sync_leads(
+        self,
+        leads: Sequence[Mapping[str, Any]],
+        *,
+        action: LeadAction = "createOrUpdate",
+        lookup_field: str = "email",
+        partition_name: str | None = None,
+    ) -> LeadSyncResult:
+        """Sync Leads, ``POST /rest/v1/leads.json`` (§5.1). Results carry no ``seq``: aligned by order."""
+        extra: dict[str, Any] = {"action": action, "lookupField": lookup_field}
+        if partition_name:
+            extra["partitionName"] = partition_name
+        outcomes = await self._write_batches(ep.LEADS, leads, extra, "id")
+        lead_ids: dict[str, int] = {}
+        for outcome in outcomes:
+            email = leads[outcome.seq].get("email")
+            if outcome.status in ("created", "updated") and outcome.marketo_id and isinstance(email, str):
+                lead_ids[email.strip().lower()] = int(outcome.marketo_id)
+        return LeadSyncResult(outcomes, lead_ids)
+
+    async def sync_program_member_status(
+        self, program_id: int, status_name: str, lead_ids: Sequence[int]
+    ) -> list[Outcome]:
+        """Sync Program Member Status (§6.2). A lead already at an equal or higher step comes back
+        ``skipped`` with 1037 (not an error); an unknown status name fails every record with 1025."""
+        records = [{"leadId": int(lead_id)} for lead_id in lead_ids]
+        return await self._write_batches(
+            ep.program_member_status(program_id), records, {"statusName": status_name}, "leadId"
+        )
+
+    async def add_custom_activities(self, activities: Sequence[ActivityRecord]) -> list[Outcome]:
+        """Add Custom Activities (§7.1); the id returned is marketoGUID (or id on older instances)."""
+        records = [a.to_marketo() for a in activities]
+        outcomes = await self._write_batches(ep.CUSTOM_ACTIVITIES, records, {}, "marketoGUID")
+        return outcomes
+
+    async def sync_custom_objects(
+        self,
+        api_name: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        action: ObjectAction = "createOrUpdate",
+        dedupe_by: Literal["dedupeFields", "idField"] = "dedupeFields",
+    ) -> list[Outcome]:
+        """Sync Custom Objects (§8.2); ``idField`` dedupe is valid only with updateOnly."""
+        if dedupe_by == "idField" and action != "updateOnly":
+            raise ValueError(
+                "dedupe_by='idField' is only valid with action='updateOnly' (marketo-api.md §8.2)"
+            )
+        return await self._write_batches(
+            ep.custom_object_sync(api_name), records, {"action": action, "dedupeBy": dedupe_by}, "marketoGUID"
+        )
+
+    # ------------------------------------------------------------------ reads
+    async def _result(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        body = await self.transport.call("GET", path, params=params)
+        result = body.get("result") or []
+        return [r for r in result if isinstance(r, dict)]
+
+    async def describe_leads(self) -> list[dict[str, Any]]:
+        """Lead fields (``GET /rest/v1/leads/describe.json``, §5.3)."""
+        return await self._result(ep.LEADS_DESCRIBE)
+
+    async def activity_types(self) -> list[dict[str, Any]]:
+        """All activity types, standard and custom (§7.2)."""
+        return await self._result(ep.ACTIVITY_TYPES)
+
+    async def custom_activity_types(self) -> list[dict[str, Any]]:
+        return await self._result(ep.CUSTOM_ACTIVITY_TYPES)
+
+    async def describe_custom_activity_type(
+        self, api_name: str, *, draft: bool = False
+    ) -> dict[str, Any] | None:
+        params = {"draft": "true"} if draft else None
+        try:
+            result = await self._result(ep.custom_activity_type_describe(api_name), params)
+        except MarketoApiError as exc:
+            if exc.error_class is ErrorClass.PERMANENT:
+                return None
+            raise
+        return result[0] if result else None
+
+    async def custom_objects(self) -> list[dict[str, Any]]:
+        """Approved custom object types with their metadata (``GET /rest/v1/customobjects.json``)."""
+        return await self._result(ep.CUSTOM_OBJECTS)
+
+    async def custom_object_schemas(self) -> list[dict[str, Any]]:
+        """Custom object types in any state (``GET /rest/v1/customobjects/schema.json``, §8.3)."""
+        return await self._result(ep.CUSTOM_OBJECT_SCHEMA)
+
+    async def describe_custom_object(self, api_name: str) -> dict[str, Any] | None:
+        try:
+            result = await self._result(ep.custom_object_describe(api_name))
+        except MarketoApiError as exc:
+            if exc.error_class is ErrorClass.PERMANENT:
+                return None
+            raise
+        return result[0] if result else None
+
+    async def _asset_pages(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = await self._result(
+                path, {**(params or {}), "offset": offset, "maxReturn": ep.ASSET_PAGE_MAX}
+            )
+            items.extend(page)
+            if len(page) < ep.ASSET_PAGE_MAX:
+                return items
+            offset += len(page)
+
+    async def channels(self) -> list[dict[str, Any]]:
+        """Every channel with its progression statuses (Asset API, paged by 200, §6.1)."""
+        return await self._asset_pages(ep.CHANNELS)
+
+    async def channel_by_name(self, name: str) -> dict[str, Any] | None:
+        result = await self._result(ep.CHANNEL_BY_NAME, {"name": name})
+        return result[0] if result else None
+
+    async def programs(self) -> list[dict[str, Any]]:
+        """Every program (Asset API ``programs.json``; shape beyond §6.1 UNCONFIRMED)."""
+        return await self._asset_pages(ep.PROGRAMS)
+
+    async def program(self, program_id: int) -> dict[str, Any] | None:
+        result = await self._result(ep.program(program_id))
+        return result[0] if result else None
+
+    async def usage_today(self, *, reconcile: bool = True) -> int:
+        """Calls made today on the instance by every API user (§2.1 usage endpoints); optionally
+        feeds the limiter's daily accounting."""
+        result = await self._result(ep.USAGE_TODAY)
+        total = int(result[0].get("total", 0)) if result else 0
+        if reconcile:
+            self.limiter.reconcile_usage(total)
+        return total
+
+    # ------------------------------------------------------------------ setup writes (§7.2, §8.3)
+    async def create_custom_activity_type(self, definition: Mapping[str, Any]) -> dict[str, Any]:
+        body = await self.transport.call("POST", ep.CUSTOM_ACTIVITY_TYPE_CREATE, json=dict(definition))
+        result = body.get("result") or [{}]
+        return dict(result[0])
+
+    async def add_custom_activity_attributes(
+        self, api_name: str, attributes: Sequence[Mapping[str, Any]]
+    ) -> None:
+        await self.transport.call(
+            "POST", ep.custom_activity_type_attributes_create(api_name), json={"attributes": list(attributes)}
+        )
+
+    async def approve_custom_activity_type(self, api_name: str) -> None:
+        await self.transport.call("POST", ep.custom_activity_type_approve(api_name))
+
+    async def sync_custom_object_type(self, definition: Mapping[str, Any]) -> None:
+        await self.transport.call(
+            "POST", ep.CUSTOM_OBJECT_SCHEMA, json={"action": "createOrUpdate", **dict(definition)}
+        )
+
+    async def describe_custom_object_schema(
+        self, api_name: str, state: str | None = None
+    ) -> dict[str, Any] | None:
+        params = {"state": state} if state else None
+        try:
+            result = await self._result(ep.custom_object_schema_describe(api_name), params)
+        except MarketoApiError as exc:
+            if exc.error_class is ErrorClass.PERMANENT:
+                return None
+            raise
+        return result[0] if result else None
+
+    async def add_custom_object_fields(self, api_name: str, fields: Sequence[Mapping[str, Any]]) -> None:
+        await self.transport.call(
+            "POST", ep.custom_object_schema_add_field(api_name), json={"input": list(fields)}
+        )
+
+    async def approve_custom_object_type(self, api_name: str) -> None:
+        await self.transport.call("POST", ep.custom_object_schema_approve(api_name))
+
+
+def activity_date(value: datetime) -> str:
+    """ISO-8601 with offset, as Marketo wants activityDate (§7.1)."""
+    if value.tzinfo is None:
+        raise ValueError("activity dates must be timezone-aware")
+    return value.isoformat()

@@ -1,0 +1,319 @@
+"""The per-instance budget: rolling window, concurrency cap, daily quota, adaptive slow-down, parking.
+
+Why not a leaky bucket: Marketo counts "the past 20 seconds" (marketo-api.md §2.1). A bucket of 100
+per 20 s admits 100 at t=0 and ~50 more by t=10 s — 150 in one window (streaming.md §5.2). This
+limiter keeps a log of call start times and admits a call only while fewer than the limit started
+in the last window, so no rolling window ever holds more than the limit (streaming.md §5.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from kmsync_marketo import endpoints as ep
+from kmsync_marketo.clock import Clock, SystemClock
+from kmsync_marketo.settings import LimiterSettings
+
+log = logging.getLogger(__name__)
+
+#: Longest single sleep while parked, so a wall-clock jump is noticed.
+_PARK_CHUNK_SECONDS = 300.0
+
+
+def next_quota_reset(now: datetime, tz: ZoneInfo = ep.QUOTA_RESET_TZ) -> datetime:
+    """The next midnight in Marketo's reset zone after ``now`` (aware), as an aware UTC time.
+
+    Midnight always exists in America/Chicago (DST changes at 02:00), so local date + 1 at 00:00
+    is exact on 23- and 25-hour days.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    local = now.astimezone(tz)
+    midnight = datetime.combine(local.date() + timedelta(days=1), time(0, 0), tzinfo=tz)
+    return midnight.astimezone(now.tzinfo)
+
+
+class SlidingLog:
+    """Start times of the calls in the current rolling window (pure; times in seconds)."""
+
+    def __init__(self, window_seconds: float) -> None:
+        self.window = window_seconds
+        self._times: deque[float] = deque()
+
+    def _prune(self, now: float) -> None:
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+
+    def count(self, now: float) -> int:
+        self._prune(now)
+        return len(self._times)
+
+    def delay(self, now: float, limit: int) -> float:
+        """Seconds until one more call may start with at most ``limit`` in any window."""
+        self._prune(now)
+        n = len(self._times)
+        if n < limit:
+            return 0.0
+        # The entry that must leave the window so that fewer than `limit` remain.
+        return max(0.0, self._times[n - limit] + self.window - now)
+
+    def record(self, now: float) -> None:
+        self._times.append(now)
+
+
+@dataclass
+class LimiterStats:
+    """Counters for metrics (exported by the sink as Prometheus series)."""
+
+    instance: str
+    calls_started: int = 0
+    calls_not_counted: int = 0
+    waits: int = 0
+    wait_seconds: float = 0.0
+    throttles: dict[str, int] = field(default_factory=dict)
+    quota_parks: int = 0
+    daily_used: int = 0
+    daily_budget: int = 0
+    window_used: int = 0
+    window_limit: int = 0
+    rate_fraction: float = 1.0
+    in_flight: int = 0
+    concurrency_cap: int = 0
+    parked_until: datetime | None = None
+
+
+class Permit:
+    """Held while one call is in flight; ``not_counted`` gives the daily unit back (§2.1 starred)."""
+
+    def __init__(self) -> None:
+        self.not_counted = False
+
+
+class InstanceLimiter:
+    """One per Marketo instance per process; every caller on that instance goes through it."""
+
+    def __init__(
+        self,
+        instance: str,
+        settings: LimiterSettings | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.instance = instance
+        self.settings = settings or LimiterSettings()
+        self.clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        s = self.settings
+        self._log = SlidingLog(s.rate_window_seconds + s.window_margin_seconds)
+        self._cond = asyncio.Condition()
+        self._in_flight = 0
+        self._cap = s.max_concurrency
+        self._fraction = 1.0
+        self._streak = 0
+        self._paused_until = 0.0
+        self._last_change = self.clock.monotonic()
+        self._last_throttle: float | None = None
+        self._parked_until: datetime | None = None
+        self._reset_at = next_quota_reset(self.clock.now())
+        self._daily_used = 0
+        self._instance_used: int | None = None
+        self._own_since_reconcile = 0
+        self._stats = LimiterStats(instance=instance)
+
+    # ----- admission -----
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[Permit]:
+        """Wait for a concurrency slot, a place in the rolling window and daily budget; the call
+        counts as started when this yields."""
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._in_flight < self._cap)
+            self._in_flight += 1
+        permit = Permit()
+        try:
+            await self._admit()
+            yield permit
+        finally:
+            if permit.not_counted:
+                self._daily_used = max(0, self._daily_used - 1)
+                self._own_since_reconcile = max(0, self._own_since_reconcile - 1)
+                self._stats.calls_not_counted += 1
+            async with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    @property
+    def effective_window_limit(self) -> int:
+        return max(1, int(self.settings.window_limit * self._fraction))
+
+    def _quota_exhausted(self) -> bool:
+        if self._daily_used >= self.settings.daily_budget:
+            return True
+        if self._instance_used is not None:
+            ceiling = self.settings.daily_quota - self.settings.daily_headroom_calls
+            return self._instance_used + self._own_since_reconcile >= ceiling
+        return False
+
+    def _roll_day(self, wall: datetime) -> None:
+        if wall >= self._reset_at:
+            self._reset_at = next_quota_reset(wall)
+            self._daily_used = 0
+            self._instance_used = None
+            self._own_since_reconcile = 0
+
+    async def _admit(self) -> None:
+        while True:
+            wall = self.clock.now()
+            if self._parked_until is not None:
+                if wall < self._parked_until:
+                    await self._wait((self._parked_until - wall).total_seconds(), cap=_PARK_CHUNK_SECONDS)
+                    continue
+                log.info("marketo instance %s: quota park over, resuming", self.instance)
+                self._parked_until = None
+            self._roll_day(wall)
+            if self._quota_exhausted():
+                self._park(reason="own daily budget used")
+                continue
+            mono = self.clock.monotonic()
+            self._recover(mono)
+            if mono < self._paused_until:
+                delay = self._paused_until - mono
+            else:
+                delay = self._log.delay(mono, self.effective_window_limit)
+            if delay <= 0:
+                # No await between the check above and this record: admission is atomic.
+                self._log.record(mono)
+                self._daily_used += 1
+                self._own_since_reconcile += 1
+                self._stats.calls_started += 1
+                return
+            await self._wait(delay)
+
+    async def _wait(self, seconds: float, cap: float | None = None) -> None:
+        seconds = min(seconds, cap) if cap is not None else seconds
+        self._stats.waits += 1
+        self._stats.wait_seconds += seconds
+        await self.clock.sleep(seconds)
+
+    # ----- feedback from responses -----
+    def on_throttle(self, code: str) -> float:
+        """Marketo said 606 (rate) or 615 (concurrency): someone else shares the budget. Lower the
+        rate (multiplicative decrease), pause with jitter, and on 615 take one concurrency slot away.
+        Returns the pause in seconds."""
+        s = self.settings
+        mono = self.clock.monotonic()
+        self._streak += 1
+        self._fraction = max(s.throttle_min_fraction, self._fraction * s.throttle_decrease_factor)
+        if code == "615":
+            self._cap = max(1, self._cap - 1)
+        ceiling = min(s.throttle_pause_max_seconds, s.throttle_pause_base_seconds * 2 ** (self._streak - 1))
+        pause = ceiling * (0.5 + 0.5 * self._rng.random())  # equal jitter: ≥ half the ceiling
+        self._paused_until = max(self._paused_until, mono + pause)
+        self._last_change = mono
+        self._last_throttle = mono
+        self._stats.throttles[code] = self._stats.throttles.get(code, 0) + 1
+        log.warning(
+            "marketo instance %s: %s from Marketo, rate now %.0f%% (%d/window), concurrency %d, pause %.1fs",
+            self.instance,
+            code,
+            self._fraction * 100,
+            self.effective_window_limit,
+            self._cap,
+            pause,
+        )
+        return pause
+
+    def _recover(self, mono: float) -> None:
+        s = self.settings
+        if self._last_throttle is not None and mono - self._last_throttle >= s.recover_interval_seconds:
+            self._streak = 0
+        if self._fraction >= 1.0 and self._cap >= s.max_concurrency:
+            return
+        steps = int((mono - self._last_change) // s.recover_interval_seconds)
+        if steps <= 0:
+            return
+        self._fraction = min(1.0, self._fraction + steps * s.recover_step_fraction)
+        grew = min(s.max_concurrency - self._cap, steps)
+        self._cap += grew
+        self._last_change += steps * s.recover_interval_seconds
+        if grew:
+            self._cond_notify_soon()
+
+    def _cond_notify_soon(self) -> None:
+        async def _notify() -> None:
+            async with self._cond:
+                self._cond.notify_all()
+
+        try:
+            asyncio.get_running_loop().create_task(_notify())
+        except RuntimeError:  # no loop: nobody can be waiting
+            pass
+
+    def on_quota_reached(self) -> datetime:
+        """Marketo said 607: park every caller on this instance until midnight US Central."""
+        return self._park(reason="Marketo answered 607 Daily quota reached")
+
+    def _park(self, reason: str) -> datetime:
+        wall = self.clock.now()
+        until = next_quota_reset(wall) + timedelta(seconds=self.settings.quota_reset_slack_seconds)
+        if self._parked_until is None or until > self._parked_until:
+            self._parked_until = until
+            self._stats.quota_parks += 1
+            log.warning("marketo instance %s parked until %s: %s", self.instance, until.isoformat(), reason)
+        # Today's budget is gone whatever our own count says.
+        self._daily_used = max(self._daily_used, self.settings.daily_budget)
+        return self._parked_until
+
+    def reconcile_usage(self, instance_total_today: int) -> None:
+        """Take the instance-wide count from GET /rest/v1/stats/usage.json (§2.1 usage endpoints):
+        other integrations' calls count against the same quota."""
+        self._instance_used = max(0, instance_total_today)
+        self._own_since_reconcile = 0
+
+    # ----- observation -----
+    @property
+    def parked_until(self) -> datetime | None:
+        return self._parked_until
+
+    def stats(self) -> LimiterStats:
+        mono = self.clock.monotonic()
+        st = self._stats
+        st.daily_used = self._daily_used
+        st.daily_budget = self.settings.daily_budget
+        st.window_used = self._log.count(mono)
+        st.window_limit = self.effective_window_limit
+        st.rate_fraction = self._fraction
+        st.in_flight = self._in_flight
+        st.concurrency_cap = self._cap
+        st.parked_until = self._parked_until
+        return LimiterStats(**{**st.__dict__, "throttles": dict(st.throttles)})
+
+
+class LimiterRegistry:
+    """One limiter per instance key in this process."""
+
+    def __init__(self) -> None:
+        self._limiters: dict[str, InstanceLimiter] = {}
+
+    def get(
+        self, instance: str, settings: LimiterSettings | None = None, clock: Clock | None = None
+    ) -> InstanceLimiter:
+        limiter = self._limiters.get(instance)
+        if limiter is None:
+            limiter = InstanceLimiter(instance, settings, clock)
+            self._limiters[instance] = limiter
+        return limiter
+
+    def all(self) -> list[InstanceLimiter]:
+        return list(self._limiters.values())
+
+
+#: The process-wide registry used unless a caller injects its own.
+DEFAULT_LIMITERS = LimiterRegistry()

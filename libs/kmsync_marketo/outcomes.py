@@ -1,0 +1,120 @@
+"""Per-record outcomes, aligned with the caller's input order, parsed from Marketo's result arrays.
+
+marketo-api.md §4: results come back in input order, every endpoint but Sync Leads carries ``seq``;
+skipped items carry ``reasons[]`` (Add Custom Activities: ``errors[]``, accept both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from kmsync_marketo.errors import ErrorClass, classify
+
+OutcomeStatus = Literal["created", "updated", "skipped", "failed"]
+
+_STATUS_MAP: dict[str, OutcomeStatus] = {
+    "created": "created",
+    "updated": "updated",
+    "added": "created",  # Add Custom Activities (§7.1)
+    "deleted": "updated",
+}
+
+
+class Outcome(BaseModel):
+    """What became of input record ``seq`` (0-based position in the list the caller passed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    status: OutcomeStatus
+    #: Lead id, marketoGUID or activity id, as a string.
+    marketo_id: str | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+    #: What the caller should do with a failed record; None when it succeeded.
+    classification: ErrorClass | None = None
+    #: Marketo's own word for it (created/updated/added/skipped/imported...).
+    marketo_status: str | None = None
+    #: A bulk warning (row imported anyway).
+    warning: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == "failed" and self.classification in (
+            ErrorClass.RETRY_SOON,
+            ErrorClass.RETRY_LATER,
+        )
+
+
+def failed_outcome(seq: int, code: str | None, message: str, classification: ErrorClass) -> Outcome:
+    return Outcome(seq=seq, status="failed", reason_code=code, reason=message, classification=classification)
+
+
+def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: str | None) -> Outcome:
+    """One result item → outcome. ``id_key`` names the id Marketo returns (id, leadId, marketoGUID)."""
+    raw_status = str(item.get("status", ""))
+    marketo_id: str | None = None
+    if id_key is not None and item.get(id_key) is not None:
+        marketo_id = str(item[id_key])
+    if raw_status in _STATUS_MAP:
+        return Outcome(
+            seq=seq, status=_STATUS_MAP[raw_status], marketo_id=marketo_id, marketo_status=raw_status
+        )
+    reasons = item.get("reasons") or item.get("errors") or []
+    first = reasons[0] if reasons and isinstance(reasons[0], Mapping) else {}
+    code = str(first.get("code")) if first.get("code") is not None else None
+    message = str(first.get("message", "")) or None
+    if raw_status == "skipped":
+        info = classify(code)
+        status: OutcomeStatus = "skipped" if info.error_class is ErrorClass.NOT_AN_ERROR else "failed"
+        return Outcome(
+            seq=seq,
+            status=status,
+            marketo_id=marketo_id,
+            reason_code=code,
+            reason=message or info.meaning,
+            classification=None if status == "skipped" else info.error_class,
+            marketo_status=raw_status,
+        )
+    return Outcome(
+        seq=seq,
+        status="failed",
+        marketo_id=marketo_id,
+        reason_code=code,
+        reason=message or f"unexpected result status {raw_status!r}",
+        classification=ErrorClass.PERMANENT,
+        marketo_status=raw_status or None,
+    )
+
+
+def align_results(results: Sequence[Any], count: int, offset: int, id_key: str | None) -> list[Outcome]:
+    """Outcomes for inputs ``offset .. offset+count-1`` of the caller's list.
+
+    Items with ``seq`` are placed by it; items without are placed by position (Sync Leads). An input
+    with no result item is reported failed and retryable (upserts are safe to replay).
+    """
+    placed: dict[int, Outcome] = {}
+    for position, item in enumerate(results):
+        if not isinstance(item, Mapping):
+            continue
+        local = item.get("seq", position)
+        try:
+            local = int(local)
+        except (TypeError, ValueError):
+            local = position
+        if 0 <= local < count and local not in placed:
+            placed[local] = outcome_from_item(offset + local, item, id_key)
+    return [
+        placed.get(i)
+        or failed_outcome(
+            offset + i, "missing_result", "Marketo returned no result for this record", ErrorClass.RETRY_SOON
+        )
+        for i in range(count)
+    ]

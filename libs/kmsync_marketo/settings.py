@@ -1,0 +1,122 @@
+"""What is configurable about the client, validated at the boundary (pydantic v2).
+
+Defaults follow marketo-api.md §2 and Adobe's advice; every UNCONFIRMED behaviour has a knob.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from kmsync_marketo import endpoints as ep
+
+
+class LimiterSettings(BaseModel):
+    """The per-instance budget this process may use."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Fraction of the instance's limits this integration may use (other integrations share them).
+    share: float = Field(default=1.0, gt=0.0, le=1.0)
+    rate_limit_calls: int = Field(default=ep.RATE_LIMIT_CALLS, ge=1)
+    rate_window_seconds: float = Field(default=ep.RATE_WINDOW_SECONDS, gt=0)
+    #: Calls per window kept free under the share (clock skew, Identity-free calls, others' bursts).
+    rate_headroom_calls: int = Field(default=10, ge=0)
+    #: Extra seconds a call stays in the local window: the server counts arrival, we count start.
+    window_margin_seconds: float = Field(default=0.25, ge=0)
+    #: Calls in flight at once (Adobe: ≤ 5 of the instance's 10).
+    max_concurrency: int = Field(default=ep.RECOMMENDED_CONCURRENCY, ge=1, le=ep.CONCURRENCY_LIMIT)
+    #: The instance's daily quota (50,000 typical, ≥ 10,000; UNCONFIRMED per subscription).
+    daily_quota: int = Field(default=ep.DEFAULT_DAILY_QUOTA, ge=1)
+    #: Calls per day kept free under share × quota.
+    daily_headroom_calls: int = Field(default=500, ge=0)
+    #: Slow-down on 606/615: the rate is multiplied by this factor (AIMD decrease) ...
+    throttle_decrease_factor: float = Field(default=0.5, gt=0, lt=1)
+    #: ... never below this fraction of the configured rate ...
+    throttle_min_fraction: float = Field(default=0.1, gt=0, le=1)
+    #: ... and a pause of base × 2^n seconds (n = throttles in a row), full jitter, capped.
+    throttle_pause_base_seconds: float = Field(default=2.0, ge=0)
+    throttle_pause_max_seconds: float = Field(default=30.0, ge=0)
+    #: Recovery: every this many seconds without a throttle the rate grows by recover_step.
+    recover_interval_seconds: float = Field(default=20.0, gt=0)
+    recover_step_fraction: float = Field(default=0.1, gt=0, le=1)
+    #: On 607, park until the next midnight US Central (plus this many seconds).
+    quota_reset_slack_seconds: float = Field(default=5.0, ge=0)
+
+    @property
+    def window_limit(self) -> int:
+        """Calls allowed in any rolling window at full speed: floor(100 × share) − headroom, ≥ 1."""
+        return max(1, int(self.rate_limit_calls * self.share) - self.rate_headroom_calls)
+
+    @property
+    def daily_budget(self) -> int:
+        return max(1, int(self.daily_quota * self.share) - self.daily_headroom_calls)
+
+
+class RetrySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Attempts for retry-soon errors (502, 604, 606, 608, 611, 615, 713, HTTP 5xx, timeouts).
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_base_seconds: float = Field(default=1.0, ge=0)
+    backoff_max_seconds: float = Field(default=60.0, ge=0)
+    #: 607 parks until the reset then retries; this bounds how many resets one call waits through.
+    max_quota_parks: int = Field(default=2, ge=0)
+    #: 1016 (import queue full): wait this long between tries, at most this many times.
+    import_queue_wait_seconds: float = Field(default=30.0, ge=0)
+    import_queue_max_waits: int = Field(default=20, ge=0)
+
+
+class BulkSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Split CSVs below this many bytes (Marketo: < 10 MB; a margin for multipart framing).
+    max_file_bytes: int = Field(default=ep.BULK_FILE_MAX_BYTES - 100_000, ge=1_000)
+    #: Own jobs submitted but not finished, per instance (Marketo: 10 queued including running).
+    max_outstanding_jobs: int = Field(default=ep.BULK_IMPORT_QUEUED_MAX, ge=1, le=ep.BULK_IMPORT_QUEUED_MAX)
+    #: Status polling: first wait, growth factor, cap (Adobe: poll every 5–30 s), overall deadline.
+    poll_initial_seconds: float = Field(default=5.0, ge=0)
+    poll_factor: float = Field(default=1.5, ge=1)
+    poll_max_seconds: float = Field(default=30.0, ge=0)
+    poll_timeout_seconds: float = Field(default=6 * 3600.0, gt=0)
+
+
+class MarketoSettings(BaseModel):
+    """One Marketo instance as this client talks to it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The REST endpoint domain, https, without /rest or /identity (seed: "How to get the API
+    #: endpoint domain"); a trailing /rest is removed.
+    endpoint: str = Field(min_length=8)
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    munchkin_id: str | None = None
+    limits: LimiterSettings = LimiterSettings()
+    retry: RetrySettings = RetrySettings()
+    bulk: BulkSettings = BulkSettings()
+    http_timeout_seconds: float = Field(default=ep.DEFAULT_HTTP_TIMEOUT_SECONDS, gt=0)
+    #: Refresh a token this many seconds before Marketo says it expires.
+    token_refresh_margin_seconds: float = Field(default=60.0, ge=0)
+    #: Plain http is accepted only for loopback test servers.
+    allow_insecure_http: bool = False
+
+    @field_validator("endpoint")
+    @classmethod
+    def _normalise_endpoint(cls, value: str) -> str:
+        return ep.base_url(value)
+
+    @model_validator(mode="after")
+    def _check_scheme(self) -> MarketoSettings:
+        if self.endpoint.startswith("https://"):
+            return self
+        if self.endpoint.startswith("http://") and self.allow_insecure_http:
+            return self
+        raise ValueError(
+            f"endpoint must start with https:// (got {self.endpoint!r}); the seed requires the "
+            "https:// prefix on the API endpoint domain"
+        )
+
+    @property
+    def instance_key(self) -> str:
+        """Identifies the Marketo instance whose limits this client shares."""
+        return self.munchkin_id or self.endpoint

@@ -1,0 +1,98 @@
+"""The error table covers every code in marketo-api.md §3 and classifies the ones that drive retries."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kmsync_marketo.errors import ERROR_TABLE, ErrorClass, classify, classify_http_status
+from kmsync_marketo.outcomes import align_results
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "marketo-api.md"
+
+
+def _section_codes(text: str, start: str, end: str) -> set[str]:
+    body = text.split(start, 1)[1].split(end, 1)[0]
+    codes: set[str] = set()
+    for line in body.splitlines():
+        m = re.match(r"^\| (\d{3,4})(?:–(\d{4}))? \|", line)
+        if m:
+            lo = int(m.group(1))
+            hi = int(m.group(2) or lo)
+            codes.update(str(c) for c in range(lo, hi + 1))
+    return codes
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="shared reference not beside the repo")
+def test_every_code_of_the_reference_is_in_the_table() -> None:
+    text = REFERENCE.read_text(encoding="utf-8")
+    response_codes = _section_codes(text, "### 3.2 Response-level codes", "### 3.3")
+    record_codes = _section_codes(text, "### 3.3 Record-level reason codes", "## 4.")
+    assert len(response_codes) >= 30 and len(record_codes) >= 35
+    missing = (response_codes | record_codes) - ERROR_TABLE.keys()
+    assert not missing, f"codes in marketo-api.md §3 without a row: {sorted(missing)}"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("601", ErrorClass.REAUTH),
+        ("602", ErrorClass.REAUTH),
+        ("606", ErrorClass.RETRY_SOON),
+        ("615", ErrorClass.RETRY_SOON),
+        ("604", ErrorClass.RETRY_SOON),
+        ("502", ErrorClass.RETRY_SOON),
+        ("713", ErrorClass.RETRY_SOON),
+        ("607", ErrorClass.RETRY_LATER),
+        ("1016", ErrorClass.RETRY_LATER),
+        ("1029", ErrorClass.RETRY_LATER),
+        ("603", ErrorClass.PERMANENT),
+        ("610", ErrorClass.PERMANENT),
+        ("1004", ErrorClass.PERMANENT),
+        ("1025", ErrorClass.PERMANENT),
+        ("1037", ErrorClass.NOT_AN_ERROR),
+    ],
+)
+def test_classification_of_codes_that_drive_behaviour(code: str, expected: ErrorClass) -> None:
+    assert classify(code).error_class is expected
+    assert classify(int(code)).error_class is expected  # Marketo sends strings; ints also work
+
+
+def test_not_counted_codes_are_exactly_the_starred_ones() -> None:
+    starred = {c for c, info in ERROR_TABLE.items() if info.not_counted}
+    assert starred == {"601", "602", "604", "605", "608", "611"}
+
+
+def test_unknown_code_is_permanent_never_retried_blindly() -> None:
+    assert classify("9999").error_class is ErrorClass.PERMANENT
+    assert classify(None).error_class is ErrorClass.PERMANENT
+
+
+def test_http_statuses() -> None:
+    assert classify_http_status(200) is None
+    assert classify_http_status(413) is ErrorClass.PERMANENT
+    assert classify_http_status(414) is ErrorClass.PERMANENT
+    assert classify_http_status(503) is ErrorClass.RETRY_SOON
+
+
+def test_results_are_aligned_by_seq_and_both_reason_keys_are_read() -> None:
+    results = [
+        {"seq": 2, "status": "skipped", "errors": [{"code": "1004", "message": "Lead not found"}]},
+        {"seq": 0, "status": "added", "marketoGUID": "g-1"},
+        {"seq": 1, "status": "skipped", "reasons": [{"code": "1037", "message": "already in status"}]},
+    ]
+    out = align_results(results, count=4, offset=300, id_key="marketoGUID")
+    assert [o.seq for o in out] == [300, 301, 302, 303]
+    assert (out[0].status, out[0].marketo_id) == ("created", "g-1")
+    assert (out[1].status, out[1].reason_code, out[1].classification) == ("skipped", "1037", None)
+    assert (out[2].status, out[2].reason_code, out[2].classification) == ("failed", "1004", ErrorClass.PERMANENT)
+    # No item for input 3: failed and retryable, never silently dropped.
+    assert out[3].status == "failed" and out[3].retryable
+
+
+def test_leads_without_seq_are_aligned_by_position() -> None:
+    results = [{"id": 50, "status": "created"}, {"status": "skipped", "reasons": [{"code": "1005"}]}]
+    out = align_results(results, count=2, offset=0, id_key="id")
+    assert (out[0].marketo_id, out[1].status, out[1].reason_code) == ("50", "failed", "1005")

@@ -1,0 +1,220 @@
+"""The instance limiter, on virtual time: rolling window exactness, concurrency, slow-down, parking."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import random
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from kmsync_marketo.clock import FakeClock
+from kmsync_marketo.limiter import InstanceLimiter, SlidingLog, next_quota_reset
+from kmsync_marketo.settings import LimiterSettings
+
+CHICAGO = ZoneInfo("America/Chicago")
+
+
+def _max_in_any_window(starts: list[float], window: float) -> int:
+    """The most calls that started within any half-open window [t, t + window)."""
+    starts = sorted(starts)
+    return max(bisect.bisect_left(starts, t + window) - i for i, t in enumerate(starts))
+
+
+def _limiter(clock: FakeClock, **kw: object) -> InstanceLimiter:
+    return InstanceLimiter("123-ABC-456", LimiterSettings(**kw), clock, rng=random.Random(7))  # type: ignore[arg-type]
+
+
+async def test_burst_never_exceeds_the_limit_in_any_rolling_window() -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock, share=1.0, rate_headroom_calls=10, max_concurrency=5)
+    starts: list[float] = []
+    rng = random.Random(3)
+
+    async def call() -> None:
+        async with limiter.slot():
+            starts.append(clock.monotonic())
+            await clock.sleep(rng.uniform(0.0, 0.8))  # the call's own duration
+
+    await asyncio.gather(*(call() for _ in range(400)))
+    assert len(starts) == 400
+    assert _max_in_any_window(starts, 20.0) <= 90
+    # A sliding log, not a bucket: the window is used fully, so 400 calls need about 4.4 windows.
+    assert clock.monotonic() < 5 * 20.25 + 1
+
+
+async def test_window_admits_the_next_call_exactly_when_the_oldest_leaves() -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock, share=0.5, rate_headroom_calls=0, window_margin_seconds=0.0)
+    assert limiter.effective_window_limit == 50
+    starts = []
+    for _ in range(51):
+        async with limiter.slot():
+            starts.append(clock.monotonic())
+    assert starts[:50] == [0.0] * 50
+    assert starts[50] == pytest.approx(20.0)
+
+
+def test_a_leaky_bucket_would_overshoot_where_the_log_does_not() -> None:
+    # streaming.md §5.2: bucket of 100 per 20 s admits 100 at t=0 and 50 more by t=10.
+    bucket_starts = [0.0] * 100 + [0.2 * (k + 1) for k in range(50)]
+    assert _max_in_any_window(bucket_starts, 20.0) == 150
+    log = SlidingLog(20.0)
+    admitted = []
+    t = 0.0
+    while len(admitted) < 150:
+        d = log.delay(t, 100)
+        t += d
+        log.record(t)
+        admitted.append(t)
+    assert _max_in_any_window(admitted, 20.0) == 100
+
+
+async def test_concurrency_cap_holds_and_frees_on_exit() -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock, max_concurrency=3)
+    gate = asyncio.Event()
+    peak = 0
+
+    async def call() -> None:
+        nonlocal peak
+        async with limiter.slot():
+            peak = max(peak, limiter.stats().in_flight)
+            await gate.wait()
+
+    tasks = [asyncio.create_task(call()) for _ in range(8)]
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert limiter.stats().in_flight == 3
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert peak == 3 and limiter.stats().in_flight == 0
+    assert limiter.stats().calls_started == 8
+
+
+async def test_606_slows_down_with_jittered_pause_then_recovers() -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock, share=1.0, rate_headroom_calls=10, recover_interval_seconds=20,
+                       recover_step_fraction=0.1, throttle_pause_base_seconds=2.0)
+    assert limiter.effective_window_limit == 90
+    pause = limiter.on_throttle("606")
+    assert 1.0 <= pause <= 2.0  # equal jitter: at least half of base × 2^0
+    assert limiter.effective_window_limit == 45
+    async with limiter.slot():
+        assert clock.monotonic() == pytest.approx(pause)
+    second = limiter.on_throttle("606")
+    assert 2.0 <= second <= 4.0  # the pause grows while throttles keep coming
+    assert limiter.effective_window_limit == 22
+    # Gradual recovery: +10 % of the rate per quiet 20 s, back to full after enough quiet time.
+    clock.advance(20)
+    async with limiter.slot():
+        pass
+    assert limiter.stats().rate_fraction == pytest.approx(0.35)
+    clock.advance(200)
+    async with limiter.slot():
+        pass
+    assert limiter.stats().rate_fraction == 1.0
+    assert limiter.stats().throttles == {"606": 2}
+
+
+async def test_615_takes_a_concurrency_slot_away_and_gives_it_back() -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock, max_concurrency=5, recover_interval_seconds=10)
+    limiter.on_throttle("615")
+    limiter.on_throttle("615")
+    assert limiter.stats().concurrency_cap == 3
+    clock.advance(25)
+    async with limiter.slot():
+        pass
+    assert limiter.stats().concurrency_cap == 5
+
+
+@pytest.mark.parametrize(
+    ("now_utc", "reset_utc"),
+    [
+        # Ordinary CST day: midnight Chicago = 06:00 UTC.
+        (datetime(2026, 1, 15, 20, 0, tzinfo=UTC), datetime(2026, 1, 16, 6, 0, tzinfo=UTC)),
+        # Just after midnight Central: the next reset is a full day away.
+        (datetime(2026, 1, 16, 6, 0, 1, tzinfo=UTC), datetime(2026, 1, 17, 6, 0, tzinfo=UTC)),
+        # Evening before spring-forward (2026-03-08): still a CST midnight.
+        (datetime(2026, 3, 8, 1, 0, tzinfo=UTC), datetime(2026, 3, 8, 6, 0, tzinfo=UTC)),
+        # During the 23-hour day: the next midnight is CDT, 05:00 UTC.
+        (datetime(2026, 3, 8, 12, 0, tzinfo=UTC), datetime(2026, 3, 9, 5, 0, tzinfo=UTC)),
+        # During the 25-hour day of fall-back (2026-11-01): the next midnight is CST again.
+        (datetime(2026, 11, 1, 12, 0, tzinfo=UTC), datetime(2026, 11, 2, 6, 0, tzinfo=UTC)),
+    ],
+)
+def test_next_reset_is_midnight_us_central_across_dst(now_utc: datetime, reset_utc: datetime) -> None:
+    reset = next_quota_reset(now_utc)
+    assert reset == reset_utc
+    local = reset.astimezone(CHICAGO)
+    assert (local.hour, local.minute) == (0, 0)
+
+
+def test_naive_time_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        next_quota_reset(datetime(2026, 1, 1))
+
+
+async def test_607_parks_every_caller_until_the_next_central_midnight_across_dst() -> None:
+    # 2026-03-07 22:30 CST; the reset is 2026-03-08 00:00 CST (06:00 UTC), the night DST begins.
+    clock = FakeClock(start=datetime(2026, 3, 8, 4, 30, tzinfo=UTC))
+    limiter = _limiter(clock, quota_reset_slack_seconds=5)
+    async with limiter.slot():
+        pass
+    until = limiter.on_quota_reached()
+    assert until == datetime(2026, 3, 8, 6, 0, 5, tzinfo=UTC)
+    admitted: list[datetime] = []
+
+    async def call() -> None:
+        async with limiter.slot():
+            admitted.append(clock.now())
+
+    await asyncio.gather(call(), call(), call())
+    assert all(t >= until for t in admitted)
+    assert all(t - until < timedelta(minutes=6) for t in admitted)
+    stats = limiter.stats()
+    assert stats.parked_until is None and stats.quota_parks == 1
+    assert stats.daily_used == 3  # the new day's count starts over
+
+
+async def test_own_daily_budget_parks_before_marketo_says_607() -> None:
+    clock = FakeClock(start=datetime(2026, 7, 1, 15, 0, tzinfo=UTC))  # 10:00 CDT
+    limiter = _limiter(clock, daily_quota=100, share=0.5, daily_headroom_calls=10,
+                       rate_headroom_calls=0)
+    assert limiter.settings.daily_budget == 40
+    times = []
+    for _ in range(41):
+        async with limiter.slot():
+            times.append(clock.now())
+    assert times[39] < datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
+    # The 41st call waits for midnight CDT = 05:00 UTC next day.
+    assert times[40] >= datetime(2026, 7, 2, 5, 0, tzinfo=UTC)
+
+
+async def test_calls_marketo_does_not_count_give_the_daily_unit_back() -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    async with limiter.slot() as permit:
+        permit.not_counted = True  # e.g. the answer was 601
+    async with limiter.slot():
+        pass
+    stats = limiter.stats()
+    assert (stats.calls_started, stats.calls_not_counted, stats.daily_used) == (2, 1, 1)
+
+
+async def test_usage_reconciliation_counts_other_integrations() -> None:
+    clock = FakeClock(start=datetime(2026, 7, 1, 15, 0, tzinfo=UTC))
+    limiter = _limiter(clock, daily_quota=1000, daily_headroom_calls=0)
+    limiter.reconcile_usage(998)  # others used almost everything today
+    async with limiter.slot():
+        pass
+    async with limiter.slot():
+        pass
+    assert limiter.parked_until is None
+    await asyncio.sleep(0)
+    async with limiter.slot():
+        stamp = clock.now()
+    assert stamp >= datetime(2026, 7, 2, 5, 0, tzinfo=UTC)
