@@ -109,9 +109,7 @@ class TokenManager:
         return Token(answer.access_token, self.clock.monotonic() + max(0.0, lifetime - 0.5), answer.scope)
 
 
-def identity_fetcher(
-    base_url: str, client_id: str, secret: SecretStr, timeout_seconds: float = 30.0
-) -> Fetcher:
+def identity_fetcher(base_url: str, client_id: str, secret: SecretStr, timeout_seconds: float = 30.0) -> Fetcher:
     """Identity over HTTP: POST with a form body, so the secret never appears in a URL or log.
     Each fetch opens its own connection (once an hour), so the shared manager outlives any client."""
 

@@ -196,9 +196,7 @@ class MarketoClient:
     ) -> list[Outcome]:
         """Sync Custom Objects (§8.2); ``idField`` dedupe is valid only with updateOnly."""
         if dedupe_by == "idField" and action != "updateOnly":
-            raise ValueError(
-                "dedupe_by='idField' is only valid with action='updateOnly' (marketo-api.md §8.2)"
-            )
+            raise ValueError("dedupe_by='idField' is only valid with action='updateOnly' (marketo-api.md §8.2)")
         return await self._write_batches(
             ep.custom_object_sync(api_name), records, {"action": action, "dedupeBy": dedupe_by}, "marketoGUID"
         )
@@ -220,9 +218,7 @@ class MarketoClient:
     async def custom_activity_types(self) -> list[dict[str, Any]]:
         return await self._result(ep.CUSTOM_ACTIVITY_TYPES)
 
-    async def describe_custom_activity_type(
-        self, api_name: str, *, draft: bool = False
-    ) -> dict[str, Any] | None:
+    async def describe_custom_activity_type(self, api_name: str, *, draft: bool = False) -> dict[str, Any] | None:
         params = {"draft": "true"} if draft else None
         try:
             result = await self._result(ep.custom_activity_type_describe(api_name), params)
@@ -253,9 +249,7 @@ class MarketoClient:
         items: list[dict[str, Any]] = []
         offset = 0
         while True:
-            page = await self._result(
-                path, {**(params or {}), "offset": offset, "maxReturn": ep.ASSET_PAGE_MAX}
-            )
+            page = await self._result(path, {**(params or {}), "offset": offset, "maxReturn": ep.ASSET_PAGE_MAX})
             items.extend(page)
             if len(page) < ep.ASSET_PAGE_MAX:
                 return items
@@ -292,9 +286,7 @@ class MarketoClient:
         result = body.get("result") or [{}]
         return dict(result[0])
 
-    async def add_custom_activity_attributes(
-        self, api_name: str, attributes: Sequence[Mapping[str, Any]]
-    ) -> None:
+    async def add_custom_activity_attributes(self, api_name: str, attributes: Sequence[Mapping[str, Any]]) -> None:
         await self.transport.call(
             "POST", ep.custom_activity_type_attributes_create(api_name), json={"attributes": list(attributes)}
         )
@@ -307,9 +299,7 @@ class MarketoClient:
             "POST", ep.CUSTOM_OBJECT_SCHEMA, json={"action": "createOrUpdate", **dict(definition)}
         )
 
-    async def describe_custom_object_schema(
-        self, api_name: str, state: str | None = None
-    ) -> dict[str, Any] | None:
+    async def describe_custom_object_schema(self, api_name: str, state: str | None = None) -> dict[str, Any] | None:
         params = {"state": state} if state else None
         try:
             result = await self._result(ep.custom_object_schema_describe(api_name), params)
@@ -320,9 +310,7 @@ class MarketoClient:
         return result[0] if result else None
 
     async def add_custom_object_fields(self, api_name: str, fields: Sequence[Mapping[str, Any]]) -> None:
-        await self.transport.call(
-            "POST", ep.custom_object_schema_add_field(api_name), json={"input": list(fields)}
-        )
+        await self.transport.call("POST", ep.custom_object_schema_add_field(api_name), json={"input": list(fields)})
 
     async def approve_custom_object_type(self, api_name: str) -> None:
         await self.transport.call("POST", ep.custom_object_schema_approve(api_name))

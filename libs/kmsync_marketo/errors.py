@@ -79,9 +79,7 @@ _ROWS: tuple[CodeInfo, ...] = (
     CodeInfo("612", "Invalid content type", _P, "response"),
     CodeInfo("613", "Invalid multipart request", _P, "response"),
     CodeInfo("614", "Invalid subscription (usually temporary inaccessibility)", _R, "response"),
-    CodeInfo(
-        "615", "Concurrent access limit reached (10 calls in flight, shared by the instance)", _R, "response"
-    ),
+    CodeInfo("615", "Concurrent access limit reached (10 calls in flight, shared by the instance)", _R, "response"),
     CodeInfo("616", "Invalid subscription type (custom object metadata needs a higher tier)", _P, "response"),
     CodeInfo("701", "A required value cannot be blank", _P, "response"),
     CodeInfo("702", "No data found for the search", _P, "response"),

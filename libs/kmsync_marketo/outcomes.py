@@ -64,9 +64,7 @@ def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: str | None) -> 
     if id_key is not None and item.get(id_key) is not None:
         marketo_id = str(item[id_key])
     if raw_status in _STATUS_MAP:
-        return Outcome(
-            seq=seq, status=_STATUS_MAP[raw_status], marketo_id=marketo_id, marketo_status=raw_status
-        )
+        return Outcome(seq=seq, status=_STATUS_MAP[raw_status], marketo_id=marketo_id, marketo_status=raw_status)
     reasons = item.get("reasons") or item.get("errors") or []
     first = reasons[0] if reasons and isinstance(reasons[0], Mapping) else {}
     code = str(first.get("code")) if first.get("code") is not None else None

@@ -69,9 +69,7 @@ class MarketoTransport:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.base_url = settings.endpoint
-        self.limiter = limiter or (limiters or DEFAULT_LIMITERS).get(
-            settings.instance_key, settings.limits, self.clock
-        )
+        self.limiter = limiter or (limiters or DEFAULT_LIMITERS).get(settings.instance_key, settings.limits, self.clock)
         self.tokens = tokens or (token_registry or DEFAULT_TOKENS).get(
             self.base_url,
             settings.client_id,

@@ -1,0 +1,61 @@
+"""Bulk CSV building, splitting and failure-file matching (pure)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from kmsync_marketo.bulk import FAILURE_COLUMN, build_csv_parts, match_rows, parse_result_file
+from kmsync_marketo.client import chunk_records
+
+
+def test_parts_stay_under_the_limit_and_keep_every_record_once() -> None:
+    records = [{"email": f"user{i}@example.com", "firstName": "x" * (i % 50), "score": i} for i in range(2000)]
+    parts, rejected = build_csv_parts(records, max_bytes=20_000, leading=("email",))
+    assert not rejected and len(parts) > 3
+    assert all(p.size <= 20_000 for p in parts)
+    assert sorted(s for p in parts for s in p.seqs) == list(range(2000))
+    for p in parts:
+        rows = list(csv.reader(io.StringIO(p.text)))
+        assert rows[0] == ["email", "firstName", "score"]  # every file repeats the header
+        assert len(rows) - 1 == len(p.seqs)
+
+
+def test_a_row_that_cannot_fit_is_failed_not_sent() -> None:
+    parts, rejected = build_csv_parts([{"email": "a@x.io"}, {"email": "b@x.io", "blob": "y" * 5000}], 1000)
+    assert [o.seq for o in rejected] == [1] and rejected[0].status == "failed"
+    assert parts[0].seqs == [0]
+
+
+def test_failure_rows_are_matched_back_to_their_records_even_with_duplicates() -> None:
+    records = [
+        {"email": "a@x.io", "leadScore": "1"},
+        {"email": "b@x.io", "leadScore": "TEXT"},
+        {"email": "a@x.io", "leadScore": "1"},  # identical row twice
+        {"email": "c, d@x.io", "leadScore": "2"},  # needs quoting
+    ]
+    parts, _ = build_csv_parts(records, 10_000)
+    failure_csv = (
+        f"email,leadScore,{FAILURE_COLUMN}\n"
+        "b@x.io,TEXT,Invalid data type in field Lead Score\n"
+        "a@x.io,1,Duplicate\n"
+        '"c, d@x.io",2,Invalid email\n'
+    )
+    matched, unmatched = match_rows(parts[0], parse_result_file(failure_csv, FAILURE_COLUMN))
+    assert unmatched == 0
+    assert matched == {1: "Invalid data type in field Lead Score", 0: "Duplicate", 3: "Invalid email"}
+
+
+def test_unknown_failure_rows_are_counted_as_unmatched() -> None:
+    parts, _ = build_csv_parts([{"email": "a@x.io"}], 10_000)
+    _, unmatched = match_rows(parts[0], parse_result_file(f"email,{FAILURE_COLUMN}\nz@x.io,bad\n", FAILURE_COLUMN))
+    assert unmatched == 1
+
+
+def test_rest_chunks_respect_300_records_and_the_body_limit() -> None:
+    small = [{"email": f"u{i}@x.io"} for i in range(700)]
+    assert [len(c) for _, c in chunk_records(small)] == [300, 300, 100]
+    assert [o for o, _ in chunk_records(small)] == [0, 300, 600]
+    big = [{"email": f"u{i}@x.io", "notes": "z" * 9000} for i in range(250)]
+    chunks = list(chunk_records(big))
+    assert len(chunks) >= 3 and sum(len(c) for _, c in chunks) == 250
