@@ -1,0 +1,260 @@
+"""Runs one window's plan against the Marketo client: leads first, then everything that needs a lead
+id, and turns every per-record outcome into a decision for each operation it answers.
+
+Calls of one stage run concurrently; the client's per-instance limiter decides how many are really
+in flight and when (marketo-api.md §2.1). Lead upserts of one window never share an email, and one
+instance runs one window at a time, so one upsert per email is in flight (§5.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kmsync_common.logs import hash_email
+from kmsync_marketo.client import ActivityRecord
+from kmsync_marketo.errors import ErrorClass, MarketoApiError, MarketoAuthError, MarketoError, MarketoHttpError
+from kmsync_marketo.outcomes import Outcome
+from marketo_sink.decisions import AUTH_REFUSED, LEAD_UNRESOLVED, UNKNOWN_ACTIVITY_TYPE, Decision
+from marketo_sink.memory import ActivityLedger, LeadCache
+from marketo_sink.pending import PendingOp
+from marketo_sink.planner import ActivityCall, LeadCall, ObjectCall, Plan, StatusCall, link_record
+from marketo_sink.writer import MarketoWriter
+
+log = logging.getLogger(__name__)
+
+#: (endpoint name, records in the call, "ok" or the code that failed the whole call)
+CallObserver = Callable[[str, int, str], None]
+
+_RETRYABLE = (ErrorClass.RETRY_SOON, ErrorClass.RETRY_LATER, ErrorClass.REAUTH)
+#: Record-level "lead not found": our cached id is stale (merged or deleted lead); re-resolve.
+_LEAD_NOT_FOUND = "1004"
+
+
+@dataclass(frozen=True)
+class _Failure:
+    code: str
+    reason: str
+    retryable: bool
+
+
+def _failure_from_exception(exc: BaseException) -> _Failure:
+    if isinstance(exc, MarketoAuthError):
+        # Revoked or wrong credentials: retried with backoff (an admin may fix them), then DLQ.
+        return _Failure(AUTH_REFUSED, str(exc), True)
+    if isinstance(exc, MarketoApiError):
+        return _Failure(exc.code, exc.message or exc.info.meaning, exc.error_class in _RETRYABLE)
+    if isinstance(exc, MarketoHttpError):
+        return _Failure(f"http_{exc.status}", exc.detail, exc.error_class in _RETRYABLE)
+    return _Failure("kmsync.client_error", f"{type(exc).__name__}: {exc}", True)
+
+
+def _from_outcome(p: PendingOp, o: Outcome) -> Decision:
+    return Decision(
+        pending=p,
+        status=o.status,
+        marketo_id=o.marketo_id,
+        reason_code=o.reason_code,
+        reason=o.reason,
+        retryable=o.retryable,
+    )
+
+
+def _failed(ops: Iterable[PendingOp], f: _Failure) -> list[Decision]:
+    return [Decision(p, "failed", reason_code=f.code, reason=f.reason, retryable=f.retryable) for p in ops]
+
+
+def call_code(outcomes: Sequence[Outcome]) -> str:
+    """"ok" unless every record failed with one code (a call-level failure)."""
+    codes = {o.reason_code for o in outcomes if o.status == "failed"}
+    if outcomes and len(codes) == 1 and all(o.status == "failed" for o in outcomes):
+        return next(iter(codes)) or "failed"
+    return "ok"
+
+
+class WindowExecutor:
+    def __init__(
+        self,
+        writer: MarketoWriter,
+        cache: LeadCache,
+        ledger: ActivityLedger,
+        observe_call: CallObserver | None = None,
+    ) -> None:
+        self.writer = writer
+        self.cache = cache
+        self.ledger = ledger
+        self._observe = observe_call or (lambda endpoint, records, code: None)
+        self._activity_types: dict[str, int] | None = None
+
+    async def execute(self, plan: Plan) -> list[Decision]:
+        for p in _plan_ops(plan):
+            p.attempts += 1
+        decisions: list[Decision] = [
+            Decision(p, "skipped", reason_code="kmsync.already_written",
+                     reason="custom activity already written (insert-only; replay not sent)")
+            for p in plan.already_written
+        ]
+        resolved: dict[str, int] = {}
+        lead_failures: dict[str, _Failure] = {}
+        for batch in await asyncio.gather(*(self._leads(c, resolved, lead_failures) for c in plan.lead_calls)):
+            decisions += batch
+
+        def lead_id(email: str) -> int | None:
+            return resolved.get(email) or self.cache.get(email)
+
+        def unresolved(email: str) -> _Failure:
+            return lead_failures.get(email) or _Failure(
+                LEAD_UNRESOLVED, "the lead's id is not known yet (its upsert did not complete)", True
+            )
+
+        stage2: list[Any] = [self._statuses(c, lead_id, unresolved) for c in plan.status_calls]
+        stage2 += [self._objects(c, lead_id, unresolved) for c in plan.object_calls]
+        stage2 += [self._activities(c, lead_id, unresolved) for c in plan.activity_calls]
+        for batch in await asyncio.gather(*stage2):
+            decisions += batch
+        return decisions
+
+    # ----- stage 1: leads
+    async def _leads(
+        self, call: LeadCall, resolved: dict[str, int], failures: dict[str, _Failure]
+    ) -> list[Decision]:
+        records = [li.record() for li in call.inputs]
+        try:
+            result = await self.writer.sync_leads(records)
+        except MarketoError as exc:
+            f = _failure_from_exception(exc)
+            self._observe("leads", len(records), f.code)
+            for li in call.inputs:
+                failures[li.email] = f
+            return _failed((p for li in call.inputs for p in li.ops), f)
+        self._observe("leads", len(records), call_code(result.outcomes))
+        out: list[Decision] = []
+        for li, o in zip(call.inputs, result.outcomes, strict=True):
+            lead = result.lead_ids.get(li.email) or (int(o.marketo_id) if o.ok and o.marketo_id else None)
+            if o.ok and lead is not None:
+                resolved[li.email] = lead
+                self.cache.put(li.email, lead)
+            else:
+                failures[li.email] = _Failure(o.reason_code or "unknown", o.reason or "lead upsert failed",
+                                              o.retryable or o.ok)
+                if o.status == "failed":
+                    log.info("lead upsert failed for %s: %s", hash_email(li.email), o.reason_code)
+            out += [_from_outcome(p, o) for p in li.ops]
+        return out
+
+    # ----- stage 2
+    async def _statuses(
+        self, call: StatusCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
+    ) -> list[Decision]:
+        out: list[Decision] = []
+        sendable: list[tuple[Any, int]] = []
+        for m in call.members:
+            lid = lead_id(m.email)
+            if lid is None:
+                out += _failed(m.ops, unresolved(m.email))
+            else:
+                sendable.append((m, lid))
+        if not sendable:
+            return out
+        try:
+            outcomes = await self.writer.sync_program_member_status(
+                call.program_id, call.status_name, [lid for _, lid in sendable]
+            )
+        except MarketoError as exc:
+            f = _failure_from_exception(exc)
+            self._observe("program_member_status", len(sendable), f.code)
+            return out + _failed((p for m, _ in sendable for p in m.ops), f)
+        self._observe("program_member_status", len(sendable), call_code(outcomes))
+        for (m, _), o in zip(sendable, outcomes, strict=True):
+            out += [self._stale_aware(p, o, m.email) for p in m.ops]
+        return out
+
+    async def _objects(
+        self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
+    ) -> list[Decision]:
+        out: list[Decision] = []
+        sendable: list[tuple[Any, dict[str, Any]]] = []
+        for item in call.items:
+            lid = lead_id(item.email)
+            if lid is None:
+                out += _failed(item.ops, unresolved(item.email))
+            else:
+                sendable.append((item, link_record(call.object_name, item.record, lid)))
+        if not sendable:
+            return out
+        try:
+            outcomes = await self.writer.sync_custom_objects(call.object_name, [r for _, r in sendable])
+        except MarketoError as exc:
+            f = _failure_from_exception(exc)
+            self._observe("custom_objects", len(sendable), f.code)
+            return out + _failed((p for i, _ in sendable for p in i.ops), f)
+        self._observe("custom_objects", len(sendable), call_code(outcomes))
+        for (item, _), o in zip(sendable, outcomes, strict=True):
+            out += [self._stale_aware(p, o, item.email) for p in item.ops]
+        return out
+
+    async def _type_ids(self) -> dict[str, int]:
+        if self._activity_types is None:
+            types = await self.writer.custom_activity_types()
+            self._activity_types = {
+                str(t["apiName"]): int(t["id"]) for t in types if "apiName" in t and "id" in t
+            }
+        return self._activity_types
+
+    async def _activities(
+        self, call: ActivityCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
+    ) -> list[Decision]:
+        out: list[Decision] = []
+        try:
+            type_ids = await self._type_ids()
+        except MarketoError as exc:
+            return _failed((p for a in call.items for p in a.ops), _failure_from_exception(exc))
+        sendable: list[tuple[Any, ActivityRecord]] = []
+        for a in call.items:
+            type_id = type_ids.get(a.op.activity_type)
+            lid = lead_id(a.email)
+            if type_id is None:
+                out += _failed(a.ops, _Failure(
+                    UNKNOWN_ACTIVITY_TYPE,
+                    f"custom activity type {a.op.activity_type!r} does not exist in this instance; "
+                    "create and approve it (`kmsync marketo check --apply`)", False))
+            elif lid is None:
+                out += _failed(a.ops, unresolved(a.email))
+            else:
+                sendable.append((a, ActivityRecord(
+                    lead_id=lid, activity_type_id=type_id, activity_date=a.op.activity_date,
+                    primary_attribute_value=a.op.primary_attribute_value, attributes=dict(a.op.attributes),
+                )))
+        if not sendable:
+            return out
+        try:
+            outcomes = await self.writer.add_custom_activities([r for _, r in sendable])
+        except MarketoError as exc:
+            f = _failure_from_exception(exc)
+            self._observe("custom_activities", len(sendable), f.code)
+            return out + _failed((p for a, _ in sendable for p in a.ops), f)
+        self._observe("custom_activities", len(sendable), call_code(outcomes))
+        for (a, _), o in zip(sendable, outcomes, strict=True):
+            if o.ok:
+                self.ledger.add(a.op.op_id)
+            out += [self._stale_aware(p, o, a.email) for p in a.ops]
+        return out
+
+    def _stale_aware(self, p: PendingOp, o: Outcome, email: str) -> Decision:
+        d = _from_outcome(p, o)
+        if o.status == "failed" and o.reason_code == _LEAD_NOT_FOUND:
+            # The cached id points at a lead that is gone: forget it; the retry upserts by email.
+            self.cache.evict(email)
+            return Decision(p, "failed", o.marketo_id, o.reason_code, o.reason, retryable=True)
+        return d
+
+
+def _plan_ops(plan: Plan) -> list[PendingOp]:
+    ops = [p for c in plan.lead_calls for li in c.inputs for p in li.ops]
+    ops += [p for c in plan.status_calls for m in c.members for p in m.ops]
+    ops += [p for c in plan.object_calls for i in c.items for p in i.ops]
+    ops += [p for c in plan.activity_calls for a in c.items for p in a.ops]
+    return ops

@@ -1,0 +1,36 @@
+"""One operation the sink has read and not yet decided: where it came from and how often it was tried."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kmsync_contracts.marketo_ops import MarketoOperation
+
+
+@dataclass(frozen=True, order=True)
+class Source:
+    """The Kafka position of a record: what the offset tracker and dead letters refer to."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class PendingOp:
+    source: Source
+    op: MarketoOperation
+    #: Encoded size in bytes (window byte cap).
+    size: int
+    #: Monotonic time the sink first saw it (window age).
+    arrived: float
+    #: Attempts already made (0 before the first call).
+    attempts: int = 0
+    #: Monotonic time before which it is not retried.
+    not_before: float = 0.0
+    #: The record key as read (dead letters keep it).
+    key: str | None = None
+
+    @property
+    def munchkin_id(self) -> str:
+        return self.op.munchkin_id

@@ -1,0 +1,253 @@
+"""The fewest calls for one window (pure).
+
+Order (architecture.md principle 4; marketo-api.md §5–8):
+1. Leads, deduplicated by email: one input per email per window, fields merged in offset order, so
+   one upsert per email is in flight (§5.1: same-key upserts racing make duplicate leads). Emails the
+   other operations need and the lead id cache does not know are upserted email-only, which also
+   returns their ids.
+2. Program member statuses, grouped by (program, status): the API takes one statusName per call
+   (§6.2); a lead appears once per group.
+3. Custom objects, grouped by object, deduplicated by the dedupe fields (two inputs with one key in
+   a call answer 1036, §8.2).
+4. Custom activities (insert-only, §7.1): deduplicated by op_id, and an op_id the ledger knows as
+   written is not sent again.
+Every group is cut into calls of at most the client's batch maximum. When the window closed on
+count or bytes (a backlog), a group's last call that would carry fewer than ``min_call_records``
+waits for the next window instead, so calls stay full; a window that would otherwise send nothing
+sends everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from kmsync_contracts.base import Scalar
+from kmsync_contracts.marketo_ops import CustomActivity, CustomObjectUpsert, LeadUpsert, ProgramMemberStatus
+from kmsync_contracts.seed import ENGAGEMENT_OBJECT_FIELDS
+from marketo_sink.pending import PendingOp
+
+#: Custom object → its link field to the lead, filled in with the lead id (the seed's personId).
+LINK_FIELDS: dict[str, str] = {
+    "kalturaUserSessionEngagement": next(f.name for f in ENGAGEMENT_OBJECT_FIELDS if f.data_type == "link"),
+}
+
+
+@dataclass
+class LeadInput:
+    email: str
+    fields: dict[str, Scalar]
+    #: The LeadUpsert operations this input answers (empty: an email-only upsert to learn the id).
+    ops: list[PendingOp] = field(default_factory=list)
+
+    def record(self) -> dict[str, Scalar]:
+        return {**self.fields, "email": self.email}
+
+
+@dataclass
+class MemberInput:
+    email: str
+    ops: list[PendingOp]
+
+
+@dataclass
+class ObjectInput:
+    email: str
+    record: dict[str, Scalar]
+    ops: list[PendingOp]
+
+
+@dataclass
+class ActivityInput:
+    email: str
+    op: CustomActivity
+    #: Every copy of this op_id in the window (a replay); they share the outcome.
+    ops: list[PendingOp]
+
+
+@dataclass
+class LeadCall:
+    inputs: list[LeadInput]
+
+
+@dataclass
+class StatusCall:
+    program_id: int
+    status_name: str
+    step: int
+    members: list[MemberInput]
+
+
+@dataclass
+class ObjectCall:
+    object_name: str
+    items: list[ObjectInput]
+
+
+@dataclass
+class ActivityCall:
+    items: list[ActivityInput]
+
+
+@dataclass
+class Plan:
+    lead_calls: list[LeadCall] = field(default_factory=list)
+    status_calls: list[StatusCall] = field(default_factory=list)
+    object_calls: list[ObjectCall] = field(default_factory=list)
+    activity_calls: list[ActivityCall] = field(default_factory=list)
+    #: Go back to the window (a short tail of a backlog; sent with a later window).
+    deferred: list[PendingOp] = field(default_factory=list)
+    #: Activities the ledger already knows as written: answered "skipped" without a call.
+    already_written: list[PendingOp] = field(default_factory=list)
+    #: Leads and program members go through the Bulk Import API (a large window).
+    use_bulk: bool = False
+
+    @property
+    def calls(self) -> int:
+        return len(self.lead_calls) + len(self.status_calls) + len(self.object_calls) + len(self.activity_calls)
+
+    def records_per_call(self) -> list[int]:
+        return (
+            [len(c.inputs) for c in self.lead_calls]
+            + [len(c.members) for c in self.status_calls]
+            + [len(c.items) for c in self.object_calls]
+            + [len(c.items) for c in self.activity_calls]
+        )
+
+
+T = TypeVar("T")
+
+
+def chunk(items: list[T], size: int) -> list[list[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _split_tail(items: list[T], size: int, min_tail: int) -> tuple[list[list[T]], list[T]]:
+    """Chunks of ``size``; a last chunk shorter than ``min_tail`` is returned apart (to defer)."""
+    chunks = chunk(items, size)
+    if chunks and min_tail > 0 and len(chunks[-1]) < min(min_tail, size):
+        return chunks[:-1], chunks[-1]
+    return chunks, []
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    batch_max: int
+    #: 0 sends every tail; > 0 defers short tails (only when the window closed on count/bytes).
+    min_call_records: int = 0
+    #: Distinct leads from which leads and program members go bulk (0: never).
+    bulk_min_records: int = 0
+
+
+def plan_window(
+    window: list[PendingOp],
+    config: PlannerConfig,
+    known_lead: Callable[[str], bool],
+    already_written: Callable[[str], bool] = lambda op_id: False,
+) -> Plan:
+    plan = _plan(window, config, known_lead, already_written, config.min_call_records)
+    if plan.calls == 0 and plan.deferred:
+        plan = _plan(window, config, known_lead, already_written, 0)
+    return plan
+
+
+def _plan(
+    window: list[PendingOp],
+    config: PlannerConfig,
+    known_lead: Callable[[str], bool],
+    already_written: Callable[[str], bool],
+    min_tail: int,
+) -> Plan:
+    plan = Plan()
+    ordered = sorted(window, key=lambda p: p.source)
+
+    # 1. leads
+    leads: dict[str, LeadInput] = {}
+    for p in ordered:
+        if isinstance(p.op, LeadUpsert):
+            entry = leads.setdefault(p.op.email, LeadInput(p.op.email, {}))
+            entry.fields.update({k: v for k, v in p.op.fields.items() if k != "email"})
+            entry.ops.append(p)
+    for p in ordered:
+        if not isinstance(p.op, LeadUpsert) and p.op.email not in leads and not known_lead(p.op.email):
+            leads[p.op.email] = LeadInput(p.op.email, {})
+    lead_inputs = list(leads.values())
+    plan.use_bulk = config.bulk_min_records > 0 and len(lead_inputs) >= config.bulk_min_records
+    lead_tail: list[LeadInput] = []
+    if plan.use_bulk:
+        lead_chunks = [lead_inputs]
+    else:
+        lead_chunks, lead_tail = _split_tail(lead_inputs, config.batch_max, min_tail)
+    plan.lead_calls = [LeadCall(c) for c in lead_chunks]
+    deferred_emails = {li.email for li in lead_tail}
+    for li in lead_tail:
+        plan.deferred.extend(li.ops)
+    rest = [p for p in ordered if not isinstance(p.op, LeadUpsert)]
+    plan.deferred.extend(p for p in rest if p.op.email in deferred_emails)
+    rest = [p for p in rest if p.op.email not in deferred_emails]
+
+    # 2. program member statuses by (program, status)
+    groups: dict[tuple[int, str], dict[str, MemberInput]] = {}
+    steps: dict[tuple[int, str], int] = {}
+    for p in rest:
+        if isinstance(p.op, ProgramMemberStatus):
+            key = (p.op.program_id, p.op.status_name)
+            steps[key] = p.op.step
+            members = groups.setdefault(key, {})
+            members.setdefault(p.op.email, MemberInput(p.op.email, [])).ops.append(p)
+    for key in sorted(groups, key=lambda k: (k[0], steps[k], k[1])):
+        members_list = list(groups[key].values())
+        tail: list[MemberInput] = []
+        if plan.use_bulk:
+            chunks = [members_list]
+        else:
+            chunks, tail = _split_tail(members_list, config.batch_max, min_tail)
+        plan.status_calls += [StatusCall(key[0], key[1], steps[key], c) for c in chunks]
+        plan.deferred.extend(_ops_of(m.ops for m in tail))
+
+    # 3. custom objects by object, deduplicated by the dedupe fields
+    objects: dict[str, dict[tuple[object, ...], ObjectInput]] = {}
+    for p in rest:
+        if isinstance(p.op, CustomObjectUpsert):
+            key_values = tuple(p.op.record.get(f) for f in p.op.dedupe_fields)
+            items = objects.setdefault(p.op.object_name, {})
+            found = items.get(key_values)
+            if found is None:
+                items[key_values] = ObjectInput(p.op.email, dict(p.op.record), [p])
+            else:
+                found.record.update(p.op.record)
+                found.ops.append(p)
+    for name in sorted(objects):
+        obj_items = list(objects[name].values())
+        obj_chunks, obj_tail = _split_tail(obj_items, config.batch_max, min_tail)
+        plan.object_calls += [ObjectCall(name, c) for c in obj_chunks]
+        plan.deferred.extend(_ops_of(i.ops for i in obj_tail))
+
+    # 4. custom activities, once per op_id
+    acts: dict[str, ActivityInput] = {}
+    for p in rest:
+        if isinstance(p.op, CustomActivity):
+            if already_written(p.op.op_id):
+                plan.already_written.append(p)
+            elif p.op.op_id in acts:
+                acts[p.op.op_id].ops.append(p)
+            else:
+                acts[p.op.op_id] = ActivityInput(p.op.email, p.op, [p])
+    act_chunks, act_tail = _split_tail(list(acts.values()), config.batch_max, min_tail)
+    plan.activity_calls = [ActivityCall(c) for c in act_chunks]
+    plan.deferred.extend(_ops_of(a.ops for a in act_tail))
+    return plan
+
+
+def _ops_of(groups: Iterable[list[PendingOp]]) -> list[PendingOp]:
+    return [p for g in groups for p in g]
+
+
+def link_record(object_name: str, record: Mapping[str, Scalar], lead_id: int) -> dict[str, Scalar]:
+    """The custom object record with its link field to the lead set (when the object has one)."""
+    out = dict(record)
+    link = LINK_FIELDS.get(object_name)
+    if link is not None:
+        out[link] = lead_id
+    return out

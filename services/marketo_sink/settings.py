@@ -1,0 +1,58 @@
+"""The sink's settings (environment, prefix KMSYNC_), validated once at start-up.
+
+Windowing defaults favour full calls under a backlog (≥ 290 records per write call on average) while
+a quiet stream still leaves within ``window_max_age_seconds``. Marketo's own limits (300 records per
+call, 1 MB bodies, 100 calls / 20 s) live in kmsync_marketo, never here.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from kmsync_config.settings import CommonSettings
+
+
+class WindowSettings(CommonSettings):
+    """Only the knobs of windowing and retry, so pure logic can be built without Kafka fields."""
+
+    #: A window closes when it holds this many operations ...
+    window_max_records: int = Field(default=3000, ge=1)
+    #: ... or its oldest operation has waited this long ...
+    window_max_age_seconds: float = Field(default=5.0, gt=0)
+    #: ... or its operations' encoded size reaches this many bytes.
+    window_max_bytes: int = Field(default=8_000_000, ge=1_000)
+    #: When a window closes on count or bytes, a call that would carry fewer records than this
+    #: waits for the next window (until the window's age limit forces it out). 0 disables.
+    window_min_call_records: int = Field(default=290, ge=0)
+    #: A window whose distinct leads reach this count upserts leads and program members with the
+    #: Bulk Import API instead of REST (0 disables the bulk path).
+    bulk_min_records: int = Field(default=0, ge=0)
+    #: Failed records are retried (alone, not their whole call) this many times in total ...
+    retry_max_attempts: int = Field(default=8, ge=1)
+    #: ... after base × 2^(attempt-1) seconds with jitter, capped.
+    retry_base_seconds: float = Field(default=1.0, ge=0)
+    retry_max_seconds: float = Field(default=300.0, ge=0)
+    #: Email → lead id entries kept per instance.
+    lead_cache_size: int = Field(default=200_000, ge=0)
+
+
+class SinkSettings(WindowSettings):
+    #: Consumer group of every sink replica.
+    sink_group_id: str = "kmsync-marketo-sink"
+    #: Longest a revoked partition's in-flight calls may run before they are abandoned (their
+    #: records stay uncommitted and the new owner replays them).
+    sink_drain_timeout_seconds: float = Field(default=20.0, gt=0)
+    #: Operations buffered for one partition before its fetching pauses (a parked instance).
+    sink_max_buffered_per_partition: int = Field(default=50_000, ge=1)
+    #: How far back the activity ledger reads marketo.results.v1 on start (ops retention: 7 days).
+    sink_ledger_lookback_hours: float = Field(default=7 * 24.0, gt=0)
+    #: Commit at most this often (seconds) while records complete.
+    sink_commit_interval_seconds: float = Field(default=1.0, gt=0)
+    #: Calls in flight at once per instance (≤ the client limiter's concurrency cap).
+    sink_call_concurrency: int = Field(default=5, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _check(self) -> SinkSettings:
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("retry_max_seconds must be ≥ retry_base_seconds")
+        return self

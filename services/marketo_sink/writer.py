@@ -1,0 +1,35 @@
+"""The part of the Marketo client the sink uses, as a protocol.
+
+kmsync_marketo.client.MarketoClient satisfies it; all Marketo knowledge (paths, limits, error
+codes, retries of response-level errors) stays in that library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from kmsync_marketo.client import ActivityRecord, LeadSyncResult
+from kmsync_marketo.limiter import InstanceLimiter
+from kmsync_marketo.outcomes import Outcome
+
+
+class MarketoWriter(Protocol):
+    @property
+    def limiter(self) -> InstanceLimiter: ...
+
+    async def sync_leads(self, leads: Sequence[Mapping[str, Any]]) -> LeadSyncResult: ...
+
+    async def sync_program_member_status(
+        self, program_id: int, status_name: str, lead_ids: Sequence[int]
+    ) -> list[Outcome]: ...
+
+    async def sync_custom_objects(
+        self, api_name: str, records: Sequence[Mapping[str, Any]]
+    ) -> list[Outcome]: ...
+
+    async def add_custom_activities(self, activities: Sequence[ActivityRecord]) -> list[Outcome]: ...
+
+    async def custom_activity_types(self) -> list[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
