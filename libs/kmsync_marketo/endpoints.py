@@ -48,6 +48,7 @@ IDENTITY_TOKEN: Final = "/identity/oauth/token"
 LEADS: Final = "/rest/v1/leads.json"
 LEADS_DESCRIBE: Final = "/rest/v1/leads/describe.json"
 LEADS_DESCRIBE2: Final = "/rest/v1/leads/describe2.json"
+CAMPAIGNS: Final = "/rest/v1/campaigns.json"
 USAGE_TODAY: Final = "/rest/v1/stats/usage.json"
 ERRORS_TODAY: Final = "/rest/v1/stats/errors.json"
 

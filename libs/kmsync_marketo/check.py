@@ -1,0 +1,516 @@
+"""`kmsync marketo check`: is this Marketo instance set up the way the seed's setup guide requires?
+
+Checks, in order: credentials; one harmless read per API permission area; the event channel with
+the nine statuses and steps; the event program(s) on that channel; the custom activity type and its
+fields; both custom objects and their fields. ``apply=True`` creates what the API can create
+(activity type, custom objects, their fields; then approves them) and says what it cannot
+(channels and programs are created in the Marketo UI).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kmsync_marketo import expected as exp
+from kmsync_marketo.client import MarketoClient
+from kmsync_marketo.errors import MarketoApiError, MarketoAuthError, MarketoError
+
+log = logging.getLogger(__name__)
+
+State = Literal["ok", "missing", "applied", "unverified", "skipped"]
+_MARK = {"ok": "[ok]", "missing": "[MISSING]", "applied": "[applied]", "unverified": "[??]", "skipped": "[--]"}
+
+
+@dataclass
+class CheckItem:
+    title: str
+    state: State
+    detail: str = ""
+    fix: str = ""
+    #: Whether --apply can fix it through the API.
+    api_fixable: bool = False
+
+
+@dataclass
+class CheckReport:
+    instance: str
+    items: list[CheckItem] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Nothing missing or left unchecked; items that could not be verified are warnings."""
+        return all(i.state in ("ok", "applied", "unverified") for i in self.items)
+
+    def add(self, item: CheckItem) -> CheckItem:
+        self.items.append(item)
+        return item
+
+    def render(self) -> str:
+        lines = [f"Marketo setup check for {self.instance}"]
+        for item in self.items:
+            lines.append(f"  {_MARK[item.state]:<10} {item.title}")
+            if item.detail:
+                lines.extend(f"             {d}" for d in item.detail.splitlines())
+            if item.fix and item.state in ("missing", "unverified"):
+                how = "fix (kmsync marketo check --apply does this)" if item.api_fixable else "fix"
+                lines.append(f"             {how}: {item.fix}")
+        missing = [i for i in self.items if i.state == "missing"]
+        if not missing:
+            unverified = sum(1 for i in self.items if i.state == "unverified")
+            lines.append(
+                "All checks passed."
+                if not unverified
+                else f"Nothing missing; {unverified} item(s) could not be verified."
+            )
+        else:
+            fixable = sum(1 for i in missing if i.api_fixable)
+            lines.append(
+                f"{len(missing)} item(s) missing; {fixable} can be created with --apply, "
+                f"{len(missing) - fixable} must be done in the Marketo UI."
+            )
+        return "\n".join(lines)
+
+
+def _by(items: Sequence[Mapping[str, Any]], key: str) -> dict[str, Mapping[str, Any]]:
+    return {str(i.get(key)): i for i in items if i.get(key) is not None}
+
+
+def _status_rows(channel: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return _by(channel.get("progressionStatuses") or [], "name")
+
+
+def channel_problems(channel: Mapping[str, Any]) -> list[str]:
+    """What a channel lacks compared with the seed's table (name, step, success)."""
+    rows = _status_rows(channel)
+    problems: list[str] = []
+    for st in exp.CHANNEL_STATUSES:
+        row = rows.get(st.name)
+        if row is None:
+            problems.append(f"status {st.name!r} (step {st.step}) is missing")
+            continue
+        if int(row.get("step", -1)) != st.step:
+            problems.append(f"status {st.name!r} has step {row.get('step')}, the guide says {st.step}")
+        if bool(row.get("success", False)) != st.success:
+            problems.append(f"status {st.name!r} success is {bool(row.get('success'))}, the guide says {st.success}")
+    return problems
+
+
+def _channel_fix(name: str | None) -> str:
+    table = ", ".join(f"{s.name} (step {s.step}{', success' if s.success else ''})" for s in exp.CHANNEL_STATUSES)
+    where = f"channel {name!r}" if name else "an event program channel"
+    return f"in Marketo Admin > Tags > Channels, create or edit {where} (applies to Event programs) with: {table}"
+
+
+def _field_rows(described: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    if not described:
+        return {}
+    return _by(described.get("fields") or [], "name")
+
+
+def _attr_rows(described: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    if not described:
+        return {}
+    rows = _by(described.get("attributes") or [], "apiName")
+    primary = described.get("primaryAttribute")
+    if isinstance(primary, Mapping) and primary.get("apiName"):
+        rows[str(primary["apiName"])] = {**primary, "isPrimary": True}
+    return rows
+
+
+def _same_type(actual: Any, wanted: str) -> bool:
+    return str(actual or "").lower() == wanted.lower()
+
+
+class SetupChecker:
+    def __init__(
+        self,
+        client: MarketoClient,
+        *,
+        instance_name: str,
+        program_ids: Sequence[int] = (),
+        channel_name: str | None = None,
+    ) -> None:
+        self.client = client
+        self.instance_name = instance_name
+        self.program_ids = list(dict.fromkeys(program_ids))
+        self.channel_name = channel_name
+
+    async def run(self, apply: bool = False) -> CheckReport:
+        report = CheckReport(self.instance_name)
+        if not await self._credentials(report):
+            return report
+        await self._permissions(report)
+        channel = await self._channel(report)
+        await self._programs(report, channel)
+        await self._activity_type(report, apply)
+        for obj in exp.CUSTOM_OBJECTS:
+            await self._custom_object(report, obj, apply)
+        return report
+
+    # ----- credentials and permissions -----
+    async def _credentials(self, report: CheckReport) -> bool:
+        try:
+            await self.client.transport.tokens.bearer()
+        except MarketoAuthError as exc:
+            report.add(
+                CheckItem(
+                    "API credentials (client id / secret)",
+                    "missing",
+                    str(exc),
+                    "in Marketo Admin > LaunchPoint > View Details, copy the client id and secret of "
+                    "the API-only user's custom service into the tenants file",
+                )
+            )
+            report.add(CheckItem("everything else", "skipped", "not checked without working credentials"))
+            return False
+        except MarketoError as exc:
+            report.add(
+                CheckItem(
+                    "API credentials (client id / secret)",
+                    "unverified",
+                    f"Identity could not be reached: {exc}",
+                    "check the endpoint domain",
+                )
+            )
+            return False
+        report.add(CheckItem("API credentials (client id / secret)", "ok", "Identity issued a token"))
+        return True
+
+    async def _permissions(self, report: CheckReport) -> None:
+        for area, path, params in exp.PERMISSION_PROBES:
+            title = f"API permission Access API > {area}"
+            try:
+                await self.client.transport.call("GET", path, params=dict(params))
+            except MarketoApiError as exc:
+                if exc.code == "603":
+                    report.add(
+                        CheckItem(
+                            title,
+                            "missing",
+                            f"Marketo answered 603 {exc.message}",
+                            f"in Admin > Users & Roles, give the API user's role 'Access API > {area}'",
+                        )
+                    )
+                elif exc.code == "610":
+                    report.add(CheckItem(title, "unverified", f"{path} is not available on this instance (610)"))
+                else:
+                    report.add(CheckItem(title, "unverified", f"probe {path} answered {exc.code} {exc.message}"))
+                continue
+            except MarketoError as exc:
+                report.add(CheckItem(title, "unverified", f"probe {path} failed: {exc}"))
+                continue
+            report.add(CheckItem(title, "ok", f"read access confirmed ({path})"))
+
+    # ----- channel and programs (UI only) -----
+    async def _channel(self, report: CheckReport) -> Mapping[str, Any] | None:
+        title = "event channel with the nine Kaltura statuses"
+        try:
+            channels = await self.client.channels()
+        except MarketoError as exc:
+            report.add(
+                CheckItem(
+                    title, "unverified", f"channels could not be read: {exc}", "grant Access API > Read-Write Assets"
+                )
+            )
+            return None
+        candidates = [c for c in channels if not self.channel_name or c.get("name") == self.channel_name]
+        scored = sorted(candidates, key=lambda c: len(channel_problems(c)))
+        best = scored[0] if scored else None
+        if best is not None and not channel_problems(best):
+            report.add(
+                CheckItem(
+                    title,
+                    "ok",
+                    f"channel {best.get('name')!r} (id {best.get('id')}) has all nine statuses with the guide's steps",
+                )
+            )
+            return best
+        if best is not None and len(channel_problems(best)) < len(exp.CHANNEL_STATUSES):
+            detail = f"closest channel {best.get('name')!r}:\n" + "\n".join(channel_problems(best))
+        else:
+            detail = "no channel has the Kaltura statuses"
+        report.add(
+            CheckItem(title, "missing", detail, _channel_fix(self.channel_name) + " (the API cannot create channels)")
+        )
+        return None
+
+    async def _programs(self, report: CheckReport, channel: Mapping[str, Any] | None) -> None:
+        channel_name = str(channel.get("name")) if channel else self.channel_name
+        fix = (
+            f"in Marketing Activities create a program of type Event on channel {channel_name!r}"
+            if channel_name
+            else "create the channel first, then an Event program on it"
+        )
+        fix += " (the API cannot create programs)"
+        if not self.program_ids:
+            title = "event program on the Kaltura channel"
+            try:
+                programs = await self.client.programs()
+            except MarketoError as exc:
+                report.add(CheckItem(title, "unverified", f"programs could not be read: {exc}"))
+                return
+            found = [p for p in programs if _is_event_on(p, channel_name)]
+            if found:
+                names = ", ".join(f"{p.get('name')!r} (id {p.get('id')})" for p in found)
+                report.add(CheckItem(title, "ok", f"found {names}; put its id in the tenants file's events"))
+            else:
+                report.add(CheckItem(title, "missing", "no Event program uses the channel", fix))
+            return
+        for program_id in self.program_ids:
+            title = f"event program {program_id} on the Kaltura channel"
+            try:
+                program = await self.client.program(program_id)
+            except MarketoApiError as exc:
+                program = None
+                if exc.code not in ("610", "702", "709"):
+                    report.add(CheckItem(title, "unverified", f"program {program_id}: {exc.code} {exc.message}"))
+                    continue
+            except MarketoError as exc:
+                report.add(CheckItem(title, "unverified", f"program {program_id} could not be read: {exc}"))
+                continue
+            if program is None:
+                report.add(CheckItem(title, "missing", f"program {program_id} does not exist", fix))
+            elif not _is_event_on(program, channel_name):
+                report.add(
+                    CheckItem(
+                        title,
+                        "missing",
+                        f"program {program.get('name')!r} is type {program.get('type')!r} on channel "
+                        f"{program.get('channel')!r}",
+                        fix,
+                    )
+                )
+            else:
+                report.add(
+                    CheckItem(title, "ok", f"{program.get('name')!r} is an Event program on {program.get('channel')!r}")
+                )
+
+    # ----- custom activity type -----
+    async def _activity_type(self, report: CheckReport, apply: bool) -> None:
+        want = exp.ENGAGEMENT_ACTIVITY
+        title = f"custom activity type {want.api_name!r} and its fields"
+        try:
+            types = _by(await self.client.custom_activity_types(), "apiName")
+            existing = types.get(want.api_name)
+            approved = await self.client.describe_custom_activity_type(want.api_name) if existing else None
+            draft = await self.client.describe_custom_activity_type(want.api_name, draft=True) if existing else None
+        except MarketoError as exc:
+            report.add(
+                CheckItem(
+                    title,
+                    "unverified",
+                    f"activity types could not be read: {exc}",
+                    "grant Access API > Read-Write Activity Metadata",
+                )
+            )
+            return
+        problems, creatable, wrong = self._activity_problems(existing, approved, draft)
+        if not problems:
+            report.add(CheckItem(title, "ok", f"approved with entry_id primary and {len(want.attributes)} fields"))
+            return
+        fix = (
+            "create it in Admin > Marketo Custom Activities (or with --apply): primary attribute entry_id "
+            "(string), fields " + ", ".join(f"{f.name} ({f.data_type})" for f in want.attributes)
+        )
+        if wrong:
+            fix = "delete and re-add these fields with the right type: " + "; ".join(wrong)
+        if apply and not wrong:
+            try:
+                await self._apply_activity_type(existing, creatable)
+            except MarketoError as exc:
+                report.add(CheckItem(title, "missing", "\n".join(problems) + f"\n--apply failed: {exc}", fix, True))
+                return
+            report.add(CheckItem(title, "applied", "\n".join(problems) + "\ncreated/approved through the API"))
+            return
+        report.add(CheckItem(title, "missing", "\n".join(problems), fix, api_fixable=not wrong))
+
+    def _activity_problems(
+        self,
+        existing: Mapping[str, Any] | None,
+        approved: Mapping[str, Any] | None,
+        draft: Mapping[str, Any] | None,
+    ) -> tuple[list[str], list[exp.ExpectedField], list[str]]:
+        want = exp.ENGAGEMENT_ACTIVITY
+        if existing is None:
+            return [f"activity type {want.api_name!r} does not exist"], list(want.attributes), []
+        problems: list[str] = []
+        live = _attr_rows(approved)
+        pending = _attr_rows(draft)
+        status = str(existing.get("status", ""))
+        if status != "approved":
+            problems.append(f"status is {status!r}, not approved")
+        creatable: list[exp.ExpectedField] = []
+        wrong: list[str] = []
+        primary = live.get(want.primary.name) or pending.get(want.primary.name)
+        if primary is None or not primary.get("isPrimary"):
+            wrong.append(f"primary attribute must be {want.primary.name} (string)")
+        for f in want.attributes:
+            row = live.get(f.name)
+            if row is None:
+                if f.name in pending:
+                    problems.append(f"field {f.name} is waiting for approval")
+                else:
+                    problems.append(f"field {f.name} ({f.data_type}) is missing")
+                    creatable.append(f)
+                continue
+            if not _same_type(row.get("dataType"), f.data_type):
+                wrong.append(f"{f.name} is {row.get('dataType')}, the guide says {f.data_type}")
+        problems.extend(wrong)
+        return problems, creatable, wrong
+
+    async def _apply_activity_type(self, existing: Mapping[str, Any] | None, missing: list[exp.ExpectedField]) -> None:
+        want = exp.ENGAGEMENT_ACTIVITY
+        if existing is None:
+            await self.client.create_custom_activity_type(
+                {
+                    "apiName": want.api_name,
+                    "name": want.name,
+                    "description": want.description,
+                    "triggerName": want.trigger_name,
+                    "filterName": want.filter_name,
+                    "primaryAttribute": {
+                        "apiName": want.primary.name,
+                        "name": want.primary.name,
+                        "description": want.primary.description,
+                    },
+                }
+            )
+        if missing:
+            await self.client.add_custom_activity_attributes(
+                want.api_name,
+                [
+                    {"apiName": f.name, "name": f.name, "dataType": f.data_type, "description": f.description}
+                    for f in missing
+                ],
+            )
+        await self.client.approve_custom_activity_type(want.api_name)
+
+    # ----- custom objects -----
+    async def _custom_object(self, report: CheckReport, want: exp.ExpectedObject, apply: bool) -> None:
+        title = f"custom object {want.api_name!r} and its fields"
+        try:
+            schemas = _by(await self.client.custom_object_schemas(), "apiName")
+            existing = schemas.get(want.api_name)
+            approved = draft = None
+            if existing is not None:
+                state = str(existing.get("state", ""))
+                if state in ("approved", "approvedWithDraft"):
+                    approved = await self.client.describe_custom_object_schema(want.api_name, "approved")
+                if state in ("draft", "approvedWithDraft"):
+                    draft = await self.client.describe_custom_object_schema(want.api_name, "draft")
+        except MarketoApiError as exc:
+            fix = (
+                "custom objects need a subscription that includes them"
+                if exc.code in ("616", "1026")
+                else "grant Access API > Read-Write Custom Object"
+            )
+            report.add(CheckItem(title, "unverified", f"custom object types could not be read: {exc}", fix))
+            return
+        except MarketoError as exc:
+            report.add(CheckItem(title, "unverified", f"custom object types could not be read: {exc}"))
+            return
+        problems, creatable, manual = _object_problems(want, existing, approved, draft)
+        if not problems:
+            report.add(
+                CheckItem(
+                    title, "ok", f"approved with {len(want.fields)} fields, dedupe {' + '.join(want.dedupe_fields)}"
+                )
+            )
+            return
+        fix = (
+            f"create it in Admin > Marketo Custom Objects (or with --apply): dedupe "
+            f"{' + '.join(want.dedupe_fields)}, fields " + ", ".join(f"{f.name} ({f.data_type})" for f in want.fields)
+        )
+        if manual:
+            fix = "in Admin > Marketo Custom Objects: " + "; ".join(manual)
+        if apply and not manual:
+            try:
+                await self._apply_object(want, existing, creatable)
+            except MarketoError as exc:
+                report.add(CheckItem(title, "missing", "\n".join(problems) + f"\n--apply failed: {exc}", fix, True))
+                return
+            report.add(CheckItem(title, "applied", "\n".join(problems) + "\ncreated/approved through the API"))
+            return
+        report.add(CheckItem(title, "missing", "\n".join(problems), fix, api_fixable=not manual))
+
+    async def _apply_object(
+        self, want: exp.ExpectedObject, existing: Mapping[str, Any] | None, missing: list[exp.ExpectedField]
+    ) -> None:
+        if existing is None:
+            await self.client.sync_custom_object_type(
+                {
+                    "apiName": want.api_name,
+                    "displayName": want.display_name,
+                    "pluralName": want.plural_name,
+                    "description": want.description,
+                    "showInLeadDetail": True,
+                }
+            )
+        if missing:
+            fields: list[dict[str, Any]] = []
+            for f in missing:
+                spec: dict[str, Any] = {
+                    "name": f.name,
+                    "displayName": f.name,
+                    "dataType": f.data_type,
+                    "description": f.description,
+                    "isDedupeField": f.dedupe,
+                }
+                if f.related_to:
+                    spec["relatedTo"] = {"name": f.related_to[0], "field": f.related_to[1]}
+                fields.append(spec)
+            await self.client.add_custom_object_fields(want.api_name, fields)
+        await self.client.approve_custom_object_type(want.api_name)
+
+
+def _object_problems(
+    want: exp.ExpectedObject,
+    existing: Mapping[str, Any] | None,
+    approved: Mapping[str, Any] | None,
+    draft: Mapping[str, Any] | None,
+) -> tuple[list[str], list[exp.ExpectedField], list[str]]:
+    if existing is None:
+        return [f"custom object {want.api_name!r} does not exist"], list(want.fields), []
+    problems: list[str] = []
+    manual: list[str] = []
+    creatable: list[exp.ExpectedField] = []
+    state = str(existing.get("state", ""))
+    if state != "approved":
+        problems.append(f"state is {state!r}, not approved")
+    live = _field_rows(approved)
+    pending = _field_rows(draft)
+    live_dedupe = set(
+        (approved or {}).get("dedupeFields")
+        or [n for n, r in live.items() if r.get("isDedupeField") or r.get("dedupe")]
+    )
+    for f in want.fields:
+        row = live.get(f.name)
+        if row is None:
+            if f.name in pending:
+                problems.append(f"field {f.name} is waiting for approval")
+                continue
+            problems.append(f"field {f.name} ({f.data_type}) is missing")
+            if approved is not None and (f.dedupe or f.data_type == "link"):
+                # §8.3: after approval, dedupe and link fields cannot be added.
+                manual.append(
+                    f"{f.name} is a {'dedupe' if f.dedupe else 'link'} field and the type is already "
+                    "approved: delete and recreate the custom object"
+                )
+            else:
+                creatable.append(f)
+            continue
+        if not _same_type(row.get("dataType"), f.data_type):
+            problems.append(f"field {f.name} is {row.get('dataType')}, the guide says {f.data_type}")
+            manual.append(f"delete and re-add {f.name} as {f.data_type}")
+    if approved is not None and live_dedupe and set(want.dedupe_fields) != live_dedupe:
+        problems.append(f"dedupe fields are {sorted(live_dedupe)}, kmsync expects {list(want.dedupe_fields)}")
+        manual.append("recreate the custom object with dedupe fields " + " + ".join(want.dedupe_fields))
+    return problems, creatable, manual
+
+
+def _is_event_on(program: Mapping[str, Any], channel_name: str | None) -> bool:
+    is_event = str(program.get("type", "")).lower() == exp.PROGRAM_TYPE.lower()
+    return is_event and (channel_name is None or program.get("channel") == channel_name)

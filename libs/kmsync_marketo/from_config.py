@@ -1,0 +1,25 @@
+"""Client settings from the tenants file (kmsync_config), so services never re-map them by hand."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from kmsync_config import MarketoInstance
+from kmsync_marketo.settings import LimiterSettings, MarketoSettings
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def settings_from_instance(instance: MarketoInstance, limits: LimiterSettings | None = None) -> MarketoSettings:
+    """The tenants file's instance (share, daily quota, secret by reference) as client settings.
+    Resolves the secret reference; raises ValueError saying where it looked if it cannot."""
+    base = limits or LimiterSettings()
+    host = urlsplit(instance.endpoint).hostname or ""
+    return MarketoSettings(
+        endpoint=instance.endpoint,
+        client_id=instance.client_id,
+        client_secret=instance.client_secret.resolve(),
+        munchkin_id=instance.munchkin_id,
+        limits=base.model_copy(update={"share": instance.share, "daily_quota": instance.daily_quota}),
+        allow_insecure_http=host in _LOOPBACK,
+    )
