@@ -11,7 +11,6 @@ import json
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -295,9 +294,10 @@ class MarketoClient:
         await self.transport.call("POST", ep.custom_activity_type_approve(api_name))
 
     async def sync_custom_object_type(self, definition: Mapping[str, Any]) -> None:
-        await self.transport.call(
+        body = await self.transport.call(
             "POST", ep.CUSTOM_OBJECT_SCHEMA, json={"action": "createOrUpdate", **dict(definition)}
         )
+        _raise_on_skipped(body, 1)
 
     async def describe_custom_object_schema(self, api_name: str, state: str | None = None) -> dict[str, Any] | None:
         params = {"state": state} if state else None
@@ -310,14 +310,17 @@ class MarketoClient:
         return result[0] if result else None
 
     async def add_custom_object_fields(self, api_name: str, fields: Sequence[Mapping[str, Any]]) -> None:
-        await self.transport.call("POST", ep.custom_object_schema_add_field(api_name), json={"input": list(fields)})
+        body = await self.transport.call(
+            "POST", ep.custom_object_schema_add_field(api_name), json={"input": list(fields)}
+        )
+        _raise_on_skipped(body, len(fields))
 
     async def approve_custom_object_type(self, api_name: str) -> None:
         await self.transport.call("POST", ep.custom_object_schema_approve(api_name))
 
 
-def activity_date(value: datetime) -> str:
-    """ISO-8601 with offset, as Marketo wants activityDate (§7.1)."""
-    if value.tzinfo is None:
-        raise ValueError("activity dates must be timezone-aware")
-    return value.isoformat()
+def _raise_on_skipped(body: Mapping[str, Any], count: int) -> None:
+    """Schema writes answer per item; a skipped item means the change was not made."""
+    for outcome in align_results(body.get("result") or [], count, 0, None):
+        if outcome.status == "failed" and outcome.reason_code != "missing_result":
+            raise MarketoApiError(outcome.reason_code or "?", outcome.reason or "skipped")
