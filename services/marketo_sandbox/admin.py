@@ -1,0 +1,121 @@
+"""Admin API under /_sandbox/ — not a Marketo path, never limited or authenticated.
+
+GET  /_sandbox/health                      → {"ok": true}
+GET  /_sandbox/instances                   → instances with their credentials and path prefixes
+POST /_sandbox/reset[?instance=ID]         → forget all records/tokens/counters; re-provision presets
+GET  /_sandbox/dump[?instance=ID]          → every stored record
+GET  /_sandbox/calls[?instance=ID]         → call counts by endpoint and code, and per client id
+GET  /_sandbox/requests[?instance=ID&limit=N] → the request log (newest last)
+GET  /_sandbox/faults, PUT /_sandbox/faults → read / replace the fault plan (FaultConfig JSON)
+GET  /_sandbox/limits?instance=ID, PUT /_sandbox/limits?instance=ID → read / replace LimitsConfig
+POST /_sandbox/tokens/expire[?instance=ID] → expire every issued token now
+GET  /_sandbox/clock, POST /_sandbox/clock {"advance": s} | {"set": epoch} (manual clock only)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from .api_activities import activity_json, type_json
+from .api_bulk import job_status_json, tick
+from .api_customobjects import describe_json
+from .api_programs import channel_json, program_json
+from .clock import ManualClock
+from .config import FaultConfig, LimitsConfig
+from .envelope import iso
+from .instance import Instance
+
+
+def dump_instance(inst: Instance, now: float) -> dict[str, Any]:
+    """Everything the instance stores, in Marketo's field names."""
+    tick(inst, now)
+    return {
+        "munchkinId": inst.munchkin_id,
+        "leads": [{"id": ld.id, "createdAt": iso(ld.created), "updatedAt": iso(ld.updated), **ld.values}
+                  for ld in sorted(inst.leads.values(), key=lambda x: x.id)],
+        "channels": [channel_json(c) for c in inst.channels.values()],
+        "programs": [program_json(p) for p in inst.programs.values()],
+        "programMembers": [
+            {"programId": m.program_id, "leadId": m.lead_id, "statusName": m.status_name, "step": m.step,
+             "reachedSuccess": m.reached_success, "membershipDate": iso(m.membership_date),
+             "updatedAt": iso(m.updated), **m.data}
+            for m in sorted(inst.members.values(), key=lambda m: (m.program_id, m.lead_id))
+        ],
+        "statusChanges": list(inst.status_changes),
+        "activityTypes": [type_json(t) for t in inst.activity_types.values() if not t.deleted],
+        "activities": [activity_json(inst, a) for a in sorted(inst.activities, key=lambda a: a.id)],
+        "customObjectTypes": [describe_json(c, c.approved or c.draft, with_state=True)  # type: ignore[arg-type]
+                              for c in inst.co_types.values()],
+        "customObjects": {
+            name: [{"marketoGUID": r.guid, "createdAt": iso(r.created), "updatedAt": iso(r.updated), **r.values}
+                   for r in recs.values()]
+            for name, recs in inst.co_records.items()
+        },
+        "importJobs": [job_status_json(j) for j in inst.jobs.values()],
+    }
+
+
+async def handle_admin(sb: Any, request: web.Request) -> web.StreamResponse:
+    from .server import Sandbox
+
+    assert isinstance(sb, Sandbox)
+    parts = request.path.rstrip("/").split("/")[2:]
+    op = "/".join(parts)
+    method = request.method
+    try:
+        inst = sb.instance(request.query.get("instance"))
+    except KeyError as e:
+        return web.json_response({"error": str(e)}, status=404)
+    now = sb.clock.now()
+    try:
+        if op == "health":
+            return web.json_response({"ok": True})
+        if op == "instances":
+            return web.json_response([
+                {"munchkinId": i.munchkin_id, "pathPrefix": f"/{i.munchkin_id}", "default": i is sb.default,
+                 "preset": i.config.preset,
+                 "clients": [{"clientId": c.client_id, "clientSecret": c.client_secret, "scope": c.scope}
+                             for c in i.config.clients]}
+                for i in sb.instances.values()])
+        if op == "reset" and method == "POST":
+            sb.reset(request.query.get("instance"))
+            return web.json_response({"ok": True})
+        if op == "dump":
+            return web.json_response(dump_instance(inst, now))
+        if op == "calls":
+            return web.json_response(inst.calls_summary())
+        if op == "requests":
+            limit = int(request.query.get("limit", "1000"))
+            return web.json_response(list(inst.request_log)[-limit:])
+        if op == "faults":
+            if method == "PUT":
+                sb.set_faults(FaultConfig.model_validate(await request.json()))
+            return web.json_response(sb.faults.config.model_dump())
+        if op == "limits":
+            if method == "PUT":
+                sb.set_limits(LimitsConfig.model_validate(await request.json()), request.query.get("instance"))
+                inst = sb.instance(request.query.get("instance"))
+            return web.json_response(inst.limits.model_dump())
+        if op == "tokens/expire" and method == "POST":
+            return web.json_response({"expired": inst.tokens.expire_all(now)})
+        if op == "clock":
+            clock = sb.clock
+            if method == "POST":
+                if not isinstance(clock, ManualClock):
+                    return web.json_response({"error": "the clock is not manual (start with --manual-clock)"},
+                                             status=409)
+                body = await request.json()
+                if "advance" in body:
+                    clock.advance(float(body["advance"]))
+                if "set" in body:
+                    clock.set(float(body["set"]))
+            return web.json_response({"now": sb.clock.now(), "iso": iso(sb.clock.now()),
+                                      "manual": isinstance(clock, ManualClock)})
+    except ValidationError as e:
+        return web.json_response({"error": "invalid body", "details": e.errors(include_url=False)}, status=400)
+    except ValueError as e:
+        return web.json_response({"error": str(e)}, status=400)
+    return web.json_response({"error": f"unknown admin operation {method} /_sandbox/{op}"}, status=404)

@@ -1,0 +1,265 @@
+"""Lead endpoints (marketo-api.md §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .call import Call, decode_page, encode_page, int_arg, split_values
+from .envelope import MarketoError, iso, reason
+from .fields import DEFAULT_LEAD_FIELDS, STANDARD_LEAD_FIELDS, InvalidValue, LeadField, coerce
+from .instance import Instance
+from .model import Lead
+
+LEAD_FIELDS: dict[str, LeadField] = {f.name: f for f in STANDARD_LEAD_FIELDS}
+ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
+MAX_FILTER_MATCHES = 1000  # §5.2 "1003, Too many results match the filter"
+
+
+def _norm(inst: Instance, field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if field == "id":
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
+    text = str(value)
+    if LEAD_FIELDS.get(field, None) is not None and LEAD_FIELDS[field].data_type == "email":
+        if inst.behaviour.email_case_insensitive:
+            return text.strip().lower()
+    return text
+
+
+def find_leads(inst: Instance, field: str, value: Any) -> list[Lead]:
+    want = _norm(inst, field, value)
+    if want is None:
+        return []
+    if field == "id":
+        lead = inst.leads.get(want)
+        return [lead] if lead else []
+    return [ld for ld in inst.leads.values() if _norm(inst, field, ld.values.get(field)) == want]
+
+
+def lead_record(lead: Lead, fields: list[str]) -> dict[str, Any]:
+    """A lead as Get Leads returns it: ``id`` plus the asked fields that hold a value (§5.2)."""
+    out: dict[str, Any] = {"id": lead.id}
+    for f in fields:
+        if f == "id":
+            continue
+        if f == "createdAt":
+            out[f] = iso(lead.created)
+        elif f == "updatedAt":
+            out[f] = iso(lead.updated)
+        elif lead.values.get(f) is not None:
+            out[f] = lead.values[f]
+    return out
+
+
+def _check_lookup_field(name: str) -> None:
+    f = LEAD_FIELDS.get(name)
+    if f is None:
+        raise MarketoError("1006", f"Lookup field '{name}' not found")
+    if not f.searchable:
+        raise MarketoError("1011", f"Field '{name}' not supported")
+
+
+def _validated_values(rec: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+    values: dict[str, Any] = {}
+    for key, raw in rec.items():
+        f = LEAD_FIELDS.get(key)
+        if f is None:
+            return None, reason("1006", f"Field '{key}' not found")
+        if f.read_only:
+            continue  # system-managed; id is handled by the caller
+        try:
+            values[key] = coerce(raw, f.data_type)
+        except InvalidValue as e:
+            return None, reason("1001", str(e))
+    return values, None
+
+
+def sync_leads(call: Call) -> dict[str, Any]:
+    """POST /rest/v1/leads.json (§5.1)."""
+    inst = call.inst
+    body = call.body_dict()
+    records = body.get("input")
+    if not isinstance(records, list) or not records:
+        raise MarketoError("701", "input cannot be blank")
+    limit = inst.limits.batch_size
+    if len(records) > limit:
+        raise MarketoError("1003", f"Invalid data: input exceeds the limit of {limit} records")
+    action = body.get("action") or "createOrUpdate"
+    if action not in ACTIONS:
+        raise MarketoError("1003", f"Invalid action '{action}'")
+    lookup = body.get("lookupField") or "email"
+    if not isinstance(lookup, str):
+        raise MarketoError("1003", "Invalid lookupField")
+    _check_lookup_field(lookup)
+    if lookup == "id" and action != "updateOnly":
+        raise MarketoError("1003", "Invalid data: lookupField 'id' is only allowed with action 'updateOnly'")
+    results: list[dict[str, Any]] = []
+    for rec in records:
+        results.append(_sync_one(inst, rec, action, lookup, call.now))
+    return {"result": results}
+
+
+def _sync_one(inst: Instance, rec: Any, action: str, lookup: str, now: float) -> dict[str, Any]:
+    if not isinstance(rec, dict):
+        return {"status": "skipped", "reasons": [reason("1003", "Invalid data")]}
+    if "id" in rec and action in ("createOnly", "createDuplicate"):
+        return {"status": "skipped", "reasons": [reason("1003", "Invalid data")]}
+    values, why = _validated_values(rec)
+    if why is not None or values is None:
+        return {"status": "skipped", "reasons": [why or reason("1003", "Invalid data")]}
+    if action == "createDuplicate":
+        return _create(inst, values, now)
+    key = rec.get(lookup)
+    if key is None or key == "":
+        if action == "createOnly":
+            return _create(inst, values, now)
+        return {"status": "skipped", "reasons": [reason("1003", f"Value for lookup field '{lookup}' not found")]}
+    matches = find_leads(inst, lookup, key)
+    if action == "createOnly":
+        if matches:
+            return {"status": "skipped", "reasons": [reason("1005", "Lead already exists")]}
+        return _create(inst, values, now)
+    if len(matches) > 1:
+        return {"status": "skipped", "reasons": [reason("1007", "Multiple leads match the lookup criteria")]}
+    if not matches:
+        if action == "updateOnly":
+            return {"status": "skipped", "reasons": [reason("1004", "Lead not found")]}
+        return _create(inst, values, now)
+    lead = matches[0]
+    lead.values.update(values)
+    lead.updated = now
+    return {"id": lead.id, "status": "updated"}
+
+
+def _create(inst: Instance, values: dict[str, Any], now: float) -> dict[str, Any]:
+    lead = Lead(id=inst.next_id("lead"), values=dict(values), created=now, updated=now)
+    inst.leads[lead.id] = lead
+    return {"id": lead.id, "status": "created"}
+
+
+def upsert_lead_by(inst: Instance, lookup: str, values: dict[str, Any], now: float) -> tuple[Lead | None, str]:
+    """Used by bulk import: createOrUpdate one lead; → (lead, "created"|"updated") or (None, reason)."""
+    key = values.get(lookup)
+    if key is None or key == "":
+        return None, f"Value for lookup field '{lookup}' not found"
+    matches = find_leads(inst, lookup, key)
+    if len(matches) > 1:
+        return None, "Multiple leads match the lookup criteria"
+    if matches:
+        matches[0].values.update({k: v for k, v in values.items() if k != "id"})
+        matches[0].updated = now
+        return matches[0], "updated"
+    if lookup == "id":
+        return None, "Lead not found"
+    lead = Lead(id=inst.next_id("lead"), values={k: v for k, v in values.items() if k != "id"},
+                created=now, updated=now)
+    inst.leads[lead.id] = lead
+    return lead, "created"
+
+
+def _fields_arg(raw: str | None) -> list[str]:
+    fields = split_values(raw) or list(DEFAULT_LEAD_FIELDS)
+    for f in fields:
+        if f not in LEAD_FIELDS:
+            raise MarketoError("1006", f"Field '{f}' not found")
+    return fields
+
+
+def get_leads(call: Call) -> dict[str, Any]:
+    """GET /rest/v1/leads.json (also POST with _method=GET) (§5.2)."""
+    inst = call.inst
+    filter_type = call.arg("filterType")
+    if not filter_type:
+        raise MarketoError("1003", "filterType not specified")
+    f = LEAD_FIELDS.get(filter_type)
+    if f is None:
+        raise MarketoError("1006", f"Field '{filter_type}' not found")
+    if not f.searchable:
+        raise MarketoError("1011", f"Field '{filter_type}' not supported")
+    values = split_values(call.arg("filterValues"))
+    if not values:
+        raise MarketoError("1003", "filterValues not specified")
+    limit = inst.limits.batch_size
+    if len(values) > limit:
+        raise MarketoError("1003", f"Invalid data: more than {limit} filterValues")
+    fields = _fields_arg(call.arg("fields"))
+    batch = int_arg(call.arg("batchSize"), "batchSize", limit)
+    if batch < 1 or batch > limit:
+        raise MarketoError("1003", f"Invalid batchSize '{batch}'")
+    seen: dict[int, Lead] = {}
+    for v in values:
+        for lead in find_leads(inst, filter_type, v):
+            seen[lead.id] = lead
+    matches = sorted(seen.values(), key=lambda ld: ld.id)
+    if len(matches) > MAX_FILTER_MATCHES:
+        raise MarketoError("1003", "Too many results match the filter")
+    offset = 0
+    token = call.arg("nextPageToken")
+    if token:
+        offset = int(decode_page(token).get("o", 0))
+    page = matches[offset: offset + batch]
+    out: dict[str, Any] = {"result": [lead_record(ld, fields) for ld in page]}
+    if offset + batch < len(matches):
+        out["nextPageToken"] = encode_page({"o": offset + batch})
+        out["moreResult"] = True
+    return out
+
+
+def get_lead_by_id(call: Call) -> dict[str, Any]:
+    """GET /rest/v1/lead/{id}.json (§5.2)."""
+    lead_id = call.int_param("id")
+    fields = _fields_arg(call.arg("fields"))
+    lead = call.inst.leads.get(lead_id)
+    return {"result": [lead_record(lead, fields)] if lead else []}
+
+
+def delete_leads(call: Call) -> dict[str, Any]:
+    """POST /rest/v1/leads/delete.json (§5.3 "Other lead endpoints")."""
+    body = call.body_dict()
+    records = body.get("input")
+    if not isinstance(records, list) or not records:
+        raise MarketoError("701", "input cannot be blank")
+    results: list[dict[str, Any]] = []
+    for rec in records:
+        lead_id = rec.get("id") if isinstance(rec, dict) else None
+        try:
+            lid = int(lead_id) if lead_id is not None else None
+        except (TypeError, ValueError):
+            lid = None
+        if lid is not None and lid in call.inst.leads:
+            del call.inst.leads[lid]
+            results.append({"id": lid, "status": "deleted"})
+        else:
+            results.append({"id": lead_id, "status": "skipped", "reasons": [reason("1004", "Lead not found")]})
+    return {"result": results}
+
+
+def describe(call: Call) -> dict[str, Any]:
+    """GET /rest/v1/leads/describe.json (§5.3)."""
+    result = []
+    for f in STANDARD_LEAD_FIELDS:
+        item: dict[str, Any] = {"id": f.id, "displayName": f.display_name, "dataType": f.data_type}
+        if f.length is not None:
+            item["length"] = f.length
+        item["rest"] = {"name": f.name, "readOnly": f.read_only}
+        item["soap"] = {"name": f.name[0].upper() + f.name[1:], "readOnly": f.read_only}
+        result.append(item)
+    return {"result": result}
+
+
+def describe2(call: Call) -> dict[str, Any]:
+    """GET /rest/v1/leads/describe2.json (§5.3)."""
+    fields = []
+    for f in STANDARD_LEAD_FIELDS:
+        item: dict[str, Any] = {"name": f.name, "displayName": f.display_name, "dataType": f.data_type}
+        if f.length is not None:
+            item["length"] = f.length
+        item["updateable"] = not f.read_only
+        item["crmManaged"] = False
+        fields.append(item)
+    searchable = [[f.name] for f in STANDARD_LEAD_FIELDS if f.searchable]
+    return {"result": [{"name": "API Lead", "searchableFields": searchable, "fields": fields}]}

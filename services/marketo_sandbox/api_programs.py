@@ -1,0 +1,354 @@
+"""Channels and programs (Asset API) and program members (marketo-api.md §6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .call import Call, decode_page, encode_page, int_arg, split_values
+from .envelope import NO_ASSETS_WARNING, MarketoError, asset_iso, iso, reason
+from .instance import Instance
+from .model import Activity, Channel, Member, Program
+
+CHANGE_PROGRAM_STATUS_TYPE_ID = 104  # standard activity type "Change Status in Progression"
+SKIP_1037 = "Lead skipped because it is already in or past this status"  # §6.2
+
+
+def channel_json(ch: Channel) -> dict[str, Any]:
+    return {
+        "id": ch.id,
+        "name": ch.name,
+        "applicableProgramType": ch.applicable_program_type,
+        "progressionStatuses": [
+            {"name": s.name, "step": s.step, "description": s.description, "hidden": s.hidden,
+             "success": s.success, "type": "success" if s.success else "regular"}
+            for s in ch.statuses
+        ],
+        "createdAt": asset_iso(ch.created),
+        "updatedAt": asset_iso(ch.updated),
+    }
+
+
+def program_json(p: Program) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "description": p.description,
+        "createdAt": asset_iso(p.created),
+        "updatedAt": asset_iso(p.updated),
+        "url": f"https://app-sandbox.marketo.com/#PG{p.id}A1",
+        "type": p.type,
+        "channel": p.channel,
+        "folder": {"type": "Folder", "value": p.folder_id, "folderName": "Marketing Activities"},
+        "status": "",
+        "workspace": "Default",
+        "tags": [],
+        "costs": None,
+    }
+
+
+def _max_return(call: Call) -> tuple[int, int]:
+    max_return = int_arg(call.arg("maxReturn"), "maxReturn", 20)
+    if max_return < 1 or max_return > 200:  # §2.1 asset page size: default 20, max 200
+        raise MarketoError("1003", f"Invalid maxReturn '{max_return}', must be between 1 and 200")
+    offset = int_arg(call.arg("offset"), "offset", 0)
+    return max_return, max(offset, 0)
+
+
+def list_channels(call: Call) -> dict[str, Any]:
+    """GET /rest/asset/v1/channels.json"""
+    max_return, offset = _max_return(call)
+    chans = sorted(call.inst.channels.values(), key=lambda c: c.id)[offset: offset + max_return]
+    if not chans:
+        return {"warnings": [NO_ASSETS_WARNING]}
+    return {"result": [channel_json(c) for c in chans]}
+
+
+def channel_by_name(call: Call) -> dict[str, Any]:
+    """GET /rest/asset/v1/channel/byName.json?name= (there is no get-by-id, §6.1)"""
+    name = call.arg("name")
+    if not name:
+        raise MarketoError("701", "name cannot be blank")
+    ch = call.inst.channels.get(name)
+    if ch is None:
+        return {"warnings": [NO_ASSETS_WARNING]}
+    return {"result": [channel_json(ch)]}
+
+
+def program_by_id(call: Call) -> dict[str, Any]:
+    """GET /rest/asset/v1/program/{id}.json"""
+    p = call.inst.programs.get(call.int_param("id"))
+    if p is None:
+        return {"warnings": [NO_ASSETS_WARNING]}
+    return {"result": [program_json(p)]}
+
+
+def program_by_name(call: Call) -> dict[str, Any]:
+    """GET /rest/asset/v1/program/byName.json?name="""
+    name = call.arg("name")
+    if not name:
+        raise MarketoError("701", "name cannot be blank")
+    for p in call.inst.programs.values():
+        if p.name == name:
+            return {"result": [program_json(p)]}
+    return {"warnings": [NO_ASSETS_WARNING]}
+
+
+def list_programs(call: Call) -> dict[str, Any]:
+    """GET /rest/asset/v1/programs.json"""
+    max_return, offset = _max_return(call)
+    progs = sorted(call.inst.programs.values(), key=lambda p: p.id)[offset: offset + max_return]
+    if not progs:
+        return {"warnings": [NO_ASSETS_WARNING]}
+    return {"result": [program_json(p) for p in progs]}
+
+
+def _program(inst: Instance, program_id: int) -> Program:
+    p = inst.programs.get(program_id)
+    if p is None:
+        raise MarketoError("1013", f"Program '{program_id}' not found")
+    return p
+
+
+def _lead_id(rec: Any) -> int | None:
+    if not isinstance(rec, dict):
+        return None
+    raw = rec.get("leadId")
+    if isinstance(raw, bool):
+        return None
+    try:
+        return int(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def apply_status(inst: Instance, program: Program, lead_id: int, status_name: str, now: float) -> str | None:
+    """Forward-only status change. → "created"/"updated", or None when skipped with 1037."""
+    ch = inst.channel_for(program)
+    st = ch.status(status_name) if ch else None
+    if st is None:
+        raise KeyError(status_name)
+    member = inst.members.get((program.id, lead_id))
+    old = member.status_name if member else "Not in Program"
+    if member is not None and member.step >= st.step:
+        return None
+    if member is None:
+        member = Member(program_id=program.id, lead_id=lead_id, status_name=st.name, step=st.step,
+                        reached_success=False, membership_date=now, updated=now)
+        inst.members[(program.id, lead_id)] = member
+        outcome = "created"
+    else:
+        member.status_name = st.name
+        member.step = st.step
+        member.updated = now
+        outcome = "updated"
+    if st.success and not member.reached_success:
+        member.reached_success = True
+        member.reached_success_date = now
+    change = {"programId": program.id, "leadId": lead_id, "oldStatus": old, "newStatus": st.name,
+              "at": iso(now)}
+    inst.status_changes.append(change)
+    # "On success a Change Program Status activity is written to the lead's log" (§6.2)
+    act_id = inst.next_id("activity")
+    inst.activities.append(Activity(
+        id=act_id, guid=str(act_id), lead_id=lead_id, type_id=CHANGE_PROGRAM_STATUS_TYPE_ID, date=now,
+        primary_value=program.name,
+        attributes=[{"name": "New Status", "value": st.name}, {"name": "Old Status", "value": old},
+                    {"name": "Reason", "value": "Changed by API"}, {"name": "Program Id", "value": program.id}],
+        created=now))
+    return outcome
+
+
+def sync_member_status(call: Call) -> dict[str, Any]:
+    """POST /rest/v1/programs/{programId}/members/status.json (§6.2)."""
+    inst = call.inst
+    program = _program(inst, call.int_param("programId"))
+    body = call.body_dict()
+    status_name = body.get("statusName")
+    if not isinstance(status_name, str) or not status_name:
+        raise MarketoError("701", "statusName cannot be blank")
+    records = body.get("input")
+    if not isinstance(records, list) or not records:
+        raise MarketoError("701", "input cannot be blank")
+    limit = inst.limits.batch_size
+    if len(records) > limit:
+        raise MarketoError("1003", f"Invalid data: input exceeds the limit of {limit} records")
+    ch = inst.channel_for(program)
+    known = ch is not None and ch.status(status_name) is not None
+    if not known and inst.behaviour.unknown_status_level == "response":
+        raise MarketoError("1025", "Program status not found")
+    results: list[dict[str, Any]] = []
+    for seq, rec in enumerate(records):
+        lead_id = _lead_id(rec)
+        if lead_id is None:
+            results.append({"seq": seq, "status": "skipped",
+                            "reasons": [reason("1003", "Invalid data: leadId is required")]})
+            continue
+        if not known:
+            results.append({"seq": seq, "status": "skipped", "reasons": [reason("1025", "Program status not found")]})
+            continue
+        if lead_id not in inst.leads:
+            results.append({"seq": seq, "status": "skipped", "reasons": [reason("1004", "Lead not found")]})
+            continue
+        outcome = apply_status(inst, program, lead_id, status_name, call.now)
+        if outcome is None:
+            results.append({"seq": seq, "status": "skipped", "reasons": [reason("1037", SKIP_1037)]})
+        else:
+            results.append({"seq": seq, "status": outcome, "leadId": lead_id})
+    return {"result": results}
+
+
+MEMBER_FIELDS = ["acquiredBy", "attendanceLikelihood", "createdAt", "isExhausted", "leadId", "membershipDate",
+                 "nurtureCadence", "program", "programId", "reachedSuccess", "reachedSuccessDate",
+                 "registrationLikelihood", "statusName", "statusReason", "trackName", "updatedAt",
+                 "waitlistPriority", "registrationCode", "webinarUrl"]
+DEFAULT_MEMBER_FIELDS = ["leadId", "reachedSuccess", "programId", "acquiredBy", "membershipDate"]  # §6.3
+
+
+def member_json(inst: Instance, m: Member, fields: list[str], seq: int) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "acquiredBy": m.acquired_by, "createdAt": iso(m.membership_date), "isExhausted": False,
+        "leadId": m.lead_id, "membershipDate": iso(m.membership_date), "programId": m.program_id,
+        "program": inst.programs[m.program_id].name if m.program_id in inst.programs else None,
+        "reachedSuccess": m.reached_success,
+        "reachedSuccessDate": iso(m.reached_success_date) if m.reached_success_date else None,
+        "statusName": m.status_name, "statusReason": None, "updatedAt": iso(m.updated),
+        **m.data,
+    }
+    out: dict[str, Any] = {"seq": seq}
+    for f in fields:
+        out[f] = values.get(f)
+    return out
+
+
+def get_members(call: Call) -> dict[str, Any]:
+    """GET /rest/v1/programs/{programId}/members.json (§6.3)."""
+    inst = call.inst
+    program = _program(inst, call.int_param("programId"))
+    filter_type = call.arg("filterType")
+    if not filter_type:
+        raise MarketoError("1003", "filterType not specified")
+    fields = split_values(call.arg("fields")) or list(DEFAULT_MEMBER_FIELDS)
+    for f in fields:
+        if f not in MEMBER_FIELDS:
+            raise MarketoError("1006", f"Field '{f}' not found")
+    members = [m for m in inst.members.values() if m.program_id == program.id]
+    if filter_type == "updatedAt":
+        from .fields import InvalidValue, parse_datetime
+
+        try:
+            start = parse_datetime(call.arg("startAt") or "")
+            end = parse_datetime(call.arg("endAt") or "")
+        except InvalidValue:
+            raise MarketoError("1003", "Invalid startAt/endAt") from None
+        members = [m for m in members if start <= m.updated <= end]
+    else:
+        if filter_type not in ("leadId", "statusName", "reachedSuccess"):
+            raise MarketoError("1011", f"Field '{filter_type}' not supported")
+        values = split_values(call.arg("filterValues"))
+        if not values:
+            raise MarketoError("1003", "filterValues not specified")
+        if len(values) > inst.limits.batch_size:
+            raise MarketoError("1003", f"Invalid data: more than {inst.limits.batch_size} filterValues")
+        if filter_type == "leadId":
+            members = [m for m in members if str(m.lead_id) in values]
+        elif filter_type == "statusName":
+            members = [m for m in members if m.status_name in values]
+        else:
+            members = [m for m in members if str(m.reached_success).lower() in [v.lower() for v in values]]
+    members.sort(key=lambda m: m.lead_id)
+    batch = int_arg(call.arg("batchSize"), "batchSize", inst.limits.batch_size)
+    offset = 0
+    token = call.arg("nextPageToken")
+    if token:
+        offset = int(decode_page(token).get("o", 0))
+    page = members[offset: offset + batch]
+    out: dict[str, Any] = {
+        "result": [member_json(inst, m, fields, offset + i) for i, m in enumerate(page)],
+        "moreResult": offset + batch < len(members),
+    }
+    if offset + batch < len(members):
+        out["nextPageToken"] = encode_page({"o": offset + batch})
+    return out
+
+
+def sync_member_data(call: Call) -> dict[str, Any]:
+    """POST /rest/v1/programs/{programId}/members.json — custom PM fields of existing members (§6.3)."""
+    inst = call.inst
+    program = _program(inst, call.int_param("programId"))
+    records = call.body_dict().get("input")
+    if not isinstance(records, list) or not records:
+        raise MarketoError("701", "input cannot be blank")
+    results: list[dict[str, Any]] = []
+    for seq, rec in enumerate(records):
+        lead_id = _lead_id(rec)
+        m = inst.members.get((program.id, lead_id)) if lead_id is not None else None
+        if m is None or not isinstance(rec, dict):
+            results.append({"seq": seq, "status": "skipped", "reasons": [reason("1013", "Membership not found")]})
+            continue
+        m.data.update({k: v for k, v in rec.items() if k != "leadId"})
+        m.updated = call.now
+        results.append({"seq": seq, "status": "updated", "leadId": lead_id})
+    return {"result": results}
+
+
+def delete_members(call: Call) -> dict[str, Any]:
+    """POST /rest/v1/programs/{programId}/members/delete.json (§6.3)."""
+    inst = call.inst
+    program = _program(inst, call.int_param("programId"))
+    records = call.body_dict().get("input")
+    if not isinstance(records, list) or not records:
+        raise MarketoError("701", "input cannot be blank")
+    results: list[dict[str, Any]] = []
+    for seq, rec in enumerate(records):
+        lead_id = _lead_id(rec)
+        if lead_id is None or (program.id, lead_id) not in inst.members:
+            results.append({"seq": seq, "status": "skipped", "reasons": [reason("1037", "Lead not in program")]})
+            continue
+        del inst.members[(program.id, lead_id)]
+        results.append({"seq": seq, "status": "deleted", "leadId": lead_id})
+    return {"result": results}
+
+
+def describe_members(call: Call) -> dict[str, Any]:
+    """GET /rest/v1/programs/members/describe.json (§6.3)."""
+    types = {"acquiredBy": "boolean", "createdAt": "datetime", "isExhausted": "boolean", "leadId": "integer",
+             "membershipDate": "datetime", "programId": "integer", "reachedSuccess": "boolean",
+             "reachedSuccessDate": "datetime", "updatedAt": "datetime", "waitlistPriority": "integer"}
+    fields = [{"name": f, "displayName": f, "dataType": types.get(f, "string"),
+               "updateable": f in ("registrationCode", "webinarUrl", "statusReason", "waitlistPriority"),
+               "crmManaged": False} for f in MEMBER_FIELDS]
+    return {"result": [{"name": "API Program Membership", "description": "Map for API program membership fields",
+                        "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z",
+                        "dedupeFields": ["leadId", "programId"],
+                        "searchableFields": [["leadId"], ["reachedSuccess"], ["statusName"]],
+                        "fields": fields}]}
+
+
+def leads_by_program(call: Call) -> dict[str, Any]:
+    """GET /rest/v1/leads/programs/{programId}.json — leads with their membership (§6.3)."""
+    from .api_leads import DEFAULT_LEAD_FIELDS, lead_record
+
+    inst = call.inst
+    program = _program(inst, call.int_param("programId"))
+    fields = split_values(call.arg("fields")) or list(DEFAULT_LEAD_FIELDS)
+    members = sorted((m for m in inst.members.values() if m.program_id == program.id), key=lambda m: m.lead_id)
+    batch = int_arg(call.arg("batchSize"), "batchSize", inst.limits.batch_size)
+    offset = 0
+    token = call.arg("nextPageToken")
+    if token:
+        offset = int(decode_page(token).get("o", 0))
+    result = []
+    for m in members[offset: offset + batch]:
+        lead = inst.leads.get(m.lead_id)
+        if lead is None:
+            continue
+        rec = lead_record(lead, fields)
+        rec["membership"] = {"progressionStatus": m.status_name, "acquiredBy": m.acquired_by,
+                             "reachedSuccess": m.reached_success, "membershipDate": iso(m.membership_date),
+                             "updatedAt": iso(m.updated)}
+        result.append(rec)
+    out: dict[str, Any] = {"result": result}
+    if offset + batch < len(members):
+        out["nextPageToken"] = encode_page({"o": offset + batch})
+        out["moreResult"] = True
+    return out

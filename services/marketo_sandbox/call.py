@@ -1,0 +1,95 @@
+"""The per-request context handed to endpoint handlers, and their reply type."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .envelope import MarketoError
+
+if TYPE_CHECKING:
+    from .instance import Instance
+
+
+@dataclass
+class Reply:
+    """A non-envelope answer (CSV files, HTTP errors) or an envelope with a custom status."""
+
+    body: Any
+    status: int = 200
+    content_type: str = "application/json"
+    code: str | None = None  # the code to count this call under (defaults to str(status))
+
+
+@dataclass
+class Upload:
+    filename: str
+    content: bytes
+    content_type: str
+
+
+@dataclass
+class Call:
+    inst: Instance
+    method: str
+    path: str
+    params: dict[str, str]
+    args: dict[str, str]
+    json: Any
+    body: bytes
+    now: float
+    request_id: str
+    client_id: str
+    files: dict[str, Upload] = field(default_factory=dict)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        v = self.args.get(name)
+        if v is None and isinstance(self.json, dict) and name in self.json:
+            raw = self.json[name]
+            v = raw if isinstance(raw, str) else json.dumps(raw) if isinstance(raw, dict | list) else str(raw)
+        return v if v is not None else default
+
+    def int_param(self, name: str) -> int:
+        raw = self.params[name]
+        try:
+            return int(raw)
+        except ValueError:
+            raise MarketoError("1001", f"Invalid value '{raw}'. Required of type 'integer'") from None
+
+    def body_dict(self) -> dict[str, Any]:
+        if not isinstance(self.json, dict):
+            raise MarketoError("609", "Invalid JSON")
+        return self.json
+
+
+def split_values(raw: str | None) -> list[str]:
+    if raw is None:
+        return []
+    return [v.strip() for v in raw.split(",") if v.strip() != ""]
+
+
+def int_arg(raw: str | None, name: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise MarketoError("1001", f"Invalid value '{raw}'. Required of type 'integer'") from None
+
+
+def encode_page(state: dict[str, Any]) -> str:
+    raw = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+    return base64.b32encode(raw).decode().rstrip("=")
+
+
+def decode_page(token: str) -> dict[str, Any]:
+    try:
+        pad = "=" * (-len(token) % 8)
+        data = json.loads(base64.b32decode(token + pad))
+    except (ValueError, json.JSONDecodeError):
+        raise MarketoError("1003", "Invalid next page token") from None
+    if not isinstance(data, dict):
+        raise MarketoError("1003", "Invalid next page token")
+    return data

@@ -1,0 +1,165 @@
+"""One simulated Marketo instance (a munchkin id): its config, stored records, tokens, limits and counters."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from . import preset_kaltura
+from .config import ClientCredentials, InstanceConfig
+from .envelope import Ids
+from .limits import DailyQuota, RateWindow, central_day
+from .model import Activity, ActivityType, Channel, CORecord, COType, ImportJob, Lead, Member, Program
+
+
+@dataclass
+class Token:
+    value: str
+    client_id: str
+    issued: float
+    expires_at: float
+    expiry_reported: bool = False
+
+
+class TokenStore:
+    """Identity tokens keyed by client id (marketo-api.md §1.2)."""
+
+    def __init__(self) -> None:
+        self.by_value: dict[str, Token] = {}
+        self.current: dict[str, Token] = {}
+
+    def issue(self, client_id: str, now: float, ttl: float, ids: Ids, pod: str) -> Token:
+        cur = self.current.get(client_id)
+        if cur is not None and now < cur.expires_at:
+            return cur  # same token while valid, with its remaining life
+        tok = Token(value=ids.token(pod), client_id=client_id, issued=now, expires_at=now + ttl)
+        self.by_value[tok.value] = tok
+        self.current[client_id] = tok
+        return tok
+
+    def check(self, value: str, now: float) -> tuple[Token | None, str | None]:
+        """→ (token, None) when valid, else (None, "601"|"602"). 602 once per expired token, then 601."""
+        tok = self.by_value.get(value)
+        if tok is None:
+            return None, "601"
+        if now >= tok.expires_at:
+            if not tok.expiry_reported:
+                tok.expiry_reported = True
+                return None, "602"
+            return None, "601"
+        return tok, None
+
+    def expire_all(self, now: float) -> int:
+        n = 0
+        for tok in self.by_value.values():
+            if tok.expires_at > now:
+                tok.expires_at = now
+                n += 1
+        return n
+
+
+class Instance:
+    def __init__(self, config: InstanceConfig, ids: Ids, now: float) -> None:
+        self.config = config
+        self.ids = ids
+        self.munchkin_id = config.munchkin_id
+        self.clients: dict[str, ClientCredentials] = {c.client_id: c for c in config.clients}
+        self.token_ttl = config.token_ttl_seconds
+        self.tokens = TokenStore()
+        self.in_flight = 0
+        self.reset(now)
+
+    @property
+    def limits(self) -> Any:
+        return self.config.limits
+
+    @property
+    def behaviour(self) -> Any:
+        return self.config.behaviour
+
+    def reset(self, now: float) -> None:
+        """Forget every record, counter and token; re-provision the preset."""
+        lim = self.config.limits
+        self.rate = RateWindow(lim.rate_limit, lim.rate_window_seconds)
+        self.quota = DailyQuota(lim.daily_quota)
+        self.tokens = TokenStore()
+        self.leads: dict[int, Lead] = {}
+        self.channels: dict[str, Channel] = {}
+        self.programs: dict[int, Program] = {}
+        self.members: dict[tuple[int, int], Member] = {}
+        self.activity_types: dict[str, ActivityType] = {}
+        self.activities: list[Activity] = []
+        self.co_types: dict[str, COType] = {}
+        self.co_records: dict[str, dict[str, CORecord]] = {}
+        self.jobs: dict[int, ImportJob] = {}
+        self.status_changes: list[dict[str, Any]] = []
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.calls_by_client: Counter[tuple[str, str, str]] = Counter()
+        self.usage: dict[date, Counter[str]] = defaultdict(Counter)
+        self.error_usage: dict[date, Counter[str]] = defaultdict(Counter)
+        self.request_log: deque[dict[str, Any]] = deque(maxlen=5000)
+        self._next = {"lead": 1, "activity": 1, "channel": 100, "program": 2000, "activity_type": 100100,
+                      "batch": 1}
+        if self.config.preset == "kaltura":
+            self._provision_kaltura(now)
+
+    def next_id(self, kind: str) -> int:
+        v = self._next[kind]
+        self._next[kind] = v + 1
+        return v
+
+    def _provision_kaltura(self, now: float) -> None:
+        ch = preset_kaltura.channel(now)
+        self.channels[ch.name] = ch
+        prog = preset_kaltura.program(now)
+        self.programs[prog.id] = prog
+        at = preset_kaltura.activity_type(now)
+        self.activity_types[at.api_name] = at
+        for co in (preset_kaltura.engagement_co(now), preset_kaltura.polls_co(now)):
+            self.co_types[co.api_name] = co
+            self.co_records[co.api_name] = {}
+
+    # ---- counters -------------------------------------------------------------------------------
+
+    def record_call(self, endpoint: str, code: str, client_id: str | None, counted: bool, now: float) -> None:
+        self.calls[(endpoint, code)] += 1
+        if client_id:
+            self.calls_by_client[(client_id, endpoint, code)] += 1
+        if counted:
+            day = central_day(now)
+            scope = self.clients[client_id].scope if client_id in self.clients else "unknown"
+            self.usage[day][scope] += 1
+            if code not in ("200",):
+                self.error_usage[day][code] += 1
+
+    def calls_summary(self) -> dict[str, Any]:
+        by_endpoint: dict[str, dict[str, int]] = defaultdict(dict)
+        for (ep, code), n in sorted(self.calls.items()):
+            by_endpoint[ep][code] = n
+        by_client: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+        for (cid, ep, code), n in sorted(self.calls_by_client.items()):
+            by_client[cid][ep][code] = n
+        return {
+            "total": sum(self.calls.values()),
+            "by_endpoint": dict(by_endpoint),
+            "by_client": {k: dict(v) for k, v in by_client.items()},
+        }
+
+    def call_count(self, endpoint: str | None = None, code: str | None = None) -> int:
+        return sum(
+            n for (ep, c), n in self.calls.items()
+            if (endpoint is None or ep == endpoint) and (code is None or c == code)
+        )
+
+    # ---- lookups --------------------------------------------------------------------------------
+
+    def activity_type_by_id(self, type_id: int) -> ActivityType | None:
+        for t in self.activity_types.values():
+            if t.id == type_id and not t.deleted:
+                return t
+        return None
+
+    def channel_for(self, program: Program) -> Channel | None:
+        return self.channels.get(program.channel)

@@ -1,0 +1,375 @@
+"""The aiohttp application: routing by munchkin-id prefix, identity, token checks, limits, faults, admin.
+
+Routing: every instance answers under ``/<munchkinId>/...`` (e.g. ``/123-ABC-456/rest/v1/leads.json``);
+the first (default) instance also answers at ``/`` so a base URL of ``http://127.0.0.1:PORT`` works.
+The admin API lives under ``/_sandbox/`` and is never rate-limited or authenticated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from .call import Call, Reply, Upload
+from .clock import Clock, ManualClock, SystemClock
+from .config import FaultConfig, InstanceConfig, LimitsConfig, SandboxConfig
+from .envelope import (
+    FREE_CODES,
+    MESSAGES,
+    Ids,
+    MarketoError,
+    asset_fail,
+    concurrency_message,
+    rate_limit_message,
+)
+from .faults import FaultInjector
+from .instance import Instance
+from .limits import DailyQuota, RateWindow
+from .routes import match
+
+log = logging.getLogger("marketo_sandbox")
+
+MUNCHKIN_PREFIX = re.compile(r"^/(\d{3}-[A-Za-z]{3}-\d{3})(/.*)?$")
+IDENTITY_PATH = "/identity/oauth/token"
+LIMIT_CODES = frozenset({"606", "607", "615"})
+CLIENT_MAX_SIZE = 64 * 1024 * 1024  # read everything; the per-instance 413 checks are ours
+
+
+class Sandbox:
+    """All instances of one process, their shared clock, ids and fault plan."""
+
+    def __init__(self, config: SandboxConfig | None = None, clock: Clock | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.clock: Clock = clock or SystemClock()
+        self.ids = Ids(self.config.seed)
+        self.faults = FaultInjector(self.config.faults, self.config.seed)
+        now = self.clock.now()
+        self.instances: dict[str, Instance] = {}
+        for ic in self.config.instances:
+            self.instances[ic.munchkin_id.upper()] = Instance(ic, self.ids, now)
+        self.default = self.instances[self.config.instances[0].munchkin_id.upper()]
+
+    # ---- admin helpers (also used in-process) -----------------------------------------------
+
+    def instance(self, munchkin_id: str | None = None) -> Instance:
+        if munchkin_id is None:
+            return self.default
+        inst = self.instances.get(munchkin_id.upper())
+        if inst is None:
+            raise KeyError(f"no instance {munchkin_id!r}")
+        return inst
+
+    def reset(self, munchkin_id: str | None = None) -> None:
+        now = self.clock.now()
+        targets = [self.instance(munchkin_id)] if munchkin_id else list(self.instances.values())
+        for inst in targets:
+            inst.reset(now)
+        self.faults.replace(self.faults.config)
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        self.faults.replace(faults)
+
+    def set_limits(self, limits: LimitsConfig, munchkin_id: str | None = None) -> None:
+        inst = self.instance(munchkin_id)
+        inst.config = inst.config.model_copy(update={"limits": limits})
+        inst.rate = RateWindow(limits.rate_limit, limits.rate_window_seconds)
+        history = inst.quota.history
+        inst.quota = DailyQuota(limits.daily_quota)
+        inst.quota.history = history
+
+    def token_ttl(self, inst: Instance) -> float:
+        return self.faults.config.token_ttl_seconds or inst.token_ttl
+
+    # ---- the app ----------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=CLIENT_MAX_SIZE)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path == "/_sandbox" or path.startswith("/_sandbox/"):
+            from .admin import handle_admin
+
+            return await handle_admin(self, request)
+        inst = self.default
+        m = MUNCHKIN_PREFIX.match(path)
+        if m and m.group(1).upper() in self.instances:
+            inst = self.instances[m.group(1).upper()]
+            path = m.group(2) or "/"
+        now = self.clock.now()
+        lim = inst.limits
+        if len(request.raw_path.encode()) > lim.max_uri_bytes:  # §2.1 URI > 8 KB → 414
+            return self._http(inst, request, path, 414, "Request-URI Too Long", now)
+        limit = lim.max_bulk_body_bytes if path.startswith("/bulk/") else lim.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return self._http(inst, request, path, 413, "Request Entity Too Large", now)
+        body = await request.read()
+        if len(body) > limit:
+            return self._http(inst, request, path, 413, "Request Entity Too Large", now)
+        args = dict(request.query)
+        ctype = request.content_type
+        if ctype == "application/x-www-form-urlencoded" and body:
+            args.update(dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)))
+        files: dict[str, Upload] = {}
+        if ctype == "multipart/form-data":
+            try:
+                fields, files = _parse_multipart(request.headers.get("Content-Type", ""), body)
+            except ValueError:
+                return self._envelope(inst, request, path, "* multipart", None, now,
+                                      MarketoError("613", MESSAGES["613"]), asset=False)
+            args.update(fields)
+        if path == IDENTITY_PATH:
+            return self._identity(inst, request, args, now)
+        return await self._rest(inst, request, path, args, body, files, now)
+
+    # ---- identity (§1.2) -------------------------------------------------------------------
+
+    def _identity(self, inst: Instance, request: web.Request, args: dict[str, str], now: float) -> web.Response:
+        endpoint = f"{request.method} {IDENTITY_PATH}"
+        if request.method not in ("GET", "POST"):
+            return self._http(inst, request, IDENTITY_PATH, 405, "Method Not Allowed", now)
+        client = inst.clients.get(args.get("client_id", ""))
+        if args.get("grant_type") != "client_credentials":
+            body = {"error": "invalid_request", "error_description": "Missing or unsupported grant type"}
+            inst.record_call(endpoint, "http_400", None, counted=False, now=now)
+            return web.json_response(body, status=400)
+        if client is None or client.client_secret != args.get("client_secret"):
+            # body from marketo-api.md §1.2/§12.2 (exact Adobe body UNCONFIRMED)
+            inst.record_call(endpoint, "http_401", args.get("client_id"), counted=False, now=now)
+            self._log(inst, request, endpoint, 401, "http_401", args.get("client_id"), now)
+            return web.json_response({"error": "invalid_client", "error_description": "Bad client credentials"},
+                                     status=401)
+        tok = inst.tokens.issue(client.client_id, now, self.token_ttl(inst), self.ids, inst.config.token_pod)
+        inst.record_call(endpoint, "200", client.client_id, counted=False, now=now)  # never counted (§2.1)
+        self._log(inst, request, endpoint, 200, "200", client.client_id, now)
+        return web.json_response({
+            "access_token": tok.value,
+            "token_type": "bearer",
+            "expires_in": max(0, int(tok.expires_at - now)),
+            "scope": client.scope,
+        })
+
+    # ---- REST / Bulk -----------------------------------------------------------------------
+
+    async def _rest(self, inst: Instance, request: web.Request, path: str, args: dict[str, str], body: bytes,
+                    files: dict[str, Upload], now: float) -> web.StreamResponse:
+        method = request.method
+        if method == "POST" and args.get("_method", "").upper() == "GET":  # §5.2/§10.9
+            method = "GET"
+        args.pop("_method", None)
+        route, params, path_known = match(method, path)
+        endpoint = route.endpoint if route else f"{method} {path}"
+        asset = bool(route and route.asset)
+
+        # token (§1.3, §12.3)
+        token = None
+        auth = request.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            token = auth[7:].strip()
+        legacy = args.pop("access_token", None)
+        if token is None and legacy and inst.behaviour.accept_access_token_param:
+            token = legacy
+        if not token:
+            code = inst.behaviour.missing_token_code
+            return self._envelope(inst, request, path, endpoint, None, now, MarketoError(code), asset)
+        tok, bad = inst.tokens.check(token, now)
+        if tok is None:
+            assert bad is not None
+            return self._envelope(inst, request, path, endpoint, None, now, MarketoError(bad), asset)
+        client_id = tok.client_id
+
+        if route is None:
+            err = MarketoError("605") if path_known else MarketoError("610")
+            return self._envelope(inst, request, path, endpoint, client_id, now, err, asset, counted=True)
+
+        lim = inst.limits
+        count_rejections = lim.count_limit_rejections
+        if inst.in_flight >= lim.max_concurrency:  # §2.1: more than 10 in flight → 615
+            return self._envelope(inst, request, path, endpoint, client_id, now,
+                                  MarketoError("615", concurrency_message(lim.max_concurrency)), asset,
+                                  counted=count_rejections)
+        inst.in_flight += 1
+        try:
+            if inst.quota.exhausted(now):  # §2.1 daily quota → 607, resets at Central midnight
+                return self._envelope(inst, request, path, endpoint, client_id, now, MarketoError("607"), asset,
+                                      counted=count_rejections)
+            if inst.rate.full(now):  # rolling window → 606
+                return self._envelope(inst, request, path, endpoint, client_id, now,
+                                      MarketoError("606", rate_limit_message(lim.rate_limit,
+                                                                             lim.rate_window_seconds)),
+                                      asset, counted=count_rejections)
+            # Take the slot now; give it back below if the answer is one of the free codes.
+            inst.rate.add(now)
+            inst.quota.add(now)
+            fault = self.faults.decide(inst.munchkin_id, endpoint)
+            if fault.latency_seconds:
+                await self.clock.sleep(fault.latency_seconds)
+            if fault.error == "drop":
+                self._release(inst, now)
+                inst.record_call(endpoint, "drop", client_id, counted=False, now=now)
+                self._log(inst, request, endpoint, 0, "drop", client_id, now)
+                if request.transport is not None:
+                    request.transport.abort()
+                raise ConnectionResetError("sandbox fault: connection dropped")
+            if fault.error and fault.error.startswith("http_"):
+                self._release(inst, now)
+                status = int(fault.error[5:])
+                inst.record_call(endpoint, fault.error, client_id, counted=False, now=now)
+                self._log(inst, request, endpoint, status, fault.error, client_id, now)
+                return web.Response(status=status, text="<html><body>Server Error</body></html>",
+                                    content_type="text/html")
+            if fault.error and not fault.apply_then_fail:
+                return self._fault_reply(inst, request, path, endpoint, client_id, now, fault.error, asset)
+            call = Call(inst=inst, method=method, path=path, params=params, args=args,
+                        json=_json_or_none(body, request.content_type), body=body, now=self.clock.now(),
+                        request_id=self.ids.request_id(now), client_id=client_id, files=files)
+            if request.content_type == "application/json" and body.strip() and call.json is None:
+                return self._envelope(inst, request, path, endpoint, client_id, now, MarketoError("609"), asset,
+                                      counted=True, taken=True)
+            try:
+                result = route.handler(call)
+            except MarketoError as e:
+                return self._envelope(inst, request, path, endpoint, client_id, now, e, asset, counted=True,
+                                      taken=True)
+            except Exception:  # every unhandled exception is 611 System error (§3.2)
+                log.exception("handler failed: %s", endpoint)
+                return self._envelope(inst, request, path, endpoint, client_id, now, MarketoError("611"), asset,
+                                      counted=True, taken=True)
+            if fault.error:
+                return self._fault_reply(inst, request, path, endpoint, client_id, now, fault.error, asset)
+            if isinstance(result, Reply):
+                code = result.code or str(result.status)
+                inst.record_call(endpoint, code, client_id, counted=True, now=now)
+                self._log(inst, request, endpoint, result.status, code, client_id, now)
+                if isinstance(result.body, dict | list):
+                    return web.json_response(result.body, status=result.status)
+                return web.Response(text=str(result.body), status=result.status, content_type=result.content_type)
+            inst.record_call(endpoint, "200", client_id, counted=True, now=now)
+            self._log(inst, request, endpoint, 200, "200", client_id, now)
+            return web.json_response(_wrap(call.request_id, result, asset))
+        finally:
+            inst.in_flight -= 1
+
+    def _release(self, inst: Instance, now: float) -> None:
+        inst.rate.remove(now)
+        inst.quota.add(now, -1)
+
+    def _fault_reply(self, inst: Instance, request: web.Request, path: str, endpoint: str, client_id: str,
+                     now: float, code: str, asset: bool) -> web.Response:
+        lim = inst.limits
+        if code == "606":
+            err = MarketoError("606", rate_limit_message(lim.rate_limit, lim.rate_window_seconds))
+        elif code == "615":
+            err = MarketoError("615", concurrency_message(lim.max_concurrency))
+        else:
+            err = MarketoError(code)
+        return self._envelope(inst, request, path, endpoint, client_id, now, err, asset, counted=True, taken=True)
+
+    def _envelope(self, inst: Instance, request: web.Request, path: str, endpoint: str, client_id: str | None,
+                  now: float, err: MarketoError, asset: bool, counted: bool = False,
+                  taken: bool = False) -> web.Response:
+        """A response-level error in an HTTP 200 body (§3.1 level 2)."""
+        free = err.code in FREE_CODES
+        if taken and free:
+            self._release(inst, now)
+        elif not taken and counted and not free:
+            inst.rate.add(now)
+            inst.quota.add(now)
+        counted_final = counted and not free
+        inst.record_call(endpoint, err.code, client_id, counted=counted_final, now=now)
+        self._log(inst, request, endpoint, 200, err.code, client_id, now)
+        rid = self.ids.request_id(now)
+        if asset:
+            return web.json_response(asset_fail(rid, err.code, err.message))
+        return web.json_response({"requestId": rid, "success": False,
+                                  "errors": [{"code": err.code, "message": err.message}]})
+
+    def _http(self, inst: Instance, request: web.Request, path: str, status: int, text: str,
+              now: float) -> web.Response:
+        endpoint = f"{request.method} {path}"
+        inst.record_call(endpoint, f"http_{status}", None, counted=False, now=now)
+        self._log(inst, request, endpoint, status, f"http_{status}", None, now)
+        return web.Response(status=status, text=text)
+
+    def _log(self, inst: Instance, request: web.Request, endpoint: str, status: int, code: str,
+             client_id: str | None, now: float) -> None:
+        inst.request_log.append({
+            "at": now, "method": request.method, "path": request.path, "query": request.query_string,
+            "endpoint": endpoint, "status": status, "code": code, "clientId": client_id,
+        })
+
+
+def _wrap(request_id: str, result: Any, asset: bool) -> dict[str, Any]:
+    partial = result if isinstance(result, dict) else {"result": result}
+    if asset:
+        body: dict[str, Any] = {"success": True, "warnings": partial.get("warnings", []), "errors": [],
+                                "requestId": request_id}
+        if "result" in partial:
+            body["result"] = partial["result"]
+        return body
+    out: dict[str, Any] = {"requestId": request_id}
+    if "result" in partial:
+        out["result"] = partial["result"]
+    out["success"] = True
+    for k, v in partial.items():
+        if k != "result":
+            out[k] = v
+    return out
+
+
+def _json_or_none(body: bytes, content_type: str) -> Any:
+    if not body or content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, Upload]]:
+    if "boundary=" not in content_type:
+        raise ValueError("no boundary")
+    msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    if not msg.is_multipart():
+        raise ValueError("not multipart")
+    fields: dict[str, str] = {}
+    files: dict[str, Upload] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        raw = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        if filename is not None:
+            files[name] = Upload(filename=filename, content=raw, content_type=part.get_content_type())
+        else:
+            fields[name] = raw.decode("utf-8", errors="replace")
+    return fields, files
+
+
+def build_sandbox(preset: str = "empty", seed: int = 0, faults: FaultConfig | None = None,
+                  instances: list[InstanceConfig] | None = None, clock: Clock | None = None,
+                  limits: LimitsConfig | None = None) -> Sandbox:
+    """Convenience constructor. ``preset`` applies to instances that do not name one in their config."""
+    if instances is None:
+        instances = [InstanceConfig(preset="kaltura" if preset == "kaltura" else "empty")]
+    elif preset == "kaltura":
+        instances = [i if "preset" in i.model_fields_set else i.model_copy(update={"preset": "kaltura"})
+                     for i in instances]
+    if limits is not None:
+        instances = [i.model_copy(update={"limits": limits}) for i in instances]
+    config = SandboxConfig(instances=instances, faults=faults or FaultConfig(), seed=seed)
+    return Sandbox(config, clock=clock)
+
+
+__all__ = ["ManualClock", "Sandbox", "SystemClock", "build_sandbox"]
