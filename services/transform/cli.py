@@ -1,0 +1,39 @@
+"""`kmsync transform`: run the transform worker (settings from KMSYNC_* variables, see README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import faust
+
+from kmsync_config.settings import load_settings
+from kmsync_config.tenants import ConfigError, load_tenants
+from transform.app import build_app, ensure_transform_topics
+from transform.settings import TransformSettings
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kmsync transform",
+                                     description="Kaltura records into Marketo operations (faust-streaming)")
+    parser.add_argument("--tenants-file", type=Path, help="overrides KMSYNC_TENANTS_FILE")
+    args = parser.parse_args(argv)
+    try:
+        overrides = {"tenants_file": args.tenants_file} if args.tenants_file else {}
+        settings = load_settings(TransformSettings, **overrides)
+        # Transform never calls Marketo or Kaltura: it needs the routing, not the secrets.
+        tenants = load_tenants(settings.tenants_file, check_secrets=False)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    asyncio.run(ensure_transform_topics(settings))
+    settings.transform_data_dir.mkdir(parents=True, exist_ok=True)
+    built = build_app(settings, tenants)
+    worker = faust.Worker(built.app, loglevel=settings.log_level, quiet=True, workdir=settings.transform_data_dir)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0

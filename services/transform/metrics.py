@@ -1,0 +1,49 @@
+"""Prometheus metrics of the transform service, per tenant (the event's name in the tenants file)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+from transform.routing import RouteResult
+from transform.transformer import StepResult
+
+
+class TransformMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.records_in = Counter("kmsync_transform_records_in", "Input records read",
+                                  ["tenant", "topic"], registry=r)
+        self.ops_out = Counter("kmsync_transform_ops_out", "Marketo operations emitted",
+                               ["tenant", "kind"], registry=r)
+        self.regressions = Counter("kmsync_transform_status_regressions_dropped",
+                                   "Statuses dropped: lower step than the member already has",
+                                   ["tenant"], registry=r)
+        self.repeats = Counter("kmsync_transform_repeats_dropped",
+                               "Statuses or poll answers dropped: the member already has them",
+                               ["tenant"], registry=r)
+        self.ledger_hits = Counter("kmsync_transform_activity_ledger_hits",
+                                   "Activities not emitted again because the ledger holds them",
+                                   ["tenant"], registry=r)
+        self.dead_letters = Counter("kmsync_transform_dead_lettered", "Records sent to transform.dlq.v1",
+                                    ["tenant", "reason"], registry=r)
+
+    def routed(self, topic: str, result: RouteResult) -> None:
+        self.records_in.labels(result.tenant, topic).inc()
+        if result.dead_letter is not None:
+            self.dead_letters.labels(result.tenant, result.dead_letter.reason_code).inc()
+
+    def stepped(self, result: StepResult) -> None:
+        for op in result.ops:
+            self.ops_out.labels(result.tenant, op.kind).inc()
+        for dl in result.dead_letters:
+            self.dead_letters.labels(result.tenant, dl.reason_code).inc()
+        if result.regressions:
+            self.regressions.labels(result.tenant).inc(result.regressions)
+        if result.repeats:
+            self.repeats.labels(result.tenant).inc(result.repeats)
+        if result.ledger_hits:
+            self.ledger_hits.labels(result.tenant).inc(result.ledger_hits)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
