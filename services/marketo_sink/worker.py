@@ -1,0 +1,142 @@
+"""One Marketo instance's loop: collect a window, plan, execute, settle, publish; one window at a time.
+
+Each instance has its own worker, window and client (with its own limiter), so a parked (607) or
+broken instance waits alone while the others keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from kmsync_marketo import endpoints as ep
+from marketo_sink.decisions import Decision, RetryPolicy, settle
+from marketo_sink.executor import WindowExecutor
+from marketo_sink.memory import ActivityLedger, LeadCache
+from marketo_sink.metrics import SinkMetrics
+from marketo_sink.pending import PendingOp
+from marketo_sink.planner import PlannerConfig, plan_window
+from marketo_sink.settings import WindowSettings
+from marketo_sink.window import CloseReason, Window, WindowLimits
+from marketo_sink.writer import MarketoWriter
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[list[Decision]], Awaitable[None]]
+Monotonic = Callable[[], float]
+
+
+class InstanceWorker:
+    def __init__(
+        self,
+        munchkin_id: str,
+        writer: MarketoWriter,
+        settings: WindowSettings,
+        ledger: ActivityLedger,
+        publish: Publish,
+        metrics: SinkMetrics,
+        monotonic: Monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.munchkin_id = munchkin_id
+        self.writer = writer
+        self.settings = settings
+        self.ledger = ledger
+        self._publish = publish
+        self.metrics = metrics
+        self._mono = monotonic
+        self._rng = rng or random.Random()
+        self.window = Window(WindowLimits(settings.window_max_records, settings.window_max_age_seconds,
+                                          settings.window_max_bytes))
+        self.cache = LeadCache(settings.lead_cache_size)
+        self.executor = WindowExecutor(
+            writer, self.cache, ledger,
+            lambda endpoint, n, code: metrics.observe_call(munchkin_id, endpoint, n, code),
+        )
+        self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds,
+                                  settings.retry_max_seconds)
+        #: (topic, partition) of every record this worker was given.
+        self.partitions: set[tuple[str, int]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        #: Held while a window's calls and its publishing run (drain waits for it).
+        self._busy = asyncio.Lock()
+
+    # ----- feeding
+    def add(self, p: PendingOp) -> None:
+        self.partitions.add((p.source.topic, p.source.partition))
+        self.window.add(p)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"sink-{self.munchkin_id}")
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    # ----- the loop
+    async def _loop(self) -> None:
+        while not self._stopping:
+            now = self._mono()
+            reason = self.window.due(now)
+            if reason is None:
+                deadline = self.window.next_deadline(now)
+                timeout = None if deadline is None else max(0.0, deadline - now)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            async with self._busy:
+                if self._stopping:
+                    return
+                # Shielded: a cancelled sink still finishes the calls it started and publishes their
+                # outcomes, so a custom activity Marketo accepted always reaches the ledger.
+                await asyncio.shield(self._one_window(reason, now))
+
+    async def _one_window(self, reason: CloseReason, now: float) -> None:
+        size = self.window.size_bytes
+        taken = self.window.take(now)
+        self.metrics.window_records.labels(self.munchkin_id, reason.value).observe(len(taken))
+        self.metrics.window_bytes.labels(self.munchkin_id).observe(size)
+        full_calls = reason in (CloseReason.COUNT, CloseReason.BYTES)
+        config = PlannerConfig(
+            batch_max=ep.BATCH_MAX,
+            min_call_records=self.settings.window_min_call_records if full_calls else 0,
+            bulk_min_records=self.settings.bulk_min_records,
+        )
+        plan = plan_window(taken, config, known_lead=lambda e: e in self.cache,
+                           already_written=lambda op_id: op_id in self.ledger)
+        self.window.extend(plan.deferred)
+        decisions = await self.executor.execute(plan)
+        final, retry = settle(decisions, self._mono(), self.policy, self._rng)
+        if retry:
+            self.metrics.retries.labels(self.munchkin_id).inc(len(retry))
+            self.window.extend(retry)
+        self.metrics.observe_limiter(self.munchkin_id, self.writer.limiter)
+        await self._publish(final)
+
+    # ----- stopping
+    async def stop(self, drain_timeout: float) -> list[PendingOp]:
+        """Stop taking windows; let a window in flight finish (up to the timeout); return (and
+        forget) what was buffered and not sent. Abandoned records stay uncommitted."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drained()), drain_timeout)
+            except TimeoutError:
+                log.warning("instance %s: window still in flight after %.0fs; abandoned (replayed by the "
+                            "next owner)", self.munchkin_id, drain_timeout)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        return self.window.drop()
+
+    async def _drained(self) -> None:
+        async with self._busy:
+            return
