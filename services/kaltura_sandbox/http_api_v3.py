@@ -163,7 +163,8 @@ async def report_get_csv(request: web.Request, sandbox: Sandbox, params: dict[st
     token = base64.urlsafe_b64encode(json.dumps(token_data).encode()).decode().rstrip("=")
     entry = entry_ids.replace(",", "_") or "all"
     name = f"Report_{report_id}_{sandbox.partner_id}_{entry}.csv"
-    url = f"{request.url.origin()}/api_v3/service/report/action/serve/id/{token}/name/{name}?ks={quote(str(params['ks']), safe='')}"
+    ks = quote(str(params["ks"]), safe="")
+    url = f"{request.url.origin()}/api_v3/service/report/action/serve/id/{token}/name/{name}?ks={ks}"
     return web.json_response(url)
 
 
