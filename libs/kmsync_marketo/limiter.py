@@ -95,6 +95,8 @@ class Permit:
 
     def __init__(self) -> None:
         self.not_counted = False
+        #: Monotonic time the call was admitted.
+        self.started = 0.0
 
 
 class InstanceLimiter:
@@ -121,6 +123,7 @@ class InstanceLimiter:
         self._paused_until = 0.0
         self._last_change = self.clock.monotonic()
         self._last_throttle: float | None = None
+        self._last_decrease: float | None = None
         self._parked_until: datetime | None = None
         self._reset_at = next_quota_reset(self.clock.now())
         self._daily_used = 0
@@ -138,7 +141,7 @@ class InstanceLimiter:
             self._in_flight += 1
         permit = Permit()
         try:
-            await self._admit()
+            permit.started = await self._admit()
             yield permit
         finally:
             if permit.not_counted:
@@ -168,7 +171,7 @@ class InstanceLimiter:
             self._instance_used = None
             self._own_since_reconcile = 0
 
-    async def _admit(self) -> None:
+    async def _admit(self) -> float:
         while True:
             wall = self.clock.now()
             if self._parked_until is not None:
@@ -193,7 +196,7 @@ class InstanceLimiter:
                 self._daily_used += 1
                 self._own_since_reconcile += 1
                 self._stats.calls_started += 1
-                return
+                return mono
             await self._wait(delay)
 
     async def _wait(self, seconds: float, cap: float | None = None) -> None:
@@ -203,12 +206,17 @@ class InstanceLimiter:
         await self.clock.sleep(seconds)
 
     # ----- feedback from responses -----
-    def on_throttle(self, code: str) -> float:
+    def on_throttle(self, code: str, call_started: float | None = None) -> float:
         """Marketo said 606 (rate) or 615 (concurrency): someone else shares the budget. Lower the
         rate (multiplicative decrease), pause with jitter, and on 615 take one concurrency slot away.
-        Returns the pause in seconds."""
+        Calls that started before the last decrease were sent under the old rate, so their throttles
+        do not decrease again (one decrease per episode, as in TCP). Returns the pause in seconds."""
         s = self.settings
         mono = self.clock.monotonic()
+        self._stats.throttles[code] = self._stats.throttles.get(code, 0) + 1
+        if call_started is not None and self._last_decrease is not None and call_started < self._last_decrease:
+            return max(0.0, self._paused_until - mono)
+        self._last_decrease = mono
         self._streak += 1
         self._fraction = max(s.throttle_min_fraction, self._fraction * s.throttle_decrease_factor)
         if code == "615":
@@ -218,7 +226,6 @@ class InstanceLimiter:
         self._paused_until = max(self._paused_until, mono + pause)
         self._last_change = mono
         self._last_throttle = mono
-        self._stats.throttles[code] = self._stats.throttles.get(code, 0) + 1
         log.warning(
             "marketo instance %s: %s from Marketo, rate now %.0f%% (%d/window), concurrency %d, pause %.1fs",
             self.instance,

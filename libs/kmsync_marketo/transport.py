@@ -157,7 +157,9 @@ class MarketoTransport:
             token = await self.tokens.bearer()
             code: str | None = None
             message = ""
+            started = 0.0
             async with self.limiter.slot() as permit:
+                started = permit.started
                 self.stats.calls += 1
                 try:
                     resp = await self.http.request(
@@ -230,7 +232,7 @@ class MarketoTransport:
                 if attempts >= r.max_attempts:
                     raise MarketoApiError(code, message, attempts)
                 if code in ("606", "615"):
-                    self.limiter.on_throttle(code)  # the limiter's pause delays the next slot
+                    self.limiter.on_throttle(code, started)  # its pause delays the next slot
                     self.stats.retries += 1
                 else:
                     await self._retry_wait(attempts, code)

@@ -218,3 +218,18 @@ async def test_usage_reconciliation_counts_other_integrations() -> None:
     async with limiter.slot():
         stamp = clock.now()
     assert stamp >= datetime(2026, 7, 2, 5, 0, tzinfo=UTC)
+
+
+async def test_throttles_of_calls_sent_before_the_decrease_do_not_decrease_again() -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    clock.advance(1.0)
+    limiter.on_throttle("606", call_started=0.5)
+    # Four more calls that were already in flight under the old rate come back 606 too.
+    for _ in range(4):
+        limiter.on_throttle("606", call_started=0.6)
+    assert limiter.stats().rate_fraction == 0.5
+    assert limiter.stats().throttles == {"606": 5}
+    clock.advance(3.0)
+    limiter.on_throttle("606", call_started=3.5)  # sent after the decrease: a new episode
+    assert limiter.stats().rate_fraction == 0.25

@@ -1,0 +1,121 @@
+"""REST operations against the Marketo sandbox: per-record outcomes for mixed batches, re-auth."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from kmsync_marketo.client import ActivityRecord
+from kmsync_marketo.errors import ErrorClass, MarketoAuthError
+from marketo_sandbox import preset_kaltura as kp
+
+from .conftest import sandbox_env
+
+
+async def test_mixed_lead_batch_outcomes_are_aligned_with_input() -> None:
+    async with sandbox_env() as env:
+        client = env.client()
+        first = await client.sync_leads([{"email": "Ann@Example.com", "firstName": "Ann"}])
+        assert first.outcomes[0].status == "created"
+        ann_id = first.lead_ids["ann@example.com"]
+
+        result = await client.sync_leads([
+            {"email": "bob@example.com", "firstName": "Bob"},       # new → created
+            {"email": "ann@example.com", "lastName": "Smith"},      # existing → updated
+            {"firstName": "No Email"},                               # no lookup value → failed 1003
+            {"email": "cy@example.com", "leadScore": "many"},       # bad type → failed
+        ])
+        statuses = [(o.seq, o.status) for o in result.outcomes]
+        assert statuses == [(0, "created"), (1, "updated"), (2, "failed"), (3, "failed")]
+        assert result.lead_ids["ann@example.com"] == ann_id
+        assert result.outcomes[2].reason_code == "1003"
+        assert result.outcomes[2].classification is ErrorClass.PERMANENT
+        assert "cy@example.com" not in result.lead_ids and set(result.lead_ids) == {"bob@example.com",
+                                                                                     "ann@example.com"}
+
+        only_new = await client.sync_leads([{"email": "bob@example.com"}], action="createOnly")
+        assert (only_new.outcomes[0].status, only_new.outcomes[0].reason_code) == ("failed", "1005")
+
+
+async def test_program_member_status_outcomes_including_1037_and_1025() -> None:
+    async with sandbox_env("kaltura") as env:
+        client = env.client()
+        leads = await client.sync_leads([{"email": f"m{i}@example.com"} for i in range(3)])
+        ids = [leads.lead_ids[f"m{i}@example.com"] for i in range(3)]
+        attended = await client.sync_program_member_status(kp.PROGRAM_ID, "Attended", ids[:1])
+        assert attended[0].status == "created" and attended[0].marketo_id == str(ids[0])
+
+        out = await client.sync_program_member_status(kp.PROGRAM_ID, "Registered", [ids[0], ids[1], 999_999])
+        # Lower step than Attended → skipped with 1037, which is not an error.
+        assert (out[0].status, out[0].reason_code, out[0].classification) == ("skipped", "1037", None)
+        assert out[0].ok and not out[0].retryable
+        assert (out[1].status, out[1].seq) == ("created", 1)
+        assert (out[2].status, out[2].reason_code) == ("failed", "1004")
+
+        bad = await client.sync_program_member_status(kp.PROGRAM_ID, "Not A Status", ids)
+        assert [o.status for o in bad] == ["failed"] * 3
+        assert {o.reason_code for o in bad} == {"1025"}
+        assert all(o.classification is ErrorClass.PERMANENT for o in bad)
+
+
+async def test_custom_activities_and_objects_mixed_batches() -> None:
+    async with sandbox_env("kaltura") as env:
+        client = env.client()
+        leads = await client.sync_leads([{"email": "a@example.com"}])
+        lead_id = leads.lead_ids["a@example.com"]
+        when = datetime(2026, 3, 4, 14, 0, tzinfo=UTC)
+        acts = await client.add_custom_activities([
+            ActivityRecord(lead_id=lead_id, activity_type_id=kp.ACTIVITY_TYPE_ID, activity_date=when,
+                           primary_attribute_value="1_entry", attributes={"plays": 3, "entry_name": "Keynote"}),
+            ActivityRecord(lead_id=987_654, activity_type_id=kp.ACTIVITY_TYPE_ID, activity_date=when,
+                           primary_attribute_value="1_entry"),
+        ])
+        assert acts[0].status == "created" and acts[0].marketo_id
+        assert (acts[1].status, acts[1].reason_code) == ("failed", "1004")
+        assert len(env.inst.activities) == 1
+
+        objs = await client.sync_custom_objects(kp.ENGAGEMENT_CO, [
+            {"entry_id": "1_a", "personId": lead_id, "plays": 2},
+            {"entry_id": "1_b", "personId": 987_654, "plays": 1},      # link to no lead → 1004
+            {"entry_id": "1_c", "personId": lead_id, "plays": 5},
+            {"entry_id": "1_c", "personId": lead_id, "plays": 6},      # same key twice → 1036
+        ])
+        assert [o.status for o in objs] == ["created", "failed", "created", "failed"]
+        assert [o.reason_code for o in objs] == [None, "1004", None, "1036"]
+        again = await client.sync_custom_objects(kp.ENGAGEMENT_CO, [{"entry_id": "1_a", "personId": lead_id,
+                                                                     "plays": 4}])
+        assert again[0].status == "updated" and again[0].marketo_id == objs[0].marketo_id
+
+
+async def test_large_input_is_split_into_calls_of_300_with_global_seq() -> None:
+    async with sandbox_env() as env:
+        client = env.client()
+        result = await client.sync_leads([{"email": f"bulk{i}@example.com"} for i in range(650)])
+        assert [o.seq for o in result.outcomes] == list(range(650))
+        assert all(o.status == "created" for o in result.outcomes)
+        assert env.count("200", "POST /rest/v1/leads.json") == 3
+        assert len(env.inst.leads) == 650
+
+
+async def test_expired_token_is_refreshed_once_and_the_call_replayed() -> None:
+    async with sandbox_env() as env:
+        client = env.client()
+        await client.sync_leads([{"email": "t@example.com"}])
+        # Expire every token on the server behind the client's back: next call gets 601/602.
+        env.inst.tokens.expire_all(env.manual.now())
+        result = await client.sync_leads([{"email": "t@example.com", "firstName": "T"}])
+        assert result.outcomes[0].status == "updated"
+        assert client.transport.stats.reauths == 1
+        assert env.count("602") + env.count("601") == 1
+        requests = [r for r in env.inst.request_log if r["endpoint"] == "POST /rest/v1/leads.json"]
+        assert requests and all("access_token" not in r["query"] for r in requests)  # header only
+
+
+async def test_bad_credentials_raise_auth_error_without_leaking_the_secret() -> None:
+    async with sandbox_env() as env:
+        client = env.client(env.settings(secret="wrong-secret-value"))
+        with pytest.raises(MarketoAuthError) as info:
+            await client.sync_leads([{"email": "x@example.com"}])
+        assert "wrong-secret-value" not in str(info.value)
+        assert "Bad client credentials" in str(info.value)
