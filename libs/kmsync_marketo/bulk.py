@@ -161,13 +161,15 @@ class BulkResult:
     jobs: list[BulkJob] = field(default_factory=list)
 
 
-_OUTSTANDING: dict[str, asyncio.Semaphore] = {}
+_OUTSTANDING: dict[tuple[str, int], asyncio.Semaphore] = {}
 
 
 def _outstanding(instance: str, limit: int) -> asyncio.Semaphore:
-    sem = _OUTSTANDING.get(instance)
+    """This process's outstanding jobs on one instance (one cap shared by leads, custom objects and
+    program members: Marketo's queue is presumably shared, UNCONFIRMED §2.2)."""
+    sem = _OUTSTANDING.get((instance, limit))
     if sem is None:
-        sem = _OUTSTANDING[instance] = asyncio.Semaphore(limit)
+        sem = _OUTSTANDING[(instance, limit)] = asyncio.Semaphore(limit)
     return sem
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
 from pydantic import SecretStr
 
 from kmsync_marketo.auth import TokenRegistry
@@ -21,7 +20,8 @@ from kmsync_marketo.settings import BulkSettings, LimiterSettings, MarketoSettin
 from marketo_sandbox.clock import ManualClock
 from marketo_sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FaultConfig, LimitsConfig
 from marketo_sandbox.instance import Instance
-from marketo_sandbox.server import Sandbox, build_sandbox
+from marketo_sandbox.server import Sandbox
+from marketo_sandbox.testing import running_sandbox
 
 
 class SharedClock:
@@ -84,18 +84,10 @@ async def sandbox_env(
     start: datetime | None = None,
 ) -> AsyncIterator[SandboxEnv]:
     manual = ManualClock(start.timestamp() if start else datetime(2026, 3, 4, 15, 0, tzinfo=UTC).timestamp())
-    sandbox = build_sandbox(preset=preset, faults=faults, clock=manual, limits=limits, seed=5)
-    runner = web.AppRunner(sandbox.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    env = SandboxEnv(sandbox, f"http://127.0.0.1:{port}", manual, SharedClock(manual))
-    try:
-        yield env
-    finally:
-        for c in env.clients:
-            await c.aclose()
-        await runner.cleanup()
+    async with running_sandbox(preset=preset, faults=faults, clock=manual, limits=limits, seed=5) as handle:
+        env = SandboxEnv(handle.sandbox, handle.base_url, manual, SharedClock(manual))
+        try:
+            yield env
+        finally:
+            for c in env.clients:
+                await c.aclose()
