@@ -1,0 +1,132 @@
+"""Fixtures for the static deployment checks: the repository's files and the tools that check them.
+
+No Docker engine and no cluster exist here, so compose, the Kubernetes manifests and the alert rules
+are checked statically with real tools. Each tool is fetched from a package registry the first time
+and cached under .cache/ (the Makefile may install them up front; these fixtures work without it):
+
+- promtool: Debian package `prometheus` (apt-get), when `promtool` is not on PATH;
+- kustomize v5.5.0: `go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0` into .cache/bin,
+  or `kubectl kustomize` when Go is missing and kubectl is on PATH;
+- kubernetes-validate 1.37.0 (PyPI, bundles the Kubernetes JSON schemas): pip --target
+  .cache/pylib/kubernetes-validate, when it is not importable.
+
+A tool that cannot be had fails the tests with the reason; they are never skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".cache"
+KUSTOMIZE_VERSION = "v5.5.0"
+KUBERNETES_VALIDATE_VERSION = "1.37.0"
+#: Kubernetes minor version the rendered manifests must be valid for.
+KUBERNETES_VERSION = "1.31.0"
+
+
+def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def checks() -> ModuleType:
+    """deploy_checks.py beside this file (tests are imported with --import-mode=importlib)."""
+    spec = importlib.util.spec_from_file_location("deploy_checks", Path(__file__).with_name("deploy_checks.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.geteuid() != 0:
+            pytest.fail("promtool is missing and installing Debian's `prometheus` needs root: "
+                        "run `apt-get install -y prometheus`")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        result = _run(["apt-get", "install", "-y", "--no-install-recommends", "prometheus"], 600, env)
+        if result.returncode != 0:
+            update = _run(["apt-get", "update"], 300, env)
+            result = _run(["apt-get", "install", "-y", "--no-install-recommends", "prometheus"], 600, env)
+            if result.returncode != 0:
+                pytest.fail("could not install promtool (Debian package prometheus):\n"
+                            f"{update.stderr[-2000:]}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        found = shutil.which("promtool")
+        if found is None:
+            pytest.fail("Debian package prometheus installed but promtool is not on PATH")
+    return found
+
+
+@pytest.fixture(scope="session")
+def kustomize_build() -> Callable[[Path], list[dict[str, Any]]]:
+    """`kustomize build DIR` as a list of resources."""
+    binary = CACHE / "bin" / "kustomize"
+    argv_prefix: list[str]
+    if binary.exists():
+        argv_prefix = [str(binary), "build"]
+    elif shutil.which("go"):
+        env = {
+            **os.environ,
+            "GOBIN": str(CACHE / "bin"),
+            "GOPATH": str(CACHE / "gopath"),
+            "GOMODCACHE": str(CACHE / "gopath" / "pkg" / "mod"),
+            "GOFLAGS": "-modcacherw",
+        }
+        result = _run(["go", "install", f"sigs.k8s.io/kustomize/kustomize/v5@{KUSTOMIZE_VERSION}"], 900, env)
+        if result.returncode != 0 or not binary.exists():
+            pytest.fail(f"could not go install kustomize {KUSTOMIZE_VERSION}:\n{result.stderr[-3000:]}")
+        argv_prefix = [str(binary), "build"]
+    elif shutil.which("kubectl"):
+        argv_prefix = ["kubectl", "kustomize"]
+    else:
+        pytest.fail("neither Go (to go install kustomize) nor kubectl (kubectl kustomize) is available")
+
+    def build(directory: Path) -> list[dict[str, Any]]:
+        result = _run([*argv_prefix, str(directory)], 120)
+        if result.returncode != 0:
+            pytest.fail(f"kustomize build {directory} failed:\n{result.stderr}")
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def kubernetes_validate() -> ModuleType:
+    try:
+        return importlib.import_module("kubernetes_validate")
+    except ImportError:
+        pass
+    target = CACHE / "pylib" / "kubernetes-validate"
+    if not (target / "kubernetes_validate").is_dir():
+        result = _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                       "--target", str(target), f"kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"], 900)
+        if result.returncode != 0:
+            pytest.fail(f"could not pip install kubernetes-validate {KUBERNETES_VALIDATE_VERSION}:\n"
+                        f"{result.stderr[-3000:]}")
+    # Appended, not prepended: the project's own pinned packages (PyYAML, ...) keep precedence.
+    if str(target) not in sys.path:
+        sys.path.append(str(target))
+    try:
+        return importlib.import_module("kubernetes_validate")
+    except ImportError as exc:
+        pytest.fail(f"kubernetes-validate installed in {target} but cannot be imported: {exc}")
