@@ -7,6 +7,7 @@ POST /_sandbox/pause
 POST /_sandbox/reset                       back to scenario time zero, notifications rescheduled
 GET  /_sandbox/truth[?as_of=now|<ISO>]     ground truth (statuses, engagement rows, poll answers)
 POST /_sandbox/ks/revoke                   every KS issued so far becomes INVALID_KS
+POST /_sandbox/ks/reject {"enabled": bool} while enabled, every KS (even a fresh one) is INVALID_KS
 GET  /_sandbox/notifications               delivery log
 POST /_sandbox/notifications/target {"url": ..., "secret": ...}
 GET  /_sandbox/exports/engagement/{entry_id}.csv   report 4021 CSV for one session (as of now)
@@ -138,6 +139,15 @@ async def revoke(request: web.Request) -> web.Response:
     return web.json_response({"revoked": sandbox_of(request).ks.revoke_all()})
 
 
+async def reject_ks(request: web.Request) -> web.Response:
+    body = await _json(request)
+    enabled = body.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise web.HTTPBadRequest(text="enabled: must be true or false")
+    sandbox_of(request).ks.reject_all = enabled
+    return web.json_response({"reject_all": enabled})
+
+
 async def notifications(request: web.Request) -> web.Response:
     log = sandbox_of(request).dispatcher.log
     return web.json_response({
@@ -191,6 +201,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/_sandbox/reset", reset)
     r.add_get("/_sandbox/truth", truth)
     r.add_post("/_sandbox/ks/revoke", revoke)
+    r.add_post("/_sandbox/ks/reject", reject_ks)
     r.add_get("/_sandbox/notifications", notifications)
     r.add_post("/_sandbox/notifications/target", notification_target)
     r.add_get("/_sandbox/exports/engagement/{entry_id}.csv", export_engagement)

@@ -42,6 +42,8 @@ class KsAuthority:
         self._wall = wall
         self._issued: set[str] = set()
         self._revoked: set[str] = set()
+        #: Fault injection: refuse every KS (even fresh ones), as a partner with a broken secret sees.
+        self.reject_all = False
 
     def issue(self, user_id: str, session_type: int, expiry_seconds: int, privileges: str = "") -> str:
         expiry = int(self._wall()) + expiry_seconds
@@ -71,7 +73,7 @@ class KsAuthority:
             raise KsError("INVALID_SIGNATURE")
         if parsed.expiry <= self._wall():
             raise KsError("EXPIRED")
-        if parsed.rand in self._revoked:
+        if parsed.rand in self._revoked or self.reject_all:
             raise KsError("LOGOUT")
         return parsed
 

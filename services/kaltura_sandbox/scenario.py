@@ -297,8 +297,9 @@ class _Gen:
     def polls(self, sessions: list[Session]) -> list[Poll]:
         out: list[Poll] = []
         cap = self.c.max_polls_per_session
-        for s in sessions:
-            count = self.rng.randint(min(3, cap), cap) if cap else 0
+        for n, s in enumerate(sessions):
+            # The first session uses every slot, so consumers see the full 10-poll width.
+            count = cap if n == 0 else self.rng.randint(min(3, cap), cap)
             for idx in range(1, count + 1):
                 ptype = self.rng.choice(_POLL_TYPES)
                 options: tuple[str, ...]
