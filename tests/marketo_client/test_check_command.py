@@ -1,0 +1,148 @@
+"""`kmsync marketo check` against the sandbox, with and without the kaltura preset, and --apply."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from kmsync_marketo.cli import main, run_check
+from kmsync_marketo.settings import MarketoSettings
+from marketo_sandbox import preset_kaltura as kp
+from marketo_sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from marketo_sandbox.testing import running_sandbox
+
+
+def _settings(base_url: str, secret: str = DEFAULT_CLIENT_SECRET) -> MarketoSettings:
+    return MarketoSettings(endpoint=base_url, client_id=DEFAULT_CLIENT_ID, client_secret=SecretStr(secret),
+                           allow_insecure_http=True)
+
+
+def _line(text: str, fragment: str) -> str:
+    lines = [ln for ln in text.splitlines() if fragment in ln]
+    assert lines, f"no line with {fragment!r} in:\n{text}"
+    return lines[0]
+
+
+async def test_empty_instance_lists_everything_missing_with_fixes() -> None:
+    async with running_sandbox(preset="empty") as sb:
+        code, text = await run_check(_settings(sb.base_url), label="empty", program_ids=[1001])
+    assert code == 1
+    assert _line(text, "API credentials").lstrip().startswith("[ok]")
+    for area in ("Person", "Activity", "Activity Metadata", "Assets", "Custom Object"):
+        assert _line(text, f"> Read-Write {area}").lstrip().startswith("[ok]")
+    # The sandbox has no campaigns endpoint: reported as not verifiable (610), not as missing.
+    assert _line(text, "> Read-Write Campaigns").lstrip().startswith("[??]")
+    assert "[MISSING]" in _line(text, "event channel")
+    assert "Admin > Tags > Channels" in text and "Un-registered (step 80)" in text
+    assert "[MISSING]" in _line(text, "event program 1001")
+    assert "cannot create programs" in text
+    assert "[MISSING]" in _line(text, "custom activity type 'userSessionEngagement'")
+    assert "[MISSING]" in _line(text, "custom object 'kalturaUserSessionEngagement'")
+    assert "[MISSING]" in _line(text, "custom object 'kalturaUserPolls_c'")
+    assert "5 item(s) missing; 3 can be created with --apply, 2 must be done in the Marketo UI." in text
+
+
+async def test_kaltura_preset_passes() -> None:
+    async with running_sandbox(preset="kaltura") as sb:
+        code, text = await run_check(_settings(sb.base_url), label="kaltura", program_ids=[kp.PROGRAM_ID])
+    assert code == 0, text
+    assert "[MISSING]" not in text
+    assert f"channel {kp.CHANNEL_NAME!r}" in text
+    assert "approved with entry_id primary and 19 fields" in text
+    assert "approved with 30 fields, dedupe entry_id + personId" in text
+    assert "approved with 33 fields, dedupe entry_id + email" in text
+
+
+async def test_wrong_channel_step_and_missing_field_are_named() -> None:
+    async with running_sandbox(preset="kaltura") as sb:
+        channel = sb.instance().channels[kp.CHANNEL_NAME]
+        channel.statuses = [s for s in channel.statuses if s.name != "Blocked"]
+        channel.statuses[0] = dataclasses.replace(channel.statuses[0], step=5)
+        version = sb.instance().co_types[kp.POLLS_CO].approved
+        assert version is not None
+        version.fields = [f for f in version.fields if f.name != "poll_10_question"]
+        code, text = await run_check(_settings(sb.base_url), label="kaltura", program_ids=[kp.PROGRAM_ID])
+    assert code == 1
+    assert "status 'Blocked' (step 70) is missing" in text
+    assert "status 'Created' has step 5, the guide says 10" in text
+    assert "field poll_10_question (text) is missing" in text
+
+
+async def test_apply_creates_what_the_api_can_and_names_what_it_cannot() -> None:
+    async with running_sandbox(preset="empty") as sb:
+        code, text = await run_check(_settings(sb.base_url), label="empty", program_ids=[1001], apply=True)
+        inst = sb.instance()
+        assert inst.activity_types["userSessionEngagement"].status == "approved"
+        assert {kp.ENGAGEMENT_CO, kp.POLLS_CO} <= set(inst.co_types)
+        assert all(inst.co_types[n].state == "approved" for n in (kp.ENGAGEMENT_CO, kp.POLLS_CO))
+    assert code == 1  # the channel and the program still need the Marketo UI
+    before, after = text.split("After --apply:")
+    assert "[applied]" in _line(before, "custom activity type")
+    assert "[ok]" in _line(after, "custom activity type")
+    assert "[ok]" in _line(after, "custom object 'kalturaUserPolls_c'")
+    assert "[MISSING]" in _line(after, "event channel")
+    assert "2 item(s) missing; 0 can be created with --apply, 2 must be done in the Marketo UI." in after
+
+
+async def test_apply_makes_the_check_pass_when_only_api_items_are_missing() -> None:
+    async with running_sandbox(preset="kaltura") as sb:
+        inst = sb.instance()
+        del inst.activity_types[kp.ACTIVITY_TYPE_API_NAME]
+        del inst.co_types[kp.ENGAGEMENT_CO]
+        # The polls object exists but lacks a (non-dedupe) field: --apply adds it and approves.
+        polls = inst.co_types[kp.POLLS_CO].approved
+        assert polls is not None
+        polls.fields = [f for f in polls.fields if f.name != "poll_3_type"]
+        code, _ = await run_check(_settings(sb.base_url), label="k", program_ids=[kp.PROGRAM_ID])
+        assert code == 1
+        code, text = await run_check(_settings(sb.base_url), label="k", program_ids=[kp.PROGRAM_ID], apply=True)
+        assert code == 0, text
+        code, _ = await run_check(_settings(sb.base_url), label="k", program_ids=[kp.PROGRAM_ID])
+        assert code == 0
+        engagement = inst.co_types[kp.ENGAGEMENT_CO].approved
+        assert engagement is not None and engagement.dedupe_fields == ["entry_id", "personId"]
+
+
+async def test_bad_credentials_stop_the_check_with_a_fix() -> None:
+    async with running_sandbox(preset="kaltura") as sb:
+        code, text = await run_check(_settings(sb.base_url, secret="nope"), label="k")
+    assert code == 1
+    assert "[MISSING]" in _line(text, "API credentials") and "LaunchPoint" in text
+    assert "nope" not in text
+
+
+async def test_cli_reads_the_tenants_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running_sandbox(preset="kaltura") as sb:
+        monkeypatch.setenv("KMSYNC_TEST_MARKETO_SECRET", DEFAULT_CLIENT_SECRET)
+        tenants = tmp_path / "tenants.yaml"
+        tenants.write_text(
+            "marketo_instances:\n"
+            "  sandbox:\n"
+            f"    munchkin_id: {sb.munchkin_id}\n"
+            f"    endpoint: {sb.base_url}\n"
+            f"    client_id: {DEFAULT_CLIENT_ID}\n"
+            "    client_secret: {env: KMSYNC_TEST_MARKETO_SECRET}\n"
+            "    share: 0.5\n"
+            "events:\n"
+            "  - name: summit\n"
+            "    partner_id: 1\n"
+            "    virtual_event_id: 2\n"
+            "    marketo_instance: sandbox\n"
+            f"    program_id: {kp.PROGRAM_ID}\n"
+        )
+        out = io.StringIO()
+
+        def run() -> int:
+            with contextlib.redirect_stdout(out):
+                return main(["check", "--tenants", str(tenants)])
+
+        code = await asyncio.to_thread(run)  # main() runs its own event loop
+        assert code == 0, out.getvalue()
+        assert f"event program {kp.PROGRAM_ID} on the Kaltura channel" in out.getvalue()
+        assert main(["check", "--tenants", str(tenants), "--instance", "other"]) == 2
