@@ -90,7 +90,8 @@ class Sandbox:
     # ---- the app ----------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=CLIENT_MAX_SIZE)
+        app = web.Application(client_max_size=CLIENT_MAX_SIZE,
+                              handler_args={"max_line_size": 1 << 20, "max_field_size": 1 << 16})
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 

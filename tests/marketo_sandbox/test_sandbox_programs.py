@@ -1,0 +1,93 @@
+"""Channels, programs and program member status (marketo-api.md §6)."""
+
+from __future__ import annotations
+
+from marketo_sandbox.testing import SandboxHandle
+
+STATUS = "/rest/v1/programs/1001/members/status.json"
+SEED_STATUSES = [("Created", 10, False), ("Invited", 20, False), ("Registered", 30, True),
+                 ("Confirmed", 40, True), ("autoConfirmed", 40, True), ("Attended", 50, True),
+                 ("Participated", 60, True), ("Blocked", 70, False), ("Un-registered", 80, False)]
+
+
+async def _leads(api, n: int) -> list[int]:  # type: ignore[no-untyped-def]
+    body = await api.post("/rest/v1/leads.json", json={"input": [{"email": f"p{i}@x.com"} for i in range(n)]})
+    return [r["id"] for r in body["result"]]
+
+
+async def test_channel_program_and_asset_envelope(api) -> None:  # type: ignore[no-untyped-def]
+    body = await api.get("/rest/asset/v1/channels.json")
+    assert body["success"] is True and body["warnings"] == [] and body["errors"] == []
+    ch = body["result"][0]
+    assert ch["name"] == "Kaltura Virtual Event" and ch["applicableProgramType"] == "event"
+    assert [(s["name"], s["step"], s["success"]) for s in ch["progressionStatuses"]] == SEED_STATUSES
+    assert ch["createdAt"].endswith("Z+0000")
+    by_name = await api.get("/rest/asset/v1/channel/byName.json", params={"name": "Kaltura Virtual Event"})
+    assert by_name["result"] == [ch]
+    missing = await api.get("/rest/asset/v1/channel/byName.json", params={"name": "Nope"})
+    assert missing["success"] is True and "result" not in missing
+    assert missing["warnings"] == ["No assets found for the given search criteria."]
+    prog = (await api.get("/rest/asset/v1/program/1001.json"))["result"][0]
+    assert prog["channel"] == "Kaltura Virtual Event" and prog["type"] == "Event"
+    assert "result" not in await api.get("/rest/asset/v1/program/5.json")
+
+
+async def test_status_sync_is_forward_only(api) -> None:  # type: ignore[no-untyped-def]
+    a, b, c = await _leads(api, 3)
+    body = await api.post(STATUS, json={"statusName": "Registered", "input": [{"leadId": a}, {"leadId": b}]})
+    assert body["result"] == [{"seq": 0, "status": "created", "leadId": a},
+                              {"seq": 1, "status": "created", "leadId": b}]
+    body = await api.post(STATUS, json={"statusName": "Confirmed", "input": [
+        {"leadId": a}, {"leadId": c}, {"leadId": 9999}]})
+    assert body["result"] == [
+        {"seq": 0, "status": "updated", "leadId": a},
+        {"seq": 1, "status": "created", "leadId": c},
+        {"seq": 2, "status": "skipped", "reasons": [{"code": "1004", "message": "Lead not found"}]},
+    ]
+    skip = [{"code": "1037", "message": "Lead skipped because it is already in or past this status"}]
+    # lower step, and equal step (autoConfirmed is also 40) are skipped
+    for name in ("Invited", "autoConfirmed", "Confirmed"):
+        body = await api.post(STATUS, json={"statusName": name, "input": [{"leadId": a}]})
+        assert body["result"] == [{"seq": 0, "status": "skipped", "reasons": skip}], name
+    sb: SandboxHandle = api.sb
+    members = {m["leadId"]: m for m in sb.dump()["programMembers"]}
+    assert members[a]["statusName"] == "Confirmed" and members[a]["reachedSuccess"] is True
+    assert members[b]["statusName"] == "Registered"
+    got = await api.get("/rest/v1/programs/1001/members.json", params={
+        "filterType": "leadId", "filterValues": f"{a},{b}", "fields": "leadId,statusName,reachedSuccess"})
+    assert got["result"] == [{"seq": 0, "leadId": a, "statusName": "Confirmed", "reachedSuccess": True},
+                             {"seq": 1, "leadId": b, "statusName": "Registered", "reachedSuccess": True}]
+    # each change wrote a "Change Status in Progression" activity (type 104)
+    changes = [x for x in sb.dump()["activities"] if x["activityTypeId"] == 104 and x["leadId"] == a]
+    assert [x["attributes"][0]["value"] for x in changes] == ["Registered", "Confirmed"]
+
+
+async def test_unknown_status_is_1025_and_batch_limits(api) -> None:  # type: ignore[no-untyped-def]
+    (a,) = await _leads(api, 1)
+    body = await api.post(STATUS, json={"statusName": "Confirmed email", "input": [{"leadId": a}]})
+    assert api.error_of(body) == ("1025", "Program status not found")
+    body = await api.post(STATUS, json={"statusName": "registered", "input": [{"leadId": a}]})  # case matters
+    assert api.error_of(body)[0] == "1025"
+    body = await api.post(STATUS, json={"statusName": "Invited", "input": [{"leadId": a}] * 301})
+    assert api.error_of(body)[0] == "1003"
+    assert api.error_of(await api.post(STATUS, json={"input": [{"leadId": a}]}))[0] == "701"
+
+
+async def test_unknown_status_record_level_option() -> None:
+    from marketo_sandbox.config import BehaviourConfig, InstanceConfig
+    from marketo_sandbox.testing import running_sandbox
+
+    inst = InstanceConfig(behaviour=BehaviourConfig(unknown_status_level="record"))
+    import httpx
+
+    async with running_sandbox(preset="kaltura", instances=[inst]) as sb, \
+            httpx.AsyncClient(base_url=sb.base_url) as http:
+        tok = (await http.post("/identity/oauth/token", data={
+            "grant_type": "client_credentials", "client_id": sb.client_id,
+            "client_secret": sb.client_secret})).json()["access_token"]
+        h = {"Authorization": f"Bearer {tok}"}
+        await http.post("/rest/v1/leads.json", headers=h, json={"input": [{"email": "a@x.com"}]})
+        body = (await http.post(STATUS, headers=h, json={"statusName": "Nope", "input": [{"leadId": 1}]})).json()
+        assert body["success"] is True
+        assert body["result"] == [{"seq": 0, "status": "skipped",
+                                   "reasons": [{"code": "1025", "message": "Program status not found"}]}]
