@@ -23,6 +23,7 @@ from kmsync_contracts import ContractError, DeadLetter, decode
 from kmsync_contracts.codecs import decode_model
 from kmsync_contracts.topics import TOPICS_BY_NAME
 from kmsync_kafka.clients import reliable_producer
+from marketo_sink.ledger_reader import topic_partitions
 from marketo_sink.settings import SinkSettings
 
 #: Fields --filter understands: dead letter fields, and fields of the original operation.
@@ -79,7 +80,7 @@ async def replay(bootstrap: str, dlq_topic: str, prefix: str, filters: dict[str,
     await consumer.start()
     await producer.start()
     try:
-        parts = [TopicPartition(dlq_topic, p) for p in sorted(consumer.partitions_for_topic(dlq_topic) or [])]
+        parts = await topic_partitions(consumer, dlq_topic)
         if not parts:
             raise ValueError(f"topic {dlq_topic} does not exist")
         consumer.assign(parts)

@@ -18,6 +18,12 @@ from marketo_sink.memory import ActivityLedger
 log = logging.getLogger(__name__)
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions from fresh cluster metadata (a new consumer knows none yet)."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
+
+
 class LedgerReader:
     def __init__(self, bootstrap: str, topic: str, ledger: ActivityLedger, lookback_hours: float) -> None:
         self.topic = topic
@@ -29,8 +35,7 @@ class LedgerReader:
 
     async def start(self) -> None:
         await self._consumer.start()
-        parts = self._consumer.partitions_for_topic(self.topic) or set()
-        self._parts = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self._parts = await topic_partitions(self._consumer, self.topic)
         if not self._parts:
             return
         self._consumer.assign(self._parts)

@@ -210,7 +210,11 @@ def _plan(
     objects: dict[str, dict[tuple[object, ...], ObjectInput]] = {}
     for p in rest:
         if isinstance(p.op, CustomObjectUpsert):
-            key_values = tuple(p.op.record.get(f) for f in p.op.dedupe_fields)
+            # The link field is filled in later with the lead id: the lead (email) stands in for it.
+            link = LINK_FIELDS.get(p.op.object_name)
+            key_values = tuple(
+                ("lead", p.op.email) if f == link else p.op.record.get(f) for f in p.op.dedupe_fields
+            )
             items = objects.setdefault(p.op.object_name, {})
             found = items.get(key_values)
             if found is None:

@@ -104,8 +104,8 @@ class MarketoSink:
     # ------------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set: a graceful stop drains windows in flight, abandons open windows
-        (uncommitted, replayed later) and commits what has an outcome. Cancelling the task is a hard
-        stop: calls in flight still publish their outcomes, nothing more is committed."""
+        (uncommitted, replayed later) and commits what has an outcome. Cancelling the task stops the
+        same way; a failed worker or Kafka error ends the run with that error."""
         s = self.settings
         self._producer = reliable_producer(s.kafka_bootstrap)
         await self._producer.start()
@@ -114,7 +114,6 @@ class MarketoSink:
         self._consumer = manual_commit_consumer(s.kafka_bootstrap, s.sink_group_id,
                                                 rebalance_timeout_ms=int(s.sink_drain_timeout_seconds * 1000)
                                                 + 10_000)
-        graceful = False
         try:
             await self._ledger_reader.start()
             await self._ledger_reader.catch_up()
@@ -133,17 +132,17 @@ class MarketoSink:
                 if time.monotonic() - last_commit >= s.sink_commit_interval_seconds:
                     await self._commit()
                     last_commit = time.monotonic()
-            graceful = True
         finally:
             self.state.ready = False
-            await self._shutdown(graceful)
+            await self._shutdown()
 
-    async def _shutdown(self, graceful: bool) -> None:
-        timeout = self.settings.sink_drain_timeout_seconds if graceful else 0.0
+    async def _shutdown(self) -> None:
+        # Both paths let windows in flight finish (bounded) so accepted writes get their outcomes;
+        # open windows are abandoned uncommitted and replayed by whoever owns the partition next.
         for worker in list(self.workers.values()):
-            await worker.stop(timeout)
+            await worker.stop(self.settings.sink_drain_timeout_seconds)
         self.workers.clear()
-        if graceful and self._consumer is not None:
+        if self._consumer is not None and self.state.assigned:
             with contextlib.suppress(KafkaError, CommitFailedError):
                 await self._commit()
         for closer in (self._consumer, self._ledger_reader, self._producer):

@@ -63,8 +63,8 @@ class InstanceWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        #: Held while a window's calls and its publishing run (drain waits for it).
-        self._busy = asyncio.Lock()
+        #: The window whose calls and publishing are running (drain waits for it).
+        self._window_task: asyncio.Task[None] | None = None
 
     # ----- feeding
     def add(self, p: PendingOp) -> None:
@@ -91,12 +91,13 @@ class InstanceWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 continue
-            async with self._busy:
-                if self._stopping:
-                    return
-                # Shielded: a cancelled sink still finishes the calls it started and publishes their
-                # outcomes, so a custom activity Marketo accepted always reaches the ledger.
-                await asyncio.shield(self._one_window(reason, now))
+            if self._stopping:
+                return
+            # A task of its own, awaited through a shield: cancelling the loop (a hard stop) lets the
+            # calls already started finish and publish their outcomes, so a custom activity Marketo
+            # accepted always reaches the ledger; stop() bounds how long that may take.
+            self._window_task = asyncio.create_task(self._one_window(reason, now))
+            await asyncio.shield(self._window_task)
 
     async def _one_window(self, reason: CloseReason, now: float) -> None:
         size = self.window.size_bytes
@@ -122,21 +123,21 @@ class InstanceWorker:
 
     # ----- stopping
     async def stop(self, drain_timeout: float) -> list[PendingOp]:
-        """Stop taking windows; let a window in flight finish (up to the timeout); return (and
-        forget) what was buffered and not sent. Abandoned records stay uncommitted."""
+        """Stop taking windows; let a window in flight finish (up to the timeout, then abandon it);
+        return (and forget) what was buffered and not sent. Abandoned records stay uncommitted."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._drained()), drain_timeout)
-            except TimeoutError:
-                log.warning("instance %s: window still in flight after %.0fs; abandoned (replayed by the "
+        inflight = self._window_task
+        if inflight is not None and not inflight.done():
+            done, _ = await asyncio.wait({inflight}, timeout=drain_timeout)
+            if not done:
+                log.warning("instance %s: window still in flight after %.1fs; abandoned (replayed by the "
                             "next owner)", self.munchkin_id, drain_timeout)
+                inflight.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await inflight
+        if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         return self.window.drop()
-
-    async def _drained(self) -> None:
-        async with self._busy:
-            return

@@ -122,3 +122,12 @@ def test_bulk_decision_for_large_windows(ops) -> None:
 def test_link_field_filled_with_lead_id() -> None:
     assert link_record("kalturaUserSessionEngagement", {"entry_id": "e"}, 42)["personId"] == 42
     assert "personId" not in link_record("kalturaUserPolls_c", {"entry_id": "e"}, 42)
+
+
+def test_link_field_in_dedupe_key_keeps_leads_apart(ops) -> None:
+    a = ops.obj("a@x.com", entry="e1")
+    b = ops.obj("b@x.com", entry="e1")
+    a = a.model_copy(update={"dedupe_fields": ("entry_id", "personId")})
+    b = b.model_copy(update={"dedupe_fields": ("entry_id", "personId")})
+    plan = plan_window([ops.pending(a), ops.pending(b)], CFG, known_lead=lambda e: True)
+    assert [i.email for i in plan.object_calls[0].items] == ["a@x.com", "b@x.com"]

@@ -1,0 +1,360 @@
+"""The sink end to end: real Kafka (KRaft), the Marketo sandbox over HTTP on 127.0.0.1, faults on.
+
+Each test builds its own topics (unique prefix), consumer group, sandbox and client registries, and
+stops everything it started. Waiting is always polling a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from kmsync_config.tenants import TenantsConfig, parse_tenants
+from kmsync_contracts import DeadLetter, RecordOutcome, encode
+from kmsync_contracts.codecs import decode_model
+from kmsync_contracts.marketo_ops import MarketoOperation
+from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
+from kmsync_kafka.clients import ensure_topics, reliable_producer, topic_name
+from kmsync_marketo.auth import TokenRegistry
+from kmsync_marketo.client import MarketoClient
+from kmsync_marketo.limiter import LimiterRegistry
+from kmsync_marketo.settings import MarketoSettings, RetrySettings
+from marketo_sandbox.config import InstanceConfig, LimitsConfig
+from marketo_sandbox.preset_kaltura import ACTIVITY_TYPE_ID
+from marketo_sandbox.testing import SandboxHandle, running_sandbox
+from marketo_sink import dlq_cli
+from marketo_sink.ledger_reader import topic_partitions
+from marketo_sink.service import MarketoSink
+from marketo_sink.settings import SinkSettings
+from marketo_sink.writer import MarketoWriter
+
+pytestmark = pytest.mark.timeout(120)
+
+A, B, C, D = "111-AAA-111", "222-BBB-222", "333-CCC-333", "444-DDD-444"
+WRITE_ENDPOINTS = ("leads.json", "members/status.json", "customobjects/", "activities/external.json")
+
+
+async def until(cond: Callable[[], Awaitable[bool] | bool], within: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + within
+    while True:
+        res = cond()
+        if (await res) if not isinstance(res, bool) else res:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or cond}")
+        await asyncio.sleep(0.05)  # polling interval of a condition with a deadline, not synchronisation
+
+
+@dataclass
+class TopicReader:
+    bootstrap: str
+    topic: str
+    seen: list[bytes] = field(default_factory=list)
+    _consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                          auto_offset_reset="earliest", enable_auto_commit=False)
+        await self._consumer.start()
+        self._consumer.assign(await topic_partitions(self._consumer, self.topic))
+        await self._consumer.seek_to_beginning()
+
+    async def poll(self) -> None:
+        assert self._consumer is not None
+        batch = await self._consumer.getmany(timeout_ms=100)
+        for msgs in batch.values():
+            self.seen += [m.value for m in msgs if m.value is not None]
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+@dataclass
+class Harness:
+    bootstrap: str
+    prefix: str
+    sandbox: SandboxHandle
+    tenants: TenantsConfig
+    group: str
+    limiters: LimiterRegistry = field(default_factory=LimiterRegistry)
+    tokens: TokenRegistry = field(default_factory=TokenRegistry)
+    results: TopicReader | None = None
+    dlq: TopicReader | None = None
+    sink_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    sinks: list[MarketoSink] = field(default_factory=list)
+
+    def writer(self, s: MarketoSettings) -> MarketoWriter:
+        # Fast retries and token refreshes for tests; limits stay the real ones.
+        s = s.model_copy(update={
+            "token_refresh_margin_seconds": 0.3,
+            "http_timeout_seconds": 10.0,
+            "retry": RetrySettings(max_attempts=8, backoff_base_seconds=0.05, backoff_max_seconds=0.5),
+            "limits": s.limits.model_copy(update={"throttle_pause_base_seconds": 0.2,
+                                                  "throttle_pause_max_seconds": 1.0}),
+        })
+        return MarketoClient(s, limiters=self.limiters, token_registry=self.tokens)
+
+    def settings(self, **overrides: Any) -> SinkSettings:
+        base: dict[str, Any] = dict(
+            kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix, sink_group_id=self.group,
+            window_max_age_seconds=0.5, retry_base_seconds=0.05, retry_max_seconds=0.5,
+            sink_drain_timeout_seconds=5.0, sink_commit_interval_seconds=0.2,
+        )
+        base.update(overrides)
+        return SinkSettings(**base)
+
+    def start_sink(self, **overrides: Any) -> MarketoSink:
+        sink = MarketoSink(self.settings(**overrides), self.tenants, writer_factory=self.writer)
+        task = asyncio.create_task(sink.run(asyncio.Event()))
+        self.sinks.append(sink)
+        self.sink_tasks.append(task)
+        return sink
+
+    async def stop_sink(self, sink: MarketoSink) -> None:
+        task = self.sink_tasks[self.sinks.index(sink)]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def produce(self, ops: list[MarketoOperation]) -> None:
+        producer = reliable_producer(self.bootstrap)
+        await producer.start()
+        try:
+            topic = topic_name(MARKETO_OPS, self.prefix)
+            futs = [await producer.send(topic, encode(op), key=op.munchkin_id.encode()) for op in ops]
+            await asyncio.gather(*futs)
+        finally:
+            await producer.stop()
+
+    async def outcomes(self) -> list[RecordOutcome]:
+        assert self.results is not None
+        await self.results.poll()
+        return [decode_model(RecordOutcome, v) for v in self.results.seen]
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        assert self.dlq is not None
+        await self.dlq.poll()
+        return [decode_model(DeadLetter, v) for v in self.dlq.seen]
+
+    async def wait_for_outcomes(self, op_ids: set[str], within: float = 60.0) -> dict[str, RecordOutcome]:
+        final: dict[str, RecordOutcome] = {}
+
+        async def done() -> bool:
+            for o in await self.outcomes():
+                final[o.op_id] = o
+            return op_ids <= set(final)
+
+        await until(done, within, f"outcomes for {len(op_ids)} operations")
+        return final
+
+
+def tenants_for(sb: SandboxHandle, monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any] | None = None
+                ) -> TenantsConfig:
+    monkeypatch.setenv("KMSYNC_TEST_MARKETO_SECRET", sb.client_secret)
+    instances: dict[str, Any] = {
+        "alpha": {"munchkin_id": A, "endpoint": sb.instance_url(A), "client_id": sb.client_id,
+                  "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}, "share": 0.5},
+    }
+    instances.update(extra or {})
+    return parse_tenants({"marketo_instances": instances, "events": []}, check_secrets=False)
+
+
+def sandbox_instances(*munchkins: str, limits: dict[str, LimitsConfig] | None = None) -> list[InstanceConfig]:
+    limits = limits or {}
+    return [InstanceConfig(munchkin_id=m, preset="kaltura", **({"limits": limits[m]} if m in limits else {}))
+            for m in munchkins]
+
+
+@contextlib.asynccontextmanager
+async def harness(kafka_broker: Any, topic_prefix: str, sb: SandboxHandle, tenants: TenantsConfig
+                  ) -> AsyncIterator[Harness]:
+    await ensure_topics(kafka_broker.bootstrap, (MARKETO_OPS, MARKETO_RESULTS, MARKETO_DLQ), topic_prefix,
+                        partitions=3)
+    h = Harness(kafka_broker.bootstrap, topic_prefix, sb, tenants, group=f"{topic_prefix}sink")
+    h.results = TopicReader(h.bootstrap, topic_name(MARKETO_RESULTS, topic_prefix))
+    h.dlq = TopicReader(h.bootstrap, topic_name(MARKETO_DLQ, topic_prefix))
+    try:
+        await h.results.start()
+        await h.dlq.start()
+        yield h
+    finally:
+        for sink in list(h.sinks):
+            await h.stop_sink(sink)
+        await h.results.stop()
+        await h.dlq.stop()
+
+
+def scenario(ops: Any, munchkin: str, n: int, tag: str = "") -> list[MarketoOperation]:
+    """Per attendee: a lead upsert, Registered then Attended, an engagement object, an activity."""
+    out: list[MarketoOperation] = []
+    for i in range(n):
+        email = f"user{i}{tag}@{munchkin.lower()}.example"
+        out.append(ops.lead(email, munchkin=munchkin, op_id=f"{munchkin}-lead-{i}{tag}", firstName=f"U{i}"))
+        out.append(ops.status(email, "Registered", munchkin=munchkin, op_id=f"{munchkin}-reg-{i}{tag}"))
+        out.append(ops.obj(email, entry="1_keynote", munchkin=munchkin, op_id=f"{munchkin}-co-{i}{tag}",
+                           plays=i % 7).model_copy(update={"dedupe_fields": ("entry_id", "personId")}))
+        out.append(ops.activity(email, entry="1_keynote", munchkin=munchkin, op_id=f"{munchkin}-act-{i}{tag}"))
+        if i % 3 == 0:
+            out.append(ops.status(email, "Attended", munchkin=munchkin, op_id=f"{munchkin}-att-{i}{tag}"))
+    return out
+
+
+def assert_sandbox_holds_exactly(sb: SandboxHandle, munchkin: str, n: int, tag: str = "") -> None:
+    dump = sb.dump(munchkin)
+    emails = [ld["email"] for ld in dump["leads"]]
+    expected = {f"user{i}{tag}@{munchkin.lower()}.example" for i in range(n)}
+    assert sorted(emails) == sorted(expected), "every lead exactly once (no duplicates, none lost)"
+    by_id = {ld["id"]: ld["email"] for ld in dump["leads"]}
+    members = {by_id[m["leadId"]]: m["statusName"] for m in dump["programMembers"] if m["programId"] == 1001}
+    want = {f"user{i}{tag}@{munchkin.lower()}.example": ("Attended" if i % 3 == 0 else "Registered")
+            for i in range(n)}
+    assert members == want
+    cos = dump["customObjects"].get("kalturaUserSessionEngagement", [])
+    assert len(cos) == n and {by_id[int(c["personId"])] for c in cos} == expected
+    acts = [a for a in dump["activities"] if a["activityTypeId"] == ACTIVITY_TYPE_ID]
+    keys = [(a["leadId"], a["primaryAttributeValue"]) for a in acts]
+    assert len(keys) == n == len(set(keys)), "one activity per attendee, never twice"
+
+
+async def test_backlog_goes_out_in_full_calls_without_tripping_limits(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = 900
+    async with running_sandbox(instances=sandbox_instances(A)) as sb:
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            backlog = scenario(ops, A, n)
+            await h.produce(backlog)
+            sink = h.start_sink(window_max_age_seconds=2.0)
+            final = await h.wait_for_outcomes({op.op_id for op in backlog})
+            assert all(o.status in ("created", "updated") for o in final.values()), {
+                o.reason_code for o in final.values()}
+            assert_sandbox_holds_exactly(sb, A, n)
+            summary = sb.calls(A)["by_endpoint"]
+            write_calls = sum(count for ep, codes in summary.items() for count in codes.values()
+                              if ep.startswith("POST") and any(w in ep for w in WRITE_ENDPOINTS))
+            records = sum(s.value for m in sink.metrics.records_per_call.collect() for s in m.samples
+                          if s.name.endswith("_sum"))
+            assert records >= len(backlog) - n // 3  # Registered+Attended go in separate calls
+            assert records / write_calls >= 290, (records, write_calls, summary)
+            assert sb.call_count(code="606", munchkin_id=A) == 0
+            assert sb.call_count(code="615", munchkin_id=A) == 0
+
+
+async def test_faults_and_a_restart_mid_window_lose_nothing_and_duplicate_nothing(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = 240
+    faults = {"token_ttl_seconds": 1.5, "rules": [
+        {"endpoint": "POST /rest/v1/leads.json", "error": "606", "rate": 0.3, "max_count": 3},
+        {"endpoint": "POST *", "error": "615", "rate": 0.2, "max_count": 3},
+        {"endpoint": "POST *", "error": "604", "rate": 0.2, "max_count": 4},
+        # An ambiguous 604 (applied, then failed) is only safe on upserts (marketo-api.md §10.4).
+        {"endpoint": "POST /rest/v1/leads.json", "error": "604", "rate": 0.3, "max_count": 2,
+         "apply_then_fail": True},
+        {"endpoint": "POST *", "error": "http_502", "rate": 0.2, "max_count": 3},
+        {"endpoint": "POST *", "error": "http_500", "rate": 0.1, "max_count": 2},
+        {"endpoint": "POST *", "error": "drop", "rate": 0.2, "max_count": 3},
+    ]}
+    async with running_sandbox(instances=sandbox_instances(A), faults=faults) as sb:
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            first = scenario(ops, A, n // 2)
+            second = scenario(ops, A, n // 2, tag="b")
+            await h.produce(first)
+            sink = h.start_sink(window_max_records=200, window_max_age_seconds=0.3)
+            some = {op.op_id for op in first[:100]}
+            await h.wait_for_outcomes(some)
+            # Stop with a window open: the second half lands while the sink is going down.
+            await h.produce(second)
+            await h.stop_sink(sink)
+            h.start_sink(window_max_records=200, window_max_age_seconds=0.3)
+            everything = {op.op_id for op in first + second}
+            final = await h.wait_for_outcomes(everything, within=90)
+            failed = {k: (v.reason_code, v.reason) for k, v in final.items() if v.status == "failed"}
+            assert not failed
+            dump_n = len(sb.dump(A)["leads"])
+            assert dump_n == n
+            for tag, batch in (("", n // 2), ("b", n // 2)):
+                dump = sb.dump(A)
+                got = {ld["email"] for ld in dump["leads"] if f"{tag}@" in ld["email"]}
+                assert len(got) >= batch
+            acts = [a for a in sb.dump(A)["activities"] if a["activityTypeId"] == ACTIVITY_TYPE_ID]
+            keys = [(a["leadId"], a["primaryAttributeValue"]) for a in acts]
+            assert len(keys) == len(set(keys)) == n, "no activity lost or written twice"
+            assert sb.call_count(code="606", munchkin_id=A) >= 1, "the fault plan really fired"
+
+
+async def test_parked_or_broken_instances_never_stall_the_others(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limits = {B: LimitsConfig(daily_quota=2)}
+    async with running_sandbox(instances=sandbox_instances(A, B, limits=limits)) as sb:
+        extra = {
+            "beta": {"munchkin_id": B, "endpoint": sb.instance_url(B), "client_id": sb.client_id,
+                     "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}},
+            "gamma": {"munchkin_id": C, "endpoint": sb.instance_url(A), "client_id": sb.client_id,
+                      "client_secret": {"env": "KMSYNC_TEST_UNSET_SECRET"}},
+            "delta": {"munchkin_id": D, "endpoint": sb.instance_url(A), "client_id": "revoked",
+                      "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}},
+        }
+        monkeypatch.delenv("KMSYNC_TEST_UNSET_SECRET", raising=False)
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch, extra)) as h:
+            parked = scenario(ops, B, 400)
+            broken = scenario(ops, C, 3)
+            revoked = scenario(ops, D, 3)
+            flowing = scenario(ops, A, 30)
+            unknown = [ops.lead("x@y.example", munchkin="999-ZZZ-999", op_id="unknown-1")]
+            await h.produce(parked + broken + revoked + unknown + flowing)
+            sink = h.start_sink(retry_max_attempts=2)
+            final = await h.wait_for_outcomes({op.op_id for op in flowing + broken + revoked + unknown})
+            assert all(final[op.op_id].status != "failed" for op in flowing)
+            assert_sandbox_holds_exactly(sb, A, 30)
+            assert {final[op.op_id].reason_code for op in broken} == {"kmsync.instance_config"}
+            assert {final[op.op_id].reason_code for op in revoked} == {"kmsync.auth_refused"}
+            assert final["unknown-1"].reason_code == "kmsync.instance_unknown"
+            letters = await h.dead_letters()
+            assert {dl.payload["op_id"] for dl in letters if isinstance(dl.payload, dict)} >= {
+                op.op_id for op in broken + revoked + unknown}
+            # B answered 607: parked until midnight US Central, its operations wait undecided.
+            await until(lambda: sink.workers[B].writer.limiter.parked_until is not None, 30, "B parked")
+            decided_b = {o.op_id for o in await h.outcomes() if o.munchkin_id == B}
+            assert len(decided_b) < len(parked)
+            assert sb.call_count(code="607", munchkin_id=B) >= 1
+
+
+async def test_dlq_replay_reinjects_fixed_records(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_sandbox(instances=sandbox_instances(A)) as sb:
+        tenants = tenants_for(sb, monkeypatch)
+        async with harness(kafka_broker, topic_prefix, sb, tenants) as h:
+            good = scenario(ops, A, 2)
+            lost = [ops.lead("late@x.example", munchkin=C, op_id="late-1", firstName="Late")]
+            await h.produce(good + lost)
+            sink = h.start_sink()
+            final = await h.wait_for_outcomes({op.op_id for op in good + lost})
+            assert final["late-1"].reason_code == "kmsync.instance_unknown"
+            await h.stop_sink(sink)
+            # The fix: instance C added (pointing at the sandbox's A for the test), then replay.
+            h.tenants = tenants_for(sb, monkeypatch, {"gamma": {
+                "munchkin_id": C, "endpoint": sb.instance_url(A), "client_id": sb.client_id,
+                "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}}})
+            monkeypatch.setenv("KMSYNC_KAFKA_BOOTSTRAP", h.bootstrap)
+            monkeypatch.setenv("KMSYNC_TOPIC_PREFIX", topic_prefix)
+            report = await dlq_cli.replay(h.bootstrap, topic_name(MARKETO_DLQ, topic_prefix), topic_prefix,
+                                          dlq_cli.parse_filters(["reason_code=kmsync.instance_unknown"]))
+            assert (report.matched, report.replayed) == (1, 1)
+            h.start_sink()
+
+            async def written() -> bool:
+                return any(o.op_id == "late-1" and o.status == "created" for o in await h.outcomes())
+
+            await until(written, 60, "the replayed lead written")
+            assert "late@x.example" in {ld["email"] for ld in sb.dump(A)["leads"]}
