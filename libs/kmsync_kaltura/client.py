@@ -368,20 +368,28 @@ class KalturaClient:
         self, virtual_event_id: int, entry_id: str, *, from_date: datetime | None = None,
         to_date: datetime | None = None,
     ) -> AsyncIterator[EngagementPage]:
-        """All pages of report 60013 for one session, stopping at totalCount or the 12,000-row cap."""
+        """All pages of report 60013 for one session, up to totalCount or the 12,000-row cap.
+
+        Kaltura refuses a page whose ``pageIndex * pageSize`` passes the cap, so the last page
+        before the cap is fetched with a smaller page size that still lines up with the rows
+        already read: every reachable row is read exactly once.
+        """
         size = self.settings.report_page_size
-        index = 1
+        offset = 0
         while True:
+            index = offset // size + 1
             page = await self.get_engagement_page(virtual_event_id, entry_id, page_index=index, page_size=size,
                                                   from_date=from_date, to_date=to_date)
             yield page
+            offset += size
             reachable = min(page.total_count, REPORT_ROW_CAP)
-            if page.capped and index * size >= REPORT_ROW_CAP:
-                log.warning("session %s has %d engagement rows; report.getTable stops at %d",
-                            entry_id, page.total_count, REPORT_ROW_CAP)
-            if index * size >= reachable or (index + 1) * size > REPORT_ROW_CAP:
+            if offset >= reachable:
+                if page.capped:
+                    log.warning("session %s has %d engagement rows; report.getTable stops at %d",
+                                entry_id, page.total_count, REPORT_ROW_CAP)
                 return
-            index += 1
+            if offset + size > REPORT_ROW_CAP:
+                size = _aligned_page_size(offset, REPORT_ROW_CAP - offset)
 
     async def get_engagement_csv(
         self, virtual_event_id: int, entry_id: str, *, from_date: datetime | None = None,
@@ -409,6 +417,14 @@ class KalturaClient:
             raise KalturaResponseError("report serve URL answered JSON instead of CSV")
         return parse_engagement_csv(response.content, entry_id=entry_id,
                                     validate_email=self.settings.validate_email)
+
+
+def _aligned_page_size(offset: int, room: int) -> int:
+    """Largest page size <= room such that page boundaries fall on ``offset``."""
+    for size in range(min(room, offset), 0, -1):
+        if offset % size == 0:
+            return size
+    return 1
 
 
 def _redact(url: str) -> str:

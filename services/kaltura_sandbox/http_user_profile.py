@@ -9,7 +9,6 @@ Malformed requests (not JSON, wrong types, bad dates) get HTTP 400 with field-le
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -17,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from kaltura_sandbox.http_common import api_exception, sandbox_of
 from kaltura_sandbox.ks import SESSION_TYPE_ADMIN, KsError
-from kaltura_sandbox.scenario import Registrant
+from kaltura_sandbox.scenario import Registrant, Transition
 
 MAX_LIMIT = 500  # UNCONFIRMED: the real cap is not documented; larger limits are refused, not clamped
 
@@ -68,17 +67,15 @@ def _bearer(request: web.Request) -> str | None:
     return None
 
 
-def _matches(f: ProfileFilter, r: Registrant, p: dict[str, Any], app_guid: str) -> bool:
-    created = datetime.fromisoformat(p["createdAt"])
-    updated = datetime.fromisoformat(p["updatedAt"])
-    event = p["eventData"]
+def _matches(f: ProfileFilter, r: Registrant, head: Transition, app_guid: str) -> bool:
+    created, updated = r.created_at, head.at
     return not (
-        (f.idIn is not None and p["id"] not in f.idIn)
+        (f.idIn is not None and r.profile_id not in f.idIn)
         or (f.appGuidIn is not None and app_guid not in f.appGuidIn)
         or (f.userIdIn is not None and not _user_match(r.user_id, f.userIdIn))
-        or (f.status is not None and f.status != p["status"])
-        or (f.attendanceStatus is not None and f.attendanceStatus != event["attendanceStatus"])
-        or (f.regOriginIn is not None and event["regOrigin"] not in f.regOriginIn)
+        or (f.status is not None and f.status != "enabled")
+        or (f.attendanceStatus is not None and f.attendanceStatus != head.status)
+        or (f.regOriginIn is not None and r.reg_origin not in f.regOriginIn)
         or (f.createdAtGreaterThanOrEqual is not None and created < f.createdAtGreaterThanOrEqual)
         or (f.createdAtLessThanOrEqual is not None and created > f.createdAtLessThanOrEqual)
         or (f.updatedAtGreaterThanOrEqual is not None and updated < f.updatedAtGreaterThanOrEqual)
@@ -115,15 +112,17 @@ async def list_profiles(request: web.Request) -> web.Response:
             {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
         ])
     now = sandbox.now()
-    matching = [
-        (r, p) for r, p in sandbox.view.profiles(now)
-        if _matches(req.filter, r, p, sandbox.scenario.app_guid)
-    ]
-    field = req.orderBy.lstrip("-")
-    matching.sort(key=lambda rp: (rp[1][field], rp[1]["id"]), reverse=req.orderBy.startswith("-"))
+    app_guid = sandbox.scenario.app_guid
+    matching = [(r, h) for r, h in sandbox.view.visible_heads(now) if _matches(req.filter, r, h, app_guid)]
+    # Timestamps are compared at the millisecond precision the service prints.
+    if req.orderBy.lstrip("-") == "updatedAt":
+        matching.sort(key=lambda rh: (rh[1].at, rh[0].profile_id), reverse=req.orderBy.startswith("-"))
+    else:
+        matching.sort(key=lambda rh: (rh[0].created_at, rh[0].profile_id), reverse=req.orderBy.startswith("-"))
     page = matching[req.pager.offset : req.pager.offset + req.pager.limit]
+    objects = [sandbox.view.profile(r, now) for r, _ in page]
     return web.json_response({
-        "objects": [p for _, p in page],
+        "objects": objects,
         "totalCount": len(matching) if req.includeTotalCount else -1,
     })
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kaltura_sandbox.formats import flatten_csv_value, fmt_time
-from kaltura_sandbox.scenario import EngagementFact, PollAnswer, Registrant, Scenario
+from kaltura_sandbox.scenario import EngagementFact, PollAnswer, Registrant, Scenario, Transition
 from kaltura_sandbox.statuses import HIGH_ATTENDANCE, REGISTERED_STATES
 
 
@@ -75,6 +75,15 @@ class ScenarioView:
             p = self.profile(r, now)
             if p is not None:
                 out.append((r, p))
+        return out
+
+    def visible_heads(self, now: datetime) -> list[tuple[Registrant, Transition]]:
+        """(registrant, its current transition) for every profile visible at ``now`` - cheap."""
+        out = []
+        for r in self.scenario.registrants:
+            k = self._visible_count(r.index, now)
+            if k and not (r.deleted_at is not None and r.deleted_at <= now):
+                out.append((r, r.transitions[k - 1]))
         return out
 
     # --------------------------------------------------------------------------------- users
