@@ -19,7 +19,8 @@ class FaultDecision:
 class FaultInjector:
     """Rolls every rule that matches a call, in rule order, from one seeded RNG.
 
-    The first firing rule with an ``error`` decides the error; latencies of all firing rules add up.
+    The first firing rule with an ``error`` decides the error; later error-only rules are not rolled
+    (so their ``max_count`` is kept); latencies of all firing rules add up.
     """
 
     def __init__(self, config: FaultConfig, seed: int) -> None:
@@ -42,6 +43,8 @@ class FaultInjector:
                 continue
             if rule.max_count is not None and self._hits[i] >= rule.max_count:
                 continue
+            if rule.error is not None and error is not None and not rule.latency_seconds:
+                continue  # an earlier rule already chose the error; leave this one's budget alone
             if rule.rate < 1.0 and self._rng.random() >= rule.rate:
                 continue
             self._hits[i] += 1

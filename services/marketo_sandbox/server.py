@@ -116,10 +116,10 @@ class Sandbox:
         body = await request.read()
         if len(body) > limit:
             return self._http(inst, request, path, 413, "Request Entity Too Large", now)
-        args = dict(request.query)
+        args = _join_repeated(list(request.query.items()))
         ctype = request.content_type
         if ctype == "application/x-www-form-urlencoded" and body:
-            args.update(dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)))
+            args.update(_join_repeated(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)))
         files: dict[str, Upload] = {}
         if ctype == "multipart/form-data":
             try:
@@ -324,6 +324,14 @@ def _wrap(request_id: str, result: Any, asset: bool) -> dict[str, Any]:
     for k, v in partial.items():
         if k != "result":
             out[k] = v
+    return out
+
+
+def _join_repeated(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """``fields=a&fields=b`` (how requests encodes a list) means ``fields=a,b``."""
+    out: dict[str, str] = {}
+    for k, v in pairs:
+        out[k] = f"{out[k]},{v}" if k in out else v
     return out
 
 
