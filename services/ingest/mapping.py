@@ -1,0 +1,118 @@
+"""Kaltura's raw shapes (kmsync_kaltura.models) into kmsync's contracts (pure logic).
+
+* User Profile joined with its Kaltura user → AttendeeStatus (kaltura-api.md §4.2, §7.4);
+* report 60013 row (report.getTable) and report 4021 CSV row → SessionEngagement, under the seed's
+  metric names; a metric the report does not carry stays None, so one report never zeroes what
+  another delivered;
+* poll answer row (our assumed pollsActivity layout, §7.1) → PollResponse.
+
+Reports 60013 and 4021 identify the attendee by email only: the record's user_id is that email as
+Kaltura printed it (Kaltura userIds are usually the registration email; UNCONFIRMED for SSO users,
+whose userId differs - see README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from kmsync_contracts import (
+    AttendanceStatus,
+    AttendeeStatus,
+    PollResponse,
+    SessionEngagement,
+)
+from kmsync_kaltura.models import Attendee, EngagementCsvRow, EngagementRow, PollAnswerRow
+
+SourceMode = Literal["pull", "webhook", "file"]
+
+
+@dataclass(frozen=True)
+class RecordContext:
+    partner_id: int
+    virtual_event_id: int
+    source: SourceMode
+    #: When Kaltura produced the figures (report time, export time); statuses use updatedAt.
+    source_time: datetime
+    ingested_at: datetime
+    entry_name: str | None = None
+    channel_id: int | None = None
+    channel_name: str | None = None
+    is_final: bool = True
+
+
+def attendee_status(att: Attendee, ctx: RecordContext, source_ref: str) -> AttendeeStatus:
+    p, user = att.profile, att.user
+    ev = p.event_data
+    first = (user.first_name if user else None) or _text(p.profile_data.get("firstName"))
+    last = (user.last_name if user else None) or _text(p.profile_data.get("lastName"))
+    return AttendeeStatus(
+        partner_id=ctx.partner_id, virtual_event_id=ctx.virtual_event_id, user_id=p.user_id,
+        email=att.email, source=ctx.source, source_ref=source_ref, source_time=p.updated_at,
+        ingested_at=ctx.ingested_at, app_guid=p.app_guid, first_name=first, last_name=last,
+        status=AttendanceStatus(ev.attendance_status.value),
+        previous_status=AttendanceStatus(ev.previous_attendance_status.value)
+        if ev.previous_attendance_status else None,
+        reg_origin=ev.reg_origin, last_login_type=p.login_data.last_login_type if p.login_data else None,
+        status_time=ev.status_update_time or p.updated_at, first_attended_time=ev.first_attended_status_time,
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _engagement_base(row: EngagementRow | EngagementCsvRow, ctx: RecordContext, source_ref: str) -> dict[str, object]:
+    return {
+        "partner_id": ctx.partner_id, "virtual_event_id": ctx.virtual_event_id, "user_id": row.email,
+        "email": row.email, "source": ctx.source, "source_ref": source_ref, "source_time": ctx.source_time,
+        "ingested_at": ctx.ingested_at, "entry_id": row.entry_id, "entry_name": ctx.entry_name,
+        "channel_id": ctx.channel_id, "channel_name": ctx.channel_name, "is_final": ctx.is_final,
+    }
+
+
+def engagement_from_table(row: EngagementRow, ctx: RecordContext, source_ref: str) -> SessionEngagement:
+    """Report 60013 (kaltura-api.md §3.4): minutes and fractions as Kaltura computes them."""
+    return SessionEngagement.model_validate({
+        **_engagement_base(row, ctx, source_ref),
+        "vod_minutes_viewed": row.vod_view_time,
+        "live_minutes_viewed": row.live_view_time,
+        "total_vod_completion_rate": row.avg_completion_rate,
+        "total_reactions_activity": row.count_reaction_clicked,
+        "raise_hand": row.count_raise_hand_clicked,
+        "combined_live_engaged_users_play_time_ratio": row.combined_live_engaged_users_play_time_ratio,
+        "messages_sent_group": row.count_group_chat_messages_sent,
+        "answered_polls": row.count_poll_answered,
+        "qna_threads": row.count_q_and_a_threads,
+    })
+
+
+_CSV_4021_FIELDS = (
+    "combined_live_engaged_users_play_time_ratio", "add_to_calendar", "raise_hand", "mic_on", "cam_on",
+    "clap_clicked_count", "heart_clicked_count", "think_clicked_count", "wow_clicked_count",
+    "smile_clicked_count", "total_reactions_activity", "answered_polls", "messages_sent_group", "qna_threads",
+)
+
+
+def engagement_from_csv(row: EngagementCsvRow, ctx: RecordContext, source_ref: str) -> SessionEngagement:
+    """Report 4021 "User Reactions" (kaltura-api.md §3.5): the seed's field names verbatim."""
+    return SessionEngagement.model_validate({
+        **_engagement_base(row, ctx, source_ref), **{f: getattr(row, f) for f in _CSV_4021_FIELDS},
+    })
+
+
+def poll_response(row: PollAnswerRow, ctx: RecordContext, source_ref: str) -> PollResponse:
+    return PollResponse(
+        partner_id=ctx.partner_id, virtual_event_id=ctx.virtual_event_id, user_id=row.user_id,
+        email=row.email, source=ctx.source, source_ref=source_ref, source_time=row.answered_at,
+        ingested_at=ctx.ingested_at, entry_id=row.entry_id, poll_id=row.poll_id, poll_type=row.poll_type,
+        question=row.question, answer=row.answer, answered_at=row.answered_at,
+    )
+
+
+def identity(record: SessionEngagement | PollResponse) -> str:
+    """A re-pulled row's identity within its event."""
+    if isinstance(record, PollResponse):
+        return f"{record.entry_id}:{record.poll_id}:{record.user_id}"
+    return f"{record.entry_id}:{record.user_id}"

@@ -1,0 +1,50 @@
+"""Prometheus metrics of one ingest instance, in its own registry (tests run several at once).
+
+Labels are bounded: stream (statuses|engagement|polls|dlq|watermarks), mode (pull|webhook|file),
+outcome words. Never user ids or emails (streaming.md §6).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "IngestMetrics"]
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.records_in = Counter(
+            "kmsync_ingest_records_in_total", "Source records read from Kaltura, before de-duplication",
+            ["stream", "mode"], registry=r,
+        )
+        self.records_out = Counter(
+            "kmsync_ingest_records_out_total", "Records acknowledged by Kafka", ["stream"], registry=r,
+        )
+        self.duplicates = Counter(
+            "kmsync_ingest_duplicates_skipped_total", "Source records already produced, skipped",
+            ["stream"], registry=r,
+        )
+        self.bad_rows = Counter(
+            "kmsync_ingest_bad_rows_total", "Rows that could not be read (dead-lettered)",
+            ["mode"], registry=r,
+        )
+        self.notifications = Counter(
+            "kmsync_ingest_notifications_total", "Kaltura HTTP notifications by outcome",
+            ["outcome"], registry=r,
+        )
+        self.pulls = Counter(
+            "kmsync_ingest_pulls_total", "Pulls from Kaltura by stream and outcome",
+            ["stream", "outcome"], registry=r,
+        )
+        self.errors = Counter(
+            "kmsync_ingest_errors_total", "Errors by kind (kafka, kaltura, internal)", ["kind"], registry=r,
+        )
+        self.kafka_up = Gauge(
+            "kmsync_ingest_kafka_up", "1 when the last Kafka produce was acknowledged", registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

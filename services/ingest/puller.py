@@ -1,0 +1,252 @@
+"""The pull mode for one virtual event: statuses since the watermark, ended sessions' reports.
+
+* Statuses (kaltura-api.md §7.1 step 1): pages of user-profile/list with
+  updatedAtGreaterThanOrEqual=watermark ordered by updatedAt. After each page is acknowledged by
+  Kafka the watermark moves to the page's latest updatedAt with the ids stamped exactly then, so
+  the next query starts there (keyset paging: records updated while we page cannot slip behind
+  an offset) and the re-read boundary records are skipped.
+* Engagement and polls (§7.1 steps 2-3): for each session that has ended (by Kaltura's clock),
+  pulled once it ends and re-pulled every ``session_repull_seconds`` until
+  ``late_data_window_seconds`` after its end, because analytics rows arrive late (§7.5). Rows are
+  de-duplicated by content, so a re-pull produces only rows that are new or changed.
+* Pulls of one stream never overlap; a trigger that arrives while one runs waits for it and
+  then runs again only if no pull started after the trigger arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ingest.boundary import select_after, select_changed
+from ingest.metrics import IngestMetrics
+from ingest.notifications import Notification
+from ingest.publisher import Publisher
+from ingest.source import Item, KalturaSource, SessionWindow, Stream
+from ingest.watermarks import WatermarkStore
+from kmsync_config import EventConfig
+from kmsync_contracts import DeadLetter, KalturaRecord, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PullResult:
+    stream: Stream
+    scope: str
+    read: int
+    produced: int
+    dead_lettered: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class PullTiming:
+    late_data_window: timedelta = timedelta(hours=24)
+    session_repull: timedelta = timedelta(minutes=10)
+
+
+def _unix(value: object) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def dead_letter_for(item: Item[Any], key: str) -> DeadLetter:
+    assert item.problem is not None
+    p = item.problem
+    return DeadLetter(
+        stage="ingest", reason_code=p.reason_code, reason=p.reason, source_key=key,
+        source_topic=None, payload={"source_ref": p.source_ref, "row": p.payload}, failed_at=utc_now(),
+    )
+
+
+class EventPuller:
+    def __init__(
+        self,
+        event: EventConfig,
+        source: KalturaSource,
+        publisher: Publisher,
+        watermarks: WatermarkStore,
+        metrics: IngestMetrics,
+        timing: PullTiming,
+    ) -> None:
+        self.event = event
+        self.source = source
+        self.publisher = publisher
+        self.watermarks = watermarks
+        self.metrics = metrics
+        self.timing = timing
+        self._locks: dict[str, asyncio.Lock] = {}
+        #: Set when the service stops: a pull ends after the page it is on.
+        self.stopping = False
+        #: Session times learnt from entry notifications (startDate/endDate of the entry).
+        self._learnt: dict[str, SessionWindow] = {}
+        #: Monotonic start time of the last successful pull of each lock scope.
+        self._last_ok_start: dict[str, float] = {}
+
+    @property
+    def ids(self) -> tuple[int, int]:
+        return self.event.partner_id, self.event.virtual_event_id
+
+    def _lock(self, scope: str) -> asyncio.Lock:
+        return self._locks.setdefault(scope, asyncio.Lock())
+
+    async def _produce(self, fresh: Sequence[Item[Any]]) -> tuple[int, int]:
+        records: list[KalturaRecord] = [i.record for i in fresh if i.record is not None]
+        letters = [
+            dead_letter_for(i, f"{self.event.partner_id}:{self.event.virtual_event_id}:{i.ident}")
+            for i in fresh if i.problem is not None
+        ]
+        if records:
+            await self.publisher.publish(records)
+        if letters:
+            await self.publisher.dead_letter(letters)
+            self.metrics.bad_rows.labels("pull").inc(len(letters))
+        return len(records), len(letters)
+
+    # ------------------------------------------------------------------------------ statuses
+    async def pull_statuses(self, requested_at: float | None = None) -> PullResult:
+        """Everything changed since the stored watermark; returns what was produced."""
+        async with self._lock("statuses"):
+            if requested_at is not None and self._last_ok_start.get("statuses", -1.0) >= requested_at:
+                return PullResult("statuses", "", 0, 0, 0, 0)
+            started = time.monotonic()
+            try:
+                result = await self._pull_statuses()
+            except Exception:
+                self.metrics.pulls.labels("statuses", "error").inc()
+                raise
+            self._last_ok_start["statuses"] = started
+            self.metrics.pulls.labels("statuses", "ok").inc()
+            return result
+
+    async def _pull_statuses(self) -> PullResult:
+        pid, vid = self.ids
+        boundary = self.watermarks.boundary(pid, vid, "statuses")
+        read = produced = dead = dups = 0
+        pages = self.source.statuses(self.event, boundary.watermark if boundary else None)
+        try:
+            async for items in pages:
+                read += len(items)
+                self.metrics.records_in.labels("statuses", "pull").inc(len(items))
+                fresh, after = select_after(items, lambda i: (i.time, i.ident), boundary)
+                dups += len(items) - len(fresh)
+                self.metrics.duplicates.labels("statuses").inc(len(items) - len(fresh))
+                p, d = await self._produce(fresh)
+                produced, dead = produced + p, dead + d
+                # Only after Kafka acknowledged the page does the watermark move past it.
+                if after is not None and after != boundary:
+                    await self.watermarks.put(pid, vid, "statuses", "", after.watermark, after.seen_ids)
+                boundary = after
+                if self.stopping:
+                    break
+        finally:
+            closer = getattr(pages, "aclose", None)
+            if closer is not None:
+                await closer()
+        return PullResult("statuses", "", read, produced, dead, dups)
+
+    # ------------------------------------------------------------------------------ sessions
+    def learn_session(self, note: Notification) -> None:
+        """Remember an entry's times from its notification (kaltura-api.md §7.2: ENTRY changed)."""
+        if note.kind != "entry" or note.entry_id is None:
+            return
+        obj = note.fields.get("object")
+        obj = obj if isinstance(obj, dict) else note.fields
+        start, end = _unix(obj.get("startDate")), _unix(obj.get("endDate"))
+        if end is not None:
+            name = obj.get("name")
+            self._learnt[note.entry_id] = SessionWindow(
+                note.entry_id, name if isinstance(name, str) else None, start, end
+            )
+
+    async def known_sessions(self) -> list[SessionWindow]:
+        """Kaltura's sessions of the event, plus times learnt from notifications; when the
+        tenants file lists sessions, only those."""
+        found = {s.entry_id: s for s in await self.source.sessions(self.event)}
+        for entry_id, learnt in self._learnt.items():
+            if entry_id not in found or found[entry_id].end is None:
+                found[entry_id] = learnt
+        configured = {s.entry_id for s in self.event.sessions}
+        return [s for s in found.values() if not configured or s.entry_id in configured]
+
+    def _due(self, session: SessionWindow, now: datetime, force: bool) -> bool:
+        """Ended sessions until the late-data window closes. A session whose end Kaltura did not
+        tell (no entry notification yet) is pulled on the re-pull interval, as non-final figures."""
+        if session.end is not None and session.end > now:
+            return False
+        if force:
+            return True
+        pid, vid = self.ids
+        mark = self.watermarks.get(pid, vid, "engagement", session.entry_id)
+        if mark is None:
+            return True
+        if session.end is not None and mark.watermark - session.end > self.timing.late_data_window:
+            return False  # the last pull was already past the late-data window
+        return now - mark.watermark >= self.timing.session_repull
+
+    async def pull_sessions(self, entry_id: str | None = None, requested_at: float | None = None) -> list[PullResult]:
+        """Pull the ended sessions that are due (or the one named, if it has ended)."""
+        sessions = await self.known_sessions()
+        if entry_id is not None:
+            sessions = [s for s in sessions if s.entry_id == entry_id]
+        now = await self.source.now()
+        results: list[PullResult] = []
+        for session in sessions:
+            if self.stopping:
+                break
+            if self._due(session, now, force=entry_id is not None):
+                results += await self.pull_session(session, now, requested_at)
+        return results
+
+    async def pull_session(
+        self, session: SessionWindow, now: datetime, requested_at: float | None = None
+    ) -> list[PullResult]:
+        scope = f"session:{session.entry_id}"
+        async with self._lock(scope):
+            if requested_at is not None and self._last_ok_start.get(scope, -1.0) >= requested_at:
+                return []
+            started = time.monotonic()
+            results = []
+            streams: tuple[Stream, ...] = ("engagement", "polls")
+            for stream in streams:
+                try:
+                    results.append(await self._pull_snapshot(stream, session, now))
+                except Exception:
+                    self.metrics.pulls.labels(stream, "error").inc()
+                    raise
+                self.metrics.pulls.labels(stream, "ok").inc()
+            self._last_ok_start[scope] = started
+            return results
+
+    async def _pull_snapshot(self, stream: Stream, session: SessionWindow, now: datetime) -> PullResult:
+        pid, vid = self.ids
+        items: list[Item[Any]]
+        if stream == "engagement":
+            items = list(await self.source.engagement(self.event, session))
+        else:
+            items = list(await self.source.poll_answers(self.event, session))
+        self.metrics.records_in.labels(stream, "pull").inc(len(items))
+        mark = self.watermarks.get(pid, vid, stream, session.entry_id)
+        seen = frozenset(mark.seen_ids) if mark else frozenset()
+        fresh, current = select_changed(items, lambda i: {"id": i.ident, **i.content}, seen)
+        self.metrics.duplicates.labels(stream).inc(len(items) - len(fresh))
+        produced, dead = await self._produce(fresh)
+        # Always stored: the engagement mark's time is also when this session was last pulled.
+        await self.watermarks.put(pid, vid, stream, session.entry_id, now, current)
+        return PullResult(stream, session.entry_id, len(items), produced, dead, len(items) - len(fresh))
+
+    async def pull_all(self) -> list[PullResult]:
+        results = [await self.pull_statuses()]
+        results += await self.pull_sessions()
+        return results
+

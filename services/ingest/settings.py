@@ -1,0 +1,61 @@
+"""Ingest's process settings (environment, prefix KMSYNC_) on top of the shared CommonSettings.
+
+Knobs that exist because Kaltura behaviour is UNCONFIRMED (kaltura-api.md §2.4, §2.5, §7.5) are
+here so an operator can match a real account without a code change.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from kmsync_config import CommonSettings
+
+HashAlgo = Literal["sha1", "sha256", "sha512"]
+
+
+class IngestSettings(CommonSettings):
+    #: Seconds between scheduled pulls of every configured event (statuses, ended sessions).
+    pull_interval_seconds: float = Field(default=60.0, gt=0)
+    #: Set false to run push and file modes only (no scheduled pulls).
+    pull_enabled: bool = True
+    #: Ended sessions are re-pulled for late analytics rows this long after they end
+    #: (analytics ingestion delay is UNCONFIRMED, kaltura-api.md §7.5: 5-60 min observed).
+    late_data_window_seconds: float = Field(default=24 * 3600.0, ge=0)
+    #: Minimum seconds between two pulls of the same ended session's engagement and polls.
+    session_repull_seconds: float = Field(default=600.0, ge=0)
+    #: Page size for user-profile/list and report.getTable (kaltura-api.md §7.1: 500).
+    page_size: int = Field(default=500, ge=1, le=500)
+    #: Engagement reports pulled per ended session: 60013 (report.getTable: view times, completion)
+    #: and/or 4021 ("User Reactions" CSV: reactions, mic/cam, calendar). Each is its own record.
+    engagement_reports: tuple[Literal[60013, 4021], ...] = (60013, 4021)
+    #: Where poll answers are fetched per session, as a URL template with {service_url},
+    #: {partner_id}, {virtual_event_id}, {entry_id}. Kaltura's pollsActivity report (reports
+    #: microservice) has no documented layout or retrieval contract (kaltura-api.md §3.6, §7.1:
+    #: UNCONFIRMED), so this is configurable; empty disables the poll pull.
+    polls_csv_url: str = ""
+    #: Check email syntax in report rows (rows identified by email alone are dead-lettered if not).
+    validate_report_emails: bool = True
+    #: Timeout of one Kaltura call, seconds.
+    kaltura_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Hash algorithms accepted in X-KALTURA-HASH-ALGO (kaltura-api.md §2.4; SHA-1 is the default).
+    accepted_hash_algos: tuple[HashAlgo, ...] = ("sha1", "sha256", "sha512")
+    #: Algorithm assumed when a notification carries no X-KALTURA-HASH-ALGO header.
+    default_hash_algo: HashAlgo = "sha1"
+    #: Reject unsigned notifications. Turning this off is for a trusted network only.
+    require_signature: bool = True
+    #: How many eventNotificationJobIds are remembered for de-duplication (Kaltura retries, §2.5).
+    notification_dedupe_capacity: int = Field(default=100_000, ge=1)
+    #: How long a webhook waits for the pull it triggered before answering 503 (Kaltura retries).
+    notification_pull_timeout_seconds: float = Field(default=20.0, gt=0)
+    #: Largest notification body accepted, bytes.
+    max_notification_bytes: int = Field(default=1_048_576, gt=0)
+    #: Largest CSV upload accepted, bytes.
+    max_upload_bytes: int = Field(default=200 * 1_048_576, gt=0)
+    #: How long a produce may wait for Kafka's acknowledgement before the request fails with 503.
+    kafka_ack_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Retry-After (seconds) sent with 503 when Kafka is unavailable.
+    retry_after_seconds: int = Field(default=5, ge=1)
+    #: Records produced per batch (one ack wait per batch).
+    produce_batch_size: int = Field(default=500, ge=1)

@@ -1,0 +1,149 @@
+"""In-process ingest for tests (also usable by other components' end-to-end tests).
+
+``running_ingest(settings, tenants, sandbox)`` starts the service and its HTTP server on an
+ephemeral port and stops both afterwards; ``tenants_for(sandbox, dir)`` writes a tenants
+configuration for a Kaltura sandbox scenario; ``read_topic`` reads a topic to its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ingest.http_app import serve
+from ingest.kaltura_source import KalturaPullSource, client_for
+from ingest.service import IngestService
+from ingest.settings import IngestSettings
+from ingest.source import KalturaSource
+from kmsync_config import EventConfig, TenantsConfig, parse_tenants
+from kmsync_contracts import decode
+from kmsync_contracts.topics import TopicSpec
+from kmsync_kafka import topic_name
+
+if TYPE_CHECKING:
+    from kaltura_sandbox.testing import RunningSandbox
+
+
+def tenants_for(sb: RunningSandbox, secrets_dir: Path, *, with_sessions: bool = True) -> TenantsConfig:
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    (secrets_dir / "kaltura").write_text(sb.admin_secret)
+    (secrets_dir / "marketo").write_text("not-used-by-ingest")
+    return parse_tenants({
+        "marketo_instances": {"main": {
+            "munchkin_id": "123-ABC-456", "endpoint": "http://127.0.0.1:1", "client_id": "ingest-tests",
+            "client_secret": {"file": str(secrets_dir / "marketo")},
+        }},
+        "kaltura_partners": {sb.partner_id: {
+            "service_url": sb.service_url, "user_profile_url": sb.user_profile_url,
+            "admin_secret": {"file": str(secrets_dir / "kaltura")},
+        }},
+        "events": [{
+            "name": "sandbox event", "partner_id": sb.partner_id, "virtual_event_id": sb.virtual_event_id,
+            "app_guid": sb.app_guid, "marketo_instance": "main", "program_id": 1001,
+            "sessions": [{"entry_id": e} for e in sb.session_entry_ids] if with_sessions else [],
+        }],
+    }, "test tenants")
+
+
+def settings_for(bootstrap: str, prefix: str, sb: RunningSandbox | None, **overrides: Any) -> IngestSettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap": bootstrap, "topic_prefix": prefix, "http_host": "127.0.0.1", "http_port": 0,
+        "pull_enabled": False, "session_repull_seconds": 0, "kafka_ack_timeout_seconds": 10,
+        "notification_pull_timeout_seconds": 8,
+        "polls_csv_url": "{service_url}/_sandbox/exports/polls/{entry_id}.csv" if sb else "",
+    }
+    values.update(overrides)
+    return IngestSettings(**values)
+
+
+@dataclass
+class RunningIngest:
+    service: IngestService
+    base_url: str
+
+    @property
+    def notification_url(self) -> str:
+        return f"{self.base_url}/ingest/kaltura/notification"
+
+
+@asynccontextmanager
+async def running_ingest(
+    settings: IngestSettings, tenants: TenantsConfig, sb: RunningSandbox | None
+) -> AsyncIterator[RunningIngest]:
+    """Start the service and its HTTP server; stop both whatever happens."""
+
+    def factory(event: EventConfig) -> KalturaSource:
+        partner = tenants.kaltura_partners[event.partner_id]
+        clock = sb.now if sb is not None else None
+        client = client_for(event.partner_id, partner, settings)
+        return KalturaPullSource(client, settings, clock) if clock else KalturaPullSource(client, settings)
+
+    service = IngestService(settings, tenants, factory)
+    await service.start()
+    try:
+        runner, port = await serve(service, "127.0.0.1", 0)
+        try:
+            yield RunningIngest(service, f"http://127.0.0.1:{port}")
+        finally:
+            await runner.cleanup()
+    finally:
+        await service.stop()
+
+
+async def read_topic(bootstrap: str, spec: TopicSpec, prefix: str) -> list[tuple[str | None, Any]]:
+    """Every record of a topic from the beginning to its current end, decoded by its contract."""
+    topic = topic_name(spec, prefix)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    out: list[tuple[str | None, Any]] = []
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        parts = cluster.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        async with asyncio.timeout(30):
+            while pending:
+                batches = await consumer.getmany(*pending, timeout_ms=500)
+                for messages in batches.values():
+                    for m in messages:
+                        out.append((m.key.decode() if m.key else None, decode(spec, m.value)))
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def wait_for(condition: Callable[[], Any], within: float = 20.0, what: str = "condition") -> Any:
+    """Poll an (async or sync) condition until it is truthy, with a deadline (no fixed sleeps)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.05)  # polling interval of a deadline-bounded wait, not synchronisation
+
+
+def metric(service: IngestService, name: str, **labels: str) -> float:
+    value = service.metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+

@@ -1,0 +1,114 @@
+"""Durable pull watermarks on the compacted topic ingest.watermarks.v1 (last value per key wins).
+
+At start the topic is read from the beginning to its end, so a restarted ingest resumes exactly
+where the last acknowledged pull stopped: it neither skips (the watermark only moves after the
+records it covers were acknowledged) nor floods (it does not start over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from ingest.boundary import Boundary
+from ingest.publisher import KafkaUnavailable, Publisher
+from ingest.source import Stream
+from kmsync_contracts import ContractError, IngestWatermark, decode, utc_now
+from kmsync_contracts.topics import INGEST_WATERMARKS
+from kmsync_kafka import topic_name
+
+log = logging.getLogger(__name__)
+
+
+class WatermarkStore:
+    def __init__(self, publisher: Publisher, load_timeout_seconds: float = 30.0) -> None:
+        self.publisher = publisher
+        self.load_timeout = load_timeout_seconds
+        self._marks: dict[str, IngestWatermark] = {}
+        self.loaded = False
+
+    @staticmethod
+    def key(partner_id: int, virtual_event_id: int, stream: str, scope: str = "") -> str:
+        return f"{partner_id}:{virtual_event_id}:{stream}:{scope}"
+
+    def get(self, partner_id: int, virtual_event_id: int, stream: str, scope: str = "") -> IngestWatermark | None:
+        return self._marks.get(self.key(partner_id, virtual_event_id, stream, scope))
+
+    def boundary(self, partner_id: int, virtual_event_id: int, stream: str, scope: str = "") -> Boundary | None:
+        mark = self.get(partner_id, virtual_event_id, stream, scope)
+        return Boundary(mark.watermark, frozenset(mark.seen_ids)) if mark else None
+
+    def __iter__(self) -> Iterator[IngestWatermark]:
+        return iter(list(self._marks.values()))
+
+    async def put(
+        self,
+        partner_id: int,
+        virtual_event_id: int,
+        stream: Stream,
+        scope: str,
+        watermark: datetime,
+        seen_ids: frozenset[str],
+    ) -> IngestWatermark:
+        """Store durably (acknowledged by Kafka) and only then remember it in memory."""
+        mark = IngestWatermark(
+            partner_id=partner_id, virtual_event_id=virtual_event_id, stream=stream,
+            scope=scope, watermark=watermark, seen_ids=tuple(sorted(seen_ids)), recorded_at=utc_now(),
+        )
+        await self.publisher.put_watermark(mark)
+        self._marks[mark.partition_key()] = mark
+        return mark
+
+    async def load(self) -> int:
+        """Read the whole compacted topic; returns how many watermarks are known."""
+        topic = topic_name(INGEST_WATERMARKS, self.publisher.prefix)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.publisher.bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", isolation_level="read_committed",
+        )
+        try:
+            await asyncio.wait_for(consumer.start(), self.load_timeout)
+            await asyncio.wait_for(self._read_all(consumer, topic), self.load_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise KafkaUnavailable(f"cannot read the watermarks from {topic}: {exc!r}") from exc
+        finally:
+            await consumer.stop()
+        self.loaded = True
+        return len(self._marks)
+
+    async def _read_all(self, consumer: AIOKafkaConsumer, topic: str) -> None:
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for messages in batches.values():
+                for msg in messages:
+                    self._apply(msg.key, msg.value)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        if value is None:  # a tombstone forgets the watermark
+            self._marks.pop(key.decode(), None)
+            return
+        try:
+            mark = decode(INGEST_WATERMARKS, value)
+        except ContractError as exc:
+            log.error("ignoring an unreadable watermark under key %r: %s", key, exc)
+            return
+        self._marks[mark.partition_key()] = mark
