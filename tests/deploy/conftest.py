@@ -33,8 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache"
 KUSTOMIZE_VERSION = "v5.5.0"
 KUBERNETES_VALIDATE_VERSION = "1.37.0"
-#: Kubernetes minor version the rendered manifests must be valid for.
-KUBERNETES_VERSION = "1.31.0"
 
 
 def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

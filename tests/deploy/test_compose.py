@@ -196,6 +196,9 @@ def test_kaltura_scenario_matches_the_tenants_file(services: dict[str, dict[str,
     tenants = load_tenants(repo / "deploy/compose/tenants.yaml", check_secrets=False)
     event = tenants.event(scenario.partner_id, scenario.virtual_event_id)
     assert event is not None, "the sandbox plays an event the tenants file routes"
+    notify = urlsplit(option(argv, "--notify-url"))
+    assert (notify.hostname, notify.port) == ("ingest", int(env_of(services["ingest"])["KMSYNC_HTTP_PORT"]))
+    assert notify.path.rstrip("/").endswith(f"/{scenario.partner_id}"), "notifications name the partner"
     secret_ref = tenants.kaltura_partners[scenario.partner_id].admin_secret
     assert secret_ref.env is not None
     assert env_of(services["ingest"])[secret_ref.env] == scenario.admin_secret, "ingest signs KS with the sandbox's secret"

@@ -1,0 +1,231 @@
+"""deploy/k8s rendered with kustomize (base and production overlay) and validated against the
+Kubernetes JSON schemas; the KEDA ScaledObject (a CRD the schemas do not cover) and the pod specs
+are checked against the code: commands, KMSYNC_* settings, probes, ports, tenants and secrets."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from kmsync_contracts.topics import MARKETO_OPS
+from marketo_sink.settings import SinkSettings
+
+Resource = dict[str, Any]
+#: Kubernetes version the rendered manifests must be valid for (schemas bundled by kubernetes-validate).
+KUBERNETES_VERSION = "1.31.0"
+OVERLAYS = ["base", "overlays/production"]
+CRDS = {("keda.sh/v1alpha1", "ScaledObject")}
+
+
+@pytest.fixture(scope="module")
+def rendered(repo: Path, kustomize_build: Callable[[Path], list[Resource]]) -> dict[str, list[Resource]]:
+    return {name: kustomize_build(repo / "deploy/k8s" / name) for name in OVERLAYS}
+
+
+def of_kind(resources: list[Resource], kind: str) -> list[Resource]:
+    return [r for r in resources if r["kind"] == kind]
+
+
+def named(resources: list[Resource], kind: str, name: str) -> Resource:
+    found = [r for r in of_kind(resources, kind) if r["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def configmap_by_prefix(resources: list[Resource], prefix: str) -> Resource:
+    """A generated ConfigMap, whose name carries a content hash suffix."""
+    found = [r for r in of_kind(resources, "ConfigMap") if r["metadata"]["name"].startswith(prefix + "-")]
+    assert len(found) == 1, f"expected one ConfigMap {prefix}-<hash>"
+    return found[0]
+
+
+def container_env(container: Resource, resources: list[Resource]) -> dict[str, str]:
+    """The environment as the container sees it: envFrom ConfigMaps, then env (which wins)."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        ref = source["configMapRef"]["name"]
+        env.update(named(resources, "ConfigMap", ref)["data"])
+    for item in container.get("env", []):
+        assert "value" in item, f"{item['name']}: only literal values are expected"
+        env[item["name"]] = item["value"]
+    return env
+
+
+def main_container(deployment: Resource) -> Resource:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rendered_manifests_validate_against_the_kubernetes_schemas(
+    overlay: str, rendered: dict[str, list[Resource]], kubernetes_validate: ModuleType
+) -> None:
+    resources = rendered[overlay]
+    assert {r["kind"] for r in resources} >= {"Deployment", "ConfigMap", "PodDisruptionBudget", "Service"}
+    for resource in resources:
+        if (resource["apiVersion"], resource["kind"]) in CRDS:
+            continue
+        try:
+            kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+        except Exception as exc:
+            pytest.fail(f"{overlay}: {resource['kind']}/{resource['metadata']['name']} is invalid: {exc}")
+
+
+def test_the_schema_validation_rejects_a_broken_manifest(
+    rendered: dict[str, list[Resource]], kubernetes_validate: ModuleType
+) -> None:
+    broken = yaml.safe_load(yaml.safe_dump(named(rendered["base"], "Deployment", "kmsync-sink")))
+    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["paht"] = "/healthz"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_secret_template_is_valid_and_holds_no_values(repo: Path, kubernetes_validate: ModuleType) -> None:
+    secret = yaml.safe_load((repo / "deploy/k8s/base/secret-template.yaml").read_text())
+    kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
+    assert secret["metadata"]["name"] == "kmsync-credentials"
+    assert secret["stringData"] and all(v == "" for v in secret["stringData"].values()), "a template carries no secrets"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", ["ingest", "transform", "sink"])
+def test_each_service_runs_a_real_command_with_valid_settings(
+    overlay: str, service: str, rendered: dict[str, list[Resource]], checks: ModuleType
+) -> None:
+    resources = rendered[overlay]
+    deployment = named(resources, "Deployment", f"kmsync-{service}")
+    container = main_container(deployment)
+    assert container["command"][:2] == ["kmsync", service]
+    assert checks.command_problems(container["command"]) == []
+    cls = checks.settings_class(container["command"])
+    env = container_env(container, resources)
+    assert checks.env_field_problems(cls, env) == []
+    for init in deployment["spec"]["template"]["spec"].get("initContainers", []):
+        assert checks.command_problems(init["command"]) == []
+        init_cls = checks.settings_class(init["command"])
+        assert init_cls is not None
+        assert checks.env_field_problems(init_cls, container_env(init, resources)) == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", ["ingest", "transform", "sink"])
+def test_probes_ports_and_scraping_use_the_http_port(
+    overlay: str, service: str, rendered: dict[str, list[Resource]]
+) -> None:
+    resources = rendered[overlay]
+    deployment = named(resources, "Deployment", f"kmsync-{service}")
+    container = main_container(deployment)
+    port = int(container_env(container, resources)["KMSYNC_HTTP_PORT"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == port
+    # Liveness and readiness ask the process itself, never Marketo or Kaltura (streaming.md §6).
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    if "startupProbe" in container:
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == port
+    assert annotations["prometheus.io/path"] == "/metrics"
+    resources_ = container["resources"]
+    assert {"cpu", "memory"} <= set(resources_["requests"]) and "memory" in resources_["limits"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_deployment_has_a_disruption_budget(overlay: str, rendered: dict[str, list[Resource]]) -> None:
+    resources = rendered[overlay]
+    budgets = of_kind(resources, "PodDisruptionBudget")
+    for deployment in of_kind(resources, "Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        covering = [b for b in budgets
+                    if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+                    and b["metadata"].get("namespace") == deployment["metadata"].get("namespace")]
+        assert len(covering) == 1, f"{deployment['metadata']['name']} needs exactly one PodDisruptionBudget"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", ["ingest", "transform", "sink"])
+def test_tenants_configmap_and_secret_mounts_resolve(
+    overlay: str, service: str, rendered: dict[str, list[Resource]], repo: Path, checks: ModuleType
+) -> None:
+    resources = rendered[overlay]
+    deployment = named(resources, "Deployment", f"kmsync-{service}")
+    container = main_container(deployment)
+    env = container_env(container, resources)
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    tenants_dir, tenants_key = posixpath.split(env["KMSYNC_TENANTS_FILE"])
+    configmap = named(resources, "ConfigMap", mounts[tenants_dir]["configMap"]["name"])
+    document = yaml.safe_load(configmap["data"][tenants_key])
+    # Files the container sees from mounted Secrets: the template's keys under the mount path.
+    template = yaml.safe_load((repo / "deploy/k8s/base/secret-template.yaml").read_text())
+    files = {
+        posixpath.join(path, key): "x"
+        for path, volume in mounts.items()
+        if volume.get("secret", {}).get("secretName") == template["metadata"]["name"]
+        for key in template["stringData"]
+    }
+    assert files, "the credentials Secret is mounted"
+    assert checks.tenants_problems(document, env, files) == []
+
+
+def test_production_overlay_scales_the_sink_with_keda_up_to_the_partition_count(
+    rendered: dict[str, list[Resource]]
+) -> None:
+    resources = rendered["overlays/production"]
+    scaled = of_kind(resources, "ScaledObject")
+    assert len(scaled) == 1
+    so = scaled[0]
+    assert so["apiVersion"] == "keda.sh/v1alpha1"
+    spec = so["spec"]
+    target = named(resources, "Deployment", spec["scaleTargetRef"]["name"])
+    assert spec["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+    assert so["metadata"]["namespace"] == target["metadata"]["namespace"]
+    container = main_container(target)
+    assert container["command"][:2] == ["kmsync", "sink"], "KEDA scales the sink"
+    assert "replicas" not in target["spec"], "KEDA owns the sink's replica count"
+    assert spec["maxReplicaCount"] == MARKETO_OPS.partitions, "more sinks than partitions sit idle"
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    [trigger] = spec["triggers"]
+    assert trigger["type"] == "kafka"
+    meta = trigger["metadata"]
+    env = container_env(container, resources)
+    assert meta["bootstrapServers"] == env["KMSYNC_KAFKA_BOOTSTRAP"]
+    assert meta["topic"] == env.get("KMSYNC_TOPIC_PREFIX", "") + MARKETO_OPS.name
+    group = env.get("KMSYNC_SINK_GROUP_ID", SinkSettings.model_fields["sink_group_id"].default)
+    assert meta["consumerGroup"] == group, "KEDA reads the lag of the sink's own consumer group"
+    assert int(meta["lagThreshold"]) > 0
+    assert meta.get("allowIdleConsumers", "false") == "false", "no replica beyond the partitions"
+    # KEDA metadata values are strings.
+    assert all(isinstance(v, str) for v in meta.values())
+
+
+def test_production_overlay_is_namespaced_and_replicates_topics(rendered: dict[str, list[Resource]]) -> None:
+    resources = rendered["overlays/production"]
+    for resource in resources:
+        if resource["kind"] != "Namespace":
+            assert resource["metadata"]["namespace"] == "kmsync", resource["metadata"]["name"]
+    env = configmap_by_prefix(resources, "kmsync-env")["data"]
+    assert int(env["TOPIC_REPLICATION_FACTOR"]) >= 3
+    for deployment in of_kind(resources, "Deployment"):
+        image = main_container(deployment)["image"]
+        assert ":" in image and not image.endswith(":latest"), "production pins a released image"
+
+
+def test_sink_drains_within_its_termination_grace(rendered: dict[str, list[Resource]]) -> None:
+    for overlay in OVERLAYS:
+        deployment = named(rendered[overlay], "Deployment", "kmsync-sink")
+        env = container_env(main_container(deployment), rendered[overlay])
+        drain = float(env.get("KMSYNC_SINK_DRAIN_TIMEOUT_SECONDS",
+                              SinkSettings.model_fields["sink_drain_timeout_seconds"].default))
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > drain
