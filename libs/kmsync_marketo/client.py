@@ -26,7 +26,7 @@ from kmsync_marketo.errors import (
     MarketoProtocolError,
 )
 from kmsync_marketo.limiter import InstanceLimiter, LimiterRegistry
-from kmsync_marketo.outcomes import Outcome, align_results, failed_outcome
+from kmsync_marketo.outcomes import IdKey, Outcome, align_results, failed_outcome
 from kmsync_marketo.settings import MarketoSettings
 from kmsync_marketo.transport import MarketoTransport
 
@@ -136,12 +136,17 @@ class MarketoClient:
 
     # ------------------------------------------------------------------ writes
     async def _write_batches(
-        self, path: str, records: Sequence[Mapping[str, Any]], extra: Mapping[str, Any], id_key: str | None
+        self,
+        path: str,
+        records: Sequence[Mapping[str, Any]],
+        extra: Mapping[str, Any],
+        id_key: IdKey,
+        idempotent: bool = True,
     ) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for offset, chunk in chunk_records(list(records)):
             try:
-                body = await self.transport.call("POST", path, json={**extra, "input": chunk})
+                body = await self.transport.call("POST", path, json={**extra, "input": chunk}, idempotent=idempotent)
             except (MarketoApiError, MarketoHttpError, MarketoProtocolError) as exc:
                 outcomes.extend(_call_failed(exc, offset, len(chunk)))
                 continue
@@ -180,9 +185,12 @@ class MarketoClient:
         )
 
     async def add_custom_activities(self, activities: Sequence[ActivityRecord]) -> list[Outcome]:
-        """Add Custom Activities (§7.1); the id returned is marketoGUID (or id on older instances)."""
+        """Add Custom Activities (§7.1); the id returned is marketoGUID (or id on older instances).
+        Activities are insert-only: after an ambiguous failure (604, 5xx, lost answer) the records come
+        back failed/retry-soon with "may have been applied" instead of being replayed blindly."""
         records = [a.to_marketo() for a in activities]
-        outcomes = await self._write_batches(ep.CUSTOM_ACTIVITIES, records, {}, "marketoGUID")
+        # Insert-only: a call that may have been applied is never replayed here (§7.1, §10.4).
+        outcomes = await self._write_batches(ep.CUSTOM_ACTIVITIES, records, {}, ("marketoGUID", "id"), idempotent=False)
         return outcomes
 
     async def sync_custom_objects(

@@ -39,6 +39,12 @@ class CodeInfo:
     #: Marketo does not count a call answered with this code against rate or quota (§2.1, [ERR-v1]).
     not_counted: bool = False
 
+    @property
+    def ambiguous(self) -> bool:
+        """A transient failure after which the write may have been applied (§10.4): replaying an
+        insert-only write (custom activities) could duplicate it."""
+        return self.code in AMBIGUOUS_CODES
+
 
 _R, _L, _A, _P, _N = (
     ErrorClass.RETRY_SOON,
@@ -136,6 +142,9 @@ _ROWS: tuple[CodeInfo, ...] = (
     CodeInfo("1080", "More than 25 ids in Merge Leads", _P, "record"),
 )
 
+#: Transient codes that can follow work already done (timeouts, gateway errors, unhandled errors).
+AMBIGUOUS_CODES = frozenset({"500", "502", "604", "611", "713", "719"})
+
 #: code (string, as Marketo sends it) → what it means and what to do.
 ERROR_TABLE: dict[str, CodeInfo] = {row.code: row for row in _ROWS}
 
@@ -175,7 +184,10 @@ class MarketoHttpError(MarketoError):
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
-        self.error_class = classify_http_status(status) or ErrorClass.PERMANENT
+        # status 0: no HTTP answer at all (timeout, connection reset): transient.
+        self.error_class = (
+            ErrorClass.RETRY_SOON if status == 0 else classify_http_status(status) or ErrorClass.PERMANENT
+        )
 
 
 class MarketoApiError(MarketoError):

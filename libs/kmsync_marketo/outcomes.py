@@ -57,12 +57,19 @@ def failed_outcome(seq: int, code: str | None, message: str, classification: Err
     return Outcome(seq=seq, status="failed", reason_code=code, reason=message, classification=classification)
 
 
-def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: str | None) -> Outcome:
-    """One result item → outcome. ``id_key`` names the id Marketo returns (id, leadId, marketoGUID)."""
+IdKey = str | tuple[str, ...] | None
+
+
+def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: IdKey) -> Outcome:
+    """One result item → outcome. ``id_key`` names the id Marketo returns (id, leadId, marketoGUID),
+    or several to try in order."""
     raw_status = str(item.get("status", ""))
     marketo_id: str | None = None
-    if id_key is not None and item.get(id_key) is not None:
-        marketo_id = str(item[id_key])
+    keys = (id_key,) if isinstance(id_key, str) else id_key or ()
+    for key in keys:
+        if item.get(key) is not None:
+            marketo_id = str(item[key])
+            break
     if raw_status in _STATUS_MAP:
         return Outcome(seq=seq, status=_STATUS_MAP[raw_status], marketo_id=marketo_id, marketo_status=raw_status)
     reasons = item.get("reasons") or item.get("errors") or []
@@ -92,7 +99,7 @@ def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: str | None) -> 
     )
 
 
-def align_results(results: Sequence[Any], count: int, offset: int, id_key: str | None) -> list[Outcome]:
+def align_results(results: Sequence[Any], count: int, offset: int, id_key: IdKey) -> list[Outcome]:
     """Outcomes for inputs ``offset .. offset+count-1`` of the caller's list.
 
     Items with ``seq`` are placed by it; items without are placed by position (Sync Leads). An input

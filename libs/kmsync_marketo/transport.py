@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.auth import DEFAULT_TOKENS, TokenManager, TokenRegistry, identity_fetcher
@@ -103,9 +102,14 @@ class MarketoTransport:
         data: dict[str, Any] | None = None,
         files: dict[str, Any] | None = None,
         body_limit: int = ep.REST_BODY_MAX_BYTES,
+        idempotent: bool = True,
     ) -> dict[str, Any]:
         """The envelope of a successful call (``success:true``); raises on a response-level error
-        that the table says not to retry, or after retries run out."""
+        that the table says not to retry, or after retries run out.
+
+        ``idempotent=False`` (insert-only writes: custom activities) never replays a request that
+        Marketo may have applied (604, 5xx, a lost answer); the error says so and the caller decides.
+        Rejections that happen before any work (601/602, 606, 607, 608, 615) are still retried."""
         content: bytes | None = None
         headers: dict[str, str] = {}
         if json is not None:
@@ -122,6 +126,7 @@ class MarketoTransport:
             files=files,
             headers=headers,
             want_json=True,
+            idempotent=idempotent,
         )
         assert isinstance(result, dict)
         return result
@@ -145,6 +150,7 @@ class MarketoTransport:
         files: dict[str, Any] | None,
         headers: dict[str, str],
         want_json: bool,
+        idempotent: bool = True,
     ) -> dict[str, Any] | str | None:
         r = self.settings.retry
         attempts = 0
@@ -154,7 +160,13 @@ class MarketoTransport:
         url = self.base_url + path
         while True:
             attempts += 1
-            token = await self.tokens.bearer()
+            try:
+                token = await self.tokens.bearer()
+            except MarketoHttpError as exc:  # Identity unreachable or 5xx: transient
+                if exc.error_class is ErrorClass.RETRY_SOON and attempts < r.max_attempts:
+                    await self._retry_wait(attempts, f"Identity {exc}")
+                    continue
+                raise
             code: str | None = None
             message = ""
             started = 0.0
@@ -196,18 +208,20 @@ class MarketoTransport:
 
             # ----- decide, outside the slot so waiting frees the concurrency place -----
             if resp is None:
-                if attempts >= r.max_attempts:
-                    raise MarketoHttpError(0, f"{method} {path}: {type(transport_error).__name__}")
+                sent = not isinstance(transport_error, httpx.ConnectError | httpx.ConnectTimeout)
+                if attempts >= r.max_attempts or (sent and not idempotent):
+                    raise MarketoHttpError(0, f"{method} {path}: {type(transport_error).__name__}{_MAYBE}")
                 await self._retry_wait(attempts, f"{type(transport_error).__name__}")
                 continue
             if resp.status_code == 404 and not want_json:
                 return None
             if resp.status_code != 200:
                 cls = classify_http_status(resp.status_code)
-                if cls is ErrorClass.RETRY_SOON and attempts < r.max_attempts:
+                if cls is ErrorClass.RETRY_SOON and attempts < r.max_attempts and idempotent:
                     await self._retry_wait(attempts, f"HTTP {resp.status_code}")
                     continue
-                raise MarketoHttpError(resp.status_code, f"{method} {path}")
+                maybe = _MAYBE if cls is ErrorClass.RETRY_SOON and not idempotent else ""
+                raise MarketoHttpError(resp.status_code, f"{method} {path}{maybe}")
             if code is None:
                 if not want_json and not isinstance(body, dict):
                     return resp.text
@@ -231,6 +245,8 @@ class MarketoTransport:
             if cls is ErrorClass.RETRY_SOON:
                 if attempts >= r.max_attempts:
                     raise MarketoApiError(code, message, attempts)
+                if not idempotent and info.ambiguous:
+                    raise MarketoApiError(code, f"{message}{_MAYBE}", attempts)
                 if code in ("606", "615"):
                     self.limiter.on_throttle(code, started)  # its pause delays the next slot
                     self.stats.retries += 1
@@ -268,9 +284,8 @@ class MarketoTransport:
         await self.clock.sleep(delay)
 
 
+_MAYBE = " (may have been applied; not replayed automatically)"
+
+
 def _looks_json(resp: httpx.Response) -> bool:
     return "json" in resp.headers.get("content-type", "")
-
-
-def bearer_header(token: SecretStr) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token.get_secret_value()}"}

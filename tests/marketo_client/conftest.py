@@ -18,7 +18,13 @@ from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.settings import BulkSettings, LimiterSettings, MarketoSettings, RetrySettings
 from marketo_sandbox.clock import ManualClock
-from marketo_sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FaultConfig, LimitsConfig
+from marketo_sandbox.config import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    FaultConfig,
+    InstanceConfig,
+    LimitsConfig,
+)
 from marketo_sandbox.instance import Instance
 from marketo_sandbox.server import Sandbox
 from marketo_sandbox.testing import running_sandbox
@@ -58,9 +64,10 @@ class SandboxEnv:
         return self.sandbox.instance()
 
     def settings(self, *, limits: LimiterSettings | None = None, retry: RetrySettings | None = None,
-                 bulk: BulkSettings | None = None, secret: str = DEFAULT_CLIENT_SECRET) -> MarketoSettings:
+                 bulk: BulkSettings | None = None, secret: str = DEFAULT_CLIENT_SECRET,
+                 client_id: str = DEFAULT_CLIENT_ID) -> MarketoSettings:
         return MarketoSettings(
-            endpoint=self.base_url, client_id=DEFAULT_CLIENT_ID, client_secret=SecretStr(secret),
+            endpoint=self.base_url, client_id=client_id, client_secret=SecretStr(secret),
             munchkin_id=self.inst.munchkin_id, allow_insecure_http=True,
             limits=limits or LimiterSettings(), retry=retry or RetrySettings(), bulk=bulk or BulkSettings(),
         )
@@ -82,9 +89,11 @@ async def sandbox_env(
     limits: LimitsConfig | None = None,
     faults: FaultConfig | None = None,
     start: datetime | None = None,
+    instances: list[InstanceConfig] | None = None,
 ) -> AsyncIterator[SandboxEnv]:
     manual = ManualClock(start.timestamp() if start else datetime(2026, 3, 4, 15, 0, tzinfo=UTC).timestamp())
-    async with running_sandbox(preset=preset, faults=faults, clock=manual, limits=limits, seed=5) as handle:
+    async with running_sandbox(preset=preset, faults=faults, clock=manual, limits=limits, seed=5,
+                               instances=instances) as handle:
         env = SandboxEnv(handle.sandbox, handle.base_url, manual, SharedClock(manual))
         try:
             yield env

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from kmsync_marketo.settings import LimiterSettings, RetrySettings
-from marketo_sandbox.config import FaultConfig, FaultRule, LimitsConfig
+from marketo_sandbox.config import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    ClientCredentials,
+    FaultConfig,
+    FaultRule,
+    InstanceConfig,
+    LimitsConfig,
+)
 
 from .conftest import sandbox_env
 
@@ -98,3 +106,24 @@ async def test_607_parks_until_midnight_central_and_resumes_across_dst() -> None
         days = {d.isoformat(): sum(c.values()) for d, c in env.inst.usage.items()}
         assert days["2026-03-07"] == 25 + 1  # 25 within quota + the 607 answer (counted, §2.1)
         assert days["2026-03-08"] == 15
+
+
+async def test_usage_reconciliation_parks_before_the_quota_other_integrations_used() -> None:
+    clients = [ClientCredentials(client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET),
+               ClientCredentials(client_id="other-integration", client_secret="other-secret", scope="other@x.io")]
+    instance = InstanceConfig(clients=clients, limits=LimitsConfig(daily_quota=50))
+    start = datetime(2026, 7, 1, 15, 0, tzinfo=UTC)  # 10:00 CDT
+    async with sandbox_env(instances=[instance], start=start) as env:
+        other = env.client(env.settings(client_id="other-integration", secret="other-secret"))
+        for i in range(30):
+            await other.sync_leads([{"email": f"o{i}@example.com"}])
+        ours = env.client(env.settings(limits=LimiterSettings(daily_quota=50, daily_headroom_calls=5)))
+        assert await ours.usage_today() == 30
+        stamps = []
+        for i in range(16):
+            await ours.sync_leads([{"email": f"u{i}@example.com"}])
+            stamps.append(env.clock.now())
+        assert env.count("607") == 0  # parked by its own accounting, never told off by Marketo
+        midnight = datetime(2026, 7, 2, 0, 0, tzinfo=CHICAGO)
+        assert stamps[14] < midnight <= stamps[15]  # 30 + 15 = 45 = quota − headroom
+        assert ours.limiter.stats().quota_parks == 1

@@ -9,6 +9,7 @@ import pytest
 from kmsync_marketo.client import ActivityRecord
 from kmsync_marketo.errors import ErrorClass, MarketoAuthError
 from marketo_sandbox import preset_kaltura as kp
+from marketo_sandbox.config import FaultConfig, FaultRule
 
 from .conftest import sandbox_env
 
@@ -119,3 +120,26 @@ async def test_bad_credentials_raise_auth_error_without_leaking_the_secret() -> 
             await client.sync_leads([{"email": "x@example.com"}])
         assert "wrong-secret-value" not in str(info.value)
         assert "Bad client credentials" in str(info.value)
+
+
+async def test_insert_only_activities_are_not_replayed_after_an_ambiguous_failure() -> None:
+    faults = FaultConfig(rules=[
+        FaultRule(endpoint="POST /rest/v1/activities/external.json", error="604", apply_then_fail=True,
+                  max_count=1),
+        FaultRule(endpoint="POST /rest/v1/activities/external.json", error="606", max_count=1),
+    ])
+    async with sandbox_env("kaltura", faults=faults) as env:
+        client = env.client()
+        leads = await client.sync_leads([{"email": "act@example.com"}])
+        record = ActivityRecord(lead_id=leads.lead_ids["act@example.com"], activity_type_id=kp.ACTIVITY_TYPE_ID,
+                                activity_date=datetime(2026, 3, 4, 14, 0, tzinfo=UTC),
+                                primary_attribute_value="1_entry")
+        first = await client.add_custom_activities([record])
+        # 604 after the write was applied: reported, not replayed (a replay would duplicate it).
+        assert (first[0].status, first[0].reason_code) == ("failed", "604")
+        assert first[0].retryable and "may have been applied" in (first[0].reason or "")
+        assert len(env.inst.activities) == 1
+        # 606 is a rejection before any work: retried by the client, written exactly once.
+        second = await client.add_custom_activities([record])
+        assert second[0].status == "created"
+        assert len(env.inst.activities) == 2 and env.count("606") == 1
