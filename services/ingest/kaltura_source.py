@@ -135,7 +135,8 @@ class KalturaPullSource:
     ) -> Item[SessionEngagement]:
         row = located.row
         ident = f"{report}:{row.entry_id}:{row.email}"
-        content = {"report": report, **row.model_dump(mode="json")}
+        # A session's figures become final once it has ended: the final snapshot is a new record.
+        content = {"report": report, "final": ctx.is_final, **row.model_dump(mode="json")}
         try:
             record = engagement_from_table(row, ctx, ref) if table else engagement_from_csv(row, ctx, ref)
         except ValidationError as exc:

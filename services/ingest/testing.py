@@ -30,11 +30,12 @@ if TYPE_CHECKING:
     from kaltura_sandbox.testing import RunningSandbox
 
 
-def tenants_for(sb: RunningSandbox, secrets_dir: Path, *, with_sessions: bool = True) -> TenantsConfig:
+def tenants_document(sb: RunningSandbox, secrets_dir: Path, *, with_sessions: bool = True) -> dict[str, Any]:
+    """A tenants file (as a mapping) for the sandbox's event; secrets are written under secrets_dir."""
     secrets_dir.mkdir(parents=True, exist_ok=True)
     (secrets_dir / "kaltura").write_text(sb.admin_secret)
     (secrets_dir / "marketo").write_text("not-used-by-ingest")
-    return parse_tenants({
+    return {
         "marketo_instances": {"main": {
             "munchkin_id": "123-ABC-456", "endpoint": "http://127.0.0.1:1", "client_id": "ingest-tests",
             "client_secret": {"file": str(secrets_dir / "marketo")},
@@ -48,7 +49,11 @@ def tenants_for(sb: RunningSandbox, secrets_dir: Path, *, with_sessions: bool = 
             "app_guid": sb.app_guid, "marketo_instance": "main", "program_id": 1001,
             "sessions": [{"entry_id": e} for e in sb.session_entry_ids] if with_sessions else [],
         }],
-    }, "test tenants")
+    }
+
+
+def tenants_for(sb: RunningSandbox, secrets_dir: Path, *, with_sessions: bool = True) -> TenantsConfig:
+    return parse_tenants(tenants_document(sb, secrets_dir, with_sessions=with_sessions), "test tenants")
 
 
 def settings_for(bootstrap: str, prefix: str, sb: RunningSandbox | None, **overrides: Any) -> IngestSettings:

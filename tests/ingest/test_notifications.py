@@ -1,0 +1,172 @@
+"""Push mode: signed Kaltura notifications trigger the matching pull, answered 200 only after Kafka
+acknowledged it; replays are answered without a second pull; bad input gets 4xx with field names."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from ingest.testing import metric, read_topic, running_ingest, settings_for, tenants_for, wait_for
+from kaltura_sandbox.testing import RunningSandbox, running_sandbox
+from kmsync_contracts.topics import ATTENDEE_STATUS, SESSION_ENGAGEMENT
+from kmsync_kafka import KafkaBroker
+from kmsync_kaltura import compute_signature
+
+SMALL = {"registrants": 120, "sessions": 2, "session_minutes": 30, "late_row_rate": 0.0}
+
+
+def envelope(job_id: int, obj: dict[str, Any], event_object_type: int | str = 3) -> bytes:
+    return json.dumps({
+        "object": obj, "eventObjectType": event_object_type, "eventType": 3,
+        "eventNotificationJobId": job_id, "templateId": 1, "templateName": "t", "templateSystemName": "T",
+        "objectType": "KalturaHttpNotification",
+    }).encode()
+
+
+def virtual_event(sb: RunningSandbox) -> dict[str, Any]:
+    return {"objectType": "KalturaVirtualEvent", "id": sb.virtual_event_id, "partnerId": sb.partner_id,
+            "name": "Q3", "status": 2}
+
+
+def entry(sb: RunningSandbox, index: int) -> dict[str, Any]:
+    s = sb.sandbox.scenario.sessions[index]
+    return {"objectType": "KalturaLiveStreamEntry", "id": s.entry_id, "partnerId": sb.partner_id,
+            "startDate": int(s.start.timestamp()), "endDate": int(s.end.timestamp())}
+
+
+def signed(sb: RunningSandbox, body: bytes, algo: str = "sha1", content_type: str = "application/json") -> dict[str, str]:
+    return {"Content-Type": content_type, "X-KALTURA-SIGNATURE": compute_signature(sb.admin_secret, body, algo),
+            "X-KALTURA-HASH-ALGO": algo}
+
+
+async def test_notifications_trigger_pulls_and_replays_do_not(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    async with running_sandbox(SMALL, seed=5) as sb:
+        first_session = sb.sandbox.scenario.sessions[0]
+        sb.advance_to(first_session.end + timedelta(minutes=10))
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb)
+        async with running_ingest(settings, tenants_for(sb, tmp_path), sb) as ingest:
+            body = envelope(1001, virtual_event(sb), "virtualEventEventNotifications.VirtualEvent")
+            first = await http.post(ingest.notification_url, content=body, headers=signed(sb, body))
+            assert first.status_code == 200, first.text
+            assert first.json()["status"] == "accepted"
+            statuses = await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix)
+            visible = [a for a in sb.truth(sb.now())["attendees"] if not a["deleted"]]
+            assert len(statuses) == len(visible) > 0  # stored before the 200
+
+            replay = await http.post(ingest.notification_url, content=body, headers=signed(sb, body))
+            assert replay.status_code == 200
+            assert replay.json() == {"status": "duplicate", "eventNotificationJobId": "1001", "pulled": []}
+            assert metric(ingest.service, "kmsync_ingest_notifications_total", outcome="duplicate") == 1
+
+            # The session ended: its entry notification pulls engagement and polls, as final figures.
+            sb.advance(120)
+            body = envelope(1002, entry(sb, 0), 1)
+            answer = await http.post(f"{ingest.notification_url}/{sb.partner_id}", content=body,
+                                     headers=signed(sb, body, "sha256"))
+            assert answer.status_code == 200, answer.text
+            pulled = {(p["stream"], p["scope"]) for p in answer.json()["pulled"]}
+            assert pulled == {("engagement", first_session.entry_id), ("polls", first_session.entry_id)}
+            engagement = [v for _, v in await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)]
+            final = [e for e in engagement if e.is_final]
+            assert final and {e.entry_id for e in final} == {first_session.entry_id}
+            # Before its end was known, the session's rows were pulled as non-final figures.
+            assert {e.entry_id for e in engagement if not e.is_final} == {first_session.entry_id}
+
+            # Legacy templates: data=<url-encoded JSON>; form-field templates: their own keys.
+            legacy = urlencode({"data": envelope(1003, virtual_event(sb)).decode()}).encode()
+            answer = await http.post(ingest.notification_url, content=legacy,
+                                     headers=signed(sb, legacy, content_type="application/x-www-form-urlencoded"))
+            assert answer.status_code == 200 and answer.json()["status"] == "accepted", answer.text
+            fields = urlencode({"partner_id": sb.partner_id, "entry_id": first_session.entry_id}).encode()
+            answer = await http.post(ingest.notification_url, content=fields,
+                                     headers=signed(sb, fields, content_type="application/x-www-form-urlencoded"))
+            assert answer.status_code == 200 and answer.json()["status"] == "accepted", answer.text
+            assert metric(ingest.service, "kmsync_ingest_notifications_total", outcome="accepted") == 4
+
+    # No record twice, however many notifications asked for the same data.
+    statuses = [v for _, v in await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix)]
+    assert len({(s.user_id, s.source_time) for s in statuses}) == len(statuses)
+    engagement = [v for _, v in await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)]
+    assert len({(e.source_ref.split()[1], e.entry_id, e.user_id, e.is_final) for e in engagement}) == len(engagement)
+
+
+async def test_bad_notifications_get_4xx_with_field_messages_and_store_nothing(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    async with running_sandbox(SMALL, seed=6) as sb:
+        sb.advance_to_end()
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb)
+        async with running_ingest(settings, tenants_for(sb, tmp_path), sb) as ingest:
+            url = ingest.notification_url
+            body = envelope(2001, virtual_event(sb))
+
+            forged = dict(signed(sb, body))
+            forged["X-KALTURA-SIGNATURE"] = compute_signature("not-the-secret", body, "sha1")
+            answer = await http.post(url, content=body, headers=forged)
+            assert answer.status_code == 403
+            assert answer.json()["problems"] == ["X-KALTURA-SIGNATURE: signature does not match the body"]
+
+            tampered = body.replace(b'"Q3"', b'"Q4"')
+            answer = await http.post(url, content=tampered, headers=signed(sb, body))
+            assert answer.status_code == 403  # signed bytes must be the bytes received
+
+            answer = await http.post(url, content=body, headers={"Content-Type": "application/json"})
+            assert answer.status_code == 401
+            assert answer.json()["problems"] == ["X-KALTURA-SIGNATURE: missing"]
+
+            answer = await http.post(url, content=body, headers=signed(sb, body) | {"X-KALTURA-HASH-ALGO": "md5"})
+            assert answer.status_code == 400 and answer.json()["problems"][0].startswith("X-KALTURA-HASH-ALGO")
+
+            broken = b'{"object": {"partnerId": 1}, "eventNotificationJobId": '
+            answer = await http.post(f"{url}/{sb.partner_id}", content=broken, headers=signed(sb, broken))
+            assert answer.status_code == 400
+            assert answer.json()["problems"][0].startswith("body: not valid JSON")
+
+            incomplete = json.dumps({"object": virtual_event(sb), "eventType": 3}).encode()
+            answer = await http.post(url, content=incomplete, headers=signed(sb, incomplete))
+            assert answer.status_code == 400
+            fields = {p.split(":")[0] for p in answer.json()["problems"]}
+            assert {"eventObjectType", "eventNotificationJobId"} <= fields
+
+            answer = await http.post(f"{url}/424242", content=body, headers=signed(sb, body))
+            assert answer.status_code == 403
+            assert answer.json()["problems"] == ["partner_id: partner 424242 is not configured"]
+
+            answer = await http.post(url, content=b"<xml/>", headers=signed(sb, b"<xml/>", content_type="text/xml"))
+            assert answer.status_code == 415
+
+            assert 2001 not in ingest.service.handled_jobs and "2001" not in ingest.service.handled_jobs
+            assert metric(ingest.service, "kmsync_ingest_notifications_total", outcome="bad_signature") == 3
+    assert await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix) == []
+
+
+async def test_the_sandbox_delivers_duplicates_and_every_record_lands_once(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    scenario = {**SMALL, "notifications": {"kinds": ["virtual_event", "entry"], "duplicate_rate": 1.0,
+                                           "retry_base_seconds": 0.2}}
+    async with running_sandbox(scenario, seed=8) as sb:
+        # Session times come only from the entry notifications (the tenants file lists no sessions).
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb)
+        async with running_ingest(settings, tenants_for(sb, tmp_path, with_sessions=False), sb) as ingest:
+            sb.sandbox.dispatcher.configure(ingest.notification_url)
+            sb.advance_to_end()
+            jobs = 2 + len(sb.session_entry_ids)
+            log = sb.sandbox.dispatcher.log
+            await wait_for(lambda: len(log.delivered) == jobs and all(n == 2 for n in log.delivered.values())
+                           and sb.sandbox.dispatcher.pending == 0, within=60, what="every notification twice")
+            assert metric(ingest.service, "kmsync_ingest_notifications_total", outcome="accepted") == jobs
+            assert metric(ingest.service, "kmsync_ingest_notifications_total", outcome="duplicate") == jobs
+        truth = sb.truth()
+    engagement = [v for _, v in await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)]
+    got = [(e.source_ref.split()[1], e.entry_id, e.user_id) for e in engagement]
+    good = {(e["entry_id"], e["email"]) for e in truth["engagement"] if e["defect"] is None}
+    assert len(got) == len(set(got)) == 2 * len(good)
+    assert {(entry_id, user) for _, entry_id, user in got} == good
