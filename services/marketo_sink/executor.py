@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: (endpoint name, records in the call, "ok" or the code that failed the whole call)
 CallObserver = Callable[[str, int, str], None]
+#: Receives each call's decisions as soon as the call returns.
+Emit = Callable[[list[Decision]], Awaitable[None]]
 
 _RETRYABLE = (ErrorClass.RETRY_SOON, ErrorClass.RETRY_LATER, ErrorClass.REAUTH)
 #: Record-level "lead not found": our cached id is stale (merged or deleted lead); re-resolve.
@@ -88,19 +90,39 @@ class WindowExecutor:
         self.ledger = ledger
         self._observe = observe_call or (lambda endpoint, records, code: None)
         self._activity_types: dict[str, int] | None = None
+        #: Publications of outcomes still running.
+        self.publishing: set[asyncio.Future[None]] = set()
 
-    async def execute(self, plan: Plan) -> list[Decision]:
+    async def execute(self, plan: Plan, emit: Emit | None = None) -> list[Decision]:
+        """Run the plan; each call's decisions go to ``emit`` as soon as that call returns (so a
+        stop in the middle of a window loses no outcome of a call already made). Returns them all."""
+        collected: list[Decision] = []
+
+        async def report(batch: list[Decision]) -> list[Decision]:
+            collected.extend(batch)
+            if emit is not None and batch:
+                # Shielded: once Marketo has answered, the outcome is published even if the window
+                # is being cancelled (the worker awaits ``publishing`` before it lets go).
+                task = asyncio.ensure_future(emit(batch))
+                self.publishing.add(task)
+                task.add_done_callback(self.publishing.discard)
+                await asyncio.shield(task)
+            return batch
+
         for p in _plan_ops(plan):
             p.attempts += 1
-        decisions: list[Decision] = [
+        await report([
             Decision(p, "skipped", reason_code="kmsync.already_written",
                      reason="custom activity already written (insert-only; replay not sent)")
             for p in plan.already_written
-        ]
+        ])
         resolved: dict[str, int] = {}
         lead_failures: dict[str, _Failure] = {}
-        for batch in await asyncio.gather(*(self._leads(c, resolved, lead_failures) for c in plan.lead_calls)):
-            decisions += batch
+
+        async def leads(c: LeadCall) -> None:
+            await report(await self._leads(c, resolved, lead_failures))
+
+        await asyncio.gather(*(leads(c) for c in plan.lead_calls))
 
         def lead_id(email: str) -> int | None:
             return resolved.get(email) or self.cache.get(email)
@@ -110,12 +132,14 @@ class WindowExecutor:
                 LEAD_UNRESOLVED, "the lead's id is not known yet (its upsert did not complete)", True
             )
 
-        stage2: list[Any] = [self._statuses(c, lead_id, unresolved) for c in plan.status_calls]
-        stage2 += [self._objects(c, lead_id, unresolved) for c in plan.object_calls]
-        stage2 += [self._activities(c, lead_id, unresolved) for c in plan.activity_calls]
-        for batch in await asyncio.gather(*stage2):
-            decisions += batch
-        return decisions
+        async def stage2(coro: Awaitable[list[Decision]]) -> None:
+            await report(await coro)
+
+        calls: list[Awaitable[list[Decision]]] = [self._statuses(c, lead_id, unresolved) for c in plan.status_calls]
+        calls += [self._objects(c, lead_id, unresolved) for c in plan.object_calls]
+        calls += [self._activities(c, lead_id, unresolved) for c in plan.activity_calls]
+        await asyncio.gather(*(stage2(c) for c in calls))
+        return collected
 
     # ----- stage 1: leads
     async def _leads(

@@ -113,12 +113,14 @@ class InstanceWorker:
         plan = plan_window(taken, config, known_lead=lambda e: e in self.cache,
                            already_written=lambda op_id: op_id in self.ledger)
         self.window.extend(plan.deferred)
-        decisions = await self.executor.execute(plan)
+        await self.executor.execute(plan, self._settle_and_publish)
+        self.metrics.observe_limiter(self.munchkin_id, self.writer.limiter)
+
+    async def _settle_and_publish(self, decisions: list[Decision]) -> None:
         final, retry = settle(decisions, self._mono(), self.policy, self._rng)
         if retry:
             self.metrics.retries.labels(self.munchkin_id).inc(len(retry))
             self.window.extend(retry)
-        self.metrics.observe_limiter(self.munchkin_id, self.writer.limiter)
         await self._publish(final)
 
     # ----- stopping
@@ -129,13 +131,18 @@ class InstanceWorker:
         self._wake.set()
         inflight = self._window_task
         if inflight is not None and not inflight.done():
-            done, _ = await asyncio.wait({inflight}, timeout=drain_timeout)
+            # A parked instance (607) has nothing in flight at Marketo: its calls wait for the reset
+            # in the limiter, so they are abandoned at once.
+            parked = self.writer.limiter.parked_until is not None
+            done, _ = await asyncio.wait({inflight}, timeout=0 if parked else drain_timeout)
             if not done:
                 log.warning("instance %s: window still in flight after %.1fs; abandoned (replayed by the "
                             "next owner)", self.munchkin_id, drain_timeout)
                 inflight.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await inflight
+        if self.executor.publishing:
+            await asyncio.gather(*self.executor.publishing, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
