@@ -130,6 +130,7 @@ class InstanceLimiter:
         self._instance_used: int | None = None
         self._own_since_reconcile = 0
         self._stats = LimiterStats(instance=instance)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ----- admission -----
     @asynccontextmanager
@@ -259,9 +260,11 @@ class InstanceLimiter:
                 self._cond.notify_all()
 
         try:
-            asyncio.get_running_loop().create_task(_notify())
+            task = asyncio.get_running_loop().create_task(_notify())
         except RuntimeError:  # no loop: nobody can be waiting
-            pass
+            return
+        self._tasks.add(task)  # keep a reference until it ran
+        task.add_done_callback(self._tasks.discard)
 
     def on_quota_reached(self) -> datetime:
         """Marketo said 607: park every caller on this instance until midnight US Central."""

@@ -146,3 +146,10 @@ async def test_cli_reads_the_tenants_file(tmp_path: Path, monkeypatch: pytest.Mo
         assert code == 0, out.getvalue()
         assert f"event program {kp.PROGRAM_ID} on the Kaltura channel" in out.getvalue()
         assert main(["check", "--tenants", str(tenants), "--instance", "other"]) == 2
+
+
+async def test_without_program_ids_the_event_program_is_found_on_the_channel() -> None:
+    async with running_sandbox(preset="kaltura") as sb:
+        code, text = await run_check(_settings(sb.base_url), label="k")
+    assert code == 0, text
+    assert f"found {kp.PROGRAM_NAME!r} (id {kp.PROGRAM_ID})" in text
