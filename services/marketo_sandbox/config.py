@@ -60,8 +60,6 @@ class BehaviourConfig(_Strict):
     activity_skip_key: Literal["reasons", "errors"] = "reasons"
     # §1.3: the legacy access_token query/form parameter
     accept_access_token_param: bool = True
-    # §12.12: non-Marketo extension; off means /bulk/v1/activities/import* → 610 as on real Marketo
-    bulk_activity_import: bool = False
 
 
 class ClientCredentials(_Strict):

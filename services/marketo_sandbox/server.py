@@ -39,6 +39,7 @@ log = logging.getLogger("marketo_sandbox")
 MUNCHKIN_PREFIX = re.compile(r"^/(\d{3}-[A-Za-z]{3}-\d{3})(/.*)?$")
 IDENTITY_PATH = "/identity/oauth/token"
 LIMIT_CODES = frozenset({"606", "607", "615"})
+BODY_KEY = web.RequestKey("sandbox_body", bytes)
 CLIENT_MAX_SIZE = 64 * 1024 * 1024  # read everything; the per-instance 413 checks are ours
 
 
@@ -114,6 +115,7 @@ class Sandbox:
         if request.content_length is not None and request.content_length > limit:
             return self._http(inst, request, path, 413, "Request Entity Too Large", now)
         body = await request.read()
+        request[BODY_KEY] = body
         if len(body) > limit:
             return self._http(inst, request, path, 413, "Request Entity Too Large", now)
         args = _join_repeated(list(request.query.items()))
@@ -303,10 +305,24 @@ class Sandbox:
 
     def _log(self, inst: Instance, request: web.Request, endpoint: str, status: int, code: str,
              client_id: str | None, now: float) -> None:
+        """Keep what a test needs to check retries and backoff; secrets are redacted."""
+        body: bytes = request.get(BODY_KEY, b"")
         inst.request_log.append({
-            "at": now, "method": request.method, "path": request.path, "query": request.query_string,
-            "endpoint": endpoint, "status": status, "code": code, "clientId": client_id,
+            "at": now, "method": request.method, "path": request.path,
+            "query": _redact_query(request.query_string), "endpoint": endpoint, "status": status, "code": code,
+            "clientId": client_id,
+            "headers": {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in request.headers.items()},
+            "body": body[:4096].decode("utf-8", errors="replace") if request.content_type != "multipart/form-data"
+            else f"<multipart {len(body)} bytes>",
         })
+
+
+SECRET_PARAMS = ("access_token", "client_secret")
+
+
+def _redact_query(qs: str) -> str:
+    pairs = parse_qsl(qs, keep_blank_values=True)
+    return "&".join(f"{k}={'<redacted>' if k in SECRET_PARAMS else v}" for k, v in pairs)
 
 
 def _wrap(request_id: str, result: Any, asset: bool) -> dict[str, Any]:

@@ -123,3 +123,23 @@ async def test_usage_stats(api) -> None:  # type: ignore[no-untyped-def]
     assert errors == [{"date": "2026-03-04", "total": 1, "errors": [{"errorCode": "610", "count": 1}]}]
     week = (await api.get("/rest/v1/stats/usage/last7days.json"))["result"]
     assert len(week) == 7 and week[0]["total"] == 4  # the two usage calls count too
+
+
+async def test_unknown_column_fails_the_job_and_tsv_format(api) -> None:  # type: ignore[no-untyped-def]
+    sb: SandboxHandle = api.sb
+    body = await _upload(api, "/bulk/v1/leads.json", "email,shoeSize\na@x.com,9\n")
+    bid = body["result"][0]["batchId"]
+    sb.advance(60)
+    st = (await api.get(f"/bulk/v1/leads/batch/{bid}.json"))["result"][0]
+    assert st["status"] == "Failed" and st["message"] == "Field 'shoeSize' not found"
+    assert sb.dump()["leads"] == []
+    body = await _upload(api, "/bulk/v1/leads.json", "email\tfirstName\nt@x.com\tTab\n", format="tsv")
+    bid = body["result"][0]["batchId"]
+    sb.advance(60)
+    assert (await api.get(f"/bulk/v1/leads/batch/{bid}.json"))["result"][0]["status"] == "Complete"
+    assert sb.dump()["leads"][0]["firstName"] == "Tab"
+    bogus = await api.get("/bulk/v1/leads/batch/999.json")
+    assert api.error_of(bogus)[0] == "1003"
+    sb.advance(8 * 24 * 3600)  # batch ids expire after 7 days
+    await api.login()
+    assert api.error_of(await api.get(f"/bulk/v1/leads/batch/{bid}.json"))[0] == "1003"

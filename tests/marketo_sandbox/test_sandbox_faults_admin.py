@@ -121,3 +121,15 @@ async def test_admin_api_over_http(api) -> None:  # type: ignore[no-untyped-def]
     inst = (await http.get("/_sandbox/instances")).json()
     assert inst[0]["munchkinId"] == "123-ABC-456" and inst[0]["default"] is True
     assert (await http.get("/_sandbox/nothing")).status_code == 404
+
+
+async def test_request_log_keeps_bodies_and_redacts_secrets(api) -> None:  # type: ignore[no-untyped-def]
+    await api.post("/rest/v1/leads.json", json={"input": [{"email": "log@x.com"}]})
+    await api.http.get("/rest/v1/leads/describe.json", params={"access_token": api.token})
+    log = (await api.http.get("/_sandbox/requests")).json()
+    ident, sync, legacy = log[-3:]
+    assert ident["endpoint"] == "GET /identity/oauth/token" and "client_secret=<redacted>" in ident["query"]
+    assert api.sb.client_secret not in str(log)
+    assert sync["endpoint"] == "POST /rest/v1/leads.json" and "log@x.com" in sync["body"]
+    assert sync["headers"]["Authorization"] == "<redacted>" and sync["code"] == "200"
+    assert legacy["query"] == "access_token=<redacted>" and api.token not in str(log)
