@@ -91,7 +91,8 @@ def _call_failed(
         code, msg, cls = f"http_{exc.status}", exc.detail, exc.error_class
     else:
         code, msg, cls = "protocol", str(exc), ErrorClass.RETRY_SOON
-    return [failed_outcome(offset + i, code, msg, cls) for i in range(count)]
+    maybe = not isinstance(exc, MarketoProtocolError) and exc.maybe_applied
+    return [failed_outcome(offset + i, code, msg, cls, maybe) for i in range(count)]
 
 
 class MarketoClient:

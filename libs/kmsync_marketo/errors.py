@@ -180,10 +180,12 @@ class MarketoAuthError(MarketoError):
 class MarketoHttpError(MarketoError):
     """A non-200 HTTP answer that retries did not fix (413 body too large, 414 URI too long, 5xx)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, maybe_applied: bool = False) -> None:
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
+        #: The request may have been applied although no success came back (insert-only writes).
+        self.maybe_applied = maybe_applied
         # status 0: no HTTP answer at all (timeout, connection reset): transient.
         self.error_class = (
             ErrorClass.RETRY_SOON if status == 0 else classify_http_status(status) or ErrorClass.PERMANENT
@@ -193,12 +195,14 @@ class MarketoHttpError(MarketoError):
 class MarketoApiError(MarketoError):
     """A response-level error (HTTP 200, success:false) that retries did not fix."""
 
-    def __init__(self, code: str, message: str, attempts: int = 1) -> None:
+    def __init__(self, code: str, message: str, attempts: int = 1, maybe_applied: bool = False) -> None:
         self.info = classify(code)
         super().__init__(f"Marketo {code}: {message} ({self.info.error_class.value}, {attempts} attempt(s))")
         self.code = code
         self.message = message
         self.attempts = attempts
+        #: The request may have been applied although no success came back (insert-only writes).
+        self.maybe_applied = maybe_applied
 
     @property
     def error_class(self) -> ErrorClass:

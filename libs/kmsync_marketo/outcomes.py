@@ -40,6 +40,8 @@ class Outcome(BaseModel):
     marketo_status: str | None = None
     #: A bulk warning (row imported anyway).
     warning: str | None = None
+    #: Failed without a success answer, but Marketo may have applied it (insert-only writes only).
+    maybe_applied: bool = False
 
     @property
     def ok(self) -> bool:
@@ -53,8 +55,17 @@ class Outcome(BaseModel):
         )
 
 
-def failed_outcome(seq: int, code: str | None, message: str, classification: ErrorClass) -> Outcome:
-    return Outcome(seq=seq, status="failed", reason_code=code, reason=message, classification=classification)
+def failed_outcome(
+    seq: int, code: str | None, message: str, classification: ErrorClass, maybe_applied: bool = False
+) -> Outcome:
+    return Outcome(
+        seq=seq,
+        status="failed",
+        reason_code=code,
+        reason=message,
+        classification=classification,
+        maybe_applied=maybe_applied,
+    )
 
 
 IdKey = str | tuple[str, ...] | None

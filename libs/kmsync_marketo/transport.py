@@ -209,8 +209,12 @@ class MarketoTransport:
             # ----- decide, outside the slot so waiting frees the concurrency place -----
             if resp is None:
                 sent = not isinstance(transport_error, httpx.ConnectError | httpx.ConnectTimeout)
-                if attempts >= r.max_attempts or (sent and not idempotent):
-                    raise MarketoHttpError(0, f"{method} {path}: {type(transport_error).__name__}{_MAYBE}")
+                if sent and not idempotent:
+                    raise MarketoHttpError(
+                        0, f"{method} {path}: {type(transport_error).__name__}{_MAYBE}", maybe_applied=True
+                    )
+                if attempts >= r.max_attempts:
+                    raise MarketoHttpError(0, f"{method} {path}: {type(transport_error).__name__}")
                 await self._retry_wait(attempts, f"{type(transport_error).__name__}")
                 continue
             if resp.status_code == 404 and not want_json:
@@ -220,8 +224,10 @@ class MarketoTransport:
                 if cls is ErrorClass.RETRY_SOON and attempts < r.max_attempts and idempotent:
                     await self._retry_wait(attempts, f"HTTP {resp.status_code}")
                     continue
-                maybe = _MAYBE if cls is ErrorClass.RETRY_SOON and not idempotent else ""
-                raise MarketoHttpError(resp.status_code, f"{method} {path}{maybe}")
+                maybe = cls is ErrorClass.RETRY_SOON and not idempotent
+                raise MarketoHttpError(
+                    resp.status_code, f"{method} {path}{_MAYBE if maybe else ''}", maybe_applied=maybe
+                )
             if code is None:
                 if not want_json and not isinstance(body, dict):
                     return resp.text
@@ -246,7 +252,7 @@ class MarketoTransport:
                 if attempts >= r.max_attempts:
                     raise MarketoApiError(code, message, attempts)
                 if not idempotent and info.ambiguous:
-                    raise MarketoApiError(code, f"{message}{_MAYBE}", attempts)
+                    raise MarketoApiError(code, f"{message}{_MAYBE}", attempts, maybe_applied=True)
                 if code in ("606", "615"):
                     self.limiter.on_throttle(code, started)  # its pause delays the next slot
                     self.stats.retries += 1
