@@ -8,6 +8,8 @@ GET  /_sandbox/calls[?instance=ID]         → call counts by endpoint and code,
 GET  /_sandbox/requests[?instance=ID&limit=N] → the request log (newest last)
 GET  /_sandbox/faults, PUT /_sandbox/faults → read / replace the fault plan (FaultConfig JSON)
 GET  /_sandbox/limits?instance=ID, PUT /_sandbox/limits?instance=ID → read / replace LimitsConfig
+POST /_sandbox/channels {name, applicableProgramType, statuses:[{name, step, success}]} → seed a channel
+POST /_sandbox/programs {name, channel, type, description, id?} → create a program
 POST /_sandbox/tokens/expire[?instance=ID] → expire every issued token now
 GET  /_sandbox/clock, POST /_sandbox/clock {"advance": s} | {"set": epoch} (manual clock only)
 """
@@ -17,16 +19,39 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .api_activities import activity_json, type_json
 from .api_bulk import job_status_json, tick
 from .api_customobjects import describe_json
-from .api_programs import channel_json, program_json
+from .api_programs import add_channel, add_program, channel_json, program_json
 from .clock import ManualClock
 from .config import FaultConfig, LimitsConfig
 from .envelope import iso
 from .instance import Instance
+
+
+class StatusSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    step: int = Field(ge=0)
+    success: bool = False
+
+
+class ChannelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str = Field(min_length=1)
+    applicable_program_type: str = Field("event", alias="applicableProgramType")
+    statuses: list[StatusSpec] = Field(min_length=1)
+
+
+class ProgramSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    channel: str = Field(min_length=1)
+    type: str = "Event"
+    description: str = ""
+    id: int | None = Field(None, ge=1)
 
 
 def dump_instance(inst: Instance, now: float) -> dict[str, Any]:
@@ -99,6 +124,15 @@ async def handle_admin(sb: Any, request: web.Request) -> web.StreamResponse:
                 sb.set_limits(LimitsConfig.model_validate(await request.json()), request.query.get("instance"))
                 inst = sb.instance(request.query.get("instance"))
             return web.json_response(inst.limits.model_dump())
+        if op == "channels" and method == "POST":
+            spec = ChannelSpec.model_validate(await request.json())
+            ch = add_channel(inst, spec.name, [(s.name, s.step, s.success) for s in spec.statuses],
+                             spec.applicable_program_type, now)
+            return web.json_response(channel_json(ch))
+        if op == "programs" and method == "POST":
+            pspec = ProgramSpec.model_validate(await request.json())
+            prog = add_program(inst, pspec.name, pspec.channel, pspec.type, now, pspec.description, pspec.id)
+            return web.json_response(program_json(prog))
         if op == "tokens/expire" and method == "POST":
             return web.json_response({"expired": inst.tokens.expire_all(now)})
         if op == "clock":

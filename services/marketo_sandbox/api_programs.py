@@ -352,3 +352,61 @@ def leads_by_program(call: Call) -> dict[str, Any]:
         out["nextPageToken"] = encode_page({"o": offset + batch})
         out["moreResult"] = True
     return out
+
+
+PROGRAM_TYPES = {"program": "Default", "default": "Default", "event": "Event", "webinar": "Event with Webinar",
+                 "event with webinar": "Event with Webinar", "engagement": "Engagement", "email": "Email"}
+
+
+def add_channel(inst: Instance, name: str, statuses: list[tuple[str, int, bool]], program_type: str,
+                now: float) -> Channel:
+    """Seed a channel (there is no Marketo API to create one)."""
+    from .model import ProgressionStatus
+
+    if not name:
+        raise ValueError("channel name must not be empty")
+    if name in inst.channels:
+        raise ValueError(f"channel {name!r} already exists")
+    steps = [s for _, s, _ in statuses]
+    if any(s < 0 for s in steps):
+        raise ValueError("steps must be >= 0")
+    ch = Channel(id=inst.next_id("channel"), name=name, applicable_program_type=program_type,
+                 statuses=[ProgressionStatus(name=n, step=s, success=ok) for n, s, ok in statuses],
+                 created=now, updated=now)
+    inst.channels[name] = ch
+    return ch
+
+
+def add_program(inst: Instance, name: str, channel: str, program_type: str, now: float,
+                description: str = "", program_id: int | None = None) -> Program:
+    """Create a program on an existing channel (the channel is fixed at creation, §6.1)."""
+    if channel not in inst.channels:
+        raise ValueError(f"channel {channel!r} not found")
+    if any(p.name == name for p in inst.programs.values()):
+        raise ValueError(f"program {name!r} already exists")
+    pid = program_id if program_id is not None else inst.next_id("program")
+    if pid in inst.programs:
+        raise ValueError(f"program id {pid} already exists")
+    prog = Program(id=pid, name=name, type=program_type, channel=channel, description=description,
+                   created=now, updated=now)
+    inst.programs[pid] = prog
+    return prog
+
+
+def create_program(call: Call) -> dict[str, Any]:
+    """POST /rest/asset/v1/programs.json (form: name, folder, type, channel, description)."""
+    name = call.arg("name")
+    channel = call.arg("channel")
+    raw_type = call.arg("type")
+    for label, value in (("name", name), ("type", raw_type), ("channel", channel), ("folder", call.arg("folder"))):
+        if not value:
+            raise MarketoError("701", f"{label} cannot be blank")
+    assert name and channel and raw_type
+    program_type = PROGRAM_TYPES.get(raw_type.lower())
+    if program_type is None:
+        raise MarketoError("709", f"Invalid program type '{raw_type}'")
+    try:
+        prog = add_program(call.inst, name, channel, program_type, call.now, call.arg("description") or "")
+    except ValueError as e:
+        raise MarketoError("709", str(e)) from None
+    return {"result": [program_json(prog)]}

@@ -95,6 +95,7 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("GET", "/rest/asset/v1/channels.json", prog.list_channels),
     ("GET", "/rest/asset/v1/channel/byName.json", prog.channel_by_name),
     ("GET", "/rest/asset/v1/programs.json", prog.list_programs),
+    ("POST", "/rest/asset/v1/programs.json", prog.create_program),
     ("GET", "/rest/asset/v1/program/byName.json", prog.program_by_name),
     ("GET", "/rest/asset/v1/program/{id}.json", prog.program_by_id),
     # Bulk import (§9.2): no /rest prefix

@@ -104,6 +104,22 @@ class SandboxHandle:
     def expire_tokens(self, munchkin_id: str | None = None) -> int:
         return self.instance(munchkin_id).tokens.expire_all(self.sandbox.clock.now())
 
+    def add_channel(self, name: str, statuses: list[tuple[str, int, bool]], program_type: str = "event",
+                    munchkin_id: str | None = None) -> dict[str, Any]:
+        """Seed a channel: ``statuses`` as (name, step, success). Returns it as the Asset API shows it."""
+        from .api_programs import add_channel, channel_json
+
+        return channel_json(add_channel(self.instance(munchkin_id), name, statuses, program_type,
+                                        self.sandbox.clock.now()))
+
+    def add_program(self, name: str, channel: str, program_type: str = "Event", program_id: int | None = None,
+                    munchkin_id: str | None = None) -> int:
+        """Create a program on an existing channel; returns its id."""
+        from .api_programs import add_program
+
+        return add_program(self.instance(munchkin_id), name, channel, program_type, self.sandbox.clock.now(),
+                           program_id=program_id).id
+
     def advance(self, seconds: float) -> None:
         self.manual_clock.advance(seconds)
 

@@ -91,3 +91,34 @@ async def test_unknown_status_record_level_option() -> None:
         assert body["success"] is True
         assert body["result"] == [{"seq": 0, "status": "skipped",
                                    "reasons": [{"code": "1025", "message": "Program status not found"}]}]
+
+
+async def test_seed_channels_and_programs(api) -> None:  # type: ignore[no-untyped-def]
+    sb: SandboxHandle = api.sb
+    sb.add_channel("Webinar", [("Invited", 10, False), ("Attended", 20, True)])
+    pid = sb.add_program("Webinar 1", "Webinar")
+    r = await api.http.post("/_sandbox/channels", json={
+        "name": "Tradeshow", "statuses": [{"name": "Visited", "step": 10, "success": True}]})
+    assert r.status_code == 200 and r.json()["progressionStatuses"][0]["name"] == "Visited"
+    r = await api.http.post("/_sandbox/programs", json={"name": "Show 1", "channel": "Tradeshow", "id": 4242})
+    assert r.status_code == 200 and r.json()["id"] == 4242
+    r = await api.http.post("/_sandbox/programs", json={"name": "Show 2", "channel": "Nope"})
+    assert r.status_code == 400
+    r = await api.http.post("/_sandbox/channels", json={"name": "X", "statuses": []})
+    assert r.status_code == 400 and r.json()["details"][0]["loc"] == ["statuses"]
+    # the Asset API's create program
+    body = await api.post("/rest/asset/v1/programs.json", data={
+        "name": "Webinar 2", "type": "Event", "channel": "Webinar", "folder": '{"id":1,"type":"Folder"}'})
+    assert body["success"] is True and body["result"][0]["channel"] == "Webinar"
+    body = await api.post("/rest/asset/v1/programs.json", data={
+        "name": "Webinar 2", "type": "Event", "channel": "Webinar", "folder": '{"id":1,"type":"Folder"}'})
+    assert body["success"] is False and body["errors"][0]["code"] == "709" and body["warnings"] == []
+    listed = await api.get("/rest/asset/v1/programs.json", params={"maxReturn": 200})
+    assert {p["name"] for p in listed["result"]} >= {"Webinar 1", "Webinar 2", "Show 1"}
+    (a,) = await _leads(api, 1)
+    body = await api.post(f"/rest/v1/programs/{pid}/members/status.json",
+                          json={"statusName": "Attended", "input": [{"leadId": a}]})
+    assert body["result"][0]["status"] == "created"
+    body = await api.post(f"/rest/v1/programs/{pid}/members/status.json",
+                          json={"statusName": "Registered", "input": [{"leadId": a}]})
+    assert api.error_of(body)[0] == "1025"  # statuses come from the program's own channel
