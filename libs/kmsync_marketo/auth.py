@@ -99,6 +99,10 @@ class TokenManager:
             lifetime = float(answer.expires_in)
             if lifetime > self._margin:
                 return Token(answer.access_token, started + lifetime - self._margin, answer.scope)
+            if attempt > 1 and lifetime > 0:
+                # Asked again after the old token died: this one is fresh, the service simply issues
+                # short-lived tokens. Use it for half its life.
+                return Token(answer.access_token, started + lifetime / 2, answer.scope)
             log.info(
                 "Identity returned a token with %ss left (try %d); waiting for a fresh one",
                 answer.expires_in,

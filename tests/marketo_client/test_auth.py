@@ -97,3 +97,17 @@ def test_plain_http_endpoint_is_refused_outside_tests() -> None:
 
     with pytest.raises(ValidationError, match="https://"):
         MarketoSettings(endpoint="http://example.mktorest.com", client_id="c", client_secret=SecretStr("s"))
+
+
+async def test_a_short_lived_token_is_waited_out_once_then_a_fresh_short_one_is_used() -> None:
+    clock = FakeClock()
+    identity = FakeIdentity(clock, lifetimes=[30, 40])
+    manager = TokenManager(identity, clock=clock, refresh_margin_seconds=60)
+    token = await manager.bearer()
+    # 30 s left on the first answer: not enough for the margin, so it waited 30 s and asked again.
+    assert token.get_secret_value() == "tok-2:int" and clock.monotonic() == 30.0
+    assert identity.calls == 2
+    clock.advance(19)
+    assert (await manager.bearer()).get_secret_value() == "tok-2:int"  # half of 40 s
+    clock.advance(2)
+    assert (await manager.bearer()).get_secret_value() == "tok-3:int"
