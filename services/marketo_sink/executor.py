@@ -16,7 +16,14 @@ from typing import Any
 
 from kmsync_common.logs import hash_email
 from kmsync_marketo.client import ActivityRecord
-from kmsync_marketo.errors import ErrorClass, MarketoApiError, MarketoAuthError, MarketoError, MarketoHttpError
+from kmsync_marketo.errors import (
+    ErrorClass,
+    MarketoApiError,
+    MarketoAuthError,
+    MarketoError,
+    MarketoHttpError,
+    classify,
+)
 from kmsync_marketo.outcomes import Outcome
 from marketo_sink.decisions import AUTH_REFUSED, LEAD_UNRESOLVED, UNKNOWN_ACTIVITY_TYPE, Decision
 from marketo_sink.memory import ActivityLedger, LeadCache
@@ -67,6 +74,16 @@ def _from_outcome(p: PendingOp, o: Outcome) -> Decision:
 
 def _failed(ops: Iterable[PendingOp], f: _Failure) -> list[Decision]:
     return [Decision(p, "failed", reason_code=f.code, reason=f.reason, retryable=f.retryable) for p in ops]
+
+
+def maybe_applied(o: Outcome) -> bool:
+    """A transient failure after which Marketo may have done the write (marketo-api.md §10.4): a
+    timeout-like Marketo code, an HTTP 5xx, or no answer at all (the client reports "http_<status>")."""
+    code = o.reason_code or ""
+    if code.startswith("http_"):
+        status = code[5:]
+        return status.isdigit() and (int(status) == 0 or int(status) >= 500)
+    return classify(code).ambiguous
 
 
 def call_code(outcomes: Sequence[Outcome]) -> str:
@@ -264,6 +281,14 @@ class WindowExecutor:
         for (a, _), o in zip(sendable, outcomes, strict=True):
             if o.ok:
                 self.ledger.add(a.op.op_id)
+            if o.status == "failed" and maybe_applied(o):
+                # Insert-only (§7.1): sending it again could write it twice. Dead-letter it for a
+                # person to check the lead's activity log; replay only if it is not there.
+                out += [Decision(p, "failed", o.marketo_id, o.reason_code,
+                                 f"{o.reason or 'ambiguous failure'}; custom activities are insert-only, so "
+                                 "check the lead's activity log before replaying", retryable=False)
+                        for p in a.ops]
+                continue
             out += [self._stale_aware(p, o, a.email) for p in a.ops]
         return out
 

@@ -254,17 +254,25 @@ async def test_faults_and_a_restart_mid_window_lose_nothing_and_duplicate_nothin
     kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     n = 240
-    faults = {"token_ttl_seconds": 1.5, "rules": [
-        {"endpoint": "POST /rest/v1/leads.json", "error": "606", "rate": 0.3, "max_count": 3},
+    # Rejections before any work (606, 615, expired tokens) hit every endpoint. Failures after which
+    # the write may have been applied (604, 5xx, a dropped connection) hit the upserts only: custom
+    # activities are insert-only, and those are dead-lettered instead (next test).
+    upserts = ["POST /rest/v1/leads.json", "POST /rest/v1/programs/*", "POST /rest/v1/customobjects/*"]
+    rules: list[dict[str, Any]] = [
+        {"endpoint": "POST *", "error": "606", "rate": 0.3, "max_count": 3},
         {"endpoint": "POST *", "error": "615", "rate": 0.2, "max_count": 3},
-        {"endpoint": "POST *", "error": "604", "rate": 0.2, "max_count": 4},
-        # An ambiguous 604 (applied, then failed) is only safe on upserts (marketo-api.md §10.4).
+        # An ambiguous 604 (applied, then failed) on an upsert is safe to replay (marketo-api.md §10.4).
         {"endpoint": "POST /rest/v1/leads.json", "error": "604", "rate": 0.3, "max_count": 2,
          "apply_then_fail": True},
-        {"endpoint": "POST *", "error": "http_502", "rate": 0.2, "max_count": 3},
-        {"endpoint": "POST *", "error": "http_500", "rate": 0.1, "max_count": 2},
-        {"endpoint": "POST *", "error": "drop", "rate": 0.2, "max_count": 3},
-    ]}
+    ]
+    for ep in upserts:
+        rules += [
+            {"endpoint": ep, "error": "604", "rate": 0.2, "max_count": 2},
+            {"endpoint": ep, "error": "http_502", "rate": 0.2, "max_count": 2},
+            {"endpoint": ep, "error": "http_500", "rate": 0.1, "max_count": 1},
+            {"endpoint": ep, "error": "drop", "rate": 0.2, "max_count": 2},
+        ]
+    faults = {"token_ttl_seconds": 1.5, "rules": rules}
     async with running_sandbox(instances=sandbox_instances(A), faults=faults) as sb:
         async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
             first = scenario(ops, A, n // 2)
@@ -363,3 +371,22 @@ async def test_dlq_replay_reinjects_fixed_records(
 
             await until(written, 60, "the replayed lead written")
             assert "late@x.example" in {ld["email"] for ld in sb.dump(A)["leads"]}
+
+
+async def test_ambiguous_activity_failure_is_dead_lettered_not_written_twice(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = {"rules": [{"endpoint": "POST /rest/v1/activities/external.json", "error": "604",
+                         "apply_then_fail": True, "max_count": 1}]}
+    async with running_sandbox(instances=sandbox_instances(A), faults=faults) as sb:
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            batch = scenario(ops, A, 3)
+            await h.produce(batch)
+            h.start_sink()
+            final = await h.wait_for_outcomes({op.op_id for op in batch})
+            acts = [op.op_id for op in batch if op.kind == "custom_activity"]
+            assert {final[a].status for a in acts} == {"failed"}
+            assert {final[a].reason_code for a in acts} == {"604"}
+            written = [a for a in sb.dump(A)["activities"] if a["activityTypeId"] == ACTIVITY_TYPE_ID]
+            assert len(written) == 3, "applied once by Marketo, never sent again"
+            assert sb.call_count("POST /rest/v1/activities/external.json", munchkin_id=A) == 1
