@@ -221,8 +221,8 @@ class Sandbox:
                 inst.record_call(endpoint, "drop", client_id, counted=False, now=now)
                 self._log(inst, request, endpoint, 0, "drop", client_id, now)
                 if request.transport is not None:
-                    request.transport.abort()
-                raise ConnectionResetError("sandbox fault: connection dropped")
+                    request.transport.abort()  # the client sees the connection close with no response
+                return web.Response(status=500)
             if fault.error and fault.error.startswith("http_"):
                 self._release(inst, now)
                 status = int(fault.error[5:])
