@@ -244,7 +244,7 @@ class SetupChecker:
             if channel_name
             else "create the channel first, then an Event program on it"
         )
-        fix += " (the API cannot create programs)"
+        fix += " (--apply does not create programs: the event program is set up in the Marketo UI)"
         if not self.program_ids:
             title = "event program on the Kaltura channel"
             try:

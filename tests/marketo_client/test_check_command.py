@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from kmsync_contracts.seed import CHANNEL_STATUSES
 from kmsync_marketo.cli import main, run_check
 from kmsync_marketo.settings import MarketoSettings
 from marketo_sandbox import preset_kaltura as kp
@@ -41,7 +42,7 @@ async def test_empty_instance_lists_everything_missing_with_fixes() -> None:
     assert "[MISSING]" in _line(text, "event channel")
     assert "Admin > Tags > Channels" in text and "Un-registered (step 80)" in text
     assert "[MISSING]" in _line(text, "event program 1001")
-    assert "cannot create programs" in text
+    assert "--apply does not create programs" in text
     assert "[MISSING]" in _line(text, "custom activity type 'userSessionEngagement'")
     assert "[MISSING]" in _line(text, "custom object 'kalturaUserSessionEngagement'")
     assert "[MISSING]" in _line(text, "custom object 'kalturaUserPolls_c'")
@@ -153,3 +154,17 @@ async def test_without_program_ids_the_event_program_is_found_on_the_channel() -
         code, text = await run_check(_settings(sb.base_url), label="k")
     assert code == 0, text
     assert f"found {kp.PROGRAM_NAME!r} (id {kp.PROGRAM_ID})" in text
+
+
+async def test_after_the_ui_steps_apply_makes_an_empty_instance_pass() -> None:
+    async with running_sandbox(preset="empty") as sb:
+        # What the admin does in the Marketo UI (no API exists for channels): the seed's table.
+        sb.add_channel("Kaltura Events", [(s.name, s.step, s.success) for s in CHANNEL_STATUSES])
+        program_id = sb.add_program("Summit 2026", "Kaltura Events")
+        code, before = await run_check(_settings(sb.base_url), label="e", program_ids=[program_id])
+        assert code == 1 and "3 item(s) missing; 3 can be created with --apply" in before
+        code, text = await run_check(_settings(sb.base_url), label="e", program_ids=[program_id], apply=True)
+        assert code == 0, text
+        after = text.split("After --apply:")[1]
+        assert "[MISSING]" not in after
+        assert "Nothing missing; 1 item(s) could not be verified." in after  # no campaigns endpoint
