@@ -5,6 +5,8 @@ are checked statically with real tools. Each tool is fetched from a package regi
 and cached under .cache/ (the Makefile may install them up front; these fixtures work without it):
 
 - promtool: Debian package `prometheus` (apt-get), when `promtool` is not on PATH;
+- docker-compose 1.29 (Debian package `docker-compose`), only for `docker-compose config`, which
+  validates the file against the Compose schema offline (no Docker engine involved);
 - kustomize v5.5.0: `go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0` into .cache/bin,
   or `kubectl kustomize` when Go is missing and kubectl is on PATH;
 - kubernetes-validate 1.37.0 (PyPI, bundles the Kubernetes JSON schemas): pip --target
@@ -54,25 +56,37 @@ def checks() -> ModuleType:
     return module
 
 
+def _debian_tool(command: str, package: str) -> str:
+    """The path of `command`, installing Debian's `package` with apt-get when it is missing."""
+    found = shutil.which(command)
+    if found is not None:
+        return found
+    if os.geteuid() != 0:
+        pytest.fail(f"{command} is missing and installing Debian's {package} needs root: "
+                    f"run `apt-get install -y {package}`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
+    result = _run(install, 600, env)
+    if result.returncode != 0:
+        update = _run(["apt-get", "update"], 300, env)
+        result = _run(install, 600, env)
+        if result.returncode != 0:
+            pytest.fail(f"could not install {command} (Debian package {package}):\n"
+                        f"{update.stderr[-2000:]}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    found = shutil.which(command)
+    if found is None:
+        pytest.fail(f"Debian package {package} installed but {command} is not on PATH")
+    return found
+
+
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.geteuid() != 0:
-            pytest.fail("promtool is missing and installing Debian's `prometheus` needs root: "
-                        "run `apt-get install -y prometheus`")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        result = _run(["apt-get", "install", "-y", "--no-install-recommends", "prometheus"], 600, env)
-        if result.returncode != 0:
-            update = _run(["apt-get", "update"], 300, env)
-            result = _run(["apt-get", "install", "-y", "--no-install-recommends", "prometheus"], 600, env)
-            if result.returncode != 0:
-                pytest.fail("could not install promtool (Debian package prometheus):\n"
-                            f"{update.stderr[-2000:]}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-        found = shutil.which("promtool")
-        if found is None:
-            pytest.fail("Debian package prometheus installed but promtool is not on PATH")
-    return found
+    return _debian_tool("promtool", "prometheus")
+
+
+@pytest.fixture(scope="session")
+def docker_compose() -> str:
+    return _debian_tool("docker-compose", "docker-compose")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ Loaded by conftest.py (fixture `checks`); every function returns a list of probl
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import subprocess
@@ -62,6 +63,15 @@ def _help_text(argv: list[str]) -> tuple[int, str]:
 def command_problems(argv: list[str]) -> list[str]:
     """The program is a console script of pyproject (or the topics script), the kmsync subcommand
     is in COMMANDS and built, and every --option given appears in the command's --help."""
+    return list(_command_problems(tuple(argv)))
+
+
+@functools.cache
+def _command_problems(argv_tuple: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_check_command(list(argv_tuple)))
+
+
+def _check_command(argv: list[str]) -> list[str]:
     if not argv:
         return ["empty command"]
     options = [a.split("=", 1)[0] for a in argv if a.startswith("--")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -81,6 +82,26 @@ def scrape_targets(repo: Path) -> dict[str, str]:
             for target in static["targets"]:
                 targets[static.get("labels", {}).get("service", job["job_name"])] = target
     return targets
+
+
+def compose_config(docker_compose: str, repo: Path, file: Path) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config -q`: schema validation, anchors, network_mode and depends_on references."""
+    return subprocess.run([docker_compose, "--project-directory", str(repo), "-f", str(file), "config", "-q"],
+                          cwd=repo, capture_output=True, text=True, timeout=120, check=False,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(repo / ".cache")})
+
+
+def test_compose_file_passes_docker_compose_config(docker_compose: str, repo: Path) -> None:
+    result = compose_config(docker_compose, repo, repo / "docker-compose.yml")
+    assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_config_rejects_an_invalid_file(docker_compose: str, repo: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text((repo / "docker-compose.yml").read_text().replace(
+        "condition: service_completed_successfully", "condition: service_finished"))
+    result = compose_config(docker_compose, repo, broken)
+    assert result.returncode != 0 and "service_finished" in result.stderr
 
 
 def test_compose_has_every_part_of_the_stack(services: dict[str, dict[str, Any]]) -> None:
