@@ -44,7 +44,8 @@ def main() -> None:
         len(sandbox.scenario.sessions), sandbox.scenario.origin.isoformat(),
         sandbox.scenario.end.isoformat(), args.speed,
     )
-    web.run_app(build_app(sandbox), host=args.host, port=args.port, print=None)
+    # No access log: report serve URLs carry a KS in their query string.
+    web.run_app(build_app(sandbox), host=args.host, port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

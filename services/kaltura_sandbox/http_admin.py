@@ -5,6 +5,7 @@ POST /_sandbox/advance  {"seconds": N} | {"to": "<ISO>" | "end" | "event_start" 
 POST /_sandbox/play     {"speed": X}       play at X× real time (0 pauses)
 POST /_sandbox/pause
 POST /_sandbox/reset                       back to scenario time zero, notifications rescheduled
+GET  /_sandbox/credentials                 partner id, admin secret, app GUID, base URLs (sandbox only!)
 GET  /_sandbox/truth[?as_of=now|<ISO>]     ground truth (statuses, engagement rows, poll answers)
 POST /_sandbox/ks/revoke                   every KS issued so far becomes INVALID_KS
 POST /_sandbox/ks/reject {"enabled": bool} while enabled, every KS (even a fresh one) is INVALID_KS
@@ -128,6 +129,17 @@ async def reset(request: web.Request) -> web.Response:
     return web.json_response(_status(sandbox))
 
 
+async def credentials(request: web.Request) -> web.Response:
+    sandbox = sandbox_of(request)
+    base = str(request.url.origin())
+    return web.json_response({
+        "partner_id": sandbox.partner_id, "admin_secret": sandbox.admin_secret,
+        "virtual_event_id": sandbox.config.virtual_event_id, "app_guid": sandbox.scenario.app_guid,
+        "service_url": base, "user_profile_url": f"{base}/api/v1",
+        "session_entry_ids": [s.entry_id for s in sandbox.scenario.sessions],
+    })
+
+
 async def truth(request: web.Request) -> web.Response:
     sandbox = sandbox_of(request)
     as_of = request.query.get("as_of")
@@ -199,6 +211,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/_sandbox/play", play)
     r.add_post("/_sandbox/pause", pause)
     r.add_post("/_sandbox/reset", reset)
+    r.add_get("/_sandbox/credentials", credentials)
     r.add_get("/_sandbox/truth", truth)
     r.add_post("/_sandbox/ks/revoke", revoke)
     r.add_post("/_sandbox/ks/reject", reject_ks)

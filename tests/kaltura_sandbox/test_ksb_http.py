@@ -304,6 +304,9 @@ async def test_admin_advance_play_pause_reset_and_truth(env: Any) -> None:
     assert (await http.post("/_sandbox/pause")).json()["speed"] == 0
     reset = (await http.post("/_sandbox/reset")).json()
     assert reset["now"] == reset["origin"]
+    creds = (await http.get("/_sandbox/credentials")).json()
+    assert (creds["admin_secret"], creds["app_guid"]) == (sb.admin_secret, sb.app_guid)
+    assert creds["user_profile_url"] == sb.user_profile_url
     as_of = (await http.get("/_sandbox/truth", params={"as_of": "now"})).json()
     assert as_of["attendees"] == []
     assert sb.now() - sb.sandbox.scenario.origin < timedelta(seconds=1)
