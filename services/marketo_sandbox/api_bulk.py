@@ -11,7 +11,7 @@ import csv
 import io
 from typing import Any
 
-from .api_leads import LEAD_FIELDS, upsert_lead_by
+from .api_leads import upsert_lead_by
 from .api_programs import apply_status
 from .call import Call, Reply
 from .envelope import MarketoError
@@ -59,7 +59,7 @@ def import_leads(call: Call) -> dict[str, Any]:
     """POST /bulk/v1/leads.json"""
     delimiter = _format(call)
     lookup = call.arg("lookupField") or "email"
-    f = LEAD_FIELDS.get(lookup)
+    f = call.inst.lead_fields.get(lookup)
     if f is None or not f.searchable:
         raise MarketoError("1006", f"Lookup field '{lookup}' not found")
     header, rows = _parse(call, delimiter)
@@ -173,31 +173,31 @@ def _rows(job: ImportJob) -> list[tuple[list[str], dict[str, str] | None]]:
     return out
 
 
-def _lead_values(header: list[str], rec: dict[str, str]) -> dict[str, Any]:
+def _lead_values(inst: Instance, rec: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for k, raw in rec.items():
-        f = LEAD_FIELDS[k]
+        f = inst.lead_fields[k]
         if f.read_only and k != "id":
             continue
         values[k] = coerce(raw, f.data_type) if k != "id" else (int(raw) if raw.strip() else None)
     return values
 
 
-def _check_lead_header(header: list[str]) -> None:
+def _check_lead_header(inst: Instance, header: list[str]) -> None:
     for col in header:
-        if col not in LEAD_FIELDS:
+        if col not in inst.lead_fields:
             raise _JobFailed(f"Field '{col}' not found")
 
 
 def _apply_leads(inst: Instance, job: ImportJob, now: float) -> None:
-    _check_lead_header(job.header)
+    _check_lead_header(inst, job.header)
     lookup = job.params["lookupField"]
     for row, rec in _rows(job):
         if rec is None:
             job.failed_rows.append((row, "Invalid number of columns"))
             continue
         try:
-            values = _lead_values(job.header, rec)
+            values = _lead_values(inst, rec)
         except (InvalidValue, ValueError) as e:
             job.failed_rows.append((row, str(e)))
             continue
@@ -234,7 +234,7 @@ def _apply_cos(inst: Instance, job: ImportJob, now: float) -> None:
 
 
 def _apply_members(inst: Instance, job: ImportJob, now: float) -> None:
-    _check_lead_header(job.header)
+    _check_lead_header(inst, job.header)
     program = inst.programs[job.params["programId"]]
     status = job.params["programMemberStatus"]
     for row, rec in _rows(job):
@@ -242,7 +242,7 @@ def _apply_members(inst: Instance, job: ImportJob, now: float) -> None:
             job.failed_rows.append((row, "Invalid number of columns"))
             continue
         try:
-            values = _lead_values(job.header, rec)
+            values = _lead_values(inst, rec)
         except (InvalidValue, ValueError) as e:
             job.failed_rows.append((row, str(e)))
             continue

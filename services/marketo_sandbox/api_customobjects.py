@@ -536,8 +536,6 @@ def field_data_types(call: Call) -> dict[str, Any]:
 
 
 def linkable_objects(call: Call) -> dict[str, Any]:
-    from .fields import STANDARD_LEAD_FIELDS
-
     return {"result": [{"name": "lead", "displayName": "Person", "pluralName": "People",
                         "fields": [{"name": f.name, "displayName": f.display_name, "dataType": f.data_type}
-                                   for f in STANDARD_LEAD_FIELDS if f.searchable]}]}
+                                   for f in call.inst.lead_fields.values() if f.searchable]}]}

@@ -6,11 +6,10 @@ from typing import Any
 
 from .call import Call, decode_page, encode_page, int_arg, split_values
 from .envelope import MarketoError, iso, reason
-from .fields import DEFAULT_LEAD_FIELDS, STANDARD_LEAD_FIELDS, InvalidValue, LeadField, coerce
+from .fields import DATA_TYPES, DEFAULT_LEAD_FIELDS, InvalidValue, coerce, custom_lead_field
 from .instance import Instance
 from .model import Lead
 
-LEAD_FIELDS: dict[str, LeadField] = {f.name: f for f in STANDARD_LEAD_FIELDS}
 ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
 MAX_FILTER_MATCHES = 1000  # §5.2 "1003, Too many results match the filter"
 
@@ -24,7 +23,8 @@ def _norm(inst: Instance, field: str, value: Any) -> Any:
         except (TypeError, ValueError):
             return None
     text = str(value)
-    if LEAD_FIELDS.get(field, None) is not None and LEAD_FIELDS[field].data_type == "email":
+    f = inst.lead_fields.get(field)
+    if f is not None and f.data_type == "email":
         if inst.behaviour.email_case_insensitive:
             return text.strip().lower()
     return text
@@ -55,18 +55,19 @@ def lead_record(lead: Lead, fields: list[str]) -> dict[str, Any]:
     return out
 
 
-def _check_lookup_field(name: str) -> None:
-    f = LEAD_FIELDS.get(name)
+def _check_lookup_field(inst: Instance, name: str) -> None:
+    f = inst.lead_fields.get(name)
     if f is None:
         raise MarketoError("1006", f"Lookup field '{name}' not found")
     if not f.searchable:
         raise MarketoError("1011", f"Field '{name}' not supported")
 
 
-def _validated_values(rec: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+def _validated_values(inst: Instance, rec: dict[str, Any]
+                      ) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
     values: dict[str, Any] = {}
     for key, raw in rec.items():
-        f = LEAD_FIELDS.get(key)
+        f = inst.lead_fields.get(key)
         if f is None:
             return None, reason("1006", f"Field '{key}' not found")
         if f.read_only:
@@ -94,7 +95,7 @@ def sync_leads(call: Call) -> dict[str, Any]:
     lookup = body.get("lookupField") or "email"
     if not isinstance(lookup, str):
         raise MarketoError("1003", "Invalid lookupField")
-    _check_lookup_field(lookup)
+    _check_lookup_field(inst, lookup)
     if lookup == "id" and action != "updateOnly":
         raise MarketoError("1003", "Invalid data: lookupField 'id' is only allowed with action 'updateOnly'")
     results: list[dict[str, Any]] = []
@@ -108,7 +109,7 @@ def _sync_one(inst: Instance, rec: Any, action: str, lookup: str, now: float) ->
         return {"status": "skipped", "reasons": [reason("1003", "Invalid data")]}
     if "id" in rec and action in ("createOnly", "createDuplicate"):
         return {"status": "skipped", "reasons": [reason("1003", "Invalid data")]}
-    values, why = _validated_values(rec)
+    values, why = _validated_values(inst, rec)
     if why is not None or values is None:
         return {"status": "skipped", "reasons": [why or reason("1003", "Invalid data")]}
     if action == "createDuplicate":
@@ -161,10 +162,10 @@ def upsert_lead_by(inst: Instance, lookup: str, values: dict[str, Any], now: flo
     return lead, "created"
 
 
-def _fields_arg(raw: str | None) -> list[str]:
+def _fields_arg(inst: Instance, raw: str | None) -> list[str]:
     fields = split_values(raw) or list(DEFAULT_LEAD_FIELDS)
     for f in fields:
-        if f not in LEAD_FIELDS:
+        if f not in inst.lead_fields:
             raise MarketoError("1006", f"Field '{f}' not found")
     return fields
 
@@ -175,7 +176,7 @@ def get_leads(call: Call) -> dict[str, Any]:
     filter_type = call.arg("filterType")
     if not filter_type:
         raise MarketoError("1003", "filterType not specified")
-    f = LEAD_FIELDS.get(filter_type)
+    f = inst.lead_fields.get(filter_type)
     if f is None:
         raise MarketoError("1006", f"Field '{filter_type}' not found")
     if not f.searchable:
@@ -186,7 +187,7 @@ def get_leads(call: Call) -> dict[str, Any]:
     limit = inst.limits.batch_size
     if len(values) > limit:
         raise MarketoError("1003", f"Invalid data: more than {limit} filterValues")
-    fields = _fields_arg(call.arg("fields"))
+    fields = _fields_arg(inst, call.arg("fields"))
     batch = int_arg(call.arg("batchSize"), "batchSize", limit)
     if batch < 1 or batch > limit:
         raise MarketoError("1003", f"Invalid batchSize '{batch}'")
@@ -212,7 +213,7 @@ def get_leads(call: Call) -> dict[str, Any]:
 def get_lead_by_id(call: Call) -> dict[str, Any]:
     """GET /rest/v1/lead/{id}.json (§5.2)."""
     lead_id = call.int_param("id")
-    fields = _fields_arg(call.arg("fields"))
+    fields = _fields_arg(call.inst, call.arg("fields"))
     lead = call.inst.leads.get(lead_id)
     return {"result": [lead_record(lead, fields)] if lead else []}
 
@@ -241,7 +242,7 @@ def delete_leads(call: Call) -> dict[str, Any]:
 def describe(call: Call) -> dict[str, Any]:
     """GET /rest/v1/leads/describe.json (§5.3)."""
     result = []
-    for f in STANDARD_LEAD_FIELDS:
+    for f in call.inst.lead_fields.values():
         item: dict[str, Any] = {"id": f.id, "displayName": f.display_name, "dataType": f.data_type}
         if f.length is not None:
             item["length"] = f.length
@@ -254,12 +255,71 @@ def describe(call: Call) -> dict[str, Any]:
 def describe2(call: Call) -> dict[str, Any]:
     """GET /rest/v1/leads/describe2.json (§5.3)."""
     fields = []
-    for f in STANDARD_LEAD_FIELDS:
+    for f in call.inst.lead_fields.values():
         item: dict[str, Any] = {"name": f.name, "displayName": f.display_name, "dataType": f.data_type}
         if f.length is not None:
             item["length"] = f.length
         item["updateable"] = not f.read_only
         item["crmManaged"] = False
         fields.append(item)
-    searchable = [[f.name] for f in STANDARD_LEAD_FIELDS if f.searchable]
+    searchable = [[f.name] for f in call.inst.lead_fields.values() if f.searchable]
     return {"result": [{"name": "API Lead", "searchableFields": searchable, "fields": fields}]}
+
+
+# ---- lead field schema (§5.3 "Field schema endpoints") -------------------------------------------
+
+
+def _schema_field_json(f: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"displayName": f.display_name, "name": f.name, "description": None,
+                           "dataType": f.data_type}
+    if f.length is not None:
+        out["length"] = f.length
+    out.update({"isHidden": False, "isHtmlEncodingInEmail": True, "isSensitive": False, "isCustom": f.custom})
+    return out
+
+
+def schema_fields(call: Call) -> dict[str, Any]:
+    """GET /rest/v1/leads/schema/fields.json"""
+    return {"result": [_schema_field_json(f) for f in call.inst.lead_fields.values()]}
+
+
+def schema_field(call: Call) -> dict[str, Any]:
+    """GET /rest/v1/leads/schema/fields/{fieldApiName}.json"""
+    f = call.inst.lead_fields.get(call.params["fieldApiName"])
+    if f is None:
+        raise MarketoError("1006", f"Field '{call.params['fieldApiName']}' not found")
+    return {"result": [_schema_field_json(f)]}
+
+
+CUSTOM_LEAD_TYPES = frozenset(DATA_TYPES) - {"link", "reference"}
+
+
+def create_schema_fields(call: Call) -> dict[str, Any]:
+    """POST /rest/v1/leads/schema/fields.json — up to 100 custom fields per call."""
+    inst = call.inst
+    records = call.body_dict().get("input")
+    if not isinstance(records, list) or not records:
+        raise MarketoError("701", "input cannot be blank")
+    if len(records) > 100:
+        raise MarketoError("1003", "Invalid data: at most 100 fields per call")
+    results: list[dict[str, Any]] = []
+    for rec in records:
+        name = rec.get("name") if isinstance(rec, dict) else None
+        data_type = rec.get("dataType") if isinstance(rec, dict) else None
+        if not isinstance(name, str) or not name or not name[0].isalpha() or not name.replace("_", "").isalnum():
+            results.append({"name": name, "status": "skipped",
+                            "reasons": [reason("1003", f"Invalid field name '{name}'")]})
+        elif name in inst.lead_fields:
+            results.append({"name": name, "status": "skipped",
+                            "reasons": [reason("1017", "Object already exists")]})
+        elif data_type not in CUSTOM_LEAD_TYPES:
+            results.append({"name": name, "status": "skipped",
+                            "reasons": [reason("1003", f"Invalid dataType '{data_type}'")]})
+        else:
+            assert isinstance(rec, dict)
+            length = rec.get("length")
+            inst.lead_fields[name] = custom_lead_field(
+                name, rec.get("displayName"), str(data_type), int(length) if length else None,
+                1000 + len(inst.lead_fields))
+            results.append({"name": name, "status": "created"})
+    return {"result": results}

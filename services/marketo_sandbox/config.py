@@ -70,6 +70,16 @@ class ClientCredentials(_Strict):
     scope: str = DEFAULT_SCOPE
 
 
+class CustomLeadField(_Strict):
+    """A custom lead field provisioned with the instance (marketo-api.md §5.3 field schema)."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    display_name: str | None = None
+    data_type: Literal["string", "text", "email", "integer", "float", "currency", "boolean", "date", "datetime",
+                       "phone", "url", "percent", "score"] = "string"
+    length: int | None = Field(None, ge=1)
+
+
 class InstanceConfig(_Strict):
     munchkin_id: str = DEFAULT_MUNCHKIN_ID
     clients: list[ClientCredentials] = Field(
@@ -80,6 +90,7 @@ class InstanceConfig(_Strict):
     preset: Literal["kaltura", "empty"] = "empty"
     token_ttl_seconds: float = Field(3600.0, gt=0, description="§1.2: a new token lives 3600 s")
     token_pod: str = "int"
+    lead_fields: list[CustomLeadField] = Field(default_factory=list, description="custom lead fields")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     behaviour: BehaviourConfig = Field(default_factory=BehaviourConfig)
 

@@ -16,6 +16,7 @@ class LeadField:
     read_only: bool = False
     searchable: bool = False  # may be a filterType / lookupField
     id: int = 0
+    custom: bool = False
 
 
 _STD: list[tuple[str, str, str, int | None, bool, bool]] = [
@@ -68,6 +69,14 @@ STANDARD_LEAD_FIELDS: list[LeadField] = [
 
 # Custom string/email/integer fields are searchable too (marketo-api.md §5.2).
 SEARCHABLE_CUSTOM_TYPES = frozenset({"string", "email", "integer"})
+
+
+def custom_lead_field(name: str, display_name: str | None, data_type: str, length: int | None,
+                      field_id: int) -> LeadField:
+    if length is None and data_type in ("string", "email", "phone", "url"):
+        length = 255
+    return LeadField(name=name, display_name=display_name or name, data_type=data_type, length=length,
+                     searchable=data_type in SEARCHABLE_CUSTOM_TYPES, id=field_id, custom=True)
 
 DEFAULT_LEAD_FIELDS = ["id", "email", "updatedAt", "createdAt", "firstName", "lastName"]  # §5.2
 

@@ -10,6 +10,7 @@ from typing import Any
 from . import preset_kaltura
 from .config import ClientCredentials, InstanceConfig
 from .envelope import Ids
+from .fields import STANDARD_LEAD_FIELDS, LeadField, custom_lead_field
 from .limits import DailyQuota, RateWindow, central_day
 from .model import Activity, ActivityType, Channel, CORecord, COType, ImportJob, Lead, Member, Program
 
@@ -85,6 +86,10 @@ class Instance:
         self.rate = RateWindow(lim.rate_limit, lim.rate_window_seconds)
         self.quota = DailyQuota(lim.daily_quota)
         self.tokens = TokenStore()
+        self.lead_fields: dict[str, LeadField] = {f.name: f for f in STANDARD_LEAD_FIELDS}
+        for i, cf in enumerate(self.config.lead_fields):
+            self.lead_fields[cf.name] = custom_lead_field(cf.name, cf.display_name, cf.data_type, cf.length,
+                                                          1000 + i)
         self.leads: dict[int, Lead] = {}
         self.channels: dict[str, Channel] = {}
         self.programs: dict[int, Program] = {}

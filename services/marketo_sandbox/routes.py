@@ -49,6 +49,9 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("POST", "/rest/v1/leads/delete.json", leads.delete_leads),
     ("GET", "/rest/v1/leads/describe.json", leads.describe),
     ("GET", "/rest/v1/leads/describe2.json", leads.describe2),
+    ("GET", "/rest/v1/leads/schema/fields.json", leads.schema_fields),
+    ("POST", "/rest/v1/leads/schema/fields.json", leads.create_schema_fields),
+    ("GET", "/rest/v1/leads/schema/fields/{fieldApiName}.json", leads.schema_field),
     ("GET", "/rest/v1/leads/programs/{programId}.json", prog.leads_by_program),
     # Program members (§6.2, §6.3)
     ("POST", "/rest/v1/programs/{programId}/members/status.json", prog.sync_member_status),

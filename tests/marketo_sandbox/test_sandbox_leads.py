@@ -94,3 +94,38 @@ async def test_describe_and_describe2(api) -> None:  # type: ignore[no-untyped-d
     assert ["email"] in d2["searchableFields"] and ["id"] in d2["searchableFields"]
     idf = next(f for f in d2["fields"] if f["name"] == "id")
     assert idf["updateable"] is False and idf["dataType"] == "integer"
+
+
+async def test_custom_lead_fields_from_config_and_schema_api() -> None:
+    import httpx
+
+    from marketo_sandbox.config import CustomLeadField, InstanceConfig
+    from marketo_sandbox.testing import running_sandbox
+
+    inst = InstanceConfig(lead_fields=[CustomLeadField(name="kalturaUserId", data_type="string"),
+                                       CustomLeadField(name="attendedCount", data_type="integer")])
+    async with running_sandbox(preset="empty", instances=[inst]) as sb, \
+            httpx.AsyncClient(base_url=sb.base_url) as http:
+        tok = (await http.get("/identity/oauth/token", params={
+            "grant_type": "client_credentials", "client_id": sb.client_id,
+            "client_secret": sb.client_secret})).json()["access_token"]
+        h = {"Authorization": f"Bearer {tok}"}
+        body = (await http.post(LEADS, headers=h, json={"lookupField": "kalturaUserId", "input": [
+            {"email": "k@x.com", "kalturaUserId": "u-1", "attendedCount": 2}]})).json()
+        assert body["result"] == [{"id": 1, "status": "created"}]
+        body = (await http.post(LEADS, headers=h, json={"lookupField": "kalturaUserId", "input": [
+            {"kalturaUserId": "u-1", "attendedCount": 3}]})).json()
+        assert body["result"] == [{"id": 1, "status": "updated"}]
+        got = (await http.get(LEADS, headers=h, params={
+            "filterType": "kalturaUserId", "filterValues": "u-1", "fields": "email,attendedCount"})).json()
+        assert got["result"] == [{"id": 1, "email": "k@x.com", "attendedCount": 3}]
+        d2 = (await http.get("/rest/v1/leads/describe2.json", headers=h)).json()["result"][0]
+        assert ["kalturaUserId"] in d2["searchableFields"]
+        body = (await http.post("/rest/v1/leads/schema/fields.json", headers=h, json={"input": [
+            {"name": "sessionScore", "displayName": "Session Score", "dataType": "float"},
+            {"name": "kalturaUserId", "displayName": "dup", "dataType": "string"}]})).json()
+        assert [r["status"] for r in body["result"]] == ["created", "skipped"]
+        f = (await http.get("/rest/v1/leads/schema/fields/sessionScore.json", headers=h)).json()["result"][0]
+        assert f["isCustom"] is True and f["dataType"] == "float" and f["displayName"] == "Session Score"
+        body = (await http.post(LEADS, headers=h, json={"input": [{"email": "k@x.com", "sessionScore": "x"}]})).json()
+        assert body["result"][0]["reasons"][0]["code"] == "1001"
