@@ -9,7 +9,7 @@ import pytest
 from kmsync_marketo.client import ActivityRecord
 from kmsync_marketo.errors import ErrorClass, MarketoAuthError
 from marketo_sandbox import preset_kaltura as kp
-from marketo_sandbox.config import FaultConfig, FaultRule
+from marketo_sandbox.config import BehaviourConfig, FaultConfig, FaultRule, InstanceConfig
 
 from .conftest import sandbox_env
 
@@ -144,3 +144,30 @@ async def test_insert_only_activities_are_not_replayed_after_an_ambiguous_failur
         second = await client.add_custom_activities([record])
         assert second[0].status == "created"
         assert len(env.inst.activities) == 2 and env.count("606") == 1
+
+
+async def test_unconfirmed_variants_record_level_1025_and_errors_key_are_handled() -> None:
+    instance = InstanceConfig(preset="kaltura",
+                              behaviour=BehaviourConfig(unknown_status_level="record", activity_skip_key="errors"))
+    async with sandbox_env(instances=[instance]) as env:
+        client = env.client()
+        leads = await client.sync_leads([{"email": "v@example.com"}])
+        lead_id = leads.lead_ids["v@example.com"]
+        out = await client.sync_program_member_status(kp.PROGRAM_ID, "Not A Status", [lead_id, lead_id + 1])
+        assert [(o.seq, o.status, o.reason_code) for o in out] == [(0, "failed", "1025"), (1, "failed", "1025")]
+        acts = await client.add_custom_activities([
+            ActivityRecord(lead_id=999_999, activity_type_id=kp.ACTIVITY_TYPE_ID,
+                           activity_date=datetime(2026, 3, 4, 14, 0, tzinfo=UTC), primary_attribute_value="e"),
+        ])
+        assert (acts[0].status, acts[0].reason_code, acts[0].reason) == ("failed", "1004", "Lead not found")
+
+
+async def test_a_record_too_large_for_one_call_is_failed_without_being_sent() -> None:
+    async with sandbox_env() as env:
+        client = env.client()
+        result = await client.sync_leads([{"email": "small@example.com"},
+                                          {"email": "huge@example.com", "firstName": "x" * 1_100_000}])
+        assert result.outcomes[0].status == "created"
+        assert (result.outcomes[1].status, result.outcomes[1].reason_code) == ("failed", "http_413")
+        assert result.outcomes[1].classification is ErrorClass.PERMANENT
+        assert env.count("http_413") == 0  # refused locally: Marketo never saw it
