@@ -43,6 +43,7 @@ class Call:
     request_id: str
     client_id: str
     files: dict[str, Upload] = field(default_factory=dict)
+    content_type: str = "application/json"
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         v = self.args.get(name)
@@ -59,6 +60,8 @@ class Call:
             raise MarketoError("1001", f"Invalid value '{raw}'. Required of type 'integer'") from None
 
     def body_dict(self) -> dict[str, Any]:
+        if self.body.strip() and self.content_type != "application/json" and self.json is None:
+            raise MarketoError("612", "Invalid Content Type")  # §3.2: send Content-Type: application/json
         if not isinstance(self.json, dict):
             raise MarketoError("609", "Invalid JSON")
         return self.json

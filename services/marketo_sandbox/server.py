@@ -234,7 +234,8 @@ class Sandbox:
                 return self._fault_reply(inst, request, path, endpoint, client_id, now, fault.error, asset)
             call = Call(inst=inst, method=method, path=path, params=params, args=args,
                         json=_json_or_none(body, request.content_type), body=body, now=self.clock.now(),
-                        request_id=self.ids.request_id(now), client_id=client_id, files=files)
+                        request_id=self.ids.request_id(now), client_id=client_id, files=files,
+                        content_type=request.content_type)
             if request.content_type == "application/json" and body.strip() and call.json is None:
                 return self._envelope(inst, request, path, endpoint, client_id, now, MarketoError("609"), asset,
                                       counted=True, taken=True)

@@ -60,6 +60,8 @@ async def test_response_level_errors(api) -> None:  # type: ignore[no-untyped-de
     assert (await api.post(LEADS, json={"input": [{"email": f"{i}@x.com"} for i in range(300)]}))["success"]
     r = await api.http.post(LEADS, headers=api.headers() | {"Content-Type": "application/json"}, content=b"{nope")
     assert api.error_of(r.json()) == ("609", "Invalid JSON")
+    r = await api.http.post(LEADS, headers=api.headers(), data={"input": "x"})  # a form body without _method=GET
+    assert api.error_of(r.json()) == ("612", "Invalid Content Type")
 
 
 async def test_get_by_filter_get_and_post_method_get_and_by_id(api) -> None:  # type: ignore[no-untyped-def]
