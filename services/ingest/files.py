@@ -9,6 +9,7 @@ for downstream upserts, kaltura-api.md §7.3 files carry no change time to de-du
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -194,7 +195,7 @@ async def _load_chunk(
         report.rows += 1
         problems: list[str] = []
         if isinstance(outcome, RowError):
-            problems, raw = [outcome.message], outcome.raw
+            problems, raw = row_problems(outcome.message), outcome.raw
         else:
             try:
                 records.append(_record(layout, outcome.row, ctx, f"file:{name}:line {outcome.line}"))
@@ -218,6 +219,15 @@ async def _load_chunk(
         await publisher.dead_letter(letters)
         metrics.bad_rows.labels("file").inc(len(letters))
     report.produced += len(records)
+
+
+_FIELD_PREFIX = re.compile(r"^[\w.\[\]]+: ")
+
+
+def row_problems(message: str) -> list[str]:
+    """kmsync_kaltura's "field: msg; field: msg" as one problem per field; row-level ones say "row:"."""
+    parts = [p.strip() for p in message.split("; ") if p.strip()]
+    return [p if _FIELD_PREFIX.match(p) else f"row: {p}" for p in parts] or ["row: unreadable"]
 
 
 def _chunks(rows: Iterator[Located[Any] | RowError], size: int) -> Iterator[list[Located[Any] | RowError]]:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from ingest.files import row_problems
 from ingest.mapping import (
     RecordContext,
     attendee_status,
@@ -146,7 +147,7 @@ class KalturaPullSource:
 
     def _error_item(self, report: str, entry: str, err: RowError, where: str) -> Item[Any]:
         ref = f"{where} {entry} line {err.line}"
-        problem = Problem("bad_row", f"{ref}: {err.message}", ref, err.raw)
+        problem = Problem("bad_row", f"{ref}: " + "; ".join(row_problems(err.message)), ref, err.raw)
         # Identified by content: the same bad row is dead-lettered once, not on every re-pull.
         return Item(self.clock(), f"{report}:{entry}:bad", problem=problem,
                     content={"report": report, "raw": err.raw, "message": err.message})
