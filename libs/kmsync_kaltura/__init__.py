@@ -3,7 +3,8 @@
 What ingest uses (kaltura-api.md §7):
 
 * :class:`KalturaClient` / :class:`KalturaSettings` - KS handling, user-profile list since a
-  watermark joined with ``user.list``, ``report.getTable`` 60013 pages per session, report 4021 CSV.
+  watermark joined with ``user.list``, ``report.getTable`` 60013 pages per session, report 4021 CSV,
+  ``pollsActivity`` poll answers from the reports microservice.
 * :func:`parse_engagement_csv`, :func:`parse_poll_answers_csv`, :func:`iter_report_csv`,
   :func:`report_from_filename` - Kaltura report CSV files (BOM, header, per-row errors with line
   numbers while good rows go through).
@@ -44,6 +45,7 @@ from kmsync_kaltura.errors import (
     KalturaTransportError,
     MissingKSError,
     NotificationParseError,
+    ReportNotReadyError,
     ReportResultLimitError,
     SignatureError,
     StartSessionError,
@@ -101,6 +103,7 @@ __all__ = [
     "ParseResult",
     "PollAnswerRow",
     "ReportFileName",
+    "ReportNotReadyError",
     "ReportResultLimitError",
     "RowError",
     "SignatureError",

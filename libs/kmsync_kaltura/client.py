@@ -9,6 +9,8 @@
 * Engagement: ``report.getTable`` 60013 for one session (``entryIdIn``), page by page, parsed by
   header name with the chosen delimiter; the 12,000-row cap is respected (§3.3).
 * Report CSV: ``report.getCsvFromStringParams`` 4021 for one session, then GET its serve URL.
+* Poll answers: reports microservice ``pollsActivity`` (generate → serve ``statusOnly`` until
+  ``completed`` → serve the CSV, §3.6); the CSV layout is OUR ASSUMPTION (models.PollAnswerRow).
 
 Paging the profile list walks a keyset: each page asks again from the newest ``updatedAt`` seen and
 drops (id, updatedAt) pairs already returned, so a profile updated mid-walk is neither skipped nor
@@ -22,6 +24,7 @@ secret and KS never appear in exceptions or logs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -32,15 +35,23 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from kmsync_kaltura.csv_reports import parse_engagement_csv
+from kmsync_kaltura.csv_reports import parse_engagement_csv, parse_poll_answers_csv
 from kmsync_kaltura.errors import (
     InvalidKSError,
     KalturaRequestRejected,
     KalturaResponseError,
     KalturaTransportError,
+    ReportNotReadyError,
     api_error,
 )
-from kmsync_kaltura.models import Attendee, EngagementCsvRow, EngagementRow, KalturaUser, UserProfile
+from kmsync_kaltura.models import (
+    Attendee,
+    EngagementCsvRow,
+    EngagementRow,
+    KalturaUser,
+    PollAnswerRow,
+    UserProfile,
+)
 from kmsync_kaltura.report_table import parse_engagement_table
 from kmsync_kaltura.rows import Located, ParseResult, RowError, describe_validation_error
 
@@ -77,6 +88,11 @@ class KalturaSettings(BaseModel):
     report_page_size: int = Field(default=500, ge=1, le=REPORT_ROW_CAP)
     #: Response delimiter for report.getTable; also splits multi-value filters (§3.2).
     report_delimiter: str = Field(default="|", min_length=1)
+    #: Reports microservice base, e.g. https://reports.nvp1.ovp.kaltura.com/api/v1 (poll answers).
+    reports_url: str | None = None
+    #: Wait between status checks of a generated report, and how many checks before giving up.
+    report_poll_interval_seconds: float = Field(default=2.0, ge=0)
+    report_poll_max_checks: int = Field(default=60, ge=1)
     #: Check email syntax in report rows (60013/4021 rows are identified by email alone).
     validate_email: bool = True
 
@@ -139,11 +155,13 @@ class KalturaClient:
     def __init__(
         self, settings: KalturaSettings, *, http: httpx.AsyncClient | None = None,
         wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self._http = http or httpx.AsyncClient(timeout=settings.timeout_seconds)
         self._owns_http = http is None
         self._wall = wall
+        self._sleep = sleep
         self._ks: str | None = None
         self._ks_expires = 0.0
         self.sessions_started = 0
@@ -230,7 +248,10 @@ class KalturaClient:
 
     async def user_profile(self, path: str, body: dict[str, Any]) -> Any:
         """Call a User Profile service endpoint (Bearer KS)."""
-        url = f"{self.settings.user_profile_url.rstrip('/')}/{path.lstrip('/')}"
+        return await self._microservice(self.settings.user_profile_url, path, body)
+
+    async def _microservice(self, base: str, path: str, body: dict[str, Any]) -> Any:
+        url = f"{base.rstrip('/')}/{path.lstrip('/')}"
 
         async def call(ks: str) -> Any:
             return await self._post(url, json=body, headers={"Authorization": f"Bearer {ks}"})
@@ -417,6 +438,55 @@ class KalturaClient:
             raise KalturaResponseError("report serve URL answered JSON instead of CSV")
         return parse_engagement_csv(response.content, entry_id=entry_id,
                                     validate_email=self.settings.validate_email)
+
+    # --------------------------------------------------------------------------------- polls
+    async def get_poll_answers(
+        self, virtual_event_id: int, entry_id: str, *, from_date: datetime | None = None,
+        to_date: datetime | None = None,
+    ) -> ParseResult[PollAnswerRow]:
+        """One session's poll answers via the reports microservice ``pollsActivity`` report."""
+        s = self.settings
+        if not s.reports_url:
+            raise ValueError("KalturaSettings.reports_url is not configured")
+        params: dict[str, Any] = {"entries_ids": [entry_id], "virtual_event_ids": [str(virtual_event_id)]}
+        if from_date is not None:
+            params["from_date_id"] = from_date.astimezone(UTC).strftime("%Y-%m-%d")
+        if to_date is not None:
+            params["to_date_id"] = to_date.astimezone(UTC).strftime("%Y-%m-%d")
+        started = await self._microservice(s.reports_url, "report/generate",
+                                           {"reportName": "pollsActivity", "reportParameters": params})
+        session_id = started.get("sessionId") if isinstance(started, dict) else None
+        if not isinstance(session_id, str) or not session_id:
+            raise KalturaResponseError("report/generate did not return a sessionId")
+        for check in range(s.report_poll_max_checks):
+            status = await self._microservice(s.reports_url, "report/serve",
+                                              {"sessionId": session_id, "statusOnly": True})
+            if isinstance(status, dict) and status.get("status") == "completed":
+                break
+            if check + 1 < s.report_poll_max_checks:
+                await self._sleep(s.report_poll_interval_seconds)
+        else:
+            raise ReportNotReadyError(
+                f"pollsActivity report not completed after {s.report_poll_max_checks} checks")
+        csv_bytes = await self._download_report(session_id)
+        return parse_poll_answers_csv(csv_bytes, validate_email=s.validate_email)
+
+    async def _download_report(self, session_id: str) -> bytes:
+        url = f"{(self.settings.reports_url or '').rstrip('/')}/report/serve"
+
+        async def call(ks: str) -> bytes:
+            try:
+                response = await self._http.post(url, json={"sessionId": session_id},
+                                                 headers={"Authorization": f"Bearer {ks}"})
+            except httpx.HTTPError as exc:
+                raise KalturaTransportError(f"{type(exc).__name__} downloading pollsActivity") from exc
+            if response.status_code != 200 or response.headers.get("content-type", "").startswith(
+                    "application/json"):
+                self._decode(response)  # raises the precise error
+                raise KalturaResponseError("report/serve answered JSON instead of CSV")
+            return response.content
+
+        return await self._with_ks(call)
 
 
 def _aligned_page_size(offset: int, room: int) -> int:

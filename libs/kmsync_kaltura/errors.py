@@ -5,7 +5,8 @@
   matter: :class:`InvalidKSError` (the client re-authenticates once and retries before raising it),
   :class:`ReportResultLimitError` (the 12,000-row report cap, §3.3).
 * :class:`KalturaRequestRejected` - HTTP 4xx with a validation message (User Profile service).
-* :class:`KalturaTransportError` - network failure, timeout, HTTP 5xx, or a non-JSON answer: retryable.
+* :class:`KalturaTransportError` - network failure, timeout, HTTP 5xx, or a non-JSON answer: retryable
+  (:class:`ReportNotReadyError`: a generated report is still not completed).
 * :class:`KalturaResponseError` - a 2xx answer whose shape is not what Kaltura documents.
 * :class:`CsvHeaderError` - a report file whose header lacks required columns (no row is usable).
 * :class:`SignatureError` / :class:`NotificationParseError` - an inbound notification is refused.
@@ -26,6 +27,10 @@ class KalturaTransportError(KalturaError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ReportNotReadyError(KalturaTransportError):
+    """A generated report did not complete within the configured number of status checks."""
 
 
 class KalturaResponseError(KalturaError):

@@ -88,6 +88,8 @@ class ScenarioConfig(_Strict):
     #: Share of rows that arrive late (after late_lag_seconds instead), so re-pulls matter.
     late_row_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     late_lag_seconds: int = Field(default=7200, ge=0)
+    #: Reports microservice: status checks answered "processing" before a report is "completed".
+    report_ready_after_checks: int = Field(default=1, ge=0)
     #: report.getTable non-CSV row cap (kaltura-api.md §3.3, MAX_RESULT_SIZE).
     report_row_cap: int = Field(default=12_000, ge=1)
     #: KS lifetime when session.start does not say (kaltura-api.md §1.2: default 86400).

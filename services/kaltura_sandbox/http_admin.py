@@ -135,7 +135,7 @@ async def credentials(request: web.Request) -> web.Response:
     return web.json_response({
         "partner_id": sandbox.partner_id, "admin_secret": sandbox.admin_secret,
         "virtual_event_id": sandbox.config.virtual_event_id, "app_guid": sandbox.scenario.app_guid,
-        "service_url": base, "user_profile_url": f"{base}/api/v1",
+        "service_url": base, "user_profile_url": f"{base}/api/v1", "reports_url": f"{base}/api/v1",
         "session_entry_ids": [s.entry_id for s in sandbox.scenario.sessions],
     })
 

@@ -36,6 +36,11 @@ class RunningSandbox:
         return f"{self.base_url}/api/v1"
 
     @property
+    def reports_url(self) -> str:
+        """Reports microservice base (``https://reports.<region>.ovp.kaltura.com/api/v1`` in production)."""
+        return f"{self.base_url}/api/v1"
+
+    @property
     def admin_url(self) -> str:
         return f"{self.base_url}/_sandbox"
 

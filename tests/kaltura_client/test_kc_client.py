@@ -181,3 +181,39 @@ async def test_report_pull_stops_at_the_12000_row_cap() -> None:
     assert sum(len(p.rows) + len(p.errors) for p in pages) == 12_000
     lines = sorted([r.line for p in pages for r in p.rows] + [e.line for p in pages for e in p.errors])
     assert lines == list(range(1, 12_001))
+
+
+async def test_poll_answers_through_the_reports_microservice(sb: RunningSandbox) -> None:
+    sb.advance_to_end()
+    entry = sb.session_entry_ids[0]
+    waits: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    settings = settings_for(sb, reports_url=sb.reports_url, report_poll_interval_seconds=0.25)
+    async with KalturaClient(settings, sleep=record_sleep) as client:
+        result = await client.get_poll_answers(sb.virtual_event_id, entry)
+    assert waits == [0.25]  # first status check says "processing", the second "completed"
+    truth = [a for a in sb.truth()["poll_answers"] if a["entry_id"] == entry]
+    good = {(a["user_id"], a["poll_id"]): a for a in truth if a["defect"] is None}
+    assert {(r.row.user_id, r.row.poll_id) for r in result.rows} == set(good)
+    for located in result.rows:
+        t = good[(located.row.user_id, located.row.poll_id)]
+        assert located.row.answer == t["answer_as_exported"]
+        assert located.row.question == t["question_as_exported"]
+    assert len(result.errors) == len(truth) - len(good) > 0
+
+
+async def test_a_report_that_never_completes_is_not_ready(sb: RunningSandbox) -> None:
+    from kmsync_kaltura import ReportNotReadyError
+
+    sb.advance_to_end()
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    settings = settings_for(sb, reports_url=sb.reports_url, report_poll_max_checks=1)
+    async with KalturaClient(settings, sleep=no_wait) as client:
+        with pytest.raises(ReportNotReadyError):
+            await client.get_poll_answers(sb.virtual_event_id, sb.session_entry_ids[0])

@@ -310,3 +310,33 @@ async def test_admin_advance_play_pause_reset_and_truth(env: Any) -> None:
     as_of = (await http.get("/_sandbox/truth", params={"as_of": "now"})).json()
     assert as_of["attendees"] == []
     assert sb.now() - sb.sandbox.scenario.origin < timedelta(seconds=1)
+
+
+async def test_reports_microservice_polls_activity(env: Any) -> None:
+    sb, http, ks = env
+    sb.advance_to_end()
+    auth = {"Authorization": f"Bearer {ks}"}
+    entry = sb.session_entry_ids[0]
+    bad = await http.post("/api/v1/report/generate", json={"reportName": "pollsActivity"},
+                          headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 200 and bad.json()["code"] == "INVALID_KS"
+    wrong = await http.post("/api/v1/report/generate", json={"reportName": "chatUserActivity"}, headers=auth)
+    assert wrong.status_code == 400 and "reportName" in wrong.json()["message"]
+    started = await http.post("/api/v1/report/generate", headers=auth, json={
+        "reportName": "pollsActivity",
+        "reportParameters": {"entries_ids": [entry], "virtual_event_ids": [str(sb.virtual_event_id)]}})
+    session_id = started.json()["sessionId"]
+    early = await http.post("/api/v1/report/serve", json={"sessionId": session_id}, headers=auth)
+    assert early.json()["objectType"] == "KalturaAPIException"
+    statuses = [
+        (await http.post("/api/v1/report/serve", json={"sessionId": session_id, "statusOnly": True},
+                         headers=auth)).json()["status"]
+        for _ in range(2)
+    ]
+    assert statuses == ["processing", "completed"]
+    csv = await http.post("/api/v1/report/serve", json={"sessionId": session_id}, headers=auth)
+    assert csv.headers["content-type"].startswith("text/csv") and csv.content.startswith(b"\xef\xbb\xbf")
+    admin = await http.get(f"/_sandbox/exports/polls/{entry}.csv")
+    assert csv.content == admin.content
+    unknown = await http.post("/api/v1/report/serve", json={"sessionId": "nope"}, headers=auth)
+    assert unknown.json()["code"] == "OBJECT_NOT_FOUND"
