@@ -131,6 +131,7 @@ class InstanceLimiter:
         self._own_since_reconcile = 0
         self._stats = LimiterStats(instance=instance)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reconciling = False
 
     # ----- admission -----
     @asynccontextmanager
@@ -286,6 +287,23 @@ class InstanceLimiter:
         other integrations' calls count against the same quota."""
         self._instance_used = max(0, instance_total_today)
         self._own_since_reconcile = 0
+        self._reconciling = False
+
+    def reconcile_due(self) -> bool:
+        """True (once, until reconcile_usage or reconcile_failed) when an automatic reconciliation
+        with the usage endpoint is due."""
+        every = self.settings.reconcile_every_calls
+        if every is None or self._reconciling:
+            return False
+        if self._instance_used is not None and self._own_since_reconcile < every:
+            return False
+        if self._instance_used is None and self._daily_used < every:
+            return False
+        self._reconciling = True
+        return True
+
+    def reconcile_failed(self) -> None:
+        self._reconciling = False
 
     # ----- observation -----
     @property

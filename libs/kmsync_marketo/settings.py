@@ -41,6 +41,9 @@ class LimiterSettings(BaseModel):
     recover_step_fraction: float = Field(default=0.1, gt=0, le=1)
     #: On 607, park until the next midnight US Central (plus this many seconds).
     quota_reset_slack_seconds: float = Field(default=5.0, ge=0)
+    #: Every this many calls, read the instance-wide usage (GET stats/usage.json) so other
+    #: integrations' calls count against the daily quota too (tap-marketo polls every 250). None: off.
+    reconcile_every_calls: int | None = Field(default=None, ge=1)
 
     @property
     def window_limit(self) -> int:

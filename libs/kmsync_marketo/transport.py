@@ -20,6 +20,7 @@ from kmsync_marketo.clock import Clock, SystemClock
 from kmsync_marketo.errors import (
     ErrorClass,
     MarketoApiError,
+    MarketoError,
     MarketoHttpError,
     MarketoProtocolError,
     classify,
@@ -129,7 +130,27 @@ class MarketoTransport:
             idempotent=idempotent,
         )
         assert isinstance(result, dict)
+        if self.limiter.reconcile_due():
+            await self._reconcile_usage()
         return result
+
+    async def _reconcile_usage(self) -> None:
+        """Feed the instance-wide count of today's calls to the limiter (§2.1 usage endpoints)."""
+        try:
+            body = await self._call(
+                "GET", ep.USAGE_TODAY, params=None, content=None, data=None, files=None, headers={}, want_json=True
+            )
+        except MarketoError as exc:
+            self.limiter.reconcile_failed()
+            log.warning("marketo usage reconciliation failed: %s", exc)
+            return
+        assert isinstance(body, dict)
+        result = body.get("result") or [{}]
+        total = result[0].get("total") if isinstance(result[0], dict) else None
+        if isinstance(total, int):
+            self.limiter.reconcile_usage(total)
+        else:
+            self.limiter.reconcile_failed()
 
     async def call_text(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> str | None:
         """A non-JSON answer (bulk failure/warning CSVs); None on HTTP 404 (no such file, §9.1)."""

@@ -127,3 +127,21 @@ async def test_usage_reconciliation_parks_before_the_quota_other_integrations_us
         midnight = datetime(2026, 7, 2, 0, 0, tzinfo=CHICAGO)
         assert stamps[14] < midnight <= stamps[15]  # 30 + 15 = 45 = quota − headroom
         assert ours.limiter.stats().quota_parks == 1
+
+
+async def test_automatic_usage_reconciliation_every_n_calls() -> None:
+    clients = [ClientCredentials(client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET),
+               ClientCredentials(client_id="other-integration", client_secret="other-secret", scope="other@x.io")]
+    instance = InstanceConfig(clients=clients, limits=LimitsConfig(daily_quota=60))
+    async with sandbox_env(instances=[instance], start=datetime(2026, 7, 1, 15, 0, tzinfo=UTC)) as env:
+        other = env.client(env.settings(client_id="other-integration", secret="other-secret"))
+        for i in range(40):
+            await other.sync_leads([{"email": f"o{i}@example.com"}])
+        ours = env.client(env.settings(limits=LimiterSettings(daily_quota=60, daily_headroom_calls=5,
+                                                              reconcile_every_calls=4)))
+        for i in range(25):  # 40 + 25 > 60: without reconciliation Marketo would answer 607
+            await ours.sync_leads([{"email": f"u{i}@example.com"}])
+        usage_calls = env.count("200", "GET /rest/v1/stats/usage.json")
+        assert usage_calls >= 2  # read on its own, every few calls
+        assert env.count("607") == 0  # the other integration's 40 calls were taken into account
+        assert ours.limiter.stats().quota_parks == 1
