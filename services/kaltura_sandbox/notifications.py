@@ -170,7 +170,10 @@ class Dispatcher:
             while True:
                 self._wake.clear()
                 if self.url:
-                    await self._tick(http)
+                    try:
+                        await self._tick(http)
+                    except Exception:  # keep dispatching whatever one delivery did
+                        log.exception("notification dispatch failed")
                 delay = 0.05
                 if self._ready:
                     soonest = min(n.next_try for n in self._ready) - self._monotonic()
