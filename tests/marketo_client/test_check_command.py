@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from kmsync_contracts.seed import CHANNEL_STATUSES
 from kmsync_marketo.cli import main, run_check
-from kmsync_marketo.settings import MarketoSettings
+from kmsync_marketo.settings import MarketoSettings, RetrySettings
 from marketo_sandbox import preset_kaltura as kp
 from marketo_sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from marketo_sandbox.testing import running_sandbox
@@ -168,3 +168,12 @@ async def test_after_the_ui_steps_apply_makes_an_empty_instance_pass() -> None:
         after = text.split("After --apply:")[1]
         assert "[MISSING]" not in after
         assert "Nothing missing; 1 item(s) could not be verified." in after  # no campaigns endpoint
+
+
+async def test_unreachable_endpoint_fails_the_check() -> None:
+    async with running_sandbox(preset="kaltura") as sb:
+        url = sb.base_url
+    settings = _settings(url).model_copy(update={"retry": RetrySettings(max_attempts=1)})
+    code, text = await run_check(settings, label="gone")  # the server is stopped now
+    assert code == 1
+    assert "Identity could not be reached" in text and "[--]" in _line(text, "everything else")
