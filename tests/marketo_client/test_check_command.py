@@ -177,3 +177,22 @@ async def test_unreachable_endpoint_fails_the_check() -> None:
     code, text = await run_check(settings, label="gone")  # the server is stopped now
     assert code == 1
     assert "Identity could not be reached" in text and "[--]" in _line(text, "everything else")
+
+
+def test_cli_reports_an_unresolvable_secret_without_calling_marketo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("KMSYNC_TEST_UNSET_SECRET", raising=False)
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(
+        "marketo_instances:\n"
+        "  prod:\n"
+        "    munchkin_id: 123-ABC-456\n"
+        "    endpoint: https://123-ABC-456.mktorest.com\n"
+        "    client_id: cid\n"
+        "    client_secret: {env: KMSYNC_TEST_UNSET_SECRET}\n"
+        "events: []\n"
+    )
+    assert main(["check", "--tenants", str(tenants)]) == 2
+    err = capsys.readouterr().err
+    assert "marketo_instances.prod.client_secret" in err and "KMSYNC_TEST_UNSET_SECRET" in err
