@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ REPORT_ROW_CAP = 12_000  # kaltura-api.md §3.3 MAX_RESULT_SIZE
 USER_LIST_MAX_PAGE = 500
 
 _T = TypeVar("_T")
+#: Kaltura echoes the KS in INVALID_KS messages ('Invalid KS "<ks>" Error: ...'); never keep it.
+_KS_IN_MESSAGE = re.compile(r'KS "[^"]*"')
 
 
 class KalturaSettings(BaseModel):
@@ -202,8 +205,11 @@ class KalturaClient:
                 f"HTTP {response.status_code} from {where}: {message or body}",
                 status=response.status_code, body=body)
         if isinstance(body, dict) and body.get("objectType") == "KalturaAPIException":
-            raise api_error(str(body.get("code") or "UNKNOWN"), str(body.get("message") or ""),
-                            body.get("args"), where=where)
+            args = body.get("args")
+            if isinstance(args, dict):
+                args = {k: v for k, v in args.items() if k.upper() not in ("KSID", "KS")}
+            message = _KS_IN_MESSAGE.sub('KS "<redacted>"', str(body.get("message") or ""))
+            raise api_error(str(body.get("code") or "UNKNOWN"), message, args, where=where)
         return body
 
     # ------------------------------------------------------------------------------------- KS

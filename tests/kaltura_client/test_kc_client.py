@@ -113,6 +113,8 @@ async def test_invalid_ks_triggers_one_reauth_and_retry(sb: RunningSandbox) -> N
         assert caught.value.code == "INVALID_KS"
         assert client.sessions_started == 3  # the held KS failed, exactly one new session failed too
         assert sb.admin_secret not in str(caught.value)
+        assert client._ks is not None and client._ks not in str(caught.value)
+        assert client._ks not in repr(caught.value.kaltura_args)
 
 
 async def test_wrong_secret_is_a_start_session_error(sb: RunningSandbox) -> None:
