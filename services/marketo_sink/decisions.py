@@ -54,14 +54,22 @@ class RetryPolicy:
 
 
 def settle(
-    decisions: list[Decision], now: float, policy: RetryPolicy, rng: random.Random
+    decisions: list[Decision], now: float, policy: RetryPolicy, rng: random.Random,
+    retry_at: dict[int, float] | None = None,
 ) -> tuple[list[Decision], list[PendingOp]]:
-    """Split into final decisions and records to retry (their ``not_before`` set)."""
+    """Split into final decisions and records to retry (their ``not_before`` set).
+
+    ``retry_at`` (attempts → time) is shared by the caller across one window's calls, so records
+    that failed together are retried together in one window (full calls) rather than trickling."""
     final: list[Decision] = []
     retry: list[PendingOp] = []
+    shared = retry_at if retry_at is not None else {}
     for d in decisions:
         if d.failed and d.retryable and d.pending.attempts < policy.max_attempts:
-            d.pending.not_before = now + policy.backoff(d.pending.attempts, rng)
+            n = d.pending.attempts
+            if n not in shared:
+                shared[n] = now + policy.backoff(n, rng)
+            d.pending.not_before = shared[n]
             retry.append(d.pending)
         else:
             final.append(d)

@@ -12,10 +12,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from kmsync_common.logs import hash_email
 from kmsync_marketo.client import ActivityRecord
+from kmsync_marketo.endpoints import BATCH_MAX
 from kmsync_marketo.errors import (
     ErrorClass,
     MarketoApiError,
@@ -29,7 +30,7 @@ from marketo_sink.decisions import AUTH_REFUSED, LEAD_UNRESOLVED, UNKNOWN_ACTIVI
 from marketo_sink.memory import ActivityLedger, LeadCache
 from marketo_sink.pending import PendingOp
 from marketo_sink.planner import ActivityCall, LeadCall, ObjectCall, Plan, StatusCall, link_record
-from marketo_sink.writer import MarketoWriter
+from marketo_sink.writer import BulkWriter, MarketoWriter
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _failure_from_exception(exc: BaseException) -> _Failure:
     return _Failure("kmsync.client_error", f"{type(exc).__name__}: {exc}", True)
 
 
-def _from_outcome(p: PendingOp, o: Outcome) -> Decision:
+def _from_outcome(p: PendingOp, o: Outcome, api: Literal["rest", "bulk"] = "rest") -> Decision:
     return Decision(
         pending=p,
         status=o.status,
@@ -69,11 +70,13 @@ def _from_outcome(p: PendingOp, o: Outcome) -> Decision:
         reason_code=o.reason_code,
         reason=o.reason,
         retryable=o.retryable,
+        api=api,
     )
 
 
-def _failed(ops: Iterable[PendingOp], f: _Failure) -> list[Decision]:
-    return [Decision(p, "failed", reason_code=f.code, reason=f.reason, retryable=f.retryable) for p in ops]
+def _failed(ops: Iterable[PendingOp], f: _Failure, api: Literal["rest", "bulk"] = "rest") -> list[Decision]:
+    return [Decision(p, "failed", reason_code=f.code, reason=f.reason, retryable=f.retryable, api=api)
+            for p in ops]
 
 
 def maybe_applied(o: Outcome) -> bool:
@@ -101,8 +104,12 @@ class WindowExecutor:
         cache: LeadCache,
         ledger: ActivityLedger,
         observe_call: CallObserver | None = None,
+        bulk: BulkWriter | None = None,
+        bulk_in_flight: Callable[[int], None] | None = None,
     ) -> None:
         self.writer = writer
+        self.bulk = bulk
+        self._bulk_in_flight = bulk_in_flight or (lambda delta: None)
         self.cache = cache
         self.ledger = ledger
         self._observe = observe_call or (lambda endpoint, records, code: None)
@@ -136,10 +143,21 @@ class WindowExecutor:
         resolved: dict[str, int] = {}
         lead_failures: dict[str, _Failure] = {}
 
+        use_bulk = plan.use_bulk and self.bulk is not None
+
         async def leads(c: LeadCall) -> None:
             await report(await self._leads(c, resolved, lead_failures))
 
-        await asyncio.gather(*(leads(c) for c in plan.lead_calls))
+        async def bulk_leads(c: LeadCall) -> None:
+            await report(await self._bulk_leads(c, lead_failures))
+
+        rest_lead_calls = plan.lead_calls
+        if plan.bulk_lead_calls and not use_bulk:  # no bulk writer: the same inputs over REST
+            rest_lead_calls = rest_lead_calls + [LeadCall(c.inputs[i:i + BATCH_MAX])
+                                                 for c in plan.bulk_lead_calls
+                                                 for i in range(0, len(c.inputs), BATCH_MAX)]
+        await asyncio.gather(*(leads(c) for c in rest_lead_calls),
+                             *(bulk_leads(c) for c in plan.bulk_lead_calls if use_bulk))
 
         def lead_id(email: str) -> int | None:
             return resolved.get(email) or self.cache.get(email)
@@ -152,7 +170,10 @@ class WindowExecutor:
         async def stage2(coro: Awaitable[list[Decision]]) -> None:
             await report(await coro)
 
-        calls: list[Awaitable[list[Decision]]] = [self._statuses(c, lead_id, unresolved) for c in plan.status_calls]
+        calls: list[Awaitable[list[Decision]]] = [
+            self._bulk_statuses(c, lead_failures) if use_bulk else self._statuses(c, lead_id, unresolved)
+            for c in plan.status_calls
+        ]
         calls += [self._objects(c, lead_id, unresolved) for c in plan.object_calls]
         calls += [self._activities(c, lead_id, unresolved) for c in plan.activity_calls]
         await asyncio.gather(*(stage2(c) for c in calls))
@@ -184,6 +205,55 @@ class WindowExecutor:
                 if o.status == "failed":
                     log.info("lead upsert failed for %s: %s", hash_email(li.email), o.reason_code)
             out += [_from_outcome(p, o) for p in li.ops]
+        return out
+
+    async def _bulk_leads(self, call: LeadCall, failures: dict[str, _Failure]) -> list[Decision]:
+        """Bulk lead import (marketo-api.md §9): no lead ids come back, so operations that need an id
+        (custom objects, activities) resolve it with a REST upsert on their retry."""
+        assert self.bulk is not None
+        records = [li.record() for li in call.inputs]
+        self._bulk_in_flight(1)
+        try:
+            result = await self.bulk.import_leads(records)
+        except MarketoError as exc:
+            f = _failure_from_exception(exc)
+            for li in call.inputs:
+                failures[li.email] = f
+            return _failed((p for li in call.inputs for p in li.ops), f, api="bulk")
+        finally:
+            self._bulk_in_flight(-1)
+        self._observe("bulk_leads", len(records), call_code(result.outcomes))
+        out: list[Decision] = []
+        for li, o in zip(call.inputs, result.outcomes, strict=True):
+            if not o.ok:
+                failures[li.email] = _Failure(o.reason_code or "bulk_failed", o.reason or "bulk import failed",
+                                              o.retryable)
+            out += [_from_outcome(p, o, api="bulk") for p in li.ops]
+        return out
+
+    async def _bulk_statuses(self, call: StatusCall, lead_failures: dict[str, _Failure]) -> list[Decision]:
+        """Bulk program member import by email, one job per (program, status) (§9.2)."""
+        assert self.bulk is not None
+        out: list[Decision] = []
+        members = []
+        for m in call.members:
+            if m.email in lead_failures:
+                out += _failed(m.ops, lead_failures[m.email], api="bulk")
+            else:
+                members.append(m)
+        if not members:
+            return out
+        self._bulk_in_flight(1)
+        try:
+            result = await self.bulk.import_program_members(
+                call.program_id, call.status_name, [{"email": m.email} for m in members])
+        except MarketoError as exc:
+            return out + _failed((p for m in members for p in m.ops), _failure_from_exception(exc), api="bulk")
+        finally:
+            self._bulk_in_flight(-1)
+        self._observe("bulk_program_members", len(members), call_code(result.outcomes))
+        for m, o in zip(members, result.outcomes, strict=True):
+            out += [_from_outcome(p, o, api="bulk") for p in m.ops]
         return out
 
     # ----- stage 2
@@ -302,7 +372,7 @@ class WindowExecutor:
 
 
 def _plan_ops(plan: Plan) -> list[PendingOp]:
-    ops = [p for c in plan.lead_calls for li in c.inputs for p in li.ops]
+    ops = [p for c in plan.lead_calls + plan.bulk_lead_calls for li in c.inputs for p in li.ops]
     ops += [p for c in plan.status_calls for m in c.members for p in m.ops]
     ops += [p for c in plan.object_calls for i in c.items for p in i.ops]
     ops += [p for c in plan.activity_calls for a in c.items for p in a.ops]

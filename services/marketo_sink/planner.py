@@ -93,6 +93,8 @@ class ActivityCall:
 @dataclass
 class Plan:
     lead_calls: list[LeadCall] = field(default_factory=list)
+    #: Lead upserts of a large window, for the Bulk Import API (§9); empty unless ``use_bulk``.
+    bulk_lead_calls: list[LeadCall] = field(default_factory=list)
     status_calls: list[StatusCall] = field(default_factory=list)
     object_calls: list[ObjectCall] = field(default_factory=list)
     activity_calls: list[ActivityCall] = field(default_factory=list)
@@ -105,11 +107,12 @@ class Plan:
 
     @property
     def calls(self) -> int:
-        return len(self.lead_calls) + len(self.status_calls) + len(self.object_calls) + len(self.activity_calls)
+        return (len(self.lead_calls) + len(self.bulk_lead_calls) + len(self.status_calls)
+                + len(self.object_calls) + len(self.activity_calls))
 
     def records_per_call(self) -> list[int]:
         return (
-            [len(c.inputs) for c in self.lead_calls]
+            [len(c.inputs) for c in self.lead_calls + self.bulk_lead_calls]
             + [len(c.members) for c in self.status_calls]
             + [len(c.items) for c in self.object_calls]
             + [len(c.items) for c in self.activity_calls]
@@ -173,12 +176,15 @@ def _plan(
         if not isinstance(p.op, LeadUpsert) and p.op.email not in leads and not known_lead(p.op.email):
             leads[p.op.email] = LeadInput(p.op.email, {})
     lead_inputs = list(leads.values())
-    plan.use_bulk = config.bulk_min_records > 0 and len(lead_inputs) >= config.bulk_min_records
+    # Bulk import returns no lead ids, so only upserts that carry data count towards it; email-only
+    # upserts (there to learn ids) always go through REST.
+    with_data = [li for li in lead_inputs if li.ops]
+    plan.use_bulk = config.bulk_min_records > 0 and len(with_data) >= config.bulk_min_records
     lead_tail: list[LeadInput] = []
     if plan.use_bulk:
-        lead_chunks = [lead_inputs]
-    else:
-        lead_chunks, lead_tail = _split_tail(lead_inputs, config.batch_max, min_tail)
+        plan.bulk_lead_calls = [LeadCall(with_data)]
+        lead_inputs = [li for li in lead_inputs if not li.ops]
+    lead_chunks, lead_tail = _split_tail(lead_inputs, config.batch_max, min_tail)
     plan.lead_calls = [LeadCall(c) for c in lead_chunks]
     deferred_emails = {li.email for li in lead_tail}
     for li in lead_tail:

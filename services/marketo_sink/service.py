@@ -26,6 +26,7 @@ from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts import ContractError, DeadLetter, decode, encode, utc_now
 from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
 from kmsync_kafka.clients import manual_commit_consumer, reliable_producer, topic_name
+from kmsync_marketo.bulk import BulkImporter
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.from_config import settings_from_instance
 from kmsync_marketo.settings import MarketoSettings
@@ -197,8 +198,9 @@ class MarketoSink:
             self._broken[munchkin_id] = broken
             return broken
         self._writers.append(writer)
+        bulk = BulkImporter(writer) if isinstance(writer, MarketoClient) else None
         worker = InstanceWorker(munchkin_id, writer, self.settings, self.ledger, self.publish, self.metrics,
-                                time.monotonic, random.Random(self._rng.random()))
+                                time.monotonic, random.Random(self._rng.random()), bulk=bulk)
         worker.start()
         assert worker.task is not None
         worker.task.add_done_callback(self._worker_done)

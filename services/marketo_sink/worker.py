@@ -21,7 +21,7 @@ from marketo_sink.pending import PendingOp
 from marketo_sink.planner import PlannerConfig, plan_window
 from marketo_sink.settings import WindowSettings
 from marketo_sink.window import CloseReason, Window, WindowLimits
-from marketo_sink.writer import MarketoWriter
+from marketo_sink.writer import BulkWriter, MarketoWriter
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class InstanceWorker:
         metrics: SinkMetrics,
         monotonic: Monotonic,
         rng: random.Random | None = None,
+        bulk: BulkWriter | None = None,
     ) -> None:
         self.munchkin_id = munchkin_id
         self.writer = writer
@@ -55,6 +56,8 @@ class InstanceWorker:
         self.executor = WindowExecutor(
             writer, self.cache, ledger,
             lambda endpoint, n, code: metrics.observe_call(munchkin_id, endpoint, n, code),
+            bulk=bulk,
+            bulk_in_flight=lambda delta: metrics.bulk_in_flight.labels(munchkin_id).inc(delta),
         )
         self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
@@ -65,6 +68,8 @@ class InstanceWorker:
         self._task: asyncio.Task[None] | None = None
         #: The window whose calls and publishing are running (drain waits for it).
         self._window_task: asyncio.Task[None] | None = None
+        #: attempts → retry time, shared by the calls of the current window.
+        self._retry_at: dict[int, float] = {}
 
     # ----- feeding
     def add(self, p: PendingOp) -> None:
@@ -113,11 +118,12 @@ class InstanceWorker:
         plan = plan_window(taken, config, known_lead=lambda e: e in self.cache,
                            already_written=lambda op_id: op_id in self.ledger)
         self.window.extend(plan.deferred)
+        self._retry_at = {}
         await self.executor.execute(plan, self._settle_and_publish)
         self.metrics.observe_limiter(self.munchkin_id, self.writer.limiter)
 
     async def _settle_and_publish(self, decisions: list[Decision]) -> None:
-        final, retry = settle(decisions, self._mono(), self.policy, self._rng)
+        final, retry = settle(decisions, self._mono(), self.policy, self._rng, self._retry_at)
         if retry:
             self.metrics.retries.labels(self.munchkin_id).inc(len(retry))
             self.window.extend(retry)

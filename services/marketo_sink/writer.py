@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from kmsync_marketo.bulk import BulkResult
 from kmsync_marketo.client import ActivityRecord, LeadSyncResult
 from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.outcomes import Outcome
@@ -33,3 +34,13 @@ class MarketoWriter(Protocol):
     async def custom_activity_types(self) -> list[dict[str, Any]]: ...
 
     async def aclose(self) -> None: ...
+
+
+class BulkWriter(Protocol):
+    """The Bulk Import API for a large window (kmsync_marketo.bulk.BulkImporter satisfies it)."""
+
+    async def import_leads(self, records: Sequence[Mapping[str, Any]]) -> BulkResult: ...
+
+    async def import_program_members(
+        self, program_id: int, status_name: str, records: Sequence[Mapping[str, Any]]
+    ) -> BulkResult: ...

@@ -114,7 +114,12 @@ def test_activities_sent_once_per_op_id_and_never_when_ledger_has_them(ops) -> N
 
 def test_bulk_decision_for_large_windows(ops) -> None:
     window = [ops.pending(ops.lead(f"u{i}@x.com")) for i in range(50)]
-    assert plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=50), known_lead=never).use_bulk
+    window += [ops.pending(ops.activity(f"other{i}@x.com")) for i in range(60)]
+    plan = plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=50), known_lead=never)
+    assert plan.use_bulk and [len(c.inputs) for c in plan.bulk_lead_calls] == [50]
+    # Email-only upserts (to learn ids, which bulk import does not return) stay on REST ...
+    assert [len(c.inputs) for c in plan.lead_calls] == [60]
+    # ... and do not count towards the bulk threshold.
     assert not plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=51), known_lead=never).use_bulk
     assert not plan_window(window, CFG, known_lead=never).use_bulk
 

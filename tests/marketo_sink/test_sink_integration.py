@@ -25,7 +25,7 @@ from kmsync_kafka.clients import ensure_topics, reliable_producer, topic_name
 from kmsync_marketo.auth import TokenRegistry
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.limiter import LimiterRegistry
-from kmsync_marketo.settings import MarketoSettings, RetrySettings
+from kmsync_marketo.settings import BulkSettings, MarketoSettings, RetrySettings
 from marketo_sandbox.config import InstanceConfig, LimitsConfig
 from marketo_sandbox.preset_kaltura import ACTIVITY_TYPE_ID
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
@@ -97,6 +97,7 @@ class Harness:
             "token_refresh_margin_seconds": 0.3,
             "http_timeout_seconds": 10.0,
             "retry": RetrySettings(max_attempts=8, backoff_base_seconds=0.05, backoff_max_seconds=0.5),
+            "bulk": BulkSettings(poll_initial_seconds=0.1, poll_max_seconds=0.3, poll_timeout_seconds=30),
             "limits": s.limits.model_copy(update={"throttle_pause_base_seconds": 0.2,
                                                   "throttle_pause_max_seconds": 1.0,
                                                   "throttle_min_fraction": 0.5,
@@ -390,3 +391,24 @@ async def test_ambiguous_activity_failure_is_dead_lettered_not_written_twice(
             written = [a for a in sb.dump(A)["activities"] if a["activityTypeId"] == ACTIVITY_TYPE_ID]
             assert len(written) == 3, "applied once by Marketo, never sent again"
             assert sb.call_count("POST /rest/v1/activities/external.json", munchkin_id=A) == 1
+
+
+async def test_a_large_window_goes_through_bulk_import(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = 120
+    fast_imports = {A: LimitsConfig(import_seconds_base=0.1, import_seconds_per_row=0.0, import_queue_seconds=0.0)}
+    async with running_sandbox(instances=sandbox_instances(A, limits=fast_imports)) as sb:
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            batch = scenario(ops, A, n)
+            await h.produce(batch)
+            sink = h.start_sink(bulk_min_records=100, window_max_age_seconds=1.0)
+            final = await h.wait_for_outcomes({op.op_id for op in batch})
+            assert all(o.status != "failed" for o in final.values()), {(o.kind, o.reason_code, o.reason, o.attempts) for o in final.values() if o.status == "failed"}
+            assert_sandbox_holds_exactly(sb, A, n)
+            leads = [final[op.op_id] for op in batch if op.kind == "lead_upsert"]
+            assert {o.api for o in leads} == {"bulk"}
+            assert sb.call_count("POST /bulk/v1/leads.json", munchkin_id=A) >= 1
+            assert sb.call_count("POST /rest/v1/leads.json", munchkin_id=A) <= 1, "ids for objects only"
+            in_flight = sink.metrics.bulk_in_flight.labels(A)._value.get()
+            assert in_flight == 0
