@@ -59,10 +59,24 @@ class TransformApp:
         return names
 
 
+def changelog_specs(settings: TransformSettings) -> list[TopicSpec]:
+    """The tables' changelog topics, named as faust names them: <app id>-<table>-changelog."""
+    return [
+        TopicSpec(f"{settings.transform_app_id}-{table}-changelog", "state key", settings.transform_partitions,
+                  "compact", -1, cast(TypeAdapter[object], TypeAdapter(object)), f"table {table}")
+        for table in TABLES
+    ]
+
+
 async def ensure_transform_topics(settings: TransformSettings) -> None:
-    """Create the catalogue topics transform reads and writes, and its internal topic."""
+    """Create the catalogue topics transform reads and writes, its internal topic and its changelogs.
+
+    The changelogs are created here, before the worker subscribes: when faust creates them itself a
+    just-created topic can be missing from the first metadata, faust then ignores it in the assignment
+    and the table silently drops that partition's state (seen with poll_answers).
+    """
     await ensure_topics(settings.kafka_bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ], settings.topic_prefix)
-    await ensure_topics(settings.kafka_bootstrap, [ROUTED], settings.topic_prefix,
+    await ensure_topics(settings.kafka_bootstrap, [ROUTED, *changelog_specs(settings)], settings.topic_prefix,
                         partitions=settings.transform_partitions)
 
 
@@ -162,7 +176,7 @@ def build_app(
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
+        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
