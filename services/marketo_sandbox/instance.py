@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from . import preset_kaltura
-from .config import ClientCredentials, InstanceConfig
+from .config import BehaviourConfig, ClientCredentials, InstanceConfig, LimitsConfig
 from .envelope import Ids
 from .fields import STANDARD_LEAD_FIELDS, LeadField, custom_lead_field
 from .limits import DailyQuota, RateWindow, central_day
@@ -73,11 +73,11 @@ class Instance:
         self.reset(now)
 
     @property
-    def limits(self) -> Any:
+    def limits(self) -> LimitsConfig:
         return self.config.limits
 
     @property
-    def behaviour(self) -> Any:
+    def behaviour(self) -> BehaviourConfig:
         return self.config.behaviour
 
     def reset(self, now: float) -> None:

@@ -182,8 +182,8 @@ class Sandbox:
         if token is None and legacy and inst.behaviour.accept_access_token_param:
             token = legacy
         if not token:
-            code = inst.behaviour.missing_token_code
-            return self._envelope(inst, request, path, endpoint, None, now, MarketoError(code), asset)
+            missing = inst.behaviour.missing_token_code
+            return self._envelope(inst, request, path, endpoint, None, now, MarketoError(missing), asset)
         tok, bad = inst.tokens.check(token, now)
         if tok is None:
             assert bad is not None

@@ -83,3 +83,24 @@ async def test_token_checks_not_counted_toward_limits(api) -> None:  # type: ign
     assert api.error_of(await api.get("/rest/v1/leads/describe.json"))[0] == "606"
     usage = sb.instance().quota.used(sb.clock.now())
     assert usage == 4  # three successes and the 606 answer
+
+
+async def test_behaviour_switches_missing_token_600_and_case_sensitive_email() -> None:
+    from marketo_sandbox.config import BehaviourConfig, InstanceConfig
+    from marketo_sandbox.testing import running_sandbox
+
+    inst = InstanceConfig(behaviour=BehaviourConfig(missing_token_code="600", email_case_insensitive=False,
+                                                    accept_access_token_param=False))
+    async with running_sandbox(preset="empty", instances=[inst]) as sb, \
+            httpx.AsyncClient(base_url=sb.base_url) as http:
+        r = await http.get("/rest/v1/leads/describe.json")
+        assert r.json()["errors"] == [{"code": "600", "message": "Access token not specified"}]
+        tok = (await http.get("/identity/oauth/token", params={
+            "grant_type": "client_credentials", "client_id": sb.client_id,
+            "client_secret": sb.client_secret})).json()["access_token"]
+        r = await http.get("/rest/v1/leads/describe.json", params={"access_token": tok})
+        assert r.json()["errors"][0]["code"] == "600"  # the legacy parameter is switched off
+        h = {"Authorization": f"Bearer {tok}"}
+        body = (await http.post("/rest/v1/leads.json", headers=h,
+                                json={"input": [{"email": "a@x.com"}, {"email": "A@x.com"}]})).json()
+        assert [x["status"] for x in body["result"]] == ["created", "created"]
