@@ -36,9 +36,18 @@ from kmsync_kaltura.rows import Located, RowError
 log = logging.getLogger(__name__)
 
 
+def user_profile_base(url: str) -> str:
+    """The User Profile API base the client appends ``user-profile/list`` to. The tenants file may
+    give the service host (https://user.us.ovp.kaltura.com, docs/configuration.md) or the API base
+    (…/api/v1, kaltura-api.md §4.2); both work."""
+    url = url.rstrip("/")
+    return url if "/api/" in f"{url}/" else f"{url}/api/v1"
+
+
 def client_for(partner_id: int, partner: KalturaPartner, settings: IngestSettings) -> KalturaClient:
     return KalturaClient(KalturaSettings(
-        service_url=partner.service_url, user_profile_url=partner.user_profile_url, partner_id=partner_id,
+        service_url=partner.service_url, user_profile_url=user_profile_base(partner.user_profile_url),
+        partner_id=partner_id,
         admin_secret=partner.admin_secret.resolve(), timeout_seconds=settings.kaltura_timeout_seconds,
         profile_page_size=settings.page_size, report_page_size=settings.page_size,
         validate_email=settings.validate_report_emails,

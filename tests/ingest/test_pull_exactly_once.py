@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ingest.testing import read_topic, running_ingest, settings_for, tenants_for
+import httpx
+
+from ingest.testing import read_topic, running_ingest, settings_for, tenants_for, wait_for
 from kaltura_sandbox.testing import running_sandbox
 from kmsync_contracts import AttendeeStatus, DeadLetter, PollResponse, SessionEngagement
 from kmsync_contracts.topics import ATTENDEE_STATUS, INGEST_DLQ, POLL_RESPONSES, SESSION_ENGAGEMENT
@@ -111,3 +113,30 @@ async def test_records_are_keyed_partner_event_user(kafka_broker: KafkaBroker, t
         for key, value in records:
             assert key == f"{sb.partner_id}:{sb.virtual_event_id}:{value.user_id}"
             assert value.source == "pull"
+
+
+async def test_scheduled_pulls_run_at_start_and_when_woken(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    async with running_sandbox({"registrants": 60, "sessions": 1}, seed=4) as sb:
+        sb.advance_to(sb.sandbox.scenario.event_start)
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb, pull_enabled=True,
+                                pull_interval_seconds=3600)
+        async with running_ingest(settings, tenants_for(sb, tmp_path), sb) as ingest:
+            before = _visible_status_versions(sb.truth(sb.now()))
+
+            async def produced() -> int:
+                return len(await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix))
+
+            await wait_for(lambda: _equals(produced(), len(before)), what="the pull at start")
+            sb.advance_to_end()
+            after = before | _visible_status_versions(sb.truth())
+            ingest.service.wake()
+            await wait_for(lambda: _equals(produced(), len(after)), what="the pull after wake()")
+            page = (await http.get(f"{ingest.base_url}/metrics")).text
+            assert f'kmsync_ingest_records_out_total{{stream="statuses"}} {float(len(after))}' in page
+            assert 'kmsync_ingest_pulls_total{outcome="ok",stream="statuses"} 2.0' in page
+
+
+async def _equals(value: Any, expected: int) -> bool:
+    return bool(await value == expected)

@@ -11,6 +11,7 @@ import pytest
 from ingest.boundary import Boundary, select_after, select_changed
 from ingest.errors import BadInput
 from ingest.job_ids import HandledJobs
+from ingest.kaltura_source import user_profile_base
 from ingest.notifications import read_notification
 
 T0 = datetime(2025, 6, 16, 13, 0, tzinfo=UTC)
@@ -93,3 +94,8 @@ def test_bad_notifications_name_the_field(body: bytes, ctype: str, status: int, 
         read_notification(body, ctype)
     assert caught.value.status == status
     assert any(p.startswith(f"{field}:") for p in caught.value.problems), caught.value.problems
+
+
+def test_user_profile_url_may_be_the_host_or_the_api_base() -> None:
+    assert user_profile_base("https://user.us.ovp.kaltura.com") == "https://user.us.ovp.kaltura.com/api/v1"
+    assert user_profile_base("http://127.0.0.1:5/api/v1/") == "http://127.0.0.1:5/api/v1"
