@@ -143,11 +143,52 @@ def _key(v: COVersion, values: dict[str, Any]) -> tuple[Any, ...] | None:
     return tuple(parts)
 
 
+def _index(inst: Instance, co: COType, v: COVersion) -> dict[tuple[Any, ...], str]:
+    """Dedupe key → marketoGUID; rebuilt when it no longer matches the store (e.g. after a reset)."""
+    store = inst.co_records[co.api_name]
+    idx = inst.co_index.get(co.api_name)
+    if idx is None or len(idx) != len(store):
+        idx = {}
+        for r in store.values():
+            k = _key(v, r.values)
+            if k is not None:
+                idx[k] = r.guid
+        inst.co_index[co.api_name] = idx
+    return idx
+
+
 def _find_by_key(inst: Instance, co: COType, v: COVersion, key: tuple[Any, ...]) -> CORecord | None:
-    for r in inst.co_records[co.api_name].values():
-        if _key(v, r.values) == key:
-            return r
-    return None
+    guid = _index(inst, co, v).get(key)
+    return inst.co_records[co.api_name].get(guid) if guid is not None else None
+
+
+def _store(inst: Instance, co: COType, v: COVersion, rec: CORecord) -> None:
+    idx = _index(inst, co, v)
+    inst.co_records[co.api_name][rec.guid] = rec
+    k = _key(v, rec.values)
+    if k is not None:
+        idx[k] = rec.guid
+
+
+def _update(inst: Instance, co: COType, v: COVersion, rec: CORecord, values: dict[str, Any], now: float) -> None:
+    idx = _index(inst, co, v)
+    old = _key(v, rec.values)
+    rec.values.update(values)
+    rec.updated = now
+    new = _key(v, rec.values)
+    if old != new:
+        if old is not None and idx.get(old) == rec.guid:
+            del idx[old]
+        if new is not None:
+            idx[new] = rec.guid
+
+
+def _unstore(inst: Instance, co: COType, v: COVersion, rec: CORecord) -> None:
+    idx = _index(inst, co, v)
+    del inst.co_records[co.api_name][rec.guid]
+    k = _key(v, rec.values)
+    if k is not None and idx.get(k) == rec.guid:
+        del idx[k]
 
 
 def sync_objects(call: Call) -> dict[str, Any]:
@@ -208,14 +249,13 @@ def sync_objects(call: Call) -> dict[str, Any]:
                 results.append({"seq": seq, "status": "skipped", "reasons": [reason("1013", "Object not found")]})
                 continue
             rec_obj = CORecord(guid=inst.ids.guid(), values=values, created=call.now, updated=call.now)
-            store[rec_obj.guid] = rec_obj
+            _store(inst, co, v, rec_obj)
             results.append({"seq": seq, "status": "created", "marketoGUID": rec_obj.guid})
         else:
             if action == "createOnly":
                 results.append({"seq": seq, "status": "skipped", "reasons": [reason("1017", "Object already exists")]})
                 continue
-            existing.values.update(values)
-            existing.updated = call.now
+            _update(inst, co, v, existing, values, call.now)
             results.append({"seq": seq, "status": "updated", "marketoGUID": existing.guid})
     return {"result": results}
 
@@ -230,11 +270,9 @@ def upsert_object(inst: Instance, co: COType, v: COVersion, rec: dict[str, Any],
         return "missing.dedupe.fields"
     existing = _find_by_key(inst, co, v, k)
     if existing is None:
-        r = CORecord(guid=inst.ids.guid(), values=values, created=now, updated=now)
-        inst.co_records[co.api_name][r.guid] = r
+        _store(inst, co, v, CORecord(guid=inst.ids.guid(), values=values, created=now, updated=now))
     else:
-        existing.values.update(values)
-        existing.updated = now
+        _update(inst, co, v, existing, values, now)
     return None
 
 
@@ -346,7 +384,7 @@ def delete_objects(call: Call) -> dict[str, Any]:
         if target is None:
             results.append({"seq": seq, "status": "skipped", "reasons": [reason("1013", "Object not found")]})
             continue
-        del store[target.guid]
+        _unstore(inst, co, v, target)
         results.append({"seq": seq, "status": "deleted", "marketoGUID": target.guid})
     return {"result": results}
 

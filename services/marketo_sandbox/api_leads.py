@@ -37,6 +37,8 @@ def find_leads(inst: Instance, field: str, value: Any) -> list[Lead]:
     if field == "id":
         lead = inst.leads.get(want)
         return [lead] if lead else []
+    if field == "email":
+        return inst.leads_by_email(value)
     return [ld for ld in inst.leads.values() if _norm(inst, field, ld.values.get(field)) == want]
 
 
@@ -131,14 +133,12 @@ def _sync_one(inst: Instance, rec: Any, action: str, lookup: str, now: float) ->
             return {"status": "skipped", "reasons": [reason("1004", "Lead not found")]}
         return _create(inst, values, now)
     lead = matches[0]
-    lead.values.update(values)
-    lead.updated = now
+    inst.update_lead(lead, values, now)
     return {"id": lead.id, "status": "updated"}
 
 
 def _create(inst: Instance, values: dict[str, Any], now: float) -> dict[str, Any]:
-    lead = Lead(id=inst.next_id("lead"), values=dict(values), created=now, updated=now)
-    inst.leads[lead.id] = lead
+    lead = inst.add_lead(values, now)
     return {"id": lead.id, "status": "created"}
 
 
@@ -151,15 +151,11 @@ def upsert_lead_by(inst: Instance, lookup: str, values: dict[str, Any], now: flo
     if len(matches) > 1:
         return None, "Multiple leads match the lookup criteria"
     if matches:
-        matches[0].values.update({k: v for k, v in values.items() if k != "id"})
-        matches[0].updated = now
+        inst.update_lead(matches[0], {k: v for k, v in values.items() if k != "id"}, now)
         return matches[0], "updated"
     if lookup == "id":
         return None, "Lead not found"
-    lead = Lead(id=inst.next_id("lead"), values={k: v for k, v in values.items() if k != "id"},
-                created=now, updated=now)
-    inst.leads[lead.id] = lead
-    return lead, "created"
+    return inst.add_lead({k: v for k, v in values.items() if k != "id"}, now), "created"
 
 
 def _fields_arg(inst: Instance, raw: str | None) -> list[str]:
@@ -232,7 +228,7 @@ def delete_leads(call: Call) -> dict[str, Any]:
         except (TypeError, ValueError):
             lid = None
         if lid is not None and lid in call.inst.leads:
-            del call.inst.leads[lid]
+            call.inst.remove_lead(lid)
             results.append({"id": lid, "status": "deleted"})
         else:
             results.append({"id": lead_id, "status": "skipped", "reasons": [reason("1004", "Lead not found")]})

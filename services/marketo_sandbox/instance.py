@@ -91,6 +91,8 @@ class Instance:
             self.lead_fields[cf.name] = custom_lead_field(cf.name, cf.display_name, cf.data_type, cf.length,
                                                           1000 + i)
         self.leads: dict[int, Lead] = {}
+        self._email_index: dict[str, set[int]] = {}
+        self.co_index: dict[str, dict[tuple[Any, ...], str]] = {}
         self.channels: dict[str, Channel] = {}
         self.programs: dict[int, Program] = {}
         self.members: dict[tuple[int, int], Member] = {}
@@ -125,6 +127,56 @@ class Instance:
         for co in (preset_kaltura.engagement_co(now), preset_kaltura.polls_co(now)):
             self.co_types[co.api_name] = co
             self.co_records[co.api_name] = {}
+
+    # ---- leads, with an email index (lookups by email are the common case) ---------------------
+
+    def email_key(self, value: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        text = str(value).strip()
+        return text.lower() if self.behaviour.email_case_insensitive else text
+
+    def _reindex_if_stale(self) -> None:
+        if sum(len(ids) for ids in self._email_index.values()) != sum(
+                1 for ld in self.leads.values() if self.email_key(ld.values.get("email")) is not None):
+            self._email_index = {}
+            for ld in self.leads.values():
+                key = self.email_key(ld.values.get("email"))
+                if key is not None:
+                    self._email_index.setdefault(key, set()).add(ld.id)
+
+    def leads_by_email(self, value: Any) -> list[Lead]:
+        key = self.email_key(value)
+        if key is None:
+            return []
+        self._reindex_if_stale()
+        return sorted((self.leads[i] for i in self._email_index.get(key, ()) if i in self.leads),
+                      key=lambda ld: ld.id)
+
+    def add_lead(self, values: dict[str, Any], now: float) -> Lead:
+        lead = Lead(id=self.next_id("lead"), values=dict(values), created=now, updated=now)
+        self.leads[lead.id] = lead
+        key = self.email_key(lead.values.get("email"))
+        if key is not None:
+            self._email_index.setdefault(key, set()).add(lead.id)
+        return lead
+
+    def update_lead(self, lead: Lead, values: dict[str, Any], now: float) -> None:
+        old = self.email_key(lead.values.get("email"))
+        lead.values.update(values)
+        lead.updated = now
+        new = self.email_key(lead.values.get("email"))
+        if old != new:
+            if old is not None:
+                self._email_index.get(old, set()).discard(lead.id)
+            if new is not None:
+                self._email_index.setdefault(new, set()).add(lead.id)
+
+    def remove_lead(self, lead_id: int) -> None:
+        lead = self.leads.pop(lead_id)
+        key = self.email_key(lead.values.get("email"))
+        if key is not None:
+            self._email_index.get(key, set()).discard(lead_id)
 
     # ---- counters -------------------------------------------------------------------------------
 
