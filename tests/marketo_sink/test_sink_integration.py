@@ -249,6 +249,13 @@ async def test_backlog_goes_out_in_full_calls_without_tripping_limits(
             assert records / write_calls >= 290, (records, write_calls, summary)
             assert sb.call_count(code="606", munchkin_id=A) == 0
             assert sb.call_count(code="615", munchkin_id=A) == 0
+            # The numbers an operator watches are exported.
+            m = sink.metrics
+            assert m.budget_used.labels(A, "daily")._value.get() >= write_calls
+            assert m.calls.labels(A, "leads", "ok")._value.get() >= 3
+            latency = [s for s in m.latency.collect()[0].samples if s.name.endswith("_count")]
+            assert sum(s.value for s in latency) == len(backlog)
+            assert sum(s.value for s in m.outcomes.collect()[0].samples if s.name.endswith("_total")) == len(backlog)
 
 
 async def test_faults_and_a_restart_mid_window_lose_nothing_and_duplicate_nothing(
@@ -412,3 +419,44 @@ async def test_a_large_window_goes_through_bulk_import(
             assert sb.call_count("POST /rest/v1/leads.json", munchkin_id=A) <= 1, "ids for objects only"
             in_flight = sink.metrics.bulk_in_flight.labels(A)._value.get()
             assert in_flight == 0
+
+
+async def test_rebalance_hands_instances_over_without_loss_or_duplicates(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    E = "555-EEE-555"  # hashes to another partition than A (murmur2, 3 partitions)
+    async with running_sandbox(instances=sandbox_instances(A, E)) as sb:
+        extra = {"echo": {"munchkin_id": E, "endpoint": sb.instance_url(E), "client_id": sb.client_id,
+                          "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}}}
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch, extra)) as h:
+            waves = [scenario(ops, m, 40, tag=f"w{w}") for w in range(3) for m in (A, E)]
+            first = h.start_sink()
+            await h.produce(waves[0] + waves[1])
+            await h.wait_for_outcomes({op.op_id for op in waves[0] + waves[1]})
+            second = h.start_sink()  # joins the group: partitions move between the two
+            await h.produce(waves[2] + waves[3])
+            await until(lambda: bool(first.state.assigned) and bool(second.state.assigned), 30,
+                        "both sinks own partitions")
+            await h.wait_for_outcomes({op.op_id for op in waves[2] + waves[3]})
+            await h.stop_sink(first)  # leaves: the survivor takes everything over
+            await h.produce(waves[4] + waves[5])
+            final = await h.wait_for_outcomes({op.op_id for w in waves for op in w})
+            assert all(o.status != "failed" for o in final.values())
+            for m in (A, E):
+                dump = sb.dump(m)
+                emails = [ld["email"] for ld in dump["leads"]]
+                assert len(emails) == len(set(emails)) == 120, "every lead once"
+                acts = [(a["leadId"], a["primaryAttributeValue"]) for a in dump["activities"]
+                        if a["activityTypeId"] == ACTIVITY_TYPE_ID]
+                assert len(acts) == len(set(acts)) == 120, "every activity once"
+
+
+async def test_cli_rejects_bad_configuration_with_exit_code_2(tmp_path: Any, capsys: Any) -> None:
+    from marketo_sink import cli
+
+    bad = tmp_path / "tenants.yaml"
+    bad.write_text("marketo_instances:\n  x: {munchkin_id: nope}\nevents: []\n")
+    assert cli.main(["--tenants", str(bad)]) == 2
+    assert "munchkin" in capsys.readouterr().err
+    assert dlq_cli.main(["replay", "--topic", "marketo.dlq.v1", "--filter", "colour=red"]) == 2
+    assert "unknown field 'colour'" in capsys.readouterr().err
