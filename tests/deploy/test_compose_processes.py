@@ -1,0 +1,150 @@
+"""The compose services, started as local processes with the compose file's own commands and
+KMSYNC_* environment (only the addresses changed: the test broker, free loopback ports), against a
+real Kafka broker while Marketo and Kaltura are unreachable. Each must become ready (probes never
+depend on Marketo or Kaltura), stay live, and expose every metric the alerts and dashboard query."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from kmsync_cli.processes import ProcessGroup
+from kmsync_kafka.launcher import KafkaBroker
+
+SERVICES = {"ingest": "kmsync_ingest_", "transform": "kmsync_transform_", "sink": "kmsync_sink_"}
+SERIES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",),
+          "summary": ("", "_sum", "_count"), "info": ("_info",), "stateset": ("",), "unknown": ("",)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def exposed_series(text: str) -> set[str]:
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names.update(family.name + suffix for suffix in SERIES[family.type])
+    return names
+
+
+def queried_metrics(repo: Path) -> set[str]:
+    """Metric-looking names in the alerts and the dashboard (their own test checks them precisely)."""
+    import re
+
+    text = (repo / "deploy/prometheus/alerts.yml").read_text()
+    text += json.dumps(json.loads((repo / "deploy/grafana/dashboards/kmsync.json").read_text()))
+    return set(re.findall(r"\bkmsync_[a-z0-9_]+", text))
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_broker: KafkaBroker, repo: Path, tmp_path_factory: pytest.TempPathFactory,
+          checks: Any) -> Iterator[dict[str, int]]:
+    work = tmp_path_factory.mktemp("compose-processes")
+    prefix = f"cp{work.name[-6:]}."
+    compose = yaml.safe_load((repo / "docker-compose.yml").read_text())["services"]
+    # Marketo and Kaltura are down: both point at a loopback port nobody listens on.
+    dead = f"http://127.0.0.1:{free_port()}"
+    tenants = yaml.safe_load((repo / "deploy/compose/tenants.yaml").read_text())
+    for instance in tenants["marketo_instances"].values():
+        instance["endpoint"] = dead
+    for partner in tenants["kaltura_partners"].values():
+        partner["service_url"] = partner["user_profile_url"] = dead
+    tenants_file = work / "tenants.yaml"
+    tenants_file.write_text(yaml.safe_dump(tenants))
+
+    def env_for(name: str, port: int | None) -> dict[str, str]:
+        env = {str(k): str(v) for k, v in compose[name]["environment"].items()}
+        env.update(KMSYNC_KAFKA_BOOTSTRAP=kafka_broker.bootstrap, KMSYNC_TOPIC_PREFIX=prefix,
+                   KMSYNC_TENANTS_FILE=str(tenants_file), KMSYNC_HTTP_HOST="127.0.0.1")
+        if port is not None:
+            env["KMSYNC_HTTP_PORT"] = str(port)
+        if name == "transform":
+            env["KMSYNC_TRANSFORM_DATA_DIR"] = str(work / "transform-data")
+        return env
+
+    def local_argv(command: list[str] | str) -> list[str]:
+        argv = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+        if argv[0] == "python":
+            return [sys.executable, str(checks.TOPICS_SCRIPT), *argv[2:]]
+        return [str(checks.VENV_BIN / argv[0]), *argv[1:]]
+
+    topics = subprocess.run(local_argv(compose["topics"]["command"]), env={**env_for("topics", None), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert topics.returncode == 0, topics.stderr
+    group = ProcessGroup(work / "logs")
+    ports = {name: free_port() for name in SERVICES}
+    try:
+        children = {name: group.start(name, local_argv(compose[name]["command"]), env_for(name, ports[name]))
+                    for name in SERVICES}
+        for name, child in children.items():
+            group.wait_http_ok(child, f"http://127.0.0.1:{ports[name]}/healthz", timeout=120)
+        yield ports
+        assert group.dead() == [], [f"{c.name}: {c.log_tail()}" for c in group.dead()]
+    finally:
+        group.stop_all()
+
+
+def probe_paths(repo: Path, name: str) -> dict[str, str]:
+    """The HTTP paths the Kubernetes probes and the compose healthcheck use for `name`."""
+    deployment = yaml.safe_load((repo / f"deploy/k8s/base/{name}.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    paths = {kind: container[kind]["httpGet"]["path"]
+             for kind in ("startupProbe", "livenessProbe", "readinessProbe") if kind in container}
+    healthcheck = " ".join(yaml.safe_load((repo / "docker-compose.yml").read_text())
+                           ["services"][name]["healthcheck"]["test"])
+    paths["compose healthcheck"] = "/" + healthcheck.split("/", 3)[3].split("'")[0]
+    return paths
+
+
+def poll_status(url: str, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    status = 0
+    while time.monotonic() < deadline:
+        status = http_get(url)[0]
+        if status == 200:
+            return status
+        time.sleep(0.5)  # polling a child process's endpoint with a deadline
+    return status
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_probes_pass_while_marketo_and_kaltura_are_down(name: str, stack: dict[str, int], repo: Path) -> None:
+    paths = probe_paths(repo, name)
+    assert paths["readinessProbe"] and paths["livenessProbe"]
+    for kind, path in paths.items():
+        status = poll_status(f"http://127.0.0.1:{stack[name]}{path}", 60)
+        assert status == 200, f"{name}: the {kind} on {path} answered {status}"
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_exposes_every_metric_the_alerts_and_dashboard_query(name: str, stack: dict[str, int], repo: Path) -> None:
+    status, body = http_get(f"http://127.0.0.1:{stack[name]}/metrics")
+    assert status == 200
+    exposed = exposed_series(body.decode())
+    wanted = {m for m in queried_metrics(repo) if m.startswith(SERVICES[name])}
+    assert wanted, f"the alerts and dashboard query no {SERVICES[name]}* metric"
+    assert sorted(wanted - exposed) == []
