@@ -1,0 +1,1 @@
+"""Benchmarks: API efficiency, budget use, latency, capacity and backfill, measured side by side."""
