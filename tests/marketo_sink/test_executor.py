@@ -1,0 +1,139 @@
+"""The executor's decisions, against an in-memory writer (pure logic; no HTTP is involved here —
+the same paths run over real HTTP against the sandbox in test_sink_integration.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kmsync_marketo.client import ActivityRecord, LeadSyncResult
+from kmsync_marketo.errors import ErrorClass, MarketoAuthError
+from kmsync_marketo.limiter import InstanceLimiter
+from kmsync_marketo.outcomes import Outcome
+from marketo_sink.decisions import Decision
+from marketo_sink.executor import WindowExecutor
+from marketo_sink.memory import ActivityLedger, LeadCache
+from marketo_sink.planner import PlannerConfig, plan_window
+
+
+class MemoryWriter:
+    """Answers like Marketo would, from dictionaries; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.leads: dict[str, int] = {}
+        self.bad_emails: set[str] = set()
+        self.gone_lead_ids: set[int] = set()
+        self.refuse_auth = False
+        self.activity_calls: list[list[ActivityRecord]] = []
+        self.status_calls: list[tuple[int, str, list[int]]] = []
+        self.limiter = InstanceLimiter("memory")
+
+    async def sync_leads(self, leads: Sequence[Mapping[str, Any]]) -> LeadSyncResult:
+        if self.refuse_auth:
+            raise MarketoAuthError("Identity refused client id 'x'")
+        outs, ids = [], {}
+        for i, rec in enumerate(leads):
+            email = str(rec["email"])
+            if email in self.bad_emails:
+                outs.append(Outcome(seq=i, status="failed", reason_code="1003", reason="Invalid data",
+                                    classification=ErrorClass.PERMANENT))
+                continue
+            status = "updated" if email in self.leads else "created"
+            lead_id = self.leads.setdefault(email, 1000 + len(self.leads))
+            ids[email] = lead_id
+            outs.append(Outcome(seq=i, status=status, marketo_id=str(lead_id)))
+        return LeadSyncResult(outs, ids)
+
+    async def sync_program_member_status(self, program_id: int, status_name: str,
+                                         lead_ids: Sequence[int]) -> list[Outcome]:
+        self.status_calls.append((program_id, status_name, list(lead_ids)))
+        return [Outcome(seq=i, status="failed", reason_code="1004", reason="Lead not found",
+                        classification=ErrorClass.PERMANENT) if lid in self.gone_lead_ids
+                else Outcome(seq=i, status="created", marketo_id=str(lid)) for i, lid in enumerate(lead_ids)]
+
+    async def sync_custom_objects(self, api_name: str, records: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+        return [Outcome(seq=i, status="created", marketo_id=f"guid-{i}") for i in range(len(records))]
+
+    async def add_custom_activities(self, activities: Sequence[ActivityRecord]) -> list[Outcome]:
+        self.activity_calls.append(list(activities))
+        return [Outcome(seq=i, status="created", marketo_id=str(i)) for i in range(len(activities))]
+
+    async def custom_activity_types(self) -> list[dict[str, Any]]:
+        return [{"id": 100001, "apiName": "userSessionEngagement"}]
+
+    async def aclose(self) -> None:
+        return None
+
+
+CFG = PlannerConfig(batch_max=300)
+
+
+async def run(window: list[Any], writer: MemoryWriter, cache: LeadCache | None = None,
+              ledger: ActivityLedger | None = None) -> dict[str, Decision]:
+    cache = cache if cache is not None else LeadCache(100)
+    ledger = ledger if ledger is not None else ActivityLedger()
+    plan = plan_window(window, CFG, known_lead=lambda e: e in cache, already_written=lambda i: i in ledger)
+    emitted: list[Decision] = []
+
+    async def emit(batch: list[Decision]) -> None:
+        emitted.extend(batch)
+
+    decisions = await WindowExecutor(writer, cache, ledger).execute(plan, emit)
+    assert decisions == emitted, "every decision is published as its call returns"
+    return {d.pending.op.op_id: d for d in decisions}
+
+
+async def test_dependents_wait_for_their_lead_and_use_its_id(ops) -> None:
+    w = MemoryWriter()
+    window = [ops.pending(ops.lead("a@x.com", op_id="l")), ops.pending(ops.status("a@x.com", op_id="s")),
+              ops.pending(ops.obj("a@x.com", op_id="o")), ops.pending(ops.activity("a@x.com", op_id="act"))]
+    got = await run(window, w)
+    assert {k: d.status for k, d in got.items()} == {"l": "created", "s": "created", "o": "created",
+                                                      "act": "created"}
+    assert w.status_calls == [(1001, "Registered", [w.leads["a@x.com"]])]
+    assert w.activity_calls[0][0].lead_id == w.leads["a@x.com"]
+    assert w.activity_calls[0][0].activity_type_id == 100001
+
+
+async def test_a_lead_that_fails_permanently_takes_its_dependents_to_the_dlq(ops) -> None:
+    w = MemoryWriter()
+    w.bad_emails.add("bad@x.com")
+    got = await run([ops.pending(ops.lead("bad@x.com", op_id="l")),
+                     ops.pending(ops.status("bad@x.com", op_id="s"))], w)
+    assert (got["l"].status, got["l"].reason_code, got["l"].retryable) == ("failed", "1003", False)
+    assert (got["s"].status, got["s"].reason_code, got["s"].retryable) == ("failed", "1003", False)
+    assert w.status_calls == [], "no call for a member whose lead does not exist"
+
+
+async def test_stale_cached_lead_id_is_evicted_and_retried(ops) -> None:
+    w = MemoryWriter()
+    cache = LeadCache(10)
+    cache.put("a@x.com", 77)
+    w.gone_lead_ids.add(77)
+    got = await run([ops.pending(ops.status("a@x.com", op_id="s"))], w, cache=cache)
+    assert (got["s"].status, got["s"].reason_code, got["s"].retryable) == ("failed", "1004", True)
+    assert "a@x.com" not in cache
+
+
+async def test_refused_credentials_are_retryable_failures_not_crashes(ops) -> None:
+    w = MemoryWriter()
+    w.refuse_auth = True
+    got = await run([ops.pending(ops.lead("a@x.com", op_id="l")), ops.pending(ops.status("a@x.com", op_id="s"))], w)
+    assert {(d.reason_code, d.retryable) for d in got.values()} == {("kmsync.auth_refused", True)}
+
+
+async def test_activity_ledger_and_unknown_types(ops) -> None:
+    w = MemoryWriter()
+    ledger = ActivityLedger()
+    ledger.add("done")
+    cache = LeadCache(10)
+    cache.put("a@x.com", 5)
+    got = await run([
+        ops.pending(ops.activity("a@x.com", op_id="done")),
+        ops.pending(ops.activity("a@x.com", op_id="new")),
+        ops.pending(ops.activity("a@x.com", op_id="odd", type_name="noSuchType")),
+    ], w, cache=cache, ledger=ledger)
+    assert (got["done"].status, got["done"].reason_code) == ("skipped", "kmsync.already_written")
+    assert got["new"].status == "created" and "new" in ledger
+    assert (got["odd"].reason_code, got["odd"].retryable) == ("kmsync.unknown_activity_type", False)
+    assert [len(c) for c in w.activity_calls] == [1]
