@@ -229,3 +229,35 @@ def test_sink_drains_within_its_termination_grace(rendered: dict[str, list[Resou
         drain = float(env.get("KMSYNC_SINK_DRAIN_TIMEOUT_SECONDS",
                               SinkSettings.model_fields["sink_drain_timeout_seconds"].default))
         assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > drain
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_meets_pod_security_restricted(overlay: str, rendered: dict[str, list[Resource]]) -> None:
+    for deployment in of_kind(rendered[overlay], "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            ctx = container["securityContext"]
+            where = f"{deployment['metadata']['name']}/{container['name']}"
+            assert ctx["allowPrivilegeEscalation"] is False, where
+            assert ctx["capabilities"]["drop"] == ["ALL"], where
+            assert ctx.get("readOnlyRootFilesystem") is True, where
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingest_service_reaches_the_ingest_http_port(overlay: str, rendered: dict[str, list[Resource]]) -> None:
+    resources = rendered[overlay]
+    service = named(resources, "Service", "kmsync-ingest")
+    deployment = named(resources, "Deployment", "kmsync-ingest")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    port_names = {p["name"] for p in main_container(deployment)["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+
+
+def test_keda_lag_threshold_is_one_sink_window(rendered: dict[str, list[Resource]]) -> None:
+    resources = rendered["overlays/production"]
+    [so] = of_kind(resources, "ScaledObject")
+    env = container_env(main_container(named(resources, "Deployment", "kmsync-sink")), resources)
+    window = int(env.get("KMSYNC_WINDOW_MAX_RECORDS", SinkSettings.model_fields["window_max_records"].default))
+    assert int(so["spec"]["triggers"][0]["metadata"]["lagThreshold"]) == window
