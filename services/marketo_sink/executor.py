@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kmsync_common.logs import hash_email
+from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_marketo.client import ActivityRecord
 from kmsync_marketo.endpoints import BATCH_MAX
 from kmsync_marketo.errors import (
@@ -174,7 +175,8 @@ class WindowExecutor:
             self._bulk_statuses(c, lead_failures) if use_bulk else self._statuses(c, lead_id, unresolved)
             for c in plan.status_calls
         ]
-        calls += [self._objects(c, lead_id, unresolved) for c in plan.object_calls]
+        calls += [self._bulk_objects(c, lead_id, unresolved) if use_bulk else self._objects(c, lead_id, unresolved)
+                  for c in plan.object_calls]
         calls += [self._activities(c, lead_id, unresolved) for c in plan.activity_calls]
         await asyncio.gather(*(stage2(c) for c in calls))
         return collected
@@ -254,6 +256,36 @@ class WindowExecutor:
         self._observe("bulk_program_members", len(members), call_code(result.outcomes))
         for m, o in zip(members, result.outcomes, strict=True):
             out += [_from_outcome(p, o, api="bulk") for p in m.ops]
+        return out
+
+    async def _bulk_objects(
+        self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
+    ) -> list[Decision]:
+        """Bulk custom object import (§9.2) for a large window; records whose lead id is not known
+        yet (the link field needs it) wait for their retry."""
+        assert self.bulk is not None
+        out: list[Decision] = []
+        sendable: list[tuple[Any, dict[str, Any]]] = []
+        for item in call.items:
+            lid = lead_id(item.email)
+            if lid is None:
+                out += _failed(item.ops, unresolved(item.email), api="bulk")
+            else:
+                sendable.append((item, link_record(call.object_name, item.record, lid)))
+        if not sendable:
+            return out
+        dedupe = list(dict.fromkeys(f for i, _ in sendable for p in i.ops
+                                    if isinstance(p.op, CustomObjectUpsert) for f in p.op.dedupe_fields))
+        self._bulk_in_flight(1)
+        try:
+            result = await self.bulk.import_custom_objects(call.object_name, [r for _, r in sendable], dedupe)
+        except MarketoError as exc:
+            return out + _failed((p for i, _ in sendable for p in i.ops), _failure_from_exception(exc), api="bulk")
+        finally:
+            self._bulk_in_flight(-1)
+        self._observe("bulk_custom_objects", len(sendable), call_code(result.outcomes))
+        for (item, _), o in zip(sendable, result.outcomes, strict=True):
+            out += [_from_outcome(p, o, api="bulk") for p in item.ops]
         return out
 
     # ----- stage 2

@@ -230,7 +230,11 @@ def _plan(
                 found.ops.append(p)
     for name in sorted(objects):
         obj_items = list(objects[name].values())
-        obj_chunks, obj_tail = _split_tail(obj_items, config.batch_max, min_tail)
+        obj_tail: list[ObjectInput] = []
+        if plan.use_bulk:
+            obj_chunks = [obj_items]
+        else:
+            obj_chunks, obj_tail = _split_tail(obj_items, config.batch_max, min_tail)
         plan.object_calls += [ObjectCall(name, c) for c in obj_chunks]
         plan.deferred.extend(_ops_of(i.ops for i in obj_tail))
 

@@ -41,6 +41,10 @@ class BulkWriter(Protocol):
 
     async def import_leads(self, records: Sequence[Mapping[str, Any]]) -> BulkResult: ...
 
+    async def import_custom_objects(
+        self, api_name: str, records: Sequence[Mapping[str, Any]], dedupe_fields: Sequence[str] = ()
+    ) -> BulkResult: ...
+
     async def import_program_members(
         self, program_id: int, status_name: str, records: Sequence[Mapping[str, Any]]
     ) -> BulkResult: ...

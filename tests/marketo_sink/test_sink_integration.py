@@ -417,8 +417,23 @@ async def test_a_large_window_goes_through_bulk_import(
             assert {o.api for o in leads} == {"bulk"}
             assert sb.call_count("POST /bulk/v1/leads.json", munchkin_id=A) >= 1
             assert sb.call_count("POST /rest/v1/leads.json", munchkin_id=A) <= 1, "ids for objects only"
-            in_flight = sink.metrics.bulk_in_flight.labels(A)._value.get()
-            assert in_flight == 0
+            # Second wave for the same (now known) leads: custom objects go bulk too, as updates.
+            wave2: list[MarketoOperation] = []
+            for op in batch:
+                if op.kind == "lead_upsert":
+                    wave2.append(op.model_copy(update={"op_id": op.op_id + "-2"}))
+                elif op.kind == "custom_object_upsert":
+                    wave2.append(op.model_copy(update={"op_id": op.op_id + "-2",
+                                                       "record": {**op.record, "plays": 99}}))
+            await h.produce(wave2)
+            final2 = await h.wait_for_outcomes({op.op_id for op in wave2})
+            cos = [final2[op.op_id] for op in wave2 if op.kind == "custom_object_upsert"]
+            assert {(o.api, o.status) for o in cos} == {("bulk", "updated")}
+            assert sb.call_count("POST /bulk/v1/customobjects/{apiName}/import.json", munchkin_id=A) >= 1, (
+                sb.calls(A)["by_endpoint"].keys())
+            stored = sb.dump(A)["customObjects"]["kalturaUserSessionEngagement"]
+            assert len(stored) == n and {int(r["plays"]) for r in stored} == {99}
+            assert sink.metrics.bulk_in_flight.labels(A)._value.get() == 0
 
 
 async def test_rebalance_hands_instances_over_without_loss_or_duplicates(
