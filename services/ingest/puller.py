@@ -93,6 +93,12 @@ class EventPuller:
         #: Monotonic start time of the last successful pull of each lock scope.
         self._last_ok_start: dict[str, float] = {}
 
+    async def idle(self) -> None:
+        """Wait until no pull of this event is running (each ends after its page once stopping)."""
+        for lock in list(self._locks.values()):
+            async with lock:
+                pass
+
     @property
     def ids(self) -> tuple[int, int]:
         return self.event.partner_id, self.event.virtual_event_id

@@ -121,6 +121,11 @@ class IngestService:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        # Pulls started by callers (tests, tools) too: every page produced gets its watermark.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_seconds):
+                for puller in self.pullers.values():
+                    await puller.idle()
         for puller in self.pullers.values():
             with contextlib.suppress(Exception):
                 await puller.source.close()

@@ -3,6 +3,7 @@ topic exactly once, also when ingest is restarted in the middle of the scenario.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from ingest.testing import read_topic, running_ingest, settings_for, tenants_for, wait_for
+from ingest.testing import metric, read_topic, running_ingest, settings_for, tenants_for, wait_for
 from kaltura_sandbox.testing import running_sandbox
 from kmsync_contracts import AttendeeStatus, DeadLetter, PollResponse, SessionEngagement
 from kmsync_contracts.topics import ATTENDEE_STATUS, INGEST_DLQ, POLL_RESPONSES, SESSION_ENGAGEMENT
@@ -133,6 +134,8 @@ async def test_scheduled_pulls_run_at_start_and_when_woken(
             after = before | _visible_status_versions(sb.truth())
             ingest.service.wake()
             await wait_for(lambda: _equals(produced(), len(after)), what="the pull after wake()")
+            await wait_for(lambda: metric(ingest.service, "kmsync_ingest_pulls_total", stream="statuses",
+                                          outcome="ok") == 2, what="the second pull to finish")
             page = (await http.get(f"{ingest.base_url}/metrics")).text
             assert f'kmsync_ingest_records_out_total{{stream="statuses"}} {float(len(after))}' in page
             assert 'kmsync_ingest_pulls_total{outcome="ok",stream="statuses"} 2.0' in page
@@ -140,3 +143,29 @@ async def test_scheduled_pulls_run_at_start_and_when_woken(
 
 async def _equals(value: Any, expected: int) -> bool:
     return bool(await value == expected)
+
+
+async def test_stopping_in_the_middle_of_a_pull_loses_and_repeats_nothing(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with running_sandbox({"registrants": 300, "sessions": 1}, seed=12) as sb:
+        sb.advance_to_end()
+        tenants = tenants_for(sb, tmp_path)
+        # Small pages: the status walk takes many acknowledged steps, and stop() lands inside it.
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb, page_size=25)
+        async with running_ingest(settings, tenants, sb) as first:
+            service = first.service
+            pulling = asyncio.create_task(service.pull_everything())
+            await wait_for(lambda: metric(service, "kmsync_ingest_records_out_total", stream="statuses") >= 50,
+                           what="the first pages")
+            await service.stop()
+            await pulling
+            stopped_after = metric(service, "kmsync_ingest_records_out_total", stream="statuses")
+        async with running_ingest(settings, tenants, sb) as second:
+            await second.service.pull_everything()
+        expected = _visible_status_versions(sb.truth())
+    assert 0 < stopped_after < len(expected), "the first ingest stopped part-way through the walk"
+    statuses = [v for _, v in await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix)]
+    versions = Counter((s.user_id, s.source_time) for s in statuses)
+    assert max(versions.values()) == 1
+    assert set(versions) == expected
