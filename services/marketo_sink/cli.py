@@ -20,10 +20,15 @@ from marketo_sink.service import MarketoSink
 from marketo_sink.settings import SinkSettings
 
 
-async def serve(settings: SinkSettings, sink: MarketoSink, stop: asyncio.Event) -> None:
+def http_app(sink: MarketoSink) -> web.Application:
+    """/metrics (the sink's own registry), /healthz, /readyz (ready once subscribed to Kafka)."""
     app = web.Application()
     add_health_routes(app, sink.ready, registry=sink.metrics.registry)
-    runner = web.AppRunner(app, access_log=None)
+    return app
+
+
+async def serve(settings: SinkSettings, sink: MarketoSink, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(http_app(sink), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     try:

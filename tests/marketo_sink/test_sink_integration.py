@@ -359,10 +359,34 @@ async def test_dlq_replay_reinjects_fixed_records(
             good = scenario(ops, A, 2)
             lost = [ops.lead("late@x.example", munchkin=C, op_id="late-1", firstName="Late")]
             await h.produce(good + lost)
+            # A record that is not an operation at all: dead-lettered raw, never blocks the partition.
+            producer = reliable_producer(h.bootstrap)
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic_name(MARKETO_OPS, topic_prefix), b'{"kind":"nonsense"}',
+                                             key=A.encode())
+            finally:
+                await producer.stop()
             sink = h.start_sink()
             final = await h.wait_for_outcomes({op.op_id for op in good + lost})
             assert final["late-1"].reason_code == "kmsync.instance_unknown"
+
+            async def poison_dead_lettered() -> bool:
+                return any(dl.reason_code == "kmsync.contract" and dl.payload == '{"kind":"nonsense"}'
+                           for dl in await h.dead_letters())
+
+            await until(poison_dead_lettered, 30, "the malformed record dead-lettered")
             await h.stop_sink(sink)
+            # Everything read had an outcome, so the group committed up to the end of every partition.
+            probe = AIOKafkaConsumer(bootstrap_servers=h.bootstrap, group_id=h.group, enable_auto_commit=False)
+            await probe.start()
+            try:
+                parts = await topic_partitions(probe, topic_name(MARKETO_OPS, topic_prefix))
+                ends = await probe.end_offsets(parts)
+                committed = {tp: await probe.committed(tp) for tp in parts}
+                assert all((committed[tp] or 0) == ends[tp] for tp in parts), (committed, ends)
+            finally:
+                await probe.stop()
             # The fix: instance C added (pointing at the sandbox's A for the test), then replay.
             h.tenants = tenants_for(sb, monkeypatch, {"gamma": {
                 "munchkin_id": C, "endpoint": sb.instance_url(A), "client_id": sb.client_id,
@@ -475,3 +499,39 @@ async def test_cli_rejects_bad_configuration_with_exit_code_2(tmp_path: Any, cap
     assert "munchkin" in capsys.readouterr().err
     assert dlq_cli.main(["replay", "--topic", "marketo.dlq.v1", "--filter", "colour=red"]) == 2
     assert "unknown field 'colour'" in capsys.readouterr().err
+
+
+async def test_health_and_metrics_endpoints(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+    from aiohttp import web
+
+    from marketo_sink.cli import http_app
+
+    async with running_sandbox(instances=sandbox_instances(A)) as sb:
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            sink = MarketoSink(h.settings(), h.tenants, writer_factory=h.writer)
+            runner = web.AppRunner(http_app(sink), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = runner.addresses[0][1]
+            try:
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                    assert (await http.get("/healthz")).status_code == 200
+                    assert (await http.get("/readyz")).status_code == 503, "not subscribed yet"
+                    h.sinks.append(sink)
+                    h.sink_tasks.append(asyncio.create_task(sink.run(asyncio.Event())))
+                    batch = scenario(ops, A, 2)
+                    await h.produce(batch)
+                    await h.wait_for_outcomes({op.op_id for op in batch})
+                    assert (await http.get("/readyz")).status_code == 200
+                    text = (await http.get("/metrics")).text
+                    for series in ("kmsync_sink_marketo_calls_total", "kmsync_sink_records_per_call_bucket",
+                                   "kmsync_sink_budget_used", "kmsync_sink_end_to_end_latency_seconds_count",
+                                   "kmsync_sink_window_records_count", "kmsync_sink_limiter_waits"):
+                        assert series in text, series
+                    assert f'instance="{A}"' in text
+            finally:
+                await runner.cleanup()
