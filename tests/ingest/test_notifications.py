@@ -170,3 +170,25 @@ async def test_the_sandbox_delivers_duplicates_and_every_record_lands_once(
     good = {(e["entry_id"], e["email"]) for e in truth["engagement"] if e["defect"] is None}
     assert len(got) == len(set(got)) == 2 * len(good)
     assert {(entry_id, user) for _, entry_id, user in got} == good
+
+
+async def test_a_kaltura_failure_during_the_triggered_pull_answers_503(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    async with running_sandbox(SMALL, seed=10) as sb:
+        sb.advance_to_end()
+        tenants = tenants_for(sb, tmp_path)
+        # Kaltura refuses ingest's session.start (a wrong admin secret): the pull cannot run.
+        (tmp_path / "kaltura").write_text("wrong-admin-secret")
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb, retry_after_seconds=11)
+        async with running_ingest(settings, tenants, sb) as ingest:
+            body = envelope(3001, virtual_event(sb))
+            answer = await http.post(ingest.notification_url, content=body, headers={
+                "Content-Type": "application/json",
+                "X-KALTURA-SIGNATURE": compute_signature("wrong-admin-secret", body, "sha1")})
+            assert answer.status_code == 503
+            assert answer.headers["Retry-After"] == "11"
+            assert answer.json()["error"] == "Kaltura unavailable, nothing was acknowledged"
+            assert "3001" not in ingest.service.handled_jobs
+            assert metric(ingest.service, "kmsync_ingest_errors_total", kind="kaltura") == 1
+    assert await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix) == []
