@@ -23,6 +23,7 @@ INSTANCE_UNKNOWN = "kmsync.instance_unknown"
 INSTANCE_CONFIG = "kmsync.instance_config"
 AUTH_REFUSED = "kmsync.auth_refused"
 BAD_RECORD = "kmsync.contract"
+INTERNAL_ERROR = "kmsync.internal_error"
 
 
 @dataclass(frozen=True)

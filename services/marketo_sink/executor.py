@@ -27,7 +27,13 @@ from kmsync_marketo.errors import (
     classify,
 )
 from kmsync_marketo.outcomes import Outcome
-from marketo_sink.decisions import AUTH_REFUSED, LEAD_UNRESOLVED, UNKNOWN_ACTIVITY_TYPE, Decision
+from marketo_sink.decisions import (
+    AUTH_REFUSED,
+    INTERNAL_ERROR,
+    LEAD_UNRESOLVED,
+    UNKNOWN_ACTIVITY_TYPE,
+    Decision,
+)
 from marketo_sink.memory import ActivityLedger, LeadCache
 from marketo_sink.pending import PendingOp
 from marketo_sink.planner import ActivityCall, LeadCall, ObjectCall, Plan, StatusCall, link_record
@@ -123,6 +129,17 @@ class WindowExecutor:
         stop in the middle of a window loses no outcome of a call already made). Returns them all."""
         collected: list[Decision] = []
 
+        async def guarded(coro: Awaitable[list[Decision]], ops: list[PendingOp]) -> list[Decision]:
+            # An unexpected error in one call (a bug, a record the client rejects) fails that call's
+            # records (retried, then dead-lettered) instead of crashing the sink into a replay loop.
+            try:
+                return await coro
+            except Exception as exc:
+                if isinstance(exc, MarketoError):
+                    return _failed(ops, _failure_from_exception(exc))
+                log.exception("call failed unexpectedly; its %d record(s) will be retried", len(ops))
+                return _failed(ops, _Failure(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", True))
+
         async def report(batch: list[Decision]) -> list[Decision]:
             collected.extend(batch)
             if emit is not None and batch:
@@ -147,10 +164,10 @@ class WindowExecutor:
         use_bulk = plan.use_bulk and self.bulk is not None
 
         async def leads(c: LeadCall) -> None:
-            await report(await self._leads(c, resolved, lead_failures))
+            await report(await guarded(self._leads(c, resolved, lead_failures), _lead_ops(c)))
 
         async def bulk_leads(c: LeadCall) -> None:
-            await report(await self._bulk_leads(c, lead_failures))
+            await report(await guarded(self._bulk_leads(c, lead_failures), _lead_ops(c)))
 
         rest_lead_calls = plan.lead_calls
         if plan.bulk_lead_calls and not use_bulk:  # no bulk writer: the same inputs over REST
@@ -168,17 +185,20 @@ class WindowExecutor:
                 LEAD_UNRESOLVED, "the lead's id is not known yet (its upsert did not complete)", True
             )
 
-        async def stage2(coro: Awaitable[list[Decision]]) -> None:
-            await report(await coro)
+        async def stage2(coro: Awaitable[list[Decision]], ops: list[PendingOp]) -> None:
+            await report(await guarded(coro, ops))
 
-        calls: list[Awaitable[list[Decision]]] = [
-            self._bulk_statuses(c, lead_failures) if use_bulk else self._statuses(c, lead_id, unresolved)
+        calls: list[tuple[Awaitable[list[Decision]], list[PendingOp]]] = [
+            (self._bulk_statuses(c, lead_failures) if use_bulk else self._statuses(c, lead_id, unresolved),
+             [p for m in c.members for p in m.ops])
             for c in plan.status_calls
         ]
-        calls += [self._bulk_objects(c, lead_id, unresolved) if use_bulk else self._objects(c, lead_id, unresolved)
+        calls += [(self._bulk_objects(c, lead_id, unresolved) if use_bulk
+                   else self._objects(c, lead_id, unresolved), [p for i in c.items for p in i.ops])
                   for c in plan.object_calls]
-        calls += [self._activities(c, lead_id, unresolved) for c in plan.activity_calls]
-        await asyncio.gather(*(stage2(c) for c in calls))
+        calls += [(self._activities(c, lead_id, unresolved), [p for a in c.items for p in a.ops])
+                  for c in plan.activity_calls]
+        await asyncio.gather(*(stage2(c, o) for c, o in calls))
         return collected
 
     # ----- stage 1: leads
@@ -401,6 +421,10 @@ class WindowExecutor:
             self.cache.evict(email)
             return Decision(p, "failed", o.marketo_id, o.reason_code, o.reason, retryable=True)
         return d
+
+
+def _lead_ops(call: LeadCall) -> list[PendingOp]:
+    return [p for li in call.inputs for p in li.ops]
 
 
 def _plan_ops(plan: Plan) -> list[PendingOp]:

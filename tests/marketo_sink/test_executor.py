@@ -137,3 +137,15 @@ async def test_activity_ledger_and_unknown_types(ops) -> None:
     assert got["new"].status == "created" and "new" in ledger
     assert (got["odd"].reason_code, got["odd"].retryable) == ("kmsync.unknown_activity_type", False)
     assert [len(c) for c in w.activity_calls] == [1]
+
+
+async def test_an_unexpected_error_in_one_call_fails_only_its_records(ops) -> None:
+    class Broken(MemoryWriter):
+        async def sync_custom_objects(self, api_name: str, records: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+            raise RuntimeError("boom")
+
+    w = Broken()
+    got = await run([ops.pending(ops.lead("a@x.com", op_id="l")), ops.pending(ops.obj("a@x.com", op_id="o")),
+                     ops.pending(ops.activity("a@x.com", op_id="act"))], w)
+    assert got["l"].status == "created" and got["act"].status == "created"
+    assert (got["o"].status, got["o"].reason_code, got["o"].retryable) == ("failed", "kmsync.internal_error", True)
