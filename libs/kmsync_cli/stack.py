@@ -1,0 +1,202 @@
+"""The whole pipeline as local processes: Kafka, both sandboxes, ingest, transform and sink.
+
+Used by `kmsync run` (the demo) and the end-to-end test. Every service runs as its own process
+with its own settings from the environment, exactly as in production; only the endpoints point at
+the sandboxes. Everything started here is stopped by `stop()`, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kmsync_cli.processes import ProcessGroup
+from kmsync_contracts.topics import ALL_TOPICS
+from kmsync_kafka import KafkaBroker, ensure_topics, start_broker
+from kmsync_kafka.launcher import free_port
+
+BIN = Path(sys.executable).parent
+MARKETO_SECRET_ENV = "KMSYNC_DEMO_MARKETO_CLIENT_SECRET"
+KALTURA_SECRET_ENV = "KMSYNC_DEMO_KALTURA_ADMIN_SECRET"
+PROGRAM_ID = 1001  # the event program the Marketo sandbox's kaltura preset provisions
+
+
+@dataclass
+class StackOptions:
+    work_dir: Path = Path(".run")
+    registrants: int = 3000
+    sessions: int = 4
+    #: Scenario seconds per real second.
+    speed: float = 2000.0
+    seed: int = 7
+    topic_prefix: str = ""
+    #: Extra environment for the services (e.g. sink window settings).
+    service_env: dict[str, str] = field(default_factory=dict)
+
+
+def http_json(url: str, body: object | None = None, timeout: float = 30.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def http_text(url: str, timeout: float = 10.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return str(resp.read().decode())
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)$")
+
+
+def metric_sum(metrics_text: str, name: str, label_filter: str = "") -> float:
+    """Sum of every sample of `name` (optionally only samples whose labels contain a substring)."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        m = _SAMPLE.match(line)
+        if m and m.group(1) == name and label_filter in (m.group(2) or ""):
+            total += float(m.group(3))
+    return total
+
+
+@dataclass
+class Stack:
+    options: StackOptions
+    broker: KafkaBroker | None = None
+    processes: ProcessGroup | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    credentials: dict[str, Any] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def marketo_url(self) -> str:
+        return self.url("marketo-sandbox")
+
+    @property
+    def kaltura_url(self) -> str:
+        return self.url("kaltura-sandbox")
+
+    def start(self) -> None:
+        opts = self.options
+        work = opts.work_dir.resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        self.processes = procs = ProcessGroup(work / "logs")
+        self.broker = start_broker(work / "kafka")
+        asyncio.run(ensure_topics(self.broker.bootstrap, ALL_TOPICS, prefix=opts.topic_prefix))
+        for name in ("marketo-sandbox", "kaltura-sandbox", "ingest", "transform", "sink"):
+            self.ports[name] = free_port()
+
+        marketo = procs.start("marketo-sandbox", [
+            str(BIN / "marketo-sandbox"), "--host", "127.0.0.1", "--port", str(self.ports["marketo-sandbox"]),
+            "--preset", "kaltura", "--seed", str(opts.seed)])
+        scenario = work / "scenario.yaml"
+        scenario.write_text(yaml.safe_dump({
+            "registrants": opts.registrants, "sessions": opts.sessions,
+            "notifications": {"kinds": ["virtual_event", "entry", "user_profile"], "retry_base_seconds": 0.5},
+        }))
+        kaltura = procs.start("kaltura-sandbox", [
+            str(BIN / "kaltura-sandbox"), "--host", "127.0.0.1", "--port", str(self.ports["kaltura-sandbox"]),
+            "--scenario", str(scenario), "--seed", str(opts.seed), "--speed", "0"])
+        procs.wait_http_ok(marketo, f"{self.marketo_url}/_sandbox/instances")
+        procs.wait_http_ok(kaltura, f"{self.kaltura_url}/_sandbox/status")
+
+        self.credentials = creds = http_json(f"{self.kaltura_url}/_sandbox/credentials")
+        default = next(i for i in http_json(f"{self.marketo_url}/_sandbox/instances") if i["default"])
+        instance = {"munchkin_id": default["munchkinId"], **default["clients"][0]}
+        tenants = work / "tenants.yaml"
+        tenants.write_text(yaml.safe_dump(self._tenants(creds, instance), sort_keys=False))
+        common = {
+            "KMSYNC_KAFKA_BOOTSTRAP": self.broker.bootstrap,
+            "KMSYNC_TOPIC_PREFIX": opts.topic_prefix,
+            "KMSYNC_TENANTS_FILE": str(tenants),
+            "KMSYNC_HTTP_HOST": "127.0.0.1",
+            MARKETO_SECRET_ENV: instance["clientSecret"],
+            KALTURA_SECRET_ENV: creds["admin_secret"],
+        }
+        per_service = {
+            "ingest": {
+                "KMSYNC_PULL_INTERVAL_SECONDS": "2",
+                "KMSYNC_SESSION_REPULL_SECONDS": "3",
+                "KMSYNC_POLLS_CSV_URL": "{service_url}/_sandbox/exports/polls/{entry_id}.csv",
+                "KMSYNC_KALTURA_CLOCK_URL": f"{self.kaltura_url}/_sandbox/status",
+            },
+            "transform": {"KMSYNC_TRANSFORM_DATA_DIR": str(work / "transform")},
+            "sink": {"KMSYNC_WINDOW_MAX_AGE_SECONDS": "1"},
+        }
+        for name, cmd in (("ingest", "ingest"), ("transform", "transform"), ("sink", "sink")):
+            env = {**common, **per_service[name], **opts.service_env,
+                   "KMSYNC_HTTP_PORT": str(self.ports[name])}
+            child = procs.start(name, [str(BIN / "kmsync"), cmd], env=env)
+            procs.wait_http_ok(child, f"{self.url(name)}/healthz", timeout=120)
+        http_json(f"{self.kaltura_url}/_sandbox/notifications/target",
+                  {"url": f"{self.url('ingest')}/ingest/kaltura/notification/{creds['partner_id']}"})
+
+    def _tenants(self, creds: dict[str, Any], instance: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "marketo_instances": {"demo": {
+                "munchkin_id": instance["munchkin_id"],
+                "endpoint": self.marketo_url,
+                "client_id": instance["clientId"],
+                "client_secret": {"env": MARKETO_SECRET_ENV},
+                "share": 0.8,
+            }},
+            "kaltura_partners": {creds["partner_id"]: {
+                "service_url": creds["service_url"],
+                "user_profile_url": creds["user_profile_url"],
+                "admin_secret": {"env": KALTURA_SECRET_ENV},
+            }},
+            "events": [{
+                "name": "demo-event",
+                "partner_id": creds["partner_id"],
+                "virtual_event_id": creds["virtual_event_id"],
+                "app_guid": creds["app_guid"],
+                "marketo_instance": "demo",
+                "program_id": PROGRAM_ID,
+                "sessions": [{"entry_id": e} for e in creds["session_entry_ids"]],
+            }],
+        }
+
+    def play(self) -> None:
+        http_json(f"{self.kaltura_url}/_sandbox/play", {"speed": self.options.speed})
+
+    def kaltura_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = http_json(f"{self.kaltura_url}/_sandbox/status")
+        return status
+
+    def metrics(self, name: str) -> str:
+        try:
+            return http_text(f"{self.url(name)}/metrics")
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        assert self.processes is not None
+        dead = self.processes.dead()
+        if dead:
+            raise RuntimeError("; ".join(f"{c.name} exited ({c.process.returncode}):\n{c.log_tail()}" for c in dead))
+        if self.broker is not None and not self.broker.is_running():
+            raise RuntimeError(f"Kafka exited:\n{self.broker.log_tail()}")
+
+    def stop(self) -> dict[str, int | None]:
+        codes: dict[str, int | None] = {}
+        if self.processes is not None:
+            codes = self.processes.stop_all()
+        if self.broker is not None:
+            self.broker.stop()
+        return codes
+
+
+def environment_summary() -> str:
+    return f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
