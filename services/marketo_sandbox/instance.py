@@ -92,6 +92,7 @@ class Instance:
                                                           1000 + i)
         self.leads: dict[int, Lead] = {}
         self._email_index: dict[str, set[int]] = {}
+        self._indexed_leads = 0
         self.co_index: dict[str, dict[tuple[Any, ...], str]] = {}
         self.channels: dict[str, Channel] = {}
         self.programs: dict[int, Program] = {}
@@ -137,9 +138,10 @@ class Instance:
         return text.lower() if self.behaviour.email_case_insensitive else text
 
     def _reindex_if_stale(self) -> None:
-        if sum(len(ids) for ids in self._email_index.values()) != sum(
-                1 for ld in self.leads.values() if self.email_key(ld.values.get("email")) is not None):
+        # O(1) check: leads added or removed behind our back (directly in ``leads``) force a rebuild.
+        if self._indexed_leads != len(self.leads):
             self._email_index = {}
+            self._indexed_leads = len(self.leads)
             for ld in self.leads.values():
                 key = self.email_key(ld.values.get("email"))
                 if key is not None:
@@ -154,8 +156,10 @@ class Instance:
                       key=lambda ld: ld.id)
 
     def add_lead(self, values: dict[str, Any], now: float) -> Lead:
+        self._reindex_if_stale()
         lead = Lead(id=self.next_id("lead"), values=dict(values), created=now, updated=now)
         self.leads[lead.id] = lead
+        self._indexed_leads += 1
         key = self.email_key(lead.values.get("email"))
         if key is not None:
             self._email_index.setdefault(key, set()).add(lead.id)
@@ -173,7 +177,9 @@ class Instance:
                 self._email_index.setdefault(new, set()).add(lead.id)
 
     def remove_lead(self, lead_id: int) -> None:
+        self._reindex_if_stale()
         lead = self.leads.pop(lead_id)
+        self._indexed_leads -= 1
         key = self.email_key(lead.values.get("email"))
         if key is not None:
             self._email_index.get(key, set()).discard(lead_id)
