@@ -36,7 +36,10 @@ def _parse(call: Call, delimiter: str) -> tuple[list[str], list[list[str]]]:
     if upload is None:
         raise MarketoError("613", "Invalid Multipart Request")
     text = upload.content.decode("utf-8-sig", errors="replace")
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise MarketoError("1003", f"Invalid file: {e}") from None
     if not rows:
         raise MarketoError("1003", "Empty File")
     return rows[0], rows[1:]
