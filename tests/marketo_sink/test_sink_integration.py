@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +37,7 @@ from marketo_sink.settings import SinkSettings
 from marketo_sink.writer import MarketoWriter
 
 pytestmark = pytest.mark.timeout(120)
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 A, B, C, D = "111-AAA-111", "222-BBB-222", "333-CCC-333", "444-DDD-444"
 WRITE_ENDPOINTS = ("leads.json", "members/status.json", "customobjects/", "activities/external.json")
@@ -535,3 +537,43 @@ async def test_health_and_metrics_endpoints(
                     assert f'instance="{A}"' in text
             finally:
                 await runner.cleanup()
+
+
+async def test_kmsync_sink_process_writes_and_stops_cleanly_on_sigterm(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import os
+    import signal
+    import sys
+
+    import yaml
+
+    root = REPO_ROOT
+    async with running_sandbox(instances=sandbox_instances(A)) as sb:
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            tenants_file = tmp_path / "tenants.yaml"
+            tenants_file.write_text(yaml.safe_dump({"marketo_instances": {"alpha": {
+                "munchkin_id": A, "endpoint": sb.instance_url(A), "client_id": sb.client_id,
+                "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}}}, "events": []}))
+            env = {**os.environ, "KMSYNC_KAFKA_BOOTSTRAP": h.bootstrap, "KMSYNC_TOPIC_PREFIX": topic_prefix,
+                   "KMSYNC_TENANTS_FILE": str(tenants_file), "KMSYNC_HTTP_HOST": "127.0.0.1",
+                   "KMSYNC_HTTP_PORT": "0", "KMSYNC_SINK_GROUP_ID": h.group,
+                   "KMSYNC_WINDOW_MAX_AGE_SECONDS": "0.3",
+                   "PYTHONPATH": os.pathsep.join([str(root / "services"), str(root / "libs")])}
+            log_file = (tmp_path / "sink.log").open("wb")
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "import sys; from kmsync_cli.main import main; sys.exit(main(['sink']))",
+                env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file)
+            try:
+                batch = scenario(ops, A, 20)
+                await h.produce(batch)
+                final = await h.wait_for_outcomes({op.op_id for op in batch})
+                assert all(o.status != "failed" for o in final.values())
+                proc.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(proc.wait(), 60) == 0
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+                log_file.close()
+            assert_sandbox_holds_exactly(sb, A, 20)
