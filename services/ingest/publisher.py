@@ -66,6 +66,18 @@ class Outgoing:
     stream: str
 
 
+def outgoing_records(records: Sequence[KalturaRecord]) -> list[Outgoing]:
+    return [Outgoing(STREAMS[type(r)][1], r.partition_key(), r, STREAMS[type(r)][0]) for r in records]
+
+
+def outgoing_letters(letters: Sequence[DeadLetter]) -> list[Outgoing]:
+    return [Outgoing(INGEST_DLQ, d.source_key or d.reason_code, d, "dlq") for d in letters]
+
+
+def outgoing_watermark(mark: IngestWatermark) -> Outgoing:
+    return Outgoing(INGEST_WATERMARKS, mark.partition_key(), mark, "watermarks")
+
+
 def stream_of(record: KalturaRecord) -> str:
     return STREAMS[type(record)][0]
 
@@ -79,13 +91,18 @@ class Publisher:
         *,
         ack_timeout_seconds: float = 10.0,
         batch_size: int = 500,
+        transactional_id: str | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.metrics = metrics
         self.ack_timeout = ack_timeout_seconds
         self.batch_size = batch_size
+        #: When set, ``send_atomically`` writes in Kafka transactions under this id (pull pages).
+        self.transactional_id = transactional_id
         self._producer: AIOKafkaProducer | None = None
+        self._tx: AIOKafkaProducer | None = None
+        self._tx_lock = asyncio.Lock()
         self.kafka_ok = False
 
     def topic(self, spec: TopicSpec) -> str:
@@ -108,12 +125,16 @@ class Publisher:
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is None:
-            return
+        tx, self._tx = self._tx, None
+        for p in (tx, producer):
+            if p is not None:
+                await self._discard(p)
+
+    async def _discard(self, producer: AIOKafkaProducer) -> None:
         # stop() flushes; against a dead broker an idempotent producer would wait for ever.
         try:
             await asyncio.wait_for(producer.stop(), self.ack_timeout)
-        except (TimeoutError, KafkaError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             log.warning("Kafka producer did not stop cleanly: %r", exc)
             with contextlib.suppress(Exception):
                 await producer.client.close()
@@ -130,16 +151,68 @@ class Publisher:
 
     async def publish(self, records: Sequence[KalturaRecord]) -> None:
         """Produce contract records keyed partner:event:user and wait for every ack."""
-        out = [
-            Outgoing(STREAMS[type(r)][1], r.partition_key(), r, STREAMS[type(r)][0]) for r in records
-        ]
-        await self.send(out)
+        await self.send(outgoing_records(records))
 
     async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
-        await self.send([Outgoing(INGEST_DLQ, d.source_key or d.reason_code, d, "dlq") for d in letters])
+        await self.send(outgoing_letters(letters))
 
     async def put_watermark(self, mark: IngestWatermark) -> None:
-        await self.send([Outgoing(INGEST_WATERMARKS, mark.partition_key(), mark, "watermarks")])
+        await self.send([outgoing_watermark(mark)])
+
+    async def send_atomically(self, items: Sequence[Outgoing]) -> None:
+        """All of ``items`` in one Kafka transaction (records and the watermark that covers them):
+        read_committed consumers see all or nothing. A transaction that fails or times out is never
+        committed: its producer is dropped and the next one (same transactional id) fences it, so
+        the coordinator aborts it. Without a transactional id: an ordinary acknowledged send."""
+        if self.transactional_id is None:
+            await self.send(items)
+            return
+        async with self._tx_lock:
+            producer = await self._transactional_producer()
+
+            async def in_transaction() -> None:
+                async with producer.transaction():
+                    for i in items:
+                        await producer.send(self.topic(i.spec), encode(i.value), key=i.key.encode())
+
+            timeout = self.ack_timeout * max(1.0, len(items) / self.batch_size)
+            try:
+                await asyncio.wait_for(in_transaction(), timeout)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                self._tx = None
+                await self._discard(producer)
+                self._failed()
+                raise KafkaUnavailable(
+                    f"Kafka did not commit a transaction of {len(items)} record(s) within {timeout:g}s: {exc!r}"
+                ) from exc
+            self._succeeded(items)
+
+    async def _transactional_producer(self) -> AIOKafkaProducer:
+        if self._tx is not None:
+            return self._tx
+        producer = reliable_producer(
+            self.bootstrap, transactional_id=self.transactional_id,
+            request_timeout_ms=int(self.ack_timeout * 1000),
+        )
+        try:
+            await asyncio.wait_for(producer.start(), self.ack_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await self._discard(producer)
+            self._failed()
+            raise KafkaUnavailable(f"cannot start a transactional producer: {exc!r}") from exc
+        self._tx = producer
+        return producer
+
+    def _failed(self) -> None:
+        self.kafka_ok = False
+        self.metrics.kafka_up.set(0)
+        self.metrics.errors.labels("kafka").inc()
+
+    def _succeeded(self, items: Sequence[Outgoing]) -> None:
+        self.kafka_ok = True
+        self.metrics.kafka_up.set(1)
+        for i in items:
+            self.metrics.records_out.labels(i.stream).inc()
 
     async def send(self, items: Sequence[Outgoing]) -> None:
         for start in range(0, len(items), self.batch_size):
@@ -159,13 +232,8 @@ class Publisher:
         try:
             await asyncio.wait_for(send_and_wait(), self.ack_timeout)
         except (KafkaError, OSError, TimeoutError) as exc:
-            self.kafka_ok = False
-            self.metrics.kafka_up.set(0)
-            self.metrics.errors.labels("kafka").inc()
+            self._failed()
             raise KafkaUnavailable(
                 f"Kafka did not acknowledge {len(items)} record(s) within {self.ack_timeout:g}s: {exc!r}"
             ) from exc
-        self.kafka_ok = True
-        self.metrics.kafka_up.set(1)
-        for i in items:
-            self.metrics.records_out.labels(i.stream).inc()
+        self._succeeded(items)

@@ -106,16 +106,19 @@ class EventPuller:
     def _lock(self, scope: str) -> asyncio.Lock:
         return self._locks.setdefault(scope, asyncio.Lock())
 
-    async def _produce(self, fresh: Sequence[Item[Any]]) -> tuple[int, int]:
+    async def _commit(
+        self, stream: Stream, scope: str, fresh: Sequence[Item[Any]], watermark: datetime, seen: frozenset[str]
+    ) -> tuple[int, int]:
+        """Produce the fresh items with the watermark that covers them (atomically when the
+        publisher is transactional); returns (records, dead letters)."""
         records: list[KalturaRecord] = [i.record for i in fresh if i.record is not None]
         letters = [
             dead_letter_for(i, f"{self.event.partner_id}:{self.event.virtual_event_id}:{i.ident}")
             for i in fresh if i.problem is not None
         ]
-        if records:
-            await self.publisher.publish(records)
+        pid, vid = self.ids
+        await self.watermarks.commit(pid, vid, stream, scope, watermark, seen, records, letters)
         if letters:
-            await self.publisher.dead_letter(letters)
             self.metrics.bad_rows.labels("pull").inc(len(letters))
         return len(records), len(letters)
 
@@ -147,11 +150,10 @@ class EventPuller:
                 fresh, after = select_after(items, lambda i: (i.time, i.ident), boundary)
                 dups += len(items) - len(fresh)
                 self.metrics.duplicates.labels("statuses").inc(len(items) - len(fresh))
-                p, d = await self._produce(fresh)
-                produced, dead = produced + p, dead + d
-                # Only after Kafka acknowledged the page does the watermark move past it.
+                # The page's records and the watermark past them are committed together.
                 if after is not None and after != boundary:
-                    await self.watermarks.put(pid, vid, "statuses", "", after.watermark, after.seen_ids)
+                    p, d = await self._commit("statuses", "", fresh, after.watermark, after.seen_ids)
+                    produced, dead = produced + p, dead + d
                 boundary = after
                 if self.stopping:
                     break
@@ -246,9 +248,8 @@ class EventPuller:
         seen = frozenset(mark.seen_ids) if mark else frozenset()
         fresh, current = select_changed(items, lambda i: {"id": i.ident, **i.content}, seen)
         self.metrics.duplicates.labels(stream).inc(len(items) - len(fresh))
-        produced, dead = await self._produce(fresh)
         # Always stored: the engagement mark's time is also when this session was last pulled.
-        await self.watermarks.put(pid, vid, stream, session.entry_id, now, current)
+        produced, dead = await self._commit(stream, session.entry_id, fresh, now, current)
         return PullResult(stream, session.entry_id, len(items), produced, dead, len(items) - len(fresh))
 
     async def pull_all(self) -> list[PullResult]:

@@ -67,6 +67,10 @@ class IngestService:
         self.publisher = Publisher(
             settings.kafka_bootstrap, settings.topic_prefix, self.metrics,
             ack_timeout_seconds=settings.kafka_ack_timeout_seconds, batch_size=settings.produce_batch_size,
+            transactional_id=(
+                f"{settings.transactional_id}/{settings.topic_prefix}".rstrip("/")
+                if settings.transactional_id else None
+            ),
         )
         self.watermarks = WatermarkStore(self.publisher)
         self.handled_jobs = HandledJobs(settings.notification_dedupe_capacity)

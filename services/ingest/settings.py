@@ -57,5 +57,9 @@ class IngestSettings(CommonSettings):
     kafka_ack_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Retry-After (seconds) sent with 503 when Kafka is unavailable.
     retry_after_seconds: int = Field(default=5, ge=1)
+    #: Kafka transactional id of the pull (a page's records and its watermark are committed
+    #: together; with the topic prefix appended). One pulling ingest per id: a second one fences
+    #: the first. Empty: no transactions (records, then the watermark, each acknowledged).
+    transactional_id: str = "kmsync-ingest"
     #: Records produced per batch (one ack wait per batch).
     produce_batch_size: int = Field(default=500, ge=1)

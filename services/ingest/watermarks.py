@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ingest.boundary import Boundary
-from ingest.publisher import KafkaUnavailable, Publisher
+from ingest.publisher import (
+    KafkaUnavailable,
+    Publisher,
+    outgoing_letters,
+    outgoing_records,
+    outgoing_watermark,
+)
 from ingest.source import Stream
-from kmsync_contracts import ContractError, IngestWatermark, decode, utc_now
+from kmsync_contracts import ContractError, DeadLetter, IngestWatermark, KalturaRecord, decode, utc_now
 from kmsync_contracts.topics import INGEST_WATERMARKS
 from kmsync_kafka import topic_name
 
@@ -61,6 +67,29 @@ class WatermarkStore:
             scope=scope, watermark=watermark, seen_ids=tuple(sorted(seen_ids)), recorded_at=utc_now(),
         )
         await self.publisher.put_watermark(mark)
+        self._marks[mark.partition_key()] = mark
+        return mark
+
+    async def commit(
+        self,
+        partner_id: int,
+        virtual_event_id: int,
+        stream: Stream,
+        scope: str,
+        watermark: datetime,
+        seen_ids: frozenset[str],
+        records: Sequence[KalturaRecord] = (),
+        letters: Sequence[DeadLetter] = (),
+    ) -> IngestWatermark:
+        """Produce records, dead letters and the watermark that covers them together (one Kafka
+        transaction when the publisher is transactional); remember the mark only once committed."""
+        mark = IngestWatermark(
+            partner_id=partner_id, virtual_event_id=virtual_event_id, stream=stream,
+            scope=scope, watermark=watermark, seen_ids=tuple(sorted(seen_ids)), recorded_at=utc_now(),
+        )
+        await self.publisher.send_atomically(
+            [*outgoing_records(records), *outgoing_letters(letters), outgoing_watermark(mark)]
+        )
         self._marks[mark.partition_key()] = mark
         return mark
 
