@@ -9,7 +9,7 @@ KAFKA_LIBS := $(KAFKA_CACHE)/libs
 export KMSYNC_KAFKA_VERSION := $(KAFKA_VERSION)
 export KMSYNC_KAFKA_LIBS := $(abspath $(KAFKA_LIBS))
 
-.PHONY: all venv kafka-jars kafka test unit lint run bench clean help
+.PHONY: all venv kafka-jars kafka tools test unit lint run bench clean help
 
 help:
 	@echo "make run    - start local Kafka, the sandboxes and the three services; play a virtual event"
@@ -34,6 +34,13 @@ $(KAFKA_LIBS)/.complete: deploy/kafka/pom.xml
 	    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA_LIBS))
 	@touch $@
 
+# Debian tools the tests use: prometheus + promtool (alert rules, the end-to-end scrape).
+tools:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	    echo "installing Debian's prometheus package (prometheus, promtool)"; \
+	    (apt-get install -y -q --no-install-recommends prometheus || \
+	     (apt-get update -q && apt-get install -y -q --no-install-recommends prometheus)) >/dev/null; }
+
 kafka: venv kafka-jars
 	$(BIN)/kmsync kafka start
 
@@ -41,7 +48,7 @@ lint: venv
 	$(BIN)/ruff check libs services tests
 	$(BIN)/mypy libs services
 
-test: venv kafka-jars lint
+test: venv kafka-jars tools lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 unit: venv

@@ -130,7 +130,6 @@ class Stack:
                 "KMSYNC_PULL_INTERVAL_SECONDS": "2",
                 "KMSYNC_SESSION_REPULL_SECONDS": "3",
                 "KMSYNC_POLLS_CSV_URL": "{service_url}/_sandbox/exports/polls/{entry_id}.csv",
-                "KMSYNC_KALTURA_CLOCK_URL": f"{self.kaltura_url}/_sandbox/status",
             },
             "transform": {"KMSYNC_TRANSFORM_DATA_DIR": str(work / "transform")},
             "sink": {"KMSYNC_WINDOW_MAX_AGE_SECONDS": "1"},

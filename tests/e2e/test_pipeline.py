@@ -1,0 +1,89 @@
+"""End to end: Kafka, both sandboxes, ingest, transform and sink as separate processes.
+
+The same path as `make run`, on a smaller event: the Marketo sandbox must end up holding exactly
+what the Kaltura event implies (reconciliation clean: nothing missing, nothing duplicated), and a
+real Prometheus server scraping the three services must see the pipeline's counters.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kmsync_cli.demo import run_until_reconciled
+from kmsync_cli.stack import Stack, StackOptions, http_json
+from kmsync_kafka.launcher import free_port
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(StackOptions(work_dir=tmp_path / "run", registrants=120, sessions=2, speed=6000, seed=11))
+    try:
+        s.start()
+        yield s
+    finally:
+        codes = s.stop()
+        assert s.processes is not None and not [c for c in s.processes.children if c.process.poll() is None]
+        assert set(codes) == {"marketo-sandbox", "kaltura-sandbox", "ingest", "transform", "sink"}
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, stack: Stack) -> Iterator[str]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("the prometheus server is needed (Debian package `prometheus`; `make test` installs it)")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{stack.ports[name]}"]}]}
+            for name in ("ingest", "transform", "sink")
+        ],
+    }))
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"),
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def prom_query(base: str, query: str) -> float:
+    data = http_json(f"{base}/api/v1/query?query={urllib.parse.quote(query)}")
+    result = data["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def test_a_virtual_event_reaches_marketo_exactly_once(stack: Stack, prometheus: str) -> None:
+    lines: list[str] = []
+    result = run_until_reconciled(stack, timeout=420, say=lines.append)
+    assert result is not None, "the scenario did not finish:\n" + "\n".join(lines[-5:])
+    assert result.clean, result.report()
+    kinds = {t.kind: t for t in result.tallies}
+    assert kinds["leads"].expected > 100 and kinds["userSessionEngagement activities"].expected > 20
+    assert kinds["kalturaUserPolls_c objects"].expected > 5
+
+    # Prometheus scraped the services while they worked: the counters it holds match the outcome.
+    deadline = time.monotonic() + 30
+    written = 0.0
+    while time.monotonic() < deadline:
+        written = prom_query(prometheus, 'sum(kmsync_sink_outcomes_total{status=~"created|updated"})')
+        if written >= kinds["leads"].expected:
+            break
+        time.sleep(1)  # Prometheus scrapes every second; poll until it has
+    assert written >= kinds["leads"].expected
+    assert prom_query(prometheus, "sum(kmsync_ingest_records_out_total)") > 0
+    assert prom_query(prometheus, "sum(kmsync_transform_ops_out_total)") > 0
+    assert prom_query(prometheus, "sum(kmsync_sink_throttle_answers_total)") == 0
