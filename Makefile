@@ -38,8 +38,8 @@ $(KAFKA_LIBS)/.complete: deploy/kafka/pom.xml
 tools:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
 	    echo "installing Debian's prometheus package (prometheus, promtool)"; \
-	    (apt-get install -y -q --no-install-recommends prometheus || \
-	     (apt-get update -q && apt-get install -y -q --no-install-recommends prometheus)) >/dev/null; }
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus || \
+	     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus)) >/dev/null; }
 
 kafka: venv kafka-jars
 	$(BIN)/kmsync kafka start
