@@ -410,3 +410,49 @@ def create_program(call: Call) -> dict[str, Any]:
     except ValueError as e:
         raise MarketoError("709", str(e)) from None
     return {"result": [program_json(prog)]}
+
+
+def change_lead_program_status(call: Call) -> dict[str, Any]:
+    """Deprecated POST /rest/v1/leads/programs/{programId}/status.json: existing members only (§6.2)."""
+    inst = call.inst
+    program = _program(inst, call.int_param("programId"))
+    body = call.body_dict()
+    status_name = body.get("status")
+    if not isinstance(status_name, str) or not status_name:
+        raise MarketoError("701", "status cannot be blank")
+    records = body.get("input")
+    if not isinstance(records, list) or not records:
+        raise MarketoError("701", "input cannot be blank")
+    ch = inst.channel_for(program)
+    if ch is None or ch.status(status_name) is None:
+        raise MarketoError("1025", "Program status not found")
+    results: list[dict[str, Any]] = []
+    for rec in records:
+        raw = rec.get("id") if isinstance(rec, dict) else None
+        lead_id = _lead_id({"leadId": raw})
+        if lead_id is None or (program.id, lead_id) not in inst.members:
+            results.append({"id": raw, "status": "skipped", "reasons": [reason("1013", "Membership not found")]})
+            continue
+        outcome = apply_status(inst, program, lead_id, status_name, call.now)
+        if outcome is None:
+            results.append({"id": lead_id, "status": "skipped", "reasons": [reason("1037", SKIP_1037)]})
+        else:
+            results.append({"id": lead_id, "status": "updated"})
+    return {"result": results}
+
+
+def lead_program_membership(call: Call) -> dict[str, Any]:
+    """GET /rest/v1/leads/{id}/programMembership.json — the programs a lead belongs to (§6.3)."""
+    inst = call.inst
+    lead_id = call.int_param("id")
+    out = []
+    for m in sorted(inst.members.values(), key=lambda m: m.program_id):
+        if m.lead_id != lead_id or m.program_id not in inst.programs:
+            continue
+        p = inst.programs[m.program_id]
+        out.append({"id": p.id, "name": p.name, "description": p.description, "createdAt": iso(p.created),
+                    "updatedAt": iso(p.updated), "url": program_json(p)["url"], "type": p.type,
+                    "channel": p.channel, "progressionStatus": m.status_name, "isExhausted": False,
+                    "acquiredBy": m.acquired_by, "reachedSuccess": m.reached_success,
+                    "membershipDate": iso(m.membership_date)})
+    return {"result": out}

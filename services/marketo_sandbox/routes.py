@@ -53,6 +53,8 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("POST", "/rest/v1/leads/schema/fields.json", leads.create_schema_fields),
     ("GET", "/rest/v1/leads/schema/fields/{fieldApiName}.json", leads.schema_field),
     ("GET", "/rest/v1/leads/programs/{programId}.json", prog.leads_by_program),
+    ("POST", "/rest/v1/leads/programs/{programId}/status.json", prog.change_lead_program_status),
+    ("GET", "/rest/v1/leads/{id}/programMembership.json", prog.lead_program_membership),
     # Program members (§6.2, §6.3)
     ("POST", "/rest/v1/programs/{programId}/members/status.json", prog.sync_member_status),
     ("POST", "/rest/v1/programs/{programId}/members/delete.json", prog.delete_members),

@@ -59,6 +59,16 @@ def test_marketorestpython_end_to_end(threaded: SandboxHandle) -> None:
     assert got[0]["plays"] == 2
     described = mc.execute(method="describe_custom_object", name="kalturaUserPolls_c")
     assert described[0]["dedupeFields"] == ["entry_id", "email"]
+    members = mc.execute(method="get_multiple_leads_by_program_id", programId=1001)
+    assert members == []
+    # membership is created through the current endpoint, then moved by the deprecated one MRP uses
+    with httpx.Client(base_url=threaded.base_url) as http:
+        http.post("/rest/v1/programs/1001/members/status.json", headers={"Authorization": f"Bearer {mc.token}"},
+                  json={"statusName": "Registered", "input": [{"leadId": lead_id}]})
+    changed = mc.execute(method="change_lead_program_status", id=1001, leadIds=[lead_id], status="Attended")
+    assert changed == [{"id": lead_id, "status": "updated"}]
+    members = mc.execute(method="get_multiple_leads_by_program_id", programId=1001)
+    assert members[0]["membership"]["progressionStatus"] == "Attended"
     usage = mc.execute(method="get_daily_usage")
     assert usage[0]["total"] >= 9
     dump = threaded.dump()
