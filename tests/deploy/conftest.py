@@ -54,6 +54,7 @@ def checks() -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    module.prefetch_commands(module.deployed_commands())
     return module
 
 

@@ -11,10 +11,12 @@ import importlib
 import os
 import subprocess
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import yaml
 from pydantic_settings import BaseSettings
 
 from kmsync_cli.main import COMMANDS
@@ -109,6 +111,27 @@ def _check_command(argv: list[str]) -> list[str]:
         return [f"`{shown}` exited {code}: {text[-1500:]}"]
     return [f"{' '.join(argv[:2])}: option {opt} does not appear in its --help" for opt in options
             if opt not in text]
+
+
+def prefetch_commands(argvs: list[list[str]]) -> None:
+    """Run the --help checks of several commands at once (each imports the whole service)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(command_problems, argvs))
+
+
+def deployed_commands() -> list[list[str]]:
+    """Every command docker-compose.yml and the Kubernetes base run with the kmsync image."""
+    argvs: list[list[str]] = []
+    for service in yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"].values():
+        command = service.get("command")
+        if service.get("image") == "kmsync:local" and isinstance(command, list):
+            argvs.append([str(c) for c in command])
+    for path in sorted((REPO / "deploy/k8s/base").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "Deployment":
+                pod = doc["spec"]["template"]["spec"]
+                argvs += [c["command"] for c in [*pod.get("initContainers", []), *pod["containers"]]]
+    return argvs
 
 
 def env_field_problems(cls: type[BaseSettings], env: dict[str, str]) -> list[str]:

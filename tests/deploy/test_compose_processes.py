@@ -1,10 +1,12 @@
 """The compose services, started as local processes with the compose file's own commands and
 KMSYNC_* environment (only the addresses changed: the test broker, free loopback ports), against a
-real Kafka broker while Marketo and Kaltura are unreachable. Each must become ready (probes never
-depend on Marketo or Kaltura), stay live, and expose every metric the alerts and dashboard query."""
+real Kafka broker while Marketo and Kaltura are unreachable. The `topics` command creates the
+catalogue (idempotently); each service must pass the probes the manifests use (they never depend on
+Marketo or Kaltura), stay live, and expose every metric the alerts and dashboard query."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import socket
@@ -19,9 +21,12 @@ from typing import Any
 
 import pytest
 import yaml
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from prometheus_client.parser import text_string_to_metric_families
 
 from kmsync_cli.processes import ProcessGroup
+from kmsync_contracts.topics import ALL_TOPICS
 from kmsync_kafka.launcher import KafkaBroker
 
 SERVICES = {"ingest": "kmsync_ingest_", "transform": "kmsync_transform_", "sink": "kmsync_sink_"}
@@ -60,9 +65,22 @@ def queried_metrics(repo: Path) -> set[str]:
     return set(re.findall(r"\bkmsync_[a-z0-9_]+", text))
 
 
+async def describe_topics(bootstrap: str, names: list[str]) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        partitions = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        configs = {resource[3]: {e[0]: e[1] for e in resource[4]}
+                   for response in responses for resource in response.resources}
+        return partitions, configs
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="module")
 def stack(kafka_broker: KafkaBroker, repo: Path, tmp_path_factory: pytest.TempPathFactory,
-          checks: Any) -> Iterator[dict[str, int]]:
+          checks: Any) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("compose-processes")
     prefix = f"cp{work.name[-6:]}."
     compose = yaml.safe_load((repo / "docker-compose.yml").read_text())["services"]
@@ -92,9 +110,14 @@ def stack(kafka_broker: KafkaBroker, repo: Path, tmp_path_factory: pytest.TempPa
             return [sys.executable, str(checks.TOPICS_SCRIPT), *argv[2:]]
         return [str(checks.VENV_BIN / argv[0]), *argv[1:]]
 
-    topics = subprocess.run(local_argv(compose["topics"]["command"]), env={**env_for("topics", None), "PATH": "/usr/bin:/bin"},
-                            capture_output=True, text=True, timeout=120, check=False)
+    def create_topics() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(local_argv(compose["topics"]["command"]),
+                              env={**env_for("topics", None), "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    topics = create_topics()
     assert topics.returncode == 0, topics.stderr
+    assert f"{len(ALL_TOPICS)} created, 0 already present" in topics.stdout
     group = ProcessGroup(work / "logs")
     ports = {name: free_port() for name in SERVICES}
     try:
@@ -102,7 +125,10 @@ def stack(kafka_broker: KafkaBroker, repo: Path, tmp_path_factory: pytest.TempPa
                     for name in SERVICES}
         for name, child in children.items():
             group.wait_http_ok(child, f"http://127.0.0.1:{ports[name]}/healthz", timeout=120)
-        yield ports
+        again = create_topics()
+        assert again.returncode == 0, again.stderr
+        assert f"0 created, {len(ALL_TOPICS)} already present" in again.stdout, "a second run changes nothing"
+        yield {**ports, "prefix": prefix}
         assert group.dead() == [], [f"{c.name}: {c.log_tail()}" for c in group.dead()]
     finally:
         group.stop_all()
@@ -125,14 +151,24 @@ def poll_status(url: str, seconds: float) -> int:
     status = 0
     while time.monotonic() < deadline:
         status = http_get(url)[0]
-        if status == 200:
+        if status in (200, 404):  # 404: the route does not exist, waiting will not add it
             return status
         time.sleep(0.5)  # polling a child process's endpoint with a deadline
     return status
 
 
+def test_topics_command_created_the_catalogue(stack: dict[str, Any], kafka_broker: KafkaBroker) -> None:
+    names = [stack["prefix"] + spec.name for spec in ALL_TOPICS]
+    partitions, configs = asyncio.run(describe_topics(kafka_broker.bootstrap, names))
+    for spec in ALL_TOPICS:
+        name = stack["prefix"] + spec.name
+        assert partitions[name] == spec.partitions, name
+        assert configs[name]["cleanup.policy"] == spec.cleanup_policy, name
+        assert configs[name]["retention.ms"] == str(spec.retention_ms), name
+
+
 @pytest.mark.parametrize("name", list(SERVICES))
-def test_probes_pass_while_marketo_and_kaltura_are_down(name: str, stack: dict[str, int], repo: Path) -> None:
+def test_probes_pass_while_marketo_and_kaltura_are_down(name: str, stack: dict[str, Any], repo: Path) -> None:
     paths = probe_paths(repo, name)
     assert paths["readinessProbe"] and paths["livenessProbe"]
     for kind, path in paths.items():
@@ -141,7 +177,7 @@ def test_probes_pass_while_marketo_and_kaltura_are_down(name: str, stack: dict[s
 
 
 @pytest.mark.parametrize("name", list(SERVICES))
-def test_exposes_every_metric_the_alerts_and_dashboard_query(name: str, stack: dict[str, int], repo: Path) -> None:
+def test_exposes_every_metric_the_alerts_and_dashboard_query(name: str, stack: dict[str, Any], repo: Path) -> None:
     status, body = http_get(f"http://127.0.0.1:{stack[name]}/metrics")
     assert status == 200
     exposed = exposed_series(body.decode())
