@@ -131,10 +131,32 @@ class Sandbox:
                                       MarketoError("613", MESSAGES["613"]), asset=False)
             args.update(fields)
         if path == IDENTITY_PATH:
-            return self._identity(inst, request, args, now)
+            return await self._identity_with_faults(inst, request, args, now)
         return await self._rest(inst, request, path, args, body, files, now)
 
     # ---- identity (§1.2) -------------------------------------------------------------------
+
+    async def _identity_with_faults(self, inst: Instance, request: web.Request, args: dict[str, str],
+                                    now: float) -> web.Response:
+        """Identity honours latency, ``http_*`` and ``drop`` faults (Marketo codes do not apply to it)."""
+        endpoint = f"{request.method} {IDENTITY_PATH}"
+        fault = self.faults.decide(inst.munchkin_id, endpoint)
+        if fault.latency_seconds:
+            await self.clock.sleep(fault.latency_seconds)
+            now = self.clock.now()
+        if fault.error == "drop":
+            inst.record_call(endpoint, "drop", args.get("client_id"), counted=False, now=now)
+            self._log(inst, request, endpoint, 0, "drop", args.get("client_id"), now)
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
+        if fault.error and fault.error.startswith("http_"):
+            status = int(fault.error[5:])
+            inst.record_call(endpoint, fault.error, args.get("client_id"), counted=False, now=now)
+            self._log(inst, request, endpoint, status, fault.error, args.get("client_id"), now)
+            return web.Response(status=status, text="<html><body>Server Error</body></html>",
+                                content_type="text/html")
+        return self._identity(inst, request, args, now)
 
     def _identity(self, inst: Instance, request: web.Request, args: dict[str, str], now: float) -> web.Response:
         endpoint = f"{request.method} {IDENTITY_PATH}"

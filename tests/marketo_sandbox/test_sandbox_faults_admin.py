@@ -133,3 +133,16 @@ async def test_request_log_keeps_bodies_and_redacts_secrets(api) -> None:  # typ
     assert sync["endpoint"] == "POST /rest/v1/leads.json" and "log@x.com" in sync["body"]
     assert sync["headers"]["Authorization"] == "<redacted>" and sync["code"] == "200"
     assert legacy["query"] == "access_token=<redacted>" and api.token not in str(log)
+
+
+async def test_identity_takes_http_and_drop_faults(api) -> None:  # type: ignore[no-untyped-def]
+    sb: SandboxHandle = api.sb
+    sb.set_faults({"rules": [{"endpoint": "* /identity/oauth/token", "error": "http_502", "max_count": 1},
+                             {"endpoint": "* /identity/oauth/token", "error": "drop", "max_count": 1},
+                             {"endpoint": "* /identity/oauth/token", "error": "606"}]})
+    params = {"grant_type": "client_credentials", "client_id": sb.client_id, "client_secret": sb.client_secret}
+    assert (await api.http.get("/identity/oauth/token", params=params)).status_code == 502
+    with pytest.raises(httpx.TransportError):
+        await api.http.get("/identity/oauth/token", params=params)
+    r = await api.http.get("/identity/oauth/token", params=params)  # Marketo codes never hit Identity
+    assert r.status_code == 200 and r.json()["access_token"]
