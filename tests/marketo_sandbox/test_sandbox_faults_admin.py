@@ -146,3 +146,21 @@ async def test_identity_takes_http_and_drop_faults(api) -> None:  # type: ignore
         await api.http.get("/identity/oauth/token", params=params)
     r = await api.http.get("/identity/oauth/token", params=params)  # Marketo codes never hit Identity
     assert r.status_code == 200 and r.json()["access_token"]
+
+
+def test_instances_file_and_preset_inheritance(tmp_path: Path) -> None:
+    from marketo_sandbox.config import load_instances
+    from marketo_sandbox.server import build_sandbox
+
+    p = tmp_path / "instances.yaml"
+    p.write_text("instances:\n  - munchkin_id: 111-AAA-111\n    limits: {rate_limit: 50}\n"
+                 "  - munchkin_id: 222-BBB-222\n    preset: empty\n"
+                 "    clients: [{client_id: b, client_secret: s}]\n")
+    sandbox = build_sandbox(preset="kaltura", instances=load_instances(p))
+    a, b = sandbox.instance("111-aaa-111"), sandbox.instance("222-BBB-222")
+    assert sandbox.default is a and a.limits.rate_limit == 50 and b.limits.rate_limit == 100
+    assert 1001 in a.programs and b.programs == {}  # --preset applies where the file names none
+    assert set(b.clients) == {"b"}
+    p.write_text("- munchkin_id: 111-AAA-111\n- munchkin_id: 111-AAA-111\n")
+    with pytest.raises(ValueError, match="unique"):
+        build_sandbox(instances=load_instances(p))
