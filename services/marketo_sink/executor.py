@@ -188,17 +188,25 @@ class WindowExecutor:
         async def stage2(coro: Awaitable[list[Decision]], ops: list[PendingOp]) -> None:
             await report(await guarded(coro, ops))
 
-        calls: list[tuple[Awaitable[list[Decision]], list[PendingOp]]] = [
-            (self._bulk_statuses(c, lead_failures) if use_bulk else self._statuses(c, lead_id, unresolved),
-             [p for m in c.members for p in m.ops])
-            for c in plan.status_calls
-        ]
+        async def program_statuses(program_calls: list[StatusCall]) -> None:
+            # One program's status calls in the planner's order (lower steps first), one at a time.
+            for c in program_calls:
+                await stage2(
+                    self._bulk_statuses(c, lead_failures) if use_bulk else self._statuses(c, lead_id, unresolved),
+                    [p for m in c.members for p in m.ops],
+                )
+
+        by_program: dict[int, list[StatusCall]] = {}
+        for c in plan.status_calls:
+            by_program.setdefault(c.program_id, []).append(c)
+        calls: list[tuple[Awaitable[list[Decision]], list[PendingOp]]] = []
         calls += [(self._bulk_objects(c, lead_id, unresolved) if use_bulk
                    else self._objects(c, lead_id, unresolved), [p for i in c.items for p in i.ops])
                   for c in plan.object_calls]
         calls += [(self._activities(c, lead_id, unresolved), [p for a in c.items for p in a.ops])
                   for c in plan.activity_calls]
-        await asyncio.gather(*(stage2(c, o) for c, o in calls))
+        await asyncio.gather(*(program_statuses(pc) for pc in by_program.values()),
+                             *(stage2(c, o) for c, o in calls))
         return collected
 
     # ----- stage 1: leads

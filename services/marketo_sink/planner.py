@@ -202,8 +202,20 @@ def _plan(
             steps[key] = p.op.step
             members = groups.setdefault(key, {})
             members.setdefault(p.op.email, MemberInput(p.op.email, [])).ops.append(p)
+    # Lower steps first within a program (the executor keeps this order): a lead that registers and
+    # attends within one window gets both changes, in order, as its Marketo triggers expect. A lead
+    # whose lower status waits for the next window waits with its higher ones, or Marketo would skip
+    # the lower one (1037, §6.1: progression is one-way).
+    held: set[tuple[int, str]] = set()
     for key in sorted(groups, key=lambda k: (k[0], steps[k], k[1])):
-        members_list = list(groups[key].values())
+        members_list = []
+        for m in groups[key].values():
+            if (key[0], m.email) in held:
+                plan.deferred.extend(m.ops)
+            else:
+                members_list.append(m)
+        if not members_list:
+            continue
         tail: list[MemberInput] = []
         if plan.use_bulk:
             chunks = [members_list]
@@ -211,6 +223,7 @@ def _plan(
             chunks, tail = _split_tail(members_list, config.batch_max, min_tail)
         plan.status_calls += [StatusCall(key[0], key[1], steps[key], c) for c in chunks]
         plan.deferred.extend(_ops_of(m.ops for m in tail))
+        held.update((key[0], m.email) for m in tail)
 
     # 3. custom objects by object, deduplicated by the dedupe fields
     objects: dict[str, dict[tuple[object, ...], ObjectInput]] = {}

@@ -136,3 +136,14 @@ def test_link_field_in_dedupe_key_keeps_leads_apart(ops) -> None:
     b = b.model_copy(update={"dedupe_fields": ("entry_id", "personId")})
     plan = plan_window([ops.pending(a), ops.pending(b)], CFG, known_lead=lambda e: True)
     assert [i.email for i in plan.object_calls[0].items] == ["a@x.com", "b@x.com"]
+
+
+def test_a_lead_whose_lower_status_waits_keeps_its_higher_status_waiting_too(ops) -> None:
+    window = [ops.pending(ops.status(f"u{i}@x.com", "Registered")) for i in range(BATCH_MAX + 5)]
+    late = [f"u{i}@x.com" for i in range(BATCH_MAX, BATCH_MAX + 5)]
+    window += [ops.pending(ops.status(e, "Attended")) for e in late]
+    window += [ops.pending(ops.status(f"v{i}@x.com", "Attended")) for i in range(BATCH_MAX)]
+    plan = plan_window(window, PlannerConfig(batch_max=BATCH_MAX, min_call_records=290), known_lead=lambda e: True)
+    sent_attended = {m.email for c in plan.status_calls if c.status_name == "Attended" for m in c.members}
+    assert not sent_attended & set(late), "Attended must not overtake a deferred Registered"
+    assert {p.op.email for p in plan.deferred} == set(late)
