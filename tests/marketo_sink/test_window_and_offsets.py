@@ -120,3 +120,17 @@ def test_outcome_and_dead_letter_mapping(ops) -> None:
         p.source.topic, p.source.partition, p.source.offset)
     assert isinstance(dl.payload, dict) and dl.payload["op_id"] == p.op.op_id
     assert "kmsync dlq replay" in dl.reason
+
+
+def test_dlq_filters_match_letter_and_payload_fields(ops) -> None:
+    import pytest
+
+    from marketo_sink.dlq_cli import matches, parse_filters
+
+    p = ops.pending(ops.lead("a@x.com", op_id="op-9"))
+    letter = to_dead_letter(Decision(p, "failed", reason_code="1003", reason="Invalid data"), p.op.source_time)
+    assert matches(letter, parse_filters(["reason_code=1003", "munchkin_id=111-AAA-111"]))
+    assert matches(letter, parse_filters(["reason_code=604", "reason_code=1003"])), "OR within a field"
+    assert not matches(letter, parse_filters(["reason_code=1003", "kind=custom_activity"])), "AND across"
+    with pytest.raises(ValueError, match="field=value"):
+        parse_filters(["reason_code"])
