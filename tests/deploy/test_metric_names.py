@@ -73,14 +73,35 @@ def exposed_names(kind: str, name: str) -> set[str]:
 
 def code_metrics(repo: Path) -> dict[str, str]:
     """Exposed series name -> the file that defines it."""
-    found: dict[str, str] = {}
+    return {series: path for series, (path, _) in code_series(repo).items()}
+
+
+def code_series(repo: Path) -> dict[str, tuple[str, set[str]]]:
+    """Exposed series name -> (defining file, its label names, `le` included for buckets)."""
+    found: dict[str, tuple[str, set[str]]] = {}
     for path in sorted([*repo.glob("services/**/*.py"), *repo.glob("libs/**/*.py")]):
         if "prometheus_client" not in path.read_text():
             continue
-        for kind, name, _ in defined_in(path):
+        for kind, name, labels in defined_in(path):
             for series in exposed_names(kind, name):
-                found[series] = str(path.relative_to(repo))
+                extra = {"le"} if series.endswith("_bucket") else set()
+                found[series] = (str(path.relative_to(repo)), set(labels) | extra)
     return found
+
+
+#: Labels Prometheus attaches to every scraped series (the compose config adds `service`).
+TARGET_LABELS = {"job", "instance", "service"}
+
+
+def promql_label_names(expr: str) -> set[str]:
+    """Label names an expression matches on or aggregates by."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    labels: set[str] = set()
+    for matchers in re.findall(r"\{([^}]*)\}", text):
+        labels.update(re.findall(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)", matchers))
+    for group in re.findall(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", text):
+        labels.update(w.strip() for w in group.split(",") if w.strip())
+    return labels
 
 
 def promql_metric_names(expr: str) -> set[str]:
@@ -149,6 +170,28 @@ def test_every_queried_metric_is_defined_in_the_code(source: str, repo: Path) ->
     defined = code_metrics(repo)
     missing = sorted(used - set(defined) - BUILTIN)
     assert missing == [], f"{source} query metrics no code defines: {missing}"
+
+
+def test_the_label_reader_finds_matchers_and_groupings() -> None:
+    expr = 'sum by (le, instance) (rate(a_bucket{code="606", x=~"$v"}[5m])) / on (instance) b{budget="daily"}'
+    assert promql_label_names(expr) == {"le", "instance", "code", "x", "budget"}
+
+
+@pytest.mark.parametrize("source", ["alerts", "dashboard"])
+def test_every_queried_label_exists_on_a_queried_metric(source: str, repo: Path) -> None:
+    """A renamed label (say instance -> munchkin_id) would silently empty a panel or an alert."""
+    exprs = alert_exprs(repo) if source == "alerts" else dashboard_exprs(repo)
+    series = code_series(repo)
+    problems = []
+    for expr in exprs:
+        metrics = promql_metric_names(expr) - BUILTIN
+        if not metrics:
+            continue
+        available = set().union(*(series[m][1] for m in metrics if m in series)) | TARGET_LABELS
+        unknown = promql_label_names(expr) - available
+        if unknown:
+            problems.append(f"{sorted(unknown)} not labels of {sorted(metrics)} in: {expr.strip()[:160]}")
+    assert problems == []
 
 
 def test_scrape_jobs_keep_the_metrics_own_instance_label(repo: Path) -> None:
