@@ -67,6 +67,9 @@ async def run(settings: IngestSettings, tenants: TenantsConfig) -> int:
     except KafkaUnavailable as exc:
         log.error("%s", exc)
         return 3
+    except ValueError as exc:  # a Kaltura partner's settings do not validate
+        log.error("cannot configure the Kaltura client: %s", exc)
+        return 2
     runner, port = await serve(service, settings.http_host, settings.http_port)
     log.info("listening on %s:%d", settings.http_host, port)
     stop = asyncio.Event()

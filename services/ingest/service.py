@@ -87,18 +87,18 @@ class IngestService:
         await self.publisher.start()
         try:
             await self.watermarks.load()
-        except BaseException:
-            await self.publisher.stop()
-            raise
-        timing = PullTiming(
-            late_data_window=timedelta(seconds=self.settings.late_data_window_seconds),
-            session_repull=timedelta(seconds=self.settings.session_repull_seconds),
-        )
-        for event in self.tenants.events:
-            source = self._source_factory(event)
-            self.pullers[(event.partner_id, event.virtual_event_id)] = EventPuller(
-                event, source, self.publisher, self.watermarks, self.metrics, timing,
+            timing = PullTiming(
+                late_data_window=timedelta(seconds=self.settings.late_data_window_seconds),
+                session_repull=timedelta(seconds=self.settings.session_repull_seconds),
             )
+            for event in self.tenants.events:
+                source = self._source_factory(event)
+                self.pullers[(event.partner_id, event.virtual_event_id)] = EventPuller(
+                    event, source, self.publisher, self.watermarks, self.metrics, timing,
+                )
+        except BaseException:
+            await self.stop()
+            raise
         if self.settings.pull_enabled:
             self._scheduler = asyncio.create_task(self._schedule(), name="ingest-pull-scheduler")
         self.started = True
