@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel, TypeAdapter
 
 from kmsync_config.tenants import TenantsConfig
@@ -76,8 +77,29 @@ async def ensure_transform_topics(settings: TransformSettings) -> None:
     and the table silently drops that partition's state (seen with poll_answers).
     """
     await ensure_topics(settings.kafka_bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ], settings.topic_prefix)
-    await ensure_topics(settings.kafka_bootstrap, [ROUTED, *changelog_specs(settings)], settings.topic_prefix,
+    internal = [ROUTED, *changelog_specs(settings)]
+    await ensure_topics(settings.kafka_bootstrap, internal, settings.topic_prefix,
                         partitions=settings.transform_partitions)
+    await wait_for_metadata(settings, [*INPUTS, *internal])
+
+
+async def wait_for_metadata(settings: TransformSettings, specs: list[TopicSpec], within: float = 30.0) -> None:
+    """Until the broker's metadata lists every topic with at least one partition."""
+    names = {topic_name(s, settings.topic_prefix) for s in specs}
+    probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await probe.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            await probe._client.force_metadata_update()
+            missing = {n for n in names if not probe.partitions_for_topic(n)}
+            if not missing:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"topics missing from the broker metadata: {sorted(missing)}")
+            await asyncio.sleep(0.1)  # metadata propagation has no notification to wait on
+    finally:
+        await probe.stop()
 
 
 def build_app(
@@ -123,56 +145,66 @@ def build_app(
     async def send(topic: Any, key: str, value: BaseModel) -> Awaitable[Any]:
         return cast(Awaitable[Any], await topic.send(key=key.encode(), value=encode(value)))
 
+    async def route_one(event: Any) -> None:
+        msg = event.message
+        source = SourceRef(topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                           key=msg.key.decode("utf-8", "replace") if msg.key else None)
+        spec = spec_by_topic[msg.topic]
+        result = route(spec, msg.value or b"", source, tenants, clock())
+        metrics.routed(spec.name, result)
+        if result.dead_letter is not None:
+            await (await send(dlq_topic, source.key or "", result.dead_letter))
+            log.info("dead-lettered %s %s:%s: %s", spec.name, msg.partition, msg.offset,
+                     result.dead_letter.reason_code)
+        else:
+            assert result.key is not None and result.routed is not None
+            await (await send(routed_topic, result.key, result.routed))
+
+    # faust acks an event in a `finally` even when the agent is cancelled in the middle of it
+    # (streaming.md §2.2): on shutdown that committed records whose outputs were never sent. Each
+    # event's work runs as its own task that a stop does not cancel; the agent waits for it before
+    # letting the cancellation (and with it faust's ack) through.
     @app.agent(inputs)
     async def route_records(stream: Any) -> None:
         async for event in stream.events():
-            msg = event.message
-            source = SourceRef(topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                               key=msg.key.decode("utf-8", "replace") if msg.key else None)
-            spec = spec_by_topic[msg.topic]
-            result = route(spec, msg.value or b"", source, tenants, clock())
-            metrics.routed(spec.name, result)
-            if result.dead_letter is not None:
-                await (await send(dlq_topic, source.key or "", result.dead_letter))
-                log.info("dead-lettered %s %s:%s: %s", spec.name, msg.partition, msg.offset,
-                         result.dead_letter.reason_code)
-            else:
-                assert result.key is not None and result.routed is not None
-                await (await send(routed_topic, result.key, result.routed))
+            await uncancellable(route_one(event))
+
+    async def transform_one(event: Any) -> None:
+        msg = event.message
+        try:
+            routed = decode_as(ROUTED_ADAPTER, msg.value or b"", ROUTED.name)
+        except ContractError as exc:  # only if another writer used our internal topic
+            source = SourceRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
+            dl = dead_letter(Reason.UNDECODABLE, str(exc), source, msg.value or b"", clock())
+            metrics.routed(ROUTED.name, _undecodable(dl))
+            await (await send(dlq_topic, "", dl))
+            return
+        staged = {name: StagedMapping(table) for name, table in tables.items()}
+        transformer = Transformer(
+            tenants,
+            TransformState(staged["statuses"], staged["activity_ledger"],
+                           staged["poll_slots"], staged["poll_answers"]),
+            rate_scale=settings.rate_scale,
+            engagement_dedupe_fields=settings.engagement_dedupe_fields,
+            polls_dedupe_fields=settings.polls_dedupe_fields,
+            clock=clock,
+        )
+        result = transformer.apply(routed)
+        pending = [await send(ops_topic, op.munchkin_id, op) for op in result.ops]
+        pending += [await send(dlq_topic, routed.source.key or "", dl) for dl in result.dead_letters]
+        if pending:
+            await asyncio.gather(*pending)  # acknowledged before the state moves on
+        for view in staged.values():
+            view.commit()
+        metrics.stepped(result)
+        if result.regressions or result.ledger_hits:
+            log.debug("dropped for %s: %d regressions, %d ledger hits", email_hash(routed.email),
+                      result.regressions, result.ledger_hits)
 
     @app.agent(routed_topic)
     async def transform_records(stream: Any) -> None:
         async for event in stream.events():
-            msg = event.message
-            try:
-                routed = decode_as(ROUTED_ADAPTER, msg.value or b"", ROUTED.name)
-            except ContractError as exc:  # only if another writer used our internal topic
-                source = SourceRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
-                dl = dead_letter(Reason.UNDECODABLE, str(exc), source, msg.value or b"", clock())
-                metrics.routed(ROUTED.name, _undecodable(dl))
-                await (await send(dlq_topic, "", dl))
-                continue
-            staged = {name: StagedMapping(table) for name, table in tables.items()}
-            transformer = Transformer(
-                tenants,
-                TransformState(staged["statuses"], staged["activity_ledger"],
-                               staged["poll_slots"], staged["poll_answers"]),
-                rate_scale=settings.rate_scale,
-                engagement_dedupe_fields=settings.engagement_dedupe_fields,
-                polls_dedupe_fields=settings.polls_dedupe_fields,
-                clock=clock,
-            )
-            result = transformer.apply(routed)
-            pending = [await send(ops_topic, op.munchkin_id, op) for op in result.ops]
-            pending += [await send(dlq_topic, routed.source.key or "", dl) for dl in result.dead_letters]
-            if pending:
-                await asyncio.gather(*pending)  # acknowledged before the state moves on
-            for view in staged.values():
-                view.commit()
-            metrics.stepped(result)
-            if result.regressions or result.ledger_hits:
-                log.debug("dropped for %s: %d regressions, %d ledger hits", email_hash(routed.email),
-                          result.regressions, result.ledger_hits)
+            await uncancellable(transform_one(event))
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -183,6 +215,16 @@ def build_app(
         return web.json({"status": "ok", "app": app.conf.id})
 
     return TransformApp(app, settings, metrics)
+
+
+async def uncancellable(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` to the end even if the caller is cancelled meanwhile; then re-raise the cancel."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 def _undecodable(dl: Any) -> Any:
