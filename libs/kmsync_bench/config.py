@@ -1,0 +1,59 @@
+"""What a run is configured with (sizes, shares, sandbox limits); recorded in the report."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Munchkin ids of the sandbox instances, one per measurement so counters never mix.
+EFFICIENCY_INSTANCE = "111-AAA-111"   # kmsync under the real limits (sections 1-3)
+NAIVE_INSTANCE = "222-BBB-222"        # the naive writer, rate limit lifted (section 1)
+CAPACITY_INSTANCE = "333-CCC-333"     # every limit lifted (section 4)
+BACKFILL_INSTANCE = "444-DDD-444"     # the real rolling limits, a large daily quota (section 5)
+
+#: Marketo's per-instance limits (marketo-api.md §2.1): 100 calls / 20 s, 10 in flight.
+INSTANCE_RATE_LIMIT = 100
+RATE_WINDOW_SECONDS = 20.0
+DAILY_QUOTA = 50_000
+REST_BATCH = 300
+BACKFILL_TARGET_ROWS = 1_000_000
+
+
+class BenchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["quick", "full"]
+    #: Section 1/2: operations in the backlog produced to marketo.ops.v1.
+    backlog_ops: int = Field(ge=100)
+    #: Section 1: operations the naive writer sends (one record per call); extrapolated to backlog_ops.
+    naive_ops: int = Field(ge=10)
+    #: Section 2: the second backlog, sent while an external client spends external_share.
+    shared_backlog_ops: int = Field(ge=100)
+    #: kmsync's configured share of the instance (tenants file `share`).
+    sink_share: float = Field(gt=0, le=1)
+    #: The external client's share of the instance's calls per window.
+    external_share: float = Field(gt=0, le=1)
+    #: Section 3: live rows per second (at most; never above half the pipeline capacity measured in
+    #: section 4, so the stream stays "well under" what the pipeline and the budget can carry) and how long.
+    latency_rows_per_second: float = Field(gt=0)
+    latency_seconds: float = Field(gt=0)
+    #: Section 4: engagement rows pushed through ingest → transform → sink, limits lifted.
+    capacity_rows: int = Field(ge=10)
+    #: Section 5: engagement rows loaded with `kmsync backfill` under the real rolling limits: at most
+    #: this many, and no more than the measured capacity carries in backfill_seconds (what fits).
+    backfill_rows: int = Field(ge=10)
+    backfill_seconds: float = Field(gt=0)
+    #: kmsync's share of the backfill instance (a backfill lane may use the whole instance at night).
+    backfill_share: float = Field(gt=0, le=1)
+    #: How long any one wait for outcomes may take before the section is reported incomplete.
+    section_timeout_seconds: float = Field(gt=0)
+
+
+QUICK = BenchConfig(mode="quick", backlog_ops=3_000, naive_ops=200, shared_backlog_ops=1_500, sink_share=0.6,
+                    external_share=0.4, latency_rows_per_second=10, latency_seconds=8, capacity_rows=200,
+                    backfill_rows=2_000, backfill_seconds=20, backfill_share=1.0, section_timeout_seconds=150)
+FULL = BenchConfig(mode="full", backlog_ops=50_000, naive_ops=3_000, shared_backlog_ops=20_000, sink_share=0.6,
+                   external_share=0.4, latency_rows_per_second=20, latency_seconds=60, capacity_rows=2_500,
+                   backfill_rows=BACKFILL_TARGET_ROWS, backfill_seconds=420, backfill_share=1.0,
+                   section_timeout_seconds=600)

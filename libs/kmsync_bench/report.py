@@ -1,0 +1,214 @@
+"""The benchmark report (JSON): every number measured in one run, with the configuration and machine.
+
+Validated with pydantic when written and when read back (``load_report``), so a consumer of the
+JSON gets field-level errors instead of silently missing numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Machine(_Model):
+    cpu_count: int = Field(ge=1)
+    cpu_model: str
+    memory_gib: float = Field(ge=0)
+    python: str
+    kafka_version: str
+    platform: str
+
+
+class Dist(_Model):
+    """A distribution in seconds."""
+
+    count: int = Field(ge=1)
+    p50: float
+    p95: float
+    p99: float
+    max: float
+    mean: float
+
+
+class KmsyncWrites(_Model):
+    ops: int = Field(ge=1)
+    #: Write calls (leads, program member status, custom objects, activities, bulk imports) the sandbox counted.
+    write_calls: int = Field(ge=1)
+    #: Records carried by those calls: operations plus the email-only lead upserts the sink adds.
+    records_written: int = Field(ge=1)
+    records_per_call: float = Field(gt=0)
+    #: Operations per write call (what the backlog cost, counting the sink's extra lead look-ups).
+    ops_per_call: float = Field(gt=0)
+    calls_by_endpoint: dict[str, dict[str, int]]
+    seconds: float = Field(gt=0)
+    outcomes: dict[str, int]
+
+
+class NaiveExtrapolation(_Model):
+    ops: int = Field(ge=1)
+    calls: int = Field(ge=1)
+    #: Wall time at the instance's rate limit (100 calls / 20 s), if the naive writer had all of it.
+    seconds_at_rate_limit: float = Field(gt=0)
+    #: Share of a 50,000-call daily quota.
+    share_of_daily_quota: float = Field(ge=0)
+
+
+class NaiveWrites(_Model):
+    measured_ops: int = Field(ge=1)
+    write_calls: int = Field(ge=1)
+    other_calls: int = Field(ge=0)
+    records_per_call: float = Field(gt=0)
+    seconds: float = Field(gt=0)
+    failed_ops: int = Field(ge=0)
+    extrapolated_to_backlog: NaiveExtrapolation
+
+
+class Efficiency(_Model):
+    backlog_ops: int = Field(ge=1)
+    kmsync: KmsyncWrites
+    naive: NaiveWrites
+    #: naive calls (extrapolated to the backlog) ÷ kmsync calls (measured).
+    call_reduction: float = Field(gt=0)
+    measured_vs_extrapolated: str
+
+
+class ExternalClient(_Model):
+    target_share: float = Field(gt=0, le=1)
+    calls: int = Field(ge=0)
+    mean_per_window: float = Field(ge=0)
+    throttled_606: int = Field(ge=0)
+    throttled_615: int = Field(ge=0)
+
+
+class BudgetPhase(_Model):
+    ops: int = Field(ge=1)
+    seconds: float = Field(gt=0)
+    instance_limit_per_window: int = Field(ge=1)
+    window_seconds: float = Field(gt=0)
+    #: share × instance limit: the calls per window kmsync is configured to use.
+    configured_per_window: float = Field(gt=0)
+    sink_calls: int = Field(ge=0)
+    sink_peak_per_window: int = Field(ge=0)
+    sink_mean_per_window: float = Field(ge=0)
+    peak_share_of_configured: float = Field(ge=0)
+    mean_share_of_configured: float = Field(ge=0)
+    peak_share_of_instance: float = Field(ge=0)
+    #: Peak calls per window of every client together (kmsync + external).
+    instance_peak_per_window: int = Field(ge=0)
+    sink_606: int = Field(ge=0)
+    sink_615: int = Field(ge=0)
+    external: ExternalClient | None = None
+    outcomes: dict[str, int]
+
+
+class Budget(_Model):
+    alone: BudgetPhase
+    shared: BudgetPhase
+
+
+class Latency(_Model):
+    requested_rows_per_second: float = Field(gt=0)
+    #: The rate used: the requested one, capped at half the capacity measured in section 4.
+    rows_per_second: float = Field(gt=0)
+    seconds: float = Field(gt=0)
+    rows: int = Field(ge=1)
+    #: Kaltura export time (source_time) → Marketo accepted (RecordOutcome.decided_at), all kinds.
+    end_to_end: Dist
+    by_kind: dict[str, Dist]
+    calls_per_window_peak: int = Field(ge=0)
+    path: str
+
+
+class Capacity(_Model):
+    rows: int = Field(ge=1)
+    ops: int = Field(ge=1)
+    completed: bool
+    seconds: float = Field(gt=0)
+    events_per_second: float = Field(ge=0)
+    ops_per_second: float = Field(ge=0)
+    #: Seconds from the start until each stage had handled everything: ingest (CSV acknowledged),
+    #: transform (every operation on marketo.ops.v1), sink (every outcome on marketo.results.v1).
+    stage_seconds: dict[str, float]
+    write_calls: int = Field(ge=0)
+    peak_rss_mib: dict[str, float]
+
+
+class BulkPath(_Model):
+    """The same engagement records through kmsync_marketo's Bulk custom object import."""
+
+    object_name: str
+    rows: int = Field(ge=1)
+    seconds: float = Field(ge=0)
+    calls_by_endpoint: dict[str, dict[str, int]]
+    #: Every counted call: import submissions, status polls, failure/warning reads.
+    calls: int = Field(ge=0)
+    submit_calls: int = Field(ge=0)
+    rows_failed: int = Field(ge=0)
+    #: The same records over REST at 300 per call.
+    rest_calls_at_300: int = Field(ge=0)
+    csv_bytes_per_row: float = Field(ge=0)
+    #: Import files (≤ 10 MB each) the target row count needs; each costs a submission plus polls.
+    extrapolated_submits_for_target: int = Field(ge=0)
+    note: str
+
+
+class Backfill(_Model):
+    target_rows: int = Field(ge=1)
+    #: --backfill-rows, before the time budget capped it.
+    requested_rows: int = Field(ge=1)
+    rows: int = Field(ge=1)
+    completed: bool
+    seconds: float = Field(gt=0)
+    rows_per_second: float = Field(ge=0)
+    ops: int = Field(ge=0)
+    calls_by_endpoint: dict[str, dict[str, int]]
+    bulk_calls: int = Field(ge=0)
+    rest_write_calls: int = Field(ge=0)
+    calls_total: int = Field(ge=0)
+    #: What a REST-only writer at 300 records per call needs for the same records.
+    rest_equivalent_calls: int = Field(ge=0)
+    extrapolated_calls_for_target: int = Field(ge=0)
+    extrapolated_seconds_for_target: float = Field(ge=0)
+    bulk_path: BulkPath | None = None
+    note: str
+
+
+class BenchReport(_Model):
+    schema_version: Literal[1] = 1
+    mode: Literal["quick", "full"]
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    wall_seconds: float = Field(gt=0)
+    #: Wall seconds of each step (start-up, warm-up, each section).
+    phase_seconds: dict[str, float]
+    machine: Machine
+    config: dict[str, Any]
+    sandbox_limits: dict[str, dict[str, Any]]
+    sink_settings: dict[str, Any]
+    efficiency: Efficiency
+    budget: Budget
+    latency: Latency
+    capacity: Capacity
+    backfill: Backfill
+    notes: list[str] = Field(default_factory=list)
+
+
+def write_report(report: BenchReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report.model_dump_json(indent=2) + "\n")
+
+
+def load_report(path: Path) -> BenchReport:
+    return BenchReport.model_validate_json(path.read_text())
+
+
+def stamp(moment: datetime) -> str:
+    """File-name-safe UTC timestamp for bench/results/<timestamp>.json."""
+    return moment.strftime("%Y%m%dT%H%M%SZ")

@@ -1,0 +1,59 @@
+"""The short table `kmsync bench` prints: one line per number that matters. Pure."""
+
+from __future__ import annotations
+
+from kmsync_bench.report import BenchReport
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+def rows(report: BenchReport) -> list[tuple[str, str, str]]:
+    e, b, lat, cap, bf = report.efficiency, report.budget, report.latency, report.capacity, report.backfill
+    naive_x = e.naive.extrapolated_to_backlog
+    out = [
+        ("1 API efficiency", f"kmsync {e.kmsync.records_per_call:.1f} records/call "
+                             f"({e.kmsync.write_calls} write calls for {e.backlog_ops:,} ops)",
+         f"naive {e.naive.records_per_call:.1f} records/call; {naive_x.calls:,} calls extrapolated "
+         f"({e.call_reduction:.0f}x more), {naive_x.seconds_at_rate_limit / 60:.0f} min at the rate limit"),
+    ]
+    for label, phase in (("2 budget, alone", b.alone), ("2 budget, shared", b.shared)):
+        ext = ""
+        if phase.external is not None:
+            ext = (f"; external {_pct(phase.external.target_share)} → {phase.external.mean_per_window:.0f}/window,"
+                   f" its 606: {phase.external.throttled_606}")
+        out.append((label, f"peak {phase.sink_peak_per_window}/{phase.configured_per_window:.0f} per "
+                           f"{phase.window_seconds:.0f} s ({_pct(phase.peak_share_of_configured)} of configured, "
+                           f"mean {_pct(phase.mean_share_of_configured)})",
+                    f"606: {phase.sink_606}, 615: {phase.sink_615}; instance peak "
+                    f"{phase.instance_peak_per_window}/{phase.instance_limit_per_window}{ext}"))
+    d = lat.end_to_end
+    out.append(("3 latency", f"p50 {d.p50:.2f} s, p95 {d.p95:.2f} s, p99 {d.p99:.2f} s",
+                f"{lat.rows_per_second:.0f} rows/s for {lat.seconds:.0f} s, {d.count} outcomes"))
+    rss = ", ".join(f"{k} {v:.0f}" for k, v in sorted(cap.peak_rss_mib.items()))
+    out.append(("4 capacity", f"{cap.events_per_second:,.0f} events/s ({cap.rows:,} rows"
+                              f"{'' if cap.completed else ', INCOMPLETE'})",
+                f"peak RSS MiB: {rss}"))
+    out.append(("5 backfill", f"{bf.rows:,} of {bf.target_rows:,} rows: {bf.calls_total:,} calls "
+                              f"({bf.bulk_calls} bulk), {bf.rows_per_second:,.0f} rows/s"
+                              f"{'' if bf.completed else ', INCOMPLETE'}",
+                f"REST at 300/call: {bf.rest_equivalent_calls:,}; 1M rows ≈ {bf.extrapolated_calls_for_target:,} "
+                f"calls, {bf.extrapolated_seconds_for_target / 3600:.1f} h (extrapolated)"))
+    if bf.bulk_path is not None:
+        bp = bf.bulk_path
+        out.append(("5 bulk path", f"{bp.rows:,} custom objects in {bp.calls} calls ({bp.submit_calls} imports)",
+                    f"REST at 300/call: {bp.rest_calls_at_300}; 1M rows ≈ {bp.extrapolated_submits_for_target} "
+                    f"import files"))
+    return out
+
+
+def render(report: BenchReport) -> str:
+    table = rows(report)
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    m = report.machine
+    lines = [f"kmsync bench ({report.mode}) on {m.cpu_count} CPU, {m.memory_gib:g} GiB, Python {m.python}, "
+             f"Kafka {m.kafka_version}; {report.wall_seconds / 60:.1f} min"]
+    for r in table:
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
+    return "\n".join(lines)
