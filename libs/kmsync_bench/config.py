@@ -54,6 +54,6 @@ QUICK = BenchConfig(mode="quick", backlog_ops=3_000, naive_ops=200, shared_backl
                     external_share=0.4, latency_rows_per_second=10, latency_seconds=8, capacity_rows=200,
                     backfill_rows=2_000, backfill_seconds=20, backfill_share=1.0, section_timeout_seconds=150)
 FULL = BenchConfig(mode="full", backlog_ops=50_000, naive_ops=3_000, shared_backlog_ops=20_000, sink_share=0.6,
-                   external_share=0.4, latency_rows_per_second=20, latency_seconds=60, capacity_rows=2_500,
-                   backfill_rows=BACKFILL_TARGET_ROWS, backfill_seconds=420, backfill_share=1.0,
+                   external_share=0.4, latency_rows_per_second=20, latency_seconds=60, capacity_rows=2_000,
+                   backfill_rows=BACKFILL_TARGET_ROWS, backfill_seconds=360, backfill_share=1.0,
                    section_timeout_seconds=600)

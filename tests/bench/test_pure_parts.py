@@ -1,0 +1,105 @@
+"""Workload generation, call counting, sizing rules, machine facts and CLI configuration."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from kmsync_bench import cli
+from kmsync_bench.machine import parse_status_kib, peak_rss_mib
+from kmsync_bench.sandbox import count_calls, diff_counts, is_bulk, is_write
+from kmsync_bench.sections import live_rate, rows_that_fit
+from kmsync_bench.workload import backlog, engagement_csv
+from kmsync_kaltura.csv_reports import parse_engagement_csv
+
+AT = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+
+
+def test_backlog_has_exactly_the_requested_operations_with_unique_ids_and_every_kind() -> None:
+    ops = backlog(1_000, "111-AAA-111", "t", AT)
+    assert len(ops) == 1_000
+    assert len({op.op_id for op in ops}) == 1_000
+    kinds = Counter(op.kind for op in ops)
+    assert set(kinds) == {"lead_upsert", "program_member_status", "custom_object_upsert", "custom_activity"}
+    first_of_each_lead: dict[str, str] = {}
+    for op in ops:
+        first_of_each_lead.setdefault(op.email, op.kind)
+    assert set(first_of_each_lead.values()) == {"lead_upsert"}, "a lead's upsert comes before its other operations"
+
+
+def test_engagement_csv_is_a_valid_kaltura_4021_export() -> None:
+    data = engagement_csv(250, "x", first=10)
+    assert data.startswith("\ufeff".encode())
+    parsed = parse_engagement_csv(data, entry_id="1_e")
+    assert parsed.errors == []
+    assert [r.row.email for r in parsed.rows][:2] == ["x10@bench.example", "x11@bench.example"]
+    assert len(parsed.rows) == 250
+
+
+CALLS = {
+    "POST /identity/oauth/token": {"200": 3},
+    "POST /rest/v1/leads.json": {"200": 10, "606": 2},
+    "GET /rest/v1/leads.json": {"200": 4},
+    "POST /rest/v1/leads/delete.json": {"200": 1},
+    "POST /rest/v1/programs/{programId}/members/status.json": {"200": 5},
+    "POST /rest/v1/customobjects/{apiName}.json": {"200": 6},
+    "POST /rest/v1/activities/external.json": {"200": 7},
+    "POST /bulk/v1/customobjects/{apiName}/import.json": {"200": 1},
+    "GET /bulk/v1/customobjects/{apiName}/import/{batchId}/status.json": {"200": 3},
+}
+
+
+def test_writes_are_the_record_carrying_posts_and_identity_is_never_counted() -> None:
+    writes = {ep for ep in CALLS if is_write(ep)}
+    assert writes == {"POST /rest/v1/leads.json", "POST /rest/v1/programs/{programId}/members/status.json",
+                      "POST /rest/v1/customobjects/{apiName}.json", "POST /rest/v1/activities/external.json",
+                      "POST /bulk/v1/customobjects/{apiName}/import.json"}
+    assert count_calls(CALLS, writes_only=True) == 12 + 5 + 6 + 7 + 1
+    assert count_calls(CALLS) == 12 + 4 + 1 + 5 + 6 + 7 + 1 + 3
+    assert count_calls(CALLS, codes=["606", "615"]) == 2
+    assert {ep for ep in CALLS if is_bulk(ep)} == {"POST /bulk/v1/customobjects/{apiName}/import.json",
+                                                   "GET /bulk/v1/customobjects/{apiName}/import/{batchId}/status.json"}
+
+
+def test_diff_counts_keeps_only_what_happened_between_snapshots() -> None:
+    before = {"POST /rest/v1/leads.json": {"200": 10}, "GET /rest/v1/leads.json": {"200": 4}}
+    after = {"POST /rest/v1/leads.json": {"200": 13, "606": 1}, "GET /rest/v1/leads.json": {"200": 4},
+             "POST /rest/v1/activities/external.json": {"200": 2}}
+    assert diff_counts(after, before) == {"POST /rest/v1/leads.json": {"200": 3, "606": 1},
+                                          "POST /rest/v1/activities/external.json": {"200": 2}}
+
+
+def test_live_rate_stays_at_or_under_half_the_measured_capacity() -> None:
+    assert live_rate(20, 100) == 20
+    assert live_rate(20, 13.4) == 6
+    assert live_rate(20, 0.5) == 1
+
+
+def test_backfill_rows_are_what_fits_in_the_time_budget() -> None:
+    assert rows_that_fit(1_000_000, 12.5, 360) == 4_500
+    assert rows_that_fit(2_000, 1_000, 360) == 2_000
+    assert rows_that_fit(1_000_000, 0.0, 360) == 10
+
+
+def test_peak_rss_reads_vmhwm() -> None:
+    status = "Name:\tpython\nVmPeak:\t  300000 kB\nVmHWM:\t   71680 kB\nVmRSS:\t   70000 kB\n"
+    assert parse_status_kib(status, "VmHWM") == 71_680
+    assert parse_status_kib(status, "VmSwap") is None
+    own = peak_rss_mib(os.getpid())
+    assert own is not None and own > 10
+    assert peak_rss_mib(2**22 + 12345) is None  # no such process
+
+
+def test_cli_sizes_come_from_the_mode_and_flags() -> None:
+    quick = cli.build_config(cli._parser().parse_args(["--quick"]))
+    full = cli.build_config(cli._parser().parse_args(["--backfill-rows", "5000"]))
+    assert quick.mode == "quick" and quick.backlog_ops < full.backlog_ops
+    assert full.backlog_ops == 50_000 and full.backfill_rows == 5_000
+
+
+def test_cli_refuses_impossible_sizes_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--quick", "--backlog-ops", "5"]) == 2
+    assert "backlog_ops" in capsys.readouterr().err

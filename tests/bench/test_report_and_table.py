@@ -1,0 +1,78 @@
+"""The report's schema (pydantic, field-level errors) and the printed table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from kmsync_bench.report import BenchReport, load_report, stamp, write_report
+from kmsync_bench.table import render, rows
+
+
+def test_report_round_trips_through_json(tmp_path: Path, sample_report: BenchReport) -> None:
+    path = tmp_path / "r" / "report.json"
+    write_report(sample_report, path)
+    assert load_report(path) == sample_report
+
+
+def test_missing_section_is_reported_by_field(report_data: dict[str, Any]) -> None:
+    data = report_data
+    del data["capacity"]["peak_rss_mib"]
+    with pytest.raises(ValidationError) as err:
+        BenchReport.model_validate(data)
+    assert ("capacity", "peak_rss_mib") in [e["loc"] for e in err.value.errors()]
+
+
+def test_implausible_numbers_are_refused(report_data: dict[str, Any]) -> None:
+    data = report_data
+    data["efficiency"]["kmsync"]["write_calls"] = 0
+    data["machine"]["cpu_count"] = 0
+    with pytest.raises(ValidationError) as err:
+        BenchReport.model_validate(data)
+    locs = [e["loc"] for e in err.value.errors()]
+    assert ("efficiency", "kmsync", "write_calls") in locs and ("machine", "cpu_count") in locs
+
+
+def test_unknown_keys_are_refused(report_data: dict[str, Any]) -> None:
+    data = report_data
+    data["latency"]["p50"] = 1.0
+    with pytest.raises(ValidationError):
+        BenchReport.model_validate(data)
+
+
+def test_table_has_one_line_per_measurement_with_its_numbers(sample_report: BenchReport) -> None:
+    table = rows(sample_report)
+    labels = [r[0] for r in table]
+    assert labels == ["1 API efficiency", "2 budget, alone", "2 budget, shared", "3 latency", "4 capacity",
+                      "5 backfill", "5 bulk path"]
+    cells = {r[0]: r[1] + " | " + r[2] for r in table}
+    assert "288.0 records/call" in cells["1 API efficiency"] and "naive 1.0 records/call" in cells["1 API efficiency"]
+    assert "peak 50/60" in cells["2 budget, alone"] and "606: 0" in cells["2 budget, alone"]
+    assert "external 40%" in cells["2 budget, shared"]
+    assert "p50 3.90 s" in cells["3 latency"] and "p99 6.24 s" in cells["3 latency"]
+    assert "transform 70" in cells["4 capacity"]
+    assert "4,000 of 1,000,000 rows" in cells["5 backfill"]
+
+
+def test_rendered_table_names_the_machine_and_aligns_columns(sample_report: BenchReport) -> None:
+    text = render(sample_report)
+    head, *lines = text.splitlines()
+    assert "2 CPU" in head and "Kafka 3.9.1" in head and "Python 3.11.7" in head
+    assert len(lines) == 7
+    starts = {len(line) - len(line[18:].lstrip()) for line in lines}
+    assert len(starts) == 1, "the second column starts at the same place on every line"
+
+
+def test_an_incomplete_section_says_so(sample_report: BenchReport) -> None:
+    broken = sample_report.model_copy(update={"capacity": sample_report.capacity.model_copy(
+        update={"completed": False})})
+    assert "INCOMPLETE" in dict((r[0], r[1]) for r in rows(broken))["4 capacity"]
+
+
+def test_stamp_is_file_name_safe() -> None:
+    from datetime import UTC, datetime
+
+    assert stamp(datetime(2026, 11, 27, 6, 5, 9, tzinfo=UTC)) == "20261127T060509Z"

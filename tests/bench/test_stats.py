@@ -1,0 +1,58 @@
+"""Percentiles and rolling-window usage: the arithmetic every reported number goes through."""
+
+from __future__ import annotations
+
+import pytest
+
+from kmsync_bench.stats import distribution, percentile, rolling_window_usage
+
+
+def test_percentile_interpolates_between_closest_ranks() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 95) == pytest.approx(95.05)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert percentile(values, 0) == 1.0 and percentile(values, 100) == 100.0
+
+
+def test_percentile_ignores_input_order_and_handles_one_value() -> None:
+    assert percentile([9.0, 1.0, 5.0], 50) == 5.0
+    assert percentile([4.2], 99) == 4.2
+
+
+def test_percentile_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_distribution_summarises_a_skewed_latency_sample() -> None:
+    d = distribution([1.0] * 98 + [10.0, 20.0])
+    assert (d.count, d.p50, d.max) == (100, 1.0, 20.0)
+    assert d.p99 == pytest.approx(10.1)
+    assert d.mean == pytest.approx(1.28)
+
+
+def test_rolling_window_peak_is_the_most_calls_in_any_window() -> None:
+    # 10 calls in the first second, 5 more at t=15 (same window), 10 at t=30 (first ten have left).
+    times = [0.1 * i for i in range(10)] + [15.0] * 5 + [30.0 + 0.1 * i for i in range(10)]
+    usage = rolling_window_usage(times, 20.0, 0.0, 40.0)
+    assert usage.calls == 25
+    assert usage.peak == 15
+    assert usage.mean == pytest.approx(25 / 40 * 20)
+
+
+def test_a_call_exactly_one_window_later_does_not_share_the_window() -> None:
+    assert rolling_window_usage([0.0, 20.0], 20.0, 0.0, 30.0).peak == 1
+
+
+def test_calls_outside_the_phase_do_not_count_and_a_short_phase_counts_as_one_window() -> None:
+    usage = rolling_window_usage([-5.0, 1.0, 2.0, 3.0, 99.0], 20.0, 0.0, 5.0)
+    assert usage.calls == 3 and usage.peak == 3
+    assert usage.mean == 3.0  # never above the peak
+
+
+def test_rolling_window_usage_rejects_a_bad_window() -> None:
+    with pytest.raises(ValueError):
+        rolling_window_usage([1.0], 0, 0.0, 1.0)
