@@ -187,9 +187,16 @@ class EventPuller:
         configured = {s.entry_id for s in self.event.sessions}
         return [s for s in found.values() if not configured or s.entry_id in configured]
 
+    def _ended_scope(self, entry_id: str) -> str:
+        return f"ended:{entry_id}"
+
     def _due(self, session: SessionWindow, now: datetime, force: bool) -> bool:
         """Ended sessions until the late-data window closes. A session whose end Kaltura did not
-        tell (no entry notification yet) is pulled on the re-pull interval, as non-final figures."""
+        tell (no entry notification yet) is pulled on the re-pull interval, as non-final figures.
+
+        The window starts when ingest first pulled the session as ended (stored durably under the
+        scope ``ended:<entry>``), measured on the same clock as the pulls, so it holds even when
+        Kaltura's clock and ingest's disagree (the sandbox plays last year's event)."""
         if session.end is not None and session.end > now:
             return False
         if force:
@@ -198,8 +205,9 @@ class EventPuller:
         mark = self.watermarks.get(pid, vid, "engagement", session.entry_id)
         if mark is None:
             return True
-        if session.end is not None and mark.watermark - session.end > self.timing.late_data_window:
-            return False  # the last pull was already past the late-data window
+        ended = self.watermarks.get(pid, vid, "engagement", self._ended_scope(session.entry_id))
+        if session.end is not None and ended is not None and now - ended.watermark > self.timing.late_data_window:
+            return False  # past the late-data window
         return now - mark.watermark >= self.timing.session_repull
 
     async def pull_sessions(self, entry_id: str | None = None, requested_at: float | None = None) -> list[PullResult]:
@@ -233,6 +241,11 @@ class EventPuller:
                     self.metrics.pulls.labels(stream, "error").inc()
                     raise
                 self.metrics.pulls.labels(stream, "ok").inc()
+            pid, vid = self.ids
+            ended_scope = self._ended_scope(session.entry_id)
+            first_final = session.end is not None and session.end <= now
+            if first_final and self.watermarks.get(pid, vid, "engagement", ended_scope) is None:
+                await self.watermarks.commit(pid, vid, "engagement", ended_scope, now, frozenset())
             self._last_ok_start[scope] = started
             return results
 

@@ -193,3 +193,26 @@ async def test_a_kaltura_failure_during_the_triggered_pull_answers_503(
             assert "3001" not in ingest.service.handled_jobs
             assert metric(ingest.service, "kmsync_ingest_errors_total", kind="kaltura") == 1
     assert await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix) == []
+
+
+async def test_late_rows_are_pulled_even_when_kaltura_clock_and_ingest_clock_disagree(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    # The sandbox plays an event dated 2025 while ingest runs on today's clock (as in `make run`).
+    scenario = {"registrants": 120, "sessions": 1, "late_row_rate": 0.3, "late_lag_seconds": 3600,
+                "notifications": {"kinds": ["entry"], "duplicate_rate": 0.0}}
+    async with running_sandbox(scenario, seed=13) as sb:
+        session = sb.sandbox.scenario.sessions[0]
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb)
+        async with running_ingest(settings, tenants_for(sb, tmp_path, with_sessions=False), None) as ingest:
+            sb.sandbox.dispatcher.configure(ingest.notification_url)
+            sb.advance_to(session.end + timedelta(minutes=5))
+            await wait_for(lambda: metric(ingest.service, "kmsync_ingest_notifications_total", outcome="accepted") == 1,
+                           what="the entry notification")
+            on_time = len(await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix))
+            sb.advance_to_end()  # the late analytics rows appear
+            await ingest.service.pull_everything()
+        truth = sb.truth()
+    good = [e for e in truth["engagement"] if e["defect"] is None]
+    engagement = [v for _, v in await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)]
+    assert 0 < on_time < len(engagement) == 2 * len(good)
