@@ -13,7 +13,7 @@ from kmsync_config.settings import CommonSettings
 
 
 class WindowSettings(CommonSettings):
-    """Only the knobs of windowing and retry, so pure logic can be built without Kafka fields."""
+    """The knobs an instance worker uses (windowing, retry, cache, usage), apart from Kafka's."""
 
     #: A window closes when it holds this many operations ...
     window_max_records: int = Field(default=3000, ge=1)
@@ -34,6 +34,9 @@ class WindowSettings(CommonSettings):
     retry_max_seconds: float = Field(default=300.0, ge=0)
     #: Email → lead id entries kept per instance.
     lead_cache_size: int = Field(default=200_000, ge=0)
+    #: Every this many minutes (and on start) the instance's calls today by every integration are
+    #: read from Marketo's usage endpoint and fed to the limiter's daily budget (0: never).
+    sink_usage_reconcile_minutes: float = Field(default=10.0, ge=0)
 
 
 class SinkSettings(WindowSettings):
@@ -48,8 +51,6 @@ class SinkSettings(WindowSettings):
     sink_ledger_lookback_hours: float = Field(default=7 * 24.0, gt=0)
     #: Commit at most this often (seconds) while records complete.
     sink_commit_interval_seconds: float = Field(default=1.0, gt=0)
-    #: Calls in flight at once per instance (≤ the client limiter's concurrency cap).
-    sink_call_concurrency: int = Field(default=5, ge=1, le=10)
 
     @model_validator(mode="after")
     def _check(self) -> SinkSettings:

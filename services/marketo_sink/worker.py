@@ -68,6 +68,7 @@ class InstanceWorker:
         self._task: asyncio.Task[None] | None = None
         #: The window whose calls and publishing are running (drain waits for it).
         self._window_task: asyncio.Task[None] | None = None
+        self._reconciled_at: float | None = None
         #: attempts → retry time, shared by the calls of the current window.
         self._retry_at: dict[int, float] = {}
 
@@ -98,11 +99,26 @@ class InstanceWorker:
                 continue
             if self._stopping:
                 return
+            await self._maybe_reconcile(now)
             # A task of its own, awaited through a shield: cancelling the loop (a hard stop) lets the
             # calls already started finish and publish their outcomes, so a custom activity Marketo
             # accepted always reaches the ledger; stop() bounds how long that may take.
             self._window_task = asyncio.create_task(self._one_window(reason, now))
             await asyncio.shield(self._window_task)
+
+    async def _maybe_reconcile(self, now: float) -> None:
+        """Other integrations spend the same daily quota (marketo-api.md §2.1): learn the instance's
+        total from Marketo now and then, so the limiter's daily budget is the instance's, not ours."""
+        every = self.settings.sink_usage_reconcile_minutes * 60
+        if every <= 0 or (self._reconciled_at is not None and now - self._reconciled_at < every):
+            return
+        self._reconciled_at = now
+        try:
+            total = await self.writer.usage_today(reconcile=True)
+        except Exception as exc:  # the usage endpoint is advisory: never block writes on it
+            log.warning("instance %s: usage not read (%s)", self.munchkin_id, type(exc).__name__)
+            return
+        self.metrics.budget_used.labels(self.munchkin_id, "instance_daily").set(total)
 
     async def _one_window(self, reason: CloseReason, now: float) -> None:
         size = self.window.size_bytes

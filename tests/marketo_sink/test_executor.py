@@ -61,6 +61,9 @@ class MemoryWriter:
     async def custom_activity_types(self) -> list[dict[str, Any]]:
         return [{"id": 100001, "apiName": "userSessionEngagement"}]
 
+    async def usage_today(self, *, reconcile: bool = True) -> int:
+        return 0
+
     async def aclose(self) -> None:
         return None
 
