@@ -51,6 +51,16 @@ class PullTiming:
     session_repull: timedelta = timedelta(minutes=10)
 
 
+def _iso_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
 def _unix(value: object) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
@@ -123,6 +133,20 @@ class EventPuller:
         return len(records), len(letters)
 
     # ------------------------------------------------------------------------------ statuses
+    def covers_profile(self, note: Notification) -> bool:
+        """A UserProfile notification (the sandbox's extension) whose version the stored statuses
+        watermark already covers needs no pull: it is in Kafka already."""
+        if note.kind != "user_profile":
+            return False
+        obj = note.fields.get("object")
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+            return False
+        when = _iso_time(obj.get("updatedAt"))
+        boundary = self.watermarks.boundary(*self.ids, "statuses")
+        if when is None or boundary is None:
+            return False
+        return when < boundary.watermark or (when == boundary.watermark and obj["id"] in boundary.seen_ids)
+
     async def pull_statuses(self, requested_at: float | None = None) -> PullResult:
         """Everything changed since the stored watermark; returns what was produced."""
         async with self._lock("statuses"):

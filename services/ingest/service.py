@@ -227,7 +227,7 @@ class IngestService:
         results: list[PullResult] = []
         for puller in pullers:
             puller.learn_session(note)
-            if note.wants_statuses:
+            if note.wants_statuses and not puller.covers_profile(note):
                 results.append(await puller.pull_statuses(requested_at=requested))
             if note.kind == "virtual_event":
                 results += await puller.pull_sessions(requested_at=requested)

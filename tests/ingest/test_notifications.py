@@ -216,3 +216,36 @@ async def test_late_rows_are_pulled_even_when_kaltura_clock_and_ingest_clock_dis
     good = [e for e in truth["engagement"] if e["defect"] is None]
     engagement = [v for _, v in await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)]
     assert 0 < on_time < len(engagement) == 2 * len(good)
+
+
+async def test_profile_notifications_already_covered_by_the_watermark_pull_nothing(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    scenario = {"registrants": 40, "sessions": 1, "notifications": {"kinds": ["user_profile"], "duplicate_rate": 0.0}}
+    async with running_sandbox(scenario, seed=14) as sb:
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb)
+        async with running_ingest(settings, tenants_for(sb, tmp_path), sb) as ingest:
+            sb.advance_to(sb.sandbox.scenario.event_start)
+            await ingest.service.pull_everything()
+            pulls = metric(ingest.service, "kmsync_ingest_pulls_total", stream="statuses", outcome="ok")
+            sb.sandbox.dispatcher.configure(ingest.notification_url)
+            log = sb.sandbox.dispatcher.log
+            due = sum(1 for t in sb.truth(sb.now())["attendees"] for _ in t["transitions"])
+            await wait_for(lambda: len(log.delivered) == due, what="the deliveries of changes so far")
+            delivered_before = len(log.delivered)
+            assert delivered_before > 0
+            # Every change up to now was already pulled: no notification needed a pull.
+            assert metric(ingest.service, "kmsync_ingest_pulls_total", stream="statuses", outcome="ok") == pulls
+            sb.advance_to_end()
+            await wait_for(lambda: sb.sandbox.dispatcher.pending == 0, within=60, what="the remaining deliveries")
+            assert metric(ingest.service, "kmsync_ingest_pulls_total", stream="statuses", outcome="ok") > pulls
+        truth = sb.truth()
+    statuses = [v for _, v in await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix)]
+    versions = {(s.user_id, s.source_time) for s in statuses}
+    assert len(versions) == len(statuses)
+    final = {(a["user_id"], a["final_status"]) for a in truth["attendees"] if not a["deleted"]}
+    latest: dict[str, Any] = {}
+    for s in statuses:
+        if s.user_id not in latest or s.source_time > latest[s.user_id].source_time:
+            latest[s.user_id] = s
+    assert {(u, s.status.value) for u, s in latest.items()} == final
