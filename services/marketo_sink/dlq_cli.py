@@ -36,6 +36,8 @@ class ReplayReport:
     read: int = 0
     matched: int = 0
     replayed: int = 0
+    #: What a --dry-run would have replayed.
+    replayable: int = 0
     skipped: Counter[str] | None = None
 
     def skip(self, why: str) -> None:
@@ -122,6 +124,7 @@ async def replay(bootstrap: str, dlq_topic: str, prefix: str, filters: dict[str,
                         report.skip("payload does not match the source contract")
                         continue
                     if dry_run:
+                        report.replayable += 1
                         continue
                     key = letter.source_key.encode() if letter.source_key else None
                     pending.append(await producer.send(letter.source_topic, value, key=key))
@@ -157,9 +160,8 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 1
-    verb = "would replay" if args.dry_run else "replayed"
-    print(f"{topic}: read {report.read}, matched {report.matched}, {verb} "
-          f"{report.matched - sum((report.skipped or Counter()).values()) if args.dry_run else report.replayed}")
+    done = f"would replay {report.replayable}" if args.dry_run else f"replayed {report.replayed}"
+    print(f"{topic}: read {report.read}, matched {report.matched}, {done}")
     for why, n in sorted((report.skipped or Counter()).items()):
         print(f"  skipped {n}: {why}")
     return 0

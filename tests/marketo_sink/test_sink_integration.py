@@ -387,8 +387,11 @@ async def test_dlq_replay_reinjects_fixed_records(
                 "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}}})
             monkeypatch.setenv("KMSYNC_KAFKA_BOOTSTRAP", h.bootstrap)
             monkeypatch.setenv("KMSYNC_TOPIC_PREFIX", topic_prefix)
-            report = await dlq_cli.replay(h.bootstrap, topic_name(MARKETO_DLQ, topic_prefix), topic_prefix,
-                                          dlq_cli.parse_filters(["reason_code=kmsync.instance_unknown"]))
+            dlq_topic = topic_name(MARKETO_DLQ, topic_prefix)
+            wanted = dlq_cli.parse_filters(["reason_code=kmsync.instance_unknown"])
+            dry = await dlq_cli.replay(h.bootstrap, dlq_topic, topic_prefix, wanted, dry_run=True)
+            assert (dry.matched, dry.replayable, dry.replayed) == (1, 1, 0)
+            report = await dlq_cli.replay(h.bootstrap, dlq_topic, topic_prefix, wanted)
             assert (report.matched, report.replayed) == (1, 1)
             h.start_sink()
 
