@@ -1,14 +1,14 @@
 """The pull mode for one virtual event: statuses since the watermark, ended sessions' reports.
 
 * Statuses (kaltura-api.md §7.1 step 1): pages of user-profile/list with
-  updatedAtGreaterThanOrEqual=watermark ordered by updatedAt. After each page is acknowledged by
-  Kafka the watermark moves to the page's latest updatedAt with the ids stamped exactly then, so
-  the next query starts there (keyset paging: records updated while we page cannot slip behind
-  an offset) and the re-read boundary records are skipped.
-* Engagement and polls (§7.1 steps 2-3): for each session that has ended (by Kaltura's clock),
-  pulled once it ends and re-pulled every ``session_repull_seconds`` until
-  ``late_data_window_seconds`` after its end, because analytics rows arrive late (§7.5). Rows are
-  de-duplicated by content, so a re-pull produces only rows that are new or changed.
+  updatedAtGreaterThanOrEqual=watermark ordered by updatedAt (the client walks them as a keyset).
+  Each page's new records are committed together with the watermark past them (the page's newest
+  updatedAt and the ids stamped exactly then), so the next pull re-reads that instant and skips
+  those ids.
+* Engagement and polls (§7.1 steps 2-3): each session that has ended is pulled, then re-pulled
+  every ``session_repull`` until ``late_data_window`` after ingest first pulled it as ended,
+  because analytics rows arrive late (§7.5). Rows are de-duplicated by content, so a re-pull
+  produces only rows that are new or changed (or newly final).
 * Pulls of one stream never overlap; a trigger that arrives while one runs waits for it and
   then runs again only if no pull started after the trigger arrived.
 """
