@@ -45,10 +45,20 @@ class PullResult:
     duplicates: int
 
 
+#: How many marks a big snapshot's digests are spread over (by the digest's first hex digit).
+SHARDS = 16
+
+
+def _shard_scope(entry_id: str, k: int) -> str:
+    return f"{entry_id}#{k}"
+
+
 @dataclass(frozen=True)
 class PullTiming:
     late_data_window: timedelta = timedelta(hours=24)
     session_repull: timedelta = timedelta(minutes=10)
+    #: Above this many digests a snapshot's seen set is sharded (20,000 x ~23 bytes ≈ 460 KB).
+    max_ids_per_mark: int = 20_000
 
 
 def _iso_time(value: object) -> datetime | None:
@@ -117,7 +127,8 @@ class EventPuller:
         return self._locks.setdefault(scope, asyncio.Lock())
 
     async def _commit(
-        self, stream: Stream, scope: str, fresh: Sequence[Item[Any]], watermark: datetime, seen: frozenset[str]
+        self, stream: Stream, scope: str, fresh: Sequence[Item[Any]], watermark: datetime, seen: frozenset[str],
+        extra: Sequence[tuple[str, frozenset[str]]] = (),
     ) -> tuple[int, int]:
         """Produce the fresh items with the watermark that covers them (atomically when the
         publisher is transactional); returns (records, dead letters)."""
@@ -127,7 +138,7 @@ class EventPuller:
             for i in fresh if i.problem is not None
         ]
         pid, vid = self.ids
-        await self.watermarks.commit(pid, vid, stream, scope, watermark, seen, records, letters)
+        await self.watermarks.commit(pid, vid, stream, scope, watermark, seen, records, letters, extra)
         if letters:
             self.metrics.bad_rows.labels("pull").inc(len(letters))
         return len(records), len(letters)
@@ -281,13 +292,28 @@ class EventPuller:
         else:
             items = list(await self.source.poll_answers(self.event, session))
         self.metrics.records_in.labels(stream, "pull").inc(len(items))
-        mark = self.watermarks.get(pid, vid, stream, session.entry_id)
+        entry = session.entry_id
+        mark = self.watermarks.get(pid, vid, stream, entry)
         seen = frozenset(mark.seen_ids) if mark else frozenset()
+        sharded_before = self.watermarks.get(pid, vid, stream, _shard_scope(entry, 0)) is not None
+        if sharded_before:
+            for k in range(SHARDS):
+                shard = self.watermarks.get(pid, vid, stream, _shard_scope(entry, k))
+                seen |= frozenset(shard.seen_ids) if shard else frozenset()
         fresh, current = select_changed(items, lambda i: {"id": i.ident, **i.content}, seen)
         self.metrics.duplicates.labels(stream).inc(len(items) - len(fresh))
+        # A big snapshot's digests are split over SHARDS marks (a Kafka record is at most ~1 MB).
+        extra: list[tuple[str, frozenset[str]]] = []
+        main = current
+        if len(current) > self.timing.max_ids_per_mark:
+            main = frozenset()
+            extra = [(_shard_scope(entry, k), frozenset(d for d in current if int(d[0], 16) % SHARDS == k))
+                     for k in range(SHARDS)]
+        elif sharded_before:
+            extra = [(_shard_scope(entry, k), frozenset()) for k in range(SHARDS)]
         # Always stored: the engagement mark's time is also when this session was last pulled.
-        produced, dead = await self._commit(stream, session.entry_id, fresh, now, current)
-        return PullResult(stream, session.entry_id, len(items), produced, dead, len(items) - len(fresh))
+        produced, dead = await self._commit(stream, entry, fresh, now, main, extra)
+        return PullResult(stream, entry, len(items), produced, dead, len(items) - len(fresh))
 
     async def pull_all(self) -> list[PullResult]:
         results = [await self.pull_statuses()]

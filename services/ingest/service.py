@@ -90,6 +90,7 @@ class IngestService:
             timing = PullTiming(
                 late_data_window=timedelta(seconds=self.settings.late_data_window_seconds),
                 session_repull=timedelta(seconds=self.settings.session_repull_seconds),
+                max_ids_per_mark=self.settings.watermark_max_ids,
             )
             for event in self.tenants.events:
                 source = self._source_factory(event)

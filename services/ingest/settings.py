@@ -61,5 +61,8 @@ class IngestSettings(CommonSettings):
     #: together; with the topic prefix appended). One pulling ingest per id: a second one fences
     #: the first. Empty: no transactions (records, then the watermark, each acknowledged).
     transactional_id: str = "kmsync-ingest"
+    #: Above this many row digests a session's de-duplication set is spread over 16 watermark
+    #: records (a Kafka record is at most ~1 MB by default).
+    watermark_max_ids: int = Field(default=20_000, ge=1)
     #: Records produced per batch (one ack wait per batch).
     produce_batch_size: int = Field(default=500, ge=1)

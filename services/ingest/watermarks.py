@@ -80,18 +80,25 @@ class WatermarkStore:
         seen_ids: frozenset[str],
         records: Sequence[KalturaRecord] = (),
         letters: Sequence[DeadLetter] = (),
+        extra: Sequence[tuple[str, frozenset[str]]] = (),
     ) -> IngestWatermark:
         """Produce records, dead letters and the watermark that covers them together (one Kafka
-        transaction when the publisher is transactional); remember the mark only once committed."""
-        mark = IngestWatermark(
-            partner_id=partner_id, virtual_event_id=virtual_event_id, stream=stream,
-            scope=scope, watermark=watermark, seen_ids=tuple(sorted(seen_ids)), recorded_at=utc_now(),
-        )
+        transaction when the publisher is transactional); remember the marks only once committed.
+        ``extra`` are more (scope, seen ids) marks of the same stream and time (shards)."""
+        now = utc_now()
+        marks = [
+            IngestWatermark(
+                partner_id=partner_id, virtual_event_id=virtual_event_id, stream=stream,
+                scope=s, watermark=watermark, seen_ids=tuple(sorted(ids)), recorded_at=now,
+            )
+            for s, ids in [(scope, seen_ids), *extra]
+        ]
         await self.publisher.send_atomically(
-            [*outgoing_records(records), *outgoing_letters(letters), outgoing_watermark(mark)]
+            [*outgoing_records(records), *outgoing_letters(letters), *(outgoing_watermark(m) for m in marks)]
         )
-        self._marks[mark.partition_key()] = mark
-        return mark
+        for mark in marks:
+            self._marks[mark.partition_key()] = mark
+        return marks[0]
 
     async def load(self) -> int:
         """Read the whole compacted topic; returns how many watermarks are known."""
