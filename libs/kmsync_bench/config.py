@@ -53,7 +53,7 @@ class BenchConfig(BaseModel):
 QUICK = BenchConfig(mode="quick", backlog_ops=3_000, naive_ops=200, shared_backlog_ops=1_500, sink_share=0.6,
                     external_share=0.4, latency_rows_per_second=10, latency_seconds=8, capacity_rows=200,
                     backfill_rows=2_000, backfill_seconds=20, backfill_share=1.0, section_timeout_seconds=150)
-FULL = BenchConfig(mode="full", backlog_ops=50_000, naive_ops=3_000, shared_backlog_ops=20_000, sink_share=0.6,
-                   external_share=0.4, latency_rows_per_second=20, latency_seconds=60, capacity_rows=2_000,
-                   backfill_rows=BACKFILL_TARGET_ROWS, backfill_seconds=360, backfill_share=1.0,
+FULL = BenchConfig(mode="full", backlog_ops=50_000, naive_ops=3_000, shared_backlog_ops=40_000, sink_share=0.6,
+                   external_share=0.4, latency_rows_per_second=20, latency_seconds=60, capacity_rows=3_000,
+                   backfill_rows=BACKFILL_TARGET_ROWS, backfill_seconds=540, backfill_share=1.0,
                    section_timeout_seconds=600)

@@ -133,6 +133,9 @@ class Capacity(_Model):
     seconds: float = Field(gt=0)
     events_per_second: float = Field(ge=0)
     ops_per_second: float = Field(ge=0)
+    #: Rows per second between the 10th and the 90th percentile of outcome times (decided_at):
+    #: the steady rate once the first rows are through.
+    steady_events_per_second: float = Field(ge=0)
     #: Seconds from the start until each stage had handled everything: ingest (CSV acknowledged),
     #: transform (every operation on marketo.ops.v1), sink (every outcome on marketo.results.v1).
     stage_seconds: dict[str, float]

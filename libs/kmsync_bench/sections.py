@@ -262,6 +262,15 @@ async def latency(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, 
               "5 s) → Marketo accepted; decided_at from marketo.results.v1"))
 
 
+def steady_rate(times: list[float]) -> float:
+    """Items per second between the 10th and 90th percentile of their (sorted) completion times."""
+    if len(times) < 10:
+        return 0.0
+    low, high = int(len(times) * 0.1), int(len(times) * 0.9)
+    span = times[high] - times[low]
+    return (high - low) / span if span > 0 else 0.0
+
+
 # -- 4: capacity ---------------------------------------------------------------------------------
 async def capacity(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, cfg: BenchConfig) -> Capacity:
     munchkin = CAPACITY_INSTANCE
@@ -293,7 +302,9 @@ async def capacity(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
         stages["sink"] = round(elapsed, 2)
     handled = follower.count(munchkin)
     delta = diff_counts(await admin.by_endpoint(munchkin), before)
+    decided = sorted(o.decided_at.timestamp() for o in follower.outcomes(munchkin).values())
     return Capacity(
+        steady_events_per_second=round(steady_rate(decided) / 2, 1),
         rows=rows, ops=handled, completed=done, seconds=round(elapsed, 2),
         events_per_second=round((rows if done else handled / 2) / elapsed, 1),
         ops_per_second=round(handled / elapsed, 1), stage_seconds=stages,

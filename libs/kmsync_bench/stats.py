@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,24 +49,26 @@ class WindowUsage:
     seconds: float
     #: Most calls that started inside any one window (the number Marketo's 606 check compares).
     peak: int
-    #: Average calls per window over the phase: calls / seconds × window (a phase shorter than one
-    #: window counts as one window, so the mean never exceeds the peak).
+    #: Average occupancy of the rolling window: calls in (t - window, t] averaged over t every
+    #: second from one window after the start to the end (the whole phase if it is shorter). Never
+    #: above the peak.
     mean: float
 
 
-def rolling_window_usage(times: Sequence[float], window: float, start: float, end: float) -> WindowUsage:
+def _in_window(ordered: Sequence[float], t: float, window: float) -> int:
+    return bisect.bisect_right(ordered, t) - bisect.bisect_right(ordered, t - window)
+
+
+def rolling_window_usage(times: Sequence[float], window: float, start: float, end: float,
+                         step: float = 1.0) -> WindowUsage:
     """Usage of a rolling window by calls started at ``times`` (seconds) during [start, end]."""
-    if window <= 0:
-        raise ValueError("window must be positive")
+    if window <= 0 or step <= 0:
+        raise ValueError("window and step must be positive")
     if end < start:
         raise ValueError("end before start")
     inside = sorted(t for t in times if start <= t <= end)
-    peak = 0
-    low = 0
-    for high, t in enumerate(inside):
-        while inside[low] <= t - window:
-            low += 1
-        peak = max(peak, high - low + 1)
-    seconds = end - start
-    mean = len(inside) / max(seconds, window) * window
-    return WindowUsage(calls=len(inside), seconds=seconds, peak=peak, mean=mean)
+    peak = max((_in_window(inside, t, window) for t in inside), default=0)
+    first = min(start + window, end)
+    samples = [_in_window(inside, first + i * step, window) for i in range(int((end - first) / step) + 1)]
+    mean = sum(samples) / len(samples)
+    return WindowUsage(calls=len(inside), seconds=end - start, peak=peak, mean=mean)

@@ -32,7 +32,8 @@ def rows(report: BenchReport) -> list[tuple[str, str, str]]:
     out.append(("3 latency", f"p50 {d.p50:.2f} s, p95 {d.p95:.2f} s, p99 {d.p99:.2f} s",
                 f"{lat.rows_per_second:.0f} rows/s for {lat.seconds:.0f} s, {d.count} outcomes"))
     rss = ", ".join(f"{k} {v:.0f}" for k, v in sorted(cap.peak_rss_mib.items()))
-    out.append(("4 capacity", f"{cap.events_per_second:,.0f} events/s ({cap.rows:,} rows"
+    out.append(("4 capacity", f"{cap.events_per_second:,.0f} events/s, steady {cap.steady_events_per_second:,.0f}"
+                              f" ({cap.rows:,} rows"
                               f"{'' if cap.completed else ', INCOMPLETE'})",
                 f"peak RSS MiB: {rss}"))
     out.append(("5 backfill", f"{bf.rows:,} of {bf.target_rows:,} rows: {bf.calls_total:,} calls "

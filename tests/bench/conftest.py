@@ -48,7 +48,7 @@ def report_dict() -> dict[str, Any]:
         "latency": {"requested_rows_per_second": 20.0, "rows_per_second": 6.0, "seconds": 60.0, "rows": 360,
                     "end_to_end": _dist(3.9), "by_kind": {"custom_activity": _dist(3.9)},
                     "calls_per_window_peak": 12, "path": "csv → ingest → transform → sink"},
-        "capacity": {"rows": 2_000, "ops": 4_000, "completed": True, "seconds": 150.0, "events_per_second": 13.3,
+        "capacity": {"rows": 2_000, "ops": 4_000, "completed": True, "seconds": 150.0, "events_per_second": 13.3, "steady_events_per_second": 15.0,
                      "ops_per_second": 26.7, "stage_seconds": {"ingest": 2.0, "transform": 148.0, "sink": 150.0},
                      "write_calls": 60, "peak_rss_mib": {"ingest": 70.0, "transform": 70.0, "sink": 69.0}},
         "backfill": {"target_rows": 1_000_000, "requested_rows": 1_000_000, "rows": 4_000, "completed": True,

@@ -11,7 +11,7 @@ import pytest
 from kmsync_bench import cli
 from kmsync_bench.machine import parse_status_kib, peak_rss_mib
 from kmsync_bench.sandbox import count_calls, diff_counts, is_bulk, is_write
-from kmsync_bench.sections import live_rate, rows_that_fit
+from kmsync_bench.sections import live_rate, rows_that_fit, steady_rate
 from kmsync_bench.workload import backlog, engagement_csv
 from kmsync_kaltura.csv_reports import parse_engagement_csv
 
@@ -103,3 +103,9 @@ def test_cli_sizes_come_from_the_mode_and_flags() -> None:
 def test_cli_refuses_impossible_sizes_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--quick", "--backlog-ops", "5"]) == 2
     assert "backlog_ops" in capsys.readouterr().err
+
+
+def test_steady_rate_ignores_the_slow_start_and_the_tail() -> None:
+    times = [0.0] + [10.0 + i * 0.1 for i in range(98)] + [100.0]  # 10 per second after a 10 s start
+    assert steady_rate(times) == pytest.approx(10.0, rel=0.02)
+    assert steady_rate([1.0, 2.0]) == 0.0

@@ -40,17 +40,25 @@ def test_rolling_window_peak_is_the_most_calls_in_any_window() -> None:
     usage = rolling_window_usage(times, 20.0, 0.0, 40.0)
     assert usage.calls == 25
     assert usage.peak == 15
-    assert usage.mean == pytest.approx(25 / 40 * 20)
+    # sampled at t = 20..40: 5 calls (t=15) until 29, 15 from 31 to 34, 10 from 35 on
+    assert 5 < usage.mean < usage.peak
 
 
 def test_a_call_exactly_one_window_later_does_not_share_the_window() -> None:
     assert rolling_window_usage([0.0, 20.0], 20.0, 0.0, 30.0).peak == 1
 
 
-def test_calls_outside_the_phase_do_not_count_and_a_short_phase_counts_as_one_window() -> None:
+def test_calls_outside_the_phase_do_not_count_and_a_short_phase_is_sampled_at_its_end() -> None:
     usage = rolling_window_usage([-5.0, 1.0, 2.0, 3.0, 99.0], 20.0, 0.0, 5.0)
     assert usage.calls == 3 and usage.peak == 3
-    assert usage.mean == 3.0  # never above the peak
+    assert usage.mean == 3.0
+
+
+def test_steady_use_of_a_budget_reads_as_that_budget_per_window() -> None:
+    times = [i * 0.5 for i in range(200)]  # 40 calls per 20 s for 100 s
+    usage = rolling_window_usage(times, 20.0, 0.0, 100.0)
+    assert usage.peak == 40
+    assert usage.mean == pytest.approx(40, abs=0.5)
 
 
 def test_rolling_window_usage_rejects_a_bad_window() -> None:

@@ -1,0 +1,66 @@
+"""`kmsync bench --quick` end to end: its own Kafka broker, the sandbox and the three services as
+processes; the report must hold every section with plausible numbers, and the table must print."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kmsync_bench.config import EFFICIENCY_INSTANCE, INSTANCE_RATE_LIMIT, NAIVE_INSTANCE
+from kmsync_bench.report import load_report
+
+# Starts a real broker (like the session fixture does), so it is deselected by `make unit` with the others.
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(360)]
+
+
+def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "results" / "quick.json"
+    kmsync = Path(sys.executable).parent / "kmsync"
+    proc = subprocess.run([str(kmsync), "bench", "--quick", "--out", str(out), "--work-dir", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=330, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = load_report(out)  # validates the schema
+    assert report.mode == "quick" and report.machine.cpu_count == os.cpu_count()
+    assert report.config["backlog_ops"] == report.efficiency.backlog_ops
+
+    # 1. kmsync fills calls; the naive writer sends exactly one record per call.
+    eff = report.efficiency
+    assert eff.naive.records_per_call == 1.0 and eff.naive.failed_ops == 0
+    assert eff.kmsync.records_per_call > 100 > eff.naive.records_per_call
+    assert eff.kmsync.outcomes.get("failed", 0) == 0
+    assert eff.call_reduction > 50
+    assert eff.naive.extrapolated_to_backlog.calls >= eff.backlog_ops
+    assert report.sandbox_limits[EFFICIENCY_INSTANCE]["rate_limit"] == INSTANCE_RATE_LIMIT
+    assert report.sandbox_limits[NAIVE_INSTANCE]["rate_limit"] > INSTANCE_RATE_LIMIT
+
+    # 2. The budget: never above kmsync's configured share, no throttling, the external client counted.
+    for phase in (report.budget.alone, report.budget.shared):
+        assert 0 < phase.sink_peak_per_window <= phase.configured_per_window
+        assert phase.sink_606 == 0 and phase.sink_615 == 0
+    shared = report.budget.shared
+    assert shared.external is not None and shared.external.calls > 0
+    assert shared.instance_peak_per_window > shared.sink_peak_per_window
+
+    # 3. Latency: ordered percentiles, seconds not minutes.
+    lat = report.latency.end_to_end
+    assert lat.count == 2 * report.latency.rows
+    assert 0 < lat.p50 <= lat.p95 <= lat.p99 <= lat.max < 60
+
+    # 4. Capacity with each service's peak RSS.
+    cap = report.capacity
+    assert cap.completed and cap.events_per_second > 0
+    assert {"ingest", "transform", "sink"} <= set(cap.peak_rss_mib)
+    assert all(10 < mib < 4_000 for mib in cap.peak_rss_mib.values())
+    assert cap.stage_seconds["ingest"] <= cap.stage_seconds["transform"] <= cap.stage_seconds["sink"]
+
+    # 5. Backfill: every row reached Marketo; calls counted against REST at 300 per call; the Bulk path ran.
+    bf = report.backfill
+    assert bf.completed and bf.ops == 2 * bf.rows and bf.calls_total > 0
+    assert bf.rest_equivalent_calls >= 3 and bf.extrapolated_calls_for_target > bf.calls_total
+    assert bf.bulk_path is not None and bf.bulk_path.submit_calls >= 1 and bf.bulk_path.rows_failed == 0
+
+    assert "1 API efficiency" in proc.stdout and "5 backfill" in proc.stdout and str(out) in proc.stdout
