@@ -30,7 +30,7 @@ def progress_line(stack: Stack) -> str:
     write_calls = metric_sum(sink, "kmsync_sink_records_per_call_count")
     per_call = records / write_calls if write_calls else 0.0
     throttled = metric_sum(sink, "kmsync_sink_throttle_answers_total")
-    dlq = (metric_sum(ingest, "kmsync_ingest_dead_letters_total")
+    dlq = (metric_sum(ingest, "kmsync_ingest_bad_rows_total")
            + metric_sum(transform, "kmsync_transform_dead_lettered_total")
            + metric_sum(sink, "kmsync_sink_dead_letters_total"))
     return (f"kaltura {status['now'][:16]} | in {metric_sum(ingest, 'kmsync_ingest_records_out_total'):>7.0f} "

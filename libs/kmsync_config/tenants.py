@@ -139,7 +139,7 @@ class KalturaPartner(Strict):
 
     #: api_v3 host, e.g. https://www.kaltura.com
     service_url: str
-    #: User Profile service base, e.g. https://user.us.ovp.kaltura.com
+    #: User Profile service base, e.g. https://user.us.ovp.kaltura.com/api/v1
     user_profile_url: str
     admin_secret: InlineRejectingSecretRef
     #: Secret used to sign HTTP notifications; defaults to the admin secret (kaltura-api.md §2.4).

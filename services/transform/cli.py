@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -34,6 +35,11 @@ def main(argv: list[str]) -> int:
     asyncio.run(ensure_transform_topics(settings))
     settings.transform_data_dir.mkdir(parents=True, exist_ok=True)
     built = build_app(settings, tenants)
+    def dump_tasks() -> None:
+        for task in asyncio.all_tasks(built.app.loop):
+            task.print_stack(limit=8, file=sys.stderr)
+
+    built.app.loop.add_signal_handler(signal.SIGUSR2, dump_tasks)
     worker = faust.Worker(built.app, loglevel=settings.log_level, quiet=True, workdir=settings.transform_data_dir)
     try:
         worker.execute_from_commandline()
