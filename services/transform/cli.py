@@ -36,10 +36,15 @@ def main(argv: list[str]) -> int:
     settings.transform_data_dir.mkdir(parents=True, exist_ok=True)
     built = build_app(settings, tenants)
     def dump_tasks() -> None:
-        for task in asyncio.all_tasks(built.app.loop):
-            task.print_stack(limit=8, file=sys.stderr)
+        """SIGUSR2: print every asyncio task's stack to stderr (diagnosing a stalled worker)."""
+        for task in asyncio.all_tasks():
+            print(f"--- {task.get_name()} {task.get_coro()!r}", file=sys.__stderr__)
+            task.print_stack(limit=6, file=sys.__stderr__)
 
-    built.app.loop.add_signal_handler(signal.SIGUSR2, dump_tasks)
+    @built.app.task
+    async def install_dump_handler() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump_tasks)
+
     worker = faust.Worker(built.app, loglevel=settings.log_level, quiet=True, workdir=settings.transform_data_dir)
     try:
         worker.execute_from_commandline()
