@@ -35,6 +35,7 @@ def main(argv: list[str]) -> int:
     asyncio.run(ensure_transform_topics(settings))
     settings.transform_data_dir.mkdir(parents=True, exist_ok=True)
     built = build_app(settings, tenants)
+
     def dump_tasks() -> None:
         """SIGUSR2: print every asyncio task's stack to stderr (diagnosing a stalled worker)."""
         for task in asyncio.all_tasks():
