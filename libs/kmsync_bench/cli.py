@@ -18,7 +18,7 @@ from typing import Any
 from kmsync_bench import sections
 from kmsync_bench.config import FULL, QUICK, BenchConfig
 from kmsync_bench.kafka_io import ResultsFollower
-from kmsync_bench.machine import describe_machine
+from kmsync_bench.machine import code_version, describe_machine
 from kmsync_bench.report import BenchReport, Budget, stamp, write_report
 from kmsync_bench.sandbox import SandboxAdmin
 from kmsync_bench.stack import Stack, sandbox_limits
@@ -109,6 +109,7 @@ async def measure(stack: Stack, cfg: BenchConfig, phases: Phases) -> dict[str, A
 def run(cfg: BenchConfig, out: Path, work: Path) -> BenchReport:
     started = datetime.now(UTC)
     t0 = time.monotonic()
+    code = code_version()
     stack = Stack(work, cfg)
     phases = Phases()
     try:
@@ -120,7 +121,8 @@ def run(cfg: BenchConfig, out: Path, work: Path) -> BenchReport:
     report = BenchReport(
         mode=cfg.mode, started_at=started, finished_at=datetime.now(UTC), wall_seconds=round(time.monotonic() - t0, 1),
         phase_seconds=phases.seconds,
-        machine=describe_machine(kafka_version()), config=cfg.model_dump(), sandbox_limits=results["sandbox_limits"],
+        machine=describe_machine(kafka_version()), code=code, config=cfg.model_dump(),
+        sandbox_limits=results["sandbox_limits"],
         sink_settings=sink_settings_recorded(), efficiency=results["efficiency"], budget=results["budget"],
         latency=results["latency"], capacity=results["capacity"], backfill=results["backfill"],
         notes=["Every number was measured in this run; extrapolated figures are named so in their fields.",

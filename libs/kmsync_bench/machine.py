@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
-from kmsync_bench.report import Machine
+from kmsync_bench.report import CodeVersion, Machine
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _meminfo_kib(field: str, text: str) -> int | None:
@@ -51,3 +54,16 @@ def describe_machine(kafka_version: str) -> Machine:
         cpu_count=os.cpu_count() or 1, cpu_model=cpu_model(), memory_gib=round(mem_kib / 1024 / 1024, 1),
         python=sys.version.split()[0], kafka_version=kafka_version, platform=platform.platform(),
     )
+
+
+def code_version(repo: Path = REPO_ROOT) -> CodeVersion:
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30,
+                                  check=False)
+        except OSError:
+            return ""
+        return done.stdout if done.returncode == 0 else ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "services", "libs").splitlines() if line]
+    return CodeVersion(commit=git("rev-parse", "HEAD").strip() or "unknown", uncommitted_paths=changed)

@@ -26,6 +26,14 @@ class Machine(_Model):
     platform: str
 
 
+class CodeVersion(_Model):
+    """The code that ran: services are installed editable, so uncommitted edits count."""
+
+    commit: str
+    #: Files under services/ and libs/ that differed from the commit when the run started.
+    uncommitted_paths: list[str]
+
+
 class Dist(_Model):
     """A distribution in seconds."""
 
@@ -192,6 +200,7 @@ class BenchReport(_Model):
     #: Wall seconds of each step (start-up, warm-up, each section).
     phase_seconds: dict[str, float]
     machine: Machine
+    code: CodeVersion
     config: dict[str, Any]
     sandbox_limits: dict[str, dict[str, Any]]
     sink_settings: dict[str, Any]

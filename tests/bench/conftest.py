@@ -29,6 +29,7 @@ def report_dict() -> dict[str, Any]:
         "phase_seconds": {"capacity": 150.0},
         "machine": {"cpu_count": 2, "cpu_model": "test cpu", "memory_gib": 23.5, "python": "3.11.7",
                     "kafka_version": "3.9.1", "platform": "Linux"},
+        "code": {"commit": "9806132", "uncommitted_paths": []},
         "config": {"mode": "full"}, "sandbox_limits": {"111-AAA-111": {"rate_limit": 100}},
         "sink_settings": {"window_max_records": 3000},
         "efficiency": {

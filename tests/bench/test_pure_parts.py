@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from kmsync_bench import cli
-from kmsync_bench.machine import parse_status_kib, peak_rss_mib
+from kmsync_bench.machine import code_version, parse_status_kib, peak_rss_mib
 from kmsync_bench.sandbox import count_calls, diff_counts, is_bulk, is_write
 from kmsync_bench.sections import live_rate, rows_that_fit, steady_rate
 from kmsync_bench.workload import backlog, engagement_csv
@@ -109,3 +109,9 @@ def test_steady_rate_ignores_the_slow_start_and_the_tail() -> None:
     times = [0.0] + [10.0 + i * 0.1 for i in range(98)] + [100.0]  # 10 per second after a 10 s start
     assert steady_rate(times) == pytest.approx(10.0, rel=0.02)
     assert steady_rate([1.0, 2.0]) == 0.0
+
+
+def test_code_version_names_the_commit_that_ran() -> None:
+    version = code_version()
+    assert len(version.commit) == 40 and all(c in "0123456789abcdef" for c in version.commit)
+    assert all(p.startswith(("services/", "libs/")) for p in version.uncommitted_paths)
