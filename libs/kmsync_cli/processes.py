@@ -7,7 +7,6 @@ if the parent is killed; `stop_all()` terminates in reverse start order and repo
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -16,11 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def _child_setup() -> None:  # pragma: no cover - runs in the forked child
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    os.setsid()
+from kmsync_kafka.launcher import die_with_parent
 
 
 @dataclass
@@ -47,7 +42,7 @@ class ProcessGroup:
         log = log_path.open("wb")
         full_env = {**os.environ, **(env or {})}
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env,
-                                   preexec_fn=_child_setup)
+                                   preexec_fn=die_with_parent)
         child = Child(name, process, log_path)
         self.children.append(child)
         return child

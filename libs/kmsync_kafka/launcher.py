@@ -114,7 +114,7 @@ def server_properties(data_dir: Path, port: int, controller_port: int, partition
     ])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+def die_with_parent() -> None:  # pragma: no cover - runs in the forked child
     """Linux: the JVM gets SIGTERM if the Python process that started it dies (no orphans)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -215,7 +215,7 @@ def start_broker(
     process = subprocess.Popen(
         [_java(), "-Xms128m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
          "-Djava.awt.headless=true", log_opt, "-cp", classpath, "kafka.Kafka", str(props)],
-        stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+        stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )
     broker = KafkaBroker(port, controller_port, work, process, owns, log_file)
     try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -31,22 +30,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-
-class AttendanceStatus(StrEnum):
-    """User Profile ``eventData.attendanceStatus`` - all 11 values (kaltura-api.md §4.2)."""
-
-    CREATED = "created"
-    INVITED = "invited"
-    INVITED_PENDING_REGISTRATION = "invitedPendingRegistration"
-    REGISTERED = "registered"
-    CONFIRMED = "confirmed"
-    AUTO_CONFIRMED = "autoConfirmed"
-    ATTENDED = "attended"
-    PARTICIPATED = "participated"
-    PARTICIPATED_POST_EVENT = "participatedPostEvent"
-    BLOCKED = "blocked"
-    UNREGISTERED = "unregistered"
-
+# One enum for the 11 attendanceStatus values (kaltura-api.md §4.2), declared with the contracts.
+from kmsync_contracts.kaltura_records import AttendanceStatus
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
