@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kmsync_cli.processes import ProcessGroup
 from kmsync_contracts.topics import ALL_TOPICS
 from kmsync_kafka.launcher import KafkaBroker
+from transform.settings import TransformSettings
 
 SERVICES = {"ingest": "kmsync_ingest_", "transform": "kmsync_transform_", "sink": "kmsync_sink_"}
 SERIES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",),
@@ -100,8 +101,8 @@ def stack(kafka_broker: KafkaBroker, repo: Path, tmp_path_factory: pytest.TempPa
                    KMSYNC_TENANTS_FILE=str(tenants_file), KMSYNC_HTTP_HOST="127.0.0.1")
         if port is not None:
             env["KMSYNC_HTTP_PORT"] = str(port)
-        if name == "transform":
-            env["KMSYNC_TRANSFORM_DATA_DIR"] = str(work / "transform-data")
+        if name == "transform" and "transform_data_dir" in TransformSettings.model_fields:
+            env["KMSYNC_TRANSFORM_DATA_DIR"] = str(work / "transform-data")  # not the repository
         return env
 
     def local_argv(command: list[str] | str) -> list[str]:
