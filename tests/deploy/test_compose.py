@@ -194,6 +194,8 @@ def test_sandboxes_listen_where_the_tenants_file_points(services: dict[str, dict
     for partner in tenants.kaltura_partners.values():
         for base in (partner.service_url, partner.user_profile_url):
             assert (urlsplit(base).hostname, urlsplit(base).port) == ("kaltura-sandbox", kaltura_port)
+        # The client posts {user_profile_url}/user-profile/list; the sandbox serves it under /api/v1.
+        assert urlsplit(partner.user_profile_url).path.rstrip("/") == "/api/v1"
 
 
 @pytest.mark.parametrize("name", ["ingest", "transform", "sink"])
