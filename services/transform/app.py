@@ -1,86 +1,60 @@
-"""The faust-streaming app: two stages, three tables, /metrics and /healthz.
+"""The transform worker on aiokafka: batches in, operations out, state and offsets after the acks.
 
-Stage 1 (agent `route`) reads the three kaltura.* topics as raw bytes, so a record that does not
-decode is dead-lettered rather than crashing the stream, and re-keys good records onto the internal
-topic transform.routed.v1 (see routing.py). Stage 2 (agent `transform`) reads that topic, applies
-the pure Transformer to staged views of the tables, sends the operations to marketo.ops.v1 keyed
-by munchkin id and dead letters to transform.dlq.v1, waits for Kafka's acknowledgements, and only
-then writes the tables (staged.py). Processing guarantee: README.md.
+One worker owns every partition of the three kaltura.* topics of its topic prefix (manual
+assignment, no group rebalancing): transform's state is keyed by Marketo's keys (member, lead,
+session), not by the input key, so it must see all input. Its four tables live in memory and are
+durable in one compacted topic, <prefix>transform.state.v1, read to its end before the first batch.
+
+Each batch: route and transform every record in order against staged views of the tables; send the
+operations (marketo.ops.v1, keyed by munchkin id) and dead letters (transform.dlq.v1) and wait for
+their acknowledgements; then send the state changes and wait for theirs; then apply the changes in
+memory and commit the batch's input offsets. At-least-once: a crash anywhere before the commit
+replays the batch; see README.md "Processing guarantee".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import faust
-from aiokafka import AIOKafkaConsumer
-from pydantic import BaseModel, TypeAdapter
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from pydantic import TypeAdapter
 
 from kmsync_config.tenants import TenantsConfig
-from kmsync_contracts.codecs import ContractError, decode_as, encode
-from kmsync_contracts.topics import DAY_MS, MARKETO_OPS, TRANSFORM_DLQ, TopicSpec
-from kmsync_kafka.clients import ensure_topics, topic_name
-from transform.dead_letters import Reason, SourceRef, dead_letter
+from kmsync_contracts.codecs import encode
+from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DLQ, TopicSpec
+from kmsync_kafka.clients import ensure_topics, manual_commit_consumer, reliable_producer, topic_name
+from transform.dead_letters import SourceRef
 from transform.emails import email_hash
 from transform.metrics import TransformMetrics
-from transform.routing import INPUTS, ROUTED_ADAPTER, UNDECODABLE, route
+from transform.routing import INPUTS, route
 from transform.settings import TransformSettings
-from transform.staged import StagedMapping
-from transform.transformer import Transformer, TransformState
+from transform.state import Tables
+from transform.transformer import Transformer
 
 log = logging.getLogger("kmsync.transform")
 
-#: Transform's own internal topic: routed records keyed by the state they touch (not a contract).
-ROUTED = TopicSpec(
-    "transform.routed.v1", "state key (member, lead or session)", 6, "delete", 7 * DAY_MS,
-    cast(TypeAdapter[object], ROUTED_ADAPTER), "Transform stage 1 → stage 2",
+#: Transform's own state topic (not a contract): key `<table>:<state key>`, value JSON, compacted.
+STATE = TopicSpec(
+    "transform.state.v1", "table:state key", 6, "compact", -1,
+    cast(TypeAdapter[object], TypeAdapter(object)), "transform's tables (statuses, ledger, poll slots/answers)",
 )
-TABLES = ("statuses", "activity_ledger", "poll_slots", "poll_answers")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class TransformApp:
-    app: faust.App
-    settings: TransformSettings
-    metrics: TransformMetrics
-
-    def topic_names(self) -> dict[str, str]:
-        p = self.settings.topic_prefix
-        names = {spec.name: topic_name(spec, p) for spec in (*INPUTS, MARKETO_OPS, TRANSFORM_DLQ)}
-        names[ROUTED.name] = topic_name(ROUTED, p)
-        return names
-
-
-def changelog_specs(settings: TransformSettings) -> list[TopicSpec]:
-    """The tables' changelog topics, named as faust names them: <app id>-<table>-changelog."""
-    return [
-        TopicSpec(f"{settings.transform_app_id}-{table}-changelog", "state key", settings.transform_partitions,
-                  "compact", -1, cast(TypeAdapter[object], TypeAdapter(object)), f"table {table}")
-        for table in TABLES
-    ]
-
-
 async def ensure_transform_topics(settings: TransformSettings) -> None:
-    """Create the catalogue topics transform reads and writes, its internal topic and its changelogs.
-
-    The changelogs are created here, before the worker subscribes: when faust creates them itself a
-    just-created topic can be missing from the first metadata, faust then ignores it in the assignment
-    and the table silently drops that partition's state (seen with poll_answers).
-    """
+    """Create the catalogue topics transform reads and writes and its state topic; wait for metadata."""
     await ensure_topics(settings.kafka_bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ], settings.topic_prefix)
-    internal = [ROUTED, *changelog_specs(settings)]
-    await ensure_topics(settings.kafka_bootstrap, internal, settings.topic_prefix,
+    await ensure_topics(settings.kafka_bootstrap, [STATE], settings.topic_prefix,
                         partitions=settings.transform_partitions)
-    await wait_for_metadata(settings, [*INPUTS, *internal])
+    await wait_for_metadata(settings, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ, STATE])
 
 
 async def wait_for_metadata(settings: TransformSettings, specs: list[TopicSpec], within: float = 30.0) -> None:
@@ -102,132 +76,147 @@ async def wait_for_metadata(settings: TransformSettings, specs: list[TopicSpec],
         await probe.stop()
 
 
-def build_app(
-    settings: TransformSettings,
-    tenants: TenantsConfig,
-    *,
-    clock: Callable[[], datetime] = _now,
-    metrics: TransformMetrics | None = None,
-) -> TransformApp:
-    metrics = metrics or TransformMetrics()
-    prefix = settings.topic_prefix
-    app = faust.App(
-        f"{prefix}{settings.transform_app_id}",
-        broker=[f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")],
-        processing_guarantee=settings.processing_guarantee,
-        topic_partitions=settings.transform_partitions,
-        topic_replication_factor=1,
-        table_standby_replicas=0,
-        store="memory://",
-        datadir=str(settings.transform_data_dir),
-        web_enabled=True,
-        web_host=settings.http_host,
-        web_port=settings.http_port,
-        web_in_thread=False,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
-        producer_acks=-1,
-        topic_allow_declare=True,
-        topic_disable_leader=True,
-    )
-    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(*(topic_name(s, prefix) for s in INPUTS), **raw)
-    routed_topic = app.topic(topic_name(ROUTED, prefix), partitions=settings.transform_partitions, **raw)
-    ops_topic = app.topic(topic_name(MARKETO_OPS, prefix), **raw)
-    dlq_topic = app.topic(topic_name(TRANSFORM_DLQ, prefix), **raw)
-    spec_by_topic = {topic_name(s, prefix): s for s in INPUTS}
-    tables = {
-        name: app.Table(name, default=None, partitions=settings.transform_partitions,
-                        key_type=str)
-        for name in TABLES
-    }
+async def all_partitions(consumer: AIOKafkaConsumer, names: list[str]) -> list[TopicPartition]:
+    """Every partition of `names` (a started consumer only knows the topics it has asked about)."""
+    await consumer._client.force_metadata_update()
+    tps = []
+    for name in names:
+        partitions = consumer.partitions_for_topic(name)
+        if not partitions:
+            raise RuntimeError(f"topic {name} has no partitions in the broker metadata")
+        tps += [TopicPartition(name, p) for p in sorted(partitions)]
+    return tps
 
-    async def send(topic: Any, key: str, value: BaseModel) -> Awaitable[Any]:
-        return cast(Awaitable[Any], await topic.send(key=key.encode(), value=encode(value)))
 
-    async def route_one(event: Any) -> None:
-        msg = event.message
-        source = SourceRef(topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                           key=msg.key.decode("utf-8", "replace") if msg.key else None)
-        spec = spec_by_topic[msg.topic]
-        result = route(spec, msg.value or b"", source, tenants, clock())
-        metrics.routed(spec.name, result)
-        if result.dead_letter is not None:
-            await (await send(dlq_topic, source.key or "", result.dead_letter))
-            log.info("dead-lettered %s %s:%s: %s", spec.name, msg.partition, msg.offset,
-                     result.dead_letter.reason_code)
-        else:
-            assert result.key is not None and result.routed is not None
-            await (await send(routed_topic, result.key, result.routed))
+class TransformWorker:
+    """Start with `start()` (topics, state, clients), then `run(stop)` until `stop` is set, `close()`."""
 
-    # faust acks an event in a `finally` even when the agent is cancelled in the middle of it
-    # (streaming.md §2.2): on shutdown that committed records whose outputs were never sent. Each
-    # event's work runs as its own task that a stop does not cancel; the agent waits for it before
-    # letting the cancellation (and with it faust's ack) through.
-    @app.agent(inputs)
-    async def route_records(stream: Any) -> None:
-        async for event in stream.events():
-            await uncancellable(route_one(event))
+    def __init__(
+        self,
+        settings: TransformSettings,
+        tenants: TenantsConfig,
+        *,
+        clock: Callable[[], datetime] = _now,
+        metrics: TransformMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tenants = tenants
+        self.clock = clock
+        self.metrics = metrics or TransformMetrics()
+        prefix = settings.topic_prefix
+        self.spec_by_topic = {topic_name(s, prefix): s for s in INPUTS}
+        self.ops_topic = topic_name(MARKETO_OPS, prefix)
+        self.dlq_topic = topic_name(TRANSFORM_DLQ, prefix)
+        self.state_topic = topic_name(STATE, prefix)
+        self.group_id = f"{prefix}{settings.transform_app_id}"
+        self.tables = Tables()
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.ready = False
 
-    async def transform_one(event: Any) -> None:
-        msg = event.message
+    # ----- start and stop
+    async def start(self) -> None:
+        await ensure_transform_topics(self.settings)
+        self.producer = reliable_producer(self.settings.kafka_bootstrap)
+        await self.producer.start()
+        await self.load_state()
+        # Manual assignment: this worker owns every input partition; the group only keeps offsets.
+        self.consumer = manual_commit_consumer(self.settings.kafka_bootstrap, self.group_id)
+        await self.consumer.start()
+        self.consumer.assign(await all_partitions(self.consumer, list(self.spec_by_topic)))
+        self.ready = True
+        log.info("transform ready: %d state entries, reading %d input partitions as group %s",
+                 len(self.tables), len(self.consumer.assignment()), self.group_id)
+
+    async def load_state(self) -> None:
+        """Read the state topic from its start to its end (as it is now) into the tables."""
+        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+                                  enable_auto_commit=False, auto_offset_reset="earliest")
+        await reader.start()
         try:
-            routed = decode_as(ROUTED_ADAPTER, msg.value or b"", ROUTED.name)
-        except ContractError as exc:  # only if another writer used our internal topic
-            source = SourceRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
-            dl = dead_letter(Reason.UNDECODABLE, str(exc), source, msg.value or b"", clock())
-            metrics.routed(ROUTED.name, _undecodable(dl))
-            await (await send(dlq_topic, "", dl))
-            return
-        staged = {name: StagedMapping(table) for name, table in tables.items()}
+            tps = await all_partitions(reader, [self.state_topic])
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            started = time.monotonic()
+            remaining = {tp for tp in tps if await reader.position(tp) < ends[tp]}
+            read = 0
+            while remaining:
+                batches = await reader.getmany(*remaining, timeout_ms=500, max_records=10_000)
+                for msgs in batches.values():
+                    for m in msgs:
+                        self.tables.load(m.key, m.value)
+                    read += len(msgs)
+                remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
+            log.info("state loaded: %d records read, %d entries, %.1f s", read, len(self.tables),
+                     time.monotonic() - started)
+        finally:
+            await reader.stop()
+
+    async def close(self) -> None:
+        self.ready = False
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    # ----- the loop
+    async def run(self, stop: asyncio.Event) -> None:
+        """Batches until `stop` is set; a batch in hand is always finished and committed first."""
+        assert self.consumer is not None
+        while not stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=self.settings.transform_batch_wait_ms,
+                                                  max_records=self.settings.transform_batch_max_records)
+            if batches:
+                await self.process(batches)
+
+    async def process(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        assert self.consumer is not None and self.producer is not None
+        staged = self.tables.stage()
         transformer = Transformer(
-            tenants,
-            TransformState(staged["statuses"], staged["activity_ledger"],
-                           staged["poll_slots"], staged["poll_answers"]),
-            rate_scale=settings.rate_scale,
-            engagement_dedupe_fields=settings.engagement_dedupe_fields,
-            polls_dedupe_fields=settings.polls_dedupe_fields,
-            clock=clock,
+            self.tenants, staged.transform_state(),
+            rate_scale=self.settings.rate_scale,
+            engagement_dedupe_fields=self.settings.engagement_dedupe_fields,
+            polls_dedupe_fields=self.settings.polls_dedupe_fields,
+            clock=self.clock,
         )
-        result = transformer.apply(routed)
-        pending = [await send(ops_topic, op.munchkin_id, op) for op in result.ops]
-        pending += [await send(dlq_topic, routed.source.key or "", dl) for dl in result.dead_letters]
-        if pending:
-            await asyncio.gather(*pending)  # acknowledged before the state moves on
-        for view in staged.values():
-            view.commit()
-        metrics.stepped(result)
+        outputs: list[tuple[str, bytes, bytes | None]] = []
+        for msgs in batches.values():
+            for m in msgs:
+                outputs += self.transform_one(transformer, m)
+        # 1. operations and dead letters, acknowledged before the state moves on
+        await self.send_all(outputs)
+        # 2. the state the batch leaves behind, acknowledged before the offsets are committed
+        await self.send_all([(self.state_topic, key, value) for key, value in staged.records()])
+        staged.commit()
+        # 3. the batch's input offsets
+        await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
+
+    def transform_one(
+        self, transformer: Transformer, m: ConsumerRecord[Any, Any]
+    ) -> list[tuple[str, bytes, bytes | None]]:
+        key = m.key.decode("utf-8", "replace") if m.key else None
+        source = SourceRef(topic=m.topic, partition=m.partition, offset=m.offset, key=key)
+        spec = self.spec_by_topic[m.topic]
+        routed = route(spec, m.value or b"", source, self.tenants, self.clock())
+        self.metrics.routed(spec.name, routed)
+        if routed.dead_letter is not None:
+            log.info("dead-lettered %s %s:%s: %s", spec.name, m.partition, m.offset, routed.dead_letter.reason_code)
+            return [(self.dlq_topic, (key or "").encode(), encode(routed.dead_letter))]
+        assert routed.routed is not None
+        result = transformer.apply(routed.routed)
+        self.metrics.stepped(result)
         if result.regressions or result.ledger_hits:
-            log.debug("dropped for %s: %d regressions, %d ledger hits", email_hash(routed.email),
+            log.debug("dropped for %s: %d regressions, %d ledger hits", email_hash(routed.routed.email),
                       result.regressions, result.ledger_hits)
+        out: list[tuple[str, bytes, bytes | None]] = [
+            (self.ops_topic, op.munchkin_id.encode(), encode(op)) for op in result.ops]
+        out += [(self.dlq_topic, (key or "").encode(), encode(dl)) for dl in result.dead_letters]
+        return out
 
-    @app.agent(routed_topic)
-    async def transform_records(stream: Any) -> None:
-        async for event in stream.events():
-            await uncancellable(transform_one(event))
-
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
-
-    @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "app": app.conf.id})
-
-    return TransformApp(app, settings, metrics)
-
-
-async def uncancellable(work: Coroutine[Any, Any, None]) -> None:
-    """Run `work` to the end even if the caller is cancelled meanwhile; then re-raise the cancel."""
-    task = asyncio.ensure_future(work)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
-
-
-def _undecodable(dl: Any) -> Any:
-    from transform.routing import RouteResult
-
-    return RouteResult(UNDECODABLE, dead_letter=dl)
+    async def send_all(self, records: list[tuple[str, bytes, bytes | None]]) -> None:
+        """Send in order (per partition, the idempotent producer keeps it) and wait for every ack."""
+        assert self.producer is not None
+        acks = [await self.producer.send(topic, value, key=key) for topic, key, value in records]
+        if acks:
+            await asyncio.gather(*acks)

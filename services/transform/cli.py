@@ -8,17 +8,19 @@ import signal
 import sys
 from pathlib import Path
 
-import faust
+from aiohttp import web
 
+from kmsync_common.health import add_health_routes
+from kmsync_common.logs import setup_logging
 from kmsync_config.settings import load_settings
-from kmsync_config.tenants import ConfigError, load_tenants
-from transform.app import build_app, ensure_transform_topics
+from kmsync_config.tenants import ConfigError, TenantsConfig, load_tenants
+from transform.app import TransformWorker
 from transform.settings import TransformSettings
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kmsync transform",
-                                     description="Kaltura records into Marketo operations (faust-streaming)")
+                                     description="Kaltura records into Marketo operations (aiokafka worker)")
     parser.add_argument("--tenants-file", type=Path, help="overrides KMSYNC_TENANTS_FILE")
     args = parser.parse_args(argv)
     try:
@@ -29,26 +31,38 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if settings.processing_guarantee == "exactly_once":
-        print("kmsync transform: exactly_once is experimental here and did not hold up in tests "
-              "(services/transform/README.md); at_least_once is the supported mode", file=sys.stderr)
-    asyncio.run(ensure_transform_topics(settings))
-    settings.transform_data_dir.mkdir(parents=True, exist_ok=True)
-    built = build_app(settings, tenants)
+    return asyncio.run(serve(settings, tenants))
 
-    def dump_tasks() -> None:
-        """SIGUSR2: print every asyncio task's stack to stderr (diagnosing a stalled worker)."""
-        for task in asyncio.all_tasks():
-            print(f"--- {task.get_name()} {task.get_coro()!r}", file=sys.__stderr__)
-            task.print_stack(limit=6, file=sys.__stderr__)
 
-    @built.app.task
-    async def install_dump_handler() -> None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump_tasks)
+def dump_tasks() -> None:
+    """SIGUSR2: print every asyncio task's stack to stderr (diagnosing a stalled worker)."""
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()} {task.get_coro()!r}", file=sys.__stderr__)
+        task.print_stack(limit=6, file=sys.__stderr__)
 
-    worker = faust.Worker(built.app, loglevel=settings.log_level, quiet=True, workdir=settings.transform_data_dir)
+
+async def serve(settings: TransformSettings, tenants: TenantsConfig) -> int:
+    """Serve /healthz, /readyz (state loaded, clients started) and /metrics; run until SIGTERM/SIGINT.
+
+    A stop signal only sets a flag: the batch in hand is finished and committed, then the loop ends.
+    """
+    log = setup_logging("transform", settings.log_level)
+    worker = TransformWorker(settings, tenants)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR2, dump_tasks)
+    app = web.Application()
+    add_health_routes(app, lambda: worker.ready, registry=worker.metrics.registry)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+        await worker.start()
+        await worker.run(stop)
+        log.info("transform stopped: last batch committed")
+    finally:
+        await worker.close()
+        await runner.cleanup()
     return 0
