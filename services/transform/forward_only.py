@@ -3,7 +3,7 @@
 Transform mirrors Marketo and drops a status before it costs a call: a regression (lower step than
 the member already has) or a repeat (the same status name again). A different status on the same
 step (Confirmed ↔ autoConfirmed, both 40) is not lower, so Marketo would apply it and so do we.
-State is the highest status per (program, person), in any mutable mapping (a faust table in the app).
+State is the highest status per (program, person), in any mutable mapping (a table of the app).
 """
 
 from __future__ import annotations

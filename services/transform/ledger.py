@@ -19,7 +19,7 @@ def activity_op_id(munchkin_id: str, virtual_event_id: int, entry_id: str, email
 
 
 class ActivityLedger:
-    """op_id → when it was first emitted (ISO text), in any mutable mapping (a faust table in the app)."""
+    """op_id → when it was first emitted (ISO text), in any mutable mapping (a table of the app)."""
 
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self.table = table

@@ -67,7 +67,7 @@ class PollOutcome:
 
 
 class PollSlots:
-    """Slots per session and answers per (session, person), each in a mutable mapping (faust tables)."""
+    """Slots per session and answers per (session, person), each in a mutable mapping (a table of the app)."""
 
     def __init__(self, slots_table: MutableMapping[str, Any], answers_table: MutableMapping[str, Any]) -> None:
         self.slots_table = slots_table

@@ -1,10 +1,9 @@
-"""Stage 1, stateless: decode and check an input record, then route it to the stateful stage.
+"""Stateless: decode and check an input record, then route it to the Transformer.
 
 Input topics are keyed partner:event:user, but transform's state is keyed by what Marketo keys:
 the member (instance, program, email), the lead (instance, email) and the session (instance,
-event, entry; poll slots are per session). So stage 1 re-keys each good record onto transform's
-internal topic (transform.routed.v1) with the key of the state it touches; the stateful stage then
-sees all records of one state key on one partition, co-partitioned with its tables' changelogs.
+event, entry; poll slots are per session). route() computes that state key along with the routed
+record (the app runs one worker over all input partitions, so it does not re-key onto a topic).
 Bad records (undecodable, unusable email, unconfigured event) are dead-lettered here.
 """
 

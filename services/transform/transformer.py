@@ -1,7 +1,7 @@
-"""Stage 2, stateful but pure: a routed record and the state tables → Marketo operations.
+"""Stateful but pure: a routed record and the state tables → Marketo operations.
 
-State lives in three mutable mappings (faust tables in the app, dicts in unit tests): the highest
-status per member, the activity ledger, and poll slots/answers. No I/O happens here.
+State lives in mutable mappings (staged views of the app's tables, dicts in unit tests): the
+highest status per member, the activity ledger, and poll slots/answers. No I/O happens here.
 """
 
 from __future__ import annotations
