@@ -76,7 +76,7 @@ class Phases:
             print(f"kmsync bench: {name} ...", file=sys.stderr, flush=True)
 
 
-async def measure(stack: Stack, cfg: BenchConfig, phases: Phases) -> dict[str, Any]:
+async def measure(stack: Stack, cfg: BenchConfig, phases: Phases, deadline: float) -> dict[str, Any]:
     assert stack.sandbox is not None
     admin = SandboxAdmin(stack.sandbox.base_url)
     follower = ResultsFollower(stack.bootstrap)
@@ -96,7 +96,8 @@ async def measure(stack: Stack, cfg: BenchConfig, phases: Phases) -> dict[str, A
         phases.next("latency")
         latency = await sections.latency(stack, admin, follower, cfg, capacity.events_per_second)
         phases.next("backfill")
-        backfill = await sections.backfill(stack, admin, follower, cfg, capacity.events_per_second)
+        backfill = await sections.backfill(stack, admin, follower, cfg, capacity.events_per_second,
+                                           deadline - 20)  # 20 s for the bulk path, the report, the stop
         phases.next("")
         limits = {m: await admin.limits(m) for m in sandbox_limits()}
         return {"capacity": capacity, "efficiency": efficiency, "budget": Budget(alone=alone[0], shared=shared[0]),
@@ -115,7 +116,7 @@ def run(cfg: BenchConfig, out: Path, work: Path) -> BenchReport:
     try:
         phases.next("start-up (broker, sandbox, services)")
         stack.start()
-        results = asyncio.run(measure(stack, cfg, phases))
+        results = asyncio.run(measure(stack, cfg, phases, t0 + cfg.total_seconds))
     finally:
         stack.stop()
     report = BenchReport(

@@ -48,12 +48,16 @@ class BenchConfig(BaseModel):
     backfill_share: float = Field(gt=0, le=1)
     #: How long any one wait for outcomes may take before the section is reported incomplete.
     section_timeout_seconds: float = Field(gt=0)
+    #: The whole run's budget: the backfill (last) stops waiting when it is spent and reports what
+    #: arrived as incomplete, so a machine busier than expected still gets its report in time.
+    total_seconds: float = Field(gt=0)
 
 
 QUICK = BenchConfig(mode="quick", backlog_ops=3_000, naive_ops=200, shared_backlog_ops=1_500, sink_share=0.6,
                     external_share=0.4, latency_rows_per_second=10, latency_seconds=8, capacity_rows=200,
-                    backfill_rows=2_000, backfill_seconds=20, backfill_share=1.0, section_timeout_seconds=150)
+                    backfill_rows=2_000, backfill_seconds=20, backfill_share=1.0, section_timeout_seconds=150,
+                    total_seconds=300)
 FULL = BenchConfig(mode="full", backlog_ops=50_000, naive_ops=3_000, shared_backlog_ops=40_000, sink_share=0.6,
                    external_share=0.4, latency_rows_per_second=20, latency_seconds=60, capacity_rows=3_000,
                    backfill_rows=BACKFILL_TARGET_ROWS, backfill_seconds=540, backfill_share=1.0,
-                   section_timeout_seconds=600)
+                   section_timeout_seconds=600, total_seconds=19 * 60)

@@ -27,7 +27,7 @@ from kmsync_bench.sandbox import CLIENT_ID, CLIENT_SECRET, SandboxProcess, insta
 from kmsync_bench.workload import PARTNER_ID, PROGRAM_ID
 from kmsync_cli.processes import Child, ProcessGroup
 from kmsync_contracts.topics import ALL_TOPICS
-from kmsync_kafka import ensure_topics, start_broker
+from kmsync_kafka import BrokerError, ensure_topics, start_broker
 from kmsync_kafka.launcher import KafkaBroker
 
 SECRET_ENV = "KMSYNC_BENCH_MARKETO_SECRET"
@@ -73,6 +73,18 @@ def tenants_doc(sandbox: SandboxProcess, config: BenchConfig) -> dict[str, Any]:
     }
 
 
+def start_broker_retrying(data_dir: Path, attempts: int = 3) -> KafkaBroker:
+    """start_broker, tried again on failure: kmsync_kafka's random cluster id starts with '-' once in
+    64 starts and kafka-storage then reads it as an option (reported to its owner)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start_broker(data_dir.with_name(f"{data_dir.name}-{attempt}"))
+        except BrokerError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,7 +120,7 @@ class Stack:
 
     def start(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        self.broker = start_broker(self.work / "kafka")
+        self.broker = start_broker_retrying(self.work / "kafka")
         asyncio.run(ensure_topics(self.bootstrap, ALL_TOPICS))
         self.group = ProcessGroup(self.work / "logs")
         self.sandbox = start_sandbox(self.group, Path(sys.executable),
