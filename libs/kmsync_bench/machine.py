@@ -53,6 +53,7 @@ def describe_machine(kafka_version: str) -> Machine:
     return Machine(
         cpu_count=os.cpu_count() or 1, cpu_model=cpu_model(), memory_gib=round(mem_kib / 1024 / 1024, 1),
         python=sys.version.split()[0], kafka_version=kafka_version, platform=platform.platform(),
+        load_average=tuple(round(x, 2) for x in os.getloadavg()),
     )
 
 

@@ -24,6 +24,9 @@ class Machine(_Model):
     python: str
     kafka_version: str
     platform: str
+    #: 1/5/15-minute load averages when the report was written: other work on the machine slows
+    #: every throughput figure (the 15-minute one covers most of a full run).
+    load_average: tuple[float, float, float] | None = None
 
 
 class CodeVersion(_Model):

@@ -54,7 +54,8 @@ def render(report: BenchReport) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(3)]
     m = report.machine
     lines = [f"kmsync bench ({report.mode}) on {m.cpu_count} CPU, {m.memory_gib:g} GiB, Python {m.python}, "
-             f"Kafka {m.kafka_version}; {report.wall_seconds / 60:.1f} min"]
+             f"Kafka {m.kafka_version}; {report.wall_seconds / 60:.1f} min"
+             + (f"; load average {m.load_average[2]:.1f} (15 min)" if m.load_average else "")]
     for r in table:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
     return "\n".join(lines)

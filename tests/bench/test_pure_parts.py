@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from kmsync_bench import cli
-from kmsync_bench.machine import code_version, parse_status_kib, peak_rss_mib
+from kmsync_bench.machine import code_version, describe_machine, parse_status_kib, peak_rss_mib
 from kmsync_bench.sandbox import count_calls, diff_counts, is_bulk, is_write
 from kmsync_bench.sections import live_rate, rows_that_fit, steady_rate
 from kmsync_bench.workload import backlog, engagement_csv
@@ -115,3 +115,9 @@ def test_code_version_names_the_commit_that_ran() -> None:
     version = code_version()
     assert len(version.commit) == 40 and all(c in "0123456789abcdef" for c in version.commit)
     assert all(p.startswith(("services/", "libs/")) for p in version.uncommitted_paths)
+
+
+def test_machine_description_comes_from_this_machine() -> None:
+    m = describe_machine("3.9.1")
+    assert m.cpu_count == os.cpu_count() and m.kafka_version == "3.9.1" and m.memory_gib > 0
+    assert m.load_average is not None and len(m.load_average) == 3
