@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("kmsync_config.cli", "Validate a tenants file and settings"),
     "ingest": ("ingest.cli", "Kaltura in: scheduled pull, signed webhooks, CSV upload"),
     "backfill": ("ingest.backfill_cli", "Load a Kaltura report CSV export into Kafka"),
-    "transform": ("transform.cli", "Kaltura records into Marketo operations (faust)"),
+    "transform": ("transform.cli", "Kaltura records into Marketo operations"),
     "sink": ("marketo_sink.cli", "Write Marketo operations in the fewest calls"),
     "marketo": ("kmsync_marketo.cli", "Marketo tools: `kmsync marketo check [--apply]`"),
     "dlq": ("marketo_sink.dlq_cli", "Dead-letter tools: `kmsync dlq replay --topic T`"),

@@ -131,11 +131,10 @@ class Stack:
                 "KMSYNC_SESSION_REPULL_SECONDS": "3",
                 "KMSYNC_POLLS_CSV_URL": "{service_url}/_sandbox/exports/polls/{entry_id}.csv",
             },
-            "transform": {"KMSYNC_TRANSFORM_DATA_DIR": str(work / "transform")},
             "sink": {"KMSYNC_WINDOW_MAX_AGE_SECONDS": "1"},
         }
         for name, cmd in (("ingest", "ingest"), ("transform", "transform"), ("sink", "sink")):
-            env = {**common, **per_service[name], **opts.service_env,
+            env = {**common, **per_service.get(name, {}), **opts.service_env,
                    "KMSYNC_HTTP_PORT": str(self.ports[name])}
             child = procs.start(name, [str(BIN / "kmsync"), cmd], env=env)
             procs.wait_http_ok(child, f"{self.url(name)}/healthz", timeout=120)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, JsonValue, TypeAdapter
 
 from kmsync_contracts.kaltura_records import AttendeeStatus, PollResponse, SessionEngagement
 from kmsync_contracts.marketo_ops import MARKETO_OPERATION_ADAPTER
@@ -75,9 +75,14 @@ MARKETO_DLQ = TopicSpec(
     "marketo.dlq.v1", "munchkin id", 1, "delete", 30 * DAY_MS,
     _adapter(DeadLetter), "Permanent Marketo failures with Marketo's reason code",
 )
+TRANSFORM_STATE = TopicSpec(
+    "transform.state.v1", "table:state key", 6, "compact", -1,
+    cast(TypeAdapter[object], TypeAdapter(JsonValue)),
+    "Transform's tables (status steps, activity ledger, poll slots and answers); transform-private values",
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES, INGEST_WATERMARKS, INGEST_DLQ,
-    MARKETO_OPS, TRANSFORM_DLQ, MARKETO_RESULTS, MARKETO_DLQ,
+    MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, MARKETO_RESULTS, MARKETO_DLQ,
 )
 TOPICS_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}

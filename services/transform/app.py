@@ -19,14 +19,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from pydantic import TypeAdapter
 
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.codecs import encode
-from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DLQ, TopicSpec
+from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, TopicSpec
 from kmsync_kafka.clients import ensure_topics, manual_commit_consumer, reliable_producer, topic_name
 from transform.dead_letters import SourceRef
 from transform.emails import email_hash
@@ -38,11 +37,8 @@ from transform.transformer import Transformer
 
 log = logging.getLogger("kmsync.transform")
 
-#: Transform's own state topic (not a contract): key `<table>:<state key>`, value JSON, compacted.
-STATE = TopicSpec(
-    "transform.state.v1", "table:state key", 6, "compact", -1,
-    cast(TypeAdapter[object], TypeAdapter(object)), "transform's tables (statuses, ledger, poll slots/answers)",
-)
+#: Transform's own state topic, in the catalogue: key `<table>:<state key>`, value JSON, compacted.
+STATE = TRANSFORM_STATE
 
 
 def _now() -> datetime:
