@@ -11,7 +11,7 @@ import pytest
 from kmsync_bench import cli
 from kmsync_bench.machine import code_version, describe_machine, parse_status_kib, peak_rss_mib
 from kmsync_bench.sandbox import count_calls, diff_counts, is_bulk, is_write
-from kmsync_bench.sections import live_rate, rows_that_fit, steady_rate
+from kmsync_bench.sections import budget_rows_per_second, live_rate, rows_that_fit, steady_rate
 from kmsync_bench.workload import backlog, engagement_csv
 from kmsync_kaltura.csv_reports import parse_engagement_csv
 
@@ -82,6 +82,9 @@ def test_backfill_rows_are_what_fits_in_the_time_budget() -> None:
     assert rows_that_fit(1_000_000, 12.5, 360) == 4_500
     assert rows_that_fit(2_000, 1_000, 360) == 2_000
     assert rows_that_fit(1_000_000, 0.0, 360) == 10
+    # a fast pipeline is capped by the REST budget: 90 calls / 20 s × 300 records / 3 per row = 450 rows/s
+    assert budget_rows_per_second(1.0) == pytest.approx(450.0)
+    assert rows_that_fit(1_000_000, 5_000, 100, budget_rows_per_second(1.0)) == 45_000
 
 
 def test_peak_rss_reads_vmhwm() -> None:
