@@ -83,8 +83,14 @@ def free_port() -> int:
 
 
 def new_cluster_id() -> str:
-    """The 22-character URL-safe base64 form Kafka's own `random-uuid` prints (streaming.md §1.2)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """The 22-character URL-safe base64 form Kafka's own `random-uuid` prints (streaming.md §1.2).
+
+    Never one starting with '-': the storage tool would read it as an option (1 start in 64).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_properties(data_dir: Path, port: int, controller_port: int, partitions: int = 1) -> str:

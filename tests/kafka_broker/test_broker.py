@@ -90,3 +90,11 @@ def test_leftover_data_from_an_earlier_run_does_not_break_a_new_broker(tmp_path:
     finally:
         second.stop()
     assert not second.is_running()
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    from kmsync_kafka.launcher import new_cluster_id
+
+    ids = {new_cluster_id() for _ in range(3000)}  # ~47 would start with '-' without the guard
+    assert len(ids) == 3000
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
