@@ -9,9 +9,9 @@ in the last window, so no rolling window ever holds more than the limit (streami
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import random
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,15 +42,23 @@ def next_quota_reset(now: datetime, tz: ZoneInfo = ep.QUOTA_RESET_TZ) -> datetim
 
 
 class SlidingLog:
-    """Start times of the calls in the current rolling window (pure; times in seconds)."""
+    """Times of the calls in the current rolling window (pure; times in seconds).
+
+    A call is recorded when it starts and, once it has finished, moved to its finish time
+    (``complete``): Marketo counts a call when it arrives, which is somewhere between the two, so
+    holding the place until the finish never lets a slow call's arrival fall outside our window
+    while Marketo still counts it (a start stamp alone let 53 calls into one of Marketo's windows
+    against a ceiling of 50 on a loaded machine).
+    """
 
     def __init__(self, window_seconds: float) -> None:
         self.window = window_seconds
-        self._times: deque[float] = deque()
+        self._times: list[float] = []
 
     def _prune(self, now: float) -> None:
-        while self._times and self._times[0] <= now - self.window:
-            self._times.popleft()
+        cutoff = now - self.window
+        if self._times and self._times[0] <= cutoff:
+            self._times = [t for t in self._times if t > cutoff]
 
     def count(self, now: float) -> int:
         self._prune(now)
@@ -66,7 +74,14 @@ class SlidingLog:
         return max(0.0, self._times[n - limit] + self.window - now)
 
     def record(self, now: float) -> None:
-        self._times.append(now)
+        bisect.insort(self._times, now)
+
+    def complete(self, started: float, finished: float) -> None:
+        """Move a recorded call from its start time to its finish time."""
+        i = bisect.bisect_left(self._times, started)
+        if i < len(self._times) and self._times[i] == started and finished > started:
+            del self._times[i]
+            bisect.insort(self._times, finished)
 
 
 @dataclass
@@ -142,10 +157,14 @@ class InstanceLimiter:
             await self._cond.wait_for(lambda: self._in_flight < self._cap)
             self._in_flight += 1
         permit = Permit()
+        admitted = False
         try:
             permit.started = await self._admit()
+            admitted = True
             yield permit
         finally:
+            if admitted:
+                self._log.complete(permit.started, self.clock.monotonic())
             if permit.not_counted:
                 self._daily_used = max(0, self._daily_used - 1)
                 self._own_since_reconcile = max(0, self._own_since_reconcile - 1)

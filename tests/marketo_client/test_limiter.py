@@ -233,3 +233,27 @@ async def test_throttles_of_calls_sent_before_the_decrease_do_not_decrease_again
     clock.advance(3.0)
     limiter.on_throttle("606", call_started=3.5)  # sent after the decrease: a new episode
     assert limiter.stats().rate_fraction == 0.25
+
+
+async def test_a_slow_call_keeps_its_place_in_the_window_until_it_finishes() -> None:
+    # Marketo counts a call when it arrives, somewhere between our start and finish: a call that
+    # takes 5 s must hold its place until 5 s + the window, or the next window could overfill.
+    clock = FakeClock()
+    limiter = _limiter(clock, share=0.5, rate_headroom_calls=0, window_margin_seconds=0.0)
+    for i in range(50):
+        async with limiter.slot():
+            if i == 0:
+                clock.advance(5.0)  # the first call is slow
+    starts = []
+    async with limiter.slot():
+        starts.append(clock.monotonic())
+    assert starts == [pytest.approx(25.0)]
+
+
+def test_completing_a_call_moves_it_to_its_finish_time() -> None:
+    log = SlidingLog(20.0)
+    log.record(0.0)
+    log.record(1.0)
+    log.complete(0.0, 10.0)
+    assert log.count(21.5) == 1  # the call started at 1 s has left; the one finished at 10 s has not
+    assert log.delay(21.5, 1) == pytest.approx(8.5)
