@@ -23,12 +23,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from kmsync_common import hash_email
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.codecs import encode
 from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, TopicSpec
 from kmsync_kafka.clients import ensure_topics, manual_commit_consumer, reliable_producer, topic_name
 from transform.dead_letters import SourceRef
-from transform.emails import email_hash
 from transform.metrics import TransformMetrics
 from transform.routing import INPUTS, route
 from transform.settings import TransformSettings
@@ -203,7 +203,7 @@ class TransformWorker:
         result = transformer.apply(routed.routed)
         self.metrics.stepped(result)
         if result.regressions or result.ledger_hits:
-            log.debug("dropped for %s: %d regressions, %d ledger hits", email_hash(routed.routed.email),
+            log.debug("dropped for %s: %d regressions, %d ledger hits", hash_email(routed.routed.email),
                       result.regressions, result.ledger_hits)
         out: list[tuple[str, bytes, bytes | None]] = [
             (self.ops_topic, op.munchkin_id.encode(), encode(op)) for op in result.ops]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 # Deliberately simple: one "@", a non-empty local part, a dotted domain, no whitespace. Marketo
@@ -22,9 +21,3 @@ def normalise_email(raw: str | None) -> str | None:
         return None
     return email
 
-
-def email_hash(email: str | None) -> str:
-    """A short stable digest for logs (emails never appear in logs in clear)."""
-    if not email:
-        return "-"
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:12]

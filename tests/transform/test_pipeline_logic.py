@@ -18,7 +18,7 @@ from kmsync_contracts import (
 )
 from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT
 from transform.dead_letters import SourceRef
-from transform.emails import email_hash, normalise_email
+from transform.emails import normalise_email
 from transform.ledger import ActivityLedger
 from transform.routing import RouteResult, route
 from transform.staged import StagedMapping
@@ -40,7 +40,6 @@ def test_email_normalisation() -> None:
     assert normalise_email("mailto:bob@x.io") == "bob@x.io"
     for bad in (None, "", "   ", "no-at-sign", "a@b", "two@@x.io", "sp ace@x.io"):
         assert normalise_email(bad) is None, bad
-    assert email_hash("Ann@Example.com") == email_hash("ann@example.com") != "ann@example.com"
 
 
 def test_dead_letter_reasons(tenants: TenantsConfig, status_record: Callable[..., AttendeeStatus]) -> None:
