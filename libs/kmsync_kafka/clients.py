@@ -50,6 +50,7 @@ def reliable_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
+        "max_batch_size": 1_000_000,
         "request_timeout_ms": 15000,
     }
     settings.update(overrides)
