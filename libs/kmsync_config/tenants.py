@@ -101,6 +101,13 @@ class MarketoInstance(Strict):
     share: float = Field(default=0.5, gt=0, le=1)
     #: The subscription's daily API call quota (Marketo's default is 50,000; yours may differ).
     daily_quota: int = Field(default=50_000, gt=0)
+    #: Calls per 20 s rolling window of the whole instance (marketo-api.md §2.1: 100 per 20 s for
+    #: every subscription); kmsync uses ``share`` of it. Change it only for a sandbox whose limits
+    #: are lifted or a limit Adobe has confirmed for your subscription.
+    rate_limit_calls: int = Field(default=100, ge=1, strict=True)
+    #: Records from which the sink uses the Bulk Import API for this instance (marketo-api.md §9):
+    #: None follows the sink's KMSYNC_BULK_MIN_RECORDS setting, 0 never uses bulk for this instance.
+    bulk_min_records: int | None = Field(default=None, ge=0, strict=True)
 
     _check_secret = field_validator("client_secret", mode="before")(_no_inline_secret)
 

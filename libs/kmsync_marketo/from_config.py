@@ -11,7 +11,8 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def settings_from_instance(instance: MarketoInstance, limits: LimiterSettings | None = None) -> MarketoSettings:
-    """The tenants file's instance (share, daily quota, secret by reference) as client settings.
+    """The tenants file's instance (share, daily quota, rate limit, secret by reference) as client
+    settings; the instance's share, daily quota and rate limit replace those of ``limits``.
     Resolves the secret reference; raises ValueError saying where it looked if it cannot."""
     base = limits or LimiterSettings()
     host = urlsplit(instance.endpoint).hostname or ""
@@ -20,6 +21,11 @@ def settings_from_instance(instance: MarketoInstance, limits: LimiterSettings | 
         client_id=instance.client_id,
         client_secret=instance.client_secret.resolve(),
         munchkin_id=instance.munchkin_id,
-        limits=base.model_copy(update={"share": instance.share, "daily_quota": instance.daily_quota}),
+        limits=base.model_copy(update={
+            "share": instance.share,
+            "daily_quota": instance.daily_quota,
+            # Calls per rolling window of the instance (marketo-api.md §2.1), e.g. a lifted sandbox.
+            "rate_limit_calls": instance.rate_limit_calls,
+        }),
         allow_insecure_http=host in _LOOPBACK,
     )

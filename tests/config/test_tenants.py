@@ -161,3 +161,30 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KMSYNC_HTTP_PORT", "9100")
     settings = load_settings(CommonSettings)
     assert (settings.topic_prefix, settings.http_port) == ("dev.", 9100)
+
+
+def test_instance_rate_limit_and_bulk_threshold_default_to_marketo_and_the_sink() -> None:
+    inst = parse_tenants(valid()).marketo_instances["acme"]
+    # marketo-api.md §2.1: 100 calls per 20 s for every subscription; bulk follows the sink setting.
+    assert (inst.rate_limit_calls, inst.bulk_min_records) == (100, None)
+    data = valid()
+    data["marketo_instances"]["acme"].update({"rate_limit_calls": 1000, "bulk_min_records": 0})
+    inst = parse_tenants(data).marketo_instances["acme"]
+    assert (inst.rate_limit_calls, inst.bulk_min_records) == (1000, 0), "0: never bulk for this instance"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("rate_limit_calls", 0, "marketo_instances.acme.rate_limit_calls: Input should be greater than or equal to 1"),
+        ("rate_limit_calls", True, "marketo_instances.acme.rate_limit_calls: Input should be a valid integer"),
+        ("rate_limit_calls", "lots", "marketo_instances.acme.rate_limit_calls: Input should be a valid integer"),
+        ("bulk_min_records", -1, "marketo_instances.acme.bulk_min_records: Input should be greater than or equal to 0"),
+        ("bulk_min_records", False, "marketo_instances.acme.bulk_min_records: Input should be a valid integer"),
+    ],
+)
+def test_instance_rate_limit_and_bulk_threshold_are_validated(field: str, value: object, expected: str) -> None:
+    data = valid()
+    data["marketo_instances"]["acme"][field] = value
+    [problem] = problems_of(data)
+    assert problem.startswith(expected), problem
