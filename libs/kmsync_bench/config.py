@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Munchkin ids of the sandbox instances, one per measurement so counters never mix.
 EFFICIENCY_INSTANCE = "111-AAA-111"   # kmsync under the real limits (sections 1-3)
@@ -26,8 +26,6 @@ class BenchConfig(BaseModel):
     mode: Literal["quick", "full"]
     #: Section 1/2: operations in the backlog produced to marketo.ops.v1.
     backlog_ops: int = Field(ge=100)
-    #: Section 1: operations the naive writer sends (one record per call); extrapolated to backlog_ops.
-    naive_ops: int = Field(ge=10)
     #: Section 2: the second backlog, sent while an external client spends external_share.
     shared_backlog_ops: int = Field(ge=100)
     #: kmsync's configured share of the instance (tenants file `share`).
@@ -40,10 +38,14 @@ class BenchConfig(BaseModel):
     latency_seconds: float = Field(gt=0)
     #: Section 4: engagement rows pushed through ingest → transform → sink, limits lifted.
     capacity_rows: int = Field(ge=10)
-    #: Section 5: engagement rows loaded with `kmsync backfill` under the real rolling limits: at most
-    #: this many, and no more than the measured capacity carries in backfill_seconds (what fits).
+    #: Section 5: engagement rows loaded with `kmsync backfill` under the real rolling limits, as one
+    #: report 4021 CSV per session: backfill_sessions files of backfill_rows / backfill_sessions
+    #: attendees each (the same attendees in every session, as at a real event).
     backfill_rows: int = Field(ge=10)
-    backfill_seconds: float = Field(gt=0)
+    backfill_sessions: int = Field(ge=1, le=1000)
+    #: Custom objects per window from which the backfill instance imports them in bulk (tenants file
+    #: `bulk_min_records` of that instance).
+    backfill_bulk_min_records: int = Field(ge=1)
     #: kmsync's share of the backfill instance (a backfill lane may use the whole instance at night).
     backfill_share: float = Field(gt=0, le=1)
     #: How long any one wait for outcomes may take before the section is reported incomplete.
@@ -52,12 +54,21 @@ class BenchConfig(BaseModel):
     #: arrived as incomplete, so a machine busier than expected still gets its report in time.
     total_seconds: float = Field(gt=0)
 
+    @model_validator(mode="after")
+    def _sessions_split_rows(self) -> BenchConfig:
+        if self.backfill_rows % self.backfill_sessions:
+            raise ValueError(f"backfill_rows {self.backfill_rows:,} does not split into {self.backfill_sessions} "
+                             "sessions of equal size")
+        return self
 
-QUICK = BenchConfig(mode="quick", backlog_ops=3_000, naive_ops=200, shared_backlog_ops=1_500, sink_share=0.6,
+
+QUICK = BenchConfig(mode="quick", backlog_ops=3_000, shared_backlog_ops=1_500, sink_share=0.6,
                     external_share=0.4, latency_rows_per_second=10, latency_seconds=8, capacity_rows=200,
-                    backfill_rows=2_000, backfill_seconds=20, backfill_share=1.0, section_timeout_seconds=150,
-                    total_seconds=300)
-FULL = BenchConfig(mode="full", backlog_ops=50_000, naive_ops=3_000, shared_backlog_ops=40_000, sink_share=0.6,
-                   external_share=0.4, latency_rows_per_second=20, latency_seconds=60, capacity_rows=3_000,
-                   backfill_rows=BACKFILL_TARGET_ROWS, backfill_seconds=540, backfill_share=1.0,
+                    backfill_rows=4_000, backfill_sessions=2, backfill_bulk_min_records=1_000, backfill_share=1.0,
+                    section_timeout_seconds=150, total_seconds=300)
+FULL = BenchConfig(mode="full", backlog_ops=50_000, shared_backlog_ops=40_000, sink_share=0.6,
+                   external_share=0.4, latency_rows_per_second=20, latency_seconds=60, capacity_rows=20_000,
+                   backfill_rows=BACKFILL_TARGET_ROWS, backfill_sessions=20,
+                   backfill_bulk_min_records=5_000, backfill_share=1.0,
                    section_timeout_seconds=600, total_seconds=19 * 60)
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -48,10 +48,13 @@ async def topic_size(bootstrap: str, spec: TopicSpec, prefix: str = "") -> int:
 class ResultsFollower:
     """Reads marketo.results.v1 from the beginning in the background: outcomes by munchkin and op id."""
 
-    def __init__(self, bootstrap: str, prefix: str = "") -> None:
+    def __init__(self, bootstrap: str, prefix: str = "", count_only: frozenset[str] = frozenset()) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.by_instance: dict[str, dict[str, RecordOutcome]] = defaultdict(dict)
+        #: Instances whose outcomes are only counted (a million outcomes kept whole would cost GiBs).
+        self.count_only = count_only
+        self._status_by_op: dict[str, dict[str, str]] = defaultdict(dict)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
@@ -74,7 +77,10 @@ class ResultsFollower:
                     if message.value is None:
                         continue
                     outcome = decode_model(RecordOutcome, message.value)
-                    self.by_instance[outcome.munchkin_id][outcome.op_id] = outcome
+                    if outcome.munchkin_id in self.count_only:
+                        self._status_by_op[outcome.munchkin_id][outcome.op_id] = outcome.status
+                    else:
+                        self.by_instance[outcome.munchkin_id][outcome.op_id] = outcome
             if batch:
                 self.changed.set()
 
@@ -82,7 +88,15 @@ class ResultsFollower:
         return self.by_instance[munchkin]
 
     def count(self, munchkin: str) -> int:
+        if munchkin in self.count_only:
+            return len(self._status_by_op[munchkin])
         return len(self.by_instance[munchkin])
+
+    def status_counts(self, munchkin: str) -> dict[str, int]:
+        """Operations by their latest outcome's status."""
+        statuses = (self._status_by_op[munchkin].values() if munchkin in self.count_only
+                    else (o.status for o in self.by_instance[munchkin].values()))
+        return dict(Counter(statuses))
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -62,32 +62,35 @@ class KmsyncWrites(_Model):
     outcomes: dict[str, int]
 
 
-class NaiveExtrapolation(_Model):
-    ops: int = Field(ge=1)
+class AtRateLimit(_Model):
+    """What the naive writer's measured calls cost on a real instance (arithmetic on measured calls)."""
+
     calls: int = Field(ge=1)
-    #: Wall time at the instance's rate limit (100 calls / 20 s), if the naive writer had all of it.
+    #: The calls at the instance's rate limit (100 calls / 20 s), had the naive writer all of it.
     seconds_at_rate_limit: float = Field(gt=0)
     #: Share of a 50,000-call daily quota.
     share_of_daily_quota: float = Field(ge=0)
 
 
 class NaiveWrites(_Model):
-    measured_ops: int = Field(ge=1)
+    #: Operations the naive writer sent: the whole backlog, against the same sandbox.
+    ops: int = Field(ge=1)
     write_calls: int = Field(ge=1)
     other_calls: int = Field(ge=0)
     records_per_call: float = Field(gt=0)
+    #: Its wall time on an instance with the rate limit lifted (so it ends within the run).
     seconds: float = Field(gt=0)
     failed_ops: int = Field(ge=0)
-    extrapolated_to_backlog: NaiveExtrapolation
+    at_rate_limit: AtRateLimit
 
 
 class Efficiency(_Model):
     backlog_ops: int = Field(ge=1)
     kmsync: KmsyncWrites
     naive: NaiveWrites
-    #: naive calls (extrapolated to the backlog) ÷ kmsync calls (measured).
+    #: naive calls ÷ kmsync calls, both measured on the same backlog.
     call_reduction: float = Field(gt=0)
-    measured_vs_extrapolated: str
+    method: str
 
 
 class ExternalClient(_Model):
@@ -154,48 +157,52 @@ class Capacity(_Model):
     peak_rss_mib: dict[str, float]
 
 
-class BulkPath(_Model):
-    """The same engagement records through kmsync_marketo's Bulk custom object import."""
+class RestEquivalent(_Model):
+    """What a REST-only writer at 300 records per call needs for the same backfill (arithmetic)."""
 
-    object_name: str
-    rows: int = Field(ge=1)
-    seconds: float = Field(ge=0)
-    calls_by_endpoint: dict[str, dict[str, int]]
-    #: Every counted call: import submissions, status polls, failure/warning reads.
-    calls: int = Field(ge=0)
-    submit_calls: int = Field(ge=0)
-    rows_failed: int = Field(ge=0)
-    #: The same records over REST at 300 per call.
-    rest_calls_at_300: int = Field(ge=0)
-    csv_bytes_per_row: float = Field(ge=0)
-    #: Import files (≤ 10 MB each) the target row count needs; each costs a submission plus polls.
-    extrapolated_submits_for_target: int = Field(ge=0)
-    note: str
+    #: Email-only lead upserts that learn the lead ids the custom objects' link field needs.
+    lead_lookups: int = Field(ge=0)
+    custom_objects: int = Field(ge=0)
+    total: int = Field(ge=0)
+    #: The same rows' custom activities, had the event sent them (Marketo has no bulk activity
+    #: import, marketo-api.md §7.3): REST only, 300 per call.
+    custom_activities_if_enabled: int = Field(ge=0)
+    #: ``total`` at the instance's full rate limit (100 calls / 20 s).
+    seconds_at_rate_limit: float = Field(ge=0)
 
 
 class Backfill(_Model):
-    target_rows: int = Field(ge=1)
-    #: --backfill-rows, before the time budget capped it.
-    requested_rows: int = Field(ge=1)
     rows: int = Field(ge=1)
+    sessions: int = Field(ge=1)
+    #: Distinct attendees (leads): the same attendees appear in every session.
+    attendees: int = Field(ge=1)
     completed: bool
+    #: From the first `kmsync backfill` until every row had an outcome (or the run's budget ended).
     seconds: float = Field(gt=0)
+    #: Seconds the `kmsync backfill` commands took to load every file into Kafka.
+    load_seconds: float = Field(gt=0)
     rows_per_second: float = Field(ge=0)
-    ops: int = Field(ge=0)
+    outcomes: dict[str, int]
     calls_by_endpoint: dict[str, dict[str, int]]
-    bulk_calls: int = Field(ge=0)
+    #: Bulk custom object import submissions, status polls and failure/warning reads.
+    bulk_submit_calls: int = Field(ge=0)
+    bulk_other_calls: int = Field(ge=0)
+    #: REST write calls (the email-only lead upserts that learn lead ids).
     rest_write_calls: int = Field(ge=0)
+    #: Every call the sandbox counted for the instance, the token and usage reads included.
     calls_total: int = Field(ge=0)
-    #: What a REST-only writer at 300 records per call needs for the same records.
-    rest_equivalent_calls: int = Field(ge=0)
-    extrapolated_calls_for_target: int = Field(ge=0)
-    extrapolated_seconds_for_target: float = Field(ge=0)
-    bulk_path: BulkPath | None = None
+    rest_equivalent: RestEquivalent
+    #: rest_equivalent.total ÷ calls_total.
+    call_reduction: float = Field(ge=0)
+    #: The most calls that started in any rolling 20 s window (the instance's limit is 100).
+    peak_calls_per_window: int = Field(ge=0)
+    throttled_606: int = Field(ge=0)
+    throttled_615: int = Field(ge=0)
     note: str
 
 
 class BenchReport(_Model):
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     mode: Literal["quick", "full"]
     started_at: AwareDatetime
     finished_at: AwareDatetime

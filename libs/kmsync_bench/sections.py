@@ -4,8 +4,6 @@ counts, marketo.results.v1 and the services' /metrics, all measured in this run.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import math
 import time
 from collections.abc import Callable
@@ -13,11 +11,9 @@ from datetime import UTC, datetime
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 
 from kmsync_bench.config import (
     BACKFILL_INSTANCE,
-    BACKFILL_TARGET_ROWS,
     CAPACITY_INSTANCE,
     DAILY_QUOTA,
     EFFICIENCY_INSTANCE,
@@ -31,16 +27,16 @@ from kmsync_bench.external import ExternalClient
 from kmsync_bench.kafka_io import ResultsFollower, produce_ops, topic_size
 from kmsync_bench.naive import NaiveWriter
 from kmsync_bench.report import (
+    AtRateLimit,
     Backfill,
     BudgetPhase,
-    BulkPath,
     Capacity,
     Dist,
     Efficiency,
     KmsyncWrites,
     Latency,
-    NaiveExtrapolation,
     NaiveWrites,
+    RestEquivalent,
 )
 from kmsync_bench.report import ExternalClient as ExternalReport
 from kmsync_bench.sandbox import (
@@ -57,13 +53,7 @@ from kmsync_bench.sandbox import (
 from kmsync_bench.stack import EVENT_IDS, Stack
 from kmsync_bench.stats import Distribution, distribution, rolling_window_usage
 from kmsync_bench.workload import PARTNER_ID, backlog, engagement_csv, engagement_csv_lines
-from kmsync_contracts.seed import ENGAGEMENT_OBJECT_API_NAME
 from kmsync_contracts.topics import MARKETO_OPS
-from kmsync_marketo.auth import TokenRegistry
-from kmsync_marketo.bulk import BulkImporter
-from kmsync_marketo.client import MarketoClient
-from kmsync_marketo.limiter import LimiterRegistry
-from kmsync_marketo.settings import BulkSettings, LimiterSettings, MarketoSettings
 
 
 def _dist(d: Distribution) -> Dist:
@@ -186,37 +176,33 @@ async def efficiency(stack: Stack, admin: SandboxAdmin, follower: ResultsFollowe
         records_per_call=round(records / write_calls, 2), ops_per_call=round(cfg.backlog_ops / write_calls, 2),
         calls_by_endpoint=delta, seconds=round(seconds, 2), outcomes=phase.outcomes)
     kmsync_calls = count_calls(delta)
-    # The naive writer on a subset, same sandbox, an instance whose rate limit is lifted.
-    ops = backlog(cfg.naive_ops, NAIVE_INSTANCE, "naive", datetime.now(UTC))
+    # The naive writer on the same backlog, same sandbox, an instance whose rate limit is lifted.
+    ops = backlog(cfg.backlog_ops, NAIVE_INSTANCE, "naive", datetime.now(UTC))
     before = await admin.by_endpoint(NAIVE_INSTANCE)
     assert stack.sandbox is not None
-    writer = NaiveWriter(stack.sandbox.instance_url(NAIVE_INSTANCE), CLIENT_ID, CLIENT_SECRET)
+    writer = NaiveWriter(stack.sandbox.instance_url(NAIVE_INSTANCE), CLIENT_ID, CLIENT_SECRET, concurrency=10)
     try:
         stats = await writer.run(ops)
     finally:
         await writer.aclose()
     naive_delta = diff_counts(await admin.by_endpoint(NAIVE_INSTANCE), before)
     n_writes = count_calls(naive_delta, writes_only=True)
-    n_other = count_calls(naive_delta) - n_writes
-    calls_per_op = (n_writes + n_other) / cfg.naive_ops
-    extrapolated_calls = math.ceil(calls_per_op * cfg.backlog_ops)
+    n_calls = count_calls(naive_delta)
     naive = NaiveWrites(
-        measured_ops=cfg.naive_ops, write_calls=n_writes, other_calls=n_other,
-        records_per_call=round(cfg.naive_ops / n_writes, 3), seconds=round(stats.seconds, 2),
+        ops=cfg.backlog_ops, write_calls=n_writes, other_calls=n_calls - n_writes,
+        records_per_call=round(cfg.backlog_ops / n_writes, 3), seconds=round(stats.seconds, 2),
         failed_ops=stats.failed_ops,
-        extrapolated_to_backlog=NaiveExtrapolation(
-            ops=cfg.backlog_ops, calls=extrapolated_calls,
-            seconds_at_rate_limit=round(extrapolated_calls / INSTANCE_RATE_LIMIT * RATE_WINDOW_SECONDS, 1),
-            share_of_daily_quota=round(extrapolated_calls / DAILY_QUOTA, 3)))
+        at_rate_limit=AtRateLimit(
+            calls=n_calls, seconds_at_rate_limit=round(n_calls / INSTANCE_RATE_LIMIT * RATE_WINDOW_SECONDS, 1),
+            share_of_daily_quota=round(n_calls / DAILY_QUOTA, 3)))
     return Efficiency(
         backlog_ops=cfg.backlog_ops, kmsync=kmsync, naive=naive,
-        call_reduction=round(extrapolated_calls / kmsync_calls, 1),
-        measured_vs_extrapolated=(
-            f"kmsync: all {cfg.backlog_ops} operations measured under the real limits "
-            f"({INSTANCE_RATE_LIMIT} calls/{RATE_WINDOW_SECONDS:.0f} s, share {cfg.sink_share}). Naive: "
-            f"{cfg.naive_ops} operations measured (rate limit lifted so it finishes), calls per operation "
-            f"extrapolated linearly to {cfg.backlog_ops}; its wall time is the extrapolated calls at the full "
-            f"instance rate limit."))
+        call_reduction=round(n_calls / kmsync_calls, 1),
+        method=(
+            f"Both writers sent all {cfg.backlog_ops:,} operations to the same sandbox process. kmsync under the "
+            f"real limits ({INSTANCE_RATE_LIMIT} calls/{RATE_WINDOW_SECONDS:.0f} s, share {cfg.sink_share}); the "
+            "naive writer on an instance with the rate limit lifted so it ends within the run (10 attendees at a "
+            "time); its at_rate_limit figures are its measured calls at the full instance rate limit."))
 
 
 # -- 3: latency ----------------------------------------------------------------------------------
@@ -312,112 +298,68 @@ async def capacity(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
 
 
 # -- 5: backfill ---------------------------------------------------------------------------------
-def budget_rows_per_second(share: float) -> float:
-    """Engagement rows per second the REST budget carries: the limiter's calls per second (share of
-    100 / 20 s, minus its 10 calls of headroom) × 300 records, each row needing 3 records (an
-    email-only lead upsert, a custom object, an activity)."""
-    calls_per_second = max(1.0, INSTANCE_RATE_LIMIT * share - 10) / RATE_WINDOW_SECONDS
-    return calls_per_second * REST_BATCH / 3
+def rest_equivalent(rows: int, attendees: int) -> RestEquivalent:
+    """REST at 300 records per call: one lead look-up per attendee, one custom object per row."""
+    leads, objects = math.ceil(attendees / REST_BATCH), math.ceil(rows / REST_BATCH)
+    total = leads + objects
+    return RestEquivalent(lead_lookups=leads, custom_objects=objects, total=total,
+                          custom_activities_if_enabled=objects,
+                          seconds_at_rate_limit=round(total / INSTANCE_RATE_LIMIT * RATE_WINDOW_SECONDS, 1))
 
 
-def rows_that_fit(requested: int, events_per_second: float, seconds: float,
-                  budget_per_second: float = math.inf) -> int:
-    """The backfill rows this run loads: the requested count, or what the slower of the measured
-    pipeline capacity and the API budget carries in ``seconds``."""
-    return max(10, min(requested, math.floor(min(events_per_second, budget_per_second) * seconds)))
-
-
-async def bulk_path(stack: Stack, admin: SandboxAdmin, cfg: BenchConfig, entry_id: str) -> BulkPath:
-    """The backfill's engagement records again, through kmsync_marketo's Bulk custom object import."""
-    munchkin = BACKFILL_INSTANCE
-    assert stack.sandbox is not None
-    dump = await admin.dump(munchkin)
-    skip = {"marketoGUID", "createdAt", "updatedAt"}
-    records = [{**{k: v for k, v in r.items() if k not in skip and v is not None}, "entry_id": f"{entry_id}_bulk"}
-               for r in dump["customObjects"].get(ENGAGEMENT_OBJECT_API_NAME, []) if r.get("entry_id") == entry_id]
-    if not records:
-        raise RuntimeError("bulk path: the backfill left no engagement records to re-import")
-    settings = MarketoSettings(
-        endpoint=stack.sandbox.instance_url(munchkin), client_id=CLIENT_ID, client_secret=SecretStr(CLIENT_SECRET),
-        munchkin_id=munchkin, allow_insecure_http=True, limits=LimiterSettings(share=cfg.backfill_share),
-        bulk=BulkSettings(poll_initial_seconds=1.0, poll_factor=1.5, poll_max_seconds=5.0))
-    before = await admin.by_endpoint(munchkin)
-    start = time.monotonic()
-    async with MarketoClient(settings, limiters=LimiterRegistry(), token_registry=TokenRegistry()) as client:
-        result = await BulkImporter(client).import_custom_objects(ENGAGEMENT_OBJECT_API_NAME, records,
-                                                                  dedupe_fields=("entry_id", "personId"))
-    elapsed = time.monotonic() - start
-    delta = diff_counts(await admin.by_endpoint(munchkin), before)
-    submits = sum(n for ep, codes in delta.items() if ep.startswith("POST /bulk/") for n in codes.values())
-    bytes_per_row = csv_bytes(records) / len(records)
-    target_files = math.ceil(BACKFILL_TARGET_ROWS * bytes_per_row / settings.bulk.max_file_bytes)
-    return BulkPath(
-        object_name=ENGAGEMENT_OBJECT_API_NAME, rows=len(records), seconds=round(elapsed, 2), calls_by_endpoint=delta,
-        calls=count_calls(delta), submit_calls=submits, rows_failed=sum(1 for o in result.outcomes if not o.ok),
-        rest_calls_at_300=math.ceil(len(records) / REST_BATCH), csv_bytes_per_row=round(bytes_per_row, 1),
-        extrapolated_submits_for_target=target_files,
-        note=("kmsync_marketo.bulk.BulkImporter on the records the backfill wrote (entry_id suffixed _bulk so "
-              "they are new rows), polling every 1-5 s. The sandbox imports in "
-              "seconds; real Marketo takes minutes per job, which adds status polls (Adobe: every 5-30 s) but "
-              "no submissions. The sink does not use this path for custom objects."))
-
-
-def csv_bytes(records: list[dict[str, object]]) -> int:
-    columns = sorted({k for r in records for k in r})
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(records)
-    return len(buffer.getvalue().encode("utf-8"))
+def session_entry_id(session: int) -> str:
+    return f"1_backfill{session:03d}"
 
 
 async def backfill(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, cfg: BenchConfig,
-                   capacity_events_per_second: float, deadline: float) -> Backfill:
+                   deadline: float) -> Backfill:
     """``deadline`` (time.monotonic()) ends the wait for outcomes early: the run's total budget."""
     munchkin = BACKFILL_INSTANCE
-    rows = rows_that_fit(cfg.backfill_rows, capacity_events_per_second, cfg.backfill_seconds,
-                         budget_rows_per_second(cfg.backfill_share))
-    expected = 2 * rows
-    path = stack.work / f"Report_4021_{PARTNER_ID}_backfill.csv"
-    with path.open("w", encoding="utf-8") as fh:
-        fh.writelines(engagement_csv_lines(rows, "bf"))
+    rows, sessions = cfg.backfill_rows, cfg.backfill_sessions
+    attendees = rows // sessions
+    paths = []
+    for s in range(sessions):
+        path = stack.work / f"Report_4021_{PARTNER_ID}_{session_entry_id(s)}.csv"
+        with path.open("w", encoding="utf-8") as fh:
+            fh.writelines(engagement_csv_lines(attendees, "bf"))
+        paths.append(path)
     before = await admin.by_endpoint(munchkin)
-    argv, env = stack.backfill_argv(path, "1_backfill")
-    start = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE)
-    _, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"kmsync backfill exited with {proc.returncode}: {err.decode()[-1000:]}")
+    start = time.time()
+    t0 = time.monotonic()
+    for s, path in enumerate(paths):
+        argv, env = stack.backfill_argv(path, session_entry_id(s))
+        proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"kmsync backfill {path.name} exited with {proc.returncode}: {err.decode()[-1000:]}")
+        path.unlink()
+    loaded = time.monotonic() - t0
     within = max(1.0, min(cfg.section_timeout_seconds, deadline - time.monotonic()))
-    done = await wait_until(lambda: follower.count(munchkin) >= expected, within, stack)
-    elapsed = time.monotonic() - start
+    done = await wait_until(lambda: follower.count(munchkin) >= rows, within, stack)
+    elapsed = time.monotonic() - t0
+    end = time.time()
     delta = diff_counts(await admin.by_endpoint(munchkin), before)
     calls_total = count_calls(delta)
-    bulk_calls = sum(n for ep, codes in delta.items() if is_bulk(ep) for n in codes.values())
+    submits = sum(n for ep, codes in delta.items() if ep.startswith("POST /bulk/") for n in codes.values())
+    bulk_other = sum(n for ep, codes in delta.items() if is_bulk(ep) for n in codes.values()) - submits
     rest_writes = sum(n for ep, codes in delta.items() if is_write(ep) and not is_bulk(ep) for n in codes.values())
-    # REST at 300 per call: the email-only lead upserts that resolve lead ids, the custom objects, the activities.
-    rest_equivalent = 3 * math.ceil(rows / REST_BATCH)
+    usage = rolling_window_usage(await admin.call_times(munchkin, CLIENT_ID), RATE_WINDOW_SECONDS, start, end)
     handled = follower.count(munchkin)
-    rows_done = rows if done else max(1, handled // 2)  # an incomplete run scales what did arrive
-    scale = BACKFILL_TARGET_ROWS / rows_done
-    bulk = await bulk_path(stack, admin, cfg, "1_backfill") if done else None
-    note = (f"{rows:,} of the {BACKFILL_TARGET_ROWS:,} target rows were loaded in this run: what the slower of "
-            "the pipeline capacity measured in section 4 and the API budget carries in --backfill-seconds "
-            f"{cfg.backfill_seconds:.0f} (--backfill-rows {cfg.backfill_rows:,}); the 1,000,000-row figures are "
-            "these calls and this wall time scaled linearly. " if rows < BACKFILL_TARGET_ROWS else "")
+    rest = rest_equivalent(rows, attendees)
+    note = (f"{sessions} report 4021 CSVs (one per session, {attendees:,} attendees each, the same attendees in "
+            "every session) loaded with the real `kmsync backfill FILE` command into an event that writes custom "
+            "objects only (the seed's recommended setup; custom activities have no bulk import and would add "
+            f"{rest.custom_activities_if_enabled:,} REST calls). The instance has Marketo's rolling limits and "
+            f"bulk_min_records {cfg.backfill_bulk_min_records:,}: the sink learns lead ids over REST (email-only "
+            "upserts, 300 per call) and imports the custom objects with the Bulk API; the sandbox finishes an "
+            "import in 1 s + 0.1 ms per row (real Marketo: minutes, which adds status polls, not submissions).")
     if not done:
-        note += (f"INCOMPLETE: only {rows_done:,} of the {rows:,} rows had reached Marketo when the run's time "
-                 "budget ran out (the machine was slower than during the capacity measurement); the figures "
-                 "scale those rows, and the Bulk path was not measured. ")
-    note += ("Engagement rows become custom objects and custom activities; the sink sends both over REST at "
-             "up to 300 per call (its Bulk path covers leads and program members only, and Marketo has no bulk "
-             "activity import), so bulk_calls counts only what the Bulk path was used for.")
+        note += (f" INCOMPLETE: {handled:,} of {rows:,} rows had an outcome when the run's time budget ran out.")
     return Backfill(
-        target_rows=BACKFILL_TARGET_ROWS, requested_rows=cfg.backfill_rows, rows=rows, bulk_path=bulk,
-        completed=done, seconds=round(elapsed, 2),
-        rows_per_second=round(rows_done / elapsed, 1), ops=handled, calls_by_endpoint=delta,
-        bulk_calls=bulk_calls, rest_write_calls=rest_writes, calls_total=calls_total,
-        rest_equivalent_calls=rest_equivalent, extrapolated_calls_for_target=math.ceil(calls_total * scale),
-        extrapolated_seconds_for_target=round(elapsed * scale, 1), note=note)
-
+        rows=rows, sessions=sessions, attendees=attendees, completed=done, seconds=round(elapsed, 2),
+        load_seconds=round(loaded, 2), rows_per_second=round(handled / elapsed, 1),
+        outcomes=follower.status_counts(munchkin), calls_by_endpoint=delta, bulk_submit_calls=submits,
+        bulk_other_calls=bulk_other, rest_write_calls=rest_writes, calls_total=calls_total, rest_equivalent=rest,
+        call_reduction=round(rest.total / max(1, calls_total), 1), peak_calls_per_window=usage.peak,
+        throttled_606=count_calls(delta, codes=["606"]), throttled_615=count_calls(delta, codes=["615"]), note=note)

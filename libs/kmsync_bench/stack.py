@@ -52,24 +52,29 @@ def sandbox_limits() -> dict[str, dict[str, Any]]:
 
 
 def tenants_doc(sandbox: SandboxProcess, config: BenchConfig) -> dict[str, Any]:
-    def instance(munchkin: str, share: float, quota: int) -> dict[str, Any]:
+    def instance(munchkin: str, share: float, quota: int, **extra: Any) -> dict[str, Any]:
         return {"munchkin_id": munchkin, "endpoint": sandbox.instance_url(munchkin), "client_id": CLIENT_ID,
-                "client_secret": {"env": SECRET_ENV}, "share": share, "daily_quota": quota}
+                "client_secret": {"env": SECRET_ENV}, "share": share, "daily_quota": quota, **extra}
 
-    def event(name: str, instance_name: str) -> dict[str, Any]:
+    def event(name: str, instance_name: str, **extra: Any) -> dict[str, Any]:
         return {"name": f"bench-{name}", "partner_id": PARTNER_ID, "virtual_event_id": EVENT_IDS[name],
-                "marketo_instance": instance_name, "program_id": PROGRAM_ID}
+                "marketo_instance": instance_name, "program_id": PROGRAM_ID, **extra}
 
     dead = "http://127.0.0.1:9"  # Kaltura is never called: rows come as report CSVs (file mode)
     return {
         "marketo_instances": {
             "efficiency": instance(EFFICIENCY_INSTANCE, config.sink_share, DAILY_QUOTA),
-            "capacity": instance(CAPACITY_INSTANCE, 1.0, LIFTED),
-            "backfill": instance(BACKFILL_INSTANCE, config.backfill_share, DAILY_QUOTA),
+            # The sandbox lifts this instance's limits; so does the sink's limiter, or section 4 would
+            # measure the limiter (100 calls / 20 s) instead of the pipeline.
+            "capacity": instance(CAPACITY_INSTANCE, 1.0, LIFTED, rate_limit_calls=LIFTED),
+            "backfill": instance(BACKFILL_INSTANCE, config.backfill_share, DAILY_QUOTA,
+                                 bulk_min_records=config.backfill_bulk_min_records),
         },
         "kaltura_partners": {PARTNER_ID: {"service_url": dead, "user_profile_url": dead,
                                           "admin_secret": {"env": KALTURA_SECRET_ENV}}},
-        "events": [event("latency", "efficiency"), event("capacity", "capacity"), event("backfill", "backfill")],
+        "events": [event("latency", "efficiency"), event("capacity", "capacity"),
+                   # The seed recommends custom objects; activities have no bulk import (marketo-api.md §7.3).
+                   event("backfill", "backfill", outputs={"custom_activities": False})],
     }
 
 

@@ -11,12 +11,12 @@ def _pct(x: float) -> str:
 
 def rows(report: BenchReport) -> list[tuple[str, str, str]]:
     e, b, lat, cap, bf = report.efficiency, report.budget, report.latency, report.capacity, report.backfill
-    naive_x = e.naive.extrapolated_to_backlog
+    naive_limit = e.naive.at_rate_limit
     out = [
         ("1 API efficiency", f"kmsync {e.kmsync.records_per_call:.1f} records/call "
                              f"({e.kmsync.write_calls} write calls for {e.backlog_ops:,} ops)",
-         f"naive {e.naive.records_per_call:.1f} records/call; {naive_x.calls:,} calls extrapolated "
-         f"({e.call_reduction:.0f}x more), {naive_x.seconds_at_rate_limit / 60:.0f} min at the rate limit"),
+         f"naive {e.naive.records_per_call:.1f} records/call; {naive_limit.calls:,} calls "
+         f"({e.call_reduction:.0f}x more), {naive_limit.seconds_at_rate_limit / 60:.0f} min at the rate limit"),
     ]
     for label, phase in (("2 budget, alone", b.alone), ("2 budget, shared", b.shared)):
         ext = ""
@@ -36,16 +36,12 @@ def rows(report: BenchReport) -> list[tuple[str, str, str]]:
                               f" ({cap.rows:,} rows"
                               f"{'' if cap.completed else ', INCOMPLETE'})",
                 f"peak RSS MiB: {rss}"))
-    out.append(("5 backfill", f"{bf.rows:,} of {bf.target_rows:,} rows: {bf.calls_total:,} calls "
-                              f"({bf.bulk_calls} bulk), {bf.rows_per_second:,.0f} rows/s"
+    rest = bf.rest_equivalent
+    out.append(("5 backfill", f"{bf.rows:,} rows ({bf.sessions} sessions × {bf.attendees:,}): {bf.calls_total:,} calls "
+                              f"({bf.bulk_submit_calls} bulk imports), {bf.rows_per_second:,.0f} rows/s"
                               f"{'' if bf.completed else ', INCOMPLETE'}",
-                f"REST at 300/call: {bf.rest_equivalent_calls:,}; 1M rows ≈ {bf.extrapolated_calls_for_target:,} "
-                f"calls, {bf.extrapolated_seconds_for_target / 3600:.1f} h (extrapolated)"))
-    if bf.bulk_path is not None:
-        bp = bf.bulk_path
-        out.append(("5 bulk path", f"{bp.rows:,} custom objects in {bp.calls} calls ({bp.submit_calls} imports)",
-                    f"REST at 300/call: {bp.rest_calls_at_300}; 1M rows ≈ {bp.extrapolated_submits_for_target} "
-                    f"import files"))
+                f"REST at 300/call: {rest.total:,} calls ({bf.call_reduction:.0f}x more), "
+                f"{rest.seconds_at_rate_limit / 60:.0f} min at the rate limit; peak {bf.peak_calls_per_window}/20 s"))
     return out
 
 

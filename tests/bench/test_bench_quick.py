@@ -33,7 +33,7 @@ def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
     assert eff.kmsync.records_per_call > 100 > eff.naive.records_per_call
     assert eff.kmsync.outcomes.get("failed", 0) == 0
     assert eff.call_reduction > 50
-    assert eff.naive.extrapolated_to_backlog.calls >= eff.backlog_ops
+    assert eff.naive.ops == eff.backlog_ops and eff.naive.at_rate_limit.calls >= eff.backlog_ops
     assert report.sandbox_limits[EFFICIENCY_INSTANCE]["rate_limit"] == INSTANCE_RATE_LIMIT
     assert report.sandbox_limits[NAIVE_INSTANCE]["rate_limit"] > INSTANCE_RATE_LIMIT
 
@@ -50,17 +50,17 @@ def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
     assert lat.count == 2 * report.latency.rows
     assert 0 < lat.p50 <= lat.p95 <= lat.p99 <= lat.max < 60
 
-    # 4. Capacity with each service's peak RSS.
+    # 4. Capacity with each service's peak RSS, the sink's limiter lifted too (no 90-per-20 s ceiling).
     cap = report.capacity
     assert cap.completed and cap.events_per_second > 0
     assert {"ingest", "transform", "sink"} <= set(cap.peak_rss_mib)
     assert all(10 < mib < 4_000 for mib in cap.peak_rss_mib.values())
     assert cap.stage_seconds["ingest"] <= cap.stage_seconds["transform"] <= cap.stage_seconds["sink"]
 
-    # 5. Backfill: every row reached Marketo; calls counted against REST at 300 per call; the Bulk path ran.
+    # 5. Backfill: every row reached Marketo through bulk imports, fewer calls than REST, within the limits.
     bf = report.backfill
-    assert bf.completed and bf.ops == 2 * bf.rows and bf.calls_total > 0
-    assert bf.rest_equivalent_calls >= 3 and bf.extrapolated_calls_for_target > bf.calls_total
-    assert bf.bulk_path is not None and bf.bulk_path.submit_calls >= 1 and bf.bulk_path.rows_failed == 0
+    assert bf.completed and sum(bf.outcomes.values()) == bf.rows and bf.outcomes.get("failed", 0) == 0
+    assert bf.bulk_submit_calls >= 1 and bf.calls_total < bf.rest_equivalent.total
+    assert bf.throttled_606 == 0 and bf.peak_calls_per_window <= INSTANCE_RATE_LIMIT
 
     assert "1 API efficiency" in proc.stdout and "5 backfill" in proc.stdout and str(out) in proc.stdout

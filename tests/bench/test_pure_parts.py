@@ -11,7 +11,7 @@ import pytest
 from kmsync_bench import cli
 from kmsync_bench.machine import code_version, describe_machine, parse_status_kib, peak_rss_mib
 from kmsync_bench.sandbox import count_calls, diff_counts, is_bulk, is_write
-from kmsync_bench.sections import budget_rows_per_second, live_rate, rows_that_fit, steady_rate
+from kmsync_bench.sections import live_rate, rest_equivalent, steady_rate
 from kmsync_bench.workload import backlog, engagement_csv
 from kmsync_kaltura.csv_reports import parse_engagement_csv
 
@@ -78,13 +78,11 @@ def test_live_rate_stays_at_or_under_half_the_measured_capacity() -> None:
     assert live_rate(20, 0.5) == 1
 
 
-def test_backfill_rows_are_what_fits_in_the_time_budget() -> None:
-    assert rows_that_fit(1_000_000, 12.5, 360) == 4_500
-    assert rows_that_fit(2_000, 1_000, 360) == 2_000
-    assert rows_that_fit(1_000_000, 0.0, 360) == 10
-    # a fast pipeline is capped by the REST budget: 90 calls / 20 s × 300 records / 3 per row = 450 rows/s
-    assert budget_rows_per_second(1.0) == pytest.approx(450.0)
-    assert rows_that_fit(1_000_000, 5_000, 100, budget_rows_per_second(1.0)) == 45_000
+def test_rest_equivalent_of_a_backfill_is_300_records_per_call() -> None:
+    rest = rest_equivalent(1_000_000, 50_000)
+    assert (rest.lead_lookups, rest.custom_objects, rest.total) == (167, 3_334, 3_501)
+    assert rest.custom_activities_if_enabled == 3_334
+    assert rest.seconds_at_rate_limit == pytest.approx(3_501 / 100 * 20)
 
 
 def test_peak_rss_reads_vmhwm() -> None:
@@ -100,12 +98,15 @@ def test_cli_sizes_come_from_the_mode_and_flags() -> None:
     quick = cli.build_config(cli._parser().parse_args(["--quick"]))
     full = cli.build_config(cli._parser().parse_args(["--backfill-rows", "5000"]))
     assert quick.mode == "quick" and quick.backlog_ops < full.backlog_ops
-    assert full.backlog_ops == 50_000 and full.backfill_rows == 5_000
+    assert full.backlog_ops == 50_000 and full.backfill_rows == 5_000 and full.backfill_sessions == 20
+    assert cli.build_config(cli._parser().parse_args([])).backfill_rows == 1_000_000
 
 
 def test_cli_refuses_impossible_sizes_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--quick", "--backlog-ops", "5"]) == 2
     assert "backlog_ops" in capsys.readouterr().err
+    assert cli.main(["--quick", "--backfill-rows", "4001"]) == 2
+    assert "does not split into 2 sessions" in capsys.readouterr().err
 
 
 def test_steady_rate_ignores_the_slow_start_and_the_tail() -> None:

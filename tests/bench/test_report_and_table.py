@@ -47,21 +47,22 @@ def test_table_has_one_line_per_measurement_with_its_numbers(sample_report: Benc
     table = rows(sample_report)
     labels = [r[0] for r in table]
     assert labels == ["1 API efficiency", "2 budget, alone", "2 budget, shared", "3 latency", "4 capacity",
-                      "5 backfill", "5 bulk path"]
+                      "5 backfill"]
     cells = {r[0]: r[1] + " | " + r[2] for r in table}
     assert "288.0 records/call" in cells["1 API efficiency"] and "naive 1.0 records/call" in cells["1 API efficiency"]
     assert "peak 50/60" in cells["2 budget, alone"] and "606: 0" in cells["2 budget, alone"]
     assert "external 40%" in cells["2 budget, shared"]
     assert "p50 3.90 s" in cells["3 latency"] and "p99 6.24 s" in cells["3 latency"]
     assert "transform 70" in cells["4 capacity"]
-    assert "4,000 of 1,000,000 rows" in cells["5 backfill"]
+    assert "1,000,000 rows (20 sessions × 50,000)" in cells["5 backfill"]
+    assert "330 calls (40 bulk imports)" in cells["5 backfill"] and "REST at 300/call: 3,501" in cells["5 backfill"]
 
 
 def test_rendered_table_names_the_machine_and_aligns_columns(sample_report: BenchReport) -> None:
     text = render(sample_report)
     head, *lines = text.splitlines()
     assert "2 CPU" in head and "Kafka 3.9.1" in head and "Python 3.11.7" in head
-    assert len(lines) == 7
+    assert len(lines) == 6
     starts = {len(line) - len(line[18:].lstrip()) for line in lines}
     assert len(starts) == 1, "the second column starts at the same place on every line"
 
