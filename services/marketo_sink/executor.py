@@ -199,10 +199,13 @@ class WindowExecutor:
         by_program: dict[int, list[StatusCall]] = {}
         for c in plan.status_calls:
             by_program.setdefault(c.program_id, []).append(c)
+        def objects(c: ObjectCall) -> Awaitable[list[Decision]]:
+            if c.object_name in plan.bulk_objects and self.bulk is not None:
+                return self._bulk_objects(c, lead_id, unresolved)
+            return self._objects(c, lead_id, unresolved)  # the client cuts it into calls of ≤ 300
+
         calls: list[tuple[Awaitable[list[Decision]], list[PendingOp]]] = []
-        calls += [(self._bulk_objects(c, lead_id, unresolved) if use_bulk
-                   else self._objects(c, lead_id, unresolved), [p for i in c.items for p in i.ops])
-                  for c in plan.object_calls]
+        calls += [(objects(c), [p for i in c.items for p in i.ops]) for c in plan.object_calls]
         calls += [(self._activities(c, lead_id, unresolved), [p for a in c.items for p in a.ops])
                   for c in plan.activity_calls]
         await asyncio.gather(*(program_statuses(pc) for pc in by_program.values()),
@@ -289,8 +292,8 @@ class WindowExecutor:
     async def _bulk_objects(
         self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
     ) -> list[Decision]:
-        """Bulk custom object import (§9.2) for a large window; records whose lead id is not known
-        yet (the link field needs it) wait for their retry."""
+        """Bulk custom object import (§9.2) for a large window or many upserts of one object; records
+        whose lead id is not known yet (the link field needs it) fail LEAD_UNRESOLVED and retry."""
         assert self.bulk is not None
         out: list[Decision] = []
         sendable: list[tuple[Any, dict[str, Any]]] = []

@@ -11,7 +11,12 @@ Order (architecture.md principle 4; marketo-api.md §5–8):
    a call answer 1036, §8.2).
 4. Custom activities (insert-only, §7.1): deduplicated by op_id, and an op_id the ledger knows as
    written is not sent again.
-Every group is cut into calls of at most the client's batch maximum. When the window closed on
+Bulk Import API (§9), from ``bulk_min_records`` (0: never): when the window's lead upserts carrying
+data reach it, leads, program members and custom objects go bulk (``use_bulk``); otherwise a custom
+object whose own deduplicated upserts in the window reach it goes bulk alone (``bulk_objects``; a
+historical engagement backfill has objects only). Email-only lead upserts, there to learn the lead
+ids the objects' link field needs, always go through REST (bulk import returns no ids), in stage 1.
+Every other group is cut into calls of at most the client's batch maximum. When the window closed on
 count or bytes (a backlog), a group's last call that would carry fewer than ``min_call_records``
 waits for the next window instead, so calls stay full; a window that would otherwise send nothing
 sends everything.
@@ -104,6 +109,9 @@ class Plan:
     already_written: list[PendingOp] = field(default_factory=list)
     #: Leads and program members go through the Bulk Import API (a large window).
     use_bulk: bool = False
+    #: Custom objects (by API name) whose one call in ``object_calls`` is a Bulk Import job: every
+    #: object when ``use_bulk``, else each object with at least ``bulk_min_records`` upserts.
+    bulk_objects: set[str] = field(default_factory=set)
 
     @property
     def calls(self) -> int:
@@ -139,7 +147,8 @@ class PlannerConfig:
     batch_max: int
     #: 0 sends every tail; > 0 defers short tails (only when the window closed on count/bytes).
     min_call_records: int = 0
-    #: Distinct leads from which leads and program members go bulk (0: never).
+    #: Lead upserts with data from which leads, program members and custom objects go bulk, and
+    #: deduplicated upserts of one custom object from which that object goes bulk (0: never).
     bulk_min_records: int = 0
 
 
@@ -244,7 +253,8 @@ def _plan(
     for name in sorted(objects):
         obj_items = list(objects[name].values())
         obj_tail: list[ObjectInput] = []
-        if plan.use_bulk:
+        if plan.use_bulk or 0 < config.bulk_min_records <= len(obj_items):
+            plan.bulk_objects.add(name)
             obj_chunks = [obj_items]
         else:
             obj_chunks, obj_tail = _split_tail(obj_items, config.batch_max, min_tail)

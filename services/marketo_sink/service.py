@@ -200,7 +200,8 @@ class MarketoSink:
         self._writers.append(writer)
         bulk = BulkImporter(writer) if isinstance(writer, MarketoClient) else None
         worker = InstanceWorker(munchkin_id, writer, self.settings, self.ledger, self.publish, self.metrics,
-                                time.monotonic, random.Random(self._rng.random()), bulk=bulk)
+                                time.monotonic, random.Random(self._rng.random()), bulk=bulk,
+                                bulk_min_records=instance.bulk_min_records)
         worker.start()
         assert worker.task is not None
         worker.task.add_done_callback(self._worker_done)

@@ -24,9 +24,16 @@ class WindowSettings(CommonSettings):
     #: When a window closes on count or bytes, a call that would carry fewer records than this
     #: waits for the next window (until the window's age limit forces it out). 0 disables.
     window_min_call_records: int = Field(default=290, ge=0)
-    #: A window whose distinct leads reach this count upserts leads and program members with the
-    #: Bulk Import API instead of REST (0 disables the bulk path).
+    #: Bulk Import API threshold (marketo-api.md §9; 0 disables the bulk path). A window whose lead
+    #: upserts carrying data reach it sends leads, program members and custom objects bulk; a custom
+    #: object whose own deduplicated upserts in the window reach it goes bulk on its own. A tenants
+    #: file instance's ``bulk_min_records`` replaces it for that instance.
     bulk_min_records: int = Field(default=0, ge=0)
+    #: With a bulk threshold > 0, a window that closes on count or bytes (a backlog) takes up to this
+    #: many ready operations ...
+    bulk_window_max_records: int = Field(default=50_000, ge=1)
+    #: ... and this many encoded bytes, instead of window_max_records / window_max_bytes.
+    bulk_window_max_bytes: int = Field(default=64_000_000, ge=1_000)
     #: Failed records are retried (alone, not their whole call) this many times in total ...
     retry_max_attempts: int = Field(default=8, ge=1)
     #: ... after base × 2^(attempt-1) seconds with jitter, capped.
@@ -37,6 +44,22 @@ class WindowSettings(CommonSettings):
     #: Every this many minutes (and on start) the instance's calls today by every integration are
     #: read from Marketo's usage endpoint and fed to the limiter's daily budget (0: never).
     sink_usage_reconcile_minutes: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_bulk_window(self) -> WindowSettings:
+        if self.bulk_window_max_records < self.window_max_records:
+            raise ValueError(
+                f"bulk_window_max_records ({self.bulk_window_max_records}) must be ≥ window_max_records "
+                f"({self.window_max_records}): a bulk window is the larger one; raise "
+                "KMSYNC_BULK_WINDOW_MAX_RECORDS or lower KMSYNC_WINDOW_MAX_RECORDS"
+            )
+        if self.bulk_window_max_bytes < self.window_max_bytes:
+            raise ValueError(
+                f"bulk_window_max_bytes ({self.bulk_window_max_bytes}) must be ≥ window_max_bytes "
+                f"({self.window_max_bytes}): a bulk window is the larger one; raise "
+                "KMSYNC_BULK_WINDOW_MAX_BYTES or lower KMSYNC_WINDOW_MAX_BYTES"
+            )
+        return self
 
 
 class SinkSettings(WindowSettings):
@@ -56,4 +79,13 @@ class SinkSettings(WindowSettings):
     def _check(self) -> SinkSettings:
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("retry_max_seconds must be ≥ retry_base_seconds")
+        if self.bulk_window_max_records > self.sink_max_buffered_per_partition:
+            # Fetching pauses at sink_max_buffered_per_partition undecided operations, so a larger
+            # bulk window could never fill.
+            raise ValueError(
+                f"bulk_window_max_records ({self.bulk_window_max_records}) must be ≤ "
+                f"sink_max_buffered_per_partition ({self.sink_max_buffered_per_partition}): a partition "
+                "pauses at that many undecided operations, so a bulk window that large never fills; "
+                "lower KMSYNC_BULK_WINDOW_MAX_RECORDS or raise KMSYNC_SINK_MAX_BUFFERED_PER_PARTITION"
+            )
         return self

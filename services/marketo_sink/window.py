@@ -2,6 +2,8 @@
 
 An instance's operations collect here until the window is due; operations waiting for a retry
 stay out of the window until their backoff ends. ``take`` hands over what is ready, oldest first.
+On an instance that uses the Bulk Import API, a window that closed on count or bytes (a backlog) may
+take up to the larger bulk caps, so one window fills bulk jobs instead of many REST calls.
 """
 
 from __future__ import annotations
@@ -20,11 +22,24 @@ class CloseReason(StrEnum):
     DRAIN = "drain"
 
 
+#: Close reasons that mean a backlog: more is ready than one window holds.
+BACKLOG = frozenset({CloseReason.COUNT, CloseReason.BYTES})
+
+
 @dataclass(frozen=True)
 class WindowLimits:
     max_records: int
     max_age_seconds: float
     max_bytes: int
+    #: Caps of a backlog window on a bulk-enabled instance (None: the normal caps apply).
+    bulk_max_records: int | None = None
+    bulk_max_bytes: int | None = None
+
+    def caps(self, reason: CloseReason | None) -> tuple[int, int]:
+        """(records, bytes) one window may take when it closes for ``reason``."""
+        if reason in BACKLOG:
+            return (self.bulk_max_records or self.max_records, self.bulk_max_bytes or self.max_bytes)
+        return self.max_records, self.max_bytes
 
 
 class Window:
@@ -73,13 +88,16 @@ class Window:
         times += [p.not_before for p in self._ops if p.not_before > now]
         return min(times) if times else None
 
-    def take(self, now: float) -> list[PendingOp]:
-        """Everything ready (up to the count and byte caps, oldest first); the rest stays."""
+    def take(self, now: float, reason: CloseReason | None = None) -> list[PendingOp]:
+        """Everything ready, oldest first, up to the count and byte caps of a window that closed for
+        ``reason`` (the bulk caps for a backlog when they are set); the rest stays."""
+        max_records, max_bytes = self.limits.caps(reason)
+        # Nearly in arrival order already (retries are the exception): the sort is close to linear.
         ready = sorted(self._ready(now), key=lambda p: (p.arrived, p.source))
         taken: list[PendingOp] = []
         size = 0
         for p in ready:
-            if taken and (len(taken) >= self.limits.max_records or size + p.size > self.limits.max_bytes):
+            if taken and (len(taken) >= max_records or size + p.size > max_bytes):
                 break
             taken.append(p)
             size += p.size

@@ -41,7 +41,10 @@ class InstanceWorker:
         monotonic: Monotonic,
         rng: random.Random | None = None,
         bulk: BulkWriter | None = None,
+        bulk_min_records: int | None = None,
     ) -> None:
+        """``bulk_min_records``: the instance's bulk threshold from the tenants file (None: the
+        sink's ``settings.bulk_min_records``; 0: never bulk)."""
         self.munchkin_id = munchkin_id
         self.writer = writer
         self.settings = settings
@@ -50,8 +53,14 @@ class InstanceWorker:
         self.metrics = metrics
         self._mono = monotonic
         self._rng = rng or random.Random()
-        self.window = Window(WindowLimits(settings.window_max_records, settings.window_max_age_seconds,
-                                          settings.window_max_bytes))
+        self.bulk_min_records = settings.bulk_min_records if bulk_min_records is None else bulk_min_records
+        bulk_on = self.bulk_min_records > 0
+        self.window = Window(WindowLimits(
+            settings.window_max_records, settings.window_max_age_seconds, settings.window_max_bytes,
+            # A backlog window as large as bulk jobs want (only where bulk is on).
+            bulk_max_records=settings.bulk_window_max_records if bulk_on else None,
+            bulk_max_bytes=settings.bulk_window_max_bytes if bulk_on else None,
+        ))
         self.cache = LeadCache(settings.lead_cache_size)
         self.executor = WindowExecutor(
             writer, self.cache, ledger,
@@ -122,14 +131,14 @@ class InstanceWorker:
 
     async def _one_window(self, reason: CloseReason, now: float) -> None:
         size = self.window.size_bytes
-        taken = self.window.take(now)
+        taken = self.window.take(now, reason)
         self.metrics.window_records.labels(self.munchkin_id, reason.value).observe(len(taken))
         self.metrics.window_bytes.labels(self.munchkin_id).observe(size)
         full_calls = reason in (CloseReason.COUNT, CloseReason.BYTES)
         config = PlannerConfig(
             batch_max=ep.BATCH_MAX,
             min_call_records=self.settings.window_min_call_records if full_calls else 0,
-            bulk_min_records=self.settings.bulk_min_records,
+            bulk_min_records=self.bulk_min_records,
         )
         plan = plan_window(taken, config, known_lead=lambda e: e in self.cache,
                            already_written=lambda op_id: op_id in self.ledger)

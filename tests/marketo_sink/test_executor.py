@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kmsync_marketo.bulk import BulkResult
 from kmsync_marketo.client import ActivityRecord, LeadSyncResult
 from kmsync_marketo.errors import ErrorClass, MarketoAuthError
 from kmsync_marketo.limiter import InstanceLimiter
@@ -152,3 +153,75 @@ async def test_an_unexpected_error_in_one_call_fails_only_its_records(ops) -> No
                      ops.pending(ops.activity("a@x.com", op_id="act"))], w)
     assert got["l"].status == "created" and got["act"].status == "created"
     assert (got["o"].status, got["o"].reason_code, got["o"].retryable) == ("failed", "kmsync.internal_error", True)
+
+
+class MemoryBulk:
+    """Bulk imports answered from memory: records each custom object job; a row whose entry_id is
+    in ``bad_entries`` comes back failed, as a failures file would say."""
+
+    def __init__(self) -> None:
+        self.object_jobs: list[tuple[str, list[dict[str, Any]], list[str]]] = []
+        self.bad_entries: set[str] = set()
+
+    async def import_leads(self, records: Sequence[Mapping[str, Any]]) -> BulkResult:
+        raise AssertionError("no lead upsert carries data in these windows")
+
+    async def import_custom_objects(self, api_name: str, records: Sequence[Mapping[str, Any]],
+                                    dedupe_fields: Sequence[str] = ()) -> BulkResult:
+        self.object_jobs.append((api_name, [dict(r) for r in records], list(dedupe_fields)))
+        return BulkResult([Outcome(seq=i, status="failed", reason="Invalid value", marketo_status="failed",
+                                   classification=ErrorClass.PERMANENT)
+                           if r.get("entry_id") in self.bad_entries
+                           else Outcome(seq=i, status="updated", marketo_status="imported")
+                           for i, r in enumerate(records)])
+
+    async def import_program_members(self, program_id: int, status_name: str,
+                                     records: Sequence[Mapping[str, Any]]) -> BulkResult:
+        raise AssertionError("no program member in these windows")
+
+
+async def test_many_upserts_of_one_object_go_bulk_after_their_leads_are_resolved_over_rest(ops) -> None:
+    w, bulk, cache = MemoryWriter(), MemoryBulk(), LeadCache(100)
+    w.bad_emails.add("bad@x.com")
+    bulk.bad_entries.add("1_broken")
+    cache.put("known@x.com", 7)
+    window = [ops.pending(ops.obj(e, entry=f"1_e{n}", op_id=f"{e}-{n}"))
+              for e in ("known@x.com", "new@x.com", "bad@x.com") for n in range(2)]
+    window.append(ops.pending(ops.obj("known@x.com", entry="1_broken", op_id="broken")))
+    plan = plan_window(window, PlannerConfig(batch_max=300, bulk_min_records=5), known_lead=lambda e: e in cache)
+    got = {d.pending.op.op_id: d for d in await WindowExecutor(w, cache, ActivityLedger(), bulk=bulk).execute(plan)}
+    # Stage 1 over REST (email-only, for the ids the link field needs), stage 2 one bulk job.
+    assert w.leads.keys() == {"new@x.com"}
+    [(name, records, dedupe)] = bulk.object_jobs
+    assert name == "kalturaUserSessionEngagement" and dedupe == ["entry_id", "email"]
+    assert sorted((r["personId"], r["entry_id"]) for r in records) == [
+        (7, "1_broken"), (7, "1_e0"), (7, "1_e1"), (w.leads["new@x.com"], "1_e0"), (w.leads["new@x.com"], "1_e1")]
+    ok = {k for k, d in got.items() if d.status == "updated" and d.api == "bulk"}
+    assert ok == {"known@x.com-0", "known@x.com-1", "new@x.com-0", "new@x.com-1"}
+    assert (got["broken"].status, got["broken"].api, got["broken"].retryable) == ("failed", "bulk", False)
+    # The lead whose upsert failed takes its objects along (never sent without a lead id).
+    assert {(got[f"bad@x.com-{n}"].reason_code, got[f"bad@x.com-{n}"].retryable) for n in range(2)} == {
+        ("1003", False)}
+
+
+async def test_an_unresolved_lead_fails_its_bulk_objects_as_retryable(ops) -> None:
+    class NoIds(MemoryWriter):
+        async def sync_leads(self, leads: Sequence[Mapping[str, Any]]) -> LeadSyncResult:
+            return LeadSyncResult([Outcome(seq=i, status="failed", reason_code="604", reason="Request timed out",
+                                           classification=ErrorClass.RETRY_SOON) for i in range(len(leads))], {})
+
+    bulk = MemoryBulk()
+    window = [ops.pending(ops.obj("new@x.com", entry=f"1_e{n}", op_id=f"o{n}")) for n in range(3)]
+    plan = plan_window(window, PlannerConfig(batch_max=300, bulk_min_records=3), known_lead=lambda e: False)
+    assert plan.bulk_objects == {"kalturaUserSessionEngagement"}
+    got = await WindowExecutor(NoIds(), LeadCache(10), ActivityLedger(), bulk=bulk).execute(plan)
+    assert {(d.status, d.reason_code, d.retryable) for d in got} == {("failed", "604", True)}
+    assert bulk.object_jobs == [], "nothing sent without the lead id"
+    # A lead the planner took as known whose id is gone by the time the call runs (evicted from the
+    # cache): LEAD_UNRESOLVED, retried (the retry upserts it email-only first).
+    plan = plan_window(window, PlannerConfig(batch_max=300, bulk_min_records=3), known_lead=lambda e: True)
+    assert plan.lead_calls == [] and plan.bulk_objects == {"kalturaUserSessionEngagement"}
+    got = await WindowExecutor(MemoryWriter(), LeadCache(10), ActivityLedger(), bulk=bulk).execute(plan)
+    assert {(d.status, d.reason_code, d.retryable, d.api) for d in got} == {
+        ("failed", "kmsync.lead_unresolved", True, "bulk")}
+    assert bulk.object_jobs == []

@@ -147,3 +147,55 @@ def test_a_lead_whose_lower_status_waits_keeps_its_higher_status_waiting_too(ops
     sent_attended = {m.email for c in plan.status_calls if c.status_name == "Attended" for m in c.members}
     assert not sent_attended & set(late), "Attended must not overtake a deferred Registered"
     assert {p.op.email for p in plan.deferred} == set(late)
+
+
+def engagement_backfill(ops, leads: int, entries: int) -> list:
+    """Custom object upserts only (a historical engagement backfill): ``entries`` per lead."""
+    return [ops.pending(ops.obj(f"u{i}@x.com", entry=f"1_e{e}", plays=e)) for i in range(leads)
+            for e in range(entries)]
+
+
+def test_a_custom_object_backfill_goes_bulk_on_its_own_count(ops) -> None:
+    window = engagement_backfill(ops, leads=400, entries=3)  # 1200 objects, no lead upserts with data
+    known = {f"u{i}@x.com" for i in range(100)}
+    plan = plan_window(window, PlannerConfig(BATCH_MAX, min_call_records=290, bulk_min_records=1000),
+                       known_lead=lambda e: e in known)
+    assert not plan.use_bulk and plan.bulk_lead_calls == [], "leads keep their rule: no upsert carries data"
+    assert plan.bulk_objects == {"kalturaUserSessionEngagement"}
+    (call,) = plan.object_calls
+    assert len(call.items) == 1200, "one bulk job for the object, not calls of 300"
+    # The 300 leads the cache lacks are upserted email-only over REST (their ids fill personId).
+    assert [len(c.inputs) for c in plan.lead_calls] == [300]
+    assert all(li.ops == [] for c in plan.lead_calls for li in c.inputs)
+    assert plan.deferred == []
+
+
+def test_objects_below_the_threshold_or_with_bulk_off_go_through_rest(ops) -> None:
+    window = engagement_backfill(ops, leads=350, entries=2)  # 700 objects
+    below = plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=701), known_lead=lambda e: True)
+    off = plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=0), known_lead=lambda e: True)
+    for plan in (below, off):
+        assert plan.bulk_objects == set() and not plan.use_bulk
+        assert [len(c.items) for c in plan.object_calls] == [300, 300, 100]
+    at = plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=700), known_lead=lambda e: True)
+    assert at.bulk_objects == {"kalturaUserSessionEngagement"} and [len(c.items) for c in at.object_calls] == [700]
+
+
+def test_the_object_count_is_after_deduplication_and_per_object(ops) -> None:
+    window = engagement_backfill(ops, leads=10, entries=1)  # 10 distinct objects ...
+    window += [ops.pending(ops.obj(f"u{i}@x.com", entry="1_e0", plays=9)) for i in range(10)]  # ... updated again
+    polls = ops.obj("u0@x.com", entry="1_poll").model_copy(update={"object_name": "kalturaUserPolls_c"})
+    window.append(ops.pending(polls))
+    plan = plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=11), known_lead=lambda e: True)
+    assert plan.bulk_objects == set(), "20 upserts of 10 objects stay under 11"
+    plan = plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=10), known_lead=lambda e: True)
+    assert plan.bulk_objects == {"kalturaUserSessionEngagement"}, "the one poll object stays on REST"
+    by_name = {c.object_name: len(c.items) for c in plan.object_calls}
+    assert by_name == {"kalturaUserSessionEngagement": 10, "kalturaUserPolls_c": 1}
+
+
+def test_a_bulk_window_for_leads_sends_every_object_bulk(ops) -> None:
+    window = [ops.pending(ops.lead(f"u{i}@x.com", firstName="U")) for i in range(50)]
+    window += [ops.pending(ops.obj(f"u{i}@x.com")) for i in range(5)]
+    plan = plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=50), known_lead=never)
+    assert plan.use_bulk and plan.bulk_objects == {"kalturaUserSessionEngagement"}

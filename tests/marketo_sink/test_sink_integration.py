@@ -25,6 +25,7 @@ from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
 from kmsync_kafka.clients import ensure_topics, reliable_producer, topic_name
 from kmsync_marketo.auth import TokenRegistry
 from kmsync_marketo.client import MarketoClient
+from kmsync_marketo.from_config import settings_from_instance
 from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.settings import BulkSettings, MarketoSettings, RetrySettings
 from marketo_sandbox.config import InstanceConfig, LimitsConfig
@@ -455,6 +456,70 @@ async def test_a_large_window_goes_through_bulk_import(
             stored = sb.dump(A)["customObjects"]["kalturaUserSessionEngagement"]
             assert len(stored) == n and {int(r["plays"]) for r in stored} == {99}
             assert sink.metrics.bulk_in_flight.labels(A)._value.get() == 0
+
+
+async def test_a_custom_object_backfill_goes_bulk_by_the_instance_threshold(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A historical engagement backfill: custom object upserts only (no lead upserts with data), for
+    leads Marketo already has and new ones. The instance's own bulk_min_records (the sink setting is
+    0) sends them as a Bulk custom object import in one window larger than window_max_records,
+    after email-only REST upserts learn the lead ids (personId)."""
+    leads, entries = 600, 3  # 1,800 objects (~0.8 MB: one fetch), two full email-only lead calls
+    fast_imports = {A: LimitsConfig(import_seconds_base=0.1, import_seconds_per_row=0.0, import_queue_seconds=0.0)}
+    async with running_sandbox(instances=sandbox_instances(A, limits=fast_imports)) as sb:
+        tenants = tenants_for(sb, monkeypatch, {"alpha": {
+            "munchkin_id": A, "endpoint": sb.instance_url(A), "client_id": sb.client_id,
+            "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}, "share": 0.5, "bulk_min_records": 500}})
+        async with harness(kafka_broker, topic_prefix, sb, tenants) as h:
+            emails = [f"u{i}@bf.example" for i in range(leads)]
+            known = emails[::2]  # already in Marketo (the sink's lead cache knows none of them)
+            client = h.writer(settings_from_instance(tenants.marketo_instances["alpha"]))
+            try:
+                created = await client.sync_leads([{"email": e, "firstName": "Known"} for e in known])
+            finally:
+                await client.aclose()
+            known_ids = dict(created.lead_ids)
+            assert len(known_ids) == len(known)
+            backfill = [ops.obj(e, entry=f"1_e{n}", munchkin=A, op_id=f"bf-{i}-{n}", plays=n).model_copy(
+                            update={"dedupe_fields": ("entry_id", "personId")})
+                        for i, e in enumerate(emails) for n in range(entries)]
+            await h.produce(backfill)
+            sink = h.start_sink(window_max_records=1000, window_max_age_seconds=5.0)
+            final = await h.wait_for_outcomes({op.op_id for op in backfill})
+            assert {(o.status, o.api) for o in final.values()} == {("updated", "bulk")}, {
+                (o.status, o.api, o.reason_code) for o in final.values()}
+            calls = sb.calls(A)["by_endpoint"]
+            assert sb.call_count("POST /rest/v1/customobjects/{apiName}.json", munchkin_id=A) == 0, calls
+            assert sb.call_count("POST /bulk/v1/customobjects/{apiName}/import.json", munchkin_id=A) == 1, calls
+            # Stage 1 stayed REST: the pre-load, then two email-only calls of 300 for the ids.
+            assert sb.call_count("POST /rest/v1/leads.json", munchkin_id=A) == 1 + leads // 300, calls
+            assert sb.call_count("POST /bulk/v1/leads.json", munchkin_id=A) == 0
+            # One backlog window took the whole backfill, beyond window_max_records.
+            windows = {s.labels["le"]: s.value for m in sink.metrics.window_records.collect() for s in m.samples
+                       if s.name.endswith("_bucket") and s.labels["reason"] == "count"}
+            assert windows["1000.0"] == 0 and windows["3000.0"] == 1, windows
+            dump = sb.dump(A)
+            ids = {ld["email"]: ld["id"] for ld in dump["leads"]}
+            assert sorted(ids) == sorted(emails), "every lead once: known ones kept, new ones created"
+            assert all(ids[e] == known_ids[e] for e in known)
+            assert {ld["firstName"] for ld in dump["leads"] if ld["email"] in known_ids} == {"Known"}
+            stored = dump["customObjects"]["kalturaUserSessionEngagement"]
+            assert sorted((int(r["personId"]), r["entry_id"]) for r in stored) == sorted(
+                (ids[e], f"1_e{n}") for e in emails for n in range(entries))
+
+            async def committed_to_the_end() -> bool:
+                probe = AIOKafkaConsumer(bootstrap_servers=h.bootstrap, group_id=h.group, enable_auto_commit=False)
+                await probe.start()
+                try:
+                    parts = await topic_partitions(probe, topic_name(MARKETO_OPS, topic_prefix))
+                    ends = await probe.end_offsets(parts)
+                    committed = {tp: await probe.committed(tp) for tp in parts}
+                    return all((committed[tp] or 0) == ends[tp] for tp in parts)
+                finally:
+                    await probe.stop()
+
+            await until(committed_to_the_end, 30, "offsets committed behind the outcomes")
 
 
 async def test_rebalance_hands_instances_over_without_loss_or_duplicates(

@@ -134,3 +134,35 @@ def test_dlq_filters_match_letter_and_payload_fields(ops) -> None:
     assert not matches(letter, parse_filters(["reason_code=1003", "kind=custom_activity"])), "AND across"
     with pytest.raises(ValueError, match="field=value"):
         parse_filters(["reason_code"])
+
+
+def backlog(ops, n: int, limits: WindowLimits) -> Window:
+    w = Window(limits)
+    for i in range(n):
+        w.add(ops.pending(ops.obj(f"u{i:03d}@x.com", op_id=f"op{i:03d}"), arrived=float(i % 7)))  # one size
+    return w
+
+
+def test_a_backlog_window_of_a_bulk_instance_takes_up_to_the_bulk_caps(ops) -> None:
+    bulk = WindowLimits(max_records=10, max_age_seconds=100, max_bytes=10**9, bulk_max_records=25,
+                        bulk_max_bytes=10**9)
+    w = backlog(ops, 40, bulk)
+    reason = w.due(now=0.0)
+    assert reason is CloseReason.COUNT
+    taken = w.take(now=0.0, reason=reason)
+    assert len(taken) == 25 and len(w) == 15
+    assert [p.arrived for p in taken] == sorted(p.arrived for p in taken), "oldest first"
+    assert w.size_bytes == sum(p.size for p in w.drop())
+    # Without bulk caps (threshold 0) the same backlog window holds window_max_records.
+    plain = backlog(ops, 40, WindowLimits(max_records=10, max_age_seconds=100, max_bytes=10**9))
+    assert len(plain.take(now=0.0, reason=plain.due(now=0.0))) == 10
+
+
+def test_bulk_caps_apply_to_backlogs_only_and_bound_bytes_too(ops) -> None:
+    one = ops.pending(ops.obj("u000@x.com", op_id="op000")).size
+    limits = WindowLimits(max_records=10, max_age_seconds=5, max_bytes=10**9, bulk_max_records=25,
+                          bulk_max_bytes=one * 18 + 1)
+    w = backlog(ops, 40, limits)
+    assert len(w.take(now=100.0, reason=CloseReason.AGE)) == 10, "an aged window is a normal one"
+    assert len(w.take(now=100.0, reason=CloseReason.COUNT)) == 18, "the bulk byte cap"
+    assert len(w.take(now=100.0, reason=CloseReason.BYTES)) == 12
