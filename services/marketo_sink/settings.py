@@ -31,7 +31,7 @@ class WindowSettings(CommonSettings):
     bulk_min_records: int = Field(default=0, ge=0)
     #: With a bulk threshold > 0, a window that closes on count or bytes (a backlog) takes up to this
     #: many ready operations ...
-    bulk_window_max_records: int = Field(default=50_000, ge=1)
+    bulk_window_max_records: int = Field(default=25_000, ge=1)
     #: ... and this many encoded bytes, instead of window_max_records / window_max_bytes.
     bulk_window_max_bytes: int = Field(default=64_000_000, ge=1_000)
     #: Failed records are retried (alone, not their whole call) this many times in total ...
