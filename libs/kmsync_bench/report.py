@@ -198,6 +198,8 @@ class Backfill(_Model):
     peak_calls_per_window: int = Field(ge=0)
     throttled_606: int = Field(ge=0)
     throttled_615: int = Field(ge=0)
+    #: Each process's peak RSS (VmHWM) at the end of the backfill: the run's high-water mark.
+    peak_rss_mib: dict[str, float] | None = None
     note: str
 
 

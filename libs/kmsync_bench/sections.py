@@ -362,4 +362,5 @@ async def backfill(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
         outcomes=follower.status_counts(munchkin), calls_by_endpoint=delta, bulk_submit_calls=submits,
         bulk_other_calls=bulk_other, rest_write_calls=rest_writes, calls_total=calls_total, rest_equivalent=rest,
         call_reduction=round(rest.total / max(1, calls_total), 1), peak_calls_per_window=usage.peak,
-        throttled_606=count_calls(delta, codes=["606"]), throttled_615=count_calls(delta, codes=["615"]), note=note)
+        throttled_606=count_calls(delta, codes=["606"]), throttled_615=count_calls(delta, codes=["615"]),
+        peak_rss_mib=stack.peak_rss(), note=note)

@@ -62,5 +62,6 @@ def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
     assert bf.completed and sum(bf.outcomes.values()) == bf.rows and bf.outcomes.get("failed", 0) == 0
     assert bf.bulk_submit_calls >= 1 and bf.calls_total < bf.rest_equivalent.total
     assert bf.throttled_606 == 0 and bf.peak_calls_per_window <= INSTANCE_RATE_LIMIT
+    assert bf.peak_rss_mib is not None and {"ingest", "transform", "sink"} <= set(bf.peak_rss_mib)
 
     assert "1 API efficiency" in proc.stdout and "5 backfill" in proc.stdout and str(out) in proc.stdout
