@@ -3,9 +3,9 @@
 See README.md beside this file for the public API and the limiter design.
 """
 
+from kmsync_common.clock import Clock, FakeClock, SystemClock
 from kmsync_marketo.bulk import BulkImporter, BulkResult
 from kmsync_marketo.client import ActivityRecord, LeadSyncResult, MarketoClient
-from kmsync_marketo.clock import Clock, FakeClock, SystemClock
 from kmsync_marketo.errors import (
     ERROR_TABLE,
     ErrorClass,

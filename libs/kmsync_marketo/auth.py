@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from kmsync_common.clock import Clock, SystemClock
 from kmsync_marketo import endpoints as ep
-from kmsync_marketo.clock import Clock, SystemClock
 from kmsync_marketo.errors import MarketoAuthError, MarketoHttpError, MarketoProtocolError
 
 log = logging.getLogger(__name__)

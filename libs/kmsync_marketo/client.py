@@ -16,9 +16,9 @@ from typing import Any, Literal
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from kmsync_common.clock import Clock
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.auth import TokenManager, TokenRegistry
-from kmsync_marketo.clock import Clock
 from kmsync_marketo.errors import (
     ErrorClass,
     MarketoApiError,

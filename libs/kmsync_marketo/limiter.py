@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from kmsync_common.clock import Clock, SystemClock
 from kmsync_marketo import endpoints as ep
-from kmsync_marketo.clock import Clock, SystemClock
 from kmsync_marketo.settings import LimiterSettings
 
 log = logging.getLogger(__name__)

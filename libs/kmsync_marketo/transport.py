@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
+from kmsync_common.clock import Clock, SystemClock
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.auth import DEFAULT_TOKENS, TokenManager, TokenRegistry, identity_fetcher
-from kmsync_marketo.clock import Clock, SystemClock
 from kmsync_marketo.errors import (
     ErrorClass,
     MarketoApiError,

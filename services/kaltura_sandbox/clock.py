@@ -2,29 +2,28 @@
 
 ``now()`` = origin + manual offset + (real elapsed since play) * speed. Speed 0 means paused: time
 moves only when ``advance`` is called (tests), speed 60 plays an hour in a minute (demos). The real
-time source is injectable so the clock itself is testable without sleeping.
+time source is a ``kmsync_common.clock.Clock`` (its ``monotonic()``), injectable so the clock itself is
+testable without sleeping. Scenario time itself (speed, origin, reset) is this sandbox's own.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
+
+from kmsync_common.clock import Clock, SystemClock
 
 
 class ScenarioClock:
-    def __init__(
-        self, origin: datetime, *, speed: float = 0.0, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, origin: datetime, *, speed: float = 0.0, real: Clock | None = None) -> None:
         if origin.tzinfo is None:
             raise ValueError("origin must be timezone-aware")
         if speed < 0:
             raise ValueError("speed must be >= 0")
-        self._monotonic = monotonic
+        self._monotonic = (real or SystemClock()).monotonic
         self._origin = origin
         self._base = origin
         self._speed = speed
-        self._anchor = monotonic()
+        self._anchor = self._monotonic()
 
     @property
     def origin(self) -> datetime:

@@ -10,7 +10,8 @@ import sys
 
 from pydantic import ValidationError
 
-from .clock import Clock, ManualClock, SystemClock
+from kmsync_common.clock import Clock, ManualClock, SystemClock
+
 from .config import FaultConfig, load_faults, load_instances
 from .server import build_sandbox
 from .testing import start_server

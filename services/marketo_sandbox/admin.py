@@ -21,11 +21,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kmsync_common.clock import ManualClock
+
 from .api_activities import activity_json, type_json
 from .api_bulk import job_status_json, tick
 from .api_customobjects import describe_json
 from .api_programs import add_channel, add_program, channel_json, program_json
-from .clock import ManualClock
 from .config import FaultConfig, LimitsConfig
 from .envelope import iso
 from .instance import Instance
@@ -94,7 +95,7 @@ async def handle_admin(sb: Any, request: web.Request) -> web.StreamResponse:
         inst = sb.instance(request.query.get("instance"))
     except KeyError as e:
         return web.json_response({"error": str(e)}, status=404)
-    now = sb.clock.now()
+    now = sb.clock.time()
     try:
         if op == "health":
             return web.json_response({"ok": True})
@@ -146,7 +147,7 @@ async def handle_admin(sb: Any, request: web.Request) -> web.StreamResponse:
                     clock.advance(float(body["advance"]))
                 if "set" in body:
                     clock.set(float(body["set"]))
-            return web.json_response({"now": sb.clock.now(), "iso": iso(sb.clock.now()),
+            return web.json_response({"now": sb.clock.time(), "iso": iso(sb.clock.time()),
                                       "manual": isinstance(clock, ManualClock)})
     except ValidationError as e:
         return web.json_response({"error": "invalid body", "details": e.errors(include_url=False)}, status=400)

@@ -17,8 +17,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from kmsync_common.clock import Clock, ManualClock, SystemClock
+
 from .call import Call, Reply, Upload
-from .clock import Clock, ManualClock, SystemClock
 from .config import FaultConfig, InstanceConfig, LimitsConfig, SandboxConfig
 from .envelope import (
     FREE_CODES,
@@ -51,7 +52,7 @@ class Sandbox:
         self.clock: Clock = clock or SystemClock()
         self.ids = Ids(self.config.seed)
         self.faults = FaultInjector(self.config.faults, self.config.seed)
-        now = self.clock.now()
+        now = self.clock.time()
         self.instances: dict[str, Instance] = {}
         for ic in self.config.instances:
             self.instances[ic.munchkin_id.upper()] = Instance(ic, self.ids, now)
@@ -68,7 +69,7 @@ class Sandbox:
         return inst
 
     def reset(self, munchkin_id: str | None = None) -> None:
-        now = self.clock.now()
+        now = self.clock.time()
         targets = [self.instance(munchkin_id)] if munchkin_id else list(self.instances.values())
         for inst in targets:
             inst.reset(now)
@@ -107,7 +108,7 @@ class Sandbox:
         if m and m.group(1).upper() in self.instances:
             inst = self.instances[m.group(1).upper()]
             path = m.group(2) or "/"
-        now = self.clock.now()
+        now = self.clock.time()
         lim = inst.limits
         if len(request.raw_path.encode()) > lim.max_uri_bytes:  # §2.1 URI > 8 KB → 414
             return self._http(inst, request, path, 414, "Request-URI Too Long", now)
@@ -143,7 +144,7 @@ class Sandbox:
         fault = self.faults.decide(inst.munchkin_id, endpoint)
         if fault.latency_seconds:
             await self.clock.sleep(fault.latency_seconds)
-            now = self.clock.now()
+            now = self.clock.time()
         if fault.error == "drop":
             inst.record_call(endpoint, "drop", args.get("client_id"), counted=False, now=now)
             self._log(inst, request, endpoint, 0, "drop", args.get("client_id"), now)
@@ -255,7 +256,7 @@ class Sandbox:
             if fault.error and not fault.apply_then_fail:
                 return self._fault_reply(inst, request, path, endpoint, client_id, now, fault.error, asset)
             call = Call(inst=inst, method=method, path=path, params=params, args=args,
-                        json=_json_or_none(body, request.content_type), body=body, now=self.clock.now(),
+                        json=_json_or_none(body, request.content_type), body=body, now=self.clock.time(),
                         request_id=self.ids.request_id(now), client_id=client_id, files=files,
                         content_type=request.content_type)
             if request.content_type == "application/json" and body.strip() and call.json is None:

@@ -5,7 +5,7 @@
     async with running_sandbox(preset="kaltura", clock=ManualClock()) as sb:
         client = MyMarketoClient(sb.base_url, sb.client_id, sb.client_secret)
         ...
-        sb.clock.advance(21)                    # cross the 20 s window without sleeping
+        sb.manual_clock.advance(21)             # cross the 20 s window without sleeping
         assert sb.call_count("POST /rest/v1/leads.json", "606") == 1
         assert sb.dump()["programMembers"][0]["statusName"] == "Registered"
 
@@ -24,8 +24,9 @@ from typing import Any
 
 from aiohttp import web
 
+from kmsync_common.clock import Clock, ManualClock, SystemClock
+
 from .admin import dump_instance
-from .clock import Clock, ManualClock, SystemClock
 from .config import FaultConfig, InstanceConfig, LimitsConfig
 from .instance import Instance
 from .server import Sandbox, build_sandbox
@@ -78,7 +79,7 @@ class SandboxHandle:
         return self.sandbox.instance(munchkin_id)
 
     def dump(self, munchkin_id: str | None = None) -> dict[str, Any]:
-        return dump_instance(self.instance(munchkin_id), self.sandbox.clock.now())
+        return dump_instance(self.instance(munchkin_id), self.sandbox.clock.time())
 
     def calls(self, munchkin_id: str | None = None) -> dict[str, Any]:
         return self.instance(munchkin_id).calls_summary()
@@ -102,7 +103,7 @@ class SandboxHandle:
         self.sandbox.set_limits(lim, munchkin_id)
 
     def expire_tokens(self, munchkin_id: str | None = None) -> int:
-        return self.instance(munchkin_id).tokens.expire_all(self.sandbox.clock.now())
+        return self.instance(munchkin_id).tokens.expire_all(self.sandbox.clock.time())
 
     def add_channel(self, name: str, statuses: list[tuple[str, int, bool]], program_type: str = "event",
                     munchkin_id: str | None = None) -> dict[str, Any]:
@@ -110,14 +111,14 @@ class SandboxHandle:
         from .api_programs import add_channel, channel_json
 
         return channel_json(add_channel(self.instance(munchkin_id), name, statuses, program_type,
-                                        self.sandbox.clock.now()))
+                                        self.sandbox.clock.time()))
 
     def add_program(self, name: str, channel: str, program_type: str = "Event", program_id: int | None = None,
                     munchkin_id: str | None = None) -> int:
         """Create a program on an existing channel; returns its id."""
         from .api_programs import add_program
 
-        return add_program(self.instance(munchkin_id), name, channel, program_type, self.sandbox.clock.now(),
+        return add_program(self.instance(munchkin_id), name, channel, program_type, self.sandbox.clock.time(),
                            program_id=program_id).id
 
     def advance(self, seconds: float) -> None:

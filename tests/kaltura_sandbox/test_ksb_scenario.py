@@ -14,6 +14,7 @@ from kaltura_sandbox.config import ScenarioConfig, ScenarioFileError, load_scena
 from kaltura_sandbox.scenario import Scenario, generate
 from kaltura_sandbox.state import ScenarioView
 from kaltura_sandbox.statuses import ALLOWED_NEXT, HIGH_ATTENDANCE, INITIAL, STATUSES
+from kmsync_common.clock import FakeClock
 
 
 @pytest.fixture(scope="module")
@@ -153,15 +154,16 @@ def test_yaml_errors_name_the_field(tmp_path: Path, text: str, field: str) -> No
 
 
 def test_clock_steps_and_plays_at_speed() -> None:
-    fake = [100.0]
+    real = FakeClock()
+    real.advance(100)
     origin = datetime(2025, 1, 1, tzinfo=UTC)
-    clock = ScenarioClock(origin, speed=0.0, monotonic=lambda: fake[0])
-    fake[0] += 50
+    clock = ScenarioClock(origin, speed=0.0, real=real)
+    real.advance(50)
     assert clock.now() == origin  # paused
     clock.advance(30)
     assert clock.now() == origin + timedelta(seconds=30)
     clock.set_speed(60)
-    fake[0] += 2
+    real.advance(2)
     assert clock.now() == origin + timedelta(seconds=150)
     with pytest.raises(ValueError):
         clock.advance(-1)

@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from kmsync_common.clock import ManualClock
 from kmsync_marketo.auth import TokenRegistry
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.settings import BulkSettings, LimiterSettings, MarketoSettings, RetrySettings
-from marketo_sandbox.clock import ManualClock
 from marketo_sandbox.config import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -39,15 +39,18 @@ class SharedClock:
         self.manual = manual
 
     def monotonic(self) -> float:
-        return self.manual.now()
+        return self.manual.monotonic()
+
+    def time(self) -> float:
+        return self.manual.time()
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.manual.now(), UTC)
+        return self.manual.now()
 
     async def sleep(self, seconds: float) -> None:
-        target = self.manual.now() + max(0.0, seconds)
+        target = self.manual.time() + max(0.0, seconds)
         await asyncio.sleep(0)
-        if self.manual.now() < target:
+        if self.manual.time() < target:
             self.manual.set(target)
 
 

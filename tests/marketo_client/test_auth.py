@@ -6,8 +6,8 @@ import asyncio
 
 from pydantic import SecretStr
 
+from kmsync_common.clock import FakeClock
 from kmsync_marketo.auth import TokenManager, TokenRegistry, TokenResponse
-from kmsync_marketo.clock import FakeClock
 from kmsync_marketo.settings import MarketoSettings
 
 

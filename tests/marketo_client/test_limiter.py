@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kmsync_marketo.clock import FakeClock
+from kmsync_common.clock import FakeClock
 from kmsync_marketo.limiter import InstanceLimiter, SlidingLog, next_quota_reset
 from kmsync_marketo.settings import LimiterSettings
 

@@ -104,7 +104,7 @@ async def test_expired_token_is_refreshed_once_and_the_call_replayed() -> None:
         client = env.client()
         await client.sync_leads([{"email": "t@example.com"}])
         # Expire every token on the server behind the client's back: next call gets 601/602.
-        env.inst.tokens.expire_all(env.manual.now())
+        env.inst.tokens.expire_all(env.manual.time())
         result = await client.sync_leads([{"email": "t@example.com", "firstName": "T"}])
         assert result.outcomes[0].status == "updated"
         assert client.transport.stats.reauths == 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from marketo_sandbox.clock import ManualClock
+from kmsync_common.clock import ManualClock
 from marketo_sandbox.config import FaultConfig, load_faults
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
 
@@ -117,7 +117,7 @@ async def test_admin_api_over_http(api) -> None:  # type: ignore[no-untyped-def]
     assert (await http.get("/_sandbox/calls")).json()["total"] == 0
     r = await http.post("/_sandbox/clock", json={"advance": 10})
     assert r.status_code == 200 and r.json()["manual"] is True
-    assert api.sb.clock.now() == 1_772_636_410.0
+    assert api.sb.clock.time() == 1_772_636_410.0
     inst = (await http.get("/_sandbox/instances")).json()
     assert inst[0]["munchkinId"] == "123-ABC-456" and inst[0]["default"] is True
     assert (await http.get("/_sandbox/nothing")).status_code == 404

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from marketo_sandbox.clock import ManualClock
+from kmsync_common.clock import ManualClock
 from marketo_sandbox.config import ClientCredentials, InstanceConfig, LimitsConfig
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
 
@@ -111,7 +111,7 @@ async def test_free_codes_do_not_count(api) -> None:  # type: ignore[no-untyped-
     r = await api.http.put(DESCRIBE, headers=api.headers())
     assert api.error_of(r.json()) == ("605", "HTTP Method not supported")
     assert api.error_of(await api.get("/rest/v1/nothing.json")) == ("610", "Requested resource not found")
-    assert sb.instance().rate.count(sb.clock.now()) == 1
+    assert sb.instance().rate.count(sb.clock.time()) == 1
 
 
 async def test_body_and_uri_size_limits(api) -> None:  # type: ignore[no-untyped-def]
