@@ -27,13 +27,20 @@ from kmsync_contracts.kaltura_records import AttendanceStatus
 from kmsync_contracts.seed import (
     ENGAGEMENT_ACTIVITY_API_NAME,
     ENGAGEMENT_OBJECT_API_NAME,
+    ENGAGEMENT_OBJECT_DEDUPE_FIELDS,
     POLLS_OBJECT_API_NAME,
+    POLLS_OBJECT_DEDUPE_FIELDS,
     STATUS_STEPS,
 )
 from transform.emails import normalise_email
 from transform.status_map import DEFAULT_STATUS_MAP
 
 Json = Mapping[str, Any]
+
+# Marketo objects are counted by their dedupe keys (one record per key): (entry, lead link) for
+# engagement, the link read back as the lead's email; (entry, email) for polls.
+ENGAGEMENT_ENTRY, ENGAGEMENT_LEAD_LINK = ENGAGEMENT_OBJECT_DEDUPE_FIELDS
+POLLS_ENTRY, POLLS_EMAIL = POLLS_OBJECT_DEDUPE_FIELDS
 
 
 @dataclass
@@ -130,7 +137,7 @@ def reconcile(truth: Json, dump: Json, program_id: int,
     objects = dump["customObjects"]
     engagement = _compare(
         f"{ENGAGEMENT_OBJECT_API_NAME} objects", engaged, engaged_damaged,
-        ((r["entry_id"], leads_by_id.get(r.get("personId"), f"lead#{r.get('personId')}"))
+        ((r[ENGAGEMENT_ENTRY], leads_by_id.get(r.get(ENGAGEMENT_LEAD_LINK), f"lead#{r.get(ENGAGEMENT_LEAD_LINK)}"))
          for r in objects.get(ENGAGEMENT_OBJECT_API_NAME, [])),
     )
     type_ids = {t["id"] for t in dump["activityTypes"]
@@ -143,6 +150,6 @@ def reconcile(truth: Json, dump: Json, program_id: int,
     answered, answered_damaged = valid_keys(truth["poll_answers"])
     polls = _compare(
         f"{POLLS_OBJECT_API_NAME} objects", answered, answered_damaged,
-        ((r["entry_id"], (r.get("email") or "").lower()) for r in objects.get(POLLS_OBJECT_API_NAME, [])),
+        ((r[POLLS_ENTRY], (r.get(POLLS_EMAIL) or "").lower()) for r in objects.get(POLLS_OBJECT_API_NAME, [])),
     )
     return Reconciliation([leads, member_tally, engagement, activities, polls])

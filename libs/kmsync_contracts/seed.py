@@ -67,6 +67,18 @@ POLLS_OBJECT_API_NAME = "kalturaUserPolls_c"
 ENGAGEMENT_ACTIVITY_API_NAME = "userSessionEngagement"
 #: The primary field of both engagement schemas and of the polls object (seed: "(*Primary)").
 PRIMARY_FIELD = "entry_id"
+
+#: Dedupe fields of the two custom objects: the compound keys transform upserts by, the sandbox's
+#: kaltura preset declares and `kmsync marketo check` expects. Declared here only.
+#: ../shared/seed/kaltura-marketo-setup.txt ("Setup of custom objects") marks only entry_id
+#: "(*Primary)"; a per-entry key alone would let two attendees of one entry overwrite each other, so
+#: kmsync adds the person: the personId lead link for engagement, email for polls (that object has no
+#: link field). marketo-api.md §8 (custom objects): ``dedupeFields`` is a list, more than one name is a
+#: compound key (§8.1); every record synced with ``dedupeBy: dedupeFields`` carries all of them (§8.2);
+#: they cannot be added or removed once the type is approved (§8.3); 1–3 per type (§2.2).
+ENGAGEMENT_OBJECT_DEDUPE_FIELDS: tuple[str, ...] = (PRIMARY_FIELD, "personId")
+POLLS_OBJECT_DEDUPE_FIELDS: tuple[str, ...] = (PRIMARY_FIELD, "email")
+
 MAX_POLLS_PER_SESSION = 10
 POLL_ANSWER_MAX_CHARS = 1500
 POLL_QUESTION_MAX_CHARS = 3600

@@ -1,8 +1,9 @@
 """What a Marketo instance must contain for kmsync, as Marketo API shapes.
 
-Names, steps and field types come from the contracts (kmsync_contracts.seed, itself the seed's
-"How to set up Marketo"); this module only adds what the seed leaves to the implementer: display
-names, trigger/filter names and the custom objects' dedupe keys and lead link.
+Names, steps, field types and the custom objects' dedupe keys come from the contracts
+(kmsync_contracts.seed, itself the seed's "How to set up Marketo" plus kmsync's dedupe keys); this
+module only adds what the seed leaves to the implementer: display names, trigger/filter names and the
+lead link.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ CHANNEL_STATUSES = seed.CHANNEL_STATUSES
 PROGRAM_TYPE = "Event"
 
 
-def _fields(specs: tuple[seed.FieldSpec, ...], dedupe: set[str]) -> tuple[ExpectedField, ...]:
+def _fields(specs: tuple[seed.FieldSpec, ...], dedupe: tuple[str, ...]) -> tuple[ExpectedField, ...]:
     return tuple(
         ExpectedField(
             s.name,
@@ -65,28 +66,23 @@ def _fields(specs: tuple[seed.FieldSpec, ...], dedupe: set[str]) -> tuple[Expect
     )
 
 
-# Dedupe keys are a kmsync decision (the seed marks only entry_id "Primary"): one engagement record
-# per (entry, lead), one polls record per (entry, email). They match the sandbox's kaltura preset.
-ENGAGEMENT_DEDUPE = {seed.PRIMARY_FIELD, "personId"}
-POLLS_DEDUPE = {seed.PRIMARY_FIELD, "email"}
-
 ENGAGEMENT_OBJECT = ExpectedObject(
     api_name=seed.ENGAGEMENT_OBJECT_API_NAME,
     display_name="Kaltura User Session Engagement",
     plural_name="Kaltura User Session Engagements",
     description="Kaltura Virtual Events engagement per user and entry",
-    fields=_fields(seed.ENGAGEMENT_OBJECT_FIELDS, ENGAGEMENT_DEDUPE),
+    fields=_fields(seed.ENGAGEMENT_OBJECT_FIELDS, seed.ENGAGEMENT_OBJECT_DEDUPE_FIELDS),
 )
 POLLS_OBJECT = ExpectedObject(
     api_name=seed.POLLS_OBJECT_API_NAME,
     display_name="Kaltura User Polls",
     plural_name="Kaltura User Polls",
     description="Kaltura Virtual Events poll answers per user and entry",
-    fields=_fields(seed.POLLS_OBJECT_FIELDS, POLLS_DEDUPE),
+    fields=_fields(seed.POLLS_OBJECT_FIELDS, seed.POLLS_OBJECT_DEDUPE_FIELDS),
 )
 CUSTOM_OBJECTS: tuple[ExpectedObject, ...] = (ENGAGEMENT_OBJECT, POLLS_OBJECT)
 
-_activity_fields = _fields(seed.ENGAGEMENT_ACTIVITY_FIELDS, set())
+_activity_fields = _fields(seed.ENGAGEMENT_ACTIVITY_FIELDS, ())
 ENGAGEMENT_ACTIVITY = ExpectedActivityType(
     api_name=seed.ENGAGEMENT_ACTIVITY_API_NAME,
     name=seed.ENGAGEMENT_ACTIVITY_API_NAME,

@@ -6,6 +6,8 @@ objects", "Setup of custom activities"). Field API names are spelled exactly as 
 
 from __future__ import annotations
 
+from kmsync_contracts.seed import ENGAGEMENT_OBJECT_DEDUPE_FIELDS, POLLS_OBJECT_DEDUPE_FIELDS
+
 from .model import (
     ActivityType,
     ActivityTypeVersion,
@@ -145,14 +147,22 @@ def _text(name: str) -> COField:
     return COField(name=name, display_name=name, data_type="text")
 
 
+def _co_field(name: str, data_type: str, dedupe: tuple[str, ...],
+              related_to: tuple[str, str] | None = None) -> COField:
+    """A custom object field; one of the object's ``dedupe`` fields is a key, so not updateable."""
+    is_key = name in dedupe
+    return COField(name=name, display_name=name, data_type=data_type, is_dedupe=is_key, related_to=related_to,
+                   updateable=not is_key)
+
+
 def engagement_co(now: float) -> COType:
-    # The guide marks entry_id "(*Primary)". A per-entry key alone would let two attendees of one
-    # entry overwrite each other, so the dedupe key is compound: entry_id + personId (the lead link).
+    # The guide marks entry_id "(*Primary)"; the dedupe key is the contract's compound one,
+    # entry_id + personId (the lead link): see kmsync_contracts.seed.ENGAGEMENT_OBJECT_DEDUPE_FIELDS.
+    dedupe = ENGAGEMENT_OBJECT_DEDUPE_FIELDS
     fields = [
-        COField(name="entry_id", display_name="entry_id", data_type="string", is_dedupe=True, updateable=False),
-        COField(name="personId", display_name="personId", data_type="link", is_dedupe=True,
-                related_to=("Lead", "id"), updateable=False),
-        *[COField(name=n, display_name=n, data_type=t) for n, t in ENGAGEMENT_FIELDS],
+        _co_field("entry_id", "string", dedupe),
+        _co_field("personId", "link", dedupe, related_to=("Lead", "id")),
+        *[_co_field(n, t, dedupe) for n, t in ENGAGEMENT_FIELDS],
     ]
     version = COVersion(display_name="Kaltura User Session Engagement",
                         plural_name="Kaltura User Session Engagements",
@@ -163,11 +173,12 @@ def engagement_co(now: float) -> COType:
 
 def polls_co(now: float) -> COType:
     # The guide lists entry_id (primary), email, user and poll_N_{type,answer,question}; no link field.
-    # Dedupe key: entry_id + email (both from the guide).
+    # Dedupe key: entry_id + email (both from the guide): kmsync_contracts.seed.POLLS_OBJECT_DEDUPE_FIELDS.
+    dedupe = POLLS_OBJECT_DEDUPE_FIELDS
     fields = [
-        COField(name="entry_id", display_name="entry_id", data_type="string", is_dedupe=True, updateable=False),
-        COField(name="email", display_name="email", data_type="string", is_dedupe=True, updateable=False),
-        COField(name="user", display_name="user", data_type="string"),
+        _co_field("entry_id", "string", dedupe),
+        _co_field("email", "string", dedupe),
+        _co_field("user", "string", dedupe),
     ]
     for i in range(1, POLL_COUNT + 1):
         fields.append(COField(name=f"poll_{i}_type", display_name=f"poll_{i}_type", data_type="string"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from kmsync_config.settings import CommonSettings
+from kmsync_contracts.seed import ENGAGEMENT_OBJECT_DEDUPE_FIELDS, POLLS_OBJECT_DEDUPE_FIELDS
 from transform.engagement import RateScale
-from transform.transformer import ENGAGEMENT_DEDUPE_FIELDS, POLLS_DEDUPE_FIELDS
 
 
 class TransformSettings(CommonSettings):
@@ -20,5 +20,6 @@ class TransformSettings(CommonSettings):
     transform_batch_wait_ms: int = Field(default=100, ge=1, le=10_000)
     #: How engagement rates are read: auto (percent when any rate of a snapshot is above 1).
     rate_scale: RateScale = "auto"
-    engagement_dedupe_fields: tuple[str, ...] = ENGAGEMENT_DEDUPE_FIELDS
-    polls_dedupe_fields: tuple[str, ...] = POLLS_DEDUPE_FIELDS
+    #: The custom objects' dedupe fields (default: the contract's, kmsync_contracts.seed).
+    engagement_dedupe_fields: tuple[str, ...] = ENGAGEMENT_OBJECT_DEDUPE_FIELDS
+    polls_dedupe_fields: tuple[str, ...] = POLLS_OBJECT_DEDUPE_FIELDS

@@ -23,8 +23,10 @@ from kmsync_contracts.outcomes import DeadLetter
 from kmsync_contracts.seed import (
     ENGAGEMENT_ACTIVITY_API_NAME,
     ENGAGEMENT_OBJECT_API_NAME,
+    ENGAGEMENT_OBJECT_DEDUPE_FIELDS,
     MAX_POLLS_PER_SESSION,
     POLLS_OBJECT_API_NAME,
+    POLLS_OBJECT_DEDUPE_FIELDS,
 )
 from transform.dead_letters import Reason, dead_letter
 from transform.engagement import RateScale, engagement_activity_attributes, engagement_object_record
@@ -34,11 +36,6 @@ from transform.op_ids import content_fingerprint, op_id
 from transform.polls import PollSlots, session_key
 from transform.routing import UNCONFIGURED, Routed, RoutedEngagement, RoutedPoll, RoutedStatus, event_for
 from transform.status_map import map_status
-
-#: Dedupe fields of the two custom objects. The seed names entry_id as primary; one record per
-#: (session, person) needs a compound key. Matches the Marketo sandbox's kaltura preset; settable.
-ENGAGEMENT_DEDUPE_FIELDS: tuple[str, ...] = ("entry_id", "personId")
-POLLS_DEDUPE_FIELDS: tuple[str, ...] = ("entry_id", "email")
 
 
 @dataclass
@@ -76,8 +73,8 @@ class Transformer:
         state: TransformState,
         *,
         rate_scale: RateScale = "auto",
-        engagement_dedupe_fields: tuple[str, ...] = ENGAGEMENT_DEDUPE_FIELDS,
-        polls_dedupe_fields: tuple[str, ...] = POLLS_DEDUPE_FIELDS,
+        engagement_dedupe_fields: tuple[str, ...] = ENGAGEMENT_OBJECT_DEDUPE_FIELDS,
+        polls_dedupe_fields: tuple[str, ...] = POLLS_OBJECT_DEDUPE_FIELDS,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.tenants = tenants

@@ -141,3 +141,14 @@ def test_seed_vocabulary_is_complete() -> None:
     assert set(seed.ENGAGEMENT_METRIC_FIELDS) <= set(SessionEngagement.model_fields)
     with pytest.raises(ValueError):
         seed.poll_field_names(11)
+
+
+def test_custom_object_dedupe_keys_are_seed_fields_with_the_person_in_them() -> None:
+    types = {f.name: f.data_type for f in seed.ENGAGEMENT_OBJECT_FIELDS}
+    assert seed.ENGAGEMENT_OBJECT_DEDUPE_FIELDS == ("entry_id", "personId")
+    assert [types[n] for n in seed.ENGAGEMENT_OBJECT_DEDUPE_FIELDS] == ["string", "link"]  # the lead link
+    poll_types = {f.name: f.data_type for f in seed.POLLS_OBJECT_FIELDS}
+    assert seed.POLLS_OBJECT_DEDUPE_FIELDS == ("entry_id", "email")
+    assert [poll_types[n] for n in seed.POLLS_OBJECT_DEDUPE_FIELDS] == ["string", "string"]
+    for key in (seed.ENGAGEMENT_OBJECT_DEDUPE_FIELDS, seed.POLLS_OBJECT_DEDUPE_FIELDS):
+        assert key[0] == seed.PRIMARY_FIELD and 1 <= len(key) <= 3  # marketo-api.md §2.2: 1–3 per type

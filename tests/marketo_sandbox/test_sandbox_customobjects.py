@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kmsync_contracts.seed import ENGAGEMENT_OBJECT_DEDUPE_FIELDS, POLLS_OBJECT_DEDUPE_FIELDS
 from marketo_sandbox import preset_kaltura
 from marketo_sandbox.testing import SandboxHandle
 
@@ -21,6 +22,11 @@ async def test_preset_objects_have_the_seed_fields(api) -> None:  # type: ignore
     pnames = {f["name"]: f["dataType"] for f in polls["fields"]}
     assert pnames["poll_10_question"] == "text" and pnames["poll_1_type"] == "string"
     assert len([n for n in pnames if n.startswith("poll_")]) == 30
+    # Both objects' keys are the contract's, and a key field is not updateable (§8.1).
+    assert d["dedupeFields"] == list(ENGAGEMENT_OBJECT_DEDUPE_FIELDS)
+    assert polls["dedupeFields"] == list(POLLS_OBJECT_DEDUPE_FIELDS) == ["entry_id", "email"]
+    updateable = {f["name"]: f["updateable"] for f in polls["fields"]}
+    assert (updateable["entry_id"], updateable["email"], updateable["user"]) == (False, False, True)
     listed = (await api.get("/rest/v1/customobjects.json"))["result"]
     assert {x["name"] for x in listed} == {"kalturaUserSessionEngagement", "kalturaUserPolls_c"}
 
