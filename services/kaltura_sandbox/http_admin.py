@@ -184,21 +184,24 @@ def _csv(body: bytes, name: str) -> web.Response:
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-async def export_engagement(request: web.Request) -> web.Response:
+def _session_to_export(request: web.Request) -> tuple[Sandbox, str]:
+    """The sandbox and the path's ``entry_id``; 404 unless the scenario has that session."""
     sandbox = sandbox_of(request)
     entry = request.match_info["entry_id"]
     if sandbox.scenario.session(entry) is None:
         raise web.HTTPNotFound(text=f"no session {entry}")
+    return sandbox, entry
+
+
+async def export_engagement(request: web.Request) -> web.Response:
+    sandbox, entry = _session_to_export(request)
     rows = sandbox.view.engagement(sandbox.now(), [entry])
     return _csv(render_csv(REPORT_4021_COLUMNS, (row_4021(e) for e in rows)),
                 f"Report_4021_{sandbox.partner_id}_{entry}.csv")
 
 
 async def export_polls(request: web.Request) -> web.Response:
-    sandbox = sandbox_of(request)
-    entry = request.match_info["entry_id"]
-    if sandbox.scenario.session(entry) is None:
-        raise web.HTTPNotFound(text=f"no session {entry}")
+    sandbox, entry = _session_to_export(request)
     rows = sandbox.view.poll_answers(sandbox.now(), [entry])
     return _csv(render_csv(POLL_ANSWER_COLUMNS, (row_poll_answer(a) for a in rows)),
                 f"pollsActivity_{sandbox.partner_id}_{entry}.csv")

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from .call import Call, decode_page, encode_page, int_arg, split_values
+from .call import Call, decode_page, encode_page, input_records, int_arg, split_values
 from .envelope import MarketoError, iso, reason
 from .fields import DATA_TYPES, InvalidValue, coerce, parse_datetime
 from .instance import Instance
@@ -217,11 +217,7 @@ def _skip(inst: Instance, code: str, message: str) -> dict[str, Any]:
 def add_activities(call: Call) -> dict[str, Any]:
     """POST /rest/v1/activities/external.json (§7.1)."""
     inst = call.inst
-    records = call.body_dict().get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
-    if len(records) > inst.limits.batch_size:
-        raise MarketoError("1003", f"Invalid data: input exceeds the limit of {inst.limits.batch_size} records")
+    records = input_records(call.body_dict(), inst.limits.batch_size)
     return {"result": [_add_one(inst, rec, call.now) for rec in records]}
 
 

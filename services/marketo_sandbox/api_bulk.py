@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from typing import Any
 
 from .api_leads import upsert_lead_by
@@ -17,7 +18,7 @@ from .call import Call, Reply
 from .envelope import MarketoError
 from .fields import InvalidValue, coerce
 from .instance import Instance
-from .model import ImportJob
+from .model import ImportJob, Lead
 
 DELIMITERS = {"csv": ",", "tsv": "\t", "ssv": ";"}
 ACTIVE = ("Queued", "Importing")
@@ -192,9 +193,11 @@ def _check_lead_header(inst: Instance, header: list[str]) -> None:
             raise _JobFailed(f"Field '{col}' not found")
 
 
-def _apply_leads(inst: Instance, job: ImportJob, now: float) -> None:
-    _check_lead_header(inst, job.header)
-    lookup = job.params["lookupField"]
+def _upserted_lead_rows(
+    inst: Instance, job: ImportJob, lookup: str, now: float
+) -> Iterator[tuple[list[str], Lead, dict[str, Any]]]:
+    """Upsert each row's lead by ``lookup``; yield (row, lead, values) for those that took and record
+    the others (wrong column count, bad value, no lookup value) as the job's failed rows."""
     for row, rec in _rows(job):
         if rec is None:
             job.failed_rows.append((row, "Invalid number of columns"))
@@ -208,6 +211,12 @@ def _apply_leads(inst: Instance, job: ImportJob, now: float) -> None:
         if lead is None:
             job.failed_rows.append((row, why))
             continue
+        yield row, lead, values
+
+
+def _apply_leads(inst: Instance, job: ImportJob, now: float) -> None:
+    _check_lead_header(inst, job.header)
+    for row, _lead, values in _upserted_lead_rows(inst, job, job.params["lookupField"], now):
         job.processed += 1
         email = values.get("email")
         if email and "@" not in str(email):
@@ -240,19 +249,7 @@ def _apply_members(inst: Instance, job: ImportJob, now: float) -> None:
     _check_lead_header(inst, job.header)
     program = inst.programs[job.params["programId"]]
     status = job.params["programMemberStatus"]
-    for row, rec in _rows(job):
-        if rec is None:
-            job.failed_rows.append((row, "Invalid number of columns"))
-            continue
-        try:
-            values = _lead_values(inst, rec)
-        except (InvalidValue, ValueError) as e:
-            job.failed_rows.append((row, str(e)))
-            continue
-        lead, why = upsert_lead_by(inst, "email", values, now)  # email is the dedupe key (§9.2)
-        if lead is None:
-            job.failed_rows.append((row, why))
-            continue
+    for row, lead, _values in _upserted_lead_rows(inst, job, "email", now):  # email is the dedupe key (§9.2)
         outcome = apply_status(inst, program, lead.id, status, now)
         job.processed += 1
         if outcome is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .call import Call, decode_page, encode_page, int_arg, split_values
+from .call import Call, decode_page, encode_page, input_records, int_arg, split_values
 from .envelope import MarketoError, iso, reason
 from .fields import DATA_TYPES, InvalidValue, coerce
 from .instance import Instance
@@ -196,11 +196,7 @@ def sync_objects(call: Call) -> dict[str, Any]:
     inst = call.inst
     co, v = _approved(inst, call.params["apiName"])
     body = call.body_dict()
-    records = body.get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
-    if len(records) > inst.limits.batch_size:
-        raise MarketoError("1003", f"Invalid data: input exceeds the limit of {inst.limits.batch_size} records")
+    records = input_records(body, inst.limits.batch_size)
     action = body.get("action") or "createOrUpdate"
     if action not in ACTIONS:
         raise MarketoError("1003", f"Invalid action '{action}'")
@@ -366,9 +362,7 @@ def delete_objects(call: Call) -> dict[str, Any]:
     inst = call.inst
     co, v = _approved(inst, call.params["apiName"])
     body = call.body_dict()
-    records = body.get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
+    records = input_records(body)
     delete_by = body.get("deleteBy") or "dedupeFields"
     store = inst.co_records[co.api_name]
     results: list[dict[str, Any]] = []
@@ -472,9 +466,7 @@ def schema_describe(call: Call) -> dict[str, Any]:
 def schema_add_fields(call: Call) -> dict[str, Any]:
     """POST /rest/v1/customobjects/schema/{apiName}/addField.json (§8.3)."""
     co = _schema_type(call.inst, call.params["apiName"])
-    records = call.body_dict().get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
+    records = input_records(call.body_dict())
     draft = _draft(co)
     results: list[dict[str, Any]] = []
     for seq, rec in enumerate(records):
@@ -522,9 +514,7 @@ def _add_field(co: COType, draft: COVersion, rec: Any) -> str | None:
 
 def schema_delete_fields(call: Call) -> dict[str, Any]:
     co = _schema_type(call.inst, call.params["apiName"])
-    records = call.body_dict().get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
+    records = input_records(call.body_dict())
     draft = _draft(co)
     results = []
     for seq, rec in enumerate(records):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .call import Call, decode_page, encode_page, int_arg, split_values
+from .call import Call, decode_page, encode_page, input_records, int_arg, split_values
 from .envelope import MarketoError, iso, reason
 from .fields import DATA_TYPES, DEFAULT_LEAD_FIELDS, InvalidValue, coerce, custom_lead_field
 from .instance import Instance
@@ -85,12 +85,7 @@ def sync_leads(call: Call) -> dict[str, Any]:
     """POST /rest/v1/leads.json (§5.1)."""
     inst = call.inst
     body = call.body_dict()
-    records = body.get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
-    limit = inst.limits.batch_size
-    if len(records) > limit:
-        raise MarketoError("1003", f"Invalid data: input exceeds the limit of {limit} records")
+    records = input_records(body, inst.limits.batch_size)
     action = body.get("action") or "createOrUpdate"
     if action not in ACTIONS:
         raise MarketoError("1003", f"Invalid action '{action}'")
@@ -217,9 +212,7 @@ def get_lead_by_id(call: Call) -> dict[str, Any]:
 def delete_leads(call: Call) -> dict[str, Any]:
     """POST /rest/v1/leads/delete.json (§5.3 "Other lead endpoints")."""
     body = call.body_dict()
-    records = body.get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
+    records = input_records(body)
     results: list[dict[str, Any]] = []
     for rec in records:
         lead_id = rec.get("id") if isinstance(rec, dict) else None
@@ -293,9 +286,7 @@ CUSTOM_LEAD_TYPES = frozenset(DATA_TYPES) - {"link", "reference"}
 def create_schema_fields(call: Call) -> dict[str, Any]:
     """POST /rest/v1/leads/schema/fields.json — up to 100 custom fields per call."""
     inst = call.inst
-    records = call.body_dict().get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
+    records = input_records(call.body_dict())
     if len(records) > 100:
         raise MarketoError("1003", "Invalid data: at most 100 fields per call")
     results: list[dict[str, Any]] = []

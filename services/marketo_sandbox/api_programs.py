@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .call import Call, decode_page, encode_page, int_arg, split_values
+from .call import Call, decode_page, encode_page, input_records, int_arg, split_values
 from .envelope import NO_ASSETS_WARNING, MarketoError, asset_iso, iso, reason
 from .instance import Instance
 from .model import Activity, Channel, Member, Program
@@ -158,20 +158,21 @@ def apply_status(inst: Instance, program: Program, lead_id: int, status_name: st
     return outcome
 
 
+def _status_change(call: Call, status_key: str, limit: int | None = None) -> tuple[Program, str, list[Any]]:
+    """What a status-change call names: the path's program, the body's status (under ``status_key``)
+    and input records. ``701`` when the status or the input is blank (§6.2)."""
+    program = _program(call.inst, call.int_param("programId"))
+    body = call.body_dict()
+    status_name = body.get(status_key)
+    if not isinstance(status_name, str) or not status_name:
+        raise MarketoError("701", f"{status_key} cannot be blank")
+    return program, status_name, input_records(body, limit)
+
+
 def sync_member_status(call: Call) -> dict[str, Any]:
     """POST /rest/v1/programs/{programId}/members/status.json (§6.2)."""
     inst = call.inst
-    program = _program(inst, call.int_param("programId"))
-    body = call.body_dict()
-    status_name = body.get("statusName")
-    if not isinstance(status_name, str) or not status_name:
-        raise MarketoError("701", "statusName cannot be blank")
-    records = body.get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
-    limit = inst.limits.batch_size
-    if len(records) > limit:
-        raise MarketoError("1003", f"Invalid data: input exceeds the limit of {limit} records")
+    program, status_name, records = _status_change(call, "statusName", inst.limits.batch_size)
     ch = inst.channel_for(program)
     known = ch is not None and ch.status(status_name) is not None
     if not known and inst.behaviour.unknown_status_level == "response":
@@ -275,9 +276,7 @@ def sync_member_data(call: Call) -> dict[str, Any]:
     """POST /rest/v1/programs/{programId}/members.json — custom PM fields of existing members (§6.3)."""
     inst = call.inst
     program = _program(inst, call.int_param("programId"))
-    records = call.body_dict().get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
+    records = input_records(call.body_dict())
     results: list[dict[str, Any]] = []
     for seq, rec in enumerate(records):
         lead_id = _lead_id(rec)
@@ -295,9 +294,7 @@ def delete_members(call: Call) -> dict[str, Any]:
     """POST /rest/v1/programs/{programId}/members/delete.json (§6.3)."""
     inst = call.inst
     program = _program(inst, call.int_param("programId"))
-    records = call.body_dict().get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
+    records = input_records(call.body_dict())
     results: list[dict[str, Any]] = []
     for seq, rec in enumerate(records):
         lead_id = _lead_id(rec)
@@ -415,14 +412,7 @@ def create_program(call: Call) -> dict[str, Any]:
 def change_lead_program_status(call: Call) -> dict[str, Any]:
     """Deprecated POST /rest/v1/leads/programs/{programId}/status.json: existing members only (§6.2)."""
     inst = call.inst
-    program = _program(inst, call.int_param("programId"))
-    body = call.body_dict()
-    status_name = body.get("status")
-    if not isinstance(status_name, str) or not status_name:
-        raise MarketoError("701", "status cannot be blank")
-    records = body.get("input")
-    if not isinstance(records, list) or not records:
-        raise MarketoError("701", "input cannot be blank")
+    program, status_name, records = _status_change(call, "status")
     ch = inst.channel_for(program)
     if ch is None or ch.status(status_name) is None:
         raise MarketoError("1025", "Program status not found")

@@ -67,6 +67,16 @@ class Call:
         return self.json
 
 
+def input_records(body: dict[str, Any], limit: int | None = None) -> list[Any]:
+    """The body's ``input`` list: ``701`` when missing or empty, ``1003`` when it has more than ``limit``."""
+    records = body.get("input")
+    if not isinstance(records, list) or not records:
+        raise MarketoError("701", "input cannot be blank")
+    if limit is not None and len(records) > limit:
+        raise MarketoError("1003", f"Invalid data: input exceeds the limit of {limit} records")
+    return records
+
+
 def split_values(raw: str | None) -> list[str]:
     if raw is None:
         return []

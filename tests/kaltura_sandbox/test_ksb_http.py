@@ -288,6 +288,13 @@ async def test_poll_answers_csv_export(env: Any) -> None:
 # -------------------------------------------------------------------------------------- admin
 
 
+async def test_exports_of_an_unknown_session_are_404(env: Any) -> None:
+    _sb, http, _ks = env
+    for kind in ("engagement", "polls"):
+        r = await http.get(f"/_sandbox/exports/{kind}/0_nosuch.csv")
+        assert r.status_code == 404 and r.text == "no session 0_nosuch"
+
+
 async def test_admin_advance_play_pause_reset_and_truth(env: Any) -> None:
     sb, http, _ = env
     status = (await http.get("/_sandbox/status")).json()

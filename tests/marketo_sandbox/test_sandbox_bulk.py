@@ -143,3 +143,21 @@ async def test_unknown_column_fails_the_job_and_tsv_format(api) -> None:  # type
     sb.advance(8 * 24 * 3600)  # batch ids expire after 7 days
     await api.login()
     assert api.error_of(await api.get(f"/bulk/v1/leads/batch/{bid}.json"))[0] == "1003"
+
+
+async def test_member_import_fails_rows_without_a_lead_and_imports_the_rest(api) -> None:  # type: ignore[no-untyped-def]
+    sb: SandboxHandle = api.sb
+    body = await _upload(api, "/bulk/v1/program/1001/members/import.json",
+                         "email,firstName\na@x.com,A\n,NoEmail\nc@x.com\n", programMemberStatus="Registered")
+    bid = body["result"][0]["batchId"]
+    sb.advance(60)
+    s = (await api.get(f"/bulk/v1/program/members/import/{bid}/status.json"))["result"][0]
+    assert s["status"] == "Complete" and s["numOfLeadsProcessed"] == 1 and s["numOfRowsFailed"] == 2
+    r = await api.http.get(f"/bulk/v1/program/members/import/{bid}/failures.json", headers=api.headers())
+    assert r.text.splitlines() == [
+        "email,firstName,Import Failure Reason",
+        ",NoEmail,Value for lookup field 'email' not found",
+        "c@x.com,Invalid number of columns",
+    ]
+    assert [m["statusName"] for m in sb.dump()["programMembers"]] == ["Registered"]
+    assert [ld["email"] for ld in sb.dump()["leads"]] == ["a@x.com"]

@@ -70,7 +70,22 @@ async def test_unknown_status_is_1025_and_batch_limits(api) -> None:  # type: ig
     assert api.error_of(body)[0] == "1025"
     body = await api.post(STATUS, json={"statusName": "Invited", "input": [{"leadId": a}] * 301})
     assert api.error_of(body)[0] == "1003"
-    assert api.error_of(await api.post(STATUS, json={"input": [{"leadId": a}]}))[0] == "701"
+    assert api.error_of(await api.post(STATUS, json={"input": [{"leadId": a}]})) == ("701", "statusName cannot be blank")
+    assert api.error_of(await api.post(STATUS, json={"statusName": "Invited", "input": []})) == (
+        "701", "input cannot be blank")
+
+
+async def test_deprecated_lead_program_status_needs_status_input_and_membership(api) -> None:  # type: ignore[no-untyped-def]
+    old = "/rest/v1/leads/programs/1001/status.json"
+    a, b = await _leads(api, 2)
+    await api.post(STATUS, json={"statusName": "Registered", "input": [{"leadId": a}]})
+    assert api.error_of(await api.post(old, json={"input": [{"id": a}]})) == ("701", "status cannot be blank")
+    assert api.error_of(await api.post(old, json={"status": "Attended"})) == ("701", "input cannot be blank")
+    body = await api.post(old, json={"status": "Attended", "input": [{"id": a}, {"id": b}]})
+    assert body["result"] == [
+        {"id": a, "status": "updated"},
+        {"id": b, "status": "skipped", "reasons": [{"code": "1013", "message": "Membership not found"}]},
+    ]
 
 
 async def test_unknown_status_record_level_option() -> None:
