@@ -12,7 +12,12 @@ from kmsync_contracts.marketo_ops import (
     MarketoOperation,
     ProgramMemberStatus,
 )
-from kmsync_contracts.seed import ENGAGEMENT_ACTIVITY_API_NAME, ENGAGEMENT_OBJECT_API_NAME, STATUS_STEPS
+from kmsync_contracts.seed import (
+    ENGAGEMENT_ACTIVITY_API_NAME,
+    ENGAGEMENT_OBJECT_API_NAME,
+    ENGAGEMENT_OBJECT_DEDUPE_FIELDS,
+    STATUS_STEPS,
+)
 
 PROGRAM_ID = 1001          # the program of marketo-sandbox --preset kaltura
 PARTNER_ID = 1234567
@@ -37,7 +42,7 @@ def attendee_ops(i: int, munchkin: str, tag: str, at: datetime) -> list[MarketoO
         ProgramMemberStatus(op_id=f"{tag}-reg-{i}", program_id=PROGRAM_ID, status_name="Registered",
                             step=STATUS_STEPS["Registered"], **base),
         CustomObjectUpsert(op_id=f"{tag}-co-{i}", object_name=ENGAGEMENT_OBJECT_API_NAME,
-                           dedupe_fields=("entry_id", "personId"),
+                           dedupe_fields=ENGAGEMENT_OBJECT_DEDUPE_FIELDS,
                            record={"entry_id": ENTRY_ID, "email": email, "plays": i % 7 + 1,
                                    "live_minutes_viewed": float(i % 50)}, **base),
         CustomActivity(op_id=f"{tag}-act-{i}", activity_type=ENGAGEMENT_ACTIVITY_API_NAME,
