@@ -4,6 +4,10 @@ id, and turns every per-record outcome into a decision for each operation it ans
 Calls of one stage run concurrently; the client's per-instance limiter decides how many are really
 in flight and when (marketo-api.md §2.1). Lead upserts of one window never share an email, and one
 instance runs one window at a time, so one upsert per email is in flight (§5.1).
+
+With a ``BulkPipeline``, a Bulk custom object import is started by the window (lead ids resolved,
+the job handed to the pipeline) and finishes in the background: its decisions go to ``emit`` when
+Marketo has processed it, after ``execute`` returned (pipeline.py).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from marketo_sink.decisions import (
 )
 from marketo_sink.memory import ActivityLedger, LeadCache
 from marketo_sink.pending import PendingOp
-from marketo_sink.planner import ActivityCall, LeadCall, ObjectCall, Plan, StatusCall, link_record
+from marketo_sink.pipeline import BulkPipeline
+from marketo_sink.planner import ActivityCall, LeadCall, ObjectCall, ObjectInput, Plan, StatusCall, link_record
 from marketo_sink.writer import BulkWriter, MarketoWriter
 
 log = logging.getLogger(__name__)
@@ -86,6 +91,18 @@ def _failed(ops: Iterable[PendingOp], f: _Failure, api: Literal["rest", "bulk"] 
             for p in ops]
 
 
+async def _guarded(coro: Awaitable[list[Decision]], ops: list[PendingOp]) -> list[Decision]:
+    """An unexpected error in one call (a bug, a record the client rejects) fails that call's
+    records (retried, then dead-lettered) instead of crashing the sink into a replay loop."""
+    try:
+        return await coro
+    except Exception as exc:
+        if isinstance(exc, MarketoError):
+            return _failed(ops, _failure_from_exception(exc))
+        log.exception("call failed unexpectedly; its %d record(s) will be retried", len(ops))
+        return _failed(ops, _Failure(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", True))
+
+
 def maybe_applied(o: Outcome) -> bool:
     """A transient failure after which Marketo may have done the write (marketo-api.md §10.4): a
     timeout-like Marketo code, an HTTP 5xx, or no answer at all (the client reports "http_<status>")."""
@@ -113,9 +130,12 @@ class WindowExecutor:
         observe_call: CallObserver | None = None,
         bulk: BulkWriter | None = None,
         bulk_in_flight: Callable[[int], None] | None = None,
+        pipeline: BulkPipeline | None = None,
     ) -> None:
         self.writer = writer
         self.bulk = bulk
+        #: Bulk custom object jobs finish in the background (None: a window waits for them).
+        self.pipeline = pipeline
         self._bulk_in_flight = bulk_in_flight or (lambda delta: None)
         self.cache = cache
         self.ledger = ledger
@@ -124,31 +144,25 @@ class WindowExecutor:
         #: Publications of outcomes still running.
         self.publishing: set[asyncio.Future[None]] = set()
 
+    async def _report(self, batch: list[Decision], emit: Emit | None) -> None:
+        if emit is not None and batch:
+            # Shielded: once Marketo has answered, the outcome is published even if the window (or
+            # background job) is being cancelled (the worker awaits ``publishing`` before it lets go).
+            task = asyncio.ensure_future(emit(batch))
+            self.publishing.add(task)
+            task.add_done_callback(self.publishing.discard)
+            await asyncio.shield(task)
+
     async def execute(self, plan: Plan, emit: Emit | None = None) -> list[Decision]:
         """Run the plan; each call's decisions go to ``emit`` as soon as that call returns (so a
-        stop in the middle of a window loses no outcome of a call already made). Returns them all."""
+        stop in the middle of a window loses no outcome of a call already made). Returns them all,
+        except those of pipelined bulk jobs still running (they go to ``emit`` when they end)."""
         collected: list[Decision] = []
-
-        async def guarded(coro: Awaitable[list[Decision]], ops: list[PendingOp]) -> list[Decision]:
-            # An unexpected error in one call (a bug, a record the client rejects) fails that call's
-            # records (retried, then dead-lettered) instead of crashing the sink into a replay loop.
-            try:
-                return await coro
-            except Exception as exc:
-                if isinstance(exc, MarketoError):
-                    return _failed(ops, _failure_from_exception(exc))
-                log.exception("call failed unexpectedly; its %d record(s) will be retried", len(ops))
-                return _failed(ops, _Failure(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", True))
+        guarded = _guarded
 
         async def report(batch: list[Decision]) -> list[Decision]:
             collected.extend(batch)
-            if emit is not None and batch:
-                # Shielded: once Marketo has answered, the outcome is published even if the window
-                # is being cancelled (the worker awaits ``publishing`` before it lets go).
-                task = asyncio.ensure_future(emit(batch))
-                self.publishing.add(task)
-                task.add_done_callback(self.publishing.discard)
-                await asyncio.shield(task)
+            await self._report(batch, emit)
             return batch
 
         for p in _plan_ops(plan):
@@ -201,6 +215,8 @@ class WindowExecutor:
             by_program.setdefault(c.program_id, []).append(c)
         def objects(c: ObjectCall) -> Awaitable[list[Decision]]:
             if c.object_name in plan.bulk_objects and self.bulk is not None:
+                if self.pipeline is not None and emit is not None:
+                    return self._start_bulk_objects(c, lead_id, unresolved, emit)
                 return self._bulk_objects(c, lead_id, unresolved)
             return self._objects(c, lead_id, unresolved)  # the client cuts it into calls of ≤ 300
 
@@ -294,27 +310,61 @@ class WindowExecutor:
     ) -> list[Decision]:
         """Bulk custom object import (§9.2) for a large window or many upserts of one object; records
         whose lead id is not known yet (the link field needs it) fail LEAD_UNRESOLVED and retry."""
-        assert self.bulk is not None
+        out, sendable = self._bulk_object_rows(call, lead_id, unresolved)
+        if sendable:
+            out += await self._import_objects(call.object_name, sendable)
+        return out
+
+    async def _start_bulk_objects(
+        self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure],
+        emit: Emit,
+    ) -> list[Decision]:
+        """The pipelined form of ``_bulk_objects``: the link field is resolved now, then the job is
+        handed to the pipeline (waiting for a free slot) and its decisions go to ``emit`` when it
+        ends. Returns the decisions known now (records that could not be sent)."""
+        assert self.pipeline is not None
+        out, sendable = self._bulk_object_rows(call, lead_id, unresolved)
+        if not sendable:
+            return out
+        ops = [p for i, _ in sendable for p in i.ops]
+
+        async def job() -> None:
+            await self._report(await _guarded(self._import_objects(call.object_name, sendable), ops), emit)
+
+        await self.pipeline.start((i.key for i, _ in sendable), job, name=f"bulk-{call.object_name}")
+        return out
+
+    def _bulk_object_rows(
+        self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
+    ) -> tuple[list[Decision], list[tuple[ObjectInput, dict[str, Any]]]]:
+        """(decisions of records without a lead id yet, the rows to send with their link field)."""
         out: list[Decision] = []
-        sendable: list[tuple[Any, dict[str, Any]]] = []
+        sendable: list[tuple[ObjectInput, dict[str, Any]]] = []
         for item in call.items:
             lid = lead_id(item.email)
             if lid is None:
                 out += _failed(item.ops, unresolved(item.email), api="bulk")
             else:
                 sendable.append((item, link_record(call.object_name, item.record, lid)))
-        if not sendable:
-            return out
+        return out, sendable
+
+    async def _import_objects(
+        self, object_name: str, sendable: list[tuple[ObjectInput, dict[str, Any]]]
+    ) -> list[Decision]:
+        """One Bulk custom object import: submitted, polled until Marketo has processed it, and each
+        row's outcome read back (kmsync_marketo.bulk)."""
+        assert self.bulk is not None
         dedupe = list(dict.fromkeys(f for i, _ in sendable for p in i.ops
                                     if isinstance(p.op, CustomObjectUpsert) for f in p.op.dedupe_fields))
         self._bulk_in_flight(1)
         try:
-            result = await self.bulk.import_custom_objects(call.object_name, [r for _, r in sendable], dedupe)
+            result = await self.bulk.import_custom_objects(object_name, [r for _, r in sendable], dedupe)
         except MarketoError as exc:
-            return out + _failed((p for i, _ in sendable for p in i.ops), _failure_from_exception(exc), api="bulk")
+            return _failed((p for i, _ in sendable for p in i.ops), _failure_from_exception(exc), api="bulk")
         finally:
             self._bulk_in_flight(-1)
         self._observe("bulk_custom_objects", len(sendable), call_code(result.outcomes))
+        out: list[Decision] = []
         for (item, _), o in zip(sendable, result.outcomes, strict=True):
             out += [_from_outcome(p, o, api="bulk") for p in item.ops]
         return out

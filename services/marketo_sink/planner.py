@@ -38,6 +38,9 @@ LINK_FIELDS: dict[str, str] = {
     "kalturaUserSessionEngagement": next(f.name for f in ENGAGEMENT_OBJECT_FIELDS if f.data_type == "link"),
 }
 
+#: A custom object record as Marketo dedupes it: (object API name, its dedupe fields' values).
+ObjectKey = tuple[str, tuple[object, ...]]
+
 
 @dataclass
 class LeadInput:
@@ -61,6 +64,8 @@ class ObjectInput:
     email: str
     record: dict[str, Scalar]
     ops: list[PendingOp]
+    #: The record these upserts write (``object_key``).
+    key: ObjectKey
 
 
 @dataclass
@@ -238,15 +243,11 @@ def _plan(
     objects: dict[str, dict[tuple[object, ...], ObjectInput]] = {}
     for p in rest:
         if isinstance(p.op, CustomObjectUpsert):
-            # The link field is filled in later with the lead id: the lead (email) stands in for it.
-            link = LINK_FIELDS.get(p.op.object_name)
-            key_values = tuple(
-                ("lead", p.op.email) if f == link else p.op.record.get(f) for f in p.op.dedupe_fields
-            )
+            record_key = object_key(p.op)
             items = objects.setdefault(p.op.object_name, {})
-            found = items.get(key_values)
+            found = items.get(record_key[1])
             if found is None:
-                items[key_values] = ObjectInput(p.op.email, dict(p.op.record), [p])
+                items[record_key[1]] = ObjectInput(p.op.email, dict(p.op.record), [p], record_key)
             else:
                 found.record.update(p.op.record)
                 found.ops.append(p)
@@ -275,6 +276,13 @@ def _plan(
     plan.activity_calls = [ActivityCall(c) for c in act_chunks]
     plan.deferred.extend(_ops_of(a.ops for a in act_tail))
     return plan
+
+
+def object_key(op: CustomObjectUpsert) -> ObjectKey:
+    """The record an upsert writes (§8.2 dedupe fields). The link field is filled in later with
+    the lead id, so the lead (email) stands in for it."""
+    link = LINK_FIELDS.get(op.object_name)
+    return op.object_name, tuple(("lead", op.email) if f == link else op.record.get(f) for f in op.dedupe_fields)
 
 
 def _ops_of(groups: Iterable[list[PendingOp]]) -> list[PendingOp]:

@@ -283,7 +283,7 @@ class MarketoSink:
                 self._consumer.resume(tp)
                 self._paused.discard(tp)
         for munchkin, worker in self.workers.items():
-            self.metrics.buffered.labels(munchkin).set(len(worker.window))
+            self.metrics.buffered.labels(munchkin).set(worker.buffered)
 
     # ------------------------------------------------------------------ rebalance
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:

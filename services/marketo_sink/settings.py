@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from kmsync_config.settings import CommonSettings
+from kmsync_marketo.endpoints import BULK_IMPORT_QUEUED_MAX
 
 
 class WindowSettings(CommonSettings):
@@ -34,6 +35,11 @@ class WindowSettings(CommonSettings):
     bulk_window_max_records: int = Field(default=25_000, ge=1)
     #: ... and this many encoded bytes, instead of window_max_records / window_max_bytes.
     bulk_window_max_bytes: int = Field(default=64_000_000, ge=1_000)
+    #: Bulk custom object jobs of one instance that may still be running at Marketo while the
+    #: instance's later windows go on (pipelined; marketo-api.md §9.1: Marketo processes 2 at once
+    #: and queues 10 including those). A window that would start one more waits for one to end.
+    #: 0: a window waits for its own jobs (no pipeline).
+    bulk_pipeline_max_jobs: int = Field(default=4, ge=0)
     #: Failed records are retried (alone, not their whole call) this many times in total ...
     retry_max_attempts: int = Field(default=8, ge=1)
     #: ... after base × 2^(attempt-1) seconds with jitter, capped.
@@ -47,6 +53,12 @@ class WindowSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _check_bulk_window(self) -> WindowSettings:
+        if self.bulk_pipeline_max_jobs > BULK_IMPORT_QUEUED_MAX:
+            raise ValueError(
+                f"bulk_pipeline_max_jobs ({self.bulk_pipeline_max_jobs}) must be ≤ {BULK_IMPORT_QUEUED_MAX}: "
+                f"Marketo queues at most {BULK_IMPORT_QUEUED_MAX} bulk imports per instance, running ones "
+                "included, and refuses more with 1016 (marketo-api.md §9.1); lower KMSYNC_BULK_PIPELINE_MAX_JOBS"
+            )
         if self.bulk_window_max_records < self.window_max_records:
             raise ValueError(
                 f"bulk_window_max_records ({self.bulk_window_max_records}) must be ≥ window_max_records "

@@ -8,7 +8,7 @@ take up to the larger bulk caps, so one window fills bulk jobs instead of many R
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -50,6 +50,10 @@ class Window:
 
     def __len__(self) -> int:
         return len(self._ops)
+
+    def __iter__(self) -> Iterator[PendingOp]:
+        """The operations waiting, ready or not (a snapshot)."""
+        return iter(list(self._ops))
 
     @property
     def size_bytes(self) -> int:

@@ -2,6 +2,10 @@
 
 Each instance has its own worker, window and client (with its own limiter), so a parked (607) or
 broken instance waits alone while the others keep flowing.
+
+Bulk custom object jobs are pipelined (pipeline.py): a window starts them and the loop goes on to
+the next window while they are polled; each job's outcomes are settled and published when it ends.
+Upserts of a record an outstanding job carries are held back until that job has ended.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
+from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_marketo import endpoints as ep
 from marketo_sink.decisions import Decision, RetryPolicy, settle
 from marketo_sink.executor import WindowExecutor
 from marketo_sink.memory import ActivityLedger, LeadCache
 from marketo_sink.metrics import SinkMetrics
 from marketo_sink.pending import PendingOp
-from marketo_sink.planner import PlannerConfig, plan_window
+from marketo_sink.pipeline import BulkPipeline, HeldOps
+from marketo_sink.planner import ObjectKey, PlannerConfig, object_key, plan_window
 from marketo_sink.settings import WindowSettings
 from marketo_sink.window import CloseReason, Window, WindowLimits
 from marketo_sink.writer import BulkWriter, MarketoWriter
@@ -62,11 +68,17 @@ class InstanceWorker:
             bulk_max_bytes=settings.bulk_window_max_bytes if bulk_on else None,
         ))
         self.cache = LeadCache(settings.lead_cache_size)
+        #: Bulk custom object jobs left to finish in the background (None: windows wait for them).
+        self.pipeline = (BulkPipeline(settings.bulk_pipeline_max_jobs, self._job_ended)
+                         if bulk is not None and bulk_on and settings.bulk_pipeline_max_jobs > 0 else None)
+        #: Upserts of records an outstanding job carries, waiting for it to end.
+        self.held = HeldOps()
         self.executor = WindowExecutor(
             writer, self.cache, ledger,
             lambda endpoint, n, code: metrics.observe_call(munchkin_id, endpoint, n, code),
             bulk=bulk,
             bulk_in_flight=lambda delta: metrics.bulk_in_flight.labels(munchkin_id).inc(delta),
+            pipeline=self.pipeline,
         )
         self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
@@ -80,12 +92,19 @@ class InstanceWorker:
         self._reconciled_at: float | None = None
         #: attempts → retry time, shared by the calls of the current window.
         self._retry_at: dict[int, float] = {}
+        #: A background job that ended with an error (publishing failed): the loop raises it.
+        self._job_error: BaseException | None = None
 
     # ----- feeding
     def add(self, p: PendingOp) -> None:
         self.partitions.add((p.source.topic, p.source.partition))
         self.window.add(p)
         self._wake.set()
+
+    @property
+    def buffered(self) -> int:
+        """Operations read and not sent yet: the window and the held-back upserts."""
+        return len(self.window) + len(self.held)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"sink-{self.munchkin_id}")
@@ -97,6 +116,8 @@ class InstanceWorker:
     # ----- the loop
     async def _loop(self) -> None:
         while not self._stopping:
+            if self._job_error is not None:
+                raise self._job_error
             now = self._mono()
             reason = self.window.due(now)
             if reason is None:
@@ -134,6 +155,8 @@ class InstanceWorker:
         taken = self.window.take(now, reason)
         self.metrics.window_records.labels(self.munchkin_id, reason.value).observe(len(taken))
         self.metrics.window_bytes.labels(self.munchkin_id).observe(size)
+        if self.pipeline is not None:
+            taken = self._hold_back(taken, self.pipeline)
         full_calls = reason in (CloseReason.COUNT, CloseReason.BYTES)
         config = PlannerConfig(
             batch_max=ep.BATCH_MAX,
@@ -147,35 +170,75 @@ class InstanceWorker:
         await self.executor.execute(plan, self._settle_and_publish)
         self.metrics.observe_limiter(self.munchkin_id, self.writer.limiter)
 
+    def _hold_back(self, taken: list[PendingOp], pipeline: BulkPipeline) -> list[PendingOp]:
+        """Keep back the upserts of records an outstanding bulk job carries (sent after it ended)."""
+        out: list[PendingOp] = []
+        for p in taken:
+            if isinstance(p.op, CustomObjectUpsert) and pipeline.holds(key := object_key(p.op)):
+                self.held.hold(key, p)
+            else:
+                out.append(p)
+        return out
+
+    def _job_ended(self, keys: frozenset[ObjectKey], task: asyncio.Task[None]) -> None:
+        """A background bulk job ended: the upserts it held back go back to the window."""
+        if not task.cancelled() and task.exception() is not None:
+            # Its outcomes could not be published: fail the loop as a window would (the sink stops
+            # and the records are replayed from the last commit).
+            self._job_error = task.exception()
+            self._wake.set()
+        released = self.held.release(keys)
+        if released:
+            self.window.extend(released)
+            self._wake.set()
+
     async def _settle_and_publish(self, decisions: list[Decision]) -> None:
         final, retry = settle(decisions, self._mono(), self.policy, self._rng, self._retry_at)
         if retry:
             self.metrics.retries.labels(self.munchkin_id).inc(len(retry))
             self.window.extend(retry)
+            if self.pipeline is not None:
+                for p in retry:
+                    # A failed row of an outstanding job: later upserts of its record wait for the retry.
+                    if isinstance(p.op, CustomObjectUpsert) and self.pipeline.holds(key := object_key(p.op)):
+                        self.held.retry_due(key, p.not_before)
         await self._publish(final)
 
     # ----- stopping
     async def stop(self, drain_timeout: float) -> list[PendingOp]:
-        """Stop taking windows; let a window in flight finish (up to the timeout, then abandon it);
-        return (and forget) what was buffered and not sent. Abandoned records stay uncommitted."""
+        """Stop taking windows; let the window in flight and then the background bulk jobs finish
+        (all within one ``drain_timeout``, then abandon what is left); return (and forget) what was
+        buffered or held back and not sent. Abandoned records stay uncommitted (replayed by the next
+        owner; upserts, so harmless)."""
         self._stopping = True
         self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
         inflight = self._window_task
         if inflight is not None and not inflight.done():
-            # A parked instance (607) has nothing in flight at Marketo: its calls wait for the reset
-            # in the limiter, so they are abandoned at once.
-            parked = self.writer.limiter.parked_until is not None
-            done, _ = await asyncio.wait({inflight}, timeout=0 if parked else drain_timeout)
-            if not done:
-                log.warning("instance %s: window still in flight after %.1fs; abandoned (replayed by the "
-                            "next owner)", self.munchkin_id, drain_timeout)
-                inflight.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await inflight
+            await self._drain({inflight}, deadline, "window")
+        if self.pipeline is not None and self.pipeline.tasks:
+            # A job Marketo finishes within the drain still gets its outcomes published.
+            await self._drain(set(self.pipeline.tasks), deadline, "bulk job(s)")
         if self.executor.publishing:
             await asyncio.gather(*self.executor.publishing, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        return self.window.drop()
+        return self.window.drop() + self.held.drop()
+
+    async def _drain(self, tasks: set[asyncio.Task[None]], deadline: float, what: str) -> None:
+        # A parked instance (607) gets nothing done at Marketo until the reset: its calls (a job's
+        # status polls too) wait in the limiter, so they are abandoned at once.
+        parked = self.writer.limiter.parked_until is not None
+        timeout = 0.0 if parked else max(0.0, deadline - asyncio.get_running_loop().time())
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:
+            log.warning("instance %s: %d %s still in flight at the drain deadline; abandoned (replayed by "
+                        "the next owner)", self.munchkin_id, len(pending), what)
+            for t in pending:
+                t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t

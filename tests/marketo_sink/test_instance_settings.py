@@ -45,6 +45,21 @@ def test_bulk_window_is_never_smaller_than_the_normal_one(monkeypatch: pytest.Mo
         load_settings(SinkSettings)
 
 
+def test_the_bulk_pipeline_fits_marketos_import_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KMSYNC_BULK_PIPELINE_MAX_JOBS", "11")
+    with pytest.raises(ConfigError) as err:
+        load_settings(SinkSettings)
+    [problem] = err.value.problems
+    assert "bulk_pipeline_max_jobs (11) must be ≤ 10" in problem and "§9.1" in problem
+    monkeypatch.setenv("KMSYNC_BULK_PIPELINE_MAX_JOBS", "-1")
+    with pytest.raises(ConfigError, match="bulk_pipeline_max_jobs"):
+        load_settings(SinkSettings)
+    monkeypatch.setenv("KMSYNC_BULK_PIPELINE_MAX_JOBS", "0")  # off: a window waits for its jobs
+    assert load_settings(SinkSettings).bulk_pipeline_max_jobs == 0
+    monkeypatch.delenv("KMSYNC_BULK_PIPELINE_MAX_JOBS")
+    assert load_settings(SinkSettings).bulk_pipeline_max_jobs == 4
+
+
 def tenants(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("TEST_SINK_SECRET", "s3cr3t")
 
@@ -81,6 +96,9 @@ async def test_each_worker_gets_its_instance_rate_limit_and_bulk_threshold(monke
         # Backlog windows grow to the bulk caps only where bulk is on.
         assert [w.window.limits.caps(CloseReason.COUNT)[0] for w in workers] == [40_000, 40_000, 3000]
         assert [w.window.limits.caps(CloseReason.AGE)[0] for w in workers] == [3000, 3000, 3000]
+        # Bulk custom object jobs are pipelined (default 4 outstanding) only where bulk is on.
+        assert [w.pipeline.max_jobs if w.pipeline else None for w in workers] == [4, 4, None]
+        assert workers[0].executor.pipeline is workers[0].pipeline
     finally:
         for w in workers:
             await w.stop(0.1)
