@@ -1,0 +1,28 @@
+"""Transform's output is pinned byte for byte: op ids (content fingerprints), encoded operations, dead
+letters, state records and metric counts of a fixed, varied input set (golden_inputs.py) must equal
+golden_pure_path.txt. Any optimisation of the pure path has to keep this passing unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .golden_inputs import golden_lines
+
+GOLDEN = Path(__file__).with_name("golden_pure_path.txt")
+#: The golden file itself is pinned too, so regenerating it is a deliberate, visible change.
+GOLDEN_SHA256 = "4b532fbdf2488c9f61330b798967ffcec7e3f414c5f741144581ec318fb4b823"
+
+
+def test_golden_file_is_the_pinned_one() -> None:
+    assert hashlib.sha256(GOLDEN.read_bytes()).hexdigest() == GOLDEN_SHA256
+
+
+def test_pure_path_output_is_byte_identical_to_the_golden_file() -> None:
+    want = GOLDEN.read_text().splitlines()
+    got = golden_lines()
+    for n, (g, w) in enumerate(zip(got, want, strict=False), start=1):
+        assert g == w, f"line {n} of {GOLDEN.name} differs"
+    assert len(got) == len(want)
+    kinds = {line.split("\t", 1)[0] for line in want}
+    assert kinds == {"ops", "dlq", "state", "metric", "ops-fraction", "ops-percent"}, "the set covers every output"
