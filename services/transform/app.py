@@ -29,6 +29,7 @@ from kmsync_contracts.codecs import encode
 from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, TopicSpec
 from kmsync_kafka.clients import ensure_topics, manual_commit_consumer, reliable_producer, topic_name
 from transform.dead_letters import SourceRef
+from transform.lag import IsolationLevel, lag, log_end
 from transform.metrics import TransformMetrics
 from transform.routing import INPUTS, route
 from transform.settings import TransformSettings
@@ -39,6 +40,8 @@ log = logging.getLogger("kmsync.transform")
 
 #: Transform's own state topic, in the catalogue: key `<table>:<state key>`, value JSON, compacted.
 STATE = TRANSFORM_STATE
+#: Transform reads only committed input (transactional producers' aborted records never count).
+ISOLATION_LEVEL: IsolationLevel = "read_committed"
 
 
 def _now() -> datetime:
@@ -117,7 +120,8 @@ class TransformWorker:
         await self.producer.start()
         await self.load_state()
         # Manual assignment: this worker owns every input partition; the group only keeps offsets.
-        self.consumer = manual_commit_consumer(self.settings.kafka_bootstrap, self.group_id)
+        self.consumer = manual_commit_consumer(self.settings.kafka_bootstrap, self.group_id,
+                                               isolation_level=ISOLATION_LEVEL)
         await self.consumer.start()
         self.consumer.assign(await all_partitions(self.consumer, list(self.spec_by_topic)))
         self.ready = True
@@ -159,12 +163,31 @@ class TransformWorker:
     # ----- the loop
     async def run(self, stop: asyncio.Event) -> None:
         """Batches until `stop` is set; a batch in hand is always finished and committed first."""
-        assert self.consumer is not None
         while not stop.is_set():
-            batches = await self.consumer.getmany(timeout_ms=self.settings.transform_batch_wait_ms,
-                                                  max_records=self.settings.transform_batch_max_records)
-            if batches:
-                await self.process(batches)
+            await self.poll_once()
+
+    async def poll_once(self) -> int:
+        """One poll: process and commit what it returns (if anything), then report the lag.
+        Returns how many input records it processed."""
+        assert self.consumer is not None
+        batches = await self.consumer.getmany(timeout_ms=self.settings.transform_batch_wait_ms,
+                                              max_records=self.settings.transform_batch_max_records)
+        if batches:
+            await self.process(batches)
+        await self.report_lag()
+        return sum(len(msgs) for msgs in batches.values())
+
+    async def report_lag(self) -> None:
+        """The lag gauge of every input partition, from what the consumer learnt in its last fetch
+        response (no broker round trip). Partitions not fetched yet have no end offset and no gauge."""
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            end = log_end(self.consumer.highwater(tp), self.consumer.last_stable_offset(tp), ISOLATION_LEVEL)
+            if end is None:
+                continue
+            # A fetch response was accepted for this partition, so its position is valid: no round trip.
+            position = await self.consumer.position(tp)
+            self.metrics.set_lag(self.spec_by_topic[tp.topic].name, tp.partition, lag(end, position))
 
     async def process(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         assert self.consumer is not None and self.producer is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from transform.routing import RouteResult
 from transform.transformer import StepResult
@@ -27,6 +27,12 @@ class TransformMetrics:
                                    ["tenant"], registry=r)
         self.dead_letters = Counter("kmsync_transform_dead_lettered", "Records sent to transform.dlq.v1",
                                     ["tenant", "reason"], registry=r)
+        # Set after every poll from the last fetch response (transform.lag): log end minus position.
+        self.consumer_lag = Gauge("kmsync_transform_consumer_lag_records",
+                                  "Input records not read yet: the partition's log end (last stable offset for "
+                                  "read_committed) minus transform's position, as of the last poll",
+                                  ["topic", "partition"], registry=r)
+        self._lag_children: dict[tuple[str, int], Gauge] = {}
 
     def routed(self, topic: str, result: RouteResult) -> None:
         self.records_in.labels(result.tenant, topic).inc()
@@ -44,6 +50,13 @@ class TransformMetrics:
             self.repeats.labels(result.tenant).inc(result.repeats)
         if result.ledger_hits:
             self.ledger_hits.labels(result.tenant).inc(result.ledger_hits)
+
+    def set_lag(self, topic: str, partition: int, records: int) -> None:
+        """`topic` is the catalogue name (as in records_in), without the deployment's prefix."""
+        child = self._lag_children.get((topic, partition))
+        if child is None:
+            child = self._lag_children[(topic, partition)] = self.consumer_lag.labels(topic, str(partition))
+        child.set(records)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

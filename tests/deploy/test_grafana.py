@@ -35,6 +35,29 @@ def test_dashboard_identity_and_layout(dashboard: dict[str, Any]) -> None:
         assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24, panel["title"]
 
 
+def test_panels_do_not_overlap(dashboard: dict[str, Any]) -> None:
+    """Grafana would shove an overlapping panel elsewhere; a panel inserted in the middle must move the rest."""
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels(dashboard):
+        pos = panel["gridPos"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+
+
+def test_consumer_lag_panel_marks_the_alert_threshold(repo: Path, dashboard: dict[str, Any]) -> None:
+    """Transform's lag is on the dashboard, with the KmsyncTransformLagging threshold drawn on it."""
+    rules = yaml.safe_load((repo / "deploy/prometheus/alerts.yml").read_text())["groups"]
+    [alert] = [r for g in rules for r in g["rules"] if r.get("alert") == "KmsyncTransformLagging"]
+    threshold = float(alert["expr"].rsplit(">", 1)[1])
+    [panel] = [p for p in panels(dashboard)
+               if any("kmsync_transform_consumer_lag_records" in t["expr"] for t in p.get("targets", []))]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps if s["value"] is not None] == [threshold]
+    assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
+
+
 def test_every_query_uses_the_datasource_variable(dashboard: dict[str, Any]) -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"

@@ -1,0 +1,29 @@
+"""Consumer lag: how many input records a partition has that transform has not read yet.
+
+Pure: the caller passes what aiokafka already knows from its last fetch response (no extra broker
+round trip). A fetch response carries the partition's high watermark and, for a read_committed
+consumer, its last stable offset (LSO); records at or past the LSO are not readable yet, so they are
+not counted as lag. Both offsets and the position are "next offset" numbers, so lag = end - position.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+IsolationLevel = Literal["read_committed", "read_uncommitted"]
+
+
+def log_end(highwater: int | None, last_stable: int | None, isolation_level: IsolationLevel) -> int | None:
+    """The offset after the last record this consumer may read; None before the first fetch response.
+
+    aiokafka reports an LSO of -1 (or None on old brokers) when it has none: the high watermark is
+    the end then.
+    """
+    if isolation_level == "read_committed" and last_stable is not None and last_stable >= 0:
+        return last_stable
+    return highwater
+
+
+def lag(end: int, position: int) -> int:
+    """Records between the position and the end (never negative: the end can trail a fresh position)."""
+    return max(0, end - position)
