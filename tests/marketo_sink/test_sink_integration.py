@@ -198,6 +198,19 @@ async def harness(kafka_broker: Any, topic_prefix: str, sb: SandboxHandle, tenan
         await h.dlq.stop()
 
 
+async def committed_to_the_end(h: Harness) -> bool:
+    """The sink's group committed every partition of the operations topic up to its log end."""
+    probe = AIOKafkaConsumer(bootstrap_servers=h.bootstrap, group_id=h.group, enable_auto_commit=False)
+    await probe.start()
+    try:
+        parts = await topic_partitions(probe, topic_name(MARKETO_OPS, h.prefix))
+        ends = await probe.end_offsets(parts)
+        committed = {tp: await probe.committed(tp) for tp in parts}
+        return all((committed[tp] or 0) == ends[tp] for tp in parts)
+    finally:
+        await probe.stop()
+
+
 def scenario(ops: Any, munchkin: str, n: int, tag: str = "") -> list[MarketoOperation]:
     """Per attendee: a lead upsert, Registered then Attended, an engagement object, an activity."""
     out: list[MarketoOperation] = []
@@ -508,18 +521,82 @@ async def test_a_custom_object_backfill_goes_bulk_by_the_instance_threshold(
             assert sorted((int(r["personId"]), r["entry_id"]) for r in stored) == sorted(
                 (ids[e], f"1_e{n}") for e in emails for n in range(entries))
 
-            async def committed_to_the_end() -> bool:
-                probe = AIOKafkaConsumer(bootstrap_servers=h.bootstrap, group_id=h.group, enable_auto_commit=False)
-                await probe.start()
-                try:
-                    parts = await topic_partitions(probe, topic_name(MARKETO_OPS, topic_prefix))
-                    ends = await probe.end_offsets(parts)
-                    committed = {tp: await probe.committed(tp) for tp in parts}
-                    return all((committed[tp] or 0) == ends[tp] for tp in parts)
-                finally:
-                    await probe.stop()
+            await until(lambda: committed_to_the_end(h), 30, "offsets committed behind the outcomes")
 
-            await until(committed_to_the_end, 30, "offsets committed behind the outcomes")
+
+def import_jobs(sb: SandboxHandle, munchkin: str, kind: str = "customobjects") -> list[Any]:
+    """The sandbox's bulk import jobs of one kind, in the order they were submitted."""
+    return sorted((j for j in sb.instance(munchkin).jobs.values() if j.kind == kind), key=lambda j: j.batch_id)
+
+
+def most_outstanding(jobs: list[Any]) -> int:
+    """The most jobs submitted and not yet finished at once (at Marketo: queued or importing)."""
+    return max((sum(1 for i in jobs if i.created <= j.created < (i.finished or float("inf"))) for j in jobs),
+               default=0)
+
+
+async def test_bulk_custom_object_jobs_are_pipelined_and_later_upserts_wait_for_their_record(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backfill of several bulk windows against imports that take seconds (minutes at Marketo): the
+    window loop does not wait for each job, so several are outstanding at once; updates of records
+    that an outstanding job carries wait for that job (the sandbox, like Marketo, runs two jobs at
+    once, and a smaller later job would finish first and be overwritten by the older rows)."""
+    leads, entries, updated_leads = 60, 20, range(40, 60)
+    # Jobs take seconds; the rate limit is lifted (sandbox and client alike) so that the test's
+    # fast status polls (every 0.1-0.3 s per job, not Marketo's 5-30 s) do not queue in the limiter.
+    slow_imports = {A: LimitsConfig(import_seconds_base=1.0, import_seconds_per_row=0.002, import_queue_seconds=0.0,
+                                    rate_limit=1000)}
+    async with running_sandbox(instances=sandbox_instances(A, limits=slow_imports)) as sb:
+        tenants = tenants_for(sb, monkeypatch, {"alpha": {
+            "munchkin_id": A, "endpoint": sb.instance_url(A), "client_id": sb.client_id,
+            "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}, "share": 0.5, "bulk_min_records": 300,
+            "rate_limit_calls": 1000}})
+        async with harness(kafka_broker, topic_prefix, sb, tenants) as h:
+            emails = [f"p{i}@pipe.example" for i in range(leads)]
+
+            def engagement(i: int, n: int, plays: int, op_id: str) -> MarketoOperation:
+                return ops.obj(emails[i], entry=f"1_e{n}", munchkin=A, op_id=op_id, plays=plays).model_copy(
+                    update={"dedupe_fields": ("entry_id", "personId")})
+
+            # 1,200 upserts (three bulk windows of 400), then 300 updates of records in the last of them.
+            backfill = [engagement(i, n, 1, f"bf-{i}-{n}") for i in range(leads) for n in range(entries)]
+            updates = [engagement(i, n, 2, f"up-{i}-{n}") for i in updated_leads for n in range(15)]
+            everything = backfill + updates
+            await h.produce(everything)
+            sink = h.start_sink(window_max_records=300, bulk_window_max_records=400, window_min_call_records=0,
+                                window_max_age_seconds=2.0)
+            await h.wait_for_outcomes({op.op_id for op in everything}, within=90)
+            outcomes = await h.outcomes()
+            assert sorted(o.op_id for o in outcomes) == sorted(op.op_id for op in everything), "one outcome each"
+            assert {o.status for o in outcomes} == {"updated"}, {(o.status, o.reason_code) for o in outcomes}
+            jobs = import_jobs(sb, A)
+            assert len(jobs) >= 3 and all(j.status == "Complete" for j in jobs), [(j.batch_id, j.status) for j in jobs]
+            # More than one at once (one window after another would give 1), within the pipeline's cap.
+            assert 2 <= most_outstanding(jobs) <= sink.settings.bulk_pipeline_max_jobs, [
+                (j.batch_id, j.created, j.finished) for j in jobs]
+            # Ordering: a job carrying a record's newer value was submitted only after every job
+            # carrying its older value had finished.
+            submitted: dict[tuple[str, str, str], list[Any]] = {}
+            for j in jobs:
+                for row in j.rows:
+                    rec = dict(zip(j.header, row, strict=True))
+                    submitted.setdefault((rec["email"], rec["entry_id"], rec["plays"]), []).append(j)
+            newer = [(key, j) for key, js in submitted.items() if key[2] == "2" for j in js]
+            assert newer, "the updates went bulk too"
+            for (email, entry, _), j in newer:
+                for older in submitted.get((email, entry, "1"), []):
+                    assert older.finished is not None and older.finished <= j.created, (email, entry)
+            dump = sb.dump(A)
+            ids = {ld["email"]: ld["id"] for ld in dump["leads"]}
+            assert sorted(ids) == sorted(emails)
+            stored = dump["customObjects"]["kalturaUserSessionEngagement"]
+            want = {(ids[emails[i]], f"1_e{n}"): (2 if i in updated_leads and n < 15 else 1)
+                    for i in range(leads) for n in range(entries)}
+            assert len(stored) == len(want)
+            assert {(int(r["personId"]), r["entry_id"]): int(r["plays"]) for r in stored} == want, "newest value wins"
+            await until(lambda: committed_to_the_end(h), 30, "offsets committed to the log end")
+            assert sink.metrics.bulk_in_flight.labels(A)._value.get() == 0
 
 
 async def test_rebalance_hands_instances_over_without_loss_or_duplicates(
