@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +33,7 @@ from transform.lag import IsolationLevel, lag, log_end
 from transform.metrics import TransformMetrics
 from transform.routing import INPUTS, route
 from transform.settings import TransformSettings
-from transform.state import Tables
+from transform.state import StagedTables, Tables
 from transform.transformer import Transformer
 
 log = logging.getLogger("kmsync.transform")
@@ -192,6 +192,19 @@ class TransformWorker:
     async def process(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         assert self.consumer is not None and self.producer is not None
         staged = self.tables.stage()
+        outputs = self.transform_batch(staged, [m for msgs in batches.values() for m in msgs])
+        # 1. operations and dead letters, acknowledged before the state moves on
+        await self.send_all(outputs)
+        # 2. the state the batch leaves behind, acknowledged before the offsets are committed
+        await self.send_all([(self.state_topic, key, value) for key, value in staged.records()])
+        staged.commit()
+        # 3. the batch's input offsets
+        await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
+
+    def transform_batch(
+        self, staged: StagedTables, records: Iterable[ConsumerRecord[Any, Any]]
+    ) -> list[tuple[str, bytes, bytes | None]]:
+        """Pure: a batch's records, in order, against `staged` → (topic, key, value) to send."""
         transformer = Transformer(
             self.tenants, staged.transform_state(),
             rate_scale=self.settings.rate_scale,
@@ -200,16 +213,9 @@ class TransformWorker:
             clock=self.clock,
         )
         outputs: list[tuple[str, bytes, bytes | None]] = []
-        for msgs in batches.values():
-            for m in msgs:
-                outputs += self.transform_one(transformer, m)
-        # 1. operations and dead letters, acknowledged before the state moves on
-        await self.send_all(outputs)
-        # 2. the state the batch leaves behind, acknowledged before the offsets are committed
-        await self.send_all([(self.state_topic, key, value) for key, value in staged.records()])
-        staged.commit()
-        # 3. the batch's input offsets
-        await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
+        for m in records:
+            outputs += self.transform_one(transformer, m)
+        return outputs
 
     def transform_one(
         self, transformer: Transformer, m: ConsumerRecord[Any, Any]

@@ -14,12 +14,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from aiokafka import ConsumerRecord
+
 from kmsync_config.tenants import TenantsConfig, parse_tenants
 from kmsync_contracts.codecs import encode
 from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
+from transform.app import TransformWorker
 from transform.dead_letters import SourceRef
 from transform.metrics import TransformMetrics
 from transform.routing import route
+from transform.settings import TransformSettings
 from transform.state import Tables
 from transform.transformer import Transformer, TransformState
 
@@ -225,6 +229,30 @@ def forced_scale_lines(tenants: TenantsConfig, items: list[tuple[TopicSpec, byte
                 lines += [_line(f"ops-{scale}", op.munchkin_id.encode(), encode(op))
                           for op in transformer.apply(routed.routed).ops]
     return lines
+
+
+def consumer_records(items: list[tuple[TopicSpec, bytes]]) -> list[ConsumerRecord[bytes, bytes]]:
+    """The inputs as the worker's consumer hands them over (positions as in sources())."""
+    return [ConsumerRecord(spec.name, source.partition or 0, source.offset or 0, 0, 0,
+                           source.key.encode() if source.key else None, raw, None, 0, len(raw), ())
+            for (spec, raw), source in zip(items, sources(items), strict=True)]
+
+
+def worker() -> TransformWorker:
+    """A worker that is never started: its pure batch path needs no broker."""
+    return TransformWorker(TransformSettings(topic_prefix=""), tenants_config(), clock=lambda: NOW)
+
+
+def app_lines(w: TransformWorker, records: list[ConsumerRecord[bytes, bytes]]) -> list[str]:
+    """What the worker sends for `records`, in batches of BATCH, as golden lines (then its metrics)."""
+    label = {w.ops_topic: "ops", w.dlq_topic: "dlq"}
+    lines: list[str] = []
+    for start in range(0, len(records), BATCH):
+        staged = w.tables.stage()
+        lines += [_line(label[t], k, v) for t, k, v in w.transform_batch(staged, records[start:start + BATCH])]
+        lines += [_line("state", k, v) for k, v in staged.records()]
+        staged.commit()
+    return lines + metric_lines(w.metrics)
 
 
 def metric_lines(metrics: TransformMetrics) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .golden_inputs import golden_lines
+from .golden_inputs import app_lines, consumer_records, golden_lines, inputs, worker
 
 GOLDEN = Path(__file__).with_name("golden_pure_path.txt")
 #: The golden file itself is pinned too, so regenerating it is a deliberate, visible change.
@@ -18,11 +18,21 @@ def test_golden_file_is_the_pinned_one() -> None:
     assert hashlib.sha256(GOLDEN.read_bytes()).hexdigest() == GOLDEN_SHA256
 
 
-def test_pure_path_output_is_byte_identical_to_the_golden_file() -> None:
-    want = GOLDEN.read_text().splitlines()
-    got = golden_lines()
+def assert_same_lines(got: list[str], want: list[str]) -> None:
     for n, (g, w) in enumerate(zip(got, want, strict=False), start=1):
         assert g == w, f"line {n} of {GOLDEN.name} differs"
     assert len(got) == len(want)
+
+
+def test_pure_path_output_is_byte_identical_to_the_golden_file() -> None:
+    want = GOLDEN.read_text().splitlines()
+    assert_same_lines(golden_lines(), want)
     kinds = {line.split("\t", 1)[0] for line in want}
     assert kinds == {"ops", "dlq", "state", "metric", "ops-fraction", "ops-percent"}, "the set covers every output"
+
+
+def test_the_workers_batch_path_gives_the_same_bytes_and_metrics() -> None:
+    """The app's own path (transform_batch over consumer records, metrics included) matches too."""
+    want = [line for line in GOLDEN.read_text().splitlines() if not line.startswith(("ops-", "metric"))]
+    want += [line for line in GOLDEN.read_text().splitlines() if line.startswith("metric")]
+    assert_same_lines(app_lines(worker(), consumer_records(inputs())), want)
