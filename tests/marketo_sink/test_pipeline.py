@@ -139,12 +139,16 @@ class Published:
         self.decisions: dict[str, list[Decision]] = {}
         self.tracker = OffsetTracker()
         self._changed = asyncio.Event()
+        #: Publishing an outcome of one of these operations fails (Kafka refuses it).
+        self.refuse: set[str] = set()
 
     def read(self, pending: list[PendingOp]) -> None:
         for p in pending:
             self.tracker.read(p.source.topic, p.source.partition, p.source.offset)
 
     async def __call__(self, decisions: list[Decision]) -> None:
+        if self.refuse & {d.pending.op.op_id for d in decisions}:
+            raise RuntimeError("the results topic refused the outcomes")
         for d in decisions:
             self.decisions.setdefault(d.pending.op.op_id, []).append(d)
             self.tracker.done(d.pending.source.topic, d.pending.source.partition, d.pending.source.offset)
@@ -316,6 +320,18 @@ async def test_a_job_still_outstanding_when_the_drain_ends_is_abandoned_uncommit
     assert h.worker.pipeline is not None and h.worker.pipeline.tasks == set()
     assert h.published.decisions.keys() == {"e3-v1", "e4-v1"}
     assert h.published.committable() == first[0].source.offset, "job 1's records stay uncommitted"
+
+
+async def test_a_job_whose_outcomes_cannot_be_published_fails_the_worker(harness) -> None:
+    h = harness()
+    h.published.refuse = {"e1-v1"}
+    h.add(h.obj("1_e1", 1, "e1-v1"), h.obj("1_e2", 1, "e2-v1"))
+    (await h.bulk.next_job()).finish()
+    assert h.worker.task is not None
+    await asyncio.wait_for(asyncio.wait({h.worker.task}), WITHIN)
+    # As a window's would: the sink stops and its records are replayed from the last commit.
+    assert isinstance(h.worker.task.exception(), RuntimeError)
+    assert h.published.committable() == 0
 
 
 async def test_bulk_pipeline_holds_keys_until_its_job_ends_even_if_cancelled_unstarted() -> None:
