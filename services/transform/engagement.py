@@ -12,9 +12,9 @@ scaling, every rate is clamped to [0, 1].
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from kmsync_config.tenants import EventConfig, SessionConfig
 from kmsync_contracts.base import Scalar
@@ -54,14 +54,14 @@ def normalise_rates(snapshot: SessionEngagement, scale: RateScale = "auto") -> d
     return {name: None if v is None else clamp_fraction(v / divisor) for name, v in raw.items()}
 
 
-def _typed(spec: FieldSpec, value: object) -> Scalar:
-    if value is None:
-        return None
-    if spec.data_type == "integer":
-        return int(value)  # type: ignore[call-overload]
-    if spec.data_type == "float":
-        return float(value)  # type: ignore[arg-type]
-    return str(value)
+#: How a seed data type is written; every other type (string, text, link, ...) as text.
+_CASTS: dict[str, Callable[[Any], Scalar]] = {"integer": int, "float": float}
+#: A record's fields, in the seed's order, each with its cast (built once, used per snapshot).
+RecordPlan = tuple[tuple[str, Callable[[Any], Scalar]], ...]
+
+
+def record_plan(fields: tuple[FieldSpec, ...], skip: set[str]) -> RecordPlan:
+    return tuple((spec.name, _CASTS.get(spec.data_type, str)) for spec in fields if spec.name not in skip)
 
 
 @dataclass(frozen=True)
@@ -87,14 +87,21 @@ def session_config(event: EventConfig, entry_id: str) -> SessionConfig | None:
     return None
 
 
-def _values(
-    snapshot: SessionEngagement, email: str, event: EventConfig, scale: RateScale
+#: The seed's object fields the snapshot has under the same name (identity fields are set below).
+_SNAPSHOT_FIELDS: tuple[str, ...] = tuple(
+    spec.name for spec in ENGAGEMENT_OBJECT_FIELDS if spec.name in SessionEngagement.model_fields)
+_OBJECT_PLAN = record_plan(ENGAGEMENT_OBJECT_FIELDS, {LINK_FIELD})
+_ACTIVITY_PLAN = record_plan(ENGAGEMENT_ACTIVITY_FIELDS, {PRIMARY_FIELD})
+
+
+def engagement_values(
+    snapshot: SessionEngagement, email: str, event: EventConfig, scale: RateScale = "auto"
 ) -> dict[str, object]:
+    """Every seed field's value for this snapshot (None where it has none), untyped: computed once
+    and shared by the object record and the activity attributes."""
     session = session_config(event, snapshot.entry_id)
     channel = resolve_channel(snapshot, session, event.outputs.legacy_activities_only)
-    values: dict[str, object] = {
-        name: getattr(snapshot, name, None) for name in (f.name for f in ENGAGEMENT_OBJECT_FIELDS)
-    }
+    values: dict[str, object] = {name: getattr(snapshot, name) for name in _SNAPSHOT_FIELDS}
     values.update(normalise_rates(snapshot, scale))
     values.update(
         entry_id=snapshot.entry_id,
@@ -108,27 +115,29 @@ def _values(
     return values
 
 
-def _record(fields: tuple[FieldSpec, ...], values: Mapping[str, object], skip: set[str]) -> dict[str, Scalar]:
-    out: dict[str, Scalar] = {}
-    for spec in fields:
-        if spec.name in skip:
-            continue
-        typed = _typed(spec, values.get(spec.name))
-        if typed is not None:
-            out[spec.name] = typed
-    return out
+def _record(plan: RecordPlan, values: Mapping[str, object]) -> dict[str, Scalar]:
+    """The plan's fields that have a value, typed, in the plan's (the seed's) order."""
+    return {name: cast(value) for name, cast in plan if (value := values.get(name)) is not None}
+
+
+def object_record(values: Mapping[str, object]) -> dict[str, Scalar]:
+    """The kalturaUserSessionEngagement record of engagement_values(): every seed field with a value,
+    typed as the seed says, in the seed's order. personId is left to the sink."""
+    return _record(_OBJECT_PLAN, values)
+
+
+def activity_attributes(values: Mapping[str, object]) -> dict[str, Scalar]:
+    """The userSessionEngagement secondary attributes of engagement_values() (entry_id is the primary)."""
+    return _record(_ACTIVITY_PLAN, values)
 
 
 def engagement_object_record(
     snapshot: SessionEngagement, email: str, event: EventConfig, scale: RateScale = "auto"
 ) -> dict[str, Scalar]:
-    """The kalturaUserSessionEngagement record: every seed field the snapshot has a value for,
-    typed as the seed says, in the seed's order. personId is left to the sink."""
-    return _record(ENGAGEMENT_OBJECT_FIELDS, _values(snapshot, email, event, scale), {LINK_FIELD})
+    return object_record(engagement_values(snapshot, email, event, scale))
 
 
 def engagement_activity_attributes(
     snapshot: SessionEngagement, email: str, event: EventConfig, scale: RateScale = "auto"
 ) -> dict[str, Scalar]:
-    """The userSessionEngagement secondary attributes (entry_id is the primary attribute)."""
-    return _record(ENGAGEMENT_ACTIVITY_FIELDS, _values(snapshot, email, event, scale), {PRIMARY_FIELD})
+    return activity_attributes(engagement_values(snapshot, email, event, scale))

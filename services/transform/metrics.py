@@ -33,23 +33,33 @@ class TransformMetrics:
                                   "read_committed) minus transform's position, as of the last poll",
                                   ["topic", "partition"], registry=r)
         self._lag_children: dict[tuple[str, int], Gauge] = {}
+        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
+
+    def _inc(self, counter: Counter, labels: tuple[str, ...], amount: int = 1) -> None:
+        """counter.labels(*labels).inc(amount), with the labelled child looked up once per label set
+        (labels() validates and locks on every call; this runs several times per record)."""
+        child = self._children.get((counter, labels))
+        if child is None:
+            child = self._children[(counter, labels)] = counter.labels(*labels)
+        child.inc(amount)
 
     def routed(self, topic: str, result: RouteResult) -> None:
-        self.records_in.labels(result.tenant, topic).inc()
+        self._inc(self.records_in, (result.tenant, topic))
         if result.dead_letter is not None:
-            self.dead_letters.labels(result.tenant, result.dead_letter.reason_code).inc()
+            self._inc(self.dead_letters, (result.tenant, result.dead_letter.reason_code))
 
     def stepped(self, result: StepResult) -> None:
+        tenant = result.tenant
         for op in result.ops:
-            self.ops_out.labels(result.tenant, op.kind).inc()
+            self._inc(self.ops_out, (tenant, op.kind))
         for dl in result.dead_letters:
-            self.dead_letters.labels(result.tenant, dl.reason_code).inc()
+            self._inc(self.dead_letters, (tenant, dl.reason_code))
         if result.regressions:
-            self.regressions.labels(result.tenant).inc(result.regressions)
+            self._inc(self.regressions, (tenant,), result.regressions)
         if result.repeats:
-            self.repeats.labels(result.tenant).inc(result.repeats)
+            self._inc(self.repeats, (tenant,), result.repeats)
         if result.ledger_hits:
-            self.ledger_hits.labels(result.tenant).inc(result.ledger_hits)
+            self._inc(self.ledger_hits, (tenant,), result.ledger_hits)
 
     def set_lag(self, topic: str, partition: int, records: int) -> None:
         """`topic` is the catalogue name (as in records_in), without the deployment's prefix."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kmsync_config.tenants import TenantsConfig
+from kmsync_config.tenants import EventConfig, TenantsConfig
 from kmsync_contracts.marketo_ops import (
     CustomActivity,
     CustomObjectUpsert,
@@ -29,7 +29,7 @@ from kmsync_contracts.seed import (
     POLLS_OBJECT_DEDUPE_FIELDS,
 )
 from transform.dead_letters import Reason, dead_letter
-from transform.engagement import RateScale, engagement_activity_attributes, engagement_object_record
+from transform.engagement import RateScale, activity_attributes, engagement_values, object_record
 from transform.forward_only import ForwardOnly, Verdict, person_key
 from transform.ledger import ActivityLedger, activity_op_id
 from transform.op_ids import content_fingerprint, op_id
@@ -99,9 +99,9 @@ class Transformer:
             self._status(routed, event.program_id, event.status_overrides, event.outputs.program_status, now,
                          result)
         elif isinstance(routed, RoutedEngagement):
-            self._engagement(routed, now, result)
+            self._engagement(routed, event, now, result)
         else:
-            self._poll(routed, now, result)
+            self._poll(routed, event, now, result)
         return result
 
     # -- statuses ----------------------------------------------------------------------------------
@@ -133,17 +133,17 @@ class Transformer:
                 granular_status=mapped.granular, **base))
 
     # -- engagement --------------------------------------------------------------------------------
-    def _engagement(self, routed: RoutedEngagement, now: datetime, result: StepResult) -> None:
-        event = event_for(self.tenants, routed)
-        assert event is not None
+    def _engagement(self, routed: RoutedEngagement, event: EventConfig, now: datetime, result: StepResult) -> None:
         snap, email, munchkin = routed.record, routed.email, routed.munchkin_id
         base = {
             "munchkin_id": munchkin, "partner_id": snap.partner_id,
             "virtual_event_id": snap.virtual_event_id, "email": email,
             "source_time": snap.source_time, "emitted_at": now,
         }
+        values: dict[str, object] | None = None  # the object and the activity share them
         if event.outputs.custom_objects:
-            record = engagement_object_record(snap, email, event, self.rate_scale)
+            values = engagement_values(snap, email, event, self.rate_scale)
+            record = object_record(values)
             result.ops.append(CustomObjectUpsert(
                 op_id=op_id("custom_object_upsert", munchkin, ENGAGEMENT_OBJECT_API_NAME,
                             snap.virtual_event_id, snap.entry_id, email, content_fingerprint(record)),
@@ -157,12 +157,12 @@ class Transformer:
             result.ops.append(CustomActivity(
                 op_id=activity_id, activity_type=ENGAGEMENT_ACTIVITY_API_NAME,
                 primary_attribute_value=snap.entry_id, activity_date=snap.source_time,
-                attributes=engagement_activity_attributes(snap, email, event, self.rate_scale), **base))
+                attributes=activity_attributes(
+                    values if values is not None else engagement_values(snap, email, event, self.rate_scale)),
+                **base))
 
     # -- polls -------------------------------------------------------------------------------------
-    def _poll(self, routed: RoutedPoll, now: datetime, result: StepResult) -> None:
-        event = event_for(self.tenants, routed)
-        assert event is not None
+    def _poll(self, routed: RoutedPoll, event: EventConfig, now: datetime, result: StepResult) -> None:
         response, email, munchkin = routed.record, routed.email, routed.munchkin_id
         if not event.outputs.custom_objects:
             return  # legacy tenants have no custom objects; the seed has no poll activity

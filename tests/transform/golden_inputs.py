@@ -147,6 +147,9 @@ def inputs() -> list[tuple[TopicSpec, bytes]]:
                              high_live_engagement_rate=100.0, raise_hand=2**40))),
         (e, _json(engagement(user="u6", email="fay@x.io", event=OTHER_INSTANCE, final=True,
                              good_live_engagement_rate=0.999999, combined_live_engaged_users_play_time_ratio=1.5))),
+        (e, _json(engagement(user="u10", email="jo@x.io", final=True, no_live_engagement_rate=-0.0, cam_on=-0.0,
+                             high_live_engagement_rate=1e-320, vod_minutes_viewed=1e16, plays=0,
+                             live_minutes_viewed=12345678901234567890.5))),
         (e, _json(engagement(user="u7", email="gus@x.io", entry="0_keynote", minutes=45,
                              source_time=datetime(2026, 11, 27, 9, 45, tzinfo=BERLIN).isoformat()))),
         # --- polls: slots, repeats, changed answers, truncation, unicode, a session's 11th poll
