@@ -30,8 +30,8 @@ class WindowSettings(CommonSettings):
     #: object whose own deduplicated upserts in the window reach it goes bulk on its own. A tenants
     #: file instance's ``bulk_min_records`` replaces it for that instance.
     bulk_min_records: int = Field(default=0, ge=0)
-    #: With a bulk threshold > 0, a window that closes on count or bytes (a backlog) takes up to this
-    #: many ready operations ...
+    #: With a bulk threshold > 0, a window closes on count only at this many ready operations (not at
+    #: window_max_records) and takes up to this many, whatever closed it ...
     bulk_window_max_records: int = Field(default=25_000, ge=1)
     #: ... and this many encoded bytes, instead of window_max_records / window_max_bytes.
     bulk_window_max_bytes: int = Field(default=64_000_000, ge=1_000)

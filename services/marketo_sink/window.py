@@ -22,24 +22,21 @@ class CloseReason(StrEnum):
     DRAIN = "drain"
 
 
-#: Close reasons that mean a backlog: more is ready than one window holds.
-BACKLOG = frozenset({CloseReason.COUNT, CloseReason.BYTES})
-
-
 @dataclass(frozen=True)
 class WindowLimits:
     max_records: int
     max_age_seconds: float
     max_bytes: int
-    #: Caps of a backlog window on a bulk-enabled instance (None: the normal caps apply).
+    #: A bulk-enabled instance's window sizes (None: the normal ones apply). Its windows close on
+    #: count/bytes only at these (so a backlog fills a bulk job instead of closing at the REST size
+    #: and going out over REST below the bulk threshold) and may take this much whatever closed them;
+    #: the age limit still bounds how long a trickle waits.
     bulk_max_records: int | None = None
     bulk_max_bytes: int | None = None
 
-    def caps(self, reason: CloseReason | None) -> tuple[int, int]:
-        """(records, bytes) one window may take when it closes for ``reason``."""
-        if reason in BACKLOG:
-            return (self.bulk_max_records or self.max_records, self.bulk_max_bytes or self.max_bytes)
-        return self.max_records, self.max_bytes
+    def caps(self, reason: CloseReason | None = None) -> tuple[int, int]:
+        """(records, bytes) at which a window closes on count/bytes and that one window may take."""
+        return (self.bulk_max_records or self.max_records, self.bulk_max_bytes or self.max_bytes)
 
 
 class Window:
@@ -75,9 +72,10 @@ class Window:
         ready = self._ready(now)
         if not ready:
             return None
-        if len(ready) >= self.limits.max_records:
+        max_records, max_bytes = self.limits.caps()
+        if len(ready) >= max_records:
             return CloseReason.COUNT
-        if sum(p.size for p in ready) >= self.limits.max_bytes:
+        if sum(p.size for p in ready) >= max_bytes:
             return CloseReason.BYTES
         if now - min(p.arrived for p in ready) >= self.limits.max_age_seconds:
             return CloseReason.AGE
@@ -93,8 +91,8 @@ class Window:
         return min(times) if times else None
 
     def take(self, now: float, reason: CloseReason | None = None) -> list[PendingOp]:
-        """Everything ready, oldest first, up to the count and byte caps of a window that closed for
-        ``reason`` (the bulk caps for a backlog when they are set); the rest stays."""
+        """Everything ready, oldest first, up to the window's count and byte caps (a bulk-enabled
+        instance's bulk caps, whatever the ``reason``); the rest stays."""
         max_records, max_bytes = self.limits.caps(reason)
         # Nearly in arrival order already (retries are the exception): the sort is close to linear.
         ready = sorted(self._ready(now), key=lambda p: (p.arrived, p.source))

@@ -16,7 +16,6 @@ from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.settings import MarketoSettings
 from marketo_sink.service import MarketoSink
 from marketo_sink.settings import SinkSettings
-from marketo_sink.window import CloseReason
 from marketo_sink.worker import InstanceWorker
 from marketo_sink.writer import MarketoWriter
 
@@ -93,9 +92,8 @@ async def test_each_worker_gets_its_instance_rate_limit_and_bulk_threshold(monke
         assert lifted.writer.limiter.stats().window_limit == 500 - 10
         assert default.writer.limiter.stats().window_limit == 50 - 10, "marketo-api.md §2.1: 100 per 20 s"
         assert [w.bulk_min_records for w in workers] == [7, 500, 0]
-        # Backlog windows grow to the bulk caps only where bulk is on.
-        assert [w.window.limits.caps(CloseReason.COUNT)[0] for w in workers] == [40_000, 40_000, 3000]
-        assert [w.window.limits.caps(CloseReason.AGE)[0] for w in workers] == [3000, 3000, 3000]
+        # Windows close on count at and take up to the bulk caps only where bulk is on.
+        assert [w.window.limits.caps()[0] for w in workers] == [40_000, 40_000, 3000]
         # Bulk custom object jobs are pipelined (default 4 outstanding) only where bulk is on.
         assert [w.pipeline.max_jobs if w.pipeline else None for w in workers] == [4, 4, None]
         assert workers[0].executor.pipeline is workers[0].pipeline

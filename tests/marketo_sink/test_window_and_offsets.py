@@ -158,11 +158,25 @@ def test_a_backlog_window_of_a_bulk_instance_takes_up_to_the_bulk_caps(ops) -> N
     assert len(plain.take(now=0.0, reason=plain.due(now=0.0))) == 10
 
 
-def test_bulk_caps_apply_to_backlogs_only_and_bound_bytes_too(ops) -> None:
+def test_a_bulk_instance_window_closes_on_count_only_at_the_bulk_size(ops) -> None:
+    """More than window_max_records but fewer than the bulk size is no reason to close yet: the
+    window keeps filling (a fast loop would otherwise send each backlog slice over REST, under the
+    bulk threshold) until the bulk size or its age limit."""
+    bulk = WindowLimits(max_records=10, max_age_seconds=5, max_bytes=10**9, bulk_max_records=25,
+                        bulk_max_bytes=10**9)
+    w = backlog(ops, 15, bulk)
+    assert w.due(now=0.0) is None
+    assert w.due(now=100.0) is CloseReason.AGE
+    plain = backlog(ops, 15, WindowLimits(max_records=10, max_age_seconds=5, max_bytes=10**9))
+    assert plain.due(now=0.0) is CloseReason.COUNT
+
+
+def test_bulk_caps_apply_to_every_window_of_a_bulk_instance_and_bound_bytes_too(ops) -> None:
     one = ops.pending(ops.obj("u000@x.com", op_id="op000")).size
     limits = WindowLimits(max_records=10, max_age_seconds=5, max_bytes=10**9, bulk_max_records=25,
                           bulk_max_bytes=one * 18 + 1)
+    assert backlog(ops, 20, limits).due(now=0.0) is CloseReason.BYTES, "under the bulk count, over its bytes"
     w = backlog(ops, 40, limits)
-    assert len(w.take(now=100.0, reason=CloseReason.AGE)) == 10, "an aged window is a normal one"
-    assert len(w.take(now=100.0, reason=CloseReason.COUNT)) == 18, "the bulk byte cap"
-    assert len(w.take(now=100.0, reason=CloseReason.BYTES)) == 12
+    assert len(w.take(now=100.0, reason=CloseReason.AGE)) == 18, "an aged window takes the bulk byte cap too"
+    assert len(w.take(now=100.0, reason=CloseReason.COUNT)) == 18
+    assert len(w.take(now=100.0, reason=CloseReason.BYTES)) == 4
