@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from kmsync_contracts.topics import TopicSpec
+from kmsync_kafka.lag import IsolationLevel
 
 
 def topic_name(spec: TopicSpec, prefix: str = "") -> str:
@@ -57,6 +58,10 @@ def reliable_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**settings)
 
 
+#: What manual_commit_consumer reads: committed records only (aborted transactions never count).
+DEFAULT_ISOLATION: IsolationLevel = "read_committed"
+
+
 def manual_commit_consumer(bootstrap: str, group_id: str, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
     """A consumer that never commits on its own: the caller commits what has an outcome."""
     settings: dict[str, Any] = {
@@ -64,7 +69,7 @@ def manual_commit_consumer(bootstrap: str, group_id: str, *topics: str, **overri
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
-        "isolation_level": "read_committed",
+        "isolation_level": DEFAULT_ISOLATION,
     }
     settings.update(overrides)
     return AIOKafkaConsumer(*topics, **settings)

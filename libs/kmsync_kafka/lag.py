@@ -1,4 +1,4 @@
-"""Consumer lag: how many input records a partition has that transform has not read yet.
+"""Consumer lag: how many records a partition has that a consumer (transform, the sink) has not read yet.
 
 Pure: the caller passes what aiokafka already knows from its last fetch response (no extra broker
 round trip). A fetch response carries the partition's high watermark and, for a read_committed

@@ -51,6 +51,10 @@ class SinkMetrics:
                                     ["instance"], registry=r)
         self.buffered = Gauge("kmsync_sink_buffered_operations", "Operations read and not yet decided",
                               ["instance"], registry=r)
+        # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
+        self.consumer_lag = Gauge("kmsync_sink_consumer_lag_records",
+                                  "Operations on marketo.ops.v1 this sink has not read yet", ["partition"],
+                                  registry=r)
 
     def observe_call(self, instance: str, endpoint: str, records: int, code: str) -> None:
         self.calls.labels(instance, endpoint, code).inc()

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts import ContractError, DeadLetter, decode, encode, utc_now
 from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
-from kmsync_kafka.clients import manual_commit_consumer, reliable_producer, topic_name
+from kmsync_kafka.clients import DEFAULT_ISOLATION, manual_commit_consumer, reliable_producer, topic_name
+from kmsync_kafka.lag import lag, log_end
 from kmsync_marketo.bulk import BulkImporter
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.from_config import settings_from_instance
@@ -130,12 +131,26 @@ class MarketoSink:
                     for m in msgs:
                         await self._route(tp, m)
                 self._flow_control()
+                await self._report_lag()
                 if time.monotonic() - last_commit >= s.sink_commit_interval_seconds:
                     await self._commit()
                     last_commit = time.monotonic()
         finally:
             self.state.ready = False
             await self._shutdown()
+
+    async def _report_lag(self) -> None:
+        """The lag gauge of every assigned partition, from what the consumer learnt in its last fetch
+        response (no broker round trip; paused partitions keep their last figure). Operations read
+        and not yet decided are ``kmsync_sink_buffered_operations``, not lag."""
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            end = log_end(self._consumer.highwater(tp), self._consumer.last_stable_offset(tp), DEFAULT_ISOLATION)
+            if end is None:
+                continue
+            with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                position = await self._consumer.position(tp)
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(lag(end, position))
 
     async def _shutdown(self) -> None:
         # Both paths let windows in flight finish (bounded) so accepted writes get their outcomes;
@@ -307,6 +322,8 @@ class MarketoSink:
         for tp in revoked:
             self.tracker.forget(tp.topic, tp.partition)
             self._paused.discard(tp)
+            with contextlib.suppress(KeyError):  # another replica reports it now
+                self.metrics.consumer_lag.remove(str(tp.partition))
         self.state.assigned -= revoked
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 

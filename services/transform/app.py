@@ -28,8 +28,8 @@ from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.codecs import encode
 from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, TopicSpec
 from kmsync_kafka.clients import ensure_topics, manual_commit_consumer, reliable_producer, topic_name
+from kmsync_kafka.lag import IsolationLevel, lag, log_end
 from transform.dead_letters import SourceRef
-from transform.lag import IsolationLevel, lag, log_end
 from transform.metrics import TransformMetrics
 from transform.routing import INPUTS, route
 from transform.settings import TransformSettings

@@ -27,7 +27,7 @@ class TransformMetrics:
                                    ["tenant"], registry=r)
         self.dead_letters = Counter("kmsync_transform_dead_lettered", "Records sent to transform.dlq.v1",
                                     ["tenant", "reason"], registry=r)
-        # Set after every poll from the last fetch response (transform.lag): log end minus position.
+        # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
         self.consumer_lag = Gauge("kmsync_transform_consumer_lag_records",
                                   "Input records not read yet: the partition's log end (last stable offset for "
                                   "read_committed) minus transform's position, as of the last poll",
