@@ -34,7 +34,7 @@ class WindowLimits:
     bulk_max_records: int | None = None
     bulk_max_bytes: int | None = None
 
-    def caps(self, reason: CloseReason | None = None) -> tuple[int, int]:
+    def caps(self) -> tuple[int, int]:
         """(records, bytes) at which a window closes on count/bytes and that one window may take."""
         return (self.bulk_max_records or self.max_records, self.bulk_max_bytes or self.max_bytes)
 
@@ -90,10 +90,10 @@ class Window:
         times += [p.not_before for p in self._ops if p.not_before > now]
         return min(times) if times else None
 
-    def take(self, now: float, reason: CloseReason | None = None) -> list[PendingOp]:
+    def take(self, now: float) -> list[PendingOp]:
         """Everything ready, oldest first, up to the window's count and byte caps (a bulk-enabled
-        instance's bulk caps, whatever the ``reason``); the rest stays."""
-        max_records, max_bytes = self.limits.caps(reason)
+        instance's bulk caps); the rest stays."""
+        max_records, max_bytes = self.limits.caps()
         # Nearly in arrival order already (retries are the exception): the sort is close to linear.
         ready = sorted(self._ready(now), key=lambda p: (p.arrived, p.source))
         taken: list[PendingOp] = []

@@ -152,7 +152,7 @@ class InstanceWorker:
 
     async def _one_window(self, reason: CloseReason, now: float) -> None:
         size = self.window.size_bytes
-        taken = self.window.take(now, reason)
+        taken = self.window.take(now)
         self.metrics.window_records.labels(self.munchkin_id, reason.value).observe(len(taken))
         self.metrics.window_bytes.labels(self.munchkin_id).observe(size)
         if self.pipeline is not None:

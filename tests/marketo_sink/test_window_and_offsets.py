@@ -149,13 +149,14 @@ def test_a_backlog_window_of_a_bulk_instance_takes_up_to_the_bulk_caps(ops) -> N
     w = backlog(ops, 40, bulk)
     reason = w.due(now=0.0)
     assert reason is CloseReason.COUNT
-    taken = w.take(now=0.0, reason=reason)
+    taken = w.take(now=0.0)
     assert len(taken) == 25 and len(w) == 15
     assert [p.arrived for p in taken] == sorted(p.arrived for p in taken), "oldest first"
     assert w.size_bytes == sum(p.size for p in w.drop())
     # Without bulk caps (threshold 0) the same backlog window holds window_max_records.
     plain = backlog(ops, 40, WindowLimits(max_records=10, max_age_seconds=100, max_bytes=10**9))
-    assert len(plain.take(now=0.0, reason=plain.due(now=0.0))) == 10
+    assert plain.due(now=0.0) is CloseReason.COUNT
+    assert len(plain.take(now=0.0)) == 10
 
 
 def test_a_bulk_instance_window_closes_on_count_only_at_the_bulk_size(ops) -> None:
@@ -177,6 +178,7 @@ def test_bulk_caps_apply_to_every_window_of_a_bulk_instance_and_bound_bytes_too(
                           bulk_max_bytes=one * 18 + 1)
     assert backlog(ops, 20, limits).due(now=0.0) is CloseReason.BYTES, "under the bulk count, over its bytes"
     w = backlog(ops, 40, limits)
-    assert len(w.take(now=100.0, reason=CloseReason.AGE)) == 18, "an aged window takes the bulk byte cap too"
-    assert len(w.take(now=100.0, reason=CloseReason.COUNT)) == 18
-    assert len(w.take(now=100.0, reason=CloseReason.BYTES)) == 4
+    assert w.due(now=100.0) is CloseReason.COUNT
+    assert len(w.take(now=100.0)) == 18, "the bulk byte cap"
+    assert len(w.take(now=100.0)) == 18
+    assert len(w.take(now=100.0)) == 4
