@@ -1,14 +1,19 @@
 """Consumer lag: how many records a partition has that a consumer (transform, the sink) has not read yet.
 
-Pure: the caller passes what aiokafka already knows from its last fetch response (no extra broker
-round trip). A fetch response carries the partition's high watermark and, for a read_committed
-consumer, its last stable offset (LSO); records at or past the LSO are not readable yet, so they are
-not counted as lag. Both offsets and the position are "next offset" numbers, so lag = end - position.
+``log_end`` and ``lag`` are pure; ``consumer_lags`` reads what aiokafka already knows from its
+last fetch response (no extra broker round trip). A fetch response carries the partition's high
+watermark and, for a read_committed consumer, its last stable offset (LSO); records at or past the
+LSO are not readable yet, so they are not counted as lag. Both offsets and the position are "next
+offset" numbers, so lag = end - position.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
 
 IsolationLevel = Literal["read_committed", "read_uncommitted"]
 
@@ -27,3 +32,16 @@ def log_end(highwater: int | None, last_stable: int | None, isolation_level: Iso
 def lag(end: int, position: int) -> int:
     """Records between the position and the end (never negative: the end can trail a fresh position)."""
     return max(0, end - position)
+
+
+async def consumer_lags(consumer: AIOKafkaConsumer, isolation_level: IsolationLevel) -> dict[TopicPartition, int]:
+    """The lag of every assigned partition the consumer has had a fetch response for. Such a
+    partition's position is valid, so reading it needs no round trip; one revoked meanwhile is left out."""
+    out: dict[TopicPartition, int] = {}
+    for tp in consumer.assignment():
+        end = log_end(consumer.highwater(tp), consumer.last_stable_offset(tp), isolation_level)
+        if end is None:
+            continue
+        with contextlib.suppress(IllegalStateError):
+            out[tp] = lag(end, await consumer.position(tp))
+    return out

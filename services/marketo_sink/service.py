@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts import ContractError, DeadLetter, decode, encode, utc_now
 from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
 from kmsync_kafka.clients import DEFAULT_ISOLATION, manual_commit_consumer, reliable_producer, topic_name
-from kmsync_kafka.lag import lag, log_end
+from kmsync_kafka.lag import consumer_lags
 from kmsync_marketo.bulk import BulkImporter
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.from_config import settings_from_instance
@@ -144,13 +144,8 @@ class MarketoSink:
         response (no broker round trip; paused partitions keep their last figure). Operations read
         and not yet decided are ``kmsync_sink_buffered_operations``, not lag."""
         assert self._consumer is not None
-        for tp in self._consumer.assignment():
-            end = log_end(self._consumer.highwater(tp), self._consumer.last_stable_offset(tp), DEFAULT_ISOLATION)
-            if end is None:
-                continue
-            with contextlib.suppress(IllegalStateError):  # revoked meanwhile
-                position = await self._consumer.position(tp)
-                self.metrics.consumer_lag.labels(str(tp.partition)).set(lag(end, position))
+        for tp, records in (await consumer_lags(self._consumer, DEFAULT_ISOLATION)).items():
+            self.metrics.consumer_lag.labels(str(tp.partition)).set(records)
 
     async def _shutdown(self) -> None:
         # Both paths let windows in flight finish (bounded) so accepted writes get their outcomes;

@@ -27,8 +27,8 @@ from kmsync_common import hash_email
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.codecs import encode
 from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, TopicSpec
-from kmsync_kafka.clients import ensure_topics, manual_commit_consumer, reliable_producer, topic_name
-from kmsync_kafka.lag import IsolationLevel, lag, log_end
+from kmsync_kafka.clients import DEFAULT_ISOLATION, ensure_topics, manual_commit_consumer, reliable_producer, topic_name
+from kmsync_kafka.lag import consumer_lags
 from transform.dead_letters import SourceRef
 from transform.metrics import TransformMetrics
 from transform.routing import INPUTS, route
@@ -40,8 +40,6 @@ log = logging.getLogger("kmsync.transform")
 
 #: Transform's own state topic, in the catalogue: key `<table>:<state key>`, value JSON, compacted.
 STATE = TRANSFORM_STATE
-#: Transform reads only committed input (transactional producers' aborted records never count).
-ISOLATION_LEVEL: IsolationLevel = "read_committed"
 
 
 def _now() -> datetime:
@@ -121,7 +119,7 @@ class TransformWorker:
         await self.load_state()
         # Manual assignment: this worker owns every input partition; the group only keeps offsets.
         self.consumer = manual_commit_consumer(self.settings.kafka_bootstrap, self.group_id,
-                                               isolation_level=ISOLATION_LEVEL)
+                                               isolation_level=DEFAULT_ISOLATION)
         await self.consumer.start()
         self.consumer.assign(await all_partitions(self.consumer, list(self.spec_by_topic)))
         self.ready = True
@@ -181,13 +179,8 @@ class TransformWorker:
         """The lag gauge of every input partition, from what the consumer learnt in its last fetch
         response (no broker round trip). Partitions not fetched yet have no end offset and no gauge."""
         assert self.consumer is not None
-        for tp in self.consumer.assignment():
-            end = log_end(self.consumer.highwater(tp), self.consumer.last_stable_offset(tp), ISOLATION_LEVEL)
-            if end is None:
-                continue
-            # A fetch response was accepted for this partition, so its position is valid: no round trip.
-            position = await self.consumer.position(tp)
-            self.metrics.set_lag(self.spec_by_topic[tp.topic].name, tp.partition, lag(end, position))
+        for tp, records in (await consumer_lags(self.consumer, DEFAULT_ISOLATION)).items():
+            self.metrics.set_lag(self.spec_by_topic[tp.topic].name, tp.partition, records)
 
     async def process(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         assert self.consumer is not None and self.producer is not None
