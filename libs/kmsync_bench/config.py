@@ -6,17 +6,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kmsync_marketo import endpoints as ep
+
 #: Munchkin ids of the sandbox instances, one per measurement so counters never mix.
 EFFICIENCY_INSTANCE = "111-AAA-111"   # kmsync under the real limits (sections 1-3)
 NAIVE_INSTANCE = "222-BBB-222"        # the naive writer, rate limit lifted (section 1)
 CAPACITY_INSTANCE = "333-CCC-333"     # every limit lifted (section 4)
 BACKFILL_INSTANCE = "444-DDD-444"     # the real rolling limits, a large daily quota (section 5)
 
-#: Marketo's per-instance limits (marketo-api.md §2.1): 100 calls / 20 s, 10 in flight.
-INSTANCE_RATE_LIMIT = 100
-RATE_WINDOW_SECONDS = 20.0
-DAILY_QUOTA = 50_000
-REST_BATCH = 300
+#: Marketo's per-instance limits and batch size (marketo-api.md §2.1), as the Marketo client knows them.
+INSTANCE_RATE_LIMIT = ep.RATE_LIMIT_CALLS
+RATE_WINDOW_SECONDS = ep.RATE_WINDOW_SECONDS
+DAILY_QUOTA = ep.DEFAULT_DAILY_QUOTA
+REST_BATCH = ep.BATCH_MAX
 BACKFILL_TARGET_ROWS = 1_000_000
 
 
