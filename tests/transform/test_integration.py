@@ -270,12 +270,7 @@ async def test_restart_loses_nothing_and_duplicates_no_activity(
     with transform_process(kafka_broker, topic_prefix, tmp_path, "after"):
         # an upstream replay of the first half: nothing new may come of it but upserts
         await produce(kafka_broker, topic_prefix, first)
-        try:
-            await collector.poll_until(lambda: want <= collector.op_ids(), "every expected operation", 45.0)
-        except AssertionError:
-            missing = [(m.kind, m.email) for m in expected if m.op_id not in collector.op_ids()]
-            raise AssertionError(f"{len(missing)} operations missing, e.g. {missing[:5]}; "
-                                 f"logs in {tmp_path}") from None
+        await wait_for_every_op(collector, expected, tmp_path)
         await wait_caught_up(kafka_broker, topic_prefix)
         await collector.drain()
     assert before and not want <= before, "the restart happened after everything was done"
@@ -284,6 +279,17 @@ async def test_restart_loses_nothing_and_duplicates_no_activity(
     assert {(a.email, a.primary_attribute_value) for a in activities} == {(e, "0_keynote") for _, e in people}
     assert all(a.attributes["plays"] == 1 for a in activities)  # the first final snapshot won
     assert collector.op_ids() == want  # nothing lost, nothing unexpected
+
+
+async def wait_for_every_op(collector: Collector, expected: list[MarketoOperation], tmp_path: Path) -> None:
+    """Every expected operation arrives, or the failure names some missing ones and the logs."""
+    want = {op.op_id for op in expected}
+    try:
+        await collector.poll_until(lambda: want <= collector.op_ids(), "every expected operation", 45.0)
+    except AssertionError:
+        missing = [(m.kind, m.email) for m in expected if m.op_id not in collector.op_ids()]
+        raise AssertionError(f"{len(missing)} operations missing, e.g. {missing[:5]}; "
+                             f"logs in {tmp_path}") from None
 
 
 async def committed_inputs(broker: KafkaBroker, prefix: str) -> int:
@@ -325,12 +331,7 @@ async def test_sigkill_mid_batch_then_restart_loses_nothing(
     committed = await committed_inputs(kafka_broker, topic_prefix)
     assert at_kill and not want <= at_kill and committed < len(items), "the kill came after everything was done"
     with transform_process(kafka_broker, topic_prefix, tmp_path, "restarted"):
-        try:
-            await collector.poll_until(lambda: want <= collector.op_ids(), "every expected operation", 45.0)
-        except AssertionError:
-            missing = [(m.kind, m.email) for m in expected if m.op_id not in collector.op_ids()]
-            raise AssertionError(f"{len(missing)} operations missing, e.g. {missing[:5]}; "
-                                 f"logs in {tmp_path}") from None
+        await wait_for_every_op(collector, expected, tmp_path)
         await wait_caught_up(kafka_broker, topic_prefix)
         await collector.drain()
     assert collector.op_ids() == want  # nothing lost, nothing unexpected
