@@ -21,7 +21,7 @@ from kmsync_contracts.marketo_ops import (
     OperationKind,
     ProgramMemberStatus,
 )
-from kmsync_contracts.outcomes import DeadLetter, IngestWatermark, RecordOutcome
+from kmsync_contracts.outcomes import DeadLetter, IngestWatermark, RecordOutcome, SessionTimes
 from kmsync_contracts.topics import ALL_TOPICS, TOPICS_BY_NAME, TopicSpec
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "RecordOutcome",
     "Scalar",
     "SessionEngagement",
+    "SessionTimes",
     "TopicSpec",
     "decode",
     "decode_as",

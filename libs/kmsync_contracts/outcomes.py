@@ -53,6 +53,15 @@ class DeadLetter(ContractModel):
     failed_at: AwareDatetime
 
 
+class SessionTimes(ContractModel):
+    """A session's name and times as Kaltura told them (an entry notification's startDate/endDate):
+    kept with ingest's watermarks so a restarted ingest still knows which sessions have ended."""
+
+    name: str | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime
+
+
 class IngestWatermark(ContractModel):
     """How far ingest has pulled one stream of one virtual event (compacted topic)."""
 
@@ -66,6 +75,8 @@ class IngestWatermark(ContractModel):
     watermark: AwareDatetime
     seen_ids: tuple[str, ...] = ()
     recorded_at: AwareDatetime
+    #: Only on the engagement stream's ``window:<entry>`` scope: the session's times.
+    session: SessionTimes | None = None
 
     def partition_key(self) -> str:
         return f"{self.partner_id}:{self.virtual_event_id}:{self.stream}:{self.scope}"

@@ -30,7 +30,7 @@ from ingest.publisher import Publisher
 from ingest.source import Item, KalturaSource, SessionWindow, Stream
 from ingest.watermarks import WatermarkStore
 from kmsync_config import EventConfig
-from kmsync_contracts import DeadLetter, KalturaRecord, utc_now
+from kmsync_contracts import DeadLetter, KalturaRecord, SessionTimes, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,6 @@ class EventPuller:
         self._locks: dict[str, asyncio.Lock] = {}
         #: Set when the service stops: a pull ends after the page it is on.
         self.stopping = False
-        #: Session times learnt from entry notifications (startDate/endDate of the entry).
-        self._learnt: dict[str, SessionWindow] = {}
         #: Monotonic start time of the last successful pull of each lock scope.
         self._last_ok_start: dict[str, float] = {}
 
@@ -199,28 +197,59 @@ class EventPuller:
         return PullResult("statuses", "", read, produced, dead, dups)
 
     # ------------------------------------------------------------------------------ sessions
-    def learn_session(self, note: Notification) -> None:
-        """Remember an entry's times from its notification (kaltura-api.md §7.2: ENTRY changed)."""
+    async def learn_session(self, note: Notification) -> None:
+        """Remember an entry's times from its notification (kaltura-api.md §7.2: ENTRY changed),
+        durably: they are stored with the watermarks (scope ``window:<entry>``) and acknowledged by
+        Kafka before the notification is answered, so a restarted ingest still knows the session
+        has ended. Without them it pulled ended sessions as not final, and the late rows it found
+        then never became custom activities (issue #13's chaos run)."""
         if note.kind != "entry" or note.entry_id is None:
             return
         obj = note.fields.get("object")
         obj = obj if isinstance(obj, dict) else note.fields
         start, end = _unix(obj.get("startDate")), _unix(obj.get("endDate"))
-        if end is not None:
-            name = obj.get("name")
-            self._learnt[note.entry_id] = SessionWindow(
-                note.entry_id, name if isinstance(name, str) else None, start, end
-            )
+        if end is None:
+            return
+        name = obj.get("name")
+        times = SessionTimes(name=name if isinstance(name, str) else None, start=start, end=end)
+        pid, vid = self.ids
+        stored = self.watermarks.get(pid, vid, "engagement", self._window_scope(note.entry_id))
+        if stored is None or stored.session != times:
+            await self.watermarks.put(pid, vid, "engagement", self._window_scope(note.entry_id), end,
+                                      frozenset(), session=times)
+
+    def learnt_window(self, entry_id: str) -> SessionWindow | None:
+        """The session's times as stored: from its entry notification, else (a session pulled as
+        ended before its times were stored, by an older ingest) ended no later than that pull."""
+        pid, vid = self.ids
+        window = self.watermarks.get(pid, vid, "engagement", self._window_scope(entry_id))
+        if window is not None and window.session is not None:
+            t = window.session
+            return SessionWindow(entry_id, t.name, t.start, t.end)
+        ended = self.watermarks.get(pid, vid, "engagement", self._ended_scope(entry_id))
+        if ended is not None:
+            return SessionWindow(entry_id, None, None, ended.watermark)
+        return None
 
     async def known_sessions(self) -> list[SessionWindow]:
         """Kaltura's sessions of the event, plus times learnt from notifications; when the
         tenants file lists sessions, only those."""
         found = {s.entry_id: s for s in await self.source.sessions(self.event)}
-        for entry_id, learnt in self._learnt.items():
+        pid, vid = self.ids
+        learnt = {mark.scope.split(":", 1)[1] for mark in self.watermarks
+                  if (mark.partner_id, mark.virtual_event_id, mark.stream) == (pid, vid, "engagement")
+                  and mark.scope.startswith(("window:", "ended:"))}
+        for entry_id in learnt | set(found):
             if entry_id not in found or found[entry_id].end is None:
-                found[entry_id] = learnt
+                window = self.learnt_window(entry_id)
+                if window is not None:
+                    found[entry_id] = window
         configured = {s.entry_id for s in self.event.sessions}
         return [s for s in found.values() if not configured or s.entry_id in configured]
+
+    @staticmethod
+    def _window_scope(entry_id: str) -> str:
+        return f"window:{entry_id}"
 
     def _ended_scope(self, entry_id: str) -> str:
         return f"ended:{entry_id}"

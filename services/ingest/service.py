@@ -227,7 +227,7 @@ class IngestService:
     ) -> list[PullResult]:
         results: list[PullResult] = []
         for puller in pullers:
-            puller.learn_session(note)
+            await puller.learn_session(note)
             if note.wants_statuses and not puller.covers_profile(note):
                 results.append(await puller.pull_statuses(requested_at=requested))
             if note.kind == "virtual_event":

@@ -24,7 +24,15 @@ from ingest.publisher import (
     outgoing_watermark,
 )
 from ingest.source import Stream
-from kmsync_contracts import ContractError, DeadLetter, IngestWatermark, KalturaRecord, decode, utc_now
+from kmsync_contracts import (
+    ContractError,
+    DeadLetter,
+    IngestWatermark,
+    KalturaRecord,
+    SessionTimes,
+    decode,
+    utc_now,
+)
 from kmsync_contracts.topics import INGEST_WATERMARKS
 from kmsync_kafka import topic_name
 
@@ -60,11 +68,13 @@ class WatermarkStore:
         scope: str,
         watermark: datetime,
         seen_ids: frozenset[str],
+        session: SessionTimes | None = None,
     ) -> IngestWatermark:
         """Store durably (acknowledged by Kafka) and only then remember it in memory."""
         mark = IngestWatermark(
             partner_id=partner_id, virtual_event_id=virtual_event_id, stream=stream,
             scope=scope, watermark=watermark, seen_ids=tuple(sorted(seen_ids)), recorded_at=utc_now(),
+            session=session,
         )
         await self.publisher.put_watermark(mark)
         self._marks[mark.partition_key()] = mark

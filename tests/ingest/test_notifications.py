@@ -249,3 +249,32 @@ async def test_profile_notifications_already_covered_by_the_watermark_pull_nothi
         if s.user_id not in latest or s.source_time > latest[s.user_id].source_time:
             latest[s.user_id] = s
     assert {(u, s.status.value) for u, s in latest.items()} == final
+
+
+async def test_a_restarted_ingest_still_knows_which_sessions_ended_and_pulls_late_rows_as_final(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    # Issue #13: session end times came only from entry notifications and lived in memory, so an
+    # ingest restarted after the notification pulled the session's late rows as not final (or, with
+    # no sessions in the tenants file, not at all): their custom activities were never emitted.
+    scenario = {"registrants": 120, "sessions": 1, "late_row_rate": 0.3, "late_lag_seconds": 3600,
+                "notifications": {"kinds": ["entry"], "duplicate_rate": 0.0}}
+    async with running_sandbox(scenario, seed=17) as sb:
+        session = sb.sandbox.scenario.sessions[0]
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb)
+        tenants = tenants_for(sb, tmp_path, with_sessions=False)
+        async with running_ingest(settings, tenants, None) as ingest:
+            sb.sandbox.dispatcher.configure(ingest.notification_url)
+            sb.advance_to(session.end + timedelta(minutes=5))
+            await wait_for(lambda: metric(ingest.service, "kmsync_ingest_notifications_total", outcome="accepted") == 1,
+                           what="the entry notification")
+        on_time = len(await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix))
+        sb.advance_to_end()  # the late analytics rows appear while ingest is down
+        async with running_ingest(settings, tenants, None) as restarted:
+            await restarted.service.pull_everything()
+        truth = sb.truth()
+    good = [e for e in truth["engagement"] if e["defect"] is None]
+    engagement = [v for _, v in await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)]
+    # Every good row once per report (60013 and 4021), each a final snapshot: nothing re-sent as not final.
+    assert 0 < on_time < len(engagement) == 2 * len(good)
+    assert all(s.is_final for s in engagement)
