@@ -6,7 +6,9 @@ POST /_sandbox/reset[?instance=ID]         → forget all records/tokens/counter
 GET  /_sandbox/dump[?instance=ID]          → every stored record
 GET  /_sandbox/calls[?instance=ID]         → call counts by endpoint and code, and per client id
 GET  /_sandbox/requests[?instance=ID&limit=N] → the request log (newest last)
-GET  /_sandbox/faults, PUT /_sandbox/faults → read / replace the fault plan (FaultConfig JSON)
+GET  /_sandbox/faults, PUT /_sandbox/faults → read / replace the fault plan (FaultConfig JSON; one plan for all
+     instances, scope rules with "instance"); replacing it keeps every counter
+GET  /_sandbox/faults/stats[?instance=ID]  → faults injected into that instance, cumulative, by kind and endpoint
 GET  /_sandbox/limits?instance=ID, PUT /_sandbox/limits?instance=ID → read / replace LimitsConfig
 POST /_sandbox/channels {name, applicableProgramType, statuses:[{name, step, success}]} → seed a channel
 POST /_sandbox/programs {name, channel, type, description, id?} → create a program
@@ -116,7 +118,13 @@ async def handle_admin(sb: Any, request: web.Request) -> web.StreamResponse:
         if op == "requests":
             limit = int(request.query.get("limit", "1000"))
             return web.json_response(list(inst.request_log)[-limit:])
+        if op == "faults/stats" and method == "GET":
+            return web.json_response(inst.faults_summary())
         if op == "faults":
+            if method == "PUT" and "instance" in request.query:
+                return web.json_response({"error": "the fault plan is shared by all instances: PUT it without "
+                                                   "?instance= and give its rules \"instance\": \"<munchkinId>\""},
+                                         status=400)
             if method == "PUT":
                 sb.set_faults(FaultConfig.model_validate(await request.json()))
             return web.json_response(sb.faults.config.model_dump())
@@ -150,7 +158,9 @@ async def handle_admin(sb: Any, request: web.Request) -> web.StreamResponse:
             return web.json_response({"now": sb.clock.time(), "iso": iso(sb.clock.time()),
                                       "manual": isinstance(clock, ManualClock)})
     except ValidationError as e:
-        return web.json_response({"error": "invalid body", "details": e.errors(include_url=False)}, status=400)
+        # without ctx: a validator's ValueError object is not JSON; its text is already in "msg"
+        details = e.errors(include_url=False, include_context=False)
+        return web.json_response({"error": "invalid body", "details": details}, status=400)
     except ValueError as e:
         return web.json_response({"error": str(e)}, status=400)
     return web.json_response({"error": f"unknown admin operation {method} /_sandbox/{op}"}, status=404)

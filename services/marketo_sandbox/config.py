@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MUNCHKIN_RE = re.compile(r"^\d{3}-[A-Za-z]{3}-\d{3}$")  # marketo-api.md §1.1
 
@@ -113,6 +113,10 @@ class InstanceConfig(_Strict):
 
 
 FaultKind = Literal["606", "615", "604", "608", "611", "502", "713", "http_500", "http_502", "http_503", "drop"]
+#: Marketo codes answered inside an HTTP 200 body (§3.1 level 2); Identity never answers these.
+BODY_CODE_KINDS = frozenset({"606", "615", "604", "608", "611", "502", "713"})
+#: Rejections Marketo makes before any work runs (§2.1), so "applied, then failed" cannot end in them.
+BEFORE_WORK_KINDS = frozenset({"606", "615"})
 
 
 class FaultRule(_Strict):
@@ -128,12 +132,25 @@ class FaultRule(_Strict):
     rate: float = Field(1.0, ge=0.0, le=1.0)
     latency_seconds: float = Field(0.0, ge=0.0)
     apply_then_fail: bool = Field(False, description="run the call, then answer the error (ambiguous write)")
-    max_count: int | None = Field(None, ge=1, description="stop firing after this many hits")
+    max_count: int | None = Field(None, ge=1, description="stop firing after this many hits (per installed plan)")
+
+    @model_validator(mode="after")
+    def _apply_then_fail(self) -> FaultRule:
+        if self.apply_then_fail:
+            if self.error is None:
+                raise ValueError("apply_then_fail needs an error to answer after the call ran")
+            if self.error in BEFORE_WORK_KINDS:
+                raise ValueError(f"apply_then_fail cannot end in {self.error}: Marketo rejects "
+                                 "606/615 before any work runs (marketo-api.md §2.1)")
+        return self
 
 
 class FaultConfig(_Strict):
     rules: list[FaultRule] = Field(default_factory=list)
     token_ttl_seconds: float | None = Field(None, gt=0, description="overrides every instance's token life")
+    token_expire_every_seconds: float | None = Field(
+        None, gt=0, description="every N s on the sandbox clock (from installing the plan), every token "
+                                "issued so far expires: next use 602, then 601 (marketo-api.md §1.2)")
 
 
 class SandboxConfig(_Strict):

@@ -1,12 +1,44 @@
-"""Fault injection, deterministic under a seed."""
+"""Fault injection, deterministic under a seed, and the names injected faults are counted under.
+
+Pure logic: which rule fires for a call, when the forced token expiry is due, and what kind a delivered
+fault is counted as. The server delivers the faults and keeps the per-instance counts.
+"""
 
 from __future__ import annotations
 
 import fnmatch
+import math
 import random
+from collections.abc import Container
 from dataclasses import dataclass
 
 from .config import FaultConfig, FaultRule
+
+APPLIED_PREFIX = "applied_then_failed:"
+LATENCY_KIND = "latency"
+TOKEN_EXPIRED_PREFIX = "token_expired:"  # + the code the client got for a token the fault plan expired
+
+
+def fault_kind(error: str, applied: bool) -> str:
+    """The counter name of a delivered fault: the rule's ``error`` (``"606"``, ``"http_500"``, ``"drop"``),
+    prefixed ``applied_then_failed:`` when the call ran before the error was answered."""
+    return f"{APPLIED_PREFIX}{error}" if applied else error
+
+
+def token_expired_kind(code: str) -> str:
+    """``token_expired:602`` (first use of a token the plan expired) or ``token_expired:601`` (later uses)."""
+    return f"{TOKEN_EXPIRED_PREFIX}{code}"
+
+
+def forced_expiry_due(next_at: float | None, every: float | None, now: float) -> tuple[float | None, int]:
+    """→ (the boundary to expire tokens at, or None; how many boundaries passed since ``next_at``).
+
+    Boundaries are ``next_at``, ``next_at + every``, … Several passed at once (nobody called in between)
+    expire the same tokens as the first, so one expiry at the first boundary stands for all of them.
+    """
+    if next_at is None or every is None or now < next_at:
+        return None, 0
+    return next_at, math.floor((now - next_at) / every) + 1
 
 
 @dataclass(frozen=True)
@@ -30,16 +62,22 @@ class FaultInjector:
         self._hits: list[int] = [0] * len(config.rules)
 
     def replace(self, config: FaultConfig) -> None:
+        """Install a plan: its rules' ``max_count`` budgets and the RNG start afresh (the budgets belong to
+        the rules of one plan). Nothing counted per instance is touched."""
         self.config = config
         self._rng = random.Random(f"faults:{self._seed}")
         self._hits = [0] * len(config.rules)
 
-    def decide(self, instance: str, endpoint: str) -> FaultDecision:
+    def decide(self, instance: str, endpoint: str, ignore: Container[str] = ()) -> FaultDecision:
+        """Roll the rules for one call. Rules whose ``error`` is in ``ignore`` cannot happen on this
+        endpoint (Marketo codes on Identity) and are neither rolled nor charged to their ``max_count``."""
         error: str | None = None
         latency = 0.0
         apply_then_fail = False
         for i, rule in enumerate(self.config.rules):
             if not _matches(rule, instance, endpoint):
+                continue
+            if rule.error is not None and rule.error in ignore:
                 continue
             if rule.max_count is not None and self._hits[i] >= rule.max_count:
                 continue

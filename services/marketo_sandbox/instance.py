@@ -10,6 +10,7 @@ from typing import Any
 from . import preset_kaltura
 from .config import BehaviourConfig, ClientCredentials, InstanceConfig, LimitsConfig
 from .envelope import Ids
+from .faults import LATENCY_KIND
 from .fields import STANDARD_LEAD_FIELDS, LeadField, custom_lead_field
 from .limits import DailyQuota, RateWindow, central_day
 from .model import Activity, ActivityType, Channel, CORecord, COType, ImportJob, Lead, Member, Program
@@ -22,6 +23,8 @@ class Token:
     issued: float
     expires_at: float
     expiry_reported: bool = False
+    # Its end was injected: a life from the fault plan's token_ttl_seconds, or a forced/admin expiry.
+    injected: bool = False
 
 
 class TokenStore:
@@ -31,11 +34,12 @@ class TokenStore:
         self.by_value: dict[str, Token] = {}
         self.current: dict[str, Token] = {}
 
-    def issue(self, client_id: str, now: float, ttl: float, ids: Ids, pod: str) -> Token:
+    def issue(self, client_id: str, now: float, ttl: float, ids: Ids, pod: str, injected_ttl: bool = False) -> Token:
         cur = self.current.get(client_id)
         if cur is not None and now < cur.expires_at:
             return cur  # same token while valid, with its remaining life
-        tok = Token(value=ids.token(pod), client_id=client_id, issued=now, expires_at=now + ttl)
+        tok = Token(value=ids.token(pod), client_id=client_id, issued=now, expires_at=now + ttl,
+                    injected=injected_ttl)
         self.by_value[tok.value] = tok
         self.current[client_id] = tok
         return tok
@@ -52,11 +56,18 @@ class TokenStore:
             return None, "601"
         return tok, None
 
+    def expired_by_injection(self, value: str) -> bool:
+        """Whether a token that failed ``check`` ran out because of the fault plan or an admin expiry."""
+        tok = self.by_value.get(value)
+        return tok is not None and tok.injected
+
     def expire_all(self, now: float) -> int:
+        """Expire every token issued by ``now`` and still valid then; returns how many."""
         n = 0
         for tok in self.by_value.values():
-            if tok.expires_at > now:
+            if tok.expires_at > now and tok.issued <= now:
                 tok.expires_at = now
+                tok.injected = True
                 n += 1
         return n
 
@@ -70,6 +81,8 @@ class Instance:
         self.token_ttl = config.token_ttl_seconds
         self.tokens = TokenStore()
         self.in_flight = 0
+        # Next forced token expiry (FaultConfig.token_expire_every_seconds); the Sandbox schedules it.
+        self.next_forced_expiry: float | None = None
         self.reset(now)
 
     @property
@@ -105,6 +118,10 @@ class Instance:
         self.status_changes: list[dict[str, Any]] = []
         self.calls: Counter[tuple[str, str]] = Counter()
         self.calls_by_client: Counter[tuple[str, str, str]] = Counter()
+        # Faults delivered to clients, by (endpoint, kind). Installing a fault plan never clears these.
+        self.faults_injected: Counter[tuple[str, str]] = Counter()
+        self.forced_expiry_rounds = 0
+        self.tokens_force_expired = 0
         self.usage: dict[date, Counter[str]] = defaultdict(Counter)
         self.error_usage: dict[date, Counter[str]] = defaultdict(Counter)
         self.request_log: deque[dict[str, Any]] = deque(maxlen=5000)
@@ -196,6 +213,23 @@ class Instance:
             self.usage[day][scope] += 1
             if code not in ("200",):
                 self.error_usage[day][code] += 1
+
+    def record_fault(self, endpoint: str, kind: str) -> None:
+        self.faults_injected[(endpoint, kind)] += 1
+
+    def faults_summary(self) -> dict[str, Any]:
+        by_kind: Counter[str] = Counter()
+        by_endpoint: dict[str, dict[str, int]] = defaultdict(dict)
+        for (ep, kind), n in sorted(self.faults_injected.items()):
+            by_kind[kind] += n
+            by_endpoint[ep][kind] = n
+        return {
+            "munchkinId": self.munchkin_id,
+            "total": sum(n for kind, n in by_kind.items() if kind != LATENCY_KIND),
+            "by_kind": dict(sorted(by_kind.items())),
+            "by_endpoint": dict(by_endpoint),
+            "forced_token_expiry": {"rounds": self.forced_expiry_rounds, "tokens": self.tokens_force_expired},
+        }
 
     def calls_summary(self) -> dict[str, Any]:
         by_endpoint: dict[str, dict[str, int]] = defaultdict(dict)

@@ -20,7 +20,7 @@ from aiohttp import web
 from kmsync_common.clock import Clock, ManualClock, SystemClock
 
 from .call import Call, Reply, Upload
-from .config import FaultConfig, InstanceConfig, LimitsConfig, SandboxConfig
+from .config import BODY_CODE_KINDS, FaultConfig, InstanceConfig, LimitsConfig, SandboxConfig
 from .envelope import (
     FREE_CODES,
     MESSAGES,
@@ -30,7 +30,7 @@ from .envelope import (
     concurrency_message,
     rate_limit_message,
 )
-from .faults import FaultInjector
+from .faults import LATENCY_KIND, FaultDecision, FaultInjector, fault_kind, forced_expiry_due, token_expired_kind
 from .instance import Instance
 from .limits import DailyQuota, RateWindow
 from .routes import match
@@ -57,6 +57,7 @@ class Sandbox:
         for ic in self.config.instances:
             self.instances[ic.munchkin_id.upper()] = Instance(ic, self.ids, now)
         self.default = self.instances[self.config.instances[0].munchkin_id.upper()]
+        self._schedule_forced_expiry(list(self.instances.values()), now)
 
     # ---- admin helpers (also used in-process) -----------------------------------------------
 
@@ -74,9 +75,28 @@ class Sandbox:
         for inst in targets:
             inst.reset(now)
         self.faults.replace(self.faults.config)
+        self._schedule_forced_expiry(targets, now)
 
     def set_faults(self, faults: FaultConfig) -> None:
+        """Install a fault plan. Call counters and injected-fault counts of every instance carry on."""
         self.faults.replace(faults)
+        self._schedule_forced_expiry(list(self.instances.values()), self.clock.time())
+
+    def _schedule_forced_expiry(self, targets: list[Instance], now: float) -> None:
+        every = self.faults.config.token_expire_every_seconds
+        for inst in targets:
+            inst.next_forced_expiry = now + every if every else None
+
+    def _force_token_expiry(self, inst: Instance, now: float) -> None:
+        """Run the plan's forced token expiry if a boundary has passed (checked on every call, before
+        tokens are checked or issued, so no token issued after the boundary is touched)."""
+        every = self.faults.config.token_expire_every_seconds
+        at, rounds = forced_expiry_due(inst.next_forced_expiry, every, now)
+        if at is None or every is None or inst.next_forced_expiry is None:
+            return
+        inst.tokens_force_expired += inst.tokens.expire_all(at)
+        inst.forced_expiry_rounds += rounds
+        inst.next_forced_expiry += rounds * every
 
     def set_limits(self, limits: LimitsConfig, munchkin_id: str | None = None) -> None:
         inst = self.instance(munchkin_id)
@@ -109,6 +129,7 @@ class Sandbox:
             inst = self.instances[m.group(1).upper()]
             path = m.group(2) or "/"
         now = self.clock.time()
+        self._force_token_expiry(inst, now)
         lim = inst.limits
         if len(request.raw_path.encode()) > lim.max_uri_bytes:  # §2.1 URI > 8 KB → 414
             return self._http(inst, request, path, 414, "Request-URI Too Long", now)
@@ -139,24 +160,16 @@ class Sandbox:
 
     async def _identity_with_faults(self, inst: Instance, request: web.Request, args: dict[str, str],
                                     now: float) -> web.Response:
-        """Identity honours latency, ``http_*`` and ``drop`` faults (Marketo codes do not apply to it)."""
+        """Identity honours latency, ``http_*`` and ``drop`` faults; rules with Marketo codes are skipped for it
+        (not rolled, not charged to their ``max_count``, not counted)."""
         endpoint = f"{request.method} {IDENTITY_PATH}"
-        fault = self.faults.decide(inst.munchkin_id, endpoint)
+        fault = self.faults.decide(inst.munchkin_id, endpoint, ignore=BODY_CODE_KINDS)
         if fault.latency_seconds:
+            inst.record_fault(endpoint, LATENCY_KIND)
             await self.clock.sleep(fault.latency_seconds)
             now = self.clock.time()
-        if fault.error == "drop":
-            inst.record_call(endpoint, "drop", args.get("client_id"), counted=False, now=now)
-            self._log(inst, request, endpoint, 0, "drop", args.get("client_id"), now)
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=500)
-        if fault.error and fault.error.startswith("http_"):
-            status = int(fault.error[5:])
-            inst.record_call(endpoint, fault.error, args.get("client_id"), counted=False, now=now)
-            self._log(inst, request, endpoint, status, fault.error, args.get("client_id"), now)
-            return web.Response(status=status, text="<html><body>Server Error</body></html>",
-                                content_type="text/html")
+        if fault.error:  # apply_then_fail means nothing here: Identity writes nothing a client could repeat
+            return self._transport_fault(inst, request, endpoint, args.get("client_id"), now, fault, applied=False)
         return self._identity(inst, request, args, now)
 
     def _identity(self, inst: Instance, request: web.Request, args: dict[str, str], now: float) -> web.Response:
@@ -174,7 +187,8 @@ class Sandbox:
             self._log(inst, request, endpoint, 401, "http_401", args.get("client_id"), now)
             return web.json_response({"error": "invalid_client", "error_description": "Bad client credentials"},
                                      status=401)
-        tok = inst.tokens.issue(client.client_id, now, self.token_ttl(inst), self.ids, inst.config.token_pod)
+        tok = inst.tokens.issue(client.client_id, now, self.token_ttl(inst), self.ids, inst.config.token_pod,
+                                injected_ttl=self.faults.config.token_ttl_seconds is not None)
         inst.record_call(endpoint, "200", client.client_id, counted=False, now=now)  # never counted (§2.1)
         self._log(inst, request, endpoint, 200, "200", client.client_id, now)
         return web.json_response({
@@ -210,6 +224,8 @@ class Sandbox:
         tok, bad = inst.tokens.check(token, now)
         if tok is None:
             assert bad is not None
+            if inst.tokens.expired_by_injection(token):  # the plan's token life or a forced expiry
+                inst.record_fault(endpoint, token_expired_kind(bad))
             return self._envelope(inst, request, path, endpoint, None, now, MarketoError(bad), asset)
         client_id = tok.client_id
 
@@ -238,23 +254,10 @@ class Sandbox:
             inst.quota.add(now)
             fault = self.faults.decide(inst.munchkin_id, endpoint)
             if fault.latency_seconds:
+                inst.record_fault(endpoint, LATENCY_KIND)
                 await self.clock.sleep(fault.latency_seconds)
-            if fault.error == "drop":
-                self._release(inst, now)
-                inst.record_call(endpoint, "drop", client_id, counted=False, now=now)
-                self._log(inst, request, endpoint, 0, "drop", client_id, now)
-                if request.transport is not None:
-                    request.transport.abort()  # the client sees the connection close with no response
-                return web.Response(status=500)
-            if fault.error and fault.error.startswith("http_"):
-                self._release(inst, now)
-                status = int(fault.error[5:])
-                inst.record_call(endpoint, fault.error, client_id, counted=False, now=now)
-                self._log(inst, request, endpoint, status, fault.error, client_id, now)
-                return web.Response(status=status, text="<html><body>Server Error</body></html>",
-                                    content_type="text/html")
             if fault.error and not fault.apply_then_fail:
-                return self._fault_reply(inst, request, path, endpoint, client_id, now, fault.error, asset)
+                return self._deliver_fault(inst, request, path, endpoint, client_id, now, fault, asset, applied=False)
             call = Call(inst=inst, method=method, path=path, params=params, args=args,
                         json=_json_or_none(body, request.content_type), body=body, now=self.clock.time(),
                         request_id=self.ids.request_id(now), client_id=client_id, files=files,
@@ -271,8 +274,8 @@ class Sandbox:
                 log.exception("handler failed: %s", endpoint)
                 return self._envelope(inst, request, path, endpoint, client_id, now, MarketoError("611"), asset,
                                       counted=True, taken=True)
-            if fault.error:
-                return self._fault_reply(inst, request, path, endpoint, client_id, now, fault.error, asset)
+            if fault.error:  # the call ran (and wrote); the client gets the error all the same
+                return self._deliver_fault(inst, request, path, endpoint, client_id, now, fault, asset, applied=True)
             if isinstance(result, Reply):
                 code = result.code or str(result.status)
                 inst.record_call(endpoint, code, client_id, counted=True, now=now)
@@ -289,6 +292,32 @@ class Sandbox:
     def _release(self, inst: Instance, now: float) -> None:
         inst.rate.remove(now)
         inst.quota.add(now, -1)
+
+    def _deliver_fault(self, inst: Instance, request: web.Request, path: str, endpoint: str, client_id: str,
+                       now: float, fault: FaultDecision, asset: bool, applied: bool) -> web.Response:
+        """Answer an injected fault (before or after the call ran) and count it for the instance."""
+        assert fault.error is not None
+        if fault.error in BODY_CODE_KINDS:
+            inst.record_fault(endpoint, fault_kind(fault.error, applied))
+            return self._fault_reply(inst, request, path, endpoint, client_id, now, fault.error, asset)
+        self._release(inst, now)  # http_* and drop are not counted against the limits
+        return self._transport_fault(inst, request, endpoint, client_id, now, fault, applied)
+
+    def _transport_fault(self, inst: Instance, request: web.Request, endpoint: str, client_id: str | None,
+                         now: float, fault: FaultDecision, applied: bool) -> web.Response:
+        """An HTTP 5xx status with an HTML body (what a gateway in front of Marketo sends), or a dropped
+        connection: the client gets no response at all."""
+        assert fault.error is not None
+        inst.record_fault(endpoint, fault_kind(fault.error, applied))
+        inst.record_call(endpoint, fault.error, client_id, counted=False, now=now)
+        if fault.error == "drop":
+            self._log(inst, request, endpoint, 0, "drop", client_id, now)
+            if request.transport is not None:
+                request.transport.abort()  # the client sees the connection close with no response
+            return web.Response(status=500)
+        status = int(fault.error.removeprefix("http_"))
+        self._log(inst, request, endpoint, status, fault.error, client_id, now)
+        return web.Response(status=status, text="<html><body>Server Error</body></html>", content_type="text/html")
 
     def _fault_reply(self, inst: Instance, request: web.Request, path: str, endpoint: str, client_id: str,
                      now: float, code: str, asset: bool) -> web.Response:

@@ -89,6 +89,10 @@ class SandboxHandle:
         """Calls seen, optionally for one ``"METHOD /path/template"`` and one code ("200", "606", "http_401")."""
         return self.instance(munchkin_id).call_count(endpoint, code)
 
+    def fault_stats(self, munchkin_id: str | None = None) -> dict[str, Any]:
+        """Faults injected into one instance so far (same body as ``GET /_sandbox/faults/stats``)."""
+        return self.instance(munchkin_id).faults_summary()
+
     def requests(self, munchkin_id: str | None = None) -> list[dict[str, Any]]:
         return list(self.instance(munchkin_id).request_log)
 
