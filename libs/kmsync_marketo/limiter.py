@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import logging
 import random
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -84,6 +85,44 @@ class SlidingLog:
             bisect.insort(self._times, finished)
 
 
+class ThrottleTally:
+    """Answers and 606/615 throttles of recent calls, keyed by the call's start time (pure).
+
+    Tells rate trouble from noise: a 606 now and then (Marketo answers some at random, a chaos
+    plan injects 10 %) is not worth halving the rate for; a share of throttled answers above the
+    tolerance among the calls sent since the last decrease is (a competitor fills the window).
+    """
+
+    def __init__(self, window_seconds: float) -> None:
+        self.window = window_seconds
+        self._answered: deque[float] = deque()
+        self._throttled: deque[float] = deque()
+
+    @staticmethod
+    def _insert(times: deque[float], started: float) -> None:
+        if not times or times[-1] <= started:
+            times.append(started)
+        else:  # calls finish out of order; keep the start times sorted
+            times.insert(bisect.bisect_right(times, started), started)
+
+    def answered(self, started: float) -> None:
+        self._insert(self._answered, started)
+
+    def throttled(self, started: float) -> None:
+        self._insert(self._throttled, started)
+
+    def counts(self, now: float, since: float) -> tuple[int, int]:
+        """(answers, throttles) of the calls that started after ``since`` within the last window."""
+        cutoff = now - self.window
+        for times in (self._answered, self._throttled):
+            while times and times[0] <= cutoff:
+                times.popleft()
+        after = max(since, cutoff)
+        answered = len(self._answered) - bisect.bisect_right(self._answered, after)
+        throttled = len(self._throttled) - bisect.bisect_right(self._throttled, after)
+        return answered, throttled
+
+
 @dataclass
 class LimiterStats:
     """Counters for metrics (exported by the sink as Prometheus series)."""
@@ -94,6 +133,9 @@ class LimiterStats:
     waits: int = 0
     wait_seconds: float = 0.0
     throttles: dict[str, int] = field(default_factory=dict)
+    #: Throttles that lowered the rate, and those below the tolerance that did not.
+    rate_decreases: int = 0
+    throttles_tolerated: int = 0
     quota_parks: int = 0
     daily_used: int = 0
     daily_budget: int = 0
@@ -110,6 +152,8 @@ class Permit:
 
     def __init__(self) -> None:
         self.not_counted = False
+        #: Set by the caller when the answer was 606/615 (it then reports it with ``on_throttle``).
+        self.throttled = False
         #: Monotonic time the call was admitted.
         self.started = 0.0
 
@@ -130,14 +174,15 @@ class InstanceLimiter:
         self._rng = rng or random.Random()
         s = self.settings
         self._log = SlidingLog(s.rate_window_seconds + s.window_margin_seconds)
+        self._tally = ThrottleTally(s.rate_window_seconds + s.window_margin_seconds)
         self._cond = asyncio.Condition()
         self._in_flight = 0
         self._cap = s.max_concurrency
         self._fraction = 1.0
         self._streak = 0
+        self._run = 0  # throttled answers in a row since the last decrease
         self._paused_until = 0.0
         self._last_change = self.clock.monotonic()
-        self._last_throttle: float | None = None
         self._last_decrease: float | None = None
         self._parked_until: datetime | None = None
         self._reset_at = next_quota_reset(self.clock.now())
@@ -165,6 +210,9 @@ class InstanceLimiter:
         finally:
             if admitted:
                 self._log.complete(permit.started, self.clock.monotonic())
+                self._tally.answered(permit.started)
+                if not permit.throttled:
+                    self._run = 0
             if permit.not_counted:
                 self._daily_used = max(0, self._daily_used - 1)
                 self._own_since_reconcile = max(0, self._own_since_reconcile - 1)
@@ -228,17 +276,48 @@ class InstanceLimiter:
 
     # ----- feedback from responses -----
     def on_throttle(self, code: str, call_started: float | None = None) -> float:
-        """Marketo said 606 (rate) or 615 (concurrency): someone else shares the budget. Lower the
-        rate (multiplicative decrease), pause with jitter, and on 615 take one concurrency slot away.
-        Calls that started before the last decrease were sent under the old rate, so their throttles
-        do not decrease again (one decrease per episode, as in TCP). Returns the pause in seconds."""
+        """Marketo said 606 (rate) or 615 (concurrency) to the call admitted at ``call_started``
+        (None: a call this limiter did not admit; it counts as answered now). Returns the pause in
+        seconds that the instance now observes (0 if none).
+
+        A throttle lowers the rate only when it is evidence that someone else spends the budget:
+        at least ``throttle_min_count`` throttles, more than ``throttle_tolerance`` of the answers
+        to the calls sent since the last decrease in the last window. Scattered 606s below that
+        (Marketo's own noise, a chaos plan) are retried through the window without slowing the
+        instance. Calls sent before the last decrease were sent under the old rate, so their
+        throttles never decrease again (one decrease per episode, as in TCP). A decrease multiplies
+        the rate by ``throttle_decrease_factor`` (floor ``throttle_min_fraction``), 615 also takes
+        one concurrency slot away, and the instance pauses base × 2^(n−1) s with equal jitter."""
         s = self.settings
         mono = self.clock.monotonic()
         self._stats.throttles[code] = self._stats.throttles.get(code, 0) + 1
-        if call_started is not None and self._last_decrease is not None and call_started < self._last_decrease:
-            return max(0.0, self._paused_until - mono)
+        started = mono if call_started is None else call_started
+        if call_started is None:
+            self._tally.answered(started)
+        self._tally.throttled(started)
+        pending_pause = max(0.0, self._paused_until - mono)
+        if self._last_decrease is not None and started <= self._last_decrease:
+            return pending_pause
+        since = self._last_decrease if self._last_decrease is not None else float("-inf")
+        answered, throttled = self._tally.counts(mono, since)
+        self._run += 1
+        burst = self._run >= s.throttle_run
+        if not burst and (throttled < s.throttle_min_count or throttled <= s.throttle_tolerance * answered):
+            self._stats.throttles_tolerated += 1
+            log.info(
+                "marketo instance %s: %s from Marketo (%d of %d answers since the last decrease), "
+                "within tolerance; rate stays %.0f%%",
+                self.instance,
+                code,
+                throttled,
+                answered,
+                self._fraction * 100,
+            )
+            return pending_pause
         self._last_decrease = mono
+        self._run = 0
         self._streak += 1
+        self._stats.rate_decreases += 1
         self._fraction = max(s.throttle_min_fraction, self._fraction * s.throttle_decrease_factor)
         if code == "615":
             self._cap = max(1, self._cap - 1)
@@ -246,11 +325,13 @@ class InstanceLimiter:
         pause = ceiling * (0.5 + 0.5 * self._rng.random())  # equal jitter: ≥ half the ceiling
         self._paused_until = max(self._paused_until, mono + pause)
         self._last_change = mono
-        self._last_throttle = mono
         log.warning(
-            "marketo instance %s: %s from Marketo, rate now %.0f%% (%d/window), concurrency %d, pause %.1fs",
+            "marketo instance %s: %s from Marketo (%d of %d answers), rate now %.0f%% (%d/window), "
+            "concurrency %d, pause %.1fs",
             self.instance,
             code,
+            throttled,
+            answered,
             self._fraction * 100,
             self.effective_window_limit,
             self._cap,
@@ -259,8 +340,10 @@ class InstanceLimiter:
         return pause
 
     def _recover(self, mono: float) -> None:
+        """Additive increase: every quiet ``recover_interval_seconds`` (no decrease; tolerated
+        throttles do not count) gives back ``recover_step_fraction`` of the rate and one slot."""
         s = self.settings
-        if self._last_throttle is not None and mono - self._last_throttle >= s.recover_interval_seconds:
+        if self._last_decrease is not None and mono - self._last_decrease >= s.recover_interval_seconds:
             self._streak = 0
         if self._fraction >= 1.0 and self._cap >= s.max_concurrency:
             return

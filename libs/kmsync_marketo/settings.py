@@ -29,15 +29,32 @@ class LimiterSettings(BaseModel):
     daily_quota: int = Field(default=ep.DEFAULT_DAILY_QUOTA, ge=1)
     #: Calls per day kept free under share × quota.
     daily_headroom_calls: int = Field(default=500, ge=0)
-    #: Slow-down on 606/615: the rate is multiplied by this factor (AIMD decrease) ...
+    #: Slow-down on 606/615 (AIMD, README "Limiter design" 4). A throttle lowers the rate only as
+    #: evidence of a competitor: at least throttle_min_count throttles, more than
+    #: throttle_tolerance of the answers to the calls sent since the last decrease (last window).
+    #: 0.25 lets 10 % random 606s (a chaos plan, Marketo's own noise) through without a decrease
+    #: (25 % of ~45–90 answers is 3.5–5 standard deviations above 10 %), while a competitor that
+    #: fills the window throttles most of our calls and trips it at once.
+    throttle_tolerance: float = Field(default=0.25, ge=0, lt=1)
+    throttle_min_count: int = Field(default=3, ge=1)
+    #: ... or this many throttled answers in a row: a full window rejects every call until a place
+    #: frees, random 606s at 10 % make a run of 3 once in ~1,000 answers.
+    throttle_run: int = Field(default=3, ge=1)
+    #: A decrease multiplies the rate by this factor, at most once per episode (calls sent before
+    #: it do not decrease again) ...
     throttle_decrease_factor: float = Field(default=0.5, gt=0, lt=1)
     #: ... never below this fraction of the configured rate ...
     throttle_min_fraction: float = Field(default=0.1, gt=0, le=1)
-    #: ... and a pause of base × 2^n seconds (n = throttles in a row), full jitter, capped.
+    #: ... and a pause of base × 2^(n−1) seconds (n = decreases in a row), equal jitter, capped.
     throttle_pause_base_seconds: float = Field(default=2.0, ge=0)
     throttle_pause_max_seconds: float = Field(default=30.0, ge=0)
-    #: Recovery: every this many seconds without a throttle the rate grows by recover_step.
-    recover_interval_seconds: float = Field(default=20.0, gt=0)
+    #: Recovery (additive increase): every this many seconds without a decrease the rate grows by
+    #: recover_step and one concurrency slot comes back; tolerated throttles do not restart it.
+    #: 10 s × 10 % brings the floor back to full in 90 s (it was 20 s, and every 606 restarted the
+    #: wait, so under steady random 606s the rate never came back — issue #13). Shorter probes
+    #: faster but wastes more calls on 606 next to a real competitor (5 s: ~40 % with one that
+    #: spends 85 of the 100 calls, against ~32 % at 10 s; the simulation in tests/marketo_client).
+    recover_interval_seconds: float = Field(default=10.0, gt=0)
     recover_step_fraction: float = Field(default=0.1, gt=0, le=1)
     #: On 607, park until the next midnight US Central (plus this many seconds).
     quota_reset_slack_seconds: float = Field(default=5.0, ge=0)

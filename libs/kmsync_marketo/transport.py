@@ -226,6 +226,7 @@ class MarketoTransport:
                         message = str(first.get("message", ""))
                         if classify(code).not_counted:
                             permit.not_counted = True
+                        permit.throttled = code in THROTTLE_CODES
 
             # ----- decide, outside the slot so waiting frees the concurrency place -----
             if resp is None:
@@ -274,7 +275,7 @@ class MarketoTransport:
                     raise MarketoApiError(code, message, attempts)
                 if not idempotent and info.ambiguous:
                     raise MarketoApiError(code, f"{message}{_MAYBE}", attempts, maybe_applied=True)
-                if code in ("606", "615"):
+                if code in THROTTLE_CODES:
                     self.limiter.on_throttle(code, started)  # its pause delays the next slot
                     self.stats.retries += 1
                 else:
@@ -311,6 +312,8 @@ class MarketoTransport:
         await self.clock.sleep(delay)
 
 
+#: Marketo's rate (606) and concurrency (615) rejections: the limiter's slow-down handles them.
+THROTTLE_CODES = frozenset({"606", "615"})
 _MAYBE = " (may have been applied; not replayed automatically)"
 
 

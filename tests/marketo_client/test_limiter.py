@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kmsync_common.clock import FakeClock
-from kmsync_marketo.limiter import InstanceLimiter, SlidingLog, next_quota_reset
+from kmsync_marketo.limiter import InstanceLimiter, SlidingLog, ThrottleTally, next_quota_reset
 from kmsync_marketo.settings import LimiterSettings
 
 CHICAGO = ZoneInfo("America/Chicago")
@@ -96,8 +96,9 @@ async def test_concurrency_cap_holds_and_frees_on_exit() -> None:
 
 async def test_606_slows_down_with_jittered_pause_then_recovers() -> None:
     clock = FakeClock()
+    # throttle_run=1: every throttle is a new episode's evidence (the pause and recovery mechanics).
     limiter = _limiter(clock, share=1.0, rate_headroom_calls=10, recover_interval_seconds=20,
-                       recover_step_fraction=0.1, throttle_pause_base_seconds=2.0)
+                       recover_step_fraction=0.1, throttle_pause_base_seconds=2.0, throttle_run=1)
     assert limiter.effective_window_limit == 90
     pause = limiter.on_throttle("606")
     assert 1.0 <= pause <= 2.0  # equal jitter: at least half of base × 2^0
@@ -121,8 +122,9 @@ async def test_606_slows_down_with_jittered_pause_then_recovers() -> None:
 
 async def test_615_takes_a_concurrency_slot_away_and_gives_it_back() -> None:
     clock = FakeClock()
-    limiter = _limiter(clock, max_concurrency=5, recover_interval_seconds=10)
+    limiter = _limiter(clock, max_concurrency=5, recover_interval_seconds=10, throttle_run=1)
     limiter.on_throttle("615")
+    clock.advance(0.1)  # a call sent after the first decrease
     limiter.on_throttle("615")
     assert limiter.stats().concurrency_cap == 3
     clock.advance(25)
@@ -222,7 +224,7 @@ async def test_usage_reconciliation_counts_other_integrations() -> None:
 
 async def test_throttles_of_calls_sent_before_the_decrease_do_not_decrease_again() -> None:
     clock = FakeClock()
-    limiter = _limiter(clock)
+    limiter = _limiter(clock, throttle_run=1)
     clock.advance(1.0)
     limiter.on_throttle("606", call_started=0.5)
     # Four more calls that were already in flight under the old rate come back 606 too.
@@ -257,3 +259,80 @@ def test_completing_a_call_moves_it_to_its_finish_time() -> None:
     log.complete(0.0, 10.0)
     assert log.count(21.5) == 1  # the call started at 1 s has left; the one finished at 10 s has not
     assert log.delay(21.5, 1) == pytest.approx(8.5)
+
+
+async def _answer(limiter: InstanceLimiter, throttled: bool, code: str = "606") -> None:
+    """One call through the limiter, answered as the transport reports it."""
+    async with limiter.slot() as permit:
+        permit.throttled = throttled
+        started = permit.started
+    if throttled:
+        limiter.on_throttle(code, started)
+
+
+async def test_scattered_throttles_within_the_tolerance_do_not_slow_the_instance() -> None:
+    # Issue #13: one 606 in ten, at random, is noise (a chaos plan, Marketo's own), not a competitor.
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    for i in range(60):
+        await _answer(limiter, throttled=i % 10 == 3)
+    stats = limiter.stats()
+    assert stats.throttles == {"606": 6} and stats.throttles_tolerated == 6
+    assert stats.rate_decreases == 0 and stats.rate_fraction == 1.0
+    assert clock.monotonic() == 0.0  # no pause either: the window alone paces the retries
+
+
+async def test_a_run_of_throttled_answers_lowers_the_rate_at_once() -> None:
+    # A full window rejects every call until a place frees: three throttles in a row are a competitor.
+    clock = FakeClock()
+    limiter = _limiter(clock, throttle_run=3)
+    for _ in range(30):
+        await _answer(limiter, throttled=False)
+    await _answer(limiter, throttled=True)
+    await _answer(limiter, throttled=True)
+    assert limiter.stats().rate_decreases == 0
+    await _answer(limiter, throttled=True, code="615")
+    stats = limiter.stats()
+    assert stats.rate_decreases == 1 and stats.rate_fraction == 0.5
+    assert stats.concurrency_cap == limiter.settings.max_concurrency - 1  # 615 also takes a slot
+    async with limiter.slot():
+        assert clock.monotonic() >= 1.0  # the instance paused (equal jitter: ≥ half of 2 s)
+
+
+async def test_a_high_share_of_throttled_answers_lowers_the_rate_without_a_run() -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock, throttle_tolerance=0.25, throttle_min_count=3, throttle_run=10)
+    pattern = [True, False, True, False, False, True]  # 3 of 6 answers, never two in a row
+    for throttled in pattern[:-1]:
+        await _answer(limiter, throttled)
+    assert limiter.stats().rate_decreases == 0  # two throttles: below the minimum count
+    await _answer(limiter, pattern[-1])
+    assert limiter.stats().rate_decreases == 1 and limiter.stats().rate_fraction == 0.5
+
+
+async def test_recovery_goes_on_through_tolerated_throttles() -> None:
+    # The old limiter restarted its quiet interval on every 606, so steady noise kept it at the floor.
+    clock = FakeClock()
+    limiter = _limiter(clock, recover_interval_seconds=10, recover_step_fraction=0.1, throttle_run=3)
+    for _ in range(3):
+        await _answer(limiter, throttled=True)
+    assert limiter.stats().rate_fraction == 0.5
+    decreased_at = clock.monotonic()
+    for i in range(80):  # 40 s of calls, one in ten throttled
+        await _answer(limiter, throttled=i % 10 == 5)
+        clock.advance(0.5)
+    stats = limiter.stats()
+    assert stats.rate_decreases == 1 and stats.throttles_tolerated == 2 + 8  # the run's first two, the noise
+    assert clock.monotonic() - decreased_at >= 40
+    assert stats.rate_fraction >= 0.5 + 3 * 0.1 - 1e-9  # +10 % per quiet 10 s, noise or not
+
+
+def test_throttle_tally_counts_only_the_calls_sent_since_the_last_decrease() -> None:
+    tally = ThrottleTally(20.0)
+    for started in (1.0, 2.0, 3.0, 5.0, 4.0):  # answers arrive out of start order
+        tally.answered(started)
+    tally.throttled(2.0)
+    tally.throttled(4.0)
+    assert tally.counts(now=6.0, since=float("-inf")) == (5, 2)
+    assert tally.counts(now=6.0, since=3.0) == (2, 1)  # started after the decrease
+    assert tally.counts(now=23.5, since=float("-inf")) == (2, 1)  # starts ≤ 3.5 left the window
