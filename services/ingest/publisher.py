@@ -120,6 +120,12 @@ class Publisher:
         except (KafkaError, OSError, TimeoutError) as exc:
             raise KafkaUnavailable(f"cannot reach Kafka at {self.bootstrap}: {exc!r}") from exc
         self._producer = producer
+        if self.transactional_id is not None:
+            # Before anything reads the watermarks: starting the transactional producer fences an
+            # earlier incarnation (a killed ingest) and aborts its open transaction, so the
+            # read_committed load sees everything committed after it began (not only up to it).
+            async with self._tx_lock:
+                await self._transactional_producer()
         self.kafka_ok = True
         self.metrics.kafka_up.set(1)
 

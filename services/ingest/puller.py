@@ -215,8 +215,10 @@ class EventPuller:
         pid, vid = self.ids
         stored = self.watermarks.get(pid, vid, "engagement", self._window_scope(note.entry_id))
         if stored is None or stored.session != times:
-            await self.watermarks.put(pid, vid, "engagement", self._window_scope(note.entry_id), end,
-                                      frozenset(), session=times)
+            # In a transaction like every other mark: a plain write behind a killed ingest's open
+            # transaction would stay invisible to read_committed loads until that one is aborted.
+            await self.watermarks.commit(pid, vid, "engagement", self._window_scope(note.entry_id), end,
+                                         frozenset(), session=times)
 
     def learnt_window(self, entry_id: str) -> SessionWindow | None:
         """The session's times as stored: from its entry notification, else (a session pulled as
@@ -310,7 +312,11 @@ class EventPuller:
             first_final = session.end is not None and session.end <= now
             if first_final and self.watermarks.get(pid, vid, "engagement", ended_scope) is None:
                 await self.watermarks.commit(pid, vid, "engagement", ended_scope, now, frozenset())
-            self._last_ok_start[scope] = started
+            if first_final:
+                # Only a pull of the session as ended answers a trigger that came after it started:
+                # a scheduled pull that read the sessions before an entry notification told their
+                # end pulls them as not final, and the notification's own pull must still run.
+                self._last_ok_start[scope] = started
             return results
 
     async def _pull_snapshot(self, stream: Stream, session: SessionWindow, now: datetime) -> PullResult:

@@ -68,13 +68,11 @@ class WatermarkStore:
         scope: str,
         watermark: datetime,
         seen_ids: frozenset[str],
-        session: SessionTimes | None = None,
     ) -> IngestWatermark:
         """Store durably (acknowledged by Kafka) and only then remember it in memory."""
         mark = IngestWatermark(
             partner_id=partner_id, virtual_event_id=virtual_event_id, stream=stream,
             scope=scope, watermark=watermark, seen_ids=tuple(sorted(seen_ids)), recorded_at=utc_now(),
-            session=session,
         )
         await self.publisher.put_watermark(mark)
         self._marks[mark.partition_key()] = mark
@@ -91,17 +89,20 @@ class WatermarkStore:
         records: Sequence[KalturaRecord] = (),
         letters: Sequence[DeadLetter] = (),
         extra: Sequence[tuple[str, frozenset[str]]] = (),
+        session: SessionTimes | None = None,
     ) -> IngestWatermark:
         """Produce records, dead letters and the watermark that covers them together (one Kafka
         transaction when the publisher is transactional); remember the marks only once committed.
-        ``extra`` are more (scope, seen ids) marks of the same stream and time (shards)."""
+        ``extra`` are more (scope, seen ids) marks of the same stream and time (shards);
+        ``session`` goes on the first mark (a session's learnt times)."""
         now = utc_now()
         marks = [
             IngestWatermark(
                 partner_id=partner_id, virtual_event_id=virtual_event_id, stream=stream,
                 scope=s, watermark=watermark, seen_ids=tuple(sorted(ids)), recorded_at=now,
+                session=session if i == 0 else None,
             )
-            for s, ids in [(scope, seen_ids), *extra]
+            for i, (s, ids) in enumerate([(scope, seen_ids), *extra])
         ]
         await self.publisher.send_atomically(
             [*outgoing_records(records), *outgoing_letters(letters), *(outgoing_watermark(m) for m in marks)]

@@ -42,3 +42,43 @@ async def test_a_failed_transaction_is_invisible_and_the_next_one_commits(
     marks = [v for _, v in await read_topic(kafka_broker.bootstrap, INGEST_WATERMARKS, topic_prefix)]
     assert [d.reason for d in dlq] == ["row 4"]
     assert [(m.stream, m.seen_ids) for m in marks] == [("statuses", ("a",))]
+
+
+async def test_a_restart_sees_marks_committed_after_a_killed_ingests_open_transaction(
+    kafka_broker: KafkaBroker, topic_prefix: str
+) -> None:
+    # A killed ingest leaves its transaction open; read_committed readers stop at its start until
+    # it is aborted. The restarted ingest fences it before loading, so marks committed after it
+    # (by the same ingest, before the kill) are loaded, not silently missed.
+    from aiokafka import AIOKafkaProducer
+
+    from kmsync_contracts import IngestWatermark, encode
+    from kmsync_kafka import topic_name
+
+    tx_id = f"tx-test/{topic_prefix}"
+    first = Publisher(kafka_broker.bootstrap, topic_prefix, IngestMetrics(), ack_timeout_seconds=10)
+    await first.start()
+    zombie = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, transactional_id=tx_id,
+                              enable_idempotence=True, acks="all")
+    await zombie.start()
+    topic = topic_name(INGEST_WATERMARKS, topic_prefix)
+    try:
+        await zombie.begin_transaction()
+        stale = IngestWatermark(partner_id=1, virtual_event_id=2, stream="statuses", watermark=utc_now(),
+                                seen_ids=("never-committed",), recorded_at=utc_now())
+        await (await zombie.send(topic, encode(stale), key=stale.partition_key().encode()))
+        await WatermarkStore(first).commit(1, 2, "engagement", "window:e1", utc_now(), frozenset())
+    finally:
+        await first.stop()
+    # ... the process dies here: the zombie's transaction is never ended.
+    restarted = Publisher(kafka_broker.bootstrap, topic_prefix, IngestMetrics(), ack_timeout_seconds=10,
+                          transactional_id=tx_id)
+    await restarted.start()
+    try:
+        store = WatermarkStore(restarted, load_timeout_seconds=20)
+        await store.load()
+        assert store.get(1, 2, "engagement", "window:e1") is not None
+        assert store.get(1, 2, "statuses") is None  # the aborted transaction's mark is not visible
+    finally:
+        await restarted.stop()
+        await zombie.client.close()
