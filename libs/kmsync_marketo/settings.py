@@ -79,8 +79,11 @@ class RetrySettings(BaseModel):
     max_attempts: int = Field(default=6, ge=1)
     backoff_base_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
-    #: 607 parks until the reset then retries; this bounds how many resets one call waits through.
-    max_quota_parks: int = Field(default=2, ge=0)
+    #: 607 (daily quota) delays data, never fails it: the call parks until the next reset and
+    #: replays, as often as it meets 607 (a long backlog on a small quota may take several days).
+    #: None (default) = no bound; a number is an opt-in for callers that would rather fail the call
+    #: after that many parks (the records come back failed with code 607, retryable).
+    max_quota_parks: int | None = Field(default=None, ge=0)
     #: 1016 (import queue full): wait this long between tries, at most this many times.
     import_queue_wait_seconds: float = Field(default=30.0, ge=0)
     import_queue_max_waits: int = Field(default=20, ge=0)

@@ -283,16 +283,21 @@ class MarketoTransport:
                 continue
             if cls is ErrorClass.RETRY_LATER:
                 if code == "607":
-                    if parks >= r.max_quota_parks:
+                    # A quota is a delay, never a failure: park and replay as often as needed.
+                    if r.max_quota_parks is not None and parks >= r.max_quota_parks:
                         raise MarketoApiError(code, message, attempts)
                     parks += 1
-                    self.limiter.on_quota_reached()  # the next slot waits for the reset
+                    until = self.limiter.on_quota_reached()  # the next slot waits for the reset
+                    log.info("marketo %s %s: 607 (park %d), replaying after %s", method, path, parks,
+                             until.isoformat())
                     attempts = 0
+                    reauthed = False  # the token dies during a park of hours: one more re-auth is fair
                     continue
                 if queue_waits >= r.import_queue_max_waits:
                     raise MarketoApiError(code, message, attempts)
                 queue_waits += 1
                 attempts = 0
+                reauthed = False  # a token may expire during the wait
                 log.info(
                     "marketo %s %s: %s %s; waiting %.0fs",
                     method,

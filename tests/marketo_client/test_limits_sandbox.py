@@ -145,3 +145,29 @@ async def test_automatic_usage_reconciliation_every_n_calls() -> None:
         assert usage_calls >= 2  # read on its own, every few calls
         assert env.count("607") == 0  # the other integration's 40 calls were taken into account
         assert ours.limiter.stats().quota_parks == 1
+
+
+async def _four_calls_on_a_quota_of_one(retry: RetrySettings) -> tuple[list[str], dict[str, int], int]:
+    # 14:00 CST. One call a day gets through; the last of four meets 607 on three days running.
+    async with sandbox_env(limits=LimitsConfig(daily_quota=1), start=datetime(2026, 3, 4, 20, 0, tzinfo=UTC)) as env:
+        client = env.client(env.settings(retry=retry))
+        results = await asyncio.gather(*(client.sync_leads([{"email": f"p{i}@example.com"}]) for i in range(4)))
+        statuses = [r.outcomes[0].status for r in results]
+        days = {d.isoformat(): sum(c.values()) for d, c in env.inst.usage.items()}
+        return statuses, days, env.count("607")
+
+
+async def test_607_parks_as_often_as_needed_and_never_fails_the_data() -> None:
+    statuses, days, refusals = await _four_calls_on_a_quota_of_one(RetrySettings())
+    assert RetrySettings().max_quota_parks is None  # the default never fails data on 607
+    assert statuses == ["created"] * 4
+    # One lead a day over four US-Central days (each day: the one within quota + the 607 answers,
+    # counted, §2.1); the last call was parked three times, one more than the old bound allowed.
+    assert days == {"2026-03-04": 1 + 3, "2026-03-05": 1 + 2, "2026-03-06": 1 + 1, "2026-03-07": 1}, days
+    assert refusals == 3 + 2 + 1
+
+
+async def test_an_explicit_bound_on_quota_parks_is_an_opt_in_to_fail() -> None:
+    statuses, _, _ = await _four_calls_on_a_quota_of_one(RetrySettings(max_quota_parks=1))
+    assert statuses.count("created") == 2  # day one, and the one that won day two
+    assert statuses.count("failed") == 2
