@@ -9,13 +9,14 @@ KAFKA_LIBS := $(KAFKA_CACHE)/libs
 export KMSYNC_KAFKA_VERSION := $(KAFKA_VERSION)
 export KMSYNC_KAFKA_LIBS := $(abspath $(KAFKA_LIBS))
 
-.PHONY: all venv kafka-jars kafka tools test unit lint run bench clean help
+.PHONY: all venv kafka-jars kafka tools test unit lint run bench chaos clean help
 
 help:
 	@echo "make run    - start local Kafka, the sandboxes and the three services; play a virtual event"
 	@echo "make test   - lint, type-check, unit and integration tests against a real Kafka broker"
 	@echo "make kafka  - start a local single-node KRaft broker in the foreground (Ctrl-C stops it)"
 	@echo "make bench  - benchmarks (JSON report under bench/results)"
+	@echo "make chaos  - the pipeline under Marketo faults, kill -9 of every service and a broker restart, reconciled"
 
 venv: $(VENV)/.installed
 
@@ -59,6 +60,9 @@ run: venv kafka-jars
 
 bench: venv kafka-jars
 	$(BIN)/kmsync bench
+
+chaos: venv kafka-jars
+	$(BIN)/kmsync chaos
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "marketo": ("kmsync_marketo.cli", "Marketo tools: `kmsync marketo check [--apply]`"),
     "dlq": ("marketo_sink.dlq_cli", "Dead-letter tools: `kmsync dlq replay --topic T`"),
     "run": ("kmsync_cli.demo", "Run the whole pipeline locally on a realistic virtual event"),
+    "chaos": ("kmsync_cli.chaos", "The pipeline under faults, kill -9 and a broker restart, reconciled"),
     "bench": ("kmsync_bench.cli", "Benchmarks: efficiency, budget, latency, capacity, backfill"),
 }
 

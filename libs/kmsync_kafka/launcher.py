@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_KAFKA_VERSION = "3.9.1"
@@ -136,7 +136,6 @@ class KafkaBroker:
     work_dir: Path
     process: subprocess.Popen[bytes]
     owns_work_dir: bool = False
-    _log_file: object = field(default=None, repr=False)
 
     @property
     def bootstrap(self) -> str:
@@ -217,13 +216,8 @@ def start_broker(
     )
     if fmt.returncode != 0:
         raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
-    log_file = (work / "broker.log").open("wb")
-    process = subprocess.Popen(
-        [_java(), "-Xms128m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-         "-Djava.awt.headless=true", log_opt, "-cp", classpath, "kafka.Kafka", str(props)],
-        stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-    )
-    broker = KafkaBroker(port, controller_port, work, process, owns, log_file)
+    (work / "broker.log").write_bytes(b"")  # a fresh broker, a fresh log
+    broker = KafkaBroker(port, controller_port, work, _launch(work, jars, heap), owns)
     try:
         _wait_until_ready(broker, startup_timeout)
     except BaseException:
@@ -232,7 +226,39 @@ def start_broker(
     return broker
 
 
-def _wait_until_ready(broker: KafkaBroker, timeout: float) -> None:
+def _launch(work: Path, jars: Path, heap: str) -> subprocess.Popen[bytes]:
+    """Start the broker JVM on the server.properties and storage already in `work`."""
+    log_opt = f"-Dlog4j.configuration=file:{work / 'log4j.properties'}"
+    with (work / "broker.log").open("ab") as log_file:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [_java(), "-Xms128m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+             "-Djava.awt.headless=true", log_opt, "-cp", f"{jars}/*", "kafka.Kafka",
+             str(work / "server.properties")],
+            stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        )
+
+
+def restart_broker(broker: KafkaBroker, *, heap: str = "512m", startup_timeout: float = 90.0,
+                   crash: bool = True) -> None:
+    """Stop the broker (SIGKILL when `crash`, else a controlled shutdown) and start it again on the
+    same ports and data directory, as an operator's restart or a crashed pod would; returns once it
+    serves metadata again. Clients see their connections drop and must reconnect."""
+    if crash:
+        broker.kill()
+    else:
+        owns, broker.owns_work_dir = broker.owns_work_dir, False
+        broker.stop()
+        broker.owns_work_dir = owns
+    broker.process = _launch(broker.work_dir, ensure_jars(), heap)
+    try:
+        _wait_until_ready(broker, startup_timeout, since=broker.log_path.stat().st_size)
+    except BaseException:
+        broker.stop(timeout=5)
+        raise
+
+
+def _wait_until_ready(broker: KafkaBroker, timeout: float, since: int = 0) -> None:
+    """Until the JVM logged that it started (after byte `since` of its log) and serves metadata."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not broker.is_running():
@@ -240,7 +266,10 @@ def _wait_until_ready(broker: KafkaBroker, timeout: float) -> None:
                 f"the Kafka JVM exited with {broker.process.returncode} before it was ready; "
                 f"its log:\n{broker.log_tail()}"
             )
-        if STARTED_LINE in broker.log_path.read_text(errors="replace") and _port_open(broker.port):
+        with broker.log_path.open("rb") as log:
+            log.seek(since)
+            started = STARTED_LINE.encode() in log.read()
+        if started and _port_open(broker.port):
             if _serves_metadata(broker.bootstrap):
                 return
         time.sleep(0.2)  # polling a child process's readiness; not test synchronisation

@@ -98,3 +98,38 @@ def test_cluster_ids_never_look_like_options() -> None:
     ids = {new_cluster_id() for _ in range(3000)}  # ~47 would start with '-' without the guard
     assert len(ids) == 3000
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_a_crashed_broker_restarts_on_the_same_ports_and_keeps_its_records(tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    from kmsync_kafka.launcher import restart_broker
+
+    broker = start_broker(Path(str(tmp_path)))
+    try:
+        async def produce() -> None:
+            [topic] = await ensure_topics(broker.bootstrap, [INGEST_WATERMARKS], prefix="r.")
+            producer = reliable_producer(broker.bootstrap)
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic, b"kept", key=b"k")
+            finally:
+                await producer.stop()
+
+        async def consume() -> bytes | None:
+            consumer = manual_commit_consumer(broker.bootstrap, "r.g", f"r.{INGEST_WATERMARKS.name}")
+            await consumer.start()
+            try:
+                msg = await asyncio.wait_for(consumer.getone(), timeout=60)
+            finally:
+                await consumer.stop()
+            return msg.value
+
+        asyncio.run(produce())
+        ports, old_pid = (broker.port, broker.controller_port), broker.process.pid
+        restart_broker(broker)  # SIGKILL, then the same storage and ports
+        assert broker.is_running() and broker.process.pid != old_pid
+        assert (broker.port, broker.controller_port) == ports
+        assert asyncio.run(consume()) == b"kept"
+    finally:
+        broker.stop()

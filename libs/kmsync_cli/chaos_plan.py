@@ -1,0 +1,139 @@
+"""What a chaos run does and what it found: the plan, the disruption schedule, the report. Pure.
+
+`kmsync chaos` (chaos.py) runs the whole stack, carries out the schedule made here and fills in the
+report; keeping the decisions here lets them be tested without starting anything.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from kmsync_cli.reconcile import Reconciliation
+
+#: The services a chaos run kills; "broker" is the Kafka broker's restart.
+SERVICES = ("ingest", "transform", "sink")
+BROKER = "broker"
+
+
+def parse_kills(text: str) -> dict[str, int]:
+    """``"sink=3,transform=3,ingest=2"`` → {"sink": 3, ...}; a precise ValueError otherwise."""
+    kills = dict.fromkeys(SERVICES, 0)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, count = part.partition("=")
+        if not sep or name not in SERVICES:
+            raise ValueError(f"--kills: {part!r} is not SERVICE=COUNT with SERVICE one of {', '.join(SERVICES)}")
+        if not count.isdigit():
+            raise ValueError(f"--kills: the count of {name} must be a whole number ≥ 0, got {count!r}")
+        kills[name] = int(count)
+    return kills
+
+
+def fault_plan(scale: float = 1.0) -> dict[str, Any]:
+    """The Marketo sandbox fault plan of issue #13's run (PUT /_sandbox/faults), rates × `scale`:
+    606 10 %, 615 5 %, each of 604/608/611/HTTP 503/HTTP 500 1 % (half of them applied, then
+    failed: the write happened but the answer is an error), dropped connections 1 % (half after the
+    write); the token endpoint drops or answers 503 1 % each; access tokens live 60 s and every
+    token is forcibly expired every 20 s."""
+    rules: list[dict[str, Any]] = []
+    for endpoint in ("* /rest/*", "* /bulk/*"):
+        rules += [{"endpoint": endpoint, "error": "606", "rate": 0.10 * scale},
+                  {"endpoint": endpoint, "error": "615", "rate": 0.05 * scale}]
+        for error in ("604", "608", "611", "http_503", "http_500"):
+            rules += [{"endpoint": endpoint, "error": error, "rate": 0.005 * scale},
+                      {"endpoint": endpoint, "error": error, "rate": 0.005 * scale, "apply_then_fail": True}]
+        rules += [{"endpoint": endpoint, "error": "drop", "rate": 0.005 * scale},
+                  {"endpoint": endpoint, "error": "drop", "rate": 0.005 * scale, "apply_then_fail": True}]
+    rules += [{"endpoint": "* /identity/*", "error": error, "rate": 0.01 * scale} for error in ("drop", "http_503")]
+    return {"rules": rules, "token_ttl_seconds": 60, "token_expire_every_seconds": 20}
+
+
+@dataclass(frozen=True)
+class Disruption:
+    #: Seconds after the event starts playing.
+    at: float
+    #: A service name (killed with SIGKILL) or "broker" (the broker crashes and restarts).
+    target: str
+    #: Seconds the target stays down before it is started again with the same command line.
+    downtime: float
+
+
+def schedule(kills: dict[str, int], broker_restarts: int, window: float, rng: random.Random) -> list[Disruption]:
+    """Every kill and broker restart at a random point of the first `window` seconds, in time
+    order; never two within 3 s of each other, so each restart is its own event."""
+    targets = [name for name, n in kills.items() for _ in range(n)] + [BROKER] * broker_restarts
+    rng.shuffle(targets)
+    if not targets:
+        return []
+    gap = 3.0
+    slack = max(0.0, window - gap * len(targets))
+    points = sorted(rng.uniform(0.0, slack) for _ in targets)
+    return [Disruption(at=round(p + gap * (i + 1), 2), target=t, downtime=round(rng.uniform(0.2, 3.0), 2))
+            for i, (p, t) in enumerate(zip(points, targets, strict=True))]
+
+
+@dataclass
+class ChaosReport:
+    registrants: int
+    sessions: int
+    seed: int
+    seconds: float = 0.0
+    kills: Counter[str] = field(default_factory=Counter)
+    broker_restarts: int = 0
+    #: Processes that exited without being killed (restarted like a kill; never expected).
+    unplanned_exits: Counter[str] = field(default_factory=Counter)
+    #: Counted by the Marketo sandbox, by kind.
+    faults: dict[str, int] = field(default_factory=dict)
+    #: (stage, reason code) → dead letters on the three dead-letter topics.
+    dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Webhook deliveries the Kaltura sandbox gave up on (each one a notification ingest never got).
+    notifications_given_up: int = 0
+    reconciliation: Reconciliation | None = None
+    finished: bool = False
+
+    @property
+    def passed(self) -> bool:
+        """0 missing, 0 duplicates, 0 wrong in every kind, after the event finished."""
+        return self.finished and self.reconciliation is not None and self.reconciliation.clean
+
+    def table(self) -> str:
+        lines = [f"chaos run: {self.registrants} registrants, {self.sessions} sessions, seed {self.seed}, "
+                 f"{self.seconds:.0f} s"]
+        kills = ", ".join(f"{name} {self.kills[name]}" for name in SERVICES)
+        lines.append(f"kills (SIGKILL, restarted): {kills}; broker restarts {self.broker_restarts}")
+        unplanned = ", ".join(f"{k} {v}" for k, v in sorted(self.unplanned_exits.items())) or "none"
+        lines.append(f"unplanned exits (restarted): {unplanned}")
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items()) if v) or "none"
+        lines.append(f"Marketo faults injected: {faults} (total {sum(self.faults.values())})")
+        lines.append(f"Kaltura notifications given up: {self.notifications_given_up}")
+        letters = ", ".join(f"{stage}/{code} {n}" for (stage, code), n in sorted(self.dead_letters.items()))
+        lines.append(f"dead letters: {letters or 'none'}")
+        lines.append("")
+        lines.append(f"{'kind':<34}{'expected':>9}{'present':>9}{'missing':>9}{'duplicates':>12}{'wrong':>7}"
+                     f"{'unexpected':>12}")
+        if self.reconciliation is not None:
+            for t in self.reconciliation.tallies:
+                lines.append(f"{t.kind:<34}{t.expected:>9}{t.present:>9}{len(t.missing):>9}"
+                             f"{len(t.duplicates):>12}{len(t.wrong):>7}{len(t.unexpected):>12}")
+            details = self.reconciliation.report().splitlines()[len(self.reconciliation.tallies):-1]
+            lines += details
+        if not self.finished:
+            lines.append("the event did not finish draining before the timeout")
+        lines.append("CHAOS PASSED: 0 missing, 0 duplicates, 0 wrong" if self.passed else "CHAOS FAILED")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        tallies = [] if self.reconciliation is None else [
+            {"kind": t.kind, "expected": t.expected, "present": t.present, "missing": len(t.missing),
+             "duplicates": len(t.duplicates), "wrong": len(t.wrong), "unexpected": len(t.unexpected)}
+            for t in self.reconciliation.tallies]
+        return {
+            "registrants": self.registrants, "sessions": self.sessions, "seed": self.seed,
+            "seconds": round(self.seconds, 1), "kills": dict(self.kills), "broker_restarts": self.broker_restarts,
+            "unplanned_exits": dict(self.unplanned_exits), "faults": self.faults,
+            "notifications_given_up": self.notifications_given_up,
+            "dead_letters": {f"{s}/{c}": n for (s, c), n in sorted(self.dead_letters.items())},
+            "kinds": tallies, "finished": self.finished, "passed": self.passed,
+        }

@@ -1,0 +1,81 @@
+"""The chaos run, small: the whole pipeline as processes under Marketo faults, kill -9 of each
+service and a broker crash, must reconcile with 0 missing, 0 duplicates and 0 wrong in every kind.
+The full-size run and its results are in docs/reliability.md (`make chaos`)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+
+from kmsync_cli.chaos import ChaosOptions, ChaosRun
+from kmsync_cli.chaos_plan import BROKER, SERVICES, ChaosReport, fault_plan, parse_kills, schedule
+from kmsync_cli.reconcile import Reconciliation, Tally
+
+
+@pytest.mark.timeout(900)
+def test_a_small_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    lines: list[str] = []
+    options = ChaosOptions(
+        work_dir=tmp_path / "chaos", registrants=300, sessions=2, speed=4000, seed=23,
+        kills={"ingest": 1, "transform": 1, "sink": 1}, broker_restarts=1, fault_scale=2.0,
+        timeout=600, settle=60,
+    )
+    report = ChaosRun(options, lines.append).run()
+    table = report.table()
+    assert report.passed, f"{table}\n\n" + "\n".join(lines[-30:])
+    assert dict(report.kills) == {"ingest": 1, "transform": 1, "sink": 1}
+    assert report.broker_restarts == 1
+    assert sum(report.faults.values()) > 0  # the Marketo sandbox really injected faults
+    assert report.reconciliation is not None
+    kinds = {t.kind: t for t in report.reconciliation.tallies}
+    assert kinds["userSessionEngagement activities"].expected > 0
+    assert all(t.present >= t.expected for t in kinds.values())
+
+
+# ----------------------------------------------------------------------------- the pure parts
+
+def test_kills_parse_with_precise_errors() -> None:
+    assert parse_kills("sink=3, transform=2") == {"ingest": 0, "transform": 2, "sink": 3}
+    with pytest.raises(ValueError, match="'db=1' is not SERVICE=COUNT"):
+        parse_kills("db=1")
+    with pytest.raises(ValueError, match="count of sink must be a whole number"):
+        parse_kills("sink=-1")
+
+
+def test_the_schedule_has_every_disruption_once_in_order_and_apart() -> None:
+    kills = {"ingest": 2, "transform": 3, "sink": 3}
+    plan = schedule(kills, 1, 120.0, random.Random(7))
+    assert sorted(d.target for d in plan) == sorted([*(s for s in SERVICES for _ in range(kills[s])), BROKER])
+    times = [d.at for d in plan]
+    assert times == sorted(times) and times[-1] <= 120.0
+    assert all(b - a >= 3.0 for a, b in itertools.pairwise(times))
+    assert plan == schedule(kills, 1, 120.0, random.Random(7))  # seeded: the same run twice
+    assert plan != schedule(kills, 1, 120.0, random.Random(8))
+
+
+def test_the_fault_plan_has_the_issue_rates_and_scales() -> None:
+    plan = fault_plan()
+    rest = [r for r in plan["rules"] if r["endpoint"] == "* /rest/*"]
+    rate = {r["error"]: 0.0 for r in rest}
+    for r in rest:
+        rate[r["error"]] += r["rate"]
+    assert rate == pytest.approx({"606": 0.10, "615": 0.05, "604": 0.01, "608": 0.01, "611": 0.01,
+                                  "http_503": 0.01, "http_500": 0.01, "drop": 0.01})
+    assert any(r.get("apply_then_fail") for r in rest)
+    assert (plan["token_ttl_seconds"], plan["token_expire_every_seconds"]) == (60, 20)
+    assert fault_plan(2.0)["rules"][0]["rate"] == pytest.approx(0.2)
+
+
+def test_the_report_passes_only_when_finished_and_clean() -> None:
+    clean = Reconciliation([Tally("leads", expected=2, present=2)])
+    report = ChaosReport(10, 1, 7, reconciliation=clean, finished=True)
+    assert report.passed and "CHAOS PASSED" in report.table()
+    assert not ChaosReport(10, 1, 7, reconciliation=clean, finished=False).passed
+    dirty = Reconciliation([Tally("leads", expected=2, present=1, missing=["a@x.org"])])
+    failed = ChaosReport(10, 1, 7, reconciliation=dirty, finished=True)
+    assert not failed.passed
+    assert "CHAOS FAILED" in failed.table() and "leads missing: a@x.org" in failed.table()
+    assert failed.as_json()["kinds"][0]["missing"] == 1
