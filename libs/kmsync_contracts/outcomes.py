@@ -31,6 +31,24 @@ class RecordOutcome(ContractModel):
     decided_at: AwareDatetime
 
 
+class ActivityIntent(ContractModel):
+    """The sink is about to send this custom activity to Marketo (the sink's compacted
+    ``marketo.activity-intents.v1``, key: op_id; a tombstone once its outcome is certain).
+
+    Custom activities are insert-only, so an intent with no certain outcome (a kill, an outage, a
+    drain, an ambiguous answer) is verified against the lead's activity log before it is sent again:
+    what the sink sent is what it looks for."""
+
+    schema_version: Literal[1] = 1
+    op_id: NonEmptyStr
+    munchkin_id: NonEmptyStr
+    lead_id: int = Field(gt=0)
+    activity_type_id: int = Field(gt=0)
+    primary_attribute_value: NonEmptyStr
+    activity_date: AwareDatetime
+    recorded_at: AwareDatetime
+
+
 Stage = Literal["ingest", "transform", "sink"]
 
 

@@ -11,6 +11,7 @@ import json
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -54,6 +55,34 @@ class ActivityRecord(BaseModel):
             "primaryAttributeValue": self.primary_attribute_value,
             "attributes": [{"apiName": k, "value": v} for k, v in self.attributes.items()],
         }
+
+
+@dataclass(frozen=True)
+class LeadActivity:
+    """One activity read back from a lead's activity log (Get Lead Activities)."""
+
+    #: marketoGUID when Marketo sends it, else the integer id, as a string.
+    marketo_id: str
+    lead_id: int
+    activity_type_id: int
+    primary_attribute_value: str | None
+    activity_date: str | None
+
+
+def _lead_activity(item: Mapping[str, Any]) -> LeadActivity | None:
+    guid = item.get("marketoGUID") if item.get("marketoGUID") is not None else item.get("id")
+    try:
+        lead_id, type_id = int(item["leadId"]), int(item["activityTypeId"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    primary = item.get("primaryAttributeValue")
+    date = item.get("activityDate")
+    return LeadActivity(str(guid) if guid is not None else "", lead_id, type_id,
+                        None if primary is None else str(primary), None if date is None else str(date))
+
+
+#: Pages read per Get Lead Activities query at most (a guard against a token that never ends).
+ACTIVITY_PAGES_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -210,6 +239,47 @@ class MarketoClient:
         )
 
     # ------------------------------------------------------------------ reads
+    async def lead_activities(
+        self, activity_type_ids: Sequence[int], lead_ids: Sequence[int], since: datetime
+    ) -> list[LeadActivity]:
+        """Get Lead Activities: every activity of these types on these leads since ``since``.
+
+        A paging token for ``sinceDatetime`` (``GET /rest/v1/activities/pagingtoken.json``), then
+        ``GET /rest/v1/activities.json`` pages until ``moreResult`` is false; pages may be short or
+        empty while more remain (marketo-api.md §4.1, §10.12). Lead ids go 30 per query, type ids 10
+        (Marketo's limits for this endpoint). Every call goes through the instance limiter like a
+        write; errors raise (``MarketoError``), nothing is retried here beyond the transport's rules."""
+        types = sorted({int(t) for t in activity_type_ids})
+        leads = sorted({int(x) for x in lead_ids})
+        if not types or not leads:
+            return []
+        if len(types) > ep.ACTIVITIES_TYPE_IDS_MAX:
+            raise ValueError(f"at most {ep.ACTIVITIES_TYPE_IDS_MAX} activity type ids per query")
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        found: list[LeadActivity] = []
+        for i in range(0, len(leads), ep.ACTIVITIES_LEAD_IDS_MAX):
+            chunk = leads[i:i + ep.ACTIVITIES_LEAD_IDS_MAX]
+            body = await self.transport.call("GET", ep.ACTIVITIES_PAGING_TOKEN,
+                                             params={"sinceDatetime": since.isoformat()})
+            token = body.get("nextPageToken")
+            if not isinstance(token, str) or not token:
+                raise MarketoProtocolError(f"GET {ep.ACTIVITIES_PAGING_TOKEN}: no nextPageToken")
+            for _ in range(ACTIVITY_PAGES_MAX):
+                page = await self.transport.call("GET", ep.ACTIVITIES, params={
+                    "nextPageToken": token, "activityTypeIds": ",".join(map(str, types)),
+                    "leadIds": ",".join(map(str, chunk)), "batchSize": ep.BATCH_MAX})
+                for item in page.get("result") or []:
+                    if isinstance(item, Mapping) and (act := _lead_activity(item)) is not None:
+                        found.append(act)
+                nxt = page.get("nextPageToken")
+                if not page.get("moreResult") or not isinstance(nxt, str) or not nxt:
+                    break
+                token = nxt
+            else:
+                raise MarketoProtocolError(f"GET {ep.ACTIVITIES}: more than {ACTIVITY_PAGES_MAX} pages")
+        return found
+
     async def _result(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         body = await self.transport.call("GET", path, params=params)
         result = body.get("result") or []

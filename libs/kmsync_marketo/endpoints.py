@@ -63,6 +63,13 @@ ACTIVITY_TYPES: Final = "/rest/v1/activities/types.json"
 CUSTOM_ACTIVITIES: Final = "/rest/v1/activities/external.json"
 CUSTOM_ACTIVITY_TYPES: Final = "/rest/v1/activities/external/types.json"
 CUSTOM_ACTIVITY_TYPE_CREATE: Final = "/rest/v1/activities/external/type.json"
+#: Get Lead Activities (read side): a paging token for a start time, then pages of activities.
+ACTIVITIES_PAGING_TOKEN: Final = "/rest/v1/activities/pagingtoken.json"
+ACTIVITIES: Final = "/rest/v1/activities.json"
+#: Lead ids per Get Lead Activities call (Marketo's reference for the endpoint: up to 30 ``leadIds``)
+#: and activity type ids (up to 10 ``activityTypeIds``).
+ACTIVITIES_LEAD_IDS_MAX: Final = 30
+ACTIVITIES_TYPE_IDS_MAX: Final = 10
 
 
 def custom_activity_type_describe(api_name: str) -> str:

@@ -24,6 +24,12 @@ INSTANCE_CONFIG = "kmsync.instance_config"
 AUTH_REFUSED = "kmsync.auth_refused"
 BAD_RECORD = "kmsync.contract"
 INTERNAL_ERROR = "kmsync.internal_error"
+#: A custom activity found in the lead's activity log after an uncertain write: written, not sent again.
+VERIFIED_WRITTEN = "kmsync.verified_written"
+#: A custom activity that may be in Marketo and could not be verified (the activity read failed).
+UNVERIFIED = "kmsync.unverified"
+#: The sink stopped before this operation's intent was recorded (not sent; replayed by the next owner).
+STOPPING = "kmsync.stopping"
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,11 @@ class Decision:
     #: Failed, and trying the same record again later may succeed.
     retryable: bool = False
     api: Literal["rest", "bulk"] = "rest"
+    #: A failed custom activity that Marketo may have applied (an ambiguous answer, or a write whose
+    #: verification failed): its intent stays, and it is verified before it is sent again.
+    maybe_applied: bool = False
+    #: Monotonic time before which it is not retried (a verification waits for the intent to age).
+    retry_at: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -66,14 +77,21 @@ def settle(
     retry: list[PendingOp] = []
     shared = retry_at if retry_at is not None else {}
     for d in decisions:
-        if d.failed and d.retryable and d.pending.attempts < policy.max_attempts:
-            n = d.pending.attempts
-            if n not in shared:
-                shared[n] = now + policy.backoff(n, rng)
-            d.pending.not_before = shared[n]
-            retry.append(d.pending)
-        else:
+        p = d.pending
+        if d.failed and d.retryable and d.retry_at is not None:
+            pass  # waits for a time of its own (a verification too early); no attempt was spent
+        elif d.failed and d.maybe_applied and d.retryable and not p.final_check:
+            # Never final without a look at Marketo: out of attempts, it gets one more, to verify only.
+            p.uncertain_code = p.uncertain_code or d.reason_code
+            p.final_check = p.attempts >= policy.max_attempts
+        elif not (d.failed and d.retryable and p.attempts < policy.max_attempts):
             final.append(d)
+            continue
+        n = p.attempts
+        if n not in shared:
+            shared[n] = now + policy.backoff(n, rng)
+        p.not_before = max(shared[n], d.retry_at or 0.0)
+        retry.append(p)
     return final, retry
 
 

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from kmsync_common.logs import hash_email
+from kmsync_contracts import utc_now
 from kmsync_contracts.marketo_ops import CustomObjectUpsert
-from kmsync_marketo.client import ActivityRecord
+from kmsync_contracts.outcomes import ActivityIntent
+from kmsync_marketo.client import ActivityRecord, LeadActivity
 from kmsync_marketo.endpoints import BATCH_MAX
 from kmsync_marketo.errors import (
     ErrorClass,
@@ -32,16 +36,31 @@ from kmsync_marketo.errors import (
 )
 from kmsync_marketo.outcomes import Outcome
 from marketo_sink.decisions import (
+    ALREADY_WRITTEN,
     AUTH_REFUSED,
     INTERNAL_ERROR,
     LEAD_UNRESOLVED,
+    STOPPING,
     UNKNOWN_ACTIVITY_TYPE,
+    UNVERIFIED,
+    VERIFIED_WRITTEN,
     Decision,
 )
+from marketo_sink.durable import PublishAbandoned
+from marketo_sink.intents import IntentRecorder, LedgerIntents
 from marketo_sink.memory import ActivityLedger, LeadCache
 from marketo_sink.pending import PendingOp
 from marketo_sink.pipeline import BulkPipeline
-from marketo_sink.planner import ActivityCall, LeadCall, ObjectCall, ObjectInput, Plan, StatusCall, link_record
+from marketo_sink.planner import (
+    ActivityCall,
+    ActivityInput,
+    LeadCall,
+    ObjectCall,
+    ObjectInput,
+    Plan,
+    StatusCall,
+    link_record,
+)
 from marketo_sink.writer import BulkWriter, MarketoWriter
 
 log = logging.getLogger(__name__)
@@ -103,10 +122,22 @@ async def _guarded(coro: Awaitable[list[Decision]], ops: list[PendingOp]) -> lis
         return _failed(ops, _Failure(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", True))
 
 
+#: Codes of a call Marketo answered with something other than the documented envelope (a 200 whose
+#: body is not JSON, a result array without this record): it ran, so the write may be there.
+_ANSWERED_ODDLY = frozenset({"protocol", "missing_result"})
+
+
 def maybe_applied(o: Outcome) -> bool:
-    """A transient failure after which Marketo may have done the write (marketo-api.md §10.4): a
-    timeout-like Marketo code, an HTTP 5xx, or no answer at all (the client reports "http_<status>")."""
+    """A failure after which Marketo may have done the write (marketo-api.md §10.4): the client says
+    so, a timeout-like Marketo code, an HTTP 5xx or no answer at all ("http_0"), or an answer that
+    is not the documented envelope. Record-level skips and rejections before any work are certain."""
+    if o.status != "failed":
+        return False
+    if o.maybe_applied:
+        return True
     code = o.reason_code or ""
+    if code in _ANSWERED_ODDLY:
+        return True
     if code.startswith("http_"):
         status = code[5:]
         return status.isdigit() and (int(status) == 0 or int(status) >= 500)
@@ -131,8 +162,25 @@ class WindowExecutor:
         bulk: BulkWriter | None = None,
         bulk_in_flight: Callable[[int], None] | None = None,
         pipeline: BulkPipeline | None = None,
+        intents: IntentRecorder | None = None,
+        verify_delay_seconds: float = 0.0,
+        verify_lookback: timedelta = timedelta(hours=1),
+        observe_verify: Callable[[str, int], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
+        """``intents``: where an activity call's intents are recorded before it is sent (default: the
+        ledger only). ``verify_delay_seconds``: how old an intent must be before the lead's activity
+        log is read to verify it (a request the client gave up on may still be running at Marketo).
+        ``verify_lookback``: the log is read from this long before the earlier of the intent's
+        activity date and its recording time."""
         self.writer = writer
+        self.intents: IntentRecorder = intents or LedgerIntents(ledger)
+        self.verify_delay_seconds = verify_delay_seconds
+        self.verify_lookback = verify_lookback
+        self._observe_verify = observe_verify or (lambda result, n: None)
+        self._mono = monotonic
+        self._now = now
         self.bulk = bulk
         #: Bulk custom object jobs finish in the background (None: a window waits for them).
         self.pipeline = pipeline
@@ -188,8 +236,8 @@ class WindowExecutor:
             rest_lead_calls = rest_lead_calls + [LeadCall(c.inputs[i:i + BATCH_MAX])
                                                  for c in plan.bulk_lead_calls
                                                  for i in range(0, len(c.inputs), BATCH_MAX)]
-        await asyncio.gather(*(leads(c) for c in rest_lead_calls),
-                             *(bulk_leads(c) for c in plan.bulk_lead_calls if use_bulk))
+        await _all_then_raise(*(leads(c) for c in rest_lead_calls),
+                              *(bulk_leads(c) for c in plan.bulk_lead_calls if use_bulk))
 
         def lead_id(email: str) -> int | None:
             return resolved.get(email) or self.cache.get(email)
@@ -224,8 +272,8 @@ class WindowExecutor:
         calls += [(objects(c), [p for i in c.items for p in i.ops]) for c in plan.object_calls]
         calls += [(self._activities(c, lead_id, unresolved), [p for a in c.items for p in a.ops])
                   for c in plan.activity_calls]
-        await asyncio.gather(*(program_statuses(pc) for pc in by_program.values()),
-                             *(stage2(c, o) for c, o in calls))
+        await _all_then_raise(*(program_statuses(pc) for pc in by_program.values()),
+                              *(stage2(c, o) for c, o in calls))
         return collected
 
     # ----- stage 1: leads
@@ -431,13 +479,32 @@ class WindowExecutor:
     async def _activities(
         self, call: ActivityCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
     ) -> list[Decision]:
+        """Custom activities are insert-only (§7.1). An activity that may already be in Marketo (an
+        intent with no certain outcome) is looked up in its lead's activity log first; every activity
+        sent has its intent recorded durably before the call; an ambiguous answer leaves the intent
+        and retries through a verification, never a blind resend."""
         out: list[Decision] = []
         try:
             type_ids = await self._type_ids()
         except MarketoError as exc:
             return _failed((p for a in call.items for p in a.ops), _failure_from_exception(exc))
-        sendable: list[tuple[Any, ActivityRecord]] = []
+        fresh: list[ActivityInput] = []
+        uncertain: list[tuple[ActivityInput, ActivityIntent]] = []
         for a in call.items:
+            if a.op.op_id in self.ledger:  # written meanwhile (another copy's verification)
+                out += [Decision(p, "skipped", reason_code=ALREADY_WRITTEN,
+                                 reason="custom activity already written (insert-only; replay not sent)")
+                        for p in a.ops]
+            elif (intent := self.ledger.uncertain(a.op.op_id)) is not None:
+                uncertain.append((a, intent))
+            else:
+                fresh.append(a)
+        if uncertain:
+            decided, absent = await self._verify(uncertain)
+            out += decided
+            fresh += absent
+        sendable: list[tuple[ActivityInput, ActivityRecord]] = []
+        for a in fresh:
             type_id = type_ids.get(a.op.activity_type)
             lid = lead_id(a.email)
             if type_id is None:
@@ -454,26 +521,120 @@ class WindowExecutor:
                 )))
         if not sendable:
             return out
+        recorded_at = self._now()
+        try:
+            await self.intents.record([
+                ActivityIntent(op_id=a.op.op_id, munchkin_id=a.op.munchkin_id, lead_id=r.lead_id,
+                               activity_type_id=r.activity_type_id,
+                               primary_attribute_value=r.primary_attribute_value,
+                               activity_date=r.activity_date, recorded_at=recorded_at)
+                for a, r in sendable])
+        except PublishAbandoned:
+            # Stopping with Kafka unavailable: not sent; the next owner replays them.
+            return out + _failed((p for a, _ in sendable for p in a.ops), _Failure(
+                STOPPING, "stopping before the activity's intent was recorded; not sent", True))
         try:
             outcomes = await self.writer.add_custom_activities([r for _, r in sendable])
         except MarketoError as exc:
+            # Raised before anything was sent (Identity refused the credentials): certain.
             f = _failure_from_exception(exc)
             self._observe("custom_activities", len(sendable), f.code)
+            self.intents.resolve(a.op.op_id for a, _ in sendable)
             return out + _failed((p for a, _ in sendable for p in a.ops), f)
+        except Exception as exc:  # a bug or an unexpected client error: the request may have gone out
+            log.exception("activities call failed unexpectedly; its %d record(s) will be verified", len(sendable))
+            outcomes = [Outcome(seq=i, status="failed", reason_code=INTERNAL_ERROR,
+                                reason=f"{type(exc).__name__}: {exc}", maybe_applied=True)
+                        for i in range(len(sendable))]
         self._observe("custom_activities", len(sendable), call_code(outcomes))
+        certain: list[str] = []
         for (a, _), o in zip(sendable, outcomes, strict=True):
             if o.ok:
                 self.ledger.add(a.op.op_id)
-            if o.status == "failed" and maybe_applied(o):
-                # Insert-only (§7.1): sending it again could write it twice. Dead-letter it for a
-                # person to check the lead's activity log; replay only if it is not there.
+            if maybe_applied(o):
+                # May be in Marketo: the intent stays; the retry looks it up before any resend.
                 out += [Decision(p, "failed", o.marketo_id, o.reason_code,
-                                 f"{o.reason or 'ambiguous failure'}; custom activities are insert-only, so "
-                                 "check the lead's activity log before replaying", retryable=False)
+                                 f"{o.reason or 'ambiguous failure'}; the activity may have been applied, so it "
+                                 "is verified in the lead's activity log before it is sent again",
+                                 retryable=True, maybe_applied=True)
                         for p in a.ops]
                 continue
+            if not o.ok:
+                certain.append(a.op.op_id)  # Marketo answered for this record: not written
             out += [self._stale_aware(p, o, a.email) for p in a.ops]
+        self.intents.resolve(certain)
         return out
+
+    async def _verify(
+        self, items: list[tuple[ActivityInput, ActivityIntent]]
+    ) -> tuple[list[Decision], list[ActivityInput]]:
+        """Look uncertain activities up in their leads' activity logs (Get Lead Activities, through
+        the instance limiter). Returns decisions (found: written; read failed or too early: retried;
+        absent after the last attempt: dead-lettered as not applied) and the inputs found absent,
+        which may be sent."""
+        out: list[Decision] = []
+        absent: list[ActivityInput] = []
+        now = self._now()
+        ready: list[tuple[ActivityInput, ActivityIntent]] = []
+        for a, intent in items:
+            wait = (intent.recorded_at - now).total_seconds() + self.verify_delay_seconds
+            if wait > 0:
+                # A request the client gave up on may still be running at Marketo: look later.
+                self._observe_verify("deferred", len(a.ops))
+                for p in a.ops:
+                    p.attempts -= 1  # no call was made
+                out += [Decision(p, "failed", reason_code=p.uncertain_code or UNVERIFIED,
+                                 reason="waiting before the activity log is read", retryable=True,
+                                 maybe_applied=True, retry_at=self._mono() + wait) for p in a.ops]
+            else:
+                ready.append((a, intent))
+        by_type: dict[int, list[tuple[ActivityInput, ActivityIntent]]] = {}
+        for a, intent in ready:
+            by_type.setdefault(intent.activity_type_id, []).append((a, intent))
+        for type_id, group in by_type.items():
+            since = min(min(i.activity_date, i.recorded_at) for _, i in group) - self.verify_lookback
+            try:
+                found = await self.writer.lead_activities([type_id], [i.lead_id for _, i in group], since)
+            except Exception as exc:
+                f = _failure_from_exception(exc) if isinstance(exc, MarketoError) else _Failure(
+                    INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", True)
+                self._observe("lead_activities", len(group), f.code)
+                self._observe_verify("error", len(group))
+                for a, _ in group:
+                    out += [self._unverified(p, f) for p in a.ops]
+                continue
+            self._observe("lead_activities", len(group), "ok")
+            index = _index(found)
+            for a, intent in group:
+                hit = index.get((intent.lead_id, intent.activity_type_id, intent.primary_attribute_value))
+                if hit is not None:
+                    self._observe_verify("found", 1)
+                    self.ledger.add(a.op.op_id)
+                    out += [Decision(p, "created", hit.marketo_id or None, VERIFIED_WRITTEN,
+                                     "found in the lead's activity log after an uncertain write; not sent again")
+                            for p in a.ops]
+                    continue
+                self._observe_verify("absent", 1)
+                self.intents.resolve([a.op.op_id])  # certainly not applied: a resend is safe
+                last = [p for p in a.ops if p.final_check]
+                if last:
+                    code = next((p.uncertain_code for p in last if p.uncertain_code), None) or UNVERIFIED
+                    out += [Decision(p, "failed", reason_code=code, reason=(
+                        "the write failed ambiguously as often as retries allow; the activity is not in the "
+                        "lead's activity log, so it was not applied and a replay is safe"), retryable=True)
+                        for p in a.ops]
+                else:
+                    absent.append(a)
+        return out, absent
+
+    def _unverified(self, p: PendingOp, f: _Failure) -> Decision:
+        if p.final_check:
+            # Out of attempts and still unknown: dead-lettered, the intent kept, so a replay verifies.
+            return Decision(p, "failed", reason_code=UNVERIFIED, reason=(
+                f"the activity may be in Marketo and its activity log could not be read ({f.code}: {f.reason}); "
+                "a replay looks it up before sending"), retryable=True, maybe_applied=True)
+        return Decision(p, "failed", reason_code=f.code, reason=f"activity log not read: {f.reason}",
+                        retryable=True, maybe_applied=True)
 
     def _stale_aware(self, p: PendingOp, o: Outcome, email: str) -> Decision:
         d = _from_outcome(p, o)
@@ -482,6 +643,21 @@ class WindowExecutor:
             self.cache.evict(email)
             return Decision(p, "failed", o.marketo_id, o.reason_code, o.reason, retryable=True)
         return d
+
+
+async def _all_then_raise(*aws: Awaitable[None]) -> None:
+    """Every call of a stage runs to its end (none is left running as an orphan when another
+    fails); then the first error, if any, is raised."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+
+
+def _index(found: Iterable[LeadActivity]) -> dict[tuple[int, int, str], LeadActivity]:
+    """(lead id, activity type id, primary attribute value) → the activity: transform emits one
+    activity per lead, session and type, so these identify the operation's activity."""
+    return {(f.lead_id, f.activity_type_id, f.primary_attribute_value or ""): f for f in found}
 
 
 def _lead_ops(call: LeadCall) -> list[PendingOp]:

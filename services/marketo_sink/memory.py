@@ -1,8 +1,10 @@
-"""The sink's per-instance memory: the email → lead id cache and the custom activity ledger."""
+"""The sink's memory: the email → lead id cache (per instance) and the custom activity ledger."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+
+from kmsync_contracts.outcomes import ActivityIntent
 
 
 class LeadCache:
@@ -42,12 +44,17 @@ class LeadCache:
 
 
 class ActivityLedger:
-    """op_ids of custom activities already written. Custom activities are insert-only in Marketo
-    (marketo-api.md §7.1), so a replayed op_id must never be sent twice. Filled from
-    marketo.results.v1 on start and from the sink's own outcomes."""
+    """What the sink knows of custom activities, which are insert-only in Marketo (marketo-api.md
+    §7.1): a replayed op_id must never be sent twice.
+
+    - written: op_ids Marketo accepted (from marketo.results.v1 at start and the sink's own outcomes);
+    - intents: op_ids the sink was about to send (marketo.activity-intents.v1, intents.py). An op_id
+      with an intent and not written is *uncertain*: it may be in Marketo; it is verified against the
+      lead's activity log before it is sent again."""
 
     def __init__(self) -> None:
         self._written: set[str] = set()
+        self._intents: dict[str, ActivityIntent] = {}
 
     def add(self, op_id: str) -> None:
         self._written.add(op_id)
@@ -57,3 +64,20 @@ class ActivityLedger:
 
     def __len__(self) -> int:
         return len(self._written)
+
+    def intend(self, intent: ActivityIntent) -> None:
+        self._intents[intent.op_id] = intent
+
+    def resolve(self, op_id: str) -> None:
+        self._intents.pop(op_id, None)
+
+    def intent(self, op_id: str) -> ActivityIntent | None:
+        return self._intents.get(op_id)
+
+    def uncertain(self, op_id: str) -> ActivityIntent | None:
+        """The intent of an operation that may have been applied (not known written), else None."""
+        return None if op_id in self._written else self._intents.get(op_id)
+
+    @property
+    def intents(self) -> int:
+        return len(self._intents)

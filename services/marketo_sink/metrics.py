@@ -51,6 +51,10 @@ class SinkMetrics:
                                     ["instance"], registry=r)
         self.buffered = Gauge("kmsync_sink_buffered_operations", "Operations read and not yet decided",
                               ["instance"], registry=r)
+        self.verifications = Counter(
+            "kmsync_sink_activity_verifications",
+            "Custom activities looked up in the lead's activity log after an uncertain write, by result "
+            "(found, absent, error, deferred)", ["instance", "result"], registry=r)
         # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
         self.consumer_lag = Gauge("kmsync_sink_consumer_lag_records",
                                   "Operations on marketo.ops.v1 this sink has not read yet", ["partition"],

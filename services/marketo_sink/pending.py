@@ -30,6 +30,11 @@ class PendingOp:
     not_before: float = 0.0
     #: The record key as read (dead letters keep it).
     key: str | None = None
+    #: A custom activity whose write may have been applied, out of attempts: its next try only
+    #: verifies (found: written; absent: dead-lettered as not applied).
+    final_check: bool = False
+    #: The code of the last ambiguous answer to this custom activity's write.
+    uncertain_code: str | None = None
 
     @property
     def munchkin_id(self) -> str:

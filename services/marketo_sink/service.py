@@ -25,7 +25,13 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts import ContractError, DeadLetter, decode, encode, utc_now
 from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
-from kmsync_kafka.clients import DEFAULT_ISOLATION, manual_commit_consumer, reliable_producer, topic_name
+from kmsync_kafka.clients import (
+    DEFAULT_ISOLATION,
+    ensure_topics,
+    manual_commit_consumer,
+    reliable_producer,
+    topic_name,
+)
 from kmsync_kafka.lag import consumer_lags
 from kmsync_marketo.bulk import BulkImporter
 from kmsync_marketo.client import MarketoClient
@@ -39,6 +45,8 @@ from marketo_sink.decisions import (
     to_dead_letter,
     to_outcome,
 )
+from marketo_sink.durable import Message, PublishAbandoned, produce_until_acked
+from marketo_sink.intents import ACTIVITY_INTENTS, IntentLog
 from marketo_sink.ledger_reader import LedgerReader
 from marketo_sink.memory import ActivityLedger
 from marketo_sink.metrics import SinkMetrics
@@ -91,6 +99,12 @@ class MarketoSink:
         self.ops_topic = topic_name(MARKETO_OPS, p)
         self.results_topic = topic_name(MARKETO_RESULTS, p)
         self.dlq_topic = topic_name(MARKETO_DLQ, p)
+        self.intents_topic = topic_name(ACTIVITY_INTENTS, p)
+        self.intent_log: IntentLog | None = None
+        #: The run's stop: Kafka writes of the main loop (raw dead letters) give up when it is set.
+        self._stop = asyncio.Event()
+        #: Bumped by every revocation and assignment: a batch polled before one is not routed further.
+        self._generation = 0
         self.ledger = ActivityLedger()
         self.state = SinkState()
         self.workers: dict[str, InstanceWorker] = {}
@@ -109,10 +123,14 @@ class MarketoSink:
         (uncommitted, replayed later) and commits what has an outcome. Cancelling the task stops the
         same way; a failed worker or Kafka error ends the run with that error."""
         s = self.settings
+        self._stop = stop
+        # The sink's own topic (intents.py): created here, so every deployment has it.
+        await ensure_topics(s.kafka_bootstrap, (ACTIVITY_INTENTS,), s.topic_prefix)
         self._producer = reliable_producer(s.kafka_bootstrap)
         await self._producer.start()
+        self.intent_log = IntentLog(self._producer, self.intents_topic, self.ledger)
         self._ledger_reader = LedgerReader(s.kafka_bootstrap, self.results_topic, self.ledger,
-                                           s.sink_ledger_lookback_hours)
+                                           s.sink_ledger_lookback_hours, intents_topic=self.intents_topic)
         self._consumer = manual_commit_consumer(s.kafka_bootstrap, s.sink_group_id,
                                                 rebalance_timeout_ms=int(s.sink_drain_timeout_seconds * 1000)
                                                 + 10_000)
@@ -127,9 +145,7 @@ class MarketoSink:
                 if self._failure is not None:
                     raise self._failure
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=5000)
-                for tp, msgs in batch.items():
-                    for m in msgs:
-                        await self._route(tp, m)
+                await self._route_batch(batch)
                 self._flow_control()
                 await self._report_lag()
                 if time.monotonic() - last_commit >= s.sink_commit_interval_seconds:
@@ -169,6 +185,19 @@ class MarketoSink:
         return self.state.ready
 
     # ------------------------------------------------------------------ routing
+    async def _route_batch(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Route a polled batch. Routing can await (a dead letter, a broken instance's outcome), and a
+        rebalance can run meanwhile: the rest of a batch polled before it is dropped (its partitions
+        were revoked, or reassigned and fetched again from the committed offset). Routing it anyway
+        would start a partition's offset tracking mid-partition and let the commit jump past the
+        records abandoned at the revocation."""
+        generation = self._generation
+        for tp, msgs in batch.items():
+            for m in msgs:
+                if self._generation != generation or tp not in self.state.assigned:
+                    break
+                await self._route(tp, m)
+
     async def _route(self, tp: TopicPartition, m: ConsumerRecord[bytes, bytes]) -> None:
         self.tracker.read(tp.topic, tp.partition, m.offset)
         key = m.key.decode(errors="replace") if m.key else None
@@ -181,7 +210,8 @@ class MarketoSink:
                             time.monotonic(), key=key)
         worker = self._worker_for(op.munchkin_id)
         if isinstance(worker, _Broken):
-            await self.publish([Decision(pending, "failed", reason_code=worker.code, reason=worker.reason)])
+            await self.publish([Decision(pending, "failed", reason_code=worker.code, reason=worker.reason)],
+                               self._stop)
             return
         worker.add(pending)
 
@@ -211,7 +241,8 @@ class MarketoSink:
         bulk = BulkImporter(writer) if isinstance(writer, MarketoClient) else None
         worker = InstanceWorker(munchkin_id, writer, self.settings, self.ledger, self.publish, self.metrics,
                                 time.monotonic, random.Random(self._rng.random()), bulk=bulk,
-                                bulk_min_records=instance.bulk_min_records)
+                                bulk_min_records=instance.bulk_min_records, intent_log=self.intent_log,
+                                verify_delay_seconds=self.settings.sink_activity_verify_delay_seconds)
         worker.start()
         assert worker.task is not None
         worker.task.add_done_callback(self._worker_done)
@@ -222,24 +253,32 @@ class MarketoSink:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None:
+        if exc is not None and not isinstance(exc, PublishAbandoned):  # a stop gave up on Kafka
             log.error("instance worker %s failed: %r", task.get_name(), exc)
             self._failure = exc
 
     # ------------------------------------------------------------------ publishing
-    async def publish(self, decisions: list[Decision]) -> None:
-        """Outcomes (and dead letters) acknowledged by Kafka, then the records count as decided."""
+    async def publish(self, decisions: list[Decision], give_up: asyncio.Event) -> None:
+        """Outcomes (and dead letters) acknowledged by Kafka, then the records count as decided.
+
+        A broker outage does not fail the sink: the records are sent again until Kafka acknowledges
+        them, or ``give_up`` is set (a stop's drain deadline; ``PublishAbandoned``, the records stay
+        undecided). Then the intents of custom activities whose outcome is certain are dropped."""
         if not decisions:
             return
         assert self._producer is not None
         now = utc_now()
-        futures = []
+        messages: list[Message] = []
         for d in decisions:
             key = d.pending.op.munchkin_id.encode()
-            futures.append(await self._producer.send(self.results_topic, encode(to_outcome(d, now)), key=key))
+            messages.append(Message(self.results_topic, encode(to_outcome(d, now)), key))
             if d.failed:
-                futures.append(await self._producer.send(self.dlq_topic, encode(to_dead_letter(d, now)), key=key))
-        await asyncio.gather(*futures)
+                messages.append(Message(self.dlq_topic, encode(to_dead_letter(d, now)), key))
+        await produce_until_acked(self._producer, messages, give_up)
+        if self.intent_log is not None:
+            # Only after the outcome is acknowledged: a kill before that must leave the intent.
+            self.intent_log.resolve(d.pending.op.op_id for d in decisions
+                                    if d.pending.op.kind == "custom_activity" and not d.maybe_applied)
         for d in decisions:
             src, op = d.pending.source, d.pending.op
             self.tracker.done(src.topic, src.partition, src.offset)
@@ -258,7 +297,7 @@ class MarketoSink:
         letter = DeadLetter(stage="sink", reason_code=BAD_RECORD, reason=str(exc)[:2000], source_topic=tp.topic,
                             source_partition=tp.partition, source_offset=m.offset, source_key=key,
                             payload=raw, failed_at=utc_now())
-        await self._producer.send_and_wait(self.dlq_topic, encode(letter), key=m.key)
+        await produce_until_acked(self._producer, [Message(self.dlq_topic, encode(letter), m.key)], self._stop)
         self.tracker.done(tp.topic, tp.partition, m.offset)
         self.metrics.dlq.labels(key or "unknown", BAD_RECORD).inc()
 
@@ -276,6 +315,9 @@ class MarketoSink:
             await self._consumer.commit(offsets)
         except CommitFailedError as exc:
             log.warning("commit refused (group rebalanced): %s", exc)
+            return
+        except KafkaError as exc:  # the broker is away: committed later, nothing is lost by waiting
+            log.warning("commit failed (%r); retried at the next interval", exc)
             return
         self.tracker.mark_committed({(tp.topic, tp.partition): pos for tp, pos in offsets.items()})
 
@@ -297,6 +339,7 @@ class MarketoSink:
 
     # ------------------------------------------------------------------ rebalance
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._generation += 1
         if not revoked:
             return
         keys = {(tp.topic, tp.partition) for tp in revoked}
@@ -323,6 +366,10 @@ class MarketoSink:
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._generation += 1
+        for tp in assigned - self.state.assigned:
+            # Fetching starts again at the committed offset: no state of an earlier ownership counts.
+            self.tracker.forget(tp.topic, tp.partition)
         self.state.assigned |= assigned
         if self._ledger_reader is not None:
             await self._ledger_reader.catch_up()

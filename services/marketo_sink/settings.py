@@ -86,6 +86,11 @@ class SinkSettings(WindowSettings):
     sink_ledger_lookback_hours: float = Field(default=7 * 24.0, gt=0)
     #: Commit at most this often (seconds) while records complete.
     sink_commit_interval_seconds: float = Field(default=1.0, gt=0)
+    #: A custom activity that may have been applied (intent without a certain outcome) is looked up
+    #: in its lead's activity log only once its intent is this old: a request the client gave up on
+    #: (a dropped connection, a drain, a kill) may still be running at Marketo, whose server timeout
+    #: for Add Custom Activities is 90 s (marketo-api.md §7.1).
+    sink_activity_verify_delay_seconds: float = Field(default=90.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> SinkSettings:

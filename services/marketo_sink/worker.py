@@ -19,7 +19,9 @@ from collections.abc import Awaitable, Callable
 from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_marketo import endpoints as ep
 from marketo_sink.decisions import Decision, RetryPolicy, settle
+from marketo_sink.durable import PublishAbandoned
 from marketo_sink.executor import WindowExecutor
+from marketo_sink.intents import IntentLog
 from marketo_sink.memory import ActivityLedger, LeadCache
 from marketo_sink.metrics import SinkMetrics
 from marketo_sink.pending import PendingOp
@@ -31,7 +33,8 @@ from marketo_sink.writer import BulkWriter, MarketoWriter
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[list[Decision]], Awaitable[None]]
+#: Publishes final decisions (acknowledged by Kafka); gives up (``PublishAbandoned``) once the event is set.
+Publish = Callable[[list[Decision], asyncio.Event], Awaitable[None]]
 Monotonic = Callable[[], float]
 
 
@@ -48,9 +51,12 @@ class InstanceWorker:
         rng: random.Random | None = None,
         bulk: BulkWriter | None = None,
         bulk_min_records: int | None = None,
+        intent_log: IntentLog | None = None,
+        verify_delay_seconds: float = 0.0,
     ) -> None:
         """``bulk_min_records``: the instance's bulk threshold from the tenants file (None: the
-        sink's ``settings.bulk_min_records``; 0: never bulk)."""
+        sink's ``settings.bulk_min_records``; 0: never bulk). ``intent_log``: where custom activity
+        intents are recorded before each activities call (None: in the ledger only, for tests)."""
         self.munchkin_id = munchkin_id
         self.writer = writer
         self.settings = settings
@@ -73,12 +79,18 @@ class InstanceWorker:
                          if bulk is not None and bulk_on and settings.bulk_pipeline_max_jobs > 0 else None)
         #: Upserts of records an outstanding job carries, waiting for it to end.
         self.held = HeldOps()
+        #: Set when a stop's drain deadline has passed: Kafka writes still retrying give up.
+        self.give_up = asyncio.Event()
         self.executor = WindowExecutor(
             writer, self.cache, ledger,
             lambda endpoint, n, code: metrics.observe_call(munchkin_id, endpoint, n, code),
             bulk=bulk,
             bulk_in_flight=lambda delta: metrics.bulk_in_flight.labels(munchkin_id).inc(delta),
             pipeline=self.pipeline,
+            intents=intent_log.for_worker(self.give_up) if intent_log is not None else None,
+            verify_delay_seconds=verify_delay_seconds,
+            observe_verify=lambda result, n: metrics.verifications.labels(munchkin_id, result).inc(n),
+            monotonic=monotonic,
         )
         self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
@@ -182,7 +194,8 @@ class InstanceWorker:
 
     def _job_ended(self, keys: frozenset[ObjectKey], task: asyncio.Task[None]) -> None:
         """A background bulk job ended: the upserts it held back go back to the window."""
-        if not task.cancelled() and task.exception() is not None:
+        if not task.cancelled() and task.exception() is not None \
+                and not isinstance(task.exception(), PublishAbandoned):
             # Its outcomes could not be published: fail the loop as a window would (the sink stops
             # and the records are replayed from the last commit).
             self._job_error = task.exception()
@@ -202,7 +215,7 @@ class InstanceWorker:
                     # A failed row of an outstanding job: later upserts of its record wait for the retry.
                     if isinstance(p.op, CustomObjectUpsert) and self.pipeline.holds(key := object_key(p.op)):
                         self.held.retry_due(key, p.not_before)
-        await self._publish(final)
+        await self._publish(final, self.give_up)
 
     # ----- stopping
     async def stop(self, drain_timeout: float) -> list[PendingOp]:
@@ -220,6 +233,13 @@ class InstanceWorker:
         if self.pipeline is not None and self.pipeline.tasks:
             # A job Marketo finishes within the drain still gets its outcomes published.
             await self._drain(set(self.pipeline.tasks), deadline, "bulk job(s)")
+        if self.executor.publishing:
+            # Outcomes of calls Marketo answered: Kafka may take until the deadline (an outage:
+            # publishing retries), then they are given up (uncommitted; custom activities keep their
+            # intents, so the next owner verifies them before sending).
+            remaining = max(0.0, deadline - loop.time())
+            await asyncio.wait(set(self.executor.publishing), timeout=remaining)
+        self.give_up.set()
         if self.executor.publishing:
             await asyncio.gather(*self.executor.publishing, return_exceptions=True)
         if self._task is not None:

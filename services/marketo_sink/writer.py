@@ -7,10 +7,11 @@ codes, retries of response-level errors) stays in that library.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from kmsync_marketo.bulk import BulkResult
-from kmsync_marketo.client import ActivityRecord, LeadSyncResult
+from kmsync_marketo.client import ActivityRecord, LeadActivity, LeadSyncResult
 from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.outcomes import Outcome
 
@@ -32,6 +33,10 @@ class MarketoWriter(Protocol):
     async def add_custom_activities(self, activities: Sequence[ActivityRecord]) -> list[Outcome]: ...
 
     async def custom_activity_types(self) -> list[dict[str, Any]]: ...
+
+    async def lead_activities(
+        self, activity_type_ids: Sequence[int], lead_ids: Sequence[int], since: datetime
+    ) -> list[LeadActivity]: ...
 
     async def usage_today(self, *, reconcile: bool = True) -> int: ...
 

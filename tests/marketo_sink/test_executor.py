@@ -4,10 +4,11 @@ the same paths run over real HTTP against the sandbox in test_sink_integration.p
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from kmsync_marketo.bulk import BulkResult
-from kmsync_marketo.client import ActivityRecord, LeadSyncResult
+from kmsync_marketo.client import ActivityRecord, LeadActivity, LeadSyncResult
 from kmsync_marketo.errors import ErrorClass, MarketoAuthError
 from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.outcomes import Outcome
@@ -61,6 +62,10 @@ class MemoryWriter:
 
     async def custom_activity_types(self) -> list[dict[str, Any]]:
         return [{"id": 100001, "apiName": "userSessionEngagement"}]
+
+    async def lead_activities(self, activity_type_ids: Sequence[int], lead_ids: Sequence[int],
+                              since: datetime) -> list[LeadActivity]:
+        return []
 
     async def usage_today(self, *, reconcile: bool = True) -> int:
         return 0

@@ -10,13 +10,14 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from kmsync_contracts.seed import ENGAGEMENT_ACTIVITY_API_NAME
 from kmsync_marketo.bulk import BulkResult
-from kmsync_marketo.client import ActivityRecord, LeadSyncResult
+from kmsync_marketo.client import ActivityRecord, LeadActivity, LeadSyncResult
 from kmsync_marketo.errors import ErrorClass
 from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.outcomes import Outcome
@@ -73,6 +74,10 @@ class RestWriter:
 
     async def custom_activity_types(self) -> list[dict[str, Any]]:
         return [{"id": 100001, "apiName": ENGAGEMENT_ACTIVITY_API_NAME}]
+
+    async def lead_activities(self, activity_type_ids: Sequence[int], lead_ids: Sequence[int],
+                              since: datetime) -> list[LeadActivity]:
+        return []
 
     async def usage_today(self, *, reconcile: bool = True) -> int:
         return 0
@@ -146,7 +151,7 @@ class Published:
         for p in pending:
             self.tracker.read(p.source.topic, p.source.partition, p.source.offset)
 
-    async def __call__(self, decisions: list[Decision]) -> None:
+    async def __call__(self, decisions: list[Decision], give_up: asyncio.Event) -> None:
         if self.refuse & {d.pending.op.op_id for d in decisions}:
             raise RuntimeError("the results topic refused the outcomes")
         for d in decisions:
