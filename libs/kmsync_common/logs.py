@@ -1,21 +1,17 @@
 """Logging for every service: one line per event, emails hashed, secrets never formatted.
 
-Use `hash_email()` whenever an email would appear in a log line or a metric label.
+Use `hash_email()` whenever an email would appear in a log line or a metric label: a keyed HMAC
+(kmsync_common.email_hash), so a dictionary of addresses cannot reverse it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 
+from kmsync_common.email_hash import email_hash_key, hash_email
 
-def hash_email(email: str | None) -> str:
-    """A stable, non-reversible stand-in for an email in logs: 'email#' + 12 hex of sha256."""
-    if not email:
-        return "email#none"
-    digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()
-    return f"email#{digest[:12]}"
+__all__ = ["hash_email", "setup_logging"]
 
 
 def setup_logging(service: str, level: str = "INFO") -> logging.Logger:
@@ -29,4 +25,5 @@ def setup_logging(service: str, level: str = "INFO") -> logging.Logger:
     # reach a log, so keep HTTP client chatter at WARNING.
     for noisy in ("httpx", "httpcore", "aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    email_hash_key()  # load the key now: a missing one is reported at start, not at the first email
     return logging.getLogger(service)

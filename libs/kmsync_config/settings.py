@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kmsync_config.tenants import ConfigError
+from kmsync_config.references import SecretRefSetting
+from kmsync_config.tenants import ConfigError, SecretRef
 from kmsync_contracts.codecs import describe_validation_error
 
 
@@ -28,6 +29,19 @@ class CommonSettings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    #: Where the key of the keyed email hash in logs lives (kmsync_common.hash_email), by reference:
+    #: {"env": "NAME"} or {"file": "/run/secrets/email-hash-key"}. The same key in every service makes
+    #: a person's hash the same everywhere; unset, each process uses a random key (with a warning).
+    email_hash_secret: SecretRefSetting = None
+
+    @field_validator("email_hash_secret")
+    @classmethod
+    def _key_resolves(cls, v: SecretRef | None) -> SecretRef | None:
+        if v is not None:
+            key = v.resolve().get_secret_value()  # ValueError says where it was looked for
+            if len(key.encode()) < 16:
+                raise ValueError(f"the key in {v.describe()} is shorter than 16 bytes; use 32 random bytes")
+        return v
 
 
 S = TypeVar("S", bound=BaseSettings)

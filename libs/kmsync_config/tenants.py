@@ -24,12 +24,12 @@ from pydantic import (
     model_validator,
 )
 
+from kmsync_config.urls import LOOPBACK_HOSTS, https_problem
 from kmsync_contracts.codecs import describe_validation_error
 from kmsync_contracts.kaltura_records import AttendanceStatus
 from kmsync_contracts.seed import STATUS_STEPS
 
 MUNCHKIN_ID = re.compile(r"^\d{3}-[A-Za-z]{3}-\d{3}$")
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class ConfigError(ValueError):
@@ -132,6 +132,9 @@ class MarketoInstance(Strict):
             )
         if not parts.hostname:
             raise ValueError(f"the Marketo endpoint domain has no host: {v!r}")
+        problem = https_problem(v)
+        if problem is not None:
+            raise ValueError(f"the Marketo endpoint domain {problem}")
         for suffix in ("/rest", "/identity"):
             if parts.path.lower().endswith(suffix):
                 raise ValueError(
@@ -153,6 +156,17 @@ class KalturaPartner(Strict):
     notification_secret: InlineRejectingSecretRef | None = None
 
     _check_secrets = field_validator("admin_secret", "notification_secret", mode="before")(_no_inline_secret)
+
+    @field_validator("service_url", "user_profile_url")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        # session.start sends the partner's admin secret in the request body and every later call
+        # carries the KS (kaltura-api.md §1.2): never over plain HTTP, except to a loopback sandbox.
+        v = v.strip()
+        problem = https_problem(v)
+        if problem is not None:
+            raise ValueError(f"the Kaltura URL {problem}")
+        return v
 
 
 class Outputs(Strict):

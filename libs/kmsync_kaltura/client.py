@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from kmsync_kaltura.csv_reports import parse_engagement_csv, parse_poll_answers_csv
 from kmsync_kaltura.errors import (
@@ -55,6 +55,7 @@ from kmsync_kaltura.models import (
 )
 from kmsync_kaltura.report_table import parse_engagement_table
 from kmsync_kaltura.rows import Located, ParseResult, RowError, describe_validation_error
+from kmsync_kaltura.urls import check_entry_id, insecure_reason, require_secure
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,12 @@ class KalturaSettings(BaseModel):
     report_poll_max_checks: int = Field(default=60, ge=1)
     #: Check email syntax in report rows (60013/4021 rows are identified by email alone).
     validate_email: bool = True
+
+    @field_validator("service_url", "user_profile_url", "reports_url")
+    @classmethod
+    def _secure(cls, v: str | None) -> str | None:
+        # The admin secret (session.start) and the KS travel to these hosts (kaltura-api.md §1.2).
+        return None if v is None else require_secure(v, "the URL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +375,7 @@ class KalturaClient:
         flt: dict[str, Any] = {
             "objectType": "KalturaEndUserReportInputFilter",
             "virtualEventIdIn": str(virtual_event_id),
-            "entryIdIn": entry_id,
+            "entryIdIn": check_entry_id(entry_id),
         }
         if from_date is not None:
             flt["fromDate"] = int(from_date.timestamp())
@@ -423,7 +430,7 @@ class KalturaClient:
         to_date: datetime | None = None,
     ) -> ParseResult[EngagementCsvRow]:
         """Report 4021 CSV for one session (getCsvFromStringParams → serve URL → parse)."""
-        params = [f"entry_ids={entry_id}", f"virtualeventid={virtual_event_id}"]
+        params = [f"entry_ids={check_entry_id(entry_id)}", f"virtualeventid={int(virtual_event_id)}"]
         if from_date is not None:
             params.append(f"from_date={int(from_date.timestamp())}")
         if to_date is not None:
@@ -432,6 +439,8 @@ class KalturaClient:
                                 {"id": USER_REACTIONS_REPORT, "params": ";".join(params)})
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise KalturaResponseError("getCsvFromStringParams did not return a URL")
+        if insecure_reason(url) is not None:  # a serve URL carries a KS: never over plain http
+            raise KalturaResponseError(f"getCsvFromStringParams returned an insecure URL ({_redact(url)})")
         try:
             response = await self._http.get(url)
         except httpx.HTTPError as exc:

@@ -16,8 +16,8 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 from kmsync_kaltura.errors import CsvHeaderError
 from kmsync_kaltura.models import EngagementCsvRow, PollAnswerRow, required_columns
@@ -41,14 +41,52 @@ def report_from_filename(name: str) -> ReportFileName | None:
     return ReportFileName(int(match["report"]), int(match["partner"]))
 
 
-def _text_lines(source: bytes | str | Iterable[str] | Iterable[bytes]) -> Iterator[str]:
-    """Lines of text with the BOM removed; bytes are decoded as UTF-8 (incrementally)."""
+#: Longest physical line read (a report row is a few hundred bytes); longer lines are bad rows.
+DEFAULT_MAX_LINE_BYTES = 1_048_576
+Source = bytes | str | Iterable[str] | Iterable[bytes] | BinaryIO
+
+
+@dataclass(slots=True)
+class _Rejected:
+    """Lines the line reader could not hand to the CSV reader (too long, not UTF-8)."""
+
+    lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _binary_lines(fh: BinaryIO, max_line_bytes: int, rejected: _Rejected) -> Iterator[str]:
+    """Physical lines of a binary file, decoded one by one; a line too long or not UTF-8 is replaced
+    by an empty line (which the CSV reader skips) and recorded with its number, so numbering holds."""
+    number = 0
+    while True:
+        line = fh.readline(max_line_bytes + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > max_line_bytes and not line.endswith(b"\n"):
+            while (rest := fh.readline(65536)) and not rest.endswith(b"\n"):
+                pass  # skip to the end of the over-long line without keeping it
+            rejected.lines.append((number, f"row: line longer than {max_line_bytes} bytes"))
+            yield "\n"
+            continue
+        if number == 1:
+            line = line.removeprefix(codecs.BOM_UTF8)
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rejected.lines.append((number, f"row: not UTF-8 (byte {exc.start} of the line)"))
+            yield "\n"
+
+
+def _text_lines(source: Source, max_line_bytes: int, rejected: _Rejected) -> Iterator[str]:
+    """Lines of text with the BOM removed; bytes are read line by line (never decoded whole)."""
     if isinstance(source, bytes):
-        text = source.decode("utf-8-sig")
-        yield from io.StringIO(text, newline="")
+        yield from _binary_lines(io.BytesIO(source), max_line_bytes, rejected)
         return
     if isinstance(source, str):
         yield from io.StringIO(source.removeprefix(BOM), newline="")
+        return
+    if hasattr(source, "readline"):
+        yield from _binary_lines(source, max_line_bytes, rejected)  # type: ignore[arg-type]
         return
     decoder = codecs.getincrementaldecoder("utf-8")()
     first = True
@@ -62,18 +100,41 @@ def _text_lines(source: bytes | str | Iterable[str] | Iterable[bytes]) -> Iterat
 
 
 def iter_report_csv(
-    source: bytes | str | Iterable[str] | Iterable[bytes], model: type[RowT], *,
+    source: Source, model: type[RowT], *,
     stamp: dict[str, Any] | None = None, validate_email: bool = True,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> Iterator[Located[RowT] | RowError]:
     """Yield each data row as parsed (``Located``) or rejected (``RowError``), in file order.
 
-    Raises :class:`CsvHeaderError` before any row if the header lacks required columns.
+    A binary source (bytes or a file opened "rb") is read one line at a time: a line longer than
+    ``max_line_bytes``, a line that is not UTF-8, or a cell over the csv module's field limit is a
+    bad row with its line number, and reading goes on. Raises :class:`CsvHeaderError` before any
+    row if the header is unreadable or lacks required columns.
     """
-    reader = csv.reader(_text_lines(source), strict=False)
+    rejected = _Rejected()
+    reader = csv.reader(_text_lines(source, max_line_bytes, rejected), strict=False)
     header: list[str] | None = None
     context = {"validate_email": validate_email}
     stamped = set(stamp or {})
-    for cells in reader:
+    while True:
+        error: str | None = None
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            cells, error = [], f"row: {exc}"
+        # Lines the reader skipped for us came before this row.
+        while rejected.lines:
+            number, message = rejected.lines.pop(0)
+            if header is None:
+                raise CsvHeaderError(f"line {number}: unreadable header ({message.removeprefix('row: ')})")
+            yield RowError(number, message, "")
+        if error is not None:
+            if header is None:
+                raise CsvHeaderError(f"line {reader.line_num}: unreadable header ({error.removeprefix('row: ')})")
+            yield RowError(reader.line_num, error, "")
+            continue
         if not cells or all(c.strip() == "" for c in cells):
             continue
         if header is None:
@@ -86,12 +147,17 @@ def iter_report_csv(
             continue
         yield build_row(model, header, cells, line=reader.line_num, raw=",".join(cells), stamp=stamp,
                         context=context)
+    while rejected.lines:
+        number, message = rejected.lines.pop(0)
+        if header is None:
+            raise CsvHeaderError(f"line {number}: unreadable header ({message.removeprefix('row: ')})")
+        yield RowError(number, message, "")
     if header is None:
         raise CsvHeaderError("empty file: no header line")
 
 
 def parse_report_csv(
-    source: bytes | str | Iterable[str] | Iterable[bytes], model: type[RowT], *,
+    source: Source, model: type[RowT], *,
     stamp: dict[str, Any] | None = None, validate_email: bool = True,
 ) -> ParseResult[RowT]:
     result: ParseResult[RowT] = ParseResult()
@@ -104,7 +170,7 @@ def parse_report_csv(
 
 
 def parse_engagement_csv(
-    source: bytes | str | Iterable[str] | Iterable[bytes], *, entry_id: str, validate_email: bool = True,
+    source: Source, *, entry_id: str, validate_email: bool = True,
 ) -> ParseResult[EngagementCsvRow]:
     """Report 4021 "User Reactions" CSV of one session."""
     return parse_report_csv(source, EngagementCsvRow, stamp={"entry_id": entry_id},
@@ -112,7 +178,7 @@ def parse_engagement_csv(
 
 
 def parse_poll_answers_csv(
-    source: bytes | str | Iterable[str] | Iterable[bytes], *, validate_email: bool = True,
+    source: Source, *, validate_email: bool = True,
 ) -> ParseResult[PollAnswerRow]:
     """Poll answers CSV in OUR ASSUMED ``pollsActivity`` layout (see models.PollAnswerRow)."""
     return parse_report_csv(source, PollAnswerRow, validate_email=validate_email)

@@ -21,6 +21,9 @@ from kmsync_kaltura.errors import NotificationParseError, SignatureError
 from kmsync_kaltura.models import HttpNotification
 
 SIGNATURE_HEADER: Final = "X-KALTURA-SIGNATURE"
+#: Deepest nesting of a notification body read (Kaltura's objects nest a few levels; a deeply nested
+#: body is refused before validation, which would otherwise recurse).
+MAX_NESTING: Final = 32
 HASH_ALGO_HEADER: Final = "X-KALTURA-HASH-ALGO"
 
 _ALGOS: Final = {
@@ -76,10 +79,14 @@ def parse_notification(raw_body: bytes, content_type: str | None = "application/
         if not values:
             raise NotificationParseError([("data", "form body has no data field")])
         text = values[0]
+    if _bracket_depth(text) > MAX_NESTING:
+        raise NotificationParseError([("body", f"nested deeper than {MAX_NESTING} levels")])
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise NotificationParseError([("body", f"not valid JSON: {exc.msg} at position {exc.pos}")]) from exc
+    except RecursionError:
+        raise NotificationParseError([("body", f"nested deeper than {MAX_NESTING} levels")]) from None
     if not isinstance(payload, dict):
         raise NotificationParseError([("body", "must be a JSON object")])
     try:
@@ -88,3 +95,25 @@ def parse_notification(raw_body: bytes, content_type: str | None = "application/
         raise NotificationParseError([
             (".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in exc.errors()
         ]) from exc
+
+
+def _bracket_depth(text: str) -> int:
+    """Deepest bracket nesting outside JSON strings (an upper bound of the JSON nesting)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest

@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ingest.auth import UploadAuth
 from ingest.http_app import serve
 from ingest.kaltura_source import KalturaPullSource, client_for
 from ingest.publisher import KafkaUnavailable
@@ -56,6 +57,7 @@ def load(args: argparse.Namespace) -> tuple[IngestSettings, TenantsConfig]:
                 for e in tenants.events if e.partner_id not in tenants.kaltura_partners]
     if problems:
         raise ConfigError(str(settings.tenants_file), problems)
+    UploadAuth.from_settings(settings)  # every token reference must resolve before we start
     return settings, tenants
 
 

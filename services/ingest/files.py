@@ -9,12 +9,13 @@ for downstream upserts, kaltura-api.md §7.3 files carry no change time to de-du
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,6 +41,10 @@ HEADER_SIGNATURES: tuple[tuple[Layout, frozenset[str]], ...] = (
     ("engagement_60013", frozenset({"email", "live_view_time", "count_poll_answered"})),
 )
 MAX_REPORTED_BAD_ROWS = 1000
+#: A dead letter keeps at most this much of a bad row's text (a Kafka record is ~1 MB at most).
+MAX_DEAD_LETTER_ROW_CHARS = 4096
+MAX_FILENAME_CHARS = 200
+_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class FileParams(BaseModel):
@@ -60,7 +65,19 @@ class FileParams(BaseModel):
     final: bool = True
 
 
+def safe_filename(name: str | None) -> str | None:
+    """The last path component of a client-given file name, without control characters, bounded."""
+    if not name:
+        return None
+    base = re.split(r"[\\/]", name)[-1]
+    base = _UNSAFE_NAME_CHARS.sub("", base).strip()[:MAX_FILENAME_CHARS]
+    return None if base in ("", ".", "..") else base
+
+
 def parse_params(raw: dict[str, Any]) -> FileParams:
+    raw = dict(raw)
+    if isinstance(raw.get("filename"), str):
+        raw["filename"] = safe_filename(raw["filename"])
     try:
         return FileParams.model_validate(raw)
     except ValidationError as exc:
@@ -118,7 +135,7 @@ def resolve_context(params: FileParams, tenants: TenantsConfig) -> tuple[RecordC
     return ctx, report_id
 
 
-def detect_layout(data: bytes, report_id: int | None) -> Layout:
+def detect_layout(head: bytes, report_id: int | None) -> Layout:
     if report_id is not None:
         if report_id not in REPORT_LAYOUTS:
             known = ", ".join(str(i) for i in sorted(REPORT_LAYOUTS))
@@ -127,7 +144,7 @@ def detect_layout(data: bytes, report_id: int | None) -> Layout:
                 "files need no report id)"])
         return REPORT_LAYOUTS[report_id]
     try:
-        text = data[:65536].decode("utf-8-sig", errors="replace")
+        text = head[:65536].decode("utf-8-sig", errors="replace")
     except UnicodeDecodeError:  # pragma: no cover - errors="replace" never raises
         text = ""
     first = next((line for line in text.splitlines() if line.strip()), "")
@@ -140,14 +157,16 @@ def detect_layout(data: bytes, report_id: int | None) -> Layout:
         + ", ".join(sorted(columns)[:12])])
 
 
-def _rows(data: bytes, layout: Layout, entry_id: str | None) -> Iterator[Located[Any] | RowError]:
+def _rows(
+    source: BinaryIO, layout: Layout, entry_id: str | None, max_line_bytes: int
+) -> Iterator[Located[Any] | RowError]:
     if layout == "poll_answers":
-        return iter_report_csv(data, PollAnswerRow)
+        return iter_report_csv(source, PollAnswerRow, max_line_bytes=max_line_bytes)
     if entry_id is None:
         raise BadInput(400, "which session?", [
             "entry_id: required, this report has no entry_id column (name the session it was exported for)"])
     model = EngagementCsvRow if layout == "engagement_4021" else EngagementRow
-    return iter_report_csv(data, model, stamp={"entry_id": entry_id})
+    return iter_report_csv(source, model, stamp={"entry_id": entry_id}, max_line_bytes=max_line_bytes)
 
 
 def _record(layout: Layout, row: Any, ctx: RecordContext, ref: str) -> KalturaRecord:
@@ -159,20 +178,27 @@ def _record(layout: Layout, row: Any, ctx: RecordContext, ref: str) -> KalturaRe
 
 
 async def ingest_file(
-    data: bytes,
+    data: bytes | BinaryIO,
     params: FileParams,
     tenants: TenantsConfig,
     publisher: Publisher,
     metrics: IngestMetrics,
     progress: Callable[[int], None] | None = None,
     chunk_size: int = 500,
+    max_line_bytes: int = 65_536,
 ) -> FileReport:
-    """Check the header, then produce good rows and dead-letter bad ones, chunk by chunk."""
+    """Check the header, then produce good rows and dead-letter bad ones, chunk by chunk.
+
+    ``data`` is the file's bytes or a binary file (a spooled upload, a backfill file) positioned at
+    its start; a file is read a line at a time, so memory holds one chunk of rows, not the file."""
+    source: BinaryIO = io.BytesIO(data) if isinstance(data, bytes) else data
     ctx, report_id = resolve_context(params, tenants)
-    layout = detect_layout(data, report_id)
+    start = source.tell()
+    layout = detect_layout(source.read(65536), report_id)
+    source.seek(start)
     name = params.filename or "upload.csv"
     report = FileReport(name, layout)
-    rows = _rows(data, layout, params.entry_id)
+    rows = _rows(source, layout, params.entry_id, max_line_bytes)
     try:
         for chunk in _chunks(rows, chunk_size):
             await _load_chunk(chunk, layout, ctx, name, report, publisher, metrics)
@@ -195,13 +221,14 @@ async def _load_chunk(
         report.rows += 1
         problems: list[str] = []
         if isinstance(outcome, RowError):
-            problems, raw = row_problems(outcome.message), outcome.raw
+            problems, raw = row_problems(outcome.message), outcome.raw[:MAX_DEAD_LETTER_ROW_CHARS]
         else:
             try:
                 records.append(_record(layout, outcome.row, ctx, f"file:{name}:line {outcome.line}"))
                 continue
             except ValidationError as exc:
-                problems, raw = describe_validation_error(exc), outcome.row.model_dump_json()
+                problems = describe_validation_error(exc)
+                raw = outcome.row.model_dump_json()[:MAX_DEAD_LETTER_ROW_CHARS]
         report.bad_count += 1
         if len(report.bad_rows) < MAX_REPORTED_BAD_ROWS:
             report.bad_rows.append((outcome.line, problems))

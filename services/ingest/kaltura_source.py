@@ -32,6 +32,7 @@ from kmsync_contracts import AttendeeStatus, PollResponse, SessionEngagement, ut
 from kmsync_contracts.codecs import describe_validation_error
 from kmsync_kaltura import KalturaClient, KalturaSettings, KalturaTransportError, parse_poll_answers_csv
 from kmsync_kaltura.rows import Located, RowError
+from kmsync_kaltura.urls import path_segment
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,14 @@ def client_for(partner_id: int, partner: KalturaPartner, settings: IngestSetting
         profile_page_size=settings.page_size, report_page_size=settings.page_size,
         validate_email=settings.validate_report_emails,
     ))
+
+
+def polls_url(template: str, service_url: str, event: EventConfig, entry_id: str) -> str:
+    """KMSYNC_POLLS_CSV_URL filled in; the entry id (from a notification) is one escaped path segment."""
+    return template.format(
+        service_url=service_url.rstrip("/"), partner_id=int(event.partner_id),
+        virtual_event_id=int(event.virtual_event_id), entry_id=path_segment(entry_id),
+    )
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -166,10 +175,7 @@ class KalturaPullSource:
         template = self.settings.polls_csv_url
         if not template:
             return []
-        url = template.format(
-            service_url=self.client.settings.service_url.rstrip("/"), partner_id=event.partner_id,
-            virtual_event_id=event.virtual_event_id, entry_id=session.entry_id,
-        )
+        url = polls_url(template, self.client.settings.service_url, event, session.entry_id)
         try:
             response = await self._http.get(url)
         except httpx.HTTPError as exc:

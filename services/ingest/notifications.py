@@ -22,6 +22,7 @@ from ingest.errors import BadInput
 from kmsync_kaltura.errors import NotificationParseError
 from kmsync_kaltura.models import HttpNotification
 from kmsync_kaltura.notifications import parse_notification
+from kmsync_kaltura.urls import check_entry_id
 
 #: eventObjectType values that mean "an entry (a session) changed" (kaltura-api.md §2.2).
 ENTRY_OBJECT_TYPES = {"1", "38", "entry", "KalturaBaseEntry", "KalturaLiveStreamEntry", "KalturaMediaEntry"}
@@ -128,6 +129,9 @@ def classify(env: HttpNotification) -> Notification:
         if not isinstance(entry, str) or not entry.strip():
             problems.append("object.id: the entry id (a string like 1_abcd1234) is required")
             entry = None
+        elif (bad := _bad_entry_id(entry)) is not None:
+            problems.append(f"object.id: {bad}")
+            entry = None
         note = Notification(job, partner, False, None, None, entry, "entry", body)
     elif api_type == "KalturaUser" or event_object_type in USER_OBJECT_TYPES:
         note = Notification(job, partner, True, None, None, None, "user", body)
@@ -146,6 +150,8 @@ def _from_fields(form: dict[str, str], raw: bytes) -> Notification:
     entry = _first(form, "entry_id", "entryId")
     app_guid = _first(form, "app_guid", "appGuid")
     user = _first(form, "user_id", "userId")
+    if entry and (bad := _bad_entry_id(str(entry))) is not None:
+        problems.append(f"entry_id: {bad}")
     if problems:
         raise BadInput(400, "malformed notification", problems)
     fields: dict[str, Any] = dict(form)
@@ -154,3 +160,12 @@ def _from_fields(form: dict[str, str], raw: bytes) -> Notification:
     if vid or app_guid or user:
         return Notification(job_id, partner, True, vid, app_guid, None, "fields", fields)
     return Notification(job_id, partner, kind="unknown", fields=fields)
+
+
+def _bad_entry_id(entry: str) -> str | None:
+    """Why an entry id cannot be used (it goes into report parameters and URLs), or None."""
+    try:
+        check_entry_id(entry)
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -6,11 +6,14 @@ here so an operator can match a real account without a code change.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kmsync_config import CommonSettings
+from kmsync_config.references import SecretRefsSetting
+from kmsync_config.urls import https_problem
 
 HashAlgo = Literal["sha1", "sha256", "sha512"]
 
@@ -51,8 +54,21 @@ class IngestSettings(CommonSettings):
     notification_pull_timeout_seconds: float = Field(default=20.0, gt=0)
     #: Largest notification body accepted, bytes.
     max_notification_bytes: int = Field(default=1_048_576, gt=0)
-    #: Largest CSV upload accepted, bytes.
+    #: Largest CSV upload accepted, bytes (413 above it, checked while the body arrives).
     max_upload_bytes: int = Field(default=200 * 1_048_576, gt=0)
+    #: Uploads processed at once; one more is answered 503 with Retry-After (each is spooled to a
+    #: temporary file and read a chunk at a time, so memory does not grow with the file size).
+    max_concurrent_uploads: int = Field(default=4, ge=1)
+    #: Longest line of an uploaded CSV, bytes; a longer line is a bad row (a report row is < 2 KB).
+    max_csv_line_bytes: int = Field(default=65_536, ge=1024)
+    #: Where uploads are spooled while they are read (default: the system's temporary directory).
+    upload_spool_dir: Path | None = None
+    #: Bearer tokens accepted on the upload endpoint (and on unsigned notifications), by reference:
+    #: [{"env": "NAME"}, {"file": "/run/secrets/ingest-tokens"}]. Several are valid at once (rotation);
+    #: a file may hold several, one per line. None configured: every upload is refused (401).
+    upload_tokens: SecretRefsSetting = ()
+    #: "disabled" accepts uploads without a token: local demos on a loopback port only.
+    upload_auth: Literal["required", "disabled"] = "required"
     #: How long a produce may wait for Kafka's acknowledgement before the request fails with 503.
     kafka_ack_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Retry-After (seconds) sent with 503 when Kafka is unavailable.
@@ -66,3 +82,13 @@ class IngestSettings(CommonSettings):
     watermark_max_ids: int = Field(default=20_000, ge=1)
     #: Records produced per batch (one ack wait per batch).
     produce_batch_size: int = Field(default=500, ge=1)
+
+    @field_validator("polls_csv_url")
+    @classmethod
+    def _polls_url_secure(cls, v: str) -> str:
+        # A template starting with {service_url} inherits the partner URL's https check.
+        if v and not v.startswith("{service_url}"):
+            problem = https_problem(v.replace("{", "").replace("}", ""))
+            if problem is not None:
+                raise ValueError(f"the poll answers URL {problem}")
+        return v

@@ -8,6 +8,7 @@ configuration for a Kaltura sandbox scenario; ``read_topic`` reads a topic to it
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -56,8 +57,22 @@ def tenants_for(sb: RunningSandbox, secrets_dir: Path, *, with_sessions: bool = 
     return parse_tenants(tenants_document(sb, secrets_dir, with_sessions=with_sessions), "test tenants")
 
 
+#: The upload token tests use, given by reference like in production (KMSYNC_TEST_UPLOAD_TOKEN).
+TEST_UPLOAD_TOKEN_ENV = "KMSYNC_TEST_UPLOAD_TOKEN"
+TEST_UPLOAD_TOKEN = "test-upload-token-0123456789abcdef"
+
+
+def upload_headers(content_type: str | None = "text/csv", token: str = TEST_UPLOAD_TOKEN) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    return headers
+
+
 def settings_for(bootstrap: str, prefix: str, sb: RunningSandbox | None, **overrides: Any) -> IngestSettings:
+    os.environ.setdefault(TEST_UPLOAD_TOKEN_ENV, TEST_UPLOAD_TOKEN)
     values: dict[str, Any] = {
+        "upload_tokens": [{"env": TEST_UPLOAD_TOKEN_ENV}],
         "kafka_bootstrap": bootstrap, "topic_prefix": prefix, "http_host": "127.0.0.1", "http_port": 0,
         "pull_enabled": False, "session_repull_seconds": 0, "kafka_ack_timeout_seconds": 10,
         "notification_pull_timeout_seconds": 8,
@@ -75,6 +90,10 @@ class RunningIngest:
     @property
     def notification_url(self) -> str:
         return f"{self.base_url}/ingest/kaltura/notification"
+
+    @property
+    def upload_url(self) -> str:
+        return f"{self.base_url}/ingest/kaltura/reports"
 
 
 @asynccontextmanager

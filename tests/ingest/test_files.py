@@ -11,7 +11,15 @@ import pytest
 import yaml
 
 from ingest.backfill_cli import main as backfill_main
-from ingest.testing import metric, read_topic, running_ingest, settings_for, tenants_document, tenants_for
+from ingest.testing import (
+    metric,
+    read_topic,
+    running_ingest,
+    settings_for,
+    tenants_document,
+    tenants_for,
+    upload_headers,
+)
 from kaltura_sandbox.testing import RunningSandbox, running_sandbox
 from kmsync_contracts import DeadLetter, PollResponse, SessionEngagement
 from kmsync_contracts.topics import INGEST_DLQ, POLL_RESPONSES, SESSION_ENGAGEMENT
@@ -57,7 +65,7 @@ async def test_report_uploads_load_good_rows_and_report_bad_lines(
             url = f"{ingest.base_url}/ingest/kaltura/reports"
             # Multipart with Kaltura's file name: report id and partner come from the name.
             name = f"Report_4021_{sb.partner_id}_{entry}.csv"
-            answer = await http.post(url, params={"entry_id": entry},
+            answer = await http.post(url, params={"entry_id": entry}, headers=upload_headers(None),
                                      files={"file": (name, exported.content, "text/csv")})
             assert answer.status_code == 200, answer.text
             report = answer.json()
@@ -68,7 +76,7 @@ async def test_report_uploads_load_good_rows_and_report_bad_lines(
             assert all(":" in p for b in report["bad_rows"] for p in b["problems"])
 
             # A raw poll answers CSV: the layout is recognised from its header.
-            answer = await http.post(url, content=polls.content, headers={"Content-Type": "text/csv"})
+            answer = await http.post(url, content=polls.content, headers=upload_headers())
             assert answer.status_code == 200, answer.text
             assert answer.json()["layout"] == "poll_answers"
             assert {b["line"] for b in answer.json()["bad_rows"]} == expected_bad_polls
@@ -76,13 +84,13 @@ async def test_report_uploads_load_good_rows_and_report_bad_lines(
                 len(expected_bad) + len(expected_bad_polls)
 
             # Unusable files and parameters: 4xx naming the field.
-            answer = await http.post(url, content=b"\xef\xbb\xbfname,colour\nx,y\n", headers={"Content-Type": "text/csv"})
+            answer = await http.post(url, content=b"\xef\xbb\xbfname,colour\nx,y\n", headers=upload_headers())
             assert answer.status_code == 422 and answer.json()["problems"][0].startswith("header:")
-            answer = await http.post(url, params={"report_id": "4021"}, content=exported.content)
+            answer = await http.post(url, params={"report_id": "4021"}, content=exported.content, headers=upload_headers())
             assert answer.status_code == 400 and answer.json()["problems"][0].startswith("entry_id:")
-            answer = await http.post(url, params={"virtual_event_id": "abc"}, content=exported.content)
+            answer = await http.post(url, params={"virtual_event_id": "abc"}, content=exported.content, headers=upload_headers())
             assert answer.status_code == 400 and answer.json()["problems"][0].startswith("virtual_event_id:")
-            answer = await http.post(url, params={"report_id": "9999"}, content=exported.content)
+            answer = await http.post(url, params={"report_id": "9999"}, content=exported.content, headers=upload_headers())
             assert answer.status_code == 422 and answer.json()["problems"][0].startswith("report_id:")
 
     engagement = [v for _, v in await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)]

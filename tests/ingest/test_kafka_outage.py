@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.testing import metric, running_ingest, settings_for, tenants_for
+from ingest.testing import metric, running_ingest, settings_for, tenants_for, upload_headers
 from kaltura_sandbox.testing import running_sandbox
 from kmsync_kafka import start_broker
 from kmsync_kaltura import compute_signature
@@ -51,7 +51,7 @@ async def test_broker_outage_during_a_webhook_answers_503(tmp_path: Path, http: 
                 csv = "\ufeffentry_id,poll_id,poll_type,question,user_id,email,answer,answered_at\n" \
                       f"{sb.session_entry_ids[0]},p1,crowd vote,Q?,u1,u1@acme.com,Yes,2025-06-16T14:00:00.000Z\n"
                 upload = await http.post(f"{ingest.base_url}/ingest/kaltura/reports", content=csv.encode(),
-                                         headers={"Content-Type": "text/csv"})
+                                         headers=upload_headers())
                 assert upload.status_code == 503 and upload.headers["Retry-After"] == "7"
 
                 ready = await http.get(f"{ingest.base_url}/readyz")
