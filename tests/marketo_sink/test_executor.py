@@ -4,9 +4,10 @@ the same paths run over real HTTP against the sandbox in test_sink_integration.p
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from kmsync_contracts.outcomes import ActivityIntent
 from kmsync_marketo.bulk import BulkResult
 from kmsync_marketo.client import ActivityRecord, LeadActivity, LeadSyncResult
 from kmsync_marketo.errors import ErrorClass, MarketoAuthError
@@ -75,6 +76,7 @@ class MemoryWriter:
 
 
 CFG = PlannerConfig(batch_max=300)
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
 async def run(window: list[Any], writer: MemoryWriter, cache: LeadCache | None = None,
@@ -230,3 +232,75 @@ async def test_an_unresolved_lead_fails_its_bulk_objects_as_retryable(ops) -> No
     assert {(d.status, d.reason_code, d.retryable, d.api) for d in got} == {
         ("failed", "kmsync.lead_unresolved", True, "bulk")}
     assert bulk.object_jobs == []
+
+
+class InsertOnlyMarketo(MemoryWriter):
+    """Add Custom Activities that stores what it is sent and can answer a non-JSON 200 after
+    writing (code ``protocol``); Get Lead Activities reads the store back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored: list[ActivityRecord] = []
+        self.garbled_answers = 0
+        self.reads = 0
+
+    async def add_custom_activities(self, activities: Sequence[ActivityRecord]) -> list[Outcome]:
+        self.activity_calls.append(list(activities))
+        self.stored += activities
+        if self.garbled_answers:
+            self.garbled_answers -= 1
+            return [Outcome(seq=i, status="failed", reason_code="protocol", reason="answer is not JSON",
+                            classification=ErrorClass.RETRY_SOON) for i in range(len(activities))]
+        return [Outcome(seq=i, status="created", marketo_id=f"g{len(self.stored) - len(activities) + i}")
+                for i in range(len(activities))]
+
+    async def lead_activities(self, activity_type_ids: Sequence[int], lead_ids: Sequence[int],
+                              since: datetime) -> list[LeadActivity]:
+        self.reads += 1
+        return [LeadActivity(f"g{n}", a.lead_id, a.activity_type_id, a.primary_attribute_value,
+                             a.activity_date.isoformat())
+                for n, a in enumerate(self.stored) if a.lead_id in lead_ids and a.activity_type_id in activity_type_ids]
+
+
+async def test_a_garbled_200_is_verified_not_resent_and_never_dead_lettered_unverified(ops) -> None:
+    """A 200 whose body is not JSON ran at Marketo: the activity may be there. Its retry reads the
+    lead's activity log and finds it (no second write); an absent one at the last attempt is
+    dead-lettered as not applied, an unreadable log as ``kmsync.unverified``."""
+    w = InsertOnlyMarketo()
+    w.garbled_answers = 1
+    cache, ledger = LeadCache(10), ActivityLedger()
+    cache.put("a@x.com", 5)
+    first = ops.pending(ops.activity("a@x.com", op_id="act"))
+    got = await run([first], w, cache=cache, ledger=ledger)
+    assert (got["act"].status, got["act"].reason_code, got["act"].maybe_applied) == ("failed", "protocol", True)
+    assert ledger.uncertain("act") is not None, "its intent stays"
+    again = ops.pending(ops.activity("a@x.com", op_id="act"))  # transform's copy, same op_id
+    got = await run([again], w, cache=cache, ledger=ledger)
+    assert (got["act"].status, got["act"].reason_code, got["act"].marketo_id) == (
+        "created", "kmsync.verified_written", "g0")
+    assert len(w.stored) == 1 and w.reads == 1 and "act" in ledger
+
+    # The last check of an activity that is not there: certainly not applied.
+    ledger2 = ActivityLedger()
+    ledger2.intend(ActivityIntent(op_id="gone", munchkin_id="111-AAA-111", lead_id=5, activity_type_id=100001,
+                                  primary_attribute_value="1_abc", activity_date=T0, recorded_at=T0))
+    last = ops.pending(ops.activity("a@x.com", op_id="gone"))
+    last.final_check, last.uncertain_code = True, "604"
+    got = await run([last], InsertOnlyMarketo(), cache=cache, ledger=ledger2)
+    assert (got["gone"].status, got["gone"].reason_code, got["gone"].maybe_applied) == ("failed", "604", False)
+    assert ledger2.intent("gone") is None, "resolved: a replay may send it"
+
+    class Unreadable(InsertOnlyMarketo):
+        async def lead_activities(self, activity_type_ids: Sequence[int], lead_ids: Sequence[int],
+                                  since: datetime) -> list[LeadActivity]:
+            raise MarketoAuthError("Identity refused client id 'x'")
+
+    ledger3 = ActivityLedger()
+    w3 = Unreadable()
+    w3.garbled_answers = 1
+    await run([ops.pending(ops.activity("a@x.com", op_id="dark"))], w3, cache=cache, ledger=ledger3)
+    last = ops.pending(ops.activity("a@x.com", op_id="dark"))
+    last.final_check = True
+    got = await run([last], w3, cache=cache, ledger=ledger3)
+    assert (got["dark"].reason_code, got["dark"].maybe_applied) == ("kmsync.unverified", True)
+    assert ledger3.uncertain("dark") is not None and len(w3.stored) == 1, "kept for a replay to verify; not resent"
