@@ -204,15 +204,19 @@ async def upload_report(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     settings = service.settings
     slots = request.app[SLOTS_KEY]
+    metrics = service.metrics
     try:
         request.app[AUTH_KEY].check(request.headers.get("Authorization"))
     except BadInput as exc:
+        metrics.uploads.labels("unauthorized").inc()
         return _problem(exc.status, exc.summary, exc.problems, {"WWW-Authenticate": CHALLENGE})
     if slots["busy"] >= settings.max_concurrent_uploads:
+        metrics.uploads.labels("busy").inc()
         return _problem(503, "too many uploads at once, nothing was read", [
             f"uploads: {settings.max_concurrent_uploads} already in progress; retry later"],
             {"Retry-After": str(settings.retry_after_seconds)})
     slots["busy"] += 1
+    metrics.uploads_in_progress.set(slots["busy"])
     try:
         query: dict[str, Any] = dict(request.query)
         _check_upload_headers(request, settings.max_upload_bytes)
@@ -228,11 +232,15 @@ async def upload_report(request: web.Request) -> web.Response:
                 chunk_size=settings.produce_batch_size, max_line_bytes=settings.max_csv_line_bytes,
             )
     except BadInput as exc:
+        metrics.uploads.labels("refused").inc()
         return _problem(exc.status, exc.summary, exc.problems)
     except KafkaUnavailable as exc:
+        metrics.uploads.labels("kafka_unavailable").inc()
         return _unavailable(service, "Kafka", str(exc))
     finally:
         slots["busy"] -= 1
+        metrics.uploads_in_progress.set(slots["busy"])
+    metrics.uploads.labels("loaded").inc()
     return web.json_response(report.body())
 
 

@@ -42,6 +42,13 @@ class IngestMetrics:
         self.errors = Counter(
             "kmsync_ingest_errors_total", "Errors by kind (kafka, kaltura, internal)", ["kind"], registry=r,
         )
+        self.uploads_in_progress = Gauge(
+            "kmsync_ingest_uploads_in_progress", "Report uploads being read or loaded right now", registry=r,
+        )
+        self.uploads = Counter(
+            "kmsync_ingest_uploads_total", "Report uploads by outcome (loaded, unauthorized, refused, busy, "
+            "kafka_unavailable)", ["outcome"], registry=r,
+        )
         self.kafka_up = Gauge(
             "kmsync_ingest_kafka_up", "1 when the last Kafka produce was acknowledged", registry=r,
         )
