@@ -615,16 +615,16 @@ class WindowExecutor:
                             for p in a.ops]
                     continue
                 self._observe_verify("absent", 1)
-                self.intents.resolve([a.op.op_id])  # certainly not applied: a resend is safe
                 last = [p for p in a.ops if p.final_check]
                 if last:
+                    self.intents.resolve([a.op.op_id])  # certainly not applied: a replay may send it
                     code = next((p.uncertain_code for p in last if p.uncertain_code), None) or UNVERIFIED
                     out += [Decision(p, "failed", reason_code=code, reason=(
                         "the write failed ambiguously as often as retries allow; the activity is not in the "
                         "lead's activity log, so it was not applied and a replay is safe"), retryable=True)
                         for p in a.ops]
                 else:
-                    absent.append(a)
+                    absent.append(a)  # sent now; its intent is written again (kept until then)
         return out, absent
 
     def _unverified(self, p: PendingOp, f: _Failure) -> Decision:

@@ -74,6 +74,8 @@ class IntentLog:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def record(self, intents: list[ActivityIntent], give_up: asyncio.Event) -> None:
+        if self._tasks:  # a tombstone of the same op_id must never land after its new intent
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         await produce_until_acked(
             self.producer, [Message(self.topic, encode(i), i.op_id.encode()) for i in intents], give_up)
         for i in intents:
