@@ -143,7 +143,10 @@ _ROWS: tuple[CodeInfo, ...] = (
 )
 
 #: Transient codes that can follow work already done (timeouts, gateway errors, unhandled errors).
-AMBIGUOUS_CODES = frozenset({"500", "502", "604", "611", "713", "719"})
+#: 608 (API temporarily unavailable) is not counted against the limits, which suggests it comes
+#: before any work; Adobe does not say so, so for insert-only writes it is treated as ambiguous too
+#: (one activity-log read to check, instead of a possible duplicate activity).
+AMBIGUOUS_CODES = frozenset({"500", "502", "604", "608", "611", "713", "719"})
 
 #: code (string, as Marketo sends it) → what it means and what to do.
 ERROR_TABLE: dict[str, CodeInfo] = {row.code: row for row in _ROWS}
