@@ -93,11 +93,8 @@ class ChaosRun:
                                     if i["default"])["munchkinId"]
             if opts.fault_scale > 0:
                 _put_json(f"{self.stack.marketo_url}/_sandbox/faults", fault_plan(opts.fault_scale))
-            status = self.stack.kaltura_status()
-            playing = _seconds_between(status["now"], status["end"]) / opts.speed
-            plan = schedule(opts.kills, opts.broker_restarts, playing * opts.window_share,
-                            random.Random(opts.seed))
-            self.say(f"event plays for about {playing:.0f} s; {len(plan)} disruptions: "
+            plan = schedule(opts.kills, opts.broker_restarts, self._windows(), random.Random(opts.seed))
+            self.say(f"{len(plan)} disruptions: "
                      + ", ".join(f"{d.target}@{d.at:.0f}s" for d in plan))
             self.stack.play()
             self._disrupt_and_drain(plan, time.monotonic() + opts.timeout)
@@ -106,6 +103,19 @@ class ChaosRun:
             self._census()
             self.stack.stop()
         return self.report
+
+    def _windows(self) -> list[tuple[float, float]]:
+        """When to disrupt, in seconds after play starts: first around the sessions' ends (their
+        final figures, late rows, entry notifications, the sink writing most custom objects), then
+        anywhere in the event."""
+        status = self.stack.kaltura_status()
+        speed = self.options.speed
+
+        def at(iso: str) -> float:
+            return _seconds_between(status["now"], iso) / speed
+        playing = at(status["end"])
+        ends = [at(s["end"]) for s in status["sessions"]] or [playing]
+        return [(max(0.0, min(ends) - 5.0), max(ends) + 10.0), (0.0, playing * self.options.window_share)]
 
     def _disrupt_and_drain(self, plan: list[Disruption], deadline: float) -> None:
         t0 = time.monotonic()

@@ -60,18 +60,28 @@ class Disruption:
     downtime: float
 
 
-def schedule(kills: dict[str, int], broker_restarts: int, window: float, rng: random.Random) -> list[Disruption]:
-    """Every kill and broker restart at a random point of the first `window` seconds, in time
-    order; never two within 3 s of each other, so each restart is its own event."""
-    targets = [name for name, n in kills.items() for _ in range(n)] + [BROKER] * broker_restarts
-    rng.shuffle(targets)
-    if not targets:
-        return []
-    gap = 3.0
-    slack = max(0.0, window - gap * len(targets))
-    points = sorted(rng.uniform(0.0, slack) for _ in targets)
-    return [Disruption(at=round(p + gap * (i + 1), 2), target=t, downtime=round(rng.uniform(0.2, 3.0), 2))
-            for i, (p, t) in enumerate(zip(points, targets, strict=True))]
+def schedule(kills: dict[str, int], broker_restarts: int, windows: list[tuple[float, float]],
+             rng: random.Random, gap: float = 3.0) -> list[Disruption]:
+    """Every kill and broker restart at a random point of one of `windows` (seconds after the
+    event starts playing), in time order, at least `gap` seconds apart so each restart is its own
+    event. Each target's disruptions go to the windows in turn, the first to the first window:
+    give the most dangerous stretch first (sessions ending, late rows, the sink's drain), where a
+    restart must carry state it has only just acquired. The broker's turns start at the second."""
+    placed: list[tuple[float, str]] = []
+    # The broker starts in the second window: its restart (tens of seconds of log recovery) stalls
+    # everything, and would push the services' disruptions out of the first.
+    turns = [(name, i) for name, n in kills.items() for i in range(n)]
+    turns += [(BROKER, i + 1) for i in range(broker_restarts)]
+    for name, i in turns:
+        low, high = windows[i % len(windows)]
+        placed.append((rng.uniform(low, max(low, high)), name))
+    placed.sort()
+    out: list[Disruption] = []
+    for at, name in placed:
+        if out and at - out[-1].at < gap:
+            at = out[-1].at + gap
+        out.append(Disruption(at=round(at, 2), target=name, downtime=round(rng.uniform(0.2, 3.0), 2)))
+    return out
 
 
 @dataclass
