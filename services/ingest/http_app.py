@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ingest.auth import CHALLENGE, UploadAuth
 from ingest.errors import BadInput
@@ -276,8 +277,28 @@ def build_app(service: IngestService, auth: UploadAuth | None = None) -> web.App
     return app
 
 
+class MalformedHttpFilter(logging.Filter):
+    """aiohttp answers a request it cannot parse (bad header bytes, broken framing) with 400 and logs
+    the parser's traceback at ERROR; that is the client's fault: one INFO line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            what = " ".join(str(exc).split())[:200] or type(exc).__name__
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "malformed HTTP request refused: %s", (what,), None, None)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_MALFORMED_FILTER = MalformedHttpFilter()
+
+
 async def serve(service: IngestService, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start the HTTP server; returns the runner (``await runner.cleanup()``) and the bound port."""
+    server_log = logging.getLogger("aiohttp.server")
+    if _MALFORMED_FILTER not in server_log.filters:
+        server_log.addFilter(_MALFORMED_FILTER)
     runner = web.AppRunner(build_app(service), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
