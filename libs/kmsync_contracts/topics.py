@@ -12,7 +12,7 @@ from pydantic import BaseModel, JsonValue, TypeAdapter
 
 from kmsync_contracts.kaltura_records import AttendeeStatus, PollResponse, SessionEngagement
 from kmsync_contracts.marketo_ops import MARKETO_OPERATION_ADAPTER
-from kmsync_contracts.outcomes import DeadLetter, IngestWatermark, RecordOutcome
+from kmsync_contracts.outcomes import ActivityIntent, DeadLetter, IngestWatermark, RecordOutcome
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -75,6 +75,11 @@ MARKETO_DLQ = TopicSpec(
     "marketo.dlq.v1", "munchkin id", 1, "delete", 30 * DAY_MS,
     _adapter(DeadLetter), "Permanent Marketo failures with Marketo's reason code",
 )
+ACTIVITY_INTENTS = TopicSpec(
+    "marketo.activity-intents.v1", "op id", 6, "compact", -1,
+    _adapter(ActivityIntent),
+    "Custom activities the sink is about to send; tombstoned once their outcome is certain (sink-private)",
+)
 TRANSFORM_STATE = TopicSpec(
     "transform.state.v1", "table:state key", 6, "compact", -1,
     cast(TypeAdapter[object], TypeAdapter(JsonValue)),
@@ -83,6 +88,6 @@ TRANSFORM_STATE = TopicSpec(
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES, INGEST_WATERMARKS, INGEST_DLQ,
-    MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, MARKETO_RESULTS, MARKETO_DLQ,
+    MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, MARKETO_RESULTS, MARKETO_DLQ, ACTIVITY_INTENTS,
 )
 TOPICS_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}

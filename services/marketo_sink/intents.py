@@ -9,7 +9,8 @@ again (executor.py). Once the operation's outcome is acknowledged (written, or c
 applied), a tombstone removes the intent; a lost tombstone costs one verification read, never a
 duplicate.
 
-The topic is the sink's own (only the sink reads and writes it), created by the sink at start.
+The topic is the sink's own (only the sink reads and writes it); it is in the catalogue
+(kmsync_contracts.topics.ACTIVITY_INTENTS) and the sink also creates it at start.
 """
 
 from __future__ import annotations
@@ -18,25 +19,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Protocol, cast
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from pydantic import BaseModel, TypeAdapter
 
 from kmsync_contracts import encode
 from kmsync_contracts.outcomes import ActivityIntent
-from kmsync_contracts.topics import TopicSpec
 from marketo_sink.durable import Message, produce_until_acked
 from marketo_sink.memory import ActivityLedger
 
 log = logging.getLogger(__name__)
 
-ACTIVITY_INTENTS = TopicSpec(
-    "marketo.activity-intents.v1", "op id", 6, "compact", -1,
-    cast(TypeAdapter[object], TypeAdapter(cast(type[BaseModel], ActivityIntent))),
-    "Custom activities the sink is about to send; tombstoned once their outcome is certain (sink-private)",
-)
 
 
 class IntentRecorder(Protocol):

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from kmsync_contracts import ContractError, decode
-from kmsync_contracts.topics import MARKETO_RESULTS
-from marketo_sink.intents import ACTIVITY_INTENTS
+from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_RESULTS
 from marketo_sink.memory import ActivityLedger
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts import ContractError, DeadLetter, decode, encode, utc_now
-from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
+from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
 from kmsync_kafka.clients import (
     DEFAULT_ISOLATION,
     ensure_topics,
@@ -46,7 +46,7 @@ from marketo_sink.decisions import (
     to_outcome,
 )
 from marketo_sink.durable import Message, PublishAbandoned, produce_until_acked
-from marketo_sink.intents import ACTIVITY_INTENTS, IntentLog
+from marketo_sink.intents import IntentLog
 from marketo_sink.ledger_reader import LedgerReader
 from marketo_sink.memory import ActivityLedger
 from marketo_sink.metrics import SinkMetrics

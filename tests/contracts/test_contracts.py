@@ -25,6 +25,7 @@ from kmsync_contracts import (
     encode,
     seed,
 )
+from kmsync_contracts.outcomes import ActivityIntent
 from kmsync_contracts.topics import ALL_TOPICS, MARKETO_OPS, TOPICS_BY_NAME
 
 T = datetime(2026, 6, 16, 14, 0, tzinfo=UTC)
@@ -56,6 +57,10 @@ SAMPLES: dict[str, BaseModel] = {
     "marketo.results.v1": RecordOutcome(op_id="op-1", munchkin_id="123-ABC-456", kind="custom_activity",
                                         status="skipped", reason_code="1037", source_time=T, decided_at=T),
     "marketo.dlq.v1": DeadLetter(stage="sink", reason_code="1003", reason="Invalid value", payload={}, failed_at=T),
+    "marketo.activity-intents.v1": ActivityIntent(
+        op_id="op-1", munchkin_id="123-ABC-456", lead_id=7, activity_type_id=100001,
+        primary_attribute_value="1_abc", activity_date=T, recorded_at=T,
+    ),
 }
 OPS: list[BaseModel] = [
     LeadUpsert(**OP, fields={"firstName": "Jane", "lastName": None}),
