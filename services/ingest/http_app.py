@@ -183,7 +183,7 @@ async def _spool_upload(request: web.Request, sink: IO[bytes], limit: int) -> st
                         f"file: Content-Type {ctype!r}; send the report as text/csv"])
                 await _spool(_chunks_of(part), sink, limit, "file")
                 return part.filename
-        except (ValueError, LookupError, AssertionError) as exc:
+        except (ValueError, LookupError, AssertionError, HttpProcessingError) as exc:
             if isinstance(exc, BadInput):
                 raise
             raise BadInput(400, "malformed multipart body", [f"body: {type(exc).__name__}"]) from None
