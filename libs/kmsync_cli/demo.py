@@ -61,6 +61,24 @@ def run_until_reconciled(stack: Stack, timeout: float, say: Callable[[str], None
     return result
 
 
+#: Marks a directory as one `kmsync run` made: only such a directory is emptied by the next run.
+WORK_DIR_MARKER = ".kmsync-run-work-dir"
+
+
+def prepare_work_dir(work_dir: Path) -> None:
+    """Empty `work_dir` for a fresh broker and state, but only if it is missing, empty or made by an
+    earlier run (it holds the marker); anything else is someone's data: ValueError, nothing deleted."""
+    if work_dir.exists():
+        if not work_dir.is_dir():
+            raise ValueError(f"--work-dir {work_dir} is a file; give a directory")
+        if any(work_dir.iterdir()) and not (work_dir / WORK_DIR_MARKER).exists():
+            raise ValueError(f"--work-dir {work_dir} is not empty and was not made by `kmsync run`; "
+                             "give a new or empty directory (nothing was deleted)")
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    (work_dir / WORK_DIR_MARKER).write_text("made by `kmsync run`; the next run empties this directory\n")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kmsync run", description=__doc__)
     parser.add_argument("--registrants", type=int, default=3000)
@@ -69,10 +87,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for a clean reconciliation")
     parser.add_argument("--keep-running", action="store_true", help="leave the stack up until Ctrl-C")
-    parser.add_argument("--work-dir", type=Path, default=Path(".run"))
+    parser.add_argument("--work-dir", type=Path, default=Path(".run"),
+                        help="logs and broker data; emptied at start only if an earlier run made it (default .run)")
     args = parser.parse_args(argv)
 
-    shutil.rmtree(args.work_dir, ignore_errors=True)  # every run starts from a fresh broker and state
+    try:
+        prepare_work_dir(args.work_dir)
+    except ValueError as exc:
+        print(f"kmsync run: {exc}", file=sys.stderr)
+        return 2
     stack = Stack(StackOptions(work_dir=args.work_dir, registrants=args.registrants,
                                sessions=args.sessions, speed=args.speed, seed=args.seed))
     stop = threading.Event()
