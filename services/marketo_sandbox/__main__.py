@@ -1,4 +1,4 @@
-"""``marketo-sandbox --host H --port P [--preset kaltura] [--faults FILE] [--seed N] [--instances FILE]``"""
+"""``marketo-sandbox --host H --port P [--preset kaltura] [--faults FILE] [--seed N] [--instances FILE] [--shape S]``"""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from kmsync_common.clock import Clock, ManualClock, SystemClock
 
-from .config import FaultConfig, load_faults, load_instances
+from .config import FaultConfig, load_document, load_faults, load_instances
 from .server import build_sandbox
+from .shape import BUILTIN_SHAPES, InstanceShape, apply_shape
 from .testing import start_server
 
 
@@ -25,15 +26,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--faults", help="YAML/JSON fault plan (see README)")
     p.add_argument("--seed", type=int, default=0, help="seed for faults, requestIds, GUIDs and tokens")
     p.add_argument("--instances", help="YAML/JSON list of instances (munchkin ids, credentials, limits)")
+    p.add_argument("--shape", help="after start, build what an admin makes in the UI on the default instance: "
+                                    "a YAML/JSON shape file (README) or the built-in 'kaltura-partial'")
     p.add_argument("--manual-clock", action="store_true",
                    help="start a clock that only moves through POST /_sandbox/clock")
     return p
 
 
+def _load_shape(spec: str) -> InstanceShape:
+    if spec in BUILTIN_SHAPES:
+        return BUILTIN_SHAPES[spec]()
+    return InstanceShape.model_validate(load_document(spec) or {})
+
+
 async def _serve(host: str, port: int, preset: str, faults: FaultConfig, seed: int, instances_file: str | None,
-                 clock: Clock) -> None:
+                 clock: Clock, shape: InstanceShape | None = None) -> None:
     instances = load_instances(instances_file) if instances_file else None
     sandbox = build_sandbox(preset=preset, seed=seed, faults=faults, instances=instances, clock=clock)
+    if shape is not None:
+        made = apply_shape(sandbox.default, shape, clock.time())
+        print(f"marketo-sandbox: shaped {sandbox.default.munchkin_id}: {made}", flush=True)
     runner, bound = await start_server(sandbox, host, port)
     for inst in sandbox.instances.values():
         prefix = "" if inst is sandbox.default else f"/{inst.munchkin_id}"
@@ -56,7 +68,8 @@ def main() -> int:
     try:
         faults = load_faults(args.faults) if args.faults else FaultConfig()
         clock: Clock = ManualClock() if args.manual_clock else SystemClock()
-        asyncio.run(_serve(args.host, args.port, args.preset, faults, args.seed, args.instances, clock))
+        shape = _load_shape(args.shape) if args.shape else None
+        asyncio.run(_serve(args.host, args.port, args.preset, faults, args.seed, args.instances, clock, shape))
     except (ValidationError, ValueError, OSError) as e:
         print(f"marketo-sandbox: {e}", file=sys.stderr)
         return 2

@@ -13,6 +13,9 @@ GET  /_sandbox/limits?instance=ID, PUT /_sandbox/limits?instance=ID → read / r
 POST /_sandbox/channels {name, applicableProgramType, statuses:[{name, step, success}]} → seed a channel
 POST /_sandbox/programs {name, channel, type, description, id?} → create a program
 POST /_sandbox/tokens/expire[?instance=ID] → expire every issued token now
+POST /_sandbox/shape[?instance=ID] {channels, programs, customObjects, activityTypes} → build what an admin makes in
+     the UI (shape.py: approved, UI-style ``_c`` object names, chosen fields and lengths)
+PUT  /_sandbox/permissions?client_id=C[&instance=ID] {"permissions": [...] | null} → the API user's role (603)
 GET  /_sandbox/clock, POST /_sandbox/clock {"advance": s} | {"set": epoch} (manual clock only)
 """
 
@@ -55,6 +58,21 @@ class ProgramSpec(BaseModel):
     type: str = "Event"
     description: str = ""
     id: int | None = Field(None, ge=1)
+
+
+class PermissionsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    permissions: list[str] | None
+
+
+def set_permissions(inst: Instance, client_id: str | None, permissions: list[str] | None) -> None:
+    """Replace the role of one client's API user (None: every permission), for the life of the process."""
+    cid = client_id or inst.config.clients[0].client_id
+    if cid not in inst.clients:
+        raise ValueError(f"no client {cid!r} on instance {inst.munchkin_id}")
+    updated = inst.clients[cid].model_copy(update={"permissions": permissions})
+    type(updated).model_validate(updated.model_dump())  # field-level check of the names
+    inst.clients[cid] = updated
 
 
 def dump_instance(inst: Instance, now: float) -> dict[str, Any]:
@@ -142,6 +160,14 @@ async def handle_admin(sb: Any, request: web.Request) -> web.StreamResponse:
             pspec = ProgramSpec.model_validate(await request.json())
             prog = add_program(inst, pspec.name, pspec.channel, pspec.type, now, pspec.description, pspec.id)
             return web.json_response(program_json(prog))
+        if op == "shape" and method == "POST":
+            from .shape import InstanceShape, apply_shape
+
+            return web.json_response(apply_shape(inst, InstanceShape.model_validate(await request.json()), now))
+        if op == "permissions" and method == "PUT":
+            body = PermissionsSpec.model_validate(await request.json())
+            set_permissions(inst, request.query.get("client_id"), body.permissions)
+            return web.json_response({"clientId": request.query.get("client_id"), "permissions": body.permissions})
         if op == "tokens/expire" and method == "POST":
             return web.json_response({"expired": inst.tokens.expire_all(now)})
         if op == "clock":

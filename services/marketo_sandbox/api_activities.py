@@ -34,6 +34,8 @@ STANDARD_TYPES: list[dict[str, Any]] = [
 
 def _attr_json(a: Attribute, created: float) -> dict[str, Any]:
     out: dict[str, Any] = {"apiName": a.api_name, "name": a.name, "dataType": a.data_type}
+    if a.length is not None:
+        out["length"] = a.length
     if a.description is not None:
         out["description"] = a.description
     out["createdAt"] = iso(created)
@@ -246,7 +248,8 @@ def _add_one(inst: Instance, rec: Any, now: float) -> dict[str, Any]:
         return _skip(inst, "1001", f"Invalid value '{rec['activityDate']}'. Required of type 'datetime'")
     v = t.approved
     try:
-        primary = coerce(rec["primaryAttributeValue"], v.primary.data_type)
+        primary = coerce(rec["primaryAttributeValue"], v.primary.data_type, v.primary.length,
+                         inst.behaviour.over_length)
     except InvalidValue as e:
         return _skip(inst, "1001", str(e))
     attrs_in = rec.get("attributes", [])
@@ -267,7 +270,7 @@ def _add_one(inst: Instance, rec: Any, now: float) -> dict[str, Any]:
         if attr is None:
             return _skip(inst, "1006", f"Field '{key}' not found")
         try:
-            value = coerce(item.get("value"), attr.data_type)
+            value = coerce(item.get("value"), attr.data_type, attr.length, inst.behaviour.over_length)
         except InvalidValue as e:
             return _skip(inst, "1001", str(e))
         stored.append({"apiName": attr.api_name, "name": attr.name, "value": value})

@@ -114,7 +114,7 @@ def _coerce_record(inst: Instance, v: COVersion, rec: dict[str, Any], allow_guid
         if f is None:
             return None, reason("1006", f"Field '{key}' not found")
         try:
-            value = coerce(raw, f.data_type)
+            value = coerce(raw, f.data_type, f.length, inst.behaviour.over_length)
         except InvalidValue as e:
             return None, reason("1001", str(e))
         if f.related_to and value is not None and not _link_exists(inst, f, value):

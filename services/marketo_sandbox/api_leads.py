@@ -75,7 +75,7 @@ def _validated_values(inst: Instance, rec: dict[str, Any]
         if f.read_only:
             continue  # system-managed; id is handled by the caller
         try:
-            values[key] = coerce(raw, f.data_type)
+            values[key] = coerce(raw, f.data_type, f.length, inst.behaviour.over_length)
         except InvalidValue as e:
             return None, reason("1001", str(e))
     return values, None

@@ -60,6 +60,10 @@ class BehaviourConfig(_Strict):
     activity_skip_key: Literal["reasons", "errors"] = "reasons"
     # §1.3: the legacy access_token query/form parameter
     accept_access_token_param: bool = True
+    # §5.3 field types: string 255 characters (or the field's own describe ``length``), text 30,000 bytes.
+    # What Marketo does with a longer value is UNCONFIRMED: skip the record with 1001 (default) or store
+    # the value cut to the length.
+    over_length: Literal["reject", "truncate"] = "reject"
 
 
 class ClientCredentials(_Strict):
@@ -68,6 +72,19 @@ class ClientCredentials(_Strict):
     client_id: str = Field(min_length=1)
     client_secret: str = Field(min_length=1)
     scope: str = DEFAULT_SCOPE
+    #: The API-only user's role (permissions.py): e.g. ["Read-Write Person", "Read-Only Custom Object"].
+    #: None: every permission. A call the role does not cover is answered 603 (marketo-api.md §3.2).
+    permissions: list[str] | None = None
+
+    @field_validator("permissions")
+    @classmethod
+    def _permissions(cls, v: list[str] | None) -> list[str] | None:
+        from .permissions import PERMISSIONS
+
+        for p in v or []:
+            if p not in PERMISSIONS:
+                raise ValueError(f"unknown permission {p!r}; known: {', '.join(sorted(PERMISSIONS))}")
+        return v
 
 
 class CustomLeadField(_Strict):

@@ -91,10 +91,27 @@ class InvalidValue(ValueError):
         super().__init__(f"Invalid value '{value}'. Required of type '{data_type}'")  # code 1001
 
 
-def coerce(value: Any, data_type: str) -> Any:
+class TooLong(InvalidValue):
+    """A string longer than its field (→ 1001 by default; BehaviourConfig.over_length)."""
+
+    def __init__(self, value: Any, data_type: str, limit: int, unit: str) -> None:
+        super().__init__(value, data_type)
+        self.args = (f"Invalid value for a '{data_type}' field: longer than {limit} {unit}",)
+
+
+#: marketo-api.md §5.3 field types: string 255 characters, text 30,000 bytes (a field's describe
+#: ``length`` lowers the string limit, §8.1).
+STRING_MAX_CHARS = 255
+TEXT_MAX_BYTES = 30_000
+CHAR_TYPES = frozenset({"string", "email", "phone", "url"})
+
+
+def coerce(value: Any, data_type: str, length: int | None = None, over_length: str = "reject") -> Any:
     """Normalise ``value`` for ``data_type``; raise InvalidValue (→ 1001) if it does not fit.
 
-    ``None`` and ``""`` store null (marketo-api.md §5.1).
+    ``None`` and ``""`` store null (marketo-api.md §5.1). Strings longer than the field (``length``
+    characters, else 255; text: 30,000 bytes) raise ``TooLong``, or are cut when ``over_length`` is
+    "truncate" (what Marketo does is UNCONFIRMED).
     """
     if value is None or value == "":
         return None
@@ -146,8 +163,19 @@ def coerce(value: Any, data_type: str) -> Any:
     if isinstance(value, dict | list):
         raise InvalidValue(value, data_type)
     text = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
-    if data_type == "string" and len(text) > 255:
-        raise InvalidValue(value, data_type)
+    if data_type in CHAR_TYPES:
+        limit = min(length or STRING_MAX_CHARS, STRING_MAX_CHARS)
+        if len(text) > limit:
+            if over_length != "truncate":
+                raise TooLong(value, data_type, limit, "characters")
+            text = text[:limit]
+    elif data_type == "text":
+        limit = min(length or TEXT_MAX_BYTES, TEXT_MAX_BYTES)
+        raw = text.encode()
+        if len(raw) > limit:
+            if over_length != "truncate":
+                raise TooLong(value, data_type, limit, "bytes")
+            text = raw[:limit].decode(errors="ignore")
     return text
 
 

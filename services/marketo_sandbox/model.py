@@ -73,6 +73,8 @@ class Attribute:
     data_type: str = "string"
     description: str | None = None
     is_primary: bool = False
+    #: Characters for string types (None: Marketo's 255, marketo-api.md §5.3).
+    length: int | None = None
 
 
 @dataclass

@@ -33,6 +33,7 @@ from .envelope import (
 from .faults import LATENCY_KIND, FaultDecision, FaultInjector, fault_kind, forced_expiry_due, token_expired_kind
 from .instance import Instance
 from .limits import DailyQuota, RateWindow
+from .permissions import allowed
 from .routes import match
 
 log = logging.getLogger("marketo_sandbox")
@@ -232,6 +233,11 @@ class Sandbox:
         if route is None:
             err = MarketoError("605") if path_known else MarketoError("610")
             return self._envelope(inst, request, path, endpoint, client_id, now, err, asset, counted=True)
+        client = inst.clients.get(client_id)
+        if client is not None and not allowed(client.permissions, route.method, route.template):
+            # §3.2: the API user's role lacks the permission this call needs (permissions.py).
+            return self._envelope(inst, request, path, endpoint, client_id, now, MarketoError("603"), asset,
+                                  counted=True)
 
         lim = inst.limits
         count_rejections = lim.count_limit_rejections

@@ -125,6 +125,20 @@ class SandboxHandle:
         return add_program(self.instance(munchkin_id), name, channel, program_type, self.sandbox.clock.time(),
                            program_id=program_id).id
 
+    def shape(self, shape: Any, munchkin_id: str | None = None) -> dict[str, Any]:
+        """Build what an admin makes in the UI (shape.py; an ``InstanceShape`` or its JSON)."""
+        from .shape import InstanceShape, apply_shape
+
+        spec = shape if isinstance(shape, InstanceShape) else InstanceShape.model_validate(shape)
+        return apply_shape(self.instance(munchkin_id), spec, self.sandbox.clock.time())
+
+    def set_permissions(self, permissions: list[str] | None, client_id: str | None = None,
+                        munchkin_id: str | None = None) -> None:
+        """The API user's role (None: everything); calls it does not cover are answered 603."""
+        from .admin import set_permissions
+
+        set_permissions(self.instance(munchkin_id), client_id, permissions)
+
     def advance(self, seconds: float) -> None:
         self.manual_clock.advance(seconds)
 
