@@ -88,7 +88,7 @@ async def sink_records_written(stack: Stack, munchkin: str) -> float:
     for family in text_string_to_metric_families(text):
         if family.name == "kmsync_sink_records_per_call":
             total += sum(s.value for s in family.samples
-                         if s.name.endswith("_sum") and s.labels.get("instance") == munchkin)
+                         if s.name.endswith("_sum") and s.labels.get("munchkin_id") == munchkin)
     return total
 
 

@@ -1,6 +1,9 @@
 """The sink's Prometheus series, on the sink's own registry (several sinks may share a test process).
 
-Labels never carry emails or secrets; ``instance`` is the Munchkin id.
+Labels never carry emails or secrets; ``munchkin_id`` is the Marketo instance's Munchkin id. No label
+is named like one Prometheus attaches to the scrape target (``instance``, ``job``; Prometheus
+Operator's ``endpoint``, ``service``, ``pod``, ...): those would arrive renamed ``exported_*``
+(tests/deploy/test_metric_conventions.py). Running totals are Counters, exposed as ``<name>_total``.
 """
 
 from __future__ import annotations
@@ -19,59 +22,86 @@ class SinkMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.calls = Counter("kmsync_sink_marketo_calls", "Marketo write calls by endpoint and result code",
-                             ["instance", "endpoint", "code"], registry=r)
+                             ["munchkin_id", "marketo_endpoint", "code"], registry=r)
         self.records_per_call = Histogram("kmsync_sink_records_per_call", "Records carried by one write call",
-                                          ["instance", "endpoint"], buckets=_RECORD_BUCKETS, registry=r)
+                                          ["munchkin_id", "marketo_endpoint"], buckets=_RECORD_BUCKETS, registry=r)
         self.window_records = Histogram("kmsync_sink_window_records", "Operations in a closed window",
-                                        ["instance", "reason"], buckets=_WINDOW_BUCKETS, registry=r)
+                                        ["munchkin_id", "reason"], buckets=_WINDOW_BUCKETS, registry=r)
         self.window_bytes = Histogram("kmsync_sink_window_bytes", "Encoded bytes in a closed window",
-                                      ["instance"], buckets=(1e3, 1e4, 1e5, 1e6, 4e6, 8e6, 1.6e7), registry=r)
+                                      ["munchkin_id"], buckets=(1e3, 1e4, 1e5, 1e6, 4e6, 8e6, 1.6e7), registry=r)
         self.latency = Histogram("kmsync_sink_end_to_end_latency_seconds",
-                                 "Kaltura source time to the sink's decision", ["instance", "kind"],
+                                 "Kaltura source time to the sink's decision", ["munchkin_id", "kind"],
                                  buckets=_LATENCY_BUCKETS, registry=r)
         self.outcomes = Counter("kmsync_sink_outcomes", "Final outcomes by kind and status",
-                                ["instance", "kind", "status"], registry=r)
+                                ["munchkin_id", "kind", "status"], registry=r)
         self.dlq = Counter("kmsync_sink_dead_letters", "Operations dead-lettered, by reason code",
-                           ["instance", "reason_code"], registry=r)
+                           ["munchkin_id", "reason_code"], registry=r)
         self.retries = Counter("kmsync_sink_record_retries", "Failed records scheduled for another try",
-                               ["instance"], registry=r)
-        self.limiter_waits = Gauge("kmsync_sink_limiter_waits", "Times the instance limiter made a call wait",
-                                   ["instance"], registry=r)
-        self.limiter_wait_seconds = Gauge("kmsync_sink_limiter_wait_seconds",
-                                          "Seconds calls waited in the instance limiter", ["instance"], registry=r)
+                               ["munchkin_id"], registry=r)
+        # Running totals of the limiter (LimiterStats), fed by increments in observe_limiter.
+        self.limiter_waits = Counter("kmsync_sink_limiter_waits", "Calls the instance limiter made wait",
+                                     ["munchkin_id"], registry=r)
+        self.limiter_wait_seconds = Counter("kmsync_sink_limiter_wait_seconds",
+                                            "Seconds calls spent waiting in the instance limiter", ["munchkin_id"],
+                                            registry=r)
+        self.limiter_rate_decreases = Counter(
+            "kmsync_sink_limiter_rate_decreases",
+            "606/615 answers that made the instance limiter lower its call rate", ["munchkin_id"], registry=r)
+        self.limiter_throttles_tolerated = Counter(
+            "kmsync_sink_limiter_throttles_tolerated",
+            "606/615 answers within the limiter's tolerance: retried without lowering the rate", ["munchkin_id"],
+            registry=r)
         self.budget_used = Gauge("kmsync_sink_budget_used", "Calls used of the instance budget",
-                                 ["instance", "budget"], registry=r)
+                                 ["munchkin_id", "budget"], registry=r)
         self.budget_limit = Gauge("kmsync_sink_budget_limit", "The instance budget this sink may use",
-                                  ["instance", "budget"], registry=r)
-        self.throttles = Gauge("kmsync_sink_throttle_answers", "606/615 answers Marketo gave this process",
-                               ["instance", "code"], registry=r)
+                                  ["munchkin_id", "budget"], registry=r)
+        self.throttles = Counter("kmsync_sink_throttle_answers", "606/615 answers from Marketo to this process",
+                                 ["munchkin_id", "code"], registry=r)
         self.parked = Gauge("kmsync_sink_instance_parked", "1 while the instance waits for the daily reset (607)",
-                            ["instance"], registry=r)
+                            ["munchkin_id"], registry=r)
         self.bulk_in_flight = Gauge("kmsync_sink_bulk_jobs_in_flight", "Bulk import requests running",
-                                    ["instance"], registry=r)
+                                    ["munchkin_id"], registry=r)
         self.buffered = Gauge("kmsync_sink_buffered_operations", "Operations read and not yet decided",
-                              ["instance"], registry=r)
+                              ["munchkin_id"], registry=r)
         self.verifications = Counter(
             "kmsync_sink_activity_verifications",
             "Custom activities looked up in the lead's activity log after an uncertain write, by result "
-            "(found, absent, error, deferred)", ["instance", "result"], registry=r)
+            "(found, absent, error, deferred)", ["munchkin_id", "result"], registry=r)
         # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
         self.consumer_lag = Gauge("kmsync_sink_consumer_lag_records",
                                   "Operations on marketo.ops.v1 this sink has not read yet", ["partition"],
                                   registry=r)
+        #: The limiter last observed per Munchkin id, and the running totals it had then.
+        self._limiters: dict[str, InstanceLimiter] = {}
+        self._totals: dict[tuple[Counter, tuple[str, ...]], float] = {}
 
-    def observe_call(self, instance: str, endpoint: str, records: int, code: str) -> None:
-        self.calls.labels(instance, endpoint, code).inc()
-        self.records_per_call.labels(instance, endpoint).observe(records)
+    def observe_call(self, munchkin_id: str, endpoint: str, records: int, code: str) -> None:
+        self.calls.labels(munchkin_id, endpoint, code).inc()
+        self.records_per_call.labels(munchkin_id, endpoint).observe(records)
 
-    def observe_limiter(self, instance: str, limiter: InstanceLimiter) -> None:
+    def observe_limiter(self, munchkin_id: str, limiter: InstanceLimiter) -> None:
         st = limiter.stats()
-        self.limiter_waits.labels(instance).set(st.waits)
-        self.limiter_wait_seconds.labels(instance).set(st.wait_seconds)
-        self.budget_used.labels(instance, "daily").set(st.daily_used)
-        self.budget_limit.labels(instance, "daily").set(st.daily_budget)
-        self.budget_used.labels(instance, "rolling_window").set(st.window_used)
-        self.budget_limit.labels(instance, "rolling_window").set(st.window_limit)
+        if self._limiters.get(munchkin_id) is not limiter:
+            # A limiter this process has not seen for the instance counts from 0.
+            self._limiters[munchkin_id] = limiter
+            self._totals = {key: v for key, v in self._totals.items() if key[1][0] != munchkin_id}
+        self._advance(self.limiter_waits, (munchkin_id,), st.waits)
+        self._advance(self.limiter_wait_seconds, (munchkin_id,), st.wait_seconds)
+        self._advance(self.limiter_rate_decreases, (munchkin_id,), st.rate_decreases)
+        self._advance(self.limiter_throttles_tolerated, (munchkin_id,), st.throttles_tolerated)
         for code, n in st.throttles.items():
-            self.throttles.labels(instance, code).set(n)
-        self.parked.labels(instance).set(1 if st.parked_until is not None else 0)
+            self._advance(self.throttles, (munchkin_id, code), n)
+        self.budget_used.labels(munchkin_id, "daily").set(st.daily_used)
+        self.budget_limit.labels(munchkin_id, "daily").set(st.daily_budget)
+        self.budget_used.labels(munchkin_id, "rolling_window").set(st.window_used)
+        self.budget_limit.labels(munchkin_id, "rolling_window").set(st.window_limit)
+        self.parked.labels(munchkin_id).set(1 if st.parked_until is not None else 0)
+
+    def _advance(self, counter: Counter, labels: tuple[str, ...], total: float) -> None:
+        """Add to ``counter`` what the limiter counted since the last call (its counts never go down)."""
+        key = (counter, labels)
+        delta = total - self._totals.get(key, 0)
+        self._totals[key] = total
+        child = counter.labels(*labels)  # the series exists (at 0) from the first observation
+        if delta > 0:
+            child.inc(delta)

@@ -194,15 +194,14 @@ def test_every_queried_label_exists_on_a_queried_metric(source: str, repo: Path)
     assert problems == []
 
 
-def test_scrape_jobs_keep_the_metrics_own_instance_label(repo: Path) -> None:
-    """A metric label named `instance` or `job` is renamed exported_* by Prometheus unless the
-    scrape job honours the target's labels; the dashboard and alerts group by the sink's instance."""
-    config = yaml.safe_load((repo / "deploy/prometheus/prometheus.yml").read_text())
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    service_of_dir = {"marketo_sink": "kmsync-sink", "ingest": "kmsync-ingest", "transform": "kmsync-transform"}
-    for directory, job in service_of_dir.items():
-        clashing = [name for path in (repo / "services" / directory).glob("*.py")
-                    if "prometheus_client" in path.read_text()
-                    for _, name, labels in defined_in(path) if {"instance", "job"} & set(labels)]
-        if clashing:
-            assert jobs[job].get("honor_labels") is True, f"{job}: {clashing} carry an instance/job label"
+@pytest.mark.parametrize("source", ["alerts", "dashboard"])
+def test_per_munchkin_queries_never_group_by_the_target_instance(source: str, repo: Path) -> None:
+    """Series of one Marketo instance carry `munchkin_id`; `instance` is the scrape target (a pod's
+    address), so a query on them that matches or groups by `instance` splits or merges by pod."""
+    exprs = alert_exprs(repo) if source == "alerts" else dashboard_exprs(repo)
+    series = code_series(repo)
+    per_munchkin = {name for name, (_, labels) in series.items() if "munchkin_id" in labels}
+    assert per_munchkin, "no series carries munchkin_id"
+    wrong = [e.strip()[:160] for e in exprs
+             if promql_metric_names(e) & per_munchkin and "instance" in promql_label_names(e)]
+    assert wrong == []

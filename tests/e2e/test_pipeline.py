@@ -13,6 +13,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -60,9 +61,14 @@ def prometheus(tmp_path: Path, stack: Stack) -> Iterator[str]:
         proc.wait(timeout=20)
 
 
-def prom_query(base: str, query: str) -> float:
+def prom_vector(base: str, query: str) -> list[dict[str, Any]]:
     data = http_json(f"{base}/api/v1/query?query={urllib.parse.quote(query)}")
-    result = data["data"]["result"]
+    result: list[dict[str, Any]] = data["data"]["result"]
+    return result
+
+
+def prom_query(base: str, query: str) -> float:
+    result = prom_vector(base, query)
     return float(result[0]["value"][1]) if result else 0.0
 
 
@@ -87,3 +93,12 @@ def test_a_virtual_event_reaches_marketo_exactly_once(stack: Stack, prometheus: 
     assert prom_query(prometheus, "sum(kmsync_ingest_records_out_total)") > 0
     assert prom_query(prometheus, "sum(kmsync_transform_ops_out_total)") > 0
     assert prom_query(prometheus, "sum(kmsync_sink_throttle_answers_total)") == 0
+    # The sink's series are per Munchkin id under a plain scrape job (no honor_labels): the label is
+    # munchkin_id, nothing arrives renamed exported_*, and the limiter's running totals are counters.
+    munchkins = {r["metric"].get("munchkin_id") for r in
+                 prom_vector(prometheus, "count by (munchkin_id) (kmsync_sink_marketo_calls_total)")}
+    assert munchkins and None not in munchkins, munchkins
+    renamed = prom_vector(prometheus, 'count({__name__=~"kmsync_.+", exported_instance!=""})')
+    assert renamed == [], renamed
+    assert prom_vector(prometheus, "kmsync_sink_limiter_waits_total"), "the limiter's waits counter"
+

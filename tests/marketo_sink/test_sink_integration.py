@@ -708,9 +708,9 @@ async def test_health_and_metrics_endpoints(
                     text = (await http.get("/metrics")).text
                     for series in ("kmsync_sink_marketo_calls_total", "kmsync_sink_records_per_call_bucket",
                                    "kmsync_sink_budget_used", "kmsync_sink_end_to_end_latency_seconds_count",
-                                   "kmsync_sink_window_records_count", "kmsync_sink_limiter_waits"):
+                                   "kmsync_sink_window_records_count", "kmsync_sink_limiter_waits_total"):
                         assert series in text, series
-                    assert f'instance="{A}"' in text
+                    assert f'munchkin_id="{A}"' in text and 'instance="' not in text
             finally:
                 await runner.cleanup()
 
