@@ -192,8 +192,10 @@ def test_sandboxes_listen_where_the_tenants_file_points(services: dict[str, dict
         assert netns_owner("sink", services) == "marketo-sandbox"
         assert (url.hostname, url.port) == ("127.0.0.1", marketo_port)
     for partner in tenants.kaltura_partners.values():
+        # Ingest reaches the Kaltura sandbox on loopback the same way (plain http only there).
+        assert netns_owner("ingest", services) == "kaltura-sandbox"
         for base in (partner.service_url, partner.user_profile_url):
-            assert (urlsplit(base).hostname, urlsplit(base).port) == ("kaltura-sandbox", kaltura_port)
+            assert (urlsplit(base).hostname, urlsplit(base).port) == ("127.0.0.1", kaltura_port)
         # The client posts {user_profile_url}/user-profile/list; the sandbox serves it under /api/v1.
         assert urlsplit(partner.user_profile_url).path.rstrip("/") == "/api/v1"
 
@@ -220,7 +222,9 @@ def test_kaltura_scenario_matches_the_tenants_file(services: dict[str, dict[str,
     event = tenants.event(scenario.partner_id, scenario.virtual_event_id)
     assert event is not None, "the sandbox plays an event the tenants file routes"
     notify = urlsplit(option(argv, "--notify-url"))
-    assert (notify.hostname, notify.port) == ("ingest", int(env_of(services["ingest"])["KMSYNC_HTTP_PORT"]))
+    # Ingest shares the sandbox's network namespace: the sandbox posts to it on loopback.
+    assert netns_owner("ingest", services) == "kaltura-sandbox"
+    assert (notify.hostname, notify.port) == ("127.0.0.1", int(env_of(services["ingest"])["KMSYNC_HTTP_PORT"]))
     assert notify.path.rstrip("/").endswith(f"/{scenario.partner_id}"), "notifications name the partner"
     secret_ref = tenants.kaltura_partners[scenario.partner_id].admin_secret
     assert secret_ref.env is not None
