@@ -166,3 +166,25 @@ async def test_uploads_above_the_concurrency_cap_get_503_with_retry_after(
             assert json.loads(again.text)["produced"] == 5
             assert metric(ingest.service, "kmsync_ingest_uploads_total", outcome="busy") == 1
             assert metric(ingest.service, "kmsync_ingest_uploads_in_progress") == 0
+
+
+async def test_backfill_over_http_sends_the_token(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ingest.backfill_cli import main as backfill_main
+
+    async with running_sandbox(SMALL, seed=35) as sb:
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None)
+        async with running_ingest(settings, tenants_for(sb, tmp_path / "s"), None) as ingest:
+            csv = tmp_path / "polls.csv"
+            csv.write_bytes(polls_csv(sb, range(4)))
+            argv = [str(csv), "--url", ingest.base_url, "--no-progress"]
+            monkeypatch.delenv("KMSYNC_INGEST_TOKEN", raising=False)
+            assert await asyncio.to_thread(backfill_main, argv) == 2  # no token: refused before sending
+            monkeypatch.setenv("KMSYNC_INGEST_TOKEN", "wrong-token-dddddddddddddd")
+            assert await asyncio.to_thread(backfill_main, argv) == 2  # 401 from ingest
+            (tmp_path / "token").write_text(TEST_UPLOAD_TOKEN + "\n")
+            assert await asyncio.to_thread(backfill_main, [*argv, "--token-file", str(tmp_path / "token")]) == 0
+            records = await read_topic(kafka_broker.bootstrap, POLL_RESPONSES, topic_prefix)
+            assert len(records) == 4
+            assert metric(ingest.service, "kmsync_ingest_uploads_total", outcome="unauthorized") == 1
