@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -79,9 +80,9 @@ async def replay(bootstrap: str, dlq_topic: str, prefix: str, filters: dict[str,
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 isolation_level="read_committed")
     producer = reliable_producer(bootstrap)
-    await consumer.start()
-    await producer.start()
     try:
+        await consumer.start()
+        await producer.start()
         parts = await topic_partitions(consumer, dlq_topic)
         if not parts:
             raise ValueError(f"topic {dlq_topic} does not exist")
@@ -138,6 +139,8 @@ async def replay(bootstrap: str, dlq_topic: str, prefix: str, filters: dict[str,
 
 
 def main(argv: list[str]) -> int:
+    # A one-shot tool: Kafka client chatter (connection retries) would bury the one-line answer.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     parser = argparse.ArgumentParser(prog="kmsync dlq")
     sub = parser.add_subparsers(dest="action", required=True)
     rp = sub.add_parser("replay", help="re-inject dead-lettered records into their source topic")
