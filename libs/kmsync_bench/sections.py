@@ -98,7 +98,8 @@ async def upload_report(stack: Stack, csv: bytes, event: str, entry_id: str, exp
               "report_id": "4021", "exported_at": exported_at.isoformat(), "final": "true"}
     async with httpx.AsyncClient(timeout=600) as http:
         resp = await http.post(f"{stack.url('ingest')}/ingest/kaltura/reports", params=params, content=csv,
-                               headers={"Content-Type": "text/csv"})
+                               headers={"Content-Type": "text/csv",
+                                        "Authorization": f"Bearer {stack.upload_token}"})
     if resp.status_code != 200:
         raise RuntimeError(f"ingest refused the report: {resp.status_code} {resp.text[:500]}")
 

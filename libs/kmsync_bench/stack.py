@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from kmsync_kafka.launcher import KafkaBroker
 
 SECRET_ENV = "KMSYNC_BENCH_MARKETO_SECRET"
 KALTURA_SECRET_ENV = "KMSYNC_BENCH_KALTURA_SECRET"
+#: Ingest refuses report uploads without a bearer token (services/ingest/README.md "Security").
+UPLOAD_TOKEN_ENV = "KMSYNC_BENCH_UPLOAD_TOKEN"
 LIFTED = 1_000_000
 EVENT_IDS = {"latency": 11, "capacity": 12, "backfill": 13}
 SERVICES = ("ingest", "transform", "sink")
@@ -107,6 +110,8 @@ class Stack:
     services: dict[str, Child] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     tenants_file: Path | None = None
+    #: The bearer token this run's ingest accepts for report uploads (random per run).
+    upload_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     @property
     def bootstrap(self) -> str:
@@ -133,7 +138,8 @@ class Stack:
         self.tenants_file = self.work / "tenants.yaml"
         self.tenants_file.write_text(yaml.safe_dump(tenants_doc(self.sandbox, self.config)))
         kmsync = str(self.bin_dir / "kmsync")
-        extra = {"ingest": {"KMSYNC_PULL_ENABLED": "false"},
+        extra = {"ingest": {"KMSYNC_PULL_ENABLED": "false", UPLOAD_TOKEN_ENV: self.upload_token,
+                            "KMSYNC_UPLOAD_TOKENS": f'[{{"env": "{UPLOAD_TOKEN_ENV}"}}]'},
                  "transform": {"KMSYNC_TRANSFORM_DATA_DIR": str(self.work / "transform-data")},
                  "sink": {}}
         for name in SERVICES:
