@@ -339,43 +339,60 @@ class SchemaReader(Protocol):
                                             ) -> dict[str, Any] | None: ...
 
 
-async def discover_schema(reader: SchemaReader, overrides: Mapping[str, str] | None = None) -> InstanceSchema:
-    """Read the custom activity type and both custom objects (approved versions) of an instance.
-
-    Costs 2 list calls plus one describe per schema found (at most 5 calls). A read refused with
-    a permanent error (603: the API user's role lacks the permission; 616/1026: no custom objects in
-    the subscription) is recorded in ``errors`` and that schema counts as absent; transient errors
-    raise (``MarketoError``) so the caller retries."""
+async def discover_objects(
+    reader: SchemaReader, overrides: Mapping[str, str] | None = None,
+) -> tuple[dict[str, ObjectSchema | None], dict[str, str]]:
+    """Both custom objects (approved versions): one list call and one describe per object found.
+    A list refused with a permanent error (603: the API user's role lacks the permission; 616/1026:
+    no custom objects in the subscription) comes back in the errors (schema → reason) and the
+    objects count as absent; transient errors raise (``MarketoError``) so the caller retries."""
     overrides = overrides or {}
-    schema = InstanceSchema()
+    errors: dict[str, str] = {}
     try:
-        objects = await reader.custom_objects()
+        listed = await reader.custom_objects()
     except MarketoApiError as exc:
         if exc.error_class is not ErrorClass.PERMANENT:
             raise
-        objects = []
+        listed = []
         for logical in LOGICAL_OBJECTS:
-            schema.errors[logical] = f"custom objects could not be listed: {exc.code} {exc.message}"
+            errors[logical] = f"custom objects could not be listed: {exc.code} {exc.message}"
+    objects: dict[str, ObjectSchema | None] = {}
     for logical in LOGICAL_OBJECTS:
-        item, how = match_name(objects, logical, name_key="name", display_key="displayName",
+        item, how = match_name(listed, logical, name_key="name", display_key="displayName",
                                override=overrides.get(logical))
         found: ObjectSchema | None = None
         if item is not None:
             described = await reader.describe_custom_object(str(item["name"]))
             if described is not None:
                 found = object_schema(logical, described, how)
-        schema.objects[logical] = found
+        objects[logical] = found
+    return objects, errors
+
+
+async def discover_activity(
+    reader: SchemaReader, override: str | None = None,
+) -> tuple[ActivitySchema | None, str | None]:
+    """The custom activity type (approved version): the types list and one describe (§7.2)."""
     try:
         types = await reader.custom_activity_types()
     except MarketoApiError as exc:
         if exc.error_class is not ErrorClass.PERMANENT:
             raise
-        types = []
-        schema.errors[ENGAGEMENT_ACTIVITY] = f"activity types could not be listed: {exc.code} {exc.message}"
-    item, how = match_name(types, ENGAGEMENT_ACTIVITY, name_key="apiName", display_key="name",
-                           override=overrides.get(ENGAGEMENT_ACTIVITY))
-    if item is not None and item.get("status") != "draft":
-        described = await reader.describe_custom_activity_type(str(item["apiName"]))
-        if described is not None:
-            schema.activity = activity_schema(ENGAGEMENT_ACTIVITY, {**item, **described}, how)
-    return schema
+        return None, f"activity types could not be listed: {exc.code} {exc.message}"
+    item, how = match_name(types, ENGAGEMENT_ACTIVITY, name_key="apiName", display_key="name", override=override)
+    if item is None or item.get("status") == "draft":
+        return None, None
+    described = await reader.describe_custom_activity_type(str(item["apiName"]))
+    if described is None:
+        return None, None
+    return activity_schema(ENGAGEMENT_ACTIVITY, {**item, **described}, how), None
+
+
+async def discover_schema(reader: SchemaReader, overrides: Mapping[str, str] | None = None) -> InstanceSchema:
+    """Everything: at most 5 calls (two lists, one describe per schema found)."""
+    overrides = overrides or {}
+    objects, errors = await discover_objects(reader, overrides)
+    activity, error = await discover_activity(reader, overrides.get(ENGAGEMENT_ACTIVITY))
+    if error:
+        errors[ENGAGEMENT_ACTIVITY] = error
+    return InstanceSchema(activity, objects, errors)

@@ -13,6 +13,7 @@ Marketo has processed it, after ``execute`` returned (pipeline.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -35,6 +36,7 @@ from kmsync_marketo.errors import (
     classify,
 )
 from kmsync_marketo.outcomes import Outcome
+from kmsync_marketo.schema import ENGAGEMENT_ACTIVITY, TRUNCATED, ActivitySchema, ObjectSchema, Shaped
 from marketo_sink.decisions import (
     ALREADY_WRITTEN,
     AUTH_REFUSED,
@@ -61,6 +63,7 @@ from marketo_sink.planner import (
     StatusCall,
     link_record,
 )
+from marketo_sink.schema_map import STALE_SCHEMA_CODES, InstanceSchemaMap, SchemaFailure
 from marketo_sink.writer import BulkWriter, MarketoWriter
 
 log = logging.getLogger(__name__)
@@ -168,13 +171,20 @@ class WindowExecutor:
         observe_verify: Callable[[str, int], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utc_now,
+        schema: InstanceSchemaMap | None = None,
     ) -> None:
         """``intents``: where an activity call's intents are recorded before it is sent (default: the
         ledger only). ``verify_delay_seconds``: how old an intent must be before the lead's activity
         log is read to verify it (a request the client gave up on may still be running at Marketo).
         ``verify_lookback``: the log is read from this long before the earlier of the intent's
-        activity date and its recording time."""
+        activity date and its recording time. ``schema``: the instance's discovered schema the custom
+        object records and activities are mapped onto (schema_map.py); by default one is made when the
+        writer can read schemas (a MarketoClient), else records go out in the seed's names."""
         self.writer = writer
+        if schema is None and all(hasattr(writer, m) for m in ("custom_objects", "describe_custom_object",
+                                                               "describe_custom_activity_type")):
+            schema = InstanceSchemaMap(writer, monotonic=monotonic)  # type: ignore[arg-type]
+        self.schema = schema
         self.intents: IntentRecorder = intents or LedgerIntents(ledger)
         self.verify_delay_seconds = verify_delay_seconds
         self.verify_lookback = verify_lookback
@@ -358,9 +368,12 @@ class WindowExecutor:
     ) -> list[Decision]:
         """Bulk custom object import (§9.2) for a large window or many upserts of one object; records
         whose lead id is not known yet (the link field needs it) fail LEAD_UNRESOLVED and retry."""
-        out, sendable = self._bulk_object_rows(call, lead_id, unresolved)
+        target = await self._object_target(call.object_name)
+        if isinstance(target, SchemaFailure):
+            return _failed((p for i in call.items for p in i.ops), _schema_failure(target), api="bulk")
+        out, sendable = self._bulk_object_rows(call, target, lead_id, unresolved)
         if sendable:
-            out += await self._import_objects(call.object_name, sendable)
+            out += await self._import_objects(call.object_name, target, sendable)
         return out
 
     async def _start_bulk_objects(
@@ -371,51 +384,86 @@ class WindowExecutor:
         handed to the pipeline (waiting for a free slot) and its decisions go to ``emit`` when it
         ends. Returns the decisions known now (records that could not be sent)."""
         assert self.pipeline is not None
-        out, sendable = self._bulk_object_rows(call, lead_id, unresolved)
+        target = await self._object_target(call.object_name)
+        if isinstance(target, SchemaFailure):
+            return _failed((p for i in call.items for p in i.ops), _schema_failure(target), api="bulk")
+        out, sendable = self._bulk_object_rows(call, target, lead_id, unresolved)
         if not sendable:
             return out
-        ops = [p for i, _ in sendable for p in i.ops]
+        ops = [p for i, _, _ in sendable for p in i.ops]
 
         async def job() -> None:
-            await self._report(await _guarded(self._import_objects(call.object_name, sendable), ops), emit)
+            await self._report(await _guarded(self._import_objects(call.object_name, target, sendable), ops), emit)
 
-        await self.pipeline.start((i.key for i, _ in sendable), job, name=f"bulk-{call.object_name}")
+        await self.pipeline.start((i.key for i, _, _ in sendable), job, name=f"bulk-{call.object_name}")
         return out
 
     def _bulk_object_rows(
-        self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
-    ) -> tuple[list[Decision], list[tuple[ObjectInput, dict[str, Any]]]]:
+        self, call: ObjectCall, target: ObjectSchema | None, lead_id: Callable[[str], int | None],
+        unresolved: Callable[[str], _Failure],
+    ) -> tuple[list[Decision], list[_ObjectRow]]:
         """(decisions of records without a lead id yet, the rows to send with their link field)."""
         out: list[Decision] = []
-        sendable: list[tuple[ObjectInput, dict[str, Any]]] = []
+        sendable: list[_ObjectRow] = []
         for item in call.items:
             lid = lead_id(item.email)
             if lid is None:
                 out += _failed(item.ops, unresolved(item.email), api="bulk")
             else:
-                sendable.append((item, link_record(call.object_name, item.record, lid)))
+                sendable.append(self._object_row(call.object_name, target, item, lid))
         return out, sendable
 
     async def _import_objects(
-        self, object_name: str, sendable: list[tuple[ObjectInput, dict[str, Any]]]
+        self, object_name: str, target: ObjectSchema | None, sendable: list[_ObjectRow]
     ) -> list[Decision]:
         """One Bulk custom object import: submitted, polled until Marketo has processed it, and each
         row's outcome read back (kmsync_marketo.bulk)."""
         assert self.bulk is not None
-        dedupe = list(dict.fromkeys(f for i, _ in sendable for p in i.ops
-                                    if isinstance(p.op, CustomObjectUpsert) for f in p.op.dedupe_fields))
+        if target is not None:
+            api_name, dedupe = target.api_name, list(target.dedupe_fields)
+        else:
+            api_name = object_name
+            dedupe = list(dict.fromkeys(f for i, _, _ in sendable for p in i.ops
+                                        if isinstance(p.op, CustomObjectUpsert) for f in p.op.dedupe_fields))
         self._bulk_in_flight(1)
         try:
-            result = await self.bulk.import_custom_objects(object_name, [r for _, r in sendable], dedupe)
+            result = await self.bulk.import_custom_objects(api_name, [r for _, r, _ in sendable], dedupe)
         except MarketoError as exc:
-            return _failed((p for i, _ in sendable for p in i.ops), _failure_from_exception(exc), api="bulk")
+            return _failed((p for i, _, _ in sendable for p in i.ops), _failure_from_exception(exc), api="bulk")
         finally:
             self._bulk_in_flight(-1)
         self._observe("bulk_custom_objects", len(sendable), call_code(result.outcomes))
         out: list[Decision] = []
-        for (item, _), o in zip(sendable, result.outcomes, strict=True):
-            out += [_from_outcome(p, o, api="bulk") for p in item.ops]
+        for (item, _, shaped), o in zip(sendable, result.outcomes, strict=True):
+            out += [self._noted(self._schema_aware(_from_outcome(p, o, api="bulk"), o), shaped) for p in item.ops]
         return out
+
+    # ----- the instance's discovered schema (issue #17)
+    async def _object_target(self, logical: str) -> ObjectSchema | SchemaFailure | None:
+        return None if self.schema is None else await self.schema.object_target(logical)
+
+    def _object_row(self, logical: str, target: ObjectSchema | None, item: ObjectInput, lead: int) -> _ObjectRow:
+        """The record as Marketo gets it: the lead link set, then (with a discovered schema) only the
+        instance's fields, under its names, strings cut to their lengths."""
+        record = link_record(logical, item.record, lead)
+        if target is None or self.schema is None:
+            return item, record, None
+        shaped = self.schema.shape_object(target, record)
+        return item, shaped.values, shaped
+
+    def _noted(self, d: Decision, shaped: Shaped | None) -> Decision:
+        """A record written with a value cut to its field's length says so in its outcome."""
+        if shaped is None or not shaped.truncated or d.failed or d.reason_code is not None:
+            return d
+        return dataclasses.replace(d, reason_code=TRUNCATED, reason=shaped.note())
+
+    def _schema_aware(self, d: Decision, o: Outcome) -> Decision:
+        """Marketo says a field or the object is gone (the admin changed it): read the schema again
+        and retry the record mapped onto the new one, instead of dead-lettering it."""
+        if self.schema is not None and d.failed and o.reason_code in STALE_SCHEMA_CODES:
+            self.schema.mark_stale()
+            return dataclasses.replace(d, retryable=True)
+        return d
 
     # ----- stage 2
     async def _statuses(
@@ -448,24 +496,29 @@ class WindowExecutor:
         self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
     ) -> list[Decision]:
         out: list[Decision] = []
-        sendable: list[tuple[Any, dict[str, Any]]] = []
+        target = await self._object_target(call.object_name)
+        if isinstance(target, SchemaFailure):
+            return _failed((p for i in call.items for p in i.ops), _schema_failure(target))
+        sendable: list[_ObjectRow] = []
         for item in call.items:
             lid = lead_id(item.email)
             if lid is None:
                 out += _failed(item.ops, unresolved(item.email))
             else:
-                sendable.append((item, link_record(call.object_name, item.record, lid)))
+                sendable.append(self._object_row(call.object_name, target, item, lid))
         if not sendable:
             return out
+        api_name = target.api_name if target is not None else call.object_name
         try:
-            outcomes = await self.writer.sync_custom_objects(call.object_name, [r for _, r in sendable])
+            outcomes = await self.writer.sync_custom_objects(api_name, [r for _, r, _ in sendable])
         except MarketoError as exc:
             f = _failure_from_exception(exc)
             self._observe("custom_objects", len(sendable), f.code)
-            return out + _failed((p for i, _ in sendable for p in i.ops), f)
+            return out + _failed((p for i, _, _ in sendable for p in i.ops), f)
         self._observe("custom_objects", len(sendable), call_code(outcomes))
-        for (item, _), o in zip(sendable, outcomes, strict=True):
-            out += [self._stale_aware(p, o, item.email) for p in item.ops]
+        for (item, _, shaped), o in zip(sendable, outcomes, strict=True):
+            out += [self._noted(self._schema_aware(self._stale_aware(p, o, item.email), o), shaped)
+                    for p in item.ops]
         return out
 
     async def _type_ids(self) -> dict[str, int]:
@@ -484,10 +537,6 @@ class WindowExecutor:
         sent has its intent recorded durably before the call; an ambiguous answer leaves the intent
         and retries through a verification, never a blind resend."""
         out: list[Decision] = []
-        try:
-            type_ids = await self._type_ids()
-        except MarketoError as exc:
-            return _failed((p for a in call.items for p in a.ops), _failure_from_exception(exc))
         fresh: list[ActivityInput] = []
         uncertain: list[tuple[ActivityInput, ActivityIntent]] = []
         for a in call.items:
@@ -503,9 +552,29 @@ class WindowExecutor:
             decided, absent = await self._verify(uncertain)
             out += decided
             fresh += absent
+        # The seed's type goes to what discovery found (its id, existing attributes, lengths); any
+        # other type by its API name as it is.
+        target: ActivitySchema | SchemaFailure | None = None
+        if self.schema is not None and any(a.op.activity_type == ENGAGEMENT_ACTIVITY for a in fresh):
+            try:
+                target = await self.schema.activity_target()
+            except MarketoError as exc:
+                return out + _failed((p for a in fresh for p in a.ops), _failure_from_exception(exc))
+        type_ids: dict[str, int] = {}
+        if any(a.op.activity_type != ENGAGEMENT_ACTIVITY or self.schema is None for a in fresh):
+            try:
+                type_ids = await self._type_ids()
+            except MarketoError as exc:
+                return out + _failed((p for a in fresh for p in a.ops), _failure_from_exception(exc))
         sendable: list[tuple[ActivityInput, ActivityRecord]] = []
+        shapes: dict[str, Shaped] = {}
         for a in fresh:
-            type_id = type_ids.get(a.op.activity_type)
+            mapped = a.op.activity_type == ENGAGEMENT_ACTIVITY and self.schema is not None
+            if mapped and isinstance(target, SchemaFailure):
+                out += _failed(a.ops, _schema_failure(target))
+                continue
+            type_id = target.type_id if mapped and isinstance(target, ActivitySchema) else \
+                type_ids.get(a.op.activity_type)
             lid = lead_id(a.email)
             if type_id is None:
                 out += _failed(a.ops, _Failure(
@@ -515,9 +584,15 @@ class WindowExecutor:
             elif lid is None:
                 out += _failed(a.ops, unresolved(a.email))
             else:
+                attributes: dict[str, Any] = dict(a.op.attributes)
+                primary = a.op.primary_attribute_value
+                if mapped and isinstance(target, ActivitySchema) and self.schema is not None:
+                    shaped = self.schema.shape_activity(target, attributes)
+                    attributes, shapes[a.op.op_id] = shaped.values, shaped
+                    primary = self.schema.primary_value(target, primary)
                 sendable.append((a, ActivityRecord(
                     lead_id=lid, activity_type_id=type_id, activity_date=a.op.activity_date,
-                    primary_attribute_value=a.op.primary_attribute_value, attributes=dict(a.op.attributes),
+                    primary_attribute_value=primary, attributes=attributes,
                 )))
         if not sendable:
             return out
@@ -561,7 +636,8 @@ class WindowExecutor:
                 continue
             if not o.ok:
                 certain.append(a.op.op_id)  # Marketo answered for this record: not written
-            out += [self._stale_aware(p, o, a.email) for p in a.ops]
+            out += [self._noted(self._schema_aware(self._stale_aware(p, o, a.email), o), shapes.get(a.op.op_id))
+                    for p in a.ops]
         self.intents.resolve(certain)
         return out
 
@@ -643,6 +719,14 @@ class WindowExecutor:
             self.cache.evict(email)
             return Decision(p, "failed", o.marketo_id, o.reason_code, o.reason, retryable=True)
         return d
+
+
+#: A custom object input, the record sent for it, and how it was shaped (None: unmapped).
+_ObjectRow = tuple[ObjectInput, dict[str, Any], Shaped | None]
+
+
+def _schema_failure(f: SchemaFailure) -> _Failure:
+    return _Failure(f.code, f.reason, f.retryable)
 
 
 async def _all_then_raise(*aws: Awaitable[None]) -> None:
