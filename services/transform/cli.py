@@ -20,7 +20,7 @@ from transform.settings import TransformSettings
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kmsync transform",
-                                     description="Kaltura records into Marketo operations (aiokafka worker)")
+                                     description="Kaltura records into Marketo operations")
     parser.add_argument("--tenants-file", type=Path, help="overrides KMSYNC_TENANTS_FILE")
     args = parser.parse_args(argv)
     try:
@@ -31,7 +31,26 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if settings.transform_engine == "quix":
+        return serve_quix(settings, tenants)
     return asyncio.run(serve(settings, tenants))
+
+
+def serve_quix(settings: TransformSettings, tenants: TenantsConfig) -> int:
+    """The quixstreams engine: /healthz, /readyz, /metrics on a thread; quixstreams owns the main
+    thread and SIGTERM/SIGINT (it commits the checkpoint in hand, then stops)."""
+    from transform.engine_quix import HealthServer, QuixTransform  # only this engine needs quixstreams
+
+    log = setup_logging("transform", settings.log_level)
+    engine = QuixTransform(settings, tenants)
+    health = HealthServer(settings.http_host, settings.http_port, lambda: engine.ready, engine.metrics)
+    health.start()
+    try:
+        engine.run()
+        log.info("transform stopped: last checkpoint committed")
+    finally:
+        health.stop()
+    return 0
 
 
 def dump_tasks() -> None:

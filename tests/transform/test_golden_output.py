@@ -10,8 +10,10 @@ from pathlib import Path
 from .golden_inputs import app_lines, consumer_records, golden_lines, inputs, worker
 
 GOLDEN = Path(__file__).with_name("golden_pure_path.txt")
-#: The golden file itself is pinned too, so regenerating it is a deliberate, visible change.
-GOLDEN_SHA256 = "1cf1e5417b33e11592b2878e24a9470fc71a8cd286a03d6b85c73acadb6a7815"
+#: The golden file itself is pinned too, so regenerating it is a deliberate, visible change. Last
+#: regenerated for pydantic 2.13 (quixstreams 3.28 needs <2.14): one dead letter's reason lists
+#: pydantic's validation errors in another order; every operation's bytes stayed the same.
+GOLDEN_SHA256 = "82c41cbb4a889029f3dc85b2bea73972e0fa2881951181b33e8678f757e0560b"
 
 
 def test_golden_file_is_the_pinned_one() -> None:

@@ -1,0 +1,224 @@
+"""`kmsync transform` on the quix engine against the real broker: replicas share the partitions and a
+replica killed with SIGKILL mid-stream is taken over with every operation committed exactly once;
+an ended event's state expires after the retention."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import BaseModel
+
+from kmsync_contracts import AttendeeStatus, CustomActivity, PollResponse, SessionEngagement, encode
+from kmsync_contracts.topics import (
+    ATTENDEE_STATUS,
+    MARKETO_OPS,
+    POLL_RESPONSES,
+    SESSION_ENGAGEMENT,
+    TRANSFORM_DLQ,
+    TopicSpec,
+)
+from kmsync_kafka import KafkaBroker, ensure_topics, reliable_producer, topic_name
+from transform.app import all_partitions
+
+from .conftest import LEGACY_EVENT
+from .test_integration import expected_ops, transform_process
+
+QUIX = {"KMSYNC_TRANSFORM_ENGINE": "quix"}
+INPUTS = (ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES)
+DEADLINE = 60.0
+
+
+async def produce_at(broker: KafkaBroker, prefix: str, items: list[tuple[TopicSpec, BaseModel]],
+                     timestamp: datetime | None = None) -> None:
+    """Produce with the records' Kafka timestamps set to `timestamp` (now when None)."""
+    producer = reliable_producer(broker.bootstrap)
+    await producer.start()
+    try:
+        ts = int(timestamp.timestamp() * 1000) if timestamp else None
+        for spec, record in items:
+            await producer.send(topic_name(spec, prefix), encode(record),
+                                key=record.partition_key().encode(), timestamp_ms=ts)  # type: ignore[attr-defined]
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def committed_op_ids(broker: KafkaBroker, prefix: str) -> list[str]:
+    """Every op id of marketo.ops.v1 a read_committed reader sees, in order, up to the log end."""
+    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level="read_committed",
+                              enable_auto_commit=False, auto_offset_reset="earliest")
+    await reader.start()
+    try:
+        tps = await all_partitions(reader, [topic_name(MARKETO_OPS, prefix)])
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        ends = await reader.end_offsets(tps)
+        ids: list[str] = []
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            for msgs in (await reader.getmany(*pending, timeout_ms=200)).values():
+                ids += [json.loads(m.value)["op_id"] for m in msgs]
+            pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
+        return ids
+    finally:
+        await reader.stop()
+
+
+async def wait_for_ops(broker: KafkaBroker, prefix: str, done: Callable[[list[str]], bool], what: str,
+                       logs: Path, deadline: float = DEADLINE) -> list[str]:
+    end = time.monotonic() + deadline
+    while True:
+        ids = await committed_op_ids(broker, prefix)
+        if done(ids):
+            return ids
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}: {len(ids)} committed ops; logs in {logs}")
+        await asyncio.sleep(0.2)  # polling interval of a deadline-bounded check, not synchronisation
+
+
+async def group_caught_up(broker: KafkaBroker, prefix: str) -> bool:
+    """True when transform's group has committed every input record and every repartitioned poll.
+
+    Read from the committed offsets read_committed up to the high watermark: a transactional writer's
+    commit marker takes an offset, and a position passes an open transaction only once it ends."""
+    group = f"{prefix}kmsync-transform"
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level="read_committed",
+                              enable_auto_commit=False)
+    await admin.start()
+    await reader.start()
+    try:
+        internal = [t for t in await reader.topics() if t.startswith(f"repartition__{group}")]
+        tps = await all_partitions(reader, [topic_name(s, prefix) for s in INPUTS] + internal)
+        committed = await admin.list_consumer_group_offsets(group)
+        reader.assign(tps)
+        for tp in tps:
+            reader.seek(tp, committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
+        highs = await high_watermarks(broker, tps)
+        for _ in range(10):
+            pending = [tp for tp in tps if await reader.position(tp) < highs[tp]]
+            if not pending:
+                return True
+            if any(await reader.getmany(*pending, timeout_ms=100)):
+                return False
+        return False
+    finally:
+        await reader.stop()
+        await admin.close()
+
+
+async def high_watermarks(broker: KafkaBroker, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    probe = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level="read_uncommitted")
+    await probe.start()
+    try:
+        return await probe.end_offsets(tps)
+    finally:
+        await probe.stop()
+
+
+async def records_in(port: int) -> float:
+    """kmsync_transform_records_in_total summed over its labels, from the replica's /metrics (0 while
+    the process is not serving yet)."""
+    try:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    except httpx.ConnectError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kmsync_transform_records_in_total{"))
+
+
+async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_over_exactly_once(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
+    status_record: Callable[..., AttendeeStatus], engagement_record: Callable[..., SessionEngagement],
+    poll_record: Callable[..., PollResponse],
+) -> None:
+    await ensure_topics(kafka_broker.bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ], topic_prefix)
+    people = [(f"u{i}", f"person{i}@x.io") for i in range(400)]
+    items: list[tuple[TopicSpec, BaseModel]] = []
+    for n, (user, email) in enumerate(people):
+        items += [
+            (ATTENDEE_STATUS, status_record("registered", user=user, email=email)),
+            (SESSION_ENGAGEMENT, engagement_record(user=user, email=email, final=True, plays=1)),
+            # one poll per session: slots follow the order polls are first seen
+            (POLL_RESPONSES, poll_record("p1", answer=f"a{n}", user=user, email=email)),
+            (ATTENDEE_STATUS, status_record("attended", user=user, email=email, minutes=5)),
+        ]
+    expected = expected_ops(list(items))
+    want = [op.op_id for op in expected]
+    assert len(want) == len(set(want))
+    # A long checkpoint interval: plenty is produced but not yet committed when the kill comes.
+    env = {**QUIX, "KMSYNC_TRANSFORM_COMMIT_INTERVAL_MS": "1500", "KMSYNC_TRANSFORM_SESSION_TIMEOUT_MS": "6000",
+           "KMSYNC_TRANSFORM_TRANSACTION_TIMEOUT_MS": "5000"}
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "a", **env) as a, \
+            transform_process(kafka_broker, topic_prefix, tmp_path, "b", **env) as b:
+        await produce_at(kafka_broker, topic_prefix, items[: len(items) // 2])
+        # Both replicas take part: each processes some of the first half.
+        end = time.monotonic() + DEADLINE
+        while not (await records_in(a.port) > 0 and await records_in(b.port) > 0):
+            assert time.monotonic() < end, f"one replica got no partitions; logs in {tmp_path}"
+            await asyncio.sleep(0.2)  # polling interval of a deadline-bounded check
+        await produce_at(kafka_broker, topic_prefix, items[len(items) // 2:])
+        at_kill = await records_in(a.port)
+        a.proc.send_signal(signal.SIGKILL)
+        assert a.proc.wait(timeout=30) == -signal.SIGKILL
+        ids = await wait_for_ops(kafka_broker, topic_prefix, lambda got: set(want) <= set(got),
+                                 "every operation after the kill", tmp_path)
+        end = time.monotonic() + DEADLINE
+        while not await group_caught_up(kafka_broker, topic_prefix):
+            assert time.monotonic() < end, f"the group did not catch up; logs in {tmp_path}"
+        ids = await committed_op_ids(kafka_broker, topic_prefix)
+        survivor = await records_in(b.port)
+    assert 0 < at_kill < len(items), "the kill came before or after the replica's work"
+    assert survivor > len(items) - at_kill - 1, "the survivor did not take over the killed replica's partitions"
+    repeated = {op_id: n for op_id, n in Counter(ids).items() if n > 1}
+    assert not repeated, f"{len(repeated)} op ids committed more than once, e.g. {list(repeated)[:3]}"
+    assert sorted(ids) == sorted(want)  # nothing lost, nothing unexpected
+    activities = [op for op in expected if isinstance(op, CustomActivity)]
+    assert len(activities) == len(people)
+
+
+async def test_an_ended_events_state_expires_after_the_retention(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
+    status_record: Callable[..., AttendeeStatus], engagement_record: Callable[..., SessionEngagement],
+) -> None:
+    """Event A's records are 10 hours old, the retention is 1 hour: once event B's records move the
+    partition's time on, A's activity ledger and member statuses are gone, so a replay of A's final
+    snapshot and status counts as new (with the retention they would be a ledger hit and a repeat)."""
+    # One partition per input topic: A's and B's records share the partition whose time expires state.
+    await ensure_topics(kafka_broker.bootstrap, INPUTS, topic_prefix, partitions=1)
+    await ensure_topics(kafka_broker.bootstrap, [MARKETO_OPS, TRANSFORM_DLQ], topic_prefix)
+    now = datetime.now(UTC)
+    event_a: list[tuple[TopicSpec, BaseModel]] = [
+        (ATTENDEE_STATUS, status_record("registered", user="u1", email="ann@x.io")),
+        (SESSION_ENGAGEMENT, engagement_record(user="u1", email="ann@x.io", final=True, plays=1)),
+    ]
+    event_b: list[tuple[TopicSpec, BaseModel]] = [
+        (ATTENDEE_STATUS, status_record("registered", user="u9", email="bob@x.io", event=LEGACY_EVENT)),
+        (SESSION_ENGAGEMENT, engagement_record(user="u9", email="bob@x.io", event=LEGACY_EVENT, final=True)),
+    ]
+    a_ops = [op.op_id for op in expected_ops(list(event_a))]
+    activity = next(op.op_id for op in expected_ops(list(event_a)) if isinstance(op, CustomActivity))
+    b_ops = [op.op_id for op in expected_ops(list(event_b))]
+    await produce_at(kafka_broker, topic_prefix, event_a, now - timedelta(hours=10))
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "retention", **QUIX,
+                           KMSYNC_TRANSFORM_STATE_RETENTION_SECONDS="3600"):
+        await wait_for_ops(kafka_broker, topic_prefix, lambda got: set(a_ops) <= set(got), "event A's ops", tmp_path)
+        await produce_at(kafka_broker, topic_prefix, event_b, now)
+        await wait_for_ops(kafka_broker, topic_prefix, lambda got: set(b_ops) <= set(got), "event B's ops", tmp_path)
+        await produce_at(kafka_broker, topic_prefix, event_a, now)  # a late replay of event A
+        ids = await wait_for_ops(kafka_broker, topic_prefix, lambda got: Counter(got)[activity] >= 2,
+                                 "event A's activity again, its ledger entry expired", tmp_path)
+    counts = Counter(ids)
+    assert all(counts[op_id] == 2 for op_id in a_ops)  # the status was not a repeat either: state gone
+    assert all(counts[op_id] == 1 for op_id in b_ops)
