@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+from kmsync_marketo import endpoints as ep
 from kmsync_marketo import expected as exp
+from kmsync_marketo import schema as sch
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.errors import MarketoApiError, MarketoAuthError, MarketoError
 
@@ -132,7 +135,11 @@ class SetupChecker:
         instance_name: str,
         program_ids: Sequence[int] = (),
         channel_name: str | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> None:
+        """``names``: the seed's name → the API name in this instance, where discovery (API name
+        with or without ``_c``, display name) would not find it."""
+        self.names = dict(names or {})
         self.client = client
         self.instance_name = instance_name
         self.program_ids = list(dict.fromkeys(program_ids))
@@ -145,9 +152,10 @@ class SetupChecker:
         await self._permissions(report)
         channel = await self._channel(report)
         await self._programs(report, channel)
-        await self._activity_type(report, apply)
-        for obj in exp.CUSTOM_OBJECTS:
-            await self._custom_object(report, obj, apply)
+        activity = await self._activity_type(report, apply)
+        objects = {obj.api_name: await self._custom_object(report, obj, apply) for obj in exp.CUSTOM_OBJECTS}
+        if not apply:
+            await self._write_permissions(report, activity, objects)
         return report
 
     # ----- credentials and permissions -----
@@ -290,14 +298,16 @@ class SetupChecker:
                 )
 
     # ----- custom activity type -----
-    async def _activity_type(self, report: CheckReport, apply: bool) -> None:
+    async def _activity_type(self, report: CheckReport, apply: bool) -> sch.ActivitySchema | None:
         want = exp.ENGAGEMENT_ACTIVITY
         title = f"custom activity type {want.api_name!r} and its fields"
         try:
-            types = _by(await self.client.custom_activity_types(), "apiName")
-            existing = types.get(want.api_name)
-            approved = await self.client.describe_custom_activity_type(want.api_name) if existing else None
-            draft = await self.client.describe_custom_activity_type(want.api_name, draft=True) if existing else None
+            types = await self.client.custom_activity_types()
+            existing, how = sch.match_name(types, want.api_name, name_key="apiName", display_key="name",
+                                           override=self.names.get(want.api_name))
+            api_name = str(existing["apiName"]) if existing else want.api_name
+            approved = await self.client.describe_custom_activity_type(api_name) if existing else None
+            draft = await self.client.describe_custom_activity_type(api_name, draft=True) if existing else None
         except MarketoError as exc:
             report.add(
                 CheckItem(
@@ -307,101 +317,111 @@ class SetupChecker:
                     "grant Access API > Read-Write Activity Metadata",
                 )
             )
-            return
-        problems, creatable, wrong = self._activity_problems(existing, approved, draft)
+            return None
+        problems, wrong = self._activity_problems(existing, approved, draft)
+        found = (sch.activity_schema(want.api_name, {**existing, **approved}, how)
+                 if existing is not None and approved is not None else None)
         if not problems:
-            report.add(CheckItem(title, "ok", f"approved with entry_id primary and {len(want.attributes)} fields"))
-            return
+            assert found is not None
+            report.add(CheckItem(title, "ok", _activity_detail(found)))
+            return found
         fix = (
             "create it in Admin > Marketo Custom Activities (or with --apply): primary attribute entry_id "
-            "(string), fields " + ", ".join(f"{f.name} ({f.data_type})" for f in want.attributes)
+            "(string), fields (as desired) " + ", ".join(f"{f.name} ({f.data_type})" for f in want.attributes)
         )
         if wrong:
             fix = "delete and re-add these fields with the right type: " + "; ".join(wrong)
-        if apply and not wrong:
+        detail = "\n".join(problems) + (f"\n{_activity_detail(found)}" if found is not None else "")
+        if apply and not wrong and existing is None:
             try:
-                await self._apply_activity_type(existing, creatable)
+                await self._apply_activity_type()
             except MarketoError as exc:
-                report.add(CheckItem(title, "missing", "\n".join(problems) + f"\n--apply failed: {exc}", fix, True))
-                return
-            report.add(CheckItem(title, "applied", "\n".join(problems) + "\ncreated/approved through the API"))
-            return
-        report.add(CheckItem(title, "missing", "\n".join(problems), fix, api_fixable=not wrong))
+                report.add(CheckItem(title, "missing", detail + f"\n--apply failed: {exc}", fix, True))
+                return None
+            report.add(CheckItem(title, "applied", detail + "\ncreated/approved through the API"))
+            return None
+        if apply and not wrong and existing is not None:
+            try:
+                await self.client.approve_custom_activity_type(api_name)
+            except MarketoError as exc:
+                report.add(CheckItem(title, "missing", detail + f"\n--apply failed: {exc}", fix, True))
+                return None
+            report.add(CheckItem(title, "applied", detail + "\napproved through the API"))
+            return None
+        report.add(CheckItem(title, "missing", detail, fix, api_fixable=not wrong))
+        return None
 
     def _activity_problems(
         self,
         existing: Mapping[str, Any] | None,
         approved: Mapping[str, Any] | None,
         draft: Mapping[str, Any] | None,
-    ) -> tuple[list[str], list[exp.ExpectedField], list[str]]:
+    ) -> tuple[list[str], list[str]]:
+        """(what stops kmsync writing activities, what needs the Marketo UI). Fields the admin did not
+        add are not problems: kmsync omits them (the seed: "add the following fields as desired")."""
         want = exp.ENGAGEMENT_ACTIVITY
         if existing is None:
-            return [f"activity type {want.api_name!r} does not exist"], list(want.attributes), []
+            return [f"activity type {want.api_name!r} does not exist (looked for it by API name with and "
+                    "without _c and by display name)"], []
         problems: list[str] = []
         live = _attr_rows(approved)
         pending = _attr_rows(draft)
         status = str(existing.get("status", ""))
-        if status != "approved":
+        if status != "approved" or approved is None:
             problems.append(f"status is {status!r}, not approved")
-        creatable: list[exp.ExpectedField] = []
         wrong: list[str] = []
         primary = live.get(want.primary.name) or pending.get(want.primary.name)
         if primary is None or not primary.get("isPrimary"):
             wrong.append(f"primary attribute must be {want.primary.name} (string)")
         for f in want.attributes:
             row = live.get(f.name)
-            if row is None:
-                if f.name in pending:
-                    problems.append(f"field {f.name} is waiting for approval")
-                else:
-                    problems.append(f"field {f.name} ({f.data_type}) is missing")
-                    creatable.append(f)
-                continue
-            if not _same_type(row.get("dataType"), f.data_type):
+            if row is not None and not _same_type(row.get("dataType"), f.data_type):
                 wrong.append(f"{f.name} is {row.get('dataType')}, the guide says {f.data_type}")
         problems.extend(wrong)
-        return problems, creatable, wrong
+        return problems, wrong
 
-    async def _apply_activity_type(self, existing: Mapping[str, Any] | None, missing: list[exp.ExpectedField]) -> None:
+    async def _apply_activity_type(self) -> None:
         want = exp.ENGAGEMENT_ACTIVITY
-        if existing is None:
-            await self.client.create_custom_activity_type(
-                {
-                    "apiName": want.api_name,
-                    "name": want.name,
-                    "description": want.description,
-                    "triggerName": want.trigger_name,
-                    "filterName": want.filter_name,
-                    "primaryAttribute": {
-                        "apiName": want.primary.name,
-                        "name": want.primary.name,
-                        "description": want.primary.description,
-                    },
-                }
-            )
-        if missing:
-            await self.client.add_custom_activity_attributes(
-                want.api_name,
-                [
-                    {"apiName": f.name, "name": f.name, "dataType": f.data_type, "description": f.description}
-                    for f in missing
-                ],
-            )
+        await self.client.create_custom_activity_type(
+            {
+                "apiName": want.api_name,
+                "name": want.name,
+                "description": want.description,
+                "triggerName": want.trigger_name,
+                "filterName": want.filter_name,
+                "primaryAttribute": {
+                    "apiName": want.primary.name,
+                    "name": want.primary.name,
+                    "description": want.primary.description,
+                },
+            }
+        )
+        await self.client.add_custom_activity_attributes(
+            want.api_name,
+            [
+                {"apiName": f.name, "name": f.name, "dataType": f.data_type, "description": f.description}
+                for f in want.attributes
+            ],
+        )
         await self.client.approve_custom_activity_type(want.api_name)
 
     # ----- custom objects -----
-    async def _custom_object(self, report: CheckReport, want: exp.ExpectedObject, apply: bool) -> None:
+    async def _custom_object(
+        self, report: CheckReport, want: exp.ExpectedObject, apply: bool
+    ) -> sch.ObjectSchema | None:
         title = f"custom object {want.api_name!r} and its fields"
         try:
-            schemas = _by(await self.client.custom_object_schemas(), "apiName")
-            existing = schemas.get(want.api_name)
+            schemas = await self.client.custom_object_schemas()
+            existing, how = sch.match_name(schemas, want.api_name, name_key="apiName", display_key="displayName",
+                                           override=self.names.get(want.api_name))
+            api_name = str(existing["apiName"]) if existing else want.api_name
             approved = draft = None
             if existing is not None:
                 state = str(existing.get("state", ""))
                 if state in ("approved", "approvedWithDraft"):
-                    approved = await self.client.describe_custom_object_schema(want.api_name, "approved")
+                    approved = await self.client.describe_custom_object_schema(api_name, "approved")
                 if state in ("draft", "approvedWithDraft"):
-                    draft = await self.client.describe_custom_object_schema(want.api_name, "draft")
+                    draft = await self.client.describe_custom_object_schema(api_name, "draft")
         except MarketoApiError as exc:
             fix = (
                 "custom objects need a subscription that includes them"
@@ -409,37 +429,38 @@ class SetupChecker:
                 else "grant Access API > Read-Write Custom Object"
             )
             report.add(CheckItem(title, "unverified", f"custom object types could not be read: {exc}", fix))
-            return
+            return None
         except MarketoError as exc:
             report.add(CheckItem(title, "unverified", f"custom object types could not be read: {exc}"))
-            return
-        problems, creatable, manual = _object_problems(want, existing, approved, draft)
+            return None
+        found = sch.object_schema(want.api_name, approved, how) if approved is not None else None
+        problems, manual = _object_problems(want, existing, approved, draft, found)
         if not problems:
-            report.add(
-                CheckItem(
-                    title, "ok", f"approved with {len(want.fields)} fields, dedupe {' + '.join(want.dedupe_fields)}"
-                )
-            )
-            return
+            assert found is not None
+            report.add(CheckItem(title, "ok", _object_detail(found)))
+            return found
         fix = (
             f"create it in Admin > Marketo Custom Objects (or with --apply): dedupe "
-            f"{' + '.join(want.dedupe_fields)}, fields " + ", ".join(f"{f.name} ({f.data_type})" for f in want.fields)
+            f"{' + '.join(want.dedupe_fields)}, fields (as desired) "
+            + ", ".join(f"{f.name} ({f.data_type})" for f in want.fields)
         )
         if manual:
             fix = "in Admin > Marketo Custom Objects: " + "; ".join(manual)
+        detail = "\n".join(problems) + (f"\n{_object_detail(found)}" if found is not None else "")
         if apply and not manual:
             try:
-                await self._apply_object(want, existing, creatable)
+                await self._apply_object(want, existing, api_name)
             except MarketoError as exc:
-                report.add(CheckItem(title, "missing", "\n".join(problems) + f"\n--apply failed: {exc}", fix, True))
-                return
-            report.add(CheckItem(title, "applied", "\n".join(problems) + "\ncreated/approved through the API"))
-            return
-        report.add(CheckItem(title, "missing", "\n".join(problems), fix, api_fixable=not manual))
+                report.add(CheckItem(title, "missing", detail + f"\n--apply failed: {exc}", fix, True))
+                return None
+            report.add(CheckItem(title, "applied", detail + "\ncreated/approved through the API"))
+            return None
+        report.add(CheckItem(title, "missing", detail, fix, api_fixable=not manual))
+        return None
 
-    async def _apply_object(
-        self, want: exp.ExpectedObject, existing: Mapping[str, Any] | None, missing: list[exp.ExpectedField]
-    ) -> None:
+    async def _apply_object(self, want: exp.ExpectedObject, existing: Mapping[str, Any] | None, api_name: str) -> None:
+        """A missing object is created with every seed field and approved; an existing draft is
+        approved. Fields an admin left out of an existing object stay out (omitted, not added)."""
         if existing is None:
             await self.client.sync_custom_object_type(
                 {
@@ -450,9 +471,8 @@ class SetupChecker:
                     "showInLeadDetail": True,
                 }
             )
-        if missing:
             fields: list[dict[str, Any]] = []
-            for f in missing:
+            for f in want.fields:
                 spec: dict[str, Any] = {
                     "name": f.name,
                     "displayName": f.name,
@@ -464,7 +484,102 @@ class SetupChecker:
                     spec["relatedTo"] = {"name": f.related_to[0], "field": f.related_to[1]}
                 fields.append(spec)
             await self.client.add_custom_object_fields(want.api_name, fields)
-        await self.client.approve_custom_object_type(want.api_name)
+        await self.client.approve_custom_object_type(api_name)
+
+    # ----- write permissions, probed without leaving data behind -----
+    async def _write_permissions(
+        self, report: CheckReport, activity: sch.ActivitySchema | None, objects: dict[str, sch.ObjectSchema | None]
+    ) -> None:
+        """One write per kind that Marketo must refuse for the data, not for the role: an updateOnly
+        lead upsert of an address no lead has (§5.1, 1004), an updateOnly custom object upsert of a key
+        no record has (§8.2, 1013), a custom activity on lead id 0, which no lead has (§7.1, 1004).
+        A 603 means the API user's role lacks the write permission."""
+        probe_date = datetime.now(UTC).isoformat()
+        await self._probe(report, "leads (Sync Leads, Sync Program Member Status)", "Read-Write Person",
+                          ep.LEADS, {"action": "updateOnly", "lookupField": "email",
+                                     "input": [{"email": PROBE_EMAIL}]})
+        for logical, found in objects.items():
+            title = f"custom object {logical!r}"
+            if found is None:
+                report.add(CheckItem(f"write permission: {title}", "skipped", "not probed: the object is not usable"))
+                continue
+            key = {f: _probe_value(found.fields.get(f)) for f in found.dedupe_fields}
+            await self._probe(report, f"{title} ({found.api_name})", "Read-Write Custom Object",
+                              ep.custom_object_sync(found.api_name),
+                              {"action": "updateOnly", "dedupeBy": "dedupeFields", "input": [key]})
+        if activity is None:
+            report.add(CheckItem("write permission: custom activities", "skipped",
+                                 "not probed: the activity type is not usable"))
+            return
+        await self._probe(report, f"custom activities ({activity.api_name})", "Read-Write Activity",
+                          ep.CUSTOM_ACTIVITIES,
+                          {"input": [{"leadId": 0, "activityDate": probe_date, "activityTypeId": activity.type_id,
+                                      "primaryAttributeValue": PROBE_VALUE, "attributes": []}]})
+
+    async def _probe(self, report: CheckReport, what: str, permission: str, path: str, body: dict[str, Any]) -> None:
+        title = f"write permission: {what}"
+        try:
+            answer = await self.client.transport.call("POST", path, json=body)
+        except MarketoApiError as exc:
+            if exc.code == "603":
+                report.add(CheckItem(title, "missing", f"Marketo answered 603 {exc.message} to a write",
+                                     f"in Admin > Users & Roles, give the API user's role 'Access API > {permission}'"))
+            else:
+                report.add(CheckItem(title, "unverified", f"probe answered {exc.code} {exc.message}"))
+            return
+        except MarketoError as exc:
+            report.add(CheckItem(title, "unverified", f"probe failed: {exc}"))
+            return
+        results = [r for r in answer.get("result") or [] if isinstance(r, Mapping)]
+        if any(str(r.get("status")) not in ("skipped", "") for r in results):
+            # Should not happen (the probe targets nothing that exists); say so rather than hide it.
+            report.add(CheckItem(title, "ok", f"write accepted; the probe wrote a record: {results[0]}"))
+            return
+        report.add(CheckItem(title, "ok", f"{permission} confirmed by a write Marketo refused for its data "
+                                          "(nothing written)"))
+
+
+#: What the write probes name: an address and values no record has.
+PROBE_EMAIL = "kmsync-permission-probe@invalid.example"
+PROBE_VALUE = "kmsync-permission-probe"
+
+
+def _probe_value(f: sch.FieldInfo | None) -> Any:
+    if f is not None and f.data_type in ("integer", "link", "float", "currency"):
+        return 0
+    return PROBE_VALUE
+
+
+def _lengths(fields: Mapping[str, sch.FieldInfo], names: Sequence[str]) -> str:
+    cut = [f"{n} ({fields[n].limit})" for n in names
+           if n in fields and fields[n].data_type in sch.CHAR_LENGTH_TYPES
+           and (fields[n].limit or 0) < sch.STRING_DEFAULT_LENGTH]
+    return f"\nstrings cut to the field length: {', '.join(cut)}" if cut else ""
+
+
+def _object_detail(found: sch.ObjectSchema) -> str:
+    written = sch.written_fields(found.logical, found)
+    omitted = sch.omitted_fields(found.logical, found)
+    link = f", link {found.link_field} -> {'.'.join(found.link_target or ('Lead', 'id'))}" if found.link_field else ""
+    lines = [f"found as {found.api_name!r} ({found.matched_by}); dedupe {' + '.join(found.dedupe_fields)}{link}",
+             f"kmsync writes {len(written)} field(s): {', '.join(written)}"]
+    lines.append(f"kmsync omits {len(omitted)} field(s) the instance does not have: {', '.join(omitted)}"
+                 if omitted else "kmsync omits no field")
+    names = [found.link_field if n == sch.SEED_LINK_FIELD and found.link_field else n for n in written]
+    return "\n".join(lines) + _lengths(found.fields, names)
+
+
+def _activity_detail(found: sch.ActivitySchema | None) -> str:
+    if found is None:
+        return ""
+    written = sch.written_fields(found.logical, found)
+    omitted = sch.omitted_fields(found.logical, found)
+    primary = found.primary.name if found.primary else "?"
+    lines = [f"found as {found.api_name!r} (id {found.type_id}, {found.matched_by}), approved, {primary} primary",
+             f"kmsync writes {len(written)} field(s): {', '.join(written)}"]
+    lines.append(f"kmsync omits {len(omitted)} field(s) the instance does not have: {', '.join(omitted)}"
+                 if omitted else "kmsync omits no field")
+    return "\n".join(lines) + _lengths(found.attributes, written)
 
 
 def _object_problems(
@@ -472,44 +587,36 @@ def _object_problems(
     existing: Mapping[str, Any] | None,
     approved: Mapping[str, Any] | None,
     draft: Mapping[str, Any] | None,
-) -> tuple[list[str], list[exp.ExpectedField], list[str]]:
+    found: sch.ObjectSchema | None,
+) -> tuple[list[str], list[str]]:
+    """(what stops kmsync writing the object, what needs the Marketo UI). Seed fields the admin did
+    not create are omitted by kmsync, not problems; the dedupe rule (kmsync_marketo.schema) is."""
     if existing is None:
-        return [f"custom object {want.api_name!r} does not exist"], list(want.fields), []
+        return [f"custom object {want.api_name!r} does not exist (looked for it by API name with and without "
+                "_c and by display name)"], []
     problems: list[str] = []
     manual: list[str] = []
-    creatable: list[exp.ExpectedField] = []
     state = str(existing.get("state", ""))
     if state != "approved":
         problems.append(f"state is {state!r}, not approved")
     live = _field_rows(approved)
     pending = _field_rows(draft)
-    live_dedupe = set(
-        (approved or {}).get("dedupeFields")
-        or [n for n, r in live.items() if r.get("isDedupeField") or r.get("dedupe")]
-    )
+    if approved is not None and sch.seed.PRIMARY_FIELD not in live:
+        problems.append(f"field {sch.seed.PRIMARY_FIELD} (string) is missing: records cannot be told apart by session")
+        manual.append(f"delete and recreate the custom object with {sch.seed.PRIMARY_FIELD} as a dedupe field")
     for f in want.fields:
         row = live.get(f.name)
         if row is None:
             if f.name in pending:
                 problems.append(f"field {f.name} is waiting for approval")
-                continue
-            problems.append(f"field {f.name} ({f.data_type}) is missing")
-            if approved is not None and (f.dedupe or f.data_type == "link"):
-                # §8.3: after approval, dedupe and link fields cannot be added.
-                manual.append(
-                    f"{f.name} is a {'dedupe' if f.dedupe else 'link'} field and the type is already "
-                    "approved: delete and recreate the custom object"
-                )
-            else:
-                creatable.append(f)
             continue
         if not _same_type(row.get("dataType"), f.data_type):
             problems.append(f"field {f.name} is {row.get('dataType')}, the guide says {f.data_type}")
             manual.append(f"delete and re-add {f.name} as {f.data_type}")
-    if approved is not None and live_dedupe and set(want.dedupe_fields) != live_dedupe:
-        problems.append(f"dedupe fields are {sorted(live_dedupe)}, kmsync expects {list(want.dedupe_fields)}")
-        manual.append("recreate the custom object with dedupe fields " + " + ".join(want.dedupe_fields))
-    return problems, creatable, manual
+    if found is not None and (problem := sch.dedupe_problem(found)) is not None:
+        problems.append(problem)
+        manual.append(f"recreate {found.api_name!r} with dedupe fields that name the session and the person")
+    return problems, manual
 
 
 def _is_event_on(program: Mapping[str, Any], channel_name: str | None) -> bool:

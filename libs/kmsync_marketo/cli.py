@@ -1,4 +1,4 @@
-"""`kmsync marketo check [--tenants FILE] [--instance NAME] [--apply] [--program-id N]`."""
+"""`kmsync marketo check [--tenants FILE] [--instance NAME] [--apply] [--program-id N] [--name SEED=API]`."""
 
 from __future__ import annotations
 
@@ -38,7 +38,30 @@ def _parser() -> argparse.ArgumentParser:
         help="program to check (default: the programs of the instance's events)",
     )
     check.add_argument("--channel", help="name of the event channel to check (default: any channel that fits)")
+    check.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="SEED_NAME=API_NAME",
+        help="the API name of a seed schema in this instance when it is not found by API name (with or without "
+        "_c) or display name, e.g. kalturaUserSessionEngagement=sessions_c",
+    )
     return parser
+
+
+def parse_names(pairs: Sequence[str]) -> dict[str, str]:
+    """``SEED_NAME=API_NAME`` pairs; SystemExit naming the bad one."""
+    from kmsync_marketo.schema import ENGAGEMENT_ACTIVITY, LOGICAL_OBJECTS
+
+    known = (*LOGICAL_OBJECTS, ENGAGEMENT_ACTIVITY)
+    out: dict[str, str] = {}
+    for pair in pairs:
+        seed_name, sep, api_name = pair.partition("=")
+        if not sep or not api_name or seed_name not in known:
+            raise SystemExit(f"kmsync marketo check: --name {pair!r}: expected SEED_NAME=API_NAME with SEED_NAME one "
+                             f"of {', '.join(known)}")
+        out[seed_name] = api_name
+    return out
 
 
 def _load(path: str, name: str | None) -> tuple[str, MarketoSettings, list[int]]:
@@ -72,11 +95,13 @@ async def run_check(
     program_ids: Sequence[int] = (),
     channel: str | None = None,
     apply: bool = False,
+    names: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """The check against one instance; returns (exit code, printed report). Own registries, so the
     check never shares a token or budget object with another event loop."""
     async with MarketoClient(settings, limiters=LimiterRegistry(), token_registry=TokenRegistry()) as client:
-        checker = SetupChecker(client, instance_name=label, program_ids=program_ids, channel_name=channel)
+        checker = SetupChecker(client, instance_name=label, program_ids=program_ids, channel_name=channel,
+                               names=names)
         report = await checker.run(apply=apply)
         if apply:
             # Show the state after the changes, as a second pass sees it.
@@ -94,13 +119,15 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and EXIT_USAGE
     try:
+        names = parse_names(args.name)
         label, settings, programs = _load(args.tenants, args.instance)
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     code, text = asyncio.run(
         run_check(
-            settings, label=label, program_ids=args.program_id or programs, channel=args.channel, apply=args.apply
+            settings, label=label, program_ids=args.program_id or programs, channel=args.channel, apply=args.apply,
+            names=names,
         )
     )
     print(text)

@@ -12,10 +12,11 @@ import pytest
 from pydantic import SecretStr
 
 from kmsync_contracts.seed import CHANNEL_STATUSES
-from kmsync_marketo.cli import main, run_check
+from kmsync_marketo.cli import main, parse_names, run_check
 from kmsync_marketo.settings import MarketoSettings, RetrySettings
 from marketo_sandbox import preset_kaltura as kp
 from marketo_sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from marketo_sandbox.shape import PARTIAL_PROGRAM_ID, kaltura_partial_shape
 from marketo_sandbox.testing import running_sandbox
 
 
@@ -55,9 +56,11 @@ async def test_kaltura_preset_passes() -> None:
     assert code == 0, text
     assert "[MISSING]" not in text
     assert f"channel {kp.CHANNEL_NAME!r}" in text
-    assert "approved with entry_id primary and 19 fields" in text
-    assert "approved with 30 fields, dedupe entry_id + personId" in text
-    assert "approved with 33 fields, dedupe entry_id + email" in text
+    assert "found as 'userSessionEngagement' (id 100001, api name), approved, entry_id primary" in text
+    assert "kmsync writes 20 field(s)" in text and "kmsync writes 30 field(s)" in text
+    assert "kmsync writes 33 field(s)" in text and "kmsync omits" not in text.replace("kmsync omits no field", "")
+    assert "dedupe entry_id + personId, link personId -> Lead.id" in text
+    assert "found as 'kalturaUserPolls_c' (api name); dedupe entry_id + email" in text
 
 
 async def test_wrong_channel_step_and_missing_field_are_named() -> None:
@@ -72,7 +75,9 @@ async def test_wrong_channel_step_and_missing_field_are_named() -> None:
     assert code == 1
     assert "status 'Blocked' (step 70) is missing" in text
     assert "status 'Created' has step 5, the guide says 10" in text
-    assert "field poll_10_question (text) is missing" in text
+    # A field the admin left out is omitted by kmsync, not missing (the seed: fields "as desired").
+    assert "[ok]" in _line(text, "custom object 'kalturaUserPolls_c'")
+    assert "kmsync omits 1 field(s) the instance does not have: poll_10_question" in text
 
 
 async def test_apply_creates_what_the_api_can_and_names_what_it_cannot() -> None:
@@ -196,3 +201,67 @@ def test_cli_reports_an_unresolvable_secret_without_calling_marketo(
     assert main(["check", "--tenants", str(tenants)]) == 2
     err = capsys.readouterr().err
     assert "marketo_instances.prod.client_secret" in err and "KMSYNC_TEST_UNSET_SECRET" in err
+
+
+async def test_an_instance_shaped_by_its_admin_passes_and_lists_what_kmsync_omits() -> None:
+    """Issue #17 "Done when": an empty instance shaped as an admin might (channel, Event program,
+    kalturaUserSessionEngagement_c with a third of the fields, the activity type with half, polls
+    with poll_1..3) passes; the check says what it found, writes and omits, and proves write access
+    without leaving data behind."""
+    async with running_sandbox(preset="empty") as sb:
+        sb.shape(kaltura_partial_shape())
+        code, text = await run_check(_settings(sb.base_url), label="admin", program_ids=[PARTIAL_PROGRAM_ID])
+        dump = sb.dump()
+    assert code == 0, text
+    assert "found as 'kalturaUserSessionEngagement_c' (api name with _c)" in text
+    assert "kmsync omits 20 field(s) the instance does not have: channel_id, channel_name" in text
+    assert "kmsync omits 10 field(s) the instance does not have: channel_id" in text  # the activity type
+    assert "kmsync omits 21 field(s) the instance does not have: poll_4_type" in text
+    assert "strings cut to the field length: entry_name (40)" in text
+    for what in ("leads", "custom object 'kalturaUserSessionEngagement'", "custom object 'kalturaUserPolls_c'",
+                 "custom activities"):
+        assert "[ok]" in _line(text, f"write permission: {what}")
+    assert dump["leads"] == [] and dump["activities"] == [] and dump["programMembers"] == []
+    assert all(records == [] for records in dump["customObjects"].values())
+
+
+async def test_a_role_without_write_permission_is_named_with_the_fix() -> None:
+    async with running_sandbox(preset="kaltura") as sb:
+        sb.set_permissions(["Read-Write Person", "Read-Write Activity", "Read-Write Activity Metadata",
+                            "Read-Write Assets", "Read-Only Custom Object", "Read-Write Custom Object Type"])
+        code, text = await run_check(_settings(sb.base_url), label="ro", program_ids=[kp.PROGRAM_ID])
+    assert code == 1
+    line = _line(text, "write permission: custom object 'kalturaUserSessionEngagement'")
+    assert "[MISSING]" in line
+    assert "give the API user's role 'Access API > Read-Write Custom Object'" in text
+    assert "[ok]" in _line(text, "write permission: leads")
+    assert "[ok]" in _line(text, "write permission: custom activities")
+
+
+async def test_a_dedupe_key_that_would_overwrite_attendees_is_missing_with_the_fix() -> None:
+    shape = kaltura_partial_shape()
+    for f in shape.custom_objects[0].fields:
+        f.dedupe = f.name == "entry_id"
+    async with running_sandbox(preset="empty") as sb:
+        sb.shape(shape)
+        code, text = await run_check(_settings(sb.base_url), label="admin", program_ids=[PARTIAL_PROGRAM_ID])
+    assert code == 1
+    assert "[MISSING]" in _line(text, "custom object 'kalturaUserSessionEngagement'")
+    assert "every attendee of a session would overwrite one record" in text
+    assert "recreate 'kalturaUserSessionEngagement_c' with dedupe fields entry_id + personId" in text
+
+
+async def test_an_explicit_name_finds_an_object_discovery_cannot() -> None:
+    shape = kaltura_partial_shape()
+    shape.custom_objects[0].api_name = "sessions"
+    shape.custom_objects[0].display_name = "Session stats"
+    async with running_sandbox(preset="empty") as sb:
+        sb.shape(shape)
+        code, text = await run_check(_settings(sb.base_url), label="a", program_ids=[PARTIAL_PROGRAM_ID])
+        assert code == 1 and "does not exist (looked for it by API name with and without _c" in text
+        code, text = await run_check(_settings(sb.base_url), label="a", program_ids=[PARTIAL_PROGRAM_ID],
+                                     names=parse_names(["kalturaUserSessionEngagement=sessions_c"]))
+    assert code == 0, text
+    assert "found as 'sessions_c' (override)" in text
+    with pytest.raises(SystemExit, match="SEED_NAME=API_NAME"):
+        parse_names(["nope=x"])
