@@ -10,6 +10,9 @@ everything it started (unless --keep-running).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import re
 import shutil
 import signal
 import sys
@@ -18,8 +21,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import SecretStr, ValidationError
+
 from kmsync_cli.reconcile import Reconciliation, reconcile
-from kmsync_cli.stack import PROGRAM_ID, Stack, StackOptions, http_json, metric_sum
+from kmsync_cli.reconcile_rest import (
+    READBACK_MAX_CALLS,
+    READBACK_SHARE,
+    ExternalMarketo,
+    reconcile_by_rest,
+)
+from kmsync_cli.stack import Stack, StackOptions, http_json, metric_sum
+from kmsync_marketo.cli import run_check
+from kmsync_marketo.readback import ReadBudgetExceeded
+
+#: The client secret of `kmsync run --marketo-client-id` (never on the command line).
+RUN_SECRET_ENV = "KMSYNC_RUN_MARKETO_CLIENT_SECRET"
+MUNCHKIN_ID = re.compile(r"^\d{3}-[A-Za-z]{3}-\d{3}$")
 
 
 def progress_line(stack: Stack) -> str:
@@ -41,11 +58,17 @@ def progress_line(stack: Stack) -> str:
 
 def run_until_reconciled(stack: Stack, timeout: float, say: Callable[[str], None],
                          stop: threading.Event | None = None) -> Reconciliation | None:
-    """Play the event, report progress, and reconcile until clean or `timeout` seconds pass."""
+    """Play the event, report progress, and reconcile until clean or `timeout` seconds pass.
+
+    Against an existing instance (``StackOptions.marketo``) the reconciliation reads back over
+    Marketo's REST API, at most every ``REST_RECONCILE_EVERY`` seconds and within
+    ``StackOptions.readback_max_calls`` per attempt (reconcile_rest.py)."""
     stack.play()
     deadline = time.monotonic() + timeout
     result: Reconciliation | None = None
     last_progress = 0.0
+    last_readback = 0.0
+    external = stack.options.marketo
     while time.monotonic() < deadline and not (stop and stop.is_set()):
         stack.check_alive()
         if time.monotonic() - last_progress >= 5:
@@ -53,12 +76,73 @@ def run_until_reconciled(stack: Stack, timeout: float, say: Callable[[str], None
             last_progress = time.monotonic()
         if stack.kaltura_status()["finished"]:
             truth = http_json(f"{stack.kaltura_url}/_sandbox/truth")
-            dump = http_json(f"{stack.marketo_url}/_sandbox/dump")
-            result = reconcile(truth, dump, PROGRAM_ID)
-            if result.clean:
+            if external is None:
+                dump = http_json(f"{stack.marketo_url}/_sandbox/dump")
+                result = reconcile(truth, dump, stack.program_id)
+            elif time.monotonic() - last_readback >= REST_RECONCILE_EVERY:
+                last_readback = time.monotonic()
+                try:
+                    result, calls = asyncio.run(reconcile_by_rest(
+                        external, truth, share=stack.options.readback_share,
+                        max_calls=stack.options.readback_max_calls))
+                except ReadBudgetExceeded as exc:
+                    say(f"read-back stopped: {exc}")
+                    return result
+                say(f"read back over Marketo's REST API in {calls} calls: "
+                    + ("reconciled" if result.clean else "not yet"))
+            if result is not None and result.clean:
                 return result
         time.sleep(2)  # progress cadence of a live demo; nothing waits on it for correctness
     return result
+
+
+#: Seconds between two REST read-backs of an existing instance (each costs calls of its quota).
+REST_RECONCILE_EVERY = 15.0
+#: Sink dead-letter reason codes that mean the Marketo schema did not fit (issue #17).
+SCHEMA_REASON_CODES = ("1006", "1013", "kmsync.schema_missing", "kmsync.schema_refused", "kmsync.schema_unread",
+                       "kmsync.unknown_activity_type")
+
+
+def schema_dead_letters(stack: Stack) -> dict[str, float]:
+    """Dead letters the sink wrote because of the instance's schema, by reason code."""
+    sink = stack.metrics("sink")
+    counts = {code: metric_sum(sink, "kmsync_sink_dead_letters_total", f'reason_code="{code}"')
+              for code in SCHEMA_REASON_CODES}
+    return {code: n for code, n in counts.items() if n}
+
+
+def external_marketo(args: argparse.Namespace) -> ExternalMarketo | None:
+    """The existing instance named on the command line (all four options, the secret from
+    KMSYNC_RUN_MARKETO_CLIENT_SECRET), or None; ValueError with what is wrong."""
+    given = {"--marketo-endpoint": args.marketo_endpoint, "--marketo-munchkin-id": args.marketo_munchkin_id,
+             "--marketo-client-id": args.marketo_client_id, "--marketo-program-id": args.marketo_program_id}
+    if all(v is None for v in given.values()):
+        return None
+    missing = [k for k, v in given.items() if v is None]
+    if missing:
+        raise ValueError(f"an existing Marketo instance needs {', '.join(missing)} too")
+    secret = os.environ.get(RUN_SECRET_ENV, "")
+    if not secret:
+        raise ValueError(f"set the client secret of --marketo-client-id in the environment variable {RUN_SECRET_ENV}")
+    if not MUNCHKIN_ID.match(args.marketo_munchkin_id):
+        raise ValueError(f"--marketo-munchkin-id looks like 123-ABC-456, got {args.marketo_munchkin_id!r}")
+    if args.marketo_program_id <= 0:
+        raise ValueError("--marketo-program-id must be a program id (a positive number)")
+    target = ExternalMarketo(args.marketo_endpoint, args.marketo_munchkin_id.upper(), args.marketo_client_id,
+                             SecretStr(secret), args.marketo_program_id)
+    try:
+        target.settings()
+    except ValidationError as exc:
+        raise ValueError(f"--marketo-endpoint: {exc.errors()[0]['msg']}") from None
+    return target
+
+
+def check_instance(target: ExternalMarketo, say: Callable[[str], None]) -> int:
+    """`kmsync marketo check` against the instance: what kmsync found, will write and omit."""
+    code, text = asyncio.run(run_check(target.settings(share=READBACK_SHARE), label=target.munchkin_id,
+                                       program_ids=[target.program_id]))
+    say(text)
+    return code
 
 
 #: Marks a directory as one `kmsync run` made: only such a directory is emptied by the next run.
@@ -89,15 +173,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep-running", action="store_true", help="leave the stack up until Ctrl-C")
     parser.add_argument("--work-dir", type=Path, default=Path(".run"),
                         help="logs and broker data; emptied at start only if an earlier run made it (default .run)")
+    existing = parser.add_argument_group(
+        "an existing Marketo instance (instead of a provisioned sandbox; secret in $" + RUN_SECRET_ENV + ")")
+    existing.add_argument("--marketo-endpoint", help="REST API endpoint domain (Admin > Web Services), https")
+    existing.add_argument("--marketo-munchkin-id", help="the instance's Munchkin id, e.g. 123-ABC-456")
+    existing.add_argument("--marketo-client-id", help="client id of the API-only user's LaunchPoint service")
+    existing.add_argument("--marketo-program-id", type=int, help="the Event program the demo event writes to")
+    existing.add_argument("--readback-max-calls", type=int, default=READBACK_MAX_CALLS,
+                          help=f"calls one REST read-back may spend (default {READBACK_MAX_CALLS})")
+    existing.add_argument("--readback-share", type=float, default=READBACK_SHARE,
+                          help=f"share of the instance's rate window the read-back uses (default {READBACK_SHARE})")
     args = parser.parse_args(argv)
 
     try:
+        target = external_marketo(args)
+        if not 0 < args.readback_share <= 1 or args.readback_max_calls < 1:
+            raise ValueError("--readback-share must be in (0, 1] and --readback-max-calls at least 1")
         prepare_work_dir(args.work_dir)
     except ValueError as exc:
         print(f"kmsync run: {exc}", file=sys.stderr)
         return 2
     stack = Stack(StackOptions(work_dir=args.work_dir, registrants=args.registrants,
-                               sessions=args.sessions, speed=args.speed, seed=args.seed))
+                               sessions=args.sessions, speed=args.speed, seed=args.seed, marketo=target,
+                               readback_share=args.readback_share, readback_max_calls=args.readback_max_calls))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.monotonic()
@@ -105,6 +203,11 @@ def main(argv: list[str]) -> int:
     try:
         print(f"starting Kafka, the sandboxes, ingest, transform and sink (logs in {args.work_dir}/logs) ...",
               flush=True)
+        if target is not None:
+            print(f"checking the Marketo instance {target.munchkin_id} at {target.endpoint} "
+                  "(kmsync marketo check) ...", flush=True)
+            if check_instance(target, lambda text: print(text, flush=True)) != 0:
+                print("the instance is not ready for kmsync (above); playing anyway", flush=True)
         stack.start()
         print(f"playing a virtual event: {args.registrants} registrants, {args.sessions} sessions, "
               f"{args.speed:g}x real time", flush=True)
@@ -113,9 +216,13 @@ def main(argv: list[str]) -> int:
         if result is None:
             print("the event did not finish before the timeout")
         else:
-            print("\nreconciliation (Marketo sandbox vs the Kaltura event):")
+            where = "Marketo sandbox" if target is None else f"Marketo {target.munchkin_id}, read back over REST"
+            print(f"\nreconciliation ({where} vs the Kaltura event):")
             print(result.report())
-            code = 0 if result.clean else 1
+            schema_letters = schema_dead_letters(stack)
+            print("dead letters caused by the Marketo schema: "
+                  + (", ".join(f"{code} {n:.0f}" for code, n in schema_letters.items()) or "0"))
+            code = 0 if result.clean and not schema_letters else 1
         print(f"took {time.monotonic() - started:.0f}s")
         if args.keep_running:
             print(f"stack kept running: Marketo {stack.marketo_url}, Kaltura {stack.kaltura_url}, "

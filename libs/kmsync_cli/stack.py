@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from kmsync_cli.processes import ProcessGroup
+from kmsync_cli.reconcile_rest import READBACK_MAX_CALLS, READBACK_SHARE, ExternalMarketo
 from kmsync_contracts.topics import ALL_TOPICS
 from kmsync_kafka import KafkaBroker, ensure_topics, start_broker
 from kmsync_kafka.launcher import free_port
@@ -41,6 +42,13 @@ class StackOptions:
     topic_prefix: str = ""
     #: Extra environment for the services (e.g. sink window settings).
     service_env: dict[str, str] = field(default_factory=dict)
+    #: An existing Marketo instance to write to instead of a provisioned sandbox (issue #17).
+    marketo: ExternalMarketo | None = None
+    #: The sink's share of that instance's limits (the read-back has its own, reconcile_rest.py).
+    marketo_share: float = 0.5
+    #: The REST read-back's share of the instance's rate window, and its calls per reconciliation.
+    readback_share: float = READBACK_SHARE
+    readback_max_calls: int = READBACK_MAX_CALLS
 
 
 def http_json(url: str, body: object | None = None, timeout: float = 30.0) -> Any:
@@ -82,7 +90,13 @@ class Stack:
 
     @property
     def marketo_url(self) -> str:
-        return self.url("marketo-sandbox")
+        external = self.options.marketo
+        return external.endpoint if external is not None else self.url("marketo-sandbox")
+
+    @property
+    def program_id(self) -> int:
+        external = self.options.marketo
+        return external.program_id if external is not None else PROGRAM_ID
 
     @property
     def kaltura_url(self) -> str:
@@ -95,12 +109,15 @@ class Stack:
         self.processes = procs = ProcessGroup(work / "logs")
         self.broker = start_broker(work / "kafka")
         asyncio.run(ensure_topics(self.broker.bootstrap, ALL_TOPICS, prefix=opts.topic_prefix))
+        external = opts.marketo
         for name in ("marketo-sandbox", "kaltura-sandbox", "ingest", "transform", "sink"):
-            self.ports[name] = free_port()
-
-        marketo = procs.start("marketo-sandbox", [
-            str(BIN / "marketo-sandbox"), "--host", "127.0.0.1", "--port", str(self.ports["marketo-sandbox"]),
-            "--preset", "kaltura", "--seed", str(opts.seed)])
+            if name != "marketo-sandbox" or external is None:
+                self.ports[name] = free_port()
+        marketo = None
+        if external is None:
+            marketo = procs.start("marketo-sandbox", [
+                str(BIN / "marketo-sandbox"), "--host", "127.0.0.1", "--port", str(self.ports["marketo-sandbox"]),
+                "--preset", "kaltura", "--seed", str(opts.seed)])
         scenario = work / "scenario.yaml"
         scenario.write_text(yaml.safe_dump({
             "registrants": opts.registrants, "sessions": opts.sessions,
@@ -109,12 +126,17 @@ class Stack:
         kaltura = procs.start("kaltura-sandbox", [
             str(BIN / "kaltura-sandbox"), "--host", "127.0.0.1", "--port", str(self.ports["kaltura-sandbox"]),
             "--scenario", str(scenario), "--seed", str(opts.seed), "--speed", "0"])
-        procs.wait_http_ok(marketo, f"{self.marketo_url}/_sandbox/instances")
+        if marketo is not None:
+            procs.wait_http_ok(marketo, f"{self.marketo_url}/_sandbox/instances")
         procs.wait_http_ok(kaltura, f"{self.kaltura_url}/_sandbox/status")
 
         self.credentials = creds = http_json(f"{self.kaltura_url}/_sandbox/credentials")
-        default = next(i for i in http_json(f"{self.marketo_url}/_sandbox/instances") if i["default"])
-        instance = {"munchkin_id": default["munchkinId"], **default["clients"][0]}
+        if external is None:
+            default = next(i for i in http_json(f"{self.marketo_url}/_sandbox/instances") if i["default"])
+            instance = {"munchkin_id": default["munchkinId"], **default["clients"][0]}
+        else:
+            instance = {"munchkin_id": external.munchkin_id, "clientId": external.client_id,
+                        "clientSecret": external.client_secret.get_secret_value()}
         tenants = work / "tenants.yaml"
         tenants.write_text(yaml.safe_dump(self._tenants(creds, instance), sort_keys=False))
         common = {
@@ -148,7 +170,8 @@ class Stack:
                 "endpoint": self.marketo_url,
                 "client_id": instance["clientId"],
                 "client_secret": {"env": MARKETO_SECRET_ENV},
-                "share": 0.8,
+                # A provisioned sandbox is the demo's alone; an existing instance is shared.
+                "share": 0.8 if self.options.marketo is None else self.options.marketo_share,
             }},
             "kaltura_partners": {creds["partner_id"]: {
                 "service_url": creds["service_url"],
@@ -161,7 +184,7 @@ class Stack:
                 "virtual_event_id": creds["virtual_event_id"],
                 "app_guid": creds["app_guid"],
                 "marketo_instance": "demo",
-                "program_id": PROGRAM_ID,
+                "program_id": self.program_id,
                 "sessions": [{"entry_id": e} for e in creds["session_entry_ids"]],
             }],
         }

@@ -57,6 +57,11 @@ def program_member_status(program_id: int) -> str:
     return f"/rest/v1/programs/{int(program_id)}/members/status.json"
 
 
+def program_members(program_id: int) -> str:
+    """Get Program Members (§6.3)."""
+    return f"/rest/v1/programs/{int(program_id)}/members.json"
+
+
 PROGRAM_MEMBERS_DESCRIBE: Final = "/rest/v1/programs/members/describe.json"
 
 ACTIVITY_TYPES: Final = "/rest/v1/activities/types.json"
