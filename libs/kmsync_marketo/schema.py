@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kmsync_contracts import seed
 from kmsync_marketo.errors import ErrorClass, MarketoApiError
@@ -326,6 +326,7 @@ def written_fields(logical: str, found: ObjectSchema | ActivitySchema) -> tuple[
 
 
 # ------------------------------------------------------------------ discovery (reads)
+@runtime_checkable
 class SchemaReader(Protocol):
     """The reads discovery needs (kmsync_marketo.client.MarketoClient has them)."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +82,17 @@ class SchemaMetrics:
         self.refused = Gauge("kmsync_sink_schema_refused",
                              "1 while a custom object is not written (dedupe fields would overwrite records)",
                              ["munchkin_id", "schema"], registry=r)
+
+
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, SchemaMetrics] = weakref.WeakKeyDictionary()
+
+
+def schema_metrics(registry: CollectorRegistry) -> SchemaMetrics:
+    """The registry's one SchemaMetrics (every instance's worker shares the families)."""
+    found = _BY_REGISTRY.get(registry)
+    if found is None:
+        found = _BY_REGISTRY[registry] = SchemaMetrics(registry)
+    return found
 
 
 class InstanceSchemaMap:

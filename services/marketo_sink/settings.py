@@ -50,6 +50,12 @@ class WindowSettings(CommonSettings):
     #: Every this many minutes (and on start) the instance's calls today by every integration are
     #: read from Marketo's usage endpoint and fed to the limiter's daily budget (0: never).
     sink_usage_reconcile_minutes: float = Field(default=10.0, ge=0)
+    #: The instance's schema (custom activity type, custom objects, fields, lengths, dedupe and link
+    #: fields) is read again this often, and at once after a write answered 1006/1013 (issue #17).
+    sink_schema_refresh_seconds: float = Field(default=600.0, gt=0)
+    #: Per Munchkin id, the API name of a seed schema where discovery (API name with or without _c,
+    #: display name) would not find it, as JSON: {"123-ABC-456": {"kalturaUserSessionEngagement": "x_c"}}.
+    sink_schema_names: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_bulk_window(self) -> WindowSettings:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_marketo import endpoints as ep
+from kmsync_marketo.schema import SchemaReader
 from marketo_sink.decisions import Decision, RetryPolicy, settle
 from marketo_sink.durable import PublishAbandoned
 from marketo_sink.executor import WindowExecutor
@@ -27,6 +28,7 @@ from marketo_sink.metrics import SinkMetrics
 from marketo_sink.pending import PendingOp
 from marketo_sink.pipeline import BulkPipeline, HeldOps
 from marketo_sink.planner import ObjectKey, PlannerConfig, object_key, plan_window
+from marketo_sink.schema_map import InstanceSchemaMap, schema_metrics
 from marketo_sink.settings import WindowSettings
 from marketo_sink.window import CloseReason, Window, WindowLimits
 from marketo_sink.writer import BulkWriter, MarketoWriter
@@ -36,6 +38,16 @@ log = logging.getLogger(__name__)
 #: Publishes final decisions (acknowledged by Kafka); gives up (``PublishAbandoned``) once the event is set.
 Publish = Callable[[list[Decision], asyncio.Event], Awaitable[None]]
 Monotonic = Callable[[], float]
+
+
+def _schema_map(munchkin_id: str, writer: MarketoWriter, settings: WindowSettings, metrics: SinkMetrics,
+                monotonic: Monotonic) -> InstanceSchemaMap | None:
+    """The instance's discovered schema (issue #17), for a writer that can read it."""
+    if not isinstance(writer, SchemaReader):
+        return None
+    return InstanceSchemaMap(writer, munchkin_id, overrides=settings.sink_schema_names.get(munchkin_id),
+                             refresh_seconds=settings.sink_schema_refresh_seconds,
+                             metrics=schema_metrics(metrics.registry), monotonic=monotonic)
 
 
 class InstanceWorker:
@@ -91,6 +103,7 @@ class InstanceWorker:
             verify_delay_seconds=verify_delay_seconds,
             observe_verify=lambda result, n: metrics.verifications.labels(munchkin_id, result).inc(n),
             monotonic=monotonic,
+            schema=_schema_map(munchkin_id, writer, settings, metrics, monotonic),
         )
         self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)

@@ -5,6 +5,7 @@ letter for an omitted field; an unsafe dedupe key refused with the fix; a remove
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -33,8 +34,11 @@ from marketo_sandbox.testing import SandboxHandle, running_sandbox
 from marketo_sink.decisions import Decision
 from marketo_sink.executor import WindowExecutor
 from marketo_sink.memory import ActivityLedger, LeadCache
+from marketo_sink.metrics import SinkMetrics
 from marketo_sink.planner import PlannerConfig, plan_window
 from marketo_sink.schema_map import SCHEMA_REFUSED, InstanceSchemaMap, SchemaMetrics
+from marketo_sink.settings import WindowSettings
+from marketo_sink.worker import InstanceWorker
 
 from .conftest import MUNCHKIN, T0, OpFactory
 
@@ -169,3 +173,32 @@ async def test_a_field_removed_after_discovery_is_reread_and_the_record_retried_
         assert not again.failed, again
         stored = {r["email"]: r for r in sb.dump()["customObjects"][ENG_C]}
     assert "plays" not in stored["b@x.com"]
+
+
+async def test_each_instance_worker_maps_onto_its_own_discovered_schema_with_names_from_the_settings(
+        ops: OpFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KMSYNC_SINK_SCHEMA_NAMES names an object discovery cannot find; the worker's executor maps
+    onto it, and its omitted fields land on the sink's registry (shared by the instance's workers)."""
+    monkeypatch.setenv("KMSYNC_SINK_SCHEMA_NAMES",
+                       json.dumps({MUNCHKIN: {"kalturaUserSessionEngagement": "sessions_c"}}))
+    monkeypatch.setenv("KMSYNC_SINK_SCHEMA_REFRESH_SECONDS", "30")
+    settings = WindowSettings()
+    assert settings.sink_schema_names == {MUNCHKIN: {"kalturaUserSessionEngagement": "sessions_c"}}
+    shape = kaltura_partial_shape()
+    shape.custom_objects[0].api_name, shape.custom_objects[0].display_name = "sessions", "Session stats"
+    metrics = SinkMetrics()
+
+    async def published(decisions: list[Decision], give_up: Any) -> None:
+        return None
+
+    async with running_sandbox(preset="empty") as sb, client(sb) as mc:
+        sb.shape(shape)
+        workers = [InstanceWorker(MUNCHKIN, mc, settings, ActivityLedger(), published, metrics, lambda: 0.0)
+                   for _ in range(2)]  # a second worker for the instance (after a rebalance) shares the families
+        schema = workers[1].executor.schema
+        assert schema is not None and schema.refresh_seconds == 30
+        got = await execute(workers[1].executor, [ops.pending(engagement(ops, "a@x.com", "1_a", "eng-a"))])
+        assert not got["eng-a"].failed, got["eng-a"]
+        assert len(sb.dump()["customObjects"]["sessions_c"]) == 1
+    assert metrics.registry.get_sample_value("kmsync_sink_schema_omitted_fields", {
+        "munchkin_id": MUNCHKIN, "schema": ENGAGEMENT_OBJECT_API_NAME, "field": "mic_on"}) == 1
