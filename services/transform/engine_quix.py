@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from confluent_kafka import KafkaException, TopicPartition
 from quixstreams import Application, State, message_context
 from quixstreams.models import Topic
 from quixstreams.models.serializers import SerializationContext, Serializer
@@ -178,7 +179,17 @@ class QuixTransform:
         return self.steps.poll(Envelope.decode(key, value), state)
 
     def _processed(self, topic: str, partition: int, offset: int) -> None:
-        self.ready = True
+        """After each input record: the partition's lag gauge, from the high watermark librdkafka
+        cached with its last fetch (no broker round trip; quixstreams has no public accessor)."""
+        spec = self.spec_by_topic.get(topic)
+        if spec is None or self.app is None:
+            return
+        try:
+            _, high = self.app._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        except KafkaException:
+            return
+        if high >= 0:
+            self.metrics.set_lag(spec.name, partition, max(high - offset - 1, 0))
 
     # ----- running
     def run(self) -> None:

@@ -18,7 +18,7 @@ Engine = Literal["quix", "worker"]
 
 class TransformSettings(CommonSettings):
     #: Which runtime runs the pure modules (README.md "Engines").
-    transform_engine: Engine = "worker"
+    transform_engine: Engine = "quix"
     #: Consumer group whose committed offsets say how far transform has read (after topic_prefix).
     transform_app_id: str = Field(default="kmsync-transform", min_length=1)
     #: Partitions of transform's state topic (<prefix>transform.state.v1), used when it is created.

@@ -108,7 +108,8 @@ async def lag(bootstrap: str, prefix: str, group: str) -> int:
     await reader.start()
     try:
         # quixstreams' repartition topic too: a poll is done only when its session's step committed
-        internal = [t for t in await reader.topics() if t.startswith(f"repartition__{group}")]
+        internal = [t for t in await reader.topics()
+                    if t.startswith(f"repartition__{group}") or t == f"{prefix}transform.routed.v1"]
         tps = await all_partitions(reader, [topic_name(s, prefix) for s in INPUTS] + internal)
         committed = await admin.list_consumer_group_offsets(group)
         reader.assign(tps)
@@ -166,14 +167,18 @@ class Replica:
         self.log = work / f"{name}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen([str(KMSYNC), "transform"], stdout=out, stderr=subprocess.STDOUT,
-                                         env={**env, "KMSYNC_HTTP_PORT": str(self.port)})
+                                         env={**env, "KMSYNC_HTTP_PORT": str(self.port),
+                                              "KMSYNC_TRANSFORM_DATA_DIR": str(work / f"{name}-data")})
         self.cpu_at_ready = 0.0
 
     def wait_ready(self, within: float = 60) -> None:
         end = time.monotonic() + within
         while time.monotonic() < end:
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
+                ready = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code
+                if ready == 404:  # an older build (the faust app) without /readyz
+                    ready = httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code
+                if ready == 200:
                     self.cpu_at_ready = cpu_seconds(self.proc.pid)
                     return
             except httpx.HTTPError:
@@ -195,6 +200,7 @@ async def main() -> int:
     p.add_argument("--restart", action="store_true", help="restart the killed replica identically")
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--env", action="append", default=[], help="K=V for the replicas (e.g. another engine's)")
     args = p.parse_args()
     prefix = f"b{uuid.uuid4().hex[:8]}."
     work = Path(tempfile.mkdtemp(prefix="bench-engines-"))
@@ -207,6 +213,7 @@ async def main() -> int:
     env = dict(os.environ, KMSYNC_KAFKA_BOOTSTRAP=args.bootstrap, KMSYNC_TOPIC_PREFIX=prefix,
                KMSYNC_TENANTS_FILE=str(work / "tenants.yaml"), KMSYNC_HTTP_HOST="127.0.0.1",
                KMSYNC_TRANSFORM_ENGINE=args.engine, KMSYNC_LOG_LEVEL="INFO")
+    env.update(kv.split("=", 1) for kv in args.env)
     started = time.monotonic()
     replicas = [Replica(f"r{i}", env, work) for i in range(args.replicas)]
     for r in replicas:

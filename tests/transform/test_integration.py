@@ -1,5 +1,5 @@
-"""`kmsync transform` against the real broker: a scenario end to end, a graceful restart mid-stream and a
-SIGKILL mid-batch followed by a restart."""
+"""`kmsync transform` against the real broker: a scenario end to end (both engines), and for the
+aiokafka worker a graceful restart mid-stream and a SIGKILL mid-batch followed by a restart."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ from .conftest import MUNCHKIN, T0, TENANTS, tenants_config
 REPO = Path(__file__).resolve().parents[2]
 KMSYNC = REPO / ".venv" / "bin" / "kmsync"
 DEADLINE = 90.0
+#: The restart and SIGKILL tests here are the aiokafka worker's (at-least-once replays);
+#: test_quix_engine.py has the quix engine's.
+WORKER = {"KMSYNC_TRANSFORM_ENGINE": "worker"}
 
 
 @dataclass
@@ -121,14 +124,20 @@ class Collector:
                 raise AssertionError(f"timed out waiting for {what}: {len(self.ops)} ops "
                                      f"{ {k: kinds.count(k) for k in set(kinds)} }, "
                                      f"dead letters {[d.reason_code for d in self.dead]}")
-            batches = await self.consumer.getmany(timeout_ms=500)
-            for tp, msgs in batches.items():
-                for m in msgs:
-                    self.positions[tp] = m.offset + 1
-                    if m.topic == self.ops_topic:
-                        self.ops.append((m.key, decode(MARKETO_OPS, m.value)))
-                    else:
-                        self.dead.append(decode(TRANSFORM_DLQ, m.value))
+            await self.poll_once()
+
+    async def poll_once(self) -> None:
+        batches = await self.consumer.getmany(timeout_ms=500)
+        for msgs in batches.values():
+            for m in msgs:
+                if m.topic == self.ops_topic:
+                    self.ops.append((m.key, decode(MARKETO_OPS, m.value)))
+                else:
+                    self.dead.append(decode(TRANSFORM_DLQ, m.value))
+        for tp in self.consumer.assignment():
+            # the position, not the last record's offset + 1: a transactional writer's commit marker
+            # takes an offset after its records
+            self.positions[tp] = await self.consumer.position(tp)
 
     async def drain(self) -> None:
         """Read everything up to the current end of both topics."""
@@ -165,10 +174,11 @@ def expected_ops(items: Sequence[tuple[TopicSpec, BaseModel | bytes]]) -> list[M
     return ops
 
 
+@pytest.mark.parametrize("engine", ["quix", "worker"])
 async def test_scenario_becomes_the_expected_operations(
     kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, collector: Collector,
     status_record: Callable[..., AttendeeStatus], engagement_record: Callable[..., SessionEngagement],
-    poll_record: Callable[..., PollResponse],
+    poll_record: Callable[..., PollResponse], engine: str,
 ) -> None:
     items: list[tuple[TopicSpec, BaseModel | bytes]] = [
         (ATTENDEE_STATUS, status_record("registered", first_name="Ann")),
@@ -186,7 +196,8 @@ async def test_scenario_becomes_the_expected_operations(
     expected = expected_ops(items)
     assert sum(isinstance(op, CustomActivity) for op in expected) == 1
     await produce(kafka_broker, topic_prefix, items)
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "scenario") as running:
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "scenario",
+                           KMSYNC_TRANSFORM_ENGINE=engine) as running:
         want = {op.op_id for op in expected}
         await collector.poll_until(lambda: want <= collector.op_ids() and len(collector.dead) >= 4,
                                    "the scenario's operations and dead letters")
@@ -257,7 +268,7 @@ async def test_restart_loses_nothing_and_duplicates_no_activity(
     await produce(kafka_broker, topic_prefix, first)
     want_first = {op.op_id for op in expected_ops(first)}
     # small batches, so the stop lands with input left over (one batch could hold all of the first half)
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "before",
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "before", **WORKER,
                            KMSYNC_TRANSFORM_BATCH_MAX_RECORDS="10") as running:
         if when == "mid-stream":
             await collector.poll_until(lambda: len(collector.ops) >= 20, "the first operations")
@@ -267,7 +278,7 @@ async def test_restart_loses_nothing_and_duplicates_no_activity(
         assert stop(running.proc) == 0
     before = collector.op_ids()
     await produce(kafka_broker, topic_prefix, second)
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "after"):
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "after", **WORKER):
         # an upstream replay of the first half: nothing new may come of it but upserts
         await produce(kafka_broker, topic_prefix, first)
         await wait_for_every_op(collector, expected, tmp_path)
@@ -322,7 +333,7 @@ async def test_sigkill_mid_batch_then_restart_loses_nothing(
     activity_ids = {op.op_id for op in expected if isinstance(op, CustomActivity)}
     assert len(activity_ids) == len(people)
     await produce(kafka_broker, topic_prefix, items)
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "killed",
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "killed", **WORKER,
                            KMSYNC_TRANSFORM_BATCH_MAX_RECORDS="7") as running:
         await collector.poll_until(lambda: len(collector.ops) >= 100, "the first operations")
         running.proc.kill()  # SIGKILL: no chance to finish the batch or commit
@@ -330,7 +341,7 @@ async def test_sigkill_mid_batch_then_restart_loses_nothing(
     at_kill = collector.op_ids()
     committed = await committed_inputs(kafka_broker, topic_prefix)
     assert at_kill and not want <= at_kill and committed < len(items), "the kill came after everything was done"
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "restarted"):
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "restarted", **WORKER):
         await wait_for_every_op(collector, expected, tmp_path)
         await wait_caught_up(kafka_broker, topic_prefix)
         await collector.drain()

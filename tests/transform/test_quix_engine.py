@@ -212,13 +212,18 @@ async def test_an_ended_events_state_expires_after_the_retention(
     b_ops = [op.op_id for op in expected_ops(list(event_b))]
     await produce_at(kafka_broker, topic_prefix, event_a, now - timedelta(hours=10))
     with transform_process(kafka_broker, topic_prefix, tmp_path, "retention", **QUIX,
-                           KMSYNC_TRANSFORM_STATE_RETENTION_SECONDS="3600"):
+                           KMSYNC_TRANSFORM_STATE_RETENTION_SECONDS="3600") as running:
         await wait_for_ops(kafka_broker, topic_prefix, lambda got: set(a_ops) <= set(got), "event A's ops", tmp_path)
         await produce_at(kafka_broker, topic_prefix, event_b, now)
         await wait_for_ops(kafka_broker, topic_prefix, lambda got: set(b_ops) <= set(got), "event B's ops", tmp_path)
         await produce_at(kafka_broker, topic_prefix, event_a, now)  # a late replay of event A
         ids = await wait_for_ops(kafka_broker, topic_prefix, lambda got: Counter(got)[activity] >= 2,
                                  "event A's activity again, its ledger entry expired", tmp_path)
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"http://127.0.0.1:{running.port}/metrics")).text
+    # the lag gauge follows the input: everything read, nothing behind
+    assert 'kmsync_transform_consumer_lag_records{partition="0",topic="kaltura.session-engagement.v1"} 0.0' \
+        in metrics
     counts = Counter(ids)
     assert all(counts[op_id] == 2 for op_id in a_ops)  # the status was not a repeat either: state gone
     assert all(counts[op_id] == 1 for op_id in b_ops)
