@@ -178,12 +178,9 @@ class WindowExecutor:
         log is read to verify it (a request the client gave up on may still be running at Marketo).
         ``verify_lookback``: the log is read from this long before the earlier of the intent's
         activity date and its recording time. ``schema``: the instance's discovered schema the custom
-        object records and activities are mapped onto (schema_map.py); by default one is made when the
-        writer can read schemas (a MarketoClient), else records go out in the seed's names."""
+        object records and activities are mapped onto (schema_map.py; the worker makes one per
+        instance); None: records go out in the seed's names, as transform emitted them."""
         self.writer = writer
-        if schema is None and all(hasattr(writer, m) for m in ("custom_objects", "describe_custom_object",
-                                                               "describe_custom_activity_type")):
-            schema = InstanceSchemaMap(writer, monotonic=monotonic)  # type: ignore[arg-type]
         self.schema = schema
         self.intents: IntentRecorder = intents or LedgerIntents(ledger)
         self.verify_delay_seconds = verify_delay_seconds
