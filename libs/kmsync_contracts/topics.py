@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from pydantic import BaseModel, JsonValue, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, Field, JsonValue, TypeAdapter
 
+from kmsync_contracts.base import ContractModel
 from kmsync_contracts.kaltura_records import AttendeeStatus, PollResponse, SessionEngagement
 from kmsync_contracts.marketo_ops import MARKETO_OPERATION_ADAPTER
 from kmsync_contracts.outcomes import ActivityIntent, DeadLetter, IngestWatermark, RecordOutcome
@@ -86,8 +87,40 @@ TRANSFORM_STATE = TopicSpec(
     "Transform's tables (status steps, activity ledger, poll slots and answers); transform-private values",
 )
 
+
+
+class PullTrigger(ContractModel):
+    """A Kaltura notification forwarded by the ingest replica that received it to the replica that
+    owns the event's pulls (ingest.pull-owners.v1, keyed and partitioned by the event)."""
+
+    schema_version: Literal[1] = 1
+    partner_id: int = Field(gt=0)
+    virtual_event_id: int = Field(gt=0)
+    #: eventNotificationJobId (or the body's digest), for de-duplication at the owner.
+    job_id: str = Field(min_length=1)
+    #: What the notification is about: virtual_event, entry, user, user_profile.
+    kind: str = Field(min_length=1)
+    wants_statuses: bool = False
+    app_guid: str | None = None
+    entry_id: str | None = None
+    #: The notification's object (entry times, profile version), as received.
+    fields: dict[str, JsonValue] = Field(default_factory=dict)
+    forwarded_at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return f"{self.partner_id}:{self.virtual_event_id}"
+
+
+INGEST_PULL_OWNERS = TopicSpec(
+    "ingest.pull-owners.v1", "partner:event", 6, "delete", 7 * DAY_MS,
+    _adapter(PullTrigger),
+    "Ingest's pull coordination: its partitions are shared by the ingest consumer group (the owner of a "
+    "partition runs the pulls of the events that map to it) and carry notifications forwarded to that owner",
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES, INGEST_WATERMARKS, INGEST_DLQ,
     MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, MARKETO_RESULTS, MARKETO_DLQ, ACTIVITY_INTENTS,
+    INGEST_PULL_OWNERS,
 )
 TOPICS_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}

@@ -25,7 +25,7 @@ from ingest.errors import BadInput
 from ingest.files import FileParams, ingest_file, parse_params
 from ingest.notifications import Notification, read_notification
 from ingest.publisher import KafkaUnavailable
-from ingest.service import IngestService, KalturaUnavailable
+from ingest.service import IngestService, KalturaUnavailable, NotOwner
 from kmsync_common import add_health_routes
 from kmsync_kaltura.errors import SignatureError
 from kmsync_kaltura.notifications import HASH_ALGO_HEADER, SIGNATURE_HEADER, check_signature, normalise_algo
@@ -147,6 +147,9 @@ async def notification(request: web.Request) -> web.Response:
         return _unavailable(service, "Kafka", str(exc))
     except KalturaUnavailable as exc:
         return _unavailable(service, "Kaltura", str(exc))
+    except NotOwner as exc:
+        # KMSYNC_NOT_OWNER_NOTIFICATIONS=retry: Kaltura's retry may reach the owning replica.
+        return _unavailable(service, "The event's owning replica", str(exc))
     return web.json_response(outcome.body())
 
 

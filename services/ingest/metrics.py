@@ -49,6 +49,22 @@ class IngestMetrics:
             "kmsync_ingest_uploads_total", "Report uploads by outcome (loaded, unauthorized, refused, busy, "
             "kafka_unavailable)", ["outcome"], registry=r,
         )
+        self.owned_partitions = Gauge(
+            "kmsync_ingest_owned_partitions", "Coordination partitions whose events this replica pulls",
+            registry=r,
+        )
+        self.owned_events = Gauge(
+            "kmsync_ingest_owned_events", "Configured events whose pulls this replica runs", registry=r,
+        )
+        self.handovers = Counter(
+            "kmsync_ingest_handovers_total", "Coordination partitions taken over or released",
+            ["direction"], registry=r,
+        )
+        self.triggers = Counter(
+            "kmsync_ingest_forwarded_triggers_total",
+            "Notifications forwarded by another replica, by outcome (pulled, retried, skipped)",
+            ["outcome"], registry=r,
+        )
         self.kafka_up = Gauge(
             "kmsync_ingest_kafka_up", "1 when the last Kafka produce was acknowledged", registry=r,
         )

@@ -32,6 +32,7 @@ from kmsync_contracts import (
 from kmsync_contracts.topics import (
     ATTENDEE_STATUS,
     INGEST_DLQ,
+    INGEST_PULL_OWNERS,
     INGEST_WATERMARKS,
     POLL_RESPONSES,
     SESSION_ENGAGEMENT,
@@ -92,6 +93,7 @@ class Publisher:
         ack_timeout_seconds: float = 10.0,
         batch_size: int = 500,
         transactional_id: str | None = None,
+        coordination_partitions: int | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
@@ -104,6 +106,29 @@ class Publisher:
         self._tx: AIOKafkaProducer | None = None
         self._tx_lock = asyncio.Lock()
         self.kafka_ok = False
+        #: Partitions of ingest.pull-owners.v1 when it is created here (None: not created).
+        self.coordination_partitions = coordination_partitions
+        #: False for a sibling (``for_transactions``): the plain producer belongs to its parent.
+        self._owns_plain = True
+
+    def for_transactions(self, transactional_id: str | None) -> Publisher:
+        """A publisher sharing this one's plain producer, with its own transactional id (one per
+        coordination partition: the next owner of the partition fences this one). Start it with
+        ``start_transactions``; its ``stop`` leaves the parent's producer running."""
+        sibling = Publisher(self.bootstrap, self.prefix, self.metrics, ack_timeout_seconds=self.ack_timeout,
+                            batch_size=self.batch_size, transactional_id=transactional_id)
+        sibling._producer = self._producer
+        sibling._owns_plain = False
+        sibling.kafka_ok = self.kafka_ok
+        return sibling
+
+    async def start_transactions(self) -> None:
+        """Start the transactional producer now: this fences the id's previous holder (a killed or
+        paused replica) and aborts its open transaction. Raises KafkaUnavailable."""
+        if self.transactional_id is None:
+            return
+        async with self._tx_lock:
+            await self._transactional_producer()
 
     def topic(self, spec: TopicSpec) -> str:
         return topic_name(spec, self.prefix)
@@ -114,6 +139,11 @@ class Publisher:
             await asyncio.wait_for(
                 ensure_topics(self.bootstrap, INGEST_TOPICS, prefix=self.prefix), self.ack_timeout * 3
             )
+            if self.coordination_partitions is not None:
+                await asyncio.wait_for(ensure_topics(
+                    self.bootstrap, [INGEST_PULL_OWNERS], prefix=self.prefix,
+                    partitions=self.coordination_partitions,
+                ), self.ack_timeout * 3)
             timeout_ms = int(self.ack_timeout * 1000)
             producer = reliable_producer(self.bootstrap, request_timeout_ms=timeout_ms)
             await asyncio.wait_for(producer.start(), self.ack_timeout * 3)
@@ -132,6 +162,8 @@ class Publisher:
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
         tx, self._tx = self._tx, None
+        if not self._owns_plain:
+            producer = None
         for p in (tx, producer):
             if p is not None:
                 await self._discard(p)
@@ -219,6 +251,32 @@ class Publisher:
         self.metrics.kafka_up.set(1)
         for i in items:
             self.metrics.records_out.labels(i.stream).inc()
+
+    async def send_to_partition(self, item: Outgoing, partition: int) -> None:
+        """One record to a given partition, acknowledged (a trigger for a coordination partition)."""
+        producer = self._producer
+        if producer is None:
+            raise KafkaUnavailable("the Kafka producer is not running")
+        try:
+            future = await asyncio.wait_for(producer.send(
+                self.topic(item.spec), encode(item.value), key=item.key.encode(), partition=partition,
+            ), self.ack_timeout)
+            await asyncio.wait_for(future, self.ack_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            self._failed()
+            raise KafkaUnavailable(f"Kafka did not acknowledge a record within {self.ack_timeout:g}s: {exc!r}") from exc
+        self._succeeded([item])
+
+    async def partitions_of(self, spec: TopicSpec) -> int:
+        """How many partitions a topic has (from the broker's metadata)."""
+        producer = self._producer
+        if producer is None:
+            raise KafkaUnavailable("the Kafka producer is not running")
+        try:
+            parts = await asyncio.wait_for(producer.partitions_for(self.topic(spec)), self.ack_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise KafkaUnavailable(f"cannot read the partitions of {self.topic(spec)}: {exc!r}") from exc
+        return len(parts)
 
     async def send(self, items: Sequence[Outgoing]) -> None:
         for start in range(0, len(items), self.batch_size):

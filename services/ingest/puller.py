@@ -136,7 +136,8 @@ class EventPuller:
             for i in fresh if i.problem is not None
         ]
         pid, vid = self.ids
-        await self.watermarks.commit(pid, vid, stream, scope, watermark, seen, records, letters, extra)
+        await self.watermarks.commit(pid, vid, stream, scope, watermark, seen, records, letters, extra,
+                                     via=self.publisher)
         if letters:
             self.metrics.bad_rows.labels("pull").inc(len(letters))
         return len(records), len(letters)
@@ -218,7 +219,7 @@ class EventPuller:
             # In a transaction like every other mark: a plain write behind a killed ingest's open
             # transaction would stay invisible to read_committed loads until that one is aborted.
             await self.watermarks.commit(pid, vid, "engagement", self._window_scope(note.entry_id), end,
-                                         frozenset(), session=times)
+                                         frozenset(), session=times, via=self.publisher)
 
     def learnt_window(self, entry_id: str) -> SessionWindow | None:
         """The session's times as stored: from its entry notification, else (a session pulled as
@@ -311,7 +312,8 @@ class EventPuller:
             ended_scope = self._ended_scope(session.entry_id)
             first_final = session.end is not None and session.end <= now
             if first_final and self.watermarks.get(pid, vid, "engagement", ended_scope) is None:
-                await self.watermarks.commit(pid, vid, "engagement", ended_scope, now, frozenset())
+                await self.watermarks.commit(pid, vid, "engagement", ended_scope, now, frozenset(),
+                                             via=self.publisher)
             if first_final:
                 # Only a pull of the session as ended answers a trigger that came after it started:
                 # a scheduled pull that read the sessions before an entry notification told their

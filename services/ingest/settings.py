@@ -80,6 +80,23 @@ class IngestSettings(CommonSettings):
     #: Above this many row digests a session's de-duplication set is spread over 16 watermark
     #: records (a Kafka record is at most ~1 MB by default).
     watermark_max_ids: int = Field(default=20_000, ge=1)
+    #: Kafka consumer group of the replicas that share the pulls (with the topic prefix appended).
+    #: Each configured event belongs to one partition of ingest.pull-owners.v1; the replica the group
+    #: assigns that partition to runs the event's pulls. Empty: this replica owns no pulls (it
+    #: forwards notifications to the owners and takes uploads).
+    ingest_group: str = "kmsync-ingest"
+    #: Partitions of ingest.pull-owners.v1 when ingest creates it: at most this many replicas share
+    #: the pulls. Changing it on an existing topic has no effect (the topic's count is used).
+    ingest_coordination_partitions: int = Field(default=6, ge=1, le=1000)
+    #: A replica that stops heartbeating for this long is out of the group and its events move.
+    ingest_session_timeout_seconds: float = Field(default=10.0, ge=1.0, le=300.0)
+    #: How long a rebalance waits for a replica to finish its pages in flight and release its events.
+    ingest_handover_timeout_seconds: float = Field(default=60.0, ge=1.0)
+    #: A notification for an event another replica owns: "forward" it through the coordination
+    #: topic (answered 200 once Kafka acknowledged the trigger; the owner runs the pull) or answer
+    #: "retry" (503 + Retry-After, hoping Kaltura's retry reaches the owner: its retry count is
+    #: UNCONFIRMED, kaltura-api.md §2.5).
+    not_owner_notifications: Literal["forward", "retry"] = "forward"
     #: Records produced per batch (one ack wait per batch).
     produce_batch_size: int = Field(default=500, ge=1)
 

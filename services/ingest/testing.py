@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
+import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ingest.http_app import serve
 from ingest.kaltura_source import KalturaPullSource, client_for
+from ingest.ownership import owner_partition
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from ingest.source import KalturaSource
@@ -51,6 +57,41 @@ def tenants_document(sb: RunningSandbox, secrets_dir: Path, *, with_sessions: bo
             "sessions": [{"entry_id": e} for e in sb.session_entry_ids] if with_sessions else [],
         }],
     }
+
+
+def multi_tenants_document(sandboxes: Sequence[RunningSandbox], secrets_dir: Path) -> dict[str, Any]:
+    """A tenants file for several sandboxes, one partner and one event each (their sessions listed)."""
+    doc = tenants_document(sandboxes[0], secrets_dir)
+    doc["kaltura_partners"], doc["events"] = {}, []
+    for sb in sandboxes:
+        secret = secrets_dir / f"kaltura-{sb.partner_id}"
+        secret.write_text(sb.admin_secret)
+        doc["kaltura_partners"][sb.partner_id] = {
+            "service_url": sb.service_url, "user_profile_url": sb.user_profile_url,
+            "admin_secret": {"file": str(secret)},
+        }
+        doc["events"].append({
+            "name": f"event {sb.virtual_event_id}", "partner_id": sb.partner_id,
+            "virtual_event_id": sb.virtual_event_id, "app_guid": sb.app_guid, "marketo_instance": "main",
+            "program_id": 1001, "sessions": [{"entry_id": e} for e in sb.session_entry_ids],
+        })
+    return doc
+
+
+def events_on_distinct_partitions(count: int, partitions: int, first_partner: int = 2_000_001) -> list[tuple[int, int]]:
+    """``count`` (partner id, virtual event id) pairs whose events own different coordination
+    partitions (deterministic), so that replicas sharing the partitions each get events."""
+    out: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    vid = 50_000
+    while len(out) < count:
+        vid += 1
+        pid = first_partner + len(out)
+        p = owner_partition(pid, vid, partitions)
+        if p not in taken:
+            taken.add(p)
+            out.append((pid, vid))
+    return out
 
 
 def tenants_for(sb: RunningSandbox, secrets_dir: Path, *, with_sessions: bool = True) -> TenantsConfig:
@@ -171,3 +212,62 @@ def metric(service: IngestService, name: str, **labels: str) -> float:
     return value or 0.0
 
 
+
+
+@dataclass
+class IngestProcess:
+    """``kmsync ingest`` as a child process (a replica that a test can kill -9)."""
+
+    process: asyncio.subprocess.Process
+    log_path: Path
+    base_url: str
+
+    async def metric(self, client: httpx.AsyncClient, name: str, **labels: str) -> float:
+        """The sum of a metric's samples (with these labels) on the process's /metrics page."""
+        page = (await client.get(f"{self.base_url}/metrics")).text
+        total = 0.0
+        for line in page.splitlines():
+            if (line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{")
+                    and all(f'{k}="{v}"' in line for k, v in labels.items())):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful path (no LeaveGroup, no end of the open transaction)."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+
+
+def _log_file(work_dir: Path) -> Path:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return work_dir / "ingest.log"
+
+
+@asynccontextmanager
+async def ingest_process(env: dict[str, str], work_dir: Path, within: float = 60.0) -> AsyncIterator[IngestProcess]:
+    """Start ``kmsync ingest`` with ``env`` (KMSYNC_* settings) on an ephemeral port; killed at exit."""
+    log_path = _log_file(work_dir)
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; from ingest.cli import main; sys.exit(main(sys.argv[1:]))",
+            env={**os.environ, "KMSYNC_HTTP_HOST": "127.0.0.1", "KMSYNC_HTTP_PORT": "0", **env},
+            stdout=log_file, stderr=log_file,
+        )
+    try:
+        def listening() -> str | None:
+            if process.returncode is not None:
+                raise AssertionError(f"kmsync ingest exited {process.returncode}: {log_path.read_text()[-3000:]}")
+            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", log_path.read_text(errors="replace"))
+            return found.group(1) if found else None
+
+        port = await wait_for(listening, within=within, what="kmsync ingest to listen")
+        yield IngestProcess(process, log_path, f"http://127.0.0.1:{port}")
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+
+def tenants_file(doc: dict[str, Any], path: Path) -> Path:
+    path.write_text(yaml.safe_dump(doc))
+    return path

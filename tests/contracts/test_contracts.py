@@ -26,7 +26,7 @@ from kmsync_contracts import (
     seed,
 )
 from kmsync_contracts.outcomes import ActivityIntent
-from kmsync_contracts.topics import ALL_TOPICS, MARKETO_OPS, TOPICS_BY_NAME
+from kmsync_contracts.topics import ALL_TOPICS, MARKETO_OPS, TOPICS_BY_NAME, PullTrigger
 
 T = datetime(2026, 6, 16, 14, 0, tzinfo=UTC)
 KALTURA = {"partner_id": 1234567, "virtual_event_id": 98765, "user_id": "jane@acme.com",
@@ -60,6 +60,10 @@ SAMPLES: dict[str, BaseModel] = {
     "marketo.activity-intents.v1": ActivityIntent(
         op_id="op-1", munchkin_id="123-ABC-456", lead_id=7, activity_type_id=100001,
         primary_attribute_value="1_abc", activity_date=T, recorded_at=T,
+    ),
+    "ingest.pull-owners.v1": PullTrigger(
+        partner_id=1234567, virtual_event_id=98765, job_id="4711", kind="entry", entry_id="1_abc",
+        fields={"object": {"id": "1_abc", "endDate": 1750082400}}, forwarded_at=T,
     ),
 }
 OPS: list[BaseModel] = [
