@@ -57,12 +57,15 @@ class TokenManager:
         refresh_margin_seconds: float = 60.0,
         zero_lifetime_retry_seconds: float = 1.0,
         zero_lifetime_max_tries: int = 5,
+        min_useful_lifetime_seconds: float = 10.0,
     ) -> None:
         self._fetch = fetch
         self.clock: Clock = clock or SystemClock()
         self._margin = refresh_margin_seconds
         self._zero_retry = zero_lifetime_retry_seconds
         self._zero_tries = zero_lifetime_max_tries
+        #: A token with less than this left is waited out (it dies, the next answer is fresh).
+        self._min_useful = min_useful_lifetime_seconds
         self._token: Token | None = None
         self._lock = asyncio.Lock()
         self.identity_calls = 0
@@ -94,11 +97,17 @@ class TokenManager:
             if answer.token_type.lower() != "bearer":
                 raise MarketoProtocolError(f"Identity returned token_type {answer.token_type!r}")
             # Identity hands back the current token with what is left of it; near the end of its
-            # life that can be a few seconds or 0 (§10.1). Use it only if it outlives the margin;
-            # otherwise wait for it to die and ask again, which yields a fresh token.
+            # life that can be a few seconds or 0 (§10.1). Use it while it outlives the margin;
+            # with only seconds left, wait for it to die and ask again, which yields a fresh token.
             lifetime = float(answer.expires_in)
             if lifetime > self._margin:
                 return Token(answer.access_token, started + lifetime - self._margin, answer.scope)
+            if lifetime >= self._min_useful:
+                # Shorter than the margin but long enough to work with (an instance whose tokens
+                # live a minute, or an old token with a minute left): use it for half of what is
+                # left, then ask again. Waiting it out stalled every call of the instance for up to
+                # the margin on each refresh (issue #13's chaos run: 60 s tokens, expired every 20 s).
+                return Token(answer.access_token, started + lifetime / 2, answer.scope)
             if attempt > 1 and lifetime > 0:
                 # Asked again after the old token died: this one is fresh, the service simply issues
                 # short-lived tokens. Use it for half its life.

@@ -99,13 +99,28 @@ def test_plain_http_endpoint_is_refused_outside_tests() -> None:
         MarketoSettings(endpoint="http://example.mktorest.com", client_id="c", client_secret=SecretStr("s"))
 
 
-async def test_a_short_lived_token_is_waited_out_once_then_a_fresh_short_one_is_used() -> None:
+async def test_a_token_shorter_than_the_margin_is_used_for_half_its_life_without_a_stall() -> None:
+    # Tokens that live a minute (the chaos run's fault plan) used to be waited out for up to the
+    # 60 s margin on every refresh, stalling every call of the instance.
     clock = FakeClock()
-    identity = FakeIdentity(clock, lifetimes=[30, 40])
+    identity = FakeIdentity(clock, lifetimes=[60, 40])
+    manager = TokenManager(identity, clock=clock, refresh_margin_seconds=60)
+    assert (await manager.bearer()).get_secret_value() == "tok-1:int"
+    assert clock.monotonic() == 0.0 and identity.calls == 1
+    clock.advance(29)
+    assert (await manager.bearer()).get_secret_value() == "tok-1:int"
+    clock.advance(2)  # 31 s: past half of 60 s
+    assert (await manager.bearer()).get_secret_value() == "tok-2:int"
+    assert clock.monotonic() == 31.0
+
+
+async def test_a_token_with_seconds_left_is_waited_out_then_a_fresh_short_one_is_used() -> None:
+    clock = FakeClock()
+    identity = FakeIdentity(clock, lifetimes=[4, 40])
     manager = TokenManager(identity, clock=clock, refresh_margin_seconds=60)
     token = await manager.bearer()
-    # 30 s left on the first answer: not enough for the margin, so it waited 30 s and asked again.
-    assert token.get_secret_value() == "tok-2:int" and clock.monotonic() == 30.0
+    # 4 s left on the first answer: too little to work with, so it waited 4 s and asked again.
+    assert token.get_secret_value() == "tok-2:int" and clock.monotonic() == 4.0
     assert identity.calls == 2
     clock.advance(19)
     assert (await manager.bearer()).get_secret_value() == "tok-2:int"  # half of 40 s
