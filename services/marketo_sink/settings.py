@@ -55,7 +55,7 @@ class WindowSettings(CommonSettings):
     sink_schema_refresh_seconds: float = Field(default=600.0, gt=0)
     #: Per Munchkin id, the API name of a seed schema where discovery (API name with or without _c,
     #: display name) would not find it, as JSON: {"123-ABC-456": {"kalturaUserSessionEngagement": "x_c"}}.
-    sink_schema_names: dict[str, dict[str, str]] = Field(default_factory=dict)
+    sink_schema_names: dict[str, dict[str, str]] = Field(default={})
 
     @model_validator(mode="after")
     def _check_bulk_window(self) -> WindowSettings:
