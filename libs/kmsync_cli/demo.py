@@ -5,6 +5,14 @@ generated event, and ingest, transform and sink as separate processes; plays the
 real time through the pull and webhook paths while printing progress; then compares what the
 Marketo sandbox holds with what the event implies (0 missing and 0 duplicates expected) and stops
 everything it started (unless --keep-running).
+
+With --marketo-endpoint, --marketo-munchkin-id, --marketo-client-id and --marketo-program-id (the
+client secret in KMSYNC_RUN_MARKETO_CLIENT_SECRET) no Marketo sandbox is started: the event is played
+into that existing instance (a customer's Marketo sandbox subscription, or a marketo-sandbox started
+separately, e.g. `--preset empty --shape kaltura-partial`), `kmsync marketo check` runs first, and the
+reconciliation reads back over Marketo's REST API within --readback-max-calls per read-back at
+--readback-share of the instance's rate (reconcile_rest.py). Exit 0 only when it reconciles and no
+dead letter was caused by the instance's schema.
 """
 
 from __future__ import annotations
