@@ -226,9 +226,11 @@ async def test_an_instance_shaped_by_its_admin_passes_and_lists_what_kmsync_omit
 
 
 async def test_a_role_without_write_permission_is_named_with_the_fix() -> None:
+    """Read-Only Custom Object and no Custom Object Type permission (a data user's role): the objects
+    are still found (approved list and describe), their write is refused with 603 and named."""
     async with running_sandbox(preset="kaltura") as sb:
         sb.set_permissions(["Read-Write Person", "Read-Write Activity", "Read-Write Activity Metadata",
-                            "Read-Write Assets", "Read-Only Custom Object", "Read-Write Custom Object Type"])
+                            "Read-Write Assets", "Read-Only Custom Object"])
         code, text = await run_check(_settings(sb.base_url), label="ro", program_ids=[kp.PROGRAM_ID])
     assert code == 1
     line = _line(text, "write permission: custom object 'kalturaUserSessionEngagement'")
@@ -236,6 +238,8 @@ async def test_a_role_without_write_permission_is_named_with_the_fix() -> None:
     assert "give the API user's role 'Access API > Read-Write Custom Object'" in text
     assert "[ok]" in _line(text, "write permission: leads")
     assert "[ok]" in _line(text, "write permission: custom activities")
+    assert "[ok]" in _line(text, "custom object 'kalturaUserPolls_c' and its fields")
+    assert sb.call_count("POST /rest/v1/customobjects/{apiName}.json", "603") == 2
 
 
 async def test_a_dedupe_key_that_would_overwrite_attendees_is_missing_with_the_fix() -> None:
