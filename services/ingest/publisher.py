@@ -110,6 +110,10 @@ class Publisher:
         self.coordination_partitions = coordination_partitions
         #: False for a sibling (``for_transactions``): the plain producer belongs to its parent.
         self._owns_plain = True
+        #: A sibling whose transaction failed: it never starts another producer under its id by
+        #: itself (that could fence a replica that took the partition over meanwhile, and this one's
+        #: watermarks may be stale); the service takes the partition over again (fence + reload).
+        self.broken = False
 
     def for_transactions(self, transactional_id: str | None) -> Publisher:
         """A publisher sharing this one's plain producer, with its own transactional id (one per
@@ -205,6 +209,8 @@ class Publisher:
         if self.transactional_id is None:
             await self.send(items)
             return
+        if self.broken:
+            raise KafkaUnavailable("the partition's transactional producer failed; it must be taken over again")
         async with self._tx_lock:
             producer = await self._transactional_producer()
 
@@ -218,6 +224,7 @@ class Publisher:
                 await asyncio.wait_for(in_transaction(), timeout)
             except (KafkaError, OSError, TimeoutError) as exc:
                 self._tx = None
+                self.broken = not self._owns_plain
                 await self._discard(producer)
                 self._failed()
                 raise KafkaUnavailable(

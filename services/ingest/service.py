@@ -71,6 +71,7 @@ class OwnedPartition:
     pullers: dict[tuple[int, int], EventPuller] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    renewing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class NotOwner(RuntimeError):
@@ -200,22 +201,32 @@ class IngestService:
             await asyncio.wait(tasks, timeout=self.settings.ingest_handover_timeout_seconds)
         self.wake()
 
+    def _events_of(self, partition: int) -> list[EventConfig]:
+        return [e for e in self.tenants.events if self.owner_of(e.partner_id, e.virtual_event_id) == partition]
+
+    async def _fence_and_load(self, partition: int) -> Publisher:
+        """Start the partition's transactional producer (fencing its previous holder and aborting
+        its open transaction), then reload the partition's events' watermarks: the last the
+        previous holder will ever write. Raises KafkaUnavailable."""
+        keys = {(e.partner_id, e.virtual_event_id) for e in self._events_of(partition)}
+        tx_id = partition_transactional_id(self.settings.transactional_id, self.settings.topic_prefix, partition)
+        publisher = self.publisher.for_transactions(tx_id)
+        try:
+            await publisher.start_transactions()
+            if keys:
+                await self.watermarks.load(keep=lambda pid, vid: (pid, vid) in keys)
+        except BaseException:
+            await publisher.stop()
+            raise
+        return publisher
+
     async def _take_over(self, owned: OwnedPartition) -> None:
-        events = [e for e in self.tenants.events if self.owner_of(e.partner_id, e.virtual_event_id) == owned.partition]
-        keys = {(e.partner_id, e.virtual_event_id) for e in events}
-        tx_id = partition_transactional_id(self.settings.transactional_id, self.settings.topic_prefix,
-                                           owned.partition)
+        events = self._events_of(owned.partition)
         while True:
-            publisher = self.publisher.for_transactions(tx_id)
             try:
-                # Fencing first: the previous owner's open transaction is aborted and it can commit
-                # nothing more, so the watermarks read next are the last it will ever write.
-                await publisher.start_transactions()
-                if keys:
-                    await self.watermarks.load(keep=lambda pid, vid: (pid, vid) in keys)
+                publisher = await self._fence_and_load(owned.partition)
                 break
             except KafkaUnavailable as exc:
-                await publisher.stop()
                 log.warning("taking over coordination partition %d failed, retrying: %s", owned.partition, exc)
                 await asyncio.sleep(self.settings.retry_after_seconds)  # back-off before the next attempt
         owned.publisher = publisher
@@ -227,7 +238,33 @@ class IngestService:
         self.metrics.handovers.labels("taken").inc()
         self._count_owned()
         log.info("took over coordination partition %d: %d event(s) %s", owned.partition, len(events),
-                 sorted(keys))
+                 sorted(owned.pullers))
+
+    async def _renew(self, owned: OwnedPartition) -> None:
+        """After a failed transaction (Kafka trouble, or fenced by a replica that took the partition
+        over while this one was paused): fence and reload again before pulling on, so a page is
+        never committed on top of watermarks another replica has moved. Call outside any pull."""
+        broken = owned.publisher
+        if broken is None or not broken.broken:
+            return
+        async with owned.renewing:
+            if owned.publisher is not broken:
+                return  # renewed meanwhile
+            for puller in owned.pullers.values():
+                await puller.idle()
+            publisher = await self._fence_and_load(owned.partition)
+            owned.publisher = publisher
+            for puller in owned.pullers.values():
+                puller.publisher = publisher
+            await broken.stop()
+            log.info("coordination partition %d: transactional producer renewed, watermarks reloaded",
+                     owned.partition)
+
+    async def _renew_owners(self, pullers: list[EventPuller]) -> None:
+        for partition in {self.owner_of(*p.ids) for p in pullers}:
+            owned = self.owned.get(partition)
+            if owned is not None:
+                await self._renew(owned)
 
     async def release(self, partitions: set[int], grace_seconds: float | None = None) -> None:
         """Revoked: start no more pulls of these partitions' events, let the pages in flight
@@ -286,6 +323,7 @@ class IngestService:
             if puller.stopping:  # released since the round began
                 continue
             try:
+                await self._renew_owners([puller])
                 results += await puller.pull_all()
             except KafkaUnavailable as exc:
                 log.warning("pull of event %s stopped, Kafka unavailable: %s", key, exc)
@@ -338,6 +376,11 @@ class IngestService:
             raise NotOwner(f"another replica owns the pulls of event(s) {_keys(others)}")
         results: list[PullResult] = []
         if pullers:
+            try:
+                await self._renew_owners(pullers)
+            except KafkaUnavailable:
+                self.metrics.notifications.labels("kafka_unavailable").inc()
+                raise
             results = await self._run_triggered(note, pullers, requested)
             # Released while pulling (a rebalance): the new owner must still run the pull.
             others += [p.event for p in pullers if p.stopping]
@@ -417,6 +460,7 @@ class IngestService:
         note = Notification(trigger.job_id, trigger.partner_id, trigger.wants_statuses, trigger.virtual_event_id,
                             trigger.app_guid, trigger.entry_id, trigger.kind, dict(trigger.fields))
         try:
+            await self._renew(owned)
             await self._triggered_pulls(note, [puller], time.monotonic())
         except asyncio.CancelledError:
             raise

@@ -16,7 +16,11 @@ from typing import Any
 
 import httpx
 
-from ingest.ownership import owner_partition
+from ingest.kaltura_source import KalturaPullSource, client_for
+from ingest.metrics import IngestMetrics
+from ingest.ownership import owner_partition, partition_transactional_id
+from ingest.publisher import Publisher
+from ingest.puller import EventPuller, PullTiming
 from ingest.service import IngestService
 from ingest.testing import (
     events_on_distinct_partitions,
@@ -29,6 +33,7 @@ from ingest.testing import (
     tenants_file,
     wait_for,
 )
+from ingest.watermarks import WatermarkStore
 from kaltura_sandbox.testing import RunningSandbox, running_sandbox
 from kmsync_config import parse_tenants
 from kmsync_contracts import AttendeeStatus, SessionEngagement
@@ -237,3 +242,47 @@ async def test_retry_mode_answers_503_at_a_replica_that_does_not_own_the_event(
             assert {p["stream"] for p in answer.json()["pulled"]} == {"engagement", "polls"}
     engagement = [v for _, v in await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)]
     assert engagement and {e.partner_id for e in engagement} == {target.partner_id}
+
+
+async def test_a_paused_owner_fenced_by_another_resumes_from_the_others_watermarks(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    # A replica paused long enough for its partition to move (GC, a frozen VM) comes back and is
+    # fenced: it must not start a producer under the id again and pull on from its stale marks
+    # (that would fence the new owner and repeat its pages), but fence and reload first.
+    async with sandboxes(1, {"registrants": 120, "sessions": 1}) as sbs:
+        sb = sbs[0]
+        tenants = parse_tenants(multi_tenants_document(sbs, tmp_path / "secrets"), "test tenants")
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, ingest_coordination_partitions=PARTITIONS,
+                                page_size=20)
+        partition = owner_partition(sb.partner_id, sb.virtual_event_id, PARTITIONS)
+        sb.advance_to(_middle(sb))
+        expected = _visible(sb.truth(sb.now()))
+        async with running_ingest(settings, tenants, None) as paused:
+            await paused.service.pull_everything()
+            # Meanwhile "another owner" of the partition (same transactional id) pulls on.
+            sb.advance_to_end()
+            expected |= _visible(sb.truth())
+            tx_id = partition_transactional_id(settings.transactional_id, topic_prefix, partition)
+            other = Publisher(kafka_broker.bootstrap, topic_prefix, IngestMetrics(), transactional_id=tx_id)
+            await other.start()
+            try:
+                marks = WatermarkStore(other)
+                await marks.load()
+                event = tenants.events[0]
+                source = KalturaPullSource(client_for(event.partner_id, tenants.kaltura_partners[event.partner_id],
+                                                      settings), settings)
+                usurper = EventPuller(event, source, other, marks, IngestMetrics(), PullTiming())
+                assert (await usurper.pull_statuses()).produced > 0
+                await source.close()
+            finally:
+                await other.stop()
+            service = paused.service
+            await service.pull_everything()  # fenced at its first page: nothing committed
+            assert metric(service, "kmsync_ingest_errors_total", kind="kafka") >= 1
+            await service.pull_everything()  # fences again, reloads the other's marks, pulls on
+            await service.pull_everything()
+    statuses = [v for _, v in await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix)]
+    versions = Counter((s.user_id, s.source_time) for s in statuses)
+    assert max(versions.values()) == 1, "a page was committed twice"
+    assert set(versions) == expected
