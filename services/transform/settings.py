@@ -25,7 +25,8 @@ class TransformSettings(CommonSettings):
     transform_partitions: int = Field(default=6, ge=1)
     #: Most input records one batch processes (one round of acknowledgements and one commit per batch).
     transform_batch_max_records: int = Field(default=500, ge=1, le=100_000)
-    #: How long an idle poll waits for input before the loop looks at the stop flag again.
+    #: How long an idle poll waits for input before the loop looks at the stop flag again (worker);
+    #: the quix engine's fetch.wait.max.ms.
     transform_batch_wait_ms: int = Field(default=100, ge=1, le=10_000)
     #: quix engine: how often the transaction (outputs, state changelogs, input offsets) is committed.
     #: Consumers read read_committed, so this is also the latency an operation gains.
