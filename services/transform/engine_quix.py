@@ -27,6 +27,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -60,6 +61,8 @@ log = logging.getLogger("kmsync.transform")
 
 #: The repartition step's name (quixstreams names the topic repartition__<group>--<topic>--<name>).
 SESSION_GROUP = "session"
+#: How often (per partition) the lag gauge reads librdkafka's cached high watermark mid-backlog.
+LAG_EVERY_SECONDS = 0.5
 
 
 def _now() -> datetime:
@@ -108,6 +111,8 @@ class QuixTransform:
             polls_dedupe_fields=settings.polls_dedupe_fields)
         self.ready = False
         self._own_state_dir: Path | None = None
+        #: (topic, partition) → (when to read the high watermark again, the last one read)
+        self._lag_reads: dict[tuple[str, int], tuple[float, int]] = {}
         self.app: Application | None = None
 
     # ----- the application
@@ -183,14 +188,21 @@ class QuixTransform:
 
     def _processed(self, topic: str, partition: int, offset: int) -> None:
         """After each input record: the partition's lag gauge, from the high watermark librdkafka
-        cached with its last fetch (no broker round trip; quixstreams has no public accessor)."""
+        cached with its last fetch (quixstreams has no public accessor). Reading it costs about as
+        much as a record's step, so it is read at most every LAG_EVERY_SECONDS per partition, and
+        always once the record reaches the last high watermark read (so a caught-up partition shows 0)."""
         spec = self.spec_by_topic.get(topic)
         if spec is None or self.app is None:
+            return
+        now = time.monotonic()
+        due, high = self._lag_reads.get((topic, partition), (0.0, -1))
+        if now < due and offset + 1 < high:
             return
         try:
             _, high = self.app._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
         except KafkaException:
             return
+        self._lag_reads[(topic, partition)] = (now + LAG_EVERY_SECONDS, high)
         if high >= 0:
             self.metrics.set_lag(spec.name, partition, max(high - offset - 1, 0))
 
