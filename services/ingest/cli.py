@@ -65,7 +65,10 @@ async def run(settings: IngestSettings, tenants: TenantsConfig) -> int:
     log = setup_logging("ingest", settings.log_level)
     service = IngestService(settings, tenants, source_factory(settings, tenants))
     try:
-        await service.start()
+        # Joins the ingest group without waiting for its partitions: a restarted replica answers
+        # notifications at once (forwarding those of events it does not own yet) while the group
+        # waits out a killed predecessor's session.
+        await service.start(wait_for_assignment=False)
     except KafkaUnavailable as exc:
         log.error("%s", exc)
         return 3

@@ -124,7 +124,10 @@ class IngestService:
         return owner_partition(partner_id, virtual_event_id, self.partitions)
 
     # ------------------------------------------------------------------------------ lifecycle
-    async def start(self) -> None:
+    async def start(self, wait_for_assignment: bool = True) -> None:
+        """Connect, join the ingest group and (by default) wait until the group has assigned this
+        replica its partitions (possibly none) and it took them over. ``kmsync ingest`` does not
+        wait: it answers HTTP at once (notifications for events nobody owns yet are forwarded)."""
         await self.publisher.start()
         try:
             self.partitions = await self.publisher.partitions_of(INGEST_PULL_OWNERS)
@@ -142,8 +145,11 @@ class IngestService:
                 )
                 await self.coordinator.start()
                 wait = self.settings.ingest_handover_timeout_seconds + self.settings.ingest_session_timeout_seconds
+                if not wait_for_assignment:
+                    wait = 0.0
                 try:
-                    await asyncio.wait_for(self.coordinator.assigned.wait(), wait)
+                    if wait:
+                        await asyncio.wait_for(self.coordinator.assigned.wait(), wait)
                 except TimeoutError:
                     raise KafkaUnavailable(f"no partition assignment from the ingest group {group!r} "
                                            f"within {wait:g}s") from None
