@@ -286,3 +286,40 @@ async def test_a_paused_owner_fenced_by_another_resumes_from_the_others_watermar
     versions = Counter((s.user_id, s.source_time) for s in statuses)
     assert max(versions.values()) == 1, "a page was committed twice"
     assert set(versions) == expected
+
+
+async def test_a_rebalance_in_the_middle_of_a_walk_hands_over_after_the_page(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    # A replica joining revokes the pulling replica's partitions (eager assignment) while it walks
+    # its events page by page: the page in flight commits with its watermark, the walk stops, and
+    # whoever gets each event next resumes after that page.
+    async with sandboxes(4, {"registrants": 120, "sessions": 1}) as sbs:
+        tenants = parse_tenants(multi_tenants_document(sbs, tmp_path / "secrets"), "test tenants")
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, ingest_coordination_partitions=PARTITIONS,
+                                ingest_session_timeout_seconds=SESSION_TIMEOUT, page_size=5)
+        for sb in sbs:
+            sb.advance_to_end()
+        expected = {sb.partner_id: _visible(sb.truth()) for sb in sbs}
+        total = sum(len(v) for v in expected.values())
+        async with running_ingest(settings, tenants, None) as first:
+            a = first.service
+            walking = asyncio.create_task(a.pull_everything())
+            await wait_for(lambda: metric(a, "kmsync_ingest_records_out_total", stream="statuses") >= 20,
+                           what="the first pages")
+            async with running_ingest(settings, tenants, None) as second:
+                b = second.service
+                await walking  # cut short by the revocation
+                assert metric(a, "kmsync_ingest_handovers_total", direction="released") >= 1
+                cut_at = metric(a, "kmsync_ingest_records_out_total", stream="statuses")
+                assert cut_at < total, "the walk was cut short by the rebalance"
+                await wait_for(lambda: _owned(a) and _owned(b) and not _owned(a) & _owned(b), within=30,
+                               what="the split")
+                await asyncio.gather(a.pull_everything(), b.pull_everything())
+                await asyncio.gather(a.pull_everything(), b.pull_everything())
+                assert metric(b, "kmsync_ingest_records_out_total", stream="statuses") > 0
+    statuses = [v for _, v in await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix)]
+    assert len(statuses) == total
+    for sb in sbs:
+        versions = Counter((s.user_id, s.source_time) for s in statuses if s.partner_id == sb.partner_id)
+        assert max(versions.values()) == 1 and set(versions) == expected[sb.partner_id]
