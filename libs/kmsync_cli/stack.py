@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import sys
 import urllib.request
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from kmsync_kafka.launcher import free_port
 BIN = Path(sys.executable).parent
 MARKETO_SECRET_ENV = "KMSYNC_DEMO_MARKETO_CLIENT_SECRET"
 KALTURA_SECRET_ENV = "KMSYNC_DEMO_KALTURA_ADMIN_SECRET"
+EMAIL_HASH_KEY_ENV = "KMSYNC_DEMO_EMAIL_HASH_KEY"
 PROGRAM_ID = 1001  # the event program the Marketo sandbox's kaltura preset provisions
 
 
@@ -84,6 +86,7 @@ class Stack:
     processes: ProcessGroup | None = None
     ports: dict[str, int] = field(default_factory=dict)
     credentials: dict[str, Any] = field(default_factory=dict)
+    email_hash_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -146,6 +149,10 @@ class Stack:
             "KMSYNC_HTTP_HOST": "127.0.0.1",
             MARKETO_SECRET_ENV: instance["clientSecret"],
             KALTURA_SECRET_ENV: creds["admin_secret"],
+            # One email-hash key for every service of the run, so a hashed email in one service's
+            # log matches the others' (docs/configuration.md); random per run, never printed.
+            "KMSYNC_EMAIL_HASH_SECRET": f'{{"env": "{EMAIL_HASH_KEY_ENV}"}}',
+            EMAIL_HASH_KEY_ENV: self.email_hash_key,
         }
         per_service = {
             "ingest": {
