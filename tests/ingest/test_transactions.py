@@ -9,7 +9,7 @@ from ingest.testing import read_topic
 from ingest.watermarks import WatermarkStore
 from kmsync_contracts import DeadLetter, utc_now
 from kmsync_contracts.topics import INGEST_DLQ, INGEST_WATERMARKS
-from kmsync_kafka import KafkaBroker
+from kmsync_kafka import KafkaBroker, topic_name
 
 
 def letter(n: int, size: int = 10) -> DeadLetter:
@@ -82,3 +82,42 @@ async def test_a_restart_sees_marks_committed_after_a_killed_ingests_open_transa
     finally:
         await restarted.stop()
         await zombie.client.close()
+
+
+async def test_a_load_waits_for_another_partitions_open_transaction_instead_of_missing_marks_behind_it(
+    kafka_broker: KafkaBroker, topic_prefix: str
+) -> None:
+    # Replicas share ingest.watermarks.v1 (one transactional id per coordination partition). A mark
+    # committed after another replica's transaction began sits behind that transaction's first
+    # offset: a load that stopped at the last stable offset would miss it and resume from an older
+    # watermark (pages twice). The load reads to the log's end, so it waits for the transaction.
+    from ingest.publisher import KafkaUnavailable as Unavailable
+
+    other = Publisher(kafka_broker.bootstrap, topic_prefix, IngestMetrics(), ack_timeout_seconds=10,
+                      transactional_id=f"tx-test/{topic_prefix}/p1")
+    mine = Publisher(kafka_broker.bootstrap, topic_prefix, IngestMetrics(), ack_timeout_seconds=10,
+                     transactional_id=f"tx-test/{topic_prefix}/p0")
+    await other.start()
+    await mine.start()
+    try:
+        producer = await other._transactional_producer()
+        await producer.begin_transaction()
+        await (await producer.send(topic_name(INGEST_WATERMARKS, topic_prefix), b"{}", key=b"9:9:statuses:"))
+        await WatermarkStore(mine).commit(1, 2, "statuses", "", utc_now(), frozenset({"behind"}))
+
+        waiting = WatermarkStore(mine, load_timeout_seconds=3)
+        try:
+            await waiting.load(keep=lambda pid, vid: (pid, vid) == (1, 2))
+        except Unavailable:
+            pass  # it waited for the open transaction rather than returning without the mark
+        else:
+            assert waiting.get(1, 2, "statuses") is not None, "the load returned without the mark behind"
+            raise AssertionError("the load cannot have passed an open transaction")
+        await producer.abort_transaction()
+        store = WatermarkStore(mine, load_timeout_seconds=20)
+        await store.load(keep=lambda pid, vid: (pid, vid) == (1, 2))
+        mark = store.get(1, 2, "statuses")
+        assert mark is not None and mark.seen_ids == ("behind",)
+    finally:
+        await mine.stop()
+        await other.stop()
