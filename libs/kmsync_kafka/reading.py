@@ -22,10 +22,10 @@ async def read_to_end(bootstrap: str, topic: str, *, within: float = 60.0) -> li
     await consumer.start()
     try:
         async with asyncio.timeout(within):
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if not partitions:
-                await consumer.topics()  # a metadata request: the topic may just be unknown yet
-                partitions = consumer.partitions_for_topic(topic) or set()
+            # A metadata request for every topic: a fresh consumer knows none, and consumer.topics()
+            # answers names without updating what partitions_for_topic() reads.
+            cluster = await consumer._client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             if not tps:
                 return []

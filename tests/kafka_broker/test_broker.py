@@ -133,3 +133,21 @@ def test_a_crashed_broker_restarts_on_the_same_ports_and_keeps_its_records(tmp_p
         assert asyncio.run(consume()) == b"kept"
     finally:
         broker.stop()
+
+
+async def test_read_to_end_reads_every_committed_record_of_a_topic_a_fresh_consumer_never_saw(
+    kafka_broker: KafkaBroker, topic_prefix: str
+) -> None:
+    from kmsync_kafka.reading import read_to_end
+
+    [topic] = await ensure_topics(kafka_broker.bootstrap, [ATTENDEE_STATUS], prefix=topic_prefix)
+    producer = reliable_producer(kafka_broker.bootstrap)
+    await producer.start()
+    try:
+        for n in range(12):
+            await producer.send_and_wait(topic, f"v{n}".encode(), key=f"k{n}".encode())
+    finally:
+        await producer.stop()
+    records = await read_to_end(kafka_broker.bootstrap, topic)
+    assert sorted(r.value for r in records if r.value) == sorted(f"v{n}".encode() for n in range(12))
+    assert await read_to_end(kafka_broker.bootstrap, f"{topic_prefix}no-such-topic") == []
