@@ -77,7 +77,7 @@ class PullCoordinator:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level="read_committed",
-            session_timeout_ms=session_ms, heartbeat_interval_ms=max(100, min(3000, session_ms // 3)),
+            session_timeout_ms=session_ms, heartbeat_interval_ms=max(100, min(1000, session_ms // 3)),
             rebalance_timeout_ms=int(handover_timeout_seconds * 1000),
         )
         #: Set once the first assignment was handled (this replica may own nothing).

@@ -168,6 +168,9 @@ class Publisher:
         tx, self._tx = self._tx, None
         if not self._owns_plain:
             producer = None
+            # A page still running after its partition was released must not start a producer
+            # under the partition's id again: that would fence the partition's new owner.
+            self.broken = True
         for p in (tx, producer):
             if p is not None:
                 await self._discard(p)

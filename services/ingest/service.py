@@ -198,6 +198,8 @@ class IngestService:
     async def take_over(self, partitions: set[int]) -> None:
         """Assigned: fence each partition's transactional id, reload its events' watermarks, then
         pull. Waits for the take-over up to the handover timeout; past it goes on in the background."""
+        if self._stopping:
+            return
         new = [p for p in sorted(partitions) if p not in self.owned]
         for p in new:
             owned = self.owned[p] = OwnedPartition(p)

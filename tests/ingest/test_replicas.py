@@ -294,7 +294,7 @@ async def test_a_rebalance_in_the_middle_of_a_walk_hands_over_after_the_page(
     # A replica joining revokes the pulling replica's partitions (eager assignment) while it walks
     # its events page by page: the page in flight commits with its watermark, the walk stops, and
     # whoever gets each event next resumes after that page.
-    async with sandboxes(4, {"registrants": 120, "sessions": 1}) as sbs:
+    async with sandboxes(4, {"registrants": 240, "sessions": 1}) as sbs:
         tenants = parse_tenants(multi_tenants_document(sbs, tmp_path / "secrets"), "test tenants")
         settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, ingest_coordination_partitions=PARTITIONS,
                                 ingest_session_timeout_seconds=SESSION_TIMEOUT, page_size=5)
