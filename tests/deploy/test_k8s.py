@@ -183,9 +183,9 @@ def test_production_overlay_scales_the_sink_with_keda_up_to_the_partition_count(
     rendered: dict[str, list[Resource]]
 ) -> None:
     resources = rendered["overlays/production"]
-    scaled = of_kind(resources, "ScaledObject")
-    assert len(scaled) == 1
-    so = scaled[0]
+    scaled = {so["metadata"]["name"]: so for so in of_kind(resources, "ScaledObject")}
+    assert set(scaled) == {"kmsync-sink", "kmsync-transform"}
+    so = scaled["kmsync-sink"]
     assert so["apiVersion"] == "keda.sh/v1alpha1"
     spec = so["spec"]
     target = named(resources, "Deployment", spec["scaleTargetRef"]["name"])
@@ -257,7 +257,28 @@ def test_ingest_service_reaches_the_ingest_http_port(overlay: str, rendered: dic
 
 def test_keda_lag_threshold_is_one_sink_window(rendered: dict[str, list[Resource]]) -> None:
     resources = rendered["overlays/production"]
-    [so] = of_kind(resources, "ScaledObject")
+    so = named(resources, "ScaledObject", "kmsync-sink")
     env = container_env(main_container(named(resources, "Deployment", "kmsync-sink")), resources)
     window = int(env.get("KMSYNC_WINDOW_MAX_RECORDS", SinkSettings.model_fields["window_max_records"].default))
     assert int(so["spec"]["triggers"][0]["metadata"]["lagThreshold"]) == window
+
+
+def test_production_overlay_scales_transform_on_its_groups_lag_up_to_the_input_partitions(
+    rendered: dict[str, list[Resource]]
+) -> None:
+    from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT
+    from transform.settings import TransformSettings
+
+    resources = rendered["overlays/production"]
+    so = named(resources, "ScaledObject", "kmsync-transform")
+    spec = so["spec"]
+    target = named(resources, "Deployment", spec["scaleTargetRef"]["name"])
+    assert main_container(target)["command"][:2] == ["kmsync", "transform"], "KEDA scales transform"
+    assert "replicas" not in target["spec"], "KEDA owns transform's replica count"
+    partitions = {t.partitions for t in (ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES)}
+    assert spec["maxReplicaCount"] == max(partitions), "more replicas than input partitions sit idle"
+    assert 2 <= spec["minReplicaCount"] <= spec["maxReplicaCount"], "a second replica takes over at once"
+    [trigger] = spec["triggers"]
+    assert trigger["type"] == "kafka"
+    group = TransformSettings.model_fields["transform_app_id"].default
+    assert trigger["metadata"]["consumerGroup"] == group, "KEDA must read transform's own group"
