@@ -37,13 +37,15 @@ from ingest.watermarks import WatermarkStore
 from kaltura_sandbox.testing import RunningSandbox, running_sandbox
 from kmsync_config import parse_tenants
 from kmsync_contracts import AttendeeStatus, SessionEngagement
-from kmsync_contracts.topics import ATTENDEE_STATUS, SESSION_ENGAGEMENT
+from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT
 from kmsync_kafka import KafkaBroker
 from kmsync_kaltura import compute_signature
 
 PARTITIONS = 4
 #: Short, so a killed replica's events move within seconds (heartbeats every third of it).
 SESSION_TIMEOUT = 6.0
+#: Each partner's poll answers CSV on its sandbox (as settings_for sets for one sandbox).
+POLLS = "{service_url}/_sandbox/exports/polls/{entry_id}.csv"
 SCENARIO = {"registrants": 120, "sessions": 2, "session_minutes": 30, "late_row_rate": 0.2,
             "late_lag_seconds": 3600, "report_lag_seconds": 60}
 
@@ -94,6 +96,7 @@ async def _assert_exactly_once(
 ) -> None:
     statuses = [v for _, v in await read_topic(bootstrap, ATTENDEE_STATUS, prefix)]
     engagement = [v for _, v in await read_topic(bootstrap, SESSION_ENGAGEMENT, prefix)]
+    polls = [v for _, v in await read_topic(bootstrap, POLL_RESPONSES, prefix)]
     assert all(isinstance(s, AttendeeStatus) for s in statuses)
     assert all(isinstance(e, SessionEngagement) for e in engagement)
     for sb in sbs:
@@ -107,6 +110,11 @@ async def _assert_exactly_once(
         good = {(e["entry_id"], e["email"]) for e in sb.truth()["engagement"] if e["defect"] is None}
         for report in ("60013", "4021"):
             assert {(entry, user) for r, entry, user, _ in per_row if r == report} == good
+        answers = Counter((p.entry_id, p.poll_id, p.user_id) for p in polls if p.partner_id == sb.partner_id)
+        good_answers = {(a["entry_id"], a["poll_id"], a["user_id"]) for a in sb.truth()["poll_answers"]
+                        if a["defect"] is None}
+        assert answers and max(answers.values()) == 1, f"event {sb.virtual_event_id}: a poll answer twice"
+        assert set(answers) == good_answers, f"event {sb.virtual_event_id}: poll answers"
         # Final snapshots exactly for the sessions whose end a notification told.
         assert {e.entry_id for e in rows if e.is_final} == {e for e in final_entries if e in sb.session_entry_ids}
 
@@ -116,7 +124,8 @@ async def test_two_replicas_split_the_events_forward_notifications_and_hand_over
 ) -> None:
     async with sandboxes(4, SCENARIO) as sbs:
         tenants = parse_tenants(multi_tenants_document(sbs, tmp_path / "secrets"), "test tenants")
-        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, ingest_coordination_partitions=PARTITIONS,
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, polls_csv_url=POLLS,
+                                ingest_coordination_partitions=PARTITIONS,
                                 ingest_session_timeout_seconds=SESSION_TIMEOUT)
         everything = {(sb.partner_id, sb.virtual_event_id) for sb in sbs}
         for sb in sbs:
@@ -165,7 +174,8 @@ async def test_a_killed_replicas_events_are_taken_over_without_a_gap_or_a_duplic
     async with sandboxes(4, scenario) as sbs:
         doc = multi_tenants_document(sbs, tmp_path / "secrets")
         tenants = parse_tenants(doc, "test tenants")
-        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, ingest_coordination_partitions=PARTITIONS,
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, polls_csv_url=POLLS,
+                                ingest_coordination_partitions=PARTITIONS,
                                 ingest_session_timeout_seconds=SESSION_TIMEOUT, page_size=5)
         everything = {(sb.partner_id, sb.virtual_event_id) for sb in sbs}
         for sb in sbs:
@@ -222,7 +232,8 @@ async def test_retry_mode_answers_503_at_a_replica_that_does_not_own_the_event(
 ) -> None:
     async with sandboxes(2, {"registrants": 40, "sessions": 1}) as sbs:
         tenants = parse_tenants(multi_tenants_document(sbs, tmp_path / "secrets"), "test tenants")
-        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, ingest_coordination_partitions=2,
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, polls_csv_url=POLLS,
+                                ingest_coordination_partitions=2,
                                 ingest_session_timeout_seconds=SESSION_TIMEOUT, not_owner_notifications="retry",
                                 retry_after_seconds=3)
         for sb in sbs:
@@ -253,7 +264,8 @@ async def test_a_paused_owner_fenced_by_another_resumes_from_the_others_watermar
     async with sandboxes(1, {"registrants": 120, "sessions": 1}) as sbs:
         sb = sbs[0]
         tenants = parse_tenants(multi_tenants_document(sbs, tmp_path / "secrets"), "test tenants")
-        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, ingest_coordination_partitions=PARTITIONS,
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, polls_csv_url=POLLS,
+                                ingest_coordination_partitions=PARTITIONS,
                                 page_size=20)
         partition = owner_partition(sb.partner_id, sb.virtual_event_id, PARTITIONS)
         sb.advance_to(_middle(sb))
@@ -296,7 +308,8 @@ async def test_a_rebalance_in_the_middle_of_a_walk_hands_over_after_the_page(
     # whoever gets each event next resumes after that page.
     async with sandboxes(4, {"registrants": 240, "sessions": 1}) as sbs:
         tenants = parse_tenants(multi_tenants_document(sbs, tmp_path / "secrets"), "test tenants")
-        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, ingest_coordination_partitions=PARTITIONS,
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, polls_csv_url=POLLS,
+                                ingest_coordination_partitions=PARTITIONS,
                                 ingest_session_timeout_seconds=SESSION_TIMEOUT, page_size=5)
         for sb in sbs:
             sb.advance_to_end()
