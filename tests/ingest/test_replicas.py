@@ -336,3 +336,29 @@ async def test_a_rebalance_in_the_middle_of_a_walk_hands_over_after_the_page(
     for sb in sbs:
         versions = Counter((s.user_id, s.source_time) for s in statuses if s.partner_id == sb.partner_id)
         assert max(versions.values()) == 1 and set(versions) == expected[sb.partner_id]
+
+
+async def test_a_replica_outside_the_group_pulls_nothing_and_forwards_every_notification(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    # KMSYNC_INGEST_GROUP="": an upload/notification-only replica (the old KMSYNC_PULL_ENABLED=false
+    # advice would now take events from the group without pulling them on schedule).
+    async with sandboxes(1, {"registrants": 40, "sessions": 1}) as sbs:
+        sb = sbs[0]
+        tenants = parse_tenants(multi_tenants_document(sbs, tmp_path / "secrets"), "test tenants")
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, polls_csv_url=POLLS,
+                                ingest_coordination_partitions=PARTITIONS)
+        sb.advance_to_end()
+        async with running_ingest(settings, tenants, None) as owner, \
+                running_ingest(settings.model_copy(update={"ingest_group": ""}), tenants, None) as outside:
+            assert _owned(outside.service) == set() and await outside.service.pull_everything() == []
+            assert _owned(owner.service) == {(sb.partner_id, sb.virtual_event_id)}
+            body, headers = _entry_notification(sb, 9301)
+            answer = await http.post(outside.notification_url, content=body, headers=headers)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["forwarded"] == [f"{sb.partner_id}:{sb.virtual_event_id}"]
+            await wait_for(lambda: metric(owner.service, "kmsync_ingest_forwarded_triggers_total",
+                                          outcome="pulled") == 1, what="the owner's pull")
+    engagement = [v for _, v in await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)]
+    assert engagement and all(e.is_final for e in engagement)
+    assert {e.entry_id for e in engagement} == {sb.session_entry_ids[0]}
