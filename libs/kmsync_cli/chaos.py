@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kmsync_cli.chaos_plan import BROKER, SERVICES, ChaosReport, Disruption, fault_plan, parse_kills, schedule
+from kmsync_cli.chaos_plan import BROKER, ChaosReport, Disruption, fault_plan, parse_kills, schedule
 from kmsync_cli.reconcile import Reconciliation, reconcile
 from kmsync_cli.stack import PROGRAM_ID, Stack, StackOptions, http_json
 from kmsync_contracts.codecs import ContractError, decode
@@ -58,6 +58,18 @@ class ChaosOptions:
     #: Stop early when the reconciliation has not changed for this long after the last disruption.
     settle: float = 90.0
     service_env: dict[str, str] = field(default_factory=dict)
+    #: Processes per service; a kill picks one of the service's live replicas at random.
+    replicas: int = 1
+    #: False: a killed replica stays down and the others must take over its work (needs more
+    #: replicas than kills of the service).
+    restart_killed: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.restart_killed:
+            short = [s for s, n in self.kills.items() if n >= self.replicas]
+            if short:
+                raise ValueError(f"with killed replicas left down, each service needs more replicas "
+                                 f"({self.replicas}) than kills; not so for {', '.join(short)}")
 
 
 def _put_json(url: str, body: object) -> Any:
@@ -79,7 +91,10 @@ class ChaosRun:
         self.say = say
         self.stack = Stack(StackOptions(work_dir=options.work_dir, registrants=options.registrants,
                                         sessions=options.sessions, speed=options.speed, seed=options.seed,
-                                        service_env=options.service_env))
+                                        service_env=options.service_env, replicas=options.replicas))
+        #: Replicas killed and deliberately left down.
+        self.retired: set[str] = set()
+        self._pick = random.Random(options.seed + 1)
         self.report = ChaosReport(options.registrants, options.sessions, options.seed)
         self.munchkin_id = ""
 
@@ -156,23 +171,32 @@ class ChaosRun:
             restart_broker(self.stack.broker)
             self.report.broker_restarts += 1
             return
-        child = procs.child(d.target)
-        self.say(f"{at:6.1f}s  {d.target}: kill -9, down {d.downtime:.1f} s, restart")
-        procs.kill(child)
+        alive = [name for name in self.stack.replicas(d.target) if name not in self.retired]
+        child = procs.child(self._pick.choice(alive))
         self.report.kills[d.target] += 1
+        if not self.options.restart_killed:
+            procs.kill(child)
+            self.retired.add(child.name)
+            self.report.left_down.append(child.name)
+            self.say(f"{at:6.1f}s  {child.name}: kill -9, left down ({len(alive) - 1} of its replicas go on)")
+            return
+        self.say(f"{at:6.1f}s  {child.name}: kill -9, down {d.downtime:.1f} s, restart")
+        procs.kill(child)
         time.sleep(d.downtime)  # the planned downtime itself
         procs.restart(child)
-        procs.wait_http_ok(child, f"{self.stack.url(d.target)}/healthz", timeout=120)
+        procs.wait_http_ok(child, f"{self.stack.url(child.name)}/healthz", timeout=120)
 
     def _restart_unplanned_exits(self) -> None:
         procs = self.stack.processes
         assert procs is not None
         for child in procs.dead():
-            if child.name not in SERVICES:
+            if child.name in self.retired:
+                continue
+            if child.name not in self.stack.processes_of_services():
                 raise RuntimeError(f"{child.name} exited ({child.process.returncode}):\n{child.log_tail()}")
             self.say(f"{child.name} exited on its own ({child.process.returncode}): restarting it\n"
                      f"{child.log_tail(8)}")
-            self.report.unplanned_exits[child.name] += 1
+            self.report.unplanned_exits[child.name.split("-")[0]] += 1
             procs.restart(child)
         broker = self.stack.broker
         if broker is not None and not broker.is_running():
@@ -223,6 +247,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before the run gives up")
     parser.add_argument("--settle", type=float, default=90.0,
                         help="stop draining when nothing changed for this many seconds")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="processes per service (a kill picks one of them); default 1")
+    parser.add_argument("--no-restart", action="store_true",
+                        help="leave killed replicas down: the others must take over (needs --replicas "
+                             "above each service's kills)")
     parser.add_argument("--work-dir", type=Path, default=Path(".chaos"),
                         help="logs, broker data and chaos-report.json go here (a fresh subdirectory per run)")
     args = parser.parse_args(argv)
@@ -231,9 +260,14 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     work = args.work_dir / time.strftime("%Y%m%dT%H%M%S")
-    options = ChaosOptions(work_dir=work, registrants=args.registrants, sessions=args.sessions,
-                           speed=args.speed, seed=args.seed, kills=kills, broker_restarts=args.broker_restarts,
-                           fault_scale=args.fault_scale, timeout=args.timeout, settle=args.settle)
+    try:
+        options = ChaosOptions(work_dir=work, registrants=args.registrants, sessions=args.sessions,
+                               speed=args.speed, seed=args.seed, kills=kills,
+                               broker_restarts=args.broker_restarts, fault_scale=args.fault_scale,
+                               timeout=args.timeout, settle=args.settle, replicas=max(1, args.replicas),
+                               restart_killed=not args.no_restart)
+    except ValueError as exc:
+        parser.error(str(exc))
     print(f"chaos run in {work} (logs in {work}/logs)", flush=True)
     try:
         report = ChaosRun(options, lambda line: print(line, flush=True)).run()

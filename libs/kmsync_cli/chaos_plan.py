@@ -102,6 +102,8 @@ class ChaosReport:
     notifications_given_up: int = 0
     reconciliation: Reconciliation | None = None
     finished: bool = False
+    #: Replicas killed and left down (chaos --no-restart).
+    left_down: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -113,6 +115,8 @@ class ChaosReport:
                  f"{self.seconds:.0f} s"]
         kills = ", ".join(f"{name} {self.kills[name]}" for name in SERVICES)
         lines.append(f"kills (SIGKILL, restarted): {kills}; broker restarts {self.broker_restarts}")
+        if self.left_down:
+            lines.append(f"killed and left down (the other replicas took over): {', '.join(self.left_down)}")
         unplanned = ", ".join(f"{k} {v}" for k, v in sorted(self.unplanned_exits.items())) or "none"
         lines.append(f"unplanned exits (restarted): {unplanned}")
         faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items()) if v) or "none"
@@ -142,7 +146,7 @@ class ChaosReport:
         return {
             "registrants": self.registrants, "sessions": self.sessions, "seed": self.seed,
             "seconds": round(self.seconds, 1), "kills": dict(self.kills), "broker_restarts": self.broker_restarts,
-            "unplanned_exits": dict(self.unplanned_exits), "faults": self.faults,
+            "unplanned_exits": dict(self.unplanned_exits), "left_down": self.left_down, "faults": self.faults,
             "notifications_given_up": self.notifications_given_up,
             "dead_letters": {f"{s}/{c}": n for (s, c), n in sorted(self.dead_letters.items())},
             "kinds": tallies, "finished": self.finished, "passed": self.passed,

@@ -177,6 +177,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--speed", type=float, default=2000.0, help="scenario seconds per real second")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="processes per service (ingest, transform, sink) sharing the work; default 1")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for a clean reconciliation")
     parser.add_argument("--keep-running", action="store_true", help="leave the stack up until Ctrl-C")
     parser.add_argument("--work-dir", type=Path, default=Path(".run"),
@@ -203,6 +205,7 @@ def main(argv: list[str]) -> int:
         return 2
     stack = Stack(StackOptions(work_dir=args.work_dir, registrants=args.registrants,
                                sessions=args.sessions, speed=args.speed, seed=args.seed, marketo=target,
+                               replicas=max(1, args.replicas),
                                readback_share=args.readback_share, readback_max_calls=args.readback_max_calls))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -234,8 +237,8 @@ def main(argv: list[str]) -> int:
         print(f"took {time.monotonic() - started:.0f}s")
         if args.keep_running:
             print(f"stack kept running: Marketo {stack.marketo_url}, Kaltura {stack.kaltura_url}, "
-                  f"ingest {stack.url('ingest')}, transform {stack.url('transform')}, sink {stack.url('sink')}; "
-                  "Ctrl-C stops it", flush=True)
+                  f"ingest {stack.url('ingest')}, transform {stack.url('transform')}, sink {stack.url('sink')}, "
+                  f"Kafka {stack.broker.bootstrap if stack.broker else '-'}; Ctrl-C stops it", flush=True)
             while not stop.wait(1):
                 stack.check_alive()
     except KeyboardInterrupt:

@@ -31,6 +31,8 @@ MARKETO_SECRET_ENV = "KMSYNC_DEMO_MARKETO_CLIENT_SECRET"
 KALTURA_SECRET_ENV = "KMSYNC_DEMO_KALTURA_ADMIN_SECRET"
 EMAIL_HASH_KEY_ENV = "KMSYNC_DEMO_EMAIL_HASH_KEY"
 PROGRAM_ID = 1001  # the event program the Marketo sandbox's kaltura preset provisions
+#: The pipeline's services, each started as `kmsync <service>`.
+SERVICES = ("ingest", "transform", "sink")
 
 
 @dataclass
@@ -42,6 +44,9 @@ class StackOptions:
     speed: float = 2000.0
     seed: int = 7
     topic_prefix: str = ""
+    #: Processes per service (ingest, transform, sink): replicas share the work through their
+    #: consumer groups; the first of each is named after the service, the others `<service>-2` ...
+    replicas: int = 1
     #: Extra environment for the services (e.g. sink window settings).
     service_env: dict[str, str] = field(default_factory=dict)
     #: An existing Marketo instance to write to instead of a provisioned sandbox (issue #17).
@@ -113,7 +118,7 @@ class Stack:
         self.broker = start_broker(work / "kafka")
         asyncio.run(ensure_topics(self.broker.bootstrap, ALL_TOPICS, prefix=opts.topic_prefix))
         external = opts.marketo
-        for name in ("marketo-sandbox", "kaltura-sandbox", "ingest", "transform", "sink"):
+        for name in ("marketo-sandbox", "kaltura-sandbox", *(r for s in SERVICES for r in self.replicas(s))):
             if name != "marketo-sandbox" or external is None:
                 self.ports[name] = free_port()
         marketo = None
@@ -162,13 +167,24 @@ class Stack:
             },
             "sink": {"KMSYNC_WINDOW_MAX_AGE_SECONDS": "1"},
         }
-        for name, cmd in (("ingest", "ingest"), ("transform", "transform"), ("sink", "sink")):
-            env = {**common, **per_service.get(name, {}), **opts.service_env,
-                   "KMSYNC_HTTP_PORT": str(self.ports[name])}
-            child = procs.start(name, [str(BIN / "kmsync"), cmd], env=env)
-            procs.wait_http_ok(child, f"{self.url(name)}/healthz", timeout=120)
+        if opts.replicas > 1:  # a killed ingest replica's events move after the group's session timeout
+            per_service["ingest"]["KMSYNC_INGEST_SESSION_TIMEOUT_SECONDS"] = "6"
+        for service in SERVICES:
+            for name in self.replicas(service):
+                env = {**common, **per_service.get(service, {}), **opts.service_env,
+                       "KMSYNC_HTTP_PORT": str(self.ports[name])}
+                child = procs.start(name, [str(BIN / "kmsync"), service], env=env)
+                procs.wait_http_ok(child, f"{self.url(name)}/healthz", timeout=120)
         http_json(f"{self.kaltura_url}/_sandbox/notifications/target",
                   {"url": f"{self.url('ingest')}/ingest/kaltura/notification/{creds['partner_id']}"})
+
+    def processes_of_services(self) -> set[str]:
+        """Every process name of every service's replicas."""
+        return {name for service in SERVICES for name in self.replicas(service)}
+
+    def replicas(self, service: str) -> list[str]:
+        """The process names of `service`'s replicas: the service's name, then `<service>-2` ..."""
+        return [service, *(f"{service}-{i}" for i in range(2, self.options.replicas + 1))]
 
     def _tenants(self, creds: dict[str, Any], instance: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -204,10 +220,15 @@ class Stack:
         return status
 
     def metrics(self, name: str) -> str:
-        try:
-            return http_text(f"{self.url(name)}/metrics")
-        except OSError:
-            return ""
+        """The /metrics text of process `name`; for a service, of all its replicas that answer
+        (so metric_sum adds them up)."""
+        texts = []
+        for replica in self.replicas(name) if name in SERVICES else [name]:
+            try:
+                texts.append(http_text(f"{self.url(replica)}/metrics"))
+            except OSError:
+                continue
+        return "\n".join(texts)
 
     def check_alive(self) -> None:
         assert self.processes is not None

@@ -35,6 +35,26 @@ def test_a_small_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert all(t.present >= t.expected for t in kinds.values())
 
 
+@pytest.mark.timeout(900)
+def test_killed_replicas_left_down_are_taken_over_by_the_others(tmp_path: Path) -> None:
+    # Issue #14: two replicas of each service; one of each is killed -9 mid-event and not restarted.
+    lines: list[str] = []
+    options = ChaosOptions(
+        work_dir=tmp_path / "chaos", registrants=300, sessions=2, speed=4000, seed=29,
+        kills={"ingest": 1, "transform": 1, "sink": 1}, broker_restarts=0, fault_scale=0.0,
+        timeout=600, settle=60, replicas=2, restart_killed=False,
+    )
+    report = ChaosRun(options, lines.append).run()
+    assert report.passed, f"{report.table()}\n\n" + "\n".join(lines[-30:])
+    assert sorted(name.split("-")[0] for name in report.left_down) == ["ingest", "sink", "transform"]
+    assert not report.unplanned_exits
+
+
+def test_leaving_killed_replicas_down_needs_more_replicas_than_kills() -> None:
+    with pytest.raises(ValueError, match="more replicas \\(2\\) than kills; not so for transform"):
+        ChaosOptions(kills={"ingest": 1, "transform": 2, "sink": 0}, replicas=2, restart_killed=False)
+
+
 # ----------------------------------------------------------------------------- the pure parts
 
 def test_kills_parse_with_precise_errors() -> None:
