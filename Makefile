@@ -46,8 +46,8 @@ kafka: venv kafka-jars
 	$(BIN)/kmsync kafka start
 
 lint: venv
-	$(BIN)/ruff check libs services tests
-	$(BIN)/mypy libs services
+	$(BIN)/ruff check libs services apps tests
+	$(BIN)/mypy libs services apps tests/support
 
 test: venv kafka-jars tools lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kmsync_kafka.launcher import KafkaBroker, start_broker
+from kmsync_testing.kafka_broker import KafkaBroker, start_broker
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

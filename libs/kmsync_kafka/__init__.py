@@ -1,15 +1,14 @@
-"""Kafka pieces shared by services and tests: the local broker launcher and client helpers."""
+"""Kafka client helpers shared by every service: producers, consumers, topics, reading a topic to its end.
+
+The local broker launcher used by tests and the demo lives in the test-support package
+(`kmsync_testing.kafka_broker`), not here: a library every service imports carries no JVM launcher.
+"""
 
 from kmsync_kafka.clients import ensure_topics, manual_commit_consumer, reliable_producer, topic_name
-from kmsync_kafka.launcher import BrokerError, KafkaBroker, ensure_jars, start_broker
 
 __all__ = [
-    "BrokerError",
-    "KafkaBroker",
-    "ensure_jars",
     "ensure_topics",
     "manual_commit_consumer",
     "reliable_producer",
-    "start_broker",
     "topic_name",
 ]

@@ -6,7 +6,7 @@ import httpx
 from prometheus_client import Counter
 
 from kmsync_common import hash_email, start_health_server
-from kmsync_kafka.launcher import free_port
+from kmsync_testing.kafka_broker import free_port
 
 PROBE = Counter("kmsync_test_probe", "a counter only this test increments")
 

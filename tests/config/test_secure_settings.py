@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest.auth import UploadAuth
-from ingest.settings import IngestSettings
 from kmsync_config import ConfigError, load_settings, parse_tenants
 from kmsync_config.cli import main as config_main
 from kmsync_config.settings import CommonSettings
+from kmsync_ingest.auth import UploadAuth
+from kmsync_ingest.settings import IngestSettings
 
 
 def tenants(service_url: str, user_profile_url: str = "https://user.us.ovp.kaltura.com") -> dict[str, Any]:

@@ -77,7 +77,7 @@ OPS: list[BaseModel] = [
 
 
 def test_every_topic_in_the_catalogue_has_a_sample() -> None:
-    # transform.state.v1 holds transform-private JSON (services/transform/state.py tests it).
+    # transform.state.v1 holds transform-private JSON (services/kmsync_transform/state.py tests it).
     assert set(SAMPLES) | {MARKETO_OPS.name, "transform.state.v1"} == set(TOPICS_BY_NAME)
     assert len(ALL_TOPICS) == len(TOPICS_BY_NAME)
 

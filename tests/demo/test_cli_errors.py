@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kmsync_cli.main import EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, main, run_command
-from kmsync_kafka.launcher import free_port
+from kmsync_testing.kafka_broker import free_port
 
 KMSYNC = str(Path(sys.executable).parent / "kmsync")
 

@@ -30,9 +30,9 @@ TOPICS_SCRIPT = REPO / "deploy" / "docker" / "create_topics.py"
 
 #: The settings model each long-running command reads (KMSYNC_* variables).
 SETTINGS_BY_COMMAND: dict[tuple[str, ...], str] = {
-    ("kmsync", "ingest"): "ingest.settings:IngestSettings",
-    ("kmsync", "transform"): "transform.settings:TransformSettings",
-    ("kmsync", "sink"): "marketo_sink.settings:SinkSettings",
+    ("kmsync", "ingest"): "kmsync_ingest.settings:IngestSettings",
+    ("kmsync", "transform"): "kmsync_transform.settings:TransformSettings",
+    ("kmsync", "sink"): "kmsync_sink.settings:SinkSettings",
     ("python", TOPICS_SCRIPT_IN_IMAGE): "kmsync_config.settings:CommonSettings",
 }
 

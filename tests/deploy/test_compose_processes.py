@@ -27,8 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kmsync_cli.processes import ProcessGroup
 from kmsync_contracts.topics import ALL_TOPICS
-from kmsync_kafka.launcher import KafkaBroker
-from transform.settings import TransformSettings
+from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_transform.settings import TransformSettings
 
 SERVICES = {"ingest": "kmsync_ingest_", "transform": "kmsync_transform_", "sink": "kmsync_sink_"}
 SERIES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",),

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from kmsync_contracts.topics import MARKETO_OPS
-from marketo_sink.settings import SinkSettings
+from kmsync_sink.settings import SinkSettings
 
 Resource = dict[str, Any]
 #: Kubernetes version the rendered manifests must be valid for (schemas bundled by kubernetes-validate).
@@ -267,7 +267,7 @@ def test_production_overlay_scales_transform_on_its_groups_lag_up_to_the_input_p
     rendered: dict[str, list[Resource]]
 ) -> None:
     from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT
-    from transform.settings import TransformSettings
+    from kmsync_transform.settings import TransformSettings
 
     resources = rendered["overlays/production"]
     so = named(resources, "ScaledObject", "kmsync-transform")

@@ -23,11 +23,11 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from ingest.metrics import IngestMetrics
 from kmsync_common.clock import FakeClock
+from kmsync_ingest.metrics import IngestMetrics
 from kmsync_marketo.limiter import InstanceLimiter
-from marketo_sink.metrics import SinkMetrics
-from transform.metrics import TransformMetrics
+from kmsync_sink.metrics import SinkMetrics
+from kmsync_transform.metrics import TransformMetrics
 
 #: Labels Prometheus gives every target: `instance` and `job` always; Prometheus Operator's
 #: ServiceMonitor/PodMonitor add `namespace`, `service`, `pod`, `container` and `endpoint` (the port).

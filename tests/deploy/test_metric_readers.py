@@ -12,15 +12,15 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ingest.metrics import IngestMetrics
 from kmsync_cli.demo import progress_line
 from kmsync_cli.stack import Stack
 from kmsync_common.clock import FakeClock
+from kmsync_ingest.metrics import IngestMetrics
 from kmsync_marketo.limiter import InstanceLimiter
-from marketo_sink.metrics import SinkMetrics
-from transform.metrics import TransformMetrics
+from kmsync_sink.metrics import SinkMetrics
+from kmsync_transform.metrics import TransformMetrics
 
-READERS = ("libs/kmsync_cli", "libs/kmsync_bench", "tests/e2e")
+READERS = ("apps/kmsync_cli", "apps/kmsync_bench", "tests/e2e")
 SERIES_NAME = re.compile(r"\bkmsync_(?:ingest|transform|sink)_[a-z0-9_]*[a-z0-9]\b")
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from kmsync_cli.demo import run_until_reconciled
 from kmsync_cli.stack import Stack, StackOptions, http_json
-from kmsync_kafka.launcher import free_port
+from kmsync_testing.kafka_broker import free_port
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ import httpx
 import pytest
 import yaml
 
-from ingest.cli import main as ingest_main
-from ingest.testing import read_topic, tenants_document, wait_for
 from kaltura_sandbox.testing import running_sandbox
 from kmsync_contracts.topics import ATTENDEE_STATUS
-from kmsync_kafka import KafkaBroker
+from kmsync_ingest.cli import main as ingest_main
+from kmsync_testing.ingest import read_topic, tenants_document, wait_for
+from kmsync_testing.kafka_broker import KafkaBroker
 
 
 def _free_port() -> int:

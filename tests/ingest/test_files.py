@@ -10,8 +10,11 @@ import httpx
 import pytest
 import yaml
 
-from ingest.backfill_cli import main as backfill_main
-from ingest.testing import (
+from kaltura_sandbox.testing import RunningSandbox, running_sandbox
+from kmsync_contracts import DeadLetter, PollResponse, SessionEngagement
+from kmsync_contracts.topics import INGEST_DLQ, POLL_RESPONSES, SESSION_ENGAGEMENT
+from kmsync_ingest.backfill_cli import main as backfill_main
+from kmsync_testing.ingest import (
     metric,
     read_topic,
     running_ingest,
@@ -20,10 +23,7 @@ from ingest.testing import (
     tenants_for,
     upload_headers,
 )
-from kaltura_sandbox.testing import RunningSandbox, running_sandbox
-from kmsync_contracts import DeadLetter, PollResponse, SessionEngagement
-from kmsync_contracts.topics import INGEST_DLQ, POLL_RESPONSES, SESSION_ENGAGEMENT
-from kmsync_kafka import KafkaBroker
+from kmsync_testing.kafka_broker import KafkaBroker
 
 SCENARIO = {"registrants": 150, "sessions": 2, "malformed_engagement_rows": 5, "malformed_poll_rows": 3}
 

@@ -5,7 +5,7 @@ mixed with valid uploads. Every answer is 2xx or 4xx with field-level problems; 
 ERROR or a traceback; every valid row sent in between is in its topic exactly once.
 
 `make test` runs KMSYNC_FUZZ_EXAMPLES (default 3000) requests; a larger run is documented in
-services/ingest/README.md (e.g. KMSYNC_FUZZ_EXAMPLES=50000).
+services/kmsync_ingest/README.md (e.g. KMSYNC_FUZZ_EXAMPLES=50000).
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ingest.testing import (
+from kaltura_sandbox.testing import running_sandbox
+from kmsync_contracts.topics import POLL_RESPONSES
+from kmsync_kaltura import compute_signature
+from kmsync_testing.ingest import (
     TEST_UPLOAD_TOKEN,
     read_topic,
     running_ingest,
@@ -35,10 +38,7 @@ from ingest.testing import (
     tenants_for,
     upload_headers,
 )
-from kaltura_sandbox.testing import running_sandbox
-from kmsync_contracts.topics import POLL_RESPONSES
-from kmsync_kafka import KafkaBroker
-from kmsync_kaltura import compute_signature
+from kmsync_testing.kafka_broker import KafkaBroker
 
 EXAMPLES = int(os.environ.get("KMSYNC_FUZZ_EXAMPLES", "3000"))
 MAX_UPLOAD = 262_144

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.testing import metric, running_ingest, settings_for, tenants_for, upload_headers
 from kaltura_sandbox.testing import running_sandbox
-from kmsync_kafka import start_broker
 from kmsync_kaltura import compute_signature
+from kmsync_testing.ingest import metric, running_ingest, settings_for, tenants_for, upload_headers
+from kmsync_testing.kafka_broker import start_broker
 
 pytestmark = pytest.mark.kafka
 

@@ -11,11 +11,11 @@ from urllib.parse import urlencode
 
 import httpx
 
-from ingest.testing import metric, read_topic, running_ingest, settings_for, tenants_for, wait_for
 from kaltura_sandbox.testing import RunningSandbox, running_sandbox
 from kmsync_contracts.topics import ATTENDEE_STATUS, SESSION_ENGAGEMENT
-from kmsync_kafka import KafkaBroker
 from kmsync_kaltura import compute_signature
+from kmsync_testing.ingest import metric, read_topic, running_ingest, settings_for, tenants_for, wait_for
+from kmsync_testing.kafka_broker import KafkaBroker
 
 SMALL = {"registrants": 120, "sessions": 2, "session_minutes": 30, "late_row_rate": 0.0}
 

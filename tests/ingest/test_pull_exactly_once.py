@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 
-from ingest.testing import metric, read_topic, running_ingest, settings_for, tenants_for, wait_for
 from kaltura_sandbox.testing import running_sandbox
 from kmsync_contracts import AttendeeStatus, DeadLetter, PollResponse, SessionEngagement
 from kmsync_contracts.topics import ATTENDEE_STATUS, INGEST_DLQ, POLL_RESPONSES, SESSION_ENGAGEMENT
-from kmsync_kafka import KafkaBroker
+from kmsync_testing.ingest import metric, read_topic, running_ingest, settings_for, tenants_for, wait_for
+from kmsync_testing.kafka_broker import KafkaBroker
 
 SCENARIO = {"registrants": 240, "sessions": 2, "session_minutes": 30, "late_row_rate": 0.2,
             "late_lag_seconds": 3600, "report_lag_seconds": 60}

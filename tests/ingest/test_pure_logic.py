@@ -8,11 +8,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from ingest.boundary import Boundary, select_after, select_changed
-from ingest.errors import BadInput
-from ingest.job_ids import HandledJobs
-from ingest.kaltura_source import user_profile_base
-from ingest.notifications import read_notification
+from kmsync_ingest.boundary import Boundary, select_after, select_changed
+from kmsync_ingest.errors import BadInput
+from kmsync_ingest.job_ids import HandledJobs
+from kmsync_ingest.kaltura_source import user_profile_base
+from kmsync_ingest.notifications import read_notification
 
 T0 = datetime(2025, 6, 16, 13, 0, tzinfo=UTC)
 

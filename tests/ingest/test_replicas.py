@@ -16,13 +16,19 @@ from typing import Any
 
 import httpx
 
-from ingest.kaltura_source import KalturaPullSource, client_for
-from ingest.metrics import IngestMetrics
-from ingest.ownership import owner_partition, partition_transactional_id
-from ingest.publisher import Publisher
-from ingest.puller import EventPuller, PullTiming
-from ingest.service import IngestService
-from ingest.testing import (
+from kaltura_sandbox.testing import RunningSandbox, running_sandbox
+from kmsync_config import parse_tenants
+from kmsync_contracts import AttendeeStatus, SessionEngagement
+from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT
+from kmsync_ingest.kaltura_source import KalturaPullSource, client_for
+from kmsync_ingest.metrics import IngestMetrics
+from kmsync_ingest.ownership import owner_partition, partition_transactional_id
+from kmsync_ingest.publisher import Publisher
+from kmsync_ingest.puller import EventPuller, PullTiming
+from kmsync_ingest.service import IngestService
+from kmsync_ingest.watermarks import WatermarkStore
+from kmsync_kaltura import compute_signature
+from kmsync_testing.ingest import (
     events_on_distinct_partitions,
     ingest_process,
     metric,
@@ -33,13 +39,7 @@ from ingest.testing import (
     tenants_file,
     wait_for,
 )
-from ingest.watermarks import WatermarkStore
-from kaltura_sandbox.testing import RunningSandbox, running_sandbox
-from kmsync_config import parse_tenants
-from kmsync_contracts import AttendeeStatus, SessionEngagement
-from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT
-from kmsync_kafka import KafkaBroker
-from kmsync_kaltura import compute_signature
+from kmsync_testing.kafka_broker import KafkaBroker
 
 PARTITIONS = 4
 #: Short, so a killed replica's events move within seconds (heartbeats every third of it).

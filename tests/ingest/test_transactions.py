@@ -3,13 +3,14 @@ read_committed consumers (so a retry cannot duplicate it), and the next page com
 
 from __future__ import annotations
 
-from ingest.metrics import IngestMetrics
-from ingest.publisher import KafkaUnavailable, Publisher, outgoing_letters
-from ingest.testing import read_topic
-from ingest.watermarks import WatermarkStore
 from kmsync_contracts import DeadLetter, utc_now
 from kmsync_contracts.topics import INGEST_DLQ, INGEST_WATERMARKS
-from kmsync_kafka import KafkaBroker, topic_name
+from kmsync_ingest.metrics import IngestMetrics
+from kmsync_ingest.publisher import KafkaUnavailable, Publisher, outgoing_letters
+from kmsync_ingest.watermarks import WatermarkStore
+from kmsync_kafka import topic_name
+from kmsync_testing.ingest import read_topic
+from kmsync_testing.kafka_broker import KafkaBroker
 
 
 def letter(n: int, size: int = 10) -> DeadLetter:
@@ -91,7 +92,7 @@ async def test_a_load_waits_for_another_partitions_open_transaction_instead_of_m
     # committed after another replica's transaction began sits behind that transaction's first
     # offset: a load that stopped at the last stable offset would miss it and resume from an older
     # watermark (pages twice). The load reads to the log's end, so it waits for the transaction.
-    from ingest.publisher import KafkaUnavailable as Unavailable
+    from kmsync_ingest.publisher import KafkaUnavailable as Unavailable
 
     other = Publisher(kafka_broker.bootstrap, topic_prefix, IngestMetrics(), ack_timeout_seconds=10,
                       transactional_id=f"tx-test/{topic_prefix}/p1")

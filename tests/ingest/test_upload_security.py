@@ -12,7 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.testing import (
+from kaltura_sandbox.testing import RunningSandbox, running_sandbox
+from kmsync_contracts.topics import POLL_RESPONSES
+from kmsync_kaltura import compute_signature
+from kmsync_testing.ingest import (
     TEST_UPLOAD_TOKEN,
     metric,
     read_topic,
@@ -22,10 +25,7 @@ from ingest.testing import (
     upload_headers,
     wait_for,
 )
-from kaltura_sandbox.testing import RunningSandbox, running_sandbox
-from kmsync_contracts.topics import POLL_RESPONSES
-from kmsync_kafka import KafkaBroker
-from kmsync_kaltura import compute_signature
+from kmsync_testing.kafka_broker import KafkaBroker
 
 SMALL = {"registrants": 20, "sessions": 1, "late_row_rate": 0.0}
 POLLS_HEADER = "\ufeffentry_id,poll_id,poll_type,question,user_id,email,answer,answered_at\n"
@@ -171,7 +171,7 @@ async def test_uploads_above_the_concurrency_cap_get_503_with_retry_after(
 async def test_backfill_over_http_sends_the_token(
     kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ingest.backfill_cli import main as backfill_main
+    from kmsync_ingest.backfill_cli import main as backfill_main
 
     async with running_sandbox(SMALL, seed=35) as sb:
         settings = settings_for(kafka_broker.bootstrap, topic_prefix, None)
@@ -182,7 +182,7 @@ async def test_backfill_over_http_sends_the_token(
             monkeypatch.delenv("KMSYNC_INGEST_TOKEN", raising=False)
             assert await asyncio.to_thread(backfill_main, argv) == 2  # no token: refused before sending
             monkeypatch.setenv("KMSYNC_INGEST_TOKEN", "wrong-token-dddddddddddddd")
-            assert await asyncio.to_thread(backfill_main, argv) == 2  # 401 from ingest
+            assert await asyncio.to_thread(backfill_main, argv) == 2  # 401 from kmsync_ingest
             (tmp_path / "token").write_text(TEST_UPLOAD_TOKEN + "\n")
             assert await asyncio.to_thread(backfill_main, [*argv, "--token-file", str(tmp_path / "token")]) == 0
             records = await read_topic(kafka_broker.bootstrap, POLL_RESPONSES, topic_prefix)

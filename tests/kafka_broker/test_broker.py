@@ -10,8 +10,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from kmsync_contracts import AttendanceStatus, AttendeeStatus, decode, encode, utc_now
 from kmsync_contracts.topics import ATTENDEE_STATUS, INGEST_WATERMARKS
-from kmsync_kafka import KafkaBroker, ensure_topics, manual_commit_consumer, reliable_producer, start_broker
-from kmsync_kafka.launcher import BrokerError, server_properties
+from kmsync_kafka import ensure_topics, manual_commit_consumer, reliable_producer
+from kmsync_testing.kafka_broker import BrokerError, KafkaBroker, server_properties, start_broker
 
 
 async def test_produce_and_consume_a_contract_record(kafka_broker: KafkaBroker, topic_prefix: str) -> None:
@@ -66,7 +66,7 @@ def test_a_dead_jvm_fails_fast_with_the_broker_log(tmp_path: pytest.TempPathFact
     def broken(*args: object, **kwargs: object) -> str:
         return original(*args, **kwargs).replace("listeners=PLAINTEXT", "listeners=NOPE")  # type: ignore[arg-type]
 
-    import kmsync_kafka.launcher as launcher
+    import kmsync_testing.kafka_broker as launcher
 
     launcher.server_properties = broken  # type: ignore[assignment]
     try:
@@ -93,7 +93,7 @@ def test_leftover_data_from_an_earlier_run_does_not_break_a_new_broker(tmp_path:
 
 
 def test_cluster_ids_never_look_like_options() -> None:
-    from kmsync_kafka.launcher import new_cluster_id
+    from kmsync_testing.kafka_broker import new_cluster_id
 
     ids = {new_cluster_id() for _ in range(3000)}  # ~47 would start with '-' without the guard
     assert len(ids) == 3000
@@ -103,7 +103,7 @@ def test_cluster_ids_never_look_like_options() -> None:
 def test_a_crashed_broker_restarts_on_the_same_ports_and_keeps_its_records(tmp_path: pytest.TempPathFactory) -> None:
     from pathlib import Path
 
-    from kmsync_kafka.launcher import restart_broker
+    from kmsync_testing.kafka_broker import restart_broker
 
     broker = start_broker(Path(str(tmp_path)))
     try:

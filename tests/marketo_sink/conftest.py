@@ -17,7 +17,7 @@ from kmsync_contracts.marketo_ops import (
     ProgramMemberStatus,
 )
 from kmsync_contracts.seed import ENGAGEMENT_ACTIVITY_API_NAME, ENGAGEMENT_OBJECT_API_NAME, STATUS_STEPS
-from marketo_sink.pending import PendingOp, Source
+from kmsync_sink.pending import PendingOp, Source
 
 MUNCHKIN = "111-AAA-111"
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -13,10 +13,10 @@ from kmsync_marketo.client import ActivityRecord, LeadActivity, LeadSyncResult
 from kmsync_marketo.errors import ErrorClass, MarketoAuthError
 from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.outcomes import Outcome
-from marketo_sink.decisions import Decision
-from marketo_sink.executor import WindowExecutor
-from marketo_sink.memory import ActivityLedger, LeadCache
-from marketo_sink.planner import PlannerConfig, plan_window
+from kmsync_sink.decisions import Decision
+from kmsync_sink.executor import WindowExecutor
+from kmsync_sink.memory import ActivityLedger, LeadCache
+from kmsync_sink.planner import PlannerConfig, plan_window
 
 
 class MemoryWriter:

@@ -14,10 +14,10 @@ from kmsync_marketo.auth import TokenRegistry
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.settings import MarketoSettings
-from marketo_sink.service import MarketoSink
-from marketo_sink.settings import SinkSettings
-from marketo_sink.worker import InstanceWorker
-from marketo_sink.writer import MarketoWriter
+from kmsync_sink.service import MarketoSink
+from kmsync_sink.settings import SinkSettings
+from kmsync_sink.worker import InstanceWorker
+from kmsync_sink.writer import MarketoWriter
 
 A, B, C = "111-AAA-111", "222-BBB-222", "333-CCC-333"
 

@@ -21,14 +21,14 @@ from kmsync_marketo.client import ActivityRecord, LeadActivity, LeadSyncResult
 from kmsync_marketo.errors import ErrorClass
 from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.outcomes import Outcome
-from marketo_sink.decisions import Decision
-from marketo_sink.memory import ActivityLedger
-from marketo_sink.metrics import SinkMetrics
-from marketo_sink.offsets import OffsetTracker
-from marketo_sink.pending import PendingOp
-from marketo_sink.pipeline import BulkPipeline, HeldOps
-from marketo_sink.settings import WindowSettings
-from marketo_sink.worker import InstanceWorker
+from kmsync_sink.decisions import Decision
+from kmsync_sink.memory import ActivityLedger
+from kmsync_sink.metrics import SinkMetrics
+from kmsync_sink.offsets import OffsetTracker
+from kmsync_sink.pending import PendingOp
+from kmsync_sink.pipeline import BulkPipeline, HeldOps
+from kmsync_sink.settings import WindowSettings
+from kmsync_sink.worker import InstanceWorker
 
 A = "111-AAA-111"
 OBJ = "kalturaUserSessionEngagement"

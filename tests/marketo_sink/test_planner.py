@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kmsync_marketo.endpoints import BATCH_MAX
-from marketo_sink.planner import PlannerConfig, link_record, plan_window
+from kmsync_sink.planner import PlannerConfig, link_record, plan_window
 
 CFG = PlannerConfig(batch_max=BATCH_MAX)
 

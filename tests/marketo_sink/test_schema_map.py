@@ -28,17 +28,17 @@ from kmsync_marketo.auth import TokenRegistry
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.settings import MarketoSettings
+from kmsync_sink.decisions import Decision
+from kmsync_sink.executor import WindowExecutor
+from kmsync_sink.memory import ActivityLedger, LeadCache
+from kmsync_sink.metrics import SinkMetrics
+from kmsync_sink.planner import PlannerConfig, plan_window
+from kmsync_sink.schema_map import SCHEMA_REFUSED, InstanceSchemaMap, SchemaMetrics
+from kmsync_sink.settings import WindowSettings
+from kmsync_sink.worker import InstanceWorker
 from marketo_sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from marketo_sandbox.shape import ENTRY_NAME_LENGTH, kaltura_partial_shape
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
-from marketo_sink.decisions import Decision
-from marketo_sink.executor import WindowExecutor
-from marketo_sink.memory import ActivityLedger, LeadCache
-from marketo_sink.metrics import SinkMetrics
-from marketo_sink.planner import PlannerConfig, plan_window
-from marketo_sink.schema_map import SCHEMA_REFUSED, InstanceSchemaMap, SchemaMetrics
-from marketo_sink.settings import WindowSettings
-from marketo_sink.worker import InstanceWorker
 
 from .conftest import MUNCHKIN, T0, OpFactory
 
@@ -85,7 +85,7 @@ async def execute(executor: WindowExecutor, window: list[Any]) -> dict[str, Deci
 
 async def test_writes_only_what_the_admin_created_cut_to_length_and_counts_omissions_once(
         ops: OpFactory, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="marketo_sink.schema_map")
+    caplog.set_level(logging.INFO, logger="kmsync_sink.schema_map")
     registry = CollectorRegistry()
     async with running_sandbox(preset="empty") as sb, client(sb) as mc:
         sb.shape(kaltura_partial_shape())

@@ -28,14 +28,14 @@ from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.from_config import settings_from_instance
 from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.settings import BulkSettings, MarketoSettings, RetrySettings
+from kmsync_sink import dlq_cli
+from kmsync_sink.ledger_reader import topic_partitions
+from kmsync_sink.service import MarketoSink
+from kmsync_sink.settings import SinkSettings
+from kmsync_sink.writer import MarketoWriter
 from marketo_sandbox.config import InstanceConfig, LimitsConfig
 from marketo_sandbox.preset_kaltura import ACTIVITY_TYPE_ID
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
-from marketo_sink import dlq_cli
-from marketo_sink.ledger_reader import topic_partitions
-from marketo_sink.service import MarketoSink
-from marketo_sink.settings import SinkSettings
-from marketo_sink.writer import MarketoWriter
 
 pytestmark = pytest.mark.timeout(120)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -669,7 +669,7 @@ async def test_rebalance_hands_instances_over_without_loss_or_duplicates(
 
 
 async def test_cli_rejects_bad_configuration_with_exit_code_2(tmp_path: Any, capsys: Any) -> None:
-    from marketo_sink import cli
+    from kmsync_sink import cli
 
     bad = tmp_path / "tenants.yaml"
     bad.write_text("marketo_instances:\n  x: {munchkin_id: nope}\nevents: []\n")
@@ -685,7 +685,7 @@ async def test_health_and_metrics_endpoints(
     import httpx
     from aiohttp import web
 
-    from marketo_sink.cli import http_app
+    from kmsync_sink.cli import http_app
 
     async with running_sandbox(instances=sandbox_instances(A)) as sb:
         async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from marketo_sink.decisions import Decision, RetryPolicy, settle, to_dead_letter, to_outcome
-from marketo_sink.offsets import OffsetTracker
-from marketo_sink.window import CloseReason, Window, WindowLimits
+from kmsync_sink.decisions import Decision, RetryPolicy, settle, to_dead_letter, to_outcome
+from kmsync_sink.offsets import OffsetTracker
+from kmsync_sink.window import CloseReason, Window, WindowLimits
 
 
 def test_window_closes_on_count(ops) -> None:
@@ -125,7 +125,7 @@ def test_outcome_and_dead_letter_mapping(ops) -> None:
 def test_dlq_filters_match_letter_and_payload_fields(ops) -> None:
     import pytest
 
-    from marketo_sink.dlq_cli import matches, parse_filters
+    from kmsync_sink.dlq_cli import matches, parse_filters
 
     p = ops.pending(ops.lead("a@x.com", op_id="op-9"))
     letter = to_dead_letter(Decision(p, "failed", reason_code="1003", reason="Invalid data"), p.op.source_time)

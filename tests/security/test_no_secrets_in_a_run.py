@@ -1,4 +1,4 @@
-"""A full `kmsync run` (the Stack of libs/kmsync_cli, a small event) leaves no secret and no raw
+"""A full `kmsync run` (the Stack of apps/kmsync_cli, a small event) leaves no secret and no raw
 email in any log file, and no secret in any topic; raw emails appear only in the topics that carry
 them for Marketo (docs/configuration.md, "Where emails are"); every other topic has none."""
 

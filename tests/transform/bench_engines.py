@@ -36,11 +36,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from kmsync_contracts import AttendanceStatus, AttendeeStatus, PollResponse, SessionEngagement, encode
 from kmsync_contracts.topics import ATTENDEE_STATUS, MARKETO_OPS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
 from kmsync_kafka import ensure_topics, reliable_producer, topic_name
-from kmsync_kafka.launcher import free_port
-from transform.app import all_partitions
-from transform.dead_letters import SourceRef
-from transform.routing import route
-from transform.transformer import Transformer, TransformState
+from kmsync_testing.kafka_broker import free_port
+from kmsync_transform.app import all_partitions
+from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.routing import route
+from kmsync_transform.transformer import Transformer, TransformState
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import EVENT, PARTNER, T0, TENANTS, tenants_config

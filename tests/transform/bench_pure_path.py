@@ -28,8 +28,8 @@ from golden_inputs import (  # type: ignore[import-not-found]
 
 from kmsync_contracts import SessionEngagement, encode
 from kmsync_contracts.topics import SESSION_ENGAGEMENT
-from transform.app import TransformWorker
-from transform.state import Tables
+from kmsync_transform.app import TransformWorker
+from kmsync_transform.state import Tables
 
 BATCH = 500  # the default KMSYNC_TRANSFORM_BATCH_MAX_RECORDS
 

@@ -19,13 +19,13 @@ from aiokafka import ConsumerRecord
 from kmsync_config.tenants import TenantsConfig, parse_tenants
 from kmsync_contracts.codecs import encode
 from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
-from transform.app import TransformWorker
-from transform.dead_letters import SourceRef
-from transform.metrics import TransformMetrics
-from transform.routing import route
-from transform.settings import TransformSettings
-from transform.state import Tables
-from transform.transformer import Transformer, TransformState
+from kmsync_transform.app import TransformWorker
+from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.metrics import TransformMetrics
+from kmsync_transform.routing import route
+from kmsync_transform.settings import TransformSettings
+from kmsync_transform.state import Tables
+from kmsync_transform.transformer import Transformer, TransformState
 
 NOW = datetime(2026, 11, 27, 10, 30, 15, 123456, tzinfo=UTC)
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

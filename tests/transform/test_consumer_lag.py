@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 
 from kmsync_contracts import SessionEngagement, encode
 from kmsync_contracts.topics import SESSION_ENGAGEMENT
-from kmsync_kafka import KafkaBroker, reliable_producer, topic_name
+from kmsync_kafka import reliable_producer, topic_name
 from kmsync_kafka.lag import lag, log_end
-from transform.app import TransformWorker, ensure_transform_topics
-from transform.settings import TransformSettings
+from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_transform.app import TransformWorker, ensure_transform_topics
+from kmsync_transform.settings import TransformSettings
 
 from .conftest import tenants_config
 

@@ -9,7 +9,7 @@ import pytest
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts import SessionEngagement
 from kmsync_contracts.seed import ENGAGEMENT_ACTIVITY_FIELDS, ENGAGEMENT_OBJECT_FIELDS
-from transform.engagement import (
+from kmsync_transform.engagement import (
     clamp_fraction,
     engagement_activity_attributes,
     engagement_object_record,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transform.forward_only import ForwardOnly, Verdict, judge, person_key
+from kmsync_transform.forward_only import ForwardOnly, Verdict, judge, person_key
 
 
 def test_judge() -> None:

@@ -38,11 +38,11 @@ from kmsync_contracts.topics import (
     TRANSFORM_DLQ,
     TopicSpec,
 )
-from kmsync_kafka import KafkaBroker, ensure_topics, manual_commit_consumer, reliable_producer, topic_name
-from kmsync_kafka.launcher import free_port
-from transform.dead_letters import SourceRef
-from transform.routing import route
-from transform.transformer import Transformer, TransformState
+from kmsync_kafka import ensure_topics, manual_commit_consumer, reliable_producer, topic_name
+from kmsync_testing.kafka_broker import KafkaBroker, free_port
+from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.routing import route
+from kmsync_transform.transformer import Transformer, TransformState
 
 from .conftest import MUNCHKIN, T0, TENANTS, tenants_config
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from kmsync_contracts.kaltura_records import kaltura_key
 from kmsync_contracts.topics import POLL_RESPONSES
-from transform.keyed import Envelope, KeyedSteps, StateTable
-from transform.metrics import TransformMetrics
+from kmsync_transform.keyed import Envelope, KeyedSteps, StateTable
+from kmsync_transform.metrics import TransformMetrics
 
 from .golden_inputs import NOW, _line, inputs, metric_lines, sources, tenants_config
 from .test_golden_output import GOLDEN, assert_same_lines

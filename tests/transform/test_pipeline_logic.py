@@ -17,12 +17,12 @@ from kmsync_contracts import (
     encode,
 )
 from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT
-from transform.dead_letters import SourceRef
-from transform.emails import normalise_email
-from transform.ledger import ActivityLedger
-from transform.routing import RouteResult, route
-from transform.staged import StagedMapping
-from transform.transformer import StepResult, Transformer, TransformState
+from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.emails import normalise_email
+from kmsync_transform.ledger import ActivityLedger
+from kmsync_transform.routing import RouteResult, route
+from kmsync_transform.staged import StagedMapping
+from kmsync_transform.transformer import StepResult, Transformer, TransformState
 
 from .conftest import LEGACY_EVENT, MUNCHKIN, OVERRIDE_EVENT, PROGRAM, T0
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from kmsync_contracts import PollResponse
 from kmsync_contracts.seed import POLLS_OBJECT_FIELDS
-from transform.polls import PollSlots, assign_slot, truncate
+from kmsync_transform.polls import PollSlots, assign_slot, truncate
 
 SESSION = "M|200|0_keynote"
 

@@ -27,8 +27,9 @@ from kmsync_contracts.topics import (
     TRANSFORM_DLQ,
     TopicSpec,
 )
-from kmsync_kafka import KafkaBroker, ensure_topics, reliable_producer, topic_name
-from transform.app import all_partitions
+from kmsync_kafka import ensure_topics, reliable_producer, topic_name
+from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_transform.app import all_partitions
 
 from .conftest import LEGACY_EVENT
 from .test_integration import expected_ops, transform_process

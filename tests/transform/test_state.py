@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kmsync_contracts import AttendeeStatus, PollResponse, SessionEngagement
-from transform.routing import RoutedEngagement, RoutedPoll, RoutedStatus
-from transform.state import TABLES, Tables, record_key
-from transform.transformer import Transformer
+from kmsync_transform.routing import RoutedEngagement, RoutedPoll, RoutedStatus
+from kmsync_transform.state import TABLES, Tables, record_key
+from kmsync_transform.transformer import Transformer
 
 from .conftest import MUNCHKIN, tenants_config
 

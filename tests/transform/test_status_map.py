@@ -9,7 +9,7 @@ import pytest
 
 from kmsync_contracts import AttendanceStatus, AttendeeStatus
 from kmsync_contracts.seed import GRANULAR_STATUS_LABELS, STATUS_STEPS
-from transform.status_map import DEFAULT_STATUS_MAP, attended_label, granular_label, map_status
+from kmsync_transform.status_map import DEFAULT_STATUS_MAP, attended_label, granular_label, map_status
 
 EXPECTED = {
     "created": ("Created", 10, None),

@@ -1,0 +1,155 @@
+"""Reconciliation: what Marketo holds against what the Kaltura scenario implies.
+
+Pure: takes the Kaltura sandbox's ground truth (`GET /_sandbox/truth`) and the Marketo sandbox's
+dump (`GET /_sandbox/dump`) as plain JSON and counts, per kind of record, what is expected,
+present, missing, duplicated and unexpected. `make run` and the end-to-end test both use it.
+
+Expectations, and why:
+- **Leads**: one per distinct valid email of a registrant that is still visible in Kaltura (a
+  profile soft-deleted before a pull saw it may or may not have reached Marketo: tolerated).
+- **Program members**: Marketo statuses only move forward, so a member's status must be the mapped
+  status of one of the person's Kaltura statuses and at least as far as the final one's step (a
+  pull may skip intermediate statuses; it may never lose the last one).
+- **Engagement custom objects and activities**: one per (session, valid email) with an engagement
+  row; one activity per (person, session), never two. Rows the scenario damaged on purpose are
+  tolerated either way (they are dead-lettered, or a clean copy from another report arrives).
+- **Poll objects**: one per (session, valid email) that answered a poll.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kmsync_contracts.kaltura_records import AttendanceStatus
+from kmsync_contracts.seed import (
+    ENGAGEMENT_ACTIVITY_API_NAME,
+    ENGAGEMENT_OBJECT_API_NAME,
+    ENGAGEMENT_OBJECT_DEDUPE_FIELDS,
+    POLLS_OBJECT_API_NAME,
+    POLLS_OBJECT_DEDUPE_FIELDS,
+    STATUS_STEPS,
+)
+from kmsync_transform.emails import normalise_email
+from kmsync_transform.status_map import DEFAULT_STATUS_MAP
+
+Json = Mapping[str, Any]
+
+# Marketo objects are counted by their dedupe keys (one record per key): (entry, lead link) for
+# engagement, the link read back as the lead's email; (entry, email) for polls.
+ENGAGEMENT_ENTRY, ENGAGEMENT_LEAD_LINK = ENGAGEMENT_OBJECT_DEDUPE_FIELDS
+POLLS_ENTRY, POLLS_EMAIL = POLLS_OBJECT_DEDUPE_FIELDS
+
+
+@dataclass
+class Tally:
+    kind: str
+    expected: int = 0
+    present: int = 0
+    missing: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.duplicates or self.unexpected or self.wrong)
+
+    def row(self) -> str:
+        return (f"{self.kind:<28} expected {self.expected:>6}  present {self.present:>6}  missing "
+                f"{len(self.missing):>4}  duplicates {len(self.duplicates):>4}  unexpected "
+                f"{len(self.unexpected):>4}  wrong {len(self.wrong):>4}")
+
+
+@dataclass
+class Reconciliation:
+    tallies: list[Tally]
+
+    @property
+    def clean(self) -> bool:
+        return all(t.clean for t in self.tallies)
+
+    def report(self, examples: int = 3) -> str:
+        lines = [t.row() for t in self.tallies]
+        for t in self.tallies:
+            for label, items in (("missing", t.missing), ("duplicate", t.duplicates),
+                                 ("unexpected", t.unexpected), ("wrong", t.wrong)):
+                if items:
+                    lines.append(f"  {t.kind} {label}: {', '.join(items[:examples])}"
+                                 + (" ..." if len(items) > examples else ""))
+        lines.append("RECONCILED: 0 missing, 0 duplicates" if self.clean else "NOT RECONCILED")
+        return "\n".join(lines)
+
+
+def _compare(kind: str, required: set[Any], tolerated: set[Any], present: Iterable[Any]) -> Tally:
+    counts = Counter(present)
+    tally = Tally(kind, expected=len(required), present=sum(counts.values()))
+    tally.missing = sorted(str(k) for k in required - counts.keys())
+    tally.duplicates = sorted(str(k) for k, n in counts.items() if n > 1)
+    tally.unexpected = sorted(str(k) for k in counts.keys() - required - tolerated)
+    return tally
+
+
+def reconcile(truth: Json, dump: Json, program_id: int,
+              overrides: Mapping[AttendanceStatus, str] | None = None) -> Reconciliation:
+    status_map = {**DEFAULT_STATUS_MAP, **(overrides or {})}
+    people: dict[str, Json] = {}
+    tolerated_people: set[str] = set()
+    for person in truth["attendees"]:
+        email = normalise_email(person.get("email")) if not person.get("email_defect") else None
+        if email is None:
+            continue
+        if person.get("deleted"):
+            tolerated_people.add(email)
+        else:
+            people.setdefault(email, person)
+    tolerated_people -= people.keys()
+
+    leads_by_id = {lead["id"]: (lead.get("email") or "").lower() for lead in dump["leads"]}
+    leads = _compare("leads", set(people), tolerated_people, leads_by_id.values())
+
+    members = [m for m in dump["programMembers"] if m["programId"] == program_id]
+    member_tally = _compare("program members", set(people), tolerated_people,
+                            (leads_by_id.get(m["leadId"], f"lead#{m['leadId']}") for m in members))
+    for m in members:
+        email = leads_by_id.get(m["leadId"])
+        person = people.get(email or "")
+        if person is None:
+            continue
+        history = [status_map[AttendanceStatus(t["status"])] for t in person["transitions"]]
+        final_step = STATUS_STEPS[status_map[AttendanceStatus(person["final_status"])]]
+        if m["statusName"] not in history or STATUS_STEPS[m["statusName"]] < final_step:
+            member_tally.wrong.append(f"{email}: {m['statusName']} (final {person['final_status']})")
+
+    def valid_keys(rows: Iterable[Json]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        good: set[tuple[str, str]] = set()
+        damaged: set[tuple[str, str]] = set()
+        for row in rows:
+            email = normalise_email(row.get("email"))
+            if email is None or (email not in people and email not in tolerated_people):
+                continue
+            (damaged if row.get("defect") or email in tolerated_people else good).add((row["entry_id"], email))
+        return good, damaged - good
+
+    engaged, engaged_damaged = valid_keys(truth["engagement"])
+    objects = dump["customObjects"]
+    engagement = _compare(
+        f"{ENGAGEMENT_OBJECT_API_NAME} objects", engaged, engaged_damaged,
+        ((r[ENGAGEMENT_ENTRY], leads_by_id.get(r.get(ENGAGEMENT_LEAD_LINK), f"lead#{r.get(ENGAGEMENT_LEAD_LINK)}"))
+         for r in objects.get(ENGAGEMENT_OBJECT_API_NAME, [])),
+    )
+    type_ids = {t["id"] for t in dump["activityTypes"]
+                if t.get("apiName", t.get("name")) == ENGAGEMENT_ACTIVITY_API_NAME}
+    activities = _compare(
+        f"{ENGAGEMENT_ACTIVITY_API_NAME} activities", engaged, engaged_damaged,
+        ((a["primaryAttributeValue"], leads_by_id.get(a["leadId"], f"lead#{a['leadId']}"))
+         for a in dump["activities"] if a["activityTypeId"] in type_ids),
+    )
+    answered, answered_damaged = valid_keys(truth["poll_answers"])
+    polls = _compare(
+        f"{POLLS_OBJECT_API_NAME} objects", answered, answered_damaged,
+        ((r[POLLS_ENTRY], (r.get(POLLS_EMAIL) or "").lower()) for r in objects.get(POLLS_OBJECT_API_NAME, [])),
+    )
+    return Reconciliation([leads, member_tally, engagement, activities, polls])

@@ -1,0 +1,313 @@
+"""Producing ingest's records to Kafka: acknowledged (acks=all, idempotent) or an exception.
+
+Every caller (pull, webhook, upload, backfill) goes through ``Publisher.publish``: it returns
+only once Kafka has acknowledged every record, so ingest never answers success for something
+Kafka did not store (architecture.md principle 1). When Kafka does not acknowledge within the
+configured time, ``KafkaUnavailable`` is raised and the caller answers 503 / does not advance
+its watermark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel
+
+from kmsync_contracts import (
+    AttendeeStatus,
+    DeadLetter,
+    IngestWatermark,
+    KalturaRecord,
+    PollResponse,
+    SessionEngagement,
+    encode,
+)
+from kmsync_contracts.topics import (
+    ATTENDEE_STATUS,
+    INGEST_DLQ,
+    INGEST_PULL_OWNERS,
+    INGEST_WATERMARKS,
+    POLL_RESPONSES,
+    SESSION_ENGAGEMENT,
+    TopicSpec,
+)
+from kmsync_ingest.metrics import IngestMetrics
+from kmsync_kafka import ensure_topics, reliable_producer, topic_name
+
+log = logging.getLogger(__name__)
+
+#: Every topic ingest writes.
+INGEST_TOPICS: tuple[TopicSpec, ...] = (
+    ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES, INGEST_WATERMARKS, INGEST_DLQ,
+)
+
+#: The stream label (metrics) and topic of each record type.
+STREAMS: dict[type[KalturaRecord], tuple[str, TopicSpec]] = {
+    AttendeeStatus: ("statuses", ATTENDEE_STATUS),
+    SessionEngagement: ("engagement", SESSION_ENGAGEMENT),
+    PollResponse: ("polls", POLL_RESPONSES),
+}
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka did not acknowledge in time; nothing may be reported as accepted."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    spec: TopicSpec
+    key: str
+    value: BaseModel
+    stream: str
+
+
+def outgoing_records(records: Sequence[KalturaRecord]) -> list[Outgoing]:
+    return [Outgoing(STREAMS[type(r)][1], r.partition_key(), r, STREAMS[type(r)][0]) for r in records]
+
+
+def outgoing_letters(letters: Sequence[DeadLetter]) -> list[Outgoing]:
+    return [Outgoing(INGEST_DLQ, d.source_key or d.reason_code, d, "dlq") for d in letters]
+
+
+def outgoing_watermark(mark: IngestWatermark) -> Outgoing:
+    return Outgoing(INGEST_WATERMARKS, mark.partition_key(), mark, "watermarks")
+
+
+def stream_of(record: KalturaRecord) -> str:
+    return STREAMS[type(record)][0]
+
+
+class Publisher:
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        metrics: IngestMetrics,
+        *,
+        ack_timeout_seconds: float = 10.0,
+        batch_size: int = 500,
+        transactional_id: str | None = None,
+        coordination_partitions: int | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.metrics = metrics
+        self.ack_timeout = ack_timeout_seconds
+        self.batch_size = batch_size
+        #: When set, ``send_atomically`` writes in Kafka transactions under this id (pull pages).
+        self.transactional_id = transactional_id
+        self._producer: AIOKafkaProducer | None = None
+        self._tx: AIOKafkaProducer | None = None
+        self._tx_lock = asyncio.Lock()
+        self.kafka_ok = False
+        #: Partitions of ingest.pull-owners.v1 when it is created here (None: not created).
+        self.coordination_partitions = coordination_partitions
+        #: False for a sibling (``for_transactions``): the plain producer belongs to its parent.
+        self._owns_plain = True
+        #: A sibling whose transaction failed: it never starts another producer under its id by
+        #: itself (that could fence a replica that took the partition over meanwhile, and this one's
+        #: watermarks may be stale); the service takes the partition over again (fence + reload).
+        self.broken = False
+
+    def for_transactions(self, transactional_id: str | None) -> Publisher:
+        """A publisher sharing this one's plain producer, with its own transactional id (one per
+        coordination partition: the next owner of the partition fences this one). Start it with
+        ``start_transactions``; its ``stop`` leaves the parent's producer running."""
+        sibling = Publisher(self.bootstrap, self.prefix, self.metrics, ack_timeout_seconds=self.ack_timeout,
+                            batch_size=self.batch_size, transactional_id=transactional_id)
+        sibling._producer = self._producer
+        sibling._owns_plain = False
+        sibling.kafka_ok = self.kafka_ok
+        return sibling
+
+    async def start_transactions(self) -> None:
+        """Start the transactional producer now: this fences the id's previous holder (a killed or
+        paused replica) and aborts its open transaction. Raises KafkaUnavailable."""
+        if self.transactional_id is None:
+            return
+        async with self._tx_lock:
+            await self._transactional_producer()
+
+    def topic(self, spec: TopicSpec) -> str:
+        return topic_name(spec, self.prefix)
+
+    async def start(self) -> None:
+        """Create ingest's topics (idempotent) and connect; raises KafkaUnavailable if it cannot."""
+        try:
+            await asyncio.wait_for(
+                ensure_topics(self.bootstrap, INGEST_TOPICS, prefix=self.prefix), self.ack_timeout * 3
+            )
+            if self.coordination_partitions is not None:
+                await asyncio.wait_for(ensure_topics(
+                    self.bootstrap, [INGEST_PULL_OWNERS], prefix=self.prefix,
+                    partitions=self.coordination_partitions,
+                ), self.ack_timeout * 3)
+            timeout_ms = int(self.ack_timeout * 1000)
+            producer = reliable_producer(self.bootstrap, request_timeout_ms=timeout_ms)
+            await asyncio.wait_for(producer.start(), self.ack_timeout * 3)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise KafkaUnavailable(f"cannot reach Kafka at {self.bootstrap}: {exc!r}") from exc
+        self._producer = producer
+        if self.transactional_id is not None:
+            # Before anything reads the watermarks: starting the transactional producer fences an
+            # earlier incarnation (a killed ingest) and aborts its open transaction, so the
+            # read_committed load sees everything committed after it began (not only up to it).
+            async with self._tx_lock:
+                await self._transactional_producer()
+        self.kafka_ok = True
+        self.metrics.kafka_up.set(1)
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        tx, self._tx = self._tx, None
+        if not self._owns_plain:
+            producer = None
+            # A page still running after its partition was released must not start a producer
+            # under the partition's id again: that would fence the partition's new owner.
+            self.broken = True
+        for p in (tx, producer):
+            if p is not None:
+                await self._discard(p)
+
+    async def _discard(self, producer: AIOKafkaProducer) -> None:
+        # stop() flushes; against a dead broker an idempotent producer would wait for ever.
+        try:
+            await asyncio.wait_for(producer.stop(), self.ack_timeout)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            log.warning("Kafka producer did not stop cleanly: %r", exc)
+            with contextlib.suppress(Exception):
+                await producer.client.close()
+
+    async def probe(self) -> bool:
+        """Can the producer reach a broker right now? (for /readyz)."""
+        if self._producer is None:
+            return False
+        try:
+            ok = await asyncio.wait_for(self._producer.client.fetch_all_metadata(), 2.0)
+        except (KafkaError, OSError, TimeoutError):
+            return False
+        return bool(ok.brokers())
+
+    async def publish(self, records: Sequence[KalturaRecord]) -> None:
+        """Produce contract records keyed partner:event:user and wait for every ack."""
+        await self.send(outgoing_records(records))
+
+    async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        await self.send(outgoing_letters(letters))
+
+    async def put_watermark(self, mark: IngestWatermark) -> None:
+        await self.send([outgoing_watermark(mark)])
+
+    async def send_atomically(self, items: Sequence[Outgoing]) -> None:
+        """All of ``items`` in one Kafka transaction (records and the watermark that covers them):
+        read_committed consumers see all or nothing. A transaction that fails or times out is never
+        committed: its producer is dropped and the next one (same transactional id) fences it, so
+        the coordinator aborts it. Without a transactional id: an ordinary acknowledged send."""
+        if self.transactional_id is None:
+            await self.send(items)
+            return
+        if self.broken:
+            raise KafkaUnavailable("the partition's transactional producer failed; it must be taken over again")
+        async with self._tx_lock:
+            producer = await self._transactional_producer()
+
+            async def in_transaction() -> None:
+                async with producer.transaction():
+                    for i in items:
+                        await producer.send(self.topic(i.spec), encode(i.value), key=i.key.encode())
+
+            timeout = self.ack_timeout * max(1.0, len(items) / self.batch_size)
+            try:
+                await asyncio.wait_for(in_transaction(), timeout)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                self._tx = None
+                self.broken = not self._owns_plain
+                await self._discard(producer)
+                self._failed()
+                raise KafkaUnavailable(
+                    f"Kafka did not commit a transaction of {len(items)} record(s) within {timeout:g}s: {exc!r}"
+                ) from exc
+            self._succeeded(items)
+
+    async def _transactional_producer(self) -> AIOKafkaProducer:
+        if self._tx is not None:
+            return self._tx
+        producer = reliable_producer(
+            self.bootstrap, transactional_id=self.transactional_id,
+            request_timeout_ms=int(self.ack_timeout * 1000),
+        )
+        try:
+            await asyncio.wait_for(producer.start(), self.ack_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await self._discard(producer)
+            self._failed()
+            raise KafkaUnavailable(f"cannot start a transactional producer: {exc!r}") from exc
+        self._tx = producer
+        return producer
+
+    def _failed(self) -> None:
+        self.kafka_ok = False
+        self.metrics.kafka_up.set(0)
+        self.metrics.errors.labels("kafka").inc()
+
+    def _succeeded(self, items: Sequence[Outgoing]) -> None:
+        self.kafka_ok = True
+        self.metrics.kafka_up.set(1)
+        for i in items:
+            self.metrics.records_out.labels(i.stream).inc()
+
+    async def send_to_partition(self, item: Outgoing, partition: int) -> None:
+        """One record to a given partition, acknowledged (a trigger for a coordination partition)."""
+        producer = self._producer
+        if producer is None:
+            raise KafkaUnavailable("the Kafka producer is not running")
+        try:
+            future = await asyncio.wait_for(producer.send(
+                self.topic(item.spec), encode(item.value), key=item.key.encode(), partition=partition,
+            ), self.ack_timeout)
+            await asyncio.wait_for(future, self.ack_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            self._failed()
+            raise KafkaUnavailable(f"Kafka did not acknowledge a record within {self.ack_timeout:g}s: {exc!r}") from exc
+        self._succeeded([item])
+
+    async def partitions_of(self, spec: TopicSpec) -> int:
+        """How many partitions a topic has (from the broker's metadata)."""
+        producer = self._producer
+        if producer is None:
+            raise KafkaUnavailable("the Kafka producer is not running")
+        try:
+            parts = await asyncio.wait_for(producer.partitions_for(self.topic(spec)), self.ack_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise KafkaUnavailable(f"cannot read the partitions of {self.topic(spec)}: {exc!r}") from exc
+        return len(parts)
+
+    async def send(self, items: Sequence[Outgoing]) -> None:
+        for start in range(0, len(items), self.batch_size):
+            await self._send_batch(items[start : start + self.batch_size])
+
+    async def _send_batch(self, items: Sequence[Outgoing]) -> None:
+        producer = self._producer
+        if producer is None:
+            raise KafkaUnavailable("the Kafka producer is not running")
+
+        async def send_and_wait() -> None:
+            futures = [
+                await producer.send(self.topic(i.spec), encode(i.value), key=i.key.encode()) for i in items
+            ]
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(send_and_wait(), self.ack_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            self._failed()
+            raise KafkaUnavailable(
+                f"Kafka did not acknowledge {len(items)} record(s) within {self.ack_timeout:g}s: {exc!r}"
+            ) from exc
+        self._succeeded(items)

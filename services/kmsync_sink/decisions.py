@@ -1,0 +1,135 @@
+"""What became of one operation in one attempt, the retry rule, and the records that report it (pure).
+
+A failed record that Marketo's error table calls retryable is retried alone (never its whole call)
+after an exponential backoff with jitter; when attempts run out, or the failure is permanent, the
+record is dead-lettered with Marketo's reason code (streaming.md §4: errors.retry.*, DLQ).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from kmsync_contracts.outcomes import DeadLetter, OutcomeStatus, RecordOutcome
+from kmsync_sink.pending import PendingOp
+
+#: kmsync's own reason codes (Marketo's are numbers).
+ALREADY_WRITTEN = "kmsync.already_written"
+LEAD_UNRESOLVED = "kmsync.lead_unresolved"
+UNKNOWN_ACTIVITY_TYPE = "kmsync.unknown_activity_type"
+INSTANCE_UNKNOWN = "kmsync.instance_unknown"
+INSTANCE_CONFIG = "kmsync.instance_config"
+AUTH_REFUSED = "kmsync.auth_refused"
+BAD_RECORD = "kmsync.contract"
+INTERNAL_ERROR = "kmsync.internal_error"
+#: A custom activity found in the lead's activity log after an uncertain write: written, not sent again.
+VERIFIED_WRITTEN = "kmsync.verified_written"
+#: A custom activity that may be in Marketo and could not be verified (the activity read failed).
+UNVERIFIED = "kmsync.unverified"
+#: The sink stopped before this operation's intent was recorded (not sent; replayed by the next owner).
+STOPPING = "kmsync.stopping"
+
+
+@dataclass(frozen=True)
+class Decision:
+    pending: PendingOp
+    status: OutcomeStatus
+    marketo_id: str | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+    #: Failed, and trying the same record again later may succeed.
+    retryable: bool = False
+    api: Literal["rest", "bulk"] = "rest"
+    #: A failed custom activity that Marketo may have applied (an ambiguous answer, or a write whose
+    #: verification failed): its intent stays, and it is verified before it is sent again.
+    maybe_applied: bool = False
+    #: Monotonic time before which it is not retried (a verification waits for the intent to age).
+    retry_at: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    max_seconds: float
+
+    def backoff(self, attempts: int, rng: random.Random) -> float:
+        """Equal jitter: between half and all of min(max, base × 2^(attempts-1))."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
+        return ceiling * (0.5 + 0.5 * rng.random())
+
+
+def settle(
+    decisions: list[Decision], now: float, policy: RetryPolicy, rng: random.Random,
+    retry_at: dict[int, float] | None = None,
+) -> tuple[list[Decision], list[PendingOp]]:
+    """Split into final decisions and records to retry (their ``not_before`` set).
+
+    ``retry_at`` (attempts → time) is shared by the caller across one window's calls, so records
+    that failed together are retried together in one window (full calls) rather than trickling."""
+    final: list[Decision] = []
+    retry: list[PendingOp] = []
+    shared = retry_at if retry_at is not None else {}
+    for d in decisions:
+        p = d.pending
+        if d.failed and d.retryable and d.retry_at is not None:
+            pass  # waits for a time of its own (a verification too early); no attempt was spent
+        elif d.failed and d.maybe_applied and d.retryable and not p.final_check:
+            # Never final without a look at Marketo: out of attempts, it gets one more, to verify only.
+            p.uncertain_code = p.uncertain_code or d.reason_code
+            p.final_check = p.attempts >= policy.max_attempts
+        elif not (d.failed and d.retryable and p.attempts < policy.max_attempts):
+            final.append(d)
+            continue
+        n = p.attempts
+        if n not in shared:
+            shared[n] = now + policy.backoff(n, rng)
+        p.not_before = max(shared[n], d.retry_at or 0.0)
+        retry.append(p)
+    return final, retry
+
+
+def to_outcome(d: Decision, decided_at: datetime) -> RecordOutcome:
+    op = d.pending.op
+    return RecordOutcome(
+        op_id=op.op_id,
+        munchkin_id=op.munchkin_id,
+        kind=op.kind,
+        status=d.status,
+        marketo_id=d.marketo_id,
+        reason_code=d.reason_code,
+        reason=d.reason,
+        api=d.api,
+        attempts=max(1, d.pending.attempts),
+        source_time=op.source_time,
+        decided_at=decided_at,
+    )
+
+
+def to_dead_letter(d: Decision, failed_at: datetime) -> DeadLetter:
+    src = d.pending.source
+    return DeadLetter(
+        stage="sink",
+        reason_code=d.reason_code or "unknown",
+        reason=_explain(d),
+        source_topic=src.topic,
+        source_partition=src.partition,
+        source_offset=src.offset,
+        source_key=d.pending.key,
+        payload=d.pending.op.model_dump(mode="json"),
+        attempts=max(1, d.pending.attempts),
+        failed_at=failed_at,
+    )
+
+
+def _explain(d: Decision) -> str:
+    why = d.reason or "no reason given"
+    if d.retryable:
+        return f"{why} (still failing after {d.pending.attempts} attempts; replay once Marketo recovers)"
+    return f"{why} (fix the data or the Marketo setup, then replay with `kmsync dlq replay`)"

@@ -1,0 +1,118 @@
+"""Activity intents: what the sink is about to send to Add Custom Activities, recorded durably first.
+
+Custom activities are insert-only (marketo-api.md §7.1): sending one twice writes it twice. Before
+an activities call the sink writes one ``ActivityIntent`` per activity to the compacted
+``marketo.activity-intents.v1`` (key: op_id) and waits for Kafka's acknowledgement. An op_id with an
+intent and no certain outcome — the sink was killed, Kafka or the drain deadline cut the outcome
+off, Marketo's answer was ambiguous — is verified against the lead's activity log before it is sent
+again (executor.py). Once the operation's outcome is acknowledged (written, or certainly not
+applied), a tombstone removes the intent; a lost tombstone costs one verification read, never a
+duplicate.
+
+The topic is the sink's own (only the sink reads and writes it); it is in the catalogue
+(kmsync_contracts.topics.ACTIVITY_INTENTS) and the sink also creates it at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from kmsync_contracts import encode
+from kmsync_contracts.outcomes import ActivityIntent
+from kmsync_sink.durable import Message, produce_until_acked
+from kmsync_sink.memory import ActivityLedger
+
+log = logging.getLogger(__name__)
+
+
+
+class IntentRecorder(Protocol):
+    """What the executor needs: record intents durably before a call, drop them once certain."""
+
+    async def record(self, intents: list[ActivityIntent]) -> None:
+        """Durable (acknowledged) before it returns; raises ``PublishAbandoned`` on a stop."""
+
+    def resolve(self, op_ids: Iterable[str]) -> None:
+        """These operations certainly were not applied (or are known written): forget their intents."""
+
+
+class LedgerIntents:
+    """Intents kept in the ledger only (no Kafka): for tests of the executor alone."""
+
+    def __init__(self, ledger: ActivityLedger) -> None:
+        self.ledger = ledger
+
+    async def record(self, intents: list[ActivityIntent]) -> None:
+        for i in intents:
+            self.ledger.intend(i)
+
+    def resolve(self, op_ids: Iterable[str]) -> None:
+        for op_id in op_ids:
+            self.ledger.resolve(op_id)
+
+
+class IntentLog:
+    """Writes intents and tombstones to ``marketo.activity-intents.v1`` and keeps the ledger in step."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, ledger: ActivityLedger) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.ledger = ledger
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def record(self, intents: list[ActivityIntent], give_up: asyncio.Event) -> None:
+        if self._tasks:  # a tombstone of the same op_id must never land after its new intent
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await produce_until_acked(
+            self.producer, [Message(self.topic, encode(i), i.op_id.encode()) for i in intents], give_up)
+        for i in intents:
+            self.ledger.intend(i)
+
+    def resolve(self, op_ids: Iterable[str]) -> None:
+        """Forgotten in memory at once; tombstones follow, not waited for (a lost one only costs a
+        verification read if the operation is replayed)."""
+        ids = [op_id for op_id in op_ids if self.ledger.intent(op_id) is not None]
+        for op_id in ids:
+            self.ledger.resolve(op_id)
+        if ids:
+            task = asyncio.ensure_future(self._tombstones(ids))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _tombstones(self, op_ids: list[str]) -> None:
+        for op_id in op_ids:
+            try:
+                fut = await self.producer.send(self.topic, None, key=op_id.encode())
+            except KafkaError as exc:
+                log.info("intent tombstone not sent (%r); the operation is verified if replayed", exc)
+                return
+            fut.add_done_callback(_ignore_result)
+
+    def for_worker(self, give_up: asyncio.Event) -> WorkerIntents:
+        return WorkerIntents(self, give_up)
+
+
+def _ignore_result(fut: asyncio.Future[object]) -> None:
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        fut.result()
+
+
+class WorkerIntents:
+    """An instance worker's view of the intent log: gives up when that worker's stop says so."""
+
+    def __init__(self, log_: IntentLog, give_up: asyncio.Event) -> None:
+        self._log = log_
+        self._give_up = give_up
+
+    async def record(self, intents: list[ActivityIntent]) -> None:
+        await self._log.record(intents, self._give_up)
+
+    def resolve(self, op_ids: Iterable[str]) -> None:
+        self._log.resolve(op_ids)

@@ -1,0 +1,141 @@
+"""Fills the activity ledger from Kafka: written activities from marketo.results.v1 (the audit ledger
+every sink replica writes) and open intents from marketo.activity-intents.v1 (intents.py).
+
+Read on start and again on every partition assignment, so an instance taken over from another replica
+knows which custom activities that replica already wrote, and which it may have written (an intent
+with no certain outcome: verified before it is sent again; insert-only, marketo-api.md §7.1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from kmsync_contracts import ContractError, decode
+from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_RESULTS
+from kmsync_sink.memory import ActivityLedger
+
+log = logging.getLogger(__name__)
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions from fresh cluster metadata (a new consumer knows none yet)."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
+
+
+class _TopicCatchUp:
+    """Reads one topic up to its current end on each ``catch_up`` (from ``since_ms`` or the start)."""
+
+    def __init__(self, bootstrap: str, topic: str, handle: Callable[[ConsumerRecord[bytes, bytes]], bool],
+                 since_ms: int | None) -> None:
+        self.topic = topic
+        self.handle = handle
+        self.since_ms = since_ms
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                          group_id=None, isolation_level="read_committed")
+        self._parts: list[TopicPartition] = []
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        await self._assign()
+
+    async def _assign(self) -> None:
+        self._parts = await topic_partitions(self._consumer, self.topic)
+        if not self._parts:
+            return
+        self._consumer.assign(self._parts)
+        if self.since_ms is None:
+            await self._consumer.seek_to_beginning(*self._parts)
+            return
+        since = int(time.time() * 1000) - self.since_ms
+        found = await self._consumer.offsets_for_times({tp: since for tp in self._parts})
+        for tp in self._parts:
+            at = found.get(tp)
+            if at is None:
+                await self._consumer.seek_to_end(tp)
+            else:
+                self._consumer.seek(tp, at.offset)
+
+    async def catch_up(self) -> int:
+        """Read up to the current end of the topic; returns how many records the handler took."""
+        if not self._parts:
+            await self._assign()  # created after start (the first run of a sink)
+            if not self._parts:
+                return 0
+        ends = await self._consumer.end_offsets(self._parts)
+        taken = 0
+        while await self._behind(ends):
+            batch = await self._consumer.getmany(*self._parts, timeout_ms=500)
+            for msgs in batch.values():
+                for m in msgs:
+                    taken += self.handle(m)
+        return taken
+
+    async def _behind(self, ends: dict[TopicPartition, int]) -> bool:
+        for tp in self._parts:
+            if await self._consumer.position(tp) < ends[tp]:
+                return True
+        return False
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+
+class LedgerReader:
+    def __init__(self, bootstrap: str, topic: str, ledger: ActivityLedger, lookback_hours: float,
+                 intents_topic: str | None = None) -> None:
+        """``topic``: marketo.results.v1 (read from ``lookback_hours`` ago); ``intents_topic``: the
+        compacted marketo.activity-intents.v1 (read whole; None: not read)."""
+        self.topic = topic
+        self.ledger = ledger
+        self._results = _TopicCatchUp(bootstrap, topic, self._result, int(lookback_hours * 3600 * 1000))
+        self._intents = (_TopicCatchUp(bootstrap, intents_topic, self._intent, None)
+                         if intents_topic is not None else None)
+
+    def _result(self, m: ConsumerRecord[bytes, bytes]) -> bool:
+        if m.value is None:
+            return False
+        try:
+            out = decode(MARKETO_RESULTS, m.value)
+        except ContractError:
+            return False
+        if out.kind == "custom_activity" and out.status in ("created", "updated"):
+            self.ledger.add(out.op_id)
+            return True
+        return False
+
+    def _intent(self, m: ConsumerRecord[bytes, bytes]) -> bool:
+        if m.key is None:
+            return False
+        if m.value is None:  # tombstone: that operation's outcome is certain
+            self.ledger.resolve(m.key.decode(errors="replace"))
+            return False
+        try:
+            intent = decode(ACTIVITY_INTENTS, m.value)
+        except ContractError:
+            return False
+        self.ledger.intend(intent)
+        return True
+
+    async def start(self) -> None:
+        await self._results.start()
+        if self._intents is not None:
+            await self._intents.start()
+
+    async def catch_up(self) -> int:
+        """Read both topics up to their current ends; returns how many written activity op_ids were added."""
+        added = await self._results.catch_up()
+        intents = await self._intents.catch_up() if self._intents is not None else 0
+        if added or intents:
+            log.info("activity ledger: %d written activities learned from %s; %d open intent(s)",
+                     added, self.topic, self.ledger.intents)
+        return added
+
+    async def stop(self) -> None:
+        await self._results.stop()
+        if self._intents is not None:
+            await self._intents.stop()

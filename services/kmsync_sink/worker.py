@@ -1,0 +1,277 @@
+"""One Marketo instance's loop: collect a window, plan, execute, settle, publish; one window at a time.
+
+Each instance has its own worker, window and client (with its own limiter), so a parked (607) or
+broken instance waits alone while the others keep flowing.
+
+Bulk custom object jobs are pipelined (pipeline.py): a window starts them and the loop goes on to
+the next window while they are polled; each job's outcomes are settled and published when it ends.
+Upserts of a record an outstanding job carries are held back until that job has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from kmsync_contracts.marketo_ops import CustomObjectUpsert
+from kmsync_marketo import endpoints as ep
+from kmsync_marketo.schema import SchemaReader
+from kmsync_sink.decisions import Decision, RetryPolicy, settle
+from kmsync_sink.durable import PublishAbandoned
+from kmsync_sink.executor import WindowExecutor
+from kmsync_sink.intents import IntentLog
+from kmsync_sink.memory import ActivityLedger, LeadCache
+from kmsync_sink.metrics import SinkMetrics
+from kmsync_sink.pending import PendingOp
+from kmsync_sink.pipeline import BulkPipeline, HeldOps
+from kmsync_sink.planner import ObjectKey, PlannerConfig, object_key, plan_window
+from kmsync_sink.schema_map import InstanceSchemaMap, schema_metrics
+from kmsync_sink.settings import WindowSettings
+from kmsync_sink.window import CloseReason, Window, WindowLimits
+from kmsync_sink.writer import BulkWriter, MarketoWriter
+
+log = logging.getLogger(__name__)
+
+#: Publishes final decisions (acknowledged by Kafka); gives up (``PublishAbandoned``) once the event is set.
+Publish = Callable[[list[Decision], asyncio.Event], Awaitable[None]]
+Monotonic = Callable[[], float]
+
+
+def _schema_map(munchkin_id: str, writer: MarketoWriter, settings: WindowSettings, metrics: SinkMetrics,
+                monotonic: Monotonic) -> InstanceSchemaMap | None:
+    """The instance's discovered schema (issue #17), for a writer that can read it."""
+    if not isinstance(writer, SchemaReader):
+        return None
+    return InstanceSchemaMap(writer, munchkin_id, overrides=settings.sink_schema_names.get(munchkin_id),
+                             refresh_seconds=settings.sink_schema_refresh_seconds,
+                             metrics=schema_metrics(metrics.registry), monotonic=monotonic)
+
+
+class InstanceWorker:
+    def __init__(
+        self,
+        munchkin_id: str,
+        writer: MarketoWriter,
+        settings: WindowSettings,
+        ledger: ActivityLedger,
+        publish: Publish,
+        metrics: SinkMetrics,
+        monotonic: Monotonic,
+        rng: random.Random | None = None,
+        bulk: BulkWriter | None = None,
+        bulk_min_records: int | None = None,
+        intent_log: IntentLog | None = None,
+        verify_delay_seconds: float = 0.0,
+    ) -> None:
+        """``bulk_min_records``: the instance's bulk threshold from the tenants file (None: the
+        sink's ``settings.bulk_min_records``; 0: never bulk). ``intent_log``: where custom activity
+        intents are recorded before each activities call (None: in the ledger only, for tests)."""
+        self.munchkin_id = munchkin_id
+        self.writer = writer
+        self.settings = settings
+        self.ledger = ledger
+        self._publish = publish
+        self.metrics = metrics
+        self._mono = monotonic
+        self._rng = rng or random.Random()
+        self.bulk_min_records = settings.bulk_min_records if bulk_min_records is None else bulk_min_records
+        bulk_on = self.bulk_min_records > 0
+        self.window = Window(WindowLimits(
+            settings.window_max_records, settings.window_max_age_seconds, settings.window_max_bytes,
+            # A backlog window as large as bulk jobs want (only where bulk is on).
+            bulk_max_records=settings.bulk_window_max_records if bulk_on else None,
+            bulk_max_bytes=settings.bulk_window_max_bytes if bulk_on else None,
+        ))
+        self.cache = LeadCache(settings.lead_cache_size)
+        #: Bulk custom object jobs left to finish in the background (None: windows wait for them).
+        self.pipeline = (BulkPipeline(settings.bulk_pipeline_max_jobs, self._job_ended)
+                         if bulk is not None and bulk_on and settings.bulk_pipeline_max_jobs > 0 else None)
+        #: Upserts of records an outstanding job carries, waiting for it to end.
+        self.held = HeldOps()
+        #: Set when a stop's drain deadline has passed: Kafka writes still retrying give up.
+        self.give_up = asyncio.Event()
+        self.executor = WindowExecutor(
+            writer, self.cache, ledger,
+            lambda endpoint, n, code: metrics.observe_call(munchkin_id, endpoint, n, code),
+            bulk=bulk,
+            bulk_in_flight=lambda delta: metrics.bulk_in_flight.labels(munchkin_id).inc(delta),
+            pipeline=self.pipeline,
+            intents=intent_log.for_worker(self.give_up) if intent_log is not None else None,
+            verify_delay_seconds=verify_delay_seconds,
+            observe_verify=lambda result, n: metrics.verifications.labels(munchkin_id, result).inc(n),
+            monotonic=monotonic,
+            schema=_schema_map(munchkin_id, writer, settings, metrics, monotonic),
+        )
+        self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds,
+                                  settings.retry_max_seconds)
+        #: (topic, partition) of every record this worker was given.
+        self.partitions: set[tuple[str, int]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        #: The window whose calls and publishing are running (drain waits for it).
+        self._window_task: asyncio.Task[None] | None = None
+        self._reconciled_at: float | None = None
+        #: attempts → retry time, shared by the calls of the current window.
+        self._retry_at: dict[int, float] = {}
+        #: A background job that ended with an error (publishing failed): the loop raises it.
+        self._job_error: BaseException | None = None
+
+    # ----- feeding
+    def add(self, p: PendingOp) -> None:
+        self.partitions.add((p.source.topic, p.source.partition))
+        self.window.add(p)
+        self._wake.set()
+
+    @property
+    def buffered(self) -> int:
+        """Operations read and not sent yet: the window and the held-back upserts."""
+        return len(self.window) + len(self.held)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"sink-{self.munchkin_id}")
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    # ----- the loop
+    async def _loop(self) -> None:
+        while not self._stopping:
+            if self._job_error is not None:
+                raise self._job_error
+            now = self._mono()
+            reason = self.window.due(now)
+            if reason is None:
+                deadline = self.window.next_deadline(now)
+                timeout = None if deadline is None else max(0.0, deadline - now)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            if self._stopping:
+                return
+            await self._maybe_reconcile(now)
+            # A task of its own, awaited through a shield: cancelling the loop (a hard stop) lets the
+            # calls already started finish and publish their outcomes, so a custom activity Marketo
+            # accepted always reaches the ledger; stop() bounds how long that may take.
+            self._window_task = asyncio.create_task(self._one_window(reason, now))
+            await asyncio.shield(self._window_task)
+
+    async def _maybe_reconcile(self, now: float) -> None:
+        """Other integrations spend the same daily quota (marketo-api.md §2.1): learn the instance's
+        total from Marketo now and then, so the limiter's daily budget is the instance's, not ours."""
+        every = self.settings.sink_usage_reconcile_minutes * 60
+        if every <= 0 or (self._reconciled_at is not None and now - self._reconciled_at < every):
+            return
+        self._reconciled_at = now
+        try:
+            total = await self.writer.usage_today(reconcile=True)
+        except Exception as exc:  # the usage endpoint is advisory: never block writes on it
+            log.warning("instance %s: usage not read (%s)", self.munchkin_id, type(exc).__name__)
+            return
+        self.metrics.budget_used.labels(self.munchkin_id, "instance_daily").set(total)
+
+    async def _one_window(self, reason: CloseReason, now: float) -> None:
+        size = self.window.size_bytes
+        taken = self.window.take(now)
+        self.metrics.window_records.labels(self.munchkin_id, reason.value).observe(len(taken))
+        self.metrics.window_bytes.labels(self.munchkin_id).observe(size)
+        if self.pipeline is not None:
+            taken = self._hold_back(taken, self.pipeline)
+        full_calls = reason in (CloseReason.COUNT, CloseReason.BYTES)
+        config = PlannerConfig(
+            batch_max=ep.BATCH_MAX,
+            min_call_records=self.settings.window_min_call_records if full_calls else 0,
+            bulk_min_records=self.bulk_min_records,
+        )
+        plan = plan_window(taken, config, known_lead=lambda e: e in self.cache,
+                           already_written=lambda op_id: op_id in self.ledger)
+        self.window.extend(plan.deferred)
+        self._retry_at = {}
+        await self.executor.execute(plan, self._settle_and_publish)
+        self.metrics.observe_limiter(self.munchkin_id, self.writer.limiter)
+
+    def _hold_back(self, taken: list[PendingOp], pipeline: BulkPipeline) -> list[PendingOp]:
+        """Keep back the upserts of records an outstanding bulk job carries (sent after it ended)."""
+        out: list[PendingOp] = []
+        for p in taken:
+            if isinstance(p.op, CustomObjectUpsert) and pipeline.holds(key := object_key(p.op)):
+                self.held.hold(key, p)
+            else:
+                out.append(p)
+        return out
+
+    def _job_ended(self, keys: frozenset[ObjectKey], task: asyncio.Task[None]) -> None:
+        """A background bulk job ended: the upserts it held back go back to the window."""
+        if not task.cancelled() and task.exception() is not None \
+                and not isinstance(task.exception(), PublishAbandoned):
+            # Its outcomes could not be published: fail the loop as a window would (the sink stops
+            # and the records are replayed from the last commit).
+            self._job_error = task.exception()
+            self._wake.set()
+        released = self.held.release(keys)
+        if released:
+            self.window.extend(released)
+            self._wake.set()
+
+    async def _settle_and_publish(self, decisions: list[Decision]) -> None:
+        final, retry = settle(decisions, self._mono(), self.policy, self._rng, self._retry_at)
+        if retry:
+            self.metrics.retries.labels(self.munchkin_id).inc(len(retry))
+            self.window.extend(retry)
+            if self.pipeline is not None:
+                for p in retry:
+                    # A failed row of an outstanding job: later upserts of its record wait for the retry.
+                    if isinstance(p.op, CustomObjectUpsert) and self.pipeline.holds(key := object_key(p.op)):
+                        self.held.retry_due(key, p.not_before)
+        await self._publish(final, self.give_up)
+
+    # ----- stopping
+    async def stop(self, drain_timeout: float) -> list[PendingOp]:
+        """Stop taking windows; let the window in flight and then the background bulk jobs finish
+        (all within one ``drain_timeout``, then abandon what is left); return (and forget) what was
+        buffered or held back and not sent. Abandoned records stay uncommitted (replayed by the next
+        owner; upserts, so harmless)."""
+        self._stopping = True
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        inflight = self._window_task
+        if inflight is not None and not inflight.done():
+            await self._drain({inflight}, deadline, "window")
+        if self.pipeline is not None and self.pipeline.tasks:
+            # A job Marketo finishes within the drain still gets its outcomes published.
+            await self._drain(set(self.pipeline.tasks), deadline, "bulk job(s)")
+        if self.executor.publishing:
+            # Outcomes of calls Marketo answered: Kafka may take until the deadline (an outage:
+            # publishing retries), then they are given up (uncommitted; custom activities keep their
+            # intents, so the next owner verifies them before sending).
+            remaining = max(0.0, deadline - loop.time())
+            await asyncio.wait(set(self.executor.publishing), timeout=remaining)
+        self.give_up.set()
+        if self.executor.publishing:
+            await asyncio.gather(*self.executor.publishing, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        return self.window.drop() + self.held.drop()
+
+    async def _drain(self, tasks: set[asyncio.Task[None]], deadline: float, what: str) -> None:
+        # A parked instance (607) gets nothing done at Marketo until the reset: its calls (a job's
+        # status polls too) wait in the limiter, so they are abandoned at once.
+        parked = self.writer.limiter.parked_until is not None
+        timeout = 0.0 if parked else max(0.0, deadline - asyncio.get_running_loop().time())
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:
+            log.warning("instance %s: %d %s still in flight at the drain deadline; abandoned (replayed by "
+                        "the next owner)", self.munchkin_id, len(pending), what)
+            for t in pending:
+                t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t

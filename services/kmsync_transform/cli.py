@@ -1,0 +1,87 @@
+"""`kmsync transform`: run the transform worker (settings from KMSYNC_* variables, see README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from kmsync_common.health import add_health_routes
+from kmsync_common.logs import setup_logging
+from kmsync_config.settings import load_settings
+from kmsync_config.tenants import ConfigError, TenantsConfig, load_tenants
+from kmsync_transform.app import TransformWorker
+from kmsync_transform.settings import TransformSettings
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kmsync transform",
+                                     description="Kaltura records into Marketo operations")
+    parser.add_argument("--tenants-file", type=Path, help="overrides KMSYNC_TENANTS_FILE")
+    args = parser.parse_args(argv)
+    try:
+        overrides = {"tenants_file": args.tenants_file} if args.tenants_file else {}
+        settings = load_settings(TransformSettings, **overrides)
+        # Transform never calls Marketo or Kaltura: it needs the routing, not the secrets.
+        tenants = load_tenants(settings.tenants_file, check_secrets=False)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if settings.transform_engine == "quix":
+        return serve_quix(settings, tenants)
+    return asyncio.run(serve(settings, tenants))
+
+
+def serve_quix(settings: TransformSettings, tenants: TenantsConfig) -> int:
+    """The quixstreams engine: /healthz, /readyz, /metrics on a thread; quixstreams owns the main
+    thread and SIGTERM/SIGINT (it commits the checkpoint in hand, then stops)."""
+    from kmsync_transform.engine_quix import HealthServer, QuixTransform  # only this engine needs quixstreams
+
+    log = setup_logging("transform", settings.log_level)
+    engine = QuixTransform(settings, tenants)
+    health = HealthServer(settings.http_host, settings.http_port, lambda: engine.ready, engine.metrics)
+    health.start()
+    try:
+        engine.run()
+        log.info("transform stopped: last checkpoint committed")
+    finally:
+        health.stop()
+    return 0
+
+
+def dump_tasks() -> None:
+    """SIGUSR2: print every asyncio task's stack to stderr (diagnosing a stalled worker)."""
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()} {task.get_coro()!r}", file=sys.__stderr__)
+        task.print_stack(limit=6, file=sys.__stderr__)
+
+
+async def serve(settings: TransformSettings, tenants: TenantsConfig) -> int:
+    """Serve /healthz, /readyz (state loaded, clients started) and /metrics; run until SIGTERM/SIGINT.
+
+    A stop signal only sets a flag: the batch in hand is finished and committed, then the loop ends.
+    """
+    log = setup_logging("transform", settings.log_level)
+    worker = TransformWorker(settings, tenants)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR2, dump_tasks)
+    app = web.Application()
+    add_health_routes(app, lambda: worker.ready, registry=worker.metrics.registry)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    try:
+        await worker.start()
+        await worker.run(stop)
+        log.info("transform stopped: last batch committed")
+    finally:
+        await worker.close()
+        await runner.cleanup()
+    return 0

@@ -1,0 +1,257 @@
+"""Transform on quixstreams: exactly-once, state partitioned with its input, N replicas per group.
+
+One quixstreams Application (consumer group `<prefix><app id>`, librdkafka underneath) with three
+streaming dataframes, one per input topic:
+
+    kaltura.attendee-status.v1    ─ route + status step (state: statuses)       ┐
+    kaltura.session-engagement.v1 ─ route + engagement step (state: ledger)     ├→ marketo.ops.v1 (key munchkin id)
+    kaltura.poll-responses.v1     ─ route → group_by(session) → poll step       ┘  transform.dlq.v1
+                                              (repartition topic; state: slots, answers)
+
+The steps are keyed.py's (the pure modules underneath, unchanged). State lives in RocksDB per input
+partition, each store backed by a compacted changelog topic. Processing guarantee `exactly-once`:
+per checkpoint (every KMSYNC_TRANSFORM_COMMIT_INTERVAL_MS) one Kafka transaction holds the produced
+operations and dead letters, the repartitioned polls, the state changelog records and the consumed
+offsets; a replica killed mid-checkpoint leaves an aborted transaction that read_committed readers
+never see, and whoever owns the partitions next resumes from the last committed checkpoint with the
+state as of that checkpoint (quixstreams recovers stores from their changelogs up to the committed
+offsets). Replicas share the partitions through the consumer group; a rebalance commits the
+checkpoint in hand before partitions move. State is written with a TTL (the retention) against the
+records' Kafka timestamps, and expired entries are deleted with changelog tombstones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from confluent_kafka import KafkaException, TopicPartition
+from quixstreams import Application, State, message_context
+from quixstreams.models import Topic
+from quixstreams.models.serializers import SerializationContext, Serializer
+
+from kmsync_common.health import add_health_routes
+from kmsync_config.tenants import TenantsConfig
+from kmsync_contracts.topics import (
+    ATTENDEE_STATUS,
+    MARKETO_OPS,
+    POLL_RESPONSES,
+    SESSION_ENGAGEMENT,
+    TRANSFORM_DLQ,
+    TopicSpec,
+)
+from kmsync_kafka.clients import ensure_topics, topic_name
+from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.keyed import Envelope, KeyedSteps, Output
+from kmsync_transform.metrics import TransformMetrics
+from kmsync_transform.routing import INPUTS
+from kmsync_transform.settings import TransformSettings
+
+log = logging.getLogger("kmsync.transform")
+
+#: The repartition step's name (quixstreams names the topic repartition__<group>--<topic>--<name>).
+SESSION_GROUP = "session"
+#: How often (per partition) the lag gauge reads librdkafka's cached high watermark mid-backlog.
+LAG_EVERY_SECONDS = 0.5
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _OutputValue(Serializer):
+    """An Output's value bytes as they are (the steps encode them with kmsync_contracts)."""
+
+    def __call__(self, value: Output, ctx: SerializationContext) -> bytes:
+        return value[2]
+
+
+class _EnvelopeValue(Serializer):
+    def __call__(self, value: Envelope, ctx: SerializationContext) -> bytes:
+        return value.encode()
+
+
+def _source(key: bytes | None) -> SourceRef:
+    ctx = message_context()
+    return SourceRef(topic=ctx.topic, partition=ctx.partition, offset=ctx.offset,
+                     key=key.decode("utf-8", "replace") if key else None)
+
+
+class QuixTransform:
+    """Build with the settings; `run()` blocks until SIGTERM/SIGINT (quixstreams handles both:
+    the checkpoint in hand is committed, then the clients close)."""
+
+    def __init__(
+        self,
+        settings: TransformSettings,
+        tenants: TenantsConfig,
+        *,
+        metrics: TransformMetrics | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or TransformMetrics()
+        prefix = settings.topic_prefix
+        self.group_id = f"{prefix}{settings.transform_app_id}"
+        self.spec_by_topic = {topic_name(s, prefix): s for s in INPUTS}
+        self.steps = KeyedSteps(
+            tenants, self.metrics, clock=clock,
+            retention=timedelta(seconds=settings.transform_state_retention_seconds),
+            rate_scale=settings.rate_scale, engagement_dedupe_fields=settings.engagement_dedupe_fields,
+            polls_dedupe_fields=settings.polls_dedupe_fields)
+        self.ready = False
+        self._own_state_dir: Path | None = None
+        #: (topic, partition) → (when to read the high watermark again, the last one read)
+        self._lag_reads: dict[tuple[str, int], tuple[float, int]] = {}
+        self.app: Application | None = None
+
+    # ----- the application
+    def _state_dir(self) -> Path:
+        if self.settings.transform_state_dir is not None:
+            return self.settings.transform_state_dir
+        self._own_state_dir = Path(tempfile.mkdtemp(prefix="kmsync-transform-state-"))
+        return self._own_state_dir
+
+    def _build(self) -> Application:
+        s = self.settings
+        app = Application(
+            broker_address=s.kafka_bootstrap,
+            consumer_group=self.group_id,
+            auto_offset_reset="earliest",
+            processing_guarantee="exactly-once",
+            commit_interval=s.transform_commit_interval_ms / 1000,
+            state_dir=self._state_dir(),
+            # marketo.ops.v1 is keyed by munchkin id: murmur2 puts a key on the partition aiokafka and
+            # the Java clients choose, so the worker and this engine agree on an instance's partition.
+            # A replica killed mid-transaction leaves it open, and read_committed readers (the sink, the
+            # next owner of its partitions' repartitioned polls) wait at it until the broker aborts it
+            # after transaction.timeout.ms: short, so a takeover is quick.
+            producer_extra_config={"partitioner": "murmur2_random", "linger.ms": 5,
+                                   "transaction.timeout.ms": s.transform_transaction_timeout_ms},
+            # A killed replica's partitions move after session.timeout.ms. fetch.wait.max.ms: quixstreams
+            # sets up each assigned partition with calls that wait behind the fetcher's long poll
+            # (librdkafka's 500 ms: 9 s to assign 18 store partitions; 100 ms: under 1 s).
+            consumer_extra_config={"isolation.level": "read_committed",
+                                   "fetch.wait.max.ms": s.transform_batch_wait_ms,
+                                   "session.timeout.ms": s.transform_session_timeout_ms,
+                                   "heartbeat.interval.ms": max(s.transform_session_timeout_ms // 5, 500)},
+            on_message_processed=self._processed,
+            loglevel=None,  # kmsync_common.setup_logging configures the logging
+        )
+        prefix = s.topic_prefix
+        ops = app.topic(topic_name(MARKETO_OPS, prefix), key_serializer="bytes", value_serializer=_OutputValue())
+        dlq = app.topic(topic_name(TRANSFORM_DLQ, prefix), key_serializer="bytes", value_serializer=_OutputValue())
+        destinations = {"ops": ops, "dlq": dlq}
+
+        def destination(value: Output, key: Any, timestamp: int, headers: Any) -> Topic:
+            return destinations[value[0]]
+
+        def output_key(value: Output) -> bytes:
+            return value[1]
+
+        def input_topic(spec: TopicSpec) -> Topic:
+            return app.topic(topic_name(spec, prefix), key_deserializer="bytes", value_deserializer="bytes")
+
+        for spec in (ATTENDEE_STATUS, SESSION_ENGAGEMENT):
+            sdf = app.dataframe(input_topic(spec))
+            sdf = sdf.apply(partial(self._record, spec), stateful=True, metadata=True, expand=True)
+            sdf.to_topic(destination, key=output_key)
+
+        polls = app.dataframe(input_topic(POLL_RESPONSES))
+        polls = polls.apply(self._route_poll, metadata=True)
+        polls = polls.group_by(_envelope_key, name=SESSION_GROUP, key_serializer="str", key_deserializer="str",
+                               value_serializer=_EnvelopeValue(), value_deserializer="bytes")
+        polls = polls.apply(self._poll, stateful=True, metadata=True, expand=True)
+        polls.to_topic(destination, key=output_key)
+        return app
+
+    # ----- the steps, as quixstreams calls them
+    def _record(self, spec: TopicSpec, value: bytes, key: bytes | None, timestamp: int, headers: Any,
+                state: State) -> list[Output]:
+        return self.steps.record(spec, value or b"", _source(key), state)
+
+    def _route_poll(self, value: bytes, key: bytes | None, timestamp: int, headers: Any) -> Envelope:
+        return self.steps.route_poll(value or b"", _source(key))
+
+    def _poll(self, value: bytes, key: str, timestamp: int, headers: Any, state: State) -> list[Output]:
+        return self.steps.poll(Envelope.decode(key, value), state)
+
+    def _processed(self, topic: str, partition: int, offset: int) -> None:
+        """After each input record: the partition's lag gauge, from the high watermark librdkafka
+        cached with its last fetch (quixstreams has no public accessor). Reading it costs about as
+        much as a record's step, so it is read at most every LAG_EVERY_SECONDS per partition, and
+        always once the record reaches the last high watermark read (so a caught-up partition shows 0)."""
+        spec = self.spec_by_topic.get(topic)
+        if spec is None or self.app is None:
+            return
+        now = time.monotonic()
+        due, high = self._lag_reads.get((topic, partition), (0.0, -1))
+        if now < due and offset + 1 < high:
+            return
+        try:
+            _, high = self.app._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        except KafkaException:
+            return
+        self._lag_reads[(topic, partition)] = (now + LAG_EVERY_SECONDS, high)
+        if high >= 0:
+            self.metrics.set_lag(spec.name, partition, max(high - offset - 1, 0))
+
+    # ----- running
+    def run(self) -> None:
+        # The catalogue's topics first (partitions, retention): quixstreams would create missing ones
+        # with its own defaults when the application declares them.
+        asyncio.run(ensure_topics(self.settings.kafka_bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ],
+                                  self.settings.topic_prefix))
+        self.app = self._build()
+        self.ready = True
+        log.info("transform (quix engine) starting as group %s, exactly-once, state retention %d s",
+                 self.group_id, self.settings.transform_state_retention_seconds)
+        try:
+            self.app.run()
+        finally:
+            self.ready = False
+            if self._own_state_dir is not None:
+                shutil.rmtree(self._own_state_dir, ignore_errors=True)
+
+
+def _envelope_key(envelope: Envelope) -> str:
+    return envelope.key
+
+
+class HealthServer:
+    """/healthz, /readyz and /metrics on a thread of their own (quixstreams' loop is synchronous)."""
+
+    def __init__(self, host: str, port: int, ready: Callable[[], bool], metrics: TransformMetrics) -> None:
+        self.host, self.port, self.ready, self.metrics = host, port, ready, metrics
+        self.loop = asyncio.new_event_loop()
+        self.started = threading.Event()
+        self.thread = threading.Thread(target=self._serve, name="health", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.started.wait(timeout=30)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        add_health_routes(app, self.ready, registry=self.metrics.registry)
+        runner = web.AppRunner(app, access_log=None)
+        self.loop.run_until_complete(runner.setup())
+        self.loop.run_until_complete(web.TCPSite(runner, self.host, self.port).start())
+        self.started.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(runner.cleanup())
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)

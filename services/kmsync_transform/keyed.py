@@ -1,0 +1,180 @@
+"""Pure: transform's per-record steps over partitioned, keyed state (no I/O, no engine types).
+
+An engine that keeps state per message key (quix, engine_quix.py) calls these once per record:
+
+- statuses and engagement snapshots are processed on their input partition: the input key
+  `partner:event:user` already puts every record of one person in one event on one partition, and
+  the state they touch (the member's status, the person's activity ledger entries) is that person's
+  within the event (one event → one Marketo instance and program);
+- poll responses are first routed (`route_poll`) and re-keyed by their session, then processed on the
+  partition that owns the session (`poll`), since a session's slots collect answers of every user.
+
+State is read and written through `KeyedState` (the engine's state scoped to the current message key);
+`StateTable` presents one table of it as the MutableMapping the pure modules take. Every write carries
+the retention, so an event's state expires that long after its last record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from kmsync_config.tenants import TenantsConfig
+from kmsync_contracts.codecs import encode
+from kmsync_contracts.topics import POLL_RESPONSES, TopicSpec
+from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.engagement import RateScale
+from kmsync_transform.metrics import TransformMetrics
+from kmsync_transform.polls import session_key
+from kmsync_transform.routing import Routed, RoutedPoll, route
+from kmsync_transform.transformer import Transformer, TransformState
+
+#: Where an output goes: marketo.ops.v1 (key munchkin id) or transform.dlq.v1 (key: the input's key).
+Destination = Literal["ops", "dlq"]
+Output = tuple[Destination, bytes, bytes]
+
+
+class KeyedState(Protocol):
+    """The engine's state for the current message key (quixstreams' State has this shape)."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def set(self, key: str, value: Any, ttl: timedelta | None = None) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+
+class StateTable(MutableMapping[str, Any]):
+    """One table (`statuses`, `activity_ledger`, ...) of a KeyedState: keys `<table>:<key>`.
+
+    Iteration and len() are not offered: the pure modules only look entries up and write them."""
+
+    def __init__(self, state: KeyedState, table: str, ttl: timedelta | None) -> None:
+        self.state = state
+        self.prefix = f"{table}:"
+        self.ttl = ttl
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.state.get(self.prefix + key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.state.get(self.prefix + key)
+        return default if value is None else value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.state.get(self.prefix + key) is not None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.state.set(self.prefix + key, value, ttl=self.ttl)
+
+    def __delitem__(self, key: str) -> None:
+        self.state.delete(self.prefix + key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("a keyed state table cannot be iterated")
+
+    def __len__(self) -> int:
+        raise TypeError("a keyed state table has no length")
+
+
+def transform_state(state: KeyedState, ttl: timedelta | None) -> TransformState:
+    return TransformState(StateTable(state, "statuses", ttl), StateTable(state, "activity_ledger", ttl),
+                          StateTable(state, "poll_slots", ttl), StateTable(state, "poll_answers", ttl))
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What crosses the repartition topic: a routed poll (keyed by its session) or the dead letter
+    of a poll response that could not be routed (keyed by the input key)."""
+
+    key: str
+    routed: RoutedPoll | None = None
+    #: The encoded dead letter, passed through as it is.
+    dead_letter: bytes | None = None
+
+    def encode(self) -> bytes:
+        if self.routed is not None:
+            return b"R" + self.routed.model_dump_json().encode()
+        assert self.dead_letter is not None
+        return b"D" + self.dead_letter
+
+    @classmethod
+    def decode(cls, key: str, raw: bytes) -> Envelope:
+        kind, body = raw[:1], raw[1:]
+        if kind == b"R":
+            return cls(key, routed=RoutedPoll.model_validate_json(body))
+        if kind == b"D":
+            return cls(key, dead_letter=body)
+        raise ValueError(f"not a transform repartition record (starts with {kind!r})")
+
+
+class KeyedSteps:
+    """The steps an engine runs per record; `clock` is read once per record."""
+
+    def __init__(
+        self,
+        tenants: TenantsConfig,
+        metrics: TransformMetrics,
+        *,
+        clock: Callable[[], datetime],
+        retention: timedelta | None,
+        rate_scale: RateScale = "auto",
+        engagement_dedupe_fields: tuple[str, ...] | None = None,
+        polls_dedupe_fields: tuple[str, ...] | None = None,
+    ) -> None:
+        self.tenants = tenants
+        self.metrics = metrics
+        self.clock = clock
+        self.retention = retention
+        self.options: dict[str, Any] = {"rate_scale": rate_scale}
+        if engagement_dedupe_fields is not None:
+            self.options["engagement_dedupe_fields"] = engagement_dedupe_fields
+        if polls_dedupe_fields is not None:
+            self.options["polls_dedupe_fields"] = polls_dedupe_fields
+
+    def record(self, spec: TopicSpec, raw: bytes, source: SourceRef, state: KeyedState) -> list[Output]:
+        """A status or an engagement snapshot, on its input partition, against its key's state."""
+        now = self.clock()
+        routed = route(spec, raw, source, self.tenants, now)
+        self.metrics.routed(spec.name, routed)
+        if routed.dead_letter is not None:
+            return [("dlq", _key(source), encode(routed.dead_letter))]
+        assert routed.routed is not None
+        return self._apply(routed.routed, source, state, now)
+
+    def route_poll(self, raw: bytes, source: SourceRef) -> Envelope:
+        """Stage 1 of a poll response: route it and key it by its session (or dead-letter it)."""
+        routed = route(POLL_RESPONSES, raw, source, self.tenants, self.clock())
+        self.metrics.routed(POLL_RESPONSES.name, routed)
+        if routed.dead_letter is not None:
+            return Envelope(source.key or "", dead_letter=encode(routed.dead_letter))
+        assert isinstance(routed.routed, RoutedPoll)
+        r = routed.routed
+        return Envelope(session_key(r.munchkin_id, r.record.virtual_event_id, r.record.entry_id), routed=r)
+
+    def poll(self, envelope: Envelope, state: KeyedState) -> list[Output]:
+        """Stage 2 of a poll response, on the partition that owns its session."""
+        if envelope.dead_letter is not None:
+            return [("dlq", envelope.key.encode(), envelope.dead_letter)]
+        assert envelope.routed is not None
+        return self._apply(envelope.routed, envelope.routed.source, state, self.clock())
+
+    def _apply(self, routed: Routed, source: SourceRef, state: KeyedState, now: datetime) -> list[Output]:
+        transformer = Transformer(self.tenants, transform_state(state, self.retention), clock=lambda: now,
+                                  **self.options)
+        result = transformer.apply(routed)
+        self.metrics.stepped(result)
+        out: list[Output] = [("ops", op.munchkin_id.encode(), encode(op)) for op in result.ops]
+        out += [("dlq", _key(source), encode(dl)) for dl in result.dead_letters]
+        return out
+
+
+def _key(source: SourceRef) -> bytes:
+    return (source.key or "").encode()

@@ -1,0 +1,72 @@
+"""Prometheus metrics of the transform service, per tenant (the event's name in the tenants file)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from kmsync_transform.routing import RouteResult
+from kmsync_transform.transformer import StepResult
+
+
+class TransformMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.records_in = Counter("kmsync_transform_records_in", "Input records read",
+                                  ["tenant", "topic"], registry=r)
+        self.ops_out = Counter("kmsync_transform_ops_out", "Marketo operations emitted",
+                               ["tenant", "kind"], registry=r)
+        self.regressions = Counter("kmsync_transform_status_regressions_dropped",
+                                   "Statuses dropped: lower step than the member already has",
+                                   ["tenant"], registry=r)
+        self.repeats = Counter("kmsync_transform_repeats_dropped",
+                               "Statuses or poll answers dropped: the member already has them",
+                               ["tenant"], registry=r)
+        self.ledger_hits = Counter("kmsync_transform_activity_ledger_hits",
+                                   "Activities not emitted again because the ledger holds them",
+                                   ["tenant"], registry=r)
+        self.dead_letters = Counter("kmsync_transform_dead_lettered", "Records sent to transform.dlq.v1",
+                                    ["tenant", "reason"], registry=r)
+        # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
+        self.consumer_lag = Gauge("kmsync_transform_consumer_lag_records",
+                                  "Input records not read yet: the partition's log end (last stable offset for "
+                                  "read_committed) minus transform's position, as of the last poll",
+                                  ["topic", "partition"], registry=r)
+        self._lag_children: dict[tuple[str, int], Gauge] = {}
+        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
+
+    def _inc(self, counter: Counter, labels: tuple[str, ...], amount: int = 1) -> None:
+        """counter.labels(*labels).inc(amount), with the labelled child looked up once per label set
+        (labels() validates and locks on every call; this runs several times per record)."""
+        child = self._children.get((counter, labels))
+        if child is None:
+            child = self._children[(counter, labels)] = counter.labels(*labels)
+        child.inc(amount)
+
+    def routed(self, topic: str, result: RouteResult) -> None:
+        self._inc(self.records_in, (result.tenant, topic))
+        if result.dead_letter is not None:
+            self._inc(self.dead_letters, (result.tenant, result.dead_letter.reason_code))
+
+    def stepped(self, result: StepResult) -> None:
+        tenant = result.tenant
+        for op in result.ops:
+            self._inc(self.ops_out, (tenant, op.kind))
+        for dl in result.dead_letters:
+            self._inc(self.dead_letters, (tenant, dl.reason_code))
+        if result.regressions:
+            self._inc(self.regressions, (tenant,), result.regressions)
+        if result.repeats:
+            self._inc(self.repeats, (tenant,), result.repeats)
+        if result.ledger_hits:
+            self._inc(self.ledger_hits, (tenant,), result.ledger_hits)
+
+    def set_lag(self, topic: str, partition: int, records: int) -> None:
+        """`topic` is the catalogue name (as in records_in), without the deployment's prefix."""
+        child = self._lag_children.get((topic, partition))
+        if child is None:
+            child = self._lag_children[(topic, partition)] = self.consumer_lag.labels(topic, str(partition))
+        child.set(records)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

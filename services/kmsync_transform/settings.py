@@ -1,0 +1,50 @@
+"""Transform's settings: the common KMSYNC_* ones plus its own (env KMSYNC_<FIELD>)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from kmsync_config.settings import CommonSettings
+from kmsync_contracts.seed import ENGAGEMENT_OBJECT_DEDUPE_FIELDS, POLLS_OBJECT_DEDUPE_FIELDS
+from kmsync_transform.engagement import RateScale
+
+#: quix: the quixstreams application (exactly-once, partitioned state, N replicas; engine_quix.py).
+#: worker: the single-replica aiokafka worker (app.py), kept while the quix engine proves itself.
+Engine = Literal["quix", "worker"]
+
+
+class TransformSettings(CommonSettings):
+    #: Which runtime runs the pure modules (README.md "Engines").
+    transform_engine: Engine = "quix"
+    #: Consumer group whose committed offsets say how far transform has read (after topic_prefix).
+    transform_app_id: str = Field(default="kmsync-transform", min_length=1)
+    #: Partitions of transform's state topic (<prefix>transform.state.v1), used when it is created.
+    transform_partitions: int = Field(default=6, ge=1)
+    #: Most input records one batch processes (one round of acknowledgements and one commit per batch).
+    transform_batch_max_records: int = Field(default=500, ge=1, le=100_000)
+    #: How long an idle poll waits for input before the loop looks at the stop flag again (worker);
+    #: the quix engine's fetch.wait.max.ms.
+    transform_batch_wait_ms: int = Field(default=100, ge=1, le=10_000)
+    #: quix engine: how often the transaction (outputs, state changelogs, input offsets) is committed.
+    #: Consumers read read_committed, so this is also the latency an operation gains.
+    transform_commit_interval_ms: int = Field(default=500, ge=10, le=60_000)
+    #: quix engine: how long a piece of state lives after the last input record (Kafka timestamp) that
+    #: wrote it; an event's state is gone this long after its last record. Longer than any gap between
+    #: an event's records, including late reports and upstream replays (default 30 days).
+    transform_state_retention_seconds: int = Field(default=30 * 86_400, ge=1)
+    #: quix engine: local RocksDB directory; empty = a fresh temporary directory per process (state is
+    #: recovered from the changelog topics at start, bounded by the retention).
+    transform_state_dir: Path | None = None
+    #: quix engine: the broker aborts a transaction left open this long (a killed replica's); readers
+    #: wait at an open transaction, so this bounds how long a kill delays the operations behind it.
+    transform_transaction_timeout_ms: int = Field(default=10_000, ge=1_000, le=900_000)
+    #: quix engine: a replica that stops heartbeating loses its partitions after this long.
+    transform_session_timeout_ms: int = Field(default=10_000, ge=3_000, le=300_000)
+    #: How engagement rates are read: auto (percent when any rate of a snapshot is above 1).
+    rate_scale: RateScale = "auto"
+    #: The custom objects' dedupe fields (default: the contract's, kmsync_contracts.seed).
+    engagement_dedupe_fields: tuple[str, ...] = ENGAGEMENT_OBJECT_DEDUPE_FIELDS
+    polls_dedupe_fields: tuple[str, ...] = POLLS_OBJECT_DEDUPE_FIELDS

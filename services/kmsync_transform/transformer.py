@@ -1,0 +1,189 @@
+"""Stateful but pure: a routed record and the state tables → Marketo operations.
+
+State lives in mutable mappings (staged views of the app's tables, dicts in unit tests): the
+highest status per member, the activity ledger, and poll slots/answers. No I/O happens here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kmsync_config.tenants import EventConfig, TenantsConfig
+from kmsync_contracts.marketo_ops import (
+    CustomActivity,
+    CustomObjectUpsert,
+    LeadUpsert,
+    MarketoOperation,
+    ProgramMemberStatus,
+)
+from kmsync_contracts.outcomes import DeadLetter
+from kmsync_contracts.seed import (
+    ENGAGEMENT_ACTIVITY_API_NAME,
+    ENGAGEMENT_OBJECT_API_NAME,
+    ENGAGEMENT_OBJECT_DEDUPE_FIELDS,
+    MAX_POLLS_PER_SESSION,
+    POLLS_OBJECT_API_NAME,
+    POLLS_OBJECT_DEDUPE_FIELDS,
+)
+from kmsync_transform.dead_letters import Reason, dead_letter
+from kmsync_transform.engagement import RateScale, activity_attributes, engagement_values, object_record
+from kmsync_transform.forward_only import ForwardOnly, Verdict, person_key
+from kmsync_transform.ledger import ActivityLedger, activity_op_id
+from kmsync_transform.op_ids import content_fingerprint, op_id
+from kmsync_transform.polls import PollSlots, session_key
+from kmsync_transform.routing import UNCONFIGURED, Routed, RoutedEngagement, RoutedPoll, RoutedStatus, event_for
+from kmsync_transform.status_map import map_status
+
+
+@dataclass
+class StepResult:
+    tenant: str
+    ops: list[MarketoOperation] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Statuses dropped because the member already has this or a higher step.
+    regressions: int = 0
+    repeats: int = 0
+    #: Activities not emitted because the ledger already holds them.
+    ledger_hits: int = 0
+
+
+@dataclass
+class TransformState:
+    statuses: MutableMapping[str, Any]
+    ledger: MutableMapping[str, Any]
+    poll_slots: MutableMapping[str, Any]
+    poll_answers: MutableMapping[str, Any]
+
+    @classmethod
+    def in_memory(cls) -> TransformState:
+        return cls({}, {}, {}, {})
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Transformer:
+    def __init__(
+        self,
+        tenants: TenantsConfig,
+        state: TransformState,
+        *,
+        rate_scale: RateScale = "auto",
+        engagement_dedupe_fields: tuple[str, ...] = ENGAGEMENT_OBJECT_DEDUPE_FIELDS,
+        polls_dedupe_fields: tuple[str, ...] = POLLS_OBJECT_DEDUPE_FIELDS,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.tenants = tenants
+        self.forward_only = ForwardOnly(state.statuses)
+        self.ledger = ActivityLedger(state.ledger)
+        self.polls = PollSlots(state.poll_slots, state.poll_answers)
+        self.rate_scale = rate_scale
+        self.engagement_dedupe_fields = engagement_dedupe_fields
+        self.polls_dedupe_fields = polls_dedupe_fields
+        self.clock = clock
+
+    def apply(self, routed: Routed) -> StepResult:
+        event = event_for(self.tenants, routed)
+        now = self.clock()
+        if event is None:  # the tenants file changed between the two stages
+            return StepResult(UNCONFIGURED, dead_letters=[dead_letter(
+                Reason.EVENT_NOT_CONFIGURED,
+                f"virtual event {routed.record.virtual_event_id} is no longer in the tenants file",
+                routed.source, routed.record, now)])
+        result = StepResult(event.name)
+        if isinstance(routed, RoutedStatus):
+            self._status(routed, event.program_id, event.status_overrides, event.outputs.program_status, now,
+                         result)
+        elif isinstance(routed, RoutedEngagement):
+            self._engagement(routed, event, now, result)
+        else:
+            self._poll(routed, event, now, result)
+        return result
+
+    # -- statuses ----------------------------------------------------------------------------------
+    def _status(self, routed: RoutedStatus, program_id: int, overrides: Any, enabled: bool, now: datetime,
+                result: StepResult) -> None:
+        record, email, munchkin = routed.record, routed.email, routed.munchkin_id
+        mapped = map_status(record, overrides)
+        verdict = self.forward_only.advance(person_key(munchkin, program_id, email), mapped.name, mapped.step)
+        if verdict is Verdict.REGRESSION:
+            result.regressions += 1
+            return
+        if verdict is Verdict.REPEAT:
+            result.repeats += 1
+            return
+        base = {
+            "munchkin_id": munchkin, "partner_id": record.partner_id,
+            "virtual_event_id": record.virtual_event_id, "email": email,
+            "source_time": record.status_time, "emitted_at": now,
+        }
+        fields = {k: v for k, v in (("firstName", record.first_name), ("lastName", record.last_name)) if v}
+        result.ops.append(LeadUpsert(
+            op_id=op_id("lead_upsert", munchkin, email, record.partner_id, record.virtual_event_id,
+                        record.user_id, record.status.value, record.status_time.isoformat()),
+            fields=dict(fields), **base))
+        if enabled:
+            result.ops.append(ProgramMemberStatus(
+                op_id=op_id("program_member_status", munchkin, program_id, email, mapped.name),
+                program_id=program_id, status_name=mapped.name, step=mapped.step,
+                granular_status=mapped.granular, **base))
+
+    # -- engagement --------------------------------------------------------------------------------
+    def _engagement(self, routed: RoutedEngagement, event: EventConfig, now: datetime, result: StepResult) -> None:
+        snap, email, munchkin = routed.record, routed.email, routed.munchkin_id
+        base = {
+            "munchkin_id": munchkin, "partner_id": snap.partner_id,
+            "virtual_event_id": snap.virtual_event_id, "email": email,
+            "source_time": snap.source_time, "emitted_at": now,
+        }
+        values: dict[str, object] | None = None  # the object and the activity share them
+        if event.outputs.custom_objects:
+            values = engagement_values(snap, email, event, self.rate_scale)
+            record = object_record(values)
+            result.ops.append(CustomObjectUpsert(
+                op_id=op_id("custom_object_upsert", munchkin, ENGAGEMENT_OBJECT_API_NAME,
+                            snap.virtual_event_id, snap.entry_id, email, content_fingerprint(record)),
+                object_name=ENGAGEMENT_OBJECT_API_NAME, dedupe_fields=self.engagement_dedupe_fields,
+                record=record, **base))
+        if event.outputs.custom_activities and snap.is_final:
+            activity_id = activity_op_id(munchkin, snap.virtual_event_id, snap.entry_id, email)
+            if not self.ledger.claim(activity_id, now.isoformat()):
+                result.ledger_hits += 1
+                return
+            result.ops.append(CustomActivity(
+                op_id=activity_id, activity_type=ENGAGEMENT_ACTIVITY_API_NAME,
+                primary_attribute_value=snap.entry_id, activity_date=snap.source_time,
+                attributes=activity_attributes(
+                    values if values is not None else engagement_values(snap, email, event, self.rate_scale)),
+                **base))
+
+    # -- polls -------------------------------------------------------------------------------------
+    def _poll(self, routed: RoutedPoll, event: EventConfig, now: datetime, result: StepResult) -> None:
+        response, email, munchkin = routed.record, routed.email, routed.munchkin_id
+        if not event.outputs.custom_objects:
+            return  # legacy tenants have no custom objects; the seed has no poll activity
+        outcome = self.polls.apply(session_key(munchkin, response.virtual_event_id, response.entry_id),
+                                   email, response)
+        if outcome.slot is None:
+            result.dead_letters.append(dead_letter(
+                Reason.TOO_MANY_POLLS,
+                f"session {response.entry_id} already has {MAX_POLLS_PER_SESSION} polls, the most "
+                f"{POLLS_OBJECT_API_NAME} can hold (poll_1..poll_{MAX_POLLS_PER_SESSION}); "
+                f"poll {response.poll_id} has no slot",
+                routed.source, response, now))
+            return
+        if not outcome.changed or outcome.record is None:
+            result.repeats += 1
+            return
+        result.ops.append(CustomObjectUpsert(
+            op_id=op_id("custom_object_upsert", munchkin, POLLS_OBJECT_API_NAME, response.virtual_event_id,
+                        response.entry_id, email, content_fingerprint(outcome.record)),
+            munchkin_id=munchkin, partner_id=response.partner_id,
+            virtual_event_id=response.virtual_event_id, email=email,
+            source_time=response.answered_at or response.source_time, emitted_at=now,
+            object_name=POLLS_OBJECT_API_NAME, dedupe_fields=self.polls_dedupe_fields,
+            record=outcome.record))
