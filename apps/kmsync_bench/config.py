@@ -14,7 +14,7 @@ NAIVE_INSTANCE = "222-BBB-222"        # the naive writer, rate limit lifted (sec
 CAPACITY_INSTANCE = "333-CCC-333"     # every limit lifted (section 4)
 BACKFILL_INSTANCE = "444-DDD-444"     # the real rolling limits, a large daily quota (section 5)
 
-#: Marketo's per-instance limits and batch size (marketo-api.md §2.1), as the Marketo client knows them.
+#: Marketo's per-instance limits and batch size (docs/reference/marketo-api.md §2.1), as the Marketo client knows them.
 INSTANCE_RATE_LIMIT = ep.RATE_LIMIT_CALLS
 RATE_WINDOW_SECONDS = ep.RATE_WINDOW_SECONDS
 DAILY_QUOTA = ep.DEFAULT_DAILY_QUOTA

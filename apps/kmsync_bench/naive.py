@@ -1,7 +1,7 @@
-"""The baseline: a naive writer that sends one record per Marketo call, as peers do (peers.md §5a:
+"""The baseline: a naive writer that sends one record per Marketo call, as peers do (docs/reference/peers.md §5a:
 RudderStack's Marketo REST destination, the Confluent HTTP sink precursor's default batch of 1).
 
-Plain httpx against the Marketo REST API (marketo-api.md §4-§8): a token, then per operation one
+Plain httpx against the Marketo REST API (docs/reference/marketo-api.md §4-§8): a token, then per operation one
 call; a lead id learnt from the lead's own upsert is cached (RudderStack caches lead ids too), a
 missing one costs a look-up call. Each attendee's operations go in order; ``concurrency`` attendees
 at a time. Errors are counted, never retried (a peer would retry; that only adds calls).
@@ -69,7 +69,7 @@ class NaiveWriter:
         if bad:
             errors = body.get("errors") or result[0].get("reasons") or [{"code": "?"}]
             code = str(errors[0].get("code", "?"))
-            if code == "1037":  # already in or past this status: not an error (marketo-api.md §6.2)
+            if code == "1037":  # already in or past this status: not an error (docs/reference/marketo-api.md §6.2)
                 return False
             self.stats.failures[code] = self.stats.failures.get(code, 0) + 1
         return bad

@@ -165,7 +165,7 @@ class RestEquivalent(_Model):
     custom_objects: int = Field(ge=0)
     total: int = Field(ge=0)
     #: The same rows' custom activities, had the event sent them (Marketo has no bulk activity
-    #: import, marketo-api.md §7.3): REST only, 300 per call.
+    #: import, docs/reference/marketo-api.md §7.3): REST only, 300 per call.
     custom_activities_if_enabled: int = Field(ge=0)
     #: ``total`` at the instance's full rate limit (100 calls / 20 s).
     seconds_at_rate_limit: float = Field(ge=0)

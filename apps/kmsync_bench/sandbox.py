@@ -18,7 +18,8 @@ CLIENT_ID = "sandbox-client-id"
 CLIENT_SECRET = "sandbox-client-secret"  # the sandbox's published test credential, not a secret
 EXTERNAL_CLIENT_ID = "bench-external-tool"
 EXTERNAL_CLIENT_SECRET = "bench-external-secret"
-IDENTITY_PATH = "/identity/oauth/token"  # Identity calls are never counted by Marketo (marketo-api.md §2.1)
+# Identity calls are never counted by Marketo (docs/reference/marketo-api.md §2.1).
+IDENTITY_PATH = "/identity/oauth/token"
 #: Endpoint templates that write records (the ones records-per-call divides by).
 WRITE_MARKERS = ("/rest/v1/leads.json", "/members/status.json", "/rest/v1/customobjects/",
                  "/rest/v1/activities/external.json", "/bulk/v1/")

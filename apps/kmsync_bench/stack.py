@@ -76,7 +76,8 @@ def tenants_doc(sandbox: SandboxProcess, config: BenchConfig) -> dict[str, Any]:
         "kaltura_partners": {PARTNER_ID: {"service_url": dead, "user_profile_url": dead,
                                           "admin_secret": {"env": KALTURA_SECRET_ENV}}},
         "events": [event("latency", "efficiency"), event("capacity", "capacity"),
-                   # The seed recommends custom objects; activities have no bulk import (marketo-api.md §7.3).
+                   # The seed recommends custom objects; activities have no bulk import
+                   # (docs/reference/marketo-api.md §7.3).
                    event("backfill", "backfill", outputs={"custom_activities": False})],
     }
 

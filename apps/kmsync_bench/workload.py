@@ -23,7 +23,7 @@ PROGRAM_ID = 1001          # the program of marketo-sandbox --preset kaltura
 PARTNER_ID = 1234567
 ENTRY_ID = "1_bench"
 
-#: Custom report 4021 "User Reactions" columns (kaltura-api.md §3.5, §7.1), as Kaltura exports them.
+#: Custom report 4021 "User Reactions" columns (docs/reference/kaltura-api.md §3.5, §7.1), as Kaltura exports them.
 REPORT_4021_COLUMNS = (
     "email", "combined_live_engaged_users_play_time_ratio", "download_attachment", "add_to_calendar",
     "raise_hand", "mic_on", "cam_on", "clap_clicked_count", "heart_clicked_count", "think_clicked_count",

@@ -101,11 +101,11 @@ class MarketoInstance(Strict):
     share: float = Field(default=0.5, gt=0, le=1)
     #: The subscription's daily API call quota (Marketo's default is 50,000; yours may differ).
     daily_quota: int = Field(default=50_000, gt=0)
-    #: Calls per 20 s rolling window of the whole instance (marketo-api.md §2.1: 100 per 20 s for
+    #: Calls per 20 s rolling window of the whole instance (docs/reference/marketo-api.md §2.1: 100 per 20 s for
     #: every subscription); kmsync uses ``share`` of it. Change it only for a sandbox whose limits
     #: are lifted or a limit Adobe has confirmed for your subscription.
     rate_limit_calls: int = Field(default=100, ge=1, strict=True)
-    #: Records from which the sink uses the Bulk Import API for this instance (marketo-api.md §9):
+    #: Records from which the sink uses the Bulk Import API for this instance (docs/reference/marketo-api.md §9):
     #: None follows the sink's KMSYNC_BULK_MIN_RECORDS setting, 0 never uses bulk for this instance.
     bulk_min_records: int | None = Field(default=None, ge=0, strict=True)
 
@@ -152,7 +152,7 @@ class KalturaPartner(Strict):
     #: User Profile service base, e.g. https://user.us.ovp.kaltura.com/api/v1
     user_profile_url: str
     admin_secret: InlineRejectingSecretRef
-    #: Secret used to sign HTTP notifications; defaults to the admin secret (kaltura-api.md §2.4).
+    #: Secret used to sign HTTP notifications; defaults to the admin secret (docs/reference/kaltura-api.md §2.4).
     notification_secret: InlineRejectingSecretRef | None = None
 
     _check_secrets = field_validator("admin_secret", "notification_secret", mode="before")(_no_inline_secret)
@@ -161,7 +161,7 @@ class KalturaPartner(Strict):
     @classmethod
     def _https(cls, v: str) -> str:
         # session.start sends the partner's admin secret in the request body and every later call
-        # carries the KS (kaltura-api.md §1.2): never over plain HTTP, except to a loopback sandbox.
+        # carries the KS (docs/reference/kaltura-api.md §1.2): never over plain HTTP, except to a loopback sandbox.
         v = v.strip()
         problem = https_problem(v)
         if problem is not None:

@@ -1,7 +1,7 @@
 """URL rules for the endpoints kmsync sends credentials to (pure logic).
 
 Marketo's identity call and Kaltura's ``session.start`` carry a client secret / the partner's admin
-secret (kaltura-api.md §1.2), so their base URLs must be ``https://``. The one exception is a
+secret (docs/reference/kaltura-api.md §1.2), so their base URLs must be ``https://``. The one exception is a
 loopback host, where the local sandboxes listen on plain HTTP.
 """
 

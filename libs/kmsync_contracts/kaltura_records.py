@@ -1,7 +1,7 @@
 """Records ingest produces from Kaltura (topics kaltura.*.v1), keyed partner:event:user.
 
 Every ingest mode (pull, webhook, file) normalises to these. Shapes follow
-../shared/reference/kaltura-api.md §7.4 with the metric names of the seed document, so transform
+docs/reference/kaltura-api.md §7.4 with the metric names of the seed document, so transform
 maps them into Marketo without renaming. Values are Kaltura's as observed; cleaning that depends on
 tenant configuration (email normalisation, rate clamping, status mapping) is transform's job.
 """
@@ -18,7 +18,7 @@ from kmsync_contracts.base import ContractModel, NonEmptyStr, NonNegFloat, NonNe
 
 
 class AttendanceStatus(StrEnum):
-    """Kaltura User Profile eventData.attendanceStatus, all 11 values (kaltura-api.md §4.2)."""
+    """Kaltura User Profile eventData.attendanceStatus, all 11 values (docs/reference/kaltura-api.md §4.2)."""
 
     CREATED = "created"
     INVITED = "invited"

@@ -1,6 +1,6 @@
 """The seed document's vocabulary: channel statuses, custom object and custom activity schemas.
 
-Source: ../shared/seed/kaltura-marketo-setup.txt ("Kaltura data sharing integration for Adobe
+Source: docs/reference/seed.md ("Kaltura data sharing integration for Adobe
 Marketo - How to set up Marketo"). Names, steps, data types and descriptions are the seed's; the
 seed is the contract an admin follows when preparing a Marketo instance, so every service, the
 sandbox preset and `kmsync marketo check` read these tables rather than re-declaring them.
@@ -70,10 +70,10 @@ PRIMARY_FIELD = "entry_id"
 
 #: Dedupe fields of the two custom objects: the compound keys transform upserts by, the sandbox's
 #: kaltura preset declares and `kmsync marketo check` expects. Declared here only.
-#: ../shared/seed/kaltura-marketo-setup.txt ("Setup of custom objects") marks only entry_id
+#: docs/reference/seed.md ("Setup of custom objects") marks only entry_id
 #: "(*Primary)"; a per-entry key alone would let two attendees of one entry overwrite each other, so
 #: kmsync adds the person: the personId lead link for engagement, email for polls (that object has no
-#: link field). marketo-api.md §8 (custom objects): ``dedupeFields`` is a list, more than one name is a
+#: link field). docs/reference/marketo-api.md §8 (custom objects): ``dedupeFields`` is a list, more than one name is a
 #: compound key (§8.1); every record synced with ``dedupeBy: dedupeFields`` carries all of them (§8.2);
 #: they cannot be added or removed once the type is approved (§8.3); 1–3 per type (§2.2).
 ENGAGEMENT_OBJECT_DEDUPE_FIELDS: tuple[str, ...] = (PRIMARY_FIELD, "personId")

@@ -1,6 +1,6 @@
 """kmsync_kaltura - the Kaltura side of kmsync: an async client and parsers for Kaltura's raw shapes.
 
-What ingest uses (kaltura-api.md §7):
+What ingest uses (docs/reference/kaltura-api.md §7):
 
 * :class:`KalturaClient` / :class:`KalturaSettings` - KS handling, user-profile list since a
   watermark joined with ``user.list``, ``report.getTable`` 60013 pages per session, report 4021 CSV,

@@ -1,4 +1,4 @@
-"""Async Kaltura client (httpx) for exactly what kmsync ingest pulls (kaltura-api.md §7.1).
+"""Async Kaltura client (httpx) for exactly what kmsync ingest pulls (docs/reference/kaltura-api.md §7.1).
 
 * KS: ``session.start`` with the partner admin secret (ADMIN type); renewed before it expires and,
   on ``INVALID_KS``, once more with the call retried - a second ``INVALID_KS`` raises
@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 SESSION_TYPE_ADMIN = 2
 EP_WEBCAST_VOD_LIVE_USERS_ENGAGEMENT = 60013
 USER_REACTIONS_REPORT = 4021
-REPORT_ROW_CAP = 12_000  # kaltura-api.md §3.3 MAX_RESULT_SIZE
+REPORT_ROW_CAP = 12_000  # docs/reference/kaltura-api.md §3.3 MAX_RESULT_SIZE
 USER_LIST_MAX_PAGE = 500
 
 _T = TypeVar("_T")
@@ -81,7 +81,7 @@ class KalturaSettings(BaseModel):
     user_profile_url: str = Field(min_length=1)
     partner_id: int = Field(gt=0)
     admin_secret: SecretStr
-    #: The KS user; Events Platform calls want an Events team member (kaltura-api.md §1.2).
+    #: The KS user; Events Platform calls want an Events team member (docs/reference/kaltura-api.md §1.2).
     user_id: str = "kmsync-ingest"
     ks_expiry_seconds: int = Field(default=86_400, ge=60)
     #: Renew the KS this long before it expires.
@@ -103,7 +103,7 @@ class KalturaSettings(BaseModel):
     @field_validator("service_url", "user_profile_url", "reports_url")
     @classmethod
     def _secure(cls, v: str | None) -> str | None:
-        # The admin secret (session.start) and the KS travel to these hosts (kaltura-api.md §1.2).
+        # The admin secret (session.start) and the KS travel to these hosts (docs/reference/kaltura-api.md §1.2).
         return None if v is None else require_secure(v, "the URL")
 
 
@@ -221,7 +221,7 @@ class KalturaClient:
 
     # ------------------------------------------------------------------------------------- KS
     async def start_session(self) -> str:
-        """A fresh ADMIN KS from session.start (kaltura-api.md §1.2)."""
+        """A fresh ADMIN KS from session.start (docs/reference/kaltura-api.md §1.2)."""
         s = self.settings
         body = await self._post(
             f"{s.service_url.rstrip('/')}/api_v3/service/session/action/start",

@@ -1,4 +1,4 @@
-"""Parsing Kaltura report CSV exports (kaltura-api.md §3.3, §3.5, §7.1, §7.3).
+"""Parsing Kaltura report CSV exports (docs/reference/kaltura-api.md §3.3, §3.5, §7.1, §7.3).
 
 Kaltura's report CSV is UTF-8 with a BOM, a comma-separated header line, and no quoting (commas in
 values are replaced by spaces). The parser strips the BOM, maps cells by header name, and keeps

@@ -1,7 +1,7 @@
 """Exceptions of the Kaltura client - one type per thing a caller handles differently.
 
 * :class:`KalturaAPIError` - Kaltura answered with a ``KalturaAPIException`` (usually inside HTTP 200,
-  kaltura-api.md §1.1); ``code``/``message``/``args`` are Kaltura's. Subclasses for the codes that
+  docs/reference/kaltura-api.md §1.1); ``code``/``message``/``args`` are Kaltura's. Subclasses for the codes that
   matter: :class:`InvalidKSError` (the client re-authenticates once and retries before raising it),
   :class:`ReportResultLimitError` (the 12,000-row report cap, §3.3).
 * :class:`KalturaRequestRejected` - HTTP 4xx with a validation message (User Profile service).
@@ -70,7 +70,7 @@ class StartSessionError(KalturaAPIError):
 
 
 class ReportResultLimitError(KalturaAPIError):
-    """A report page beyond Kaltura's 12,000-row cap was requested (kaltura-api.md §3.3)."""
+    """A report page beyond Kaltura's 12,000-row cap was requested (docs/reference/kaltura-api.md §3.3)."""
 
 
 _BY_CODE: dict[str, type[KalturaAPIError]] = {

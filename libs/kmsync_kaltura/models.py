@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-# One enum for the 11 attendanceStatus values (kaltura-api.md §4.2), declared with the contracts.
+# One enum for the 11 attendanceStatus values (docs/reference/kaltura-api.md §4.2), declared with the contracts.
 from kmsync_contracts.kaltura_records import AttendanceStatus
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
@@ -68,7 +68,7 @@ class EventData(_KalturaObject):
 
 
 class UserProfile(_KalturaObject):
-    """One person's profile for one event app (User Profile service, kaltura-api.md §4.2, §7.1)."""
+    """One person's profile for one event app (User Profile service, docs/reference/kaltura-api.md §4.2, §7.1)."""
 
     id: str = Field(min_length=1)
     partner_id: int
@@ -120,7 +120,7 @@ class Attendee(BaseModel):
 
 
 class HttpNotification(_KalturaObject):
-    """``KalturaHttpNotification`` envelope (API-object data mode, kaltura-api.md §2.3, §7.2)."""
+    """``KalturaHttpNotification`` envelope (API-object data mode, docs/reference/kaltura-api.md §2.3, §7.2)."""
 
     object: dict[str, Any]
     #: int for core types (1 ENTRY, 8 KUSER, ...) or a plugin string such as
@@ -219,7 +219,7 @@ class EngagementRow(_ReportRow):
 
 
 class EngagementCsvRow(_ReportRow):
-    """A row of custom report 4021 "User Reactions" CSV (kaltura-api.md §3.5, §7.1).
+    """A row of custom report 4021 "User Reactions" CSV (docs/reference/kaltura-api.md §3.5, §7.1).
 
     The report has no entry id column, so it is pulled per session and the client stamps
     ``entry_id``. Whether ``mic_on``/``cam_on`` are minutes or flags is UNCONFIRMED; read as numbers.

@@ -1,4 +1,4 @@
-"""Inbound Kaltura HTTP notifications: signature check and body parsing (kaltura-api.md §2.3-§2.5, §7.2).
+"""Inbound Kaltura HTTP notifications: signature check and body parsing (docs/reference/kaltura-api.md §2.3-§2.5, §7.2).
 
 Kaltura signs with ``X-KALTURA-SIGNATURE`` = lowercase hex of HASH(secret + raw body) - a plain
 concatenation, not HMAC - and names the hash in ``X-KALTURA-HASH-ALGO`` (sha1 default, sha256,

@@ -1,4 +1,4 @@
-"""Parsing ``KalturaReportTable`` strings (``report.getTable``, kaltura-api.md §3.3).
+"""Parsing ``KalturaReportTable`` strings (``report.getTable``, docs/reference/kaltura-api.md §3.3).
 
 ``header`` is the column names joined by the response delimiter; ``data`` is rows joined by ``;``
 with a trailing ``;``, cells joined by the delimiter, no escaping (Kaltura replaces a delimiter or

@@ -1,6 +1,6 @@
 """Building and checking the URLs the client calls (pure logic).
 
-Every URL that carries the admin secret or a KS must be https (kaltura-api.md §1.2: session.start
+Every URL that carries the admin secret or a KS must be https (docs/reference/kaltura-api.md §1.2: session.start
 sends the secret in the body, later calls send the KS); plain http only to a loopback sandbox.
 Values from input (entry ids) go into URL paths percent-escaped and into Kaltura's
 ``key=value;key=value`` string parameters only when they cannot break that format.

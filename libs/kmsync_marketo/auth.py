@@ -1,6 +1,6 @@
 """Access tokens: one per (endpoint, client id) in the process, refreshed before expiry, single-flight.
 
-marketo-api.md §1.2–1.3 and §10.1: Identity returns the *same* token while it is valid, with its
+docs/reference/marketo-api.md §1.2–1.3 and §10.1: Identity returns the *same* token while it is valid, with its
 remaining lifetime (possibly 0); the first call with an expired token gets 602, later ones 601;
 tokens go in the ``Authorization: Bearer`` header only. Identity calls are free (§2.1), so they do
 not pass through the limiter.

@@ -1,4 +1,4 @@
-"""Bulk import of leads, custom objects and program members (marketo-api.md §9).
+"""Bulk import of leads, custom objects and program members (docs/reference/marketo-api.md §9).
 
 CSV files are built under the 10 MB limit (split as needed), submitted as multipart, polled with
 backoff, and the failures/warnings CSVs are parsed back into one outcome per input record.

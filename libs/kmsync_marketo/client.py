@@ -233,7 +233,8 @@ class MarketoClient:
     ) -> list[Outcome]:
         """Sync Custom Objects (§8.2); ``idField`` dedupe is valid only with updateOnly."""
         if dedupe_by == "idField" and action != "updateOnly":
-            raise ValueError("dedupe_by='idField' is only valid with action='updateOnly' (marketo-api.md §8.2)")
+            raise ValueError("dedupe_by='idField' is only valid with action='updateOnly' "
+                             "(docs/reference/marketo-api.md §8.2)")
         return await self._write_batches(
             ep.custom_object_sync(api_name), records, {"action": action, "dedupeBy": dedupe_by}, "marketoGUID"
         )
@@ -246,7 +247,7 @@ class MarketoClient:
 
         A paging token for ``sinceDatetime`` (``GET /rest/v1/activities/pagingtoken.json``), then
         ``GET /rest/v1/activities.json`` pages until ``moreResult`` is false; pages may be short or
-        empty while more remain (marketo-api.md §4.1, §10.12). Lead ids go 30 per query, type ids 10
+        empty while more remain (docs/reference/marketo-api.md §4.1, §10.12). Lead ids go 30 per query, type ids 10
         (Marketo's limits for this endpoint). Every call goes through the instance limiter like a
         write; errors raise (``MarketoError``), nothing is retried here beyond the transport's rules."""
         types = sorted({int(t) for t in activity_type_ids})

@@ -1,4 +1,4 @@
-"""Marketo's paths and hard limits, stated once (marketo-api.md §1, §2, §5–9).
+"""Marketo's paths and hard limits, stated once (docs/reference/marketo-api.md §1, §2, §5–9).
 
 Nothing else in kmsync spells a Marketo path or limit; services import these names.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Final
 from zoneinfo import ZoneInfo
 
-# --- limits, marketo-api.md §2.1 / §2.2 ---
+# --- limits, docs/reference/marketo-api.md §2.1 / §2.2 ---
 #: Records per Lead DB / custom object / activity / program member call.
 BATCH_MAX: Final = 300
 #: Standard REST body limit (HTTP 413 above it).
@@ -42,7 +42,7 @@ DEFAULT_HTTP_TIMEOUT_SECONDS: Final = 300.0
 #: A brand-new token lives 3600 s (§1.2).
 TOKEN_LIFETIME_SECONDS: Final = 3600
 
-# --- paths, marketo-api.md §1, §5–9 ---
+# --- paths, docs/reference/marketo-api.md §1, §5–9 ---
 IDENTITY_TOKEN: Final = "/identity/oauth/token"
 
 LEADS: Final = "/rest/v1/leads.json"
@@ -122,7 +122,7 @@ def program(program_id: int) -> str:
     return f"/rest/asset/v1/program/{int(program_id)}.json"
 
 
-# --- bulk import, marketo-api.md §9.2 (no /rest prefix) ---
+# --- bulk import, docs/reference/marketo-api.md §9.2 (no /rest prefix) ---
 BULK_LEADS_IMPORT: Final = "/bulk/v1/leads.json"
 
 

@@ -2,7 +2,7 @@
 
 The table is the only place that says what a code means and what to do about it; the transport,
 the REST operations, bulk import and the setup check all call :func:`classify`.
-Source: marketo-api.md §3.2 (response-level 5xx/6xx/7xx), §3.3 (record-level 1xxx), §10.
+Source: docs/reference/marketo-api.md §3.2 (response-level 5xx/6xx/7xx), §3.3 (record-level 1xxx), §10.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ _R, _L, _A, _P, _N = (
 )
 
 _ROWS: tuple[CodeInfo, ...] = (
-    # --- response level, marketo-api.md §3.2 ---
+    # --- response level, docs/reference/marketo-api.md §3.2 ---
     CodeInfo("500", "Internal server error (can be a malformed REST URL)", _R, "response"),
     CodeInfo("502", "Bad gateway, likely a timeout", _R, "response"),
     CodeInfo("600", "Empty access token (not in Adobe's table; UNCONFIRMED)", _A, "response"),
@@ -99,7 +99,7 @@ _ROWS: tuple[CodeInfo, ...] = (
     CodeInfo("714", "Unable to find the default record type (merge)", _P, "response"),
     CodeInfo("718", "ExternalSalesPersonID not found", _P, "response"),
     CodeInfo("719", "Lock wait timeout (clone program)", _R, "response"),
-    # --- record level, marketo-api.md §3.3 (some also arrive response-level) ---
+    # --- record level, docs/reference/marketo-api.md §3.3 (some also arrive response-level) ---
     CodeInfo("1001", "Invalid value: wrong type for the field", _P, "record"),
     CodeInfo("1002", "Missing value for a required parameter", _P, "record"),
     CodeInfo("1003", "Invalid data (also: too many results, empty bulk file)", _P, "both"),

@@ -94,7 +94,7 @@ ENGAGEMENT_ACTIVITY = ExpectedActivityType(
 )
 
 #: The seed's API permissions ("The API user will need to have access to the following
-#: permissions"), each with one harmless read that needs it (marketo-api.md §5–8), plus the custom
+#: permissions"), each with one harmless read that needs it (docs/reference/marketo-api.md §5–8), plus the custom
 #: object permission the two custom objects need.
 PERMISSION_PROBES: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("Read-Write Person", ep.LEADS_DESCRIBE, {}),

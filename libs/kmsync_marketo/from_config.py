@@ -24,7 +24,7 @@ def settings_from_instance(instance: MarketoInstance, limits: LimiterSettings | 
         limits=base.model_copy(update={
             "share": instance.share,
             "daily_quota": instance.daily_quota,
-            # Calls per rolling window of the instance (marketo-api.md §2.1), e.g. a lifted sandbox.
+            # Calls per rolling window of the instance (docs/reference/marketo-api.md §2.1), e.g. a lifted sandbox.
             "rate_limit_calls": instance.rate_limit_calls,
         }),
         allow_insecure_http=host in _LOOPBACK,

@@ -1,9 +1,9 @@
 """The per-instance budget: rolling window, concurrency cap, daily quota, adaptive slow-down, parking.
 
-Why not a leaky bucket: Marketo counts "the past 20 seconds" (marketo-api.md §2.1). A bucket of 100
-per 20 s admits 100 at t=0 and ~50 more by t=10 s — 150 in one window (streaming.md §5.2). This
+Why not a leaky bucket: Marketo counts "the past 20 seconds" (docs/reference/marketo-api.md §2.1). A bucket of 100
+per 20 s admits 100 at t=0 and ~50 more by t=10 s — 150 in one window (docs/reference/streaming.md §5.2). This
 limiter keeps a log of call start times and admits a call only while fewer than the limit started
-in the last window, so no rolling window ever holds more than the limit (streaming.md §5.3).
+in the last window, so no rolling window ever holds more than the limit (docs/reference/streaming.md §5.3).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Per-record outcomes, aligned with the caller's input order, parsed from Marketo's result arrays.
 
-marketo-api.md §4: results come back in input order, every endpoint but Sync Leads carries ``seq``;
+docs/reference/marketo-api.md §4: results come back in input order, every endpoint but Sync Leads carries ``seq``;
 skipped items carry ``reasons[]`` (Add Custom Activities: ``errors[]``, accept both).
 """
 

@@ -3,7 +3,7 @@ lengths, dedupe and link fields of the custom activity type and the two custom o
 
 The seed says of both schemas "add the following fields as desired", and custom objects made in
 Marketo's UI get an API name ending in ``_c`` (the seed itself names one ``kalturaUserPolls_c``; the
-bulk import examples in marketo-api.md §9.2 show ``car_c``). So kmsync never assumes the names or
+bulk import examples in docs/reference/marketo-api.md §9.2 show ``car_c``). So kmsync never assumes the names or
 the field set: it reads them (describe calls, §7.2 and §8.1), writes only fields that exist, cuts
 strings to each field's length and refuses an object whose dedupe fields would make attendees
 overwrite each other.
@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from kmsync_contracts import seed
 from kmsync_marketo.errors import ErrorClass, MarketoApiError
 
-#: marketo-api.md §5.3 "Field data types": string holds 255 characters, text 30,000 bytes. Describe
+#: docs/reference/marketo-api.md §5.3 "Field data types": string holds 255 characters, text 30,000 bytes. Describe
 #: gives a field's own ``length`` where it has one (§8.1: ``"length":36``); these are the defaults.
 STRING_DEFAULT_LENGTH = 255
 TEXT_MAX_BYTES = 30_000

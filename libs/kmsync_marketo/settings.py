@@ -1,6 +1,6 @@
 """What is configurable about the client, validated at the boundary (pydantic v2).
 
-Defaults follow marketo-api.md §2 and Adobe's advice; every UNCONFIRMED behaviour has a knob.
+Defaults follow docs/reference/marketo-api.md §2 and Adobe's advice; every UNCONFIRMED behaviour has a knob.
 """
 
 from __future__ import annotations

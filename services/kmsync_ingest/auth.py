@@ -1,6 +1,6 @@
 """Who may upload: bearer tokens given by reference, several valid at once, compared in constant time.
 
-Kaltura notifications authenticate with their signature (kaltura-api.md §2.4); everything else that
+Kaltura notifications authenticate with their signature (docs/reference/kaltura-api.md §2.4); everything else that
 feeds data in (report uploads, an unsigned notification) needs ``Authorization: Bearer <token>``.
 Tokens are resolved once at start; the comparison runs over every configured token whatever
 matches, on SHA-256 digests of equal length, so neither timing nor length says which one is close.

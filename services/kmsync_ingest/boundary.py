@@ -2,7 +2,7 @@
 
 Statuses: user-profile/list is filtered with updatedAtGreaterThanOrEqual=WATERMARK, so records
 stamped exactly at the watermark come back on the next pull; they are skipped when their id is in
-the stored ``seen_ids`` (kaltura-api.md §7.1: "inclusive ⇒ dedupe on (id, updatedAt)").
+the stored ``seen_ids`` (docs/reference/kaltura-api.md §7.1: "inclusive ⇒ dedupe on (id, updatedAt)").
 
 Engagement and polls are snapshots re-read for late data; a row is new when its content digest
 was not produced before for that scope.

@@ -1,4 +1,4 @@
-"""Membership of the ingest consumer group on ``ingest.pull-owners.v1`` (streaming.md §3).
+"""Membership of the ingest consumer group on ``ingest.pull-owners.v1`` (docs/reference/streaming.md §3).
 
 Kafka's own group assignment decides which replica owns which coordination partition; the
 rebalance listener hands partitions over: ``release`` (revoked: stop starting pulls, let the page

@@ -4,7 +4,7 @@ Good rows are produced; bad rows are reported with their line numbers and dead-l
 ingest.dlq.v1 with the row's text, so they can be fixed and loaded again. Returns only after Kafka
 acknowledged everything; if Kafka fails part-way, KafkaUnavailable is raised and the caller
 reports failure (rows of earlier chunks may already be stored: loading the file again is safe
-for downstream upserts, kaltura-api.md §7.3 files carry no change time to de-duplicate on).
+for downstream upserts, docs/reference/kaltura-api.md §7.3 files carry no change time to de-duplicate on).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from kmsync_kaltura.models import EngagementCsvRow, EngagementRow, PollAnswerRow
 from kmsync_kaltura.rows import Located, RowError
 
 Layout = Literal["engagement_4021", "engagement_60013", "poll_answers"]
-#: Kaltura report ids ingest reads from files (kaltura-api.md §3.4, §3.5).
+#: Kaltura report ids ingest reads from files (docs/reference/kaltura-api.md §3.4, §3.5).
 REPORT_LAYOUTS: dict[int, Layout] = {4021: "engagement_4021", 60013: "engagement_60013"}
 #: Header columns that identify a layout when neither the report id nor the file name says it.
 HEADER_SIGNATURES: tuple[tuple[Layout, frozenset[str]], ...] = (

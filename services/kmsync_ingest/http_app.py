@@ -1,6 +1,6 @@
 """ingest's HTTP API (aiohttp); the contract is docs/api/ingest-openapi.yaml.
 
-POST /ingest/kaltura/notification[/{partner_id}]   Kaltura HTTP notifications (kaltura-api.md §7.2)
+POST /ingest/kaltura/notification[/{partner_id}]   Kaltura HTTP notifications (docs/reference/kaltura-api.md §7.2)
 POST /ingest/kaltura/reports                        Kaltura report CSV upload (§7.3), bearer token
 GET  /healthz  /readyz  /metrics                    (kmsync_common), open
 

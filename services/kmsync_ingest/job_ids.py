@@ -1,4 +1,4 @@
-"""Remembers which Kaltura notification jobs were handled (kaltura-api.md §2.5: Kaltura retries
+"""Remembers which Kaltura notification jobs were handled (docs/reference/kaltura-api.md §2.5: Kaltura retries
 anything but 200/204, so the same eventNotificationJobId can arrive more than once).
 
 A job id is remembered only after its notification was fully handled (its pull acknowledged by

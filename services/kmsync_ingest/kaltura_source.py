@@ -1,6 +1,6 @@
 """The pull's Kaltura side, through kmsync_kaltura's client, mapped to contracts (mapping.py).
 
-* statuses: user-profile/list since the watermark joined with user.list (kaltura-api.md §7.1.1);
+* statuses: user-profile/list since the watermark joined with user.list (docs/reference/kaltura-api.md §7.1.1);
 * engagement: report 60013 pages and/or the 4021 CSV of one session (§7.1.2);
 * polls: a CSV of poll answers per session from a configured URL (§7.1.3, UNCONFIRMED);
 * sessions: the tenants file's sessions (times come from entry notifications, puller.py);
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 def user_profile_base(url: str) -> str:
     """The User Profile API base the client appends ``user-profile/list`` to. The tenants file may
     give the service host (https://user.us.ovp.kaltura.com, docs/configuration.md) or the API base
-    (…/api/v1, kaltura-api.md §4.2); both work."""
+    (…/api/v1, docs/reference/kaltura-api.md §4.2); both work."""
     url = url.rstrip("/")
     return url if "/api/" in f"{url}/" else f"{url}/api/v1"
 

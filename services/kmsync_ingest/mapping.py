@@ -1,6 +1,6 @@
 """Kaltura's raw shapes (kmsync_kaltura.models) into kmsync's contracts (pure logic).
 
-* User Profile joined with its Kaltura user → AttendeeStatus (kaltura-api.md §4.2, §7.4);
+* User Profile joined with its Kaltura user → AttendeeStatus (docs/reference/kaltura-api.md §4.2, §7.4);
 * report 60013 row (report.getTable) and report 4021 CSV row → SessionEngagement, under the seed's
   metric names; a metric the report does not carry stays None, so one report never zeroes what
   another delivered;
@@ -73,7 +73,7 @@ def _engagement_base(row: EngagementRow | EngagementCsvRow, ctx: RecordContext, 
 
 
 def engagement_from_table(row: EngagementRow, ctx: RecordContext, source_ref: str) -> SessionEngagement:
-    """Report 60013 (kaltura-api.md §3.4): minutes and fractions as Kaltura computes them."""
+    """Report 60013 (docs/reference/kaltura-api.md §3.4): minutes and fractions as Kaltura computes them."""
     return SessionEngagement.model_validate({
         **_engagement_base(row, ctx, source_ref),
         "vod_minutes_viewed": row.vod_view_time,
@@ -96,7 +96,7 @@ _CSV_4021_FIELDS = (
 
 
 def engagement_from_csv(row: EngagementCsvRow, ctx: RecordContext, source_ref: str) -> SessionEngagement:
-    """Report 4021 "User Reactions" (kaltura-api.md §3.5): the seed's field names verbatim."""
+    """Report 4021 "User Reactions" (docs/reference/kaltura-api.md §3.5): the seed's field names verbatim."""
     return SessionEngagement.model_validate({
         **_engagement_base(row, ctx, source_ref), **{f: getattr(row, f) for f in _CSV_4021_FIELDS},
     })

@@ -1,7 +1,7 @@
 """Prometheus metrics of one ingest instance, in its own registry (tests run several at once).
 
 Labels are bounded: stream (statuses|engagement|polls|dlq|watermarks), mode (pull|webhook|file),
-outcome words. Never user ids or emails (streaming.md §6).
+outcome words. Never user ids or emails (docs/reference/streaming.md §6).
 """
 
 from __future__ import annotations

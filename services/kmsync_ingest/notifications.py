@@ -1,6 +1,6 @@
 """Reading a Kaltura HTTP notification body and deciding what it should trigger (pure logic).
 
-Body variants (kaltura-api.md §2.3, §7.2): raw JSON ``KalturaHttpNotification`` with
+Body variants (docs/reference/kaltura-api.md §2.3, §7.2): raw JSON ``KalturaHttpNotification`` with
 ``Content-Type: application/json``; legacy ``data=<url-encoded JSON>`` form; free form fields
 (``application/x-www-form-urlencoded``, the template's own keys). ``eventObjectType`` and
 ``eventType`` may be ints or strings (plugin object types are strings, §2.2).
@@ -24,7 +24,7 @@ from kmsync_kaltura.models import HttpNotification
 from kmsync_kaltura.notifications import parse_notification
 from kmsync_kaltura.urls import check_entry_id
 
-#: eventObjectType values that mean "an entry (a session) changed" (kaltura-api.md §2.2).
+#: eventObjectType values that mean "an entry (a session) changed" (docs/reference/kaltura-api.md §2.2).
 ENTRY_OBJECT_TYPES = {"1", "38", "entry", "KalturaBaseEntry", "KalturaLiveStreamEntry", "KalturaMediaEntry"}
 #: Object types whose ``id`` is an entry id (the API object's objectType).
 ENTRY_API_TYPES = {"KalturaBaseEntry", "KalturaMediaEntry", "KalturaLiveStreamEntry", "KalturaLiveEntry",
@@ -141,7 +141,7 @@ def classify(env: HttpNotification) -> Notification:
 
 
 def _from_fields(form: dict[str, str], raw: bytes) -> Notification:
-    """Fields data mode (kaltura-api.md §2.3): the template's own keys; we read the usual names."""
+    """Fields data mode (docs/reference/kaltura-api.md §2.3): the template's own keys; we read the usual names."""
     problems: list[str] = []
     job = _first(form, "eventNotificationJobId", "event_notification_job_id", "job_id")
     job_id = str(job) if job is not None else "body-sha256:" + hashlib.sha256(raw).hexdigest()[:32]

@@ -1,7 +1,7 @@
 """Which coordination partition owns an event's pulls (pure).
 
 Each configured event maps to one partition of ``ingest.pull-owners.v1`` by the same murmur2 hash
-Kafka's default partitioner uses on the key ``partner:event`` (streaming.md §3: aiokafka's
+Kafka's default partitioner uses on the key ``partner:event`` (docs/reference/streaming.md §3: aiokafka's
 DefaultPartitioner is Java-compatible murmur2), so the mapping is the same in every replica and
 in any Kafka client. The replica that the consumer group assigns a partition to runs the pulls of
 that partition's events and receives the notifications forwarded to it.

@@ -1,6 +1,6 @@
 """The pull mode for one virtual event: statuses since the watermark, ended sessions' reports.
 
-* Statuses (kaltura-api.md §7.1 step 1): pages of user-profile/list with
+* Statuses (docs/reference/kaltura-api.md §7.1 step 1): pages of user-profile/list with
   updatedAtGreaterThanOrEqual=watermark ordered by updatedAt (the client walks them as a keyset).
   Each page's new records are committed together with the watermark past them (the page's newest
   updatedAt and the ids stamped exactly then), so the next pull re-reads that instant and skips
@@ -199,7 +199,7 @@ class EventPuller:
 
     # ------------------------------------------------------------------------------ sessions
     async def learn_session(self, note: Notification) -> None:
-        """Remember an entry's times from its notification (kaltura-api.md §7.2: ENTRY changed),
+        """Remember an entry's times from its notification (docs/reference/kaltura-api.md §7.2: ENTRY changed),
         durably: they are stored with the watermarks (scope ``window:<entry>``) and acknowledged by
         Kafka before the notification is answered, so a restarted ingest still knows the session
         has ended. Without them it pulled ended sessions as not final, and the late rows it found

@@ -1,6 +1,6 @@
 """Ingest's process settings (environment, prefix KMSYNC_) on top of the shared CommonSettings.
 
-Knobs that exist because Kaltura behaviour is UNCONFIRMED (kaltura-api.md §2.4, §2.5, §7.5) are
+Knobs that exist because Kaltura behaviour is UNCONFIRMED (docs/reference/kaltura-api.md §2.4, §2.5, §7.5) are
 here so an operator can match a real account without a code change.
 """
 
@@ -24,25 +24,25 @@ class IngestSettings(CommonSettings):
     #: Set false to run push and file modes only (no scheduled pulls).
     pull_enabled: bool = True
     #: Ended sessions are re-pulled for late analytics rows this long after they end
-    #: (analytics ingestion delay is UNCONFIRMED, kaltura-api.md §7.5: 5-60 min observed).
+    #: (analytics ingestion delay is UNCONFIRMED, docs/reference/kaltura-api.md §7.5: 5-60 min observed).
     late_data_window_seconds: float = Field(default=24 * 3600.0, ge=0)
     #: Minimum seconds between two pulls of the same ended session's engagement and polls.
     session_repull_seconds: float = Field(default=600.0, ge=0)
-    #: Page size for user-profile/list and report.getTable (kaltura-api.md §7.1: 500).
+    #: Page size for user-profile/list and report.getTable (docs/reference/kaltura-api.md §7.1: 500).
     page_size: int = Field(default=500, ge=1, le=500)
     #: Engagement reports pulled per ended session: 60013 (report.getTable: view times, completion)
     #: and/or 4021 ("User Reactions" CSV: reactions, mic/cam, calendar). Each is its own record.
     engagement_reports: tuple[Literal[60013, 4021], ...] = (60013, 4021)
     #: Where poll answers are fetched per session, as a URL template with {service_url},
     #: {partner_id}, {virtual_event_id}, {entry_id}. Kaltura's pollsActivity report (reports
-    #: microservice) has no documented layout or retrieval contract (kaltura-api.md §3.6, §7.1:
+    #: microservice) has no documented layout or retrieval contract (docs/reference/kaltura-api.md §3.6, §7.1:
     #: UNCONFIRMED), so this is configurable; empty disables the poll pull.
     polls_csv_url: str = ""
     #: Check email syntax in report rows (rows identified by email alone are dead-lettered if not).
     validate_report_emails: bool = True
     #: Timeout of one Kaltura call, seconds.
     kaltura_timeout_seconds: float = Field(default=30.0, gt=0)
-    #: Hash algorithms accepted in X-KALTURA-HASH-ALGO (kaltura-api.md §2.4; SHA-1 is the default).
+    #: Hash algorithms accepted in X-KALTURA-HASH-ALGO (docs/reference/kaltura-api.md §2.4; SHA-1 is the default).
     accepted_hash_algos: tuple[HashAlgo, ...] = ("sha1", "sha256", "sha512")
     #: Algorithm assumed when a notification carries no X-KALTURA-HASH-ALGO header.
     default_hash_algo: HashAlgo = "sha1"
@@ -95,7 +95,7 @@ class IngestSettings(CommonSettings):
     #: A notification for an event another replica owns: "forward" it through the coordination
     #: topic (answered 200 once Kafka acknowledged the trigger; the owner runs the pull) or answer
     #: "retry" (503 + Retry-After, hoping Kaltura's retry reaches the owner: its retry count is
-    #: UNCONFIRMED, kaltura-api.md §2.5).
+    #: UNCONFIRMED, docs/reference/kaltura-api.md §2.5).
     not_owner_notifications: Literal["forward", "retry"] = "forward"
     #: Records produced per batch (one ack wait per batch).
     produce_batch_size: int = Field(default=500, ge=1)

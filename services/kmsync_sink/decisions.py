@@ -2,7 +2,7 @@
 
 A failed record that Marketo's error table calls retryable is retried alone (never its whole call)
 after an exponential backoff with jitter; when attempts run out, or the failure is permanent, the
-record is dead-lettered with Marketo's reason code (streaming.md §4: errors.retry.*, DLQ).
+record is dead-lettered with Marketo's reason code (docs/reference/streaming.md §4: errors.retry.*, DLQ).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 id, and turns every per-record outcome into a decision for each operation it answers.
 
 Calls of one stage run concurrently; the client's per-instance limiter decides how many are really
-in flight and when (marketo-api.md §2.1). Lead upserts of one window never share an email, and one
+in flight and when (docs/reference/marketo-api.md §2.1). Lead upserts of one window never share an email, and one
 instance runs one window at a time, so one upsert per email is in flight (§5.1).
 
 With a ``BulkPipeline``, a Bulk custom object import is started by the window (lead ids resolved,
@@ -131,7 +131,7 @@ _ANSWERED_ODDLY = frozenset({"protocol", "missing_result"})
 
 
 def maybe_applied(o: Outcome) -> bool:
-    """A failure after which Marketo may have done the write (marketo-api.md §10.4): the client says
+    """A failure after which Marketo may have done the write (docs/reference/marketo-api.md §10.4): the client says
     so, a timeout-like Marketo code, an HTTP 5xx or no answer at all ("http_0"), or an answer that
     is not the documented envelope. Record-level skips and rejections before any work are certain."""
     if o.status != "failed":
@@ -312,7 +312,7 @@ class WindowExecutor:
         return out
 
     async def _bulk_leads(self, call: LeadCall, failures: dict[str, _Failure]) -> list[Decision]:
-        """Bulk lead import (marketo-api.md §9): no lead ids come back, so operations that need an id
+        """Bulk lead import (docs/reference/marketo-api.md §9): no lead ids come back, so operations that need an id
         (custom objects, activities) resolve it with a REST upsert on their retry."""
         assert self.bulk is not None
         records = [li.record() for li in call.inputs]

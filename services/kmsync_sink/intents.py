@@ -1,6 +1,6 @@
 """Activity intents: what the sink is about to send to Add Custom Activities, recorded durably first.
 
-Custom activities are insert-only (marketo-api.md §7.1): sending one twice writes it twice. Before
+Custom activities are insert-only (docs/reference/marketo-api.md §7.1): sending one twice writes it twice. Before
 an activities call the sink writes one ``ActivityIntent`` per activity to the compacted
 ``marketo.activity-intents.v1`` (key: op_id) and waits for Kafka's acknowledgement. An op_id with an
 intent and no certain outcome — the sink was killed, Kafka or the drain deadline cut the outcome

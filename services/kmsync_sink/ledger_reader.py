@@ -3,7 +3,7 @@ every sink replica writes) and open intents from marketo.activity-intents.v1 (in
 
 Read on start and again on every partition assignment, so an instance taken over from another replica
 knows which custom activities that replica already wrote, and which it may have written (an intent
-with no certain outcome: verified before it is sent again; insert-only, marketo-api.md §7.1).
+with no certain outcome: verified before it is sent again; insert-only, docs/reference/marketo-api.md §7.1).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Which offset each partition may commit (pure).
 
-Kafka Connect's rule (streaming.md §4, preCommit): commit only offsets whose records are durable
+Kafka Connect's rule (docs/reference/streaming.md §4, preCommit): commit only offsets whose records are durable
 downstream. Here: an offset is committable only when every record before it on that partition has an
 outcome (written, skipped for a known reason, or dead-lettered). Records finish out of order (one
 instance parked, another flowing on the same partition), so the tracker keeps the open offsets.

@@ -1,7 +1,7 @@
 """Pipelined Bulk custom object imports of one instance: the jobs its windows started and left to
 finish in the background, the records those jobs hold, and the operations waiting for them.
 
-Marketo takes minutes per bulk job and works through its queue two at a time (marketo-api.md §9.1:
+Marketo takes minutes per bulk job and works through its queue two at a time (docs/reference/marketo-api.md §9.1:
 ≤ 2 processing, ≤ 10 queued including those; poll every 5–30 s). A window therefore does not wait
 for its bulk custom object jobs: the instance's next window goes on while they are polled. Two
 rules keep that safe:

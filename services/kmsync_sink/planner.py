@@ -1,6 +1,6 @@
 """The fewest calls for one window (pure).
 
-Order (architecture.md principle 4; marketo-api.md §5–8):
+Order (architecture.md principle 4; docs/reference/marketo-api.md §5–8):
 1. Leads, deduplicated by email: one input per email per window, fields merged in offset order, so
    one upsert per email is in flight (§5.1: same-key upserts racing make duplicate leads). Emails the
    other operations need and the lead id cache does not know are upserted email-only, which also

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 #: Re-read the schema this often (an admin may add a field or approve a change at any time).
 SCHEMA_REFRESH_SECONDS = 600.0
 #: Record- or call-level codes meaning the schema kmsync holds is out of date: a field is gone
-#: (1006 Field not found) or the object/type is (1013 Object not found), marketo-api.md §3.3.
+#: (1006 Field not found) or the object/type is (1013 Object not found), docs/reference/marketo-api.md §3.3.
 STALE_SCHEMA_CODES = frozenset({"1006", "1013"})
 
 #: The instance has no such custom object / activity type (checked by API name, with or without _c, and

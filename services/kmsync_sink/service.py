@@ -1,11 +1,11 @@
 """The sink process: consume marketo.ops.v1 with manual commits, route each operation to its
 instance's worker, publish outcomes and dead letters, commit only what has an outcome.
 
-Reliability model: Kafka Connect's sink (streaming.md §4). ``put`` = add to the instance window;
+Reliability model: Kafka Connect's sink (docs/reference/streaming.md §4). ``put`` = add to the instance window;
 ``preCommit`` = the offset tracker's committable positions; retriable failures are retried per record
 with backoff; permanent ones go to marketo.dlq.v1 with Marketo's code; on revocation the partition's
 windows in flight are drained (up to a timeout), unsent records abandoned, and only decided offsets
-committed (streaming.md §3: commit in on_partitions_revoked).
+committed (docs/reference/streaming.md §3: commit in on_partitions_revoked).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ class WindowSettings(CommonSettings):
     #: When a window closes on count or bytes, a call that would carry fewer records than this
     #: waits for the next window (until the window's age limit forces it out). 0 disables.
     window_min_call_records: int = Field(default=290, ge=0)
-    #: Bulk Import API threshold (marketo-api.md §9; 0 disables the bulk path). A window whose lead
+    #: Bulk Import API threshold (docs/reference/marketo-api.md §9; 0 disables the bulk path). A window whose lead
     #: upserts carrying data reach it sends leads, program members and custom objects bulk; a custom
     #: object whose own deduplicated upserts in the window reach it goes bulk on its own. A tenants
     #: file instance's ``bulk_min_records`` replaces it for that instance.
@@ -36,7 +36,7 @@ class WindowSettings(CommonSettings):
     #: ... and this many encoded bytes, instead of window_max_records / window_max_bytes.
     bulk_window_max_bytes: int = Field(default=64_000_000, ge=1_000)
     #: Bulk custom object jobs of one instance that may still be running at Marketo while the
-    #: instance's later windows go on (pipelined; marketo-api.md §9.1: Marketo processes 2 at once
+    #: instance's later windows go on (pipelined; docs/reference/marketo-api.md §9.1: Marketo processes 2 at once
     #: and queues 10 including those). A window that would start one more waits for one to end.
     #: 0: a window waits for its own jobs (no pipeline).
     bulk_pipeline_max_jobs: int = Field(default=4, ge=0)
@@ -63,7 +63,8 @@ class WindowSettings(CommonSettings):
             raise ValueError(
                 f"bulk_pipeline_max_jobs ({self.bulk_pipeline_max_jobs}) must be ≤ {BULK_IMPORT_QUEUED_MAX}: "
                 f"Marketo queues at most {BULK_IMPORT_QUEUED_MAX} bulk imports per instance, running ones "
-                "included, and refuses more with 1016 (marketo-api.md §9.1); lower KMSYNC_BULK_PIPELINE_MAX_JOBS"
+                "included, and refuses more with 1016 (docs/reference/marketo-api.md §9.1); "
+                "lower KMSYNC_BULK_PIPELINE_MAX_JOBS"
             )
         if self.bulk_window_max_records < self.window_max_records:
             raise ValueError(
@@ -95,7 +96,7 @@ class SinkSettings(WindowSettings):
     #: A custom activity that may have been applied (intent without a certain outcome) is looked up
     #: in its lead's activity log only once its intent is this old: a request the client gave up on
     #: (a dropped connection, a drain, a kill) may still be running at Marketo, whose server timeout
-    #: for Add Custom Activities is 90 s (marketo-api.md §7.1).
+    #: for Add Custom Activities is 90 s (docs/reference/marketo-api.md §7.1).
     sink_activity_verify_delay_seconds: float = Field(default=90.0, ge=0)
 
     @model_validator(mode="after")

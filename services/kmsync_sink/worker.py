@@ -162,7 +162,7 @@ class InstanceWorker:
             await asyncio.shield(self._window_task)
 
     async def _maybe_reconcile(self, now: float) -> None:
-        """Other integrations spend the same daily quota (marketo-api.md §2.1): learn the instance's
+        """Other integrations spend the same daily quota (docs/reference/marketo-api.md §2.1): learn the instance's
         total from Marketo now and then, so the limiter's daily budget is the instance's, not ours."""
         every = self.settings.sink_usage_reconcile_minutes * 60
         if every <= 0 or (self._reconciled_at is not None and now - self._reconciled_at < every):

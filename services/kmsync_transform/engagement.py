@@ -4,7 +4,7 @@ Field names, types and order are the seed's (kmsync_contracts.seed). Metrics the
 carry (None) are left out of the record, so an upsert never blanks what another report delivered.
 
 Rates are stored as fractions in [0, 1]. Kaltura's reports give some rates as fractions and some as
-percentages (kaltura-api.md §8, open question 2), so the scale is decided once per snapshot:
+percentages (docs/reference/kaltura-api.md §8, open question 2), so the scale is decided once per snapshot:
 `auto` (default) reads the snapshot's rates as percentages when any of them is above 1, since a
 fraction never is, and as fractions otherwise; `fraction` and `percent` force one reading. After
 scaling, every rate is clamped to [0, 1].

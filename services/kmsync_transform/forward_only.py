@@ -1,4 +1,4 @@
-"""Statuses only move forward (marketo-api.md §6.1: a lower step is skipped with 1037).
+"""Statuses only move forward (docs/reference/marketo-api.md §6.1: a lower step is skipped with 1037).
 
 Transform mirrors Marketo and drops a status before it costs a call: a regression (lower step than
 the member already has) or a repeat (the same status name again). A different status on the same

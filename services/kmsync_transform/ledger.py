@@ -1,4 +1,4 @@
-"""The activity ledger: a custom activity is insert-only in Marketo (marketo-api.md §7.1), so each
+"""The activity ledger: a custom activity is insert-only in Marketo (docs/reference/marketo-api.md §7.1), so each
 one is emitted at most once per (instance, person, session), under a deterministic id.
 
 The first final snapshot of a session wins; a replayed or late final snapshot finds its id in the

@@ -1,6 +1,6 @@
 """Kaltura attendanceStatus → the event channel's status (seed "Channel setup") and granular label.
 
-The default table follows kaltura-api.md §4.2 ("Mapping to the Marketo channel", itself marked
+The default table follows docs/reference/kaltura-api.md §4.2 ("Mapping to the Marketo channel", itself marked
 partly UNCONFIRMED), so every entry can be replaced per event with `status_overrides` in the
 tenants file. Steps always come from the seed's channel (kmsync_contracts.seed.STATUS_STEPS).
 """
@@ -16,7 +16,7 @@ from kmsync_contracts.seed import GRANULAR_STATUS_LABELS, STATUS_STEPS
 
 A = AttendanceStatus
 
-#: All 11 attendanceStatus values → a channel status name of the seed (kaltura-api.md §4.2).
+#: All 11 attendanceStatus values → a channel status name of the seed (docs/reference/kaltura-api.md §4.2).
 DEFAULT_STATUS_MAP: Mapping[AttendanceStatus, str] = {
     A.CREATED: "Created",
     A.INVITED: "Invited",
@@ -32,7 +32,7 @@ DEFAULT_STATUS_MAP: Mapping[AttendanceStatus, str] = {
     A.UNREGISTERED: "Un-registered",
 }
 
-#: The seed's "List of statuses displayed on Marketo", per attendanceStatus (kaltura-api.md §4.2).
+#: The seed's "List of statuses displayed on Marketo", per attendanceStatus (docs/reference/kaltura-api.md §4.2).
 #: Statuses the seed gives no label for map to None.
 DEFAULT_GRANULAR_LABELS: Mapping[AttendanceStatus, str | None] = {
     A.CREATED: None,
@@ -69,7 +69,7 @@ class MappedStatus:
 
 
 def attended_label(status_time: datetime, event_start: datetime | None) -> str | None:
-    """Pre-event vs during-event visit. How Kaltura derives it is UNCONFIRMED (kaltura-api.md §4.2);
+    """Pre-event vs during-event visit. How Kaltura derives it is UNCONFIRMED (docs/reference/kaltura-api.md §4.2);
     kmsync compares the status time with the event start and says nothing when the start is unknown."""
     if event_start is None:
         return None

@@ -165,7 +165,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_instance_rate_limit_and_bulk_threshold_default_to_marketo_and_the_sink() -> None:
     inst = parse_tenants(valid()).marketo_instances["acme"]
-    # marketo-api.md §2.1: 100 calls per 20 s for every subscription; bulk follows the sink setting.
+    # docs/reference/marketo-api.md §2.1: 100 calls per 20 s for every subscription; bulk follows the sink setting.
     assert (inst.rate_limit_calls, inst.bulk_min_records) == (100, None)
     data = valid()
     data["marketo_instances"]["acme"].update({"rate_limit_calls": 1000, "bulk_min_records": 0})

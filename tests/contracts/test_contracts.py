@@ -160,4 +160,4 @@ def test_custom_object_dedupe_keys_are_seed_fields_with_the_person_in_them() -> 
     assert seed.POLLS_OBJECT_DEDUPE_FIELDS == ("entry_id", "email")
     assert [poll_types[n] for n in seed.POLLS_OBJECT_DEDUPE_FIELDS] == ["string", "string"]
     for key in (seed.ENGAGEMENT_OBJECT_DEDUPE_FIELDS, seed.POLLS_OBJECT_DEDUPE_FIELDS):
-        assert key[0] == seed.PRIMARY_FIELD and 1 <= len(key) <= 3  # marketo-api.md §2.2: 1–3 per type
+        assert key[0] == seed.PRIMARY_FIELD and 1 <= len(key) <= 3  # docs/reference/marketo-api.md §2.2: 1–3 per type

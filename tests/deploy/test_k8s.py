@@ -125,7 +125,7 @@ def test_probes_ports_and_scraping_use_the_http_port(
     port = int(container_env(container, resources)["KMSYNC_HTTP_PORT"])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["http"] == port
-    # Liveness and readiness ask the process itself, never Marketo or Kaltura (streaming.md §6).
+    # Liveness and readiness ask the process itself, never Marketo or Kaltura (docs/reference/streaming.md §6).
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     if "startupProbe" in container:

@@ -1,4 +1,4 @@
-"""HTTP conformance of the sandbox against kaltura-api.md §7 - over real HTTP on 127.0.0.1."""
+"""HTTP conformance of the sandbox against docs/reference/kaltura-api.md §7 - over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 

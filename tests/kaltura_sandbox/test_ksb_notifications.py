@@ -101,7 +101,7 @@ async def test_growing_delay_and_giving_up_after_max_attempts() -> None:
     assert [a["attempt"] for a in attempts] == [1, 2, 3, 4]
     assert all(a["status"] == 503 for a in attempts)
     assert len(rx.received) == 4
-    # sha1 with the partner admin secret is the default (kaltura-api.md §2.4).
+    # sha1 with the partner admin secret is the default (docs/reference/kaltura-api.md §2.4).
     r = rx.received[0]
     assert r.headers["X-KALTURA-HASH-ALGO"] == "sha1"
     assert r.headers["X-KALTURA-SIGNATURE"] == hashlib.sha1(sb.admin_secret.encode() + r.body).hexdigest()

@@ -1,4 +1,4 @@
-"""The error table covers every code in marketo-api.md §3 and classifies the ones that drive retries."""
+"""The error table covers every code in docs/reference/marketo-api.md §3 and classifies the ones that drive retries."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from kmsync_marketo.errors import ERROR_TABLE, ErrorClass, classify, classify_http_status
 from kmsync_marketo.outcomes import align_results
 
-# The codes listed in ../shared/reference/marketo-api.md §3.2 (response level) and §3.3 (record
+# The codes listed in docs/reference/marketo-api.md §3.2 (response level) and §3.3 (record
 # level), copied here so the test runs wherever the repository is cloned.
 REFERENCE_RESPONSE_CODES = (
     "500 502 600 601 602 603 604 605 606 607 608 609 610 611 612 613 614 615 616 "
@@ -21,7 +21,7 @@ REFERENCE_RECORD_CODES = (
 
 def test_every_code_of_the_reference_is_in_the_table() -> None:
     missing = set(REFERENCE_RESPONSE_CODES + REFERENCE_RECORD_CODES) - ERROR_TABLE.keys()
-    assert not missing, f"codes in marketo-api.md §3 without a row: {sorted(missing)}"
+    assert not missing, f"codes in docs/reference/marketo-api.md §3 without a row: {sorted(missing)}"
 
 
 @pytest.mark.parametrize(

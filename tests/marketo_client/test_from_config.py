@@ -30,7 +30,7 @@ def test_instance_limits_flow_into_the_limiter_settings(monkeypatch: pytest.Monk
 
 def test_marketo_rate_by_default_and_the_instance_wins_over_given_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     inst = instance(monkeypatch, share=1.0)
-    assert settings_from_instance(inst).limits.window_limit == 100 - 10, "marketo-api.md §2.1: 100 per 20 s"
+    assert settings_from_instance(inst).limits.window_limit == 100 - 10, "docs/reference/marketo-api.md §2.1: 100 per 20 s"
     given = LimiterSettings(rate_limit_calls=5000, rate_headroom_calls=0, max_concurrency=3)
     limits = settings_from_instance(inst, given).limits
     assert (limits.rate_limit_calls, limits.max_concurrency) == (100, 3), "tenants file decides the rate"

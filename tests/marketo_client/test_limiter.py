@@ -58,7 +58,7 @@ async def test_window_admits_the_next_call_exactly_when_the_oldest_leaves() -> N
 
 
 def test_a_leaky_bucket_would_overshoot_where_the_log_does_not() -> None:
-    # streaming.md §5.2: bucket of 100 per 20 s admits 100 at t=0 and 50 more by t=10.
+    # docs/reference/streaming.md §5.2: bucket of 100 per 20 s admits 100 at t=0 and 50 more by t=10.
     bucket_starts = [0.0] * 100 + [0.2 * (k + 1) for k in range(50)]
     assert _max_in_any_window(bucket_starts, 20.0) == 150
     log = SlidingLog(20.0)

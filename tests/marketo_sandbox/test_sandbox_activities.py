@@ -1,4 +1,4 @@
-"""Custom activity types and Add/Get activities (marketo-api.md §7)."""
+"""Custom activity types and Add/Get activities (docs/reference/marketo-api.md §7)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Issue #17: the sandbox as a real instance is set up by its admin: the API user's permission set
 (603), custom objects made in the UI (``_c`` API names, chosen fields, lengths) and field lengths
-enforced (marketo-api.md §3.2, §5.3, §8.1)."""
+enforced (docs/reference/marketo-api.md §3.2, §5.3, §8.1)."""
 
 from __future__ import annotations
 

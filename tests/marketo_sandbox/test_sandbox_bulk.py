@@ -1,4 +1,4 @@
-"""Bulk import and usage stats (marketo-api.md §9, §2.1)."""
+"""Bulk import and usage stats (docs/reference/marketo-api.md §9, §2.1)."""
 
 from __future__ import annotations
 

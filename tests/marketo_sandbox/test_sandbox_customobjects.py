@@ -1,4 +1,4 @@
-"""Custom objects: schema, sync, query, delete (marketo-api.md §8) and the kaltura preset's objects."""
+"""Custom objects: schema, sync, query, delete (docs/reference/marketo-api.md §8) and the kaltura preset's objects."""
 
 from __future__ import annotations
 

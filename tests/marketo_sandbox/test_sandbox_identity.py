@@ -1,4 +1,4 @@
-"""Identity and token checks (marketo-api.md §1.2, §1.3, §12.2, §12.3)."""
+"""Identity and token checks (docs/reference/marketo-api.md §1.2, §1.3, §12.2, §12.3)."""
 
 from __future__ import annotations
 

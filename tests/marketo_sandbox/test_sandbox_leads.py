@@ -1,4 +1,4 @@
-"""Leads: sync, get by filter/id, describe (marketo-api.md §5)."""
+"""Leads: sync, get by filter/id, describe (docs/reference/marketo-api.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Limits at their exact boundaries (marketo-api.md §2.1, §12.5)."""
+"""Limits at their exact boundaries (docs/reference/marketo-api.md §2.1, §12.5)."""
 
 from __future__ import annotations
 

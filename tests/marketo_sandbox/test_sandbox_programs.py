@@ -1,4 +1,4 @@
-"""Channels, programs and program member status (marketo-api.md §6)."""
+"""Channels, programs and program member status (docs/reference/marketo-api.md §6)."""
 
 from __future__ import annotations
 

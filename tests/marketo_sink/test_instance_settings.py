@@ -90,7 +90,7 @@ async def test_each_worker_gets_its_instance_rate_limit_and_bulk_threshold(monke
         lifted, default = workers[:2]
         # The limiter each worker writes through: share × the instance's rate, less the headroom.
         assert lifted.writer.limiter.stats().window_limit == 500 - 10
-        assert default.writer.limiter.stats().window_limit == 50 - 10, "marketo-api.md §2.1: 100 per 20 s"
+        assert default.writer.limiter.stats().window_limit == 50 - 10, "docs/reference/marketo-api.md §2.1: 100 per 20 s"
         assert [w.bulk_min_records for w in workers] == [7, 500, 0]
         # Windows close on count at and take up to the bulk caps only where bulk is on.
         assert [w.window.limits.caps()[0] for w in workers] == [40_000, 40_000, 3000]

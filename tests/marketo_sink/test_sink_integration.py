@@ -285,7 +285,7 @@ async def test_faults_and_a_restart_mid_window_lose_nothing_and_duplicate_nothin
     rules: list[dict[str, Any]] = [
         {"endpoint": "POST *", "error": "606", "rate": 0.3, "max_count": 3},
         {"endpoint": "POST *", "error": "615", "rate": 0.2, "max_count": 3},
-        # An ambiguous 604 (applied, then failed) on an upsert is safe to replay (marketo-api.md §10.4).
+        # An ambiguous 604 (applied, then failed) on an upsert is safe to replay (docs/reference/marketo-api.md §10.4).
         {"endpoint": "POST /rest/v1/leads.json", "error": "604", "rate": 0.3, "max_count": 2,
          "apply_then_fail": True},
     ]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 HashAlgo = Literal["sha1", "sha256", "sha512"]
 
-#: What the sandbox can post as Kaltura HTTP notifications (kaltura-api.md §7.2).
+#: What the sandbox can post as Kaltura HTTP notifications (docs/reference/kaltura-api.md §7.2).
 NotificationKind = Literal["virtual_event", "entry", "user", "user_profile"]
 
 
@@ -25,7 +25,7 @@ class _Strict(BaseModel):
 
 
 class NotificationConfig(_Strict):
-    """How the sandbox posts Kaltura HTTP notifications (kaltura-api.md §2.4, §2.5)."""
+    """How the sandbox posts Kaltura HTTP notifications (docs/reference/kaltura-api.md §2.4, §2.5)."""
 
     #: virtual_event: VirtualEvent changed at event start/end; entry: session entry changed when it
     #: ends; user: KalturaUser added when a registrant is created; user_profile: OUR EXTENSION (real
@@ -90,9 +90,9 @@ class ScenarioConfig(_Strict):
     late_lag_seconds: int = Field(default=7200, ge=0)
     #: Reports microservice: status checks answered "processing" before a report is "completed".
     report_ready_after_checks: int = Field(default=1, ge=0)
-    #: report.getTable non-CSV row cap (kaltura-api.md §3.3, MAX_RESULT_SIZE).
+    #: report.getTable non-CSV row cap (docs/reference/kaltura-api.md §3.3, MAX_RESULT_SIZE).
     report_row_cap: int = Field(default=12_000, ge=1)
-    #: KS lifetime when session.start does not say (kaltura-api.md §1.2: default 86400).
+    #: KS lifetime when session.start does not say (docs/reference/kaltura-api.md §1.2: default 86400).
     default_ks_expiry_seconds: int = Field(default=86_400, gt=0)
     notifications: NotificationConfig = NotificationConfig()
 

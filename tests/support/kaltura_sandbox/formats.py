@@ -1,6 +1,6 @@
 """Kaltura's wire formats for report data: pure rendering, no I/O.
 
-* ``report.getTable`` (kaltura-api.md §3.3): ``header`` = column names joined by the delimiter;
+* ``report.getTable`` (docs/reference/kaltura-api.md §3.3): ``header`` = column names joined by the delimiter;
   ``data`` = rows joined by ``;`` with a trailing ``;``; a delimiter or ``;`` inside a value becomes a
   space (no escaping).
 * Report CSV (§3.3, §7.1): UTF-8 BOM, comma-separated header line, commas inside values replaced by
@@ -18,7 +18,7 @@ from typing import Final
 
 from kaltura_sandbox.scenario import EngagementFact, PollAnswer
 
-#: EP_WEBCAST_VOD_LIVE_USERS_ENGAGEMENT (kaltura-api.md §3.4, §7.1).
+#: EP_WEBCAST_VOD_LIVE_USERS_ENGAGEMENT (docs/reference/kaltura-api.md §3.4, §7.1).
 REPORT_60013_COLUMNS: Final = (
     "first_name", "last_name", "title", "company", "email", "country", "role", "industry",
     "vod_view_time", "live_view_time", "total_view_time", "avg_completion_rate", "count_reaction_clicked",
@@ -27,7 +27,7 @@ REPORT_60013_COLUMNS: Final = (
     "count_download_attachment_clicked",
 )
 
-#: Custom report 4021 "User Reactions" (kaltura-api.md §3.5, §7.1); no entry_id column.
+#: Custom report 4021 "User Reactions" (docs/reference/kaltura-api.md §3.5, §7.1); no entry_id column.
 REPORT_4021_COLUMNS: Final = (
     "email", "combined_live_engaged_users_play_time_ratio", "download_attachment", "add_to_calendar",
     "raise_hand", "mic_on", "cam_on", "clap_clicked_count", "heart_clicked_count", "think_clicked_count",
@@ -35,7 +35,7 @@ REPORT_4021_COLUMNS: Final = (
     "messages_sent_group", "qna_threads",
 )
 
-#: OUR ASSUMPTION for the reports-microservice ``pollsActivity`` CSV (kaltura-api.md §7.1).
+#: OUR ASSUMPTION for the reports-microservice ``pollsActivity`` CSV (docs/reference/kaltura-api.md §7.1).
 POLL_ANSWER_COLUMNS: Final = (
     "entry_id", "poll_id", "poll_type", "question", "user_id", "email", "answer", "answered_at",
 )

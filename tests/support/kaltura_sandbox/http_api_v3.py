@@ -1,6 +1,6 @@
 """api_v3: ``session.start``, ``user.list``, ``report.getTable`` (60013), ``report.getCsvFromStringParams``
 (4021) and its serve URL. Every answer is JSON (the client asks ``format=1``); errors are
-KalturaAPIException bodies at HTTP 200 (kaltura-api.md §1.1, §7.1, §7.5).
+KalturaAPIException bodies at HTTP 200 (docs/reference/kaltura-api.md §1.1, §7.1, §7.5).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ async def report_get_table(request: web.Request, sandbox: Sandbox, params: dict[
     flt, pager = _sub(params, "reportInputFilter"), _sub(params, "pager")
     options = _sub(params, "responseOptions")
     delimiter = str(options.get("delimiter") or ",")
-    # Multi-value filters are split with the response delimiter (kaltura-api.md §3.2).
+    # Multi-value filters are split with the response delimiter (docs/reference/kaltura-api.md §3.2).
     ve_ids = [v for v in str(flt.get("virtualEventIdIn") or "").split(delimiter) if v]
     if ve_ids and str(sandbox.config.virtual_event_id) not in ve_ids:
         rows = []
@@ -133,7 +133,7 @@ async def report_get_table(request: web.Request, sandbox: Sandbox, params: dict[
     if size <= 0:
         raise BadRequest("INVALID_PARAMETER:pager.pageSize")
     cap = sandbox.config.report_row_cap
-    if index * size > cap:  # kaltura-api.md §3.3: first page clamped, later pages refused
+    if index * size > cap:  # docs/reference/kaltura-api.md §3.3: first page clamped, later pages refused
         if index > 1:
             return api_exception("SEARCH_TOO_GENERAL", f"result limit is {cap} rows")
         size = cap

@@ -18,7 +18,7 @@ def sandbox_of(request: web.Request) -> Sandbox:
 
 def api_exception(code: str, message: str, args: dict[str, Any] | None = None, *, status: int = 200
                   ) -> web.Response:
-    """A KalturaAPIException body - at HTTP 200, as Kaltura answers (kaltura-api.md §1.1, §7.1)."""
+    """A KalturaAPIException body - at HTTP 200, as Kaltura answers (docs/reference/kaltura-api.md §1.1, §7.1)."""
     body = {"code": code, "message": message, "objectType": "KalturaAPIException", "args": args or {}}
     return web.json_response(body, status=status)
 

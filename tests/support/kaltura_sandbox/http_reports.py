@@ -1,4 +1,4 @@
-"""Reports microservice: the ``pollsActivity`` CSV (kaltura-api.md §3.6; shapes from Kaltura's guide).
+"""Reports microservice: the ``pollsActivity`` CSV (docs/reference/kaltura-api.md §3.6; shapes from Kaltura's guide).
 
 ``POST /api/v1/report/generate`` ``{"reportName": "pollsActivity", "reportParameters":
 {"entries_ids": [...], "virtual_event_ids": [...], "from_date_id", "to_date_id"}}`` → ``{"sessionId"}``;

@@ -1,4 +1,4 @@
-"""User Profile service: ``POST /api/v1/user-profile/list`` (kaltura-api.md §4.2, §7.1).
+"""User Profile service: ``POST /api/v1/user-profile/list`` (docs/reference/kaltura-api.md §4.2, §7.1).
 
 Auth is ``Authorization: Bearer <KS>`` (or ``KS <KS>``). Application errors, including a bad KS, come
 back as a KalturaAPIException body at HTTP 200 (Kaltura's User Profile guide, "Error Handling");

@@ -1,4 +1,4 @@
-"""Kaltura Sessions (KS): issuing and checking, in the v1 wire format (kaltura-api.md §1.2).
+"""Kaltura Sessions (KS): issuing and checking, in the v1 wire format (docs/reference/kaltura-api.md §1.2).
 
 A KS is ``base64( hex(sha1(secret + info)) + "|" + info )`` with
 ``info = partnerId;partnerId;expiry;type;rand;userId;privileges``. Expiry is wall-clock unix seconds

@@ -1,6 +1,6 @@
 """Kaltura HTTP notifications: what to send when (pure) and the dispatcher that posts them.
 
-Envelope ``KalturaHttpNotification`` and signing per kaltura-api.md §2.3-§2.5 and §7.2:
+Envelope ``KalturaHttpNotification`` and signing per docs/reference/kaltura-api.md §2.3-§2.5 and §7.2:
 ``X-KALTURA-SIGNATURE`` = lowercase hex of HASH(secret + raw body), algorithm named in
 ``X-KALTURA-HASH-ALGO``. Only 200 and 204 count as delivered; anything else (or a transport error)
 is retried with a doubling delay. A fraction of delivered notifications is delivered again with the
@@ -39,7 +39,7 @@ _TEMPLATES = {
 
 
 def sign(secret: str, body: bytes, algo: str) -> str:
-    """hex(HASH(secret + body)) - plain concatenation, not HMAC (kaltura-api.md §2.4)."""
+    """hex(HASH(secret + body)) - plain concatenation, not HMAC (docs/reference/kaltura-api.md §2.4)."""
     return hashlib.new(algo, secret.encode("utf-8") + body).hexdigest()
 
 
@@ -208,7 +208,7 @@ class Dispatcher:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             status = f"error: {type(exc).__name__}"
-        ok = status in (200, 204)  # kaltura-api.md §2.5: only these count as delivered
+        ok = status in (200, 204)  # docs/reference/kaltura-api.md §2.5: only these count as delivered
         self.log.attempts.append({
             "job_id": n.job_id, "kind": n.kind, "attempt": n.attempts, "status": status,
             "duplicate": n.duplicate, "at": datetime.now(UTC).isoformat(),

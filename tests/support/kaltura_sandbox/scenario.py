@@ -5,7 +5,7 @@ event up front - sessions, registrants with their complete status histories, per
 rows, polls and poll answers, each stamped with the scenario time at which Kaltura would show it.
 The sandbox then *plays* it: what an API call sees depends only on the scenario clock.
 
-Realism (kaltura-api.md §4.2, §3.4, seed document):
+Realism (docs/reference/kaltura-api.md §4.2, §3.4, seed document):
 * registrants move through invited → invitedPendingRegistration → registered → confirmed /
   autoConfirmed → attended → participated (→ participatedPostEvent); some unregister, some are
   blocked, a few unregistered profiles are then soft-deleted; bulk invitations share a timestamp
@@ -233,7 +233,7 @@ _QUESTIONS: Final = (
     "Which region are you joining from?", "How likely are you to attend in person next year?",
 )
 #: The visual types the seed document names for poll_<n>_type, plus Kaltura's two content types
-#: (kaltura-api.md §4.3: OptionsPoll, OpenAnswers; crowd vote, slider poll, rating scale).
+#: (docs/reference/kaltura-api.md §4.3: OptionsPoll, OpenAnswers; crowd vote, slider poll, rating scale).
 _POLL_TYPES: Final = ("multiple choice", "crowd vote", "rating scale", "slider poll", "open answers")
 _OPEN_ANSWERS: Final = (
     "More demos, please", "Great content, but too short", "Data quality, mostly duplicates",

@@ -1,6 +1,6 @@
 """Kaltura Events attendance statuses and the paths the scenario lets registrants take.
 
-The 11 values are User Profile ``eventData.attendanceStatus`` (kaltura-api.md §4.2). Kaltura itself
+The 11 values are User Profile ``eventData.attendanceStatus`` (docs/reference/kaltura-api.md §4.2). Kaltura itself
 allows any transition; the generator restricts itself to the realistic paths below so the ground
 truth is plausible, and the tests check every generated history against this table.
 """

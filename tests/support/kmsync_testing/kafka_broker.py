@@ -4,7 +4,7 @@ No Docker and no release tarball: Maven resolves `org.apache.kafka:kafka_2.13` a
 dependencies (deploy/kafka/pom.xml) into a git-ignored cache; this module formats KRaft storage
 in a fresh directory, starts `kafka.Kafka` on free loopback ports, waits until the broker serves
 metadata (failing fast with the broker's log if the JVM dies) and stops it cleanly.
-Recipe and pitfalls: ../shared/reference/streaming.md §1.3-§1.6.
+Recipe and pitfalls: docs/reference/streaming.md §1.3-§1.6.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def free_port() -> int:
 
 
 def new_cluster_id() -> str:
-    """The 22-character URL-safe base64 form Kafka's own `random-uuid` prints (streaming.md §1.2).
+    """The 22-character URL-safe base64 form Kafka's own `random-uuid` prints (docs/reference/streaming.md §1.2).
 
     Never one starting with '-': the storage tool would read it as an option (1 start in 64).
     """
@@ -96,7 +96,7 @@ def new_cluster_id() -> str:
 def server_properties(data_dir: Path, port: int, controller_port: int, partitions: int = 1) -> str:
     # Single-node overrides: replication factors and the transaction log's min ISR default to 3/2,
     # which a one-node cluster cannot satisfy; the 3 s initial rebalance delay slows every first
-    # group join (streaming.md §1.3).
+    # group join (docs/reference/streaming.md §1.3).
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",

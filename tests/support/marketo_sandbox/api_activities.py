@@ -1,4 +1,4 @@
-"""Custom activity types, Add Custom Activities and Get Lead Activities (marketo-api.md §7)."""
+"""Custom activity types, Add Custom Activities and Get Lead Activities (docs/reference/marketo-api.md §7)."""
 
 from __future__ import annotations
 

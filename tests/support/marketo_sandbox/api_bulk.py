@@ -1,4 +1,4 @@
-"""Bulk import for leads, custom objects and program members (marketo-api.md §9).
+"""Bulk import for leads, custom objects and program members (docs/reference/marketo-api.md §9).
 
 Jobs move Queued → Importing → Complete/Failed on the sandbox clock: ``tick(inst, now)`` replays the
 queue (≤ ``import_running`` at once, first in first out) up to ``now``. Rows are applied when a job

@@ -1,4 +1,4 @@
-"""Custom objects: type metadata, sync, query, delete (marketo-api.md §8)."""
+"""Custom objects: type metadata, sync, query, delete (docs/reference/marketo-api.md §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lead endpoints (marketo-api.md §5)."""
+"""Lead endpoints (docs/reference/marketo-api.md §5)."""
 
 from __future__ import annotations
 

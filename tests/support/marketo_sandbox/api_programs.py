@@ -1,4 +1,4 @@
-"""Channels and programs (Asset API) and program members (marketo-api.md §6)."""
+"""Channels and programs (Asset API) and program members (docs/reference/marketo-api.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Usage statistics (marketo-api.md §2.1 "Usage endpoints")."""
+"""Usage statistics (docs/reference/marketo-api.md §2.1 "Usage endpoints")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Validated configuration: instances, their limits, and the fault plan.
 
 Every number that Adobe documents is the default; every behaviour the reference marks UNCONFIRMED is
-a switch here (marketo-api.md §0: "Where a reference says UNCONFIRMED, make the behaviour configurable").
+a switch here (docs/reference/marketo-api.md §0: "Where a reference says UNCONFIRMED, make the behaviour configurable").
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MUNCHKIN_RE = re.compile(r"^\d{3}-[A-Za-z]{3}-\d{3}$")  # marketo-api.md §1.1
+MUNCHKIN_RE = re.compile(r"^\d{3}-[A-Za-z]{3}-\d{3}$")  # docs/reference/marketo-api.md §1.1
 
 DEFAULT_MUNCHKIN_ID = "123-ABC-456"
 DEFAULT_CLIENT_ID = "sandbox-client-id"
@@ -27,7 +27,7 @@ class _Strict(BaseModel):
 
 
 class LimitsConfig(_Strict):
-    """Per-instance limits (marketo-api.md §2.1, §2.2)."""
+    """Per-instance limits (docs/reference/marketo-api.md §2.1, §2.2)."""
 
     rate_limit: int = Field(100, ge=1, description="calls per rolling window → 606")
     rate_window_seconds: float = Field(20.0, gt=0)
@@ -73,7 +73,7 @@ class ClientCredentials(_Strict):
     client_secret: str = Field(min_length=1)
     scope: str = DEFAULT_SCOPE
     #: The API-only user's role (permissions.py): e.g. ["Read-Write Person", "Read-Only Custom Object"].
-    #: None: every permission. A call the role does not cover is answered 603 (marketo-api.md §3.2).
+    #: None: every permission. A call the role does not cover is answered 603 (docs/reference/marketo-api.md §3.2).
     permissions: list[str] | None = None
 
     @field_validator("permissions")
@@ -88,7 +88,7 @@ class ClientCredentials(_Strict):
 
 
 class CustomLeadField(_Strict):
-    """A custom lead field provisioned with the instance (marketo-api.md §5.3 field schema)."""
+    """A custom lead field provisioned with the instance (docs/reference/marketo-api.md §5.3 field schema)."""
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
     display_name: str | None = None
@@ -158,7 +158,7 @@ class FaultRule(_Strict):
                 raise ValueError("apply_then_fail needs an error to answer after the call ran")
             if self.error in BEFORE_WORK_KINDS:
                 raise ValueError(f"apply_then_fail cannot end in {self.error}: Marketo rejects "
-                                 "606/615 before any work runs (marketo-api.md §2.1)")
+                                 "606/615 before any work runs (docs/reference/marketo-api.md §2.1)")
         return self
 
 
@@ -167,7 +167,7 @@ class FaultConfig(_Strict):
     token_ttl_seconds: float | None = Field(None, gt=0, description="overrides every instance's token life")
     token_expire_every_seconds: float | None = Field(
         None, gt=0, description="every N s on the sandbox clock (from installing the plan), every token "
-                                "issued so far expires: next use 602, then 601 (marketo-api.md §1.2)")
+                                "issued so far expires: next use 602, then 601 (docs/reference/marketo-api.md §1.2)")
 
 
 class SandboxConfig(_Strict):

@@ -1,4 +1,4 @@
-"""Marketo's response envelope, error codes and message strings (marketo-api.md §3, §4)."""
+"""Marketo's response envelope, error codes and message strings (docs/reference/marketo-api.md §3, §4)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-# Response-level codes and their messages (marketo-api.md §2.1 "Exact message strings", §3.2).
+# Response-level codes and their messages (docs/reference/marketo-api.md §2.1 "Exact message strings", §3.2).
 MESSAGES: dict[str, str] = {
     "502": "Bad Gateway",
     "600": "Access token not specified",
@@ -26,17 +26,17 @@ MESSAGES: dict[str, str] = {
     "713": "Transient Error",
 }
 
-# Codes whose answers are not counted against the rate limit or the daily quota (marketo-api.md §2.1, [ERR-v1]).
+# Codes whose answers are not counted against the rate limit or the daily quota (docs/reference/marketo-api.md §2.1, [ERR-v1]).
 FREE_CODES = frozenset({"601", "602", "604", "605", "608", "611"})
 
 
 def rate_limit_message(limit: int, window: float) -> str:
-    # Adobe's own typo "with in" is part of the message (marketo-api.md §2.1).
+    # Adobe's own typo "with in" is part of the message (docs/reference/marketo-api.md §2.1).
     return f"Max rate limit '{limit}' exceeded with in '{_num(window)}' secs"
 
 
 def concurrency_message(limit: int) -> str:
-    return f"Concurrent access limit '{limit}' reached"  # marketo-api.md §2.1 [ADF]
+    return f"Concurrent access limit '{limit}' reached"  # docs/reference/marketo-api.md §2.1 [ADF]
 
 
 def _num(x: float) -> str:
@@ -44,7 +44,7 @@ def _num(x: float) -> str:
 
 
 class MarketoError(Exception):
-    """A response-level error: HTTP 200, ``success:false`` (marketo-api.md §3.1 level 2)."""
+    """A response-level error: HTTP 200, ``success:false`` (docs/reference/marketo-api.md §3.1 level 2)."""
 
     def __init__(self, code: str, message: str | None = None) -> None:
         self.code = str(code)
@@ -63,14 +63,14 @@ class Ids:
         self._rng = random.Random(f"ids:{seed}")
 
     def request_id(self, now: float) -> str:
-        # Looks like "e42b#14272d07d78": hex, '#', hex milliseconds (marketo-api.md §4.1).
+        # Looks like "e42b#14272d07d78": hex, '#', hex milliseconds (docs/reference/marketo-api.md §4.1).
         return f"{self._rng.getrandbits(16):x}#{int(now * 1000):x}"
 
     def guid(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
     def token(self, pod: str) -> str:
-        return f"{self.guid()}:{pod}"  # "<uuid>:<pod>" (marketo-api.md §1.2)
+        return f"{self.guid()}:{pod}"  # "<uuid>:<pod>" (docs/reference/marketo-api.md §1.2)
 
 
 def iso(ts: float) -> str:
@@ -112,4 +112,4 @@ def asset_fail(request_id: str, code: str, message: str) -> dict[str, Any]:
     return {"success": False, "warnings": [], "errors": [reason(code, message)], "requestId": request_id}
 
 
-NO_ASSETS_WARNING = "No assets found for the given search criteria."  # marketo-api.md §4.1
+NO_ASSETS_WARNING = "No assets found for the given search criteria."  # docs/reference/marketo-api.md §4.1

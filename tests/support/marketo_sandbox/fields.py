@@ -1,4 +1,4 @@
-"""Field catalogue for leads and value checks by Marketo data type (marketo-api.md §5.3, field types)."""
+"""Field catalogue for leads and value checks by Marketo data type (docs/reference/marketo-api.md §5.3, field types)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ STANDARD_LEAD_FIELDS: list[LeadField] = [
     for i, (n, d, t, ln, ro, s) in enumerate(_STD)
 ]
 
-# Custom string/email/integer fields are searchable too (marketo-api.md §5.2).
+# Custom string/email/integer fields are searchable too (docs/reference/marketo-api.md §5.2).
 SEARCHABLE_CUSTOM_TYPES = frozenset({"string", "email", "integer"})
 
 
@@ -99,7 +99,7 @@ class TooLong(InvalidValue):
         self.args = (f"Invalid value for a '{data_type}' field: longer than {limit} {unit}",)
 
 
-#: marketo-api.md §5.3 field types: string 255 characters, text 30,000 bytes (a field's describe
+#: docs/reference/marketo-api.md §5.3 field types: string 255 characters, text 30,000 bytes (a field's describe
 #: ``length`` lowers the string limit, §8.1).
 STRING_MAX_CHARS = 255
 TEXT_MAX_BYTES = 30_000
@@ -109,7 +109,7 @@ CHAR_TYPES = frozenset({"string", "email", "phone", "url"})
 def coerce(value: Any, data_type: str, length: int | None = None, over_length: str = "reject") -> Any:
     """Normalise ``value`` for ``data_type``; raise InvalidValue (→ 1001) if it does not fit.
 
-    ``None`` and ``""`` store null (marketo-api.md §5.1). Strings longer than the field (``length``
+    ``None`` and ``""`` store null (docs/reference/marketo-api.md §5.1). Strings longer than the field (``length``
     characters, else 255; text: 30,000 bytes) raise ``TooLong``, or are cut when ``over_length`` is
     "truncate" (what Marketo does is UNCONFIRMED).
     """

@@ -28,7 +28,7 @@ class Token:
 
 
 class TokenStore:
-    """Identity tokens keyed by client id (marketo-api.md §1.2)."""
+    """Identity tokens keyed by client id (docs/reference/marketo-api.md §1.2)."""
 
     def __init__(self) -> None:
         self.by_value: dict[str, Token] = {}

@@ -1,4 +1,4 @@
-"""Pure limit bookkeeping: the rolling rate window and the US-Central daily quota (marketo-api.md §2.1)."""
+"""Pure limit bookkeeping: the rolling rate window and the US-Central daily quota (docs/reference/marketo-api.md §2.1)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ class Channel:
     updated: float
 
     def status(self, name: str) -> ProgressionStatus | None:
-        # Exact, case-sensitive match (marketo-api.md §6.2 recommendation; UNCONFIRMED).
+        # Exact, case-sensitive match (docs/reference/marketo-api.md §6.2 recommendation; UNCONFIRMED).
         for s in self.statuses:
             if s.name == name:
                 return s
@@ -73,7 +73,7 @@ class Attribute:
     data_type: str = "string"
     description: str | None = None
     is_primary: bool = False
-    #: Characters for string types (None: Marketo's 255, marketo-api.md §5.3).
+    #: Characters for string types (None: Marketo's 255, docs/reference/marketo-api.md §5.3).
     length: int | None = None
 
 
@@ -109,7 +109,7 @@ class ActivityType:
 
     @property
     def status(self) -> str:
-        # Enum: draft, approved, approved with draft, deleted (marketo-api.md §7.2)
+        # Enum: draft, approved, approved with draft, deleted (docs/reference/marketo-api.md §7.2)
         if self.deleted:
             return "deleted"
         if self.approved and self.draft:

@@ -1,6 +1,6 @@
 """The API-only user's permission set (its API role): which endpoints a client may call.
 
-marketo-api.md §3.2: ``603 Access denied`` means "the role lacks permission". The sections name the
+docs/reference/marketo-api.md §3.2: ``603 Access denied`` means "the role lacks permission". The sections name the
 permission each call needs: Sync Leads and Sync Program Member Status "Read-Write Lead" (§5.1, §6.2;
 the seed calls the area "Person"), Add Custom Activities "Read-Write Activity" (§7.1), activity
 types "Read/Read-Write Activity Metadata" (§7.2), custom object describe "Read-Only Custom Object"

@@ -1,4 +1,4 @@
-"""Marketo's REST, Asset and Bulk paths mapped to handlers (marketo-api.md §1.1, §12.1)."""
+"""Marketo's REST, Asset and Bulk paths mapped to handlers (docs/reference/marketo-api.md §1.1, §12.1)."""
 
 from __future__ import annotations
 

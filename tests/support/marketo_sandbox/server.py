@@ -183,7 +183,7 @@ class Sandbox:
             inst.record_call(endpoint, "http_400", None, counted=False, now=now)
             return web.json_response(body, status=400)
         if client is None or client.client_secret != args.get("client_secret"):
-            # body from marketo-api.md §1.2/§12.2 (exact Adobe body UNCONFIRMED)
+            # body from docs/reference/marketo-api.md §1.2/§12.2 (exact Adobe body UNCONFIRMED)
             inst.record_call(endpoint, "http_401", args.get("client_id"), counted=False, now=now)
             self._log(inst, request, endpoint, 401, "http_401", args.get("client_id"), now)
             return web.json_response({"error": "invalid_client", "error_description": "Bad client credentials"},

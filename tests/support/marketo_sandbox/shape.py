@@ -3,7 +3,7 @@
 The seed tells the admin to create the channel, the Event program, the custom activity type and the
 custom objects, adding their fields "as desired". A real instance therefore has some of the seed's
 fields, its own lengths, its own dedupe fields, and, for custom objects made in the UI, an API name
-ending in ``_c`` (the seed names one object ``kalturaUserPolls_c``; marketo-api.md §9.2 shows
+ending in ``_c`` (the seed names one object ``kalturaUserPolls_c``; docs/reference/marketo-api.md §9.2 shows
 ``car_c``). ``apply_shape`` creates such an instance's schema directly (approved), as the UI would;
 ``POST /_sandbox/shape`` and ``marketo-sandbox --shape FILE|kaltura-partial`` call it.
 
@@ -57,7 +57,7 @@ class RelatedTo(_Spec):
 class FieldShape(_Spec):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
     data_type: str = Field("string", alias="dataType")
-    #: Characters (string types); None: Marketo's 255 (marketo-api.md §5.3).
+    #: Characters (string types); None: Marketo's 255 (docs/reference/marketo-api.md §5.3).
     length: int | None = Field(None, ge=1, le=255)
     dedupe: bool = False
     related_to: RelatedTo | None = Field(None, alias="relatedTo")
@@ -115,7 +115,7 @@ def _object(inst: Instance, spec: CustomObjectShape, now: float) -> str:
         raise ValueError(f"custom object {api_name!r} already exists")
     dedupe = [f for f in spec.fields if f.dedupe]
     if not 1 <= len(dedupe) <= 3:
-        raise ValueError(f"custom object {api_name!r} needs 1 to 3 dedupe fields (marketo-api.md §2.2)")
+        raise ValueError(f"custom object {api_name!r} needs 1 to 3 dedupe fields (docs/reference/marketo-api.md §2.2)")
     if sum(1 for f in spec.fields if f.data_type == "link") > 1:
         raise ValueError(f"custom object {api_name!r}: at most one link field")
     fields = []
