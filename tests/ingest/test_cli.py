@@ -17,8 +17,10 @@ import yaml
 from kaltura_sandbox.testing import running_sandbox
 from kmsync_contracts.topics import ATTENDEE_STATUS
 from kmsync_ingest.cli import main as ingest_main
-from kmsync_testing.ingest import read_topic, tenants_document, wait_for
+from kmsync_testing.ingest import tenants_document
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.topics import read_topic
+from kmsync_testing.waiting import wait_for
 
 
 def _free_port() -> int:

@@ -14,16 +14,9 @@ from kaltura_sandbox.testing import RunningSandbox, running_sandbox
 from kmsync_contracts import DeadLetter, PollResponse, SessionEngagement
 from kmsync_contracts.topics import INGEST_DLQ, POLL_RESPONSES, SESSION_ENGAGEMENT
 from kmsync_ingest.backfill_cli import main as backfill_main
-from kmsync_testing.ingest import (
-    metric,
-    read_topic,
-    running_ingest,
-    settings_for,
-    tenants_document,
-    tenants_for,
-    upload_headers,
-)
+from kmsync_testing.ingest import metric, running_ingest, settings_for, tenants_document, tenants_for, upload_headers
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.topics import read_topic
 
 SCENARIO = {"registrants": 150, "sessions": 2, "malformed_engagement_rows": 5, "malformed_poll_rows": 3}
 

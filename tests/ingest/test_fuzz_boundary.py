@@ -30,15 +30,9 @@ from hypothesis import strategies as st
 from kaltura_sandbox.testing import running_sandbox
 from kmsync_contracts.topics import POLL_RESPONSES
 from kmsync_kaltura import compute_signature
-from kmsync_testing.ingest import (
-    TEST_UPLOAD_TOKEN,
-    read_topic,
-    running_ingest,
-    settings_for,
-    tenants_for,
-    upload_headers,
-)
+from kmsync_testing.ingest import TEST_UPLOAD_TOKEN, running_ingest, settings_for, tenants_for, upload_headers
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.topics import read_topic
 
 EXAMPLES = int(os.environ.get("KMSYNC_FUZZ_EXAMPLES", "3000"))
 MAX_UPLOAD = 262_144

@@ -14,8 +14,10 @@ import httpx
 from kaltura_sandbox.testing import RunningSandbox, running_sandbox
 from kmsync_contracts.topics import ATTENDEE_STATUS, SESSION_ENGAGEMENT
 from kmsync_kaltura import compute_signature
-from kmsync_testing.ingest import metric, read_topic, running_ingest, settings_for, tenants_for, wait_for
+from kmsync_testing.ingest import metric, running_ingest, settings_for, tenants_for
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.topics import read_topic
+from kmsync_testing.waiting import wait_for
 
 SMALL = {"registrants": 120, "sessions": 2, "session_minutes": 30, "late_row_rate": 0.0}
 

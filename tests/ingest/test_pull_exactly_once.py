@@ -14,8 +14,10 @@ import httpx
 from kaltura_sandbox.testing import running_sandbox
 from kmsync_contracts import AttendeeStatus, DeadLetter, PollResponse, SessionEngagement
 from kmsync_contracts.topics import ATTENDEE_STATUS, INGEST_DLQ, POLL_RESPONSES, SESSION_ENGAGEMENT
-from kmsync_testing.ingest import metric, read_topic, running_ingest, settings_for, tenants_for, wait_for
+from kmsync_testing.ingest import metric, running_ingest, settings_for, tenants_for
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.topics import read_topic
+from kmsync_testing.waiting import wait_for
 
 SCENARIO = {"registrants": 240, "sessions": 2, "session_minutes": 30, "late_row_rate": 0.2,
             "late_lag_seconds": 3600, "report_lag_seconds": 60}

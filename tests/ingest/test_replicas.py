@@ -33,13 +33,13 @@ from kmsync_testing.ingest import (
     ingest_process,
     metric,
     multi_tenants_document,
-    read_topic,
     running_ingest,
     settings_for,
     tenants_file,
-    wait_for,
 )
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.topics import read_topic
+from kmsync_testing.waiting import wait_for
 
 PARTITIONS = 4
 #: Short, so a killed replica's events move within seconds (heartbeats every third of it).

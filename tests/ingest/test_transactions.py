@@ -9,8 +9,8 @@ from kmsync_ingest.metrics import IngestMetrics
 from kmsync_ingest.publisher import KafkaUnavailable, Publisher, outgoing_letters
 from kmsync_ingest.watermarks import WatermarkStore
 from kmsync_kafka import topic_name
-from kmsync_testing.ingest import read_topic
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.topics import read_topic
 
 
 def letter(n: int, size: int = 10) -> DeadLetter:

@@ -15,17 +15,10 @@ import pytest
 from kaltura_sandbox.testing import RunningSandbox, running_sandbox
 from kmsync_contracts.topics import POLL_RESPONSES
 from kmsync_kaltura import compute_signature
-from kmsync_testing.ingest import (
-    TEST_UPLOAD_TOKEN,
-    metric,
-    read_topic,
-    running_ingest,
-    settings_for,
-    tenants_for,
-    upload_headers,
-    wait_for,
-)
+from kmsync_testing.ingest import TEST_UPLOAD_TOKEN, metric, running_ingest, settings_for, tenants_for, upload_headers
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.topics import read_topic
+from kmsync_testing.waiting import wait_for
 
 SMALL = {"registrants": 20, "sessions": 1, "late_row_rate": 0.0}
 POLLS_HEADER = "\ufeffentry_id,poll_id,poll_type,question,user_id,email,answer,answered_at\n"

@@ -2,7 +2,7 @@
 
 ``running_ingest(settings, tenants, sandbox)`` starts the service and its HTTP server on an
 ephemeral port and stops both afterwards; ``tenants_for(sandbox, dir)`` writes a tenants
-configuration for a Kaltura sandbox scenario; ``read_topic`` reads a topic to its end.
+configuration for a Kaltura sandbox scenario; ``kmsync_testing.topics.read_topic`` reads a topic to its end.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,18 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from kmsync_config import EventConfig, TenantsConfig, parse_tenants
-from kmsync_contracts import decode
-from kmsync_contracts.topics import TopicSpec
 from kmsync_ingest.http_app import serve
 from kmsync_ingest.kaltura_source import KalturaPullSource, client_for
 from kmsync_ingest.ownership import owner_partition
 from kmsync_ingest.service import IngestService
 from kmsync_ingest.settings import IngestSettings
 from kmsync_ingest.source import KalturaSource
-from kmsync_kafka import topic_name
+from kmsync_testing.waiting import wait_for
 
 if TYPE_CHECKING:
     from kaltura_sandbox.testing import RunningSandbox
@@ -159,52 +156,6 @@ async def running_ingest(
             await runner.cleanup()
     finally:
         await service.stop()
-
-
-async def read_topic(bootstrap: str, spec: TopicSpec, prefix: str) -> list[tuple[str | None, Any]]:
-    """Every record of a topic from the beginning to its current end, decoded by its contract."""
-    topic = topic_name(spec, prefix)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed")
-    await consumer.start()
-    out: list[tuple[str | None, Any]] = []
-    try:
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = cluster.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return out
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        async with asyncio.timeout(30):
-            while pending:
-                batches = await consumer.getmany(*pending, timeout_ms=500)
-                for messages in batches.values():
-                    for m in messages:
-                        out.append((m.key.decode() if m.key else None, decode(spec, m.value)))
-                for tp in list(pending):
-                    if await consumer.position(tp) >= ends[tp]:
-                        pending.discard(tp)
-    finally:
-        await consumer.stop()
-    return out
-
-
-async def wait_for(condition: Callable[[], Any], within: float = 20.0, what: str = "condition") -> Any:
-    """Poll an (async or sync) condition until it is truthy, with a deadline (no fixed sleeps)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)  # polling interval of a deadline-bounded wait, not synchronisation
 
 
 def metric(service: IngestService, name: str, **labels: str) -> float:
