@@ -173,14 +173,19 @@ def prepare_work_dir(work_dir: Path) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kmsync run", description=__doc__)
-    parser.add_argument("--registrants", type=int, default=3000)
-    parser.add_argument("--sessions", type=int, default=4)
-    parser.add_argument("--speed", type=float, default=2000.0, help="scenario seconds per real second")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--registrants", type=int, default=3000,
+                        help="registrants of the generated virtual event (default 3000)")
+    parser.add_argument("--sessions", type=int, default=4, help="sessions of the generated event (default 4)")
+    parser.add_argument("--speed", type=float, default=2000.0,
+                        help="scenario seconds per real second (default 2000)")
+    parser.add_argument("--seed", type=int, default=7,
+                        help="seeds the generated event and the Marketo sandbox (default 7)")
     parser.add_argument("--replicas", type=int, default=1,
                         help="processes per service (ingest, transform, sink) sharing the work; default 1")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for a clean reconciliation")
-    parser.add_argument("--keep-running", action="store_true", help="leave the stack up until Ctrl-C")
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="seconds to wait for a clean reconciliation (default 900)")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="leave the stack up after the reconciliation until Ctrl-C or SIGTERM")
     parser.add_argument("--work-dir", type=Path, default=Path(".run"),
                         help="logs and broker data; emptied at start only if an earlier run made it (default .run)")
     existing = parser.add_argument_group(

@@ -15,10 +15,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kmsync kafka", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
     start = sub.add_parser("start", help="start a single-node KRaft broker; Ctrl-C stops it")
-    start.add_argument("--port", type=int, default=9092)
-    start.add_argument("--controller-port", type=int, default=0, help="0 picks a free port")
-    start.add_argument("--data-dir", type=Path, default=Path(".run/kafka"))
-    start.add_argument("--partitions", type=int, default=1)
+    start.add_argument("--port", type=int, default=9092,
+                       help="the client (PLAINTEXT) listener's port on 127.0.0.1 (default 9092)")
+    start.add_argument("--controller-port", type=int, default=0,
+                       help="the KRaft controller listener's port; 0 picks a free port (default 0)")
+    start.add_argument("--data-dir", type=Path, default=Path(".run/kafka"),
+                       help="the broker's log directory, formatted on first start (default .run/kafka)")
+    start.add_argument("--partitions", type=int, default=1,
+                       help="partitions of an auto-created topic (default 1)")
     sub.add_parser("fetch", help="only resolve the broker jars from Maven Central")
     args = parser.parse_args(argv)
     try:

@@ -61,17 +61,27 @@ def _load(module_name: str) -> Callable[[list[str]], int] | None:
     return entry
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """A dependency is down or unreachable (Kafka, an HTTP endpoint), not a bug of ours."""
+def _unreachable_kinds() -> tuple[type[BaseException], ...]:
+    """The exception classes that mean "a dependency is down": ours, the OS's, aiokafka's, the local
+    broker launcher's (imported here, not at the top, to keep `kmsync --help` fast)."""
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
 
-    kinds: tuple[type[BaseException], ...] = (
-        ConnectionError, TimeoutError, KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable)
+    from kmsync_common.errors import DependencyUnavailable
+    from kmsync_testing.kafka_broker import BrokerError
+
+    return (DependencyUnavailable, BrokerError, ConnectionError, TimeoutError, KafkaConnectionError,
+            KafkaTimeoutError, NoBrokersAvailable)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A dependency is down or unreachable (Kafka, an HTTP endpoint), not a bug of ours: the exception
+    or anything in its cause chain is one of `_unreachable_kinds()`."""
+    kinds = _unreachable_kinds()
     seen: set[int] = set()
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:  # the cause chain, e.g. KafkaUnavailable
+    while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, kinds) or type(current).__name__ in {"KafkaUnavailable", "BrokerError"}:
+        if isinstance(current, kinds):
             return True
         current = current.__cause__ or current.__context__
     return False

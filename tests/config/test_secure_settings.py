@@ -49,11 +49,16 @@ def test_https_and_loopback_http_are_accepted(url: str) -> None:
 def test_config_check_refuses_an_http_kaltura_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "tenants.yaml"
     path.write_text(yaml.safe_dump(tenants("http://www.kaltura.com")))
-    assert config_main(["check", str(path)]) == 1
+    assert config_main(["check", str(path)]) == 2  # a configuration error, as in every command
     err = capsys.readouterr().err
     assert "kaltura_partners.1234567.service_url" in err and "https://" in err
     path.write_text(yaml.safe_dump(tenants("https://www.kaltura.com")))
     assert config_main(["check", str(path)]) == 0
+    assert config_main(["check", "--tenants", str(path)]) == 0  # the spelling of every other command
+    assert f"{path}: 1 event(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:
+        config_main(["check", "--tenants", str(path), str(tmp_path / "other.yaml")])
+    assert usage.value.code == 2 and "two tenants files given" in capsys.readouterr().err
 
 
 def test_polls_url_template_must_be_https_unless_it_starts_with_the_service_url() -> None:

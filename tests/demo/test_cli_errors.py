@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from kmsync_cli.main import EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, main, run_command
-from kmsync_testing.kafka_broker import free_port
+from kmsync_common.errors import DependencyUnavailable
+from kmsync_testing.kafka_broker import BrokerError, free_port
 
 KMSYNC = str(Path(sys.executable).parent / "kmsync")
 
@@ -42,6 +43,52 @@ def test_escaping_errors_become_one_line_and_a_documented_code(capsys: pytest.Ca
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 3
     assert "kmsync x: a dependency is unreachable: RuntimeError: cannot reach Kafka at 127.0.0.1:1" in err
+
+
+class _ServiceDown(DependencyUnavailable):
+    """A service's own "dependency down" error, raised without an underlying client error."""
+
+
+@pytest.mark.parametrize("error", [_ServiceDown("Kafka did not acknowledge within 10s"),
+                                   BrokerError("the broker exited: port 9092 in use")])
+def test_dependency_errors_are_recognised_by_their_class(error: Exception,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    def down(_: list[str]) -> int:
+        raise error
+
+    assert run_command(down, "x", []) == EXIT_UNREACHABLE
+    assert f"a dependency is unreachable: {type(error).__name__}" in capsys.readouterr().err
+
+
+def test_a_class_merely_named_like_a_dependency_error_is_a_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    kafka_unavailable = type("KafkaUnavailable", (RuntimeError,), {})  # not a DependencyUnavailable
+
+    def bug(_: list[str]) -> int:
+        raise kafka_unavailable("a bug that happens to share the name")
+
+    assert run_command(bug, "x", []) == EXIT_FAILURE
+    assert "unexpected error: KafkaUnavailable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["run"], ["kafka", "start"], ["config", "check"], ["chaos"], ["bench"]])
+def test_every_option_of_the_operator_commands_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    options = [line for line in text.splitlines() if line.strip().startswith("-") and "--help" not in line]
+    assert options, text
+    # argparse puts an option's help on its line or the next: a bare option line followed by another
+    # option (or nothing) has none.
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped.startswith("--") or "--help" in line:
+            continue
+        has_help_here = "  " in stripped
+        next_line = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        has_help_next = bool(next_line) and not next_line.startswith("-")
+        assert has_help_here or has_help_next, f"{' '.join(command)}: {stripped} has no help text"
 
 
 @pytest.mark.parametrize("argv", [["dlq", "replay", "--topic", "marketo.dlq.v1", "--dry-run"], ["transform"]])
