@@ -39,6 +39,7 @@ from kmsync_cli.reconcile_rest import (
     reconcile_by_rest,
 )
 from kmsync_cli.stack import Stack, StackOptions, http_json, metric_sum
+from kmsync_contracts.codecs import describe_validation_error
 from kmsync_marketo.cli import run_check
 from kmsync_marketo.readback import ReadBudgetExceeded
 
@@ -141,7 +142,8 @@ def external_marketo(args: argparse.Namespace) -> ExternalMarketo | None:
     try:
         target.settings()
     except ValidationError as exc:
-        raise ValueError(f"--marketo-endpoint: {exc.errors()[0]['msg']}") from None
+        problems = (line.removeprefix("(record): ") for line in describe_validation_error(exc))
+        raise ValueError("--marketo-endpoint: " + "; ".join(problems)) from None
     return target
 
 

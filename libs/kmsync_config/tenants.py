@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from kmsync_config.urls import LOOPBACK_HOSTS, https_problem
+from kmsync_config.urls import https_problem
 from kmsync_contracts.codecs import describe_validation_error
 from kmsync_contracts.kaltura_records import AttendanceStatus
 from kmsync_contracts.seed import STATUS_STEPS
@@ -115,7 +115,7 @@ class MarketoInstance(Strict):
     @classmethod
     def _munchkin(cls, v: str) -> str:
         if not MUNCHKIN_ID.match(v):
-            raise ValueError(f"a Munchkin id looks like 123-ABC-456, got {v!r}")
+            raise ValueError("a Munchkin id looks like 123-ABC-456")  # the value: describe_validation_error
         return v.upper()
 
     @field_validator("endpoint")
@@ -123,24 +123,17 @@ class MarketoInstance(Strict):
     def _endpoint(cls, v: str) -> str:
         # The seed: copy the REST endpoint "but do not include the '/rest' or '/identity' part",
         # and "it is mandatory to include https://". http is accepted only for a loopback sandbox.
+        # Each message says the problem; describe_validation_error adds the value once.
         v = v.strip().rstrip("/")
-        parts = urlsplit(v)
-        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
-            raise ValueError(
-                f"the Marketo endpoint domain must start with https:// (got {v!r}); copy it from "
-                "Admin > Web Services > REST API Endpoint"
-            )
-        if not parts.hostname:
-            raise ValueError(f"the Marketo endpoint domain has no host: {v!r}")
         problem = https_problem(v)
         if problem is not None:
-            raise ValueError(f"the Marketo endpoint domain {problem}")
-        for suffix in ("/rest", "/identity"):
-            if parts.path.lower().endswith(suffix):
-                raise ValueError(
-                    f"the Marketo endpoint domain must not end in {suffix} (got {v!r}); use "
-                    f"{v[: -len(suffix)]!r}"
-                )
+            raise ValueError(f"the Marketo endpoint {problem}; copy it from Admin > Web Services > "
+                             "REST API Endpoint")
+        parts = urlsplit(v)
+        api_path = {segment.lower() for segment in parts.path.split("/")} & {"rest", "identity"}
+        if api_path:
+            raise ValueError(f"give the base URL of the REST API endpoint, without /{min(api_path)}/...: "
+                             f"use '{parts.scheme}://{parts.netloc}'")
         return v
 
 

@@ -19,20 +19,22 @@ def is_loopback(host: str | None) -> bool:
 
 
 def https_problem(url: str) -> str | None:
-    """Why ``url`` may not carry a secret (no https, no host, credentials in it), or None if it may."""
+    """Why ``url`` may not carry a secret (no https, no host, credentials in it), or None if it may.
+
+    The message names the problem, not the URL: the caller's error says which value it was."""
     try:
         parts = urlsplit(url.strip())
         host = parts.hostname
         _ = parts.port  # a bad port raises ValueError
     except ValueError as exc:
-        return f"not a valid URL ({exc})"
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in ("https", "http"):
+        return "must start with https://"
     if not host:
         return "has no host"
     if parts.username or parts.password:
         return "must not carry credentials (user:password@); secrets are given by reference"
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and is_loopback(host):
-        return None
-    return (f"must start with https:// (got scheme {parts.scheme or 'none'!r}); plain http is accepted only "
-            "for a loopback host (127.0.0.1, localhost, ::1)")
+    if parts.scheme == "http" and not is_loopback(host):
+        return ("must start with https://, not http:// (plain http is accepted only for a loopback host: "
+                "127.0.0.1, localhost, ::1)")
+    return None

@@ -29,15 +29,28 @@ class ContractError(ValueError):
 SENSITIVE_WORDS = ("secret", "password", "token")
 
 
+#: The prefixes pydantic puts before a validator's own message; the field path says where, the
+#: message says what, so they add nothing.
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
 def describe_validation_error(exc: ValidationError) -> list[str]:
-    """One line per problem: 'field.path: message (got value)'."""
+    """One line per problem: 'field.path: message (got value)', naming the value once.
+
+    The value is left out when the field is sensitive (a secret), when it is a mapping or list (the
+    message names what inside it is wrong) and when the message already quotes it."""
     lines: list[str] = []
     for err in exc.errors(include_url=False):
         path = ".".join(str(p) for p in err["loc"]) or "(record)"
+        message = err["msg"]
+        for prefix in _PYDANTIC_PREFIXES:
+            message = message.removeprefix(prefix)
         got = err.get("input")
         sensitive = any(word in path.lower() for word in SENSITIVE_WORDS)
-        shown = "" if sensitive or isinstance(got, dict | list) or got is None else f" (got {got!r:.60})"
-        lines.append(f"{path}: {err['msg']}{shown}")
+        quoted = f"{got!r:.60}"
+        shown = ("" if sensitive or isinstance(got, dict | list) or got is None or quoted in message
+                 else f" (got {quoted})")
+        lines.append(f"{path}: {message}{shown}")
     return lines
 
 

@@ -67,8 +67,10 @@ def test_a_valid_file_loads_and_normalises(tmp_path: Path) -> None:
     [
         ("http://123-ABC-456.mktorest.com", "must start with https://"),
         ("123-ABC-456.mktorest.com", "must start with https://"),
-        ("https://123-ABC-456.mktorest.com/rest", "must not end in /rest"),
-        ("https://123-ABC-456.mktorest.com/identity/", "must not end in /identity"),
+        ("https://123-ABC-456.mktorest.com/rest", "give the base URL"),
+        ("https://123-ABC-456.mktorest.com/rest/v1", "give the base URL"),  # issue #20 item 5
+        ("https://123-ABC-456.mktorest.com/identity/", "give the base URL"),
+        ("https://123-ABC-456.mktorest.com/identity/oauth/token", "give the base URL"),
     ],
 )
 def test_endpoint_rules_from_the_seed(endpoint: str, expected: str) -> None:
@@ -77,6 +79,33 @@ def test_endpoint_rules_from_the_seed(endpoint: str, expected: str) -> None:
     [problem] = problems_of(data)
     assert problem.startswith("marketo_instances.acme.endpoint:")
     assert expected in problem
+    assert problem.count(repr(endpoint)) == 1, problem  # the value, once
+
+
+def test_an_endpoint_with_the_api_path_names_the_base_url_to_give() -> None:
+    data = valid()
+    data["marketo_instances"]["acme"]["endpoint"] = "https://123-ABC-456.mktorest.com/rest/v1"
+    [problem] = problems_of(data)
+    assert problem == ("marketo_instances.acme.endpoint: give the base URL of the REST API endpoint, without "
+                       "/rest/...: use 'https://123-ABC-456.mktorest.com' "
+                       "(got 'https://123-ABC-456.mktorest.com/rest/v1')")
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("munchkin_id", "nope", "a Munchkin id looks like 123-ABC-456"),
+    ("share", 2, "Input should be less than or equal to 1"),
+    ("endpoint", "http://123-ABC-456.mktorest.com", "the Marketo endpoint must start with https://, not http://"),
+])
+def test_each_message_says_the_field_the_problem_and_the_value_once(field: str, value: object,
+                                                                    problem: str) -> None:
+    # Issue #20 item 5: "Value error, ... got 'nope' (got 'nope')".
+    data = valid()
+    data["marketo_instances"]["acme"][field] = value
+    [message] = problems_of(data)
+    assert message.startswith(f"marketo_instances.acme.{field}: {problem}"), message
+    assert message.endswith(f"(got {value!r})"), message
+    assert message.count(repr(value)) == 1, message
+    assert "Value error" not in message and "got" not in message.removesuffix(f"(got {value!r})"), message
 
 
 def test_a_loopback_sandbox_may_use_http() -> None:
