@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kmsync_config import TenantsConfig
 from kmsync_contracts import DeadLetter, KalturaRecord, utc_now
 from kmsync_contracts.codecs import describe_validation_error
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_ingest.errors import BadInput
 from kmsync_ingest.mapping import RecordContext, engagement_from_csv, engagement_from_table, poll_response
 from kmsync_ingest.metrics import IngestMetrics
@@ -233,7 +234,8 @@ async def _load_chunk(
         if len(report.bad_rows) < MAX_REPORTED_BAD_ROWS:
             report.bad_rows.append((outcome.line, problems))
         letters.append(DeadLetter(
-            stage="ingest", reason_code="bad_row", reason=f"{name} line {outcome.line}: " + "; ".join(problems),
+            stage="ingest", reason_code=ReasonCode.BAD_ROW.value,
+            reason=f"{name} line {outcome.line}: " + "; ".join(problems),
             source_key=f"{ctx.partner_id}:{ctx.virtual_event_id}:{name}:{outcome.line}",
             payload={"file": name, "line": outcome.line, "row": raw, "problems": problems},
             failed_at=utc_now(),

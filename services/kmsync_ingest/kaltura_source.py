@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from kmsync_config import EventConfig, KalturaPartner
 from kmsync_contracts import AttendeeStatus, PollResponse, SessionEngagement, utc_now
 from kmsync_contracts.codecs import describe_validation_error
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_ingest.files import row_problems
 from kmsync_ingest.mapping import (
     RecordContext,
@@ -113,7 +114,7 @@ class KalturaPullSource:
                 try:
                     record = attendee_status(att, ctx, ref)
                 except ValidationError as exc:
-                    problem = Problem("invalid_profile", "; ".join(describe_validation_error(exc)), ref,
+                    problem = Problem(ReasonCode.INVALID_PROFILE, "; ".join(describe_validation_error(exc)), ref,
                                       p.model_dump(mode="json", by_alias=True))
                     items.append(Item(p.updated_at, p.id, problem=problem))
                     continue
@@ -124,7 +125,7 @@ class KalturaPullSource:
                 when = (_parse_time(raw.get("updatedAt")) if isinstance(raw, dict) else None) \
                     or page.watermark or self.clock()
                 items.append(Item(when, ident, problem=Problem(
-                    "invalid_profile", err.message, f"user-profile/list item {err.index}", raw)))
+                    ReasonCode.INVALID_PROFILE, err.message, f"user-profile/list item {err.index}", raw)))
             yield items
 
     # ------------------------------------------------------------------------------- engagement
@@ -159,13 +160,13 @@ class KalturaPullSource:
         try:
             record = engagement_from_table(row, ctx, ref) if table else engagement_from_csv(row, ctx, ref)
         except ValidationError as exc:
-            problem = Problem("bad_row", "; ".join(describe_validation_error(exc)), ref, content)
+            problem = Problem(ReasonCode.BAD_ROW, "; ".join(describe_validation_error(exc)), ref, content)
             return Item(ctx.source_time, ident, problem=problem, content=content)
         return Item(ctx.source_time, ident, record=record, content=content)
 
     def _error_item(self, report: str, entry: str, err: RowError, where: str) -> Item[Any]:
         ref = f"{where} {entry} line {err.line}"
-        problem = Problem("bad_row", f"{ref}: " + "; ".join(row_problems(err.message)), ref, err.raw)
+        problem = Problem(ReasonCode.BAD_ROW, f"{ref}: " + "; ".join(row_problems(err.message)), ref, err.raw)
         # Identified by content: the same bad row is dead-lettered once, not on every re-pull.
         return Item(self.clock(), f"{report}:{entry}:bad", problem=problem,
                     content={"report": report, "raw": err.raw, "message": err.message})
@@ -195,7 +196,7 @@ class KalturaPullSource:
                 items.append(Item(row.answered_at, ident, record=poll_response(row, ctx, ref), content=content))
             except ValidationError as exc:
                 items.append(Item(row.answered_at, ident, content=content, problem=Problem(
-                    "bad_row", "; ".join(describe_validation_error(exc)), ref, content)))
+                    ReasonCode.BAD_ROW, "; ".join(describe_validation_error(exc)), ref, content)))
         for err in result.errors:
             items.append(self._error_item("polls", session.entry_id, err, "poll answers"))
         return items

@@ -84,7 +84,7 @@ def dead_letter_for(item: Item[Any], key: str) -> DeadLetter:
     assert item.problem is not None
     p = item.problem
     return DeadLetter(
-        stage="ingest", reason_code=p.reason_code, reason=p.reason, source_key=key,
+        stage="ingest", reason_code=p.reason_code.value, reason=p.reason, source_key=key,
         source_topic=None, payload={"source_ref": p.source_ref, "row": p.payload}, failed_at=utc_now(),
     )
 

@@ -17,6 +17,7 @@ from pydantic import JsonValue
 
 from kmsync_config import EventConfig
 from kmsync_contracts import AttendeeStatus, PollResponse, SessionEngagement
+from kmsync_contracts.reasons import ReasonCode
 
 R = TypeVar("R", AttendeeStatus, SessionEngagement, PollResponse)
 Stream = Literal["statuses", "engagement", "polls"]
@@ -26,7 +27,7 @@ Stream = Literal["statuses", "engagement", "polls"]
 class Problem:
     """A source row that could not be read: dead-lettered with where it came from."""
 
-    reason_code: str
+    reason_code: ReasonCode
     reason: str
     source_ref: str
     payload: JsonValue

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, JsonValue
 
 from kmsync_contracts.outcomes import DeadLetter
-
-
-class Reason(StrEnum):
-    UNDECODABLE = "undecodable"
-    UNUSABLE_EMAIL = "unusable_email"
-    EVENT_NOT_CONFIGURED = "event_not_configured"
-    TOO_MANY_POLLS = "too_many_polls"
+from kmsync_contracts.reasons import ReasonCode
 
 
 class SourceRef(BaseModel):
@@ -39,7 +32,7 @@ def payload_of(raw: bytes | str | BaseModel) -> JsonValue:
 
 
 def dead_letter(
-    reason_code: Reason, reason: str, source: SourceRef, raw: bytes | str | BaseModel, now: datetime
+    reason_code: ReasonCode, reason: str, source: SourceRef, raw: bytes | str | BaseModel, now: datetime
 ) -> DeadLetter:
     return DeadLetter(
         stage="transform",

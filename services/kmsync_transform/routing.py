@@ -20,8 +20,9 @@ from kmsync_contracts.base import ContractModel
 from kmsync_contracts.codecs import ContractError, decode
 from kmsync_contracts.kaltura_records import AttendeeStatus, PollResponse, SessionEngagement
 from kmsync_contracts.outcomes import DeadLetter
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
-from kmsync_transform.dead_letters import Reason, SourceRef, dead_letter
+from kmsync_transform.dead_letters import SourceRef, dead_letter
 from kmsync_transform.emails import normalise_email
 from kmsync_transform.forward_only import person_key
 from kmsync_transform.polls import session_key
@@ -83,12 +84,12 @@ def route(spec: TopicSpec, raw: bytes, source: SourceRef, tenants: TenantsConfig
         record = decode(spec, raw)
     except ContractError as exc:
         return RouteResult(UNDECODABLE, dead_letter=dead_letter(
-            Reason.UNDECODABLE, f"not a valid {spec.name} record: {exc}", source, raw, now))
+            ReasonCode.UNDECODABLE, f"not a valid {spec.name} record: {exc}", source, raw, now))
     assert isinstance(record, AttendeeStatus | SessionEngagement | PollResponse)
     event = tenants.event(record.partner_id, record.virtual_event_id)
     if event is None:
         return RouteResult(UNCONFIGURED, dead_letter=dead_letter(
-            Reason.EVENT_NOT_CONFIGURED,
+            ReasonCode.EVENT_NOT_CONFIGURED,
             f"virtual event {record.virtual_event_id} of partner {record.partner_id} is not in the tenants "
             "file; add it under events and replay this record",
             source, record, now))
@@ -96,7 +97,7 @@ def route(spec: TopicSpec, raw: bytes, source: SourceRef, tenants: TenantsConfig
     if email is None:
         what = "no email" if not (record.email or "").strip() else "an email that cannot name a lead"
         return RouteResult(event.name, dead_letter=dead_letter(
-            Reason.UNUSABLE_EMAIL,
+            ReasonCode.UNUSABLE_EMAIL,
             f"Kaltura user {record.user_id} has {what}; Marketo identifies leads by email",
             source, record, now))
     munchkin = tenants.instance_for(event).munchkin_id

@@ -20,6 +20,7 @@ from kmsync_contracts.marketo_ops import (
     ProgramMemberStatus,
 )
 from kmsync_contracts.outcomes import DeadLetter
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.seed import (
     ENGAGEMENT_ACTIVITY_API_NAME,
     ENGAGEMENT_OBJECT_API_NAME,
@@ -28,7 +29,7 @@ from kmsync_contracts.seed import (
     POLLS_OBJECT_API_NAME,
     POLLS_OBJECT_DEDUPE_FIELDS,
 )
-from kmsync_transform.dead_letters import Reason, dead_letter
+from kmsync_transform.dead_letters import dead_letter
 from kmsync_transform.engagement import RateScale, activity_attributes, engagement_values, object_record
 from kmsync_transform.forward_only import ForwardOnly, Verdict, person_key
 from kmsync_transform.ledger import ActivityLedger, activity_op_id
@@ -91,7 +92,7 @@ class Transformer:
         now = self.clock()
         if event is None:  # the tenants file changed between the two stages
             return StepResult(UNCONFIGURED, dead_letters=[dead_letter(
-                Reason.EVENT_NOT_CONFIGURED,
+                ReasonCode.EVENT_NOT_CONFIGURED,
                 f"virtual event {routed.record.virtual_event_id} is no longer in the tenants file",
                 routed.source, routed.record, now)])
         result = StepResult(event.name)
@@ -170,7 +171,7 @@ class Transformer:
                                    email, response)
         if outcome.slot is None:
             result.dead_letters.append(dead_letter(
-                Reason.TOO_MANY_POLLS,
+                ReasonCode.TOO_MANY_POLLS,
                 f"session {response.entry_id} already has {MAX_POLLS_PER_SESSION} polls, the most "
                 f"{POLLS_OBJECT_API_NAME} can hold (poll_1..poll_{MAX_POLLS_PER_SESSION}); "
                 f"poll {response.poll_id} has no slot",

@@ -12,6 +12,7 @@ import yaml
 
 from kaltura_sandbox.testing import RunningSandbox, running_sandbox
 from kmsync_contracts import DeadLetter, PollResponse, SessionEngagement
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import INGEST_DLQ, POLL_RESPONSES, SESSION_ENGAGEMENT
 from kmsync_ingest.backfill_cli import main as backfill_main
 from kmsync_testing.ingest import metric, running_ingest, settings_for, tenants_document, tenants_for, upload_headers
@@ -92,7 +93,7 @@ async def test_report_uploads_load_good_rows_and_report_bad_lines(
     answers = [v for _, v in await read_topic(kafka_broker.bootstrap, POLL_RESPONSES, topic_prefix)]
     assert answers and all(isinstance(a, PollResponse) for a in answers)
     dlq = [v for _, v in await read_topic(kafka_broker.bootstrap, INGEST_DLQ, topic_prefix)]
-    assert all(isinstance(d, DeadLetter) and d.stage == "ingest" for d in dlq)
+    assert all(isinstance(d, DeadLetter) and d.stage == "ingest" and d.reason_code == ReasonCode.BAD_ROW for d in dlq)
     assert {d.payload["line"] for d in dlq if d.payload["file"] == name} == expected_bad  # type: ignore[index]
 
 

@@ -97,7 +97,7 @@ async def test_scenario_arrives_exactly_once_across_a_restart(
     assert set(got_answers) == good_answers
 
     # Bad rows: dead-lettered once each (two engagement reports per damaged row, plus poll rows).
-    assert all(isinstance(d, DeadLetter) for d in dlq)
+    assert all(isinstance(d, DeadLetter) and d.reason_code == "kmsync.bad_row" for d in dlq)
     bad_engagement = [e for e in truth_end["engagement"] if e["defect"] is not None]
     bad_answers = [a for a in truth_end["poll_answers"] if a["defect"] is not None]
     assert len(dlq) == 2 * len(bad_engagement) + len(bad_answers)

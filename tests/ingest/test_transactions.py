@@ -4,6 +4,7 @@ read_committed consumers (so a retry cannot duplicate it), and the next page com
 from __future__ import annotations
 
 from kmsync_contracts import DeadLetter, utc_now
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import INGEST_DLQ, INGEST_WATERMARKS
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_ingest.publisher import KafkaUnavailable, Publisher, outgoing_letters
@@ -14,7 +15,7 @@ from kmsync_testing.topics import read_topic
 
 
 def letter(n: int, size: int = 10) -> DeadLetter:
-    return DeadLetter(stage="ingest", reason_code="bad_row", reason=f"row {n}", source_key=f"k{n}",
+    return DeadLetter(stage="ingest", reason_code=ReasonCode.BAD_ROW.value, reason=f"row {n}", source_key=f"k{n}",
                       payload="x" * size, failed_at=utc_now())
 
 

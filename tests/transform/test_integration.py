@@ -30,6 +30,7 @@ from kmsync_contracts import (
     decode,
     encode,
 )
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import (
     ATTENDEE_STATUS,
     MARKETO_OPS,
@@ -211,9 +212,9 @@ async def test_scenario_becomes_the_expected_operations(
     for op in expected:  # same content, not just the same ids
         assert got[op.op_id].model_dump(exclude={"emitted_at"}) == op.model_dump(exclude={"emitted_at"})
     assert sorted(d.reason_code for d in collector.dead) == [
-        "event_not_configured", "too_many_polls", "undecodable", "unusable_email"]
+        ReasonCode.EVENT_NOT_CONFIGURED, ReasonCode.TOO_MANY_POLLS, ReasonCode.UNDECODABLE, ReasonCode.UNUSABLE_EMAIL]
     assert 'kmsync_transform_status_regressions_dropped_total{tenant="acme-summit"} 1.0' in metrics
-    assert 'kmsync_transform_dead_lettered_total{reason="too_many_polls",tenant="acme-summit"} 1.0' in metrics
+    assert 'kmsync_transform_dead_lettered_total{reason="kmsync.too_many_polls",tenant="acme-summit"} 1.0' in metrics
     assert 'kmsync_transform_records_in_total{tenant="acme-summit",topic="kaltura.poll-responses.v1"} 11.0' \
         in metrics
     assert 'kmsync_transform_ops_out_total{kind="custom_activity",tenant="acme-summit"} 1.0' in metrics

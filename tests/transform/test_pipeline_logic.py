@@ -16,6 +16,7 @@ from kmsync_contracts import (
     SessionEngagement,
     encode,
 )
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT
 from kmsync_transform.dead_letters import SourceRef
 from kmsync_transform.emails import normalise_email
@@ -44,17 +45,17 @@ def test_email_normalisation() -> None:
 
 def test_dead_letter_reasons(tenants: TenantsConfig, status_record: Callable[..., AttendeeStatus]) -> None:
     bad = route(ATTENDEE_STATUS, b'{"partner_id": "x"}', SRC, tenants, T0)
-    assert bad.dead_letter is not None and bad.dead_letter.reason_code == "undecodable"
+    assert bad.dead_letter is not None and bad.dead_letter.reason_code == ReasonCode.UNDECODABLE
     assert "partner_id" in bad.dead_letter.reason and bad.dead_letter.payload == {"partner_id": "x"}
     garbage = route(ATTENDEE_STATUS, b"\xff not json", SRC, tenants, T0)
     assert garbage.dead_letter is not None and isinstance(garbage.dead_letter.payload, str)
     no_email = route(ATTENDEE_STATUS, encode(status_record("registered", email=None)), SRC, tenants, T0)
-    assert no_email.dead_letter is not None and no_email.dead_letter.reason_code == "unusable_email"
+    assert no_email.dead_letter is not None and no_email.dead_letter.reason_code == ReasonCode.UNUSABLE_EMAIL
     assert no_email.tenant == "acme-summit"
     junk_email = route(ATTENDEE_STATUS, encode(status_record("registered", email="n/a")), SRC, tenants, T0)
-    assert junk_email.dead_letter is not None and junk_email.dead_letter.reason_code == "unusable_email"
+    assert junk_email.dead_letter is not None and junk_email.dead_letter.reason_code == ReasonCode.UNUSABLE_EMAIL
     other = route(ATTENDEE_STATUS, encode(status_record("registered", event=999)), SRC, tenants, T0)
-    assert other.dead_letter is not None and other.dead_letter.reason_code == "event_not_configured"
+    assert other.dead_letter is not None and other.dead_letter.reason_code == ReasonCode.EVENT_NOT_CONFIGURED
     assert other.dead_letter.source_offset == 1 and other.dead_letter.stage == "transform"
 
 
@@ -142,7 +143,7 @@ def test_eleventh_poll_is_dead_lettered_with_the_reason(
     _, eleventh = run(tenants, state, POLL_RESPONSES, poll_record("p11"))
     assert eleventh.ops == []
     [dl] = eleventh.dead_letters
-    assert dl.reason_code == "too_many_polls" and "p11" in dl.reason and "poll_10" in dl.reason
+    assert dl.reason_code == ReasonCode.TOO_MANY_POLLS and "p11" in dl.reason and "poll_10" in dl.reason
     assert isinstance(dl.payload, dict) and dl.payload["poll_id"] == "p11"
 
 
