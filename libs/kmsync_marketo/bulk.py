@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.errors import ErrorClass, MarketoApiError, MarketoHttpError, MarketoProtocolError
@@ -290,7 +291,7 @@ class BulkImporter:
     async def _outcomes(self, target: ImportTarget, part: CsvPart, job: BulkJob) -> list[Outcome]:
         if job.status == "Failed":
             return [
-                failed_outcome(s, "bulk_job_failed", job.message or "bulk job failed", ErrorClass.RETRY_SOON)
+                failed_outcome(s, ReasonCode.BULK_FAILED, job.message or "bulk job failed", ErrorClass.RETRY_SOON)
                 for s in part.seqs
             ]
         failures: dict[int, str] = {}
@@ -319,7 +320,7 @@ class BulkImporter:
                 # Marketo reported failures we could not tie to rows: do not claim success.
                 outcomes.append(
                     failed_outcome(
-                        seq, "bulk_unmatched", "bulk failure file could not be matched", ErrorClass.RETRY_SOON
+                        seq, ReasonCode.BULK_UNMATCHED, "bulk failure file could not be matched", ErrorClass.RETRY_SOON
                     )
                 )
             else:
@@ -334,4 +335,4 @@ def _exc_code(exc: Exception) -> tuple[str, ErrorClass]:
         return exc.code, exc.error_class
     if isinstance(exc, MarketoHttpError):
         return f"http_{exc.status}", exc.error_class
-    return "protocol", ErrorClass.RETRY_SOON
+    return ReasonCode.PROTOCOL, ErrorClass.RETRY_SOON

@@ -18,6 +18,7 @@ import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from kmsync_common.clock import Clock
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.auth import TokenManager, TokenRegistry
 from kmsync_marketo.errors import (
@@ -119,7 +120,7 @@ def _call_failed(
     elif isinstance(exc, MarketoHttpError):
         code, msg, cls = f"http_{exc.status}", exc.detail, exc.error_class
     else:
-        code, msg, cls = "protocol", str(exc), ErrorClass.RETRY_SOON
+        code, msg, cls = ReasonCode.PROTOCOL, str(exc), ErrorClass.RETRY_SOON
     maybe = not isinstance(exc, MarketoProtocolError) and exc.maybe_applied
     return [failed_outcome(offset + i, code, msg, cls, maybe) for i in range(count)]
 
@@ -402,5 +403,5 @@ class MarketoClient:
 def _raise_on_skipped(body: Mapping[str, Any], count: int) -> None:
     """Schema writes answer per item; a skipped item means the change was not made."""
     for outcome in align_results(body.get("result") or [], count, 0, None):
-        if outcome.status == "failed" and outcome.reason_code != "missing_result":
+        if outcome.status == "failed" and outcome.reason_code != ReasonCode.MISSING_RESULT:
             raise MarketoApiError(outcome.reason_code or "?", outcome.reason or "skipped")

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo.errors import ErrorClass, classify
 
 OutcomeStatus = Literal["created", "updated", "skipped", "failed"]
@@ -130,7 +131,7 @@ def align_results(results: Sequence[Any], count: int, offset: int, id_key: IdKey
     return [
         placed.get(i)
         or failed_outcome(
-            offset + i, "missing_result", "Marketo returned no result for this record", ErrorClass.RETRY_SOON
+            offset + i, ReasonCode.MISSING_RESULT, "Marketo returned no result for this record", ErrorClass.RETRY_SOON
         )
         for i in range(count)
     ]

@@ -131,10 +131,6 @@ class Shaped:
         return f"written with values cut to the field length in Marketo: {cut}"
 
 
-#: RecordOutcome.reason_code of a record written with a value cut to its field's length.
-TRUNCATED = "kmsync.truncated"
-
-
 # ------------------------------------------------------------------ pure: names
 def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())

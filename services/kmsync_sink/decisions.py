@@ -15,22 +15,6 @@ from typing import Literal
 from kmsync_contracts.outcomes import DeadLetter, OutcomeStatus, RecordOutcome
 from kmsync_sink.pending import PendingOp
 
-#: kmsync's own reason codes (Marketo's are numbers).
-ALREADY_WRITTEN = "kmsync.already_written"
-LEAD_UNRESOLVED = "kmsync.lead_unresolved"
-UNKNOWN_ACTIVITY_TYPE = "kmsync.unknown_activity_type"
-INSTANCE_UNKNOWN = "kmsync.instance_unknown"
-INSTANCE_CONFIG = "kmsync.instance_config"
-AUTH_REFUSED = "kmsync.auth_refused"
-BAD_RECORD = "kmsync.contract"
-INTERNAL_ERROR = "kmsync.internal_error"
-#: A custom activity found in the lead's activity log after an uncertain write: written, not sent again.
-VERIFIED_WRITTEN = "kmsync.verified_written"
-#: A custom activity that may be in Marketo and could not be verified (the activity read failed).
-UNVERIFIED = "kmsync.unverified"
-#: The sink stopped before this operation's intent was recorded (not sent; replayed by the next owner).
-STOPPING = "kmsync.stopping"
-
 
 @dataclass(frozen=True)
 class Decision:

@@ -25,6 +25,7 @@ from kmsync_common.logs import hash_email
 from kmsync_contracts import utc_now
 from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_contracts.outcomes import ActivityIntent
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo.client import ActivityRecord, LeadActivity
 from kmsync_marketo.endpoints import BATCH_MAX
 from kmsync_marketo.errors import (
@@ -36,18 +37,8 @@ from kmsync_marketo.errors import (
     classify,
 )
 from kmsync_marketo.outcomes import Outcome
-from kmsync_marketo.schema import ENGAGEMENT_ACTIVITY, TRUNCATED, ActivitySchema, ObjectSchema, Shaped
-from kmsync_sink.decisions import (
-    ALREADY_WRITTEN,
-    AUTH_REFUSED,
-    INTERNAL_ERROR,
-    LEAD_UNRESOLVED,
-    STOPPING,
-    UNKNOWN_ACTIVITY_TYPE,
-    UNVERIFIED,
-    VERIFIED_WRITTEN,
-    Decision,
-)
+from kmsync_marketo.schema import ENGAGEMENT_ACTIVITY, ActivitySchema, ObjectSchema, Shaped
+from kmsync_sink.decisions import Decision
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.intents import IntentRecorder, LedgerIntents
 from kmsync_sink.memory import ActivityLedger, LeadCache
@@ -88,12 +79,12 @@ class _Failure:
 def _failure_from_exception(exc: BaseException) -> _Failure:
     if isinstance(exc, MarketoAuthError):
         # Revoked or wrong credentials: retried with backoff (an admin may fix them), then DLQ.
-        return _Failure(AUTH_REFUSED, str(exc), True)
+        return _Failure(ReasonCode.AUTH_REFUSED, str(exc), True)
     if isinstance(exc, MarketoApiError):
         return _Failure(exc.code, exc.message or exc.info.meaning, exc.error_class in _RETRYABLE)
     if isinstance(exc, MarketoHttpError):
         return _Failure(f"http_{exc.status}", exc.detail, exc.error_class in _RETRYABLE)
-    return _Failure("kmsync.client_error", f"{type(exc).__name__}: {exc}", True)
+    return _Failure(ReasonCode.CLIENT_ERROR, f"{type(exc).__name__}: {exc}", True)
 
 
 def _from_outcome(p: PendingOp, o: Outcome, api: Literal["rest", "bulk"] = "rest") -> Decision:
@@ -122,12 +113,12 @@ async def _guarded(coro: Awaitable[list[Decision]], ops: list[PendingOp]) -> lis
         if isinstance(exc, MarketoError):
             return _failed(ops, _failure_from_exception(exc))
         log.exception("call failed unexpectedly; its %d record(s) will be retried", len(ops))
-        return _failed(ops, _Failure(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", True))
+        return _failed(ops, _Failure(ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", True))
 
 
 #: Codes of a call Marketo answered with something other than the documented envelope (a 200 whose
 #: body is not JSON, a result array without this record): it ran, so the write may be there.
-_ANSWERED_ODDLY = frozenset({"protocol", "missing_result"})
+_ANSWERED_ODDLY = frozenset({ReasonCode.PROTOCOL, ReasonCode.MISSING_RESULT})
 
 
 def maybe_applied(o: Outcome) -> bool:
@@ -223,7 +214,7 @@ class WindowExecutor:
         for p in _plan_ops(plan):
             p.attempts += 1
         await report([
-            Decision(p, "skipped", reason_code="kmsync.already_written",
+            Decision(p, "skipped", reason_code=ReasonCode.ALREADY_WRITTEN,
                      reason="custom activity already written (insert-only; replay not sent)")
             for p in plan.already_written
         ])
@@ -251,7 +242,7 @@ class WindowExecutor:
 
         def unresolved(email: str) -> _Failure:
             return lead_failures.get(email) or _Failure(
-                LEAD_UNRESOLVED, "the lead's id is not known yet (its upsert did not complete)", True
+                ReasonCode.LEAD_UNRESOLVED, "the lead's id is not known yet (its upsert did not complete)", True
             )
 
         async def stage2(coro: Awaitable[list[Decision]], ops: list[PendingOp]) -> None:
@@ -330,7 +321,7 @@ class WindowExecutor:
         out: list[Decision] = []
         for li, o in zip(call.inputs, result.outcomes, strict=True):
             if not o.ok:
-                failures[li.email] = _Failure(o.reason_code or "bulk_failed", o.reason or "bulk import failed",
+                failures[li.email] = _Failure(o.reason_code or ReasonCode.BULK_FAILED, o.reason or "bulk import failed",
                                               o.retryable)
             out += [_from_outcome(p, o, api="bulk") for p in li.ops]
         return out
@@ -364,7 +355,7 @@ class WindowExecutor:
         self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
     ) -> list[Decision]:
         """Bulk custom object import (§9.2) for a large window or many upserts of one object; records
-        whose lead id is not known yet (the link field needs it) fail LEAD_UNRESOLVED and retry."""
+        whose lead id is not known yet (the link field needs it) fail ReasonCode.LEAD_UNRESOLVED and retry."""
         target = await self._object_target(call.object_name)
         if isinstance(target, SchemaFailure):
             return _failed((p for i in call.items for p in i.ops), _schema_failure(target), api="bulk")
@@ -452,7 +443,7 @@ class WindowExecutor:
         """A record written with a value cut to its field's length says so in its outcome."""
         if shaped is None or not shaped.truncated or d.failed or d.reason_code is not None:
             return d
-        return dataclasses.replace(d, reason_code=TRUNCATED, reason=shaped.note())
+        return dataclasses.replace(d, reason_code=ReasonCode.TRUNCATED, reason=shaped.note())
 
     def _schema_aware(self, d: Decision, o: Outcome) -> Decision:
         """Marketo says a field or the object is gone (the admin changed it): read the schema again
@@ -538,7 +529,7 @@ class WindowExecutor:
         uncertain: list[tuple[ActivityInput, ActivityIntent]] = []
         for a in call.items:
             if a.op.op_id in self.ledger:  # written meanwhile (another copy's verification)
-                out += [Decision(p, "skipped", reason_code=ALREADY_WRITTEN,
+                out += [Decision(p, "skipped", reason_code=ReasonCode.ALREADY_WRITTEN,
                                  reason="custom activity already written (insert-only; replay not sent)")
                         for p in a.ops]
             elif (intent := self.ledger.uncertain(a.op.op_id)) is not None:
@@ -575,7 +566,7 @@ class WindowExecutor:
             lid = lead_id(a.email)
             if type_id is None:
                 out += _failed(a.ops, _Failure(
-                    UNKNOWN_ACTIVITY_TYPE,
+                    ReasonCode.UNKNOWN_ACTIVITY_TYPE,
                     f"custom activity type {a.op.activity_type!r} does not exist in this instance; "
                     "create and approve it (`kmsync marketo check --apply`)", False))
             elif lid is None:
@@ -604,7 +595,7 @@ class WindowExecutor:
         except PublishAbandoned:
             # Stopping with Kafka unavailable: not sent; the next owner replays them.
             return out + _failed((p for a, _ in sendable for p in a.ops), _Failure(
-                STOPPING, "stopping before the activity's intent was recorded; not sent", True))
+                ReasonCode.STOPPING, "stopping before the activity's intent was recorded; not sent", True))
         try:
             outcomes = await self.writer.add_custom_activities([r for _, r in sendable])
         except MarketoError as exc:
@@ -615,7 +606,7 @@ class WindowExecutor:
             return out + _failed((p for a, _ in sendable for p in a.ops), f)
         except Exception as exc:  # a bug or an unexpected client error: the request may have gone out
             log.exception("activities call failed unexpectedly; its %d record(s) will be verified", len(sendable))
-            outcomes = [Outcome(seq=i, status="failed", reason_code=INTERNAL_ERROR,
+            outcomes = [Outcome(seq=i, status="failed", reason_code=ReasonCode.INTERNAL_ERROR,
                                 reason=f"{type(exc).__name__}: {exc}", maybe_applied=True)
                         for i in range(len(sendable))]
         self._observe("custom_activities", len(sendable), call_code(outcomes))
@@ -656,7 +647,7 @@ class WindowExecutor:
                 self._observe_verify("deferred", len(a.ops))
                 for p in a.ops:
                     p.attempts -= 1  # no call was made
-                out += [Decision(p, "failed", reason_code=p.uncertain_code or UNVERIFIED,
+                out += [Decision(p, "failed", reason_code=p.uncertain_code or ReasonCode.UNVERIFIED,
                                  reason="waiting before the activity log is read", retryable=True,
                                  maybe_applied=True, retry_at=self._mono() + wait) for p in a.ops]
             else:
@@ -670,7 +661,7 @@ class WindowExecutor:
                 found = await self.writer.lead_activities([type_id], [i.lead_id for _, i in group], since)
             except Exception as exc:
                 f = _failure_from_exception(exc) if isinstance(exc, MarketoError) else _Failure(
-                    INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", True)
+                    ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", True)
                 self._observe("lead_activities", len(group), f.code)
                 self._observe_verify("error", len(group))
                 for a, _ in group:
@@ -683,7 +674,7 @@ class WindowExecutor:
                 if hit is not None:
                     self._observe_verify("found", 1)
                     self.ledger.add(a.op.op_id)
-                    out += [Decision(p, "created", hit.marketo_id or None, VERIFIED_WRITTEN,
+                    out += [Decision(p, "created", hit.marketo_id or None, ReasonCode.VERIFIED_WRITTEN,
                                      "found in the lead's activity log after an uncertain write; not sent again")
                             for p in a.ops]
                     continue
@@ -691,7 +682,7 @@ class WindowExecutor:
                 last = [p for p in a.ops if p.final_check]
                 if last:
                     self.intents.resolve([a.op.op_id])  # certainly not applied: a replay may send it
-                    code = next((p.uncertain_code for p in last if p.uncertain_code), None) or UNVERIFIED
+                    code = next((p.uncertain_code for p in last if p.uncertain_code), None) or ReasonCode.UNVERIFIED
                     out += [Decision(p, "failed", reason_code=code, reason=(
                         "the write failed ambiguously as often as retries allow; the activity is not in the "
                         "lead's activity log, so it was not applied and a replay is safe"), retryable=True)
@@ -703,7 +694,7 @@ class WindowExecutor:
     def _unverified(self, p: PendingOp, f: _Failure) -> Decision:
         if p.final_check:
             # Out of attempts and still unknown: dead-lettered, the intent kept, so a replay verifies.
-            return Decision(p, "failed", reason_code=UNVERIFIED, reason=(
+            return Decision(p, "failed", reason_code=ReasonCode.UNVERIFIED, reason=(
                 f"the activity may be in Marketo and its activity log could not be read ({f.code}: {f.reason}); "
                 "a replay looks it up before sending"), retryable=True, maybe_applied=True)
         return Decision(p, "failed", reason_code=f.code, reason=f"activity log not read: {f.reason}",

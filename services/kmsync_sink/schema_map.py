@@ -25,6 +25,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo.errors import MarketoAuthError, MarketoError
 from kmsync_marketo.schema import (
     ENGAGEMENT_ACTIVITY,
@@ -50,18 +51,11 @@ SCHEMA_REFRESH_SECONDS = 600.0
 #: (1006 Field not found) or the object/type is (1013 Object not found), docs/reference/marketo-api.md §3.3.
 STALE_SCHEMA_CODES = frozenset({"1006", "1013"})
 
-#: The instance has no such custom object / activity type (checked by API name, with or without _c, and
-#: by display name). Not retried: create it, then replay.
-SCHEMA_MISSING = "kmsync.schema_missing"
-#: The object's dedupe fields would make records overwrite each other. Not retried: fix it, then replay.
-SCHEMA_REFUSED = "kmsync.schema_refused"
-#: The schema could not be read (a transient error): retried.
-SCHEMA_UNREAD = "kmsync.schema_unread"
-
-
 @dataclass(frozen=True)
 class SchemaFailure:
-    code: str
+    #: SCHEMA_MISSING (create it, then replay), SCHEMA_REFUSED (dedupe fields would make records
+    #: overwrite each other: fix it, then replay), both final; SCHEMA_UNREAD (a transient read error): retried.
+    code: ReasonCode
     reason: str
     retryable: bool
 
@@ -139,7 +133,7 @@ class InstanceSchemaMap:
             raise  # refused credentials: the caller's rule for them (retried, then dead-lettered)
         except MarketoError as exc:
             if self._objects_at is None and not self.objects:
-                return SchemaFailure(SCHEMA_UNREAD, f"the custom objects could not be read: {exc}", True)
+                return SchemaFailure(ReasonCode.SCHEMA_UNREAD, f"the custom objects could not be read: {exc}", True)
             log.warning("instance %s: custom object schema not refreshed (%s); using the last one", self.instance,
                         exc)
             self._objects_at = self._mono()
@@ -159,7 +153,8 @@ class InstanceSchemaMap:
             raise
         except MarketoError as exc:
             if self._activity_at is None and self.activity is None:
-                return SchemaFailure(SCHEMA_UNREAD, f"the custom activity type could not be read: {exc}", True)
+                return SchemaFailure(ReasonCode.SCHEMA_UNREAD, f"the custom activity type could not be read: {exc}",
+                                     True)
             log.warning("instance %s: activity type not refreshed (%s); using the last one", self.instance, exc)
             self._activity_at = self._mono()
             return None
@@ -205,15 +200,15 @@ class InstanceSchemaMap:
         if found is None:
             why = self.object_errors.get(logical)
             if why is not None:
-                return SchemaFailure(SCHEMA_MISSING, f"{why}; grant the API user's role 'Read-Write Custom "
+                return SchemaFailure(ReasonCode.SCHEMA_MISSING, f"{why}; grant the API user's role 'Read-Write Custom "
                                                      "Object', then replay", False)
-            return SchemaFailure(SCHEMA_MISSING, (
+            return SchemaFailure(ReasonCode.SCHEMA_MISSING, (
                 f"custom object {logical!r} is not in this Marketo instance (looked for {logical}, "
                 f"{logical.removesuffix('_c')}_c and its display name); create and approve it in Admin > Marketo "
                 "Custom Objects (or `kmsync marketo check --apply`), then replay"), False)
         problem = self._refused.get(logical)
         if problem is not None:
-            return SchemaFailure(SCHEMA_REFUSED, problem, False)
+            return SchemaFailure(ReasonCode.SCHEMA_REFUSED, problem, False)
         return found
 
     async def activity_target(self) -> ActivitySchema | SchemaFailure:
@@ -221,7 +216,7 @@ class InstanceSchemaMap:
         if failed is not None:
             return failed
         if self.activity is None:
-            return SchemaFailure(SCHEMA_MISSING, (
+            return SchemaFailure(ReasonCode.SCHEMA_MISSING, (
                 f"custom activity type {ENGAGEMENT_ACTIVITY!r} is not in this Marketo instance, or not approved "
                 f"({self.activity_error or 'looked for it by API name with or without _c and by display name'}); "
                 "create and approve it (`kmsync marketo check --apply`), then replay"), False)

@@ -24,6 +24,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts import ContractError, DeadLetter, decode, encode, utc_now
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
 from kmsync_kafka.clients import (
     DEFAULT_ISOLATION,
@@ -38,9 +39,6 @@ from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.from_config import settings_from_instance
 from kmsync_marketo.settings import MarketoSettings
 from kmsync_sink.decisions import (
-    BAD_RECORD,
-    INSTANCE_CONFIG,
-    INSTANCE_UNKNOWN,
     Decision,
     to_dead_letter,
     to_outcome,
@@ -223,8 +221,8 @@ class MarketoSink:
             return self._broken[munchkin_id]
         found = self.tenants.instance_by_munchkin(munchkin_id)
         if found is None:
-            broken = _Broken(INSTANCE_UNKNOWN, f"Marketo instance {munchkin_id} is not in the tenants file; add "
-                             "it under marketo_instances, restart the sink, then replay")
+            broken = _Broken(ReasonCode.INSTANCE_UNKNOWN, f"Marketo instance {munchkin_id} is not in the tenants file; "
+                             "add it under marketo_instances, restart the sink, then replay")
             self._broken[munchkin_id] = broken
             return broken
         name, instance = found
@@ -233,7 +231,8 @@ class MarketoSink:
             writer = self.writer_factory(client_settings)
         except ValueError as exc:
             # A bad secret reference or setting of one instance never stops the others.
-            broken = _Broken(INSTANCE_CONFIG, f"marketo_instances.{name}: {exc}; fix it, restart, then replay")
+            broken = _Broken(ReasonCode.INSTANCE_CONFIG,
+                             f"marketo_instances.{name}: {exc}; fix it, restart, then replay")
             log.error("instance %s unusable: %s", munchkin_id, broken.reason)
             self._broken[munchkin_id] = broken
             return broken
@@ -294,12 +293,12 @@ class MarketoSink:
     ) -> None:
         assert self._producer is not None
         raw = (m.value or b"").decode(errors="replace")
-        letter = DeadLetter(stage="sink", reason_code=BAD_RECORD, reason=str(exc)[:2000], source_topic=tp.topic,
-                            source_partition=tp.partition, source_offset=m.offset, source_key=key,
-                            payload=raw, failed_at=utc_now())
+        letter = DeadLetter(stage="sink", reason_code=ReasonCode.CONTRACT, reason=str(exc)[:2000],
+                            source_topic=tp.topic, source_partition=tp.partition, source_offset=m.offset,
+                            source_key=key, payload=raw, failed_at=utc_now())
         await produce_until_acked(self._producer, [Message(self.dlq_topic, encode(letter), m.key)], self._stop)
         self.tracker.done(tp.topic, tp.partition, m.offset)
-        self.metrics.dlq.labels(key or "unknown", BAD_RECORD).inc()
+        self.metrics.dlq.labels(key or "unknown", ReasonCode.CONTRACT).inc()
 
     # ------------------------------------------------------------------ offsets and flow
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:

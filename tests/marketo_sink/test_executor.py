@@ -249,7 +249,7 @@ class InsertOnlyMarketo(MemoryWriter):
         self.stored += activities
         if self.garbled_answers:
             self.garbled_answers -= 1
-            return [Outcome(seq=i, status="failed", reason_code="protocol", reason="answer is not JSON",
+            return [Outcome(seq=i, status="failed", reason_code="kmsync.protocol", reason="answer is not JSON",
                             classification=ErrorClass.RETRY_SOON) for i in range(len(activities))]
         return [Outcome(seq=i, status="created", marketo_id=f"g{len(self.stored) - len(activities) + i}")
                 for i in range(len(activities))]
@@ -272,7 +272,7 @@ async def test_a_garbled_200_is_verified_not_resent_and_never_dead_lettered_unve
     cache.put("a@x.com", 5)
     first = ops.pending(ops.activity("a@x.com", op_id="act"))
     got = await run([first], w, cache=cache, ledger=ledger)
-    assert (got["act"].status, got["act"].reason_code, got["act"].maybe_applied) == ("failed", "protocol", True)
+    assert (got["act"].status, got["act"].reason_code, got["act"].maybe_applied) == ("failed", "kmsync.protocol", True)
     assert ledger.uncertain("act") is not None, "its intent stays"
     again = ops.pending(ops.activity("a@x.com", op_id="act"))  # transform's copy, same op_id
     got = await run([again], w, cache=cache, ledger=ledger)

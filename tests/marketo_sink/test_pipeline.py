@@ -89,7 +89,7 @@ class RestWriter:
 @dataclass
 class Job:
     records: list[dict[str, Any]]
-    #: entry_ids whose row comes back failed, retryably (a "bulk_unmatched" row).
+    #: entry_ids whose row comes back failed, retryably (a "kmsync.bulk_unmatched" row).
     fail: set[str] = field(default_factory=set)
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: bool = False
@@ -125,7 +125,7 @@ class GatedBulk:
             raise
         self.marketo.write("bulk", [r for r in job.records if r["entry_id"] not in job.fail])
         return BulkResult([
-            Outcome(seq=i, status="failed", reason_code="bulk_unmatched", reason="unmatched",
+            Outcome(seq=i, status="failed", reason_code="kmsync.bulk_unmatched", reason="unmatched",
                     classification=ErrorClass.RETRY_SOON) if r["entry_id"] in job.fail
             else Outcome(seq=i, status="updated", marketo_status="imported") for i, r in enumerate(job.records)])
 

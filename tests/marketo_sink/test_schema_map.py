@@ -33,7 +33,7 @@ from kmsync_sink.executor import WindowExecutor
 from kmsync_sink.memory import ActivityLedger, LeadCache
 from kmsync_sink.metrics import SinkMetrics
 from kmsync_sink.planner import PlannerConfig, plan_window
-from kmsync_sink.schema_map import SCHEMA_REFUSED, InstanceSchemaMap, SchemaMetrics
+from kmsync_sink.schema_map import InstanceSchemaMap, SchemaMetrics
 from kmsync_sink.settings import WindowSettings
 from kmsync_sink.worker import InstanceWorker
 from marketo_sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
@@ -146,7 +146,7 @@ async def test_a_dedupe_key_that_would_overwrite_attendees_is_refused_with_the_f
                                        ops.pending(engagement(ops, "b@x.com", "1_a", "eng-b"))])
         dump = sb.dump()
         syncs = sb.call_count("POST /rest/v1/customobjects/{apiName}.json")
-    assert {d.reason_code for d in got.values()} == {SCHEMA_REFUSED}
+    assert {d.reason_code for d in got.values()} == {"kmsync.schema_refused"}
     reason = got["eng-a"].reason or ""
     assert "every attendee of a session would overwrite one record" in reason
     assert f"recreate '{ENG_C}' with dedupe fields entry_id + personId" in reason
