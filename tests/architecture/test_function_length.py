@@ -20,12 +20,11 @@ LIMIT = 60
 
 KNOWN_LONG: dict[str, int] = {
     "apps/kmsync_bench/upload_rss.py:measure": 70,
-    "apps/kmsync_cli/demo.py:main": 83,
     "apps/kmsync_cli/reconcile.py:reconcile": 63,
     "apps/kmsync_cli/stack.py:Stack.start": 67,
     "libs/kmsync_marketo/check.py:SetupChecker._custom_object": 61,
     "libs/kmsync_marketo/limiter.py:InstanceLimiter.on_throttle": 63,
-    "libs/kmsync_marketo/transport.py:MarketoTransport._call": 149,
+    "libs/kmsync_marketo/transport.py:MarketoTransport._call": 146,
     "services/kmsync_sink/dlq_cli.py:replay": 62,
     "services/kmsync_sink/executor.py:WindowExecutor._activities": 111,
     "services/kmsync_sink/executor.py:WindowExecutor._verify": 61,
@@ -33,11 +32,9 @@ KNOWN_LONG: dict[str, int] = {
     "services/kmsync_sink/planner.py:_plan": 107,
     "services/kmsync_sink/worker.py:InstanceWorker.__init__": 68,
     "tests/support/kaltura_sandbox/scenario.py:generate": 86,
-    "tests/support/marketo_sandbox/admin.py:handle_admin": 86,
     "tests/support/marketo_sandbox/api_customobjects.py:query_objects": 71,
     "tests/support/marketo_sandbox/api_customobjects.py:sync_objects": 63,
     "tests/support/marketo_sandbox/fields.py:coerce": 71,
-    "tests/support/marketo_sandbox/server.py:Sandbox._rest": 93,
 }
 
 _Function = ast.FunctionDef | ast.AsyncFunctionDef

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kmsync_common.clock import ManualClock
+from marketo_sandbox.clock import ManualClock
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
 
 START = 1_772_636_400.0  # 2026-03-04T15:00:00Z, a Wednesday

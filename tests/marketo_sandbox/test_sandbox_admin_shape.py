@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from kmsync_common.clock import ManualClock
+from marketo_sandbox.clock import ManualClock
 from marketo_sandbox.config import BehaviourConfig, InstanceConfig
 from marketo_sandbox.shape import PARTIAL_PROGRAM_ID, kaltura_partial_shape
 from marketo_sandbox.testing import SandboxHandle, running_sandbox

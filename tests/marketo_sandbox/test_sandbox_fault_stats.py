@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from kmsync_common.clock import ManualClock
+from marketo_sandbox.clock import ManualClock
 from marketo_sandbox.config import InstanceConfig
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kmsync_common.clock import ManualClock
+from marketo_sandbox.clock import ManualClock
 from marketo_sandbox.config import FaultConfig, load_faults
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
 
@@ -164,3 +164,22 @@ def test_instances_file_and_preset_inheritance(tmp_path: Path) -> None:
     p.write_text("- munchkin_id: 111-AAA-111\n- munchkin_id: 111-AAA-111\n")
     with pytest.raises(ValueError, match="unique"):
         build_sandbox(instances=load_instances(p))
+
+
+async def test_a_clock_shared_with_a_client_is_driven_like_the_sandbox_own_manual_clock() -> None:
+    """Client tests share one clock between their client and the sandbox (kmsync_common's ManualClock):
+    the sandbox carries its own clocks but takes any clock with a manual clock's methods as manual."""
+    from kmsync_common.clock import ManualClock as ClientManualClock
+
+    shared = ClientManualClock(1_772_636_400.0)
+    async with running_sandbox(preset="empty", clock=shared) as sb, httpx.AsyncClient(base_url=sb.base_url) as http:
+        assert sb.manual_clock is shared
+        r = await http.post("/_sandbox/clock", json={"advance": 10})
+        assert r.status_code == 200 and r.json() == {"now": 1_772_636_410.0, "iso": "2026-03-04T15:00:10Z",
+                                                      "manual": True}
+        assert shared.time() == 1_772_636_410.0
+    async with running_sandbox(preset="empty") as sb, httpx.AsyncClient(base_url=sb.base_url) as http:
+        r = await http.post("/_sandbox/clock", json={"advance": 10})
+        assert r.status_code == 409 and "not manual" in r.json()["error"]
+        with pytest.raises(TypeError, match="system clock"):
+            sb.manual_clock  # noqa: B018

@@ -7,20 +7,13 @@ from datetime import UTC, datetime
 
 import httpx
 
-from kmsync_common.clock import ManualClock
+from kmsync_testing.waiting import wait_for
+from marketo_sandbox.clock import ManualClock
 from marketo_sandbox.config import ClientCredentials, InstanceConfig, LimitsConfig
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
 
 DESCRIBE = "/rest/v1/leads/describe.json"
 RATE_606 = {"code": "606", "message": "Max rate limit '100' exceeded with in '20' secs"}
-
-
-async def _wait_for(cond, seconds: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not cond():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
 
 
 async def test_100th_call_passes_101st_gets_606_then_window_rolls(api) -> None:  # type: ignore[no-untyped-def]
@@ -60,7 +53,7 @@ async def test_11th_concurrent_call_gets_615(api) -> None:  # type: ignore[no-un
     clock = sb.manual_clock
     sb.set_faults({"rules": [{"endpoint": "GET /rest/v1/leads/describe.json", "latency_seconds": 5}]})
     slow = [asyncio.create_task(api.get(DESCRIBE)) for _ in range(10)]
-    await _wait_for(lambda: clock.sleepers == 10)
+    await wait_for(lambda: clock.sleepers == 10, within=5, what="10 calls parked in their latency fault")
     assert sb.instance().in_flight == 10
     body = await api.get("/rest/v1/leads/describe2.json")  # the 11th call in flight
     assert body["success"] is False

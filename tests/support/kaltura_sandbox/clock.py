@@ -2,24 +2,30 @@
 
 ``now()`` = origin + manual offset + (real elapsed since play) * speed. Speed 0 means paused: time
 moves only when ``advance`` is called (tests), speed 60 plays an hour in a minute (demos). The real
-time source is a ``kmsync_common.clock.Clock`` (its ``monotonic()``), injectable so the clock itself is
-testable without sleeping. Scenario time itself (speed, origin, reset) is this sandbox's own.
+time source is anything with a ``monotonic()`` (``time.monotonic`` by default), injectable so the clock
+itself is testable without sleeping. Scenario time itself (speed, origin, reset) is this sandbox's own.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from kmsync_common.clock import Clock, SystemClock
+
+class RealTime(Protocol):
+    """The real time source: seconds on a clock that never goes backwards."""
+
+    def monotonic(self) -> float: ...
 
 
 class ScenarioClock:
-    def __init__(self, origin: datetime, *, speed: float = 0.0, real: Clock | None = None) -> None:
+    def __init__(self, origin: datetime, *, speed: float = 0.0, real: RealTime | None = None) -> None:
         if origin.tzinfo is None:
             raise ValueError("origin must be timezone-aware")
         if speed < 0:
             raise ValueError("speed must be >= 0")
-        self._monotonic = (real or SystemClock()).monotonic
+        self._monotonic = real.monotonic if real is not None else time.monotonic
         self._origin = origin
         self._base = origin
         self._speed = speed

@@ -10,8 +10,7 @@ import sys
 
 from pydantic import ValidationError
 
-from kmsync_common.clock import Clock, ManualClock, SystemClock
-
+from .clock import Clock, ManualClock, SystemClock
 from .config import FaultConfig, load_document, load_faults, load_instances
 from .server import build_sandbox
 from .shape import BUILTIN_SHAPES, InstanceShape, apply_shape

@@ -21,20 +21,23 @@ GET  /_sandbox/clock, POST /_sandbox/clock {"advance": s} | {"set": epoch} (manu
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from kmsync_common.clock import ManualClock
 
 from .api_activities import activity_json, type_json
 from .api_bulk import job_status_json, tick
 from .api_customobjects import describe_json
 from .api_programs import add_channel, add_program, channel_json, program_json
+from .clock import Clock, ManualTime
 from .config import FaultConfig, LimitsConfig
 from .envelope import iso
+from .faults import FaultInjector
 from .instance import Instance
+from .shape import InstanceShape, apply_shape
 
 
 class StatusSpec(BaseModel):
@@ -104,89 +107,169 @@ def dump_instance(inst: Instance, now: float) -> dict[str, Any]:
     }
 
 
-async def handle_admin(sb: Any, request: web.Request) -> web.StreamResponse:
-    from .server import Sandbox
+class AdminTarget(Protocol):
+    """What the admin API needs of the sandbox (``server.Sandbox``; the server imports this module)."""
 
-    assert isinstance(sb, Sandbox)
-    parts = request.path.rstrip("/").split("/")[2:]
-    op = "/".join(parts)
-    method = request.method
+    clock: Clock
+    default: Instance
+    instances: dict[str, Instance]
+    faults: FaultInjector
+
+    def instance(self, munchkin_id: str | None = None) -> Instance: ...
+
+    def reset(self, munchkin_id: str | None = None) -> None: ...
+
+    def set_faults(self, faults: FaultConfig) -> None: ...
+
+    def set_limits(self, limits: LimitsConfig, munchkin_id: str | None = None) -> None: ...
+
+
+@dataclass
+class AdminCall:
+    """One admin request: the sandbox, the request, the instance it names and the time it arrived."""
+
+    sb: AdminTarget
+    request: web.Request
+    inst: Instance
+    now: float
+
+    @property
+    def instance_id(self) -> str | None:
+        return self.request.query.get("instance")
+
+
+_Handler = Callable[[AdminCall], Awaitable[web.StreamResponse]]
+
+
+async def handle_admin(sb: AdminTarget, request: web.Request) -> web.StreamResponse:
+    op = "/".join(request.path.rstrip("/").split("/")[2:])
     try:
         inst = sb.instance(request.query.get("instance"))
     except KeyError as e:
         return web.json_response({"error": str(e)}, status=404)
-    now = sb.clock.time()
+    entry = ADMIN_OPERATIONS.get(op)
+    if entry is None or (entry[0] is not None and request.method != entry[0]):
+        return web.json_response({"error": f"unknown admin operation {request.method} /_sandbox/{op}"}, status=404)
     try:
-        if op == "health":
-            return web.json_response({"ok": True})
-        if op == "instances":
-            return web.json_response([
-                {"munchkinId": i.munchkin_id, "pathPrefix": f"/{i.munchkin_id}", "default": i is sb.default,
-                 "preset": i.config.preset,
-                 "clients": [{"clientId": c.client_id, "clientSecret": c.client_secret, "scope": c.scope}
-                             for c in i.config.clients]}
-                for i in sb.instances.values()])
-        if op == "reset" and method == "POST":
-            sb.reset(request.query.get("instance"))
-            return web.json_response({"ok": True})
-        if op == "dump":
-            return web.json_response(dump_instance(inst, now))
-        if op == "calls":
-            return web.json_response(inst.calls_summary())
-        if op == "requests":
-            limit = int(request.query.get("limit", "1000"))
-            return web.json_response(list(inst.request_log)[-limit:])
-        if op == "faults/stats" and method == "GET":
-            return web.json_response(inst.faults_summary())
-        if op == "faults":
-            if method == "PUT" and "instance" in request.query:
-                return web.json_response({"error": "the fault plan is shared by all instances: PUT it without "
-                                                   "?instance= and give its rules \"instance\": \"<munchkinId>\""},
-                                         status=400)
-            if method == "PUT":
-                sb.set_faults(FaultConfig.model_validate(await request.json()))
-            return web.json_response(sb.faults.config.model_dump())
-        if op == "limits":
-            if method == "PUT":
-                sb.set_limits(LimitsConfig.model_validate(await request.json()), request.query.get("instance"))
-                inst = sb.instance(request.query.get("instance"))
-            return web.json_response(inst.limits.model_dump())
-        if op == "channels" and method == "POST":
-            spec = ChannelSpec.model_validate(await request.json())
-            ch = add_channel(inst, spec.name, [(s.name, s.step, s.success) for s in spec.statuses],
-                             spec.applicable_program_type, now)
-            return web.json_response(channel_json(ch))
-        if op == "programs" and method == "POST":
-            pspec = ProgramSpec.model_validate(await request.json())
-            prog = add_program(inst, pspec.name, pspec.channel, pspec.type, now, pspec.description, pspec.id)
-            return web.json_response(program_json(prog))
-        if op == "shape" and method == "POST":
-            from .shape import InstanceShape, apply_shape
-
-            return web.json_response(apply_shape(inst, InstanceShape.model_validate(await request.json()), now))
-        if op == "permissions" and method == "PUT":
-            body = PermissionsSpec.model_validate(await request.json())
-            set_permissions(inst, request.query.get("client_id"), body.permissions)
-            return web.json_response({"clientId": request.query.get("client_id"), "permissions": body.permissions})
-        if op == "tokens/expire" and method == "POST":
-            return web.json_response({"expired": inst.tokens.expire_all(now)})
-        if op == "clock":
-            clock = sb.clock
-            if method == "POST":
-                if not isinstance(clock, ManualClock):
-                    return web.json_response({"error": "the clock is not manual (start with --manual-clock)"},
-                                             status=409)
-                body = await request.json()
-                if "advance" in body:
-                    clock.advance(float(body["advance"]))
-                if "set" in body:
-                    clock.set(float(body["set"]))
-            return web.json_response({"now": sb.clock.time(), "iso": iso(sb.clock.time()),
-                                      "manual": isinstance(clock, ManualClock)})
+        return await entry[1](AdminCall(sb, request, inst, sb.clock.time()))
     except ValidationError as e:
         # without ctx: a validator's ValueError object is not JSON; its text is already in "msg"
         details = e.errors(include_url=False, include_context=False)
         return web.json_response({"error": "invalid body", "details": details}, status=400)
     except ValueError as e:
         return web.json_response({"error": str(e)}, status=400)
-    return web.json_response({"error": f"unknown admin operation {method} /_sandbox/{op}"}, status=404)
+
+
+async def _health(call: AdminCall) -> web.StreamResponse:
+    return web.json_response({"ok": True})
+
+
+async def _instances(call: AdminCall) -> web.StreamResponse:
+    return web.json_response([
+        {"munchkinId": i.munchkin_id, "pathPrefix": f"/{i.munchkin_id}", "default": i is call.sb.default,
+         "preset": i.config.preset,
+         "clients": [{"clientId": c.client_id, "clientSecret": c.client_secret, "scope": c.scope}
+                     for c in i.config.clients]}
+        for i in call.sb.instances.values()])
+
+
+async def _reset(call: AdminCall) -> web.StreamResponse:
+    call.sb.reset(call.instance_id)
+    return web.json_response({"ok": True})
+
+
+async def _dump(call: AdminCall) -> web.StreamResponse:
+    return web.json_response(dump_instance(call.inst, call.now))
+
+
+async def _calls(call: AdminCall) -> web.StreamResponse:
+    return web.json_response(call.inst.calls_summary())
+
+
+async def _requests(call: AdminCall) -> web.StreamResponse:
+    limit = int(call.request.query.get("limit", "1000"))
+    return web.json_response(list(call.inst.request_log)[-limit:])
+
+
+async def _fault_stats(call: AdminCall) -> web.StreamResponse:
+    return web.json_response(call.inst.faults_summary())
+
+
+async def _faults(call: AdminCall) -> web.StreamResponse:
+    if call.request.method == "PUT" and call.instance_id is not None:
+        return web.json_response({"error": "the fault plan is shared by all instances: PUT it without "
+                                           "?instance= and give its rules \"instance\": \"<munchkinId>\""},
+                                 status=400)
+    if call.request.method == "PUT":
+        call.sb.set_faults(FaultConfig.model_validate(await call.request.json()))
+    return web.json_response(call.sb.faults.config.model_dump())
+
+
+async def _limits(call: AdminCall) -> web.StreamResponse:
+    inst = call.inst
+    if call.request.method == "PUT":
+        call.sb.set_limits(LimitsConfig.model_validate(await call.request.json()), call.instance_id)
+        inst = call.sb.instance(call.instance_id)
+    return web.json_response(inst.limits.model_dump())
+
+
+async def _channels(call: AdminCall) -> web.StreamResponse:
+    spec = ChannelSpec.model_validate(await call.request.json())
+    ch = add_channel(call.inst, spec.name, [(s.name, s.step, s.success) for s in spec.statuses],
+                     spec.applicable_program_type, call.now)
+    return web.json_response(channel_json(ch))
+
+
+async def _programs(call: AdminCall) -> web.StreamResponse:
+    spec = ProgramSpec.model_validate(await call.request.json())
+    prog = add_program(call.inst, spec.name, spec.channel, spec.type, call.now, spec.description, spec.id)
+    return web.json_response(program_json(prog))
+
+
+async def _shape(call: AdminCall) -> web.StreamResponse:
+    shape = InstanceShape.model_validate(await call.request.json())
+    return web.json_response(apply_shape(call.inst, shape, call.now))
+
+
+async def _permissions(call: AdminCall) -> web.StreamResponse:
+    body = PermissionsSpec.model_validate(await call.request.json())
+    client_id = call.request.query.get("client_id")
+    set_permissions(call.inst, client_id, body.permissions)
+    return web.json_response({"clientId": client_id, "permissions": body.permissions})
+
+
+async def _expire_tokens(call: AdminCall) -> web.StreamResponse:
+    return web.json_response({"expired": call.inst.tokens.expire_all(call.now)})
+
+
+async def _clock(call: AdminCall) -> web.StreamResponse:
+    clock = call.sb.clock
+    if call.request.method == "POST":
+        if not isinstance(clock, ManualTime):
+            return web.json_response({"error": "the clock is not manual (start with --manual-clock)"}, status=409)
+        body = await call.request.json()
+        if "advance" in body:
+            clock.advance(float(body["advance"]))
+        if "set" in body:
+            clock.set(float(body["set"]))
+    return web.json_response({"now": clock.time(), "iso": iso(clock.time()), "manual": isinstance(clock, ManualTime)})
+
+
+#: operation (the path after /_sandbox/) → (the one method it answers, or None for any; its handler)
+ADMIN_OPERATIONS: dict[str, tuple[str | None, _Handler]] = {
+    "health": (None, _health),
+    "instances": (None, _instances),
+    "reset": ("POST", _reset),
+    "dump": (None, _dump),
+    "calls": (None, _calls),
+    "requests": (None, _requests),
+    "faults/stats": ("GET", _fault_stats),
+    "faults": (None, _faults),
+    "limits": (None, _limits),
+    "channels": ("POST", _channels),
+    "programs": ("POST", _programs),
+    "shape": ("POST", _shape),
+    "permissions": ("PUT", _permissions),
+    "tokens/expire": ("POST", _expire_tokens),
+    "clock": (None, _clock),
+}

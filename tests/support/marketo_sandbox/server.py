@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -17,9 +18,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from kmsync_common.clock import Clock, ManualClock, SystemClock
-
+from .admin import handle_admin
 from .call import Call, Reply, Upload
+from .clock import Clock, ManualClock, SystemClock
 from .config import BODY_CODE_KINDS, FaultConfig, InstanceConfig, LimitsConfig, SandboxConfig
 from .envelope import (
     FREE_CODES,
@@ -34,7 +35,7 @@ from .faults import LATENCY_KIND, FaultDecision, FaultInjector, fault_kind, forc
 from .instance import Instance
 from .limits import DailyQuota, RateWindow
 from .permissions import allowed
-from .routes import match
+from .routes import Route, match
 
 log = logging.getLogger("marketo_sandbox")
 
@@ -43,6 +44,24 @@ IDENTITY_PATH = "/identity/oauth/token"
 LIMIT_CODES = frozenset({"606", "607", "615"})
 BODY_KEY = web.RequestKey("sandbox_body", bytes)
 CLIENT_MAX_SIZE = 64 * 1024 * 1024  # read everything; the per-instance 413 checks are ours
+
+
+@dataclass
+class _RestCall:
+    """What every step of one REST call answers with: where it came from, what it asked, when."""
+
+    inst: Instance
+    request: web.Request
+    path: str
+    endpoint: str
+    asset: bool
+    now: float
+    method: str
+    params: dict[str, str]
+    args: dict[str, str]
+    body: bytes
+    files: dict[str, Upload]
+    client_id: str | None = None
 
 
 class Sandbox:
@@ -121,8 +140,6 @@ class Sandbox:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path == "/_sandbox" or path.startswith("/_sandbox/"):
-            from .admin import handle_admin
-
             return await handle_admin(self, request)
         inst = self.default
         m = MUNCHKIN_PREFIX.match(path)
@@ -203,103 +220,112 @@ class Sandbox:
 
     async def _rest(self, inst: Instance, request: web.Request, path: str, args: dict[str, str], body: bytes,
                     files: dict[str, Upload], now: float) -> web.StreamResponse:
+        """A REST or Bulk call, step by step: the token, the route and its permission, the limits, the fault
+        plan, the handler, the answer. Each step may answer instead (an error envelope or a fault)."""
         method = request.method
         if method == "POST" and args.get("_method", "").upper() == "GET":  # §5.2/§10.9
             method = "GET"
         args.pop("_method", None)
         route, params, path_known = match(method, path)
-        endpoint = route.endpoint if route else f"{method} {path}"
-        asset = bool(route and route.asset)
+        rest = _RestCall(inst, request, path, route.endpoint if route else f"{method} {path}",
+                         bool(route and route.asset), now, method, params, args, body, files)
+        refused = self._authenticate(rest, args)
+        if refused is not None:
+            return refused
+        if route is None:
+            return self._refuse(rest, MarketoError("605") if path_known else MarketoError("610"), counted=True)
+        client = inst.clients.get(rest.client_id or "")
+        if client is not None and not allowed(client.permissions, route.method, route.template):
+            # §3.2: the API user's role lacks the permission this call needs (permissions.py).
+            return self._refuse(rest, MarketoError("603"), counted=True)
+        lim = inst.limits
+        if inst.in_flight >= lim.max_concurrency:  # §2.1: more than 10 in flight → 615
+            return self._refuse(rest, MarketoError("615", concurrency_message(lim.max_concurrency)),
+                                counted=lim.count_limit_rejections)
+        inst.in_flight += 1
+        try:
+            return await self._within_limits(rest, route)
+        finally:
+            inst.in_flight -= 1
 
-        # token (§1.3, §12.3)
-        token = None
-        auth = request.headers.get("Authorization", "")
+    def _authenticate(self, rest: _RestCall, args: dict[str, str]) -> web.Response | None:
+        """The access token (§1.3, §12.3): set ``rest.client_id``, or answer with the token's error code."""
+        inst, token = rest.inst, None
+        auth = rest.request.headers.get("Authorization", "")
         if auth[:7].lower() == "bearer ":
             token = auth[7:].strip()
         legacy = args.pop("access_token", None)
         if token is None and legacy and inst.behaviour.accept_access_token_param:
             token = legacy
         if not token:
-            missing = inst.behaviour.missing_token_code
-            return self._envelope(inst, request, path, endpoint, None, now, MarketoError(missing), asset)
-        tok, bad = inst.tokens.check(token, now)
+            return self._refuse(rest, MarketoError(inst.behaviour.missing_token_code))
+        tok, bad = inst.tokens.check(token, rest.now)
         if tok is None:
-            assert bad is not None
+            bad = bad or "601"
             if inst.tokens.expired_by_injection(token):  # the plan's token life or a forced expiry
-                inst.record_fault(endpoint, token_expired_kind(bad))
-            return self._envelope(inst, request, path, endpoint, None, now, MarketoError(bad), asset)
-        client_id = tok.client_id
+                inst.record_fault(rest.endpoint, token_expired_kind(bad))
+            return self._refuse(rest, MarketoError(bad))
+        rest.client_id = tok.client_id
+        return None
 
-        if route is None:
-            err = MarketoError("605") if path_known else MarketoError("610")
-            return self._envelope(inst, request, path, endpoint, client_id, now, err, asset, counted=True)
-        client = inst.clients.get(client_id)
-        if client is not None and not allowed(client.permissions, route.method, route.template):
-            # §3.2: the API user's role lacks the permission this call needs (permissions.py).
-            return self._envelope(inst, request, path, endpoint, client_id, now, MarketoError("603"), asset,
-                                  counted=True)
-
-        lim = inst.limits
-        count_rejections = lim.count_limit_rejections
-        if inst.in_flight >= lim.max_concurrency:  # §2.1: more than 10 in flight → 615
-            return self._envelope(inst, request, path, endpoint, client_id, now,
-                                  MarketoError("615", concurrency_message(lim.max_concurrency)), asset,
-                                  counted=count_rejections)
-        inst.in_flight += 1
+    async def _within_limits(self, rest: _RestCall, route: Route) -> web.StreamResponse:
+        """The daily quota and the rate window (§2.1), then the fault plan, then the handler."""
+        inst, now, lim = rest.inst, rest.now, rest.inst.limits
+        if inst.quota.exhausted(now):  # §2.1 daily quota → 607, resets at Central midnight
+            return self._refuse(rest, MarketoError("607"), counted=lim.count_limit_rejections)
+        if inst.rate.full(now):  # rolling window → 606
+            return self._refuse(rest, MarketoError("606", rate_limit_message(lim.rate_limit, lim.rate_window_seconds)),
+                                counted=lim.count_limit_rejections)
+        # Take the slot now; give it back if the answer is one of the free codes.
+        inst.rate.add(now)
+        inst.quota.add(now)
+        fault = self.faults.decide(inst.munchkin_id, rest.endpoint)
+        if fault.latency_seconds:
+            inst.record_fault(rest.endpoint, LATENCY_KIND)
+            await self.clock.sleep(fault.latency_seconds)
+        if fault.error and not fault.apply_then_fail:
+            return self._deliver_fault(inst, rest.request, rest.path, rest.endpoint, rest.client_id, now, fault,
+                                       rest.asset, applied=False)
+        call = Call(inst=inst, method=rest.method, path=rest.path, params=rest.params, args=rest.args,
+                    json=_json_or_none(rest.body, rest.request.content_type), body=rest.body, now=self.clock.time(),
+                    request_id=self.ids.request_id(now), client_id=rest.client_id or "", files=rest.files,
+                    content_type=rest.request.content_type)
+        if rest.request.content_type == "application/json" and rest.body.strip() and call.json is None:
+            return self._refuse(rest, MarketoError("609"), counted=True, taken=True)
         try:
-            if inst.quota.exhausted(now):  # §2.1 daily quota → 607, resets at Central midnight
-                return self._envelope(inst, request, path, endpoint, client_id, now, MarketoError("607"), asset,
-                                      counted=count_rejections)
-            if inst.rate.full(now):  # rolling window → 606
-                return self._envelope(inst, request, path, endpoint, client_id, now,
-                                      MarketoError("606", rate_limit_message(lim.rate_limit,
-                                                                             lim.rate_window_seconds)),
-                                      asset, counted=count_rejections)
-            # Take the slot now; give it back below if the answer is one of the free codes.
-            inst.rate.add(now)
-            inst.quota.add(now)
-            fault = self.faults.decide(inst.munchkin_id, endpoint)
-            if fault.latency_seconds:
-                inst.record_fault(endpoint, LATENCY_KIND)
-                await self.clock.sleep(fault.latency_seconds)
-            if fault.error and not fault.apply_then_fail:
-                return self._deliver_fault(inst, request, path, endpoint, client_id, now, fault, asset, applied=False)
-            call = Call(inst=inst, method=method, path=path, params=params, args=args,
-                        json=_json_or_none(body, request.content_type), body=body, now=self.clock.time(),
-                        request_id=self.ids.request_id(now), client_id=client_id, files=files,
-                        content_type=request.content_type)
-            if request.content_type == "application/json" and body.strip() and call.json is None:
-                return self._envelope(inst, request, path, endpoint, client_id, now, MarketoError("609"), asset,
-                                      counted=True, taken=True)
-            try:
-                result = route.handler(call)
-            except MarketoError as e:
-                return self._envelope(inst, request, path, endpoint, client_id, now, e, asset, counted=True,
-                                      taken=True)
-            except Exception:  # every unhandled exception is 611 System error (§3.2)
-                log.exception("handler failed: %s", endpoint)
-                return self._envelope(inst, request, path, endpoint, client_id, now, MarketoError("611"), asset,
-                                      counted=True, taken=True)
-            if fault.error:  # the call ran (and wrote); the client gets the error all the same
-                return self._deliver_fault(inst, request, path, endpoint, client_id, now, fault, asset, applied=True)
-            if isinstance(result, Reply):
-                code = result.code or str(result.status)
-                inst.record_call(endpoint, code, client_id, counted=True, now=now)
-                self._log(inst, request, endpoint, result.status, code, client_id, now)
-                if isinstance(result.body, dict | list):
-                    return web.json_response(result.body, status=result.status)
-                return web.Response(text=str(result.body), status=result.status, content_type=result.content_type)
-            inst.record_call(endpoint, "200", client_id, counted=True, now=now)
-            self._log(inst, request, endpoint, 200, "200", client_id, now)
-            return web.json_response(_wrap(call.request_id, result, asset))
-        finally:
-            inst.in_flight -= 1
+            result = route.handler(call)
+        except MarketoError as e:
+            return self._refuse(rest, e, counted=True, taken=True)
+        except Exception:  # every unhandled exception is 611 System error (§3.2)
+            log.exception("handler failed: %s", rest.endpoint)
+            return self._refuse(rest, MarketoError("611"), counted=True, taken=True)
+        if fault.error:  # the call ran (and wrote); the client gets the error all the same
+            return self._deliver_fault(inst, rest.request, rest.path, rest.endpoint, rest.client_id, now, fault,
+                                       rest.asset, applied=True)
+        return self._answer(rest, call, result)
+
+    def _answer(self, rest: _RestCall, call: Call, result: Any) -> web.Response:
+        """The handler's result: a ``Reply`` as it is, anything else in Marketo's success envelope."""
+        if isinstance(result, Reply):
+            code = result.code or str(result.status)
+            rest.inst.record_call(rest.endpoint, code, rest.client_id, counted=True, now=rest.now)
+            self._log(rest.inst, rest.request, rest.endpoint, result.status, code, rest.client_id, rest.now)
+            if isinstance(result.body, dict | list):
+                return web.json_response(result.body, status=result.status)
+            return web.Response(text=str(result.body), status=result.status, content_type=result.content_type)
+        rest.inst.record_call(rest.endpoint, "200", rest.client_id, counted=True, now=rest.now)
+        self._log(rest.inst, rest.request, rest.endpoint, 200, "200", rest.client_id, rest.now)
+        return web.json_response(_wrap(call.request_id, result, rest.asset))
+
+    def _refuse(self, rest: _RestCall, err: MarketoError, counted: bool = False, taken: bool = False) -> web.Response:
+        return self._envelope(rest.inst, rest.request, rest.path, rest.endpoint, rest.client_id, rest.now, err,
+                              rest.asset, counted=counted, taken=taken)
 
     def _release(self, inst: Instance, now: float) -> None:
         inst.rate.remove(now)
         inst.quota.add(now, -1)
 
-    def _deliver_fault(self, inst: Instance, request: web.Request, path: str, endpoint: str, client_id: str,
+    def _deliver_fault(self, inst: Instance, request: web.Request, path: str, endpoint: str, client_id: str | None,
                        now: float, fault: FaultDecision, asset: bool, applied: bool) -> web.Response:
         """Answer an injected fault (before or after the call ran) and count it for the instance."""
         assert fault.error is not None
@@ -325,7 +351,7 @@ class Sandbox:
         self._log(inst, request, endpoint, status, fault.error, client_id, now)
         return web.Response(status=status, text="<html><body>Server Error</body></html>", content_type="text/html")
 
-    def _fault_reply(self, inst: Instance, request: web.Request, path: str, endpoint: str, client_id: str,
+    def _fault_reply(self, inst: Instance, request: web.Request, path: str, endpoint: str, client_id: str | None,
                      now: float, code: str, asset: bool) -> web.Response:
         lim = inst.limits
         if code == "606":

@@ -24,9 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
-from kmsync_common.clock import Clock, ManualClock, SystemClock
-
 from .admin import dump_instance
+from .clock import Clock, ManualClock, ManualTime, SystemClock
 from .config import FaultConfig, InstanceConfig, LimitsConfig
 from .instance import Instance
 from .server import Sandbox, build_sandbox
@@ -58,8 +57,8 @@ class SandboxHandle:
         return self.sandbox.clock
 
     @property
-    def manual_clock(self) -> ManualClock:
-        if not isinstance(self.sandbox.clock, ManualClock):
+    def manual_clock(self) -> ManualTime:
+        if not isinstance(self.sandbox.clock, ManualTime):
             raise TypeError("the sandbox runs on the system clock; pass clock=ManualClock()")
         return self.sandbox.clock
 
