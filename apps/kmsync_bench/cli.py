@@ -10,8 +10,6 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,9 @@ from kmsync_bench.report import BenchReport, Budget, stamp, write_report
 from kmsync_bench.sandbox import SandboxAdmin
 from kmsync_bench.stack import Stack, sandbox_limits
 from kmsync_bench.table import render
+from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_config.settings import CommonSettings
+from kmsync_sink.settings import SinkSettings
 from kmsync_testing.kafka_broker import kafka_version
 
 
@@ -51,8 +51,6 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
 
 def sink_settings_recorded() -> dict[str, Any]:
     """The sink's own settings as this run used them (its defaults: the bench sets none)."""
-    from kmsync_sink.settings import SinkSettings
-
     common = set(CommonSettings.model_fields)
     return {name: f.default for name, f in SinkSettings.model_fields.items() if name not in common}
 
@@ -63,10 +61,10 @@ class Phases:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self._name = ""
-        self._t = time.monotonic()
+        self._t = SYSTEM_CLOCK.monotonic()
 
     def next(self, name: str) -> None:
-        now = time.monotonic()
+        now = SYSTEM_CLOCK.monotonic()
         if self._name:
             self.seconds[self._name] = round(now - self._t, 1)
         self._name, self._t = name, now
@@ -105,8 +103,8 @@ async def measure(stack: Stack, cfg: BenchConfig, phases: Phases, deadline: floa
 
 
 def run(cfg: BenchConfig, out: Path, work: Path) -> BenchReport:
-    started = datetime.now(UTC)
-    t0 = time.monotonic()
+    started = SYSTEM_CLOCK.now()
+    t0 = SYSTEM_CLOCK.monotonic()
     code = code_version()
     stack = Stack(work, cfg)
     phases = Phases()
@@ -117,7 +115,8 @@ def run(cfg: BenchConfig, out: Path, work: Path) -> BenchReport:
     finally:
         stack.stop()
     report = BenchReport(
-        mode=cfg.mode, started_at=started, finished_at=datetime.now(UTC), wall_seconds=round(time.monotonic() - t0, 1),
+        mode=cfg.mode, started_at=started, finished_at=SYSTEM_CLOCK.now(),
+        wall_seconds=round(SYSTEM_CLOCK.monotonic() - t0, 1),
         phase_seconds=phases.seconds,
         machine=describe_machine(kafka_version()), code=code, config=cfg.model_dump(),
         sandbox_limits=results["sandbox_limits"],
@@ -139,7 +138,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"kmsync bench: {exc}", file=sys.stderr)
         return 2
-    out = args.out or Path("bench/results") / f"{stamp(datetime.now(UTC))}.json"
+    out = args.out or Path("bench/results") / f"{stamp(SYSTEM_CLOCK.now())}.json"
     try:
         if args.work_dir is not None:
             report = run(cfg, out, args.work_dir.resolve())

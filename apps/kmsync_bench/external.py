@@ -7,10 +7,11 @@ tool polling Marketo), with its own LaunchPoint credentials so the sandbox count
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 
 import httpx
+
+from kmsync_common.clock import SYSTEM_CLOCK
 
 
 @dataclass
@@ -35,7 +36,7 @@ class ExternalClient:
             "grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self.client_secret})
         resp.raise_for_status()
         headers = {"Authorization": f"Bearer {resp.json()['access_token']}"}
-        next_at = time.monotonic()
+        next_at = SYSTEM_CLOCK.monotonic()
         n = 0
         while not stop.is_set():
             body = (await self.http.get("/rest/v1/leads.json", headers=headers, params={
@@ -46,7 +47,7 @@ class ExternalClient:
             self.stats.codes[code] = self.stats.codes.get(code, 0) + 1
             next_at += self.interval
             try:  # pacing: the next call is due at next_at, or now when stop is set
-                await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - time.monotonic()))
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - SYSTEM_CLOCK.monotonic()))
             except TimeoutError:
                 pass
         return self.stats

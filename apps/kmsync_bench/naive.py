@@ -10,7 +10,6 @@ at a time. Errors are counted, never retried (a peer would retry; that only adds
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_contracts.marketo_ops import (
     CustomActivity,
     CustomObjectUpsert,
@@ -134,11 +134,11 @@ class NaiveWriter:
                     if not await self.write(op):
                         self.stats.failed_ops += 1
 
-        started = time.monotonic()
+        started = SYSTEM_CLOCK.monotonic()
         await self._auth()
         await asyncio.gather(*(worker() for _ in range(self.concurrency)))
         self.stats.ops = len(ops)
-        self.stats.seconds = time.monotonic() - started
+        self.stats.seconds = SYSTEM_CLOCK.monotonic() - started
         return self.stats
 
     async def aclose(self) -> None:

@@ -13,6 +13,7 @@ import httpx
 import yaml
 
 from kmsync_cli.processes import Child, ProcessGroup
+from kmsync_common.clock import SYSTEM_CLOCK
 
 CLIENT_ID = "sandbox-client-id"
 CLIENT_SECRET = "sandbox-client-secret"  # the sandbox's published test credential, not a secret
@@ -76,8 +77,8 @@ class SandboxProcess:
 def start_sandbox(group: ProcessGroup, python_bin: Path, instances: Path, timeout: float = 60) -> SandboxProcess:
     child = group.start("marketo-sandbox", [str(python_bin), "-m", "marketo_sandbox", "--host", "127.0.0.1",
                                             "--port", "0", "--preset", "kaltura", "--instances", str(instances)])
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline = SYSTEM_CLOCK.monotonic() + timeout
+    while SYSTEM_CLOCK.monotonic() < deadline:
         if child.process.poll() is not None:
             raise RuntimeError(f"marketo-sandbox exited with {child.process.returncode}:\n{child.log_tail()}")
         found = _LISTENING.search(child.log_tail(200))

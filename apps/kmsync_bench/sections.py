@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from kmsync_bench.config import (
     BACKFILL_INSTANCE,
@@ -53,6 +51,8 @@ from kmsync_bench.sandbox import (
 from kmsync_bench.stack import EVENT_IDS, Stack
 from kmsync_bench.stats import Distribution, distribution, rolling_window_usage
 from kmsync_bench.workload import PARTNER_ID, backlog, engagement_csv, engagement_csv_lines
+from kmsync_common.clock import SYSTEM_CLOCK
+from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts.topics import MARKETO_OPS
 
 
@@ -63,10 +63,10 @@ def _dist(d: Distribution) -> Dist:
 
 async def wait_until(cond: Callable[[], bool], within: float, stack: Stack) -> bool:
     """Poll ``cond`` until true or the deadline; fail fast when a service process died."""
-    deadline = time.monotonic() + within
+    deadline = SYSTEM_CLOCK.monotonic() + within
     while not cond():
         stack.check_alive()
-        if time.monotonic() > deadline:
+        if SYSTEM_CLOCK.monotonic() > deadline:
             return False
         await asyncio.sleep(0.2)  # polling a condition with a deadline
     return True
@@ -84,12 +84,7 @@ async def sink_records_written(stack: Stack, munchkin: str) -> float:
     """Sum of the sink's records-per-call histogram for one instance (records it put in calls)."""
     async with httpx.AsyncClient(timeout=30) as http:
         text = (await http.get(f"{stack.url('sink')}/metrics")).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        if family.name == "kmsync_sink_records_per_call":
-            total += sum(s.value for s in family.samples
-                         if s.name.endswith("_sum") and s.labels.get("munchkin_id") == munchkin)
-    return total
+    return sample_sum(text, "kmsync_sink_records_per_call_sum", {"munchkin_id": munchkin})
 
 
 async def upload_report(stack: Stack, csv: bytes, event: str, entry_id: str, exported_at: datetime) -> None:
@@ -106,7 +101,7 @@ async def upload_report(stack: Stack, csv: bytes, event: str, entry_id: str, exp
 
 async def warm_up(stack: Stack, follower: ResultsFollower) -> None:
     """Five rows end to end, so every service has joined its group before anything is timed."""
-    await upload_report(stack, engagement_csv(5, "warm"), "latency", "1_warmup", datetime.now(UTC))
+    await upload_report(stack, engagement_csv(5, "warm"), "latency", "1_warmup", SYSTEM_CLOCK.now())
     if not await wait_until(lambda: follower.count(EFFICIENCY_INSTANCE) >= 10, 180, stack):
         raise RuntimeError("the warm-up rows never reached Marketo: the pipeline is not flowing")
 
@@ -116,7 +111,7 @@ async def backlog_phase(stack: Stack, admin: SandboxAdmin, follower: ResultsFoll
                         tag: str, n_ops: int, external_share: float | None
                         ) -> tuple[BudgetPhase, dict[str, dict[str, int]], float, float]:
     munchkin = EFFICIENCY_INSTANCE
-    ops = backlog(n_ops, munchkin, tag, datetime.now(UTC))
+    ops = backlog(n_ops, munchkin, tag, SYSTEM_CLOCK.now())
     op_ids = {op.op_id for op in ops}
     before = await admin.by_endpoint(munchkin)
     client_before = await admin.by_client(munchkin, CLIENT_ID)
@@ -128,11 +123,11 @@ async def backlog_phase(stack: Stack, admin: SandboxAdmin, follower: ResultsFoll
         external = ExternalClient(stack.sandbox.instance_url(munchkin) if stack.sandbox else "", EXTERNAL_CLIENT_ID,
                                   EXTERNAL_CLIENT_SECRET, external_share * INSTANCE_RATE_LIMIT, RATE_WINDOW_SECONDS)
         external_task = asyncio.create_task(external.run(stop))
-    start = time.time()
+    start = SYSTEM_CLOCK.time()
     await produce_ops(stack.bootstrap, ops)
     done = await wait_until(lambda: op_ids <= follower.outcomes(munchkin).keys(), cfg.section_timeout_seconds,
                             stack)
-    end = time.time()
+    end = SYSTEM_CLOCK.time()
     stop.set()
     if external_task is not None and external is not None:
         await external_task
@@ -178,7 +173,7 @@ async def efficiency(stack: Stack, admin: SandboxAdmin, follower: ResultsFollowe
         calls_by_endpoint=delta, seconds=round(seconds, 2), outcomes=phase.outcomes)
     kmsync_calls = count_calls(delta)
     # The naive writer on the same backlog, same sandbox, an instance whose rate limit is lifted.
-    ops = backlog(cfg.backlog_ops, NAIVE_INSTANCE, "naive", datetime.now(UTC))
+    ops = backlog(cfg.backlog_ops, NAIVE_INSTANCE, "naive", SYSTEM_CLOCK.now())
     before = await admin.by_endpoint(NAIVE_INSTANCE)
     assert stack.sandbox is not None
     writer = NaiveWriter(stack.sandbox.instance_url(NAIVE_INSTANCE), CLIENT_ID, CLIENT_SECRET, concurrency=10)
@@ -218,13 +213,13 @@ async def latency(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, 
     rows_per_tick = live_rate(cfg.latency_rows_per_second, capacity_events_per_second)
     ticks = max(1, round(cfg.latency_seconds))
     already = set(follower.outcomes(munchkin))
-    start = time.time()
-    next_at = time.monotonic()
+    start = SYSTEM_CLOCK.time()
+    next_at = SYSTEM_CLOCK.monotonic()
     for tick in range(ticks):
         csv = engagement_csv(rows_per_tick, "live", first=tick * rows_per_tick)
-        await upload_report(stack, csv, "latency", "1_live", datetime.now(UTC))
+        await upload_report(stack, csv, "latency", "1_live", SYSTEM_CLOCK.now())
         next_at += 1.0
-        await asyncio.sleep(max(0.0, next_at - time.monotonic()))  # pacing the live rate, not synchronisation
+        await asyncio.sleep(max(0.0, next_at - SYSTEM_CLOCK.monotonic()))  # pacing the live rate, not synchronisation
     rows = ticks * rows_per_tick
     expected = 2 * rows  # each final engagement row: one custom object and one custom activity
 
@@ -233,7 +228,7 @@ async def latency(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, 
 
     if not await wait_until(lambda: len(new()) >= expected, cfg.section_timeout_seconds, stack):
         raise RuntimeError(f"latency: {len(new())} of {expected} outcomes arrived")
-    end = time.time()
+    end = SYSTEM_CLOCK.time()
     outcomes = [follower.outcomes(munchkin)[k] for k in new()]
     seconds = [(o.decided_at - o.source_time).total_seconds() for o in outcomes]
     by_kind: dict[str, list[float]] = {}
@@ -267,19 +262,19 @@ async def capacity(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
     ops_before = await topic_size(stack.bootstrap, ops_topic)
     before = await admin.by_endpoint(munchkin)
     csv = engagement_csv(rows, "cap")
-    start = time.monotonic()
-    await upload_report(stack, csv, "capacity", "1_capacity", datetime.now(UTC))
-    stages = {"ingest": round(time.monotonic() - start, 2)}
+    start = SYSTEM_CLOCK.monotonic()
+    await upload_report(stack, csv, "capacity", "1_capacity", SYSTEM_CLOCK.now())
+    stages = {"ingest": round(SYSTEM_CLOCK.monotonic() - start, 2)}
     deadline = start + cfg.section_timeout_seconds
     transform_done: float | None = None
-    while time.monotonic() < deadline:
+    while SYSTEM_CLOCK.monotonic() < deadline:
         stack.check_alive()
         if transform_done is None and await topic_size(stack.bootstrap, ops_topic) - ops_before >= expected:
-            transform_done = time.monotonic() - start
+            transform_done = SYSTEM_CLOCK.monotonic() - start
         if follower.count(munchkin) >= expected:
             break
         await asyncio.sleep(0.2)  # polling progress with a deadline
-    elapsed = time.monotonic() - start
+    elapsed = SYSTEM_CLOCK.monotonic() - start
     done = follower.count(munchkin) >= expected
     if transform_done is None and await topic_size(stack.bootstrap, ops_topic) - ops_before >= expected:
         transform_done = elapsed
@@ -314,7 +309,7 @@ def session_entry_id(session: int) -> str:
 
 async def backfill(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, cfg: BenchConfig,
                    deadline: float) -> Backfill:
-    """``deadline`` (time.monotonic()) ends the wait for outcomes early: the run's total budget."""
+    """``deadline`` (SYSTEM_CLOCK.monotonic()) ends the wait for outcomes early: the run's total budget."""
     munchkin = BACKFILL_INSTANCE
     rows, sessions = cfg.backfill_rows, cfg.backfill_sessions
     attendees = rows // sessions
@@ -325,8 +320,8 @@ async def backfill(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
             fh.writelines(engagement_csv_lines(attendees, "bf"))
         paths.append(path)
     before = await admin.by_endpoint(munchkin)
-    start = time.time()
-    t0 = time.monotonic()
+    start = SYSTEM_CLOCK.time()
+    t0 = SYSTEM_CLOCK.monotonic()
     for s, path in enumerate(paths):
         argv, env = stack.backfill_argv(path, session_entry_id(s))
         proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=asyncio.subprocess.DEVNULL,
@@ -335,11 +330,11 @@ async def backfill(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
         if proc.returncode != 0:
             raise RuntimeError(f"kmsync backfill {path.name} exited with {proc.returncode}: {err.decode()[-1000:]}")
         path.unlink()
-    loaded = time.monotonic() - t0
-    within = max(1.0, min(cfg.section_timeout_seconds, deadline - time.monotonic()))
+    loaded = SYSTEM_CLOCK.monotonic() - t0
+    within = max(1.0, min(cfg.section_timeout_seconds, deadline - SYSTEM_CLOCK.monotonic()))
     done = await wait_until(lambda: follower.count(munchkin) >= rows, within, stack)
-    elapsed = time.monotonic() - t0
-    end = time.time()
+    elapsed = SYSTEM_CLOCK.monotonic() - t0
+    end = SYSTEM_CLOCK.time()
     delta = diff_counts(await admin.by_endpoint(munchkin), before)
     calls_total = count_calls(delta)
     submits = sum(n for ep, codes in delta.items() if ep.startswith("POST /bulk/") for n in codes.values())

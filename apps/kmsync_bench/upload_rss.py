@@ -16,13 +16,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import yaml
 
+from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_contracts.topics import ALL_TOPICS
 from kmsync_kafka import ensure_topics
 from kmsync_testing.kafka_broker import free_port, start_broker
@@ -88,14 +88,14 @@ async def measure(uploads: int, megabytes: int, work: Path) -> dict[str, object]
         proc = start_ingest([str(kmsync), "ingest", "--no-pull"], env, work / "ingest.log")
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(timeout=1800) as http:
-            deadline = time.monotonic() + 120
+            deadline = SYSTEM_CLOCK.monotonic() + 120
             while True:
                 try:
                     if (await http.get(f"{base}/readyz")).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
-                if time.monotonic() > deadline or proc.poll() is not None:
+                if SYSTEM_CLOCK.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("ingest did not become ready: " + (work / "ingest.log").read_text()[-2000:])
                 await asyncio.sleep(0.2)  # readiness poll with a deadline
             csv = work / "upload.csv"
@@ -115,9 +115,9 @@ async def measure(uploads: int, megabytes: int, work: Path) -> dict[str, object]
                                        params={"filename": f"polls_{i}.csv"}, headers=headers)
 
             sampler = asyncio.create_task(sample())
-            t0 = time.monotonic()
+            t0 = SYSTEM_CLOCK.monotonic()
             answers = await asyncio.gather(*(upload(i) for i in range(uploads)))
-            elapsed = time.monotonic() - t0
+            elapsed = SYSTEM_CLOCK.monotonic() - t0
             done.set()
             await sampler
             peak = rss_kib(proc.pid, "VmHWM")

@@ -15,12 +15,10 @@ missing, duplicates, wrong. docs/reliability.md has the method and the latest re
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,12 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from kmsync_cli.chaos_plan import BROKER, ChaosReport, Disruption, fault_plan, parse_kills, schedule
+from kmsync_cli.dead_letters import Planted, census, explain
 from kmsync_cli.reconcile import Reconciliation, reconcile
 from kmsync_cli.stack import PROGRAM_ID, Stack, StackOptions, http_json
-from kmsync_contracts.codecs import ContractError, decode
-from kmsync_contracts.topics import INGEST_DLQ, MARKETO_DLQ, TRANSFORM_DLQ
-from kmsync_kafka import topic_name
-from kmsync_kafka.reading import read_to_end
+from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_testing.kafka_broker import restart_broker
 
 #: How often the run looks at its processes and the clock (a harness cadence, not synchronisation).
@@ -72,13 +68,6 @@ class ChaosOptions:
                                  f"({self.replicas}) than kills; not so for {', '.join(short)}")
 
 
-def _put_json(url: str, body: object) -> Any:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="PUT",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
 def _seconds_between(a: str, b: str) -> float:
     def parse(text: str) -> datetime:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -101,20 +90,21 @@ class ChaosRun:
     # ------------------------------------------------------------------------------ the run
     def run(self) -> ChaosReport:
         opts = self.options
-        started = time.monotonic()
+        started = SYSTEM_CLOCK.monotonic()
         try:
             self.stack.start()
             self.munchkin_id = next(i for i in http_json(f"{self.stack.marketo_url}/_sandbox/instances")
                                     if i["default"])["munchkinId"]
             if opts.fault_scale > 0:
-                _put_json(f"{self.stack.marketo_url}/_sandbox/faults", fault_plan(opts.fault_scale))
+                http_json(f"{self.stack.marketo_url}/_sandbox/faults",
+                          fault_plan(opts.fault_scale).model_dump(mode="json", exclude_none=True), method="PUT")
             plan = schedule(opts.kills, opts.broker_restarts, self._windows(), random.Random(opts.seed))
             self.say(f"{len(plan)} disruptions: "
                      + ", ".join(f"{d.target}@{d.at:.0f}s" for d in plan))
             self.stack.play()
-            self._disrupt_and_drain(plan, time.monotonic() + opts.timeout)
+            self._disrupt_and_drain(plan, SYSTEM_CLOCK.monotonic() + opts.timeout)
         finally:
-            self.report.seconds = time.monotonic() - started
+            self.report.seconds = SYSTEM_CLOCK.monotonic() - started
             self._census()
             self.stack.stop()
         return self.report
@@ -133,16 +123,16 @@ class ChaosRun:
         return [(max(0.0, min(ends) - 5.0), max(ends) + 10.0), (0.0, playing * self.options.window_share)]
 
     def _disrupt_and_drain(self, plan: list[Disruption], deadline: float) -> None:
-        t0 = time.monotonic()
+        t0 = SYSTEM_CLOCK.monotonic()
         pending = list(plan)
         last_summary: tuple[Any, ...] | None = None
-        last_change = time.monotonic()
+        last_change = SYSTEM_CLOCK.monotonic()
         next_check = 0.0
-        while time.monotonic() < deadline:
+        while SYSTEM_CLOCK.monotonic() < deadline:
             self._restart_unplanned_exits()
-            while pending and time.monotonic() - t0 >= pending[0].at:
-                self._disrupt(pending.pop(0), time.monotonic() - t0)
-            now = time.monotonic()
+            while pending and SYSTEM_CLOCK.monotonic() - t0 >= pending[0].at:
+                self._disrupt(pending.pop(0), SYSTEM_CLOCK.monotonic() - t0)
+            now = SYSTEM_CLOCK.monotonic()
             if not pending and now >= next_check:
                 next_check = now + 3.0
                 if self.stack.kaltura_status()["finished"]:
@@ -220,16 +210,14 @@ class ChaosRun:
         broker = self.stack.broker
         if broker is None or not broker.is_running():
             return
-        prefix = self.stack.options.topic_prefix
-        for spec in (INGEST_DLQ, TRANSFORM_DLQ, MARKETO_DLQ):
-            records = asyncio.run(read_to_end(broker.bootstrap, topic_name(spec, prefix)))
-            for record in records:
-                try:
-                    letter = decode(spec, record.value or b"")
-                except ContractError:
-                    report.dead_letters[(spec.name, "(undecodable)")] += 1
-                    continue
-                report.dead_letters[(letter.stage, letter.reason_code)] += 1
+        found = census(broker.bootstrap, self.stack.options.topic_prefix)
+        report.dead_letters = found.counts
+        try:
+            truth = http_json(f"{self.stack.kaltura_url}/_sandbox/truth")
+        except (OSError, ValueError) as exc:
+            self.say(f"could not read the Kaltura scenario's truth: {exc!r}")
+            return
+        report.dead_letters_explained = explain(Planted.from_truth(truth), found)
 
 
 def main(argv: list[str]) -> int:
@@ -266,6 +254,7 @@ def main(argv: list[str]) -> int:
                                broker_restarts=args.broker_restarts, fault_scale=args.fault_scale,
                                timeout=args.timeout, settle=args.settle, replicas=max(1, args.replicas),
                                restart_killed=not args.no_restart)
+        fault_plan(options.fault_scale)  # a scale that makes a rate above 1 is refused here, not mid-run
     except ValueError as exc:
         parser.error(str(exc))
     print(f"chaos run in {work} (logs in {work}/logs)", flush=True)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kmsync_cli.reconcile import Reconciliation
+from kmsync_cli.stack import SERVICES
+from marketo_sandbox.config import FaultConfig, FaultKind, FaultRule
 
-#: The services a chaos run kills; "broker" is the Kafka broker's restart.
-SERVICES = ("ingest", "transform", "sink")
+#: A chaos run kills the services (stack.SERVICES); "broker" is the Kafka broker's restart.
 BROKER = "broker"
 
 
@@ -31,23 +32,26 @@ def parse_kills(text: str) -> dict[str, int]:
     return kills
 
 
-def fault_plan(scale: float = 1.0) -> dict[str, Any]:
+#: Faults that may come after the write happened (half of each kind's rate is "applied, then failed").
+AMBIGUOUS_KINDS: tuple[FaultKind, ...] = ("604", "608", "611", "http_503", "http_500", "drop")
+IDENTITY_KINDS: tuple[FaultKind, ...] = ("drop", "http_503")
+
+
+def fault_plan(scale: float = 1.0) -> FaultConfig:
     """The Marketo sandbox fault plan of issue #13's run (PUT /_sandbox/faults), rates × `scale`:
     606 10 %, 615 5 %, each of 604/608/611/HTTP 503/HTTP 500 1 % (half of them applied, then
     failed: the write happened but the answer is an error), dropped connections 1 % (half after the
     write); the token endpoint drops or answers 503 1 % each; access tokens live 60 s and every
-    token is forcibly expired every 20 s."""
-    rules: list[dict[str, Any]] = []
+    token is forcibly expired every 20 s. A scale that pushes a rate above 1 is a ValueError."""
+    rules: list[FaultRule] = []
     for endpoint in ("* /rest/*", "* /bulk/*"):
-        rules += [{"endpoint": endpoint, "error": "606", "rate": 0.10 * scale},
-                  {"endpoint": endpoint, "error": "615", "rate": 0.05 * scale}]
-        for error in ("604", "608", "611", "http_503", "http_500"):
-            rules += [{"endpoint": endpoint, "error": error, "rate": 0.005 * scale},
-                      {"endpoint": endpoint, "error": error, "rate": 0.005 * scale, "apply_then_fail": True}]
-        rules += [{"endpoint": endpoint, "error": "drop", "rate": 0.005 * scale},
-                  {"endpoint": endpoint, "error": "drop", "rate": 0.005 * scale, "apply_then_fail": True}]
-    rules += [{"endpoint": "* /identity/*", "error": error, "rate": 0.01 * scale} for error in ("drop", "http_503")]
-    return {"rules": rules, "token_ttl_seconds": 60, "token_expire_every_seconds": 20}
+        rules += [FaultRule(endpoint=endpoint, error="606", rate=0.10 * scale),
+                  FaultRule(endpoint=endpoint, error="615", rate=0.05 * scale)]
+        for error in AMBIGUOUS_KINDS:
+            rules += [FaultRule(endpoint=endpoint, error=error, rate=0.005 * scale),
+                      FaultRule(endpoint=endpoint, error=error, rate=0.005 * scale, apply_then_fail=True)]
+    rules += [FaultRule(endpoint="* /identity/*", error=error, rate=0.01 * scale) for error in IDENTITY_KINDS]
+    return FaultConfig(rules=rules, token_ttl_seconds=60, token_expire_every_seconds=20)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class ChaosReport:
     finished: bool = False
     #: Replicas killed and left down (chaos --no-restart).
     left_down: list[str] = field(default_factory=list)
+    #: The dead letters in words, against what the scenario planted (dead_letters.explain).
+    dead_letters_explained: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -124,15 +130,10 @@ class ChaosReport:
         lines.append(f"Kaltura notifications given up: {self.notifications_given_up}")
         letters = ", ".join(f"{stage}/{code} {n}" for (stage, code), n in sorted(self.dead_letters.items()))
         lines.append(f"dead letters: {letters or 'none'}")
+        lines += self.dead_letters_explained
         lines.append("")
-        lines.append(f"{'kind':<34}{'expected':>9}{'present':>9}{'missing':>9}{'duplicates':>12}{'wrong':>7}"
-                     f"{'unexpected':>12}")
         if self.reconciliation is not None:
-            for t in self.reconciliation.tallies:
-                lines.append(f"{t.kind:<34}{t.expected:>9}{t.present:>9}{len(t.missing):>9}"
-                             f"{len(t.duplicates):>12}{len(t.wrong):>7}{len(t.unexpected):>12}")
-            details = self.reconciliation.report().splitlines()[len(self.reconciliation.tallies):-1]
-            lines += details
+            lines += [*self.reconciliation.table(), *self.reconciliation.details()]
         if not self.finished:
             lines.append("the event did not finish draining before the timeout")
         lines.append("CHAOS PASSED: 0 missing, 0 duplicates, 0 wrong" if self.passed else "CHAOS FAILED")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
+from kmsync_cli.dead_letters import Planted, census, explain, matches
 from kmsync_cli.reconcile import Reconciliation, reconcile
 from kmsync_cli.reconcile_rest import (
     READBACK_MAX_CALLS,
@@ -38,7 +39,9 @@ from kmsync_cli.reconcile_rest import (
     ExternalMarketo,
     reconcile_by_rest,
 )
-from kmsync_cli.stack import Stack, StackOptions, http_json, metric_sum
+from kmsync_cli.stack import Stack, StackOptions, http_json
+from kmsync_common.clock import SYSTEM_CLOCK
+from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts.codecs import describe_validation_error
 from kmsync_marketo.cli import run_check
 from kmsync_marketo.readback import ReadBudgetExceeded
@@ -51,16 +54,16 @@ MUNCHKIN_ID = re.compile(r"^\d{3}-[A-Za-z]{3}-\d{3}$")
 def progress_line(stack: Stack) -> str:
     ingest, transform, sink = (stack.metrics(n) for n in ("ingest", "transform", "sink"))
     status = stack.kaltura_status()
-    calls = metric_sum(sink, "kmsync_sink_marketo_calls_total")
-    records = metric_sum(sink, "kmsync_sink_records_per_call_sum")
-    write_calls = metric_sum(sink, "kmsync_sink_records_per_call_count")
+    calls = sample_sum(sink, "kmsync_sink_marketo_calls_total")
+    records = sample_sum(sink, "kmsync_sink_records_per_call_sum")
+    write_calls = sample_sum(sink, "kmsync_sink_records_per_call_count")
     per_call = records / write_calls if write_calls else 0.0
-    throttled = metric_sum(sink, "kmsync_sink_throttle_answers_total")
-    dlq = (metric_sum(ingest, "kmsync_ingest_bad_rows_total")
-           + metric_sum(transform, "kmsync_transform_dead_lettered_total")
-           + metric_sum(sink, "kmsync_sink_dead_letters_total"))
-    return (f"kaltura {status['now'][:16]} | in {metric_sum(ingest, 'kmsync_ingest_records_out_total'):>7.0f} "
-            f"| ops {metric_sum(transform, 'kmsync_transform_ops_out_total'):>7.0f} "
+    throttled = sample_sum(sink, "kmsync_sink_throttle_answers_total")
+    dlq = (sample_sum(ingest, "kmsync_ingest_bad_rows_total")
+           + sample_sum(transform, "kmsync_transform_dead_lettered_total")
+           + sample_sum(sink, "kmsync_sink_dead_letters_total"))
+    return (f"kaltura {status['now'][:16]} | in {sample_sum(ingest, 'kmsync_ingest_records_out_total'):>7.0f} "
+            f"| ops {sample_sum(transform, 'kmsync_transform_ops_out_total'):>7.0f} "
             f"| Marketo calls {calls:>5.0f} ({per_call:5.1f} records/write call) | 606/615 {throttled:.0f} "
             f"| dead letters {dlq:.0f}")
 
@@ -73,23 +76,23 @@ def run_until_reconciled(stack: Stack, timeout: float, say: Callable[[str], None
     Marketo's REST API, at most every ``REST_RECONCILE_EVERY`` seconds and within
     ``StackOptions.readback_max_calls`` per attempt (reconcile_rest.py)."""
     stack.play()
-    deadline = time.monotonic() + timeout
+    deadline = SYSTEM_CLOCK.monotonic() + timeout
     result: Reconciliation | None = None
     last_progress = 0.0
     last_readback = 0.0
     external = stack.options.marketo
-    while time.monotonic() < deadline and not (stop and stop.is_set()):
+    while SYSTEM_CLOCK.monotonic() < deadline and not (stop and stop.is_set()):
         stack.check_alive()
-        if time.monotonic() - last_progress >= 5:
+        if SYSTEM_CLOCK.monotonic() - last_progress >= 5:
             say(progress_line(stack))
-            last_progress = time.monotonic()
+            last_progress = SYSTEM_CLOCK.monotonic()
         if stack.kaltura_status()["finished"]:
             truth = http_json(f"{stack.kaltura_url}/_sandbox/truth")
             if external is None:
                 dump = http_json(f"{stack.marketo_url}/_sandbox/dump")
                 result = reconcile(truth, dump, stack.program_id)
-            elif time.monotonic() - last_readback >= REST_RECONCILE_EVERY:
-                last_readback = time.monotonic()
+            elif SYSTEM_CLOCK.monotonic() - last_readback >= REST_RECONCILE_EVERY:
+                last_readback = SYSTEM_CLOCK.monotonic()
                 try:
                     result, calls = asyncio.run(reconcile_by_rest(
                         external, truth, share=stack.options.readback_share,
@@ -115,7 +118,7 @@ SCHEMA_REASON_CODES = ("1006", "1013", "kmsync.schema_missing", "kmsync.schema_r
 def schema_dead_letters(stack: Stack) -> dict[str, float]:
     """Dead letters the sink wrote because of the instance's schema, by reason code."""
     sink = stack.metrics("sink")
-    counts = {code: metric_sum(sink, "kmsync_sink_dead_letters_total", f'reason_code="{code}"')
+    counts = {code: sample_sum(sink, "kmsync_sink_dead_letters_total", {"reason_code": code})
               for code in SCHEMA_REASON_CODES}
     return {code: n for code, n in counts.items() if n}
 
@@ -173,7 +176,7 @@ def prepare_work_dir(work_dir: Path) -> None:
     (work_dir / WORK_DIR_MARKER).write_text("made by `kmsync run`; the next run empties this directory\n")
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kmsync run", description=__doc__)
     parser.add_argument("--registrants", type=int, default=3000,
                         help="registrants of the generated virtual event (default 3000)")
@@ -200,8 +203,70 @@ def main(argv: list[str]) -> int:
                           help=f"calls one REST read-back may spend (default {READBACK_MAX_CALLS})")
     existing.add_argument("--readback-share", type=float, default=READBACK_SHARE,
                           help=f"share of the instance's rate window the read-back uses (default {READBACK_SHARE})")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def summarise(stack: Stack, result: Reconciliation, target: ExternalMarketo | None) -> int:
+    """The reconciliation table with every number explained, the dead letters against what the
+    scenario planted, the schema's dead letters; 0 when it all reconciles, else 1."""
+    where = "Marketo sandbox" if target is None else f"Marketo {target.munchkin_id}, read back over REST"
+    say(f"\nreconciliation ({where} vs the Kaltura event):")
+    say(result.report())
+    letters_match = True
+    if stack.broker is not None and stack.broker.is_running():
+        truth = http_json(f"{stack.kaltura_url}/_sandbox/truth")
+        found = census(stack.broker.bootstrap, stack.options.topic_prefix)
+        say("")
+        for line in explain(Planted.from_truth(truth), found):
+            say(line)
+        letters_match = matches(Planted.from_truth(truth), found) or target is not None
+    schema_letters = schema_dead_letters(stack)
+    say("dead letters caused by the Marketo schema: "
+        + (", ".join(f"{code} {n:.0f}" for code, n in schema_letters.items()) or "0"))
+    return 0 if result.clean and not schema_letters and letters_match else 1
+
+
+def keep_running(stack: Stack, stop: threading.Event) -> None:
+    say(f"stack kept running: Marketo {stack.marketo_url}, Kaltura {stack.kaltura_url}, "
+        f"ingest {stack.url('ingest')}, transform {stack.url('transform')}, sink {stack.url('sink')}, "
+        f"Kafka {stack.broker.bootstrap if stack.broker else '-'}; Ctrl-C or SIGTERM stops it")
+    while not stop.wait(1):
+        stack.check_alive()
+
+
+def play_and_report(stack: Stack, args: argparse.Namespace, target: ExternalMarketo | None,
+                    stop: threading.Event) -> int:
+    """Start everything, play the event, reconcile and explain; the exit code."""
+    say(f"starting Kafka, the sandboxes, ingest, transform and sink (logs in {args.work_dir}/logs) ...")
+    if target is not None:
+        say(f"checking the Marketo instance {target.munchkin_id} at {target.endpoint} (kmsync marketo check) ...")
+        if check_instance(target, say) != 0:
+            say("the instance is not ready for kmsync (above); playing anyway")
+    stack.start()
+    say(f"playing a virtual event: {args.registrants} registrants, {args.sessions} sessions, "
+        f"{args.speed:g}x real time")
+    started = SYSTEM_CLOCK.monotonic()
+    result = run_until_reconciled(stack, args.timeout, say, stop)
+    say(progress_line(stack))
+    code = 1
+    if stop.is_set():
+        say("stopped by SIGTERM before the reconciliation was clean")
+    elif result is None:
+        say(f"the event did not finish within --timeout {args.timeout:g}s")
+    else:
+        code = summarise(stack, result, target)
+    say(f"took {SYSTEM_CLOCK.monotonic() - started:.0f}s")
+    if args.keep_running and not stop.is_set():
+        keep_running(stack, stop)
+    return code
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
     try:
         target = external_marketo(args)
         if not 0 < args.readback_share <= 1 or args.readback_max_calls < 1:
@@ -216,38 +281,9 @@ def main(argv: list[str]) -> int:
                                readback_share=args.readback_share, readback_max_calls=args.readback_max_calls))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    started = time.monotonic()
     code = 1
     try:
-        print(f"starting Kafka, the sandboxes, ingest, transform and sink (logs in {args.work_dir}/logs) ...",
-              flush=True)
-        if target is not None:
-            print(f"checking the Marketo instance {target.munchkin_id} at {target.endpoint} "
-                  "(kmsync marketo check) ...", flush=True)
-            if check_instance(target, lambda text: print(text, flush=True)) != 0:
-                print("the instance is not ready for kmsync (above); playing anyway", flush=True)
-        stack.start()
-        print(f"playing a virtual event: {args.registrants} registrants, {args.sessions} sessions, "
-              f"{args.speed:g}x real time", flush=True)
-        result = run_until_reconciled(stack, args.timeout, lambda line: print(line, flush=True), stop)
-        print(progress_line(stack))
-        if result is None:
-            print("the event did not finish before the timeout")
-        else:
-            where = "Marketo sandbox" if target is None else f"Marketo {target.munchkin_id}, read back over REST"
-            print(f"\nreconciliation ({where} vs the Kaltura event):")
-            print(result.report())
-            schema_letters = schema_dead_letters(stack)
-            print("dead letters caused by the Marketo schema: "
-                  + (", ".join(f"{code} {n:.0f}" for code, n in schema_letters.items()) or "0"))
-            code = 0 if result.clean and not schema_letters else 1
-        print(f"took {time.monotonic() - started:.0f}s")
-        if args.keep_running:
-            print(f"stack kept running: Marketo {stack.marketo_url}, Kaltura {stack.kaltura_url}, "
-                  f"ingest {stack.url('ingest')}, transform {stack.url('transform')}, sink {stack.url('sink')}, "
-                  f"Kafka {stack.broker.bootstrap if stack.broker else '-'}; Ctrl-C stops it", flush=True)
-            while not stop.wait(1):
-                stack.check_alive()
+        code = play_and_report(stack, args, target, stop)
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:

@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_testing.kafka_broker import die_with_parent
 
 
@@ -76,8 +77,8 @@ class ProcessGroup:
 
     def wait_http_ok(self, child: Child, url: str, timeout: float = 60.0) -> None:
         """Poll `url` until it answers 2xx; fail fast with the child's log if it exits."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = SYSTEM_CLOCK.monotonic() + timeout
+        while SYSTEM_CLOCK.monotonic() < deadline:
             if child.process.poll() is not None:
                 raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}")
             with contextlib.suppress(OSError):

@@ -52,15 +52,22 @@ class Tally:
     duplicates: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
+    #: Records present that are neither expected nor a problem (see `tolerated_why`).
+    tolerated: int = 0
+    #: Why a record of this kind may be present without being expected, in words for the report.
+    tolerated_why: str = ""
 
     @property
     def clean(self) -> bool:
         return not (self.missing or self.duplicates or self.unexpected or self.wrong)
 
-    def row(self) -> str:
-        return (f"{self.kind:<28} expected {self.expected:>6}  present {self.present:>6}  missing "
-                f"{len(self.missing):>4}  duplicates {len(self.duplicates):>4}  unexpected "
-                f"{len(self.unexpected):>4}  wrong {len(self.wrong):>4}")
+    def cells(self) -> list[int]:
+        return [self.expected, self.present, self.tolerated, len(self.missing), len(self.duplicates),
+                len(self.unexpected), len(self.wrong)]
+
+
+#: The reconciliation table's number columns, in `Tally.cells()` order.
+COLUMNS = ("expected", "present", "tolerated", "missing", "duplicates", "unexpected", "wrong")
 
 
 @dataclass
@@ -71,24 +78,50 @@ class Reconciliation:
     def clean(self) -> bool:
         return all(t.clean for t in self.tallies)
 
-    def report(self, examples: int = 3) -> str:
-        lines = [t.row() for t in self.tallies]
+    def table(self) -> list[str]:
+        """One row per kind under a header; the columns are as wide as the longest name in them."""
+        width = max([len("kind"), *(len(t.kind) for t in self.tallies)])
+        lines = [f"{'kind':<{width}}" + "".join(f"  {c:>{len(c)}}" for c in COLUMNS)]
+        lines += [f"{t.kind:<{width}}" + "".join(f"  {n:>{len(c)}}" for c, n in zip(COLUMNS, t.cells(), strict=True))
+                  for t in self.tallies]
+        return lines
+
+    def details(self, examples: int = 3) -> list[str]:
+        """Why more records are present than expected, then examples of every problem."""
+        lines = []
+        for t in self.tallies:
+            if t.tolerated:
+                lines.append(f"  {t.kind}: {t.present} present for {t.expected} expected: {t.tolerated} "
+                             f"tolerated, {t.tolerated_why}")
         for t in self.tallies:
             for label, items in (("missing", t.missing), ("duplicate", t.duplicates),
                                  ("unexpected", t.unexpected), ("wrong", t.wrong)):
                 if items:
                     lines.append(f"  {t.kind} {label}: {', '.join(items[:examples])}"
                                  + (" ..." if len(items) > examples else ""))
-        lines.append("RECONCILED: 0 missing, 0 duplicates" if self.clean else "NOT RECONCILED")
-        return "\n".join(lines)
+        return lines
+
+    def verdict(self) -> str:
+        return "RECONCILED: 0 missing, 0 duplicates" if self.clean else "NOT RECONCILED"
+
+    def report(self, examples: int = 3) -> str:
+        return "\n".join([*self.table(), *self.details(examples), self.verdict()])
 
 
-def _compare(kind: str, required: set[Any], tolerated: set[Any], present: Iterable[Any]) -> Tally:
+#: Why a registrant may be in Marketo without being expected (leads, program members).
+DELETED_PEOPLE = "registrants soft-deleted in Kaltura after kmsync had synced them (Marketo keeps them)"
+#: Why a session row may be in Marketo without being expected (engagement, polls).
+DAMAGED_ROWS = ("rows the scenario damaged on purpose (or of soft-deleted registrants) whose clean copy "
+                "arrived in another report")
+
+
+def _compare(kind: str, required: set[Any], tolerated: set[Any], present: Iterable[Any], why: str) -> Tally:
     counts = Counter(present)
-    tally = Tally(kind, expected=len(required), present=sum(counts.values()))
+    tally = Tally(kind, expected=len(required), present=sum(counts.values()), tolerated_why=why)
     tally.missing = sorted(str(k) for k in required - counts.keys())
     tally.duplicates = sorted(str(k) for k, n in counts.items() if n > 1)
     tally.unexpected = sorted(str(k) for k in counts.keys() - required - tolerated)
+    tally.tolerated = sum(n for k, n in counts.items() if k in tolerated and k not in required)
     return tally
 
 
@@ -108,11 +141,12 @@ def reconcile(truth: Json, dump: Json, program_id: int,
     tolerated_people -= people.keys()
 
     leads_by_id = {lead["id"]: (lead.get("email") or "").lower() for lead in dump["leads"]}
-    leads = _compare("leads", set(people), tolerated_people, leads_by_id.values())
+    leads = _compare("leads", set(people), tolerated_people, leads_by_id.values(), DELETED_PEOPLE)
 
     members = [m for m in dump["programMembers"] if m["programId"] == program_id]
     member_tally = _compare("program members", set(people), tolerated_people,
-                            (leads_by_id.get(m["leadId"], f"lead#{m['leadId']}") for m in members))
+                            (leads_by_id.get(m["leadId"], f"lead#{m['leadId']}") for m in members),
+                            DELETED_PEOPLE)
     for m in members:
         email = leads_by_id.get(m["leadId"])
         person = people.get(email or "")
@@ -138,18 +172,19 @@ def reconcile(truth: Json, dump: Json, program_id: int,
     engagement = _compare(
         f"{ENGAGEMENT_OBJECT_API_NAME} objects", engaged, engaged_damaged,
         ((r[ENGAGEMENT_ENTRY], leads_by_id.get(r.get(ENGAGEMENT_LEAD_LINK), f"lead#{r.get(ENGAGEMENT_LEAD_LINK)}"))
-         for r in objects.get(ENGAGEMENT_OBJECT_API_NAME, [])),
+         for r in objects.get(ENGAGEMENT_OBJECT_API_NAME, [])), DAMAGED_ROWS,
     )
     type_ids = {t["id"] for t in dump["activityTypes"]
                 if t.get("apiName", t.get("name")) == ENGAGEMENT_ACTIVITY_API_NAME}
     activities = _compare(
         f"{ENGAGEMENT_ACTIVITY_API_NAME} activities", engaged, engaged_damaged,
         ((a["primaryAttributeValue"], leads_by_id.get(a["leadId"], f"lead#{a['leadId']}"))
-         for a in dump["activities"] if a["activityTypeId"] in type_ids),
+         for a in dump["activities"] if a["activityTypeId"] in type_ids), DAMAGED_ROWS,
     )
     answered, answered_damaged = valid_keys(truth["poll_answers"])
     polls = _compare(
         f"{POLLS_OBJECT_API_NAME} objects", answered, answered_damaged,
         ((r[POLLS_ENTRY], (r.get(POLLS_EMAIL) or "").lower()) for r in objects.get(POLLS_OBJECT_API_NAME, [])),
+        DAMAGED_ROWS,
     )
     return Reconciliation([leads, member_tally, engagement, activities, polls])

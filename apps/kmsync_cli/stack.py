@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import secrets
 import sys
 import urllib.request
@@ -58,9 +57,10 @@ class StackOptions:
     readback_max_calls: int = READBACK_MAX_CALLS
 
 
-def http_json(url: str, body: object | None = None, timeout: float = 30.0) -> Any:
+def http_json(url: str, body: object | None = None, timeout: float = 30.0, method: str | None = None) -> Any:
+    """The JSON answer of `url`: a GET, or with `body` a POST (or `method`, e.g. PUT) of it as JSON."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+    req = urllib.request.Request(url, data=data, method=method or ("GET" if body is None else "POST"),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read())
@@ -69,19 +69,6 @@ def http_json(url: str, body: object | None = None, timeout: float = 30.0) -> An
 def http_text(url: str, timeout: float = 10.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return str(resp.read().decode())
-
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)$")
-
-
-def metric_sum(metrics_text: str, name: str, label_filter: str = "") -> float:
-    """Sum of every sample of `name` (optionally only samples whose labels contain a substring)."""
-    total = 0.0
-    for line in metrics_text.splitlines():
-        m = _SAMPLE.match(line)
-        if m and m.group(1) == name and label_filter in (m.group(2) or ""):
-            total += float(m.group(3))
-    return total
 
 
 @dataclass
@@ -221,7 +208,7 @@ class Stack:
 
     def metrics(self, name: str) -> str:
         """The /metrics text of process `name`; for a service, of all its replicas that answer
-        (so metric_sum adds them up)."""
+        (so kmsync_common.metrics_text.sample_sum adds them up)."""
         texts = []
         for replica in self.replicas(name) if name in SERVICES else [name]:
             try:

@@ -158,4 +158,9 @@ class FakeClock:
         self._t = max(self._t, target)
 
 
-__all__ = ["Clock", "FakeClock", "ManualClock", "SystemClock"]
+#: The real clock, for code that has no clock injected (tools, the benchmark, record timestamps):
+#: ``SYSTEM_CLOCK.monotonic()`` for durations and deadlines, ``.now()`` for an aware UTC timestamp,
+#: ``.time()`` for epoch seconds. The one way kmsync reads the time.
+SYSTEM_CLOCK: Clock = SystemClock()
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "FakeClock", "ManualClock", "SystemClock"]

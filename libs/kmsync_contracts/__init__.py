@@ -3,7 +3,7 @@ the seed document's vocabulary, and JSON codecs. Services import these; nobody r
 """
 
 from kmsync_contracts.base import ContractModel, Scalar, utc_now
-from kmsync_contracts.codecs import ContractCodec, ContractError, decode, decode_as, decode_model, encode
+from kmsync_contracts.codecs import ContractError, decode, decode_as, decode_model, encode
 from kmsync_contracts.kaltura_records import (
     AttendanceStatus,
     AttendeeStatus,
@@ -30,7 +30,6 @@ __all__ = [
     "TOPICS_BY_NAME",
     "AttendanceStatus",
     "AttendeeStatus",
-    "ContractCodec",
     "ContractError",
     "ContractModel",
     "CustomActivity",

@@ -1,4 +1,4 @@
-"""JSON codecs for topic records, usable from aiokafka (plain functions) and faust (a Codec).
+"""JSON codecs for topic records: encode a contract model, decode and validate what a topic holds.
 
 Decoding validates against the topic's contract and raises ContractError with field-level
 messages, so a consumer can dead-letter exactly what is wrong and keep going.
@@ -6,9 +6,8 @@ messages, so a consumer can dead-letter exactly what is wrong and keep going.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from faust.serializers.codecs import Codec
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from kmsync_contracts.topics import TopicSpec
@@ -74,26 +73,3 @@ def decode(topic: TopicSpec, data: bytes | str) -> Any:
 
 def decode_model(model: type[M], data: bytes | str) -> M:
     return decode_as(TypeAdapter(model), data, what=getattr(model, "__name__", "record"))
-
-
-class ContractCodec(Codec):
-    """A faust codec for one topic: dumps contract models, loads validated models.
-
-    faust chains codecs by calling `_dumps`/`_loads`; this one replaces faust's JSON so faust and
-    aiokafka services produce byte-identical records.
-    """
-
-    def __init__(self, topic: TopicSpec, **kwargs: Any) -> None:
-        self.topic = topic
-        super().__init__(**kwargs)
-
-    def _dumps(self, obj: Any) -> bytes:
-        if isinstance(obj, BaseModel):
-            return encode(obj)
-        return cast(bytes, TypeAdapter(type(obj)).dump_json(obj))
-
-    def _loads(self, s: bytes) -> Any:
-        return decode(self.topic, s)
-
-    def clone(self, *children: Any) -> Any:
-        return type(self)(self.topic, children=self.children + children)

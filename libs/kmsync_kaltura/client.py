@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_kaltura.csv_reports import parse_engagement_csv, parse_poll_answers_csv
 from kmsync_kaltura.errors import (
     InvalidKSError,
@@ -164,7 +164,7 @@ class KalturaClient:
 
     def __init__(
         self, settings: KalturaSettings, *, http: httpx.AsyncClient | None = None,
-        wall: Callable[[], float] = time.time,
+        wall: Callable[[], float] = SYSTEM_CLOCK.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings

@@ -13,6 +13,7 @@ import pytest
 from kmsync_cli.chaos import ChaosOptions, ChaosRun
 from kmsync_cli.chaos_plan import BROKER, SERVICES, ChaosReport, fault_plan, parse_kills, schedule
 from kmsync_cli.reconcile import Reconciliation, Tally
+from marketo_sandbox.config import FaultConfig
 
 
 @pytest.mark.timeout(900)
@@ -82,15 +83,18 @@ def test_the_schedule_has_every_disruption_once_in_order_and_apart() -> None:
 
 def test_the_fault_plan_has_the_issue_rates_and_scales() -> None:
     plan = fault_plan()
-    rest = [r for r in plan["rules"] if r["endpoint"] == "* /rest/*"]
-    rate = {r["error"]: 0.0 for r in rest}
+    assert isinstance(plan, FaultConfig)  # the sandbox's own model: what chaos PUTs, it validates
+    rest = [r for r in plan.rules if r.endpoint == "* /rest/*"]
+    rate = {r.error: 0.0 for r in rest}
     for r in rest:
-        rate[r["error"]] += r["rate"]
+        rate[r.error] += r.rate
     assert rate == pytest.approx({"606": 0.10, "615": 0.05, "604": 0.01, "608": 0.01, "611": 0.01,
                                   "http_503": 0.01, "http_500": 0.01, "drop": 0.01})
-    assert any(r.get("apply_then_fail") for r in rest)
-    assert (plan["token_ttl_seconds"], plan["token_expire_every_seconds"]) == (60, 20)
-    assert fault_plan(2.0)["rules"][0]["rate"] == pytest.approx(0.2)
+    assert any(r.apply_then_fail for r in rest)
+    assert (plan.token_ttl_seconds, plan.token_expire_every_seconds) == (60, 20)
+    assert fault_plan(2.0).rules[0].rate == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        fault_plan(20.0)  # 606 at 200 %
 
 
 def test_the_report_passes_only_when_finished_and_clean() -> None:

@@ -10,7 +10,6 @@ from pydantic import BaseModel
 from kmsync_contracts import (
     AttendanceStatus,
     AttendeeStatus,
-    ContractCodec,
     ContractError,
     CustomActivity,
     CustomObjectUpsert,
@@ -96,13 +95,6 @@ def test_operations_round_trip_through_the_union(op: BaseModel) -> None:
     assert decoded == op
 
 
-def test_faust_codec_matches_the_plain_codec() -> None:
-    codec = ContractCodec(MARKETO_OPS)
-    for op in OPS:
-        assert codec.dumps(op) == encode(op)
-        assert codec.loads(encode(op)) == op
-
-
 def test_bad_input_is_rejected_with_field_level_messages() -> None:
     bad = encode(SAMPLES["kaltura.attendee-status.v1"]).replace(b'"confirmed"', b'"teleported"', 1)
     bad = bad.replace(b'"partner_id":1234567', b'"partner_id":-1')
@@ -161,3 +153,13 @@ def test_custom_object_dedupe_keys_are_seed_fields_with_the_person_in_them() -> 
     assert [poll_types[n] for n in seed.POLLS_OBJECT_DEDUPE_FIELDS] == ["string", "string"]
     for key in (seed.ENGAGEMENT_OBJECT_DEDUPE_FIELDS, seed.POLLS_OBJECT_DEDUPE_FIELDS):
         assert key[0] == seed.PRIMARY_FIELD and 1 <= len(key) <= 3  # docs/reference/marketo-api.md §2.2: 1–3 per type
+
+
+def test_the_contracts_library_does_not_load_faust() -> None:
+    # Issue #20 item 9 / #21: ContractCodec was faust-streaming's last user; the dependency goes.
+    import subprocess
+    import sys
+
+    code = "import sys, kmsync_contracts, kmsync_contracts.codecs; print(sorted(m for m in sys.modules if 'faust' in m))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"

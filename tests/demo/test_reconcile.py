@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
-from kmsync_cli.reconcile import reconcile
+from kmsync_cli.reconcile import COLUMNS, reconcile
 
 TRUTH: dict[str, Any] = {
     "attendees": [
@@ -78,3 +79,24 @@ def test_a_status_never_reached_in_kaltura_is_wrong_even_if_further() -> None:
     state["programMembers"][1]["statusName"] = "Blocked"
     [wrong] = [t for t in reconcile(TRUTH, state, program_id=1001).tallies if t.kind == "program members"]
     assert wrong.wrong == ["bob@x.com: Blocked (final registered)"]
+
+
+def test_the_table_explains_records_present_beyond_the_expected_and_keeps_its_columns() -> None:
+    # Issue #20 item 7: "leads expected 2993 present 2996" without a word about the 3; columns that
+    # broke on "kalturaUserSessionEngagement objects".
+    state = dump()
+    state["leads"].append({"id": 3, "email": "gone@x.com"})  # soft-deleted in Kaltura after the sync
+    result = reconcile(TRUTH, state, program_id=1001)
+    assert result.clean
+    leads = next(t for t in result.tallies if t.kind == "leads")
+    assert (leads.expected, leads.present, leads.tolerated) == (2, 3, 1)
+    report = result.report()
+    assert "leads: 3 present for 2 expected: 1 tolerated, registrants soft-deleted in Kaltura" in report
+    table = result.table()
+    assert table[0].split() == ["kind", "expected", "present", "tolerated", "missing", "duplicates",
+                                "unexpected", "wrong"]
+    # Every row's numbers end where the header's do, whatever the length of the kind's name.
+    def ends(line: str) -> list[int]:
+        return [m.end() for m in re.finditer(r"\S+", line)][-len(COLUMNS):]
+
+    assert all(ends(row) == ends(table[0]) for row in table[1:]), "\n".join(table)
