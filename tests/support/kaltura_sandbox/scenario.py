@@ -343,89 +343,119 @@ class _Gen:
 def generate(config: ScenarioConfig, seed: int = 0) -> Scenario:
     """Build the whole scenario for ``config`` deterministically from ``seed``."""
     g = _Gen(config, seed)
-    rng = g.rng
     admin_secret = config.admin_secret or g.hexid(32)
-    app_guid = config.app_guid or str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    start = config.event_start
-    origin = g.ms(start - timedelta(hours=config.registration_lead_hours))
-    lead = start - origin
-    doors = start - timedelta(minutes=15)
-    sessions = g.sessions()
-    event_end = sessions[-1].end
-    post_end = event_end + timedelta(hours=config.post_event_hours)
-    polls = g.polls(sessions)
-    polls_by_entry: dict[str, list[Poll]] = {}
-    for p in polls:
-        polls_by_entry.setdefault(p.entry_id, []).append(p)
-    lag = timedelta(seconds=config.report_lag_seconds)
-    late_lag = timedelta(seconds=config.late_lag_seconds)
-    # Bulk invitations go out in a few batches that share one timestamp each.
-    invite_batches = [g.ms(origin + lead * (0.02 + 0.08 * k)) for k in range(4)]
-
+    app_guid = config.app_guid or str(uuid.UUID(int=g.rng.getrandbits(128), version=4))
+    tl, polls = _timeline(g)
     registrants: list[Registrant] = []
     engagement: list[EngagementFact] = []
     answers: list[PollAnswer] = []
-
     for i in range(config.registrants):
         r = g.person(i)
-        hist = r.transitions
-
-        def add(status: str, at: datetime, hist: list[Transition] = hist) -> datetime:
-            if hist and at <= hist[-1].at:
-                at = g.ms(hist[-1].at + timedelta(seconds=1 + rng.random() * 30))
-            hist.append(Transition(status, at))
-            return at
-
-        # --- registration phase -------------------------------------------------------------
-        if r.reg_origin == "invite":
-            t = add("invited", rng.choice(invite_batches))
-            if rng.random() < 0.35:
-                t = add("invitedPendingRegistration", g.between(t, start - timedelta(hours=2)))
-            registers = rng.random() < 0.75
-        else:
-            t = origin
-            if r.reg_origin in ("webhook", "admin") and rng.random() < 0.5:
-                t = add("created", g.between(origin, start - timedelta(hours=6)))
-            registers = True
-        if registers:
-            t = g.between(t, start - timedelta(minutes=10))
-            if r.reg_origin in ("sso", "webhook", "admin") or rng.random() < 0.3:
-                t = add("autoConfirmed", t)
-            else:
-                t = add("registered", t)
-                if rng.random() < 0.7:
-                    t = add("confirmed", g.between(t, min(t + timedelta(hours=2), start)))
-        elif rng.random() < config.block_rate:
-            add("blocked", g.between(t, start))
-        # --- cancellations ------------------------------------------------------------------
-        eligible = hist[-1].status in REGISTERED_STATES
-        if eligible and rng.random() < config.unregister_rate:
-            add("unregistered", g.between(t, start))
-            eligible = False
-        elif eligible and rng.random() < config.block_rate:
-            add("blocked", g.between(t, event_end))
-            eligible = False
-        # --- attendance ---------------------------------------------------------------------
-        if eligible and rng.random() < config.attend_rate:
-            _attend(g, r, sessions, polls_by_entry, doors, start, event_end, post_end, lag, late_lag,
-                    engagement, answers, add)
-        elif eligible and post_end > event_end and rng.random() < config.post_event_rate:
-            _watch_recording(g, r, sessions, event_end, post_end, lag, engagement, add)
+        _live(g, r, tl, engagement, answers)
         registrants.append(r)
-
     _soft_delete(g, registrants)
     _corrupt_emails(g, registrants, engagement, answers)
     engagement = _damage_engagement(g, engagement)
     answers = _damage_answers(g, answers)
     times = [t.at for r in registrants for t in r.transitions]
     times += [r.deleted_at for r in registrants if r.deleted_at]
-    times += [e.available_at for e in engagement] + [a.available_at for a in answers] + [post_end]
+    times += [e.available_at for e in engagement] + [a.available_at for a in answers] + [tl.post_end]
     return Scenario(
-        config=config, seed=seed, admin_secret=admin_secret, app_guid=app_guid, origin=origin,
-        doors_open=doors, event_start=start, event_end=event_end, end=max(times) + timedelta(seconds=1),
-        sessions=tuple(sessions), registrants=tuple(registrants), polls=tuple(polls),
+        config=config, seed=seed, admin_secret=admin_secret, app_guid=app_guid, origin=tl.origin,
+        doors_open=tl.doors, event_start=tl.start, event_end=tl.event_end, end=max(times) + timedelta(seconds=1),
+        sessions=tuple(tl.sessions), registrants=tuple(registrants), polls=tuple(polls),
         engagement=tuple(engagement), poll_answers=tuple(answers),
     )
+
+
+@dataclass(frozen=True)
+class _Timeline:
+    """The event's fixed points that every registrant's story is drawn against."""
+
+    origin: datetime
+    start: datetime
+    doors: datetime
+    event_end: datetime
+    post_end: datetime
+    lag: timedelta
+    late_lag: timedelta
+    invite_batches: list[datetime]
+    sessions: list[Session]
+    polls_by_entry: dict[str, list[Poll]]
+
+
+def _timeline(g: _Gen) -> tuple[_Timeline, list[Poll]]:
+    config = g.c
+    start = config.event_start
+    origin = g.ms(start - timedelta(hours=config.registration_lead_hours))
+    lead = start - origin
+    sessions = g.sessions()
+    event_end = sessions[-1].end
+    polls = g.polls(sessions)
+    polls_by_entry: dict[str, list[Poll]] = {}
+    for p in polls:
+        polls_by_entry.setdefault(p.entry_id, []).append(p)
+    # Bulk invitations go out in a few batches that share one timestamp each.
+    invite_batches = [g.ms(origin + lead * (0.02 + 0.08 * k)) for k in range(4)]
+    return _Timeline(
+        origin=origin, start=start, doors=start - timedelta(minutes=15), event_end=event_end,
+        post_end=event_end + timedelta(hours=config.post_event_hours),
+        lag=timedelta(seconds=config.report_lag_seconds), late_lag=timedelta(seconds=config.late_lag_seconds),
+        invite_batches=invite_batches, sessions=sessions, polls_by_entry=polls_by_entry,
+    ), polls
+
+
+def _live(g: _Gen, r: Registrant, tl: _Timeline, engagement: list[EngagementFact],
+          answers: list[PollAnswer]) -> None:
+    """One registrant's story: registration, perhaps a cancellation, then attendance or the recording."""
+    rng, config, hist = g.rng, g.c, r.transitions
+
+    def add(status: str, at: datetime) -> datetime:
+        if hist and at <= hist[-1].at:
+            at = g.ms(hist[-1].at + timedelta(seconds=1 + rng.random() * 30))
+        hist.append(Transition(status, at))
+        return at
+
+    t = _register(g, r, tl, add)
+    eligible = hist[-1].status in REGISTERED_STATES
+    if eligible and rng.random() < config.unregister_rate:
+        add("unregistered", g.between(t, tl.start))
+        eligible = False
+    elif eligible and rng.random() < config.block_rate:
+        add("blocked", g.between(t, tl.event_end))
+        eligible = False
+    if eligible and rng.random() < config.attend_rate:
+        _attend(g, r, tl.sessions, tl.polls_by_entry, tl.doors, tl.start, tl.event_end, tl.post_end, tl.lag,
+                tl.late_lag, engagement, answers, add)
+    elif eligible and tl.post_end > tl.event_end and rng.random() < config.post_event_rate:
+        _watch_recording(g, r, tl.sessions, tl.event_end, tl.post_end, tl.lag, engagement, add)
+
+
+def _register(g: _Gen, r: Registrant, tl: _Timeline, add: _Add) -> datetime:
+    """The registration phase (an invitation, a registration and its confirmation, or a block); returns the
+    time it ended."""
+    rng, start = g.rng, tl.start
+    if r.reg_origin == "invite":
+        t = add("invited", rng.choice(tl.invite_batches))
+        if rng.random() < 0.35:
+            t = add("invitedPendingRegistration", g.between(t, start - timedelta(hours=2)))
+        registers = rng.random() < 0.75
+    else:
+        t = tl.origin
+        if r.reg_origin in ("webhook", "admin") and rng.random() < 0.5:
+            t = add("created", g.between(tl.origin, start - timedelta(hours=6)))
+        registers = True
+    if registers:
+        t = g.between(t, start - timedelta(minutes=10))
+        if r.reg_origin in ("sso", "webhook", "admin") or rng.random() < 0.3:
+            t = add("autoConfirmed", t)
+        else:
+            t = add("registered", t)
+            if rng.random() < 0.7:
+                t = add("confirmed", g.between(t, min(t + timedelta(hours=2), start)))
+    elif rng.random() < g.c.block_rate:
+        add("blocked", g.between(t, start))
+    return t
 
 
 def _attend(

@@ -197,6 +197,13 @@ def sync_objects(call: Call) -> dict[str, Any]:
     co, v = _approved(inst, call.params["apiName"])
     body = call.body_dict()
     records = input_records(body, inst.limits.batch_size)
+    action, dedupe_by = _sync_options(body)
+    seen: set[Any] = set()
+    return {"result": [_sync_one(call, co, v, rec, seq, action, dedupe_by, seen) for seq, rec in enumerate(records)]}
+
+
+def _sync_options(body: dict[str, Any]) -> tuple[str, str]:
+    """(action, dedupeBy) of a sync request, validated."""
     action = body.get("action") or "createOrUpdate"
     if action not in ACTIONS:
         raise MarketoError("1003", f"Invalid action '{action}'")
@@ -206,54 +213,48 @@ def sync_objects(call: Call) -> dict[str, Any]:
     if dedupe_by == "idField" and action != "updateOnly":
         # idField is valid only with updateOnly (§8.2; [CO] wins over [LDB], see §11)
         raise MarketoError("1003", "Invalid data: dedupeBy 'idField' is only allowed with action 'updateOnly'")
-    store = inst.co_records[co.api_name]
-    seen: set[Any] = set()
-    results: list[dict[str, Any]] = []
-    for seq, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            results.append({"seq": seq, "status": "skipped", "reasons": [reason("1003", "Invalid data")]})
-            continue
-        values, why = _coerce_record(inst, v, rec, allow_guid=(dedupe_by == "idField"))
-        if why is not None or values is None:
-            results.append({"seq": seq, "status": "skipped", "reasons": [why or reason("1003", "Invalid data")]})
-            continue
-        existing: CORecord | None
-        if dedupe_by == "idField":
-            guid = rec.get("marketoGUID")
-            if not guid:
-                results.append({"seq": seq, "status": "skipped",
-                                "reasons": [reason("1003", "Value for required field 'marketoGUID' not found")]})
-                continue
-            key: Any = ("guid", str(guid))
-            existing = store.get(str(guid))
-        else:
-            k = _key(v, values)
-            if k is None:
-                missing = [n for n in v.dedupe_fields if values.get(n) is None]
-                results.append({"seq": seq, "status": "skipped",
-                                "reasons": [reason("1003", f"Value for required field '{missing[0]}' not found")]})
-                continue
-            key = k
-            existing = _find_by_key(inst, co, v, k)
-        if key in seen:
-            results.append({"seq": seq, "status": "skipped",
-                            "reasons": [reason("1036", "Duplicate object found in input")]})
-            continue
-        seen.add(key)
-        if existing is None:
-            if action == "updateOnly":
-                results.append({"seq": seq, "status": "skipped", "reasons": [reason("1013", "Object not found")]})
-                continue
-            rec_obj = CORecord(guid=inst.ids.guid(), values=values, created=call.now, updated=call.now)
-            _store(inst, co, v, rec_obj)
-            results.append({"seq": seq, "status": "created", "marketoGUID": rec_obj.guid})
-        else:
-            if action == "createOnly":
-                results.append({"seq": seq, "status": "skipped", "reasons": [reason("1017", "Object already exists")]})
-                continue
-            _update(inst, co, v, existing, values, call.now)
-            results.append({"seq": seq, "status": "updated", "marketoGUID": existing.guid})
-    return {"result": results}
+    return action, dedupe_by
+
+
+def _skipped(seq: int, code: str, message: str) -> dict[str, Any]:
+    return {"seq": seq, "status": "skipped", "reasons": [reason(code, message)]}
+
+
+def _sync_one(call: Call, co: COType, v: COVersion, rec: Any, seq: int, action: str, dedupe_by: str,
+              seen: set[Any]) -> dict[str, Any]:
+    """One input record of a sync: its result entry (created, updated or skipped with the reason)."""
+    inst = call.inst
+    if not isinstance(rec, dict):
+        return _skipped(seq, "1003", "Invalid data")
+    values, why = _coerce_record(inst, v, rec, allow_guid=(dedupe_by == "idField"))
+    if why is not None or values is None:
+        return {"seq": seq, "status": "skipped", "reasons": [why or reason("1003", "Invalid data")]}
+    existing: CORecord | None
+    if dedupe_by == "idField":
+        guid = rec.get("marketoGUID")
+        if not guid:
+            return _skipped(seq, "1003", "Value for required field 'marketoGUID' not found")
+        key: Any = ("guid", str(guid))
+        existing = inst.co_records[co.api_name].get(str(guid))
+    else:
+        key = _key(v, values)
+        if key is None:
+            missing = [n for n in v.dedupe_fields if values.get(n) is None]
+            return _skipped(seq, "1003", f"Value for required field '{missing[0]}' not found")
+        existing = _find_by_key(inst, co, v, key)
+    if key in seen:
+        return _skipped(seq, "1036", "Duplicate object found in input")
+    seen.add(key)
+    if existing is None:
+        if action == "updateOnly":
+            return _skipped(seq, "1013", "Object not found")
+        rec_obj = CORecord(guid=inst.ids.guid(), values=values, created=call.now, updated=call.now)
+        _store(inst, co, v, rec_obj)
+        return {"seq": seq, "status": "created", "marketoGUID": rec_obj.guid}
+    if action == "createOnly":
+        return _skipped(seq, "1017", "Object already exists")
+    _update(inst, co, v, existing, values, call.now)
+    return {"seq": seq, "status": "updated", "marketoGUID": existing.guid}
 
 
 def upsert_object(inst: Instance, co: COType, v: COVersion, rec: dict[str, Any], now: float) -> str | None:
@@ -291,58 +292,16 @@ def query_objects(call: Call) -> dict[str, Any]:
     filter_type = call.arg("filterType")
     if not filter_type:
         raise MarketoError("1003", "filterType not specified")
-    fields: list[str]
-    if isinstance(call.json, dict) and isinstance(call.json.get("fields"), list):
-        fields = [str(x) for x in call.json["fields"]]
-    else:
-        fields = split_values(call.arg("fields"))
-    for name in fields:
-        if name not in SYSTEM_FIELDS and v.field(name) is None:
-            raise MarketoError("1006", f"Field '{name}' not found")
+    fields = _query_fields(call, v)
     records = list(inst.co_records[co.api_name].values())
     inputs = call.json.get("input") if isinstance(call.json, dict) else None
+    inputs = inputs if isinstance(inputs, list) else None
     if filter_type in ("idField", "marketoGUID"):
-        wanted = split_values(call.arg("filterValues"))
-        if isinstance(inputs, list):
-            wanted += [str(i.get("marketoGUID")) for i in inputs if isinstance(i, dict)]
-        matches = [r for r in records if r.guid in wanted]
+        matches = _by_guid(call, records, inputs)
     elif filter_type == "dedupeFields":
-        keys: list[tuple[Any, ...]] = []
-        if isinstance(inputs, list):
-            for i in inputs:
-                if isinstance(i, dict):
-                    vals, _ = _coerce_record(inst, v, {k: i[k] for k in i if v.field(k)}, allow_guid=False)
-                    k = _key(v, vals or {})
-                    if k is not None:
-                        keys.append(k)
-        elif len(v.dedupe_fields) == 1:
-            dedupe = v.dedupe_fields[0]
-            for raw in split_values(call.arg("filterValues")):
-                vals, _ = _coerce_record(inst, v, {dedupe: raw}, allow_guid=False)
-                k = _key(v, vals or {})
-                if k is not None:
-                    keys.append(k)
-        else:
-            raise MarketoError("1003", "Invalid data: a compound key needs POST ?_method=GET with an input list")
-        matches = [r for r in records if _key(v, r.values) in keys]
+        matches = _by_dedupe_fields(call, v, records, inputs)
     else:
-        ff = v.field(filter_type)
-        searchable = set(v.dedupe_fields) | {x.name for x in v.fields if x.related_to}
-        if ff is None or filter_type not in searchable:
-            raise MarketoError("1003", f"Invalid filterType '{filter_type}'")
-        raw_values = split_values(call.arg("filterValues"))
-        if isinstance(inputs, list):
-            raw_values += [str(i.get(filter_type)) for i in inputs if isinstance(i, dict)]
-        wanted_norm = set()
-        for raw in raw_values:
-            try:
-                val = coerce(raw, ff.data_type)
-            except InvalidValue:
-                continue
-            wanted_norm.add(str(val).lower() if isinstance(val, str) else val)
-        matches = [r for r in records
-                   if (str(r.values.get(filter_type)).lower() if isinstance(r.values.get(filter_type), str)
-                       else r.values.get(filter_type)) in wanted_norm]
+        matches = _by_field(call, v, filter_type, records, inputs)
     matches.sort(key=lambda r: r.created)
     batch = int_arg(call.arg("batchSize"), "batchSize", inst.limits.batch_size)
     offset = 0
@@ -355,6 +314,68 @@ def query_objects(call: Call) -> dict[str, Any]:
         out["nextPageToken"] = encode_page({"o": offset + batch})
         out["moreResult"] = True
     return out
+
+
+def _query_fields(call: Call, v: COVersion) -> list[str]:
+    """The fields a query asks for (a JSON list or the ``fields`` argument), each known (else 1006)."""
+    fields: list[str]
+    if isinstance(call.json, dict) and isinstance(call.json.get("fields"), list):
+        fields = [str(x) for x in call.json["fields"]]
+    else:
+        fields = split_values(call.arg("fields"))
+    for name in fields:
+        if name not in SYSTEM_FIELDS and v.field(name) is None:
+            raise MarketoError("1006", f"Field '{name}' not found")
+    return fields
+
+
+def _by_guid(call: Call, records: list[CORecord], inputs: list[Any] | None) -> list[CORecord]:
+    wanted = split_values(call.arg("filterValues"))
+    if inputs is not None:
+        wanted += [str(i.get("marketoGUID")) for i in inputs if isinstance(i, dict)]
+    return [r for r in records if r.guid in wanted]
+
+
+def _by_dedupe_fields(call: Call, v: COVersion, records: list[CORecord], inputs: list[Any] | None) -> list[CORecord]:
+    """Records whose dedupe key is one asked for: an input list (any key), or ``filterValues`` (one field)."""
+    wanted: list[dict[str, Any]]
+    if inputs is not None:
+        wanted = [{k: i[k] for k in i if v.field(k)} for i in inputs if isinstance(i, dict)]
+    elif len(v.dedupe_fields) == 1:
+        wanted = [{v.dedupe_fields[0]: raw} for raw in split_values(call.arg("filterValues"))]
+    else:
+        raise MarketoError("1003", "Invalid data: a compound key needs POST ?_method=GET with an input list")
+    keys: list[tuple[Any, ...]] = []
+    for values in wanted:
+        coerced, _ = _coerce_record(call.inst, v, values, allow_guid=False)
+        k = _key(v, coerced or {})
+        if k is not None:
+            keys.append(k)
+    return [r for r in records if _key(v, r.values) in keys]
+
+
+def _by_field(call: Call, v: COVersion, filter_type: str, records: list[CORecord],
+              inputs: list[Any] | None) -> list[CORecord]:
+    """Records whose searchable field (a dedupe field or a link) has one of the values asked for."""
+    ff = v.field(filter_type)
+    searchable = set(v.dedupe_fields) | {x.name for x in v.fields if x.related_to}
+    if ff is None or filter_type not in searchable:
+        raise MarketoError("1003", f"Invalid filterType '{filter_type}'")
+    raw_values = split_values(call.arg("filterValues"))
+    if inputs is not None:
+        raw_values += [str(i.get(filter_type)) for i in inputs if isinstance(i, dict)]
+    wanted = set()
+    for raw in raw_values:
+        try:
+            val = coerce(raw, ff.data_type)
+        except InvalidValue:
+            continue
+        wanted.add(_normalised(val))
+    return [r for r in records if _normalised(r.values.get(filter_type)) in wanted]
+
+
+def _normalised(value: Any) -> Any:
+    return str(value).lower() if isinstance(value, str) else value
 
 
 def delete_objects(call: Call) -> dict[str, Any]:

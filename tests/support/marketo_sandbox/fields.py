@@ -116,50 +116,70 @@ def coerce(value: Any, data_type: str, length: int | None = None, over_length: s
     if value is None or value == "":
         return None
     if data_type in ("integer", "score", "link"):
-        if isinstance(value, bool):
-            raise InvalidValue(value, data_type)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                raise InvalidValue(value, data_type) from None
-        raise InvalidValue(value, data_type)
+        return _integer(value, data_type)
     if data_type in ("float", "currency", "percent"):
-        if isinstance(value, bool):
-            raise InvalidValue(value, data_type)
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                raise InvalidValue(value, data_type) from None
-        raise InvalidValue(value, data_type)
+        return _number(value, data_type)
     if data_type == "boolean":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
+        return _boolean(value, data_type)
+    if data_type in ("date", "datetime"):
+        return _date(value, data_type)
+    return _text(value, data_type, length, over_length)
+
+
+def _integer(value: Any, data_type: str) -> int:
+    if isinstance(value, bool):
         raise InvalidValue(value, data_type)
-    if data_type == "date":
-        if not isinstance(value, str):
-            raise InvalidValue(value, data_type)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
         try:
-            datetime.strptime(value, "%Y-%m-%d")
+            return int(value.strip())
         except ValueError:
             raise InvalidValue(value, data_type) from None
+    raise InvalidValue(value, data_type)
+
+
+def _number(value: Any, data_type: str) -> float:
+    if isinstance(value, bool):
+        raise InvalidValue(value, data_type)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise InvalidValue(value, data_type) from None
+    raise InvalidValue(value, data_type)
+
+
+def _boolean(value: Any, data_type: str) -> bool:
+    if isinstance(value, bool):
         return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise InvalidValue(value, data_type)
+
+
+def _date(value: Any, data_type: str) -> str:
+    """A date (``YYYY-MM-DD``) or a datetime (ISO-8601), stored as sent."""
+    if not isinstance(value, str):
+        raise InvalidValue(value, data_type)
     if data_type == "datetime":
-        if not isinstance(value, str):
-            raise InvalidValue(value, data_type)
         parse_datetime(value, data_type)
         return value
+    try:
+        datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        raise InvalidValue(value, data_type) from None
+    return value
+
+
+def _text(value: Any, data_type: str, length: int | None, over_length: str) -> str:
+    """Every other type as text, within the field's length (characters) or text's 30,000 bytes."""
     if isinstance(value, dict | list):
         raise InvalidValue(value, data_type)
     text = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
