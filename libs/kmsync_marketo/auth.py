@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from kmsync_common.clock import Clock, SystemClock
 from kmsync_marketo import endpoints as ep
-from kmsync_marketo.errors import MarketoAuthError, MarketoHttpError, MarketoProtocolError
+from kmsync_marketo.errors import MarketoAuthError, MarketoHttpError, MarketoProtocolError, no_answer
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def identity_fetcher(base_url: str, client_id: str, secret: SecretStr, timeout_s
                     },
                 )
         except httpx.HTTPError as exc:
-            raise MarketoHttpError(0, f"Identity unreachable: {type(exc).__name__}") from exc
+            raise no_answer(exc, "Identity unreachable") from exc
         if resp.status_code in (400, 401, 403):
             detail = _safe_error(resp)
             raise MarketoAuthError(

@@ -20,7 +20,7 @@ from typing import Any
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.client import MarketoClient
-from kmsync_marketo.errors import ErrorClass, MarketoApiError, MarketoHttpError, MarketoProtocolError
+from kmsync_marketo.errors import ErrorClass, MarketoApiError, MarketoHttpError, MarketoProtocolError, failure_of
 from kmsync_marketo.outcomes import Outcome, failed_outcome
 from kmsync_marketo.settings import BulkSettings
 
@@ -252,8 +252,9 @@ class BulkImporter:
                 await self._poll(target, job)
                 return await self._outcomes(target, part, job)
             except (MarketoApiError, MarketoHttpError, MarketoProtocolError) as exc:
-                code, cls = _exc_code(exc)
-                return [failed_outcome(s, code, str(exc), cls) for s in part.seqs]
+                failure = failure_of(exc)
+                return [failed_outcome(s, failure.code, failure.reason, failure.error_class, failure.maybe_applied)
+                        for s in part.seqs]
 
     async def _submit(self, target: ImportTarget, part: CsvPart) -> BulkJob:
         data = part.text.encode()
@@ -328,11 +329,3 @@ class BulkImporter:
                     Outcome(seq=seq, status="updated", marketo_status="imported", warning=warnings.get(seq))
                 )
         return outcomes
-
-
-def _exc_code(exc: Exception) -> tuple[str, ErrorClass]:
-    if isinstance(exc, MarketoApiError):
-        return exc.code, exc.error_class
-    if isinstance(exc, MarketoHttpError):
-        return f"http_{exc.status}", exc.error_class
-    return ReasonCode.PROTOCOL, ErrorClass.RETRY_SOON

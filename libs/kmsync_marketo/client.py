@@ -26,9 +26,10 @@ from kmsync_marketo.errors import (
     MarketoApiError,
     MarketoHttpError,
     MarketoProtocolError,
+    failure_of,
 )
 from kmsync_marketo.limiter import InstanceLimiter, LimiterRegistry
-from kmsync_marketo.outcomes import IdKey, Outcome, align_results, failed_outcome
+from kmsync_marketo.outcomes import IdKey, Outcome, align_results, failed_outcomes
 from kmsync_marketo.settings import MarketoSettings
 from kmsync_marketo.transport import MarketoTransport
 
@@ -111,20 +112,6 @@ def chunk_records(
         yield start, current
 
 
-def _call_failed(
-    exc: MarketoApiError | MarketoHttpError | MarketoProtocolError, offset: int, count: int
-) -> list[Outcome]:
-    if isinstance(exc, MarketoApiError):
-        code: str | None = exc.code
-        msg, cls = exc.message or exc.info.meaning, exc.error_class
-    elif isinstance(exc, MarketoHttpError):
-        code, msg, cls = f"http_{exc.status}", exc.detail, exc.error_class
-    else:
-        code, msg, cls = ReasonCode.PROTOCOL, str(exc), ErrorClass.RETRY_SOON
-    maybe = not isinstance(exc, MarketoProtocolError) and exc.maybe_applied
-    return [failed_outcome(offset + i, code, msg, cls, maybe) for i in range(count)]
-
-
 class MarketoClient:
     """The Marketo client of one instance. Cheap to create: limiter and token are shared per process."""
 
@@ -179,7 +166,7 @@ class MarketoClient:
             try:
                 body = await self.transport.call("POST", path, json={**extra, "input": chunk}, idempotent=idempotent)
             except (MarketoApiError, MarketoHttpError, MarketoProtocolError) as exc:
-                outcomes.extend(_call_failed(exc, offset, len(chunk)))
+                outcomes.extend(failed_outcomes(failure_of(exc), offset, len(chunk)))
                 continue
             results = body.get("result") or []
             outcomes.extend(align_results(results, len(chunk), offset, id_key))

@@ -1,7 +1,9 @@
 """Every Marketo error code in one table, and the exceptions the client raises.
 
 The table is the only place that says what a code means and what to do about it; the transport,
-the REST operations, bulk import and the setup check all call :func:`classify`.
+the REST operations, bulk import and the setup check all call :func:`classify`. This module is also
+the one place where an httpx failure becomes a Marketo error (:func:`no_answer`) and where a Marketo
+error becomes a failure with a reason code (:func:`failure_of`), for the client's outcomes and the sink.
 Source: docs/reference/marketo-api.md §3.2 (response-level 5xx/6xx/7xx), §3.3 (record-level 1xxx), §10.
 """
 
@@ -9,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+import httpx
+
+from kmsync_contracts.reasons import ReasonCode
 
 
 class ErrorClass(StrEnum):
@@ -214,3 +220,48 @@ class MarketoApiError(MarketoError):
 
 class MarketoProtocolError(MarketoError):
     """Marketo answered something that is not the documented envelope (not JSON, no result...)."""
+
+
+#: Said in an error's message when the request may have been applied and was not replayed.
+MAYBE_APPLIED_NOTE = " (may have been applied; not replayed automatically)"
+
+
+def no_answer(exc: httpx.HTTPError, what: str, *, idempotent: bool = True) -> MarketoHttpError:
+    """The one translation of an httpx failure without an HTTP answer (timeout, refused or reset
+    connection) into a Marketo error: status 0, transient. A request that may have reached Marketo
+    (anything but a failed connect) is flagged ``maybe_applied`` when it must not be replayed
+    (``idempotent=False``: insert-only writes, docs/reference/marketo-api.md §10.4)."""
+    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+    maybe = sent and not idempotent
+    return MarketoHttpError(0, f"{what}: {type(exc).__name__}{MAYBE_APPLIED_NOTE if maybe else ''}",
+                            maybe_applied=maybe)
+
+
+@dataclass(frozen=True)
+class CallFailure:
+    """What a failed call means for each record it carried."""
+
+    #: Marketo's code, ``http_<status>`` (0: no answer at all) or one of kmsync's own (ReasonCode).
+    code: str
+    reason: str
+    error_class: ErrorClass
+    #: Marketo may have done the write although no success came back (docs/reference/marketo-api.md
+    #: §10.4): the transport said so, a timeout-like code, an HTTP 5xx, no answer at all, or an answer
+    #: that is not the documented envelope. Rejections before any work are certain.
+    maybe_applied: bool
+
+
+def failure_of(exc: MarketoError) -> CallFailure:
+    """The one mapping from a Marketo error to what it means for the records of the call."""
+    if isinstance(exc, MarketoAuthError):
+        # Revoked or wrong credentials: retried with backoff (an admin may fix them), nothing sent.
+        return CallFailure(ReasonCode.AUTH_REFUSED, str(exc), ErrorClass.RETRY_SOON, False)
+    if isinstance(exc, MarketoApiError):
+        return CallFailure(exc.code, exc.message or exc.info.meaning, exc.error_class,
+                           exc.maybe_applied or exc.info.ambiguous)
+    if isinstance(exc, MarketoHttpError):
+        return CallFailure(f"http_{exc.status}", exc.detail, exc.error_class,
+                           exc.maybe_applied or exc.status == 0 or exc.status >= 500)
+    if isinstance(exc, MarketoProtocolError):
+        return CallFailure(ReasonCode.PROTOCOL, str(exc), ErrorClass.RETRY_SOON, True)
+    return CallFailure(ReasonCode.CLIENT_ERROR, f"{type(exc).__name__}: {exc}", ErrorClass.RETRY_SOON, False)

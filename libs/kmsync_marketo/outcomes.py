@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from kmsync_contracts.reasons import ReasonCode
-from kmsync_marketo.errors import ErrorClass, classify
+from kmsync_marketo.errors import CallFailure, ErrorClass, classify
 
 OutcomeStatus = Literal["created", "updated", "skipped", "failed"]
 
@@ -41,7 +41,7 @@ class Outcome(BaseModel):
     marketo_status: str | None = None
     #: A bulk warning (row imported anyway).
     warning: str | None = None
-    #: Failed without a success answer, but Marketo may have applied it (insert-only writes only).
+    #: Failed without a success answer, but Marketo may have applied it (errors.CallFailure.maybe_applied).
     maybe_applied: bool = False
 
     @property
@@ -67,6 +67,12 @@ def failed_outcome(
         classification=classification,
         maybe_applied=maybe_applied,
     )
+
+
+def failed_outcomes(failure: CallFailure, offset: int, count: int) -> list[Outcome]:
+    """Every record of a failed call (inputs ``offset .. offset+count-1``) failed the same way."""
+    return [failed_outcome(offset + i, failure.code, failure.reason, failure.error_class, failure.maybe_applied)
+            for i in range(count)]
 
 
 IdKey = str | tuple[str, ...] | None
@@ -115,7 +121,8 @@ def align_results(results: Sequence[Any], count: int, offset: int, id_key: IdKey
     """Outcomes for inputs ``offset .. offset+count-1`` of the caller's list.
 
     Items with ``seq`` are placed by it; items without are placed by position (Sync Leads). An input
-    with no result item is reported failed and retryable (upserts are safe to replay).
+    with no result item is reported failed and retryable (upserts are safe to replay), and as
+    maybe applied (the call ran).
     """
     placed: dict[int, Outcome] = {}
     for position, item in enumerate(results):
@@ -131,7 +138,8 @@ def align_results(results: Sequence[Any], count: int, offset: int, id_key: IdKey
     return [
         placed.get(i)
         or failed_outcome(
-            offset + i, ReasonCode.MISSING_RESULT, "Marketo returned no result for this record", ErrorClass.RETRY_SOON
+            offset + i, ReasonCode.MISSING_RESULT, "Marketo returned no result for this record", ErrorClass.RETRY_SOON,
+            maybe_applied=True,
         )
         for i in range(count)
     ]

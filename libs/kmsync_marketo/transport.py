@@ -18,6 +18,7 @@ from kmsync_common.clock import Clock, SystemClock
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.auth import DEFAULT_TOKENS, TokenManager, TokenRegistry, identity_fetcher
 from kmsync_marketo.errors import (
+    MAYBE_APPLIED_NOTE,
     ErrorClass,
     MarketoApiError,
     MarketoError,
@@ -25,6 +26,7 @@ from kmsync_marketo.errors import (
     MarketoProtocolError,
     classify,
     classify_http_status,
+    no_answer,
 )
 from kmsync_marketo.limiter import DEFAULT_LIMITERS, InstanceLimiter, LimiterRegistry
 from kmsync_marketo.settings import MarketoSettings
@@ -206,7 +208,7 @@ class MarketoTransport:
                     )
                 except httpx.TimeoutException as exc:
                     resp = None
-                    transport_error: Exception | None = exc
+                    transport_error: httpx.HTTPError | None = exc
                 except httpx.TransportError as exc:
                     resp = None
                     transport_error = exc
@@ -230,13 +232,10 @@ class MarketoTransport:
 
             # ----- decide, outside the slot so waiting frees the concurrency place -----
             if resp is None:
-                sent = not isinstance(transport_error, httpx.ConnectError | httpx.ConnectTimeout)
-                if sent and not idempotent:
-                    raise MarketoHttpError(
-                        0, f"{method} {path}: {type(transport_error).__name__}{_MAYBE}", maybe_applied=True
-                    )
-                if attempts >= r.max_attempts:
-                    raise MarketoHttpError(0, f"{method} {path}: {type(transport_error).__name__}")
+                assert transport_error is not None
+                failure = no_answer(transport_error, f"{method} {path}", idempotent=idempotent)
+                if failure.maybe_applied or attempts >= r.max_attempts:
+                    raise failure
                 await self._retry_wait(attempts, f"{type(transport_error).__name__}")
                 continue
             if resp.status_code == 404 and not want_json:
@@ -248,7 +247,7 @@ class MarketoTransport:
                     continue
                 maybe = cls is ErrorClass.RETRY_SOON and not idempotent
                 raise MarketoHttpError(
-                    resp.status_code, f"{method} {path}{_MAYBE if maybe else ''}", maybe_applied=maybe
+                    resp.status_code, f"{method} {path}{MAYBE_APPLIED_NOTE if maybe else ''}", maybe_applied=maybe
                 )
             if code is None:
                 if not want_json and not isinstance(body, dict):
@@ -274,7 +273,7 @@ class MarketoTransport:
                 if attempts >= r.max_attempts:
                     raise MarketoApiError(code, message, attempts)
                 if not idempotent and info.ambiguous:
-                    raise MarketoApiError(code, f"{message}{_MAYBE}", attempts, maybe_applied=True)
+                    raise MarketoApiError(code, f"{message}{MAYBE_APPLIED_NOTE}", attempts, maybe_applied=True)
                 if code in THROTTLE_CODES:
                     self.limiter.on_throttle(code, started)  # its pause delays the next slot
                     self.stats.retries += 1
@@ -319,7 +318,6 @@ class MarketoTransport:
 
 #: Marketo's rate (606) and concurrency (615) rejections: the limiter's slow-down handles them.
 THROTTLE_CODES = frozenset({"606", "615"})
-_MAYBE = " (may have been applied; not replayed automatically)"
 
 
 def _looks_json(resp: httpx.Response) -> bool:

@@ -30,11 +30,9 @@ from kmsync_marketo.client import ActivityRecord, LeadActivity
 from kmsync_marketo.endpoints import BATCH_MAX
 from kmsync_marketo.errors import (
     ErrorClass,
-    MarketoApiError,
-    MarketoAuthError,
     MarketoError,
-    MarketoHttpError,
     classify,
+    failure_of,
 )
 from kmsync_marketo.outcomes import Outcome
 from kmsync_marketo.schema import ENGAGEMENT_ACTIVITY, ActivitySchema, ObjectSchema, Shaped
@@ -76,15 +74,9 @@ class _Failure:
     retryable: bool
 
 
-def _failure_from_exception(exc: BaseException) -> _Failure:
-    if isinstance(exc, MarketoAuthError):
-        # Revoked or wrong credentials: retried with backoff (an admin may fix them), then DLQ.
-        return _Failure(ReasonCode.AUTH_REFUSED, str(exc), True)
-    if isinstance(exc, MarketoApiError):
-        return _Failure(exc.code, exc.message or exc.info.meaning, exc.error_class in _RETRYABLE)
-    if isinstance(exc, MarketoHttpError):
-        return _Failure(f"http_{exc.status}", exc.detail, exc.error_class in _RETRYABLE)
-    return _Failure(ReasonCode.CLIENT_ERROR, f"{type(exc).__name__}: {exc}", True)
+def _failure_from_exception(exc: MarketoError) -> _Failure:
+    f = failure_of(exc)
+    return _Failure(f.code, f.reason, f.error_class in _RETRYABLE)
 
 
 def _from_outcome(p: PendingOp, o: Outcome, api: Literal["rest", "bulk"] = "rest") -> Decision:
@@ -122,20 +114,15 @@ _ANSWERED_ODDLY = frozenset({ReasonCode.PROTOCOL, ReasonCode.MISSING_RESULT})
 
 
 def maybe_applied(o: Outcome) -> bool:
-    """A failure after which Marketo may have done the write (docs/reference/marketo-api.md §10.4): the client says
-    so, a timeout-like Marketo code, an HTTP 5xx or no answer at all ("http_0"), or an answer that
-    is not the documented envelope. Record-level skips and rejections before any work are certain."""
+    """A failure after which Marketo may have done the write (docs/reference/marketo-api.md §10.4): the
+    client says so (kmsync_marketo.errors.failure_of: a timeout-like code, an HTTP 5xx or no answer at
+    all, an answer that is not the documented envelope), a record-level timeout-like Marketo code, or
+    an odd answer from a writer that did not flag it. Record-level skips and rejections before any
+    work are certain."""
     if o.status != "failed":
         return False
-    if o.maybe_applied:
-        return True
     code = o.reason_code or ""
-    if code in _ANSWERED_ODDLY:
-        return True
-    if code.startswith("http_"):
-        status = code[5:]
-        return status.isdigit() and (int(status) == 0 or int(status) >= 500)
-    return classify(code).ambiguous
+    return o.maybe_applied or code in _ANSWERED_ODDLY or classify(code).ambiguous
 
 
 def call_code(outcomes: Sequence[Outcome]) -> str:

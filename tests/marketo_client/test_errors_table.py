@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from kmsync_marketo.errors import ERROR_TABLE, ErrorClass, classify, classify_http_status
+from kmsync_marketo.errors import (
+    ERROR_TABLE,
+    ErrorClass,
+    MarketoApiError,
+    MarketoAuthError,
+    MarketoError,
+    MarketoHttpError,
+    MarketoProtocolError,
+    classify,
+    classify_http_status,
+    failure_of,
+    no_answer,
+)
 from kmsync_marketo.outcomes import align_results
 
 # The codes listed in docs/reference/marketo-api.md §3.2 (response level) and §3.3 (record
@@ -85,3 +98,27 @@ def test_leads_without_seq_are_aligned_by_position() -> None:
     results = [{"id": 50, "status": "created"}, {"status": "skipped", "reasons": [{"code": "1005"}]}]
     out = align_results(results, count=2, offset=0, id_key="id")
     assert (out[0].marketo_id, out[1].status, out[1].reason_code) == ("50", "failed", "1005")
+
+
+def test_failure_of_is_the_one_mapping_from_an_error_to_what_its_records_get() -> None:
+    def as_tuple(exc: MarketoError) -> tuple[str, ErrorClass, bool]:
+        f = failure_of(exc)
+        return f.code, f.error_class, f.maybe_applied
+
+    assert as_tuple(MarketoHttpError(503, "x")) == ("http_503", ErrorClass.RETRY_SOON, True)
+    assert as_tuple(MarketoHttpError(0, "x")) == ("http_0", ErrorClass.RETRY_SOON, True)
+    assert as_tuple(MarketoHttpError(413, "x")) == ("http_413", ErrorClass.PERMANENT, False)
+    assert as_tuple(MarketoApiError("604", "timeout")) == ("604", ErrorClass.RETRY_SOON, True)
+    assert as_tuple(MarketoApiError("606", "rate")) == ("606", ErrorClass.RETRY_SOON, False)
+    assert as_tuple(MarketoApiError("1003", "bad")) == ("1003", ErrorClass.PERMANENT, False)
+    assert as_tuple(MarketoProtocolError("not JSON")) == ("kmsync.protocol", ErrorClass.RETRY_SOON, True)
+    assert as_tuple(MarketoAuthError("refused")) == ("kmsync.auth_refused", ErrorClass.RETRY_SOON, False)
+
+
+def test_no_answer_flags_a_request_that_may_have_reached_marketo_only_when_it_must_not_be_replayed() -> None:
+    read = httpx.ReadTimeout("slow")
+    refused = httpx.ConnectError("refused")
+    assert no_answer(read, "POST /x", idempotent=False).maybe_applied
+    assert not no_answer(read, "POST /x").maybe_applied
+    assert not no_answer(refused, "POST /x", idempotent=False).maybe_applied, "never sent: certain"
+    assert no_answer(refused, "POST /x").status == 0
