@@ -8,24 +8,43 @@ KAFKA_CACHE := .cache/kafka/$(KAFKA_VERSION)
 KAFKA_LIBS := $(KAFKA_CACHE)/libs
 export KMSYNC_KAFKA_VERSION := $(KAFKA_VERSION)
 export KMSYNC_KAFKA_LIBS := $(abspath $(KAFKA_LIBS))
+UV_VERSION := 0.13.9
+UV := .cache/uv/bin/uv
 
-.PHONY: all venv kafka-jars kafka tools test unit lint run bench chaos clean help
+.PHONY: all venv lock kafka-jars kafka tools test unit lint run bench chaos clean help
 
 help:
 	@echo "make run    - start local Kafka, the sandboxes and the three services; play a virtual event"
 	@echo "make test   - lint, type-check, unit and integration tests against a real Kafka broker"
 	@echo "make kafka  - start a local single-node KRaft broker in the foreground (Ctrl-C stops it)"
+	@echo "make venv   - .venv from requirements.lock and requirements-dev.lock (hash-checked)"
+	@echo "make lock   - regenerate both lock files from pyproject.toml (uv)"
 	@echo "make bench  - benchmarks (JSON report under bench/results)"
 	@echo "make chaos  - the pipeline under Marketo faults, kill -9 of every service and a broker restart, reconciled"
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# The runtime lock (what the image installs), then the dev lock (the same pins plus the dev tools),
+# both checked against their hashes; then the project itself, editable, without dependencies.
+# On an existing venv this only adds what is missing (pip leaves satisfied pins alone).
+$(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
+
+# Regenerates both locks from pyproject.toml with uv (itself pinned, installed under .cache/uv).
+# Existing pins are kept unless LOCK_FLAGS says otherwise, e.g. LOCK_FLAGS=--upgrade or
+# LOCK_FLAGS="--upgrade-package httpx". Each lock records its command in its first lines.
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes $(LOCK_FLAGS) -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev -c requirements.lock --python-version 3.11 --generate-hashes \
+	    $(LOCK_FLAGS) -o requirements-dev.lock
+
+$(UV):
+	$(PYTHON) -m venv .cache/uv
+	.cache/uv/bin/python -m pip install -q uv==$(UV_VERSION)
 
 kafka-jars: $(KAFKA_LIBS)/.complete
 

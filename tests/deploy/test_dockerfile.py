@@ -1,5 +1,5 @@
-"""deploy/docker/Dockerfile, read statically: python:3.11-slim, installs the pinned lock then the
-project without dependencies, runs as a non-root user, copies only files that exist and that the
+"""deploy/docker/Dockerfile, read statically: one exact python:3.11.N-slim tag, installs the runtime
+lock (hash-checked, never the dev lock) then the project without dependencies, runs as a non-root user, copies only files that exist and that the
 build context's ignore file lets through, and every console script the deployments use is built."""
 
 from __future__ import annotations
@@ -27,16 +27,23 @@ def steps(repo: Path) -> list[tuple[str, str]]:
     return instructions((repo / DOCKERFILE).read_text())
 
 
-def test_both_stages_are_python_3_11_slim(steps: list[tuple[str, str]]) -> None:
+def test_both_stages_use_one_exact_python_3_11_slim_release(steps: list[tuple[str, str]]) -> None:
+    """A floating tag (python:3.11-slim) changes under the same Dockerfile; an exact patch release
+    on a named Debian release does not (issue #20 item 8)."""
     bases = [args.split()[0] for op, args in steps if op == "FROM"]
-    assert bases and all(b == "python:3.11-slim" for b in bases), bases
+    assert len(bases) == 2 and len(set(bases)) == 1, bases
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", bases[0]), bases[0]
 
 
-def test_installs_the_lock_then_the_project_without_dependencies(steps: list[tuple[str, str]]) -> None:
+def test_installs_the_runtime_lock_with_hashes_then_the_project_without_dependencies(
+    steps: list[tuple[str, str]]
+) -> None:
     runs = [args for op, args in steps if op == "RUN"]
-    lock = next(i for i, r in enumerate(runs) if re.search(r"pip install -r requirements\.lock", r))
+    lock = next(i for i, r in enumerate(runs) if re.search(r"pip install --require-hashes -r requirements\.lock", r))
     project = next(i for i, r in enumerate(runs) if re.search(r"pip install --no-deps \.", r))
     assert lock < project
+    everything = " ".join(args for _, args in steps)
+    assert "requirements-dev.lock" not in everything, "the image gets no test or lint tools"
 
 
 def test_runs_as_a_non_root_user(steps: list[tuple[str, str]]) -> None:
@@ -69,6 +76,7 @@ def test_copied_sources_exist_and_pass_the_ignore_file(repo: Path, steps: list[t
         for source in sources:
             assert (repo / source).exists(), f"COPY {source}: no such file in the repository"
             assert included(source.rstrip("/")), f"COPY {source}: excluded by Dockerfile.dockerignore"
+    assert not included("requirements-dev.lock"), "the dev lock stays out of the build context"
 
 
 def test_the_topics_script_lands_where_deployments_run_it(
