@@ -5,16 +5,18 @@ dependencies (deploy/kafka/pom.xml) into a git-ignored cache; this module format
 in a fresh directory, starts `kafka.Kafka` on free loopback ports, waits until the broker serves
 metadata (failing fast with the broker's log if the JVM dies) and stops it cleanly.
 Recipe and pitfalls: docs/reference/streaming.md §1.3-§1.6.
+
+Where things are: the broker jars are in ``KMSYNC_KAFKA_LIBS`` (the Makefile exports it, for
+``KMSYNC_KAFKA_VERSION``); without it, in ``.cache/kafka/<version>/libs`` of the repository, found by walking up
+from the current directory to the one holding ``deploy/kafka/pom.xml`` (also what Maven resolves them from).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,9 +26,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from kmsync_testing.processes import die_with_parent, free_port, kill_process, stop_process
+
 DEFAULT_KAFKA_VERSION = "3.9.1"
-REPO_ROOT = Path(__file__).resolve().parents[3]
-POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+POM_IN_REPOSITORY = Path("deploy") / "kafka" / "pom.xml"
 STARTED_LINE = "Kafka Server started"
 
 # log4j 1.x (reload4j) console config: quiet, but keep the server's own start/stop lines.
@@ -47,11 +50,30 @@ def kafka_version() -> str:
     return os.environ.get("KMSYNC_KAFKA_VERSION", DEFAULT_KAFKA_VERSION)
 
 
+def repository_root(start: Path | None = None) -> Path:
+    """The directory holding deploy/kafka/pom.xml: ``start`` (default: the current directory) or a parent."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / POM_IN_REPOSITORY).is_file():
+            return directory
+    raise BrokerError(
+        f"cannot find the Kafka broker jars: KMSYNC_KAFKA_LIBS is not set and neither {here} nor a parent holds "
+        f"{POM_IN_REPOSITORY}; run from inside the kmsync repository or set KMSYNC_KAFKA_LIBS to a directory "
+        "of broker jars (`make kafka-jars` fills one)")
+
+
+def pom_path() -> Path:
+    """The Maven project that lists the broker's jars (deploy/kafka/pom.xml of the repository)."""
+    return repository_root() / POM_IN_REPOSITORY
+
+
 def libs_dir(version: str | None = None) -> Path:
+    """Where the broker jars of ``version`` are: ``KMSYNC_KAFKA_LIBS`` (for the configured version), else the
+    repository's git-ignored cache."""
     configured = os.environ.get("KMSYNC_KAFKA_LIBS")
     if configured and version is None:
         return Path(configured)
-    return REPO_ROOT / ".cache" / "kafka" / (version or kafka_version()) / "libs"
+    return repository_root() / ".cache" / "kafka" / (version or kafka_version()) / "libs"
 
 
 def ensure_jars(version: str | None = None) -> Path:
@@ -64,7 +86,7 @@ def ensure_jars(version: str | None = None) -> Path:
         raise BrokerError("Maven (mvn) is needed to fetch the Kafka broker jars from Maven Central")
     target.mkdir(parents=True, exist_ok=True)
     cmd = [
-        "mvn", "-B", "-q", "-f", str(POM), f"-Dkafka.version={version or kafka_version()}",
+        "mvn", "-B", "-q", "-f", str(pom_path()), f"-Dkafka.version={version or kafka_version()}",
         "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={target}",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -73,13 +95,6 @@ def ensure_jars(version: str | None = None) -> Path:
         raise BrokerError(f"mvn failed ({result.returncode}):\n{output}")
     marker.touch()
     return target
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def new_cluster_id() -> str:
@@ -120,13 +135,6 @@ def server_properties(data_dir: Path, port: int, controller_port: int, partition
     ])
 
 
-def die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Linux: the JVM gets SIGTERM if the Python process that started it dies (no orphans)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    os.setsid()
-
-
 @dataclass
 class KafkaBroker:
     """A running broker. `bootstrap` is what clients connect to."""
@@ -156,23 +164,13 @@ class KafkaBroker:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (a clean controlled shutdown), SIGKILL after `timeout`; idempotent."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process(self.process, timeout)
         if self.owns_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def kill(self) -> None:
         """Crash the broker (SIGKILL), as a test of what happens when Kafka vanishes."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+        kill_process(self.process)
 
 
 def _java() -> str:
@@ -307,3 +305,9 @@ def _serves_metadata(bootstrap: str) -> bool:
     t.start()
     t.join(timeout=15)
     return bool(ok)
+
+
+__all__ = [
+    "BrokerError", "KafkaBroker", "die_with_parent", "ensure_jars", "free_port", "kafka_version", "libs_dir",
+    "pom_path", "repository_root", "restart_broker", "server_properties", "start_broker",
+]
