@@ -19,17 +19,10 @@ ROOTS = ("libs", "services", "apps", "tests/support")
 LIMIT = 60
 
 KNOWN_LONG: dict[str, int] = {
-    "apps/kmsync_bench/upload_rss.py:measure": 70,
-    "apps/kmsync_cli/reconcile.py:reconcile": 63,
-    "apps/kmsync_cli/stack.py:Stack.start": 67,
     "libs/kmsync_marketo/check.py:SetupChecker._custom_object": 61,
     "libs/kmsync_marketo/limiter.py:InstanceLimiter.on_throttle": 63,
-    "libs/kmsync_marketo/transport.py:MarketoTransport._call": 146,
     "services/kmsync_sink/dlq_cli.py:replay": 62,
-    "services/kmsync_sink/executor.py:WindowExecutor._activities": 111,
     "services/kmsync_sink/executor.py:WindowExecutor._verify": 61,
-    "services/kmsync_sink/executor.py:WindowExecutor.execute": 74,
-    "services/kmsync_sink/planner.py:_plan": 107,
     "services/kmsync_sink/worker.py:InstanceWorker.__init__": 68,
 }
 
