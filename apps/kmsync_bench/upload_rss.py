@@ -63,63 +63,81 @@ def start_ingest(argv: list[str], env: dict[str, str], log: Path) -> subprocess.
     return subprocess.Popen(argv, env=env, stderr=log.open("wb"))
 
 
+def _ingest_env(bootstrap: str, work: Path, port: int, uploads: int) -> dict[str, str]:
+    """Ingest's environment: a tenants file whose endpoints are never called (no pulls), upload
+    tokens, the concurrency under test and a spool directory."""
+    (work / "secret").write_text("not-used-no-pulls")
+    tenants = {
+        "marketo_instances": {"m": {"munchkin_id": "123-ABC-456", "endpoint": "http://127.0.0.1:1",
+                                    "client_id": "x", "client_secret": {"file": str(work / "secret")}}},
+        "kaltura_partners": {1234567: {"service_url": "http://127.0.0.1:1", "user_profile_url": "http://127.0.0.1:1",
+                                       "admin_secret": {"file": str(work / "secret")}}},
+        "events": [{"name": "rss", "partner_id": 1234567, "virtual_event_id": 1, "marketo_instance": "m",
+                    "program_id": 1001}],
+    }
+    (work / "tenants.yaml").write_text(yaml.safe_dump(tenants))
+    return {**os.environ, "KMSYNC_KAFKA_BOOTSTRAP": bootstrap,
+            "KMSYNC_TENANTS_FILE": str(work / "tenants.yaml"), "KMSYNC_HTTP_HOST": "127.0.0.1",
+            "KMSYNC_HTTP_PORT": str(port), "RSS_TOKEN": TOKEN,
+            "KMSYNC_UPLOAD_TOKENS": '{"env": "RSS_TOKEN"}', "KMSYNC_MAX_CONCURRENT_UPLOADS": str(uploads),
+            "KMSYNC_UPLOAD_SPOOL_DIR": str(work)}
+
+
+async def _wait_ready(http: httpx.AsyncClient, base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = SYSTEM_CLOCK.monotonic() + 120
+    while True:
+        try:
+            if (await http.get(f"{base}/readyz")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if SYSTEM_CLOCK.monotonic() > deadline or proc.poll() is not None:
+            tail = (await asyncio.to_thread(log.read_text))[-2000:]
+            raise RuntimeError(f"ingest did not become ready: {tail}")
+        await asyncio.sleep(0.2)  # readiness poll with a deadline
+
+
+async def _upload_and_sample(http: httpx.AsyncClient, base: str, pid: int, csv: Path,
+                             uploads: int) -> tuple[list[httpx.Response], list[int], float]:
+    """`uploads` concurrent uploads of `csv`, ingest's RSS sampled every 0.1 s meanwhile."""
+    samples: list[int] = []
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while not done.is_set():
+            samples.append(rss_kib(pid))
+            await asyncio.sleep(0.1)  # sampling interval
+
+    async def upload(i: int) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/csv"}
+        return await http.post(f"{base}/ingest/kaltura/reports", content=file_chunks(csv),
+                               params={"filename": f"polls_{i}.csv"}, headers=headers)
+
+    sampler = asyncio.create_task(sample())
+    t0 = SYSTEM_CLOCK.monotonic()
+    answers = await asyncio.gather(*(upload(i) for i in range(uploads)))
+    elapsed = SYSTEM_CLOCK.monotonic() - t0
+    done.set()
+    await sampler
+    return list(answers), samples, elapsed
+
+
 async def measure(uploads: int, megabytes: int, work: Path) -> dict[str, object]:
     broker = start_broker(work / "kafka")
     proc: subprocess.Popen[bytes] | None = None
     try:
         await ensure_topics(broker.bootstrap, ALL_TOPICS)
-        (work / "secret").write_text("not-used-no-pulls")
-        tenants = {
-            "marketo_instances": {"m": {"munchkin_id": "123-ABC-456", "endpoint": "http://127.0.0.1:1",
-                                        "client_id": "x", "client_secret": {"file": str(work / "secret")}}},
-            "kaltura_partners": {1234567: {"service_url": "http://127.0.0.1:1", "user_profile_url": "http://127.0.0.1:1",
-                                           "admin_secret": {"file": str(work / "secret")}}},
-            "events": [{"name": "rss", "partner_id": 1234567, "virtual_event_id": 1, "marketo_instance": "m",
-                        "program_id": 1001}],
-        }
-        (work / "tenants.yaml").write_text(yaml.safe_dump(tenants))
         port = free_port()
-        env = {**os.environ, "KMSYNC_KAFKA_BOOTSTRAP": broker.bootstrap,
-               "KMSYNC_TENANTS_FILE": str(work / "tenants.yaml"), "KMSYNC_HTTP_HOST": "127.0.0.1",
-               "KMSYNC_HTTP_PORT": str(port), "RSS_TOKEN": TOKEN,
-               "KMSYNC_UPLOAD_TOKENS": '{"env": "RSS_TOKEN"}', "KMSYNC_MAX_CONCURRENT_UPLOADS": str(uploads),
-               "KMSYNC_UPLOAD_SPOOL_DIR": str(work)}
+        env = _ingest_env(broker.bootstrap, work, port, uploads)
         kmsync = Path(sys.executable).parent / "kmsync"
         proc = start_ingest([str(kmsync), "ingest", "--no-pull"], env, work / "ingest.log")
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(timeout=1800) as http:
-            deadline = SYSTEM_CLOCK.monotonic() + 120
-            while True:
-                try:
-                    if (await http.get(f"{base}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if SYSTEM_CLOCK.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("ingest did not become ready: " + (work / "ingest.log").read_text()[-2000:])
-                await asyncio.sleep(0.2)  # readiness poll with a deadline
+            await _wait_ready(http, base, proc, work / "ingest.log")
             csv = work / "upload.csv"
             rows = write_csv(csv, megabytes)
             baseline = rss_kib(proc.pid)
-            samples: list[int] = []
-            done = asyncio.Event()
-
-            async def sample() -> None:
-                while not done.is_set():
-                    samples.append(rss_kib(proc.pid))
-                    await asyncio.sleep(0.1)  # sampling interval
-
-            async def upload(i: int) -> httpx.Response:
-                headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/csv"}
-                return await http.post(f"{base}/ingest/kaltura/reports", content=file_chunks(csv),
-                                       params={"filename": f"polls_{i}.csv"}, headers=headers)
-
-            sampler = asyncio.create_task(sample())
-            t0 = SYSTEM_CLOCK.monotonic()
-            answers = await asyncio.gather(*(upload(i) for i in range(uploads)))
-            elapsed = SYSTEM_CLOCK.monotonic() - t0
-            done.set()
-            await sampler
+            answers, samples, elapsed = await _upload_and_sample(http, base, proc.pid, csv, uploads)
             peak = rss_kib(proc.pid, "VmHWM")
         return {
             "uploads": uploads, "megabytes_each": megabytes, "rows_each": rows,
@@ -137,8 +155,8 @@ async def measure(uploads: int, megabytes: int, work: Path) -> dict[str, object]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kmsync_bench.upload_rss", description=__doc__)
-    parser.add_argument("--uploads", type=int, default=4)
-    parser.add_argument("--megabytes", type=int, default=50)
+    parser.add_argument("--uploads", type=int, default=4, help="concurrent uploads (default 4)")
+    parser.add_argument("--megabytes", type=int, default=50, help="size of each uploaded CSV (default 50)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kmsync-rss-") as tmp:
         result = asyncio.run(measure(args.uploads, args.megabytes, Path(tmp)))

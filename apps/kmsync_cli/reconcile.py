@@ -125,49 +125,62 @@ def _compare(kind: str, required: set[Any], tolerated: set[Any], present: Iterab
     return tally
 
 
-def reconcile(truth: Json, dump: Json, program_id: int,
-              overrides: Mapping[AttendanceStatus, str] | None = None) -> Reconciliation:
-    status_map = {**DEFAULT_STATUS_MAP, **(overrides or {})}
-    people: dict[str, Json] = {}
-    tolerated_people: set[str] = set()
-    for person in truth["attendees"]:
-        email = normalise_email(person.get("email")) if not person.get("email_defect") else None
-        if email is None:
-            continue
-        if person.get("deleted"):
-            tolerated_people.add(email)
-        else:
-            people.setdefault(email, person)
-    tolerated_people -= people.keys()
+@dataclass
+class People:
+    """The registrants Marketo must hold (by normalised email), and those it may hold."""
 
-    leads_by_id = {lead["id"]: (lead.get("email") or "").lower() for lead in dump["leads"]}
-    leads = _compare("leads", set(people), tolerated_people, leads_by_id.values(), DELETED_PEOPLE)
+    expected: dict[str, Json]
+    #: Soft-deleted in Kaltura: kmsync may have synced them before they disappeared.
+    tolerated: set[str]
 
+    @classmethod
+    def from_truth(cls, truth: Json) -> People:
+        expected: dict[str, Json] = {}
+        tolerated: set[str] = set()
+        for person in truth["attendees"]:
+            email = normalise_email(person.get("email")) if not person.get("email_defect") else None
+            if email is None:
+                continue
+            if person.get("deleted"):
+                tolerated.add(email)
+            else:
+                expected.setdefault(email, person)
+        return cls(expected, tolerated - expected.keys())
+
+    def session_keys(self, rows: Iterable[Json]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        """(entry, email) of the session rows Marketo must hold, and of those it may hold (damaged rows
+        whose clean copy may arrive elsewhere, rows of tolerated people)."""
+        good: set[tuple[str, str]] = set()
+        damaged: set[tuple[str, str]] = set()
+        for row in rows:
+            email = normalise_email(row.get("email"))
+            if email is None or (email not in self.expected and email not in self.tolerated):
+                continue
+            (damaged if row.get("defect") or email in self.tolerated else good).add((row["entry_id"], email))
+        return good, damaged - good
+
+
+def _program_members(people: People, leads_by_id: Mapping[Any, str], dump: Json, program_id: int,
+                     status_map: Mapping[AttendanceStatus, str]) -> Tally:
+    """One member per person, whose status is one the person had and at least as far as the final one."""
     members = [m for m in dump["programMembers"] if m["programId"] == program_id]
-    member_tally = _compare("program members", set(people), tolerated_people,
-                            (leads_by_id.get(m["leadId"], f"lead#{m['leadId']}") for m in members),
-                            DELETED_PEOPLE)
+    tally = _compare("program members", set(people.expected), people.tolerated,
+                     (leads_by_id.get(m["leadId"], f"lead#{m['leadId']}") for m in members), DELETED_PEOPLE)
     for m in members:
         email = leads_by_id.get(m["leadId"])
-        person = people.get(email or "")
+        person = people.expected.get(email or "")
         if person is None:
             continue
         history = [status_map[AttendanceStatus(t["status"])] for t in person["transitions"]]
         final_step = STATUS_STEPS[status_map[AttendanceStatus(person["final_status"])]]
         if m["statusName"] not in history or STATUS_STEPS[m["statusName"]] < final_step:
-            member_tally.wrong.append(f"{email}: {m['statusName']} (final {person['final_status']})")
+            tally.wrong.append(f"{email}: {m['statusName']} (final {person['final_status']})")
+    return tally
 
-    def valid_keys(rows: Iterable[Json]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-        good: set[tuple[str, str]] = set()
-        damaged: set[tuple[str, str]] = set()
-        for row in rows:
-            email = normalise_email(row.get("email"))
-            if email is None or (email not in people and email not in tolerated_people):
-                continue
-            (damaged if row.get("defect") or email in tolerated_people else good).add((row["entry_id"], email))
-        return good, damaged - good
 
-    engaged, engaged_damaged = valid_keys(truth["engagement"])
+def _session_records(people: People, leads_by_id: Mapping[Any, str], truth: Json, dump: Json) -> list[Tally]:
+    """Engagement objects and activities (one per session and person), poll objects."""
+    engaged, engaged_damaged = people.session_keys(truth["engagement"])
     objects = dump["customObjects"]
     engagement = _compare(
         f"{ENGAGEMENT_OBJECT_API_NAME} objects", engaged, engaged_damaged,
@@ -181,10 +194,20 @@ def reconcile(truth: Json, dump: Json, program_id: int,
         ((a["primaryAttributeValue"], leads_by_id.get(a["leadId"], f"lead#{a['leadId']}"))
          for a in dump["activities"] if a["activityTypeId"] in type_ids), DAMAGED_ROWS,
     )
-    answered, answered_damaged = valid_keys(truth["poll_answers"])
+    answered, answered_damaged = people.session_keys(truth["poll_answers"])
     polls = _compare(
         f"{POLLS_OBJECT_API_NAME} objects", answered, answered_damaged,
         ((r[POLLS_ENTRY], (r.get(POLLS_EMAIL) or "").lower()) for r in objects.get(POLLS_OBJECT_API_NAME, [])),
         DAMAGED_ROWS,
     )
-    return Reconciliation([leads, member_tally, engagement, activities, polls])
+    return [engagement, activities, polls]
+
+
+def reconcile(truth: Json, dump: Json, program_id: int,
+              overrides: Mapping[AttendanceStatus, str] | None = None) -> Reconciliation:
+    status_map = {**DEFAULT_STATUS_MAP, **(overrides or {})}
+    people = People.from_truth(truth)
+    leads_by_id = {lead["id"]: (lead.get("email") or "").lower() for lead in dump["leads"]}
+    leads = _compare("leads", set(people.expected), people.tolerated, leads_by_id.values(), DELETED_PEOPLE)
+    members = _program_members(people, leads_by_id, dump, program_id, status_map)
+    return Reconciliation([leads, members, *_session_records(people, leads_by_id, truth, dump)])

@@ -98,18 +98,32 @@ class Stack:
         return self.url("kaltura-sandbox")
 
     def start(self) -> None:
-        opts = self.options
-        work = opts.work_dir.resolve()
+        """Kafka and its topics, both sandboxes, then every service replica; each step waits for
+        what it started to answer before the next one."""
+        work = self.options.work_dir.resolve()
         work.mkdir(parents=True, exist_ok=True)
-        self.processes = procs = ProcessGroup(work / "logs")
+        self.processes = ProcessGroup(work / "logs")
         self.broker = start_broker(work / "kafka")
-        asyncio.run(ensure_topics(self.broker.bootstrap, ALL_TOPICS, prefix=opts.topic_prefix))
-        external = opts.marketo
-        for name in ("marketo-sandbox", "kaltura-sandbox", *(r for s in SERVICES for r in self.replicas(s))):
-            if name != "marketo-sandbox" or external is None:
+        asyncio.run(ensure_topics(self.broker.bootstrap, ALL_TOPICS, prefix=self.options.topic_prefix))
+        for name in ("marketo-sandbox", "kaltura-sandbox", *self.processes_of_services()):
+            if name != "marketo-sandbox" or self.options.marketo is None:
                 self.ports[name] = free_port()
+        self._start_sandboxes(work)
+        self.credentials = http_json(f"{self.kaltura_url}/_sandbox/credentials")
+        instance = self._marketo_instance()
+        tenants = work / "tenants.yaml"
+        tenants.write_text(yaml.safe_dump(self._tenants(self.credentials, instance), sort_keys=False))
+        self._start_services(self._common_env(tenants, instance))
+        http_json(f"{self.kaltura_url}/_sandbox/notifications/target",
+                  {"url": f"{self.url('ingest')}/ingest/kaltura/notification/{self.credentials['partner_id']}"})
+
+    def _start_sandboxes(self, work: Path) -> None:
+        """The Marketo sandbox (kaltura preset; not for an existing instance) and the Kaltura sandbox
+        with the generated event, paused until `play()`."""
+        opts, procs = self.options, self.processes
+        assert procs is not None
         marketo = None
-        if external is None:
+        if opts.marketo is None:
             marketo = procs.start("marketo-sandbox", [
                 str(BIN / "marketo-sandbox"), "--host", "127.0.0.1", "--port", str(self.ports["marketo-sandbox"]),
                 "--preset", "kaltura", "--seed", str(opts.seed)])
@@ -125,27 +139,34 @@ class Stack:
             procs.wait_http_ok(marketo, f"{self.marketo_url}/_sandbox/instances")
         procs.wait_http_ok(kaltura, f"{self.kaltura_url}/_sandbox/status")
 
-        self.credentials = creds = http_json(f"{self.kaltura_url}/_sandbox/credentials")
+    def _marketo_instance(self) -> dict[str, Any]:
+        """Munchkin id and API credentials: the sandbox's default instance, or the existing one."""
+        external = self.options.marketo
         if external is None:
             default = next(i for i in http_json(f"{self.marketo_url}/_sandbox/instances") if i["default"])
-            instance = {"munchkin_id": default["munchkinId"], **default["clients"][0]}
-        else:
-            instance = {"munchkin_id": external.munchkin_id, "clientId": external.client_id,
-                        "clientSecret": external.client_secret.get_secret_value()}
-        tenants = work / "tenants.yaml"
-        tenants.write_text(yaml.safe_dump(self._tenants(creds, instance), sort_keys=False))
-        common = {
+            return {"munchkin_id": default["munchkinId"], **default["clients"][0]}
+        return {"munchkin_id": external.munchkin_id, "clientId": external.client_id,
+                "clientSecret": external.client_secret.get_secret_value()}
+
+    def _common_env(self, tenants: Path, instance: dict[str, Any]) -> dict[str, str]:
+        assert self.broker is not None
+        return {
             "KMSYNC_KAFKA_BOOTSTRAP": self.broker.bootstrap,
-            "KMSYNC_TOPIC_PREFIX": opts.topic_prefix,
+            "KMSYNC_TOPIC_PREFIX": self.options.topic_prefix,
             "KMSYNC_TENANTS_FILE": str(tenants),
             "KMSYNC_HTTP_HOST": "127.0.0.1",
             MARKETO_SECRET_ENV: instance["clientSecret"],
-            KALTURA_SECRET_ENV: creds["admin_secret"],
+            KALTURA_SECRET_ENV: self.credentials["admin_secret"],
             # One email-hash key for every service of the run, so a hashed email in one service's
             # log matches the others' (docs/configuration.md); random per run, never printed.
             "KMSYNC_EMAIL_HASH_SECRET": f'{{"env": "{EMAIL_HASH_KEY_ENV}"}}',
             EMAIL_HASH_KEY_ENV: self.email_hash_key,
         }
+
+    def _start_services(self, common: dict[str, str]) -> None:
+        """Every replica of ingest, transform and sink as `kmsync <service>`; returns when all are healthy."""
+        procs = self.processes
+        assert procs is not None
         per_service = {
             "ingest": {
                 "KMSYNC_PULL_INTERVAL_SECONDS": "2",
@@ -154,16 +175,16 @@ class Stack:
             },
             "sink": {"KMSYNC_WINDOW_MAX_AGE_SECONDS": "1"},
         }
-        if opts.replicas > 1:  # a killed ingest replica's events move after the group's session timeout
+        if self.options.replicas > 1:  # a killed ingest replica's events move after the group's session timeout
             per_service["ingest"]["KMSYNC_INGEST_SESSION_TIMEOUT_SECONDS"] = "6"
-        for service in SERVICES:
+        started = []
+        for service in SERVICES:  # all at once: they share nothing but Kafka, whose topics exist
             for name in self.replicas(service):
-                env = {**common, **per_service.get(service, {}), **opts.service_env,
+                env = {**common, **per_service.get(service, {}), **self.options.service_env,
                        "KMSYNC_HTTP_PORT": str(self.ports[name])}
-                child = procs.start(name, [str(BIN / "kmsync"), service], env=env)
-                procs.wait_http_ok(child, f"{self.url(name)}/healthz", timeout=120)
-        http_json(f"{self.kaltura_url}/_sandbox/notifications/target",
-                  {"url": f"{self.url('ingest')}/ingest/kaltura/notification/{creds['partner_id']}"})
+                started.append((name, procs.start(name, [str(BIN / "kmsync"), service], env=env)))
+        for name, child in started:
+            procs.wait_http_ok(child, f"{self.url(name)}/healthz", timeout=120)
 
     def processes_of_services(self) -> set[str]:
         """Every process name of every service's replicas."""
