@@ -5,7 +5,7 @@ to ingest.dlq.v1. By default the file is read a line at a time and produced stra
 (needs the broker); with --url it is uploaded to a running ingest's POST /ingest/kaltura/reports
 with the bearer token from --token-file or the environment variable KMSYNC_INGEST_TOKEN.
 Exit status: 0 all rows loaded, 1 loaded with bad rows, 2 unusable input or configuration (or the
-upload refused), 3 Kafka (or ingest) unavailable.
+upload refused), 3 Kafka (or ingest) unavailable (a DependencyUnavailable, mapped by `kmsync` itself).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import httpx
 from tqdm import tqdm
 
+from kmsync_common.errors import DependencyUnavailable
 from kmsync_config import ConfigError, TenantsConfig, load_settings, load_tenants
 from kmsync_ingest.errors import BadInput
 from kmsync_ingest.files import FileReport, ingest_file, parse_params
@@ -71,7 +72,8 @@ async def _file_chunks(fh: BinaryIO) -> AsyncIterator[bytes]:
 
 
 async def upload(url: str, path: Path, raw_params: dict[str, object], token: str) -> dict[str, Any]:
-    """POST the file (streamed) to ingest; its JSON report, or BadInput / KafkaUnavailable."""
+    """POST the file (streamed) to ingest; its JSON report. Raises BadInput (refused),
+    DependencyUnavailable (ingest unreachable) or KafkaUnavailable (ingest answered 503)."""
     params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in raw_params.items() if v is not None}
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/csv"}
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=3600)) as http:
@@ -80,7 +82,7 @@ async def upload(url: str, path: Path, raw_params: dict[str, object], token: str
                 answer = await http.post(url.rstrip("/") + UPLOAD_PATH, params=params, headers=headers,
                                          content=_file_chunks(fh))
             except httpx.HTTPError as exc:
-                raise KafkaUnavailable(f"ingest at {url} unreachable: {type(exc).__name__}") from None
+                raise DependencyUnavailable(f"ingest at {url} unreachable: {type(exc).__name__}") from None
     try:
         body: dict[str, Any] = answer.json()
     except ValueError:
@@ -146,9 +148,6 @@ def main(argv: list[str]) -> int:
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 2
-    except KafkaUnavailable as exc:
-        print(f"kmsync backfill: {exc}", file=sys.stderr)
-        return 3
     for line, problems in report.bad_rows:
         print(f"{args.file}:{line}: " + "; ".join(problems), file=sys.stderr)
     if report.bad_count > len(report.bad_rows):
@@ -172,9 +171,6 @@ def _main_upload(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 2
-    except KafkaUnavailable as exc:
-        print(f"kmsync backfill: {exc}", file=sys.stderr)
-        return 3
     for bad in body.get("bad_rows", []):
         print(f"{args.file}:{bad['line']}: " + "; ".join(bad["problems"]), file=sys.stderr)
     print(f"{args.file}: {body.get('layout')}, {body.get('rows')} row(s): {body.get('produced')} loaded, "

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
+from kmsync_common.errors import DependencyUnavailable
 from kmsync_contracts import (
     AttendeeStatus,
     DeadLetter,
@@ -55,7 +56,7 @@ STREAMS: dict[type[KalturaRecord], tuple[str, TopicSpec]] = {
 }
 
 
-class KafkaUnavailable(RuntimeError):
+class KafkaUnavailable(DependencyUnavailable):
     """Kafka did not acknowledge in time; nothing may be reported as accepted."""
 
 

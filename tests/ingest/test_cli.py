@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from kaltura_sandbox.testing import running_sandbox
+from kmsync_cli.main import main as kmsync_main
 from kmsync_contracts.topics import ATTENDEE_STATUS
 from kmsync_ingest.cli import main as ingest_main
 from kmsync_testing.ingest import tenants_document
@@ -69,3 +70,26 @@ async def test_kmsync_ingest_runs_as_a_process(
 def test_configuration_problems_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert ingest_main(["--tenants", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read the tenants file" in capsys.readouterr().err
+
+
+async def test_backfill_with_kafka_or_ingest_down_exits_3_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """backfill raises its DependencyUnavailable; the top-level `kmsync` handler turns it into exit 3."""
+    async with running_sandbox({"registrants": 5, "sessions": 1}, seed=4) as sb:
+        tenants = tmp_path / "tenants.yaml"
+        tenants.write_text(yaml.safe_dump(tenants_document(sb, tmp_path / "secrets")))
+        entry = sb.session_entry_ids[0]
+    answers = tmp_path / "answers.csv"
+    answers.write_text("entry_id,poll_id,poll_type,question,user_id,email,answer,answered_at\n"
+                       f"{entry},p1,crowd vote,Q?,u1,u1@acme.com,Yes,2025-06-16T14:00:00.000Z\n")
+    down = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    monkeypatch.setenv("KMSYNC_KAFKA_BOOTSTRAP", down)
+    monkeypatch.setenv("KMSYNC_KAFKA_ACK_TIMEOUT_SECONDS", "1")
+    token = tmp_path / "token"
+    token.write_text("secret-token\n")
+    for argv in (["--tenants", str(tenants)], ["--url", f"http://{down}", "--token-file", str(token)]):
+        code = await asyncio.to_thread(kmsync_main, ["backfill", str(answers), *argv])
+        err = capsys.readouterr().err
+        assert code == 3, err
+        assert len(err.strip().splitlines()) == 1 and down in err and "Traceback" not in err
