@@ -19,8 +19,9 @@ from typing import Any, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kmsync_common.clock import Clock, SystemClock
 from kmsync_config import TenantsConfig
-from kmsync_contracts import DeadLetter, KalturaRecord, utc_now
+from kmsync_contracts import DeadLetter, KalturaRecord
 from kmsync_contracts.codecs import describe_validation_error
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_ingest.errors import BadInput
@@ -102,7 +103,9 @@ class FileReport:
         }
 
 
-def resolve_context(params: FileParams, tenants: TenantsConfig) -> tuple[RecordContext, int | None]:
+def resolve_context(
+    params: FileParams, tenants: TenantsConfig, now: datetime
+) -> tuple[RecordContext, int | None]:
     """Partner, event and session from the parameters, the file name and the tenants file."""
     problems: list[str] = []
     from_name = report_from_filename(params.filename) if params.filename else None
@@ -126,7 +129,6 @@ def resolve_context(params: FileParams, tenants: TenantsConfig) -> tuple[RecordC
         raise BadInput(400, "cannot tell which event the file belongs to", problems)
     event = candidates[0]
     session = next((s for s in event.sessions if s.entry_id == params.entry_id), None)
-    now = utc_now()
     ctx = RecordContext(
         partner_id=event.partner_id, virtual_event_id=event.virtual_event_id, source="file",
         source_time=params.exported_at or now, ingested_at=now,
@@ -187,13 +189,15 @@ async def ingest_file(
     progress: Callable[[int], None] | None = None,
     chunk_size: int = 500,
     max_line_bytes: int = 65_536,
+    clock: Clock | None = None,
 ) -> FileReport:
     """Check the header, then produce good rows and dead-letter bad ones, chunk by chunk.
 
     ``data`` is the file's bytes or a binary file (a spooled upload, a backfill file) positioned at
     its start; a file is read a line at a time, so memory holds one chunk of rows, not the file."""
     source: BinaryIO = io.BytesIO(data) if isinstance(data, bytes) else data
-    ctx, report_id = resolve_context(params, tenants)
+    clock = clock or SystemClock()
+    ctx, report_id = resolve_context(params, tenants, clock.now())
     start = source.tell()
     layout = detect_layout(source.read(65536), report_id)
     source.seek(start)
@@ -202,7 +206,7 @@ async def ingest_file(
     rows = _rows(source, layout, params.entry_id, max_line_bytes)
     try:
         for chunk in _chunks(rows, chunk_size):
-            await _load_chunk(chunk, layout, ctx, name, report, publisher, metrics)
+            await _load_chunk(chunk, layout, ctx, name, report, publisher, metrics, clock.now())
             if progress is not None:
                 progress(len(chunk))
     except CsvHeaderError as exc:
@@ -214,7 +218,7 @@ async def ingest_file(
 
 async def _load_chunk(
     chunk: list[Located[Any] | RowError], layout: Layout, ctx: RecordContext, name: str,
-    report: FileReport, publisher: Publisher, metrics: IngestMetrics,
+    report: FileReport, publisher: Publisher, metrics: IngestMetrics, now: datetime,
 ) -> None:
     records: list[KalturaRecord] = []
     letters: list[DeadLetter] = []
@@ -238,7 +242,7 @@ async def _load_chunk(
             reason=f"{name} line {outcome.line}: " + "; ".join(problems),
             source_key=f"{ctx.partner_id}:{ctx.virtual_event_id}:{name}:{outcome.line}",
             payload={"file": name, "line": outcome.line, "row": raw, "problems": problems},
-            failed_at=utc_now(),
+            failed_at=now,
         ))
     for record in records:
         metrics.records_in.labels(stream_of(record), "file").inc()

@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from kmsync_common.clock import SystemClock
 from kmsync_config import EventConfig, KalturaPartner
-from kmsync_contracts import AttendeeStatus, PollResponse, SessionEngagement, utc_now
+from kmsync_contracts import AttendeeStatus, PollResponse, SessionEngagement
 from kmsync_contracts.codecs import describe_validation_error
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_ingest.files import row_problems
@@ -31,6 +32,7 @@ from kmsync_ingest.mapping import (
 )
 from kmsync_ingest.settings import IngestSettings
 from kmsync_ingest.source import Item, Problem, SessionWindow
+from kmsync_ingest.times import iso_time
 from kmsync_kaltura import KalturaClient, KalturaSettings, KalturaTransportError, parse_poll_answers_csv
 from kmsync_kaltura.rows import Located, RowError
 from kmsync_kaltura.urls import path_segment
@@ -64,31 +66,23 @@ def polls_url(template: str, service_url: str, event: EventConfig, entry_id: str
     )
 
 
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None
-
-
 class KalturaPullSource:
     def __init__(
         self,
         client: KalturaClient,
         settings: IngestSettings,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
-        self.clock = clock
+        #: The source's time (records' source_time, what has ended): a scenario clock in tests.
+        self._wall = SystemClock()
+        self.clock = clock or self._wall.now
         self._http = httpx.AsyncClient(timeout=settings.kaltura_timeout_seconds)
 
     def _ctx(self, event: EventConfig, session: SessionWindow | None = None, final: bool = True) -> RecordContext:
         configured = next((s for s in event.sessions if session and s.entry_id == session.entry_id), None)
-        now = utc_now()
+        now = self._wall.now()
         return RecordContext(
             partner_id=event.partner_id, virtual_event_id=event.virtual_event_id, source="pull",
             source_time=self.clock(), ingested_at=now,
@@ -122,7 +116,7 @@ class KalturaPullSource:
             for err in page.errors:
                 raw: Any = err.raw
                 ident = str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") else f"index:{err.index}"
-                when = (_parse_time(raw.get("updatedAt")) if isinstance(raw, dict) else None) \
+                when = (iso_time(raw.get("updatedAt")) if isinstance(raw, dict) else None) \
                     or page.watermark or self.clock()
                 items.append(Item(when, ident, problem=Problem(
                     ReasonCode.INVALID_PROFILE, err.message, f"user-profile/list item {err.index}", raw)))

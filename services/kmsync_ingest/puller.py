@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from kmsync_common.clock import Clock, SystemClock
 from kmsync_config import EventConfig
-from kmsync_contracts import DeadLetter, KalturaRecord, SessionTimes, utc_now
+from kmsync_contracts import DeadLetter, KalturaRecord, SessionTimes
 from kmsync_ingest.boundary import select_after, select_changed
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_ingest.notifications import Notification
 from kmsync_ingest.publisher import Publisher
 from kmsync_ingest.source import Item, KalturaSource, SessionWindow, Stream
+from kmsync_ingest.times import iso_time, unix_time
 from kmsync_ingest.watermarks import WatermarkStore
 
 log = logging.getLogger(__name__)
@@ -61,31 +62,12 @@ class PullTiming:
     max_ids_per_mark: int = 20_000
 
 
-def _iso_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None
-
-
-def _unix(value: object) -> datetime | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
-def dead_letter_for(item: Item[Any], key: str) -> DeadLetter:
+def dead_letter_for(item: Item[Any], key: str, now: datetime) -> DeadLetter:
     assert item.problem is not None
     p = item.problem
     return DeadLetter(
         stage="ingest", reason_code=p.reason_code.value, reason=p.reason, source_key=key,
-        source_topic=None, payload={"source_ref": p.source_ref, "row": p.payload}, failed_at=utc_now(),
+        source_topic=None, payload={"source_ref": p.source_ref, "row": p.payload}, failed_at=now,
     )
 
 
@@ -98,6 +80,7 @@ class EventPuller:
         watermarks: WatermarkStore,
         metrics: IngestMetrics,
         timing: PullTiming,
+        clock: Clock | None = None,
     ) -> None:
         self.event = event
         self.source = source
@@ -105,6 +88,8 @@ class EventPuller:
         self.watermarks = watermarks
         self.metrics = metrics
         self.timing = timing
+        #: Monotonic pull start times and dead letters' failed_at (not Kaltura's clock: see source.now()).
+        self.clock = clock or SystemClock()
         self._locks: dict[str, asyncio.Lock] = {}
         #: Set when the service stops: a pull ends after the page it is on.
         self.stopping = False
@@ -132,7 +117,7 @@ class EventPuller:
         publisher is transactional); returns (records, dead letters)."""
         records: list[KalturaRecord] = [i.record for i in fresh if i.record is not None]
         letters = [
-            dead_letter_for(i, f"{self.event.partner_id}:{self.event.virtual_event_id}:{i.ident}")
+            dead_letter_for(i, f"{self.event.partner_id}:{self.event.virtual_event_id}:{i.ident}", self.clock.now())
             for i in fresh if i.problem is not None
         ]
         pid, vid = self.ids
@@ -151,7 +136,7 @@ class EventPuller:
         obj = note.fields.get("object")
         if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
             return False
-        when = _iso_time(obj.get("updatedAt"))
+        when = iso_time(obj.get("updatedAt"))
         boundary = self.watermarks.boundary(*self.ids, "statuses")
         if when is None or boundary is None:
             return False
@@ -162,7 +147,7 @@ class EventPuller:
         async with self._lock("statuses"):
             if requested_at is not None and self._last_ok_start.get("statuses", -1.0) >= requested_at:
                 return PullResult("statuses", "", 0, 0, 0, 0)
-            started = time.monotonic()
+            started = self.clock.monotonic()
             try:
                 result = await self._pull_statuses()
             except Exception:
@@ -208,7 +193,7 @@ class EventPuller:
             return
         obj = note.fields.get("object")
         obj = obj if isinstance(obj, dict) else note.fields
-        start, end = _unix(obj.get("startDate")), _unix(obj.get("endDate"))
+        start, end = unix_time(obj.get("startDate")), unix_time(obj.get("endDate"))
         if end is None:
             return
         name = obj.get("name")
@@ -298,7 +283,7 @@ class EventPuller:
         async with self._lock(scope):
             if requested_at is not None and self._last_ok_start.get(scope, -1.0) >= requested_at:
                 return []
-            started = time.monotonic()
+            started = self.clock.monotonic()
             results = []
             streams: tuple[Stream, ...] = ("engagement", "polls")
             for stream in streams:

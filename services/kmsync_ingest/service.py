@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from kmsync_common.clock import SystemClock
+from kmsync_common.errors import DependencyUnavailable
 from kmsync_config import EventConfig, TenantsConfig
-from kmsync_contracts import utc_now
 from kmsync_contracts.topics import INGEST_PULL_OWNERS, PullTrigger
 from kmsync_ingest.coordination import PullCoordinator
 from kmsync_ingest.errors import BadInput
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 SourceFactory = Callable[[EventConfig], KalturaSource]
 
 
-class KalturaUnavailable(RuntimeError):
+class KalturaUnavailable(DependencyUnavailable):
     """A pull failed on the Kaltura side (network, KalturaAPIException)."""
 
 
@@ -96,7 +96,8 @@ class IngestService:
             ack_timeout_seconds=settings.kafka_ack_timeout_seconds, batch_size=settings.produce_batch_size,
             coordination_partitions=settings.ingest_coordination_partitions,
         )
-        self.watermarks = WatermarkStore(self.publisher)
+        self.clock = SystemClock()
+        self.watermarks = WatermarkStore(self.publisher, clock=self.clock)
         self.handled_jobs = HandledJobs(settings.notification_dedupe_capacity)
         self._source_factory = source_factory
         self._timing = PullTiming(
@@ -240,7 +241,7 @@ class IngestService:
         owned.publisher = publisher
         for event in events:
             owned.pullers[(event.partner_id, event.virtual_event_id)] = EventPuller(
-                event, self._source_factory(event), publisher, self.watermarks, self.metrics, self._timing,
+                event, self._source_factory(event), publisher, self.watermarks, self.metrics, self._timing, self.clock,
             )
         owned.ready.set()
         self.metrics.handovers.labels("taken").inc()
@@ -370,7 +371,7 @@ class IngestService:
         if note.job_id in self.handled_jobs:
             self.metrics.notifications.labels("duplicate").inc()
             return NotificationOutcome("duplicate", note.job_id)
-        requested = time.monotonic()
+        requested = self.clock.monotonic()
         events = self.matching(note)
         if note.kind == "unknown" or not events:
             self.handled_jobs.remember(note.job_id)
@@ -439,7 +440,7 @@ class IngestService:
             trigger = PullTrigger(
                 partner_id=event.partner_id, virtual_event_id=event.virtual_event_id, job_id=note.job_id,
                 kind=note.kind, wants_statuses=note.wants_statuses, app_guid=note.app_guid,
-                entry_id=note.entry_id, fields=note.fields, forwarded_at=utc_now(),
+                entry_id=note.entry_id, fields=note.fields, forwarded_at=self.clock.now(),
             )
             item = Outgoing(INGEST_PULL_OWNERS, trigger.partition_key(), trigger, "triggers")
             await self.publisher.send_to_partition(item, self.owner_of(event.partner_id, event.virtual_event_id))
@@ -469,7 +470,7 @@ class IngestService:
                             trigger.app_guid, trigger.entry_id, trigger.kind, dict(trigger.fields))
         try:
             await self._renew(owned)
-            await self._triggered_pulls(note, [puller], time.monotonic())
+            await self._triggered_pulls(note, [puller], self.clock.monotonic())
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -20,6 +20,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from kmsync_common.clock import Clock, SystemClock
 from kmsync_contracts import (
     ContractError,
     DeadLetter,
@@ -27,7 +28,6 @@ from kmsync_contracts import (
     KalturaRecord,
     SessionTimes,
     decode,
-    utc_now,
 )
 from kmsync_contracts.topics import INGEST_WATERMARKS
 from kmsync_ingest.boundary import Boundary
@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 
 
 class WatermarkStore:
-    def __init__(self, publisher: Publisher, load_timeout_seconds: float = 30.0) -> None:
+    def __init__(self, publisher: Publisher, load_timeout_seconds: float = 30.0, clock: Clock | None = None) -> None:
         self.publisher = publisher
+        self.clock = clock or SystemClock()
         self.load_timeout = load_timeout_seconds
         self._marks: dict[str, IngestWatermark] = {}
         self.loaded = False
@@ -77,7 +78,7 @@ class WatermarkStore:
         """Store durably (acknowledged by Kafka) and only then remember it in memory."""
         mark = IngestWatermark(
             partner_id=partner_id, virtual_event_id=virtual_event_id, stream=stream,
-            scope=scope, watermark=watermark, seen_ids=tuple(sorted(seen_ids)), recorded_at=utc_now(),
+            scope=scope, watermark=watermark, seen_ids=tuple(sorted(seen_ids)), recorded_at=self.clock.now(),
         )
         await self.publisher.put_watermark(mark)
         self._marks[mark.partition_key()] = mark
@@ -102,7 +103,7 @@ class WatermarkStore:
         ``extra`` are more (scope, seen ids) marks of the same stream and time (shards);
         ``session`` goes on the first mark (a session's learnt times). ``via``: the publisher of the
         coordination partition that owns the event (default: the store's)."""
-        now = utc_now()
+        now = self.clock.now()
         marks = [
             IngestWatermark(
                 partner_id=partner_id, virtual_event_id=virtual_event_id, stream=stream,
@@ -152,9 +153,9 @@ class WatermarkStore:
         self, consumer: AIOKafkaConsumer, ends_reader: AIOKafkaConsumer, topic: str,
         keep: Callable[[int, int], bool] | None,
     ) -> None:
-        cluster = await consumer._client.fetch_all_metadata()
-        partitions = cluster.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        # Not kmsync_kafka.reading.read_to_end: that stops at the last stable offset, this reads
+        # to the log end (see the module docstring), and applies records as they come.
+        tps = [TopicPartition(topic, p) for p in range(await self.publisher.partitions_of(INGEST_WATERMARKS))]
         if not tps:
             return
         consumer.assign(tps)

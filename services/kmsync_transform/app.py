@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from kmsync_common import hash_email
+from kmsync_common.clock import SystemClock
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.codecs import encode
 from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, TopicSpec
 from kmsync_kafka.clients import DEFAULT_ISOLATION, ensure_topics, manual_commit_consumer, reliable_producer, topic_name
 from kmsync_kafka.lag import consumer_lags
+from kmsync_kafka.reading import read_to_end
 from kmsync_transform.dead_letters import SourceRef
 from kmsync_transform.metrics import TransformMetrics
 from kmsync_transform.routing import INPUTS, route
@@ -41,9 +42,8 @@ log = logging.getLogger("kmsync.transform")
 #: Transform's own state topic, in the catalogue: key `<table>:<state key>`, value JSON, compacted.
 STATE = TRANSFORM_STATE
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+#: How long reading the state topic at start may take before the worker gives up (a bound, not a wait).
+STATE_LOAD_WITHIN = 600.0
 
 
 async def ensure_transform_topics(settings: TransformSettings) -> None:
@@ -93,12 +93,14 @@ class TransformWorker:
         settings: TransformSettings,
         tenants: TenantsConfig,
         *,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] | None = None,
         metrics: TransformMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.tenants = tenants
-        self.clock = clock
+        self._system = SystemClock()
+        #: The time stamped on a batch's outputs (an injected one in tests).
+        self.clock = clock or self._system.now
         self.metrics = metrics or TransformMetrics()
         prefix = settings.topic_prefix
         self.spec_by_topic = {topic_name(s, prefix): s for s in INPUTS}
@@ -128,28 +130,12 @@ class TransformWorker:
 
     async def load_state(self) -> None:
         """Read the state topic from its start to its end (as it is now) into the tables."""
-        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                  enable_auto_commit=False, auto_offset_reset="earliest")
-        await reader.start()
-        try:
-            tps = await all_partitions(reader, [self.state_topic])
-            reader.assign(tps)
-            await reader.seek_to_beginning(*tps)
-            ends = await reader.end_offsets(tps)
-            started = time.monotonic()
-            remaining = {tp for tp in tps if await reader.position(tp) < ends[tp]}
-            read = 0
-            while remaining:
-                batches = await reader.getmany(*remaining, timeout_ms=500, max_records=10_000)
-                for msgs in batches.values():
-                    for m in msgs:
-                        self.tables.load(m.key, m.value)
-                    read += len(msgs)
-                remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
-            log.info("state loaded: %d records read, %d entries, %.1f s", read, len(self.tables),
-                     time.monotonic() - started)
-        finally:
-            await reader.stop()
+        started = self._system.monotonic()
+        records = await read_to_end(self.settings.kafka_bootstrap, self.state_topic, within=STATE_LOAD_WITHIN)
+        for m in records:
+            self.tables.load(m.key, m.value)
+        log.info("state loaded: %d records read, %d entries, %.1f s", len(records), len(self.tables),
+                 self._system.monotonic() - started)
 
     async def close(self) -> None:
         self.ready = False

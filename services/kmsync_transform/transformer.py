@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from kmsync_common.clock import SystemClock
 from kmsync_config.tenants import EventConfig, TenantsConfig
 from kmsync_contracts.marketo_ops import (
     CustomActivity,
@@ -63,10 +64,6 @@ class TransformState:
         return cls({}, {}, {}, {})
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Transformer:
     def __init__(
         self,
@@ -76,7 +73,7 @@ class Transformer:
         rate_scale: RateScale = "auto",
         engagement_dedupe_fields: tuple[str, ...] = ENGAGEMENT_OBJECT_DEDUPE_FIELDS,
         polls_dedupe_fields: tuple[str, ...] = POLLS_OBJECT_DEDUPE_FIELDS,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.tenants = tenants
         self.forward_only = ForwardOnly(state.statuses)
@@ -85,7 +82,7 @@ class Transformer:
         self.rate_scale = rate_scale
         self.engagement_dedupe_fields = engagement_dedupe_fields
         self.polls_dedupe_fields = polls_dedupe_fields
-        self.clock = clock
+        self.clock = clock or SystemClock().now
 
     def apply(self, routed: Routed) -> StepResult:
         event = event_for(self.tenants, routed)

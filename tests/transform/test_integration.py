@@ -3,11 +3,9 @@ aiokafka worker a graceful restart mid-stream and a SIGKILL mid-batch followed b
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from kmsync_contracts.topics import (
 )
 from kmsync_kafka import ensure_topics, manual_commit_consumer, reliable_producer, topic_name
 from kmsync_testing.kafka_broker import KafkaBroker, free_port
+from kmsync_testing.waiting import wait_for
 from kmsync_transform.dead_letters import SourceRef
 from kmsync_transform.routing import route
 from kmsync_transform.transformer import Transformer, TransformState
@@ -118,14 +117,17 @@ class Collector:
         self.ops_topic = topic_name(MARKETO_OPS, prefix)
 
     async def poll_until(self, done: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
-        end = time.monotonic() + deadline
-        while not done():
-            if time.monotonic() > end:
-                kinds = sorted(o.kind for _, o in self.ops)
-                raise AssertionError(f"timed out waiting for {what}: {len(self.ops)} ops "
-                                     f"{ {k: kinds.count(k) for k in set(kinds)} }, "
-                                     f"dead letters {[d.reason_code for d in self.dead]}")
-            await self.poll_once()
+        async def polled() -> bool:
+            if not done():
+                await self.poll_once()
+            return done()
+
+        try:
+            await wait_for(polled, within=deadline, what=what)
+        except AssertionError as exc:
+            kinds = sorted(o.kind for _, o in self.ops)
+            raise AssertionError(f"{exc}: {len(self.ops)} ops {({k: kinds.count(k) for k in set(kinds)})}, "
+                                 f"dead letters {[d.reason_code for d in self.dead]}") from None
 
     async def poll_once(self) -> None:
         batches = await self.consumer.getmany(timeout_ms=500)
@@ -229,16 +231,13 @@ async def wait_caught_up(broker: KafkaBroker, prefix: str, deadline: float = DEA
     await probe.start()
     try:
         tps = [TopicPartition(t, p) for t in names for p in sorted(probe.partitions_for_topic(t) or ())]
-        end = time.monotonic() + deadline
-        while True:
+
+        async def caught_up() -> bool:
             ends = await probe.end_offsets(tps)
             committed = await admin.list_consumer_group_offsets(f"{prefix}kmsync-transform")
-            behind = {tp: ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps}
-            if all(v <= 0 for v in behind.values()):
-                return
-            if time.monotonic() > end:
-                raise AssertionError(f"transform did not catch up: {behind}")
-            await asyncio.sleep(0.2)  # polling interval of a deadline-bounded check, not synchronisation
+            return all(ends[tp] <= (committed[tp].offset if tp in committed else 0) for tp in tps)
+
+        await wait_for(caught_up, within=deadline, what="transform to commit every input record")
     finally:
         await probe.stop()
         await admin.close()
