@@ -1,8 +1,9 @@
-"""ingest's HTTP API (aiohttp); the contract is docs/api/ingest-openapi.yaml.
+"""ingest's HTTP API (aiohttp); the contract is openapi.yaml in this package, served at /openapi.json.
 
 POST /ingest/kaltura/notification[/{partner_id}]   Kaltura HTTP notifications (docs/reference/kaltura-api.md §7.2)
 POST /ingest/kaltura/reports                        Kaltura report CSV upload (§7.3), bearer token
 GET  /healthz  /readyz  /metrics                    (kmsync_common), open
+GET  /openapi.json                                  this API's OpenAPI document, open
 
 Answers: 200 once Kafka acknowledged everything the request produced; 4xx with
 {"error", "problems": ["field: message", ...]}; 503 with Retry-After when Kafka (or, for a
@@ -25,6 +26,7 @@ from kmsync_ingest.auth import CHALLENGE, UploadAuth
 from kmsync_ingest.errors import BadInput
 from kmsync_ingest.files import FileParams, ingest_file, parse_params
 from kmsync_ingest.notifications import Notification, read_notification
+from kmsync_ingest.openapi import openapi_document
 from kmsync_ingest.publisher import KafkaUnavailable
 from kmsync_ingest.service import IngestService, KalturaUnavailable, NotOwner
 from kmsync_kaltura.errors import SignatureError
@@ -277,6 +279,12 @@ def build_app(service: IngestService, auth: UploadAuth | None = None) -> web.App
     app.router.add_post("/ingest/kaltura/notification/{partner_id}", notification)
     app.router.add_post("/ingest/kaltura/reports", upload_report)
     add_health_routes(app, service.ready, registry=service.metrics.registry)
+    document = openapi_document()  # read once, at start
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/openapi.json", openapi)
     return app
 
 
