@@ -126,12 +126,29 @@ def sign(t: Target, body: bytes, ctype: str = "application/x-www-form-urlencoded
     return {"Content-Type": ctype, "X-KALTURA-SIGNATURE": compute_signature(t.secret, body)}
 
 
+UPLOAD = "/ingest/kaltura/reports"
+NOTIFICATION = "/ingest/kaltura/notification"
+#: The upload kinds about what the CSV body holds (the others are about how it is sent).
+BODY_KINDS = {"truncated_csv", "random_bytes", "wrong_columns", "formula_injection", "oversized_cell", "encoding",
+              "boms", "nul_and_line_endings"}
+NOTIFICATION_KINDS = {"signed_ignored", "replay", "forged_signature", "odd_hash_algo", "deep_json", "malformed_json",
+                      "random_json", "unsigned_or_odd_notification", "oversized_notification"}
+
+
 @st.composite
 def requests(draw: st.DrawFn, t: Target) -> tuple[str, str, dict[str, Any]]:
     """(kind, path, httpx request arguments) for one of 30 kinds."""
-    up = "/ingest/kaltura/reports"
-    note = "/ingest/kaltura/notification"
     kind = draw(st.sampled_from(KINDS))
+    if kind in NOTIFICATION_KINDS:
+        return notification_request(draw, t, kind)
+    if kind in BODY_KINDS:
+        return upload_body_request(draw, t, kind)
+    return upload_request(draw, t, kind)
+
+
+def upload_request(draw: st.DrawFn, t: Target, kind: str) -> tuple[str, str, dict[str, Any]]:
+    """An upload that is odd in how it is sent: token, content type, multipart, parameters, size."""
+    up = UPLOAD
     if kind == "valid_upload":
         body, keys = valid_csv(t, draw(st.integers(1, 20)), "fz")
         t.sent_valid |= keys
@@ -154,6 +171,31 @@ def requests(draw: st.DrawFn, t: Target) -> tuple[str, str, dict[str, Any]]:
         return kind, up, {"content": valid_csv(t, 1)[0], "headers": upload_headers(draw(content_types))}
     if kind == "missing_content_type":
         return kind, up, {"content": valid_csv(t, 1)[0], "headers": upload_headers(None)}
+    if kind == "path_filename":
+        name = draw(st.sampled_from(["../../etc/passwd", "..\\..\\boot.ini", "/abs/Report_4021_1_x.csv", "..",
+                                     "a/b/c/", "\x00.csv"]) | text)
+        body = valid_csv(t, 1)[0]
+        return kind, up, {"files": {"file": (name or "x", body, "text/csv")}, "headers": upload_headers(None)}
+    if kind == "multipart_no_file":
+        return kind, up, {"data": {"a": "b"}, "files": {}, "headers": upload_headers("multipart/form-data; boundary=zz")}
+    if kind == "malformed_multipart":
+        boundary = draw(st.sampled_from(["", "zz", "\"", "a" * 100]))
+        return kind, up, {"content": draw(junk), "headers": upload_headers(f"multipart/form-data; boundary={boundary}")}
+    if kind == "bad_params":
+        params = draw(st.dictionaries(st.sampled_from(["partner_id", "virtual_event_id", "entry_id", "report_id",
+                                                       "exported_at", "final", "filename", "other"]), text,
+                                      min_size=1, max_size=4))
+        return kind, up, {"params": params, "content": valid_csv(t, 1)[0], "headers": upload_headers()}
+    if kind == "empty_body":
+        return kind, up, {"content": b"", "headers": upload_headers()}
+    assert kind == "huge_body"
+    return kind, up, {"content": b"a,b\n" * (MAX_UPLOAD // 4 + draw(st.integers(1, 1000))),
+                      "headers": upload_headers()}
+
+
+def upload_body_request(draw: st.DrawFn, t: Target, kind: str) -> tuple[str, str, dict[str, Any]]:
+    """An upload whose CSV body is odd: cut, junk, wrong columns, formulas, encodings, line ends."""
+    up = UPLOAD
     if kind == "truncated_csv":
         cut = draw(st.integers(0, 10**6))  # not bounded by the body's length: draws never depend on state
         body = valid_csv(t, 5)[0]
@@ -181,31 +223,15 @@ def requests(draw: st.DrawFn, t: Target) -> tuple[str, str, dict[str, Any]]:
     if kind == "boms":
         prefix = draw(st.sampled_from([b"", b"\xef\xbb\xbf\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00"]))
         return kind, up, {"content": prefix + (POLLS_HEADER + "\n").encode(), "headers": upload_headers()}
-    if kind == "path_filename":
-        name = draw(st.sampled_from(["../../etc/passwd", "..\\..\\boot.ini", "/abs/Report_4021_1_x.csv", "..",
-                                     "a/b/c/", "\x00.csv"]) | text)
-        body = valid_csv(t, 1)[0]
-        return kind, up, {"files": {"file": (name or "x", body, "text/csv")}, "headers": upload_headers(None)}
-    if kind == "multipart_no_file":
-        return kind, up, {"data": {"a": "b"}, "files": {}, "headers": upload_headers("multipart/form-data; boundary=zz")}
-    if kind == "malformed_multipart":
-        boundary = draw(st.sampled_from(["", "zz", "\"", "a" * 100]))
-        return kind, up, {"content": draw(junk), "headers": upload_headers(f"multipart/form-data; boundary={boundary}")}
-    if kind == "bad_params":
-        params = draw(st.dictionaries(st.sampled_from(["partner_id", "virtual_event_id", "entry_id", "report_id",
-                                                       "exported_at", "final", "filename", "other"]), text,
-                                      min_size=1, max_size=4))
-        return kind, up, {"params": params, "content": valid_csv(t, 1)[0], "headers": upload_headers()}
-    if kind == "empty_body":
-        return kind, up, {"content": b"", "headers": upload_headers()}
-    if kind == "huge_body":
-        return kind, up, {"content": b"a,b\n" * (MAX_UPLOAD // 4 + draw(st.integers(1, 1000))),
-                          "headers": upload_headers()}
-    if kind == "nul_and_line_endings":
-        sep = draw(st.sampled_from(["\r\n", "\r", "\n\n", "\x00\n"]))
-        body = sep.join([POLLS_HEADER, row(t, "fzn", "un"), row(t, "fzn", "um\x00")]) + sep
-        return kind, up, {"content": body.encode(), "headers": upload_headers()}
-    # ---- notifications
+    assert kind == "nul_and_line_endings"
+    sep = draw(st.sampled_from(["\r\n", "\r", "\n\n", "\x00\n"]))
+    body = sep.join([POLLS_HEADER, row(t, "fzn", "un"), row(t, "fzn", "um\x00")]) + sep
+    return kind, up, {"content": body.encode(), "headers": upload_headers()}
+
+
+def notification_request(draw: st.DrawFn, t: Target, kind: str) -> tuple[str, str, dict[str, Any]]:
+    """A Kaltura notification: signed, replayed, forged, odd JSON, oversized."""
+    note = NOTIFICATION
     if kind == "signed_ignored":
         t.serial += 1
         body = f"eventNotificationJobId=fz{t.serial}&x={draw(st.integers())}".encode()

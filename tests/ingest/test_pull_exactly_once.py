@@ -61,6 +61,12 @@ async def test_scenario_arrives_exactly_once_across_a_restart(
     polls = [v for _, v in await read_topic(kafka_broker.bootstrap, POLL_RESPONSES, topic_prefix)]
     dlq = [v for _, v in await read_topic(kafka_broker.bootstrap, INGEST_DLQ, topic_prefix)]
 
+    assert_statuses_once(statuses, truth_middle, truth_end)
+    assert_engagement_once(engagement, truth_end, middle)
+    assert_polls_and_bad_rows_once(polls, dlq, truth_end)
+
+
+def assert_statuses_once(statuses: list[Any], truth_middle: dict[str, Any], truth_end: dict[str, Any]) -> None:
     # Statuses: one record per (user, updatedAt) version visible at either pull, no more, no less.
     assert all(isinstance(s, AttendeeStatus) for s in statuses)
     got_versions = Counter((s.user_id, s.source_time) for s in statuses)
@@ -75,6 +81,8 @@ async def test_scenario_arrives_exactly_once_across_a_restart(
     assert {(u, s.status.value) for u, s in latest.items()} == final
     assert all(k for k in latest)  # keyed partner:event:user below
 
+
+def assert_engagement_once(engagement: list[Any], truth_end: dict[str, Any], middle: datetime) -> None:
     # Engagement: each good row of each report once per (report, session, attendee).
     good = [e for e in truth_end["engagement"] if e["defect"] is None]
     assert all(isinstance(e, SessionEngagement) for e in engagement)
@@ -89,6 +97,8 @@ async def test_scenario_arrives_exactly_once_across_a_restart(
     answered = {(e.entry_id, e.user_id): e.answered_polls for e in engagement if e.source_ref.startswith("report 4021")}
     assert all(answered[(e["entry_id"], e["email"])] == e["answered_polls"] for e in good)
 
+
+def assert_polls_and_bad_rows_once(polls: list[Any], dlq: list[Any], truth_end: dict[str, Any]) -> None:
     # Polls: each good answer once.
     good_answers = {(a["entry_id"], a["poll_id"], a["user_id"]) for a in truth_end["poll_answers"] if a["defect"] is None}
     assert all(isinstance(p, PollResponse) for p in polls)

@@ -37,6 +37,7 @@ from kmsync_contracts import AttendanceStatus, AttendeeStatus, PollResponse, Ses
 from kmsync_contracts.topics import ATTENDEE_STATUS, MARKETO_OPS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
 from kmsync_kafka import ensure_topics, reliable_producer, topic_name
 from kmsync_testing.kafka_broker import free_port
+from kmsync_testing.waiting import wait_for
 from kmsync_transform.app import all_partitions
 from kmsync_transform.dead_letters import SourceRef
 from kmsync_transform.routing import route
@@ -193,7 +194,7 @@ class Replica:
         return cpu_seconds(self.proc.pid) - self.cpu_at_ready if self.proc.poll() is None else 0.0
 
 
-async def main() -> int:
+def _parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--engine", default="quix")
@@ -204,7 +205,45 @@ async def main() -> int:
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--env", action="append", default=[], help="K=V for the replicas (e.g. another engine's)")
-    args = p.parse_args()
+    return p.parse_args()
+
+
+async def _kill_first(args: argparse.Namespace, prefix: str, replicas: list[Replica], env: dict[str, str],
+                      work: Path, threshold: int) -> tuple[list[str], float]:
+    """Once `threshold` operations are committed, kill -9 the first replica (and restart it with
+    --restart); returns the killed names and the CPU the killed process had used."""
+    async def progressed() -> bool:
+        return len(await committed_ops(args.bootstrap, prefix)) >= threshold
+
+    await wait_for(progressed, within=args.timeout, what="progress before the kill")
+    victim = replicas[0]
+    cpu_of_dead = victim.cpu()
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait()
+    if args.restart:
+        replicas[0] = Replica(f"{victim.name}-restarted", env, work)
+        replicas[0].wait_ready()
+    return [victim.name], cpu_of_dead
+
+
+async def _caught_up(args: argparse.Namespace, prefix: str, work: Path) -> None:
+    group = f"{prefix}kmsync-transform"
+
+    async def no_lag() -> bool:
+        return await lag(args.bootstrap, prefix, group) <= 0
+
+    await wait_for(no_lag, within=args.timeout, what=f"the replicas to catch up (logs in {work})")
+
+
+def _stop(replicas: list[Replica]) -> None:
+    for r in replicas:
+        if r.proc.poll() is None:
+            r.proc.send_signal(signal.SIGTERM)
+            r.proc.wait(timeout=60)
+
+
+async def main() -> int:
+    args = _parse_args()
     prefix = f"b{uuid.uuid4().hex[:8]}."
     work = Path(tempfile.mkdtemp(prefix="bench-engines-"))
     (work / "tenants.yaml").write_text(yaml.safe_dump(TENANTS))
@@ -224,32 +263,12 @@ async def main() -> int:
     killed: list[str] = []
     cpu_of_dead = 0.0
     if args.kill_after is not None:
-        threshold = int(len(want) * args.kill_after)
-        end = time.monotonic() + args.timeout
-        while len(await committed_ops(args.bootstrap, prefix)) < threshold:
-            if time.monotonic() > end:
-                raise RuntimeError("no progress before the kill")
-        victim = replicas[0]
-        cpu_of_dead += victim.cpu()
-        victim.proc.send_signal(signal.SIGKILL)
-        victim.proc.wait()
-        killed.append(victim.name)
-        if args.restart:
-            replicas[0] = Replica(f"{victim.name}-restarted", env, work)
-            replicas[0].wait_ready()
-    group = f"{prefix}kmsync-transform"
-    end = time.monotonic() + args.timeout
-    while (remaining := await lag(args.bootstrap, prefix, group)) > 0:
-        if time.monotonic() > end:
-            raise RuntimeError(f"not caught up: {remaining} input records left; logs in {work}")
-        await asyncio.sleep(0.2)  # polling with a deadline
+        killed, cpu_of_dead = await _kill_first(args, prefix, replicas, env, work, int(len(want) * args.kill_after))
+    await _caught_up(args, prefix, work)
     wall = time.monotonic() - started
     cpu = cpu_of_dead + sum(r.cpu() for r in replicas)
     ids = await committed_ops(args.bootstrap, prefix)
-    for r in replicas:
-        if r.proc.poll() is None:
-            r.proc.send_signal(signal.SIGTERM)
-            r.proc.wait(timeout=60)
+    _stop(replicas)
     counts = Counter(ids)
     report = {
         "engine": args.engine, "rows": len(items), "replicas": args.replicas, "killed": killed,
@@ -261,7 +280,6 @@ async def main() -> int:
     }
     print(json.dumps(report))
     return 0 if not (report["missing"] or report["unexpected"] or report["op_ids_more_than_once"]) else 1
-
 
 if __name__ == "__main__":
     sys.exit(asyncio.run(main()))
