@@ -54,12 +54,16 @@ $(KAFKA_LIBS)/.complete: deploy/kafka/pom.xml
 	    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA_LIBS))
 	@touch $@
 
-# Debian tools the tests use: prometheus + promtool (alert rules, the end-to-end scrape).
-tools:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
-	    echo "installing Debian's prometheus package (prometheus, promtool)"; \
-	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus || \
-	     (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus)) >/dev/null; }
+# prometheus + promtool for the tests (alert rules, the end-to-end scrape): Debian's package
+# unpacked under .cache/prometheus by apt-get download + dpkg-deb -x, as any user; nothing is
+# installed system-wide. Its usr/bin comes first on PATH for every recipe (make test, ...).
+PROMETHEUS_ROOT := .cache/prometheus
+export PATH := $(abspath $(PROMETHEUS_ROOT))/usr/bin:$(PATH)
+
+tools: $(PROMETHEUS_ROOT)/usr/bin/promtool
+
+$(PROMETHEUS_ROOT)/usr/bin/promtool:
+	@bash tests/deploy/fetch_debian_package.sh prometheus $(PROMETHEUS_ROOT)
 
 kafka: venv kafka-jars
 	$(BIN)/kmsync kafka start

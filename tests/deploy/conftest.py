@@ -4,7 +4,8 @@ No Docker engine and no cluster exist here, so compose, the Kubernetes manifests
 are checked statically with real tools. Each tool is fetched from a package registry the first time
 and cached under .cache/ (the Makefile may install them up front; these fixtures work without it):
 
-- promtool: Debian package `prometheus` (apt-get), when `promtool` is not on PATH;
+- promtool: Debian package `prometheus`, unpacked under .cache/prometheus without root by
+  fetch_debian_package.sh (apt-get download + dpkg-deb -x; `make tools` does the same);
 - docker-compose 1.29 (Debian package `docker-compose`), only for `docker-compose config`, which
   validates the file against the Compose schema offline (no Docker engine involved);
 - kustomize v5.5.0: .cache/bin/kustomize if present, else `kubectl kustomize` when kubectl embeds
@@ -81,9 +82,25 @@ def _debian_tool(command: str, package: str) -> str:
     return found
 
 
+#: Where fetch_debian_package.sh unpacks Debian's prometheus package (the Makefile's PROMETHEUS_ROOT).
+PROMETHEUS_ROOT = CACHE / "prometheus"
+FETCH_DEBIAN_PACKAGE = Path(__file__).with_name("fetch_debian_package.sh")
+
+
+def unpacked_debian_tool(command: str, package: str, root: Path) -> str:
+    """root/usr/bin/command, unpacking Debian's `package` under root first when it is missing
+    (as any user: nothing is installed system-wide)."""
+    binary = root / "usr" / "bin" / command
+    if not binary.exists():
+        result = _run(["bash", str(FETCH_DEBIAN_PACKAGE), package, str(root)], 600)
+        if result.returncode != 0 or not binary.exists():
+            pytest.fail(f"{command} is needed from Debian's {package} package:\n{result.stderr[-3000:]}")
+    return str(binary)
+
+
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    return _debian_tool("promtool", "prometheus")
+    return unpacked_debian_tool("promtool", "prometheus", PROMETHEUS_ROOT)
 
 
 @pytest.fixture(scope="session")

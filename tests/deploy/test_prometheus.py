@@ -71,3 +71,34 @@ def test_every_alert_has_severity_summary_and_a_runbook_section(repo: Path, aler
         runbook = alert["annotations"]["runbook"]
         assert runbook == f"deploy/README.md#{alert['alert'].lower()}"
         assert runbook.split("#", 1)[1] in anchors, f"deploy/README.md has no section {alert['alert']}"
+
+
+def test_promtool_comes_from_the_cache_not_a_system_install(promtool: str, repo: Path) -> None:
+    assert Path(promtool).is_relative_to(repo / ".cache" / "prometheus"), promtool
+    makefile = (repo / "Makefile").read_text()
+    assert "apt-get install" not in makefile, "make must not install system packages (issue #20 item 6)"
+    assert "tests/deploy/fetch_debian_package.sh prometheus $(PROMETHEUS_ROOT)" in makefile
+    assert re.search(r"^export PATH := \$\(abspath \$\(PROMETHEUS_ROOT\)\)/usr/bin:", makefile, flags=re.M)
+    assert re.search(r"^test: .*\btools\b", makefile, flags=re.M)
+
+
+def test_prometheus_and_promtool_unpack_without_root(repo: Path) -> None:
+    """fetch_debian_package.sh as an unprivileged user (nobody, when the tests run as root)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kmsync-fetch-") as scratch:
+        Path(scratch).chmod(0o777)  # pytest's tmp_path sits under a directory only its user can enter
+        dest = Path(scratch) / "prom"
+        argv = ["bash", str(repo / "tests/deploy/fetch_debian_package.sh"), "prometheus", str(dest)]
+        if os.geteuid() == 0:
+            argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+        assert result.returncode == 0, result.stderr
+        for command in ("prometheus", "promtool"):
+            binary = dest / "usr" / "bin" / command
+            if os.geteuid() == 0:
+                assert binary.stat().st_uid == 65534, "unpacked by the unprivileged user"
+            version = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60,
+                                     check=False)
+            assert version.returncode == 0 and "version" in version.stdout + version.stderr, command
