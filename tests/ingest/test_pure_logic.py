@@ -13,6 +13,7 @@ from kmsync_ingest.errors import BadInput
 from kmsync_ingest.job_ids import HandledJobs
 from kmsync_ingest.kaltura_source import user_profile_base
 from kmsync_ingest.notifications import read_notification
+from kmsync_ingest.times import iso_time, unix_time
 
 T0 = datetime(2025, 6, 16, 13, 0, tzinfo=UTC)
 
@@ -99,3 +100,12 @@ def test_bad_notifications_name_the_field(body: bytes, ctype: str, status: int, 
 def test_user_profile_url_may_be_the_host_or_the_api_base() -> None:
     assert user_profile_base("https://user.us.ovp.kaltura.com") == "https://user.us.ovp.kaltura.com/api/v1"
     assert user_profile_base("http://127.0.0.1:5/api/v1/") == "http://127.0.0.1:5/api/v1"
+
+
+def test_kaltura_times_are_read_only_when_they_name_an_instant() -> None:
+    assert iso_time("2025-06-16T13:00:00Z") == T0
+    assert iso_time("2025-06-16T15:00:00+02:00") == T0
+    assert iso_time("2025-06-16T13:00:00") is None  # no zone: never a guess
+    assert iso_time("yesterday") is None and iso_time(1750078800) is None and iso_time(None) is None
+    assert unix_time(1750078800) == T0 and unix_time("1750078800") == T0 and unix_time(1750078800.0) == T0
+    assert unix_time(True) is None and unix_time("soon") is None and unix_time(10**30) is None
