@@ -8,19 +8,16 @@ are returned as they are, for the caller to retry only what failed.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from typing_extensions import Unpack
 
-from kmsync_common.clock import Clock
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo import endpoints as ep
-from kmsync_marketo.auth import TokenManager, TokenRegistry
 from kmsync_marketo.errors import (
     ErrorClass,
     MarketoApiError,
@@ -28,10 +25,10 @@ from kmsync_marketo.errors import (
     MarketoProtocolError,
     failure_of,
 )
-from kmsync_marketo.limiter import InstanceLimiter, LimiterRegistry
+from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.outcomes import IdKey, Outcome, align_results, failed_outcomes
 from kmsync_marketo.settings import MarketoSettings
-from kmsync_marketo.transport import MarketoTransport
+from kmsync_marketo.transport import MarketoTransport, TransportParts
 
 LeadAction = Literal["createOrUpdate", "createOnly", "updateOnly", "createDuplicate"]
 ObjectAction = Literal["createOrUpdate", "createOnly", "updateOnly"]
@@ -115,29 +112,10 @@ def chunk_records(
 class MarketoClient:
     """The Marketo client of one instance. Cheap to create: limiter and token are shared per process."""
 
-    def __init__(
-        self,
-        settings: MarketoSettings,
-        *,
-        clock: Clock | None = None,
-        limiter: InstanceLimiter | None = None,
-        limiters: LimiterRegistry | None = None,
-        tokens: TokenManager | None = None,
-        token_registry: TokenRegistry | None = None,
-        http: httpx.AsyncClient | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, settings: MarketoSettings, **parts: Unpack[TransportParts]) -> None:
+        """``parts``: what the transport may be given instead of making its own (TransportParts)."""
         self.settings = settings
-        self.transport = MarketoTransport(
-            settings,
-            clock=clock,
-            limiter=limiter,
-            limiters=limiters,
-            tokens=tokens,
-            token_registry=token_registry,
-            http=http,
-            rng=rng,
-        )
+        self.transport = MarketoTransport(settings, **parts)
 
     @property
     def limiter(self) -> InstanceLimiter:

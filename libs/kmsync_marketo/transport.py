@@ -2,6 +2,11 @@
 
 Every REST, Asset and Bulk call of the library goes through :meth:`MarketoTransport.call`.
 HTTP 200 bodies are always read: ``success:false`` is how Marketo reports most errors (§3.1, §10.8).
+
+A call is three layers, each a method: the retry rules (:meth:`MarketoTransport._call`: backoff,
+throttles, quota parks, import-queue waits), re-authentication (:meth:`MarketoTransport._authorized`:
+a token, and one replay with a fresh one when Marketo says it is invalid) and one send
+(:meth:`MarketoTransport._send`: a limiter slot and one HTTP request, its body read).
 """
 
 from __future__ import annotations
@@ -9,10 +14,12 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import random
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 import httpx
+from pydantic import SecretStr
+from typing_extensions import Unpack
 
 from kmsync_common.clock import Clock, SystemClock
 from kmsync_marketo import endpoints as ep
@@ -55,24 +62,82 @@ class RawResponse:
     text: str
 
 
+class TransportParts(TypedDict, total=False):
+    """What a transport may be given instead of making its own (tests, tools, shared registries).
+
+    ``limiter``/``tokens``: this instance's own; else taken from ``limiters``/``token_registry``
+    (default: the process-wide ones, so every client of one instance shares them)."""
+
+    clock: Clock | None
+    limiter: InstanceLimiter | None
+    limiters: LimiterRegistry | None
+    tokens: TokenManager | None
+    token_registry: TokenRegistry | None
+    http: httpx.AsyncClient | None
+    rng: random.Random | None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One logical call, replayed as the retry rules say."""
+
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    content: bytes | None = None
+    data: dict[str, Any] | None = None
+    files: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    #: False: a non-JSON answer is wanted (bulk CSVs): its text, None on HTTP 404.
+    want_json: bool = True
+    #: False: insert-only, never replayed once Marketo may have applied it.
+    idempotent: bool = True
+
+    @property
+    def what(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass
+class _Answer:
+    """What one send got back: an HTTP response (its body read on a 200) or no answer at all."""
+
+    resp: httpx.Response | None
+    error: httpx.HTTPError | None = None
+    body: Any = None
+    #: Marketo's response-level error code (HTTP 200, success:false); None when there is none.
+    code: str | None = None
+    message: str = ""
+    #: The limiter's start time of the call (a throttle's pause is measured from it).
+    started: float = 0.0
+
+
+@dataclass
+class _Tries:
+    """The retry state of one logical call."""
+
+    attempts: int = 0
+    reauthed: bool = False
+    parks: int = 0
+    queue_waits: int = 0
+
+
+class _Again:
+    """What a step returns when the call is to be sent again (its wait already done)."""
+
+
+_AGAIN = _Again()
+_Result = dict[str, Any] | str | None
+
+
 class MarketoTransport:
-    def __init__(
-        self,
-        settings: MarketoSettings,
-        *,
-        clock: Clock | None = None,
-        limiter: InstanceLimiter | None = None,
-        limiters: LimiterRegistry | None = None,
-        tokens: TokenManager | None = None,
-        token_registry: TokenRegistry | None = None,
-        http: httpx.AsyncClient | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, settings: MarketoSettings, **given: Unpack[TransportParts]) -> None:
         self.settings = settings
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = given.get("clock") or SystemClock()
         self.base_url = settings.endpoint
-        self.limiter = limiter or (limiters or DEFAULT_LIMITERS).get(settings.instance_key, settings.limits, self.clock)
-        self.tokens = tokens or (token_registry or DEFAULT_TOKENS).get(
+        self.limiter = given.get("limiter") or (given.get("limiters") or DEFAULT_LIMITERS).get(
+            settings.instance_key, settings.limits, self.clock)
+        self.tokens = given.get("tokens") or (given.get("token_registry") or DEFAULT_TOKENS).get(
             self.base_url,
             settings.client_id,
             lambda: TokenManager(
@@ -81,9 +146,10 @@ class MarketoTransport:
                 refresh_margin_seconds=settings.token_refresh_margin_seconds,
             ),
         )
+        http = given.get("http")
         self._own_http = http is None
         self.http = http or httpx.AsyncClient(timeout=settings.http_timeout_seconds)
-        self._rng = rng or random.Random()
+        self._rng = given.get("rng") or random.Random()
         self.stats = CallStats()
 
     async def aclose(self) -> None:
@@ -120,17 +186,8 @@ class MarketoTransport:
             if len(content) > body_limit:
                 raise MarketoHttpError(413, f"request body {len(content)} bytes over {body_limit}; not sent")
             headers["Content-Type"] = "application/json"
-        result = await self._call(
-            method,
-            path,
-            params=params,
-            content=content,
-            data=data,
-            files=files,
-            headers=headers,
-            want_json=True,
-            idempotent=idempotent,
-        )
+        result = await self._call(Request(method, path, params=params, content=content, data=data, files=files,
+                                          headers=headers, idempotent=idempotent))
         assert isinstance(result, dict)
         if self.limiter.reconcile_due():
             await self._reconcile_usage()
@@ -139,9 +196,7 @@ class MarketoTransport:
     async def _reconcile_usage(self) -> None:
         """Feed the instance-wide count of today's calls to the limiter (§2.1 usage endpoints)."""
         try:
-            body = await self._call(
-                "GET", ep.USAGE_TODAY, params=None, content=None, data=None, files=None, headers={}, want_json=True
-            )
+            body = await self._call(Request("GET", ep.USAGE_TODAY))
         except MarketoError as exc:
             self.limiter.reconcile_failed()
             log.warning("marketo usage reconciliation failed: %s", exc)
@@ -156,164 +211,158 @@ class MarketoTransport:
 
     async def call_text(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> str | None:
         """A non-JSON answer (bulk failure/warning CSVs); None on HTTP 404 (no such file, §9.1)."""
-        result = await self._call(
-            method, path, params=params, content=None, data=None, files=None, headers={}, want_json=False
-        )
+        result = await self._call(Request(method, path, params=params, want_json=False))
         assert result is None or isinstance(result, str)
         return result
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None,
-        content: bytes | None,
-        data: dict[str, Any] | None,
-        files: dict[str, Any] | None,
-        headers: dict[str, str],
-        want_json: bool,
-        idempotent: bool = True,
-    ) -> dict[str, Any] | str | None:
-        r = self.settings.retry
-        attempts = 0
-        reauthed = False
-        parks = 0
-        queue_waits = 0
-        url = self.base_url + path
+    # ----- layer 1: the retry rules
+    async def _call(self, req: Request) -> _Result:
+        tries = _Tries()
         while True:
-            attempts += 1
-            try:
-                token = await self.tokens.bearer()
-            except MarketoHttpError as exc:  # Identity unreachable or 5xx: transient
-                if exc.error_class is ErrorClass.RETRY_SOON and attempts < r.max_attempts:
-                    await self._retry_wait(attempts, f"Identity {exc}")
-                    continue
-                raise
-            code: str | None = None
-            message = ""
-            started = 0.0
-            async with self.limiter.slot() as permit:
-                started = permit.started
-                self.stats.calls += 1
-                try:
-                    resp = await self.http.request(
-                        method,
-                        url,
-                        params=params,
-                        content=content,
-                        data=data,
-                        files=files,
-                        headers={**headers, "Authorization": f"Bearer {token.get_secret_value()}"},
-                    )
-                except httpx.TimeoutException as exc:
-                    resp = None
-                    transport_error: httpx.HTTPError | None = exc
-                except httpx.TransportError as exc:
-                    resp = None
-                    transport_error = exc
-                else:
-                    transport_error = None
-                body: Any = None
-                if resp is not None and resp.status_code == 200 and (want_json or _looks_json(resp)):
-                    try:
-                        body = resp.json()
-                    except ValueError as exc:
-                        if want_json:
-                            raise MarketoProtocolError(f"{method} {path}: answer is not JSON") from exc
-                    if isinstance(body, dict) and body.get("success") is False:
-                        errors = body.get("errors") or [{}]
-                        first = errors[0] if isinstance(errors[0], dict) else {}
-                        code = str(first.get("code", "?"))
-                        message = str(first.get("message", ""))
-                        if classify(code).not_counted:
-                            permit.not_counted = True
-                        permit.throttled = code in THROTTLE_CODES
+            tries.attempts += 1
+            answer = await self._authorized(req, tries)
+            if answer is None:
+                continue  # Identity was unreachable; waited
+            if answer.code is None:
+                result = await self._uncoded(req, answer, tries)
+            else:
+                result = await self._coded(req, answer, tries)
+            if not isinstance(result, _Again):
+                return result
 
-            # ----- decide, outside the slot so waiting frees the concurrency place -----
-            if resp is None:
-                assert transport_error is not None
-                failure = no_answer(transport_error, f"{method} {path}", idempotent=idempotent)
-                if failure.maybe_applied or attempts >= r.max_attempts:
-                    raise failure
-                await self._retry_wait(attempts, f"{type(transport_error).__name__}")
-                continue
-            if resp.status_code == 404 and not want_json:
-                return None
-            if resp.status_code != 200:
-                cls = classify_http_status(resp.status_code)
-                if cls is ErrorClass.RETRY_SOON and attempts < r.max_attempts and idempotent:
-                    await self._retry_wait(attempts, f"HTTP {resp.status_code}")
-                    continue
-                maybe = cls is ErrorClass.RETRY_SOON and not idempotent
-                raise MarketoHttpError(
-                    resp.status_code, f"{method} {path}{MAYBE_APPLIED_NOTE if maybe else ''}", maybe_applied=maybe
-                )
-            if code is None:
-                if not want_json and not isinstance(body, dict):
-                    return resp.text
-                if not isinstance(body, dict):
-                    raise MarketoProtocolError(f"{method} {path}: envelope is not an object")
-                if not want_json:
-                    return resp.text
-                return body
+    async def _uncoded(self, req: Request, answer: _Answer, tries: _Tries) -> _Result | _Again:
+        """An answer without a Marketo error code: no answer at all, an HTTP error, or a success."""
+        r = self.settings.retry
+        resp = answer.resp
+        if resp is None:
+            assert answer.error is not None
+            failure = no_answer(answer.error, req.what, idempotent=req.idempotent)
+            if failure.maybe_applied or tries.attempts >= r.max_attempts:
+                raise failure
+            await self._retry_wait(tries.attempts, type(answer.error).__name__)
+            return _AGAIN
+        if resp.status_code == 404 and not req.want_json:
+            return None
+        if resp.status_code != 200:
+            cls = classify_http_status(resp.status_code)
+            if cls is ErrorClass.RETRY_SOON and tries.attempts < r.max_attempts and req.idempotent:
+                await self._retry_wait(tries.attempts, f"HTTP {resp.status_code}")
+                return _AGAIN
+            maybe = cls is ErrorClass.RETRY_SOON and not req.idempotent
+            raise MarketoHttpError(resp.status_code, f"{req.what}{MAYBE_APPLIED_NOTE if maybe else ''}",
+                                   maybe_applied=maybe)
+        if not req.want_json:
+            return resp.text
+        if not isinstance(answer.body, dict):
+            raise MarketoProtocolError(f"{req.what}: envelope is not an object")
+        return answer.body
 
-            self.stats.count_error(code)
-            info = classify(code)
-            cls = info.error_class
-            if cls is ErrorClass.REAUTH:
-                self.tokens.invalidate(token)
-                if reauthed:
-                    raise MarketoApiError(code, message, attempts)
-                reauthed = True
-                self.stats.reauths += 1
-                attempts -= 1  # the replay after a re-auth is not a retry
-                continue
-            if cls is ErrorClass.RETRY_SOON:
-                if attempts >= r.max_attempts:
-                    raise MarketoApiError(code, message, attempts)
-                if not idempotent and info.ambiguous:
-                    raise MarketoApiError(code, f"{message}{MAYBE_APPLIED_NOTE}", attempts, maybe_applied=True)
-                if code in THROTTLE_CODES:
-                    self.limiter.on_throttle(code, started)  # its pause delays the next slot
-                    self.stats.retries += 1
-                else:
-                    await self._retry_wait(attempts, code)
-                continue
-            if cls is ErrorClass.RETRY_LATER:
-                if code == "607":
-                    # A quota is a delay, never a failure: park and replay as often as needed.
-                    if r.max_quota_parks is not None and parks >= r.max_quota_parks:
-                        raise MarketoApiError(code, message, attempts)
-                    parks += 1
-                    until = self.limiter.on_quota_reached()  # the next slot waits for the reset
-                    log.info("marketo %s %s: 607 (park %d), replaying after %s", method, path, parks,
-                             until.isoformat())
-                    attempts = 0
-                    reauthed = False  # the token dies during a park of hours: one more re-auth is fair
-                    continue
-                if queue_waits >= r.import_queue_max_waits:
-                    raise MarketoApiError(code, message, attempts)
-                queue_waits += 1
-                attempts = 0
-                reauthed = False  # a token may expire during the wait
-                log.info(
-                    "marketo %s %s: %s %s; waiting %.0fs",
-                    method,
-                    path,
-                    code,
-                    message,
-                    r.import_queue_wait_seconds,
-                )
-                await self.clock.sleep(r.import_queue_wait_seconds)
-                continue
-            raise MarketoApiError(code, message, attempts)
+    async def _coded(self, req: Request, answer: _Answer, tries: _Tries) -> _Again:
+        """A response-level Marketo error (re-auth is the layer below's): retried as the table says, or raised."""
+        code, message = answer.code or "?", answer.message
+        info = classify(code)
+        if info.error_class is ErrorClass.RETRY_SOON:
+            if tries.attempts >= self.settings.retry.max_attempts:
+                raise MarketoApiError(code, message, tries.attempts)
+            if not req.idempotent and info.ambiguous:
+                raise MarketoApiError(code, f"{message}{MAYBE_APPLIED_NOTE}", tries.attempts, maybe_applied=True)
+            if code in THROTTLE_CODES:
+                self.limiter.on_throttle(code, answer.started)  # its pause delays the next slot
+                self.stats.retries += 1
+            else:
+                await self._retry_wait(tries.attempts, code)
+            return _AGAIN
+        if info.error_class is ErrorClass.RETRY_LATER:
+            if code == "607":
+                self._park(req, code, message, tries)
+            else:
+                await self._wait_for_import_queue(req, code, message, tries)
+            return _AGAIN
+        raise MarketoApiError(code, message, tries.attempts)
+
+    def _park(self, req: Request, code: str, message: str, tries: _Tries) -> None:
+        """A quota is a delay, never a failure: park and replay as often as needed."""
+        r = self.settings.retry
+        if r.max_quota_parks is not None and tries.parks >= r.max_quota_parks:
+            raise MarketoApiError(code, message, tries.attempts)
+        tries.parks += 1
+        until = self.limiter.on_quota_reached()  # the next slot waits for the reset
+        log.info("marketo %s: 607 (park %d), replaying after %s", req.what, tries.parks, until.isoformat())
+        tries.attempts = 0
+        tries.reauthed = False  # the token dies during a park of hours: one more re-auth is fair
+
+    async def _wait_for_import_queue(self, req: Request, code: str, message: str, tries: _Tries) -> None:
+        r = self.settings.retry
+        if tries.queue_waits >= r.import_queue_max_waits:
+            raise MarketoApiError(code, message, tries.attempts)
+        tries.queue_waits += 1
+        tries.attempts = 0
+        tries.reauthed = False  # a token may expire during the wait
+        log.info("marketo %s: %s %s; waiting %.0fs", req.what, code, message, r.import_queue_wait_seconds)
+        await self.clock.sleep(r.import_queue_wait_seconds)
 
     async def _retry_wait(self, attempt: int, why: str) -> None:
         delay = self._backoff(attempt)
         self.stats.retries += 1
         log.info("marketo retry after %s in %.1fs (attempt %d)", why, delay, attempt)
         await self.clock.sleep(delay)
+
+    # ----- layer 2: re-authentication
+    async def _authorized(self, req: Request, tries: _Tries) -> _Answer | None:
+        """One send with a token; a token Marketo calls invalid is dropped and the request replayed
+        once with a new one (the replay is not a retry). None: Identity was unreachable (waited)."""
+        while True:
+            try:
+                token = await self.tokens.bearer()
+            except MarketoHttpError as exc:  # Identity unreachable or 5xx: transient
+                if exc.error_class is ErrorClass.RETRY_SOON and tries.attempts < self.settings.retry.max_attempts:
+                    await self._retry_wait(tries.attempts, f"Identity {exc}")
+                    return None
+                raise
+            answer = await self._send(req, token)
+            if answer.code is None or classify(answer.code).error_class is not ErrorClass.REAUTH:
+                return answer
+            self.tokens.invalidate(token)
+            if tries.reauthed:
+                raise MarketoApiError(answer.code, answer.message, tries.attempts)
+            tries.reauthed = True
+            self.stats.reauths += 1
+
+    # ----- layer 3: one send
+    async def _send(self, req: Request, token: SecretStr) -> _Answer:
+        """One HTTP request in a limiter slot; a 200's body is read and a ``success:false`` reported
+        to the limiter (not counted, throttled) before the slot is freed."""
+        async with self.limiter.slot() as permit:
+            self.stats.calls += 1
+            try:
+                resp = await self.http.request(
+                    req.method, self.base_url + req.path, params=req.params, content=req.content, data=req.data,
+                    files=req.files, headers={**req.headers, "Authorization": f"Bearer {token.get_secret_value()}"},
+                )
+            except httpx.TransportError as exc:  # timeouts included
+                return _Answer(None, error=exc, started=permit.started)
+            answer = _Answer(resp, started=permit.started)
+            if resp.status_code == 200 and (req.want_json or _looks_json(resp)):
+                answer.body = self._read_body(req, resp)
+                if isinstance(answer.body, dict) and answer.body.get("success") is False:
+                    errors = answer.body.get("errors") or [{}]
+                    first = errors[0] if isinstance(errors[0], dict) else {}
+                    answer.code = str(first.get("code", "?"))
+                    answer.message = str(first.get("message", ""))
+                    self.stats.count_error(answer.code)
+                    if classify(answer.code).not_counted:
+                        permit.not_counted = True
+                    permit.throttled = answer.code in THROTTLE_CODES
+            return answer
+
+    @staticmethod
+    def _read_body(req: Request, resp: httpx.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError as exc:
+            if req.want_json:
+                raise MarketoProtocolError(f"{req.what}: answer is not JSON") from exc
+            return None
 
 
 #: Marketo's rate (606) and concurrency (615) rejections: the limiter's slow-down handles them.

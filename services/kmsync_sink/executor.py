@@ -133,6 +133,46 @@ def call_code(outcomes: Sequence[Outcome]) -> str:
     return "ok"
 
 
+class LeadResolver:
+    """One window's lead ids: those its lead upserts returned, else the cache's; and for an email
+    without one, why (its upsert's failure, or not known yet)."""
+
+    def __init__(self, cache: LeadCache) -> None:
+        self.cache = cache
+        self.resolved: dict[str, int] = {}
+        #: email → why its lead upsert failed in this window.
+        self.failures: dict[str, _Failure] = {}
+
+    def id(self, email: str) -> int | None:
+        return self.resolved.get(email) or self.cache.get(email)
+
+    def learned(self, email: str, lead: int) -> None:
+        self.resolved[email] = lead
+        self.cache.put(email, lead)
+
+    def unresolved(self, email: str) -> _Failure:
+        return self.failures.get(email) or _Failure(
+            ReasonCode.LEAD_UNRESOLVED, "the lead's id is not known yet (its upsert did not complete)", True
+        )
+
+
+class _Reporter:
+    """One window's decisions: collected, and each call's published as soon as the call returns."""
+
+    def __init__(self, executor: WindowExecutor, emit: Emit | None) -> None:
+        self.executor = executor
+        self.emit = emit
+        self.collected: list[Decision] = []
+
+    async def decided(self, batch: list[Decision]) -> None:
+        self.collected.extend(batch)
+        await self.executor._report(batch, self.emit)
+
+    async def call(self, coro: Awaitable[list[Decision]], ops: list[PendingOp]) -> None:
+        """Run one call (guarded: an unexpected error fails its records) and report its decisions."""
+        await self.decided(await _guarded(coro, ops))
+
+
 class WindowExecutor:
     def __init__(
         self,
@@ -190,81 +230,63 @@ class WindowExecutor:
         """Run the plan; each call's decisions go to ``emit`` as soon as that call returns (so a
         stop in the middle of a window loses no outcome of a call already made). Returns them all,
         except those of pipelined bulk jobs still running (they go to ``emit`` when they end)."""
-        collected: list[Decision] = []
-        guarded = _guarded
-
-        async def report(batch: list[Decision]) -> list[Decision]:
-            collected.extend(batch)
-            await self._report(batch, emit)
-            return batch
-
         for p in _plan_ops(plan):
             p.attempts += 1
-        await report([
+        out = _Reporter(self, emit)
+        await out.decided([
             Decision(p, "skipped", reason_code=ReasonCode.ALREADY_WRITTEN,
                      reason="custom activity already written (insert-only; replay not sent)")
             for p in plan.already_written
         ])
-        resolved: dict[str, int] = {}
-        lead_failures: dict[str, _Failure] = {}
-
+        leads = LeadResolver(self.cache)
         use_bulk = plan.use_bulk and self.bulk is not None
+        await self._stage_leads(plan, leads, out, use_bulk)
+        await self._stage_rest(plan, leads, out, use_bulk)
+        return out.collected
 
-        async def leads(c: LeadCall) -> None:
-            await report(await guarded(self._leads(c, resolved, lead_failures), _lead_ops(c)))
-
-        async def bulk_leads(c: LeadCall) -> None:
-            await report(await guarded(self._bulk_leads(c, lead_failures), _lead_ops(c)))
-
+    async def _stage_leads(self, plan: Plan, leads: LeadResolver, out: _Reporter, use_bulk: bool) -> None:
+        """Stage 1: every lead upsert of the window (REST and bulk calls concurrently)."""
         rest_lead_calls = plan.lead_calls
         if plan.bulk_lead_calls and not use_bulk:  # no bulk writer: the same inputs over REST
             rest_lead_calls = rest_lead_calls + [LeadCall(c.inputs[i:i + BATCH_MAX])
                                                  for c in plan.bulk_lead_calls
                                                  for i in range(0, len(c.inputs), BATCH_MAX)]
-        await _all_then_raise(*(leads(c) for c in rest_lead_calls),
-                              *(bulk_leads(c) for c in plan.bulk_lead_calls if use_bulk))
+        await _all_then_raise(*(out.call(self._leads(c, leads), _lead_ops(c)) for c in rest_lead_calls),
+                              *(out.call(self._bulk_leads(c, leads), _lead_ops(c))
+                                for c in plan.bulk_lead_calls if use_bulk))
 
-        def lead_id(email: str) -> int | None:
-            return resolved.get(email) or self.cache.get(email)
-
-        def unresolved(email: str) -> _Failure:
-            return lead_failures.get(email) or _Failure(
-                ReasonCode.LEAD_UNRESOLVED, "the lead's id is not known yet (its upsert did not complete)", True
-            )
-
-        async def stage2(coro: Awaitable[list[Decision]], ops: list[PendingOp]) -> None:
-            await report(await guarded(coro, ops))
-
-        async def program_statuses(program_calls: list[StatusCall]) -> None:
-            # One program's status calls in the planner's order (lower steps first), one at a time.
-            for c in program_calls:
-                await stage2(
-                    self._bulk_statuses(c, lead_failures) if use_bulk else self._statuses(c, lead_id, unresolved),
-                    [p for m in c.members for p in m.ops],
-                )
-
+    async def _stage_rest(self, plan: Plan, leads: LeadResolver, out: _Reporter, use_bulk: bool) -> None:
+        """Stage 2: what needs a lead id: program statuses (one program's calls in order), custom
+        objects and custom activities, all concurrently."""
         by_program: dict[int, list[StatusCall]] = {}
         for c in plan.status_calls:
             by_program.setdefault(c.program_id, []).append(c)
-        def objects(c: ObjectCall) -> Awaitable[list[Decision]]:
-            if c.object_name in plan.bulk_objects and self.bulk is not None:
-                if self.pipeline is not None and emit is not None:
-                    return self._start_bulk_objects(c, lead_id, unresolved, emit)
-                return self._bulk_objects(c, lead_id, unresolved)
-            return self._objects(c, lead_id, unresolved)  # the client cuts it into calls of ≤ 300
-
         calls: list[tuple[Awaitable[list[Decision]], list[PendingOp]]] = []
-        calls += [(objects(c), [p for i in c.items for p in i.ops]) for c in plan.object_calls]
-        calls += [(self._activities(c, lead_id, unresolved), [p for a in c.items for p in a.ops])
-                  for c in plan.activity_calls]
-        await _all_then_raise(*(program_statuses(pc) for pc in by_program.values()),
-                              *(stage2(c, o) for c, o in calls))
-        return collected
+        calls += [(self._object_call(c, plan, leads, out.emit), [p for i in c.items for p in i.ops])
+                  for c in plan.object_calls]
+        calls += [(self._activities(c, leads), [p for a in c.items for p in a.ops]) for c in plan.activity_calls]
+        await _all_then_raise(*(self._program_statuses(pc, leads, out, use_bulk) for pc in by_program.values()),
+                              *(out.call(c, o) for c, o in calls))
+
+    async def _program_statuses(
+        self, program_calls: list[StatusCall], leads: LeadResolver, out: _Reporter, use_bulk: bool
+    ) -> None:
+        # One program's status calls in the planner's order (lower steps first), one at a time.
+        for c in program_calls:
+            await out.call(self._bulk_statuses(c, leads) if use_bulk else self._statuses(c, leads),
+                           [p for m in c.members for p in m.ops])
+
+    def _object_call(
+        self, c: ObjectCall, plan: Plan, leads: LeadResolver, emit: Emit | None
+    ) -> Awaitable[list[Decision]]:
+        if c.object_name in plan.bulk_objects and self.bulk is not None:
+            if self.pipeline is not None and emit is not None:
+                return self._start_bulk_objects(c, leads, emit)
+            return self._bulk_objects(c, leads)
+        return self._objects(c, leads)  # the client cuts it into calls of ≤ 300
 
     # ----- stage 1: leads
-    async def _leads(
-        self, call: LeadCall, resolved: dict[str, int], failures: dict[str, _Failure]
-    ) -> list[Decision]:
+    async def _leads(self, call: LeadCall, leads: LeadResolver) -> list[Decision]:
         records = [li.record() for li in call.inputs]
         try:
             result = await self.writer.sync_leads(records)
@@ -272,24 +294,23 @@ class WindowExecutor:
             f = _failure_from_exception(exc)
             self._observe("leads", len(records), f.code)
             for li in call.inputs:
-                failures[li.email] = f
+                leads.failures[li.email] = f
             return _failed((p for li in call.inputs for p in li.ops), f)
         self._observe("leads", len(records), call_code(result.outcomes))
         out: list[Decision] = []
         for li, o in zip(call.inputs, result.outcomes, strict=True):
             lead = result.lead_ids.get(li.email) or (int(o.marketo_id) if o.ok and o.marketo_id else None)
             if o.ok and lead is not None:
-                resolved[li.email] = lead
-                self.cache.put(li.email, lead)
+                leads.learned(li.email, lead)
             else:
-                failures[li.email] = _Failure(o.reason_code or "unknown", o.reason or "lead upsert failed",
-                                              o.retryable or o.ok)
+                leads.failures[li.email] = _Failure(o.reason_code or "unknown", o.reason or "lead upsert failed",
+                                                    o.retryable or o.ok)
                 if o.status == "failed":
                     log.info("lead upsert failed for %s: %s", hash_email(li.email), o.reason_code)
             out += [_from_outcome(p, o) for p in li.ops]
         return out
 
-    async def _bulk_leads(self, call: LeadCall, failures: dict[str, _Failure]) -> list[Decision]:
+    async def _bulk_leads(self, call: LeadCall, leads: LeadResolver) -> list[Decision]:
         """Bulk lead import (docs/reference/marketo-api.md §9): no lead ids come back, so operations that need an id
         (custom objects, activities) resolve it with a REST upsert on their retry."""
         assert self.bulk is not None
@@ -300,7 +321,7 @@ class WindowExecutor:
         except MarketoError as exc:
             f = _failure_from_exception(exc)
             for li in call.inputs:
-                failures[li.email] = f
+                leads.failures[li.email] = f
             return _failed((p for li in call.inputs for p in li.ops), f, api="bulk")
         finally:
             self._bulk_in_flight(-1)
@@ -308,19 +329,19 @@ class WindowExecutor:
         out: list[Decision] = []
         for li, o in zip(call.inputs, result.outcomes, strict=True):
             if not o.ok:
-                failures[li.email] = _Failure(o.reason_code or ReasonCode.BULK_FAILED, o.reason or "bulk import failed",
-                                              o.retryable)
+                leads.failures[li.email] = _Failure(o.reason_code or ReasonCode.BULK_FAILED,
+                                                    o.reason or "bulk import failed", o.retryable)
             out += [_from_outcome(p, o, api="bulk") for p in li.ops]
         return out
 
-    async def _bulk_statuses(self, call: StatusCall, lead_failures: dict[str, _Failure]) -> list[Decision]:
+    async def _bulk_statuses(self, call: StatusCall, leads: LeadResolver) -> list[Decision]:
         """Bulk program member import by email, one job per (program, status) (§9.2)."""
         assert self.bulk is not None
         out: list[Decision] = []
         members = []
         for m in call.members:
-            if m.email in lead_failures:
-                out += _failed(m.ops, lead_failures[m.email], api="bulk")
+            if m.email in leads.failures:
+                out += _failed(m.ops, leads.failures[m.email], api="bulk")
             else:
                 members.append(m)
         if not members:
@@ -339,20 +360,20 @@ class WindowExecutor:
         return out
 
     async def _bulk_objects(
-        self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
+        self, call: ObjectCall, leads: LeadResolver
     ) -> list[Decision]:
         """Bulk custom object import (§9.2) for a large window or many upserts of one object; records
         whose lead id is not known yet (the link field needs it) fail ReasonCode.LEAD_UNRESOLVED and retry."""
         target = await self._object_target(call.object_name)
         if isinstance(target, SchemaFailure):
             return _failed((p for i in call.items for p in i.ops), _schema_failure(target), api="bulk")
-        out, sendable = self._bulk_object_rows(call, target, lead_id, unresolved)
+        out, sendable = self._bulk_object_rows(call, target, leads)
         if sendable:
             out += await self._import_objects(call.object_name, target, sendable)
         return out
 
     async def _start_bulk_objects(
-        self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure],
+        self, call: ObjectCall, leads: LeadResolver,
         emit: Emit,
     ) -> list[Decision]:
         """The pipelined form of ``_bulk_objects``: the link field is resolved now, then the job is
@@ -362,7 +383,7 @@ class WindowExecutor:
         target = await self._object_target(call.object_name)
         if isinstance(target, SchemaFailure):
             return _failed((p for i in call.items for p in i.ops), _schema_failure(target), api="bulk")
-        out, sendable = self._bulk_object_rows(call, target, lead_id, unresolved)
+        out, sendable = self._bulk_object_rows(call, target, leads)
         if not sendable:
             return out
         ops = [p for i, _, _ in sendable for p in i.ops]
@@ -374,16 +395,15 @@ class WindowExecutor:
         return out
 
     def _bulk_object_rows(
-        self, call: ObjectCall, target: ObjectSchema | None, lead_id: Callable[[str], int | None],
-        unresolved: Callable[[str], _Failure],
+        self, call: ObjectCall, target: ObjectSchema | None, leads: LeadResolver,
     ) -> tuple[list[Decision], list[_ObjectRow]]:
         """(decisions of records without a lead id yet, the rows to send with their link field)."""
         out: list[Decision] = []
         sendable: list[_ObjectRow] = []
         for item in call.items:
-            lid = lead_id(item.email)
+            lid = leads.id(item.email)
             if lid is None:
-                out += _failed(item.ops, unresolved(item.email), api="bulk")
+                out += _failed(item.ops, leads.unresolved(item.email), api="bulk")
             else:
                 sendable.append(self._object_row(call.object_name, target, item, lid))
         return out, sendable
@@ -442,14 +462,14 @@ class WindowExecutor:
 
     # ----- stage 2
     async def _statuses(
-        self, call: StatusCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
+        self, call: StatusCall, leads: LeadResolver
     ) -> list[Decision]:
         out: list[Decision] = []
         sendable: list[tuple[Any, int]] = []
         for m in call.members:
-            lid = lead_id(m.email)
+            lid = leads.id(m.email)
             if lid is None:
-                out += _failed(m.ops, unresolved(m.email))
+                out += _failed(m.ops, leads.unresolved(m.email))
             else:
                 sendable.append((m, lid))
         if not sendable:
@@ -468,7 +488,7 @@ class WindowExecutor:
         return out
 
     async def _objects(
-        self, call: ObjectCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
+        self, call: ObjectCall, leads: LeadResolver
     ) -> list[Decision]:
         out: list[Decision] = []
         target = await self._object_target(call.object_name)
@@ -476,9 +496,9 @@ class WindowExecutor:
             return _failed((p for i in call.items for p in i.ops), _schema_failure(target))
         sendable: list[_ObjectRow] = []
         for item in call.items:
-            lid = lead_id(item.email)
+            lid = leads.id(item.email)
             if lid is None:
-                out += _failed(item.ops, unresolved(item.email))
+                out += _failed(item.ops, leads.unresolved(item.email))
             else:
                 sendable.append(self._object_row(call.object_name, target, item, lid))
         if not sendable:
@@ -504,13 +524,26 @@ class WindowExecutor:
             }
         return self._activity_types
 
-    async def _activities(
-        self, call: ActivityCall, lead_id: Callable[[str], int | None], unresolved: Callable[[str], _Failure]
-    ) -> list[Decision]:
+    async def _activities(self, call: ActivityCall, leads: LeadResolver) -> list[Decision]:
         """Custom activities are insert-only (§7.1). An activity that may already be in Marketo (an
         intent with no certain outcome) is looked up in its lead's activity log first; every activity
         sent has its intent recorded durably before the call; an ambiguous answer leaves the intent
         and retries through a verification, never a blind resend."""
+        out, fresh, uncertain = self._triage(call)
+        if uncertain:
+            decided, absent = await self._verify(uncertain)
+            out += decided
+            fresh += absent
+        unsendable, sendable, shapes = await self._activity_rows(fresh, leads)
+        out += unsendable
+        if sendable:
+            out += await self._send_activities(sendable, shapes)
+        return out
+
+    def _triage(
+        self, call: ActivityCall
+    ) -> tuple[list[Decision], list[ActivityInput], list[tuple[ActivityInput, ActivityIntent]]]:
+        """(decisions of activities written meanwhile, fresh ones, ones with an uncertain intent)."""
         out: list[Decision] = []
         fresh: list[ActivityInput] = []
         uncertain: list[tuple[ActivityInput, ActivityIntent]] = []
@@ -523,25 +556,25 @@ class WindowExecutor:
                 uncertain.append((a, intent))
             else:
                 fresh.append(a)
-        if uncertain:
-            decided, absent = await self._verify(uncertain)
-            out += decided
-            fresh += absent
+        return out, fresh, uncertain
+
+    async def _activity_rows(
+        self, fresh: list[ActivityInput], leads: LeadResolver
+    ) -> tuple[list[Decision], list[_ActivityRow], dict[str, Shaped]]:
+        """(decisions of activities that cannot be sent, the records to send, how each was shaped)."""
         # The seed's type goes to what discovery found (its id, existing attributes, lengths); any
         # other type by its API name as it is.
         target: ActivitySchema | SchemaFailure | None = None
-        if self.schema is not None and any(a.op.activity_type == ENGAGEMENT_ACTIVITY for a in fresh):
-            try:
-                target = await self.schema.activity_target()
-            except MarketoError as exc:
-                return out + _failed((p for a in fresh for p in a.ops), _failure_from_exception(exc))
         type_ids: dict[str, int] = {}
-        if any(a.op.activity_type != ENGAGEMENT_ACTIVITY or self.schema is None for a in fresh):
-            try:
+        try:
+            if self.schema is not None and any(a.op.activity_type == ENGAGEMENT_ACTIVITY for a in fresh):
+                target = await self.schema.activity_target()
+            if any(a.op.activity_type != ENGAGEMENT_ACTIVITY or self.schema is None for a in fresh):
                 type_ids = await self._type_ids()
-            except MarketoError as exc:
-                return out + _failed((p for a in fresh for p in a.ops), _failure_from_exception(exc))
-        sendable: list[tuple[ActivityInput, ActivityRecord]] = []
+        except MarketoError as exc:
+            return _failed((p for a in fresh for p in a.ops), _failure_from_exception(exc)), [], {}
+        out: list[Decision] = []
+        sendable: list[_ActivityRow] = []
         shapes: dict[str, Shaped] = {}
         for a in fresh:
             mapped = a.op.activity_type == ENGAGEMENT_ACTIVITY and self.schema is not None
@@ -550,14 +583,14 @@ class WindowExecutor:
                 continue
             type_id = target.type_id if mapped and isinstance(target, ActivitySchema) else \
                 type_ids.get(a.op.activity_type)
-            lid = lead_id(a.email)
+            lid = leads.id(a.email)
             if type_id is None:
                 out += _failed(a.ops, _Failure(
                     ReasonCode.UNKNOWN_ACTIVITY_TYPE,
                     f"custom activity type {a.op.activity_type!r} does not exist in this instance; "
                     "create and approve it (`kmsync marketo check --apply`)", False))
             elif lid is None:
-                out += _failed(a.ops, unresolved(a.email))
+                out += _failed(a.ops, leads.unresolved(a.email))
             else:
                 attributes: dict[str, Any] = dict(a.op.attributes)
                 primary = a.op.primary_attribute_value
@@ -569,8 +602,10 @@ class WindowExecutor:
                     lead_id=lid, activity_type_id=type_id, activity_date=a.op.activity_date,
                     primary_attribute_value=primary, attributes=attributes,
                 )))
-        if not sendable:
-            return out
+        return out, sendable, shapes
+
+    async def _send_activities(self, sendable: list[_ActivityRow], shapes: dict[str, Shaped]) -> list[Decision]:
+        """Intents recorded durably, then the call, then each record's decision (in this order)."""
         recorded_at = self._now()
         try:
             await self.intents.record([
@@ -581,7 +616,7 @@ class WindowExecutor:
                 for a, r in sendable])
         except PublishAbandoned:
             # Stopping with Kafka unavailable: not sent; the next owner replays them.
-            return out + _failed((p for a, _ in sendable for p in a.ops), _Failure(
+            return _failed((p for a, _ in sendable for p in a.ops), _Failure(
                 ReasonCode.STOPPING, "stopping before the activity's intent was recorded; not sent", True))
         try:
             outcomes = await self.writer.add_custom_activities([r for _, r in sendable])
@@ -590,13 +625,21 @@ class WindowExecutor:
             f = _failure_from_exception(exc)
             self._observe("custom_activities", len(sendable), f.code)
             self.intents.resolve(a.op.op_id for a, _ in sendable)
-            return out + _failed((p for a, _ in sendable for p in a.ops), f)
+            return _failed((p for a, _ in sendable for p in a.ops), f)
         except Exception as exc:  # a bug or an unexpected client error: the request may have gone out
             log.exception("activities call failed unexpectedly; its %d record(s) will be verified", len(sendable))
             outcomes = [Outcome(seq=i, status="failed", reason_code=ReasonCode.INTERNAL_ERROR,
                                 reason=f"{type(exc).__name__}: {exc}", maybe_applied=True)
                         for i in range(len(sendable))]
         self._observe("custom_activities", len(sendable), call_code(outcomes))
+        return self._activity_decisions(sendable, outcomes, shapes)
+
+    def _activity_decisions(
+        self, sendable: list[_ActivityRow], outcomes: list[Outcome], shapes: dict[str, Shaped]
+    ) -> list[Decision]:
+        """Written: into the ledger. May be in Marketo: the intent stays and the retry verifies.
+        Certainly not written: the intent is resolved."""
+        out: list[Decision] = []
         certain: list[str] = []
         for (a, _), o in zip(sendable, outcomes, strict=True):
             if o.ok:
@@ -623,22 +666,8 @@ class WindowExecutor:
         the instance limiter). Returns decisions (found: written; read failed or too early: retried;
         absent after the last attempt: dead-lettered as not applied) and the inputs found absent,
         which may be sent."""
-        out: list[Decision] = []
+        out, ready = self._too_early(items)
         absent: list[ActivityInput] = []
-        now = self._now()
-        ready: list[tuple[ActivityInput, ActivityIntent]] = []
-        for a, intent in items:
-            wait = (intent.recorded_at - now).total_seconds() + self.verify_delay_seconds
-            if wait > 0:
-                # A request the client gave up on may still be running at Marketo: look later.
-                self._observe_verify("deferred", len(a.ops))
-                for p in a.ops:
-                    p.attempts -= 1  # no call was made
-                out += [Decision(p, "failed", reason_code=p.uncertain_code or ReasonCode.UNVERIFIED,
-                                 reason="waiting before the activity log is read", retryable=True,
-                                 maybe_applied=True, retry_at=self._mono() + wait) for p in a.ops]
-            else:
-                ready.append((a, intent))
         by_type: dict[int, list[tuple[ActivityInput, ActivityIntent]]] = {}
         for a, intent in ready:
             by_type.setdefault(intent.activity_type_id, []).append((a, intent))
@@ -678,6 +707,27 @@ class WindowExecutor:
                     absent.append(a)  # sent now; its intent is written again (kept until then)
         return out, absent
 
+    def _too_early(
+        self, items: list[tuple[ActivityInput, ActivityIntent]]
+    ) -> tuple[list[Decision], list[tuple[ActivityInput, ActivityIntent]]]:
+        """(decisions of intents too young to verify, retried when old enough; the others)."""
+        out: list[Decision] = []
+        now = self._now()
+        ready: list[tuple[ActivityInput, ActivityIntent]] = []
+        for a, intent in items:
+            wait = (intent.recorded_at - now).total_seconds() + self.verify_delay_seconds
+            if wait > 0:
+                # A request the client gave up on may still be running at Marketo: look later.
+                self._observe_verify("deferred", len(a.ops))
+                for p in a.ops:
+                    p.attempts -= 1  # no call was made
+                out += [Decision(p, "failed", reason_code=p.uncertain_code or ReasonCode.UNVERIFIED,
+                                 reason="waiting before the activity log is read", retryable=True,
+                                 maybe_applied=True, retry_at=self._mono() + wait) for p in a.ops]
+            else:
+                ready.append((a, intent))
+        return out, ready
+
     def _unverified(self, p: PendingOp, f: _Failure) -> Decision:
         if p.final_check:
             # Out of attempts and still unknown: dead-lettered, the intent kept, so a replay verifies.
@@ -698,6 +748,8 @@ class WindowExecutor:
 
 #: A custom object input, the record sent for it, and how it was shaped (None: unmapped).
 _ObjectRow = tuple[ObjectInput, dict[str, Any], Shaped | None]
+#: A custom activity input and the record sent for it.
+_ActivityRow = tuple[ActivityInput, ActivityRecord]
 
 
 def _schema_failure(f: SchemaFailure) -> _Failure:

@@ -178,8 +178,17 @@ def _plan(
 ) -> Plan:
     plan = Plan()
     ordered = sorted(window, key=lambda p: p.source)
+    rest = _plan_leads(plan, ordered, config, known_lead, min_tail)
+    _plan_statuses(plan, rest, config, min_tail)
+    _plan_objects(plan, rest, config, min_tail)
+    _plan_activities(plan, rest, config, already_written, min_tail)
+    return plan
 
-    # 1. leads
+
+def _plan_leads(
+    plan: Plan, ordered: list[PendingOp], config: PlannerConfig, known_lead: Callable[[str], bool], min_tail: int
+) -> list[PendingOp]:
+    """1. Leads, one input per email. Returns the other operations, less those deferred with their lead."""
     leads: dict[str, LeadInput] = {}
     for p in ordered:
         if isinstance(p.op, LeadUpsert):
@@ -205,9 +214,11 @@ def _plan(
         plan.deferred.extend(li.ops)
     rest = [p for p in ordered if not isinstance(p.op, LeadUpsert)]
     plan.deferred.extend(p for p in rest if p.op.email in deferred_emails)
-    rest = [p for p in rest if p.op.email not in deferred_emails]
+    return [p for p in rest if p.op.email not in deferred_emails]
 
-    # 2. program member statuses by (program, status)
+
+def _plan_statuses(plan: Plan, rest: list[PendingOp], config: PlannerConfig, min_tail: int) -> None:
+    """2. Program member statuses by (program, status)."""
     groups: dict[tuple[int, str], dict[str, MemberInput]] = {}
     steps: dict[tuple[int, str], int] = {}
     for p in rest:
@@ -239,7 +250,9 @@ def _plan(
         plan.deferred.extend(_ops_of(m.ops for m in tail))
         held.update((key[0], m.email) for m in tail)
 
-    # 3. custom objects by object, deduplicated by the dedupe fields
+
+def _plan_objects(plan: Plan, rest: list[PendingOp], config: PlannerConfig, min_tail: int) -> None:
+    """3. Custom objects by object, deduplicated by the dedupe fields."""
     objects: dict[str, dict[tuple[object, ...], ObjectInput]] = {}
     for p in rest:
         if isinstance(p.op, CustomObjectUpsert):
@@ -262,7 +275,11 @@ def _plan(
         plan.object_calls += [ObjectCall(name, c) for c in obj_chunks]
         plan.deferred.extend(_ops_of(i.ops for i in obj_tail))
 
-    # 4. custom activities, once per op_id
+
+def _plan_activities(
+    plan: Plan, rest: list[PendingOp], config: PlannerConfig, already_written: Callable[[str], bool], min_tail: int
+) -> None:
+    """4. Custom activities, once per op_id; one the ledger knows as written is answered without a call."""
     acts: dict[str, ActivityInput] = {}
     for p in rest:
         if isinstance(p.op, CustomActivity):
@@ -275,7 +292,6 @@ def _plan(
     act_chunks, act_tail = _split_tail(list(acts.values()), config.batch_max, min_tail)
     plan.activity_calls = [ActivityCall(c) for c in act_chunks]
     plan.deferred.extend(_ops_of(a.ops for a in act_tail))
-    return plan
 
 
 def object_key(op: CustomObjectUpsert) -> ObjectKey:
