@@ -3,7 +3,6 @@ from its fetch responses; against the real broker, and the pure end-offset rule.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -12,6 +11,7 @@ from kmsync_contracts.topics import SESSION_ENGAGEMENT
 from kmsync_kafka import reliable_producer, topic_name
 from kmsync_kafka.lag import lag, log_end
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.waiting import wait_for
 from kmsync_transform.app import TransformWorker, ensure_transform_topics
 from kmsync_transform.settings import TransformSettings
 
@@ -64,20 +64,23 @@ async def worker(broker: KafkaBroker, prefix: str) -> AsyncIterator[TransformWor
 
 async def first_batch(w: TransformWorker) -> int:
     """Poll until a poll returns records (the first fetch after start may come back empty)."""
-    end = time.monotonic() + DEADLINE
-    while (n := await w.poll_once()) == 0:
-        assert time.monotonic() < end, "no input records within the deadline"
+    n: int = await wait_for(w.poll_once, within=DEADLINE, what="a poll that returns input records")
     return n
 
 
 async def until_caught_up(w: TransformWorker, processed: int, total: int) -> list[float]:
     """Poll until every record is processed; the total lag reported after each poll."""
-    reported = []
-    end = time.monotonic() + DEADLINE
-    while processed < total or sum(lag_samples(w).values()) > 0:
-        assert time.monotonic() < end, f"processed {processed} of {total}, lag {lag_samples(w)}"
+    reported: list[float] = []
+
+    async def caught_up() -> bool:
+        nonlocal processed
+        if processed >= total and sum(lag_samples(w).values()) == 0:
+            return True
         processed += await w.poll_once()
         reported.append(sum(lag_samples(w).values()))
+        return False
+
+    await wait_for(caught_up, within=DEADLINE, what=f"all {total} records processed and no lag")
     assert processed == total
     return reported
 
