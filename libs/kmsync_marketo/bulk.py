@@ -15,14 +15,14 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo import endpoints as ep
-from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.errors import ErrorClass, MarketoApiError, MarketoHttpError, MarketoProtocolError, failure_of
 from kmsync_marketo.outcomes import Outcome, failed_outcome
-from kmsync_marketo.settings import BulkSettings
+from kmsync_marketo.settings import BulkSettings, MarketoSettings
+from kmsync_marketo.transport import MarketoTransport
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +174,15 @@ def _outstanding(instance: str, limit: int) -> asyncio.Semaphore:
     return sem
 
 
+class OnTransport(Protocol):
+    """What a bulk importer runs on: an instance's settings and transport (MarketoClient has both)."""
+
+    settings: MarketoSettings
+    transport: MarketoTransport
+
+
 class BulkImporter:
-    def __init__(self, client: MarketoClient, settings: BulkSettings | None = None) -> None:
+    def __init__(self, client: OnTransport, settings: BulkSettings | None = None) -> None:
         self.client = client
         self.settings = settings or client.settings.bulk
         self._queue = _outstanding(client.settings.instance_key, self.settings.max_outstanding_jobs)

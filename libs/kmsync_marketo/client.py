@@ -18,6 +18,7 @@ from typing_extensions import Unpack
 
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo import endpoints as ep
+from kmsync_marketo.bulk import BulkImporter
 from kmsync_marketo.errors import (
     ErrorClass,
     MarketoApiError,
@@ -120,6 +121,10 @@ class MarketoClient:
     @property
     def limiter(self) -> InstanceLimiter:
         return self.transport.limiter
+
+    def bulk(self) -> BulkImporter:
+        """The Bulk Import API of this instance, on this client's transport (same limiter and token)."""
+        return BulkImporter(self)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

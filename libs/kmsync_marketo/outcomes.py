@@ -7,14 +7,13 @@ skipped items carry ``reasons[]`` (Add Custom Activities: ``errors[]``, accept b
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from kmsync_contracts.outcomes import OutcomeStatus
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo.errors import CallFailure, ErrorClass, classify
-
-OutcomeStatus = Literal["created", "updated", "skipped", "failed"]
 
 _STATUS_MAP: dict[str, OutcomeStatus] = {
     "created": "created",

@@ -39,7 +39,7 @@ from kmsync_marketo.schema import ENGAGEMENT_ACTIVITY, ActivitySchema, ObjectSch
 from kmsync_sink.decisions import Decision
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.intents import IntentRecorder, LedgerIntents
-from kmsync_sink.memory import ActivityLedger, LeadCache
+from kmsync_sink.memory import ActivityWrites, LeadCache
 from kmsync_sink.pending import PendingOp
 from kmsync_sink.pipeline import BulkPipeline
 from kmsync_sink.planner import (
@@ -178,7 +178,7 @@ class WindowExecutor:
         self,
         writer: MarketoWriter,
         cache: LeadCache,
-        ledger: ActivityLedger,
+        ledger: ActivityWrites,
         observe_call: CallObserver | None = None,
         bulk: BulkWriter | None = None,
         bulk_in_flight: Callable[[int], None] | None = None,

@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from kmsync_contracts import encode
 from kmsync_contracts.outcomes import ActivityIntent
 from kmsync_sink.durable import Message, produce_until_acked
-from kmsync_sink.memory import ActivityLedger
+from kmsync_sink.memory import ActivityWrites
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class IntentRecorder(Protocol):
 class LedgerIntents:
     """Intents kept in the ledger only (no Kafka): for tests of the executor alone."""
 
-    def __init__(self, ledger: ActivityLedger) -> None:
+    def __init__(self, ledger: ActivityWrites) -> None:
         self.ledger = ledger
 
     async def record(self, intents: list[ActivityIntent]) -> None:
@@ -61,7 +61,7 @@ class LedgerIntents:
 class IntentLog:
     """Writes intents and tombstones to ``marketo.activity-intents.v1`` and keeps the ledger in step."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, ledger: ActivityLedger) -> None:
+    def __init__(self, producer: AIOKafkaProducer, topic: str, ledger: ActivityWrites) -> None:
         self.producer = producer
         self.topic = topic
         self.ledger = ledger

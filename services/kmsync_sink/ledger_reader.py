@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from kmsync_contracts import ContractError, decode
 from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_RESULTS
-from kmsync_sink.memory import ActivityLedger
+from kmsync_sink.memory import ActivityWrites
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class _TopicCatchUp:
 
 
 class LedgerReader:
-    def __init__(self, bootstrap: str, topic: str, ledger: ActivityLedger, lookback_hours: float,
+    def __init__(self, bootstrap: str, topic: str, ledger: ActivityWrites, lookback_hours: float,
                  intents_topic: str | None = None) -> None:
         """``topic``: marketo.results.v1 (read from ``lookback_hours`` ago); ``intents_topic``: the
         compacted marketo.activity-intents.v1 (read whole; None: not read)."""

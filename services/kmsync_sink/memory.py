@@ -43,7 +43,7 @@ class LeadCache:
         return len(self._ids)
 
 
-class ActivityLedger:
+class ActivityWrites:
     """What the sink knows of custom activities, which are insert-only in Marketo (marketo-api.md
     §7.1): a replayed op_id must never be sent twice.
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_marketo import endpoints as ep
@@ -23,7 +24,7 @@ from kmsync_sink.decisions import Decision, RetryPolicy, settle
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.executor import WindowExecutor
 from kmsync_sink.intents import IntentLog
-from kmsync_sink.memory import ActivityLedger, LeadCache
+from kmsync_sink.memory import ActivityWrites, LeadCache
 from kmsync_sink.metrics import SinkMetrics
 from kmsync_sink.pending import PendingOp
 from kmsync_sink.pipeline import BulkPipeline, HeldOps
@@ -50,30 +51,42 @@ def _schema_map(munchkin_id: str, writer: MarketoWriter, settings: WindowSetting
                              metrics=schema_metrics(metrics.registry), monotonic=monotonic)
 
 
+@dataclass(frozen=True)
+class WorkerContext:
+    """What every instance's worker of one sink shares."""
+
+    settings: WindowSettings
+    ledger: ActivityWrites
+    publish: Publish
+    metrics: SinkMetrics
+    monotonic: Monotonic
+    #: Where custom activity intents are recorded before each activities call (None: in the ledger
+    #: only, for tests).
+    intent_log: IntentLog | None = None
+    #: How old an intent must be before the lead's activity log is read to verify it (executor.py).
+    verify_delay_seconds: float = 0.0
+
+
 class InstanceWorker:
     def __init__(
         self,
         munchkin_id: str,
         writer: MarketoWriter,
-        settings: WindowSettings,
-        ledger: ActivityLedger,
-        publish: Publish,
-        metrics: SinkMetrics,
-        monotonic: Monotonic,
+        context: WorkerContext,
+        *,
         rng: random.Random | None = None,
         bulk: BulkWriter | None = None,
         bulk_min_records: int | None = None,
-        intent_log: IntentLog | None = None,
-        verify_delay_seconds: float = 0.0,
     ) -> None:
         """``bulk_min_records``: the instance's bulk threshold from the tenants file (None: the
-        sink's ``settings.bulk_min_records``; 0: never bulk). ``intent_log``: where custom activity
-        intents are recorded before each activities call (None: in the ledger only, for tests)."""
+        sink's ``settings.bulk_min_records``; 0: never bulk)."""
+        settings, metrics, monotonic = context.settings, context.metrics, context.monotonic
+        ledger = context.ledger
         self.munchkin_id = munchkin_id
         self.writer = writer
         self.settings = settings
         self.ledger = ledger
-        self._publish = publish
+        self._publish = context.publish
         self.metrics = metrics
         self._mono = monotonic
         self._rng = rng or random.Random()
@@ -93,18 +106,7 @@ class InstanceWorker:
         self.held = HeldOps()
         #: Set when a stop's drain deadline has passed: Kafka writes still retrying give up.
         self.give_up = asyncio.Event()
-        self.executor = WindowExecutor(
-            writer, self.cache, ledger,
-            lambda endpoint, n, code: metrics.observe_call(munchkin_id, endpoint, n, code),
-            bulk=bulk,
-            bulk_in_flight=lambda delta: metrics.bulk_in_flight.labels(munchkin_id).inc(delta),
-            pipeline=self.pipeline,
-            intents=intent_log.for_worker(self.give_up) if intent_log is not None else None,
-            verify_delay_seconds=verify_delay_seconds,
-            observe_verify=lambda result, n: metrics.verifications.labels(munchkin_id, result).inc(n),
-            monotonic=monotonic,
-            schema=_schema_map(munchkin_id, writer, settings, metrics, monotonic),
-        )
+        self.executor = self._executor(context, bulk)
         self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
         #: (topic, partition) of every record this worker was given.
@@ -119,6 +121,21 @@ class InstanceWorker:
         self._retry_at: dict[int, float] = {}
         #: A background job that ended with an error (publishing failed): the loop raises it.
         self._job_error: BaseException | None = None
+
+    def _executor(self, context: WorkerContext, bulk: BulkWriter | None) -> WindowExecutor:
+        munchkin_id, metrics, intent_log = self.munchkin_id, context.metrics, context.intent_log
+        return WindowExecutor(
+            self.writer, self.cache, context.ledger,
+            lambda endpoint, n, code: metrics.observe_call(munchkin_id, endpoint, n, code),
+            bulk=bulk,
+            bulk_in_flight=lambda delta: metrics.bulk_in_flight.labels(munchkin_id).inc(delta),
+            pipeline=self.pipeline,
+            intents=intent_log.for_worker(self.give_up) if intent_log is not None else None,
+            verify_delay_seconds=context.verify_delay_seconds,
+            observe_verify=lambda result, n: metrics.verifications.labels(munchkin_id, result).inc(n),
+            monotonic=context.monotonic,
+            schema=_schema_map(munchkin_id, self.writer, context.settings, metrics, context.monotonic),
+        )
 
     # ----- feeding
     def add(self, p: PendingOp) -> None:

@@ -40,6 +40,10 @@ class MarketoWriter(Protocol):
 
     async def usage_today(self, *, reconcile: bool = True) -> int: ...
 
+    def bulk(self) -> BulkWriter | None:
+        """The instance's Bulk Import API (None: this writer has none; everything goes over REST)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

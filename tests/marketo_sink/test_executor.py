@@ -15,7 +15,7 @@ from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.outcomes import Outcome
 from kmsync_sink.decisions import Decision
 from kmsync_sink.executor import WindowExecutor
-from kmsync_sink.memory import ActivityLedger, LeadCache
+from kmsync_sink.memory import ActivityWrites, LeadCache
 from kmsync_sink.planner import PlannerConfig, plan_window
 
 
@@ -80,9 +80,9 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
 async def run(window: list[Any], writer: MemoryWriter, cache: LeadCache | None = None,
-              ledger: ActivityLedger | None = None) -> dict[str, Decision]:
+              ledger: ActivityWrites | None = None) -> dict[str, Decision]:
     cache = cache if cache is not None else LeadCache(100)
-    ledger = ledger if ledger is not None else ActivityLedger()
+    ledger = ledger if ledger is not None else ActivityWrites()
     plan = plan_window(window, CFG, known_lead=lambda e: e in cache, already_written=lambda i: i in ledger)
     emitted: list[Decision] = []
 
@@ -135,7 +135,7 @@ async def test_refused_credentials_are_retryable_failures_not_crashes(ops) -> No
 
 async def test_activity_ledger_and_unknown_types(ops) -> None:
     w = MemoryWriter()
-    ledger = ActivityLedger()
+    ledger = ActivityWrites()
     ledger.add("done")
     cache = LeadCache(10)
     cache.put("a@x.com", 5)
@@ -196,7 +196,7 @@ async def test_many_upserts_of_one_object_go_bulk_after_their_leads_are_resolved
               for e in ("known@x.com", "new@x.com", "bad@x.com") for n in range(2)]
     window.append(ops.pending(ops.obj("known@x.com", entry="1_broken", op_id="broken")))
     plan = plan_window(window, PlannerConfig(batch_max=300, bulk_min_records=5), known_lead=lambda e: e in cache)
-    got = {d.pending.op.op_id: d for d in await WindowExecutor(w, cache, ActivityLedger(), bulk=bulk).execute(plan)}
+    got = {d.pending.op.op_id: d for d in await WindowExecutor(w, cache, ActivityWrites(), bulk=bulk).execute(plan)}
     # Stage 1 over REST (email-only, for the ids the link field needs), stage 2 one bulk job.
     assert w.leads.keys() == {"new@x.com"}
     [(name, records, dedupe)] = bulk.object_jobs
@@ -221,14 +221,14 @@ async def test_an_unresolved_lead_fails_its_bulk_objects_as_retryable(ops) -> No
     window = [ops.pending(ops.obj("new@x.com", entry=f"1_e{n}", op_id=f"o{n}")) for n in range(3)]
     plan = plan_window(window, PlannerConfig(batch_max=300, bulk_min_records=3), known_lead=lambda e: False)
     assert plan.bulk_objects == {"kalturaUserSessionEngagement"}
-    got = await WindowExecutor(NoIds(), LeadCache(10), ActivityLedger(), bulk=bulk).execute(plan)
+    got = await WindowExecutor(NoIds(), LeadCache(10), ActivityWrites(), bulk=bulk).execute(plan)
     assert {(d.status, d.reason_code, d.retryable) for d in got} == {("failed", "604", True)}
     assert bulk.object_jobs == [], "nothing sent without the lead id"
     # A lead the planner took as known whose id is gone by the time the call runs (evicted from the
     # cache): LEAD_UNRESOLVED, retried (the retry upserts it email-only first).
     plan = plan_window(window, PlannerConfig(batch_max=300, bulk_min_records=3), known_lead=lambda e: True)
     assert plan.lead_calls == [] and plan.bulk_objects == {"kalturaUserSessionEngagement"}
-    got = await WindowExecutor(MemoryWriter(), LeadCache(10), ActivityLedger(), bulk=bulk).execute(plan)
+    got = await WindowExecutor(MemoryWriter(), LeadCache(10), ActivityWrites(), bulk=bulk).execute(plan)
     assert {(d.status, d.reason_code, d.retryable, d.api) for d in got} == {
         ("failed", "kmsync.lead_unresolved", True, "bulk")}
     assert bulk.object_jobs == []
@@ -268,7 +268,7 @@ async def test_a_garbled_200_is_verified_not_resent_and_never_dead_lettered_unve
     dead-lettered as not applied, an unreadable log as ``kmsync.unverified``."""
     w = InsertOnlyMarketo()
     w.garbled_answers = 1
-    cache, ledger = LeadCache(10), ActivityLedger()
+    cache, ledger = LeadCache(10), ActivityWrites()
     cache.put("a@x.com", 5)
     first = ops.pending(ops.activity("a@x.com", op_id="act"))
     got = await run([first], w, cache=cache, ledger=ledger)
@@ -281,7 +281,7 @@ async def test_a_garbled_200_is_verified_not_resent_and_never_dead_lettered_unve
     assert len(w.stored) == 1 and w.reads == 1 and "act" in ledger
 
     # The last check of an activity that is not there: certainly not applied.
-    ledger2 = ActivityLedger()
+    ledger2 = ActivityWrites()
     ledger2.intend(ActivityIntent(op_id="gone", munchkin_id="111-AAA-111", lead_id=5, activity_type_id=100001,
                                   primary_attribute_value="1_abc", activity_date=T0, recorded_at=T0))
     last = ops.pending(ops.activity("a@x.com", op_id="gone"))
@@ -295,7 +295,7 @@ async def test_a_garbled_200_is_verified_not_resent_and_never_dead_lettered_unve
                                   since: datetime) -> list[LeadActivity]:
             raise MarketoAuthError("Identity refused client id 'x'")
 
-    ledger3 = ActivityLedger()
+    ledger3 = ActivityWrites()
     w3 = Unreadable()
     w3.garbled_answers = 1
     await run([ops.pending(ops.activity("a@x.com", op_id="dark"))], w3, cache=cache, ledger=ledger3)

@@ -22,13 +22,13 @@ from kmsync_marketo.errors import ErrorClass
 from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.outcomes import Outcome
 from kmsync_sink.decisions import Decision
-from kmsync_sink.memory import ActivityLedger
+from kmsync_sink.memory import ActivityWrites
 from kmsync_sink.metrics import SinkMetrics
 from kmsync_sink.offsets import OffsetTracker
 from kmsync_sink.pending import PendingOp
 from kmsync_sink.pipeline import BulkPipeline, HeldOps
 from kmsync_sink.settings import WindowSettings
-from kmsync_sink.worker import InstanceWorker
+from kmsync_sink.worker import InstanceWorker, WorkerContext
 
 A = "111-AAA-111"
 OBJ = "kalturaUserSessionEngagement"
@@ -185,8 +185,9 @@ class Harness:
                                     bulk_pipeline_max_jobs=4, retry_base_seconds=10.0, retry_max_seconds=10.0,
                                     window_min_call_records=0, sink_usage_reconcile_minutes=0)
         base.update(settings)
-        self.worker = InstanceWorker(A, self.writer, WindowSettings(**base), ActivityLedger(), self.published,
-                                     SinkMetrics(), lambda: self.now, random.Random(7), bulk=self.bulk)
+        context = WorkerContext(WindowSettings(**base), ActivityWrites(), self.published, SinkMetrics(),
+                                lambda: self.now)
+        self.worker = InstanceWorker(A, self.writer, context, rng=random.Random(7), bulk=self.bulk)
         self.worker.start()
 
     def add(self, *ops: Any) -> list[PendingOp]:

@@ -30,12 +30,12 @@ from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.settings import MarketoSettings
 from kmsync_sink.decisions import Decision
 from kmsync_sink.executor import WindowExecutor
-from kmsync_sink.memory import ActivityLedger, LeadCache
+from kmsync_sink.memory import ActivityWrites, LeadCache
 from kmsync_sink.metrics import SinkMetrics
 from kmsync_sink.planner import PlannerConfig, plan_window
 from kmsync_sink.schema_map import InstanceSchemaMap, SchemaMetrics
 from kmsync_sink.settings import WindowSettings
-from kmsync_sink.worker import InstanceWorker
+from kmsync_sink.worker import InstanceWorker, WorkerContext
 from marketo_sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from marketo_sandbox.shape import ENTRY_NAME_LENGTH, kaltura_partial_shape
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
@@ -90,7 +90,7 @@ async def test_writes_only_what_the_admin_created_cut_to_length_and_counts_omiss
     async with running_sandbox(preset="empty") as sb, client(sb) as mc:
         sb.shape(kaltura_partial_shape())
         schema = InstanceSchemaMap(mc, MUNCHKIN, metrics=SchemaMetrics(registry))
-        executor = WindowExecutor(mc, LeadCache(100), ActivityLedger(), schema=schema)
+        executor = WindowExecutor(mc, LeadCache(100), ActivityWrites(), schema=schema)
         first = await execute(executor, [
             ops.pending(LeadUpsert(**ops._base("a@x.com", MUNCHKIN, "lead-a"))),
             ops.pending(engagement(ops, "a@x.com", "1_a", "eng-a")),
@@ -140,7 +140,7 @@ async def test_a_dedupe_key_that_would_overwrite_attendees_is_refused_with_the_f
     async with running_sandbox(preset="empty") as sb, client(sb) as mc:
         sb.shape(shape)
         registry = CollectorRegistry()
-        executor = WindowExecutor(mc, LeadCache(100), ActivityLedger(),
+        executor = WindowExecutor(mc, LeadCache(100), ActivityWrites(),
                                   schema=InstanceSchemaMap(mc, MUNCHKIN, metrics=SchemaMetrics(registry)))
         got = await execute(executor, [ops.pending(engagement(ops, "a@x.com", "1_a", "eng-a")),
                                        ops.pending(engagement(ops, "b@x.com", "1_a", "eng-b"))])
@@ -160,7 +160,7 @@ async def test_a_field_removed_after_discovery_is_reread_and_the_record_retried_
         ops: OpFactory) -> None:
     async with running_sandbox(preset="empty") as sb, client(sb) as mc:
         sb.shape(kaltura_partial_shape())
-        executor = WindowExecutor(mc, LeadCache(100), ActivityLedger(), schema=InstanceSchemaMap(mc, MUNCHKIN))
+        executor = WindowExecutor(mc, LeadCache(100), ActivityWrites(), schema=InstanceSchemaMap(mc, MUNCHKIN))
         assert not (await execute(executor, [ops.pending(engagement(ops, "a@x.com", "1_a", "eng-a"))]))[
             "eng-a"].failed
         # The admin deletes a field the sink had discovered (UI: delete field, re-approve).
@@ -193,7 +193,7 @@ async def test_each_instance_worker_maps_onto_its_own_discovered_schema_with_nam
 
     async with running_sandbox(preset="empty") as sb, client(sb) as mc:
         sb.shape(shape)
-        workers = [InstanceWorker(MUNCHKIN, mc, settings, ActivityLedger(), published, metrics, lambda: 0.0)
+        workers = [InstanceWorker(MUNCHKIN, mc, WorkerContext(settings, ActivityWrites(), published, metrics, lambda: 0.0))
                    for _ in range(2)]  # a second worker for the instance (after a rebalance) shares the families
         schema = workers[1].executor.schema
         assert schema is not None and schema.refresh_seconds == 30

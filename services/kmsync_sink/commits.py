@@ -1,0 +1,66 @@
+"""Commit control: commit only offsets whose records all have an outcome (the offset tracker's
+committable positions), and pause a partition whose undecided records pile up (a parked instance)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from kmsync_sink.metrics import SinkMetrics
+from kmsync_sink.offsets import OffsetTracker
+from kmsync_sink.worker import InstanceWorker
+
+log = logging.getLogger(__name__)
+
+
+class CommitControl:
+    def __init__(self, tracker: OffsetTracker, max_buffered_per_partition: int, metrics: SinkMetrics) -> None:
+        self.tracker = tracker
+        self.cap = max_buffered_per_partition
+        self.metrics = metrics
+        #: Set when the sink starts.
+        self.consumer: AIOKafkaConsumer | None = None
+        self.paused: set[TopicPartition] = set()
+
+    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        offsets = {
+            TopicPartition(t, p): pos for (t, p), pos in self.tracker.to_commit().items()
+            if TopicPartition(t, p) in assigned and (only is None or TopicPartition(t, p) in only)
+        }
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            log.warning("commit refused (group rebalanced): %s", exc)
+            return
+        except KafkaError as exc:  # the broker is away: committed later, nothing is lost by waiting
+            log.warning("commit failed (%r); retried at the next interval", exc)
+            return
+        self.tracker.mark_committed({(tp.topic, tp.partition): pos for tp, pos in offsets.items()})
+
+    def flow_control(self, workers: Mapping[str, InstanceWorker]) -> None:
+        """Pause a partition whose undecided records pile up (a parked instance), resume it later."""
+        assert self.consumer is not None
+        cap = self.cap
+        for tp in self.consumer.assignment():
+            open_n = self.tracker.open_count(tp.topic, tp.partition)
+            if open_n >= cap and tp not in self.paused:
+                self.consumer.pause(tp)
+                self.paused.add(tp)
+                log.warning("partition %s paused: %d operations undecided", tp, open_n)
+            elif open_n < cap // 2 and tp in self.paused:
+                self.consumer.resume(tp)
+                self.paused.discard(tp)
+        for munchkin, worker in workers.items():
+            self.metrics.buffered.labels(munchkin).set(worker.buffered)
+
+    def revoked(self, tp: TopicPartition) -> None:
+        """A partition left: nothing of its tracking or pausing counts any more."""
+        self.tracker.forget(tp.topic, tp.partition)
+        self.paused.discard(tp)

@@ -1,0 +1,74 @@
+"""Outcome publishing: every decision to marketo.results.v1 (and a failure to marketo.dlq.v1 too),
+acknowledged by Kafka before its record counts as decided for the commit.
+
+A broker outage does not fail the sink: the records are sent again until Kafka acknowledges them,
+or the caller's ``give_up`` is set (a stop's drain deadline; ``PublishAbandoned``, the records stay
+undecided and are replayed by the next owner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from kmsync_contracts import ContractError, DeadLetter, encode, utc_now
+from kmsync_contracts.reasons import ReasonCode
+from kmsync_sink.decisions import Decision, to_dead_letter, to_outcome
+from kmsync_sink.durable import Message, produce_until_acked
+from kmsync_sink.intents import IntentLog
+from kmsync_sink.metrics import SinkMetrics
+from kmsync_sink.offsets import OffsetTracker
+
+
+class OutcomePublisher:
+    def __init__(self, results_topic: str, dlq_topic: str, tracker: OffsetTracker, metrics: SinkMetrics) -> None:
+        self.results_topic = results_topic
+        self.dlq_topic = dlq_topic
+        self.tracker = tracker
+        self.metrics = metrics
+        #: Set when the sink starts (the run's producer and intent log).
+        self.producer: AIOKafkaProducer | None = None
+        self.intent_log: IntentLog | None = None
+
+    async def publish(self, decisions: list[Decision], give_up: asyncio.Event) -> None:
+        """Outcomes (and dead letters) acknowledged by Kafka, then the records count as decided; then
+        the intents of custom activities whose outcome is certain are dropped."""
+        if not decisions:
+            return
+        assert self.producer is not None
+        now = utc_now()
+        messages: list[Message] = []
+        for d in decisions:
+            key = d.pending.op.munchkin_id.encode()
+            messages.append(Message(self.results_topic, encode(to_outcome(d, now)), key))
+            if d.failed:
+                messages.append(Message(self.dlq_topic, encode(to_dead_letter(d, now)), key))
+        await produce_until_acked(self.producer, messages, give_up)
+        if self.intent_log is not None:
+            # Only after the outcome is acknowledged: a kill before that must leave the intent.
+            self.intent_log.resolve(d.pending.op.op_id for d in decisions
+                                    if d.pending.op.kind == "custom_activity" and not d.maybe_applied)
+        for d in decisions:
+            src, op = d.pending.source, d.pending.op
+            self.tracker.done(src.topic, src.partition, src.offset)
+            self.metrics.outcomes.labels(op.munchkin_id, op.kind, d.status).inc()
+            if d.failed:
+                self.metrics.dlq.labels(op.munchkin_id, d.reason_code or "unknown").inc()
+            else:
+                self.metrics.latency.labels(op.munchkin_id, op.kind).observe(
+                    max(0.0, (now - op.source_time).total_seconds()))
+
+    async def dead_letter_raw(
+        self, tp: TopicPartition, m: ConsumerRecord[bytes, bytes], key: str | None, exc: ContractError,
+        give_up: asyncio.Event,
+    ) -> None:
+        """A record that is not a valid operation: dead-lettered as it came, then decided."""
+        assert self.producer is not None
+        raw = (m.value or b"").decode(errors="replace")
+        letter = DeadLetter(stage="sink", reason_code=ReasonCode.CONTRACT, reason=str(exc)[:2000],
+                            source_topic=tp.topic, source_partition=tp.partition, source_offset=m.offset,
+                            source_key=key, payload=raw, failed_at=utc_now())
+        await produce_until_acked(self.producer, [Message(self.dlq_topic, encode(letter), m.key)], give_up)
+        self.tracker.done(tp.topic, tp.partition, m.offset)
+        self.metrics.dlq.labels(key or "unknown", ReasonCode.CONTRACT).inc()

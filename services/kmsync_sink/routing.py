@@ -1,0 +1,129 @@
+"""Routing: each operation read from marketo.ops.v1 to its Marketo instance's worker (one per
+instance, made on first use), or, for an instance the tenants file lacks or cannot configure, an
+outcome at once (dead-lettered; it never stops the other instances)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from kmsync_config.tenants import TenantsConfig
+from kmsync_contracts import ContractError, decode
+from kmsync_contracts.reasons import ReasonCode
+from kmsync_contracts.topics import MARKETO_OPS
+from kmsync_marketo.client import MarketoClient
+from kmsync_marketo.from_config import settings_from_instance
+from kmsync_marketo.settings import MarketoSettings
+from kmsync_sink.decisions import Decision
+from kmsync_sink.durable import PublishAbandoned
+from kmsync_sink.intents import IntentLog
+from kmsync_sink.offsets import OffsetTracker
+from kmsync_sink.pending import PendingOp, Source
+from kmsync_sink.publishing import OutcomePublisher
+from kmsync_sink.worker import InstanceWorker, WorkerContext
+from kmsync_sink.writer import MarketoWriter
+
+log = logging.getLogger(__name__)
+
+#: Builds the writer of one instance from its client settings (tests may adjust the settings).
+WriterFactory = Callable[[MarketoSettings], MarketoWriter]
+
+
+def default_writer(settings: MarketoSettings) -> MarketoWriter:
+    return MarketoClient(settings)
+
+
+@dataclass
+class Broken:
+    """An instance that cannot be used (bad config): its operations are dead-lettered at once."""
+
+    code: str
+    reason: str
+
+
+class InstanceRouter:
+    def __init__(
+        self, tenants: TenantsConfig, context: WorkerContext, tracker: OffsetTracker, outcomes: OutcomePublisher,
+        *, writer_factory: WriterFactory = default_writer, rng: random.Random | None = None,
+        on_failure: Callable[[BaseException], None] = lambda exc: None,
+    ) -> None:
+        """``on_failure``: told when a worker fails (not when a stop gave up on Kafka)."""
+        self.tenants = tenants
+        self.context = context
+        self.tracker = tracker
+        self.outcomes = outcomes
+        self.writer_factory = writer_factory
+        self._rng = rng or random.Random()
+        self._on_failure = on_failure
+        self.workers: dict[str, InstanceWorker] = {}
+        self.broken: dict[str, Broken] = {}
+        self.writers: list[MarketoWriter] = []
+
+    def use_intent_log(self, intent_log: IntentLog) -> None:
+        """Workers made from now on record custom activity intents there."""
+        self.context = dataclasses.replace(self.context, intent_log=intent_log)
+
+    async def route(self, tp: TopicPartition, m: ConsumerRecord[bytes, bytes], give_up: asyncio.Event) -> None:
+        self.tracker.read(tp.topic, tp.partition, m.offset)
+        key = m.key.decode(errors="replace") if m.key else None
+        try:
+            op = decode(MARKETO_OPS, m.value or b"")
+        except ContractError as exc:
+            await self.outcomes.dead_letter_raw(tp, m, key, exc, give_up)
+            return
+        pending = PendingOp(Source(tp.topic, tp.partition, m.offset), op, len(m.value or b""),
+                            time.monotonic(), key=key)
+        worker = self.worker_for(op.munchkin_id)
+        if isinstance(worker, Broken):
+            await self.outcomes.publish([Decision(pending, "failed", reason_code=worker.code, reason=worker.reason)],
+                                        give_up)
+            return
+        worker.add(pending)
+
+    def worker_for(self, munchkin_id: str) -> InstanceWorker | Broken:
+        worker = self.workers.get(munchkin_id)
+        if worker is not None:
+            return worker
+        if munchkin_id in self.broken:
+            return self.broken[munchkin_id]
+        found = self.tenants.instance_by_munchkin(munchkin_id)
+        if found is None:
+            return self._broken(munchkin_id, ReasonCode.INSTANCE_UNKNOWN, (
+                f"Marketo instance {munchkin_id} is not in the tenants file; add it under marketo_instances, "
+                "restart the sink, then replay"))
+        name, instance = found
+        try:
+            writer = self.writer_factory(settings_from_instance(instance))
+        except ValueError as exc:
+            # A bad secret reference or setting of one instance never stops the others.
+            broken = self._broken(munchkin_id, ReasonCode.INSTANCE_CONFIG,
+                                  f"marketo_instances.{name}: {exc}; fix it, restart, then replay")
+            log.error("instance %s unusable: %s", munchkin_id, broken.reason)
+            return broken
+        self.writers.append(writer)
+        worker = InstanceWorker(munchkin_id, writer, self.context, rng=random.Random(self._rng.random()),
+                                bulk=writer.bulk(), bulk_min_records=instance.bulk_min_records)
+        worker.start()
+        assert worker.task is not None
+        worker.task.add_done_callback(self._worker_done)
+        self.workers[munchkin_id] = worker
+        return worker
+
+    def _broken(self, munchkin_id: str, code: ReasonCode, reason: str) -> Broken:
+        broken = self.broken[munchkin_id] = Broken(code, reason)
+        return broken
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, PublishAbandoned):  # a stop gave up on Kafka
+            log.error("instance worker %s failed: %r", task.get_name(), exc)
+            self._on_failure(exc)
