@@ -11,6 +11,9 @@ and cached under .cache/ (the Makefile may install them up front; these fixtures
 - kustomize v5.5.0: .cache/bin/kustomize if present, else `kubectl kustomize` when kubectl embeds
   that version (the machine image has it), else `go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0`
   into .cache/bin (a cold build takes about 3 minutes on 2 cores);
+- crdcheck (crdcheck/ beside this file): decodes ServiceMonitors/PodMonitors strictly into the
+  Prometheus Operator's Go types (module pkg/apis/monitoring, pinned by crdcheck/go.sum); built with
+  `go build` into .cache/bin (a cold build takes about 1-2 minutes on 2 cores);
 - kubernetes-validate 1.37.0 (PyPI, bundles the Kubernetes JSON schemas): pip --target
   .cache/pylib/kubernetes-validate, when it is not importable.
 
@@ -108,6 +111,39 @@ def docker_compose() -> str:
     return _debian_tool("docker-compose", "docker-compose")
 
 
+def _go_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "GOBIN": str(CACHE / "bin"),
+        "GOPATH": str(CACHE / "gopath"),
+        "GOMODCACHE": str(CACHE / "gopath" / "pkg" / "mod"),
+        "GOCACHE": str(CACHE / "gobuild"),
+        "GOFLAGS": "-modcacherw",
+    }
+
+
+@pytest.fixture(scope="session")
+def prometheus_operator_check() -> Callable[[list[dict[str, Any]]], subprocess.CompletedProcess[str]]:
+    """Runs crdcheck on resources: exit 0 when every ServiceMonitor/PodMonitor among them decodes
+    strictly into the Prometheus Operator's Go types (other kinds are skipped)."""
+    source = Path(__file__).with_name("crdcheck")
+    binary = CACHE / "bin" / "crdcheck"
+    newest_source = max(p.stat().st_mtime for p in source.iterdir())
+    if not binary.exists() or binary.stat().st_mtime < newest_source:
+        if not shutil.which("go"):
+            pytest.fail("Go is needed to build tests/deploy/crdcheck (the Prometheus Operator's types)")
+        result = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=source, env=_go_env(),
+                                capture_output=True, text=True, timeout=900, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"could not build tests/deploy/crdcheck:\n{result.stderr[-3000:]}")
+
+    def check(resources: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+        text = "".join("---\n" + yaml.safe_dump(r, sort_keys=False) for r in resources)
+        return subprocess.run([str(binary)], input=text, capture_output=True, text=True, timeout=60, check=False)
+
+    return check
+
+
 @pytest.fixture(scope="session")
 def kustomize_build() -> Callable[[Path], list[dict[str, Any]]]:
     """`kustomize build DIR` as a list of resources."""
@@ -118,15 +154,7 @@ def kustomize_build() -> Callable[[Path], list[dict[str, Any]]]:
     elif shutil.which("kubectl") and KUSTOMIZE_VERSION in _run(["kubectl", "version", "--client"], 60).stdout:
         argv_prefix = ["kubectl", "kustomize"]  # the same kustomize, built into kubectl
     elif shutil.which("go"):
-        env = {
-            **os.environ,
-            "GOBIN": str(CACHE / "bin"),
-            "GOPATH": str(CACHE / "gopath"),
-            "GOMODCACHE": str(CACHE / "gopath" / "pkg" / "mod"),
-            "GOCACHE": str(CACHE / "gobuild"),
-            "GOFLAGS": "-modcacherw",
-        }
-        result = _run(["go", "install", f"sigs.k8s.io/kustomize/kustomize/v5@{KUSTOMIZE_VERSION}"], 900, env)
+        result = _run(["go", "install", f"sigs.k8s.io/kustomize/kustomize/v5@{KUSTOMIZE_VERSION}"], 900, _go_env())
         if result.returncode != 0 or not binary.exists():
             pytest.fail(f"could not go install kustomize {KUSTOMIZE_VERSION}:\n{result.stderr[-3000:]}")
         argv_prefix = [str(binary), "build"]

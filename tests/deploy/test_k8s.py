@@ -19,8 +19,10 @@ from kmsync_sink.settings import SinkSettings
 Resource = dict[str, Any]
 #: Kubernetes version the rendered manifests must be valid for (schemas bundled by kubernetes-validate).
 KUBERNETES_VERSION = "1.31.0"
-OVERLAYS = ["base", "overlays/production"]
-CRDS = {("keda.sh/v1alpha1", "ScaledObject")}
+OVERLAYS = ["base", "overlays/production", "overlays/production-prometheus-operator"]
+#: Kinds the Kubernetes schemas do not cover; ServiceMonitors are checked by crdcheck instead.
+CRDS = {("keda.sh/v1alpha1", "ScaledObject"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
+SERVICES = ["ingest", "transform", "sink"]
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +212,11 @@ def test_production_overlay_scales_the_sink_with_keda_up_to_the_partition_count(
     assert all(isinstance(v, str) for v in meta.values())
 
 
-def test_production_overlay_is_namespaced_and_replicates_topics(rendered: dict[str, list[Resource]]) -> None:
-    resources = rendered["overlays/production"]
+@pytest.mark.parametrize("overlay", ["overlays/production", "overlays/production-prometheus-operator"])
+def test_production_overlay_is_namespaced_and_replicates_topics(
+    overlay: str, rendered: dict[str, list[Resource]]
+) -> None:
+    resources = rendered[overlay]
     for resource in resources:
         if resource["kind"] != "Namespace":
             assert resource["metadata"]["namespace"] == "kmsync", resource["metadata"]["name"]
@@ -282,3 +287,73 @@ def test_production_overlay_scales_transform_on_its_groups_lag_up_to_the_input_p
     assert trigger["type"] == "kafka"
     group = TransformSettings.model_fields["transform_app_id"].default
     assert trigger["metadata"]["consumerGroup"] == group, "KEDA must read transform's own group"
+
+
+def job_names(repo: Path) -> set[str]:
+    """The scrape job names of the compose Prometheus, which the alerts and dashboard were written for."""
+    config = yaml.safe_load((repo / "deploy/prometheus/prometheus.yml").read_text())
+    return {job["job_name"] for job in config["scrape_configs"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_has_a_service_on_its_http_port(
+    overlay: str, service: str, rendered: dict[str, list[Resource]]
+) -> None:
+    """transform and sink too (headless): what a ServiceMonitor, or a person, scrapes by name."""
+    resources = rendered[overlay]
+    target = named(resources, "Service", f"kmsync-{service}")
+    deployment = named(resources, "Deployment", f"kmsync-{service}")
+    assert target["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert [p["targetPort"] for p in target["spec"]["ports"] if p["name"] == "http"] == ["http"]
+    if service != "ingest":
+        assert target["spec"]["clusterIP"] == "None", "headless: a scrape reaches every pod"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_prometheus_operator_overlay_scrapes_each_service_as_its_job(
+    service: str, rendered: dict[str, list[Resource]], repo: Path
+) -> None:
+    resources = rendered["overlays/production-prometheus-operator"]
+    monitor = named(resources, "ServiceMonitor", f"kmsync-{service}")
+    assert monitor["metadata"]["namespace"] == "kmsync"
+    spec = monitor["spec"]
+    selected = [s for s in of_kind(resources, "Service")
+                if spec["selector"]["matchLabels"].items() <= s["metadata"].get("labels", {}).items()]
+    assert [s["metadata"]["name"] for s in selected] == [f"kmsync-{service}"], "selects exactly its Service"
+    [target] = selected
+    deployment = named(resources, "Deployment", f"kmsync-{service}")
+    container_ports = {p["name"] for p in main_container(deployment)["ports"]}
+    service_ports = {p["name"]: p["targetPort"] for p in target["spec"]["ports"]}
+    [endpoint] = spec["endpoints"]
+    assert service_ports[endpoint["port"]] in container_ports
+    assert endpoint["path"] == "/metrics"
+    assert endpoint.get("honorLabels", False) is False
+    # The job label comes from the Service: the same job names as the compose Prometheus, so the
+    # alerts (up{job=~"kmsync.*"}) and the dashboard work unchanged.
+    job = target["metadata"]["labels"][spec["jobLabel"]]
+    assert job == f"kmsync-{service}" and job in job_names(repo)
+
+
+def test_the_prometheus_operator_component_is_optional(rendered: dict[str, list[Resource]]) -> None:
+    """Clusters without the operator's CRDs apply base and production as before."""
+    assert of_kind(rendered["base"], "ServiceMonitor") == []
+    assert of_kind(rendered["overlays/production"], "ServiceMonitor") == []
+    operator = rendered["overlays/production-prometheus-operator"]
+    assert len(of_kind(operator, "ServiceMonitor")) == len(SERVICES)
+    others = [r for r in operator if r["kind"] != "ServiceMonitor"]
+    assert yaml.safe_dump(others) == yaml.safe_dump(rendered["overlays/production"]), "production plus monitors only"
+
+
+def test_service_monitors_decode_strictly_into_the_operators_types(
+    rendered: dict[str, list[Resource]], prometheus_operator_check: Callable[[list[Resource]], Any]
+) -> None:
+    monitors = of_kind(rendered["overlays/production-prometheus-operator"], "ServiceMonitor")
+    result = prometheus_operator_check(monitors)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok ServiceMonitor") == len(SERVICES)
+    # The same check refuses a misspelt field, as the operator's API server would.
+    broken = yaml.safe_load(yaml.safe_dump(monitors[0]))
+    broken["spec"]["endpoints"][0]["intervall"] = "30s"
+    refused = prometheus_operator_check([broken])
+    assert refused.returncode == 1 and 'unknown field "intervall"' in refused.stdout, refused.stdout
