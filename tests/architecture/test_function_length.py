@@ -21,9 +21,6 @@ LIMIT = 60
 KNOWN_LONG: dict[str, int] = {
     "libs/kmsync_marketo/check.py:SetupChecker._custom_object": 61,
     "libs/kmsync_marketo/limiter.py:InstanceLimiter.on_throttle": 63,
-    "services/kmsync_sink/dlq_cli.py:replay": 62,
-    "services/kmsync_sink/executor.py:WindowExecutor._verify": 61,
-    "services/kmsync_sink/worker.py:InstanceWorker.__init__": 68,
 }
 
 _Function = ast.FunctionDef | ast.AsyncFunctionDef

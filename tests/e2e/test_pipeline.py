@@ -7,9 +7,9 @@ real Prometheus server scraping the three services must see the pipeline's count
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +20,8 @@ import yaml
 
 from kmsync_cli.demo import run_until_reconciled
 from kmsync_cli.stack import Stack, StackOptions, http_json
-from kmsync_testing.kafka_broker import free_port
+from kmsync_testing.processes import die_with_parent, free_port, stop_process
+from kmsync_testing.waiting import wait_for
 
 
 @pytest.fixture
@@ -52,13 +53,12 @@ def prometheus(tmp_path: Path, stack: Stack) -> Iterator[str]:
     proc = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"),
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"), preexec_fn=die_with_parent,
     )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_process(proc, timeout=20)
 
 
 def prom_vector(base: str, query: str) -> list[dict[str, Any]]:
@@ -72,9 +72,9 @@ def prom_query(base: str, query: str) -> float:
     return float(result[0]["value"][1]) if result else 0.0
 
 
-def test_a_virtual_event_reaches_marketo_exactly_once(stack: Stack, prometheus: str) -> None:
+async def test_a_virtual_event_reaches_marketo_exactly_once(stack: Stack, prometheus: str) -> None:
     lines: list[str] = []
-    result = run_until_reconciled(stack, timeout=420, say=lines.append)
+    result = await asyncio.to_thread(run_until_reconciled, stack, timeout=420, say=lines.append)
     assert result is not None, "the scenario did not finish:\n" + "\n".join(lines[-5:])
     assert result.clean, result.report()
     kinds = {t.kind: t for t in result.tallies}
@@ -82,14 +82,9 @@ def test_a_virtual_event_reaches_marketo_exactly_once(stack: Stack, prometheus: 
     assert kinds["kalturaUserPolls_c objects"].expected > 5
 
     # Prometheus scraped the services while they worked: the counters it holds match the outcome.
-    deadline = time.monotonic() + 30
-    written = 0.0
-    while time.monotonic() < deadline:
-        written = prom_query(prometheus, 'sum(kmsync_sink_outcomes_total{status=~"created|updated"})')
-        if written >= kinds["leads"].expected:
-            break
-        time.sleep(1)  # Prometheus scrapes every second; poll until it has
-    assert written >= kinds["leads"].expected
+    written = 'sum(kmsync_sink_outcomes_total{status=~"created|updated"})'
+    await wait_for(lambda: prom_query(prometheus, written) >= kinds["leads"].expected, within=30,
+                   what=f"Prometheus to have scraped {kinds['leads'].expected} written leads (it scrapes every second)")
     assert prom_query(prometheus, "sum(kmsync_ingest_records_out_total)") > 0
     assert prom_query(prometheus, "sum(kmsync_transform_ops_out_total)") > 0
     assert prom_query(prometheus, "sum(kmsync_sink_throttle_answers_total)") == 0

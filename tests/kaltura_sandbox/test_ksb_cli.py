@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -13,11 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from kmsync_testing.processes import die_with_parent, free_port, stop_process
+from kmsync_testing.waiting import wait_for
 
 
 @pytest.fixture
@@ -28,41 +23,42 @@ def sandbox_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[byte
     proc = subprocess.Popen(
         [sys.executable, "-m", "kaltura_sandbox", "--host", "127.0.0.1", "--port", str(port),
          "--scenario", str(scenario), "--seed", "4", "--speed", "3600"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )
     try:
         yield f"http://127.0.0.1:{port}", proc
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc, timeout=10)
 
 
-def wait_up(base: str, proc: subprocess.Popen[bytes]) -> dict[str, object]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+async def status_when_up(http: httpx.AsyncClient, base: str, proc: subprocess.Popen[bytes]) -> dict[str, object]:
+    async def status() -> dict[str, object] | None:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else b""
         try:
-            status: dict[str, object] = httpx.get(f"{base}/_sandbox/status", timeout=1).json()
-            return status
+            answer: dict[str, object] = (await http.get(f"{base}/_sandbox/status", timeout=1)).json()
+            return answer
         except httpx.HTTPError:
-            time.sleep(0.05)  # waiting for a child process to bind; no in-process signal exists
-    raise AssertionError("kaltura-sandbox did not start")
+            return None  # not listening yet
+
+    found: dict[str, object] = await wait_for(status, within=30, what="kaltura-sandbox to serve /_sandbox/status")
+    return found
 
 
-def test_cli_serves_the_scenario_and_plays_at_speed(sandbox_process: tuple[str, subprocess.Popen[bytes]]) -> None:
+async def test_cli_serves_the_scenario_and_plays_at_speed(sandbox_process: tuple[str, subprocess.Popen[bytes]]) -> None:
     base, proc = sandbox_process
-    first = wait_up(base, proc)
-    assert first["speed"] == 3600 and first["registrants"] == 120 and len(first["sessions"]) == 2  # type: ignore[arg-type]
-    deadline = time.monotonic() + 10
-    while True:
-        now = httpx.get(f"{base}/_sandbox/status").json()["now"]
-        if datetime.fromisoformat(now) > datetime.fromisoformat(str(first["now"])):
-            break
-        assert time.monotonic() < deadline, "scenario clock does not move at --speed"
-    creds = httpx.get(f"{base}/_sandbox/credentials").json()
-    ks = httpx.post(f"{base}/api_v3/service/session/action/start", data={
-        "format": "1", "secret": creds["admin_secret"], "partnerId": str(creds["partner_id"]), "type": "2"}).json()
-    assert isinstance(ks, str) and ks
+    async with httpx.AsyncClient() as http:
+        first = await status_when_up(http, base, proc)
+        assert first["speed"] == 3600 and first["registrants"] == 120 and len(first["sessions"]) == 2  # type: ignore[arg-type]
+
+        async def moved() -> bool:
+            now = (await http.get(f"{base}/_sandbox/status")).json()["now"]
+            return datetime.fromisoformat(now) > datetime.fromisoformat(str(first["now"]))
+
+        await wait_for(moved, within=10, what="the scenario clock to move at --speed")
+        creds = (await http.get(f"{base}/_sandbox/credentials")).json()
+        ks = (await http.post(f"{base}/api_v3/service/session/action/start", data={
+            "format": "1", "secret": creds["admin_secret"], "partnerId": str(creds["partner_id"]), "type": "2"})).json()
+        assert isinstance(ks, str) and ks
 
 
 def test_cli_refuses_a_bad_scenario_file(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections import Counter
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from kaltura_sandbox.testing import running_sandbox
+from kmsync_testing.waiting import wait_for
 
 
 @dataclass
@@ -53,13 +53,6 @@ async def receiver(answer: Callable[[bytes, int], int]) -> AsyncIterator[Receive
         yield state
     finally:
         await runner.cleanup()
-
-
-async def wait_for(condition: Callable[[], bool], limit_seconds: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_seconds
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 FAST_RETRY = {"retry_base_seconds": 0.05, "retry_max_seconds": 0.2}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from kmsync_testing.processes import die_with_parent, stop_process
 from marketo_sandbox.clock import ManualClock
 from marketo_sandbox.config import BehaviourConfig, InstanceConfig
 from marketo_sandbox.shape import PARTIAL_PROGRAM_ID, kaltura_partial_shape
@@ -125,11 +126,10 @@ def test_the_command_line_shapes_an_empty_instance(tmp_path: Path) -> None:
     done = subprocess.run([exe, "--port", "0", "--shape", str(bad)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "apiName" in done.stderr
     proc = subprocess.Popen([exe, "--port", "0", "--preset", "empty", "--shape", "kaltura-partial"],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert "kalturaUserSessionEngagement_c" in first and "kalturaUserPolls_c" in first, first
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process(proc, timeout=30)

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+from typing import Any
 
 #: How long a SIGKILLed process may take to be reaped before that counts as an error.
 REAP_TIMEOUT = 10.0
@@ -34,7 +35,7 @@ def free_port() -> int:
         return port
 
 
-def _signal(process: subprocess.Popen[bytes], sig: signal.Signals, group: bool) -> None:
+def _signal(process: subprocess.Popen[Any], sig: signal.Signals, group: bool) -> None:
     with contextlib.suppress(ProcessLookupError):
         if group:
             os.killpg(process.pid, sig)
@@ -42,7 +43,7 @@ def _signal(process: subprocess.Popen[bytes], sig: signal.Signals, group: bool) 
             process.send_signal(sig)
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0, *, group: bool = True) -> int | None:
+def stop_process(process: subprocess.Popen[Any], timeout: float = 20.0, *, group: bool = True) -> int | None:
     """Stop a child cleanly if it can be: SIGTERM (to its whole process group when ``group``, the way
     ``die_with_parent`` children are started), wait up to ``timeout`` seconds, then SIGKILL and reap it.
     Returns its exit code (negative: the signal that ended it); a child that already exited is only reaped."""
@@ -56,7 +57,7 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0, *, gro
     return process.returncode
 
 
-def kill_process(process: subprocess.Popen[bytes], *, group: bool = True) -> int | None:
+def kill_process(process: subprocess.Popen[Any], *, group: bool = True) -> int | None:
     """SIGKILL (kill -9: no shutdown code runs) and reap; returns the exit code."""
     if process.poll() is None:
         _signal(process, signal.SIGKILL, group)
