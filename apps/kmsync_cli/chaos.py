@@ -54,6 +54,8 @@ class ChaosOptions:
     #: Stop early when the reconciliation has not changed for this long after the last disruption.
     settle: float = 90.0
     service_env: dict[str, str] = field(default_factory=dict)
+    #: Hours of registrations before the event (StackOptions.registration_lead_hours).
+    registration_lead_hours: float | None = None
     #: Processes per service; a kill picks one of the service's live replicas at random.
     replicas: int = 1
     #: False: a killed replica stays down and the others must take over its work (needs more
@@ -80,7 +82,8 @@ class ChaosRun:
         self.say = say
         self.stack = Stack(StackOptions(work_dir=options.work_dir, registrants=options.registrants,
                                         sessions=options.sessions, speed=options.speed, seed=options.seed,
-                                        service_env=options.service_env, replicas=options.replicas))
+                                        service_env=options.service_env, replicas=options.replicas,
+                                        registration_lead_hours=options.registration_lead_hours))
         #: Replicas killed and deliberately left down.
         self.retired: set[str] = set()
         self._pick = random.Random(options.seed + 1)
@@ -230,6 +233,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kills", default="ingest=2,transform=3,sink=3",
                         help="SIGKILLs per service, e.g. ingest=2,transform=3,sink=3")
     parser.add_argument("--broker-restarts", type=int, default=1, help="broker crashes and restarts")
+    parser.add_argument("--registration-lead-hours", type=float, default=None,
+                        help="scenario hours of registrations before the event (default 72)")
     parser.add_argument("--fault-scale", type=float, default=1.0,
                         help="multiplies the Marketo fault plan's rates (0: no faults)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before the run gives up")
@@ -253,7 +258,8 @@ def main(argv: list[str]) -> int:
                                speed=args.speed, seed=args.seed, kills=kills,
                                broker_restarts=args.broker_restarts, fault_scale=args.fault_scale,
                                timeout=args.timeout, settle=args.settle, replicas=max(1, args.replicas),
-                               restart_killed=not args.no_restart)
+                               restart_killed=not args.no_restart,
+                               registration_lead_hours=args.registration_lead_hours)
         fault_plan(options.fault_scale)  # a scale that makes a rate above 1 is refused here, not mid-run
     except ValueError as exc:
         parser.error(str(exc))

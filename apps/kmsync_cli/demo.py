@@ -187,6 +187,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="seeds the generated event and the Marketo sandbox (default 7)")
     parser.add_argument("--replicas", type=int, default=1,
                         help="processes per service (ingest, transform, sink) sharing the work; default 1")
+    parser.add_argument("--registration-lead-hours", type=float, default=None,
+                        help="scenario hours of invitations and registrations before the event (default 72, "
+                             "most of the playing time)")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds to wait for a clean reconciliation (default 900)")
     parser.add_argument("--keep-running", action="store_true",
@@ -277,7 +280,7 @@ def main(argv: list[str]) -> int:
         return 2
     stack = Stack(StackOptions(work_dir=args.work_dir, registrants=args.registrants,
                                sessions=args.sessions, speed=args.speed, seed=args.seed, marketo=target,
-                               replicas=max(1, args.replicas),
+                               replicas=max(1, args.replicas), registration_lead_hours=args.registration_lead_hours,
                                readback_share=args.readback_share, readback_max_calls=args.readback_max_calls))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -46,6 +46,10 @@ class StackOptions:
     #: Processes per service (ingest, transform, sink): replicas share the work through their
     #: consumer groups; the first of each is named after the service, the others `<service>-2` ...
     replicas: int = 1
+    #: Hours of invitations and registrations before the event (the Kaltura sandbox's
+    #: registration_lead_hours); None keeps the sandbox's default (72). At a given --speed most of a
+    #: run's playing time is this lead, so tests shorten it.
+    registration_lead_hours: float | None = None
     #: Extra environment for the services (e.g. sink window settings).
     service_env: dict[str, str] = field(default_factory=dict)
     #: An existing Marketo instance to write to instead of a provisioned sandbox (issue #17).
@@ -128,8 +132,9 @@ class Stack:
                 str(BIN / "marketo-sandbox"), "--host", "127.0.0.1", "--port", str(self.ports["marketo-sandbox"]),
                 "--preset", "kaltura", "--seed", str(opts.seed)])
         scenario = work / "scenario.yaml"
+        lead = {} if opts.registration_lead_hours is None else {"registration_lead_hours": opts.registration_lead_hours}
         scenario.write_text(yaml.safe_dump({
-            "registrants": opts.registrants, "sessions": opts.sessions,
+            "registrants": opts.registrants, "sessions": opts.sessions, **lead,
             "notifications": {"kinds": ["virtual_event", "entry", "user_profile"], "retry_base_seconds": 0.5},
         }))
         kaltura = procs.start("kaltura-sandbox", [

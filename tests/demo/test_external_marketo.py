@@ -129,6 +129,7 @@ def test_the_demo_plays_into_an_admin_shaped_empty_sandbox_and_reconciles_over_r
 
         run = _run(["run", "--work-dir", str(tmp_path / "run"), "--registrants", "40", "--sessions", "2",
                     "--speed", "6000", "--seed", "5", "--timeout", "300",
+                    "--registration-lead-hours", "12",  # not 72: ~36 s less of a quiet registration period
                     "--marketo-endpoint", url, "--marketo-munchkin-id", DEFAULT_MUNCHKIN_ID,
                     "--marketo-client-id", DEFAULT_CLIENT_ID, "--marketo-program-id", str(PARTIAL_PROGRAM_ID)],
                    env, 480)
