@@ -244,6 +244,7 @@ def keep_running(stack: Stack, stop: threading.Event) -> None:
 def play_and_report(stack: Stack, args: argparse.Namespace, target: ExternalMarketo | None,
                     stop: threading.Event) -> int:
     """Start everything, play the event, reconcile and explain; the exit code."""
+    started = SYSTEM_CLOCK.monotonic()
     say(f"starting Kafka, the sandboxes, ingest, transform and sink (logs in {args.work_dir}/logs) ...")
     if target is not None:
         say(f"checking the Marketo instance {target.munchkin_id} at {target.endpoint} (kmsync marketo check) ...")
@@ -252,7 +253,6 @@ def play_and_report(stack: Stack, args: argparse.Namespace, target: ExternalMark
     stack.start()
     say(f"playing a virtual event: {args.registrants} registrants, {args.sessions} sessions, "
         f"{args.speed:g}x real time")
-    started = SYSTEM_CLOCK.monotonic()
     result = run_until_reconciled(stack, args.timeout, say, stop)
     say(progress_line(stack))
     code = 1
