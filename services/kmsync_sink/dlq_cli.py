@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from kmsync_config.settings import load_settings
 from kmsync_config.tenants import ConfigError
@@ -24,7 +24,7 @@ from kmsync_contracts import ContractError, DeadLetter, decode
 from kmsync_contracts.codecs import decode_model
 from kmsync_contracts.topics import TOPICS_BY_NAME
 from kmsync_kafka.clients import reliable_producer
-from kmsync_sink.ledger_reader import topic_partitions
+from kmsync_kafka.reading import read_to_end
 from kmsync_sink.settings import SinkSettings
 
 #: Fields --filter understands: dead letter fields, and fields of the original operation.
@@ -74,68 +74,73 @@ def _source_spec(source_topic: str, prefix: str) -> str | None:
     return name if name in TOPICS_BY_NAME else None
 
 
+#: A bound on reading the whole DLQ topic (it is read to its end as it is when the replay starts).
+READ_WITHIN_SECONDS = 3600.0
+
+
 async def replay(bootstrap: str, dlq_topic: str, prefix: str, filters: dict[str, set[str]],
                  dry_run: bool = False) -> ReplayReport:
     report = ReplayReport()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if dlq_topic not in set(await admin.list_topics()):
+            raise ValueError(f"topic {dlq_topic} does not exist")
+    finally:
+        await admin.close()
+    letters = await read_to_end(bootstrap, dlq_topic, within=READ_WITHIN_SECONDS)
     producer = reliable_producer(bootstrap)
     try:
-        await consumer.start()
         await producer.start()
-        parts = await topic_partitions(consumer, dlq_topic)
-        if not parts:
-            raise ValueError(f"topic {dlq_topic} does not exist")
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
         pending: list[asyncio.Future[object]] = []
-        while True:
-            positions = [await consumer.position(tp) for tp in parts]
-            if all(pos >= ends[tp] for pos, tp in zip(positions, parts, strict=True)):
-                break
-            batch = await consumer.getmany(*parts, timeout_ms=500)
-            for msgs in batch.values():
-                for m in msgs:
-                    if m.offset >= ends[TopicPartition(m.topic, m.partition)]:
-                        continue
-                    report.read += 1
-                    try:
-                        letter = decode_model(DeadLetter, m.value or b"")
-                    except ContractError:
-                        report.skip("not a dead letter")
-                        continue
-                    if not matches(letter, filters):
-                        continue
-                    report.matched += 1
-                    if letter.source_topic is None:
-                        report.skip("no source topic")
-                        continue
-                    spec_name = _source_spec(letter.source_topic, prefix)
-                    if spec_name is None:
-                        report.skip("source topic not in the catalogue")
-                        continue
-                    if not isinstance(letter.payload, dict):
-                        report.skip("payload did not parse (fix upstream)")
-                        continue
-                    value = json.dumps(letter.payload, separators=(",", ":")).encode()
-                    try:
-                        decode(TOPICS_BY_NAME[spec_name], value)
-                    except ContractError:
-                        report.skip("payload does not match the source contract")
-                        continue
-                    if dry_run:
-                        report.replayable += 1
-                        continue
-                    key = letter.source_key.encode() if letter.source_key else None
-                    pending.append(await producer.send(letter.source_topic, value, key=key))
-                    report.replayed += 1
+        for m in letters:
+            report.read += 1
+            found = _replayable(m.value or b"", filters, prefix, report)
+            if found is None:
+                continue
+            if dry_run:
+                report.replayable += 1
+                continue
+            topic, value, key = found
+            pending.append(await producer.send(topic, value, key=key))
+            report.replayed += 1
         if pending:
             await asyncio.gather(*pending)
     finally:
         await producer.stop()
-        await consumer.stop()
     return report
+
+
+def _replayable(raw: bytes, filters: dict[str, set[str]], prefix: str,
+                report: ReplayReport) -> tuple[str, bytes, bytes | None] | None:
+    """(source topic, payload, key) of a dead letter the filters match and its source contract
+    accepts; None (counted in ``report`` when it matched) otherwise."""
+    try:
+        letter = decode_model(DeadLetter, raw)
+    except ContractError:
+        report.skip("not a dead letter")
+        return None
+    if not matches(letter, filters):
+        return None
+    report.matched += 1
+    if letter.source_topic is None:
+        report.skip("no source topic")
+        return None
+    spec_name = _source_spec(letter.source_topic, prefix)
+    if spec_name is None:
+        report.skip("source topic not in the catalogue")
+        return None
+    if not isinstance(letter.payload, dict):
+        report.skip("payload did not parse (fix upstream)")
+        return None
+    value = json.dumps(letter.payload, separators=(",", ":")).encode()
+    try:
+        decode(TOPICS_BY_NAME[spec_name], value)
+    except ContractError:
+        report.skip("payload does not match the source contract")
+        return None
+    key = letter.source_key.encode() if letter.source_key else None
+    return letter.source_topic, value, key
 
 
 def main(argv: list[str]) -> int:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import os
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kmsync_contracts import encode
 from kmsync_contracts.marketo_ops import (
@@ -18,6 +23,7 @@ from kmsync_contracts.marketo_ops import (
 )
 from kmsync_contracts.seed import ENGAGEMENT_ACTIVITY_API_NAME, ENGAGEMENT_OBJECT_API_NAME, STATUS_STEPS
 from kmsync_sink.pending import PendingOp, Source
+from marketo_sandbox.testing import SandboxHandle
 
 MUNCHKIN = "111-AAA-111"
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -69,3 +75,30 @@ class OpFactory:
 @pytest.fixture
 def ops() -> OpFactory:
     return OpFactory()
+
+
+def sink_process_env(sb: SandboxHandle, munchkin: str, bootstrap: str, prefix: str, group: str, tmp_path: Path,
+                     **settings: str) -> dict[str, str]:
+    """The environment of a `kmsync sink` process writing to instance ``munchkin`` of ``sb`` (its tenants
+    file written under ``tmp_path``; the secret is the test's KMSYNC_TEST_MARKETO_SECRET).
+    ``settings``: sink settings by field name (``window_max_age_seconds="0.3"``)."""
+    tenants_file = tmp_path / "tenants.yaml"
+    tenants_file.write_text(yaml.safe_dump({"marketo_instances": {"alpha": {
+        "munchkin_id": munchkin, "endpoint": sb.instance_url(munchkin), "client_id": sb.client_id,
+        "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}}}, "events": []}))
+    return {**os.environ, "KMSYNC_KAFKA_BOOTSTRAP": bootstrap, "KMSYNC_TOPIC_PREFIX": prefix,
+            "KMSYNC_TENANTS_FILE": str(tenants_file), "KMSYNC_HTTP_HOST": "127.0.0.1", "KMSYNC_HTTP_PORT": "0",
+            "KMSYNC_SINK_GROUP_ID": group, **{f"KMSYNC_{name.upper()}": value for name, value in settings.items()}}
+
+
+async def sink_process(env: dict[str, str]) -> asyncio.subprocess.Process:
+    """`kmsync sink` as a process of its own (its output discarded)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; from kmsync_cli.main import main; sys.exit(main(['sink']))",
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
+async def ensure_dead(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()

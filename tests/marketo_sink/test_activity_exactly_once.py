@@ -9,21 +9,19 @@ activity log (GET /rest/v1/activities.json) before it is ever sent again.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from typing import Any
 
 import pytest
-import yaml
 
 from kmsync_contracts import RecordOutcome
 from kmsync_contracts.marketo_ops import MarketoOperation
+from kmsync_testing.waiting import wait_for
 from marketo_sandbox.preset_kaltura import ACTIVITY_TYPE_ID
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
 
+from .conftest import ensure_dead, sink_process, sink_process_env
 from .test_sink_integration import (
-    REPO_ROOT,
     A,
     assert_sandbox_holds_exactly,
     committed_to_the_end,
@@ -31,7 +29,6 @@ from .test_sink_integration import (
     sandbox_instances,
     scenario,
     tenants_for,
-    until,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -79,7 +76,7 @@ async def test_ambiguous_answers_and_a_second_copy_of_every_op_write_each_activi
             await h.wait_for_outcomes({op.op_id for op in first[: len(first) // 2]}, within=60)
             again: list[MarketoOperation] = list(first)  # transform's second copy, same op_ids
             await h.produce(again)
-            await until(lambda: committed_to_the_end(h), 90, "every copy decided and committed")
+            await wait_for(lambda: committed_to_the_end(h), 90, "every copy decided and committed")
             await h.wait_for_outcomes({op.op_id for op in first})
             every = await h.outcomes()
             final = latest(every)
@@ -107,23 +104,16 @@ async def test_sigkill_after_marketo_applied_an_activity_call_writes_it_once_aft
     faults = {"rules": [{"endpoint": ACTIVITIES_POST, "error": "drop", "apply_then_fail": True, "max_count": 1}]}
     async with running_sandbox(instances=sandbox_instances(A), faults=faults) as sb:
         async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
-            tenants_file = tmp_path / "tenants.yaml"
-            tenants_file.write_text(yaml.safe_dump({"marketo_instances": {"alpha": {
-                "munchkin_id": A, "endpoint": sb.instance_url(A), "client_id": sb.client_id,
-                "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}}}, "events": []}))
-            env = {**os.environ, "KMSYNC_KAFKA_BOOTSTRAP": h.bootstrap, "KMSYNC_TOPIC_PREFIX": topic_prefix,
-                   "KMSYNC_TENANTS_FILE": str(tenants_file), "KMSYNC_HTTP_HOST": "127.0.0.1",
-                   "KMSYNC_HTTP_PORT": "0", "KMSYNC_SINK_GROUP_ID": h.group,
-                   "KMSYNC_WINDOW_MAX_AGE_SECONDS": "0.3", "KMSYNC_SINK_COMMIT_INTERVAL_SECONDS": "3600",
-                   "KMSYNC_SINK_ACTIVITY_VERIFY_DELAY_SECONDS": "3600",
-                   "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services"), str(REPO_ROOT / "libs")])}
+            env = sink_process_env(sb, A, h.bootstrap, topic_prefix, h.group, tmp_path,
+                                   window_max_age_seconds="0.3", sink_commit_interval_seconds="3600",
+                                   sink_activity_verify_delay_seconds="3600")
             batch = scenario(ops, A, 10)
             await h.produce(batch)
             acts = {op.op_id for op in batch if op.kind == "custom_activity"}
             proc = await sink_process(env)
             try:
-                await until(lambda: applied_then_failed(sb) == 1, 60, "Marketo applied the activities call")
-                await until(lambda: len(activities_in_marketo(sb)) == len(acts), 10, "the activities written")
+                await wait_for(lambda: applied_then_failed(sb) == 1, 60, "Marketo applied the activities call")
+                await wait_for(lambda: len(activities_in_marketo(sb)) == len(acts), 10, "the activities written")
                 # The rest of the window is decided; the activities are not (no final outcome on Kafka).
                 others = {op.op_id for op in batch} - acts
                 await h.wait_for_outcomes(others, within=30)
@@ -137,7 +127,7 @@ async def test_sigkill_after_marketo_applied_an_activity_call_writes_it_once_aft
             proc = await sink_process(env)
             try:
                 final = await h.wait_for_outcomes({op.op_id for op in batch})
-                await until(lambda: committed_to_the_end(h), 30, "everything committed")
+                await wait_for(lambda: committed_to_the_end(h), 30, "everything committed")
                 proc.send_signal(signal.SIGTERM)
                 assert await asyncio.wait_for(proc.wait(), 60) == 0
             finally:
@@ -149,15 +139,3 @@ async def test_sigkill_after_marketo_applied_an_activity_call_writes_it_once_aft
             assert {final[i].marketo_id for i in acts} == stored, "Marketo's own ids recorded"
             assert sb.call_count(ACTIVITIES_POST, munchkin_id=A) == 1, "never sent again"
             assert sb.call_count(ACTIVITIES_GET, munchkin_id=A) >= 1
-
-
-async def sink_process(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; from kmsync_cli.main import main; sys.exit(main(['sink']))",
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-
-
-async def ensure_dead(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.kill()
-        await proc.wait()

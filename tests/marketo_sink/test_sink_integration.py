@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,26 +32,17 @@ from kmsync_sink.ledger_reader import topic_partitions
 from kmsync_sink.service import MarketoSink
 from kmsync_sink.settings import SinkSettings
 from kmsync_sink.writer import MarketoWriter
+from kmsync_testing.waiting import wait_for
 from marketo_sandbox.config import InstanceConfig, LimitsConfig
 from marketo_sandbox.preset_kaltura import ACTIVITY_TYPE_ID
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
 
+from .conftest import ensure_dead, sink_process, sink_process_env
+
 pytestmark = pytest.mark.timeout(120)
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 A, B, C, D = "111-AAA-111", "222-BBB-222", "333-CCC-333", "444-DDD-444"
 WRITE_ENDPOINTS = ("leads.json", "members/status.json", "customobjects/", "activities/external.json")
-
-
-async def until(cond: Callable[[], Awaitable[bool] | bool], within: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while True:
-        res = cond()
-        if (await res) if not isinstance(res, bool) else res:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.05)  # polling interval of a condition with a deadline, not synchronisation
 
 
 @dataclass
@@ -158,7 +148,7 @@ class Harness:
                 final[o.op_id] = o
             return op_ids <= set(final)
 
-        await until(done, within, f"outcomes for {len(op_ids)} operations")
+        await wait_for(done, within, f"outcomes for {len(op_ids)} operations")
         return final
 
 
@@ -350,9 +340,9 @@ async def test_parked_or_broken_instances_never_stall_the_others(
                 return {dl.payload["op_id"] for dl in letters if isinstance(dl.payload, dict)} >= {
                     op.op_id for op in broken + revoked + unknown}
 
-            await until(all_dead_lettered, 30, "dead letters of the broken instances")
+            await wait_for(all_dead_lettered, 30, "dead letters of the broken instances")
             # B answered 607: parked until midnight US Central, its operations wait undecided.
-            await until(lambda: sink.workers[B].writer.limiter.parked_until is not None, 30, "B parked")
+            await wait_for(lambda: sink.workers[B].writer.limiter.parked_until is not None, 30, "B parked")
             decided_b = {o.op_id for o in await h.outcomes() if o.munchkin_id == B}
             assert len(decided_b) < len(parked)
             assert sb.call_count(code="607", munchkin_id=B) >= 1
@@ -390,9 +380,9 @@ async def test_consumer_lag_counts_what_a_paused_partition_has_not_read(
                 seen.append((lag, buffered, decided))
                 return lag > 0 and len(parked) - window <= lag + buffered + decided <= len(parked)
 
-            await until(lambda: B in sink.workers and sink.workers[B].writer.limiter.parked_until is not None,
+            await wait_for(lambda: B in sink.workers and sink.workers[B].writer.limiter.parked_until is not None,
                         30, "B parked")
-            await until(accounted, 30, "lag + buffered + decided = produced (less one window), lag > 0")
+            await wait_for(accounted, 30, "lag + buffered + decided = produced (less one window), lag > 0")
             assert seen[-1][0] < len(parked) - 200, "the fetched part is not lag"
 
 
@@ -421,7 +411,7 @@ async def test_dlq_replay_reinjects_fixed_records(
                 return any(dl.reason_code == "kmsync.contract" and dl.payload == '{"kind":"nonsense"}'
                            for dl in await h.dead_letters())
 
-            await until(poison_dead_lettered, 30, "the malformed record dead-lettered")
+            await wait_for(poison_dead_lettered, 30, "the malformed record dead-lettered")
             await h.stop_sink(sink)
             # Everything read had an outcome, so the group committed up to the end of every partition.
             probe = AIOKafkaConsumer(bootstrap_servers=h.bootstrap, group_id=h.group, enable_auto_commit=False)
@@ -450,7 +440,7 @@ async def test_dlq_replay_reinjects_fixed_records(
             async def written() -> bool:
                 return any(o.op_id == "late-1" and o.status == "created" for o in await h.outcomes())
 
-            await until(written, 60, "the replayed lead written")
+            await wait_for(written, 60, "the replayed lead written")
             assert "late@x.example" in {ld["email"] for ld in sb.dump(A)["leads"]}
 
 
@@ -565,7 +555,7 @@ async def test_a_custom_object_backfill_goes_bulk_by_the_instance_threshold(
             assert sorted((int(r["personId"]), r["entry_id"]) for r in stored) == sorted(
                 (ids[e], f"1_e{n}") for e in emails for n in range(entries))
 
-            await until(lambda: committed_to_the_end(h), 30, "offsets committed behind the outcomes")
+            await wait_for(lambda: committed_to_the_end(h), 30, "offsets committed behind the outcomes")
 
 
 def import_jobs(sb: SandboxHandle, munchkin: str, kind: str = "customobjects") -> list[Any]:
@@ -639,7 +629,7 @@ async def test_bulk_custom_object_jobs_are_pipelined_and_later_upserts_wait_for_
                     for i in range(leads) for n in range(entries)}
             assert len(stored) == len(want)
             assert {(int(r["personId"]), r["entry_id"]): int(r["plays"]) for r in stored} == want, "newest value wins"
-            await until(lambda: committed_to_the_end(h), 30, "offsets committed to the log end")
+            await wait_for(lambda: committed_to_the_end(h), 30, "offsets committed to the log end")
             assert sink.metrics.bulk_in_flight.labels(A)._value.get() == 0
 
 
@@ -657,7 +647,7 @@ async def test_rebalance_hands_instances_over_without_loss_or_duplicates(
             await h.wait_for_outcomes({op.op_id for op in waves[0] + waves[1]})
             second = h.start_sink()  # joins the group: partitions move between the two
             await h.produce(waves[2] + waves[3])
-            await until(lambda: bool(first.state.assigned) and bool(second.state.assigned), 30,
+            await wait_for(lambda: bool(first.state.assigned) and bool(second.state.assigned), 30,
                         "both sinks own partitions")
             await h.wait_for_outcomes({op.op_id for op in waves[2] + waves[3]})
             await h.stop_sink(first)  # leaves: the survivor takes everything over
@@ -723,56 +713,34 @@ async def test_sigkill_with_a_window_open_replays_without_duplicates(
     process replays everything: upserts converge, and the activity ledger (rebuilt from
     marketo.results.v1) keeps the already-written custom activities from being sent again. Then
     SIGTERM stops it cleanly (exit 0)."""
-    import os
-    import signal
-    import sys
-
-    import yaml
-
     async with running_sandbox(instances=sandbox_instances(A)) as sb:
         async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
-            tenants_file = tmp_path / "tenants.yaml"
-            tenants_file.write_text(yaml.safe_dump({"marketo_instances": {"alpha": {
-                "munchkin_id": A, "endpoint": sb.instance_url(A), "client_id": sb.client_id,
-                "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}}}, "events": []}))
-            env = {**os.environ, "KMSYNC_KAFKA_BOOTSTRAP": h.bootstrap, "KMSYNC_TOPIC_PREFIX": topic_prefix,
-                   "KMSYNC_TENANTS_FILE": str(tenants_file), "KMSYNC_HTTP_HOST": "127.0.0.1",
-                   "KMSYNC_HTTP_PORT": "0", "KMSYNC_SINK_GROUP_ID": h.group,
-                   "KMSYNC_WINDOW_MAX_RECORDS": "50", "KMSYNC_WINDOW_MAX_AGE_SECONDS": "300",
-                   "KMSYNC_SINK_COMMIT_INTERVAL_SECONDS": "3600",
-                   "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services"), str(REPO_ROOT / "libs")])}
+            env = sink_process_env(sb, A, h.bootstrap, topic_prefix, h.group, tmp_path, window_max_records="50",
+                                   window_max_age_seconds="300", sink_commit_interval_seconds="3600")
             batch = scenario(ops, A, 20)  # 87 operations: one full window of 50, one open window
             await h.produce(batch)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "import sys; from kmsync_cli.main import main; sys.exit(main(['sink']))",
-                env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            proc = await sink_process(env)
             try:
                 first_window = {op.op_id for op in batch[:50]}
                 await h.wait_for_outcomes(first_window)
                 proc.send_signal(signal.SIGKILL)
                 await asyncio.wait_for(proc.wait(), 30)
             finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+                await ensure_dead(proc)
             written_before = {op.op_id for op in batch[:50] if op.kind == "custom_activity"}
             assert written_before, "the first window wrote activities before the crash"
             assert not {o.op_id for o in await h.outcomes()} & {op.op_id for op in batch[50:]}, "window 2 open"
             h.results.seen.clear()  # from here on: the restarted sink's outcomes only
             env.update({"KMSYNC_WINDOW_MAX_RECORDS": "3000", "KMSYNC_WINDOW_MAX_AGE_SECONDS": "0.3",
                         "KMSYNC_SINK_COMMIT_INTERVAL_SECONDS": "1"})
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "import sys; from kmsync_cli.main import main; sys.exit(main(['sink']))",
-                env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            proc = await sink_process(env)
             try:
                 final = await h.wait_for_outcomes({op.op_id for op in batch})
                 # SIGTERM: drain, commit, leave the group, exit 0.
                 proc.send_signal(signal.SIGTERM)
                 assert await asyncio.wait_for(proc.wait(), 60) == 0
             finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+                await ensure_dead(proc)
             assert all(o.status != "failed" for o in final.values())
             assert {(final[i].status, final[i].reason_code) for i in written_before} == {
                 ("skipped", "kmsync.already_written")}

@@ -15,6 +15,7 @@ import pytest
 from kmsync_common.clock import ManualClock
 from kmsync_marketo.from_config import settings_from_instance
 from kmsync_marketo.limiter import InstanceLimiter
+from kmsync_testing.waiting import wait_for
 from marketo_sandbox.config import LimitsConfig
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
 
@@ -27,7 +28,6 @@ from .test_sink_integration import (
     sandbox_instances,
     scenario,
     tenants_for,
-    until,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,7 +63,7 @@ async def test_every_record_parked_on_607_is_delivered_after_the_reset(
             h.start_sink()
 
             # Day one: the quota runs out, Marketo answers 607, the sink parks B.
-            await until(lambda: limiter.parked_until is not None, 30, "B parked on 607")
+            await wait_for(lambda: limiter.parked_until is not None, 30, "B parked on 607")
             assert sb.call_count(code="607", munchkin_id=B) >= 1
             parked_at = await decided(h, B)
             assert parked_at < want, "records wait, parked"
@@ -80,8 +80,8 @@ async def test_every_record_parked_on_607_is_delivered_after_the_reset(
                 clock.set(reset.timestamp() + 1.0)
                 days += 1
                 assert days <= 20, "the backlog fits in a few quota days"
-                await until(lambda r=reset: limiter.parked_until != r, 30, "B resumed after the reset")
-                await until(done_or_parked, 30, "B parked again or every record decided")
+                await wait_for(lambda r=reset: limiter.parked_until != r, 30, "B resumed after the reset")
+                await wait_for(done_or_parked, 30, "B parked again or every record decided")
 
             final = {o.op_id: o for o in await h.outcomes() if o.munchkin_id == B}
             failed = {k: (o.reason_code, o.reason) for k, o in final.items() if o.status == "failed"}
