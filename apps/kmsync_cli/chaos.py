@@ -266,9 +266,9 @@ def main(argv: list[str]) -> int:
     print(f"chaos run in {work} (logs in {work}/logs)", flush=True)
     try:
         report = ChaosRun(options, lambda line: print(line, flush=True)).run()
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError) as exc:  # the run could not be carried out: a failure, not a usage error
         print(f"kmsync chaos: {exc}", file=sys.stderr)
-        return 2
+        return 1
     print()
     print(report.table())
     (work / "chaos-report.json").write_text(json.dumps(report.as_json(), indent=2))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kmsync_cli import chaos
 from kmsync_cli.chaos import ChaosOptions, ChaosRun
 from kmsync_cli.chaos_plan import BROKER, SERVICES, ChaosReport, fault_plan, parse_kills, schedule
 from kmsync_cli.reconcile import Reconciliation, Tally
@@ -111,3 +112,18 @@ def test_the_report_passes_only_when_finished_and_clean() -> None:
     assert not failed.passed
     assert "CHAOS FAILED" in failed.table() and "leads missing: a@x.org" in failed.table()
     assert failed.as_json()["kinds"][0]["missing"] == 1
+
+
+def test_a_run_that_cannot_be_carried_out_exits_1_not_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # Exit codes as in every kmsync command (issue #20 item 4): 2 is a usage or configuration error.
+    class _BrokerWillNotStart(ChaosRun):
+        def run(self) -> ChaosReport:
+            raise RuntimeError("Kafka exited: port in use")
+
+    monkeypatch.setattr(chaos, "ChaosRun", _BrokerWillNotStart)
+    assert chaos.main(["--work-dir", str(tmp_path)]) == 1
+    assert "kmsync chaos: Kafka exited: port in use" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        chaos.main(["--kills", "db=1"])
+    assert usage.value.code == 2
