@@ -223,9 +223,18 @@ class ChaosRun:
         report.dead_letters_explained = explain(Planted.from_truth(truth), found)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, every option's default after its help (an option whose default is
+    None says in its help what happens without it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="kmsync chaos", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="kmsync chaos", description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--registrants", type=int, default=3000, help="registrants of the generated event")
     parser.add_argument("--sessions", type=int, default=4, help="sessions of the generated event")
     parser.add_argument("--speed", type=float, default=2000.0, help="scenario seconds per real second")
@@ -234,14 +243,15 @@ def main(argv: list[str]) -> int:
                         help="SIGKILLs per service, e.g. ingest=2,transform=3,sink=3")
     parser.add_argument("--broker-restarts", type=int, default=1, help="broker crashes and restarts")
     parser.add_argument("--registration-lead-hours", type=float, default=None,
-                        help="scenario hours of registrations before the event (default 72)")
+                        help="scenario hours of registrations before the event (not given: the Kaltura "
+                             "sandbox's 72)")
     parser.add_argument("--fault-scale", type=float, default=1.0,
                         help="multiplies the Marketo fault plan's rates (0: no faults)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before the run gives up")
     parser.add_argument("--settle", type=float, default=90.0,
                         help="stop draining when nothing changed for this many seconds")
     parser.add_argument("--replicas", type=int, default=1,
-                        help="processes per service (a kill picks one of them); default 1")
+                        help="processes per service (a kill picks one of them)")
     parser.add_argument("--no-restart", action="store_true",
                         help="leave killed replicas down: the others must take over (needs --replicas "
                              "above each service's kills)")
