@@ -406,20 +406,23 @@ class SetupChecker:
         await self.client.approve_custom_activity_type(want.api_name)
 
     # ----- custom objects -----
+    async def _object_schemas(self) -> list[dict[str, Any]]:
+        try:
+            return await self.client.custom_object_schemas()
+        except MarketoApiError as exc:
+            if exc.code != "603":
+                raise
+            # An API user for data needs no Custom Object Type permission (§8.3 is the schema
+            # admin's): read the approved objects as the sink does (Custom Object read, §8.1).
+            return [{**o, "apiName": o.get("name"), "state": "approved", "readOnly": True}
+                    for o in await self.client.custom_objects()]
+
     async def _custom_object(
         self, report: CheckReport, want: exp.ExpectedObject, apply: bool
     ) -> sch.ObjectSchema | None:
         title = f"custom object {want.api_name!r} and its fields"
         try:
-            try:
-                schemas = await self.client.custom_object_schemas()
-            except MarketoApiError as exc:
-                if exc.code != "603":
-                    raise
-                # An API user for data needs no Custom Object Type permission (§8.3 is the schema
-                # admin's): read the approved objects as the sink does (Custom Object read, §8.1).
-                schemas = [{**o, "apiName": o.get("name"), "state": "approved", "readOnly": True}
-                           for o in await self.client.custom_objects()]
+            schemas = await self._object_schemas()
             existing, how = sch.match_name(schemas, want.api_name, name_key="apiName", display_key="displayName",
                                            override=self.names.get(want.api_name))
             api_name = str(existing["apiName"]) if existing else want.api_name

@@ -314,17 +314,7 @@ class InstanceLimiter:
                 self._fraction * 100,
             )
             return pending_pause
-        self._last_decrease = mono
-        self._run = 0
-        self._streak += 1
-        self._stats.rate_decreases += 1
-        self._fraction = max(s.throttle_min_fraction, self._fraction * s.throttle_decrease_factor)
-        if code == "615":
-            self._cap = max(1, self._cap - 1)
-        ceiling = min(s.throttle_pause_max_seconds, s.throttle_pause_base_seconds * 2 ** (self._streak - 1))
-        pause = ceiling * (0.5 + 0.5 * self._rng.random())  # equal jitter: ≥ half the ceiling
-        self._paused_until = max(self._paused_until, mono + pause)
-        self._last_change = mono
+        pause = self._decrease(code, mono)
         log.warning(
             "marketo instance %s: %s from Marketo (%d of %d answers), rate now %.0f%% (%d/window), "
             "concurrency %d, pause %.1fs",
@@ -337,6 +327,22 @@ class InstanceLimiter:
             self._cap,
             pause,
         )
+        return pause
+
+    def _decrease(self, code: str, mono: float) -> float:
+        """One multiplicative decrease (615 also takes a concurrency slot) and its pause, in seconds."""
+        s = self.settings
+        self._last_decrease = mono
+        self._run = 0
+        self._streak += 1
+        self._stats.rate_decreases += 1
+        self._fraction = max(s.throttle_min_fraction, self._fraction * s.throttle_decrease_factor)
+        if code == "615":
+            self._cap = max(1, self._cap - 1)
+        ceiling = min(s.throttle_pause_max_seconds, s.throttle_pause_base_seconds * 2 ** (self._streak - 1))
+        pause = ceiling * (0.5 + 0.5 * self._rng.random())  # equal jitter: ≥ half the ceiling
+        self._paused_until = max(self._paused_until, mono + pause)
+        self._last_change = mono
         return pause
 
     def _recover(self, mono: float) -> None:
