@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import yaml
 
+from kmsync_common.metrics_text import sample_sum
 from kmsync_config import EventConfig, TenantsConfig, parse_tenants
 from kmsync_ingest.http_app import serve
 from kmsync_ingest.kaltura_source import KalturaPullSource, client_for
@@ -163,8 +164,6 @@ def metric(service: IngestService, name: str, **labels: str) -> float:
     return value or 0.0
 
 
-
-
 @dataclass
 class IngestProcess:
     """``kmsync ingest`` as a child process (a replica that a test can kill -9)."""
@@ -175,13 +174,7 @@ class IngestProcess:
 
     async def metric(self, client: httpx.AsyncClient, name: str, **labels: str) -> float:
         """The sum of a metric's samples (with these labels) on the process's /metrics page."""
-        page = (await client.get(f"{self.base_url}/metrics")).text
-        total = 0.0
-        for line in page.splitlines():
-            if (line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{")
-                    and all(f'{k}="{v}"' in line for k, v in labels.items())):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return sample_sum((await client.get(f"{self.base_url}/metrics")).text, name, labels)
 
     def kill(self) -> None:
         """SIGKILL: no graceful path (no LeaveGroup, no end of the open transaction)."""
