@@ -11,7 +11,7 @@ export KMSYNC_KAFKA_LIBS := $(abspath $(KAFKA_LIBS))
 UV_VERSION := 0.13.9
 UV := .cache/uv/bin/uv
 
-.PHONY: all venv lock kafka-jars kafka tools test unit lint run bench chaos clean help
+.PHONY: all venv lock compose-secrets kafka-jars kafka tools test unit lint run bench chaos clean help
 
 help:
 	@echo "make run    - start local Kafka, the sandboxes and the three services; play a virtual event"
@@ -19,6 +19,7 @@ help:
 	@echo "make kafka  - start a local single-node KRaft broker in the foreground (Ctrl-C stops it)"
 	@echo "make venv   - .venv from requirements.lock and requirements-dev.lock (hash-checked)"
 	@echo "make lock   - regenerate both lock files from pyproject.toml (uv)"
+	@echo "make compose-secrets - random keys for docker compose (deploy/compose/secrets, git-ignored)"
 	@echo "make bench  - benchmarks (JSON report under bench/results)"
 	@echo "make chaos  - the pipeline under Marketo faults, kill -9 of every service and a broker restart, reconciled"
 
@@ -64,6 +65,18 @@ tools: $(PROMETHEUS_ROOT)/usr/bin/promtool
 
 $(PROMETHEUS_ROOT)/usr/bin/promtool:
 	@bash tests/deploy/fetch_debian_package.sh prometheus $(PROMETHEUS_ROOT)
+
+# The compose stack's secrets (docker-compose.yml `secrets:`): random, kept across runs, git-ignored.
+# Delete a file to rotate it. Mode 0644: compose bind-mounts the file as it is, for uid 10001.
+COMPOSE_SECRETS := deploy/compose/secrets
+
+compose-secrets: $(COMPOSE_SECRETS)/email-hash-key $(COMPOSE_SECRETS)/upload-tokens
+
+$(COMPOSE_SECRETS)/%:
+	@mkdir -p $(COMPOSE_SECRETS)
+	@$(PYTHON) -c "import secrets; print(secrets.token_urlsafe(32))" > $@.tmp
+	@chmod 0644 $@.tmp && mv $@.tmp $@
+	@echo "wrote a random $* to $@"
 
 kafka: venv kafka-jars
 	$(BIN)/kmsync kafka start

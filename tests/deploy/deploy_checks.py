@@ -10,7 +10,9 @@ import functools
 import importlib
 import os
 import subprocess
+import tempfile
 import tomllib
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -134,8 +136,11 @@ def deployed_commands() -> list[list[str]]:
     return argvs
 
 
-def env_field_problems(cls: type[BaseSettings], env: dict[str, str]) -> list[str]:
-    """Every KMSYNC_* variable names a field of `cls`, and the model validates with them all."""
+def env_field_problems(cls: type[BaseSettings], env: dict[str, str], secret_files: Iterable[str] = ()) -> list[str]:
+    """Every KMSYNC_* variable names a field of `cls`, and the model validates with them all.
+
+    `secret_files`: the paths the container has from mounted secrets. A {"file": P} reference to one
+    of them resolves (to a stand-in file with a 32-character value); any other file does not."""
     prefix = str(cls.model_config.get("env_prefix", ""))
     fields = set(cls.model_fields)
     problems = [
@@ -146,11 +151,17 @@ def env_field_problems(cls: type[BaseSettings], env: dict[str, str]) -> list[str
     if problems:
         return problems
     cleaned = {k: v for k, v in os.environ.items() if not k.upper().startswith(prefix.upper())}
-    with mock.patch.dict(os.environ, {**cleaned, **env}, clear=True):
-        try:
-            load_settings(cls)
-        except ConfigError as exc:
-            return [f"{cls.__name__} rejects the environment: {exc}"]
+    with tempfile.TemporaryDirectory(prefix="kmsync-secrets-") as scratch:
+        local = dict(env)
+        for i, path in enumerate(sorted(set(secret_files), key=len, reverse=True)):
+            stand_in = Path(scratch) / f"secret-{i}"
+            stand_in.write_text("s" * 32 + "\n")
+            local = {k: v.replace(path, str(stand_in)) for k, v in local.items()}
+        with mock.patch.dict(os.environ, {**cleaned, **local}, clear=True):
+            try:
+                load_settings(cls)
+            except ConfigError as exc:
+                return [f"{cls.__name__} rejects the environment: {exc}"]
     return []
 
 

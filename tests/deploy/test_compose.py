@@ -48,6 +48,15 @@ def argv_of(service: dict[str, Any]) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
 
 
+def secret_paths(service: dict[str, Any]) -> set[str]:
+    """Where the service's Docker secrets appear in its container (/run/secrets/<target>)."""
+    paths = set()
+    for entry in service.get("secrets", []):
+        target = entry if isinstance(entry, str) else entry.get("target", entry["source"])
+        paths.add(target if target.startswith("/") else f"/run/secrets/{target}")
+    return paths
+
+
 def option(argv: list[str], name: str) -> str:
     assert name in argv, f"{argv} has no {name}"
     return argv[argv.index(name) + 1]
@@ -148,7 +157,7 @@ def test_kmsync_environment_matches_the_settings_model(
     assert cls is not None, f"{name}: no settings model known for {argv_of(services[name])}"
     env = env_of(services[name])
     assert any(k.startswith("KMSYNC_") for k in env)
-    assert checks.env_field_problems(cls, env) == []
+    assert checks.env_field_problems(cls, env, secret_paths(services[name])) == []
 
 
 @pytest.mark.parametrize("name", ["ingest", "transform", "sink"])

@@ -95,8 +95,15 @@ def stack(kafka_broker: KafkaBroker, repo: Path, tmp_path_factory: pytest.TempPa
     tenants_file = work / "tenants.yaml"
     tenants_file.write_text(yaml.safe_dump(tenants))
 
+    # The compose file's Docker secrets (/run/secrets/<name>), as local files with fresh values.
+    secrets_dir = work / "secrets"
+    secrets_dir.mkdir()
+    for secret in yaml.safe_load((repo / "docker-compose.yml").read_text())["secrets"]:
+        (secrets_dir / secret).write_text(f"{secret}-{work.name}-local-test-value\n")
+
     def env_for(name: str, port: int | None) -> dict[str, str]:
-        env = {str(k): str(v) for k, v in compose[name]["environment"].items()}
+        env = {str(k): str(v).replace("/run/secrets/", f"{secrets_dir}/")
+               for k, v in compose[name]["environment"].items()}
         env.update(KMSYNC_KAFKA_BOOTSTRAP=kafka_broker.bootstrap, KMSYNC_TOPIC_PREFIX=prefix,
                    KMSYNC_TENANTS_FILE=str(tenants_file), KMSYNC_HTTP_HOST="127.0.0.1")
         if port is not None:

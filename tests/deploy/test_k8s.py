@@ -59,6 +59,19 @@ def container_env(container: Resource, resources: list[Resource]) -> dict[str, s
     return env
 
 
+def secret_files(deployment: Resource, container: Resource, repo: Path) -> set[str]:
+    """The files a container sees from the credentials Secret: the template's keys under each of its
+    mounts of that Secret."""
+    template = yaml.safe_load((repo / "deploy/k8s/base/secret-template.yaml").read_text())
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    return {
+        posixpath.join(mount["mountPath"], key)
+        for mount in container.get("volumeMounts", [])
+        if volumes[mount["name"]].get("secret", {}).get("secretName") == template["metadata"]["name"]
+        for key in template["stringData"]
+    }
+
+
 def main_container(deployment: Resource) -> Resource:
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
@@ -99,7 +112,7 @@ def test_secret_template_is_valid_and_holds_no_values(repo: Path, kubernetes_val
 @pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("service", ["ingest", "transform", "sink"])
 def test_each_service_runs_a_real_command_with_valid_settings(
-    overlay: str, service: str, rendered: dict[str, list[Resource]], checks: ModuleType
+    overlay: str, service: str, rendered: dict[str, list[Resource]], checks: ModuleType, repo: Path
 ) -> None:
     resources = rendered[overlay]
     deployment = named(resources, "Deployment", f"kmsync-{service}")
@@ -108,12 +121,14 @@ def test_each_service_runs_a_real_command_with_valid_settings(
     assert checks.command_problems(container["command"]) == []
     cls = checks.settings_class(container["command"])
     env = container_env(container, resources)
-    assert checks.env_field_problems(cls, env) == []
+    assert checks.env_field_problems(cls, env, secret_files(deployment, container, repo)) == []
     for init in deployment["spec"]["template"]["spec"].get("initContainers", []):
         assert checks.command_problems(init["command"]) == []
         init_cls = checks.settings_class(init["command"])
         assert init_cls is not None
-        assert checks.env_field_problems(init_cls, container_env(init, resources)) == []
+        problems = checks.env_field_problems(init_cls, container_env(init, resources),
+                                             secret_files(deployment, init, repo))
+        assert problems == []
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
