@@ -19,8 +19,6 @@ ROOTS = ("libs", "services", "apps", "tests/support")
 LIMIT = 60
 
 KNOWN_LONG: dict[str, int] = {
-    "libs/kmsync_marketo/check.py:SetupChecker._custom_object": 61,
-    "libs/kmsync_marketo/limiter.py:InstanceLimiter.on_throttle": 63,
 }
 
 _Function = ast.FunctionDef | ast.AsyncFunctionDef
