@@ -1,4 +1,4 @@
-"""Shared fixtures. The Kafka broker is real Apache Kafka (KRaft) started by kmsync_kafka."""
+"""Shared fixtures. The Kafka broker is real Apache Kafka (KRaft) started by kmsync_testing.kafka_broker."""
 
 from __future__ import annotations
 
