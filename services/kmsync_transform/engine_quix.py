@@ -27,19 +27,21 @@ import logging
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from quixstreams import Application, State, message_context
 from quixstreams.models import Topic
 from quixstreams.models.serializers import SerializationContext, Serializer
+from quixstreams.state.rocksdb import RocksDBOptions
 
+from kmsync_common.clock import Clock, SystemClock
 from kmsync_common.health import add_health_routes
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.topics import (
@@ -63,10 +65,21 @@ log = logging.getLogger("kmsync.transform")
 SESSION_GROUP = "session"
 #: How often (per partition) the lag gauge reads librdkafka's cached high watermark mid-backlog.
 LAG_EVERY_SECONDS = 0.5
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+#: RocksDB memory. quixstreams' defaults (64 MiB memtables, up to 3 per store partition, 1 GiB block
+#: cache) suit large state; transform keeps small per-person entries in many store partitions
+#: (two stateful inputs and the polls' repartition topic, times their partitions), where those
+#: memtables hold every write and every expiry tombstone until they fill. Small memtables flush
+#: often, so memory follows the live state and returns to idle once an event's state expires
+#: (measured in docs/benchmarks.md, "Transform state retention").
+ROCKSDB_WRITE_BUFFER_BYTES = 2 * 1024 * 1024
+ROCKSDB_BLOCK_CACHE_BYTES = 32 * 1024 * 1024
+#: Compaction of the state changelogs. quixstreams creates them compacted, with the broker's defaults:
+#: a 7-day segment, so the log cleaner (which never touches the active segment) keeps every expired
+#: entry and its tombstone for days, and a replica that recovers its state reads them all. Rolling a
+#: segment every 10 minutes and cleaning at 10 % dirty lets compaction drop an expired key's records;
+#: its tombstone stays delete.retention.ms longer, for a recovery that read the key before.
+#: (Kafka topic configs: https://kafka.apache.org/documentation/#topicconfigs)
+CHANGELOG_CONFIG = {"segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": "600000"}
 
 
 class _OutputValue(Serializer):
@@ -97,15 +110,16 @@ class QuixTransform:
         tenants: TenantsConfig,
         *,
         metrics: TransformMetrics | None = None,
-        clock: Callable[[], datetime] = _now,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or TransformMetrics()
+        self.clock: Clock = clock or SystemClock()
         prefix = settings.topic_prefix
         self.group_id = f"{prefix}{settings.transform_app_id}"
         self.spec_by_topic = {topic_name(s, prefix): s for s in INPUTS}
         self.steps = KeyedSteps(
-            tenants, self.metrics, clock=clock,
+            tenants, self.metrics, clock=self.clock.now,
             retention=timedelta(seconds=settings.transform_state_retention_seconds),
             rate_scale=settings.rate_scale, engagement_dedupe_fields=settings.engagement_dedupe_fields,
             polls_dedupe_fields=settings.polls_dedupe_fields)
@@ -131,6 +145,8 @@ class QuixTransform:
             processing_guarantee="exactly-once",
             commit_interval=s.transform_commit_interval_ms / 1000,
             state_dir=self._state_dir(),
+            rocksdb_options=RocksDBOptions(write_buffer_size=ROCKSDB_WRITE_BUFFER_BYTES, max_write_buffer_number=2,
+                                           block_cache_size=ROCKSDB_BLOCK_CACHE_BYTES),
             # marketo.ops.v1 is keyed by munchkin id: murmur2 puts a key on the partition aiokafka and
             # the Java clients choose, so the worker and this engine agree on an instance's partition.
             # A replica killed mid-transaction leaves it open, and read_committed readers (the sink, the
@@ -194,7 +210,7 @@ class QuixTransform:
         spec = self.spec_by_topic.get(topic)
         if spec is None or self.app is None:
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         due, high = self._lag_reads.get((topic, partition), (0.0, -1))
         if now < due and offset + 1 < high:
             return
@@ -213,6 +229,7 @@ class QuixTransform:
         asyncio.run(ensure_topics(self.settings.kafka_bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ],
                                   self.settings.topic_prefix))
         self.app = self._build()
+        self._tune_changelogs()
         self.ready = True
         log.info("transform (quix engine) starting as group %s, exactly-once, state retention %d s",
                  self.group_id, self.settings.transform_state_retention_seconds)
@@ -222,6 +239,19 @@ class QuixTransform:
             self.ready = False
             if self._own_state_dir is not None:
                 shutil.rmtree(self._own_state_dir, ignore_errors=True)
+
+
+    def _tune_changelogs(self) -> None:
+        """Set CHANGELOG_CONFIG on this group's changelog topics (quixstreams created them in _build)."""
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        prefix = f"changelog__{self.group_id}--"
+        topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in CHANGELOG_CONFIG.items()]
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=entries) for t in topics]
+        if resources:
+            for future in admin.incremental_alter_configs(resources).values():
+                future.result(timeout=30)
+        log.info("changelog compaction set on %d topics: %s", len(resources), CHANGELOG_CONFIG)
 
 
 def _envelope_key(envelope: Envelope) -> str:

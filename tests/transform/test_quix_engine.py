@@ -4,10 +4,8 @@ an ended event's state expires after the retention."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
-import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -28,7 +26,9 @@ from kmsync_contracts.topics import (
     TopicSpec,
 )
 from kmsync_kafka import ensure_topics, reliable_producer, topic_name
+from kmsync_kafka.reading import read_to_end
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.waiting import wait_for
 from kmsync_transform.app import all_partitions
 
 from .conftest import LEGACY_EVENT
@@ -56,35 +56,17 @@ async def produce_at(broker: KafkaBroker, prefix: str, items: list[tuple[TopicSp
 
 async def committed_op_ids(broker: KafkaBroker, prefix: str) -> list[str]:
     """Every op id of marketo.ops.v1 a read_committed reader sees, in order, up to the log end."""
-    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level="read_committed",
-                              enable_auto_commit=False, auto_offset_reset="earliest")
-    await reader.start()
-    try:
-        tps = await all_partitions(reader, [topic_name(MARKETO_OPS, prefix)])
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        ends = await reader.end_offsets(tps)
-        ids: list[str] = []
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            for msgs in (await reader.getmany(*pending, timeout_ms=200)).values():
-                ids += [json.loads(m.value)["op_id"] for m in msgs]
-            pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
-        return ids
-    finally:
-        await reader.stop()
+    return [json.loads(m.value)["op_id"] for m in await read_to_end(broker.bootstrap, topic_name(MARKETO_OPS, prefix))]
 
 
 async def wait_for_ops(broker: KafkaBroker, prefix: str, done: Callable[[list[str]], bool], what: str,
-                       logs: Path, deadline: float = DEADLINE) -> list[str]:
-    end = time.monotonic() + deadline
-    while True:
+                       logs: Path) -> list[str]:
+    async def ids_when_done() -> list[str] | None:
         ids = await committed_op_ids(broker, prefix)
-        if done(ids):
-            return ids
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}: {len(ids)} committed ops; logs in {logs}")
-        await asyncio.sleep(0.2)  # polling interval of a deadline-bounded check, not synchronisation
+        return ids if done(ids) else None
+
+    found: list[str] = await wait_for(ids_when_done, within=DEADLINE, what=f"{what} (logs in {logs})")
+    return found
 
 
 async def group_caught_up(broker: KafkaBroker, prefix: str) -> bool:
@@ -168,10 +150,10 @@ async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_ov
         # (In full make test runs one replica sometimes processed nothing for minutes although it
         # had partitions: an open finding of issue #14, see the closing note; this test keeps the
         # exactly-once take-over check whichever replica does the work.)
-        end = time.monotonic() + DEADLINE
-        while not (await records_in(a.port) > 0 or await records_in(b.port) > 0):
-            assert time.monotonic() < end, f"no replica processed anything; logs in {tmp_path}"
-            await asyncio.sleep(0.2)  # polling interval of a deadline-bounded check
+        async def some_work() -> bool:
+            return await records_in(a.port) > 0 or await records_in(b.port) > 0
+
+        await wait_for(some_work, within=DEADLINE, what=f"a replica to process records (logs in {tmp_path})")
         await produce_at(kafka_broker, topic_prefix, items[len(items) // 2:])
         if await records_in(b.port) > await records_in(a.port):
             a, b = b, a  # `a` is the victim from here on
@@ -180,9 +162,8 @@ async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_ov
         assert a.proc.wait(timeout=30) == -signal.SIGKILL
         ids = await wait_for_ops(kafka_broker, topic_prefix, lambda got: set(want) <= set(got),
                                  "every operation after the kill", tmp_path)
-        end = time.monotonic() + DEADLINE
-        while not await group_caught_up(kafka_broker, topic_prefix):
-            assert time.monotonic() < end, f"the group did not catch up; logs in {tmp_path}"
+        await wait_for(lambda: group_caught_up(kafka_broker, topic_prefix), within=DEADLINE,
+                       what=f"the group to catch up (logs in {tmp_path})")
         ids = await committed_op_ids(kafka_broker, topic_prefix)
         survivor = await records_in(b.port)
     assert 0 < at_kill < len(items), "the kill came before or after the replica's work"
