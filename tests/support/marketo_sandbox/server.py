@@ -229,7 +229,7 @@ class Sandbox:
         route, params, path_known = match(method, path)
         rest = _RestCall(inst, request, path, route.endpoint if route else f"{method} {path}",
                          bool(route and route.asset), now, method, params, args, body, files)
-        refused = self._authenticate(rest, args)
+        refused = self._authenticate(rest)
         if refused is not None:
             return refused
         if route is None:
@@ -248,13 +248,13 @@ class Sandbox:
         finally:
             inst.in_flight -= 1
 
-    def _authenticate(self, rest: _RestCall, args: dict[str, str]) -> web.Response | None:
+    def _authenticate(self, rest: _RestCall) -> web.Response | None:
         """The access token (§1.3, §12.3): set ``rest.client_id``, or answer with the token's error code."""
         inst, token = rest.inst, None
         auth = rest.request.headers.get("Authorization", "")
         if auth[:7].lower() == "bearer ":
             token = auth[7:].strip()
-        legacy = args.pop("access_token", None)
+        legacy = rest.args.pop("access_token", None)  # never passed on to the handler
         if token is None and legacy and inst.behaviour.accept_access_token_param:
             token = legacy
         if not token:
