@@ -35,13 +35,15 @@ $(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 
-# Regenerates both locks from pyproject.toml with uv (itself pinned, installed under .cache/uv).
+# Regenerates the locks (runtime, dev, and the image's build backend) with uv (itself pinned, installed under .cache/uv).
 # Existing pins are kept unless LOCK_FLAGS says otherwise, e.g. LOCK_FLAGS=--upgrade or
 # LOCK_FLAGS="--upgrade-package httpx". Each lock records its command in its first lines.
 lock: $(UV)
 	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes $(LOCK_FLAGS) -o requirements.lock
 	$(UV) pip compile pyproject.toml --extra dev -c requirements.lock --python-version 3.11 --generate-hashes \
 	    $(LOCK_FLAGS) -o requirements-dev.lock
+	$(UV) pip compile requirements-build.in --python-version 3.11 --generate-hashes $(LOCK_FLAGS) \
+	    -o requirements-build.lock
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv

@@ -1,5 +1,6 @@
 """deploy/docker/Dockerfile, read statically: one exact python:3.11.N-slim tag, installs the runtime
-lock (hash-checked, never the dev lock) then the project without dependencies, runs as a non-root user, copies only files that exist and that the
+lock (hash-checked, never the dev lock) then the project's wheel (built by the hash-checked build
+lock's backend) without dependencies, runs as a non-root user, copies only files that exist and that the
 build context's ignore file lets through, and every console script the deployments use is built."""
 
 from __future__ import annotations
@@ -40,8 +41,14 @@ def test_installs_the_runtime_lock_with_hashes_then_the_project_without_dependen
 ) -> None:
     runs = [args for op, args in steps if op == "RUN"]
     lock = next(i for i, r in enumerate(runs) if re.search(r"pip install --require-hashes -r requirements\.lock", r))
-    project = next(i for i, r in enumerate(runs) if re.search(r"pip install --no-deps \.", r))
+    project = next(i for i, r in enumerate(runs) if re.search(r"pip install --no-deps /tmp/dist/kmsync-\S*\.whl", r))
     assert lock < project
+    # The wheel is built by the hash-pinned build backend, never one fetched unpinned by build isolation.
+    assert re.search(r"pip install --require-hashes -r requirements-build\.lock", runs[lock])
+    assert re.search(r"pip wheel --no-deps --no-build-isolation -w /tmp/dist \.", runs[project])
+    pip_installs = re.findall(r"pip install ([^&]*)", " ".join(runs))
+    assert all("--require-hashes" in args or args.startswith("--no-deps /tmp/dist/") for args in pip_installs), (
+        pip_installs)
     everything = " ".join(args for _, args in steps)
     assert "requirements-dev.lock" not in everything, "the image gets no test or lint tools"
 

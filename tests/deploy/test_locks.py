@@ -18,6 +18,8 @@ from packaging.utils import canonicalize_name
 
 RUNTIME = "requirements.lock"
 DEV = "requirements-dev.lock"
+#: The image's build backend (pyproject [build-system] requires, from requirements-build.in).
+BUILD = "requirements-build.lock"
 #: Never in the runtime lock: test and lint tools, the Marketo client the tests compare against, and
 #: faust-streaming with what only it pulled in (no code imports faust since ContractCodec went).
 NOT_AT_RUNTIME = {"pytest", "pytest-asyncio", "pytest-timeout", "ruff", "mypy", "hypothesis", "marketorestpython",
@@ -53,10 +55,10 @@ def recorded_command(path: Path) -> list[str]:
     return shlex.split(lines[1].lstrip("# "))
 
 
-@pytest.mark.parametrize("lock", [RUNTIME, DEV])
+@pytest.mark.parametrize("lock", [RUNTIME, DEV, BUILD])
 def test_every_package_is_pinned_with_hashes(repo: Path, lock: str) -> None:
     pinned = entries(repo / lock)
-    assert len(pinned) > 20
+    assert len(pinned) > (1 if lock == BUILD else 20)
     unhashed = sorted(name for name, (_, hashes) in pinned.items() if not hashes)
     assert unhashed == [], f"{lock}: pinned without --hash: {unhashed}"
 
@@ -89,6 +91,19 @@ def test_locks_satisfy_pyproject(repo: Path) -> None:
             f"{lock} pins {name}=={pinned[name][0]}, pyproject wants {text}; run `make lock`")
 
 
+def test_build_lock_pins_what_pyproject_builds_with(repo: Path) -> None:
+    with (repo / "pyproject.toml").open("rb") as fh:
+        requires = tomllib.load(fh)["build-system"]["requires"]
+    listed = [line.strip() for line in (repo / "requirements-build.in").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert sorted(listed) == sorted(requires), "requirements-build.in is pyproject's [build-system] requires"
+    pinned = entries(repo / BUILD)
+    for text in requires:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pinned and requirement.specifier.contains(pinned[name][0]), f"{BUILD}: {text}; run `make lock`"
+
+
 def test_dev_lock_keeps_every_runtime_pin(repo: Path) -> None:
     """The venv installs both locks: the dev lock may add packages, never move a runtime pin."""
     runtime, dev = entries(repo / RUNTIME), entries(repo / DEV)
@@ -102,8 +117,8 @@ def test_locks_record_the_command_make_lock_runs(repo: Path) -> None:
     make = subprocess.run(["make", "-n", "-B", "lock", "LOCK_FLAGS="], cwd=repo, capture_output=True, text=True,
                           check=True).stdout
     commands = [shlex.split(line) for line in re.sub(r"\\\n", " ", make).splitlines() if " pip compile " in line]
-    assert len(commands) == 2
-    for lock in (RUNTIME, DEV):
+    assert len(commands) == 3
+    for lock in (RUNTIME, DEV, BUILD):
         [command] = [c for c in commands if c[-1] == lock]
         assert Path(command[0]).name == "uv"
         assert recorded_command(repo / lock) == ["uv", *command[1:]], f"{lock} was not made by `make lock`"
