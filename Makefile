@@ -18,7 +18,7 @@ help:
 	@echo "make test   - lint, type-check, unit and integration tests against a real Kafka broker"
 	@echo "make kafka  - start a local single-node KRaft broker in the foreground (Ctrl-C stops it)"
 	@echo "make venv   - .venv from requirements.lock and requirements-dev.lock (hash-checked)"
-	@echo "make lock   - regenerate both lock files from pyproject.toml (uv)"
+	@echo "make lock   - regenerate the lock files (runtime, dev, image build) with uv"
 	@echo "make compose-secrets - random keys for docker compose (deploy/compose/secrets, git-ignored)"
 	@echo "make bench  - benchmarks (JSON report under bench/results)"
 	@echo "make chaos  - the pipeline under Marketo faults, kill -9 of every service and a broker restart, reconciled"
