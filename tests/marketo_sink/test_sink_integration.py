@@ -569,6 +569,21 @@ def most_outstanding(jobs: list[Any]) -> int:
                default=0)
 
 
+def assert_newer_values_submitted_after_older(jobs: list[Any]) -> None:
+    """A job carrying a record's newer value (plays 2) was submitted only after every job carrying
+    its older value (plays 1) had finished."""
+    submitted: dict[tuple[str, str, str], list[Any]] = {}
+    for j in jobs:
+        for row in j.rows:
+            rec = dict(zip(j.header, row, strict=True))
+            submitted.setdefault((rec["email"], rec["entry_id"], rec["plays"]), []).append(j)
+    newer = [(key, j) for key, js in submitted.items() if key[2] == "2" for j in js]
+    assert newer, "the updates went bulk too"
+    for (email, entry, _), j in newer:
+        for older in submitted.get((email, entry, "1"), []):
+            assert older.finished is not None and older.finished <= j.created, (email, entry)
+
+
 async def test_bulk_custom_object_jobs_are_pipelined_and_later_upserts_wait_for_their_record(
     kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -609,18 +624,7 @@ async def test_bulk_custom_object_jobs_are_pipelined_and_later_upserts_wait_for_
             # More than one at once (one window after another would give 1), within the pipeline's cap.
             assert 2 <= most_outstanding(jobs) <= sink.settings.bulk_pipeline_max_jobs, [
                 (j.batch_id, j.created, j.finished) for j in jobs]
-            # Ordering: a job carrying a record's newer value was submitted only after every job
-            # carrying its older value had finished.
-            submitted: dict[tuple[str, str, str], list[Any]] = {}
-            for j in jobs:
-                for row in j.rows:
-                    rec = dict(zip(j.header, row, strict=True))
-                    submitted.setdefault((rec["email"], rec["entry_id"], rec["plays"]), []).append(j)
-            newer = [(key, j) for key, js in submitted.items() if key[2] == "2" for j in js]
-            assert newer, "the updates went bulk too"
-            for (email, entry, _), j in newer:
-                for older in submitted.get((email, entry, "1"), []):
-                    assert older.finished is not None and older.finished <= j.created, (email, entry)
+            assert_newer_values_submitted_after_older(jobs)
             dump = sb.dump(A)
             ids = {ld["email"]: ld["id"] for ld in dump["leads"]}
             assert sorted(ids) == sorted(emails)
