@@ -21,10 +21,10 @@ from kmsync_transform.settings import TransformSettings
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kmsync transform",
                                      description="Kaltura records into Marketo operations")
-    parser.add_argument("--tenants-file", type=Path, help="overrides KMSYNC_TENANTS_FILE")
+    parser.add_argument("--tenants", type=Path, help="tenants file (default: KMSYNC_TENANTS_FILE)")
     args = parser.parse_args(argv)
     try:
-        overrides = {"tenants_file": args.tenants_file} if args.tenants_file else {}
+        overrides = {"tenants_file": args.tenants} if args.tenants else {}
         settings = load_settings(TransformSettings, **overrides)
         # Transform never calls Marketo or Kaltura: it needs the routing, not the secrets.
         tenants = load_tenants(settings.tenants_file, check_secrets=False)
