@@ -114,13 +114,15 @@ class Transform:
             return False
 
 
-def start_transform(broker: KafkaBroker, work: Path, state: Path, retention: int) -> Transform:
+def start_transform(broker: KafkaBroker, work: Path, state: Path, retention: int, segment_ms: int) -> Transform:
     tenants_file = work / "tenants.yaml"
     tenants_file.write_text(yaml.safe_dump(tenants()))
     port = free_port()
     env = dict(os.environ, KMSYNC_KAFKA_BOOTSTRAP=broker.bootstrap, KMSYNC_TENANTS_FILE=str(tenants_file),
                KMSYNC_HTTP_HOST="127.0.0.1", KMSYNC_HTTP_PORT=str(port), KMSYNC_TRANSFORM_ENGINE="quix",
                KMSYNC_TRANSFORM_STATE_DIR=str(state), KMSYNC_TRANSFORM_STATE_RETENTION_SECONDS=str(retention),
+               KMSYNC_TRANSFORM_CHANGELOG_SEGMENT_MS=str(segment_ms),
+               KMSYNC_TRANSFORM_CHANGELOG_DELETE_RETENTION_MS=str(segment_ms),
                **{SECRET_ENV: "unused"})
     kmsync = Path(sys.executable).with_name("kmsync")
     with (work / "transform.log").open("ab") as log:
@@ -164,7 +166,7 @@ async def measure(people: int, cycles: int, retention: int, compact_ms: int, wor
         now = datetime.now(UTC)
         old = now - timedelta(hours=10)
         state = work / "state"
-        t = start_transform(broker, work, state, retention)
+        t = start_transform(broker, work, state, retention, compact_ms or 600_000)
         try:
             out["start_s"] = await until(t.ready, 120, "transform ready")
             await asyncio.sleep(3)  # let start-up allocations finish before the idle figure
@@ -196,11 +198,12 @@ async def measure(people: int, cycles: int, retention: int, compact_ms: int, wor
         changelog, tombstones = await changelog_records(broker.bootstrap)
         out["changelog_records"], out["changelog_tombstones"] = changelog, tombstones
         if compact_ms:
-            out["compacted_changelog_records"] = await compact_changelogs(broker, work, compact_ms, changelog)
+            out["compacted_changelog_records"] = await compact_changelogs(broker, work, compact_ms)
+            changelog, tombstones = await changelog_records(broker.bootstrap)
         shutil.rmtree(state)
         log = work / "transform.log"
         done_before = _recoveries(log)
-        t = start_transform(broker, work, state, retention)
+        t = start_transform(broker, work, state, retention, compact_ms or 600_000)
         try:
             out["restart_ready_s"] = await until(t.ready, 300, "transform ready after restart")
             out["restart_recovered_s"] = out["restart_ready_s"] + await until(
@@ -220,34 +223,23 @@ async def _at_least(t: Transform, n: int) -> bool:
     return await t.records_in() >= n
 
 
-async def compact_changelogs(broker: KafkaBroker, work: Path, segment_ms: int, before: int) -> float:
-    """Let the log cleaner run on the changelogs with a short segment and tombstone time (the
-    transform sets 10 minutes; this only makes the measurement faster): roll the segments with one
-    more write after segment_ms, then wait for the record count to settle. The records left."""
-    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith("changelog__")]
-    entries = [ConfigEntry(k, str(segment_ms), incremental_operation=AlterConfigOpType.SET)
-               for k in ("segment.ms", "delete.retention.ms")]
-    for future in admin.incremental_alter_configs(
-            [ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=entries) for t in topics]).values():
-        future.result(timeout=30)
-    left = float(before)
-    for round_ in range(3):  # each round: new state rolls the segments, the cleaner compacts the rolled ones
-        await asyncio.sleep(segment_ms / 1000 + 1)
-        t = start_transform(broker, work, work / "state-compaction", 3600)
-        try:
-            now = datetime.now(UTC)
-            await until(t.ready, 120, "transform ready (compaction round)")
-            await produce(broker.bootstrap, person_records(EVENT_B, 60, now, first=1000 * (round_ + 1)), now)
-            await asyncio.sleep(20)  # log.cleaner.backoff.ms is 15 s
-        finally:
-            t.process.terminate()
-            t.process.wait(timeout=60)
-        left = float((await changelog_records(broker.bootstrap))[0])
+async def compact_changelogs(broker: KafkaBroker, work: Path, segment_ms: int) -> float:
+    """After segment_ms, one more write per partition rolls the changelogs' segments; then the log
+    cleaner (log.cleaner.backoff.ms 15 s) compacts the rolled ones. The changelog records left."""
+    await asyncio.sleep(segment_ms / 1000 + 1)  # segments roll on the first write after segment.ms
+    t = start_transform(broker, work, work / "state-compaction", 3600, segment_ms)
+    try:
+        now = datetime.now(UTC)
+        late = person_records(EVENT_B, 120, now, first=10_000)
+        await produce(broker.bootstrap, late, now)
+        await until(lambda: _at_least(t, len(late)), 600, "the rolling writes processed")
+        await asyncio.sleep(3)  # a checkpoint: the writes reach the changelogs
+    finally:
+        t.process.terminate()
+        t.process.wait(timeout=60)
     shutil.rmtree(work / "state-compaction", ignore_errors=True)
-    return left
+    await asyncio.sleep(30)  # two passes of the log cleaner
+    return float((await changelog_records(broker.bootstrap))[0])
 
 
 def _recoveries(log: Path) -> int:
@@ -267,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retention-seconds", type=int, default=3600,
                         help="KMSYNC_TRANSFORM_STATE_RETENTION_SECONDS (event A is 10 hours old)")
     parser.add_argument("--compact-ms", type=int, default=10_000,
-                        help="before the restart, let the log cleaner compact the changelogs with this segment.ms "
-                             "and delete.retention.ms (0: skip)")
+                        help="KMSYNC_TRANSFORM_CHANGELOG_SEGMENT_MS and _DELETE_RETENTION_MS for the run (production: "
+                             "600000; shorter makes the measurement quicker), and before the restart let the "
+                             "log cleaner compact the changelogs (0: the defaults, no compaction step)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) afterwards")
     args = parser.parse_args(argv)
     if not 1 <= args.cycles <= MAX_CYCLES:

@@ -73,13 +73,12 @@ LAG_EVERY_SECONDS = 0.5
 #: (measured in docs/benchmarks.md, "Transform state retention").
 ROCKSDB_WRITE_BUFFER_BYTES = 2 * 1024 * 1024
 ROCKSDB_BLOCK_CACHE_BYTES = 32 * 1024 * 1024
-#: Compaction of the state changelogs. quixstreams creates them compacted, with the broker's defaults:
-#: a 7-day segment, so the log cleaner (which never touches the active segment) keeps every expired
-#: entry and its tombstone for days, and a replica that recovers its state reads them all. Rolling a
-#: segment every 10 minutes and cleaning at 10 % dirty lets compaction drop an expired key's records;
-#: its tombstone stays delete.retention.ms longer, for a recovery that read the key before.
+#: Compaction of the state changelogs. quixstreams creates them compacted with the broker's defaults:
+#: a 7-day segment, and the log cleaner never touches the active segment, so every expired entry and
+#: its tombstone would stay for days and a replica recovering its state would read them all. The
+#: segment time and tombstone time come from the settings; cleaning starts at 10 % dirty.
 #: (Kafka topic configs: https://kafka.apache.org/documentation/#topicconfigs)
-CHANGELOG_CONFIG = {"segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": "600000"}
+CHANGELOG_MIN_CLEANABLE_DIRTY_RATIO = "0.1"
 
 
 class _OutputValue(Serializer):
@@ -242,16 +241,19 @@ class QuixTransform:
 
 
     def _tune_changelogs(self) -> None:
-        """Set CHANGELOG_CONFIG on this group's changelog topics (quixstreams created them in _build)."""
+        """Set the compaction settings on this group's changelog topics (quixstreams created them in _build)."""
         admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
         prefix = f"changelog__{self.group_id}--"
         topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
-        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in CHANGELOG_CONFIG.items()]
+        config = {"segment.ms": str(self.settings.transform_changelog_segment_ms),
+                  "delete.retention.ms": str(self.settings.transform_changelog_delete_retention_ms),
+                  "min.cleanable.dirty.ratio": CHANGELOG_MIN_CLEANABLE_DIRTY_RATIO}
+        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in config.items()]
         resources = [ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=entries) for t in topics]
         if resources:
             for future in admin.incremental_alter_configs(resources).values():
                 future.result(timeout=30)
-        log.info("changelog compaction set on %d topics: %s", len(resources), CHANGELOG_CONFIG)
+        log.info("changelog compaction set on %d topics: %s", len(resources), config)
 
 
 def _envelope_key(envelope: Envelope) -> str:

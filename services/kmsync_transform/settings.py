@@ -38,6 +38,13 @@ class TransformSettings(CommonSettings):
     #: quix engine: local RocksDB directory; empty = a fresh temporary directory per process (state is
     #: recovered from the changelog topics at start, bounded by the retention).
     transform_state_dir: Path | None = None
+    #: quix engine: the state changelogs roll a segment this often (Kafka's segment.ms), so the log
+    #: cleaner can drop the records of expired state (it never cleans the active segment; the broker's
+    #: default is 7 days). Recovery reads at most about this much history beyond the live state.
+    transform_changelog_segment_ms: int = Field(default=600_000, ge=1_000)
+    #: quix engine: how long an expired entry's tombstone stays on a changelog after compaction
+    #: (Kafka's delete.retention.ms), for a recovery that had already read the entry.
+    transform_changelog_delete_retention_ms: int = Field(default=600_000, ge=1_000)
     #: quix engine: the broker aborts a transaction left open this long (a killed replica's); readers
     #: wait at an open transaction, so this bounds how long a kill delays the operations behind it.
     transform_transaction_timeout_ms: int = Field(default=10_000, ge=1_000, le=900_000)
