@@ -17,7 +17,6 @@ import pytest
 from kmsync_contracts import RecordOutcome
 from kmsync_contracts.marketo_ops import MarketoOperation
 from kmsync_testing.waiting import wait_for
-from marketo_sandbox.config import LimitsConfig
 from marketo_sandbox.preset_kaltura import ACTIVITY_TYPE_ID
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
 
@@ -27,6 +26,8 @@ from .test_sink_integration import (
     assert_sandbox_holds_exactly,
     committed_to_the_end,
     harness,
+    lifted_instance,
+    lifted_tenants,
     sandbox_instances,
     scenario,
     tenants_for,
@@ -68,13 +69,8 @@ async def test_ambiguous_answers_and_a_second_copy_of_every_op_write_each_activi
         {**rule, "error": "611", "apply_then_fail": True, "max_count": 2},
         {**rule, "error": "604", "max_count": 2},  # not applied: verified absent, then sent
     ]}
-    # A lifted rate limit (400 calls per 20 s, the sink's share 200): at Marketo's 100 the run spends
-    # about 20 s waiting for the rolling window, which this test is not about.
-    async with running_sandbox(instances=sandbox_instances(A, limits={A: LimitsConfig(rate_limit=400)}),
-                               faults=faults) as sb:
-        lifted = {"alpha": {"munchkin_id": A, "endpoint": sb.instance_url(A), "client_id": sb.client_id, "share": 0.5,
-                            "rate_limit_calls": 400, "client_secret": {"env": "KMSYNC_TEST_MARKETO_SECRET"}}}
-        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch, lifted)) as h:
+    async with running_sandbox(instances=lifted_instance(), faults=faults) as sb:
+        async with harness(kafka_broker, topic_prefix, sb, lifted_tenants(sb, monkeypatch)) as h:
             first = scenario(ops, A, n)
             await h.produce(first)
             h.start_sink(window_max_records=60, window_max_age_seconds=0.2,
