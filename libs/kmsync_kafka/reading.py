@@ -1,8 +1,17 @@
-"""Read a topic from its beginning to its end as it is now (committed records only).
+"""Reading topics: which partitions a topic has, and a topic from its beginning to its end.
 
-For tools that look at what a pipeline wrote (the chaos run's dead-letter census, an operator's
-trace): a throw-away consumer without a group, every partition assigned, stopped at the end offsets
-taken when it started, so a topic that is still being written to does not keep it reading forever.
+This module is the one place in kmsync that touches aiokafka's private client
+(``AIOKafkaConsumer._client``). aiokafka has no public call that (a) fetches fresh cluster metadata
+for topics a consumer has not subscribed to — a consumer that assigns partitions itself knows none
+at start, and ``consumer.topics()`` answers names without the partition counts
+``partitions_for_topic()`` reads — or (b) closes a consumer's connections when ``stop()`` hangs
+against a dead broker. Every reader goes through the functions below, so an aiokafka upgrade that
+changes the private client is fixed here once.
+
+``read_to_end`` serves tools that look at what a pipeline wrote (the chaos run's dead-letter census,
+``kmsync dlq replay``, tests): a throw-away consumer without a group, every partition assigned,
+stopped at the end offsets taken when it started, so a topic that is still being written to does
+not keep it reading forever.
 """
 
 from __future__ import annotations
@@ -14,19 +23,33 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from kmsync_kafka.clients import DEFAULT_ISOLATION
 
 
-async def read_to_end(bootstrap: str, topic: str, *, within: float = 60.0) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every committed record of `topic`, partition by partition in offset order; [] for a topic
-    that does not exist. Raises TimeoutError when the end is not reached within `within` seconds."""
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, from fresh cluster metadata; [] for a topic that does not exist."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
+
+
+async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
+    """Fetch fresh cluster metadata, so ``consumer.partitions_for_topic()`` knows every topic."""
+    await consumer._client.force_metadata_update()
+
+
+async def close_connections(consumer: AIOKafkaConsumer) -> None:
+    """Close a consumer's broker connections, for when its ``stop()`` hangs against a dead broker."""
+    await consumer._client.close()
+
+
+async def read_to_end(bootstrap: str, topic: str, *, within: float = 60.0,
+                      isolation: str = DEFAULT_ISOLATION) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of `topic` (every record at all with isolation "read_uncommitted"),
+    partition by partition in offset order; [] for a topic that does not exist. Raises TimeoutError
+    when the end is not reached within `within` seconds."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", isolation_level=DEFAULT_ISOLATION)
+                                auto_offset_reset="earliest", isolation_level=isolation)
     await consumer.start()
     try:
         async with asyncio.timeout(within):
-            # A metadata request for every topic: a fresh consumer knows none, and consumer.topics()
-            # answers names without updating what partitions_for_topic() reads.
-            cluster = await consumer._client.fetch_all_metadata()
-            partitions = cluster.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            tps = await topic_partitions(consumer, topic)
             if not tps:
                 return []
             consumer.assign(tps)

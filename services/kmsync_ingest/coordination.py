@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from kmsync_contracts import ContractError, decode
 from kmsync_contracts.topics import INGEST_PULL_OWNERS, PullTrigger
 from kmsync_kafka import topic_name
+from kmsync_kafka.reading import close_connections
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class PullCoordinator:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await stopping
             with contextlib.suppress(Exception):
-                await self.consumer._client.close()
+                await close_connections(self.consumer)
         elif not stopping.cancelled() and stopping.exception() is not None:
             log.warning("the coordination consumer did not stop cleanly: %r", stopping.exception())
 

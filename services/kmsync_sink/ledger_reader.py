@@ -16,15 +16,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from kmsync_contracts import ContractError, decode
 from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_RESULTS
+from kmsync_kafka.reading import topic_partitions
 from kmsync_sink.memory import ActivityWrites
 
 log = logging.getLogger(__name__)
-
-
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """The topic's partitions from fresh cluster metadata (a new consumer knows none yet)."""
-    cluster = await consumer._client.fetch_all_metadata()
-    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
 
 
 class _TopicCatchUp:

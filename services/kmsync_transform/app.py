@@ -29,7 +29,7 @@ from kmsync_contracts.codecs import encode
 from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, TopicSpec
 from kmsync_kafka.clients import DEFAULT_ISOLATION, ensure_topics, manual_commit_consumer, reliable_producer, topic_name
 from kmsync_kafka.lag import consumer_lags
-from kmsync_kafka.reading import read_to_end
+from kmsync_kafka.reading import read_to_end, refresh_metadata
 from kmsync_transform.dead_letters import SourceRef
 from kmsync_transform.metrics import TransformMetrics
 from kmsync_transform.routing import INPUTS, route
@@ -62,7 +62,7 @@ async def wait_for_metadata(settings: TransformSettings, specs: list[TopicSpec],
     try:
         deadline = asyncio.get_running_loop().time() + within
         while True:
-            await probe._client.force_metadata_update()
+            await refresh_metadata(probe)
             missing = {n for n in names if not probe.partitions_for_topic(n)}
             if not missing:
                 return
@@ -75,7 +75,7 @@ async def wait_for_metadata(settings: TransformSettings, specs: list[TopicSpec],
 
 async def all_partitions(consumer: AIOKafkaConsumer, names: list[str]) -> list[TopicPartition]:
     """Every partition of `names` (a started consumer only knows the topics it has asked about)."""
-    await consumer._client.force_metadata_update()
+    await refresh_metadata(consumer)
     tps = []
     for name in names:
         partitions = consumer.partitions_for_topic(name)

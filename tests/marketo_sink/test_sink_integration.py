@@ -22,13 +22,13 @@ from kmsync_contracts.codecs import decode_model
 from kmsync_contracts.marketo_ops import MarketoOperation
 from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
 from kmsync_kafka.clients import ensure_topics, reliable_producer, topic_name
+from kmsync_kafka.reading import topic_partitions
 from kmsync_marketo.auth import TokenRegistry
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.from_config import settings_from_instance
 from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.settings import BulkSettings, MarketoSettings, RetrySettings
 from kmsync_sink import dlq_cli
-from kmsync_sink.ledger_reader import topic_partitions
 from kmsync_sink.service import MarketoSink
 from kmsync_sink.settings import SinkSettings
 from kmsync_sink.writer import MarketoWriter

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from kmsync_cli.demo import run_until_reconciled
 from kmsync_cli.stack import Stack, StackOptions, http_json
 from kmsync_contracts.topics import ALL_TOPICS
 from kmsync_kafka import topic_name
+from kmsync_kafka.reading import read_to_end
 
 #: Topics whose records name people by email because Marketo identifies leads by email (and the
 #: dead-letter topics, which keep the record they could not handle). Every other topic has none.
@@ -35,29 +35,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 async def topic_bytes(bootstrap: str, topic: str) -> bytes:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level="read_uncommitted")
-    await consumer.start()
-    out = bytearray()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return b""
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        async with asyncio.timeout(60):
-            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-                for messages in (await consumer.getmany(*tps, timeout_ms=500)).values():
-                    for m in messages:
-                        out += (m.key or b"") + b"\n" + (m.value or b"") + b"\n"
-    finally:
-        await consumer.stop()
-    return bytes(out)
+    """Every byte of a topic's keys and values, aborted transactions' records included."""
+    records = await read_to_end(bootstrap, topic, isolation="read_uncommitted")
+    return b"".join((m.key or b"") + b"\n" + (m.value or b"") + b"\n" for m in records)
 
 
 def test_no_secret_or_raw_email_in_logs_and_emails_only_where_marketo_needs_them(stack: Stack) -> None:
