@@ -1,9 +1,11 @@
 """One vocabulary of kmsync's own reason codes, shared by every service and every dead-letter topic.
 
 A `reason_code` on `RecordOutcome` or `DeadLetter` is either Marketo's own code (a number such as
-"1003", passed through as Marketo gave it) or one of these. kmsync's codes all start with
-``kmsync.`` so the two can never be confused, whichever topic (ingest.dlq.v1, transform.dlq.v1,
-marketo.dlq.v1, marketo.results.v1) an operator reads.
+"1003", passed through as Marketo gave it), ``http_<status>`` when Marketo answered with an HTTP
+error status instead of a JSON body (``kmsync_marketo.errors.failure_of`` builds it), or one of
+these. kmsync's codes all start with ``kmsync.`` so they can never be confused with Marketo's,
+whichever topic (ingest.dlq.v1, transform.dlq.v1, marketo.dlq.v1, marketo.results.v1) an operator
+reads.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class ReasonCode(StrEnum):
     """A bulk import's failure file row could not be matched to a record."""
     BULK_FAILED = "kmsync.bulk_failed"
     """A bulk import failed as a whole."""
+    ROW_TOO_LARGE = "kmsync.row_too_large"
+    """A record's CSV row is larger than a bulk import file may be."""
+    UNKNOWN = "kmsync.unknown"
+    """A failure that carried no code at all (kept rather than dropped; report it as a bug)."""
 
 
 def is_kmsync_code(code: str) -> bool:

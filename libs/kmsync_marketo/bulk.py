@@ -80,7 +80,8 @@ def build_csv_parts(
         if header_size + line_size > max_bytes:
             rejected.append(
                 failed_outcome(
-                    seq, "row_too_large", f"row of {line_size} bytes cannot fit a bulk file", ErrorClass.PERMANENT
+                    seq, ReasonCode.ROW_TOO_LARGE, f"row of {line_size} bytes cannot fit a bulk file",
+                    ErrorClass.PERMANENT
                 )
             )
             continue

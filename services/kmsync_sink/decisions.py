@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Literal
 
 from kmsync_contracts.outcomes import DeadLetter, OutcomeStatus, RecordOutcome
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_sink.pending import PendingOp
 
 
@@ -100,7 +101,7 @@ def to_dead_letter(d: Decision, failed_at: datetime) -> DeadLetter:
     src = d.pending.source
     return DeadLetter(
         stage="sink",
-        reason_code=d.reason_code or "unknown",
+        reason_code=d.reason_code or ReasonCode.UNKNOWN,
         reason=_explain(d),
         source_topic=src.topic,
         source_partition=src.partition,

@@ -303,8 +303,8 @@ class WindowExecutor:
             if o.ok and lead is not None:
                 leads.learned(li.email, lead)
             else:
-                leads.failures[li.email] = _Failure(o.reason_code or "unknown", o.reason or "lead upsert failed",
-                                                    o.retryable or o.ok)
+                leads.failures[li.email] = _Failure(o.reason_code or ReasonCode.UNKNOWN,
+                                                    o.reason or "lead upsert failed", o.retryable or o.ok)
                 if o.status == "failed":
                     log.info("lead upsert failed for %s: %s", hash_email(li.email), o.reason_code)
             out += [_from_outcome(p, o) for p in li.ops]

@@ -54,7 +54,7 @@ class OutcomePublisher:
             self.tracker.done(src.topic, src.partition, src.offset)
             self.metrics.outcomes.labels(op.munchkin_id, op.kind, d.status).inc()
             if d.failed:
-                self.metrics.dlq.labels(op.munchkin_id, d.reason_code or "unknown").inc()
+                self.metrics.dlq.labels(op.munchkin_id, d.reason_code or ReasonCode.UNKNOWN).inc()
             else:
                 self.metrics.latency.labels(op.munchkin_id, op.kind).observe(
                     max(0.0, (now - op.source_time).total_seconds()))
