@@ -1,7 +1,7 @@
 """Operations transform asks the sink to perform in Marketo (topic marketo.ops.v1).
 
 Keyed by the Marketo instance (munchkin id) so one instance's operations sit on one partition and
-one sink replica owns that instance's API budget (../shared/architecture.md, principle 3).
+one sink replica owns that instance's API budget (docs/architecture.md, principle 3).
 Every operation names its lead by email: the sink upserts leads first and resolves lead ids.
 """
 

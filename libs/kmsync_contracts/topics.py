@@ -1,4 +1,4 @@
-"""The topic catalogue: every topic kmsync uses, in one place (../shared/architecture.md).
+"""The topic catalogue: every topic kmsync uses, in one place (docs/architecture.md, "Contracts").
 
 Services and tests import these specs; nobody spells a topic name or its settings elsewhere.
 """

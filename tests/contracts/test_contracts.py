@@ -25,6 +25,7 @@ from kmsync_contracts import (
     seed,
 )
 from kmsync_contracts.outcomes import ActivityIntent
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import ALL_TOPICS, MARKETO_OPS, TOPICS_BY_NAME, PullTrigger
 
 T = datetime(2026, 6, 16, 14, 0, tzinfo=UTC)
@@ -48,7 +49,7 @@ SAMPLES: dict[str, BaseModel] = {
     "ingest.watermarks.v1": IngestWatermark(
         partner_id=1, virtual_event_id=2, stream="statuses", watermark=T, seen_ids=("a",), recorded_at=T,
     ),
-    "ingest.dlq.v1": DeadLetter(stage="ingest", reason_code="bad_row", reason="line 7: email: missing",
+    "ingest.dlq.v1": DeadLetter(stage="ingest", reason_code=ReasonCode.BAD_ROW, reason="line 7: email: missing",
                                 payload="a,b,c", failed_at=T),
     "transform.dlq.v1": DeadLetter(stage="transform", reason_code="missing_email", reason="no email",
                                    source_topic="kaltura.attendee-status.v1", source_partition=0,
