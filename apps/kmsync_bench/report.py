@@ -140,6 +140,21 @@ class Latency(_Model):
     path: str
 
 
+class Passthrough(_Model):
+    """A bare aiokafka passthrough of the capacity section's records on the same broker, same run:
+    consume 500, produce them (acks=all, idempotent), commit (kmsync_bench.passthrough)."""
+
+    records: int = Field(ge=1)
+    seconds: float = Field(gt=0)
+    records_per_second: float = Field(gt=0)
+    #: The passthrough process's CPU (utime + stime, every thread) per 10,000 records.
+    client_cpu_per_10k: float = Field(gt=0)
+    #: The broker's CPU during the passthrough per 10,000 records.
+    broker_cpu_per_10k: float = Field(gt=0)
+    #: client + broker.
+    total_cpu_per_10k: float = Field(gt=0)
+
+
 class Capacity(_Model):
     rows: int = Field(ge=1)
     ops: int = Field(ge=1)
@@ -155,6 +170,15 @@ class Capacity(_Model):
     stage_seconds: dict[str, float]
     write_calls: int = Field(ge=0)
     peak_rss_mib: dict[str, float]
+    #: CPU seconds per 10,000 rows of each process (ingest, transform, sink, marketo-sandbox, broker)
+    #: from /proc/<pid>/stat at the start and the end of the section, replicas and children summed.
+    cpu_per_10k_rows: dict[str, float] | None = None
+    #: ingest + transform + sink + broker (the Marketo sandbox is not kmsync's cost).
+    kmsync_cpu_per_10k_rows: float | None = Field(default=None, gt=0)
+    passthrough: Passthrough | None = None
+    #: kmsync_cpu_per_10k_rows ÷ passthrough.total_cpu_per_10k: kmsync's CPU per row as a multiple
+    #: of the passthrough's per record.
+    cpu_multiple_of_passthrough: float | None = Field(default=None, gt=0)
 
 
 class RestEquivalent(_Model):

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import httpx
 
+from kmsync_bench import passthrough as bare
 from kmsync_bench.config import (
     BACKFILL_INSTANCE,
     CAPACITY_INSTANCE,
@@ -21,6 +22,7 @@ from kmsync_bench.config import (
     REST_BATCH,
     BenchConfig,
 )
+from kmsync_bench.cpu import cpu_seconds, kmsync_total, multiple, per_10k, spent
 from kmsync_bench.external import ExternalClient
 from kmsync_bench.kafka_io import ResultsFollower, produce_ops, topic_size
 from kmsync_bench.naive import NaiveWriter
@@ -34,6 +36,7 @@ from kmsync_bench.report import (
     KmsyncWrites,
     Latency,
     NaiveWrites,
+    Passthrough,
     RestEquivalent,
 )
 from kmsync_bench.report import ExternalClient as ExternalReport
@@ -53,7 +56,8 @@ from kmsync_bench.stats import Distribution, distribution, rolling_window_usage
 from kmsync_bench.workload import PARTNER_ID, backlog, engagement_csv, engagement_csv_lines
 from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_common.metrics_text import sample_sum
-from kmsync_contracts.topics import MARKETO_OPS
+from kmsync_contracts.topics import MARKETO_OPS, SESSION_ENGAGEMENT
+from kmsync_kafka.reading import read_to_end
 
 
 def _dist(d: Distribution) -> Dist:
@@ -262,6 +266,8 @@ async def capacity(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
     ops_before = await topic_size(stack.bootstrap, ops_topic)
     before = await admin.by_endpoint(munchkin)
     csv = engagement_csv(rows, "cap")
+    start_ms = int(SYSTEM_CLOCK.time() * 1000)
+    cpu_before = cpu_seconds(stack.cpu_pids())
     start = SYSTEM_CLOCK.monotonic()
     await upload_report(stack, csv, "capacity", "1_capacity", SYSTEM_CLOCK.now())
     stages = {"ingest": round(SYSTEM_CLOCK.monotonic() - start, 2)}
@@ -275,6 +281,7 @@ async def capacity(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
             break
         await asyncio.sleep(0.2)  # polling progress with a deadline
     elapsed = SYSTEM_CLOCK.monotonic() - start
+    cpu_used = spent(cpu_before, cpu_seconds(stack.cpu_pids()))
     done = follower.count(munchkin) >= expected
     if transform_done is None and await topic_size(stack.bootstrap, ops_topic) - ops_before >= expected:
         transform_done = elapsed
@@ -285,12 +292,35 @@ async def capacity(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
     handled = follower.count(munchkin)
     delta = diff_counts(await admin.by_endpoint(munchkin), before)
     decided = sorted(o.decided_at.timestamp() for o in follower.outcomes(munchkin).values())
+    cpu = {name: round(per_10k(seconds, rows), 3) for name, seconds in sorted(cpu_used.items())}
+    floor = await passthrough_floor(stack, start_ms)
+    kmsync_cpu = kmsync_total(cpu)
     return Capacity(
+        cpu_per_10k_rows=cpu, kmsync_cpu_per_10k_rows=round(kmsync_cpu, 3), passthrough=floor,
+        cpu_multiple_of_passthrough=round(multiple(kmsync_cpu, floor.total_cpu_per_10k), 2),
         steady_events_per_second=round(steady_rate(decided) / 2, 1),
         rows=rows, ops=handled, completed=done, seconds=round(elapsed, 2),
         events_per_second=round((rows if done else handled / 2) / elapsed, 1),
         ops_per_second=round(handled / elapsed, 1), stage_seconds=stages,
         write_calls=count_calls(delta, writes_only=True), peak_rss_mib=stack.peak_rss())
+
+
+async def passthrough_floor(stack: Stack, since_ms: int) -> Passthrough:
+    """The bare passthrough (kmsync_bench.passthrough) on a copy of the engagement records ingest
+    wrote since ``since_ms``: the same number of records, the same keys and values."""
+    records = [(r.key, r.value) for r in await read_to_end(stack.bootstrap, SESSION_ENGAGEMENT.name, within=120)
+               if r.timestamp >= since_ms]
+    if not records:
+        raise RuntimeError("capacity: no engagement records to pass through")
+    partitions = bare.partitions()
+    await bare.fill(stack.bootstrap, records, partitions)
+    assert stack.broker is not None
+    run = await bare.run_process(stack.bootstrap, len(records), partitions, stack.broker.process.pid)
+    client, broker = per_10k(run.client_cpu_seconds, run.records), per_10k(run.broker_cpu_seconds, run.records)
+    return Passthrough(records=run.records, seconds=round(run.seconds, 3),
+                       records_per_second=round(run.records / run.seconds, 1),
+                       client_cpu_per_10k=round(client, 3), broker_cpu_per_10k=round(broker, 3),
+                       total_cpu_per_10k=round(client + broker, 3))
 
 
 # -- 5: backfill ---------------------------------------------------------------------------------

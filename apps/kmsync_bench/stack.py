@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from kmsync_bench import passthrough
 from kmsync_bench.config import (
     BACKFILL_INSTANCE,
     CAPACITY_INSTANCE,
@@ -133,6 +134,9 @@ class Stack:
         self.work.mkdir(parents=True, exist_ok=True)
         self.broker = start_broker_retrying(self.work / "kafka")
         asyncio.run(ensure_topics(self.bootstrap, ALL_TOPICS))
+        # Created now, not when the capacity section fills them: a topic written right after its
+        # creation makes the producer retry on "not leader" while the partitions elect leaders.
+        asyncio.run(passthrough.create_topics(self.bootstrap, passthrough.partitions()))
         self.group = ProcessGroup(self.work / "logs")
         self.sandbox = start_sandbox(self.group, Path(sys.executable),
                                      instances_file(self.work / "instances.yaml", sandbox_limits()))
@@ -162,6 +166,15 @@ class Stack:
             value = peak_rss_mib(child.process.pid)
             if value is not None:
                 out[name] = value
+        return out
+
+    def cpu_pids(self) -> dict[str, list[int]]:
+        """The root process of each service, the Marketo sandbox and the broker (for kmsync_bench.cpu)."""
+        out = {name: [child.process.pid] for name, child in self.services.items()}
+        if self.sandbox is not None:
+            out["marketo-sandbox"] = [self.sandbox.child.process.pid]
+        if self.broker is not None:
+            out["broker"] = [self.broker.process.pid]
         return out
 
     def check_alive(self) -> None:

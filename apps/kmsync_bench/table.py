@@ -36,6 +36,14 @@ def rows(report: BenchReport) -> list[tuple[str, str, str]]:
                               f" ({cap.rows:,} rows"
                               f"{'' if cap.completed else ', INCOMPLETE'})",
                 f"peak RSS MiB: {rss}"))
+    if cap.cpu_per_10k_rows is not None and cap.passthrough is not None:
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cap.cpu_per_10k_rows.items()))
+        pt = cap.passthrough
+        out.append(("4 capacity CPU", f"kmsync {cap.kmsync_cpu_per_10k_rows:.2f} CPU s per 10,000 rows, "
+                                      f"{cap.cpu_multiple_of_passthrough:.1f}x a bare passthrough "
+                                      f"({pt.total_cpu_per_10k:.2f}: client {pt.client_cpu_per_10k:.2f}, "
+                                      f"broker {pt.broker_cpu_per_10k:.2f})",
+                    f"per process: {cpu}"))
     rest = bf.rest_equivalent
     out.append(("5 backfill", f"{bf.rows:,} rows ({bf.sessions} sessions × {bf.attendees:,}): {bf.calls_total:,} calls "
                               f"({bf.bulk_submit_calls} bulk imports), {bf.rows_per_second:,.0f} rows/s"

@@ -56,6 +56,16 @@ def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
     assert {"ingest", "transform", "sink"} <= set(cap.peak_rss_mib)
     assert all(10 < mib < 4_000 for mib in cap.peak_rss_mib.values())
     assert cap.stage_seconds["ingest"] <= cap.stage_seconds["transform"] <= cap.stage_seconds["sink"]
+    # ... and its CPU per 10,000 rows per process, against a bare passthrough of the same records.
+    assert cap.cpu_per_10k_rows is not None and cap.passthrough is not None
+    assert {"ingest", "transform", "sink", "broker", "marketo-sandbox"} <= set(cap.cpu_per_10k_rows)
+    assert all(v > 0 for v in cap.cpu_per_10k_rows.values())
+    assert cap.kmsync_cpu_per_10k_rows is not None and cap.kmsync_cpu_per_10k_rows > 0
+    pt = cap.passthrough
+    assert pt.records == cap.rows and pt.client_cpu_per_10k > 0 and pt.broker_cpu_per_10k > 0
+    assert cap.cpu_multiple_of_passthrough is not None and cap.cpu_multiple_of_passthrough > 0
+    assert cap.cpu_multiple_of_passthrough == pytest.approx(
+        cap.kmsync_cpu_per_10k_rows / pt.total_cpu_per_10k, rel=0.01)
 
     # 5. Backfill: every row reached Marketo through bulk imports, fewer calls than REST, within the limits.
     bf = report.backfill
@@ -64,4 +74,5 @@ def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
     assert bf.throttled_606 == 0 and bf.peak_calls_per_window <= INSTANCE_RATE_LIMIT
     assert bf.peak_rss_mib is not None and {"ingest", "transform", "sink"} <= set(bf.peak_rss_mib)
 
+    assert "4 capacity CPU" in proc.stdout and "a bare passthrough" in proc.stdout
     assert "1 API efficiency" in proc.stdout and "5 backfill" in proc.stdout and str(out) in proc.stdout
