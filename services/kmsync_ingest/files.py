@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -244,8 +245,8 @@ async def _load_chunk(
             payload={"file": name, "line": outcome.line, "row": raw, "problems": problems},
             failed_at=now,
         ))
-    for record in records:
-        metrics.records_in.labels(stream_of(record), "file").inc()
+    for stream, n in Counter(stream_of(record) for record in records).items():
+        metrics.records_in.labels(stream, "file").inc(n)
     if records:
         await publisher.publish(records)
     if letters:

@@ -13,9 +13,13 @@ whose userId differs - see README).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
+
+from pydantic import ValidationError
 
 from kmsync_contracts import (
     AttendanceStatus,
@@ -95,8 +99,48 @@ _CSV_4021_FIELDS = (
 )
 
 
+_CONTEXT_FIELDS = ("partner_id", "virtual_event_id", "source", "source_time", "ingested_at", "entry_name",
+                   "channel_id", "channel_name", "is_final")
+#: The 4021 fields SessionEngagement holds as finite floats; the row model lets inf through.
+_CSV_4021_FLOATS = ("combined_live_engaged_users_play_time_ratio", "mic_on", "cam_on")
+
+
+@lru_cache(maxsize=256)
+def _engagement_template(ctx: RecordContext) -> SessionEngagement | None:
+    """A SessionEngagement validated once per context, with placeholder row values; None when
+    SessionEngagement refuses the context or would alter one of its values (a naive time, a name
+    with spaces around it): that context's rows are then validated in full."""
+    probe = {**{f: getattr(ctx, f) for f in _CONTEXT_FIELDS}, "user_id": "probe", "email": "probe",
+             "source_ref": "probe", "entry_id": "probe"}
+    try:
+        record = SessionEngagement.model_validate(probe)
+    except ValidationError:
+        return None
+    unchanged = all(type(getattr(record, f)) is type(probe[f]) and getattr(record, f) == probe[f]
+                    for f in _CONTEXT_FIELDS)
+    return record if unchanged else None
+
+
+def _row_passes_unchanged(row: EngagementCsvRow, source_ref: str) -> bool:
+    """What SessionEngagement checks beyond EngagementCsvRow: finite floats, no spaces to strip."""
+    return (all(math.isfinite(getattr(row, f)) for f in _CSV_4021_FLOATS)
+            and source_ref == source_ref.strip())
+
+
 def engagement_from_csv(row: EngagementCsvRow, ctx: RecordContext, source_ref: str) -> SessionEngagement:
-    """Report 4021 "User Reactions" (docs/reference/kaltura-api.md §3.5): the seed's field names verbatim."""
+    """Report 4021 "User Reactions" (docs/reference/kaltura-api.md §3.5): the seed's field names verbatim.
+
+    The row was validated at the boundary (EngagementCsvRow: non-empty stripped email and entry id,
+    whole non-negative counts, non-negative numbers). When its context and its values are ones
+    SessionEngagement accepts unchanged, the record is the context's validated template with the
+    row's values (``model_copy``: ~5 us a row instead of ~8.5 us to validate; ``model_construct``
+    costs ~43 us with pydantic 2.13, it resolves every default in Python). Anything else is
+    validated in full, so every row SessionEngagement would refuse is refused with the same errors."""
+    template = _engagement_template(ctx)
+    if template is not None and _row_passes_unchanged(row, source_ref):
+        return template.model_copy(update={
+            "user_id": row.email, "email": row.email, "source_ref": source_ref, "entry_id": row.entry_id,
+            **{f: getattr(row, f) for f in _CSV_4021_FIELDS}})
     return SessionEngagement.model_validate({
         **_engagement_base(row, ctx, source_ref), **{f: getattr(row, f) for f in _CSV_4021_FIELDS},
     })

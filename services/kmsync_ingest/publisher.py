@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ from kmsync_contracts.topics import (
     TopicSpec,
 )
 from kmsync_ingest.metrics import IngestMetrics
+from kmsync_ingest.partitioning import partition_for
 from kmsync_kafka import ensure_topics, reliable_producer, topic_name
 
 log = logging.getLogger(__name__)
@@ -220,8 +222,7 @@ class Publisher:
 
             async def in_transaction() -> None:
                 async with producer.transaction():
-                    for i in items:
-                        await producer.send(self.topic(i.spec), encode(i.value), key=i.key.encode())
+                    await self._send_all(producer, items)
 
             timeout = self.ack_timeout * max(1.0, len(items) / self.batch_size)
             try:
@@ -260,8 +261,23 @@ class Publisher:
     def _succeeded(self, items: Sequence[Outgoing]) -> None:
         self.kafka_ok = True
         self.metrics.kafka_up.set(1)
+        for stream, n in Counter(i.stream for i in items).items():
+            self.metrics.records_out.labels(stream).inc(n)
+
+    async def _send_all(self, producer: AIOKafkaProducer, items: Sequence[Outgoing]) -> list[asyncio.Future[object]]:
+        """Send every item, each encoded once, on the partition Kafka's default partitioner would
+        pick for its key (kmsync_ingest.partitioning: the same partition, hashed once per key);
+        the futures of their acknowledgements."""
+        counts: dict[str, int] = {}
+        futures: list[asyncio.Future[object]] = []
         for i in items:
-            self.metrics.records_out.labels(i.stream).inc()
+            topic = self.topic(i.spec)
+            if topic not in counts:
+                counts[topic] = len(await producer.partitions_for(topic))
+            key = i.key.encode()
+            futures.append(await producer.send(topic, encode(i.value), key=key,
+                                               partition=partition_for(key, counts[topic])))
+        return futures
 
     async def send_to_partition(self, item: Outgoing, partition: int) -> None:
         """One record to a given partition, acknowledged (a trigger for a coordination partition)."""
@@ -299,10 +315,7 @@ class Publisher:
             raise KafkaUnavailable("the Kafka producer is not running")
 
         async def send_and_wait() -> None:
-            futures = [
-                await producer.send(self.topic(i.spec), encode(i.value), key=i.key.encode()) for i in items
-            ]
-            await asyncio.gather(*futures)
+            await asyncio.gather(*await self._send_all(producer, items))
 
         try:
             await asyncio.wait_for(send_and_wait(), self.ack_timeout)
