@@ -86,6 +86,8 @@ class ChaosRun:
                                         registration_lead_hours=options.registration_lead_hours))
         #: Replicas killed and deliberately left down.
         self.retired: set[str] = set()
+        #: The ingest replica the Kaltura sandbox posts its notifications to (Stack.route_notifications).
+        self._notified = "ingest"
         self._pick = random.Random(options.seed + 1)
         self.report = ChaosReport(options.registrants, options.sessions, options.seed)
         self.munchkin_id = ""
@@ -172,6 +174,11 @@ class ChaosRun:
             self.retired.add(child.name)
             self.report.left_down.append(child.name)
             self.say(f"{at:6.1f}s  {child.name}: kill -9, left down ({len(alive) - 1} of its replicas go on)")
+            if d.target == "ingest" and child.name == self._notified:
+                # What a load balancer in front of ingest does once a replica is gone (Stack.route_notifications).
+                self._notified = next(name for name in alive if name != child.name)
+                self.stack.route_notifications(self._notified)
+                self.say(f"{at:6.1f}s  Kaltura's notifications now go to {self._notified}")
             return
         self.say(f"{at:6.1f}s  {child.name}: kill -9, down {d.downtime:.1f} s, restart")
         procs.kill(child)

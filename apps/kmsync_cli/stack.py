@@ -118,8 +118,16 @@ class Stack:
         tenants = work / "tenants.yaml"
         tenants.write_text(yaml.safe_dump(self._tenants(self.credentials, instance), sort_keys=False))
         self._start_services(self._common_env(tenants, instance))
+        self.route_notifications("ingest")
+
+    def route_notifications(self, replica: str) -> None:
+        """Point the Kaltura sandbox's notifications (its retries too) at one ingest replica.
+
+        In production Kaltura posts to one URL in front of every ingest replica (a Kubernetes
+        Service, a load balancer) that stops routing to a replica once it is down; the local stack
+        has no load balancer, so whoever takes a replica down for good moves the target here."""
         http_json(f"{self.kaltura_url}/_sandbox/notifications/target",
-                  {"url": f"{self.url('ingest')}/ingest/kaltura/notification/{self.credentials['partner_id']}"})
+                  {"url": f"{self.url(replica)}/ingest/kaltura/notification/{self.credentials['partner_id']}"})
 
     def _start_sandboxes(self, work: Path) -> None:
         """The Marketo sandbox (kaltura preset; not for an existing instance) and the Kaltura sandbox
