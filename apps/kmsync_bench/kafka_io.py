@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -33,14 +33,19 @@ def _partitions(spec: TopicSpec, prefix: str = "") -> list[TopicPartition]:
     return [TopicPartition(topic_name(spec, prefix), p) for p in range(spec.partitions)]
 
 
-async def topic_size(bootstrap: str, spec: TopicSpec, prefix: str = "") -> int:
-    """Records ever written to the topic (sum of end offsets)."""
+@contextlib.asynccontextmanager
+async def topic_sizes(bootstrap: str, spec: TopicSpec, prefix: str = "") -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """A function giving the records ever written to the topic (sum of end offsets), over one
+    consumer: polling it costs the broker one offsets request, not a connection and a consumer."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
+    parts = _partitions(spec, prefix)
+
+    async def size() -> int:
+        return int(sum((await consumer.end_offsets(parts)).values()))
+
     try:
-        parts = _partitions(spec, prefix)
-        ends = await consumer.end_offsets(parts)
-        return int(sum(ends.values()))
+        yield size
     finally:
         await consumer.stop()
 
