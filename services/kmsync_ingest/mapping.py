@@ -101,8 +101,6 @@ _CSV_4021_FIELDS = (
 
 _CONTEXT_FIELDS = ("partner_id", "virtual_event_id", "source", "source_time", "ingested_at", "entry_name",
                    "channel_id", "channel_name", "is_final")
-#: The 4021 fields SessionEngagement holds as finite floats; the row model lets inf through.
-_CSV_4021_FLOATS = ("combined_live_engaged_users_play_time_ratio", "mic_on", "cam_on")
 
 
 @lru_cache(maxsize=256)
@@ -122,9 +120,11 @@ def _engagement_template(ctx: RecordContext) -> SessionEngagement | None:
 
 
 def _row_passes_unchanged(row: EngagementCsvRow, source_ref: str) -> bool:
-    """What SessionEngagement checks beyond EngagementCsvRow: finite floats, no spaces to strip."""
-    return (all(math.isfinite(getattr(row, f)) for f in _CSV_4021_FLOATS)
-            and source_ref == source_ref.strip())
+    """What SessionEngagement checks beyond EngagementCsvRow: its three floats finite (the row
+    model lets infinity through), no spaces to strip."""
+    isfinite = math.isfinite
+    return (isfinite(row.combined_live_engaged_users_play_time_ratio) and isfinite(row.mic_on)
+            and isfinite(row.cam_on) and source_ref == source_ref.strip())
 
 
 def engagement_from_csv(row: EngagementCsvRow, ctx: RecordContext, source_ref: str) -> SessionEngagement:
