@@ -173,6 +173,10 @@ class Capacity(_Model):
     #: CPU seconds per 10,000 rows of each process (ingest, transform, sink, marketo-sandbox, broker)
     #: from /proc/<pid>/stat at the start and the end of the section, replicas and children summed.
     cpu_per_10k_rows: dict[str, float] | None = None
+    #: CPU seconds per second of each process while nothing was sent, over the seconds just
+    #: before the section (consumers' fetches, heartbeats, the benchmark's own readers): part of
+    #: every section-long figure, the tail where the sink waits out its window age included.
+    idle_cpu_per_second: dict[str, float] | None = None
     #: ingest + transform + sink + broker (the Marketo sandbox is not kmsync's cost).
     kmsync_cpu_per_10k_rows: float | None = Field(default=None, gt=0)
     passthrough: Passthrough | None = None

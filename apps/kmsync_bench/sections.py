@@ -278,6 +278,20 @@ async def _until_through(stack: Stack, follower: ResultsFollower, munchkin: str,
     return transform_done, elapsed
 
 
+#: Seconds the capacity section first watches every process while nothing is sent.
+IDLE_SECONDS = 5.0
+
+
+async def idle_cpu(stack: Stack, seconds: float = IDLE_SECONDS) -> dict[str, float]:
+    """Each process's CPU seconds per second over ``seconds`` of no traffic."""
+    before = cpu_seconds(stack.cpu_pids())
+    t0 = SYSTEM_CLOCK.monotonic()
+    await asyncio.sleep(seconds)  # the measurement's interval, not synchronisation
+    after = cpu_seconds(stack.cpu_pids())
+    elapsed = SYSTEM_CLOCK.monotonic() - t0
+    return {name: round(used / elapsed, 4) for name, used in sorted(spent(before, after).items())}
+
+
 async def capacity(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, cfg: BenchConfig) -> Capacity:
     """Section 4, with each process's CPU over the section and the passthrough floor after it."""
     munchkin = CAPACITY_INSTANCE
@@ -289,6 +303,7 @@ async def capacity(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
     # would add a connection's worth of broker CPU to what the section measures).
     async with topic_sizes(stack.bootstrap, MARKETO_OPS) as ops_size:
         ops_before = await ops_size()
+        idle = await idle_cpu(stack)
         start_ms = int(SYSTEM_CLOCK.time() * 1000)
         cpu_before = cpu_seconds(stack.cpu_pids())
         start = SYSTEM_CLOCK.monotonic()
@@ -309,7 +324,8 @@ async def capacity(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
     floor = await passthrough_floor(stack, start_ms)
     kmsync_cpu = kmsync_total(cpu)
     return Capacity(
-        cpu_per_10k_rows=cpu, kmsync_cpu_per_10k_rows=round(kmsync_cpu, 3), passthrough=floor,
+        cpu_per_10k_rows=cpu, idle_cpu_per_second=idle, kmsync_cpu_per_10k_rows=round(kmsync_cpu, 3),
+        passthrough=floor,
         cpu_multiple_of_passthrough=round(multiple(kmsync_cpu, floor.total_cpu_per_10k), 2),
         steady_events_per_second=round(steady_rate(decided) / 2, 1),
         rows=rows, ops=handled, completed=done, seconds=round(elapsed, 2),

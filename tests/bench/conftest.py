@@ -54,6 +54,8 @@ def report_dict() -> dict[str, Any]:
                      "write_calls": 60, "peak_rss_mib": {"ingest": 70.0, "transform": 70.0, "sink": 69.0},
                      "cpu_per_10k_rows": {"ingest": 0.69, "transform": 1.95, "sink": 3.16, "broker": 1.52,
                                           "marketo-sandbox": 0.96},
+                     "idle_cpu_per_second": {"ingest": 0.01, "transform": 0.02, "sink": 0.02, "broker": 0.05,
+                                             "marketo-sandbox": 0.0},
                      "kmsync_cpu_per_10k_rows": 7.32,
                      "passthrough": {"records": 2_000, "seconds": 0.1, "records_per_second": 20_000.0,
                                      "client_cpu_per_10k": 0.38, "broker_cpu_per_10k": 0.27,

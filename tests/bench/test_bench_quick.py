@@ -60,6 +60,8 @@ def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
     assert cap.cpu_per_10k_rows is not None and cap.passthrough is not None
     assert {"ingest", "transform", "sink", "broker", "marketo-sandbox"} <= set(cap.cpu_per_10k_rows)
     assert all(v > 0 for v in cap.cpu_per_10k_rows.values())
+    assert cap.idle_cpu_per_second is not None and set(cap.cpu_per_10k_rows) == set(cap.idle_cpu_per_second)
+    assert all(0 <= v <= (os.cpu_count() or 1) for v in cap.idle_cpu_per_second.values())  # CPU s per s
     assert cap.kmsync_cpu_per_10k_rows is not None and cap.kmsync_cpu_per_10k_rows > 0
     pt = cap.passthrough
     assert pt.records == cap.rows and pt.client_cpu_per_10k > 0 and pt.broker_cpu_per_10k > 0
