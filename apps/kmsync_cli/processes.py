@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kmsync_common.clock import SYSTEM_CLOCK
-from kmsync_testing.kafka_broker import die_with_parent
+from kmsync_testing.processes import die_with_parent, kill_process, stop_process
 
 
 @dataclass
@@ -60,10 +59,7 @@ class ProcessGroup:
 
     def kill(self, child: Child) -> None:
         """SIGKILL the child's whole process group (kill -9: no shutdown code runs) and reap it."""
-        if child.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.process.pid, signal.SIGKILL)
-        child.process.wait(timeout=10)
+        kill_process(child.process)
 
     def restart(self, child: Child) -> None:
         """Start an exited (or killed) child again with the same command line and environment; its
@@ -92,16 +88,4 @@ class ProcessGroup:
         return [c for c in self.children if c.process.poll() is not None]
 
     def stop_all(self, timeout: float = 20.0) -> dict[str, int | None]:
-        codes: dict[str, int | None] = {}
-        for child in reversed(self.children):
-            if child.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.process.pid, signal.SIGTERM)
-                try:
-                    child.process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(child.process.pid, signal.SIGKILL)
-                    child.process.wait(timeout=5)
-            codes[child.name] = child.process.returncode
-        return codes
+        return {child.name: stop_process(child.process, timeout) for child in reversed(self.children)}

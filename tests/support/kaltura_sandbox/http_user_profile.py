@@ -84,7 +84,7 @@ def _matches(f: ProfileFilter, r: Registrant, head: Transition, app_guid: str) -
 
 
 def _user_match(user_id: str, wanted: list[str]) -> bool:
-    # Emails (ids with '@') match case-insensitively, other ids exactly (User Profile guide §9.1).
+    # Emails (ids with '@') match case-insensitively, other ids exactly (Kaltura's User Profile API guide, its section 9.1).
     if "@" in user_id:
         return user_id.lower() in {w.lower() for w in wanted}
     return user_id in wanted
