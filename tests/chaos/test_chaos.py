@@ -21,6 +21,18 @@ from marketo_sandbox.config import FaultConfig
 REGISTRATION_LEAD_HOURS = 24.0
 
 
+def service_log_excerpts(work: Path, per_file: int = 15) -> str:
+    """For a failed run's message (CI keeps only the output): the last warnings and errors of each
+    process's log, so a loss can be diagnosed after the run's directory is gone."""
+    parts = []
+    for log in sorted((work / "logs").glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        notable = [line for line in lines if (" WARNING " in line or " ERROR " in line or "-----" in line)
+                   and " aiokafka" not in line]  # the client's own reconnect noise during the broker restart
+        parts.append(f"--- {log.name}: {len(lines)} lines, last warnings/errors:\n" + "\n".join(notable[-per_file:]))
+    return "\n".join(parts)
+
+
 @pytest.mark.timeout(900)
 def test_a_small_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     lines: list[str] = []
@@ -31,7 +43,7 @@ def test_a_small_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     )
     report = ChaosRun(options, lines.append).run()
     table = report.table()
-    assert report.passed, f"{table}\n\n" + "\n".join(lines[-30:])
+    assert report.passed, f"{table}\n\n" + "\n".join(lines[-30:]) + "\n\n" + service_log_excerpts(tmp_path / "chaos")
     assert dict(report.kills) == {"ingest": 1, "transform": 1, "sink": 1}
     assert report.broker_restarts == 1
     assert sum(report.faults.values()) > 0  # the Marketo sandbox really injected faults
@@ -51,7 +63,8 @@ def test_killed_replicas_left_down_are_taken_over_by_the_others(tmp_path: Path) 
         timeout=600, settle=60, replicas=2, restart_killed=False, registration_lead_hours=REGISTRATION_LEAD_HOURS,
     )
     report = ChaosRun(options, lines.append).run()
-    assert report.passed, f"{report.table()}\n\n" + "\n".join(lines[-30:])
+    assert report.passed, f"{report.table()}\n\n" + "\n".join(lines[-30:]) + "\n\n" + \
+        service_log_excerpts(tmp_path / "chaos")
     assert sorted(name.split("-")[0] for name in report.left_down) == ["ingest", "sink", "transform"]
     assert not report.unplanned_exits
 
