@@ -45,7 +45,7 @@ def test_every_cited_reference_section_exists() -> None:
     checked = 0
     for name in files:
         path = ROOT / name
-        if name.startswith("docs/reference/") or path.suffix not in {".py", ".md", ".yaml", ".yml"} \
+        if name.startswith("docs/reference/") or path == Path(__file__).resolve() or path.suffix not in {".py", ".md", ".yaml", ".yml"} \
                 or not path.is_file():
             continue
         for page, section in citations(path.read_text(encoding="utf-8", errors="replace")):
