@@ -24,19 +24,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
 import yaml
 from pydantic import BaseModel
 
+from kmsync_bench.upload_rss import rss_kib
+from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts import AttendanceStatus, AttendeeStatus, SessionEngagement, encode
 from kmsync_contracts.topics import ALL_TOPICS, ATTENDEE_STATUS, SESSION_ENGAGEMENT, TopicSpec
 from kmsync_kafka import ensure_topics, reliable_producer, topic_name
 from kmsync_kafka.reading import read_to_end
 from kmsync_testing.kafka_broker import KafkaBroker, free_port, start_broker
+from kmsync_testing.waiting import wait_for
 
 PARTNER, EVENT_A, EVENT_B = 100, 200, 900  # events A, A+1, ... expire one after the other; B ticks
 GROUP = "kmsync-transform"
@@ -54,10 +59,7 @@ def tenants() -> dict[str, object]:
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_kib(pid, field) / 1024
 
 
 def dir_mib(path: Path) -> float:
@@ -103,8 +105,7 @@ class Transform:
                 text = (await http.get(f"http://127.0.0.1:{self.port}/metrics")).text
         except httpx.HTTPError:
             return 0.0
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("kmsync_transform_records_in_total{"))
+        return sample_sum(text, "kmsync_transform_records_in_total")
 
     async def ready(self) -> bool:
         try:
@@ -130,13 +131,10 @@ def start_transform(broker: KafkaBroker, work: Path, state: Path, retention: int
     return Transform(proc, port)
 
 
-async def until(cond_async: object, within: float, what: str) -> float:
-    """Poll an async condition; the seconds it took."""
+async def until(condition: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
+    """kmsync_testing.waiting.wait_for, timed: the seconds the condition took to hold."""
     start = time.monotonic()
-    while not await cond_async():  # type: ignore[operator]
-        if time.monotonic() - start > within:
-            raise RuntimeError(f"timed out after {within:.0f} s waiting for {what}")
-        await asyncio.sleep(0.2)  # polling interval of a deadline-bounded wait
+    await wait_for(condition, within=within, what=what)
     return time.monotonic() - start
 
 
@@ -180,7 +178,7 @@ async def measure(people: int, cycles: int, retention: int, compact_ms: int, wor
                 started = time.monotonic()
                 await produce(broker.bootstrap, records, when)
                 total += len(records)
-                await until(lambda n=total: _at_least(t, n), 900, f"event {k + 1} processed")
+                await until(partial(_at_least, t, total), 900, f"event {k + 1} processed")
                 out[f"event{k + 1}_seconds"] = time.monotonic() - started
                 await asyncio.sleep(5)  # two checkpoints: the sweep's deletes are flushed to the store
                 out[f"after_event{k + 1}_rss_mib"] = rss_mib(t.process.pid)

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel
 
+from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts import AttendeeStatus, CustomActivity, PollResponse, SessionEngagement, encode
 from kmsync_contracts.topics import (
     ATTENDEE_STATUS,
@@ -117,8 +118,7 @@ async def records_in(port: int) -> float:
             text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
     except httpx.ConnectError:
         return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("kmsync_transform_records_in_total{"))
+    return sample_sum(text, "kmsync_transform_records_in_total")
 
 
 async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_over_exactly_once(
