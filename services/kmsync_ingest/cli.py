@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from kmsync_common import setup_logging
+from kmsync_common.diagnostics import install_task_dump
 from kmsync_config import ConfigError, EventConfig, TenantsConfig, load_settings, load_tenants
 from kmsync_ingest.auth import UploadAuth
 from kmsync_ingest.http_app import serve
@@ -82,6 +83,7 @@ async def run(settings: IngestSettings, tenants: TenantsConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    install_task_dump(loop)
     try:
         await stop.wait()
     finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from kmsync_common.diagnostics import install_task_dump
 from kmsync_common.health import add_health_routes
 from kmsync_common.logs import setup_logging
 from kmsync_config.settings import load_settings
@@ -59,6 +60,7 @@ def main(argv: list[str]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        install_task_dump(loop)
         await serve(settings, sink, stop)
 
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from kmsync_common.diagnostics import install_task_dump
 from kmsync_common.health import add_health_routes
 from kmsync_common.logs import setup_logging
 from kmsync_config.settings import load_settings
@@ -53,13 +54,6 @@ def serve_quix(settings: TransformSettings, tenants: TenantsConfig) -> int:
     return 0
 
 
-def dump_tasks() -> None:
-    """SIGUSR2: print every asyncio task's stack to stderr (diagnosing a stalled worker)."""
-    for task in asyncio.all_tasks():
-        print(f"--- {task.get_name()} {task.get_coro()!r}", file=sys.__stderr__)
-        task.print_stack(limit=6, file=sys.__stderr__)
-
-
 async def serve(settings: TransformSettings, tenants: TenantsConfig) -> int:
     """Serve /healthz, /readyz (state loaded, clients started) and /metrics; run until SIGTERM/SIGINT.
 
@@ -71,7 +65,7 @@ async def serve(settings: TransformSettings, tenants: TenantsConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR2, dump_tasks)
+    install_task_dump(loop)
     app = web.Application()
     add_health_routes(app, lambda: worker.ready, registry=worker.metrics.registry)
     runner = web.AppRunner(app, access_log=None)
