@@ -26,7 +26,7 @@ from kmsync_contracts import (
 )
 from kmsync_contracts.outcomes import ActivityIntent
 from kmsync_contracts.reasons import ReasonCode
-from kmsync_contracts.topics import ALL_TOPICS, MARKETO_OPS, TOPICS_BY_NAME, PullTrigger
+from kmsync_contracts.topics import ALL_TOPICS, MARKETO_OPS, MARKETO_RESULTS, TOPICS_BY_NAME, PullTrigger
 
 T = datetime(2026, 6, 16, 14, 0, tzinfo=UTC)
 KALTURA = {"partner_id": 1234567, "virtual_event_id": 98765, "user_id": "jane@acme.com",
@@ -55,7 +55,10 @@ SAMPLES: dict[str, BaseModel] = {
                                    source_topic="kaltura.attendee-status.v1", source_partition=0,
                                    source_offset=5, payload={"user_id": "x"}, failed_at=T),
     "marketo.results.v1": RecordOutcome(op_id="op-1", munchkin_id="123-ABC-456", kind="custom_activity",
-                                        status="skipped", reason_code="1037", source_time=T, decided_at=T),
+                                        status="skipped", reason_code="1037", source_time=T, decided_at=T,
+                                        partner_id=1234567, virtual_event_id=98765, session_id="1_abc",
+                                        person_key="email#0123456789abcdef", lead_id=7,
+                                        request_id="e42b#14272d07d78"),
     "marketo.dlq.v1": DeadLetter(stage="sink", reason_code="1003", reason="Invalid value", payload={}, failed_at=T),
     "marketo.activity-intents.v1": ActivityIntent(
         op_id="op-1", munchkin_id="123-ABC-456", lead_id=7, activity_type_id=100001,
@@ -164,3 +167,19 @@ def test_the_contracts_library_does_not_load_faust() -> None:
     code = "import sys, kmsync_contracts, kmsync_contracts.codecs; print(sorted(m for m in sys.modules if 'faust' in m))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+def test_outcomes_written_before_the_correlation_keys_still_decode() -> None:
+    """Issue #19: the keys are optional, so an outcome a sink wrote before them is still read."""
+    old = (b'{"schema_version":1,"op_id":"op-1","munchkin_id":"123-ABC-456","kind":"lead_upsert",'
+           b'"status":"created","marketo_id":"7","source_time":"2026-06-16T10:00:00Z",'
+           b'"decided_at":"2026-06-16T10:00:01Z"}')
+    outcome = decode(MARKETO_RESULTS, old)
+    assert isinstance(outcome, RecordOutcome)
+    assert (outcome.person_key, outcome.lead_id, outcome.request_id, outcome.session_id) == (None, None, None, None)
+
+
+def test_an_outcome_person_key_is_a_hash_never_an_email() -> None:
+    with pytest.raises(ContractError, match="person_key"):
+        decode(MARKETO_RESULTS, encode(SAMPLES["marketo.results.v1"]).replace(
+            b"email#0123456789abcdef", b"jane@example.com"))
