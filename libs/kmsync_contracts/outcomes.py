@@ -144,11 +144,12 @@ class TransformDecision(ContractModel):
     (topic transform.decisions.v1, key ``partner:event:user``, the input's key).
 
     One topic answers "what did kmsync not write, or write changed, and why": every record carries
-    the keys an operator (and ``kmsync trace``) finds one person in one event by — ``partner_id``,
-    ``virtual_event_id``, ``user_id``, ``entry_id`` (the session, where there is one), ``person_key``
-    (the keyed email hash, as in every log line: kmsync_common.hash_email of the email as Kaltura gave
-    it) and ``op_id`` (the operation that carries the changed data; None when nothing was written).
-    ``detail`` holds the documented keys of each decision (DECISION_DETAIL_KEYS)."""
+    the keys an operator (and ``kmsync trace``) finds one person in one event by, named as on
+    RecordOutcome — ``partner_id``, ``virtual_event_id``, ``session_id`` (the Kaltura entry id, where
+    there is one), ``person_key`` (the keyed email hash, as in every log line) — plus Kaltura's
+    ``user_id`` and ``op_id`` (the operation that carries the changed data; None when nothing was
+    written). ``detail`` holds the documented keys of each decision (DECISION_DETAIL_KEYS); the
+    decisions and their keys are listed in README.md, "Operations"."""
 
     schema_version: Literal[1] = 1
     decision: DecisionKind
@@ -160,9 +161,10 @@ class TransformDecision(ContractModel):
     virtual_event_id: int = Field(gt=0)
     user_id: NonEmptyStr
     #: The session (Kaltura entry id) for engagement and poll records; None for statuses.
-    entry_id: str | None = None
-    #: kmsync_common.hash_email(email): "email#" + 16 hex of a keyed HMAC; "email#none" without email.
-    person_key: NonEmptyStr
+    session_id: str | None = None
+    #: kmsync_common.email_hash.hash_email of the email as Kaltura gave it, under the deployment's key
+    #: ("email#" + 16 hex of a keyed HMAC); "email#none" when the record has no email.
+    person_key: str = Field(pattern=r"^email#([0-9a-f]+|none)$")
     #: The normalised email Marketo knows the lead by; None when it is unusable.
     email: str | None = None
     #: The Marketo instance and program of the event (None when the event is not configured).

@@ -4,8 +4,8 @@ A `reason_code` on `RecordOutcome` or `DeadLetter` is either Marketo's own code 
 "1003", passed through as Marketo gave it), ``http_<status>`` when Marketo answered with an HTTP
 error status instead of a JSON body (``kmsync_marketo.errors.failure_of`` builds it), or one of
 these. kmsync's codes all start with ``kmsync.`` so they can never be confused with Marketo's,
-whichever topic (ingest.dlq.v1, transform.dlq.v1, marketo.dlq.v1, marketo.results.v1) an operator
-reads.
+whichever topic (ingest.dlq.v1, transform.dlq.v1, transform.decisions.v1, marketo.dlq.v1,
+marketo.results.v1) an operator reads.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ class ReasonCode(StrEnum):
     """No tenants-file entry maps this partner and virtual event to a Marketo program."""
     TOO_MANY_POLLS = "kmsync.too_many_polls"
     """A session has more polls than the custom object's poll slots."""
+    FORWARD_ONLY_SKIP = "kmsync.forward_only_skip"
+    """A status lower than the member already has: not written (transform.decisions.v1, from/to status)."""
+    POLL_MOVED = "kmsync.poll_moved"
+    """A known poll arrived with another position in its session: its answer moved slot (transform.decisions.v1)."""
 
     # --- sink: kmsync's decisions about an operation
     CONTRACT = "kmsync.contract"

@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, Field, JsonValue, TypeAdapter
 from kmsync_contracts.base import ContractModel
 from kmsync_contracts.kaltura_records import AttendeeStatus, PollResponse, SessionEngagement
 from kmsync_contracts.marketo_ops import MARKETO_OPERATION_ADAPTER
-from kmsync_contracts.outcomes import ActivityIntent, DeadLetter, IngestWatermark, RecordOutcome
+from kmsync_contracts.outcomes import ActivityIntent, DeadLetter, IngestWatermark, RecordOutcome, TransformDecision
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -68,6 +68,12 @@ TRANSFORM_DLQ = TopicSpec(
     "transform.dlq.v1", "source key", 1, "delete", 30 * DAY_MS,
     _adapter(DeadLetter), "Unmappable input with the reason",
 )
+TRANSFORM_DECISIONS = TopicSpec(
+    "transform.decisions.v1", "partner:event:user", 6, "delete", 30 * DAY_MS,
+    _adapter(TransformDecision),
+    "What transform dropped or changed on the way to Marketo (forward-only skips, truncations, polls past "
+    "poll_10, unusable emails, moved polls), with each person's correlation keys",
+)
 MARKETO_RESULTS = TopicSpec(
     "marketo.results.v1", "munchkin id", 6, "delete", 30 * DAY_MS,
     _adapter(RecordOutcome), "One outcome per operation (audit ledger)",
@@ -120,7 +126,7 @@ INGEST_PULL_OWNERS = TopicSpec(
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES, INGEST_WATERMARKS, INGEST_DLQ,
-    MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, MARKETO_RESULTS, MARKETO_DLQ, ACTIVITY_INTENTS,
+    MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_DECISIONS, TRANSFORM_STATE, MARKETO_RESULTS, MARKETO_DLQ, ACTIVITY_INTENTS,
     INGEST_PULL_OWNERS,
 )
 TOPICS_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}

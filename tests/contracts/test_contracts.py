@@ -24,7 +24,7 @@ from kmsync_contracts import (
     encode,
     seed,
 )
-from kmsync_contracts.outcomes import ActivityIntent
+from kmsync_contracts.outcomes import ActivityIntent, TransformDecision
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import ALL_TOPICS, MARKETO_OPS, MARKETO_RESULTS, TOPICS_BY_NAME, PullTrigger
 
@@ -59,6 +59,13 @@ SAMPLES: dict[str, BaseModel] = {
                                         partner_id=1234567, virtual_event_id=98765, session_id="1_abc",
                                         person_key="email#0123456789abcdef", lead_id=7,
                                         request_id="e42b#14272d07d78"),
+    "transform.decisions.v1": TransformDecision(
+        decision="forward_only_skip", reason_code=ReasonCode.FORWARD_ONLY_SKIP,
+        reason="Registered after Un-registered: statuses only move forward", partner_id=1234567,
+        virtual_event_id=98765, user_id="jane@acme.com", person_key="email#0123456789abcdef",
+        email="jane@acme.com", munchkin_id="123-ABC-456", program_id=1001, source_time=T, decided_at=T,
+        detail={"from_status": "Un-registered", "to_status": "Registered", "from_step": 80, "to_step": 30},
+    ),
     "marketo.dlq.v1": DeadLetter(stage="sink", reason_code="1003", reason="Invalid value", payload={}, failed_at=T),
     "marketo.activity-intents.v1": ActivityIntent(
         op_id="op-1", munchkin_id="123-ABC-456", lead_id=7, activity_type_id=100001,
