@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +27,7 @@ from pydantic import (
 
 from kmsync_config.urls import https_problem
 from kmsync_contracts.codecs import describe_validation_error
+from kmsync_contracts.granular import GRANULAR_STATUS_FIELD
 from kmsync_contracts.kaltura_records import AttendanceStatus
 from kmsync_contracts.seed import STATUS_STEPS
 
@@ -89,6 +91,18 @@ def _no_inline_secret(value: Any) -> Any:
 InlineRejectingSecretRef = Annotated[SecretRef, Field(description="a secret, by reference")]
 
 
+class ProgramMemberFields(Strict):
+    """Program member custom fields kmsync writes in this instance (docs/reference/marketo-api.md §13)."""
+
+    #: API name of the string field holding the seed's granular label (docs/design/granular-statuses.md
+    #: §1.1). The API name the Marketo UI derives from a display name is UNCONFIRMED (§13.2): set the
+    #: one `kmsync marketo check` reports.
+    granular_status: str = Field(default=GRANULAR_STATUS_FIELD, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    #: Also write the label into the member's standard statusReason (same call; whether marketers can
+    #: filter on it is UNCONFIRMED, docs/reference/marketo-api.md §13.5).
+    mirror_to_status_reason: bool = False
+
+
 class MarketoInstance(Strict):
     """One Marketo Engage instance (subscription) and this deployment's share of its limits."""
 
@@ -108,6 +122,7 @@ class MarketoInstance(Strict):
     #: Records from which the sink uses the Bulk Import API for this instance (docs/reference/marketo-api.md §9):
     #: None follows the sink's KMSYNC_BULK_MIN_RECORDS setting, 0 never uses bulk for this instance.
     bulk_min_records: int | None = Field(default=None, ge=0, strict=True)
+    program_member_fields: ProgramMemberFields = ProgramMemberFields()
 
     _check_secret = field_validator("client_secret", mode="before")(_no_inline_secret)
 
@@ -181,6 +196,20 @@ class Outputs(Strict):
         return self
 
 
+class Schedule(Strict):
+    """An event's start and end, when Kaltura's APIs do not give them (docs/reference/kaltura-api.md §9.4).
+    Times need an offset (compared in UTC)."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Schedule:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
 class SessionConfig(Strict):
     entry_id: str = Field(min_length=1)
     name: str | None = None
@@ -202,6 +231,9 @@ class EventConfig(Strict):
     #: Kaltura attendanceStatus → Marketo channel status name, replacing the defaults.
     status_overrides: dict[AttendanceStatus, str] = Field(default_factory=dict)
     sessions: list[SessionConfig] = Field(default_factory=list)
+    #: The event's start and end where Kaltura does not give them (docs/design/granular-statuses.md §2);
+    #: they decide Pre-event vs During-event visit.
+    schedule: Schedule | None = None
 
     @field_validator("status_overrides")
     @classmethod

@@ -19,6 +19,7 @@ from kmsync_contracts.marketo_ops import (
     LeadUpsert,
     MarketoOperation,
     OperationKind,
+    ProgramMemberData,
     ProgramMemberStatus,
 )
 from kmsync_contracts.outcomes import DeadLetter, IngestWatermark, RecordOutcome, SessionTimes
@@ -41,6 +42,7 @@ __all__ = [
     "MarketoOperation",
     "OperationKind",
     "PollResponse",
+    "ProgramMemberData",
     "ProgramMemberStatus",
     "RecordOutcome",
     "Scalar",

@@ -34,6 +34,9 @@ class AttendanceStatus(StrEnum):
 
 
 SourceMode = Literal["pull", "webhook", "file"]
+#: Where an event's schedule came from: Kaltura's Events Platform, an api_v3 schedule event, or
+#: the tenants file (docs/reference/kaltura-api.md §9).
+ScheduleSource = Literal["events_api", "schedule_event", "tenants"]
 
 
 class KalturaRecord(ContractModel):
@@ -75,6 +78,11 @@ class AttendeeStatus(KalturaRecord):
     last_login_type: str | None = None
     status_time: AwareDatetime
     first_attended_time: datetime | None = None
+    #: The event's schedule as ingest knew it when it read this record (docs/reference/kaltura-api.md §9);
+    #: transform decides Pre-event vs During-event visit from it (docs/design/granular-statuses.md §2).
+    event_start: AwareDatetime | None = None
+    event_end: AwareDatetime | None = None
+    schedule_source: ScheduleSource | None = None
 
 
 class SessionEngagement(KalturaRecord):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, TypeAdapter
+from pydantic import AwareDatetime, Field, TypeAdapter, field_validator
 
 from kmsync_contracts.base import ContractModel, NonEmptyStr, Scalar
+from kmsync_contracts.seed import GRANULAR_STATUS_LABELS
 
 
 class OperationBase(ContractModel):
@@ -47,6 +48,25 @@ class ProgramMemberStatus(OperationBase):
     granular_status: str | None = None
 
 
+class ProgramMemberData(OperationBase):
+    """Write the seed's granular label on the lead's program membership (Sync Program Member Data,
+    docs/reference/marketo-api.md §13.4). Carries the label, not a Marketo field name: the sink
+    resolves the instance's field, so renaming the field changes no operation and no op_id."""
+
+    kind: Literal["program_member_data"] = "program_member_data"
+    program_id: int = Field(gt=0)
+    granular_status: NonEmptyStr
+    #: kmsync_contracts.granular.label_rank: (channel step, sub-rank); the sink keeps the highest per lead.
+    label_rank: tuple[int, int]
+
+    @field_validator("granular_status")
+    @classmethod
+    def _a_seed_label(cls, v: str) -> str:
+        if v not in GRANULAR_STATUS_LABELS:
+            raise ValueError(f"not one of the seed's granular labels: {', '.join(GRANULAR_STATUS_LABELS)}")
+        return v
+
+
 class CustomObjectUpsert(OperationBase):
     """Upsert one custom object record, deduplicated by the object's dedupe fields."""
 
@@ -69,8 +89,10 @@ class CustomActivity(OperationBase):
 
 
 MarketoOperation = Annotated[
-    LeadUpsert | ProgramMemberStatus | CustomObjectUpsert | CustomActivity,
+    LeadUpsert | ProgramMemberStatus | ProgramMemberData | CustomObjectUpsert | CustomActivity,
     Field(discriminator="kind"),
 ]
-OperationKind = Literal["lead_upsert", "program_member_status", "custom_object_upsert", "custom_activity"]
+OperationKind = Literal[
+    "lead_upsert", "program_member_status", "program_member_data", "custom_object_upsert", "custom_activity"
+]
 MARKETO_OPERATION_ADAPTER: TypeAdapter[MarketoOperation] = TypeAdapter(MarketoOperation)

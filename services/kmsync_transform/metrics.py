@@ -22,6 +22,9 @@ class TransformMetrics:
         self.repeats = Counter("kmsync_transform_repeats_dropped",
                                "Statuses or poll answers dropped: the member already has them",
                                ["tenant"], registry=r)
+        self.label_regressions = Counter("kmsync_transform_label_regressions_dropped",
+                                         "Granular labels not written: lower in the label order than the member's",
+                                         ["tenant"], registry=r)
         self.ledger_hits = Counter("kmsync_transform_activity_ledger_hits",
                                    "Activities not emitted again because the ledger holds them",
                                    ["tenant"], registry=r)
@@ -60,6 +63,8 @@ class TransformMetrics:
             self._inc(self.repeats, (tenant,), result.repeats)
         if result.ledger_hits:
             self._inc(self.ledger_hits, (tenant,), result.ledger_hits)
+        if result.label_regressions:
+            self._inc(self.label_regressions, (tenant,), result.label_regressions)
 
     def set_lag(self, topic: str, partition: int, records: int) -> None:
         """`topic` is the catalogue name (as in records_in), without the deployment's prefix."""

@@ -68,21 +68,29 @@ class MappedStatus:
     granular: str | None
 
 
-def attended_label(status_time: datetime, event_start: datetime | None) -> str | None:
-    """Pre-event vs during-event visit. How Kaltura derives it is UNCONFIRMED (docs/reference/kaltura-api.md §4.2);
-    kmsync compares the status time with the event start and says nothing when the start is unknown."""
+def attended_label(status_time: datetime, event_start: datetime | None,
+                   event_end: datetime | None = None) -> str | None:
+    """Pre-event vs during-event visit. How Kaltura derives it is UNCONFIRMED (docs/reference/kaltura-api.md
+    §12): kmsync compares the status time with the event's schedule (§9): before the start → Pre-event
+    visit, from the start until the end → During-event visit; after the end, or when the start is
+    unknown, no label (the member keeps its last one; docs/design/granular-statuses.md §1.3)."""
     if event_start is None:
         return None
-    return PRE_EVENT_VISIT if status_time < event_start else DURING_EVENT_VISIT
+    if status_time < event_start:
+        return PRE_EVENT_VISIT
+    if event_end is not None and status_time >= event_end:
+        return None
+    return DURING_EVENT_VISIT
 
 
-def granular_label(record: AttendeeStatus, event_start: datetime | None = None) -> str | None:
+def granular_label(record: AttendeeStatus, event_start: datetime | None = None,
+                   event_end: datetime | None = None) -> str | None:
     """The seed's most detailed label for this record, or None when the seed has none."""
     if record.status in _REGISTRATION_STATUSES and "sso" in {record.reg_origin, record.last_login_type}:
         # §4.2 (a guess): registrations through single sign-on are the seed's "SSO login".
         return SSO_LABEL
     if record.status is A.ATTENDED:
-        return attended_label(record.status_time, event_start)
+        return attended_label(record.status_time, event_start, event_end)
     return DEFAULT_GRANULAR_LABELS[record.status]
 
 
@@ -90,7 +98,9 @@ def map_status(
     record: AttendeeStatus,
     overrides: Mapping[AttendanceStatus, str] | None = None,
     event_start: datetime | None = None,
+    event_end: datetime | None = None,
 ) -> MappedStatus:
     """The channel status for a record; a per-event override replaces the default name."""
     name = (overrides or {}).get(record.status) or DEFAULT_STATUS_MAP[record.status]
-    return MappedStatus(name=name, step=STATUS_STEPS[name], granular=granular_label(record, event_start))
+    return MappedStatus(name=name, step=STATUS_STEPS[name],
+                        granular=granular_label(record, event_start, event_end))

@@ -33,6 +33,7 @@ from kmsync_contracts.seed import (
 from kmsync_transform.dead_letters import dead_letter
 from kmsync_transform.engagement import RateScale, activity_attributes, engagement_values, object_record
 from kmsync_transform.forward_only import ForwardOnly, Verdict, person_key
+from kmsync_transform.labels import LabelOrder, LabelVerdict, label_step
 from kmsync_transform.ledger import ActivityLedger, activity_op_id
 from kmsync_transform.op_ids import content_fingerprint, op_id
 from kmsync_transform.polls import PollSlots, session_key
@@ -50,6 +51,8 @@ class StepResult:
     repeats: int = 0
     #: Activities not emitted because the ledger already holds them.
     ledger_hits: int = 0
+    #: Granular labels not written: lower in the label order than the member's (labels.py).
+    label_regressions: int = 0
 
 
 @dataclass
@@ -77,6 +80,7 @@ class Transformer:
     ) -> None:
         self.tenants = tenants
         self.forward_only = ForwardOnly(state.statuses)
+        self.labels = LabelOrder(state.statuses)
         self.ledger = ActivityLedger(state.ledger)
         self.polls = PollSlots(state.poll_slots, state.poll_answers)
         self.rate_scale = rate_scale
@@ -96,6 +100,7 @@ class Transformer:
         if isinstance(routed, RoutedStatus):
             self._status(routed, event.program_id, event.status_overrides, event.outputs.program_status, now,
                          result)
+            self._label(routed, event, now, result)
         elif isinstance(routed, RoutedEngagement):
             self._engagement(routed, event, now, result)
         else:
@@ -129,6 +134,14 @@ class Transformer:
                 op_id=op_id("program_member_status", munchkin, program_id, email, mapped.name),
                 program_id=program_id, status_name=mapped.name, step=mapped.step,
                 granular_status=mapped.granular, **base))
+
+    def _label(self, routed: RoutedStatus, event: EventConfig, now: datetime, result: StepResult) -> None:
+        """The granular label, judged apart from the status (labels.py): after the status ops."""
+        step = label_step(self.labels, routed, event, now)
+        if step.op is not None:
+            result.ops.append(step.op)
+        elif step.verdict is LabelVerdict.REGRESSION:
+            result.label_regressions += 1
 
     # -- engagement --------------------------------------------------------------------------------
     def _engagement(self, routed: RoutedEngagement, event: EventConfig, now: datetime, result: StepResult) -> None:

@@ -17,6 +17,7 @@ from kmsync_contracts import (
     IngestWatermark,
     LeadUpsert,
     PollResponse,
+    ProgramMemberData,
     ProgramMemberStatus,
     RecordOutcome,
     SessionEngagement,
@@ -79,6 +80,7 @@ SAMPLES: dict[str, BaseModel] = {
 OPS: list[BaseModel] = [
     LeadUpsert(**OP, fields={"firstName": "Jane", "lastName": None}),
     ProgramMemberStatus(**OP, program_id=1001, status_name="Confirmed", step=40, granular_status="Confirmed email"),
+    ProgramMemberData(**OP, program_id=1001, granular_status="During-event visit", label_rank=(50, 1)),
     CustomObjectUpsert(**OP, object_name=seed.ENGAGEMENT_OBJECT_API_NAME, dedupe_fields=("entry_id", "email"),
                        record={"entry_id": "1_abc", "plays": 2, "live_minutes_viewed": 41.25}),
     CustomActivity(**OP, activity_type=seed.ENGAGEMENT_ACTIVITY_API_NAME, primary_attribute_value="1_abc",

@@ -14,8 +14,11 @@ GOLDEN = Path(__file__).with_name("golden_pure_path.txt")
 #: regenerated for pydantic 2.13 (quixstreams 3.28 needs <2.14): one dead letter's reason lists
 #: pydantic's validation errors in another order; every operation's bytes stayed the same. Then for
 #: issue #21's one reason-code vocabulary: dead letters' reason_code and the dead-letter metric's
-#: reason label became kmsync.* (ReasonCode); every operation's bytes stayed the same.
-GOLDEN_SHA256 = "17a2fd0b223732f69a5da7ce090a02ff4e7fa91ba5d3cb0dffef626eb1003582"
+#: reason label became kmsync.* (ReasonCode); every operation's bytes stayed the same. Then for
+#: issue #16's granular labels: program_member_data operations, their label state records and
+#: counters were added, and dead letters' attendee payloads carry the new schedule fields (null);
+#: every earlier operation's bytes stayed the same.
+GOLDEN_SHA256 = "1027d1c56bdb40f146bb723c04b398423ab8e24cedd23a83b9b6bb152342055c"
 
 
 def test_golden_file_is_the_pinned_one() -> None:

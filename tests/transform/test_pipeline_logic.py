@@ -12,6 +12,7 @@ from kmsync_contracts import (
     CustomObjectUpsert,
     LeadUpsert,
     PollResponse,
+    ProgramMemberData,
     ProgramMemberStatus,
     SessionEngagement,
     encode,
@@ -64,8 +65,9 @@ def test_status_sequence_yields_lead_then_status_and_drops_regressions(
 ) -> None:
     state = TransformState.in_memory()
     _, first = run(tenants, state, ATTENDEE_STATUS, status_record("registered", first_name="Ann", last_name="Lee"))
-    lead, pms = first.ops
+    lead, pms, label = first.ops
     assert isinstance(lead, LeadUpsert) and isinstance(pms, ProgramMemberStatus)
+    assert isinstance(label, ProgramMemberData) and label.granular_status == "Registered"
     assert lead.email == pms.email == "ann@example.com" and lead.munchkin_id == MUNCHKIN
     assert lead.fields == {"firstName": "Ann", "lastName": "Lee"}
     assert (pms.program_id, pms.status_name, pms.step, pms.granular_status) == (
@@ -75,7 +77,7 @@ def test_status_sequence_yields_lead_then_status_and_drops_regressions(
     _, again = run(tenants, state, ATTENDEE_STATUS, status_record("registered", minutes=2))
     assert again.ops == [] and again.repeats == 1
     _, attended = run(tenants, state, ATTENDEE_STATUS, status_record("attended", minutes=3))
-    assert [type(o) for o in attended.ops] == [LeadUpsert, ProgramMemberStatus]
+    assert [type(o) for o in attended.ops] == [LeadUpsert, ProgramMemberStatus]  # no schedule: no visit label
     # the same fact replayed into a fresh state gives the same op ids
     _, replay = run(tenants, TransformState.in_memory(), ATTENDEE_STATUS,
                     status_record("registered", first_name="Ann", last_name="Lee"))
