@@ -27,7 +27,7 @@ from kmsync_marketo.errors import (
     failure_of,
 )
 from kmsync_marketo.limiter import InstanceLimiter
-from kmsync_marketo.outcomes import IdKey, Outcome, align_results, failed_outcomes
+from kmsync_marketo.outcomes import IdKey, Outcome, align_results, failed_outcomes, with_request_id
 from kmsync_marketo.settings import MarketoSettings
 from kmsync_marketo.transport import MarketoTransport, TransportParts
 
@@ -152,7 +152,7 @@ class MarketoClient:
                 outcomes.extend(failed_outcomes(failure_of(exc), offset, len(chunk)))
                 continue
             results = body.get("result") or []
-            outcomes.extend(align_results(results, len(chunk), offset, id_key))
+            outcomes.extend(with_request_id(align_results(results, len(chunk), offset, id_key), body))
         return outcomes
 
     async def sync_leads(

@@ -42,6 +42,8 @@ class Outcome(BaseModel):
     warning: str | None = None
     #: Failed without a success answer, but Marketo may have applied it (errors.CallFailure.maybe_applied).
     maybe_applied: bool = False
+    #: The answering call's ``requestId`` (§4.1), to quote to Adobe support and to trace one record.
+    request_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -114,6 +116,14 @@ def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: IdKey) -> Outco
         classification=ErrorClass.PERMANENT,
         marketo_status=raw_status or None,
     )
+
+
+def with_request_id(outcomes: list[Outcome], body: Mapping[str, Any]) -> list[Outcome]:
+    """The outcomes of one call, each carrying that call's ``requestId`` (§4.1) when the body has one."""
+    request_id = body.get("requestId")
+    if not isinstance(request_id, str) or not request_id:
+        return outcomes
+    return [o.model_copy(update={"request_id": request_id}) for o in outcomes]
 
 
 def align_results(results: Sequence[Any], count: int, offset: int, id_key: IdKey) -> list[Outcome]:

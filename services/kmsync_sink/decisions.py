@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from kmsync_common.email_hash import hash_email
+from kmsync_contracts.marketo_ops import CustomActivity, CustomObjectUpsert, MarketoOperation
 from kmsync_contracts.outcomes import DeadLetter, OutcomeStatus, RecordOutcome
 from kmsync_contracts.reasons import ReasonCode
+from kmsync_contracts.seed import PRIMARY_FIELD
 from kmsync_sink.pending import PendingOp
 
 
@@ -32,6 +35,8 @@ class Decision:
     maybe_applied: bool = False
     #: Monotonic time before which it is not retried (a verification waits for the intent to age).
     retry_at: float | None = None
+    #: Marketo's requestId of the call that decided it, when there was an answer (marketo-api.md §4.1).
+    request_id: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -80,7 +85,26 @@ def settle(
     return final, retry
 
 
-def to_outcome(d: Decision, decided_at: datetime) -> RecordOutcome:
+def session_of(op: MarketoOperation) -> str | None:
+    """The Kaltura session (entry id) an operation is about: a custom object's primary field, a custom
+    activity's primary attribute; None for lead and program member writes."""
+    if isinstance(op, CustomObjectUpsert):
+        entry = op.record.get(PRIMARY_FIELD)
+        return str(entry) if entry not in (None, "") else None
+    if isinstance(op, CustomActivity):
+        return op.primary_attribute_value
+    return None
+
+
+def lead_id_of(d: Decision, known: int | None) -> int | None:
+    """The person's lead id: what a lead upsert returned, else what the sink knew (``known``)."""
+    if d.pending.op.kind == "lead_upsert" and not d.failed and d.marketo_id and d.marketo_id.isdigit():
+        return int(d.marketo_id)
+    return known
+
+
+def to_outcome(d: Decision, decided_at: datetime, known_lead_id: int | None = None) -> RecordOutcome:
+    """The outcome with the correlation keys kmsync trace finds a person by (issue #19)."""
     op = d.pending.op
     return RecordOutcome(
         op_id=op.op_id,
@@ -94,6 +118,12 @@ def to_outcome(d: Decision, decided_at: datetime) -> RecordOutcome:
         attempts=max(1, d.pending.attempts),
         source_time=op.source_time,
         decided_at=decided_at,
+        partner_id=op.partner_id,
+        virtual_event_id=op.virtual_event_id,
+        session_id=session_of(op),
+        person_key=hash_email(op.email),
+        lead_id=lead_id_of(d, known_lead_id),
+        request_id=d.request_id,
     )
 
 

@@ -88,6 +88,7 @@ def _from_outcome(p: PendingOp, o: Outcome, api: Literal["rest", "bulk"] = "rest
         reason=o.reason,
         retryable=o.retryable,
         api=api,
+        request_id=o.request_id,
     )
 
 

@@ -28,6 +28,10 @@ class LeadCache:
     def __contains__(self, email: object) -> bool:
         return email in self._ids
 
+    def peek(self, email: str) -> int | None:
+        """The id if cached, without counting a hit or a miss or refreshing its place (outcomes' lead id)."""
+        return self._ids.get(email)
+
     def put(self, email: str, lead_id: int) -> None:
         if self.capacity <= 0:
             return

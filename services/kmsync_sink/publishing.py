@@ -9,6 +9,7 @@ undecided and are replayed by the next owner).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
@@ -30,6 +31,8 @@ class OutcomePublisher:
         #: Set when the sink starts (the run's producer and intent log).
         self.producer: AIOKafkaProducer | None = None
         self.intent_log: IntentLog | None = None
+        #: (munchkin id, email) → the lead id the sink knows, for the outcomes' correlation keys.
+        self.known_lead_id: Callable[[str, str], int | None] = lambda munchkin_id, email: None
 
     async def publish(self, decisions: list[Decision], give_up: asyncio.Event) -> None:
         """Outcomes (and dead letters) acknowledged by Kafka, then the records count as decided; then
@@ -41,7 +44,8 @@ class OutcomePublisher:
         messages: list[Message] = []
         for d in decisions:
             key = d.pending.op.munchkin_id.encode()
-            messages.append(Message(self.results_topic, encode(to_outcome(d, now)), key))
+            known = self.known_lead_id(d.pending.op.munchkin_id, d.pending.op.email)
+            messages.append(Message(self.results_topic, encode(to_outcome(d, now, known)), key))
             if d.failed:
                 messages.append(Message(self.dlq_topic, encode(to_dead_letter(d, now)), key))
         await produce_until_acked(self.producer, messages, give_up)

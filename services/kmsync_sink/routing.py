@@ -65,6 +65,12 @@ class InstanceRouter:
         self.workers: dict[str, InstanceWorker] = {}
         self.broken: dict[str, Broken] = {}
         self.writers: list[MarketoWriter] = []
+        outcomes.known_lead_id = self.known_lead_id
+
+    def known_lead_id(self, munchkin_id: str, email: str) -> int | None:
+        """The lead id the instance's worker has cached for this email (outcomes carry it, issue #19)."""
+        worker = self.workers.get(munchkin_id)
+        return worker.cache.peek(email) if worker is not None else None
 
     def use_intent_log(self, intent_log: IntentLog) -> None:
         """Workers made from now on record custom activity intents there."""

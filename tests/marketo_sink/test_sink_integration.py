@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from kmsync_common.email_hash import configure_email_hash_key, hash_email
 from kmsync_config.tenants import TenantsConfig, parse_tenants
 from kmsync_contracts import DeadLetter, RecordOutcome, encode
 from kmsync_contracts.codecs import decode_model
@@ -278,6 +279,32 @@ async def test_backlog_goes_out_in_full_calls_without_tripping_limits(
             latency = [s for s in m.latency.collect()[0].samples if s.name.endswith("_count")]
             assert sum(s.value for s in latency) == len(backlog)
             assert sum(s.value for s in m.outcomes.collect()[0].samples if s.name.endswith("_total")) == len(backlog)
+
+
+async def test_outcomes_carry_the_correlation_keys_trace_finds_a_person_by(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #19: every outcome names the event, the session, the person (keyed hash, never the
+    email), the lead id Marketo gave the person and the requestId of the call that carried it."""
+    configure_email_hash_key(b"trace-test-key")
+    try:
+        async with running_sandbox(instances=sandbox_instances(A)) as sb:
+            async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+                backlog = scenario(ops, A, 4)
+                await h.produce(backlog)
+                h.start_sink()
+                final = await h.wait_for_outcomes({op.op_id for op in backlog})
+                lead_ids = {ld["email"]: ld["id"] for ld in sb.dump(A)["leads"]}
+                for op in backlog:
+                    o = final[op.op_id]
+                    assert (o.partner_id, o.virtual_event_id) == (op.partner_id, op.virtual_event_id)
+                    assert o.person_key == hash_email(op.email) and op.email not in o.model_dump_json()
+                    assert o.lead_id == lead_ids[op.email], (op.kind, o)
+                    assert o.request_id and "#" in o.request_id, (op.kind, o)
+                    assert o.session_id == ("1_keynote" if op.kind in ("custom_object_upsert", "custom_activity")
+                                            else None)
+    finally:
+        configure_email_hash_key(None)
 
 
 async def test_faults_and_a_restart_mid_window_lose_nothing_and_duplicate_nothing(
