@@ -30,6 +30,7 @@ from kmsync_cli.dead_letters import Planted, census, explain
 from kmsync_cli.reconcile import Reconciliation, reconcile
 from kmsync_cli.stack import PROGRAM_ID, Stack, StackOptions, http_json
 from kmsync_common.clock import SYSTEM_CLOCK
+from kmsync_common.metrics_text import sample_sum
 from kmsync_testing.kafka_broker import restart_broker
 
 #: How often the run looks at its processes and the clock (a harness cadence, not synchronisation).
@@ -89,6 +90,7 @@ class ChaosRun:
         #: The ingest replica the Kaltura sandbox posts its notifications to (Stack.route_notifications).
         self._notified = "ingest"
         self._pick = random.Random(options.seed + 1)
+        self._next_hold_note = 0.0
         self.report = ChaosReport(options.registrants, options.sessions, options.seed)
         self.munchkin_id = ""
 
@@ -147,16 +149,38 @@ class ChaosRun:
                     summary = tuple((t.kind, t.present, len(t.missing), len(t.duplicates), len(t.wrong))
                                     for t in result.tallies)
                     if result.clean:
+                        self._note_held()
                         return
                     if summary != last_summary:
                         last_summary, last_change = summary, now
                         self.say("draining: " + "; ".join(f"{k} {p} present, {m} missing"
                                                           for k, p, m, _, _ in summary))
-                    elif now - last_change >= self.options.settle:
+                    elif now - last_change >= self.options.settle and not self._sinks_still_hold(now):
                         self.say(f"nothing changed for {self.options.settle:.0f} s: stopping the drain")
                         return
             time.sleep(TICK_SECONDS)
+        self._note_held()
         self.say("timed out")
+
+    def _sinks_still_hold(self, now: float) -> bool:
+        """The sinks still hold undecided operations (a retry's backoff, or custom activities
+        waiting out the verification delay): a wait, not a stall, so the drain goes on (up to the
+        timeout). Said once a minute; the last count goes into the report."""
+        held = self._note_held()
+        if held[0] and now >= self._next_hold_note:
+            self._next_hold_note = now + 60.0
+            self.say(f"the sinks hold {held[0]} undecided operation(s) ({held[1]} custom activit(ies) awaiting "
+                     "verification): draining on")
+        return held[0] > 0
+
+    def _note_held(self) -> tuple[int, int]:
+        """(operations the sinks hold undecided, custom activities among them awaiting verification),
+        kept in the report."""
+        text = self.stack.metrics("sink")
+        held = (int(sample_sum(text, "kmsync_sink_buffered_operations")),
+                int(sample_sum(text, "kmsync_sink_activities_awaiting_verification")))
+        self.report.held_by_sinks = held
+        return held
 
     def _disrupt(self, d: Disruption, at: float) -> None:
         procs = self.stack.processes

@@ -59,6 +59,7 @@ class CommitControl:
                 self.paused.discard(tp)
         for munchkin, worker in workers.items():
             self.metrics.buffered.labels(munchkin).set(worker.buffered)
+            self.metrics.awaiting_verification.labels(munchkin).set(worker.awaiting_verification)
 
     def revoked(self, tp: TopicPartition) -> None:
         """A partition left: nothing of its tracking or pausing counts any more."""

@@ -727,6 +727,13 @@ class WindowExecutor:
                                  maybe_applied=True, retry_at=self._mono() + wait) for p in a.ops]
             else:
                 ready.append((a, intent))
+        if out:
+            waits = [d.retry_at - self._mono() for d in out if d.retry_at is not None]
+            log.info("%d custom activity operation(s) may already be in Marketo after an ambiguous answer: "
+                     "held, and looked up in their leads' activity logs in %.0f–%.0f s "
+                     "(KMSYNC_SINK_ACTIVITY_VERIFY_DELAY_SECONDS, docs/reference/marketo-api.md §10.4); "
+                     "never sent again before that",
+                     len(out), min(waits), max(waits))
         return out, ready
 
     def _unverified(self, p: PendingOp, f: _Failure) -> Decision:

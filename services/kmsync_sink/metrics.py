@@ -38,6 +38,30 @@ class SinkMetrics:
                            ["munchkin_id", "reason_code"], registry=r)
         self.retries = Counter("kmsync_sink_record_retries", "Failed records scheduled for another try",
                                ["munchkin_id"], registry=r)
+        self._limiter_metrics(r)
+        self.bulk_in_flight = Gauge("kmsync_sink_bulk_jobs_in_flight", "Bulk import requests running",
+                                    ["munchkin_id"], registry=r)
+        self.buffered = Gauge("kmsync_sink_buffered_operations", "Operations read and not yet decided",
+                              ["munchkin_id"], registry=r)
+        self.verifications = Counter(
+            "kmsync_sink_activity_verifications",
+            "Custom activities looked up in the lead's activity log after an uncertain write, by result "
+            "(found, absent, error, deferred)", ["munchkin_id", "result"], registry=r)
+        self.awaiting_verification = Gauge(
+            "kmsync_sink_activities_awaiting_verification",
+            "Custom activities that may be in Marketo after an ambiguous answer, held until the lead's "
+            "activity log is read (KMSYNC_SINK_ACTIVITY_VERIFY_DELAY_SECONDS after the write)",
+            ["munchkin_id"], registry=r)
+        # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
+        self.consumer_lag = Gauge("kmsync_sink_consumer_lag_records",
+                                  "Operations on marketo.ops.v1 this sink has not read yet", ["partition"],
+                                  registry=r)
+        #: The limiter last observed per Munchkin id, and the running totals it had then.
+        self._limiters: dict[str, InstanceLimiter] = {}
+        self._totals: dict[tuple[Counter, tuple[str, ...]], float] = {}
+
+    def _limiter_metrics(self, r: CollectorRegistry) -> None:
+        """The instance limiter's budget, waits and 606/615 handling (fed by observe_limiter)."""
         # Running totals of the limiter (LimiterStats), fed by increments in observe_limiter.
         self.limiter_waits = Counter("kmsync_sink_limiter_waits", "Calls the instance limiter made wait",
                                      ["munchkin_id"], registry=r)
@@ -59,21 +83,6 @@ class SinkMetrics:
                                  ["munchkin_id", "code"], registry=r)
         self.parked = Gauge("kmsync_sink_instance_parked", "1 while the instance waits for the daily reset (607)",
                             ["munchkin_id"], registry=r)
-        self.bulk_in_flight = Gauge("kmsync_sink_bulk_jobs_in_flight", "Bulk import requests running",
-                                    ["munchkin_id"], registry=r)
-        self.buffered = Gauge("kmsync_sink_buffered_operations", "Operations read and not yet decided",
-                              ["munchkin_id"], registry=r)
-        self.verifications = Counter(
-            "kmsync_sink_activity_verifications",
-            "Custom activities looked up in the lead's activity log after an uncertain write, by result "
-            "(found, absent, error, deferred)", ["munchkin_id", "result"], registry=r)
-        # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
-        self.consumer_lag = Gauge("kmsync_sink_consumer_lag_records",
-                                  "Operations on marketo.ops.v1 this sink has not read yet", ["partition"],
-                                  registry=r)
-        #: The limiter last observed per Munchkin id, and the running totals it had then.
-        self._limiters: dict[str, InstanceLimiter] = {}
-        self._totals: dict[tuple[Counter, tuple[str, ...]], float] = {}
 
     def observe_call(self, munchkin_id: str, endpoint: str, records: int, code: str) -> None:
         self.calls.labels(munchkin_id, endpoint, code).inc()

@@ -148,6 +148,11 @@ class InstanceWorker:
         """Operations read and not sent yet: the window and the held-back upserts."""
         return len(self.window) + len(self.held)
 
+    @property
+    def awaiting_verification(self) -> int:
+        """Custom activities held until their leads' activity logs say whether they were applied."""
+        return self.executor.ledger.uncertain_count(self.munchkin_id)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"sink-{self.munchkin_id}")
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import urllib.request
 from typing import Any
 
 import pytest
 
+from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts import RecordOutcome
 from kmsync_contracts.marketo_ops import MarketoOperation
+from kmsync_testing.processes import free_port
 from kmsync_testing.waiting import wait_for
 from marketo_sandbox.preset_kaltura import ACTIVITY_TYPE_ID
 from marketo_sandbox.testing import SandboxHandle, running_sandbox
@@ -52,6 +55,16 @@ def applied_then_failed(sb: SandboxHandle) -> int:
 def activities_in_marketo(sb: SandboxHandle) -> list[dict[str, Any]]:
     return [a for a in sb.dump(A)["activities"] if a["activityTypeId"] == ACTIVITY_TYPE_ID]
 
+
+
+def awaiting_verification(port: int) -> float:
+    """The sink process's kmsync_sink_activities_awaiting_verification (-1 while it is not serving)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return -1.0
+    return sample_sum(text, "kmsync_sink_activities_awaiting_verification")
 
 async def test_ambiguous_answers_and_a_second_copy_of_every_op_write_each_activity_once(
     kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
@@ -106,9 +119,10 @@ async def test_sigkill_after_marketo_applied_an_activity_call_writes_it_once_aft
     faults = {"rules": [{"endpoint": ACTIVITIES_POST, "error": "drop", "apply_then_fail": True, "max_count": 1}]}
     async with running_sandbox(instances=sandbox_instances(A), faults=faults) as sb:
         async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            port = free_port()
             env = sink_process_env(sb, A, h.bootstrap, topic_prefix, h.group, tmp_path,
                                    window_max_age_seconds="0.3", sink_commit_interval_seconds="3600",
-                                   sink_activity_verify_delay_seconds="3600")
+                                   sink_activity_verify_delay_seconds="3600", http_port=str(port))
             batch = scenario(ops, A, 10)
             await h.produce(batch)
             acts = {op.op_id for op in batch if op.kind == "custom_activity"}
@@ -120,6 +134,9 @@ async def test_sigkill_after_marketo_applied_an_activity_call_writes_it_once_aft
                 others = {op.op_id for op in batch} - acts
                 await h.wait_for_outcomes(others, within=30)
                 assert not {o.op_id for o in await h.outcomes() if o.status != "failed"} & acts
+                # An operator sees them held, not lost: the sink's gauge counts them until verified.
+                await wait_for(lambda: awaiting_verification(port) == len(acts), 10,
+                               "the held activities on /metrics")
                 proc.send_signal(signal.SIGKILL)
                 await asyncio.wait_for(proc.wait(), 30)
             finally:
