@@ -11,12 +11,14 @@ changes the private client is fixed here once.
 ``read_to_end`` serves tools that look at what a pipeline wrote (the chaos run's dead-letter census,
 ``kmsync dlq replay``, tests): a throw-away consumer without a group, every partition assigned,
 stopped at the end offsets taken when it started, so a topic that is still being written to does
-not keep it reading forever.
+not keep it reading forever. ``scan`` is the same read bounded by time (Kafka's offsets-for-times) and
+filtered as it goes, with progress: ``kmsync trace`` reads the pipeline's topics with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -44,6 +46,19 @@ async def read_to_end(bootstrap: str, topic: str, *, within: float = 60.0,
     """Every committed record of `topic` (every record at all with isolation "read_uncommitted"),
     partition by partition in offset order; [] for a topic that does not exist. Raises TimeoutError
     when the end is not reached within `within` seconds."""
+    return await scan(bootstrap, topic, within=within, isolation=isolation)
+
+
+#: Told (records read so far, records to read in all) as a scan goes.
+Progress = Callable[[int, int], None]
+
+
+async def scan(bootstrap: str, topic: str, *, within: float = 60.0, isolation: str = DEFAULT_ISOLATION,
+               since_ms: int | None = None, keep: Callable[[ConsumerRecord[bytes, bytes]], bool] | None = None,
+               progress: Progress | None = None) -> list[ConsumerRecord[bytes, bytes]]:
+    """Like ``read_to_end``, bounded: from the first record at or after ``since_ms`` (a timestamp in ms,
+    Kafka's offsets-for-times), keeping only the records ``keep`` accepts (so a large topic is read
+    without holding it), telling ``progress`` how far it is after every fetch."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", isolation_level=isolation)
     await consumer.start()
@@ -53,15 +68,32 @@ async def read_to_end(bootstrap: str, topic: str, *, within: float = 60.0,
             if not tps:
                 return []
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            starts = await _start_offsets(consumer, tps, since_ms)
             ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, starts[tp])
+            total, done = sum(max(0, ends[tp] - starts[tp]) for tp in tps), 0
             out: list[ConsumerRecord[bytes, bytes]] = []
-            pending = {tp for tp in tps if ends[tp] > 0}
+            pending = {tp for tp in tps if ends[tp] > starts[tp]}
             while pending:
                 batches = await consumer.getmany(*pending, timeout_ms=500)
                 for messages in batches.values():
-                    out += messages
+                    done += len(messages)
+                    out += messages if keep is None else [m for m in messages if keep(m)]
                 pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+                if progress is not None:
+                    progress(min(done, total), total)
             return out
     finally:
         await consumer.stop()
+
+
+async def _start_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition],
+                         since_ms: int | None) -> dict[TopicPartition, int]:
+    """Each partition's first offset, or its first offset at or after ``since_ms`` (the end when none is)."""
+    firsts = await consumer.beginning_offsets(tps)
+    if since_ms is None:
+        return dict(firsts)
+    found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+    ends = await consumer.end_offsets(tps)
+    return {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}

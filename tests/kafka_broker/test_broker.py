@@ -151,3 +151,27 @@ async def test_read_to_end_reads_every_committed_record_of_a_topic_a_fresh_consu
     records = await read_to_end(kafka_broker.bootstrap, topic)
     assert sorted(r.value for r in records if r.value) == sorted(f"v{n}".encode() for n in range(12))
     assert await read_to_end(kafka_broker.bootstrap, f"{topic_prefix}no-such-topic") == []
+
+
+async def test_scan_starts_at_a_time_keeps_only_what_it_is_asked_for_and_reports_progress(
+    kafka_broker: KafkaBroker, topic_prefix: str
+) -> None:
+    """kmsync trace reads topics bounded by time (--since) without holding what it does not want."""
+    from kmsync_kafka.reading import scan
+
+    [topic] = await ensure_topics(kafka_broker.bootstrap, [ATTENDEE_STATUS], prefix=topic_prefix)
+    base_ms = 1_780_000_000_000
+    producer = reliable_producer(kafka_broker.bootstrap)
+    await producer.start()
+    try:
+        for n in range(12):  # one key, so one partition, in time order: v0 at base, v11 at base + 11 s
+            await producer.send_and_wait(topic, f"v{n}".encode(), key=b"k", timestamp_ms=base_ms + n * 1000)
+    finally:
+        await producer.stop()
+    seen: list[tuple[int, int]] = []
+    records = await scan(kafka_broker.bootstrap, topic, since_ms=base_ms + 6000,
+                         keep=lambda m: m.value is not None and int(m.value[1:]) % 2 == 0,
+                         progress=lambda done, total: seen.append((done, total)))
+    assert [r.value for r in records] == [b"v6", b"v8", b"v10"]
+    assert seen and seen[-1] == (6, 6), "read 6 records (v6..v11), told so"
+    assert await scan(kafka_broker.bootstrap, topic, since_ms=base_ms + 60_000) == []
