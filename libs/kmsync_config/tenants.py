@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from kmsync_config.lead_fields import LeadFieldName, LeadSource, SourceText, effective_lead_fields
 from kmsync_config.urls import https_problem
 from kmsync_contracts.codecs import describe_validation_error
 from kmsync_contracts.granular import GRANULAR_STATUS_FIELD
@@ -234,6 +236,15 @@ class EventConfig(Strict):
     #: The event's start and end where Kaltura does not give them (docs/design/granular-statuses.md §2);
     #: they decide Pre-event vs During-event visit.
     schedule: Schedule | None = None
+    #: Marketo lead field API name → ``kaltura:<attribute>`` or ``form:<profileData key>``, applied
+    #: over the defaults (firstName, lastName, title, company, country); null removes a default
+    #: (kmsync_config.lead_fields, docs/configuration.md).
+    lead_fields: dict[LeadFieldName, SourceText] = Field(default_factory=dict)
+
+    @cached_property
+    def lead_sources(self) -> dict[str, LeadSource]:
+        """The lead fields written for this event and where each value comes from."""
+        return effective_lead_fields(self.lead_fields)
 
     @field_validator("status_overrides")
     @classmethod
