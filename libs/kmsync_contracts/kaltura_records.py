@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
-from kmsync_contracts.base import ContractModel, NonEmptyStr, NonNegFloat, NonNegInt
+from kmsync_contracts.base import ContractModel, NonEmptyStr, NonNegFloat, NonNegInt, Scalar
 
 
 class AttendanceStatus(StrEnum):
@@ -83,6 +83,14 @@ class AttendeeStatus(KalturaRecord):
     event_start: AwareDatetime | None = None
     event_end: AwareDatetime | None = None
     schedule_source: ScheduleSource | None = None
+    #: Registrant data (docs/reference/kaltura-api.md §10): Kaltura's user attribute, else the
+    #: same-named profileData key; mapped to lead fields per event (docs/design/granular-statuses.md §3).
+    title: str | None = None
+    company: str | None = None
+    country: str | None = None
+    #: The registration form's answers: profileData's scalar entries, keys exactly as Kaltura gives
+    #: them (a list of scalars joined with "; ", nested objects left out).
+    registration: dict[str, Scalar] = Field(default_factory=dict)
 
 
 class SessionEngagement(KalturaRecord):

@@ -14,10 +14,11 @@ whose userId differs - see README).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -25,6 +26,7 @@ from kmsync_contracts import (
     AttendanceStatus,
     AttendeeStatus,
     PollResponse,
+    Scalar,
     SessionEngagement,
 )
 from kmsync_kaltura.models import Attendee, EngagementCsvRow, EngagementRow, PollAnswerRow
@@ -51,6 +53,8 @@ def attendee_status(att: Attendee, ctx: RecordContext, source_ref: str) -> Atten
     ev = p.event_data
     first = (user.first_name if user else None) or _text(p.profile_data.get("firstName"))
     last = (user.last_name if user else None) or _text(p.profile_data.get("lastName"))
+    # docs/reference/kaltura-api.md §10: the KalturaUser value when present, else the same-named profileData key.
+    about = {k: (getattr(user, k) if user else None) or _text(p.profile_data.get(k)) for k in _REGISTRANT_ATTRIBUTES}
     return AttendeeStatus(
         partner_id=ctx.partner_id, virtual_event_id=ctx.virtual_event_id, user_id=p.user_id,
         email=att.email, source=ctx.source, source_ref=source_ref, source_time=p.updated_at,
@@ -60,11 +64,32 @@ def attendee_status(att: Attendee, ctx: RecordContext, source_ref: str) -> Atten
         if ev.previous_attendance_status else None,
         reg_origin=ev.reg_origin, last_login_type=p.login_data.last_login_type if p.login_data else None,
         status_time=ev.status_update_time or p.updated_at, first_attended_time=ev.first_attended_status_time,
+        **about, registration=registration_answers(p.profile_data),
     )
 
 
+_REGISTRANT_ATTRIBUTES = ("title", "company", "country")
+
+
 def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def registration_answers(profile_data: Mapping[str, Any]) -> dict[str, Scalar]:
+    """The registration form's answers in a User Profile's ``profileData`` (docs/reference/kaltura-api.md §10):
+    its scalar entries under their own keys, a list of scalars joined with "; " (a multi-select), empty
+    answers and nested objects left out (no lead field can hold them)."""
+    out: dict[str, Scalar] = {}
+    for key, value in profile_data.items():
+        if isinstance(value, list) and all(_is_scalar(v) for v in value):
+            value = "; ".join(str(v) for v in value if v is not None and str(v).strip())
+        if _is_scalar(value) and value is not None and (not isinstance(value, str) or value.strip()):
+            out[key] = value
+    return out
+
+
+def _is_scalar(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 def _engagement_base(row: EngagementRow | EngagementCsvRow, ctx: RecordContext, source_ref: str) -> dict[str, object]:

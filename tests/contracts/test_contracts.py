@@ -38,7 +38,8 @@ OP = {"op_id": "op-1", "munchkin_id": "123-ABC-456", "partner_id": 1234567, "vir
 SAMPLES: dict[str, BaseModel] = {
     "kaltura.attendee-status.v1": AttendeeStatus(
         **KALTURA, status=AttendanceStatus.CONFIRMED, previous_status=AttendanceStatus.REGISTERED,
-        status_time=T, first_name="Jane", reg_origin="registration",
+        status_time=T, first_name="Jane", reg_origin="registration", title="CTO", company="Acme",
+        registration={"jobFunction": "Engineering", "companySize": 250, "optIn": True},
     ),
     "kaltura.session-engagement.v1": SessionEngagement(
         **KALTURA, entry_id="1_abc", entry_name="Keynote", plays=2, live_minutes_viewed=41.25,
