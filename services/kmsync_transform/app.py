@@ -6,10 +6,10 @@ session), not by the input key, so it must see all input. Its four tables live i
 durable in one compacted topic, <prefix>transform.state.v1, read to its end before the first batch.
 
 Each batch: route and transform every record in order against staged views of the tables; send the
-operations (marketo.ops.v1, keyed by munchkin id) and dead letters (transform.dlq.v1) and wait for
-their acknowledgements; then send the state changes and wait for theirs; then apply the changes in
-memory and commit the batch's input offsets. At-least-once: a crash anywhere before the commit
-replays the batch; see README.md "Processing guarantee".
+operations (marketo.ops.v1, keyed by munchkin id), dead letters (transform.dlq.v1) and decisions
+(transform.decisions.v1) and wait for their acknowledgements; then send the state changes and wait
+for theirs; then apply the changes in memory and commit the batch's input offsets. At-least-once: a
+crash anywhere before the commit replays the batch; see README.md "Processing guarantee".
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from kmsync_common import hash_email
 from kmsync_common.clock import SystemClock
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.codecs import encode
-from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_STATE, TopicSpec
+from kmsync_contracts.outcomes import TransformDecision
+from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DECISIONS, TRANSFORM_DLQ, TRANSFORM_STATE, TopicSpec
 from kmsync_kafka.clients import DEFAULT_ISOLATION, ensure_topics, manual_commit_consumer, reliable_producer, topic_name
 from kmsync_kafka.lag import consumer_lags
 from kmsync_kafka.reading import read_to_end, refresh_metadata
@@ -48,10 +49,11 @@ STATE_LOAD_WITHIN = 600.0
 
 async def ensure_transform_topics(settings: TransformSettings) -> None:
     """Create the catalogue topics transform reads and writes and its state topic; wait for metadata."""
-    await ensure_topics(settings.kafka_bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ], settings.topic_prefix)
+    await ensure_topics(settings.kafka_bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_DECISIONS],
+                        settings.topic_prefix)
     await ensure_topics(settings.kafka_bootstrap, [STATE], settings.topic_prefix,
                         partitions=settings.transform_partitions)
-    await wait_for_metadata(settings, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ, STATE])
+    await wait_for_metadata(settings, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_DECISIONS, STATE])
 
 
 async def wait_for_metadata(settings: TransformSettings, specs: list[TopicSpec], within: float = 30.0) -> None:
@@ -106,6 +108,7 @@ class TransformWorker:
         self.spec_by_topic = {topic_name(s, prefix): s for s in INPUTS}
         self.ops_topic = topic_name(MARKETO_OPS, prefix)
         self.dlq_topic = topic_name(TRANSFORM_DLQ, prefix)
+        self.decisions_topic = topic_name(TRANSFORM_DECISIONS, prefix)
         self.state_topic = topic_name(STATE, prefix)
         self.group_id = f"{prefix}{settings.transform_app_id}"
         self.tables = Tables()
@@ -210,7 +213,8 @@ class TransformWorker:
         self.metrics.routed(spec.name, routed)
         if routed.dead_letter is not None:
             log.info("dead-lettered %s %s:%s: %s", spec.name, m.partition, m.offset, routed.dead_letter.reason_code)
-            return [(self.dlq_topic, (key or "").encode(), encode(routed.dead_letter))]
+            return [(self.dlq_topic, (key or "").encode(), encode(routed.dead_letter)),
+                    *self.decision_records([routed.decision] if routed.decision else [])]
         assert routed.routed is not None
         result = transformer.apply(routed.routed)
         self.metrics.stepped(result)
@@ -220,7 +224,10 @@ class TransformWorker:
         out: list[tuple[str, bytes, bytes | None]] = [
             (self.ops_topic, op.munchkin_id.encode(), encode(op)) for op in result.ops]
         out += [(self.dlq_topic, (key or "").encode(), encode(dl)) for dl in result.dead_letters]
-        return out
+        return out + self.decision_records(result.decisions)
+
+    def decision_records(self, decisions: list[TransformDecision]) -> list[tuple[str, bytes, bytes | None]]:
+        return [(self.decisions_topic, d.partition_key().encode(), encode(d)) for d in decisions]
 
     async def send_all(self, records: list[tuple[str, bytes, bytes | None]]) -> None:
         """Send in order (per partition, the idempotent producer keeps it) and wait for every ack."""

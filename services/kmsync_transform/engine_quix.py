@@ -6,12 +6,12 @@ streaming dataframes, one per input topic:
     kaltura.attendee-status.v1    ─ route + status step (state: statuses)       ┐
     kaltura.session-engagement.v1 ─ route + engagement step (state: ledger)     ├→ marketo.ops.v1 (key munchkin id)
     kaltura.poll-responses.v1     ─ route → group_by(session) → poll step       ┘  transform.dlq.v1
-                                              (repartition topic; state: slots, answers)
+                                              (repartition topic; state: slots, answers)   transform.decisions.v1
 
 The steps are keyed.py's (the pure modules underneath, unchanged). State lives in RocksDB per input
 partition, each store backed by a compacted changelog topic. Processing guarantee `exactly-once`:
 per checkpoint (every KMSYNC_TRANSFORM_COMMIT_INTERVAL_MS) one Kafka transaction holds the produced
-operations and dead letters, the repartitioned polls, the state changelog records and the consumed
+operations, dead letters and decisions, the repartitioned polls, the state changelog records and the consumed
 offsets; a replica killed mid-checkpoint leaves an aborted transaction that read_committed readers
 never see, and whoever owns the partitions next resumes from the last committed checkpoint with the
 state as of that checkpoint (quixstreams recovers stores from their changelogs up to the committed
@@ -49,6 +49,7 @@ from kmsync_contracts.topics import (
     MARKETO_OPS,
     POLL_RESPONSES,
     SESSION_ENGAGEMENT,
+    TRANSFORM_DECISIONS,
     TRANSFORM_DLQ,
     TopicSpec,
 )
@@ -166,7 +167,9 @@ class QuixTransform:
         prefix = s.topic_prefix
         ops = app.topic(topic_name(MARKETO_OPS, prefix), key_serializer="bytes", value_serializer=_OutputValue())
         dlq = app.topic(topic_name(TRANSFORM_DLQ, prefix), key_serializer="bytes", value_serializer=_OutputValue())
-        destinations = {"ops": ops, "dlq": dlq}
+        decisions = app.topic(topic_name(TRANSFORM_DECISIONS, prefix), key_serializer="bytes",
+                              value_serializer=_OutputValue())
+        destinations = {"ops": ops, "dlq": dlq, "decisions": decisions}
 
         def destination(value: Output, key: Any, timestamp: int, headers: Any) -> Topic:
             return destinations[value[0]]
@@ -225,7 +228,8 @@ class QuixTransform:
     def run(self) -> None:
         # The catalogue's topics first (partitions, retention): quixstreams would create missing ones
         # with its own defaults when the application declares them.
-        asyncio.run(ensure_topics(self.settings.kafka_bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ],
+        asyncio.run(ensure_topics(self.settings.kafka_bootstrap,
+                                  [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_DECISIONS],
                                   self.settings.topic_prefix))
         self.app = self._build()
         self._tune_changelogs()

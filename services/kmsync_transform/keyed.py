@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.codecs import encode
+from kmsync_contracts.outcomes import TransformDecision
 from kmsync_contracts.topics import POLL_RESPONSES, TopicSpec
 from kmsync_transform.dead_letters import SourceRef
 from kmsync_transform.engagement import RateScale
@@ -31,8 +32,9 @@ from kmsync_transform.polls import session_key
 from kmsync_transform.routing import Routed, RoutedPoll, route
 from kmsync_transform.transformer import Transformer, TransformState
 
-#: Where an output goes: marketo.ops.v1 (key munchkin id) or transform.dlq.v1 (key: the input's key).
-Destination = Literal["ops", "dlq"]
+#: Where an output goes: marketo.ops.v1 (key munchkin id), transform.dlq.v1 (key: the input's key) or
+#: transform.decisions.v1 (key partner:event:user).
+Destination = Literal["ops", "dlq", "decisions"]
 Output = tuple[Destination, bytes, bytes]
 
 
@@ -92,17 +94,22 @@ def transform_state(state: KeyedState, ttl: timedelta | None) -> TransformState:
 @dataclass(frozen=True)
 class Envelope:
     """What crosses the repartition topic: a routed poll (keyed by its session) or the dead letter
-    of a poll response that could not be routed (keyed by the input key)."""
+    of a poll response that could not be routed (keyed by the input key), with its decision if any
+    (an unusable email: "U" + the dead letter's length, a space, the dead letter, the decision)."""
 
     key: str
     routed: RoutedPoll | None = None
     #: The encoded dead letter, passed through as it is.
     dead_letter: bytes | None = None
+    #: The encoded decision that goes with the dead letter, passed through as it is.
+    decision: bytes | None = None
 
     def encode(self) -> bytes:
         if self.routed is not None:
             return b"R" + self.routed.model_dump_json().encode()
         assert self.dead_letter is not None
+        if self.decision is not None:
+            return b"U%d %b%b" % (len(self.dead_letter), self.dead_letter, self.decision)
         return b"D" + self.dead_letter
 
     @classmethod
@@ -112,6 +119,9 @@ class Envelope:
             return cls(key, routed=RoutedPoll.model_validate_json(body))
         if kind == b"D":
             return cls(key, dead_letter=body)
+        if kind == b"U":
+            length, _, rest = body.partition(b" ")
+            return cls(key, dead_letter=rest[:int(length)], decision=rest[int(length):])
         raise ValueError(f"not a transform repartition record (starts with {kind!r})")
 
 
@@ -145,7 +155,7 @@ class KeyedSteps:
         routed = route(spec, raw, source, self.tenants, now)
         self.metrics.routed(spec.name, routed)
         if routed.dead_letter is not None:
-            return [("dlq", _key(source), encode(routed.dead_letter))]
+            return [("dlq", _key(source), encode(routed.dead_letter)), *_decisions(routed.decision)]
         assert routed.routed is not None
         return self._apply(routed.routed, source, state, now)
 
@@ -154,7 +164,8 @@ class KeyedSteps:
         routed = route(POLL_RESPONSES, raw, source, self.tenants, self.clock())
         self.metrics.routed(POLL_RESPONSES.name, routed)
         if routed.dead_letter is not None:
-            return Envelope(source.key or "", dead_letter=encode(routed.dead_letter))
+            return Envelope(source.key or "", dead_letter=encode(routed.dead_letter),
+                            decision=encode(routed.decision) if routed.decision is not None else None)
         assert isinstance(routed.routed, RoutedPoll)
         r = routed.routed
         return Envelope(session_key(r.munchkin_id, r.record.virtual_event_id, r.record.entry_id), routed=r)
@@ -162,7 +173,10 @@ class KeyedSteps:
     def poll(self, envelope: Envelope, state: KeyedState) -> list[Output]:
         """Stage 2 of a poll response, on the partition that owns its session."""
         if envelope.dead_letter is not None:
-            return [("dlq", envelope.key.encode(), envelope.dead_letter)]
+            out: list[Output] = [("dlq", envelope.key.encode(), envelope.dead_letter)]
+            if envelope.decision is not None:
+                out.append(("decisions", envelope.key.encode(), envelope.decision))
+            return out
         assert envelope.routed is not None
         return self._apply(envelope.routed, envelope.routed.source, state, self.clock())
 
@@ -173,8 +187,13 @@ class KeyedSteps:
         self.metrics.stepped(result)
         out: list[Output] = [("ops", op.munchkin_id.encode(), encode(op)) for op in result.ops]
         out += [("dlq", _key(source), encode(dl)) for dl in result.dead_letters]
+        out += _decisions(*result.decisions)
         return out
 
 
 def _key(source: SourceRef) -> bytes:
     return (source.key or "").encode()
+
+
+def _decisions(*decisions: TransformDecision | None) -> list[Output]:
+    return [("decisions", d.partition_key().encode(), encode(d)) for d in decisions if d is not None]

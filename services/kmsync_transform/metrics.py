@@ -30,6 +30,8 @@ class TransformMetrics:
                                    ["tenant"], registry=r)
         self.dead_letters = Counter("kmsync_transform_dead_lettered", "Records sent to transform.dlq.v1",
                                     ["tenant", "reason"], registry=r)
+        self.decisions = Counter("kmsync_transform_decisions", "Decisions sent to transform.decisions.v1: "
+                                 "data dropped or changed on its way to Marketo", ["decision", "tenant"], registry=r)
         # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
         self.consumer_lag = Gauge("kmsync_transform_consumer_lag_records",
                                   "Input records not read yet: the partition's log end (last stable offset for "
@@ -50,6 +52,8 @@ class TransformMetrics:
         self._inc(self.records_in, (result.tenant, topic))
         if result.dead_letter is not None:
             self._inc(self.dead_letters, (result.tenant, result.dead_letter.reason_code))
+        if result.decision is not None:
+            self._inc(self.decisions, (result.decision.decision, result.tenant))
 
     def stepped(self, result: StepResult) -> None:
         tenant = result.tenant
@@ -57,6 +61,8 @@ class TransformMetrics:
             self._inc(self.ops_out, (tenant, op.kind))
         for dl in result.dead_letters:
             self._inc(self.dead_letters, (tenant, dl.reason_code))
+        for d in result.decisions:
+            self._inc(self.decisions, (d.decision, tenant))
         if result.regressions:
             self._inc(self.regressions, (tenant,), result.regressions)
         if result.repeats:

@@ -3,7 +3,8 @@
 A session's polls get slots poll_1..poll_10 in the order kmsync first sees them, per session (not
 per person), so poll_3 is the same question for every attendee of that session and keeps its slot
 across updates. A session's 11th distinct poll has no slot: the caller dead-letters it.
-Answers are cut at 1,500 characters and questions at 3,600 (the seed's field descriptions).
+Answers are cut at 1,500 characters and questions at 3,600 (the seed's field descriptions); each cut
+is reported (PollOutcome.cuts) and becomes a `truncated` decision.
 Each upsert carries every slot the person has answered, so the record is whole after any update.
 """
 
@@ -59,11 +60,21 @@ class PollAnswer:
 
 @dataclass(frozen=True)
 class PollOutcome:
-    """slot is None when the session is full; changed is False for a repeat of a known answer."""
+    """slot is None when the session is full; changed is False for a repeat of a known answer.
+    cuts: (seed field, original length, kept length) of each value cut to its field, when changed."""
 
     slot: int | None
     changed: bool
     record: dict[str, Scalar] | None
+    cuts: tuple[tuple[str, int, int], ...] = ()
+
+
+def cuts_of(response: PollResponse, slot: int) -> tuple[tuple[str, int, int], ...]:
+    """The question and answer cut to the seed's lengths, as (field, original length, kept length)."""
+    _, answer_field, question_field = poll_field_names(slot)
+    return tuple((name, len(text), limit) for name, text, limit in (
+        (question_field, response.question, POLL_QUESTION_MAX_CHARS),
+        (answer_field, response.answer, POLL_ANSWER_MAX_CHARS)) if len(text) > limit)
 
 
 class PollSlots:
@@ -93,7 +104,7 @@ class PollSlots:
             return PollOutcome(slot, False, None)
         answers[response.poll_id] = answer.as_dict()
         self.answers_table[person] = answers
-        return PollOutcome(slot, True, polls_record(response, email, answers.values()))
+        return PollOutcome(slot, True, polls_record(response, email, answers.values()), cuts_of(response, slot))
 
 
 def polls_record(response: PollResponse, email: str, answers: Any) -> dict[str, Scalar]:

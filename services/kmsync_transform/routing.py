@@ -4,7 +4,8 @@ Input topics are keyed partner:event:user, but transform's state is keyed by wha
 the member (instance, program, email), the lead (instance, email) and the session (instance,
 event, entry; poll slots are per session). route() computes that state key along with the routed
 record (the app runs one worker over all input partitions, so it does not re-key onto a topic).
-Bad records (undecodable, unusable email, unconfigured event) are dead-lettered here.
+Bad records (undecodable, unusable email, unconfigured event) are dead-lettered here; an unusable
+email is also a decision (transform.decisions.v1).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from kmsync_config.tenants import EventConfig, TenantsConfig
 from kmsync_contracts.base import ContractModel
 from kmsync_contracts.codecs import ContractError, decode
 from kmsync_contracts.kaltura_records import AttendeeStatus, PollResponse, SessionEngagement
-from kmsync_contracts.outcomes import DeadLetter
+from kmsync_contracts.outcomes import DeadLetter, TransformDecision
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
 from kmsync_transform.dead_letters import SourceRef, dead_letter
+from kmsync_transform.decisions import unusable_email
 from kmsync_transform.emails import normalise_email
 from kmsync_transform.forward_only import person_key
 from kmsync_transform.polls import session_key
@@ -61,12 +63,14 @@ INPUTS: tuple[TopicSpec, ...] = (ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPO
 
 @dataclass(frozen=True)
 class RouteResult:
-    """Exactly one of (key, routed) or dead_letter; tenant labels the metrics."""
+    """Exactly one of (key, routed) or dead_letter; tenant labels the metrics. A dead letter of a
+    configured event's record also has its decision (transform.decisions.v1: unusable_email)."""
 
     tenant: str
     key: str | None = None
     routed: Routed | None = None
     dead_letter: DeadLetter | None = None
+    decision: TransformDecision | None = None
 
 
 def state_key(routed: Routed) -> str:
@@ -94,13 +98,14 @@ def route(spec: TopicSpec, raw: bytes, source: SourceRef, tenants: TenantsConfig
             "file; add it under events and replay this record",
             source, record, now))
     email = normalise_email(record.email)
+    munchkin = tenants.instance_for(event).munchkin_id
     if email is None:
         what = "no email" if not (record.email or "").strip() else "an email that cannot name a lead"
         return RouteResult(event.name, dead_letter=dead_letter(
             ReasonCode.UNUSABLE_EMAIL,
             f"Kaltura user {record.user_id} has {what}; Marketo identifies leads by email",
-            source, record, now))
-    munchkin = tenants.instance_for(event).munchkin_id
+            source, record, now), decision=unusable_email(record, source, now, munchkin_id=munchkin,
+                                                          program_id=event.program_id))
     routed: Routed
     if isinstance(record, AttendeeStatus):
         routed = RoutedStatus(email=email, munchkin_id=munchkin, source=source, record=record)

@@ -20,7 +20,7 @@ from kmsync_contracts.marketo_ops import (
     MarketoOperation,
     ProgramMemberStatus,
 )
-from kmsync_contracts.outcomes import DeadLetter
+from kmsync_contracts.outcomes import DeadLetter, TransformDecision
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.seed import (
     ENGAGEMENT_ACTIVITY_API_NAME,
@@ -31,6 +31,7 @@ from kmsync_contracts.seed import (
     POLLS_OBJECT_DEDUPE_FIELDS,
 )
 from kmsync_transform.dead_letters import dead_letter
+from kmsync_transform.decisions import status_skip, too_many_polls, truncated
 from kmsync_transform.engagement import RateScale, activity_attributes, engagement_values, object_record
 from kmsync_transform.forward_only import ForwardOnly, Verdict, person_key
 from kmsync_transform.labels import LabelOrder, LabelVerdict, label_step
@@ -51,6 +52,8 @@ class StepResult:
     repeats: int = 0
     #: Activities not emitted because the ledger already holds them.
     ledger_hits: int = 0
+    #: What was dropped or changed, for transform.decisions.v1 (decisions.py).
+    decisions: list[TransformDecision] = field(default_factory=list)
     #: Granular labels not written: lower in the label order than the member's (labels.py).
     label_regressions: int = 0
 
@@ -115,6 +118,7 @@ class Transformer:
         verdict = self.forward_only.advance(person_key(munchkin, program_id, email), mapped.name, mapped.step)
         if verdict is Verdict.REGRESSION:
             result.regressions += 1
+            result.decisions.append(self._skipped(routed, program_id, (mapped.name, mapped.step), now))
             return
         if verdict is Verdict.REPEAT:
             result.repeats += 1
@@ -142,6 +146,12 @@ class Transformer:
             result.ops.append(step.op)
         elif step.verdict is LabelVerdict.REGRESSION:
             result.label_regressions += 1
+
+    def _skipped(self, routed: RoutedStatus, program_id: int, new: tuple[str, int], now: datetime) -> TransformDecision:
+        """The forward_only_skip decision of a regression, naming the status the member keeps."""
+        key = person_key(routed.munchkin_id, program_id, routed.email)
+        return status_skip(routed.record, routed.source, now, email=routed.email, munchkin_id=routed.munchkin_id,
+                           program_id=program_id, current=self.forward_only.current(key) or new, new=new)
 
     # -- engagement --------------------------------------------------------------------------------
     def _engagement(self, routed: RoutedEngagement, event: EventConfig, now: datetime, result: StepResult) -> None:
@@ -186,15 +196,23 @@ class Transformer:
                 f"{POLLS_OBJECT_API_NAME} can hold (poll_1..poll_{MAX_POLLS_PER_SESSION}); "
                 f"poll {response.poll_id} has no slot",
                 routed.source, response, now))
+            result.decisions.append(too_many_polls(
+                response, routed.source, now, email=email, munchkin_id=munchkin, program_id=event.program_id,
+                poll_id=response.poll_id, position=MAX_POLLS_PER_SESSION + 1, slots=MAX_POLLS_PER_SESSION))
             return
         if not outcome.changed or outcome.record is None:
             result.repeats += 1
             return
-        result.ops.append(CustomObjectUpsert(
+        op = CustomObjectUpsert(
             op_id=op_id("custom_object_upsert", munchkin, POLLS_OBJECT_API_NAME, response.virtual_event_id,
                         response.entry_id, email, content_fingerprint(outcome.record)),
             munchkin_id=munchkin, partner_id=response.partner_id,
             virtual_event_id=response.virtual_event_id, email=email,
             source_time=response.answered_at or response.source_time, emitted_at=now,
             object_name=POLLS_OBJECT_API_NAME, dedupe_fields=self.polls_dedupe_fields,
-            record=outcome.record))
+            record=outcome.record)
+        result.ops.append(op)
+        result.decisions += [truncated(response, routed.source, now, email=email, munchkin_id=munchkin,
+                                       program_id=event.program_id, op_id=op.op_id, field=name,
+                                       original_length=original, kept_length=kept)
+                             for name, original, kept in outcome.cuts]

@@ -17,8 +17,10 @@ GOLDEN = Path(__file__).with_name("golden_pure_path.txt")
 #: reason label became kmsync.* (ReasonCode); every operation's bytes stayed the same. Then for
 #: issue #16's granular labels: program_member_data operations, their label state records and
 #: counters were added, and dead letters' attendee payloads carry the new schedule fields (null);
-#: every earlier operation's bytes stayed the same.
-GOLDEN_SHA256 = "1027d1c56bdb40f146bb723c04b398423ab8e24cedd23a83b9b6bb152342055c"
+#: every earlier operation's bytes stayed the same. Then for transform.decisions.v1 (issue #16 §4): the
+#: kmsync_transform_decisions_total counters were added (the decisions themselves carry a keyed email
+#: hash and are pinned by test_decisions.py); every operation's bytes stayed the same.
+GOLDEN_SHA256 = "3af4955b09186e832a65d0db67c84d041ac3eddcef4ff7863630abb5b5df2dfd"
 
 
 def test_golden_file_is_the_pinned_one() -> None:
