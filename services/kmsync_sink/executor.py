@@ -36,9 +36,11 @@ from kmsync_marketo.errors import (
 )
 from kmsync_marketo.outcomes import Outcome
 from kmsync_marketo.schema import ENGAGEMENT_ACTIVITY, ActivitySchema, ObjectSchema, Shaped
+from kmsync_sink import lead_writes
 from kmsync_sink.decisions import Decision
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.intents import IntentRecorder, LedgerIntents
+from kmsync_sink.member_data import MemberDataWriter
 from kmsync_sink.memory import ActivityWrites, LeadCache
 from kmsync_sink.pending import PendingOp
 from kmsync_sink.pipeline import BulkPipeline
@@ -191,6 +193,7 @@ class WindowExecutor:
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utc_now,
         schema: InstanceSchemaMap | None = None,
+        member_data: MemberDataWriter | None = None,
     ) -> None:
         """``intents``: where an activity call's intents are recorded before it is sent (default: the
         ledger only). ``verify_delay_seconds``: how old an intent must be before the lead's activity
@@ -201,6 +204,8 @@ class WindowExecutor:
         instance); None: records go out in the seed's names, as transform emitted them."""
         self.writer = writer
         self.schema = schema
+        #: Granular labels (Sync Program Member Data, member_data.py); default: the default field name.
+        self.member_data = member_data or MemberDataWriter(writer, observe=observe_call)
         self.intents: IntentRecorder = intents or LedgerIntents(ledger)
         self.verify_delay_seconds = verify_delay_seconds
         self.verify_lookback = verify_lookback
@@ -259,23 +264,28 @@ class WindowExecutor:
     async def _stage_rest(self, plan: Plan, leads: LeadResolver, out: _Reporter, use_bulk: bool) -> None:
         """Stage 2: what needs a lead id: program statuses (one program's calls in order), custom
         objects and custom activities, all concurrently."""
-        by_program: dict[int, list[StatusCall]] = {}
+        by_program: dict[int, list[StatusCall]] = {c.program_id: [] for c in plan.member_data_calls}
         for c in plan.status_calls:
             by_program.setdefault(c.program_id, []).append(c)
         calls: list[tuple[Awaitable[list[Decision]], list[PendingOp]]] = []
         calls += [(self._object_call(c, plan, leads, out.emit), [p for i in c.items for p in i.ops])
                   for c in plan.object_calls]
         calls += [(self._activities(c, leads), [p for a in c.items for p in a.ops]) for c in plan.activity_calls]
-        await _all_then_raise(*(self._program_statuses(pc, leads, out, use_bulk) for pc in by_program.values()),
+        await _all_then_raise(*(self._program_statuses(pc, leads, out, use_bulk, plan, pid)
+                                for pid, pc in by_program.items()),
                               *(out.call(c, o) for c, o in calls))
 
     async def _program_statuses(
-        self, program_calls: list[StatusCall], leads: LeadResolver, out: _Reporter, use_bulk: bool
+        self, program_calls: list[StatusCall], leads: LeadResolver, out: _Reporter, use_bulk: bool,
+        plan: Plan, program_id: int,
     ) -> None:
         # One program's status calls in the planner's order (lower steps first), one at a time.
         for c in program_calls:
             await out.call(self._bulk_statuses(c, leads) if use_bulk else self._statuses(c, leads),
                            [p for m in c.members for p in m.ops])
+        # Then its granular labels: Sync Program Member Data needs the membership (marketo-api.md §13.4).
+        for d in (d for d in plan.member_data_calls if d.program_id == program_id):
+            await out.call(self.member_data.execute(d, leads), [p for i in d.items for p in i.ops])
 
     def _object_call(
         self, c: ObjectCall, plan: Plan, leads: LeadResolver, emit: Emit | None
@@ -288,18 +298,19 @@ class WindowExecutor:
 
     # ----- stage 1: leads
     async def _leads(self, call: LeadCall, leads: LeadResolver) -> list[Decision]:
-        records = [li.record() for li in call.inputs]
+        shaped = await lead_writes.shaped_leads(self.schema, call)  # the instance's lead fields (issue #16)
+        records = [s.values for s in shaped]
         try:
-            result = await self.writer.sync_leads(records)
+            result = await lead_writes.sync_leads(self.writer, self.schema, records,
+                                                  lambda n, os: self._observe("leads", n, call_code(os)))
         except MarketoError as exc:
             f = _failure_from_exception(exc)
             self._observe("leads", len(records), f.code)
             for li in call.inputs:
                 leads.failures[li.email] = f
             return _failed((p for li in call.inputs for p in li.ops), f)
-        self._observe("leads", len(records), call_code(result.outcomes))
         out: list[Decision] = []
-        for li, o in zip(call.inputs, result.outcomes, strict=True):
+        for i, (li, o) in enumerate(zip(call.inputs, result.outcomes, strict=True)):
             lead = result.lead_ids.get(li.email) or (int(o.marketo_id) if o.ok and o.marketo_id else None)
             if o.ok and lead is not None:
                 leads.learned(li.email, lead)
@@ -308,14 +319,16 @@ class WindowExecutor:
                                                     o.reason or "lead upsert failed", o.retryable or o.ok)
                 if o.status == "failed":
                     log.info("lead upsert failed for %s: %s", hash_email(li.email), o.reason_code)
-            out += [_from_outcome(p, o) for p in li.ops]
+            out += [lead_writes.noted(self._schema_aware(_from_outcome(p, o), o), shaped[i], result.dropped.get(i, ()))
+                    for p in li.ops]
         return out
 
     async def _bulk_leads(self, call: LeadCall, leads: LeadResolver) -> list[Decision]:
         """Bulk lead import (docs/reference/marketo-api.md §9): no lead ids come back, so operations that need an id
         (custom objects, activities) resolve it with a REST upsert on their retry."""
         assert self.bulk is not None
-        records = [li.record() for li in call.inputs]
+        shaped = await lead_writes.shaped_leads(self.schema, call)
+        records = [s.values for s in shaped]
         self._bulk_in_flight(1)
         try:
             result = await self.bulk.import_leads(records)
@@ -328,11 +341,11 @@ class WindowExecutor:
             self._bulk_in_flight(-1)
         self._observe("bulk_leads", len(records), call_code(result.outcomes))
         out: list[Decision] = []
-        for li, o in zip(call.inputs, result.outcomes, strict=True):
+        for li, o, s in zip(call.inputs, result.outcomes, shaped, strict=True):
             if not o.ok:
                 leads.failures[li.email] = _Failure(o.reason_code or ReasonCode.BULK_FAILED,
                                                     o.reason or "bulk import failed", o.retryable)
-            out += [_from_outcome(p, o, api="bulk") for p in li.ops]
+            out += [lead_writes.noted(_from_outcome(p, o, api="bulk"), s) for p in li.ops]
         return out
 
     async def _bulk_statuses(self, call: StatusCall, leads: LeadResolver) -> list[Decision]:
@@ -788,4 +801,5 @@ def _plan_ops(plan: Plan) -> list[PendingOp]:
     ops += [p for c in plan.status_calls for m in c.members for p in m.ops]
     ops += [p for c in plan.object_calls for i in c.items for p in i.ops]
     ops += [p for c in plan.activity_calls for a in c.items for p in a.ops]
+    ops += [p for c in plan.member_data_calls for i in c.items for p in i.ops]
     return ops

@@ -27,10 +27,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo.errors import MarketoAuthError, MarketoError
+from kmsync_marketo.lead_schema import LeadShaped, lead_fields, shape_lead
 from kmsync_marketo.schema import (
     ENGAGEMENT_ACTIVITY,
     LOGICAL_OBJECTS,
     ActivitySchema,
+    FieldInfo,
     ObjectSchema,
     SchemaReader,
     Shaped,
@@ -99,8 +101,14 @@ class InstanceSchemaMap:
         refresh_seconds: float = SCHEMA_REFRESH_SECONDS,
         metrics: SchemaMetrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        company_on_1021: str = "drop_and_retry",
     ) -> None:
         self.reader = reader
+        #: KMSYNC_SINK_COMPANY_ON_1021: resend a lead refused with 1021 without company, or fail it.
+        self.company_on_1021 = company_on_1021
+        #: The instance's lead fields (Describe Lead), None until read.
+        self.leads: dict[str, FieldInfo] | None = None
+        self._leads_at: float | None = None
         self.instance = instance
         self.overrides = dict(overrides or {})
         self.refresh_seconds = refresh_seconds
@@ -119,7 +127,7 @@ class InstanceSchemaMap:
     # ----- refresh
     def mark_stale(self) -> None:
         """Marketo said a field or object is gone: read the schema again before the next write."""
-        self._objects_at = self._activity_at = None
+        self._objects_at = self._activity_at = self._leads_at = None
 
     def _due(self, at: float | None) -> bool:
         return at is None or self._mono() - at >= self.refresh_seconds
@@ -221,6 +229,28 @@ class InstanceSchemaMap:
                 f"({self.activity_error or 'looked for it by API name with or without _c and by display name'}); "
                 "create and approve it (`kmsync marketo check --apply`), then replay"), False)
         return self.activity
+
+    async def lead_fields(self) -> Mapping[str, FieldInfo] | None:
+        """The instance's lead fields (docs/reference/marketo-api.md §5.3), read on first use and
+        refreshed like the rest; None while they could not be read (leads then go as transform wrote them)."""
+        describe = getattr(self.reader, "describe_leads", None)
+        if describe is None or not self._due(self._leads_at):
+            return self.leads
+        try:
+            self.leads = lead_fields(await describe())
+        except MarketoAuthError:
+            raise
+        except MarketoError as exc:
+            log.warning("instance %s: lead fields not read (%s); %s", self.instance, exc,
+                        "using the last ones" if self.leads is not None else "leads go unshaped")
+        self._leads_at = self._mono()
+        return self.leads
+
+    def shape_lead(self, fields: Mapping[str, FieldInfo], record: Mapping[str, Any]) -> LeadShaped:
+        shaped = shape_lead(fields, record)
+        for name, _, _ in shaped.truncated:
+            self.metrics.truncated.labels(self.instance, "lead", name).inc()
+        return shaped
 
     # ----- shaping
     def shape_object(self, obj: ObjectSchema, record: Mapping[str, Any]) -> Shaped:

@@ -7,6 +7,8 @@ call, 1 MB bodies, 100 calls / 20 s) live in kmsync_marketo, never here.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from kmsync_config.settings import CommonSettings
@@ -56,6 +58,14 @@ class WindowSettings(CommonSettings):
     #: Per Munchkin id, the API name of a seed schema where discovery (API name with or without _c,
     #: display name) would not find it, as JSON: {"123-ABC-456": {"kalturaUserSessionEngagement": "x_c"}}.
     sink_schema_names: dict[str, dict[str, str]] = Field(default={})
+    #: A granular label answered 1013 Membership not found (the status call that creates the membership
+    #: may still be retrying, docs/reference/marketo-api.md §13.4) is retried until this many attempts,
+    #: then dead-lettered.
+    sink_member_data_1013_retries: int = Field(default=3, ge=0)
+    #: A lead refused with 1021 Company update not allowed (docs/reference/marketo-api.md §14, whether an
+    #: instance allows company through Sync Leads is UNCONFIRMED): drop_and_retry sends it once more without
+    #: its company and names the dropped field in the outcome (kmsync.company_dropped); fail dead-letters it.
+    sink_company_on_1021: Literal["drop_and_retry", "fail"] = "drop_and_retry"
 
     @model_validator(mode="after")
     def _check_bulk_window(self) -> WindowSettings:

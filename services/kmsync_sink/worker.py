@@ -17,6 +17,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from kmsync_config.tenants import ProgramMemberFields
 from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.schema import SchemaReader
@@ -24,6 +25,7 @@ from kmsync_sink.decisions import Decision, RetryPolicy, settle
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.executor import WindowExecutor
 from kmsync_sink.intents import IntentLog
+from kmsync_sink.member_data import MemberDataWriter
 from kmsync_sink.memory import ActivityWrites, LeadCache
 from kmsync_sink.metrics import SinkMetrics
 from kmsync_sink.pending import PendingOp
@@ -48,7 +50,8 @@ def _schema_map(munchkin_id: str, writer: MarketoWriter, settings: WindowSetting
         return None
     return InstanceSchemaMap(writer, munchkin_id, overrides=settings.sink_schema_names.get(munchkin_id),
                              refresh_seconds=settings.sink_schema_refresh_seconds,
-                             metrics=schema_metrics(metrics.registry), monotonic=monotonic)
+                             metrics=schema_metrics(metrics.registry), monotonic=monotonic,
+                             company_on_1021=settings.sink_company_on_1021)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class InstanceWorker:
         rng: random.Random | None = None,
         bulk: BulkWriter | None = None,
         bulk_min_records: int | None = None,
+        member_fields: ProgramMemberFields | None = None,
     ) -> None:
         """``bulk_min_records``: the instance's bulk threshold from the tenants file (None: the
         sink's ``settings.bulk_min_records``; 0: never bulk)."""
@@ -106,6 +110,8 @@ class InstanceWorker:
         self.held = HeldOps()
         #: Set when a stop's drain deadline has passed: Kafka writes still retrying give up.
         self.give_up = asyncio.Event()
+        #: The instance's program member fields (tenants file): where granular labels go.
+        self.member_fields = member_fields
         self.executor = self._executor(context, bulk)
         self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
@@ -135,6 +141,10 @@ class InstanceWorker:
             observe_verify=lambda result, n: metrics.verifications.labels(munchkin_id, result).inc(n),
             monotonic=context.monotonic,
             schema=_schema_map(munchkin_id, self.writer, context.settings, metrics, context.monotonic),
+            member_data=MemberDataWriter(
+                self.writer, self.member_fields, retries_1013=context.settings.sink_member_data_1013_retries,
+                refresh_seconds=context.settings.sink_schema_refresh_seconds, monotonic=context.monotonic,
+                observe=lambda endpoint, n, code: metrics.observe_call(munchkin_id, endpoint, n, code)),
         )
 
     # ----- feeding

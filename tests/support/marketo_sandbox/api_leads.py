@@ -106,6 +106,8 @@ def _sync_one(inst: Instance, rec: Any, action: str, lookup: str, now: float) ->
         return {"status": "skipped", "reasons": [reason("1003", "Invalid data")]}
     if "id" in rec and action in ("createOnly", "createDuplicate"):
         return {"status": "skipped", "reasons": [reason("1003", "Invalid data")]}
+    if inst.behaviour.company_update_refused and "company" in rec:  # §14 (a switch: UNCONFIRMED)
+        return {"status": "skipped", "reasons": [reason("1021", "Company update not allowed")]}
     values, why = _validated_values(inst, rec)
     if why is not None or values is None:
         return {"status": "skipped", "reasons": [why or reason("1003", "Invalid data")]}

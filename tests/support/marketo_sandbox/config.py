@@ -64,6 +64,14 @@ class BehaviourConfig(_Strict):
     # What Marketo does with a longer value is UNCONFIRMED: skip the record with 1001 (default) or store
     # the value cut to the length.
     over_length: Literal["reject", "truncate"] = "reject"
+    # §14: "Updating Company fields using Sync Leads endpoint is not supported"; whether an instance
+    # refuses a plain ``company`` value is UNCONFIRMED. True: a Sync Leads record carrying ``company``
+    # is skipped with 1021 Company update not allowed.
+    company_update_refused: bool = False
+    # §13.4: the code for a field Sync Program Member Data does not know is UNCONFIRMED (1006 likely), and
+    # whether it skips the record or fails the call; and the code for a field that is not updateable.
+    unknown_member_field_level: Literal["record", "response"] = "record"
+    readonly_member_field_code: str = "1006"
 
 
 class ClientCredentials(_Strict):
@@ -97,6 +105,15 @@ class CustomLeadField(_Strict):
     length: int | None = Field(None, ge=1)
 
 
+class CustomMemberField(_Strict):
+    """A custom program member field provisioned with the instance (docs/reference/marketo-api.md §13.1)."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    display_name: str | None = None
+    data_type: Literal["boolean", "date", "datetime", "float", "integer", "string", "url"] = "string"
+    length: int | None = Field(None, ge=1)
+
+
 class InstanceConfig(_Strict):
     munchkin_id: str = DEFAULT_MUNCHKIN_ID
     clients: list[ClientCredentials] = Field(
@@ -108,6 +125,8 @@ class InstanceConfig(_Strict):
     token_ttl_seconds: float = Field(3600.0, gt=0, description="§1.2: a new token lives 3600 s")
     token_pod: str = "int"
     lead_fields: list[CustomLeadField] = Field(default_factory=list, description="custom lead fields")
+    member_fields: list[CustomMemberField] = Field(default_factory=list,
+                                                   description="custom program member fields (besides the preset's)")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     behaviour: BehaviourConfig = Field(default_factory=BehaviourConfig)
 
