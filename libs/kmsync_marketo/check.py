@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo import expected as exp
+from kmsync_marketo import lead_schema as lf
 from kmsync_marketo import schema as sch
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.errors import MarketoApiError, MarketoAuthError, MarketoError
@@ -136,10 +137,13 @@ class SetupChecker:
         program_ids: Sequence[int] = (),
         channel_name: str | None = None,
         names: Mapping[str, str] | None = None,
+        lead_fields: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """``names``: the seed's name → the API name in this instance, where discovery (API name
         with or without ``_c``, display name) would not find it."""
         self.names = dict(names or {})
+        #: Lead field API name → the sources events map to it (tenants file lead_fields, issue #16 §3).
+        self.lead_fields = dict(lead_fields or {})
         self.client = client
         self.instance_name = instance_name
         self.program_ids = list(dict.fromkeys(program_ids))
@@ -152,11 +156,34 @@ class SetupChecker:
         await self._permissions(report)
         channel = await self._channel(report)
         await self._programs(report, channel)
+        await self._lead_fields(report)
         activity = await self._activity_type(report, apply)
         objects = {obj.api_name: await self._custom_object(report, obj, apply) for obj in exp.CUSTOM_OBJECTS}
         if not apply:
             await self._write_permissions(report, activity, objects)
         return report
+
+    async def _lead_fields(self, report: CheckReport) -> None:
+        """Each lead field the events map registration data to exists in Describe Lead, the API may write it
+        and it holds text (docs/reference/marketo-api.md §5.3, §14). A form key cannot be checked against
+        Kaltura (docs/reference/kaltura-api.md §10): listed as unverified."""
+        if not self.lead_fields:
+            return
+        try:
+            described = await self.client.describe_leads()
+        except MarketoError as exc:
+            report.add(CheckItem("lead fields for registration data", "unverified", f"Describe Lead failed: {exc}"))
+            return
+        fields = lf.lead_fields(described)
+        for name, sources in self.lead_fields.items():
+            report.add(_lead_field_item(name, sources, fields, lf.api_name_shown_as(described, name)))
+        forms = sorted({s.removeprefix("form:") for ss in self.lead_fields.values() for s in ss
+                        if s.startswith("form:")})
+        if forms:
+            report.add(CheckItem("registration form keys (profileData)", "unverified",
+                                 f"mapped by key: {', '.join(forms)}; that Kaltura stores the form's answers under "
+                                 "these keys cannot be checked here (docs/reference/kaltura-api.md §10)",
+                                 "compare with a registrant's profileData (Kaltura User Profile list)"))
 
     # ----- credentials and permissions -----
     async def _credentials(self, report: CheckReport) -> bool:
@@ -635,3 +662,19 @@ def _object_problems(
 def _is_event_on(program: Mapping[str, Any], channel_name: str | None) -> bool:
     is_event = str(program.get("type", "")).lower() == exp.PROGRAM_TYPE.lower()
     return is_event and (channel_name is None or program.get("channel") == channel_name)
+
+
+def _lead_field_item(name: str, sources: Sequence[str], fields: Mapping[str, sch.FieldInfo],
+                     shown_as: str | None) -> CheckItem:
+    title = f"lead field {name} <- {', '.join(sources)}"
+    problem = lf.field_problem(name, fields)
+    if problem is None:
+        info = fields[name]
+        return CheckItem(title, "ok", f"{info.data_type}, at most {info.limit} characters (longer values are cut "
+                                      "and the lead's outcome says so)" if info.limit else info.data_type)
+    if shown_as is not None:
+        problem += f"; a field displayed that way has API name {shown_as!r}: map that name instead"
+    fix = (f"in Marketo Admin > Field Management > New Custom Field, create a String field whose API name is "
+           f"{name!r}, or change that entry of events[].lead_fields in the tenants file; until then kmsync writes "
+           f"leads without it (outcome kmsync.lead_field_omitted)")
+    return CheckItem(title, "missing", problem, fix)

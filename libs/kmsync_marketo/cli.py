@@ -64,7 +64,7 @@ def parse_names(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _load(path: str, name: str | None) -> tuple[str, MarketoSettings, list[int]]:
+def _load(path: str, name: str | None) -> tuple[str, MarketoSettings, list[int], dict[str, list[str]]]:
     from kmsync_config import ConfigError, load_tenants
     from kmsync_marketo.from_config import settings_from_instance
 
@@ -84,8 +84,14 @@ def _load(path: str, name: str | None) -> tuple[str, MarketoSettings, list[int]]
         settings = settings_from_instance(instance)
     except ValueError as exc:
         raise SystemExit(f"kmsync marketo check: marketo_instances.{name}.client_secret: {exc}") from None
-    programs = [ev.program_id for ev in cfg.events if ev.marketo_instance == name]
-    return f"{name} ({instance.munchkin_id})", settings, programs
+    events = [ev for ev in cfg.events if ev.marketo_instance == name]
+    programs = [ev.program_id for ev in events]
+    lead_fields: dict[str, list[str]] = {}  # lead field → the sources events map to it (issue #16 §3)
+    for ev in events:
+        for field_name, source in ev.lead_sources.items():
+            if str(source) not in lead_fields.setdefault(field_name, []):
+                lead_fields[field_name].append(str(source))
+    return f"{name} ({instance.munchkin_id})", settings, programs, lead_fields
 
 
 async def run_check(
@@ -96,12 +102,13 @@ async def run_check(
     channel: str | None = None,
     apply: bool = False,
     names: dict[str, str] | None = None,
+    lead_fields: dict[str, list[str]] | None = None,
 ) -> tuple[int, str]:
     """The check against one instance; returns (exit code, printed report). Own registries, so the
     check never shares a token or budget object with another event loop."""
     async with MarketoClient(settings, limiters=LimiterRegistry(), token_registry=TokenRegistry()) as client:
         checker = SetupChecker(client, instance_name=label, program_ids=program_ids, channel_name=channel,
-                               names=names)
+                               names=names, lead_fields=lead_fields)
         report = await checker.run(apply=apply)
         if apply:
             # Show the state after the changes, as a second pass sees it.
@@ -120,14 +127,14 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0) and EXIT_USAGE
     try:
         names = parse_names(args.name)
-        label, settings, programs = _load(args.tenants, args.instance)
+        label, settings, programs, lead_fields = _load(args.tenants, args.instance)
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     code, text = asyncio.run(
         run_check(
             settings, label=label, program_ids=args.program_id or programs, channel=args.channel, apply=args.apply,
-            names=names,
+            names=names, lead_fields=lead_fields,
         )
     )
     print(text)
