@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sink": ("kmsync_sink.cli", "Write Marketo operations in the fewest calls"),
     "marketo": ("kmsync_marketo.cli", "Marketo tools: `kmsync marketo check [--apply]`"),
     "dlq": ("kmsync_sink.dlq_cli", "Dead-letter tools: `kmsync dlq replay --topic T`"),
+    "trace": ("kmsync_cli.trace", "What happened to one person in one event: Kaltura, transform, Marketo"),
     "run": ("kmsync_cli.demo", "Run the whole pipeline locally on a realistic virtual event"),
     "chaos": ("kmsync_cli.chaos", "The pipeline under faults, kill -9 and a broker restart, reconciled"),
     "bench": ("kmsync_bench.cli", "Benchmarks: efficiency, budget, latency, capacity, backfill"),

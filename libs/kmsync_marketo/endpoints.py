@@ -63,6 +63,13 @@ def program_members(program_id: int) -> str:
 
 
 PROGRAM_MEMBERS_DESCRIBE: Final = "/rest/v1/programs/members/describe.json"
+#: Get / Create program member custom fields (§13.2, §13.3; Read-Write Schema Custom Field).
+PROGRAM_MEMBER_FIELDS: Final = "/rest/v1/programs/members/schema/fields.json"
+
+
+def program_member_data(program_id: int) -> str:
+    """Sync Program Member Data (§13.4): the Get Program Members path, POSTed."""
+    return program_members(program_id)
 
 ACTIVITY_TYPES: Final = "/rest/v1/activities/types.json"
 CUSTOM_ACTIVITIES: Final = "/rest/v1/activities/external.json"
@@ -178,3 +185,23 @@ def base_url(endpoint: str) -> str:
         if url.endswith(suffix):
             url = url[: -len(suffix)]
     return url.rstrip("/")
+
+
+# --- the call that wrote an operation (kmsync trace), docs/reference/marketo-api.md §5.1, §6.2, §7.1, §8.2, §9.2 ---
+#: The write call behind each kind of kmsync operation, by the API that carried it ("rest" or "bulk"),
+#: with Marketo's own placeholders for the program and the object.
+WRITE_ENDPOINTS: Final[dict[tuple[str, str], str]] = {
+    ("lead_upsert", "rest"): f"POST {LEADS}",
+    ("lead_upsert", "bulk"): f"POST {BULK_LEADS_IMPORT}",
+    ("program_member_status", "rest"): "POST /rest/v1/programs/{programId}/members/status.json",
+    ("program_member_status", "bulk"): "POST /bulk/v1/program/{programId}/members/import.json",
+    ("program_member_data", "rest"): "POST /rest/v1/programs/{programId}/members.json",
+    ("custom_object_upsert", "rest"): "POST /rest/v1/customobjects/{apiName}.json",
+    ("custom_object_upsert", "bulk"): "POST /bulk/v1/customobjects/{apiName}/import.json",
+    ("custom_activity", "rest"): f"POST {CUSTOM_ACTIVITIES}",
+}
+
+
+def write_endpoint(kind: str, api: str) -> str:
+    """The Marketo call that writes an operation of ``kind`` over ``api`` (e.g. "POST /rest/v1/leads.json")."""
+    return WRITE_ENDPOINTS.get((kind, api), f"{api} {kind}")
