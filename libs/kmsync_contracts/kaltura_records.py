@@ -141,3 +141,7 @@ class PollResponse(KalturaRecord):
     question: str
     answer: str
     answered_at: AwareDatetime | None = None
+    #: The poll's position among its session's polls (1-based, also past 10), as ingest computes it from
+    #: the whole session's pollsActivity pull (docs/reference/kaltura-api.md §11); transform uses it as
+    #: the poll_N slot. None on records written before positions existed (transform numbers those itself).
+    poll_position: int | None = Field(default=None, ge=1)

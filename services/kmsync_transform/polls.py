@@ -1,8 +1,16 @@
 """Poll answers → custom object kalturaUserPolls_c (seed: up to 10 polls per session, 30 fields).
 
-A session's polls get slots poll_1..poll_10 in the order kmsync first sees them, per session (not
-per person), so poll_3 is the same question for every attendee of that session and keeps its slot
-across updates. A session's 11th distinct poll has no slot: the caller dead-letters it.
+A poll's slot poll_1..poll_10 is its position in the session as ingest stamped it on the record
+(`PollResponse.poll_position`, computed from the whole session's pollsActivity pull:
+docs/reference/kaltura-api.md §11), so poll_3 is the same question for every attendee of that
+session and the slot is a function of the record alone: the same after a state rebuild, in any
+partition order. A position past 10 has no slot (a `too_many_polls` decision). A known poll that
+arrives with another position moves: its answer goes to the new slot, the old slot is written
+empty (null) unless another poll now holds it, and the caller records a `poll_moved` decision.
+
+Records without a position (written before positions existed) keep the old numbering: slots in the
+order kmsync first sees the polls, per session; a session's 11th such poll has no slot and the
+caller dead-letters it.
 Answers are cut at 1,500 characters and questions at 3,600 (the seed's field descriptions); each cut
 is reported (PollOutcome.cuts) and becomes a `truncated` decision.
 Each upsert carries every slot the person has answered, so the record is whole after any update.
@@ -60,13 +68,15 @@ class PollAnswer:
 
 @dataclass(frozen=True)
 class PollOutcome:
-    """slot is None when the session is full; changed is False for a repeat of a known answer.
-    cuts: (seed field, original length, kept length) of each value cut to its field, when changed."""
+    """slot is None when the poll has none (a full session, a position past the last slot); changed
+    is False for a repeat of a known answer. cuts: (seed field, original length, kept length) of each
+    value cut to its field, when changed; moved_from: the slot the poll's answer left, when it moved."""
 
     slot: int | None
     changed: bool
     record: dict[str, Scalar] | None
     cuts: tuple[tuple[str, int, int], ...] = ()
+    moved_from: int | None = None
 
 
 def cuts_of(response: PollResponse, slot: int) -> tuple[tuple[str, int, int], ...]:
@@ -85,13 +95,9 @@ class PollSlots:
         self.answers_table = answers_table
 
     def apply(self, session: str, email: str, response: PollResponse) -> PollOutcome:
-        slots: dict[str, int] = dict(self.slots_table.get(session) or {})
-        known = response.poll_id in slots
-        slot = assign_slot(slots, response.poll_id)
+        slot = self._slot(session, response)
         if slot is None:
             return PollOutcome(None, False, None)
-        if not known:
-            self.slots_table[session] = slots
         person = f"{session}|{email}"
         answers: dict[str, Any] = dict(self.answers_table.get(person) or {})
         answer = PollAnswer(
@@ -100,19 +106,42 @@ class PollSlots:
             truncate(response.question, POLL_QUESTION_MAX_CHARS),
             truncate(response.answer, POLL_ANSWER_MAX_CHARS),
         )
-        if answers.get(response.poll_id) == answer.as_dict():
+        previous = answers.get(response.poll_id)
+        if previous == answer.as_dict():
             return PollOutcome(slot, False, None)
+        moved_from = int(previous["slot"]) if previous is not None and int(previous["slot"]) != slot else None
+        # Another poll of this person in the new slot has moved too (positions are a permutation of the
+        # session's polls): it comes back re-stamped with its own new position.
+        for other in [k for k, v in answers.items() if k != response.poll_id and int(v["slot"]) == slot]:
+            del answers[other]
         answers[response.poll_id] = answer.as_dict()
         self.answers_table[person] = answers
-        return PollOutcome(slot, True, polls_record(response, email, answers.values()), cuts_of(response, slot))
+        cleared = () if moved_from is None or any(int(v["slot"]) == moved_from for v in answers.values()) \
+            else (moved_from,)
+        return PollOutcome(slot, True, polls_record(response, email, answers.values(), cleared),
+                           cuts_of(response, slot), moved_from)
+
+    def _slot(self, session: str, response: PollResponse) -> int | None:
+        """The record's position when it has one (None past the last slot), else the session's legacy slot."""
+        if response.poll_position is not None:
+            return response.poll_position if response.poll_position <= MAX_POLLS_PER_SESSION else None
+        slots: dict[str, int] = dict(self.slots_table.get(session) or {})
+        known = response.poll_id in slots
+        slot = assign_slot(slots, response.poll_id)
+        if slot is not None and not known:
+            self.slots_table[session] = slots
+        return slot
 
 
-def polls_record(response: PollResponse, email: str, answers: Any) -> dict[str, Scalar]:
-    """entry_id, email, user, then poll_N_type/answer/question for every answered slot, by slot."""
+def polls_record(response: PollResponse, email: str, answers: Any, cleared: tuple[int, ...] = ()) -> dict[str, Scalar]:
+    """entry_id, email, user, then poll_N_type/answer/question for every answered slot, by slot, and
+    null for each slot in `cleared` (a slot a moved poll left)."""
     record: dict[str, Scalar] = {"entry_id": response.entry_id, "email": email, "user": response.user_id}
-    for a in sorted((PollAnswer.from_dict(d) for d in answers), key=lambda a: a.slot):
-        type_field, answer_field, question_field = poll_field_names(a.slot)
-        record[type_field] = a.poll_type
-        record[answer_field] = a.answer
-        record[question_field] = a.question
+    by_slot = {a.slot: a for a in (PollAnswer.from_dict(d) for d in answers)}
+    for slot in sorted({*by_slot, *cleared}):
+        type_field, answer_field, question_field = poll_field_names(slot)
+        a = by_slot.get(slot)
+        record[type_field] = a.poll_type if a else None
+        record[answer_field] = a.answer if a else None
+        record[question_field] = a.question if a else None
     return record

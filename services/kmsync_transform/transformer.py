@@ -31,7 +31,7 @@ from kmsync_contracts.seed import (
     POLLS_OBJECT_DEDUPE_FIELDS,
 )
 from kmsync_transform.dead_letters import dead_letter
-from kmsync_transform.decisions import status_skip, too_many_polls, truncated
+from kmsync_transform.decisions import poll_moved, status_skip, too_many_polls, truncated
 from kmsync_transform.engagement import RateScale, activity_attributes, engagement_values, object_record
 from kmsync_transform.forward_only import ForwardOnly, Verdict, person_key
 from kmsync_transform.labels import LabelOrder, LabelVerdict, label_step
@@ -190,15 +190,7 @@ class Transformer:
         outcome = self.polls.apply(session_key(munchkin, response.virtual_event_id, response.entry_id),
                                    email, response)
         if outcome.slot is None:
-            result.dead_letters.append(dead_letter(
-                ReasonCode.TOO_MANY_POLLS,
-                f"session {response.entry_id} already has {MAX_POLLS_PER_SESSION} polls, the most "
-                f"{POLLS_OBJECT_API_NAME} can hold (poll_1..poll_{MAX_POLLS_PER_SESSION}); "
-                f"poll {response.poll_id} has no slot",
-                routed.source, response, now))
-            result.decisions.append(too_many_polls(
-                response, routed.source, now, email=email, munchkin_id=munchkin, program_id=event.program_id,
-                poll_id=response.poll_id, position=MAX_POLLS_PER_SESSION + 1, slots=MAX_POLLS_PER_SESSION))
+            self._no_slot(routed, event.program_id, now, result)
             return
         if not outcome.changed or outcome.record is None:
             result.repeats += 1
@@ -216,3 +208,23 @@ class Transformer:
                                        program_id=event.program_id, op_id=op.op_id, field=name,
                                        original_length=original, kept_length=kept)
                              for name, original, kept in outcome.cuts]
+        if outcome.moved_from is not None:
+            result.decisions.append(poll_moved(
+                response, routed.source, now, email=email, munchkin_id=munchkin, program_id=event.program_id,
+                op_id=op.op_id, poll_id=response.poll_id, from_position=outcome.moved_from, to_position=outcome.slot))
+
+    def _no_slot(self, routed: RoutedPoll, program_id: int, now: datetime, result: StepResult) -> None:
+        """A poll past poll_10: a too_many_polls decision. A record without a position (the legacy
+        numbering by arrival) is also dead-lettered, as before positions existed."""
+        response = routed.record
+        position = response.poll_position or MAX_POLLS_PER_SESSION + 1
+        result.decisions.append(too_many_polls(
+            response, routed.source, now, email=routed.email, munchkin_id=routed.munchkin_id,
+            program_id=program_id, poll_id=response.poll_id, position=position, slots=MAX_POLLS_PER_SESSION))
+        if response.poll_position is None:
+            result.dead_letters.append(dead_letter(
+                ReasonCode.TOO_MANY_POLLS,
+                f"session {response.entry_id} already has {MAX_POLLS_PER_SESSION} polls, the most "
+                f"{POLLS_OBJECT_API_NAME} can hold (poll_1..poll_{MAX_POLLS_PER_SESSION}); "
+                f"poll {response.poll_id} has no slot",
+                routed.source, response, now))

@@ -19,8 +19,11 @@ GOLDEN = Path(__file__).with_name("golden_pure_path.txt")
 #: counters were added, and dead letters' attendee payloads carry the new schedule fields (null);
 #: every earlier operation's bytes stayed the same. Then for transform.decisions.v1 (issue #16 §4): the
 #: kmsync_transform_decisions_total counters were added (the decisions themselves carry a keyed email
-#: hash and are pinned by test_decisions.py); every operation's bytes stayed the same.
-GOLDEN_SHA256 = "3af4955b09186e832a65d0db67c84d041ac3eddcef4ff7863630abb5b5df2dfd"
+#: hash and are pinned by test_decisions.py); every operation's bytes stayed the same. Then for poll
+#: positions (issue #16 §5) and registration data (§3): dead letters' poll payloads carry
+#: poll_position (null), attendee payloads title, company, country and registration; every operation's
+#: bytes stayed the same.
+GOLDEN_SHA256 = "eb473d8e5951bd0dc85ee4b0fc52b52bcf3f0b5d896df43a1145dea50f3eab9a"
 
 
 def test_golden_file_is_the_pinned_one() -> None:
