@@ -1,15 +1,21 @@
-"""`kmsync bench [--quick] [--out bench/results/<timestamp>.json]`: measure, write the JSON report, print a table.
+"""`kmsync bench [--quick] [--out bench/results/<timestamp>.json]`: measure, write the JSON report and
+its charts (<report>.latency.png, <report>.calls.png), print a table.
 
 Starts its own Kafka broker, the Marketo sandbox and ingest/transform/sink as separate processes on
 loopback ports, runs the five measurements in one session, and stops everything it started.
+
+Also: `kmsync bench charts REPORT.json ...` draws a report's charts again;
+`kmsync bench codecs` measures the contracts' JSON encode/decode per record (no broker).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +137,25 @@ def run(cfg: BenchConfig, out: Path, work: Path) -> BenchReport:
     return report
 
 
+def write_charts(report: BenchReport, out: Path) -> list[Path]:
+    """The report's charts beside it (kmsync_bench.charts); none, with a note, without matplotlib (a dev
+    dependency: the service image has no bench)."""
+    try:
+        from kmsync_bench import charts
+    except ModuleNotFoundError as exc:
+        print(f"kmsync bench: no charts ({exc.name} is not installed: make venv)", file=sys.stderr)
+        return []
+    return charts.write_charts(report, out)
+
+
+#: Subcommands that are not a benchmark run: name → module with main(argv).
+TOOLS = {"charts": "kmsync_bench.charts", "codecs": "kmsync_bench.codecs"}
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] in TOOLS:
+        tool: Callable[[list[str]], int] = importlib.import_module(TOOLS[argv[0]]).main
+        return tool(argv[1:])
     args = _parser().parse_args(argv)
     try:
         cfg = build_config(args)
@@ -150,4 +174,6 @@ def main(argv: list[str]) -> int:
         return 1
     print(render(report))
     print(f"report: {out}")
+    for chart in write_charts(report, out):
+        print(f"chart: {chart}")
     return 0

@@ -48,6 +48,22 @@ class Dist(_Model):
     mean: float
 
 
+class CallSeries(_Model):
+    """Calls that started in the rolling window (t - window_seconds, t] at t = the phase's start, then
+    every step_seconds, and at its end (the last sample, less than a step after the one before; the
+    first samples cover less than a window): what the calls chart draws (kmsync_bench.charts).
+    Counted from the sandbox's request log."""
+
+    window_seconds: float = Field(gt=0)
+    step_seconds: float = Field(gt=0)
+    #: From the phase's start to its end, the last sample.
+    seconds: float = Field(ge=0)
+    #: kmsync's sink (its client id).
+    sink: list[int] = Field(min_length=1)
+    #: Every client of the instance together (kmsync and the external client), where one ran.
+    instance: list[int] | None = None
+
+
 class KmsyncWrites(_Model):
     ops: int = Field(ge=1)
     #: Write calls (leads, program member status, custom objects, activities, bulk imports) the sandbox counted.
@@ -120,6 +136,8 @@ class BudgetPhase(_Model):
     sink_615: int = Field(ge=0)
     external: ExternalClient | None = None
     outcomes: dict[str, int]
+    #: Optional: reports written before the charts existed have none.
+    calls_series: CallSeries | None = None
 
 
 class Budget(_Model):
@@ -138,6 +156,7 @@ class Latency(_Model):
     by_kind: dict[str, Dist]
     calls_per_window_peak: int = Field(ge=0)
     path: str
+    calls_series: CallSeries | None = None
 
 
 class Passthrough(_Model):
@@ -229,6 +248,7 @@ class Backfill(_Model):
     #: Each process's peak RSS (VmHWM) at the end of the backfill: the run's high-water mark.
     peak_rss_mib: dict[str, float] | None = None
     note: str
+    calls_series: CallSeries | None = None
 
 
 class BenchReport(_Model):

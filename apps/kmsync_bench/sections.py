@@ -30,6 +30,7 @@ from kmsync_bench.report import (
     AtRateLimit,
     Backfill,
     BudgetPhase,
+    CallSeries,
     Capacity,
     Dist,
     Efficiency,
@@ -52,17 +53,29 @@ from kmsync_bench.sandbox import (
     is_write,
 )
 from kmsync_bench.stack import EVENT_IDS, Stack
-from kmsync_bench.stats import Distribution, distribution, rolling_window_usage
+from kmsync_bench.stats import Distribution, distribution, rolling_window_usage, window_series
 from kmsync_bench.workload import PARTNER_ID, backlog, engagement_csv, engagement_csv_lines
 from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts.topics import MARKETO_OPS, SESSION_ENGAGEMENT
 from kmsync_kafka.reading import read_to_end
 
+#: Seconds between the samples of a phase's calls series (CallSeries).
+SERIES_STEP_SECONDS = 1.0
+
 
 def _dist(d: Distribution) -> Dist:
     return Dist(count=d.count, p50=round(d.p50, 3), p95=round(d.p95, 3), p99=round(d.p99, 3),
                 max=round(d.max, 3), mean=round(d.mean, 3))
+
+
+def calls_series(sink_times: list[float], all_times: list[float] | None, start: float, end: float) -> CallSeries:
+    """The phase's calls per rolling window, sampled every second, for the charts."""
+    return CallSeries(
+        window_seconds=RATE_WINDOW_SECONDS, step_seconds=SERIES_STEP_SECONDS, seconds=round(end - start, 2),
+        sink=window_series(sink_times, RATE_WINDOW_SECONDS, start, end, SERIES_STEP_SECONDS),
+        instance=(None if all_times is None
+                  else window_series(all_times, RATE_WINDOW_SECONDS, start, end, SERIES_STEP_SECONDS)))
 
 
 async def wait_until(cond: Callable[[], bool], within: float, stack: Stack) -> bool:
@@ -142,8 +155,9 @@ async def backlog_phase(stack: Stack, admin: SandboxAdmin, follower: ResultsFoll
     delta = diff_counts(await admin.by_endpoint(munchkin), before)
     client_delta = diff_counts(await admin.by_client(munchkin, CLIENT_ID), client_before)
     records = await sink_records_written(stack, munchkin) - records_before
-    sink_usage = rolling_window_usage(await admin.call_times(munchkin, CLIENT_ID), RATE_WINDOW_SECONDS, start, end)
-    all_usage = rolling_window_usage(await admin.call_times(munchkin), RATE_WINDOW_SECONDS, start, end)
+    sink_times, all_times = await admin.call_times(munchkin, CLIENT_ID), await admin.call_times(munchkin)
+    sink_usage = rolling_window_usage(sink_times, RATE_WINDOW_SECONDS, start, end)
+    all_usage = rolling_window_usage(all_times, RATE_WINDOW_SECONDS, start, end)
     configured = cfg.sink_share * INSTANCE_RATE_LIMIT
     ext_report = None
     if external is not None and external_share is not None:
@@ -163,6 +177,7 @@ async def backlog_phase(stack: Stack, admin: SandboxAdmin, follower: ResultsFoll
         instance_peak_per_window=all_usage.peak,
         sink_606=count_calls(client_delta, codes=["606"]), sink_615=count_calls(client_delta, codes=["615"]),
         external=ext_report, outcomes=_outcome_counts(follower, munchkin, op_ids),
+        calls_series=calls_series(sink_times, all_times if external is not None else None, start, end),
     )
     return phase, delta, records, end - start
 
@@ -238,11 +253,13 @@ async def latency(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, 
     by_kind: dict[str, list[float]] = {}
     for o, s in zip(outcomes, seconds, strict=True):
         by_kind.setdefault(o.kind, []).append(s)
-    usage = rolling_window_usage(await admin.call_times(munchkin, CLIENT_ID), RATE_WINDOW_SECONDS, start, end)
+    sink_times = await admin.call_times(munchkin, CLIENT_ID)
+    usage = rolling_window_usage(sink_times, RATE_WINDOW_SECONDS, start, end)
     return Latency(
         requested_rows_per_second=cfg.latency_rows_per_second, rows_per_second=float(rows_per_tick),
         seconds=float(ticks), rows=rows, end_to_end=_dist(distribution(seconds)),
         by_kind={k: _dist(distribution(v)) for k, v in by_kind.items()}, calls_per_window_peak=usage.peak,
+        calls_series=calls_series(sink_times, None, start, end),
         path=("report 4021 CSV posted to ingest each second with exported_at = now (Kaltura's source_time) → "
               "kaltura.session-engagement.v1 → transform → marketo.ops.v1 → sink (window age limit "
               "5 s) → Marketo accepted; decided_at from marketo.results.v1"))
@@ -399,7 +416,8 @@ async def backfill(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
     submits = sum(n for ep, codes in delta.items() if ep.startswith("POST /bulk/") for n in codes.values())
     bulk_other = sum(n for ep, codes in delta.items() if is_bulk(ep) for n in codes.values()) - submits
     rest_writes = sum(n for ep, codes in delta.items() if is_write(ep) and not is_bulk(ep) for n in codes.values())
-    usage = rolling_window_usage(await admin.call_times(munchkin, CLIENT_ID), RATE_WINDOW_SECONDS, start, end)
+    sink_times = await admin.call_times(munchkin, CLIENT_ID)
+    usage = rolling_window_usage(sink_times, RATE_WINDOW_SECONDS, start, end)
     handled = follower.count(munchkin)
     rest = rest_equivalent(rows, attendees)
     note = (f"{sessions} report 4021 CSVs (one per session, {attendees:,} attendees each, the same attendees in "
@@ -418,4 +436,4 @@ async def backfill(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
         bulk_other_calls=bulk_other, rest_write_calls=rest_writes, calls_total=calls_total, rest_equivalent=rest,
         call_reduction=round(rest.total / max(1, calls_total), 1), peak_calls_per_window=usage.peak,
         throttled_606=count_calls(delta, codes=["606"]), throttled_615=count_calls(delta, codes=["615"]),
-        peak_rss_mib=stack.peak_rss(), note=note)
+        peak_rss_mib=stack.peak_rss(), note=note, calls_series=calls_series(sink_times, None, start, end))

@@ -72,3 +72,16 @@ def rolling_window_usage(times: Sequence[float], window: float, start: float, en
     samples = [_in_window(inside, first + i * step, window) for i in range(int((end - first) / step) + 1)]
     mean = sum(samples) / len(samples)
     return WindowUsage(calls=len(inside), seconds=end - start, peak=peak, mean=mean)
+
+
+def window_series(times: Sequence[float], window: float, start: float, end: float, step: float = 1.0) -> list[int]:
+    """Calls started in the rolling window (t - window, t] at t = start, start + step, ... and at ``end``
+    (the last sample, however close to the one before), counting only calls inside [start, end]: the
+    curve the report's charts draw. Sampled, so its maximum is at most ``rolling_window_usage``'s peak."""
+    if window <= 0 or step <= 0:
+        raise ValueError("window and step must be positive")
+    if end < start:
+        raise ValueError("end before start")
+    inside = sorted(t for t in times if start <= t <= end)
+    at = [start + i * step for i in range(math.ceil((end - start) / step))] + [end]
+    return [_in_window(inside, t, window) for t in at]

@@ -76,5 +76,11 @@ def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
     assert bf.throttled_606 == 0 and bf.peak_calls_per_window <= INSTANCE_RATE_LIMIT
     assert bf.peak_rss_mib is not None and {"ingest", "transform", "sink"} <= set(bf.peak_rss_mib)
 
+    # The charts beside the report (kmsync_bench.charts), from the calls series every phase recorded.
+    for phase in (report.budget.alone, report.budget.shared, report.latency, report.backfill):
+        assert phase.calls_series is not None and len(phase.calls_series.sink) >= 2
+    for chart in (out.with_suffix(".latency.png"), out.with_suffix(".calls.png")):
+        assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and f"chart: {chart}" in proc.stdout
+
     assert "4 capacity CPU" in proc.stdout and "a bare passthrough" in proc.stdout
     assert "1 API efficiency" in proc.stdout and "5 backfill" in proc.stdout and str(out) in proc.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kmsync_bench.stats import distribution, percentile, rolling_window_usage
+from kmsync_bench.stats import distribution, percentile, rolling_window_usage, window_series
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:
@@ -64,3 +64,19 @@ def test_steady_use_of_a_budget_reads_as_that_budget_per_window() -> None:
 def test_rolling_window_usage_rejects_a_bad_window() -> None:
     with pytest.raises(ValueError):
         rolling_window_usage([1.0], 0, 0.0, 1.0)
+
+
+def test_window_series_samples_every_step_and_the_end() -> None:
+    # 10 calls in the first second, 5 at t=15, 10 from t=30: the curve the calls chart draws.
+    times = [0.1 * i for i in range(10)] + [15.0] * 5 + [30.0 + 0.1 * i for i in range(10)]
+    series = window_series([-1.0, *times, 99.0], 20.0, 0.0, 40.5)
+    assert len(series) == 42  # t = 0, 1, ..., 40 and the end, 40.5
+    assert series[0] == 1 and series[1] == 10 and series[15] == 15 and series[20] == 14 and series[21] == 5
+    assert series[35] == 10 and series[-1] == 10
+    assert max(series) <= rolling_window_usage(times, 20.0, 0.0, 40.5).peak
+
+
+def test_window_series_of_a_phase_shorter_than_a_step_has_its_end() -> None:
+    assert window_series([0.2, 0.4], 20.0, 0.0, 0.5) == [0, 2]
+    with pytest.raises(ValueError):
+        window_series([1.0], 20.0, 2.0, 1.0)
