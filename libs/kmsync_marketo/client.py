@@ -185,6 +185,11 @@ class MarketoClient:
             ep.program_member_status(program_id), records, {"statusName": status_name}, "leadId"
         )
 
+    async def sync_program_member_data(self, program_id: int, records: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+        """Sync Program Member Data (§13.4): each record ``{"leadId": id, <field>: value, ...}``, ≤ 300 per
+        call; existing members only (``1013`` skips the others); results matched by ``seq``."""
+        return await self._write_batches(ep.program_member_data(program_id), records, {}, "leadId")
+
     async def add_custom_activities(self, activities: Sequence[ActivityRecord]) -> list[Outcome]:
         """Add Custom Activities (§7.1); the id returned is marketoGUID (or id on older instances).
         Activities are insert-only: after an ambiguous failure (604, 5xx, lost answer) the records come
@@ -260,6 +265,15 @@ class MarketoClient:
     async def describe_leads(self) -> list[dict[str, Any]]:
         """Lead fields (``GET /rest/v1/leads/describe.json``, §5.3)."""
         return await self._result(ep.LEADS_DESCRIBE)
+
+    async def describe_program_members(self) -> list[dict[str, Any]]:
+        """Program member fields (``GET /rest/v1/programs/members/describe.json``, §13.3, Read-Only Lead)."""
+        return await self._result(ep.PROGRAM_MEMBERS_DESCRIBE)
+
+    async def create_program_member_fields(self, fields: Sequence[Mapping[str, Any]]) -> None:
+        """Create program member custom fields (§13.2; Read-Write Schema Custom Field, else 603)."""
+        body = await self.transport.call("POST", ep.PROGRAM_MEMBER_FIELDS, json={"input": list(fields)})
+        _raise_on_skipped(body, len(fields))
 
     async def activity_types(self) -> list[dict[str, Any]]:
         """All activity types, standard and custom (§7.2)."""

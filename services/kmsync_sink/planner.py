@@ -11,6 +11,9 @@ Order (architecture.md principle 4; docs/reference/marketo-api.md §5–8):
    a call answer 1036, §8.2).
 4. Custom activities (insert-only, §7.1): deduplicated by op_id, and an op_id the ledger knows as
    written is not sent again.
+5. Granular labels (Sync Program Member Data, §13.4), grouped by program: one input per lead, the
+   highest label rank (ties: the later offset), the lead's other label ops answered by it; the
+   executor sends a program's label calls after its status calls (the membership must exist).
 Bulk Import API (§9), from ``bulk_min_records`` (0: never): when the window's lead upserts carrying
 data reach it, leads, program members and custom objects go bulk (``use_bulk``); otherwise a custom
 object whose own deduplicated upserts in the window reach it goes bulk alone (``bulk_objects``; a
@@ -29,7 +32,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from kmsync_contracts.base import Scalar
-from kmsync_contracts.marketo_ops import CustomActivity, CustomObjectUpsert, LeadUpsert, ProgramMemberStatus
+from kmsync_contracts.marketo_ops import (
+    CustomActivity,
+    CustomObjectUpsert,
+    LeadUpsert,
+    ProgramMemberData,
+    ProgramMemberStatus,
+)
 from kmsync_contracts.seed import ENGAGEMENT_OBJECT_FIELDS
 from kmsync_sink.pending import PendingOp
 
@@ -77,6 +86,15 @@ class ActivityInput:
 
 
 @dataclass
+class MemberDataInput:
+    email: str
+    #: The op whose label is written (the highest rank of the lead's label ops in the window).
+    op: ProgramMemberData
+    #: Every label op of this lead and program in the window; they share the outcome.
+    ops: list[PendingOp]
+
+
+@dataclass
 class LeadCall:
     inputs: list[LeadInput]
 
@@ -101,6 +119,12 @@ class ActivityCall:
 
 
 @dataclass
+class MemberDataCall:
+    program_id: int
+    items: list[MemberDataInput]
+
+
+@dataclass
 class Plan:
     lead_calls: list[LeadCall] = field(default_factory=list)
     #: Lead upserts of a large window, for the Bulk Import API (§9); empty unless ``use_bulk``.
@@ -108,6 +132,8 @@ class Plan:
     status_calls: list[StatusCall] = field(default_factory=list)
     object_calls: list[ObjectCall] = field(default_factory=list)
     activity_calls: list[ActivityCall] = field(default_factory=list)
+    #: Granular labels (Sync Program Member Data), sent after the same program's status calls.
+    member_data_calls: list[MemberDataCall] = field(default_factory=list)
     #: Go back to the window (a short tail of a backlog; sent with a later window).
     deferred: list[PendingOp] = field(default_factory=list)
     #: Activities the ledger already knows as written: answered "skipped" without a call.
@@ -121,7 +147,7 @@ class Plan:
     @property
     def calls(self) -> int:
         return (len(self.lead_calls) + len(self.bulk_lead_calls) + len(self.status_calls)
-                + len(self.object_calls) + len(self.activity_calls))
+                + len(self.object_calls) + len(self.activity_calls) + len(self.member_data_calls))
 
     def records_per_call(self) -> list[int]:
         return (
@@ -129,6 +155,7 @@ class Plan:
             + [len(c.members) for c in self.status_calls]
             + [len(c.items) for c in self.object_calls]
             + [len(c.items) for c in self.activity_calls]
+            + [len(c.items) for c in self.member_data_calls]
         )
 
 
@@ -182,6 +209,7 @@ def _plan(
     _plan_statuses(plan, rest, config, min_tail)
     _plan_objects(plan, rest, config, min_tail)
     _plan_activities(plan, rest, config, already_written, min_tail)
+    _plan_member_data(plan, rest, config, min_tail)
     return plan
 
 
@@ -292,6 +320,33 @@ def _plan_activities(
     act_chunks, act_tail = _split_tail(list(acts.values()), config.batch_max, min_tail)
     plan.activity_calls = [ActivityCall(c) for c in act_chunks]
     plan.deferred.extend(_ops_of(a.ops for a in act_tail))
+
+
+def _plan_member_data(plan: Plan, rest: list[PendingOp], config: PlannerConfig, min_tail: int) -> None:
+    """5. Granular labels by program, one input per lead (the highest rank; ties: the later offset)."""
+    programs: dict[int, dict[str, MemberDataInput]] = {}
+    for p in rest:  # in offset order
+        if isinstance(p.op, ProgramMemberData):
+            leads = programs.setdefault(p.op.program_id, {})
+            found = leads.get(p.op.email)
+            if found is None:
+                leads[p.op.email] = MemberDataInput(p.op.email, p.op, [p])
+                continue
+            found.ops.append(p)
+            if tuple(p.op.label_rank) >= tuple(found.op.label_rank):
+                found.op = p.op
+    # A lead whose status waits for the next window waits with its label (the membership may not exist yet).
+    held = {(p.op.program_id, p.op.email) for p in plan.deferred if isinstance(p.op, ProgramMemberStatus)}
+    for program_id in sorted(programs):
+        items = []
+        for item in programs[program_id].values():
+            if (program_id, item.email) in held:
+                plan.deferred.extend(item.ops)
+            else:
+                items.append(item)
+        chunks, tail = _split_tail(items, config.batch_max, min_tail)
+        plan.member_data_calls += [MemberDataCall(program_id, c) for c in chunks]
+        plan.deferred.extend(_ops_of(i.ops for i in tail))
 
 
 def object_key(op: CustomObjectUpsert) -> ObjectKey:

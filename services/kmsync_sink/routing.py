@@ -115,7 +115,8 @@ class InstanceRouter:
             return broken
         self.writers.append(writer)
         worker = InstanceWorker(munchkin_id, writer, self.context, rng=random.Random(self._rng.random()),
-                                bulk=writer.bulk(), bulk_min_records=instance.bulk_min_records)
+                                bulk=writer.bulk(), bulk_min_records=instance.bulk_min_records,
+                                member_fields=instance.program_member_fields)
         worker.start()
         assert worker.task is not None
         worker.task.add_done_callback(self._worker_done)

@@ -32,6 +32,10 @@ class MarketoWriter(Protocol):
 
     async def add_custom_activities(self, activities: Sequence[ActivityRecord]) -> list[Outcome]: ...
 
+    async def sync_program_member_data(
+        self, program_id: int, records: Sequence[Mapping[str, Any]]
+    ) -> list[Outcome]: ...
+
     async def custom_activity_types(self) -> list[dict[str, Any]]: ...
 
     async def lead_activities(

@@ -29,6 +29,11 @@ STANDARD_TYPES: list[dict[str, Any]] = [
      "primaryAttribute": {"name": "Program ID", "dataType": "integer"},
      "attributes": [{"name": "New Status", "dataType": "string"}, {"name": "Old Status", "dataType": "string"},
                     {"name": "Reason", "dataType": "string"}]},
+    # §13.4: a Sync Program Member Data success logs one (the id is the sandbox's; api_member_fields.py).
+    {"id": 175, "name": "Change Program Member Data", "description": "Change a program member's field value",
+     "primaryAttribute": {"name": "Program ID", "dataType": "integer"},
+     "attributes": [{"name": "Attribute Name", "dataType": "string"}, {"name": "New Value", "dataType": "string"},
+                    {"name": "Old Value", "dataType": "string"}]},
 ]
 
 

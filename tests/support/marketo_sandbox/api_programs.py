@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .api_member_fields import all_member_fields
 from .call import Call, decode_page, encode_page, input_records, int_arg, split_values
 from .envelope import NO_ASSETS_WARNING, MarketoError, asset_iso, iso, reason
 from .instance import Instance
@@ -198,10 +199,6 @@ def sync_member_status(call: Call) -> dict[str, Any]:
     return {"result": results}
 
 
-MEMBER_FIELDS = ["acquiredBy", "attendanceLikelihood", "createdAt", "isExhausted", "leadId", "membershipDate",
-                 "nurtureCadence", "program", "programId", "reachedSuccess", "reachedSuccessDate",
-                 "registrationLikelihood", "statusName", "statusReason", "trackName", "updatedAt",
-                 "waitlistPriority", "registrationCode", "webinarUrl"]
 DEFAULT_MEMBER_FIELDS = ["leadId", "reachedSuccess", "programId", "acquiredBy", "membershipDate"]  # §6.3
 
 
@@ -229,8 +226,9 @@ def get_members(call: Call) -> dict[str, Any]:
     if not filter_type:
         raise MarketoError("1003", "filterType not specified")
     fields = split_values(call.arg("fields")) or list(DEFAULT_MEMBER_FIELDS)
+    known = all_member_fields(inst)  # standard and custom fields (§13.3)
     for f in fields:
-        if f not in MEMBER_FIELDS:
+        if f not in known:
             raise MarketoError("1006", f"Field '{f}' not found")
     members = [m for m in inst.members.values() if m.program_id == program.id]
     if filter_type == "updatedAt":
@@ -272,24 +270,6 @@ def get_members(call: Call) -> dict[str, Any]:
     return out
 
 
-def sync_member_data(call: Call) -> dict[str, Any]:
-    """POST /rest/v1/programs/{programId}/members.json — custom PM fields of existing members (§6.3)."""
-    inst = call.inst
-    program = _program(inst, call.int_param("programId"))
-    records = input_records(call.body_dict())
-    results: list[dict[str, Any]] = []
-    for seq, rec in enumerate(records):
-        lead_id = _lead_id(rec)
-        m = inst.members.get((program.id, lead_id)) if lead_id is not None else None
-        if m is None or not isinstance(rec, dict):
-            results.append({"seq": seq, "status": "skipped", "reasons": [reason("1013", "Membership not found")]})
-            continue
-        m.data.update({k: v for k, v in rec.items() if k != "leadId"})
-        m.updated = call.now
-        results.append({"seq": seq, "status": "updated", "leadId": lead_id})
-    return {"result": results}
-
-
 def delete_members(call: Call) -> dict[str, Any]:
     """POST /rest/v1/programs/{programId}/members/delete.json (§6.3)."""
     inst = call.inst
@@ -304,21 +284,6 @@ def delete_members(call: Call) -> dict[str, Any]:
         del inst.members[(program.id, lead_id)]
         results.append({"seq": seq, "status": "deleted", "leadId": lead_id})
     return {"result": results}
-
-
-def describe_members(call: Call) -> dict[str, Any]:
-    """GET /rest/v1/programs/members/describe.json (§6.3)."""
-    types = {"acquiredBy": "boolean", "createdAt": "datetime", "isExhausted": "boolean", "leadId": "integer",
-             "membershipDate": "datetime", "programId": "integer", "reachedSuccess": "boolean",
-             "reachedSuccessDate": "datetime", "updatedAt": "datetime", "waitlistPriority": "integer"}
-    fields = [{"name": f, "displayName": f, "dataType": types.get(f, "string"),
-               "updateable": f in ("registrationCode", "webinarUrl", "statusReason", "waitlistPriority"),
-               "crmManaged": False} for f in MEMBER_FIELDS]
-    return {"result": [{"name": "API Program Membership", "description": "Map for API program membership fields",
-                        "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z",
-                        "dedupeFields": ["leadId", "programId"],
-                        "searchableFields": [["leadId"], ["reachedSuccess"], ["statusName"]],
-                        "fields": fields}]}
 
 
 def leads_by_program(call: Call) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from .envelope import Ids
 from .faults import LATENCY_KIND
 from .fields import STANDARD_LEAD_FIELDS, LeadField, custom_lead_field
 from .limits import DailyQuota, RateWindow, central_day
+from .member_field_defs import MemberField, add_member_field
 from .model import Activity, ActivityType, Channel, CORecord, COType, ImportJob, Lead, Member, Program
 
 
@@ -110,6 +111,8 @@ class Instance:
         self.channels: dict[str, Channel] = {}
         self.programs: dict[int, Program] = {}
         self.members: dict[tuple[int, int], Member] = {}
+        #: Custom program member fields (api_member_fields.py, docs/reference/marketo-api.md §13).
+        self.member_fields: dict[str, MemberField] = {}
         self.activity_types: dict[str, ActivityType] = {}
         self.activities: list[Activity] = []
         self.co_types: dict[str, COType] = {}
@@ -129,6 +132,8 @@ class Instance:
                       "batch": 1}
         if self.config.preset == "kaltura":
             self._provision_kaltura(now)
+        for mf in self.config.member_fields:
+            add_member_field(self.member_fields, mf.name, mf.display_name or mf.name, mf.data_type, mf.length)
 
     def next_id(self, kind: str) -> int:
         v = self._next[kind]
@@ -145,6 +150,8 @@ class Instance:
         for co in (preset_kaltura.engagement_co(now), preset_kaltura.polls_co(now)):
             self.co_types[co.api_name] = co
             self.co_records[co.api_name] = {}
+        for name, display_name, data_type, length in preset_kaltura.MEMBER_FIELDS:
+            add_member_field(self.member_fields, name, display_name, data_type, length)
 
     # ---- leads, with an email index (lookups by email are the common case) ---------------------
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 from typing import Final
 
 AREAS: Final = ("Person", "Activity", "Activity Metadata", "Assets", "Campaigns", "Custom Object",
-                "Custom Object Type")
+                "Custom Object Type", "Schema Custom Field")
 PERMISSIONS: Final = frozenset(f"{mode} {area}" for area in AREAS for mode in ("Read-Only", "Read-Write"))
 
 #: (area, write) needed by a route, by path prefix; the first match wins (most specific first).
 _RULES: tuple[tuple[str, str, str | None], ...] = (
     # (method or "*", path prefix, area)
     ("*", "/rest/v1/customobjects/schema", "Custom Object Type"),
+    # Get / Create program member fields: Read-Write Schema Custom Field (docs/reference/marketo-api.md §13.2, §13.7)
+    ("*", "/rest/v1/programs/members/schema", "Schema Custom Field"),
     ("*", "/rest/v1/customobjects", "Custom Object"),
     ("*", "/bulk/v1/customobjects", "Custom Object"),
     ("*", "/rest/v1/activities/external/type", "Activity Metadata"),

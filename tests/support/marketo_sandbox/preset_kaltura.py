@@ -6,6 +6,7 @@ objects", "Setup of custom activities"). Field API names are spelled exactly as 
 
 from __future__ import annotations
 
+from kmsync_contracts.granular import GRANULAR_STATUS_DISPLAY_NAME, GRANULAR_STATUS_FIELD
 from kmsync_contracts.seed import ENGAGEMENT_OBJECT_DEDUPE_FIELDS, POLLS_OBJECT_DEDUPE_FIELDS
 
 from .model import (
@@ -188,3 +189,10 @@ def polls_co(now: float) -> COType:
                         description="Kaltura Virtual Events poll answers per user and entry",
                         show_in_lead_detail=True, fields=fields)
     return COType(api_name=POLLS_CO, created=now, updated=now, approved=version)
+
+
+#: Custom program member fields (name, display name, type, length): the granular label's
+#: (docs/design/granular-statuses.md §1.1; a custom string shows length 255, docs/reference/marketo-api.md §13.3).
+MEMBER_FIELDS: tuple[tuple[str, str, str, int], ...] = (
+    (GRANULAR_STATUS_FIELD, GRANULAR_STATUS_DISPLAY_NAME, "string", 255),
+)

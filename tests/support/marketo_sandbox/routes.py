@@ -11,6 +11,7 @@ from . import api_activities as act
 from . import api_bulk as bulk
 from . import api_customobjects as co
 from . import api_leads as leads
+from . import api_member_fields as member_fields
 from . import api_programs as prog
 from . import api_stats as stats
 from .call import Call
@@ -58,10 +59,13 @@ _TABLE: list[tuple[str, str, Handler]] = [
     # Program members (§6.2, §6.3)
     ("POST", "/rest/v1/programs/{programId}/members/status.json", prog.sync_member_status),
     ("POST", "/rest/v1/programs/{programId}/members/delete.json", prog.delete_members),
-    ("GET", "/rest/v1/programs/members/describe.json", prog.describe_members),
-    ("GET", "/rest/v1/program/members/describe.json", prog.describe_members),
+    ("GET", "/rest/v1/programs/members/describe.json", member_fields.describe_members),
+    ("GET", "/rest/v1/program/members/describe.json", member_fields.describe_members),
+    ("GET", "/rest/v1/programs/members/schema/fields.json", member_fields.list_member_fields),
+    ("POST", "/rest/v1/programs/members/schema/fields.json", member_fields.create_member_fields),
+    ("GET", "/rest/v1/programs/members/schema/fields/{fieldApiName}.json", member_fields.get_member_field),
     ("GET", "/rest/v1/programs/{programId}/members.json", prog.get_members),
-    ("POST", "/rest/v1/programs/{programId}/members.json", prog.sync_member_data),
+    ("POST", "/rest/v1/programs/{programId}/members.json", member_fields.sync_member_data),
     # Custom activities (§7)
     ("GET", "/rest/v1/activities/external/types.json", act.list_types),
     ("POST", "/rest/v1/activities/external/type.json", act.create_type),
