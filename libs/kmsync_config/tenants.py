@@ -124,6 +124,9 @@ class MarketoInstance(Strict):
     #: Records from which the sink uses the Bulk Import API for this instance (docs/reference/marketo-api.md §9):
     #: None follows the sink's KMSYNC_BULK_MIN_RECORDS setting, 0 never uses bulk for this instance.
     bulk_min_records: int | None = Field(default=None, ge=0, strict=True)
+    #: The backfill lane's cap: fraction of kmsync's share of the rolling window (and concurrency) that
+    #: backfill operations (`kmsync backfill`, uploads marked as history) may use, only what live leaves.
+    backfill_share: float = Field(default=0.3, gt=0, le=1)
     program_member_fields: ProgramMemberFields = ProgramMemberFields()
 
     _check_secret = field_validator("client_secret", mode="before")(_no_inline_secret)

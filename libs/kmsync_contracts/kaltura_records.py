@@ -37,6 +37,10 @@ SourceMode = Literal["pull", "webhook", "file"]
 #: Where an event's schedule came from: Kaltura's Events Platform, an api_v3 schedule event, or
 #: the tenants file (docs/reference/kaltura-api.md §9).
 ScheduleSource = Literal["events_api", "schedule_event", "tenants"]
+#: How a record travels to Marketo (architecture.md principle 10): ``live`` (pulls, webhooks, ordinary
+#: uploads) or ``backfill`` (`kmsync backfill`, uploads marked as history). Transform sends a backfill
+#: record's operations to marketo.ops.backfill.v1, which the sink serves after live, on a capped budget.
+Lane = Literal["live", "backfill"]
 
 
 class KalturaRecord(ContractModel):
@@ -54,6 +58,8 @@ class KalturaRecord(ContractModel):
     #: When Kaltura says it happened or last changed: the start of end-to-end latency.
     source_time: AwareDatetime
     ingested_at: AwareDatetime
+    #: Live or backfill (``Lane``); records written before lanes existed are live.
+    lane: Lane = "live"
 
     def partition_key(self) -> str:
         return kaltura_key(self.partner_id, self.virtual_event_id, self.user_id)

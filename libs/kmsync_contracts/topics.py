@@ -64,6 +64,15 @@ MARKETO_OPS = TopicSpec(
     cast(TypeAdapter[object], MARKETO_OPERATION_ADAPTER),
     "Operations for Marketo, one instance per partition",
 )
+#: The backfill lane (architecture.md principle 10): operations of records ingest marked as history. Keyed and
+#: partitioned like marketo.ops.v1 (same key, same partition count), so an instance's live and backfill
+#: operations have the same partition number and the sink's range assignment gives both to one replica,
+#: which owns the instance's budget (docs/decisions.md "Live before backfill").
+MARKETO_OPS_BACKFILL = TopicSpec(
+    "marketo.ops.backfill.v1", "munchkin id", MARKETO_OPS.partitions, "delete", 7 * DAY_MS,
+    cast(TypeAdapter[object], MARKETO_OPERATION_ADAPTER),
+    "Operations of backfills (history loads) for Marketo, served after live ones on a capped budget",
+)
 TRANSFORM_DLQ = TopicSpec(
     "transform.dlq.v1", "source key", 1, "delete", 30 * DAY_MS,
     _adapter(DeadLetter), "Unmappable input with the reason",
@@ -126,7 +135,8 @@ INGEST_PULL_OWNERS = TopicSpec(
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES, INGEST_WATERMARKS, INGEST_DLQ,
-    MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_DECISIONS, TRANSFORM_STATE, MARKETO_RESULTS, MARKETO_DLQ, ACTIVITY_INTENTS,
+    MARKETO_OPS, MARKETO_OPS_BACKFILL, TRANSFORM_DLQ, TRANSFORM_DECISIONS, TRANSFORM_STATE, MARKETO_RESULTS,
+    MARKETO_DLQ, ACTIVITY_INTENTS,
     INGEST_PULL_OWNERS,
 )
 TOPICS_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}

@@ -26,6 +26,8 @@ def settings_from_instance(instance: MarketoInstance, limits: LimiterSettings | 
             "daily_quota": instance.daily_quota,
             # Calls per rolling window of the instance (docs/reference/marketo-api.md §2.1), e.g. a lifted sandbox.
             "rate_limit_calls": instance.rate_limit_calls,
+            # The backfill lane's cap (architecture.md principle 10).
+            "backfill_share": instance.backfill_share,
         }),
         allow_insecure_http=host in _LOOPBACK,
     )

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from kmsync_common.clock import Clock, SystemClock
 from kmsync_marketo import endpoints as ep
+from kmsync_marketo.lanes import BACKFILL, LIVE, Lane, current_lane
 from kmsync_marketo.settings import LimiterSettings
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,9 @@ class LimiterStats:
     daily_budget: int = 0
     window_used: int = 0
     window_limit: int = 0
+    #: Backfill calls in the current rolling window and the lane's cap (lanes.py).
+    backfill_window_used: int = 0
+    backfill_window_limit: int = 0
     rate_fraction: float = 1.0
     in_flight: int = 0
     concurrency_cap: int = 0
@@ -174,6 +178,16 @@ class InstanceLimiter:
         self._rng = rng or random.Random()
         s = self.settings
         self._log = SlidingLog(s.rate_window_seconds + s.window_margin_seconds)
+        #: Calls of the backfill lane only (its own cap, lanes.py).
+        self._lane_log = SlidingLog(s.rate_window_seconds + s.window_margin_seconds)
+        self._backfill_in_flight = 0
+        #: Live calls waiting for a slot or a place in the window: backfill calls wait while any does.
+        self._live_waiting = 0
+        #: ... of which those holding a slot (a backfill call in _admit waits for them, never for a
+        #: live call waiting for the slot that backfill call holds).
+        self._live_admitting = 0
+        self._live_clear = asyncio.Event()
+        self._live_clear.set()
         self._tally = ThrottleTally(s.rate_window_seconds + s.window_margin_seconds)
         self._cond = asyncio.Condition()
         self._in_flight = 0
@@ -197,29 +211,80 @@ class InstanceLimiter:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Permit]:
         """Wait for a concurrency slot, a place in the rolling window and daily budget; the call
-        counts as started when this yields."""
-        async with self._cond:
-            await self._cond.wait_for(lambda: self._in_flight < self._cap)
-            self._in_flight += 1
+        counts as started when this yields. A call of the backfill lane (lanes.py: the calling task's
+        lane) also needs a place in the backfill lane's own window and concurrency, and waits while
+        any live call is waiting: live is served first, backfill gets what live leaves."""
+        backfill = current_lane() == BACKFILL
+        await self._enter(backfill)
         permit = Permit()
         admitted = False
         try:
-            permit.started = await self._admit()
+            permit.started = await self._admit(backfill)
             admitted = True
+            if not backfill:
+                self._live_admitted()
             yield permit
         finally:
+            if not admitted and not backfill:
+                self._live_admitted()
             if admitted:
-                self._log.complete(permit.started, self.clock.monotonic())
-                self._tally.answered(permit.started)
-                if not permit.throttled:
-                    self._run = 0
+                self._finished(permit, backfill)
             if permit.not_counted:
                 self._daily_used = max(0, self._daily_used - 1)
                 self._own_since_reconcile = max(0, self._own_since_reconcile - 1)
                 self._stats.calls_not_counted += 1
             async with self._cond:
                 self._in_flight -= 1
+                self._backfill_in_flight -= int(backfill)
                 self._cond.notify_all()
+
+    async def _enter(self, backfill: bool) -> None:
+        """Take a concurrency slot (a backfill call: within the lane's own cap, while no live call waits)."""
+        if not backfill:
+            self._live_waiting += 1
+        try:
+            async with self._cond:
+                await self._cond.wait_for(lambda: self._in_flight < self._cap and (
+                    not backfill or (self._backfill_in_flight < self._backfill_cap() and not self._live_waiting)))
+                self._in_flight += 1
+                self._backfill_in_flight += int(backfill)
+        except BaseException:
+            if not backfill:
+                self._live_waiting -= 1
+                self._cond_notify_soon()
+            raise
+        if not backfill:
+            # Holding a slot now, waiting for the window: backfill calls in _admit wait for these.
+            self._live_admitting += 1
+            self._live_clear.clear()
+
+    def _live_admitted(self) -> None:
+        """A live call holding a slot is no longer waiting (admitted or given up)."""
+        self._live_waiting -= 1
+        self._live_admitting -= 1
+        if not self._live_admitting:
+            self._live_clear.set()
+        if not self._live_waiting:
+            self._cond_notify_soon()
+
+    def _finished(self, permit: Permit, backfill: bool) -> None:
+        finished = self.clock.monotonic()
+        self._log.complete(permit.started, finished)
+        if backfill:
+            self._lane_log.complete(permit.started, finished)
+        self._tally.answered(permit.started)
+        if not permit.throttled:
+            self._run = 0
+
+    def _backfill_cap(self) -> int:
+        """Backfill calls in flight at most: the lane's concurrency, and one slot always left for live
+        (a backfill call waiting in _admit for live never holds the slot a live call needs)."""
+        return min(self._cap - 1 if self._cap > 1 else 1, self.settings.backfill_concurrency)
+
+    @property
+    def backfill_window_limit(self) -> int:
+        """Backfill calls allowed in any rolling window: backfill_share of the effective limit, ≥ 1."""
+        return max(1, int(self.effective_window_limit * self.settings.backfill_share))
 
     @property
     def effective_window_limit(self) -> int:
@@ -240,7 +305,7 @@ class InstanceLimiter:
             self._instance_used = None
             self._own_since_reconcile = 0
 
-    async def _admit(self) -> float:
+    async def _admit(self, backfill: bool = False) -> float:
         while True:
             wall = self.clock.now()
             if self._parked_until is not None:
@@ -253,20 +318,44 @@ class InstanceLimiter:
             if self._quota_exhausted():
                 self._park(reason="own daily budget used")
                 continue
+            if backfill and self._live_admitting:
+                await self._live_clear.wait()  # live first (lanes.py)
+                continue
             mono = self.clock.monotonic()
             self._recover(mono)
-            if mono < self._paused_until:
-                delay = self._paused_until - mono
-            else:
-                delay = self._log.delay(mono, self.effective_window_limit)
+            delay = self._delay(mono, backfill)
             if delay <= 0:
                 # No await between the check above and this record: admission is atomic.
                 self._log.record(mono)
+                if backfill:
+                    self._lane_log.record(mono)
                 self._daily_used += 1
                 self._own_since_reconcile += 1
                 self._stats.calls_started += 1
                 return mono
             await self._wait(delay)
+
+    def _delay(self, mono: float, backfill: bool) -> float:
+        """Seconds until a call of the lane may start (a pause, the rolling window, the lane's window)."""
+        if mono < self._paused_until:
+            return self._paused_until - mono
+        delay = self._log.delay(mono, self.effective_window_limit)
+        if backfill:
+            delay = max(delay, self._lane_log.delay(mono, self.backfill_window_limit))
+        return delay
+
+    def room(self, lane: Lane = LIVE) -> int:
+        """Calls of ``lane`` that could start now without waiting for the rolling window (0 while
+        paused, parked or, for backfill, while a live call waits): what adaptive windows look at."""
+        mono = self.clock.monotonic()
+        if self._parked_until is not None or mono < self._paused_until:
+            return 0
+        free = max(0, self.effective_window_limit - self._log.count(mono))
+        if lane == BACKFILL:
+            if self._live_waiting:
+                return 0
+            free = min(free, max(0, self.backfill_window_limit - self._lane_log.count(mono)))
+        return free
 
     async def _wait(self, seconds: float, cap: float | None = None) -> None:
         seconds = min(seconds, cap) if cap is not None else seconds
@@ -425,6 +514,8 @@ class InstanceLimiter:
         st.daily_budget = self.settings.daily_budget
         st.window_used = self._log.count(mono)
         st.window_limit = self.effective_window_limit
+        st.backfill_window_used = self._lane_log.count(mono)
+        st.backfill_window_limit = self.backfill_window_limit
         st.rate_fraction = self._fraction
         st.in_flight = self._in_flight
         st.concurrency_cap = self._cap

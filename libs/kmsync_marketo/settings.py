@@ -61,11 +61,19 @@ class LimiterSettings(BaseModel):
     #: Every this many calls, read the instance-wide usage (GET stats/usage.json) so other
     #: integrations' calls count against the daily quota too (tap-marketo polls every 250). None: off.
     reconcile_every_calls: int | None = Field(default=None, ge=1)
+    #: The backfill lane's cap (lanes.py, architecture.md principle 10): fraction of this integration's rolling
+    #: window (and of its concurrency) backfill calls may use at most, and only while no live call waits.
+    backfill_share: float = Field(default=0.3, gt=0.0, le=1.0)
 
     @property
     def window_limit(self) -> int:
         """Calls allowed in any rolling window at full speed: floor(100 × share) − headroom, ≥ 1."""
         return max(1, int(self.rate_limit_calls * self.share) - self.rate_headroom_calls)
+
+    @property
+    def backfill_concurrency(self) -> int:
+        """Backfill calls in flight at once: backfill_share of max_concurrency, ≥ 1."""
+        return max(1, int(self.max_concurrency * self.backfill_share))
 
     @property
     def daily_budget(self) -> int:

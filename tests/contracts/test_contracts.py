@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -27,7 +28,14 @@ from kmsync_contracts import (
 )
 from kmsync_contracts.outcomes import ActivityIntent, TransformDecision
 from kmsync_contracts.reasons import ReasonCode
-from kmsync_contracts.topics import ALL_TOPICS, MARKETO_OPS, MARKETO_RESULTS, TOPICS_BY_NAME, PullTrigger
+from kmsync_contracts.topics import (
+    ALL_TOPICS,
+    MARKETO_OPS,
+    MARKETO_OPS_BACKFILL,
+    MARKETO_RESULTS,
+    TOPICS_BY_NAME,
+    PullTrigger,
+)
 
 T = datetime(2026, 6, 16, 14, 0, tzinfo=UTC)
 KALTURA = {"partner_id": 1234567, "virtual_event_id": 98765, "user_id": "jane@acme.com",
@@ -90,8 +98,9 @@ OPS: list[BaseModel] = [
 
 
 def test_every_topic_in_the_catalogue_has_a_sample() -> None:
-    # transform.state.v1 holds transform-private JSON (services/kmsync_transform/state.py tests it).
-    assert set(SAMPLES) | {MARKETO_OPS.name, "transform.state.v1"} == set(TOPICS_BY_NAME)
+    # transform.state.v1 holds transform-private JSON (services/kmsync_transform/state.py tests it);
+    # the two ops topics carry OPS (test_lanes.py for the backfill one).
+    assert set(SAMPLES) | {MARKETO_OPS.name, MARKETO_OPS_BACKFILL.name, "transform.state.v1"} == set(TOPICS_BY_NAME)
     assert len(ALL_TOPICS) == len(TOPICS_BY_NAME)
 
 
@@ -193,3 +202,24 @@ def test_an_outcome_person_key_is_a_hash_never_an_email() -> None:
     with pytest.raises(ContractError, match="person_key"):
         decode(MARKETO_RESULTS, encode(SAMPLES["marketo.results.v1"]).replace(
             b"email#0123456789abcdef", b"jane@example.com"))
+
+
+def test_the_backfill_topic_is_partitioned_like_the_live_one() -> None:
+    # Same key and partition count: an instance's two lanes share a partition number (range assignment).
+    assert MARKETO_OPS_BACKFILL.partitions == MARKETO_OPS.partitions
+    assert MARKETO_OPS_BACKFILL.key == MARKETO_OPS.key
+    for op in OPS:
+        assert decode(MARKETO_OPS_BACKFILL, encode(op)) == op
+
+
+def test_kaltura_records_carry_their_lane_and_old_ones_are_live() -> None:
+    spec = TOPICS_BY_NAME["kaltura.session-engagement.v1"]
+    sample = SAMPLES[spec.name]
+    assert isinstance(sample, SessionEngagement) and sample.lane == "live"
+    marked = sample.model_copy(update={"lane": "backfill"})
+    assert decode(spec, encode(marked)).lane == "backfill"
+    old = json.loads(encode(sample))
+    old.pop("lane")  # written before lanes existed
+    assert decode(spec, json.dumps(old)).lane == "live"
+    with pytest.raises(ContractError, match="lane"):
+        decode(spec, json.dumps({**old, "lane": "history"}))
