@@ -30,6 +30,7 @@ from kmsync_ingest.mapping import (
     engagement_from_table,
     poll_response,
 )
+from kmsync_ingest.poll_order import poll_positions
 from kmsync_ingest.settings import IngestSettings
 from kmsync_ingest.source import Item, Problem, SessionWindow
 from kmsync_ingest.times import iso_time
@@ -180,14 +181,19 @@ class KalturaPullSource:
                                         status=response.status_code)
         result = parse_poll_answers_csv(response.content, validate_email=self.settings.validate_report_emails)
         ctx = self._ctx(event, session)
+        # docs/reference/kaltura-api.md §11: positions from the whole pull; a changed position is new content
+        positions = poll_positions(((r.row.entry_id, r.row.poll_id, r.row.answered_at) for r in result.rows),
+                                   self.settings.poll_order)
         items: list[Item[PollResponse]] = []
         for located in result.rows:
             row = located.row
             ref = f"poll answers {session.entry_id} line {located.line}"
             ident = f"poll:{row.entry_id}:{row.poll_id}:{row.user_id}"
-            content = row.model_dump(mode="json")
+            position = positions[(row.entry_id, row.poll_id)]
+            content = {**row.model_dump(mode="json"), "poll_position": position}
             try:
-                items.append(Item(row.answered_at, ident, record=poll_response(row, ctx, ref), content=content))
+                record = poll_response(row, ctx, ref).model_copy(update={"poll_position": position})
+                items.append(Item(row.answered_at, ident, record=record, content=content))
             except ValidationError as exc:
                 items.append(Item(row.answered_at, ident, content=content, problem=Problem(
                     ReasonCode.BAD_ROW, "; ".join(describe_validation_error(exc)), ref, content)))

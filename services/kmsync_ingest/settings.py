@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from kmsync_config import CommonSettings
 from kmsync_config.references import SecretRefsSetting
 from kmsync_config.urls import https_problem
+from kmsync_ingest.poll_order import PollOrder
 
 HashAlgo = Literal["sha1", "sha256", "sha512"]
 
@@ -38,6 +39,10 @@ class IngestSettings(CommonSettings):
     #: microservice) has no documented layout or retrieval contract (docs/reference/kaltura-api.md §3.6, §7.1:
     #: UNCONFIRMED), so this is configurable; empty disables the poll pull.
     polls_csv_url: str = ""
+    #: How a poll's position in its session (its poll_N slot) is derived from a session's pull, since
+    #: Kaltura gives no position (docs/reference/kaltura-api.md §11, UNCONFIRMED): first_answer (each
+    #: poll's earliest answer), report_row (first row it appears in) or poll_id (kmsync_ingest.poll_order).
+    poll_order: PollOrder = "first_answer"
     #: Check email syntax in report rows (rows identified by email alone are dead-lettered if not).
     validate_report_emails: bool = True
     #: Timeout of one Kaltura call, seconds.

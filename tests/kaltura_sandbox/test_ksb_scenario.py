@@ -143,7 +143,7 @@ def test_yaml_overrides(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "field"),
-    [("registrant: 5\n", "registrant"), ("max_polls_per_session: 11\n", "max_polls_per_session"),
+    [("registrant: 5\n", "registrant"), ("max_polls_per_session: 21\n", "max_polls_per_session"),
      ("notifications:\n  hash_algo: md5\n", "notifications.hash_algo"), ("- 1\n", "mapping")],
 )
 def test_yaml_errors_name_the_field(tmp_path: Path, text: str, field: str) -> None:

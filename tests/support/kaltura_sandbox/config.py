@@ -63,8 +63,9 @@ class ScenarioConfig(_Strict):
     sessions: int = Field(default=4, ge=1, le=50)
     session_minutes: int = Field(default=45, ge=5, le=600)
     break_minutes: int = Field(default=15, ge=0)
-    #: Seed of the seed document: "Kaltura supports up to 10 polls per session".
-    max_polls_per_session: int = Field(default=10, ge=0, le=10)
+    #: Seed of the seed document: "Kaltura supports up to 10 polls per session" (the polls object's
+    #: poll_1..poll_10). Above 10, the first session has more polls than slots (kmsync's too_many_polls).
+    max_polls_per_session: int = Field(default=10, ge=0, le=20)
     #: Share of eligible (registered, not cancelled) registrants who attend live.
     attend_rate: float = Field(default=0.6, ge=0.0, le=1.0)
     #: Share of attendees who interact (chat, polls, Q&A, reactions, raise hand, mic/cam).

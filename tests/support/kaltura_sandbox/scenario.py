@@ -488,10 +488,11 @@ def _attend(
             session_polls = polls_by_entry.get(s.entry_id, [])
             chosen = rng.sample(session_polls, rng.randint(0, len(session_polls))) if session_polls else []
             for p in sorted(chosen, key=lambda p: p.index):
+                launched, answered_by = poll_window(s, p.index, len(session_polls))
                 answers.append(PollAnswer(
                     entry_id=s.entry_id, poll_id=p.poll_id, poll_index=p.index, poll_type=p.poll_type,
                     question=p.question, user_id=r.user_id, email=r.email, answer=g.answer_for(p),
-                    answered_at=g.between(join, viewed_to), available_at=available, defect=None,
+                    answered_at=g.between(launched, answered_by), available_at=available, defect=None,
                 ))
             if participated_at is None:
                 participated_at = g.between(join, viewed_to)
@@ -500,6 +501,15 @@ def _attend(
         add("participated", participated_at)
     if post_end > event_end and rng.random() < 0.05:
         add("participatedPostEvent", g.between(event_end, post_end))
+
+
+def poll_window(s: Session, index: int, count: int) -> tuple[datetime, datetime]:
+    """When poll `index` of `count` is launched in session `s` (evenly spread over the session, in index
+    order) and by when it is answered (before the next one is launched): so each poll's earliest answer
+    follows the polls' order, which is how kmsync derives a position (docs/reference/kaltura-api.md §11)."""
+    step = (s.end - s.start) / max(count, 1)
+    launched = s.start + step * (index - 1)
+    return launched, launched + step * 0.9
 
 
 def _watch_recording(

@@ -129,11 +129,14 @@ class ScenarioView:
         return rows
 
     def poll_answers(self, now: datetime, entry_ids: Iterable[str] | None = None) -> list[PollAnswer]:
+        """The rows pollsActivity shows by `now`, ordered by user and poll id: the report's row order
+        is undocumented (docs/reference/kaltura-api.md §11), and this one is unrelated to the polls'
+        order in the session, so a consumer that numbered polls by row or arrival would be caught."""
         wanted = set(entry_ids) if entry_ids is not None else None
-        return [
+        return sorted((
             a for a in self.scenario.poll_answers
             if a.available_at <= now and (wanted is None or a.entry_id in wanted)
-        ]
+        ), key=lambda a: (a.user_id, a.poll_id))
 
     # -------------------------------------------------------------------------- ground truth
     def truth(self, as_of: datetime | None = None) -> dict[str, Any]:
