@@ -17,10 +17,12 @@ from kmsync_kafka import topic_name
 from kmsync_kafka.reading import read_to_end
 
 #: Topics whose records name people by email because Marketo identifies leads by email (and the
-#: dead-letter topics, which keep the record they could not handle). Every other topic has none.
+#: dead-letter topics, which keep the record they could not handle, and transform's decisions, which
+#: name the person as the record did). Every other topic has none.
 EMAIL_TOPICS = {
     "kaltura.attendee-status.v1", "kaltura.session-engagement.v1", "kaltura.poll-responses.v1",
-    "ingest.dlq.v1", "transform.state.v1", "transform.dlq.v1", "marketo.ops.v1", "marketo.dlq.v1",
+    "ingest.dlq.v1", "transform.state.v1", "transform.dlq.v1", "transform.decisions.v1", "marketo.ops.v1",
+    "marketo.dlq.v1",
 }
 
 
