@@ -167,14 +167,19 @@ class KalturaPartner(Strict):
     admin_secret: InlineRejectingSecretRef
     #: Secret used to sign HTTP notifications; defaults to the admin secret (docs/reference/kaltura-api.md §2.4).
     notification_secret: InlineRejectingSecretRef | None = None
+    #: Events Platform API host (docs/reference/kaltura-api.md §9.1), e.g. https://events-api.nvp1.ovp.kaltura.com:
+    #: ingest reads each event's start and end there. Absent: from events[].schedule (§9.4).
+    events_api_url: str | None = None
 
     _check_secrets = field_validator("admin_secret", "notification_secret", mode="before")(_no_inline_secret)
 
-    @field_validator("service_url", "user_profile_url")
+    @field_validator("service_url", "user_profile_url", "events_api_url")
     @classmethod
-    def _https(cls, v: str) -> str:
+    def _https(cls, v: str | None) -> str | None:
         # session.start sends the partner's admin secret in the request body and every later call
         # carries the KS (docs/reference/kaltura-api.md §1.2): never over plain HTTP, except to a loopback sandbox.
+        if v is None:
+            return None
         v = v.strip()
         problem = https_problem(v)
         if problem is not None:

@@ -94,13 +94,16 @@ class KalturaSettings(BaseModel):
     report_delimiter: str = Field(default="|", min_length=1)
     #: Reports microservice base, e.g. https://reports.nvp1.ovp.kaltura.com/api/v1 (poll answers).
     reports_url: str | None = None
+    #: Events Platform API host (docs/reference/kaltura-api.md §9.1), e.g. https://events-api.nvp1.ovp.kaltura.com;
+    #: None: the event's schedule is not read from Kaltura (events_platform.py).
+    events_api_url: str | None = None
     #: Wait between status checks of a generated report, and how many checks before giving up.
     report_poll_interval_seconds: float = Field(default=2.0, ge=0)
     report_poll_max_checks: int = Field(default=60, ge=1)
     #: Check email syntax in report rows (60013/4021 rows are identified by email alone).
     validate_email: bool = True
 
-    @field_validator("service_url", "user_profile_url", "reports_url")
+    @field_validator("service_url", "user_profile_url", "reports_url", "events_api_url")
     @classmethod
     def _secure(cls, v: str | None) -> str | None:
         # The admin secret (session.start) and the KS travel to these hosts (docs/reference/kaltura-api.md §1.2).
@@ -262,6 +265,10 @@ class KalturaClient:
     async def user_profile(self, path: str, body: dict[str, Any]) -> Any:
         """Call a User Profile service endpoint (Bearer KS)."""
         return await self._microservice(self.settings.user_profile_url, path, body)
+
+    async def microservice(self, base: str, path: str, body: dict[str, Any]) -> Any:
+        """Call a Kaltura microservice endpoint (Bearer KS), e.g. the Events Platform API (events_platform.py)."""
+        return await self._microservice(base, path, body)
 
     async def _microservice(self, base: str, path: str, body: dict[str, Any]) -> Any:
         url = f"{base.rstrip('/')}/{path.lstrip('/')}"

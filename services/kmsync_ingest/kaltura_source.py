@@ -31,6 +31,7 @@ from kmsync_ingest.mapping import (
     poll_response,
 )
 from kmsync_ingest.poll_order import poll_positions
+from kmsync_ingest.schedule import ScheduleCache, stamp
 from kmsync_ingest.settings import IngestSettings
 from kmsync_ingest.source import Item, Problem, SessionWindow
 from kmsync_ingest.times import iso_time
@@ -55,7 +56,7 @@ def client_for(partner_id: int, partner: KalturaPartner, settings: IngestSetting
         partner_id=partner_id,
         admin_secret=partner.admin_secret.resolve(), timeout_seconds=settings.kaltura_timeout_seconds,
         profile_page_size=settings.page_size, report_page_size=settings.page_size,
-        validate_email=settings.validate_report_emails,
+        validate_email=settings.validate_report_emails, events_api_url=partner.events_api_url,
     ))
 
 
@@ -80,6 +81,8 @@ class KalturaPullSource:
         self._wall = SystemClock()
         self.clock = clock or self._wall.now
         self._http = httpx.AsyncClient(timeout=settings.kaltura_timeout_seconds)
+        #: Each event's start and end, stamped on its statuses (schedule.py).
+        self.schedules = ScheduleCache(client, settings.pull_interval_seconds)
 
     def _ctx(self, event: EventConfig, session: SessionWindow | None = None, final: bool = True) -> RecordContext:
         configured = next((s for s in event.sessions if session and s.entry_id == session.entry_id), None)
@@ -101,13 +104,14 @@ class KalturaPullSource:
                         event.virtual_event_id)
             return
         ctx = self._ctx(event)
+        schedule = await self.schedules.get(event)
         async for page in self.client.iter_attendees(event.app_guid, since=since):
             items: list[Item[AttendeeStatus]] = []
             for att in page.attendees:
                 p = att.profile
                 ref = f"user-profile:{p.id}@{p.updated_at.isoformat()}"
                 try:
-                    record = attendee_status(att, ctx, ref)
+                    record = stamp(attendee_status(att, ctx, ref), schedule)
                 except ValidationError as exc:
                     problem = Problem(ReasonCode.INVALID_PROFILE, "; ".join(describe_validation_error(exc)), ref,
                                       p.model_dump(mode="json", by_alias=True))

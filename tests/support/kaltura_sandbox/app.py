@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from kaltura_sandbox import http_admin, http_api_v3, http_reports, http_user_profile
+from kaltura_sandbox import http_admin, http_api_v3, http_events, http_reports, http_user_profile
 from kaltura_sandbox.http_common import SANDBOX_KEY
 from kaltura_sandbox.sandbox import Sandbox
 
@@ -17,6 +17,7 @@ def build_app(sandbox: Sandbox) -> web.Application:
     http_api_v3.add_routes(app)
     http_user_profile.add_routes(app)
     http_reports.add_routes(app)
+    http_events.add_routes(app)
     http_admin.add_routes(app)
 
     async def notifications(app: web.Application) -> AsyncIterator[None]:

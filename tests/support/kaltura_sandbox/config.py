@@ -96,6 +96,9 @@ class ScenarioConfig(_Strict):
     #: KS lifetime when session.start does not say (docs/reference/kaltura-api.md §1.2: default 86400).
     default_ks_expiry_seconds: int = Field(default=86_400, gt=0)
     notifications: NotificationConfig = NotificationConfig()
+    #: The Events Platform answers no event and no sessions (docs/reference/kaltura-api.md §9.1), so a
+    #: client must take the schedule from the tenants file (§9.4).
+    hide_schedule: bool = False
 
     @field_validator("event_start")
     @classmethod

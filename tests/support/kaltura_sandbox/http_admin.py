@@ -136,6 +136,7 @@ async def credentials(request: web.Request) -> web.Response:
         "partner_id": sandbox.partner_id, "admin_secret": sandbox.admin_secret,
         "virtual_event_id": sandbox.config.virtual_event_id, "app_guid": sandbox.scenario.app_guid,
         "service_url": base, "user_profile_url": f"{base}/api/v1", "reports_url": f"{base}/api/v1",
+        "events_api_url": base,
         "session_entry_ids": [s.entry_id for s in sandbox.scenario.sessions],
     })
 
