@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--entry-id", help="the session, for reports without an entry_id column (4021, 60013)")
     parser.add_argument("--report-id", type=int, help="default: from the file name or the header")
     parser.add_argument("--not-final", action="store_true", help="figures taken while sessions were running")
+    parser.add_argument("--live", action="store_true",
+                        help="send the rows in the live lane (default: the backfill lane, served after live data "
+                             "on the instance's backfill_share of the Marketo budget)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--url", help="upload to this ingest (base URL, e.g. https://ingest.example.com) "
                                       "instead of producing to Kafka directly")
@@ -138,7 +141,8 @@ def main(argv: list[str]) -> int:
         print(f"kmsync backfill: {args.file}: no such file", file=sys.stderr)
         return 2
     raw = {"partner_id": args.partner_id, "virtual_event_id": args.event_id, "entry_id": args.entry_id,
-           "report_id": args.report_id, "filename": args.file.name, "final": not args.not_final}
+           "report_id": args.report_id, "filename": args.file.name, "final": not args.not_final,
+           "history": not args.live}
     try:
         with args.file.open("rb") as data:
             report = asyncio.run(backfill(args.file, data, raw, settings, tenants, not args.no_progress,
@@ -163,7 +167,8 @@ def _main_upload(args: argparse.Namespace) -> int:
         print(f"kmsync backfill: {args.file}: no such file", file=sys.stderr)
         return 2
     raw = {"partner_id": args.partner_id, "virtual_event_id": args.event_id, "entry_id": args.entry_id,
-           "report_id": args.report_id, "filename": args.file.name, "final": not args.not_final}
+           "report_id": args.report_id, "filename": args.file.name, "final": not args.not_final,
+           "history": not args.live}
     try:
         body = asyncio.run(upload(args.url, args.file, raw, upload_token(args.token_file)))
     except BadInput as exc:

@@ -66,6 +66,9 @@ class FileParams(BaseModel):
     exported_at: datetime | None = None
     #: False for figures taken while a session was still running.
     final: bool = True
+    #: A history load (`kmsync backfill` sets it; an upload says ``history=true``): its records travel in
+    #: the backfill lane, which the sink serves after live data on a capped budget (architecture.md principle 10).
+    history: bool = False
 
 
 def safe_filename(name: str | None) -> str | None:
@@ -135,6 +138,7 @@ def resolve_context(
         source_time=params.exported_at or now, ingested_at=now,
         entry_name=session.name if session else None, channel_id=session.channel_id if session else None,
         channel_name=session.channel_name if session else None, is_final=params.final,
+        lane="backfill" if params.history else "live",
     )
     return ctx, report_id
 
@@ -174,11 +178,14 @@ def _rows(
 
 
 def _record(layout: Layout, row: Any, ctx: RecordContext, ref: str) -> KalturaRecord:
+    record: KalturaRecord
     if layout == "poll_answers":
-        return poll_response(row, ctx, ref)
-    if layout == "engagement_4021":
-        return engagement_from_csv(row, ctx, ref)
-    return engagement_from_table(row, ctx, ref)
+        record = poll_response(row, ctx, ref)
+    elif layout == "engagement_4021":
+        record = engagement_from_csv(row, ctx, ref)
+    else:
+        record = engagement_from_table(row, ctx, ref)
+    return record if ctx.lane == "live" else record.model_copy(update={"lane": ctx.lane})
 
 
 async def ingest_file(

@@ -29,6 +29,7 @@ from kmsync_contracts import (
     Scalar,
     SessionEngagement,
 )
+from kmsync_contracts.kaltura_records import Lane
 from kmsync_kaltura.models import Attendee, EngagementCsvRow, EngagementRow, PollAnswerRow
 
 SourceMode = Literal["pull", "webhook", "file"]
@@ -46,6 +47,8 @@ class RecordContext:
     channel_id: int | None = None
     channel_name: str | None = None
     is_final: bool = True
+    #: The lane the records travel in (``backfill``: a history load, served after live; issue #18).
+    lane: Lane = "live"
 
 
 def attendee_status(att: Attendee, ctx: RecordContext, source_ref: str) -> AttendeeStatus:

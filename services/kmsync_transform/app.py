@@ -27,7 +27,14 @@ from kmsync_common.clock import SystemClock
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.codecs import encode
 from kmsync_contracts.outcomes import TransformDecision
-from kmsync_contracts.topics import MARKETO_OPS, TRANSFORM_DECISIONS, TRANSFORM_DLQ, TRANSFORM_STATE, TopicSpec
+from kmsync_contracts.topics import (
+    MARKETO_OPS,
+    MARKETO_OPS_BACKFILL,
+    TRANSFORM_DECISIONS,
+    TRANSFORM_DLQ,
+    TRANSFORM_STATE,
+    TopicSpec,
+)
 from kmsync_kafka.clients import DEFAULT_ISOLATION, ensure_topics, manual_commit_consumer, reliable_producer, topic_name
 from kmsync_kafka.lag import consumer_lags
 from kmsync_kafka.reading import read_to_end, refresh_metadata
@@ -49,11 +56,13 @@ STATE_LOAD_WITHIN = 600.0
 
 async def ensure_transform_topics(settings: TransformSettings) -> None:
     """Create the catalogue topics transform reads and writes and its state topic; wait for metadata."""
-    await ensure_topics(settings.kafka_bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_DECISIONS],
+    await ensure_topics(settings.kafka_bootstrap,
+                        [*INPUTS, MARKETO_OPS, MARKETO_OPS_BACKFILL, TRANSFORM_DLQ, TRANSFORM_DECISIONS],
                         settings.topic_prefix)
     await ensure_topics(settings.kafka_bootstrap, [STATE], settings.topic_prefix,
                         partitions=settings.transform_partitions)
-    await wait_for_metadata(settings, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_DECISIONS, STATE])
+    await wait_for_metadata(settings,
+                            [*INPUTS, MARKETO_OPS, MARKETO_OPS_BACKFILL, TRANSFORM_DLQ, TRANSFORM_DECISIONS, STATE])
 
 
 async def wait_for_metadata(settings: TransformSettings, specs: list[TopicSpec], within: float = 30.0) -> None:
@@ -107,6 +116,8 @@ class TransformWorker:
         prefix = settings.topic_prefix
         self.spec_by_topic = {topic_name(s, prefix): s for s in INPUTS}
         self.ops_topic = topic_name(MARKETO_OPS, prefix)
+        #: Operations of backfill-lane records (issue #18).
+        self.backfill_ops_topic = topic_name(MARKETO_OPS_BACKFILL, prefix)
         self.dlq_topic = topic_name(TRANSFORM_DLQ, prefix)
         self.decisions_topic = topic_name(TRANSFORM_DECISIONS, prefix)
         self.state_topic = topic_name(STATE, prefix)
@@ -221,8 +232,9 @@ class TransformWorker:
         if (result.regressions or result.ledger_hits) and log.isEnabledFor(logging.DEBUG):
             log.debug("dropped for %s: %d regressions, %d ledger hits", hash_email(routed.routed.email),
                       result.regressions, result.ledger_hits)
+        ops_topic = self.backfill_ops_topic if routed.routed.record.lane == "backfill" else self.ops_topic
         out: list[tuple[str, bytes, bytes | None]] = [
-            (self.ops_topic, op.munchkin_id.encode(), encode(op)) for op in result.ops]
+            (ops_topic, op.munchkin_id.encode(), encode(op)) for op in result.ops]
         out += [(self.dlq_topic, (key or "").encode(), encode(dl)) for dl in result.dead_letters]
         return out + self.decision_records(result.decisions)
 

@@ -47,6 +47,7 @@ from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.topics import (
     ATTENDEE_STATUS,
     MARKETO_OPS,
+    MARKETO_OPS_BACKFILL,
     POLL_RESPONSES,
     SESSION_ENGAGEMENT,
     TRANSFORM_DECISIONS,
@@ -169,7 +170,9 @@ class QuixTransform:
         dlq = app.topic(topic_name(TRANSFORM_DLQ, prefix), key_serializer="bytes", value_serializer=_OutputValue())
         decisions = app.topic(topic_name(TRANSFORM_DECISIONS, prefix), key_serializer="bytes",
                               value_serializer=_OutputValue())
-        destinations = {"ops": ops, "dlq": dlq, "decisions": decisions}
+        backfill = app.topic(topic_name(MARKETO_OPS_BACKFILL, prefix), key_serializer="bytes",
+                             value_serializer=_OutputValue())
+        destinations = {"ops": ops, "ops_backfill": backfill, "dlq": dlq, "decisions": decisions}
 
         def destination(value: Output, key: Any, timestamp: int, headers: Any) -> Topic:
             return destinations[value[0]]
@@ -229,7 +232,7 @@ class QuixTransform:
         # The catalogue's topics first (partitions, retention): quixstreams would create missing ones
         # with its own defaults when the application declares them.
         asyncio.run(ensure_topics(self.settings.kafka_bootstrap,
-                                  [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ, TRANSFORM_DECISIONS],
+                                  [*INPUTS, MARKETO_OPS, MARKETO_OPS_BACKFILL, TRANSFORM_DLQ, TRANSFORM_DECISIONS],
                                   self.settings.topic_prefix))
         self.app = self._build()
         self._tune_changelogs()

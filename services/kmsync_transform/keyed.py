@@ -32,9 +32,9 @@ from kmsync_transform.polls import session_key
 from kmsync_transform.routing import Routed, RoutedPoll, route
 from kmsync_transform.transformer import Transformer, TransformState
 
-#: Where an output goes: marketo.ops.v1 (key munchkin id), transform.dlq.v1 (key: the input's key) or
-#: transform.decisions.v1 (key partner:event:user).
-Destination = Literal["ops", "dlq", "decisions"]
+#: Where an output goes: marketo.ops.v1 (key munchkin id; marketo.ops.backfill.v1 for a record of the backfill
+#: lane, issue #18), transform.dlq.v1 (key: the input's key) or transform.decisions.v1 (key partner:event:user).
+Destination = Literal["ops", "ops_backfill", "dlq", "decisions"]
 Output = tuple[Destination, bytes, bytes]
 
 
@@ -185,7 +185,8 @@ class KeyedSteps:
                                   **self.options)
         result = transformer.apply(routed)
         self.metrics.stepped(result)
-        out: list[Output] = [("ops", op.munchkin_id.encode(), encode(op)) for op in result.ops]
+        lane: Destination = "ops_backfill" if routed.record.lane == "backfill" else "ops"
+        out: list[Output] = [(lane, op.munchkin_id.encode(), encode(op)) for op in result.ops]
         out += [("dlq", _key(source), encode(dl)) for dl in result.dead_letters]
         out += _decisions(*result.decisions)
         return out

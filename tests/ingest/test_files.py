@@ -69,8 +69,9 @@ async def test_report_uploads_load_good_rows_and_report_bad_lines(
             assert report["produced"] == rows - len(expected_bad)
             assert all(":" in p for b in report["bad_rows"] for p in b["problems"])
 
-            # A raw poll answers CSV: the layout is recognised from its header.
-            answer = await http.post(url, content=polls.content, headers=upload_headers())
+            # A raw poll answers CSV: the layout is recognised from its header. Marked as history: its
+            # rows travel in the backfill lane (issue #18).
+            answer = await http.post(url, params={"history": "true"}, content=polls.content, headers=upload_headers())
             assert answer.status_code == 200, answer.text
             assert answer.json()["layout"] == "poll_answers"
             assert {b["line"] for b in answer.json()["bad_rows"]} == expected_bad_polls
@@ -89,9 +90,10 @@ async def test_report_uploads_load_good_rows_and_report_bad_lines(
 
     engagement = [v for _, v in await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)]
     assert len(engagement) == rows - len(expected_bad)
-    assert all(isinstance(e, SessionEngagement) and e.source == "file" and e.entry_id == entry for e in engagement)
+    assert all(isinstance(e, SessionEngagement) and e.source == "file" and e.entry_id == entry
+               and e.lane == "live" for e in engagement)
     answers = [v for _, v in await read_topic(kafka_broker.bootstrap, POLL_RESPONSES, topic_prefix)]
-    assert answers and all(isinstance(a, PollResponse) for a in answers)
+    assert answers and all(isinstance(a, PollResponse) and a.lane == "backfill" for a in answers)
     dlq = [v for _, v in await read_topic(kafka_broker.bootstrap, INGEST_DLQ, topic_prefix)]
     assert all(isinstance(d, DeadLetter) and d.stage == "ingest" and d.reason_code == ReasonCode.BAD_ROW for d in dlq)
     assert {d.payload["line"] for d in dlq if d.payload["file"] == name} == expected_bad  # type: ignore[index]
@@ -123,6 +125,7 @@ async def test_backfill_cli_loads_a_file_with_progress_and_line_numbers(
     assert f"{rows}/{rows}" in err  # the progress bar reached the end
     engagement = await read_topic(kafka_broker.bootstrap, SESSION_ENGAGEMENT, topic_prefix)
     assert len(engagement) == rows - len(expected_bad)
+    assert all(v.lane == "backfill" for _, v in engagement)  # a backfill travels in the backfill lane (issue #18)
 
     missing = await asyncio.to_thread(backfill_main, [str(tmp_path / "nope.csv"), "--tenants", str(tenants_file)])
     assert missing == 2
