@@ -23,6 +23,7 @@ from kmsync_contracts.topics import (
     MARKETO_OPS,
     POLL_RESPONSES,
     SESSION_ENGAGEMENT,
+    TRANSFORM_DECISIONS,
     TRANSFORM_DLQ,
     TopicSpec,
 )
@@ -136,6 +137,8 @@ async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_ov
             # one poll per session: slots follow the order polls are first seen
             (POLL_RESPONSES, poll_record("p1", answer=f"a{n}", user=user, email=email)),
             (ATTENDEE_STATUS, status_record("attended", user=user, email=email, minutes=5)),
+            # lower than Attended: no operation, one forward_only_skip decision (transform.decisions.v1)
+            (ATTENDEE_STATUS, status_record("confirmed", user=user, email=email, minutes=6)),
         ]
     expected = expected_ops(list(items))
     want = [op.op_id for op in expected]
@@ -165,12 +168,17 @@ async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_ov
         await wait_for(lambda: group_caught_up(kafka_broker, topic_prefix), within=DEADLINE,
                        what=f"the group to catch up (logs in {tmp_path})")
         ids = await committed_op_ids(kafka_broker, topic_prefix)
+        decisions = await read_to_end(kafka_broker.bootstrap, topic_name(TRANSFORM_DECISIONS, topic_prefix))
         survivor = await records_in(b.port)
     assert 0 < at_kill < len(items), "the kill came before or after the replica's work"
     assert survivor > len(items) - at_kill - 1, "the survivor did not take over the killed replica's partitions"
     repeated = {op_id: n for op_id, n in Counter(ids).items() if n > 1}
     assert not repeated, f"{len(repeated)} op ids committed more than once, e.g. {list(repeated)[:3]}"
     assert sorted(ids) == sorted(want)  # nothing lost, nothing unexpected
+    # the decisions are in the same transactions as the operations: each person's skip exactly once
+    skipped = Counter(json.loads(m.value)["user_id"] for m in decisions)
+    assert skipped == Counter(user for user, _ in people), \
+        f"decisions lost or repeated: {len(skipped)} people, max {max(skipped.values(), default=0)} each"
     activities = [op for op in expected if isinstance(op, CustomActivity)]
     assert len(activities) == len(people)
 
