@@ -1,6 +1,8 @@
 """The charts `kmsync bench` writes beside its report: latency percentiles and calls per 20 s (PNG).
 
-Drawn from a report with the per-second calls series and from one written before the series existed."""
+Drawn from a small recorded report (tests/bench/data/quick-report.json: the report of a `kmsync bench
+--quick` run at commit 7a8428d, with the per-second calls series) and from one written before the
+series existed."""
 
 from __future__ import annotations
 
@@ -16,23 +18,7 @@ from kmsync_bench.cli import main as bench_main
 from kmsync_bench.cli import write_charts
 from kmsync_bench.report import BenchReport, load_report
 
-
-def _series(n: int, peak: int, instance: bool = False) -> dict[str, Any]:
-    sink = [min(peak, i * 3) for i in range(n)]
-    return {"window_seconds": 20.0, "step_seconds": 1.0, "seconds": n - 0.5, "sink": sink,
-            "instance": [v + 10 for v in sink] if instance else None}
-
-
-@pytest.fixture
-def recorded(tmp_path: Path, report_data: dict[str, Any]) -> Path:
-    """A report with every phase's calls series (until a recorded quick run replaces it)."""
-    report_data["budget"]["alone"]["calls_series"] = _series(80, 50)
-    report_data["budget"]["shared"]["calls_series"] = _series(80, 50, instance=True)
-    report_data["latency"]["calls_series"] = _series(70, 12)
-    report_data["backfill"]["calls_series"] = _series(600, 40)
-    path = tmp_path / "recorded.json"
-    path.write_text(BenchReport.model_validate(report_data).model_dump_json())
-    return path
+RECORDED = Path(__file__).parent / "data" / "quick-report.json"
 
 
 def _assert_png(path: Path, min_width: int, min_height: int) -> None:
@@ -47,8 +33,8 @@ def _assert_png(path: Path, min_width: int, min_height: int) -> None:
         assert len(img.convert("RGB").getcolors(maxcolors=1_000_000) or []) > 20
 
 
-def test_the_recorded_report_has_the_series_the_calls_chart_draws(recorded: Path) -> None:
-    report = load_report(recorded)
+def test_the_recorded_report_has_the_series_the_calls_chart_draws() -> None:
+    report = load_report(RECORDED)
     for phase in (report.budget.alone, report.budget.shared):
         assert phase.calls_series is not None
         assert max(phase.calls_series.sink) <= phase.sink_peak_per_window
@@ -58,9 +44,9 @@ def test_the_recorded_report_has_the_series_the_calls_chart_draws(recorded: Path
     assert report.latency.calls_series is not None and report.backfill.calls_series is not None
 
 
-def test_charts_of_a_recorded_report_are_valid_pngs_beside_it(tmp_path: Path, recorded: Path) -> None:
+def test_charts_of_a_recorded_report_are_valid_pngs_beside_it(tmp_path: Path) -> None:
     report_path = tmp_path / "20261206T020000Z.json"
-    shutil.copy(recorded, report_path)
+    shutil.copy(RECORDED, report_path)
     written = write_charts(load_report(report_path), report_path)
     latency_png, calls_png = charts.chart_paths(report_path)
     assert written == [latency_png, calls_png]
@@ -69,8 +55,8 @@ def test_charts_of_a_recorded_report_are_valid_pngs_beside_it(tmp_path: Path, re
     _assert_png(calls_png, 800, 900)  # one panel per phase: budget alone, shared, latency, backfill
 
 
-def test_the_calls_chart_has_a_panel_per_phase_and_the_latency_chart_a_group_per_kind(recorded: Path) -> None:
-    report = load_report(recorded)
+def test_the_calls_chart_has_a_panel_per_phase_and_the_latency_chart_a_group_per_kind() -> None:
+    report = load_report(RECORDED)
     assert [p.title.split(":")[0] for p in charts.panels(report)] == [
         "2. Budget, kmsync alone", "2. Budget, shared with an external client at 40%", "3. Latency stream",
         "5. Backfill"]
@@ -87,10 +73,10 @@ def test_a_report_written_before_the_series_still_charts(tmp_path: Path, report_
         _assert_png(path, 800, 400)
 
 
-def test_kmsync_bench_charts_redraws_them_from_report_files(tmp_path: Path, recorded: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_kmsync_bench_charts_redraws_them_from_report_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
     report_path = tmp_path / "run.json"
-    shutil.copy(recorded, report_path)
+    shutil.copy(RECORDED, report_path)
     assert bench_main(["charts", str(report_path)]) == 0
     out = capsys.readouterr().out
     for path in charts.chart_paths(report_path):
