@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from kmsync_contracts.granular import GRANULAR_STATUS_DISPLAY_NAME, GRANULAR_STATUS_FIELD, STATUS_REASON_FIELD
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo import expected as exp
 from kmsync_marketo import lead_schema as lf
+from kmsync_marketo import member_fields as mf
 from kmsync_marketo import schema as sch
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.errors import MarketoApiError, MarketoAuthError, MarketoError
@@ -138,6 +140,8 @@ class SetupChecker:
         channel_name: str | None = None,
         names: Mapping[str, str] | None = None,
         lead_fields: Mapping[str, Sequence[str]] | None = None,
+        granular_field: str = GRANULAR_STATUS_FIELD,
+        mirror_to_status_reason: bool = False,
     ) -> None:
         """``names``: the seed's name → the API name in this instance, where discovery (API name
         with or without ``_c``, display name) would not find it."""
@@ -148,6 +152,9 @@ class SetupChecker:
         self.instance_name = instance_name
         self.program_ids = list(dict.fromkeys(program_ids))
         self.channel_name = channel_name
+        #: The program member field for granular labels, and whether statusReason mirrors it (issue #16).
+        self.granular_field = granular_field
+        self.mirror_to_status_reason = mirror_to_status_reason
 
     async def run(self, apply: bool = False) -> CheckReport:
         report = CheckReport(self.instance_name)
@@ -157,6 +164,7 @@ class SetupChecker:
         channel = await self._channel(report)
         await self._programs(report, channel)
         await self._lead_fields(report)
+        await self._member_field(report, apply)
         activity = await self._activity_type(report, apply)
         objects = {obj.api_name: await self._custom_object(report, obj, apply) for obj in exp.CUSTOM_OBJECTS}
         if not apply:
@@ -184,6 +192,36 @@ class SetupChecker:
                                  f"mapped by key: {', '.join(forms)}; that Kaltura stores the form's answers under "
                                  "these keys cannot be checked here (docs/reference/kaltura-api.md §10)",
                                  "compare with a registrant's profileData (Kaltura User Profile list)"))
+
+    async def _member_field(self, report: CheckReport, apply: bool) -> None:
+        """The program member field the granular labels go to (docs/reference/marketo-api.md §13.3): exists,
+        string, updateable, long enough; ``--apply`` creates it where the role may (§13.2), else the UI
+        instruction. With the statusReason mirror: statusReason is updateable (§13.5)."""
+        title = f"program member field for granular statuses ({self.granular_field})"
+        try:
+            fields = mf.member_fields(await self.client.describe_program_members())
+        except MarketoError as exc:
+            report.add(CheckItem(title, "unverified", f"Describe Program Member failed: {exc}"))
+            return
+        problem = mf.granular_field_problem(fields, self.granular_field)
+        creatable = problem is not None and self.granular_field not in fields and not any(
+            f.display_name == GRANULAR_STATUS_DISPLAY_NAME for f in fields.values())
+        if problem is not None and apply and creatable:
+            try:
+                await self.client.create_program_member_fields([mf.granular_field_definition(self.granular_field)])
+            except MarketoError as exc:  # 603: the role lacks Read-Write Schema Custom Field (§13.7)
+                report.add(CheckItem(title, "missing", f"--apply failed: {exc}", mf.UI_INSTRUCTION))
+            else:
+                report.add(CheckItem(title, "applied", "created through the API (Create Program Member Field)"))
+        elif problem is not None:
+            report.add(CheckItem(title, "missing", problem, mf.UI_INSTRUCTION, api_fixable=creatable))
+        else:
+            report.add(CheckItem(title, "ok", f"string, updateable, {fields[self.granular_field].length or '?'} "
+                                              "characters"))
+        reason = fields.get(STATUS_REASON_FIELD)
+        if self.mirror_to_status_reason and (reason is None or not reason.updateable):
+            report.add(CheckItem("statusReason mirror", "missing", "statusReason is not updateable on this instance",
+                                 "set program_member_fields.mirror_to_status_reason: false"))
 
     # ----- credentials and permissions -----
     async def _credentials(self, report: CheckReport) -> bool:

@@ -7,12 +7,16 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kmsync_marketo.auth import TokenRegistry
 from kmsync_marketo.check import SetupChecker
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.settings import MarketoSettings
+
+if TYPE_CHECKING:
+    from kmsync_config.tenants import ProgramMemberFields
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE = 0, 1, 2
 
@@ -64,7 +68,8 @@ def parse_names(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _load(path: str, name: str | None) -> tuple[str, MarketoSettings, list[int], dict[str, list[str]]]:
+def _load(path: str, name: str | None) -> tuple[str, MarketoSettings, list[int], dict[str, list[str]],
+                                                  ProgramMemberFields]:
     from kmsync_config import ConfigError, load_tenants
     from kmsync_marketo.from_config import settings_from_instance
 
@@ -91,7 +96,7 @@ def _load(path: str, name: str | None) -> tuple[str, MarketoSettings, list[int],
         for field_name, source in ev.lead_sources.items():
             if str(source) not in lead_fields.setdefault(field_name, []):
                 lead_fields[field_name].append(str(source))
-    return f"{name} ({instance.munchkin_id})", settings, programs, lead_fields
+    return f"{name} ({instance.munchkin_id})", settings, programs, lead_fields, instance.program_member_fields
 
 
 async def run_check(
@@ -103,12 +108,16 @@ async def run_check(
     apply: bool = False,
     names: dict[str, str] | None = None,
     lead_fields: dict[str, list[str]] | None = None,
+    member_fields: ProgramMemberFields | None = None,
 ) -> tuple[int, str]:
     """The check against one instance; returns (exit code, printed report). Own registries, so the
     check never shares a token or budget object with another event loop."""
     async with MarketoClient(settings, limiters=LimiterRegistry(), token_registry=TokenRegistry()) as client:
         checker = SetupChecker(client, instance_name=label, program_ids=program_ids, channel_name=channel,
                                names=names, lead_fields=lead_fields)
+        if member_fields is not None:  # the instance's program member field (issue #16)
+            checker.granular_field = member_fields.granular_status
+            checker.mirror_to_status_reason = member_fields.mirror_to_status_reason
         report = await checker.run(apply=apply)
         if apply:
             # Show the state after the changes, as a second pass sees it.
@@ -127,14 +136,14 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0) and EXIT_USAGE
     try:
         names = parse_names(args.name)
-        label, settings, programs, lead_fields = _load(args.tenants, args.instance)
+        label, settings, programs, lead_fields, member_fields = _load(args.tenants, args.instance)
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     code, text = asyncio.run(
         run_check(
             settings, label=label, program_ids=args.program_id or programs, channel=args.channel, apply=args.apply,
-            names=names, lead_fields=lead_fields,
+            names=names, lead_fields=lead_fields, member_fields=member_fields,
         )
     )
     print(text)

@@ -60,8 +60,9 @@ class WindowSettings(CommonSettings):
     sink_schema_names: dict[str, dict[str, str]] = Field(default={})
     #: A granular label answered 1013 Membership not found (the status call that creates the membership
     #: may still be retrying, docs/reference/marketo-api.md §13.4) is retried until this many attempts,
-    #: then dead-lettered.
-    sink_member_data_1013_retries: int = Field(default=3, ge=0)
+    #: then dead-lettered. As many as a status gets (retry_max_attempts' default), so a label waits as long as
+    #: the status call that creates its membership may retry.
+    sink_member_data_1013_retries: int = Field(default=8, ge=0)
     #: A lead refused with 1021 Company update not allowed (docs/reference/marketo-api.md §14, whether an
     #: instance allows company through Sync Leads is UNCONFIRMED): drop_and_retry sends it once more without
     #: its company and names the dropped field in the outcome (kmsync.company_dropped); fail dead-letters it.

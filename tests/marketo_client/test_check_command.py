@@ -47,7 +47,9 @@ async def test_empty_instance_lists_everything_missing_with_fixes() -> None:
     assert "[MISSING]" in _line(text, "custom activity type 'userSessionEngagement'")
     assert "[MISSING]" in _line(text, "custom object 'kalturaUserSessionEngagement'")
     assert "[MISSING]" in _line(text, "custom object 'kalturaUserPolls_c'")
-    assert "5 item(s) missing; 3 can be created with --apply, 2 must be done in the Marketo UI." in text
+    assert "[MISSING]" in _line(text, "program member field for granular statuses (kalturaGranularStatus)")
+    assert "Admin > Field Management > New Custom Field; Object: Program Member" in text
+    assert "6 item(s) missing; 4 can be created with --apply, 2 must be done in the Marketo UI." in text
 
 
 async def test_kaltura_preset_passes() -> None:
@@ -167,7 +169,7 @@ async def test_after_the_ui_steps_apply_makes_an_empty_instance_pass() -> None:
         sb.add_channel("Kaltura Events", [(s.name, s.step, s.success) for s in CHANNEL_STATUSES])
         program_id = sb.add_program("Summit 2026", "Kaltura Events")
         code, before = await run_check(_settings(sb.base_url), label="e", program_ids=[program_id])
-        assert code == 1 and "3 item(s) missing; 3 can be created with --apply" in before
+        assert code == 1 and "4 item(s) missing; 4 can be created with --apply" in before
         code, text = await run_check(_settings(sb.base_url), label="e", program_ids=[program_id], apply=True)
         assert code == 0, text
         after = text.split("After --apply:")[1]

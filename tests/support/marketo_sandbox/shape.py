@@ -18,9 +18,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from kmsync_contracts import seed
+from kmsync_contracts.granular import GRANULAR_STATUS_DISPLAY_NAME, GRANULAR_STATUS_FIELD
 
 from .api_programs import add_channel, add_program
 from .instance import Instance
+from .member_field_defs import add_member_field
 from .model import ActivityType, ActivityTypeVersion, Attribute, COField, COType, COVersion
 
 UI_SUFFIX = "_c"
@@ -86,8 +88,18 @@ class ActivityTypeShape(_Spec):
     ui_suffix: bool = Field(False, alias="uiSuffix")
 
 
+class MemberFieldShape(_Spec):
+    """A program member custom field the admin created (docs/reference/marketo-api.md §13.2)."""
+
+    name: str = Field(min_length=1)
+    display_name: str = Field(min_length=1, alias="displayName")
+    data_type: str = Field("string", alias="dataType")
+    length: int | None = None
+
+
 class InstanceShape(_Spec):
     channels: list[ChannelShape] = Field(default_factory=list)
+    member_fields: list[MemberFieldShape] = Field(default_factory=list, alias="memberFields")
     programs: list[ProgramShape] = Field(default_factory=list)
     custom_objects: list[CustomObjectShape] = Field(default_factory=list, alias="customObjects")
     activity_types: list[ActivityTypeShape] = Field(default_factory=list, alias="activityTypes")
@@ -106,6 +118,8 @@ def apply_shape(inst: Instance, shape: InstanceShape, now: float) -> dict[str, A
     program_ids = [add_program(inst, p.name, p.channel, p.type, now, "", p.id).id for p in shape.programs]
     objects = [_object(inst, o, now) for o in shape.custom_objects]
     types = [_activity_type(inst, t, now) for t in shape.activity_types]
+    for mf in shape.member_fields:
+        add_member_field(inst.member_fields, mf.name, mf.display_name, mf.data_type, mf.length)
     return {"programIds": program_ids, "customObjects": objects, "activityTypes": types}
 
 
@@ -192,6 +206,8 @@ def kaltura_partial_shape() -> InstanceShape:
             attributes=[AttributeShape(api_name=n, data_type=act_types[n],
                                        length=ENTRY_NAME_LENGTH if n == "entry_name" else None)
                         for n in PARTIAL_ACTIVITY_FIELDS[1:]])],
+        # The program member field for granular statuses, as the check's UI instruction says (issue #16).
+        member_fields=[MemberFieldShape(name=GRANULAR_STATUS_FIELD, display_name=GRANULAR_STATUS_DISPLAY_NAME)],
     )
 
 
