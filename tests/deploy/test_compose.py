@@ -119,7 +119,7 @@ def test_compose_has_every_part_of_the_stack(services: dict[str, dict[str, Any]]
 
 def test_kafka_is_the_official_image_in_kraft_single_node_mode(services: dict[str, dict[str, Any]]) -> None:
     kafka = services["kafka"]
-    assert kafka["image"] == "apache/kafka:3.9.1"
+    assert kafka["image"] == "apache/kafka:4.4.0"
     env = env_of(kafka)
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     listeners = dict(re.findall(r"(\w+)://[^:,]*:(\d+)", env["KAFKA_LISTENERS"]))

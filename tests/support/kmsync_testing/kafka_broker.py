@@ -28,7 +28,7 @@ from pathlib import Path
 
 from kmsync_testing.processes import die_with_parent, free_port, kill_process, stop_process
 
-DEFAULT_KAFKA_VERSION = "3.9.1"
+DEFAULT_KAFKA_VERSION = "4.4.0"
 POM_IN_REPOSITORY = Path("deploy") / "kafka" / "pom.xml"
 STARTED_LINE = "Kafka Server started"
 
