@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kmsync_cli.reconcile_labels import granular_labels
 from kmsync_contracts.kaltura_records import AttendanceStatus
 from kmsync_contracts.seed import (
     ENGAGEMENT_ACTIVITY_API_NAME,
@@ -204,10 +205,24 @@ def _session_records(people: People, leads_by_id: Mapping[Any, str], truth: Json
 
 
 def reconcile(truth: Json, dump: Json, program_id: int,
-              overrides: Mapping[AttendanceStatus, str] | None = None) -> Reconciliation:
+              overrides: Mapping[AttendanceStatus, str] | None = None, *, labels: bool = True) -> Reconciliation:
+    """``labels``: also check the members' granular labels (the dump must carry the member field)."""
     status_map = {**DEFAULT_STATUS_MAP, **(overrides or {})}
     people = People.from_truth(truth)
     leads_by_id = {lead["id"]: (lead.get("email") or "").lower() for lead in dump["leads"]}
     leads = _compare("leads", set(people.expected), people.tolerated, leads_by_id.values(), DELETED_PEOPLE)
     members = _program_members(people, leads_by_id, dump, program_id, status_map)
-    return Reconciliation([leads, members, *_session_records(people, leads_by_id, truth, dump)])
+    granular = _granular_labels(people, leads_by_id, truth, dump, program_id, status_map) if labels else None
+    return Reconciliation([leads, members, *([granular] if granular else []),
+                           *_session_records(people, leads_by_id, truth, dump)])
+
+
+def _granular_labels(people: People, leads_by_id: Mapping[Any, str], truth: Json, dump: Json, program_id: int,
+                     status_map: Mapping[AttendanceStatus, str]) -> Tally | None:
+    """The members' granular labels (reconcile_labels.py); the row names how many distinct labels are held.
+    None when the ground truth has no status times (labels depend on them)."""
+    if not truth.get("event_start") or any("status_time" not in p for p in people.expected.values()):
+        return None
+    c = granular_labels(people.expected, leads_by_id, truth, dump, program_id, status_map)
+    return Tally(f"granular labels ({len(c.distinct)} distinct)", expected=c.expected, present=c.present,
+                 missing=c.missing, wrong=c.wrong)

@@ -221,6 +221,8 @@ class Stack:
                 "service_url": creds["service_url"],
                 "user_profile_url": creds["user_profile_url"],
                 "admin_secret": {"env": KALTURA_SECRET_ENV},
+                # The event's schedule, for Pre-event vs During-event visit (docs/reference/kaltura-api.md §9.1).
+                "events_api_url": creds["events_api_url"],
             }},
             "events": [{
                 "name": "demo-event",
