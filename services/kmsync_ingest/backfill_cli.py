@@ -121,7 +121,7 @@ async def backfill(
 
             return await ingest_file(data, params, tenants, publisher, publisher.metrics,
                                      progress=advance, chunk_size=settings.produce_batch_size,
-                                     max_line_bytes=settings.max_csv_line_bytes)
+                                     max_line_bytes=settings.max_csv_line_bytes, poll_order=settings.poll_order)
     finally:
         await publisher.stop()
 

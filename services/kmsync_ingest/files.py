@@ -28,6 +28,7 @@ from kmsync_contracts.reasons import ReasonCode
 from kmsync_ingest.errors import BadInput
 from kmsync_ingest.mapping import RecordContext, engagement_from_csv, engagement_from_table, poll_response
 from kmsync_ingest.metrics import IngestMetrics
+from kmsync_ingest.poll_order import PollOrder, poll_positions
 from kmsync_ingest.publisher import Publisher, stream_of
 from kmsync_kaltura.csv_reports import iter_report_csv, report_from_filename
 from kmsync_kaltura.errors import CsvHeaderError
@@ -177,10 +178,14 @@ def _rows(
     return iter_report_csv(source, model, stamp={"entry_id": entry_id}, max_line_bytes=max_line_bytes)
 
 
-def _record(layout: Layout, row: Any, ctx: RecordContext, ref: str) -> KalturaRecord:
+def _record(layout: Layout, row: Any, ctx: RecordContext, ref: str,
+            positions: dict[tuple[str, str], int] | None = None) -> KalturaRecord:
     record: KalturaRecord
     if layout == "poll_answers":
         record = poll_response(row, ctx, ref)
+        position = (positions or {}).get((row.entry_id, row.poll_id))
+        if position is not None:
+            record = record.model_copy(update={"poll_position": position})
     elif layout == "engagement_4021":
         record = engagement_from_csv(row, ctx, ref)
     else:
@@ -198,6 +203,7 @@ async def ingest_file(
     chunk_size: int = 500,
     max_line_bytes: int = 65_536,
     clock: Clock | None = None,
+    poll_order: PollOrder = "first_answer",
 ) -> FileReport:
     """Check the header, then produce good rows and dead-letter bad ones, chunk by chunk.
 
@@ -211,10 +217,11 @@ async def ingest_file(
     source.seek(start)
     name = params.filename or "upload.csv"
     report = FileReport(name, layout)
-    rows = _rows(source, layout, params.entry_id, max_line_bytes)
     try:
+        positions = _file_positions(source, layout, max_line_bytes, poll_order)
+        rows = _rows(source, layout, params.entry_id, max_line_bytes)
         for chunk in _chunks(rows, chunk_size):
-            await _load_chunk(chunk, layout, ctx, name, report, publisher, metrics, clock.now())
+            await _load_chunk(chunk, layout, ctx, name, report, publisher, metrics, clock.now(), positions)
             if progress is not None:
                 progress(len(chunk))
     except CsvHeaderError as exc:
@@ -227,6 +234,7 @@ async def ingest_file(
 async def _load_chunk(
     chunk: list[Located[Any] | RowError], layout: Layout, ctx: RecordContext, name: str,
     report: FileReport, publisher: Publisher, metrics: IngestMetrics, now: datetime,
+    positions: dict[tuple[str, str], int] | None = None,
 ) -> None:
     records: list[KalturaRecord] = []
     letters: list[DeadLetter] = []
@@ -237,7 +245,7 @@ async def _load_chunk(
             problems, raw = row_problems(outcome.message), outcome.raw[:MAX_DEAD_LETTER_ROW_CHARS]
         else:
             try:
-                records.append(_record(layout, outcome.row, ctx, f"file:{name}:line {outcome.line}"))
+                records.append(_record(layout, outcome.row, ctx, f"file:{name}:line {outcome.line}", positions))
                 continue
             except ValidationError as exc:
                 problems = describe_validation_error(exc)
@@ -260,6 +268,21 @@ async def _load_chunk(
         await publisher.dead_letter(letters)
         metrics.bad_rows.labels("file").inc(len(letters))
     report.produced += len(records)
+
+
+def _file_positions(source: BinaryIO, layout: Layout, max_line_bytes: int, order: PollOrder
+                    ) -> dict[tuple[str, str], int] | None:
+    """A poll answers file's poll positions per session, computed over the whole file as a pull's are
+    (docs/reference/kaltura-api.md §11): one pass more over the file, which is then read again from
+    where it started. None for other layouts."""
+    if layout != "poll_answers":
+        return None
+    start = source.tell()
+    rows = iter_report_csv(source, PollAnswerRow, max_line_bytes=max_line_bytes)
+    positions = poll_positions(((r.row.entry_id, r.row.poll_id, r.row.answered_at)
+                                for r in rows if isinstance(r, Located)), order)
+    source.seek(start)
+    return positions
 
 
 _FIELD_PREFIX = re.compile(r"^[\w.\[\]]+: ")

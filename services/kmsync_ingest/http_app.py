@@ -236,6 +236,7 @@ async def upload_report(request: web.Request) -> web.Response:
             report = await ingest_file(
                 spool, params, service.tenants, service.publisher, service.metrics,
                 chunk_size=settings.produce_batch_size, max_line_bytes=settings.max_csv_line_bytes,
+                poll_order=settings.poll_order,
             )
     except BadInput as exc:
         metrics.uploads.labels("refused").inc()

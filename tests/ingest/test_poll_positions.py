@@ -7,11 +7,17 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
+
 from kaltura_sandbox.testing import running_sandbox
+from kmsync_contracts import PollResponse
+from kmsync_contracts.topics import POLL_RESPONSES
 from kmsync_ingest.kaltura_source import KalturaPullSource, client_for
 from kmsync_ingest.poll_order import poll_positions
 from kmsync_ingest.source import SessionWindow
-from kmsync_testing.ingest import settings_for, tenants_for
+from kmsync_testing.ingest import running_ingest, settings_for, tenants_for, upload_headers
+from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.topics import read_topic
 
 T = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -62,3 +68,23 @@ async def test_the_sandbox_sessions_polls_get_kalturas_order_not_the_reports(tmp
         if i.record is not None:
             contents[i.record.poll_id].add(i.content["poll_position"])  # a moved poll is new content
     assert all(len(v) == 1 for v in contents.values())
+
+
+async def test_an_uploaded_poll_answers_file_gets_the_same_positions(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
+) -> None:
+    """A poll answers file is numbered over the whole file, as a pull is."""
+    async with running_sandbox({"registrants": 120, "max_polls_per_session": 12}, seed=3) as sb:
+        sb.advance_to_end()
+        truth = {(p["entry_id"], p["poll_id"]): p["index"] for p in sb.truth()["polls"]}
+        entry = sb.session_entry_ids[0]
+        async with httpx.AsyncClient() as http:
+            polls = await http.get(f"{sb.base_url}/_sandbox/exports/polls/{entry}.csv")
+            settings = settings_for(kafka_broker.bootstrap, topic_prefix, None)
+            async with running_ingest(settings, tenants_for(sb, tmp_path), None) as ingest:
+                answer = await http.post(f"{ingest.base_url}/ingest/kaltura/reports", content=polls.content,
+                                         headers=upload_headers())
+                assert answer.status_code == 200, answer.text
+    records = [v for _, v in await read_topic(kafka_broker.bootstrap, POLL_RESPONSES, topic_prefix)]
+    stamped = {(r.entry_id, r.poll_id): r.poll_position for r in records if isinstance(r, PollResponse)}
+    assert len(stamped) == 12 and stamped == {k: truth[k] for k in stamped}
