@@ -39,7 +39,7 @@ from kmsync_cli.reconcile_rest import (
     ExternalMarketo,
     reconcile_by_rest,
 )
-from kmsync_cli.stack import Stack, StackOptions, http_json
+from kmsync_cli.stack import OPERATOR_ENV_FILE, Stack, StackOptions, http_json
 from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts.codecs import describe_validation_error
@@ -234,9 +234,12 @@ def summarise(stack: Stack, result: Reconciliation, target: ExternalMarketo | No
 
 
 def keep_running(stack: Stack, stop: threading.Event) -> None:
+    bootstrap = stack.broker.bootstrap if stack.broker else "-"
     say(f"stack kept running: Marketo {stack.marketo_url}, Kaltura {stack.kaltura_url}, "
         f"ingest {stack.url('ingest')}, transform {stack.url('transform')}, sink {stack.url('sink')}, "
-        f"Kafka {stack.broker.bootstrap if stack.broker else '-'}; Ctrl-C or SIGTERM stops it")
+        f"Kafka {bootstrap} (KMSYNC_KAFKA_BOOTSTRAP={bootstrap}); Ctrl-C or SIGTERM stops it\n"
+        f"  from another shell: . {stack.options.work_dir / OPERATOR_ENV_FILE} && "
+        "kmsync trace --event demo-event --email <a registrant>; kmsync reconcile --event demo-event")
     while not stop.wait(1):
         stack.check_alive()
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "marketo": ("kmsync_marketo.cli", "Marketo tools: `kmsync marketo check [--apply]`"),
     "dlq": ("kmsync_sink.dlq_cli", "Dead-letter tools: `kmsync dlq replay --topic T`"),
     "trace": ("kmsync_cli.trace", "What happened to one person in one event: Kaltura, transform, Marketo"),
+    "reconcile": ("kmsync_cli.reconcile_cli", "Kaltura now against Marketo read back over REST, for one event"),
     "run": ("kmsync_cli.demo", "Run the whole pipeline locally on a realistic virtual event"),
     "chaos": ("kmsync_cli.chaos", "The pipeline under faults, kill -9 and a broker restart, reconciled"),
     "bench": ("kmsync_bench.cli", "Benchmarks: efficiency, budget, latency, capacity, backfill"),

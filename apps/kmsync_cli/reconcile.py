@@ -2,7 +2,9 @@
 
 Pure: takes the Kaltura sandbox's ground truth (`GET /_sandbox/truth`) and the Marketo sandbox's
 dump (`GET /_sandbox/dump`) as plain JSON and counts, per kind of record, what is expected,
-present, missing, duplicated and unexpected. `make run` and the end-to-end test both use it.
+present, missing, duplicated and unexpected. `make run` and the end-to-end test both use it, and
+`kmsync reconcile` (reconcile_cli.py) gives it Kaltura pulled now (kaltura_now.py, the same shape
+without status histories) and Marketo read back over REST (reconcile_rest.py).
 
 Expectations, and why:
 - **Leads**: one per distinct valid email of a registrant that is still visible in Kaltura (a
@@ -172,9 +174,11 @@ def _program_members(people: People, leads_by_id: Mapping[Any, str], dump: Json,
         person = people.expected.get(email or "")
         if person is None:
             continue
-        history = [status_map[AttendanceStatus(t["status"])] for t in person["transitions"]]
+        # No transitions (Kaltura pulled now knows only the current status): any status at least as far.
+        history = ([status_map[AttendanceStatus(t["status"])] for t in person["transitions"]]
+                   if person.get("transitions") is not None else None)
         final_step = STATUS_STEPS[status_map[AttendanceStatus(person["final_status"])]]
-        if m["statusName"] not in history or STATUS_STEPS[m["statusName"]] < final_step:
+        if (history is not None and m["statusName"] not in history) or STATUS_STEPS[m["statusName"]] < final_step:
             tally.wrong.append(f"{email}: {m['statusName']} (final {person['final_status']})")
     return tally
 

@@ -11,6 +11,7 @@ rate and stop at ``max_calls`` (``kmsync_marketo.readback.ReadBudget``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from kmsync_cli.reconcile import Json, Reconciliation, reconcile
+from kmsync_contracts.kaltura_records import AttendanceStatus
 from kmsync_contracts.seed import ENGAGEMENT_ACTIVITY_API_NAME, ENGAGEMENT_OBJECT_API_NAME, POLLS_OBJECT_API_NAME
 from kmsync_marketo import readback as rb
 from kmsync_marketo.auth import TokenRegistry
@@ -129,9 +131,15 @@ async def reconcile_by_rest(target: ExternalMarketo, truth: Json, *, share: floa
                             max_calls: int = READBACK_MAX_CALLS) -> tuple[Reconciliation, int]:
     """(the comparison, calls spent). Raises ``ReadBudgetExceeded`` when the event is too large for
     ``max_calls``, ``MarketoError`` when the instance cannot be read."""
+    return await reconcile_over_rest(target.settings(share), truth, target.program_id, max_calls=max_calls)
+
+
+async def reconcile_over_rest(settings: MarketoSettings, truth: Json, program_id: int, *,
+                              max_calls: int = READBACK_MAX_CALLS,
+                              overrides: Mapping[AttendanceStatus, str] | None = None) -> tuple[Reconciliation, int]:
+    """``reconcile_by_rest`` for any instance's client settings (give them a small share of the rate)."""
     budget = rb.ReadBudget(max_calls)
-    async with MarketoClient(target.settings(share), limiters=LimiterRegistry(),
-                             token_registry=TokenRegistry()) as client:
-        dump = await read_back(client, truth, target.program_id, budget)
+    async with MarketoClient(settings, limiters=LimiterRegistry(), token_registry=TokenRegistry()) as client:
+        dump = await read_back(client, truth, program_id, budget)
     # Granular labels are not read back: Get Program Members fails the call for a field the instance lacks.
-    return reconcile(truth, dump, target.program_id, labels=False), budget.used
+    return reconcile(truth, dump, program_id, overrides, labels=False), budget.used

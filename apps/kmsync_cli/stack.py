@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import secrets
+import shlex
 import sys
 import urllib.request
 from dataclasses import dataclass, field
@@ -30,6 +31,10 @@ MARKETO_SECRET_ENV = "KMSYNC_DEMO_MARKETO_CLIENT_SECRET"
 KALTURA_SECRET_ENV = "KMSYNC_DEMO_KALTURA_ADMIN_SECRET"
 EMAIL_HASH_KEY_ENV = "KMSYNC_DEMO_EMAIL_HASH_KEY"
 PROGRAM_ID = 1001  # the event program the Marketo sandbox's kaltura preset provisions
+#: Where the Kaltura sandbox serves a session's poll answers (ingest's KMSYNC_POLLS_CSV_URL).
+POLLS_CSV_URL = "{service_url}/_sandbox/exports/polls/{entry_id}.csv"
+#: The shell exports `kmsync trace` / `kmsync reconcile` need against a running stack (in the work dir).
+OPERATOR_ENV_FILE = "kmsync.env"
 #: The pipeline's services, each started as `kmsync <service>`.
 SERVICES = ("ingest", "transform", "sink")
 
@@ -83,6 +88,8 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     credentials: dict[str, Any] = field(default_factory=dict)
     email_hash_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    #: The environment every service shares (Kafka, topics, tenants file, secrets, email-hash key).
+    common_env: dict[str, str] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -117,8 +124,22 @@ class Stack:
         instance = self._marketo_instance()
         tenants = work / "tenants.yaml"
         tenants.write_text(yaml.safe_dump(self._tenants(self.credentials, instance), sort_keys=False))
-        self._start_services(self._common_env(tenants, instance))
+        self.common_env = self._common_env(tenants, instance)
+        self._start_services(self.common_env)
         self.route_notifications("ingest")
+        self.write_operator_env(work / OPERATOR_ENV_FILE)
+
+    def operator_env(self) -> dict[str, str]:
+        """What `kmsync trace` and `kmsync reconcile` need to look at this stack: the services' Kafka,
+        topic prefix, tenants file with the secrets it references, email-hash key and poll answers URL."""
+        return {**{k: v for k, v in self.common_env.items() if k != "KMSYNC_HTTP_HOST"},
+                "KMSYNC_POLLS_CSV_URL": POLLS_CSV_URL}
+
+    def write_operator_env(self, path: Path) -> None:
+        """``operator_env`` as shell exports, readable by this user only (it holds the sandboxes' secrets)."""
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(self.operator_env().items())))
 
     def route_notifications(self, replica: str) -> None:
         """Point the Kaltura sandbox's notifications (its retries too) at one ingest replica.
@@ -184,7 +205,7 @@ class Stack:
             "ingest": {
                 "KMSYNC_PULL_INTERVAL_SECONDS": "2",
                 "KMSYNC_SESSION_REPULL_SECONDS": "3",
-                "KMSYNC_POLLS_CSV_URL": "{service_url}/_sandbox/exports/polls/{entry_id}.csv",
+                "KMSYNC_POLLS_CSV_URL": POLLS_CSV_URL,
             },
             "sink": {"KMSYNC_WINDOW_MAX_AGE_SECONDS": "1"},
         }

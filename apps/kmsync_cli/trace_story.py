@@ -136,7 +136,7 @@ def outcome_step(o: RecordOutcome, typed_email: str | None = None) -> Step:
     """One Marketo outcome: the call, its status, Marketo's code, the request id and the lead id."""
     endpoint = write_endpoint(o.kind, o.api)
     data: dict[str, Any] = {
-        "kind": o.kind, "status": o.status, "endpoint": endpoint, "marketo_code": o.reason_code,
+        "kind": o.kind, "status": o.status, "endpoint": endpoint, "api": o.api, "marketo_code": o.reason_code,
         "reason": redact(o.reason, typed_email) if o.reason else None, "request_id": o.request_id,
         "lead_id": o.lead_id, "marketo_id": o.marketo_id, "session_id": o.session_id, "op_id": o.op_id,
         "attempts": o.attempts, "source_time": o.source_time.isoformat(), "decided_at": o.decided_at.isoformat(),

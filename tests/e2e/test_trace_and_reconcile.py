@@ -1,0 +1,117 @@
+"""`kmsync trace` and `kmsync reconcile` against the small demo stack (issue #19): Kafka, both sandboxes,
+ingest, transform and sink as processes; the commands run as an operator runs them, from the
+environment the stack writes (`<work>/kmsync.env`), as separate `kmsync` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kmsync_cli.demo import run_until_reconciled
+from kmsync_cli.stack import OPERATOR_ENV_FILE, Stack, StackOptions, http_json
+from kmsync_config.tenants import load_tenants
+from kmsync_contracts.seed import ENGAGEMENT_OBJECT_API_NAME
+from kmsync_marketo.auth import TokenRegistry
+from kmsync_marketo.client import MarketoClient
+from kmsync_marketo.from_config import settings_from_instance
+from kmsync_marketo.limiter import LimiterRegistry
+
+KMSYNC = str(Path(sys.executable).parent / "kmsync")
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(StackOptions(work_dir=tmp_path / "run", registrants=40, sessions=1, speed=6000, seed=19,
+                           registration_lead_hours=6))
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def kmsync(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kmsync <args>` with the environment an operator sources from the stack's kmsync.env."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMSYNC_")}
+    return subprocess.run([KMSYNC, *args], env={**env, **stack.operator_env()}, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def a_registrant_with_a_session(dump: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
+    """(email, lead id, engagement object) of a lead that is a program member with an engagement object."""
+    members = {m["leadId"] for m in dump["programMembers"]}
+    by_id = {lead["id"]: lead["email"] for lead in dump["leads"]}
+    for obj in dump["customObjects"][ENGAGEMENT_OBJECT_API_NAME]:
+        lead_id = int(obj["personId"])
+        if lead_id in members:
+            return by_id[lead_id], lead_id, obj
+    raise AssertionError("no program member has an engagement object")
+
+
+async def delete_object(stack: Stack, guid: str) -> None:
+    """What a Marketo admin does to a record: Delete Custom Objects by marketoGUID (marketo-api.md §8.2)."""
+    tenants = load_tenants(stack.options.work_dir / "tenants.yaml")
+    settings = settings_from_instance(tenants.marketo_instances["demo"])
+    async with MarketoClient(settings, limiters=LimiterRegistry(), token_registry=TokenRegistry()) as client:
+        body = await client.transport.call("POST", f"/rest/v1/customobjects/{ENGAGEMENT_OBJECT_API_NAME}/delete.json",
+                                           json={"deleteBy": "idField", "input": [{"marketoGUID": guid}]})
+    assert body["result"][0]["status"] == "deleted", body
+
+
+async def test_trace_tells_one_registrant_story_and_reconcile_finds_a_deleted_object(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines: list[str] = []
+    result = await asyncio.to_thread(run_until_reconciled, stack, timeout=420, say=lines.append)
+    assert result is not None and result.clean, "\n".join(lines[-5:]) + (result.report() if result else "")
+    env_file = stack.options.work_dir / OPERATOR_ENV_FILE
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600 and "KMSYNC_KAFKA_BOOTSTRAP" in env_file.read_text()
+
+    dump = http_json(f"{stack.marketo_url}/_sandbox/dump")
+    email, lead_id, obj = a_registrant_with_a_session(dump)
+    traced = kmsync(stack, "trace", "--event", "demo-event", "--email", email.upper(), "--json")
+    assert traced.returncode == 0, traced.stderr
+    assert "reading marketo.results.v1" in traced.stderr, "progress on stderr"
+    story = json.loads(traced.stdout)
+    assert story["person"]["lead_ids"] == [lead_id], "the lead id matches the sandbox's"
+    assert story["kaltura"] and {s["topic"] for s in story["kaltura"]} >= {"kaltura.attendee-status.v1",
+                                                                          "kaltura.session-engagement.v1"}
+    truth = http_json(f"{stack.kaltura_url}/_sandbox/truth")
+    person = next(p for p in truth["attendees"] if (p.get("email") or "").lower() == email)
+    assert person["final_status"] in {s["status"] for s in story["kaltura"] if "status" in s}
+    kinds = {s["kind"] for s in story["marketo"]}
+    assert {"lead_upsert", "program_member_status", "custom_object_upsert"} <= kinds, kinds
+    assert all(s["lead_id"] == lead_id for s in story["marketo"]), story["marketo"]
+    # program_member_data (issue #16's kmsync_sink.member_data) does not pass the request id on yet.
+    without = [(s["kind"], s["status"], s["marketo_code"]) for s in story["marketo"]
+               if not s["request_id"] and s["kind"] != "program_member_data"]
+    assert not without, without
+    assert any(s["endpoint"] == "POST /rest/v1/leads.json" and s["request_id"] for s in story["marketo"])
+    assert story["marketo_now"]["lead_id"] == lead_id and story["marketo_now"]["member"] is True
+    by_lead = kmsync(stack, "trace", "--event", "demo-event", "--lead-id", str(lead_id), "--no-marketo")
+    assert by_lead.returncode == 0 and email not in by_lead.stdout.lower(), "nothing raw that was not typed"
+    assert "what Kaltura said" in by_lead.stdout and "lead_upsert" in by_lead.stdout
+
+    clean = kmsync(stack, "reconcile", "--event", "demo-event", "--json")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    table = json.loads(clean.stdout)
+    assert table["clean"] and all(k["missing"] == 0 and k["wrong"] == 0 for k in table["kinds"]), table
+    for name, value in stack.operator_env().items():  # the tenants file's secret references
+        monkeypatch.setenv(name, value)
+    await delete_object(stack, obj["marketoGUID"])
+    after = kmsync(stack, "reconcile", "--event", "demo-event", "--json")
+    assert after.returncode == 1, after.stdout + after.stderr
+    kinds_after = {k["kind"]: k for k in json.loads(after.stdout)["kinds"]}
+    engagement = kinds_after[f"{ENGAGEMENT_OBJECT_API_NAME} objects"]
+    assert engagement["missing"] == 1 and engagement["missing_keys"] == [str((obj["entry_id"], email))]
+    assert sum(k["missing"] for k in kinds_after.values()) == 1
