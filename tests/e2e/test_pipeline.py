@@ -87,6 +87,11 @@ async def test_a_virtual_event_reaches_marketo_exactly_once(stack: Stack, promet
                    what=f"Prometheus to have scraped {kinds['leads'].expected} written leads (it scrapes every second)")
     assert prom_query(prometheus, "sum(kmsync_ingest_records_out_total)") > 0
     assert prom_query(prometheus, "sum(kmsync_transform_ops_out_total)") > 0
+    # Every record dead-lettered for its email is also a decision on transform.decisions.v1 (issue #16 §4).
+    unusable = 'sum(kmsync_transform_dead_lettered_total{reason="kmsync.unusable_email"})'
+    decided = 'sum(kmsync_transform_decisions_total{decision="unusable_email"})'
+    await wait_for(lambda: prom_query(prometheus, decided) == prom_query(prometheus, unusable) > 0, within=30,
+                   what="as many unusable_email decisions as unusable-email dead letters, and some")
     assert prom_query(prometheus, "sum(kmsync_sink_throttle_answers_total)") == 0
     # The sink's series are per Munchkin id under a plain scrape job (no honor_labels): the label is
     # munchkin_id, nothing arrives renamed exported_*, and the limiter's running totals are counters.
