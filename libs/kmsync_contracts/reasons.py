@@ -33,6 +33,9 @@ class ReasonCode(StrEnum):
     """A status lower than the member already has: not written (transform.decisions.v1, from/to status)."""
     POLL_MOVED = "kmsync.poll_moved"
     """A known poll arrived with another position in its session: its answer moved slot (transform.decisions.v1)."""
+    SCHEDULE_UNKNOWN = "kmsync.schedule_unknown"
+    """An attended status of an event whose start is unknown: no Pre-/During-event visit label is written
+    (transform.decisions.v1 ``label_undecided``; give the event a schedule, docs/configuration.md)."""
 
     # --- sink: kmsync's decisions about an operation
     CONTRACT = "kmsync.contract"

@@ -88,3 +88,24 @@ def poll_moved(record: KalturaRecord, source: SourceRef, now: datetime, *, email
         "changed, the answer is written in its new slot and the old slot emptied",
         record, source, now, {"poll_id": poll_id, "from_position": from_position, "to_position": to_position},
         email=email, munchkin_id=munchkin_id, program_id=program_id, op_id=op_id)
+
+
+def label_skip(record: KalturaRecord, source: SourceRef, now: datetime, *, email: str, munchkin_id: str,
+               program_id: int, from_label: str, to_label: str) -> TransformDecision:
+    """A granular label lower in the label order than the member's (the status itself was not lower):
+    not written (labels.py)."""
+    return decision(
+        "forward_only_skip", ReasonCode.FORWARD_ONLY_SKIP,
+        f"granular label {to_label!r} after {from_label!r}: labels only move forward, so it is not written",
+        record, source, now, {"from_label": from_label, "to_label": to_label},
+        email=email, munchkin_id=munchkin_id, program_id=program_id)
+
+
+def label_undecided(record: KalturaRecord, source: SourceRef, now: datetime, *, email: str, munchkin_id: str,
+                    program_id: int) -> TransformDecision:
+    """An attended status without the event's schedule: Pre- vs During-event visit cannot be told."""
+    return decision(
+        "label_undecided", ReasonCode.SCHEDULE_UNKNOWN,
+        "attended, but the event's start is unknown (no schedule from Kaltura or the tenants file): "
+        "no Pre-event or During-event visit label is written",
+        record, source, now, {}, email=email, munchkin_id=munchkin_id, program_id=program_id)

@@ -7,7 +7,9 @@ repeat; anything else (a higher rank, or another label of equal rank: the latest
 does for statuses of equal step, docs/reference/marketo-api.md §6.1) becomes a ProgramMemberData op.
 
 State: the member's label lives in the statuses table under ``label|<person key>`` (next to its
-status entry, which forward_only.py owns), as {"label": ..., "rank": [step, subrank]}. Pure: no I/O.
+status entry, which forward_only.py owns), as {"label": ..., "rank": [step, subrank]}. A label is
+also never lower than the member's status step (read from that entry, after the status was judged):
+"Confirmed email" after Attended is a regression even when Attended had no label. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 
 from kmsync_config.tenants import EventConfig
 from kmsync_contracts.granular import LabelRank, label_rank
-from kmsync_contracts.kaltura_records import AttendeeStatus
+from kmsync_contracts.kaltura_records import AttendanceStatus, AttendeeStatus
 from kmsync_contracts.marketo_ops import ProgramMemberData
+from kmsync_contracts.outcomes import TransformDecision
+from kmsync_transform.decisions import label_skip, label_undecided
 from kmsync_transform.forward_only import person_key
 from kmsync_transform.op_ids import op_id
 from kmsync_transform.routing import RoutedStatus
@@ -30,19 +34,19 @@ from kmsync_transform.status_map import map_status
 
 class LabelVerdict(StrEnum):
     NONE = "none"  # the record has no label (Created, Participated, a visit after the event)
+    UNDECIDED = "undecided"  # attended, but the event's start is unknown
     FORWARD = "forward"
     REPEAT = "repeat"
     REGRESSION = "regression"
 
 
-def judge_label(current: tuple[str, LabelRank] | None, label: str, rank: LabelRank) -> LabelVerdict:
-    """Compare a new label and its rank with the member's current one."""
-    if current is None:
-        return LabelVerdict.FORWARD
-    current_label, current_rank = current
-    if label == current_label:
+def judge_label(current: tuple[str, LabelRank] | None, label: str, rank: LabelRank,
+                floor: LabelRank = (0, 0)) -> LabelVerdict:
+    """Compare a new label and its rank with the member's current one; ``floor`` is (the member's status
+    step, 0): a label never trails the status the member has (Confirmed email after Attended is lower)."""
+    if current is not None and label == current[0]:
         return LabelVerdict.REPEAT
-    if rank < current_rank:
+    if rank < max(floor, current[1] if current is not None else floor):
         return LabelVerdict.REGRESSION
     return LabelVerdict.FORWARD
 
@@ -64,9 +68,14 @@ class LabelOrder:
         step, sub = value["rank"]
         return str(value["label"]), (int(step), int(sub))
 
+    def status_floor(self, member_key: str) -> LabelRank:
+        """(the step of the member's status, 0): the status entry forward_only.py keeps under the member key."""
+        value = self.table.get(member_key)
+        return (int(value["step"]), 0) if value else (0, 0)
+
     def advance(self, member_key: str, label: str, rank: LabelRank) -> LabelVerdict:
         current = self.current(member_key)
-        verdict = judge_label(current, label, rank)
+        verdict = judge_label(current, label, rank, self.status_floor(member_key))
         if verdict is LabelVerdict.FORWARD or (
             verdict is LabelVerdict.REPEAT and current is not None and rank > current[1]
         ):
@@ -99,8 +108,11 @@ def label_step(order: LabelOrder, routed: RoutedStatus, event: EventConfig, now:
     record, email, munchkin = routed.record, routed.email, routed.munchkin_id
     start, end = event_schedule(record, event)
     mapped = map_status(record, event.status_overrides, start, end)
-    if mapped.granular is None or not event.outputs.program_status:
+    if not event.outputs.program_status:
         return LabelStep(LabelVerdict.NONE)
+    if mapped.granular is None:
+        undecided = record.status is AttendanceStatus.ATTENDED and start is None
+        return LabelStep(LabelVerdict.UNDECIDED if undecided else LabelVerdict.NONE)
     member = person_key(munchkin, event.program_id, email)
     rank = label_rank(mapped.step, mapped.granular)
     current = order.current(member)
@@ -115,3 +127,17 @@ def label_step(order: LabelOrder, routed: RoutedStatus, event: EventConfig, now:
         munchkin_id=munchkin, partner_id=record.partner_id, virtual_event_id=record.virtual_event_id,
         email=email, source_time=record.status_time, emitted_at=now,
         program_id=event.program_id, granular_status=mapped.granular, label_rank=rank))
+
+
+def label_decision(step: LabelStep, routed: RoutedStatus, program_id: int, now: datetime, *,
+                   status_regressed: bool, status_moved: bool) -> TransformDecision | None:
+    """What transform.decisions.v1 says about the label: a lower label (unless the status was lower too,
+    which is decided already), or an attended status with no schedule, once, when the member reaches
+    Attended (docs/design/granular-statuses.md §1.3)."""
+    who = (routed.record, routed.source, now)
+    if step.verdict is LabelVerdict.REGRESSION and not status_regressed and step.from_label and step.to_label:
+        return label_skip(*who, email=routed.email, munchkin_id=routed.munchkin_id, program_id=program_id,
+                          from_label=step.from_label, to_label=step.to_label)
+    if step.verdict is LabelVerdict.UNDECIDED and status_moved:
+        return label_undecided(*who, email=routed.email, munchkin_id=routed.munchkin_id, program_id=program_id)
+    return None

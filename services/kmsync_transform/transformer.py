@@ -34,7 +34,7 @@ from kmsync_transform.dead_letters import dead_letter
 from kmsync_transform.decisions import poll_moved, status_skip, too_many_polls, truncated
 from kmsync_transform.engagement import RateScale, activity_attributes, engagement_values, object_record
 from kmsync_transform.forward_only import ForwardOnly, Verdict, person_key
-from kmsync_transform.labels import LabelOrder, LabelVerdict, label_step
+from kmsync_transform.labels import LabelOrder, LabelVerdict, label_decision, label_step
 from kmsync_transform.ledger import ActivityLedger, activity_op_id
 from kmsync_transform.op_ids import content_fingerprint, op_id
 from kmsync_transform.polls import PollSlots, session_key
@@ -146,6 +146,11 @@ class Transformer:
             result.ops.append(step.op)
         elif step.verdict is LabelVerdict.REGRESSION:
             result.label_regressions += 1
+        # A label below the member's is decided only when the status was not lower (that one is decided already).
+        decided = label_decision(step, routed, event.program_id, now, status_regressed=result.regressions > 0,
+                                 status_moved=not (result.regressions or result.repeats))
+        if decided is not None:
+            result.decisions.append(decided)
 
     def _skipped(self, routed: RoutedStatus, program_id: int, new: tuple[str, int], now: datetime) -> TransformDecision:
         """The forward_only_skip decision of a regression, naming the status the member keeps."""

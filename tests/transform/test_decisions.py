@@ -100,7 +100,9 @@ def test_a_status_regression_is_a_forward_only_skip_and_a_repeat_is_not(
         routed = _routed(ATTENDEE_STATUS, status_record(status, minutes=minutes), tenants).routed
         assert routed is not None
         results.append(transformer.apply(routed))
-    assert [len(r.decisions) for r in results] == [0, 0, 1, 0]  # the repeat of Attended is no decision
+    # Attended without the event's schedule: label_undecided (issue #16 §1.3); its repeat is no decision
+    assert [[d.decision for d in r.decisions] for r in results] == [
+        [], ["label_undecided"], ["forward_only_skip"], []]
     skip = results[2].decisions[0]
     assert (skip.decision, skip.detail["from_status"], skip.detail["to_status"]) == (
         "forward_only_skip", "Attended", "Confirmed")

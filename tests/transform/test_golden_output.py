@@ -23,7 +23,9 @@ GOLDEN = Path(__file__).with_name("golden_pure_path.txt")
 #: positions (issue #16 §5) and registration data (§3): dead letters' poll payloads carry
 #: poll_position (null), attendee payloads title, company, country and registration; every operation's
 #: bytes stayed the same.
-GOLDEN_SHA256 = "eb473d8e5951bd0dc85ee4b0fc52b52bcf3f0b5d896df43a1145dea50f3eab9a"
+#: Then issue #16's label decisions: one label_undecided (an attended status without a schedule) counted;
+#: dead letters' payloads carry lane (issue #18); every operation's bytes stayed the same.
+GOLDEN_SHA256 = "1d45f5a41059c951e3b8d403324e5c7e52c3a414b5178cdaef22d265efa7d84b"
 
 
 def test_golden_file_is_the_pinned_one() -> None:

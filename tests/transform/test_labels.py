@@ -12,6 +12,7 @@ import pytest
 from kmsync_config.tenants import TenantsConfig, parse_tenants
 from kmsync_contracts import AttendeeStatus, LeadUpsert, ProgramMemberData, ProgramMemberStatus, encode
 from kmsync_contracts.granular import LABEL_SUBRANK, label_rank
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.seed import GRANULAR_STATUS_LABELS
 from kmsync_contracts.topics import ATTENDEE_STATUS
 from kmsync_transform.dead_letters import SourceRef
@@ -62,6 +63,15 @@ def test_judge_label(current: Any, label: str, rank: tuple[int, int], verdict: L
     assert judge_label(current, label, rank) is verdict
 
 
+def test_a_label_never_trails_the_member_s_status(status_record: Callable[..., AttendeeStatus]) -> None:
+    tenants, state = scheduled_tenants(), TransformState.in_memory()
+    step(tenants, state, status_record("registered"))
+    step(tenants, state, status_record("attended", minutes=400))  # after the end: Attended, no label
+    late = step(tenants, state, status_record("confirmed", minutes=401))
+    assert labels_of(late) == [] and late.regressions == 1 and late.label_regressions == 1
+    assert judge_label(("Registered", (30, 0)), "Confirmed email", (40, 0), floor=(50, 0)) is LabelVerdict.REGRESSION
+
+
 def test_the_order_keeps_the_higher_rank_of_a_repeated_label() -> None:
     order = LabelOrder({})
     assert order.advance("m", "SSO login", (30, 0)) is LabelVerdict.FORWARD
@@ -105,9 +115,24 @@ def test_the_record_s_schedule_wins_over_the_tenants_file(status_record: Callabl
     assert labels_of(step(scheduled_tenants(), TransformState.in_memory(), rec)) == ["During-event visit"]
 
 
-def test_no_schedule_no_visit_label(tenants: TenantsConfig, status_record: Callable[..., AttendeeStatus]) -> None:
+def test_no_schedule_no_visit_label_and_a_visible_decision(
+    tenants: TenantsConfig, status_record: Callable[..., AttendeeStatus],
+) -> None:
     result = step(tenants, TransformState.in_memory(), status_record("attended"))
     assert labels_of(result) == [] and [type(o) for o in result.ops] == [LeadUpsert, ProgramMemberStatus]
+    [undecided] = result.decisions
+    assert (undecided.decision, undecided.reason_code, undecided.program_id) == (
+        "label_undecided", ReasonCode.SCHEDULE_UNKNOWN, PROGRAM)
+
+
+def test_a_lower_label_of_the_same_status_is_a_decision(status_record: Callable[..., AttendeeStatus]) -> None:
+    tenants, state = scheduled_tenants(), TransformState.in_memory()
+    step(tenants, state, status_record("attended", minutes=180))  # During-event visit
+    back = step(tenants, state, status_record("attended", minutes=60))  # Pre-event visit: status repeat
+    assert back.ops == [] and back.label_regressions == 1
+    [skip] = back.decisions
+    assert (skip.decision, skip.detail) == (
+        "forward_only_skip", {"from_label": "During-event visit", "to_label": "Pre-event visit"})
 
 
 def test_reregistration_after_unregistered_writes_nothing(
@@ -117,6 +142,9 @@ def test_reregistration_after_unregistered_writes_nothing(
     assert labels_of(step(tenants, state, status_record("unregistered"))) == ["Un-registered"]
     again = step(tenants, state, status_record("registered", minutes=1))
     assert again.ops == [] and again.regressions == 1 and again.label_regressions == 1
+    # one visible decision (the status's), not a second one for the label
+    assert [(d.decision, d.detail.get("from_status")) for d in again.decisions] == [
+        ("forward_only_skip", "Un-registered")]
 
 
 def test_every_label_but_the_visits_from_a_minimal_record(
