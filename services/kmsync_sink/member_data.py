@@ -24,7 +24,7 @@ from kmsync_marketo.errors import ErrorClass, MarketoError, failure_of
 from kmsync_marketo.member_fields import MemberField, granular_field_problem, label_record, member_fields
 from kmsync_marketo.outcomes import Outcome
 from kmsync_sink.decisions import Decision
-from kmsync_sink.pending import PendingOp
+from kmsync_sink.pending import PendingOp, Source
 from kmsync_sink.planner import MemberDataCall, MemberDataInput
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,10 @@ class MemberDataWriter:
         self._field: MemberField | None = None
         self._problem: str | None = None
         self._read_at: float | None = None
+        #: (program, email) → (label rank, source position) of the label this process last wrote: a
+        #: retried older label never overwrites a newer one written meanwhile (Marketo's member fields
+        #: have no forward-only rule of their own). A replay after a restart comes in offset order.
+        self._written: dict[tuple[int, str], tuple[tuple[int, int], Source]] = {}
 
     async def _target(self) -> tuple[MemberField | None, str | None]:
         """(the field as described, why labels cannot be written); (None, None): not checkable, send."""
@@ -101,6 +105,11 @@ class MemberDataWriter:
         sendable: list[tuple[MemberDataInput, int | None]] = []
         records: list[dict[str, Any]] = []
         for item in call.items:
+            if self._superseded(call.program_id, item):
+                out += [Decision(p, "skipped", reason_code=ReasonCode.FORWARD_ONLY_SKIP, reason=(
+                    f"granular label {item.op.granular_status!r} not written: a later or higher label of this "
+                    "member was written meanwhile")) for p in item.ops]
+                continue
             lead_id = leads.id(item.email)
             if lead_id is None:
                 f = leads.unresolved(item.email)
@@ -131,8 +140,15 @@ class MemberDataWriter:
         self._observe("program_member_data", len(records), next(iter(failed)) if whole_call else "ok")
         if FIELD_NOT_FOUND in failed:
             self._read_at = None  # the field went away: read the describe again before the next call
+        for (item, _), o in zip(sendable, outcomes, strict=True):
+            if o.ok:
+                self._written[(program_id, item.email)] = _order(item)
         return [self._decision(p, o, cut_from) for (item, cut_from), o in zip(sendable, outcomes, strict=True)
                 for p in item.ops]
+
+    def _superseded(self, program_id: int, item: MemberDataInput) -> bool:
+        written = self._written.get((program_id, item.email))
+        return written is not None and _order(item) < written
 
     def _decision(self, p: PendingOp, o: Outcome, cut_from: int | None) -> Decision:
         if o.ok:
@@ -146,3 +162,9 @@ class MemberDataWriter:
                             f"{o.reason or 'Membership not found'}; the lead is not a member of the program"
                             + (" yet (retried)" if retry else f" after {p.attempts} attempts"), retryable=retry)
         return Decision(p, o.status, o.marketo_id, o.reason_code, o.reason, retryable=o.retryable)
+
+
+def _order(item: MemberDataInput) -> tuple[tuple[int, int], Source]:
+    """Where the written label stands: its rank, then the position of its op (the latest of equal rank wins)."""
+    source = next(p.source for p in item.ops if p.op is item.op)
+    return (item.op.label_rank[0], item.op.label_rank[1]), source

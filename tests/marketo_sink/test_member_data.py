@@ -124,3 +124,21 @@ async def test_mirror_into_status_reason(ops: OpFactory) -> None:
         await run(sb, window, ProgramMemberFields(mirror_to_status_reason=True))
         [member] = members(sb).values()
         assert member["kalturaGranularStatus"] == member["statusReason"] == "Confirmed email"
+
+
+async def test_a_retried_older_label_never_overwrites_a_newer_one(ops: OpFactory) -> None:
+    async with running_sandbox(preset="kaltura") as sb, client(sb) as mc:
+        executor = WindowExecutor(mc, LeadCache(100), ActivityWrites(), member_data=MemberDataWriter(mc))
+
+        async def window(*pending: PendingOp) -> list[Decision]:
+            return await executor.execute(plan_window(list(pending), PlannerConfig(batch_max=300),
+                                                      known_lead=lambda e: False))
+        pre = ops.pending(label(ops, "eve@x.com", "Pre-event visit"))
+        [failed] = [d for d in await window(pre) if d.pending is pre]  # no membership yet: 1013, retried
+        assert (failed.reason_code, failed.retryable) == ("1013", True)
+        during = ops.pending(label(ops, "eve@x.com", "During-event visit"))
+        await window(ops.pending(ops.status("eve@x.com", "Attended")), during)
+        [retried] = [d for d in await window(pre) if d.pending is pre]
+        assert (retried.status, retried.reason_code) == ("skipped", ReasonCode.FORWARD_ONLY_SKIP)
+        [member] = members(sb).values()
+        assert member["kalturaGranularStatus"] == "During-event visit"
