@@ -6,12 +6,13 @@ highest status per member, the activity ledger, and poll slots/answers. No I/O h
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from kmsync_common.clock import SystemClock
+from kmsync_config.lead_fields import LeadSource
 from kmsync_config.tenants import EventConfig, TenantsConfig
 from kmsync_contracts.marketo_ops import (
     CustomActivity,
@@ -35,6 +36,7 @@ from kmsync_transform.decisions import poll_moved, status_skip, too_many_polls, 
 from kmsync_transform.engagement import RateScale, activity_attributes, engagement_values, object_record
 from kmsync_transform.forward_only import ForwardOnly, Verdict, person_key
 from kmsync_transform.labels import LabelOrder, LabelVerdict, label_decision, label_step
+from kmsync_transform.lead_fields import lead_field_values
 from kmsync_transform.ledger import ActivityLedger, activity_op_id
 from kmsync_transform.op_ids import content_fingerprint, op_id
 from kmsync_transform.polls import PollSlots, session_key
@@ -102,7 +104,7 @@ class Transformer:
         result = StepResult(event.name)
         if isinstance(routed, RoutedStatus):
             self._status(routed, event.program_id, event.status_overrides, event.outputs.program_status, now,
-                         result)
+                         result, event.lead_sources)
             self._label(routed, event, now, result)
         elif isinstance(routed, RoutedEngagement):
             self._engagement(routed, event, now, result)
@@ -112,7 +114,7 @@ class Transformer:
 
     # -- statuses ----------------------------------------------------------------------------------
     def _status(self, routed: RoutedStatus, program_id: int, overrides: Any, enabled: bool, now: datetime,
-                result: StepResult) -> None:
+                result: StepResult, lead_sources: Mapping[str, LeadSource]) -> None:
         record, email, munchkin = routed.record, routed.email, routed.munchkin_id
         mapped = map_status(record, overrides)
         verdict = self.forward_only.advance(person_key(munchkin, program_id, email), mapped.name, mapped.step)
@@ -128,7 +130,7 @@ class Transformer:
             "virtual_event_id": record.virtual_event_id, "email": email,
             "source_time": record.status_time, "emitted_at": now,
         }
-        fields = {k: v for k, v in (("firstName", record.first_name), ("lastName", record.last_name)) if v}
+        fields = lead_field_values(record, lead_sources)  # the event's lead_fields (lead_fields.py)
         result.ops.append(LeadUpsert(
             op_id=op_id("lead_upsert", munchkin, email, record.partner_id, record.virtual_event_id,
                         record.user_id, record.status.value, record.status_time.isoformat()),
