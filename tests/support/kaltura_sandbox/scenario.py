@@ -74,6 +74,8 @@ class Registrant:
     profile_id: str
     transitions: list[Transition] = field(default_factory=list)
     deleted_at: datetime | None = None
+    #: The registration form's answers (profileData key → answer); questions left blank are absent.
+    form: dict[str, str] = field(default_factory=dict)
 
     @property
     def created_at(self) -> datetime:
@@ -216,6 +218,18 @@ _TITLES: Final = (
 )
 _ROLES: Final = ("Executive", "Manager", "Individual Contributor", "Student", "Consultant")
 _INDUSTRIES: Final = ("Software", "Healthcare", "Finance", "Education", "Manufacturing", "Media", "Retail")
+#: The event's registration form beyond the standard fields (docs/reference/kaltura-api.md §10): profileData
+#: key → the answers offered.
+REGISTRATION_FORM: Final[dict[str, tuple[str, ...]]] = {
+    "jobFunction": ("Marketing", "Sales", "Engineering", "IT", "Operations", "Executive Leadership"),
+    "companySize": ("1-50", "51-200", "201-1000", "1001-5000", "5000+"),
+    "howDidYouHear": ("Email", "LinkedIn", "Colleague", "Search", "Partner"),
+}
+#: Shares of registrants who leave a question blank: title and company are optional on the form, and so
+#: is each custom question.
+BLANK_TITLE: Final = 0.2
+BLANK_COMPANY: Final = 0.12
+BLANK_FORM_ANSWER: Final = 0.25
 _COUNTRIES: Final = (
     "United States", "Germany", "Israel", "United Kingdom", "France", "Japan", "Brazil", "India", "Canada",
 )
@@ -332,12 +346,27 @@ class _Gen:
         origin = self.rng.choices([o for o, _ in _ORIGINS], weights=[w for _, w in _ORIGINS])[0]
         user_id = email if origin != "sso" else "sso_" + self.hexid(16)
         login = "sso" if origin == "sso" else self.rng.choice(("magicLink", "emailPass", "magicLink"))
-        return Registrant(
+        r = Registrant(
             index=index, user_id=user_id, email=email, email_defect=None, first_name=first, last_name=last,
             title=self.rng.choice(_TITLES), company=company, country=self.rng.choice(_COUNTRIES),
             role=self.rng.choice(_ROLES), industry=self.rng.choice(_INDUSTRIES), reg_origin=origin,
             login_type=login, profile_id=self.hexid(24),
         )
+        self.fill_form(r)
+        return r
+
+    def fill_form(self, r: Registrant) -> None:
+        """What the registrant typed into the registration form, from a stream of its own (so every
+        other part of the scenario is what it was for the same seed): some leave title, company or a
+        custom question blank."""
+        rng = random.Random(f"{self.seed}:registration-form:{r.index}")
+        if rng.random() < BLANK_TITLE:
+            r.title = ""
+        if rng.random() < BLANK_COMPANY:
+            r.company = ""
+        for key, answers in REGISTRATION_FORM.items():
+            if rng.random() >= BLANK_FORM_ANSWER:
+                r.form[key] = rng.choice(answers)
 
 
 def generate(config: ScenarioConfig, seed: int = 0) -> Scenario:

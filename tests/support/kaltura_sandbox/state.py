@@ -54,10 +54,10 @@ class ScenarioView:
             "appGuid": self.scenario.app_guid,
             "userId": r.user_id,
             "status": "enabled",
-            "profileData": {
+            "profileData": {k: v for k, v in {
                 "firstName": r.first_name, "lastName": r.last_name, "company": r.company,
-                "title": r.title, "userRole": r.role, "industry": r.industry, "country": r.country,
-            },
+                "title": r.title, "userRole": r.role, "industry": r.industry, "country": r.country, **r.form,
+            }.items() if v},  # a question left blank is not stored
             "eventData": event_data,
             "appData": {},
             "createdAt": fmt_time(r.created_at),
@@ -152,6 +152,7 @@ class ScenarioView:
             attendees.append({
                 "user_id": r.user_id, "profile_id": r.profile_id, "email": r.email,
                 "email_defect": r.email_defect, "first_name": r.first_name, "last_name": r.last_name,
+                "title": r.title, "company": r.company, "country": r.country, "registration": dict(r.form),
                 "reg_origin": r.reg_origin, "final_status": r.transitions[k - 1].status,
                 "status_time": _iso(r.transitions[k - 1].at), "deleted": deleted,
                 "deleted_at": _iso(r.deleted_at) if deleted and r.deleted_at else None,
