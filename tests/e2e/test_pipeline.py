@@ -80,6 +80,12 @@ async def test_a_virtual_event_reaches_marketo_exactly_once(stack: Stack, promet
     kinds = {t.kind: t for t in result.tallies}
     assert kinds["leads"].expected > 100 and kinds["userSessionEngagement activities"].expected > 20
     assert kinds["kalturaUserPolls_c objects"].expected > 5
+    # every answered poll in the slot of its position in Kaltura's order (issue #16 §5)
+    assert kinds["kalturaUserPolls_c slots (Kaltura's poll order)"].expected > 10
+    # Issue #16: the seed's granular labels are on the program memberships, each one the scenario implies.
+    [labels] = [t for t in result.tallies if t.kind.startswith("granular labels")]
+    assert labels.present > 100 and labels.present == labels.expected, labels.kind
+    assert int(labels.kind.split("(")[1].split()[0]) >= 8, labels.kind  # distinct labels (9 in this scenario)
 
     # Prometheus scraped the services while they worked: the counters it holds match the outcome.
     written = 'sum(kmsync_sink_outcomes_total{status=~"created|updated"})'
