@@ -12,13 +12,16 @@ current status; reconcile.py then accepts any Marketo status at least as far).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from kmsync_config.tenants import EventConfig, TenantsConfig
+from kmsync_contracts.kaltura_records import AttendeeStatus, KalturaRecord, PollResponse, SessionEngagement
 from kmsync_ingest.kaltura_source import KalturaPullSource, client_for
 from kmsync_ingest.settings import IngestSettings
+from kmsync_ingest.source import Item
 from kmsync_kaltura.models import Attendee
 
 Say = Callable[[str], None]
@@ -32,15 +35,29 @@ def attendee_truth(att: Attendee) -> dict[str, Any]:
             "status_time": (p.event_data.status_update_time or p.updated_at).isoformat()}
 
 
+async def _nothing() -> AsyncIterator[list[Item[AttendeeStatus]]]:
+    return
+    yield
+
+
 def origin_of(attendees: list[dict[str, Any]], now: datetime) -> str:
     """The earliest status time of the event's registrants (now when there are none)."""
     times = [datetime.fromisoformat(a["status_time"]) for a in attendees]
     return min(times, default=now).isoformat()
 
 
-async def pull_event(tenants: TenantsConfig, event: EventConfig, settings: IngestSettings, say: Say
-                     ) -> dict[str, Any]:
-    """Kaltura's registrants, engagement rows and poll answers of the event, pulled now."""
+@dataclass
+class KalturaNow:
+    #: The reconciliation's shape (the module's docstring).
+    truth: dict[str, Any]
+    #: The records ingest would make of what was pulled (reconcile_fix.py re-drives some of them).
+    records: list[KalturaRecord] = field(default_factory=list)
+
+
+async def pull_event(tenants: TenantsConfig, event: EventConfig, settings: IngestSettings, say: Say, *,
+                     statuses: bool = False) -> KalturaNow:
+    """Kaltura's registrants, engagement rows and poll answers of the event, pulled now; with ``statuses``
+    also the registrants' status records (a second walk of the profiles, for ``--fix``)."""
     partner = tenants.kaltura_partners.get(event.partner_id)
     if partner is None:
         raise ValueError(f"kaltura_partners has no partner {event.partner_id} (event {event.name})")
@@ -49,19 +66,21 @@ async def pull_event(tenants: TenantsConfig, event: EventConfig, settings: Inges
     source = KalturaPullSource(client_for(event.partner_id, partner, settings), settings)
     try:
         attendees: list[dict[str, Any]] = []
+        records: list[KalturaRecord] = []
+        async for items in (source.statuses(event, None) if statuses else _nothing()):
+            records += [i.record for i in items if i.record is not None]
         async for page in source.client.iter_attendees(event.app_guid):
             attendees += [attendee_truth(att) for att in page.attendees]
         say(f"Kaltura: {len(attendees)} registrant profiles")
-        engagement: list[dict[str, Any]] = []
-        polls: list[dict[str, Any]] = []
+        sessions: list[Any] = []
         for session in await source.sessions(event):
-            engagement += [{"entry_id": i.record.entry_id, "email": i.record.email}
-                           for i in await source.engagement(event, session) if i.record is not None]
-            polls += [{"entry_id": i.record.entry_id, "email": i.record.email}
-                      for i in await source.poll_answers(event, session) if i.record is not None]
-        say(f"Kaltura: {len(engagement)} engagement rows, {len(polls)} poll answers "
-            f"in {len(event.sessions)} sessions")
+            sessions += [i.record for i in await source.engagement(event, session) if i.record is not None]
+            sessions += [i.record for i in await source.poll_answers(event, session) if i.record is not None]
     finally:
         await source.close()
-    return {"attendees": attendees, "engagement": engagement, "poll_answers": polls,
-            "origin": origin_of(attendees, datetime.now(UTC))}
+    engagement = [{"entry_id": r.entry_id, "email": r.email} for r in sessions if isinstance(r, SessionEngagement)]
+    polls = [{"entry_id": r.entry_id, "email": r.email} for r in sessions if isinstance(r, PollResponse)]
+    say(f"Kaltura: {len(engagement)} engagement rows, {len(polls)} poll answers in {len(event.sessions)} sessions")
+    truth = {"attendees": attendees, "engagement": engagement, "poll_answers": polls,
+             "origin": origin_of(attendees, datetime.now(UTC))}
+    return KalturaNow(truth, records + sessions)

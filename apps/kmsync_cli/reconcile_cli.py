@@ -1,5 +1,5 @@
-"""`kmsync reconcile --event NAME|ID [--max-calls N] [--share F] [--json]`: does Marketo hold what Kaltura
-says, for one virtual event? (issue #19)
+"""`kmsync reconcile --event NAME|ID [--max-calls N] [--share F] [--json] [--fix]`: does Marketo hold what
+Kaltura says, for one virtual event? (issue #19)
 
 Pulls the event from Kaltura now (kaltura_now.py: registrants, engagement rows, poll answers, through
 the ingest service's Kaltura source), reads back what the event's Marketo instance holds for those
@@ -8,10 +8,13 @@ dedupe keys, activities by lead) at ``--share`` of the instance's rate and at mo
 calls, and prints the demo's table: per kind, expected, present, tolerated, missing, duplicates,
 unexpected, wrong. Exit 0 when it reconciles, 1 when it does not, 3 when Kaltura or Marketo cannot
 be reached. Run it after the event's sessions have ended (custom activities are written for a
-session's final figures only).
+session's final figures only). ``--fix`` then re-drives only the missing or wrong records through
+the pipeline (reconcile_fix.py: transform's own steps on what Kaltura holds now, onto
+marketo.ops.v1 for the running sink); reconcile again to see them written.
 
 Settings: KMSYNC_TENANTS_FILE (the event, its Kaltura partner and Marketo instance, secrets by
-reference) and the ingest's KMSYNC_POLLS_CSV_URL / KMSYNC_ENGAGEMENT_REPORTS when they are set there.
+reference), KMSYNC_KAFKA_BOOTSTRAP and KMSYNC_TOPIC_PREFIX for --fix, and the ingest's
+KMSYNC_POLLS_CSV_URL / KMSYNC_ENGAGEMENT_REPORTS when they are set there.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ import argparse
 import asyncio
 import json
 import sys
+from collections import Counter
+from datetime import UTC, datetime
 
-from kmsync_cli.kaltura_now import pull_event
+from kmsync_cli.kaltura_now import KalturaNow, pull_event
 from kmsync_cli.reconcile import COLUMNS, Reconciliation
+from kmsync_cli.reconcile_fix import fixes_of, operations, redrive
 from kmsync_cli.reconcile_rest import READBACK_MAX_CALLS, READBACK_SHARE, reconcile_over_rest
 from kmsync_cli.trace import find_event, readback_settings
 from kmsync_config.settings import load_settings
-from kmsync_config.tenants import load_tenants
+from kmsync_config.tenants import TenantsConfig, load_tenants
 from kmsync_ingest.settings import IngestSettings
 from kmsync_marketo.readback import ReadBudgetExceeded
 
@@ -41,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"share of the instance's rate window the read-back uses (default {READBACK_SHARE})")
     parser.add_argument("--examples", type=int, default=5, help="examples listed per problem (default 5)")
     parser.add_argument("--json", action="store_true", help="the table as one JSON document on stdout")
+    parser.add_argument("--fix", action="store_true",
+                        help="re-drive only the missing or wrong records through the pipeline (onto marketo.ops.v1 "
+                             "for the running sink; KMSYNC_KAFKA_BOOTSTRAP, KMSYNC_TOPIC_PREFIX); reconcile again "
+                             "once the sink has written them")
     return parser
 
 
@@ -51,19 +61,38 @@ def as_json(result: Reconciliation, calls: int) -> dict[str, object]:
                       for t in result.tallies]}
 
 
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 async def run(args: argparse.Namespace) -> tuple[Reconciliation, int]:
     settings = load_settings(IngestSettings)
     tenants = load_tenants(settings.tenants_file, check_secrets=False)
     event = find_event(tenants, args.event)
-
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    truth = await pull_event(tenants, event, settings, say)
+    kaltura = await pull_event(tenants, event, settings, say, statuses=args.fix)
     say(f"reading back from Marketo {tenants.instance_for(event).munchkin_id} over REST "
         f"(at most {args.max_calls} calls, {args.share:g} of its rate) ...")
-    return await reconcile_over_rest(readback_settings(tenants, event, args.share), truth, event.program_id,
-                                     max_calls=args.max_calls, overrides=event.status_overrides)
+    result, calls = await reconcile_over_rest(readback_settings(tenants, event, args.share), kaltura.truth,
+                                              event.program_id, max_calls=args.max_calls,
+                                              overrides=event.status_overrides)
+    if args.fix:
+        await fix(result, kaltura, tenants, settings)
+    return result, calls
+
+
+async def fix(result: Reconciliation, kaltura: KalturaNow, tenants: TenantsConfig, settings: IngestSettings) -> None:
+    """Re-drive the missing and wrong records (reconcile_fix.py); says what went and what cannot."""
+    fixes = fixes_of(result)
+    if fixes.empty:
+        say("--fix: nothing missing or wrong to re-drive")
+        return
+    ops = operations(kaltura.records, tenants, fixes, datetime.now(UTC))
+    await redrive(settings.kafka_bootstrap, settings.topic_prefix, ops)
+    kinds = Counter(op.kind for op in ops)
+    say(f"--fix: {len(ops)} operation(s) re-driven onto marketo.ops.v1 ("
+        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + "); reconcile again once the sink wrote them"
+        + (" (custom activities the sink already wrote are skipped by its ledger: never written twice)"
+           if fixes.activities else ""))
 
 
 def main(argv: list[str]) -> int:

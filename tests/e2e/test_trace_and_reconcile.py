@@ -1,4 +1,4 @@
-"""`kmsync trace` and `kmsync reconcile` against the small demo stack (issue #19): Kafka, both sandboxes,
+"""`kmsync trace` and `kmsync reconcile [--fix]` against the small demo stack (issue #19): Kafka, both sandboxes,
 ingest, transform and sink as processes; the commands run as an operator runs them, from the
 environment the stack writes (`<work>/kmsync.env`), as separate `kmsync` processes."""
 
@@ -24,6 +24,7 @@ from kmsync_marketo.auth import TokenRegistry
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.from_config import settings_from_instance
 from kmsync_marketo.limiter import LimiterRegistry
+from kmsync_testing.waiting import wait_for
 
 KMSYNC = str(Path(sys.executable).parent / "kmsync")
 pytestmark = pytest.mark.timeout(600)
@@ -68,7 +69,7 @@ async def delete_object(stack: Stack, guid: str) -> None:
     assert body["result"][0]["status"] == "deleted", body
 
 
-async def test_trace_tells_one_registrant_story_and_reconcile_finds_a_deleted_object(
+async def test_trace_tells_one_registrant_story_and_reconcile_finds_and_fixes_a_deleted_object(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines: list[str] = []
@@ -115,3 +116,16 @@ async def test_trace_tells_one_registrant_story_and_reconcile_finds_a_deleted_ob
     engagement = kinds_after[f"{ENGAGEMENT_OBJECT_API_NAME} objects"]
     assert engagement["missing"] == 1 and engagement["missing_keys"] == [str((obj["entry_id"], email))]
     assert sum(k["missing"] for k in kinds_after.values()) == 1
+
+    fixed = kmsync(stack, "reconcile", "--event", "demo-event", "--fix")
+    # Only the missing object (one per engagement report of the session) and the person's lead upsert.
+    assert fixed.returncode == 1 and "custom_object_upsert" in fixed.stderr, fixed.stderr
+    assert "program_member_status" not in fixed.stderr and "custom_activity" not in fixed.stderr, fixed.stderr
+
+    async def reconciled() -> bool:
+        again = await asyncio.to_thread(kmsync, stack, "reconcile", "--event", "demo-event", "--json")
+        return again.returncode == 0
+
+    await wait_for(reconciled, 120, "the re-driven custom object written by the running sink")
+    objects = http_json(f"{stack.marketo_url}/_sandbox/dump")["customObjects"][ENGAGEMENT_OBJECT_API_NAME]
+    assert sum(1 for o in objects if (o["entry_id"], int(o["personId"])) == (obj["entry_id"], lead_id)) == 1
