@@ -92,8 +92,10 @@ async def test_status_then_label_in_one_window_and_a_label_alone_later(ops: OpFa
         assert during.status == "updated"
         [member] = members(sb).values()
         assert member["kalturaGranularStatus"] == "During-event visit"
+        # Marketo's "Change Program Member Data" activities read the label's path, in order (§13.4)
         changes = [a for a in sb.dump()["activities"] if a["activityTypeId"] == 175]
-        assert len(changes) == 2
+        assert [next(x["value"] for x in a["attributes"] if x["name"] == "New Value") for a in changes] == [
+            "Pre-event visit", "During-event visit"]
 
 
 async def test_a_label_without_membership_is_retried_then_dead_lettered(ops: OpFactory) -> None:
