@@ -42,6 +42,9 @@ class ReasonCode(StrEnum):
     """An operation on marketo.ops.v1 is not a valid contract record."""
     ALREADY_WRITTEN = "kmsync.already_written"
     """The same operation (same op id) was already written; not sent again."""
+    SUPERSEDED = "kmsync.superseded"
+    """A custom object upsert of one lane (live or backfill) that transform emitted before an upsert of the same
+    record the other lane has already written: not sent, so an older value never overwrites a newer one."""
     VERIFIED_WRITTEN = "kmsync.verified_written"
     """A custom activity found in the lead's activity log after an uncertain write: not sent again."""
     UNVERIFIED = "kmsync.unverified"

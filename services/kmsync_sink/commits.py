@@ -57,9 +57,12 @@ class CommitControl:
             elif open_n < cap // 2 and tp in self.paused:
                 self.consumer.resume(tp)
                 self.paused.discard(tp)
-        for munchkin, worker in workers.items():
-            self.metrics.buffered.labels(munchkin).set(worker.buffered)
-            self.metrics.awaiting_verification.labels(munchkin).set(worker.awaiting_verification)
+        buffered: dict[str, int] = {}
+        for worker in workers.values():  # an instance's live and backfill workers (lanes.py) add up
+            buffered[worker.munchkin_id] = buffered.get(worker.munchkin_id, 0) + worker.buffered
+            self.metrics.awaiting_verification.labels(worker.munchkin_id).set(worker.awaiting_verification)
+        for munchkin, n in buffered.items():
+            self.metrics.buffered.labels(munchkin).set(n)
 
     def revoked(self, tp: TopicPartition) -> None:
         """A partition left: nothing of its tracking or pausing counts any more."""

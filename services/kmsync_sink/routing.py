@@ -20,10 +20,12 @@ from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import MARKETO_OPS
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.from_config import settings_from_instance
+from kmsync_marketo.lanes import BACKFILL, LIVE, Lane
 from kmsync_marketo.settings import MarketoSettings
 from kmsync_sink.decisions import Decision
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.intents import IntentLog
+from kmsync_sink.lanes import LaneGate
 from kmsync_sink.offsets import OffsetTracker
 from kmsync_sink.pending import PendingOp, Source
 from kmsync_sink.publishing import OutcomePublisher
@@ -48,6 +50,11 @@ class Broken:
     reason: str
 
 
+def backfill_key(munchkin_id: str) -> str:
+    """Where an instance's backfill worker is in ``InstanceRouter.workers``."""
+    return f"{munchkin_id}|{BACKFILL}"
+
+
 class InstanceRouter:
     def __init__(
         self, tenants: TenantsConfig, context: WorkerContext, tracker: OffsetTracker, outcomes: OutcomePublisher,
@@ -62,7 +69,10 @@ class InstanceRouter:
         self.writer_factory = writer_factory
         self._rng = rng or random.Random()
         self._on_failure = on_failure
+        #: Live workers by Munchkin id, backfill workers by ``backfill_key`` (lanes.py).
         self.workers: dict[str, InstanceWorker] = {}
+        #: The topic whose operations are of the backfill lane (set by the sink).
+        self.backfill_topic: str | None = None
         self.broken: dict[str, Broken] = {}
         self.writers: list[MarketoWriter] = []
         outcomes.known_lead_id = self.known_lead_id
@@ -86,14 +96,24 @@ class InstanceRouter:
             return
         pending = PendingOp(Source(tp.topic, tp.partition, m.offset), op, len(m.value or b""),
                             time.monotonic(), key=key)
-        worker = self.worker_for(op.munchkin_id)
+        worker = self.worker_for(op.munchkin_id, self.lane_of(tp.topic))
         if isinstance(worker, Broken):
             await self.outcomes.publish([Decision(pending, "failed", reason_code=worker.code, reason=worker.reason)],
                                         give_up)
             return
         worker.add(pending)
 
-    def worker_for(self, munchkin_id: str) -> InstanceWorker | Broken:
+    def note_lags(self, lags: dict[tuple[str, int], int]) -> None:
+        """Each worker's lag: what Kafka holds for its partitions and the sink has not read (adaptive windows)."""
+        for worker in self.workers.values():
+            worker.lag = sum(lags.get(tp, 0) for tp in worker.partitions)
+
+    def lane_of(self, topic: str) -> Lane:
+        return BACKFILL if topic == self.backfill_topic else LIVE
+
+    def worker_for(self, munchkin_id: str, lane: Lane = LIVE) -> InstanceWorker | Broken:
+        if lane == BACKFILL:
+            return self._backfill_worker(munchkin_id)
         worker = self.workers.get(munchkin_id)
         if worker is not None:
             return worker
@@ -116,12 +136,29 @@ class InstanceRouter:
         self.writers.append(writer)
         worker = InstanceWorker(munchkin_id, writer, self.context, rng=random.Random(self._rng.random()),
                                 bulk=writer.bulk(), bulk_min_records=instance.bulk_min_records,
-                                member_fields=instance.program_member_fields)
+                                member_fields=instance.program_member_fields, gate=LaneGate())
+        self._start(munchkin_id, worker)
+        return worker
+
+    def _backfill_worker(self, munchkin_id: str) -> InstanceWorker | Broken:
+        """The instance's backfill worker: the live worker's writer (one limiter), lead cache and gate."""
+        worker = self.workers.get(backfill_key(munchkin_id))
+        if worker is not None:
+            return worker
+        live = self.worker_for(munchkin_id)
+        if isinstance(live, Broken):
+            return live
+        worker = InstanceWorker(munchkin_id, live.writer, self.context, rng=random.Random(self._rng.random()),
+                                bulk=live.writer.bulk(), bulk_min_records=live.bulk_min_records,
+                                member_fields=live.member_fields, lane=BACKFILL, cache=live.cache, gate=live.gate)
+        self._start(backfill_key(munchkin_id), worker)
+        return worker
+
+    def _start(self, key: str, worker: InstanceWorker) -> None:
         worker.start()
         assert worker.task is not None
         worker.task.add_done_callback(self._worker_done)
-        self.workers[munchkin_id] = worker
-        return worker
+        self.workers[key] = worker
 
     def _broken(self, munchkin_id: str, code: ReasonCode, reason: str) -> Broken:
         broken = self.broken[munchkin_id] = Broken(code, reason)

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from kmsync_config.tenants import TenantsConfig
-from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
+from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_DLQ, MARKETO_OPS, MARKETO_OPS_BACKFILL, MARKETO_RESULTS
 from kmsync_kafka.clients import (
     DEFAULT_ISOLATION,
     ensure_topics,
@@ -73,6 +74,8 @@ class MarketoSink:
         self.metrics = metrics or SinkMetrics()
         p = settings.topic_prefix
         self.ops_topic = topic_name(MARKETO_OPS, p)
+        #: The backfill lane (lanes.py): served after live, on the instance's backfill share.
+        self.backfill_topic = topic_name(MARKETO_OPS_BACKFILL, p)
         self.results_topic = topic_name(MARKETO_RESULTS, p)
         self.dlq_topic = topic_name(MARKETO_DLQ, p)
         self.intents_topic = topic_name(ACTIVITY_INTENTS, p)
@@ -90,6 +93,7 @@ class MarketoSink:
                                 verify_delay_seconds=settings.sink_activity_verify_delay_seconds)
         self.router = InstanceRouter(tenants, context, self.tracker, self.outcomes, writer_factory=writer_factory,
                                      rng=rng, on_failure=self._worker_failed)
+        self.router.backfill_topic = self.backfill_topic
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._ledger_reader: LedgerReader | None = None
@@ -117,7 +121,7 @@ class MarketoSink:
         s = self.settings
         self._stop = stop
         # The sink's own topic (intents.py): created here, so every deployment has it.
-        await ensure_topics(s.kafka_bootstrap, (ACTIVITY_INTENTS,), s.topic_prefix)
+        await ensure_topics(s.kafka_bootstrap, (ACTIVITY_INTENTS, MARKETO_OPS_BACKFILL), s.topic_prefix)
         self._producer = reliable_producer(s.kafka_bootstrap)
         await self._producer.start()
         self.intent_log = IntentLog(self._producer, self.intents_topic, self.ledger)
@@ -126,12 +130,15 @@ class MarketoSink:
         self._ledger_reader = LedgerReader(s.kafka_bootstrap, self.results_topic, self.ledger,
                                            s.sink_ledger_lookback_hours, intents_topic=self.intents_topic)
         self._consumer = self.commits.consumer = manual_commit_consumer(
-            s.kafka_bootstrap, s.sink_group_id, rebalance_timeout_ms=int(s.sink_drain_timeout_seconds * 1000) + 10_000)
+            s.kafka_bootstrap, s.sink_group_id, rebalance_timeout_ms=int(s.sink_drain_timeout_seconds * 1000) + 10_000,
+            # Range assignment gives a replica the same partition numbers of both ops topics (same key, same
+            # partition count), so an instance's live and backfill lanes, and its budget, are one replica's.
+            partition_assignment_strategy=(RangePartitionAssignor,))
         try:
             await self._ledger_reader.start()
             await self._ledger_reader.catch_up()
             await self._consumer.start()
-            self._consumer.subscribe([self.ops_topic], listener=_Listener(self))
+            self._consumer.subscribe([self.ops_topic, self.backfill_topic], listener=_Listener(self))
             self.state.ready = True
             await self._consume(stop)
         finally:
@@ -157,8 +164,13 @@ class MarketoSink:
         response (no broker round trip; paused partitions keep their last figure). Operations read
         and not yet decided are ``kmsync_sink_buffered_operations``, not lag."""
         assert self._consumer is not None
-        for tp, records in (await consumer_lags(self._consumer, DEFAULT_ISOLATION)).items():
-            self.metrics.consumer_lag.labels(str(tp.partition)).set(records)
+        lags = await consumer_lags(self._consumer, DEFAULT_ISOLATION)
+        by_partition: dict[int, int] = {}
+        for tp, records in lags.items():  # an instance's partition: its live and backfill topics add up
+            by_partition[tp.partition] = by_partition.get(tp.partition, 0) + records
+        for partition, records in by_partition.items():
+            self.metrics.consumer_lag.labels(str(partition)).set(records)
+        self.router.note_lags({(tp.topic, tp.partition): records for tp, records in lags.items()})
 
     async def _shutdown(self) -> None:
         # Both paths let windows in flight finish (bounded) so accepted writes get their outcomes;
@@ -209,7 +221,7 @@ class MarketoSink:
                 dropped = await worker.stop(self.settings.sink_drain_timeout_seconds)
                 kept += [p for p in dropped if (p.source.topic, p.source.partition) not in keys]
         for p in kept:  # records of partitions still ours go back to a fresh worker
-            w = self._worker_for(p.op.munchkin_id)
+            w = self.router.worker_for(p.op.munchkin_id, self.router.lane_of(p.source.topic))
             if isinstance(w, InstanceWorker):
                 w.add(p)
         with contextlib.suppress(KafkaError, CommitFailedError):

@@ -19,6 +19,8 @@ class CloseReason(StrEnum):
     COUNT = "count"
     BYTES = "bytes"
     AGE = "age"
+    #: Closed early: nothing more waiting in Kafka and room in the budget (adaptive.py).
+    IDLE = "idle"
     DRAIN = "drain"
 
 
@@ -80,6 +82,10 @@ class Window:
         if now - min(p.arrived for p in ready) >= self.limits.max_age_seconds:
             return CloseReason.AGE
         return None
+
+    def oldest_ready(self, now: float) -> float | None:
+        """Arrival time of the oldest operation ready now (None: none is)."""
+        return min((p.arrived for p in self._ops if p.not_before <= now), default=None)
 
     def next_deadline(self, now: float) -> float | None:
         """Monotonic time at which ``due`` may change without new input (age or a backoff ending)."""

@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from kmsync_config.tenants import ProgramMemberFields
 from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_marketo import endpoints as ep
+from kmsync_marketo.lanes import BACKFILL, LIVE, Lane, set_lane
 from kmsync_marketo.schema import SchemaReader
+from kmsync_sink.adaptive import BudgetView, early_close_in
 from kmsync_sink.decisions import Decision, RetryPolicy, settle
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.executor import WindowExecutor
 from kmsync_sink.intents import IntentLog
+from kmsync_sink.lanes import LaneGate
 from kmsync_sink.member_data import MemberDataWriter
 from kmsync_sink.memory import ActivityWrites, LeadCache
 from kmsync_sink.metrics import SinkMetrics
@@ -54,6 +57,15 @@ def _schema_map(munchkin_id: str, writer: MarketoWriter, settings: WindowSetting
                              company_on_1021=settings.sink_company_on_1021)
 
 
+def _window(settings: WindowSettings, bulk_on: bool) -> Window:
+    return Window(WindowLimits(
+        settings.window_max_records, settings.window_max_age_seconds, settings.window_max_bytes,
+        # A backlog window as large as bulk jobs want (only where bulk is on).
+        bulk_max_records=settings.bulk_window_max_records if bulk_on else None,
+        bulk_max_bytes=settings.bulk_window_max_bytes if bulk_on else None,
+    ))
+
+
 @dataclass(frozen=True)
 class WorkerContext:
     """What every instance's worker of one sink shares."""
@@ -81,28 +93,28 @@ class InstanceWorker:
         bulk: BulkWriter | None = None,
         bulk_min_records: int | None = None,
         member_fields: ProgramMemberFields | None = None,
+        lane: Lane = LIVE,
+        cache: LeadCache | None = None,
+        gate: LaneGate | None = None,
     ) -> None:
-        """``bulk_min_records``: the instance's bulk threshold from the tenants file (None: the
-        sink's ``settings.bulk_min_records``; 0: never bulk)."""
+        """``bulk_min_records``: the instance's bulk threshold from the tenants file (None: the sink's
+        ``settings.bulk_min_records``; 0: never bulk). ``lane``: the operations this worker serves
+        (lanes.py: an instance's live and backfill workers share its writer, lead cache and ``gate``)."""
         settings, metrics, monotonic = context.settings, context.metrics, context.monotonic
-        ledger = context.ledger
         self.munchkin_id = munchkin_id
+        self.lane = lane
+        self.gate = gate
         self.writer = writer
         self.settings = settings
-        self.ledger = ledger
+        self.ledger = context.ledger
         self._publish = context.publish
         self.metrics = metrics
         self._mono = monotonic
         self._rng = rng or random.Random()
         self.bulk_min_records = settings.bulk_min_records if bulk_min_records is None else bulk_min_records
         bulk_on = self.bulk_min_records > 0
-        self.window = Window(WindowLimits(
-            settings.window_max_records, settings.window_max_age_seconds, settings.window_max_bytes,
-            # A backlog window as large as bulk jobs want (only where bulk is on).
-            bulk_max_records=settings.bulk_window_max_records if bulk_on else None,
-            bulk_max_bytes=settings.bulk_window_max_bytes if bulk_on else None,
-        ))
-        self.cache = LeadCache(settings.lead_cache_size)
+        self.window = _window(settings, bulk_on)
+        self.cache = cache if cache is not None else LeadCache(settings.lead_cache_size)
         #: Bulk custom object jobs left to finish in the background (None: windows wait for them).
         self.pipeline = (BulkPipeline(settings.bulk_pipeline_max_jobs, self._job_ended)
                          if bulk is not None and bulk_on and settings.bulk_pipeline_max_jobs > 0 else None)
@@ -113,10 +125,14 @@ class InstanceWorker:
         #: The instance's program member fields (tenants file): where granular labels go.
         self.member_fields = member_fields
         self.executor = self._executor(context, bulk)
+        self._join(gate)
         self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds,
                                   settings.retry_max_seconds)
         #: (topic, partition) of every record this worker was given.
         self.partitions: set[tuple[str, int]] = set()
+        #: Records Kafka holds for those partitions that the sink has not read (set by the router), and
+        #: calls per window averaged over recent windows (adaptive.py).
+        self.lag, self._calls_per_window = 0, 3.0
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -127,6 +143,10 @@ class InstanceWorker:
         self._retry_at: dict[int, float] = {}
         #: A background job that ended with an error (publishing failed): the loop raises it.
         self._job_error: BaseException | None = None
+
+    def _join(self, gate: LaneGate | None) -> None:
+        if gate is not None:
+            gate.register(self.lane, self._resume, self.pipeline.holds if self.pipeline is not None else None)
 
     def _executor(self, context: WorkerContext, bulk: BulkWriter | None) -> WindowExecutor:
         munchkin_id, metrics, intent_log = self.munchkin_id, context.metrics, context.intent_log
@@ -164,7 +184,7 @@ class InstanceWorker:
         return self.executor.ledger.uncertain_count(self.munchkin_id)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=f"sink-{self.munchkin_id}")
+        self._task = asyncio.create_task(self._loop(), name=f"sink-{self.munchkin_id}-{self.lane}")
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -172,13 +192,19 @@ class InstanceWorker:
 
     # ----- the loop
     async def _loop(self) -> None:
+        set_lane(self.lane)  # every call of this worker (and of the tasks it starts) is of its lane
         while not self._stopping:
             if self._job_error is not None:
                 raise self._job_error
             now = self._mono()
             reason = self.window.due(now)
+            early = self._early_close(now) if reason is None else None
+            if early is not None and early <= 0:
+                reason = CloseReason.IDLE
             if reason is None:
                 deadline = self.window.next_deadline(now)
+                if early is not None:
+                    deadline = now + early if deadline is None else min(deadline, now + early)
                 timeout = None if deadline is None else max(0.0, deadline - now)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -192,6 +218,17 @@ class InstanceWorker:
             # accepted always reaches the ledger; stop() bounds how long that may take.
             self._window_task = asyncio.create_task(self._one_window(reason, now))
             await asyncio.shield(self._window_task)
+
+    def _early_close(self, now: float) -> float | None:
+        """Seconds until the window may close before its age limit (adaptive.py), None: it waits for it."""
+        oldest = self.window.oldest_ready(now)
+        if not self.settings.window_adaptive or oldest is None:
+            return None
+        limiter = self.writer.limiter
+        limit = limiter.backfill_window_limit if self.lane == BACKFILL else limiter.effective_window_limit
+        budget = BudgetView(limiter.room(self.lane), limit, limiter.settings.rate_window_seconds)
+        return early_close_in(1, now - oldest, self.lag, budget, self._calls_per_window,
+                              self.settings.window_min_linger_seconds)
 
     async def _maybe_reconcile(self, now: float) -> None:
         """Other integrations spend the same daily quota (docs/reference/marketo-api.md §2.1): learn the instance's
@@ -214,6 +251,11 @@ class InstanceWorker:
         self.metrics.window_bytes.labels(self.munchkin_id).observe(size)
         if self.pipeline is not None:
             taken = self._hold_back(taken, self.pipeline)
+        if self.gate is not None:
+            admission = self.gate.admit(self.lane, taken)
+            taken = admission.send
+            if admission.superseded:
+                await self._publish(admission.superseded, self.give_up)
         full_calls = reason in (CloseReason.COUNT, CloseReason.BYTES)
         config = PlannerConfig(
             batch_max=ep.BATCH_MAX,
@@ -223,8 +265,14 @@ class InstanceWorker:
         plan = plan_window(taken, config, known_lead=lambda e: e in self.cache,
                            already_written=lambda op_id: op_id in self.ledger)
         self.window.extend(plan.deferred)
+        if plan.calls:
+            self._calls_per_window = 0.7 * self._calls_per_window + 0.3 * plan.calls
         self._retry_at = {}
-        await self.executor.execute(plan, self._settle_and_publish)
+        try:
+            await self.executor.execute(plan, self._settle_and_publish)
+        finally:
+            if self.gate is not None:
+                self.gate.window_done(self.lane)
         self.metrics.observe_limiter(self.munchkin_id, self.writer.limiter)
 
     def _hold_back(self, taken: list[PendingOp], pipeline: BulkPipeline) -> list[PendingOp]:
@@ -245,6 +293,8 @@ class InstanceWorker:
             # and the records are replayed from the last commit).
             self._job_error = task.exception()
             self._wake.set()
+        if self.gate is not None:
+            self.gate.job_done(self.lane)
         released = self.held.release(keys)
         if released:
             self.window.extend(released)
@@ -291,7 +341,12 @@ class InstanceWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        return self.window.drop() + self.held.drop()
+        return self.window.drop() + self.held.drop() + (self.gate.drop(self.lane) if self.gate is not None else [])
+
+    def _resume(self, ops: list[PendingOp]) -> None:
+        """Operations that waited for the other lane (lanes.py) go back to the window."""
+        self.window.extend(ops)
+        self._wake.set()
 
     async def _drain(self, tasks: set[asyncio.Task[None]], deadline: float, what: str) -> None:
         # A parked instance (607) gets nothing done at Marketo until the reset: its calls (a job's

@@ -1,0 +1,46 @@
+"""Adaptive windows (issue #18): when to close a window before its age limit (pure).
+
+A fixed age trades latency for calls: at 5 s a live trickle waits ~4 s per record for nothing while
+the budget idles; at 0.2 s the calls outrun the limiter and records wait in it instead. So a window
+closes early only when nothing more is coming and the budget has room for its calls:
+
+- **Nothing more is waiting.** The lane's consumer lag (records in Kafka not read yet) is 0. Under a
+  backlog the count, bytes and age limits apply as before: windows fill to 300 (or the bulk size).
+- **The budget has room.** The lane's limiter room (calls it could start now without waiting for the
+  rolling window, ``InstanceLimiter.room``) covers the window's calls (estimated from recent windows).
+  With at least half the lane's limit free the window closes after ``min_linger`` (a burst's records
+  arrive together); with less, windows are paced so their calls fit the lane's sustainable rate: one
+  window per (calls per window × window seconds / limit), so a steady trickle never outruns the limiter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    """What the limiter says about the lane right now."""
+
+    #: Calls the lane could start now without waiting (``InstanceLimiter.room``).
+    room: int
+    #: The lane's calls per rolling window (its effective limit).
+    limit: int
+    #: The rolling window, in seconds.
+    window_seconds: float
+
+
+def early_close_in(
+    ready: int, oldest_age: float, lag: int, budget: BudgetView, calls_per_window: float, min_linger: float
+) -> float | None:
+    """Seconds from now at which the window may close early (≤ 0: now), or None when it must wait for
+    the usual count, bytes or age limits (a backlog, or no room in the budget for its calls)."""
+    if ready <= 0 or lag > 0 or budget.limit <= 0:
+        return None
+    if budget.room < max(1.0, calls_per_window):
+        return None
+    if 2 * budget.room >= budget.limit:
+        linger = min_linger
+    else:
+        linger = max(min_linger, calls_per_window * budget.window_seconds / budget.limit)
+    return linger - oldest_age
