@@ -298,14 +298,13 @@ class WindowExecutor:
 
     # ----- stage 1: leads
     async def _leads(self, call: LeadCall, leads: LeadResolver) -> list[Decision]:
-        shaped = await lead_writes.shaped_leads(self.schema, call)  # the instance's lead fields (issue #16)
-        records = [s.values for s in shaped]
         try:
-            result = await lead_writes.sync_leads(self.writer, self.schema, records,
+            shaped = await lead_writes.shaped_leads(self.schema, call)  # the instance's lead fields (issue #16)
+            result = await lead_writes.sync_leads(self.writer, self.schema, [s.values for s in shaped],
                                                   lambda n, os: self._observe("leads", n, call_code(os)))
         except MarketoError as exc:
             f = _failure_from_exception(exc)
-            self._observe("leads", len(records), f.code)
+            self._observe("leads", len(call.inputs), f.code)
             for li in call.inputs:
                 leads.failures[li.email] = f
             return _failed((p for li in call.inputs for p in li.ops), f)
@@ -327,10 +326,10 @@ class WindowExecutor:
         """Bulk lead import (docs/reference/marketo-api.md §9): no lead ids come back, so operations that need an id
         (custom objects, activities) resolve it with a REST upsert on their retry."""
         assert self.bulk is not None
-        shaped = await lead_writes.shaped_leads(self.schema, call)
-        records = [s.values for s in shaped]
         self._bulk_in_flight(1)
         try:
+            shaped = await lead_writes.shaped_leads(self.schema, call)
+            records = [s.values for s in shaped]
             result = await self.bulk.import_leads(records)
         except MarketoError as exc:
             f = _failure_from_exception(exc)

@@ -104,3 +104,24 @@ async def test_with_company_on_1021_fail_the_lead_fails_with_marketo_code(ops: O
                                                             known_lead=lambda e: False))
         assert sb.dump()["leads"] == []
     assert (decision.status, decision.reason_code, decision.retryable) == ("failed", "1021", False)
+
+
+async def test_refused_credentials_while_reading_the_lead_fields_fail_the_leads_and_their_dependents(
+        ops: OpFactory) -> None:
+    from kmsync_marketo.errors import MarketoAuthError
+
+    from .test_executor import MemoryWriter
+
+    class Refusing(MemoryWriter):
+        async def describe_leads(self) -> list[dict[str, Any]]:
+            raise MarketoAuthError("Identity refused client id 'x'")
+
+    writer = Refusing()
+    executor = WindowExecutor(writer, LeadCache(100), ActivityWrites(), schema=InstanceSchemaMap(writer, MUNCHKIN))
+    window = [ops.pending(LeadUpsert(**ops._base("ann@x.com", MUNCHKIN, "lead-ann"), fields=FIELDS)),
+              ops.pending(ops.status("ann@x.com", op_id="status-ann"))]
+    got = {d.pending.op.op_id: d for d in await executor.execute(
+        plan_window(window, PlannerConfig(batch_max=300), known_lead=lambda e: False))}
+    assert got["lead-ann"].failed and got["status-ann"].failed
+    assert got["lead-ann"].reason_code == got["status-ann"].reason_code == ReasonCode.AUTH_REFUSED
+    assert writer.leads == {} and writer.status_calls == []
