@@ -11,7 +11,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -244,6 +244,11 @@ class EventConfig(Strict):
     #: The event's start and end where Kaltura does not give them (docs/design/granular-statuses.md §2);
     #: they decide Pre-event vs During-event visit.
     schedule: Schedule | None = None
+    #: Where ingest reads the schedule (docs/reference/kaltura-api.md §9): ``auto`` tries the Events
+    #: Platform (where the partner has events_api_url), then api_v3's main schedule event (its meaning is
+    #: UNCONFIRMED, §9.2), then ``schedule``; a named source is the only one read from Kaltura, ``tenants``
+    #: reads none. Whatever the source, ``schedule`` is the fallback.
+    schedule_source: Literal["auto", "events_api", "schedule_event", "tenants"] = "auto"
     #: Marketo lead field API name → ``kaltura:<attribute>`` or ``form:<profileData key>``, applied
     #: over the defaults (firstName, lastName, title, company, country); null removes a default
     #: (kmsync_config.lead_fields, docs/configuration.md).

@@ -1,4 +1,5 @@
-"""An event's schedule from Kaltura's Events Platform API (docs/reference/kaltura-api.md §9.1).
+"""An event's schedule from Kaltura's Events Platform API (docs/reference/kaltura-api.md §9.1), or from
+api_v3's schedule event (§9.2).
 
 ``POST {events-api}/api/v1/events/list`` with ``{"filter": {"idIn": [id]}}`` gives the event's
 ``startDate``, ``endDate``, ``doorsOpenDate`` and ``timezone``; ``POST …/sessions/list`` with
@@ -10,7 +11,7 @@ source is used only where the tenants file gives ``events_api_url``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
@@ -70,6 +71,23 @@ async def event_schedule(client: KalturaClient, events_api_url: str, event_id: i
                            for s in sessions.get("sessions") or [] if isinstance(s, dict) and s.get("id")))
     except ValidationError as exc:
         raise KalturaResponseError(f"Events Platform answer not understood: {exc.errors()[0]['msg']}") from None
+
+
+async def schedule_event_schedule(client: KalturaClient, virtual_event_id: int) -> EventSchedule | None:
+    """The event's start and end from api_v3 (docs/reference/kaltura-api.md §9.2): the virtual event's
+    ``mainEventScheduleEventId``, then that schedule event's ``startDate``/``endDate`` (Unix seconds).
+    That the main schedule event spans the event is our reading of the name (UNCONFIRMED), so this source
+    comes after the Events Platform. None when the virtual event names no main schedule event."""
+    event = await client.api_v3("virtualevent_virtualevent", "get", {"id": virtual_event_id})
+    main = event.get("mainEventScheduleEventId") if isinstance(event, dict) else None
+    if not main:
+        return None
+    found = await client.api_v3("schedule_scheduleevent", "get", {"id": int(main)})
+    start, end = (found.get("startDate"), found.get("endDate")) if isinstance(found, dict) else (None, None)
+    if not isinstance(start, int) or not isinstance(end, int) or end <= start:
+        return None
+    return EventSchedule(start=datetime.fromtimestamp(start, UTC), end=datetime.fromtimestamp(end, UTC),
+                         source="schedule_event")
 
 
 def tenants_schedule(start: datetime, end: datetime) -> EventSchedule:

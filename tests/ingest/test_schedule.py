@@ -71,3 +71,23 @@ async def test_the_events_platform_gives_the_sessions_too(tmp_path: Path) -> Non
         assert schedule is not None and schedule.doors_open is not None and schedule.doors_open < schedule.start
         assert [(s.entry_id, s.start, s.end) for s in schedule.sessions] == [
             (s.entry_id, s.start, s.end) for s in sb.sandbox.scenario.sessions]
+
+
+async def test_without_the_events_platform_api_v3_s_main_schedule_event_is_used(tmp_path: Path) -> None:
+    async with running_sandbox(SCENARIO, seed=3) as sb:
+        sb.advance_to_end()
+        records = await pulled(sb, document(sb, tmp_path, api=False, tenants_schedule=True))
+        scenario = sb.sandbox.scenario
+        assert records and {(r.event_start, r.event_end, r.schedule_source) for r in records} == {
+            (scenario.event_start, scenario.event_end, "schedule_event")}
+
+
+async def test_the_schedule_source_setting_picks_the_source(tmp_path: Path) -> None:
+    async with running_sandbox(SCENARIO, seed=3) as sb:
+        sb.advance_to_end()
+        for setting, api, expected in (("tenants", True, "tenants"), ("events_api", False, "tenants"),
+                                       ("schedule_event", True, "schedule_event"), ("events_api", True, "events_api")):
+            doc = document(sb, tmp_path, api=api, tenants_schedule=True)
+            doc["events"][0]["schedule_source"] = setting
+            records = await pulled(sb, doc)
+            assert records and {r.schedule_source for r in records} == {expected}, setting

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from kaltura_sandbox.api_v3_schedule import schedule_event_get, virtual_event_get
 from kaltura_sandbox.formats import (
     REPORT_4021_COLUMNS,
     REPORT_60013_COLUMNS,
@@ -194,6 +195,9 @@ _ACTIONS: dict[tuple[str, str], tuple[Handler, bool]] = {
     ("user", "list"): (user_list, True),
     ("report", "gettable"): (report_get_table, True),
     ("report", "getcsvfromstringparams"): (report_get_csv, True),
+    # The event's schedule, api_v3's way (docs/reference/kaltura-api.md §9.2; api_v3_schedule.py).
+    ("virtualevent_virtualevent", "get"): (virtual_event_get, True),
+    ("schedule_scheduleevent", "get"): (schedule_event_get, True),
 }
 
 
