@@ -1,6 +1,7 @@
 """api_v3 ``virtualevent_virtualevent.get`` and ``schedule_scheduleevent.get`` (docs/reference/kaltura-api.md §9.2):
 the virtual event names its main schedule event, whose ``startDate``/``endDate`` (Unix seconds) are the
 scenario's event start and end. ``ScenarioConfig.hide_schedule`` leaves ``mainEventScheduleEventId`` out.
+The virtual event also carries its ``registrationFormSchema`` (§10): the scenario's registration form.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from kaltura_sandbox.http_common import api_exception
 from kaltura_sandbox.sandbox import Sandbox
+from kaltura_sandbox.scenario import registration_form_schema
 
 
 def main_schedule_event_id(sandbox: Sandbox) -> int:
@@ -27,7 +29,8 @@ async def virtual_event_get(request: web.Request, sandbox: Sandbox, params: dict
     if _id(params) != sandbox.config.virtual_event_id:
         return api_exception("VIRTUAL_EVENT_NOT_FOUND", f"Virtual event id [{params.get('id')}] not found")
     body: dict[str, Any] = {"id": sandbox.config.virtual_event_id, "name": sandbox.config.event_name,
-                            "partnerId": sandbox.partner_id, "objectType": "KalturaVirtualEvent"}
+                            "partnerId": sandbox.partner_id, "objectType": "KalturaVirtualEvent",
+                            "registrationFormSchema": registration_form_schema()}
     if not sandbox.config.hide_schedule:
         body["mainEventScheduleEventId"] = main_schedule_event_id(sandbox)
     return web.json_response(body)

@@ -22,6 +22,7 @@ Realism (docs/reference/kaltura-api.md §4.2, §3.4, seed document):
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import unicodedata
 import uuid
@@ -225,6 +226,18 @@ REGISTRATION_FORM: Final[dict[str, tuple[str, ...]]] = {
     "companySize": ("1-50", "51-200", "201-1000", "1001-5000", "5000+"),
     "howDidYouHear": ("Email", "LinkedIn", "Colleague", "Search", "Partner"),
 }
+#: The standard questions of the form, with the profileData key each answer is stored under.
+STANDARD_QUESTIONS: Final = ("firstName", "lastName", "title", "company", "country")
+
+
+def registration_form_schema() -> str:
+    """The virtual event's ``registrationFormSchema``: a JSON-Schema string (KalturaVirtualEvent,
+    docs/reference/kaltura-api.md §10) whose property names are the profileData keys the answers go to."""
+    properties: dict[str, Any] = {key: {"type": "string"} for key in STANDARD_QUESTIONS}
+    properties.update({key: {"type": "string", "enum": list(answers)} for key, answers in REGISTRATION_FORM.items()})
+    return json.dumps({"type": "object", "properties": properties, "required": ["firstName", "lastName"]})
+
+
 #: Shares of registrants who leave a question blank: title and company are optional on the form, and so
 #: is each custom question.
 BLANK_TITLE: Final = 0.2
