@@ -31,7 +31,7 @@ from kmsync_config.urls import https_problem
 from kmsync_contracts.codecs import describe_validation_error
 from kmsync_contracts.granular import GRANULAR_STATUS_FIELD
 from kmsync_contracts.kaltura_records import AttendanceStatus
-from kmsync_contracts.seed import STATUS_STEPS
+from kmsync_contracts.seed import GRANULAR_STATUS_LABELS, STATUS_STEPS
 
 MUNCHKIN_ID = re.compile(r"^\d{3}-[A-Za-z]{3}-\d{3}$")
 
@@ -220,6 +220,14 @@ class Schedule(Strict):
         return self
 
 
+class VisitRules(Strict):
+    """How an ``attended`` status becomes a visit label; how Kaltura tells them apart is UNCONFIRMED
+    (docs/reference/kaltura-api.md §12)."""
+
+    #: A visit after the event's end: no label (the member keeps its last one) or During-event visit.
+    after_event_visit: Literal["none", "During-event visit"] = "none"
+
+
 class SessionConfig(Strict):
     entry_id: str = Field(min_length=1)
     name: str | None = None
@@ -249,6 +257,10 @@ class EventConfig(Strict):
     #: UNCONFIRMED, §9.2), then ``schedule``; a named source is the only one read from Kaltura, ``tenants``
     #: reads none. Whatever the source, ``schedule`` is the fallback.
     schedule_source: Literal["auto", "events_api", "schedule_event", "tenants"] = "auto"
+    #: Kaltura attendanceStatus → the seed's granular label (null: none), replacing the defaults of
+    #: docs/reference/kaltura-api.md §12, whose SSO and "to register" rows are guesses.
+    label_overrides: dict[AttendanceStatus, str | None] = Field(default_factory=dict)
+    visit_rules: VisitRules = VisitRules()
     #: Marketo lead field API name → ``kaltura:<attribute>`` or ``form:<profileData key>``, applied
     #: over the defaults (firstName, lastName, title, company, country); null removes a default
     #: (kmsync_config.lead_fields, docs/configuration.md).
@@ -258,6 +270,15 @@ class EventConfig(Strict):
     def lead_sources(self) -> dict[str, LeadSource]:
         """The lead fields written for this event and where each value comes from."""
         return effective_lead_fields(self.lead_fields)
+
+    @field_validator("label_overrides")
+    @classmethod
+    def _known_labels(cls, v: dict[AttendanceStatus, str | None]) -> dict[AttendanceStatus, str | None]:
+        for kaltura, label in v.items():
+            if label is not None and label not in GRANULAR_STATUS_LABELS:
+                raise ValueError(f"{kaltura.value} → {label!r}: not one of the seed's granular labels; use one of "
+                                 f"{', '.join(GRANULAR_STATUS_LABELS)} or null")
+        return v
 
     @field_validator("status_overrides")
     @classmethod

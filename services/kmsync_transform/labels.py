@@ -29,7 +29,7 @@ from kmsync_transform.decisions import label_skip, label_undecided
 from kmsync_transform.forward_only import person_key
 from kmsync_transform.op_ids import op_id
 from kmsync_transform.routing import RoutedStatus
-from kmsync_transform.status_map import map_status
+from kmsync_transform.status_map import LabelRules, map_status
 
 
 class LabelVerdict(StrEnum):
@@ -107,11 +107,14 @@ def label_step(order: LabelOrder, routed: RoutedStatus, event: EventConfig, now:
     """Judge the record's label and, when it moves forward, the operation that writes it."""
     record, email, munchkin = routed.record, routed.email, routed.munchkin_id
     start, end = event_schedule(record, event)
-    mapped = map_status(record, event.status_overrides, start, end)
+    rules = LabelRules(event.label_overrides, None if event.visit_rules.after_event_visit == "none"
+                       else event.visit_rules.after_event_visit)
+    mapped = map_status(record, event.status_overrides, start, end, rules)
     if not event.outputs.program_status:
         return LabelStep(LabelVerdict.NONE)
     if mapped.granular is None:
-        undecided = record.status is AttendanceStatus.ATTENDED and start is None
+        undecided = (record.status is AttendanceStatus.ATTENDED and start is None
+                     and AttendanceStatus.ATTENDED not in event.label_overrides)
         return LabelStep(LabelVerdict.UNDECIDED if undecided else LabelVerdict.NONE)
     member = person_key(munchkin, event.program_id, email)
     rank = label_rank(mapped.step, mapped.granular)

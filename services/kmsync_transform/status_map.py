@@ -60,6 +60,14 @@ assert {v for v in DEFAULT_GRANULAR_LABELS.values() if v} | {SSO_LABEL, PRE_EVEN
 
 
 @dataclass(frozen=True)
+class LabelRules:
+    """An event's replacements of the label rules (tenants file ``label_overrides``, ``visit_rules``)."""
+
+    overrides: Mapping[AttendanceStatus, str | None]
+    after_event: str | None = None
+
+
+@dataclass(frozen=True)
 class MappedStatus:
     """What a Kaltura status becomes in the event program."""
 
@@ -69,28 +77,33 @@ class MappedStatus:
 
 
 def attended_label(status_time: datetime, event_start: datetime | None,
-                   event_end: datetime | None = None) -> str | None:
+                   event_end: datetime | None = None, after_event: str | None = None) -> str | None:
     """Pre-event vs during-event visit. How Kaltura derives it is UNCONFIRMED (docs/reference/kaltura-api.md
     §12): kmsync compares the status time with the event's schedule (§9): before the start → Pre-event
     visit, from the start until the end → During-event visit; after the end, or when the start is
-    unknown, no label (the member keeps its last one; docs/design/granular-statuses.md §1.3)."""
+    unknown, no label (the member keeps its last one; docs/design/granular-statuses.md §1.3), unless
+    ``after_event`` names the label of a visit after the end (tenants file ``visit_rules``)."""
     if event_start is None:
         return None
     if status_time < event_start:
         return PRE_EVENT_VISIT
     if event_end is not None and status_time >= event_end:
-        return None
+        return after_event
     return DURING_EVENT_VISIT
 
 
 def granular_label(record: AttendeeStatus, event_start: datetime | None = None,
-                   event_end: datetime | None = None) -> str | None:
-    """The seed's most detailed label for this record, or None when the seed has none."""
+                   event_end: datetime | None = None, rules: LabelRules | None = None) -> str | None:
+    """The seed's most detailed label for this record, or None when the seed has none. ``rules``: the
+    event's label overrides (attendanceStatus → label or None, replacing every rule below for that
+    status) and the label of a visit after the event's end."""
+    if rules is not None and record.status in rules.overrides:
+        return rules.overrides[record.status]
     if record.status in _REGISTRATION_STATUSES and "sso" in {record.reg_origin, record.last_login_type}:
         # §4.2 (a guess): registrations through single sign-on are the seed's "SSO login".
         return SSO_LABEL
     if record.status is A.ATTENDED:
-        return attended_label(record.status_time, event_start, event_end)
+        return attended_label(record.status_time, event_start, event_end, rules.after_event if rules else None)
     return DEFAULT_GRANULAR_LABELS[record.status]
 
 
@@ -99,8 +112,9 @@ def map_status(
     overrides: Mapping[AttendanceStatus, str] | None = None,
     event_start: datetime | None = None,
     event_end: datetime | None = None,
+    rules: LabelRules | None = None,
 ) -> MappedStatus:
     """The channel status for a record; a per-event override replaces the default name."""
     name = (overrides or {}).get(record.status) or DEFAULT_STATUS_MAP[record.status]
     return MappedStatus(name=name, step=STATUS_STEPS[name],
-                        granular=granular_label(record, event_start, event_end))
+                        granular=granular_label(record, event_start, event_end, rules))

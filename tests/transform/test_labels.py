@@ -178,3 +178,23 @@ def test_no_label_without_program_status_output(status_record: Callable[..., Att
     events[0]["outputs"] = {"program_status": False}
     tenants = parse_tenants({**TENANTS, "events": events}, "test tenants", check_secrets=False)
     assert labels_of(step(tenants, TransformState.in_memory(), status_record("confirmed"))) == []
+
+
+def test_label_overrides_and_the_after_event_visit_rule(status_record: Callable[..., AttendeeStatus]) -> None:
+    events = [dict(e) for e in TENANTS["events"]]
+    events[0]["schedule"] = {"start": START.isoformat(), "end": END.isoformat()}
+    events[0]["label_overrides"] = {"registered": "SSO login", "blocked": None}
+    events[0]["visit_rules"] = {"after_event_visit": "During-event visit"}
+    tenants = parse_tenants({**TENANTS, "events": events}, "test tenants", check_secrets=False)
+    assert labels_of(step(tenants, TransformState.in_memory(), status_record("registered"))) == ["SSO login"]
+    assert labels_of(step(tenants, TransformState.in_memory(), status_record("blocked"))) == []
+    late = status_record("attended", minutes=400)  # after END
+    assert labels_of(step(tenants, TransformState.in_memory(), late)) == ["During-event visit"]
+    assert labels_of(step(scheduled_tenants(), TransformState.in_memory(), late)) == []
+
+
+def test_a_label_override_must_be_a_seed_label() -> None:
+    events = [dict(e) for e in TENANTS["events"]]
+    events[0]["label_overrides"] = {"registered": "Registered twice"}
+    with pytest.raises(ValueError, match="not one of the seed's granular labels"):
+        parse_tenants({**TENANTS, "events": events}, "test tenants", check_secrets=False)
