@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -34,6 +35,8 @@ _RETRYABLE = (ErrorClass.RETRY_SOON, ErrorClass.RETRY_LATER, ErrorClass.REAUTH)
 #: Record-level codes (docs/reference/marketo-api.md §13.4).
 MEMBERSHIP_NOT_FOUND = "1013"
 FIELD_NOT_FOUND = "1006"
+#: Members whose last written label a writer remembers (about 200 bytes each).
+WRITTEN_MAX = 100_000
 
 
 class MemberDataClient(Protocol):
@@ -77,8 +80,9 @@ class MemberDataWriter:
         self._read_at: float | None = None
         #: (program, email) → (label rank, source position) of the label this process last wrote: a
         #: retried older label never overwrites a newer one written meanwhile (Marketo's member fields
-        #: have no forward-only rule of their own). A replay after a restart comes in offset order.
-        self._written: dict[tuple[int, str], tuple[tuple[int, int], Source]] = {}
+        #: have no forward-only rule of their own). A replay after a restart comes in offset order. The
+        #: most recently written ``WRITTEN_MAX`` members are kept: an older label is retried within minutes.
+        self._written: OrderedDict[tuple[int, str], tuple[tuple[int, int], Source]] = OrderedDict()
 
     async def _target(self) -> tuple[MemberField | None, str | None]:
         """(the field as described, why labels cannot be written); (None, None): not checkable, send."""
@@ -142,9 +146,15 @@ class MemberDataWriter:
             self._read_at = None  # the field went away: read the describe again before the next call
         for (item, _), o in zip(sendable, outcomes, strict=True):
             if o.ok:
-                self._written[(program_id, item.email)] = _order(item)
+                self._remember((program_id, item.email), _order(item))
         return [self._decision(p, o, cut_from) for (item, cut_from), o in zip(sendable, outcomes, strict=True)
                 for p in item.ops]
+
+    def _remember(self, key: tuple[int, str], order: tuple[tuple[int, int], Source]) -> None:
+        self._written[key] = order
+        self._written.move_to_end(key)
+        while len(self._written) > WRITTEN_MAX:
+            self._written.popitem(last=False)
 
     def _superseded(self, program_id: int, item: MemberDataInput) -> bool:
         written = self._written.get((program_id, item.email))
