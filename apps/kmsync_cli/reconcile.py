@@ -15,7 +15,9 @@ Expectations, and why:
 - **Engagement custom objects and activities**: one per (session, valid email) with an engagement
   row; one activity per (person, session), never two. Rows the scenario damaged on purpose are
   tolerated either way (they are dead-lettered, or a clean copy from another report arrives).
-- **Poll objects**: one per (session, valid email) that answered a poll.
+- **Poll objects**: one per (session, valid email) that answered a poll; each answered poll in the
+  slot of its position in the session in Kaltura's order, with the person's question and answer
+  (reconcile_polls.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kmsync_cli.reconcile_labels import granular_labels
+from kmsync_cli.reconcile_polls import poll_slots
 from kmsync_contracts.kaltura_records import AttendanceStatus
 from kmsync_contracts.seed import (
     ENGAGEMENT_ACTIVITY_API_NAME,
@@ -218,7 +221,16 @@ def reconcile(truth: Json, dump: Json, program_id: int,
     members = _program_members(people, leads_by_id, dump, program_id, status_map)
     granular = _granular_labels(people, leads_by_id, truth, dump, program_id, status_map) if labels else None
     return Reconciliation([leads, members, *([granular] if granular else []),
-                           *_session_records(people, leads_by_id, truth, dump)])
+                           *_session_records(people, leads_by_id, truth, dump), *_poll_slots(people, truth, dump)])
+
+
+def _poll_slots(people: People, truth: Json, dump: Json) -> list[Tally]:
+    """The polls objects' slots in Kaltura's poll order (reconcile_polls.py); none without a poll order."""
+    c = poll_slots(people.expected, truth, dump)
+    if c is None or not (c.expected or c.present):
+        return []  # no poll order known, or slots not read back (the REST read-back reads keys only)
+    return [Tally(f"{POLLS_OBJECT_API_NAME} slots (Kaltura's poll order)", expected=c.expected, present=c.present,
+                  missing=c.missing, wrong=c.wrong)]
 
 
 def _granular_labels(people: People, leads_by_id: Mapping[Any, str], truth: Json, dump: Json, program_id: int,
