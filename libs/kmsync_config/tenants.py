@@ -122,7 +122,8 @@ class MarketoInstance(Strict):
     #: are lifted or a limit Adobe has confirmed for your subscription.
     rate_limit_calls: int = Field(default=100, ge=1, strict=True)
     #: Records from which the sink uses the Bulk Import API for this instance (docs/reference/marketo-api.md §9):
-    #: None follows the sink's KMSYNC_BULK_MIN_RECORDS setting, 0 never uses bulk for this instance.
+    #: None follows the sink's KMSYNC_BULK_MIN_RECORDS setting (unset: chosen per window from its volume and
+    #: the budget), 0 never uses bulk for this instance.
     bulk_min_records: int | None = Field(default=None, ge=0, strict=True)
     #: The backfill lane's cap: fraction of kmsync's share of the rolling window (and concurrency) that
     #: backfill operations (`kmsync backfill`, uploads marked as history) may use, only what live leaves.

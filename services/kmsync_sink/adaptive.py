@@ -15,6 +15,7 @@ closes early only when nothing more is coming and the budget has room for its ca
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -44,3 +45,13 @@ def early_close_in(
     else:
         linger = max(min_linger, calls_per_window * budget.window_seconds / budget.limit)
     return linger - oldest_age
+
+
+def auto_bulk_min_records(records: int, room: int, base: int, batch_max: int) -> int:
+    """The bulk threshold of one window when the instance leaves it automatic: ``base`` records (bulk saves
+    calls from about five full REST calls, what a job costs: a submission, status polls, a file), or two
+    full calls' worth when the lane's budget cannot carry the window's REST calls now (bulk then also
+    saves the wait)."""
+    if math.ceil(records / batch_max) > room:
+        return min(base, 2 * batch_max)
+    return base

@@ -149,7 +149,7 @@ class InstanceRouter:
         if isinstance(live, Broken):
             return live
         worker = InstanceWorker(munchkin_id, live.writer, self.context, rng=random.Random(self._rng.random()),
-                                bulk=live.writer.bulk(), bulk_min_records=live.bulk_min_records,
+                                bulk=live.writer.bulk(), bulk_min_records=live.bulk_configured,
                                 member_fields=live.member_fields, lane=BACKFILL, cache=live.cache, gate=live.gate)
         self._start(backfill_key(munchkin_id), worker)
         return worker

@@ -35,8 +35,13 @@ class WindowSettings(CommonSettings):
     #: Bulk Import API threshold (docs/reference/marketo-api.md §9; 0 disables the bulk path). A window whose lead
     #: upserts carrying data reach it sends leads, program members and custom objects bulk; a custom
     #: object whose own deduplicated upserts in the window reach it goes bulk on its own. A tenants
-    #: file instance's ``bulk_min_records`` replaces it for that instance.
-    bulk_min_records: int = Field(default=0, ge=0)
+    #: file instance's ``bulk_min_records`` replaces it for that instance. None (the default): chosen
+    #: per window from its volume and the budget (adaptive.auto_bulk_min_records, issue #18).
+    bulk_min_records: int | None = Field(default=None, ge=0)
+    #: The automatic threshold's records: 1,500 is five full REST calls, what a bulk job costs in calls (a
+    #: submission, status polls, a failure/warning file); when the lane's budget has no room for the window's
+    #: REST calls now, bulk starts at two full calls' worth (600).
+    bulk_auto_min_records: int = Field(default=1_500, ge=1)
     #: With a bulk threshold > 0, a window closes on count only at this many ready operations (not at
     #: window_max_records) and takes up to this many, whatever closed it ...
     bulk_window_max_records: int = Field(default=25_000, ge=1)

@@ -22,7 +22,7 @@ from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.lanes import BACKFILL, LIVE, Lane, set_lane
 from kmsync_marketo.schema import SchemaReader
-from kmsync_sink.adaptive import BudgetView, early_close_in
+from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_in
 from kmsync_sink.decisions import Decision, RetryPolicy, settle
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.executor import WindowExecutor
@@ -55,6 +55,13 @@ def _schema_map(munchkin_id: str, writer: MarketoWriter, settings: WindowSetting
                              refresh_seconds=settings.sink_schema_refresh_seconds,
                              metrics=schema_metrics(metrics.registry), monotonic=monotonic,
                              company_on_1021=settings.sink_company_on_1021)
+
+
+def _bulk_thresholds(settings: WindowSettings, instance: int | None) -> tuple[int | None, int]:
+    """(the configured bulk threshold, None: automatic per window (adaptive.auto_bulk_min_records); the
+    threshold in force when nothing else decides: the configured one, else the automatic base)."""
+    configured = settings.bulk_min_records if instance is None else instance
+    return configured, settings.bulk_auto_min_records if configured is None else configured
 
 
 def _window(settings: WindowSettings, bulk_on: bool) -> Window:
@@ -111,7 +118,7 @@ class InstanceWorker:
         self.metrics = metrics
         self._mono = monotonic
         self._rng = rng or random.Random()
-        self.bulk_min_records = settings.bulk_min_records if bulk_min_records is None else bulk_min_records
+        self.bulk_configured, self.bulk_min_records = _bulk_thresholds(settings, bulk_min_records)
         bulk_on = self.bulk_min_records > 0
         self.window = _window(settings, bulk_on)
         self.cache = cache if cache is not None else LeadCache(settings.lead_cache_size)
@@ -219,6 +226,11 @@ class InstanceWorker:
             self._window_task = asyncio.create_task(self._one_window(reason, now))
             await asyncio.shield(self._window_task)
 
+    def _bulk_threshold(self, records: int) -> int:
+        if self.bulk_configured is not None:
+            return self.bulk_configured
+        return auto_bulk_min_records(records, self.writer.limiter.room(self.lane), self.bulk_min_records, ep.BATCH_MAX)
+
     def _early_close(self, now: float) -> float | None:
         """Seconds until the window may close before its age limit (adaptive.py), None: it waits for it."""
         oldest = self.window.oldest_ready(now)
@@ -260,7 +272,7 @@ class InstanceWorker:
         config = PlannerConfig(
             batch_max=ep.BATCH_MAX,
             min_call_records=self.settings.window_min_call_records if full_calls else 0,
-            bulk_min_records=self.bulk_min_records,
+            bulk_min_records=self._bulk_threshold(len(taken)),
         )
         plan = plan_window(taken, config, known_lead=lambda e: e in self.cache,
                            already_written=lambda op_id: op_id in self.ledger)

@@ -3,9 +3,13 @@ and room in the budget; the pace follows the budget, not a fixed age."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from kmsync_sink.adaptive import BudgetView, early_close_in
+from kmsync_marketo.endpoints import BATCH_MAX
+from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_in
+from kmsync_sink.planner import PlannerConfig, plan_window
 
 IDLE = BudgetView(room=90, limit=90, window_seconds=20.0)
 
@@ -57,3 +61,28 @@ def test_a_trickle_never_outruns_the_limit() -> None:
     most = max(sum(1 for s in starts if x <= s < x + window) for x in starts)
     assert most <= limit, most
     assert sum(waits) / len(waits) < 1.0
+
+
+def test_bulk_is_chosen_per_window_from_volume_and_budget() -> None:
+    # An idle budget: bulk from five full REST calls' worth (what a bulk job costs in calls).
+    assert auto_bulk_min_records(1_499, room=90, base=1_500, batch_max=300) == 1_500
+    # No room for the window's 5 REST calls now: bulk from two calls' worth, saving the wait too.
+    assert auto_bulk_min_records(1_200, room=3, base=1_500, batch_max=300) == 600
+    assert auto_bulk_min_records(300, room=0, base=1_500, batch_max=300) == 600
+
+
+def test_the_automatic_threshold_sends_a_large_window_bulk_and_a_small_one_rest(ops: Any) -> None:
+    big = [ops.pending(ops.lead(f"u{i}@x.io", firstName="A")) for i in range(1_500)]
+    small = big[:1_499]
+    for window, bulk in ((big, True), (small, False)):
+        threshold = auto_bulk_min_records(len(window), room=90, base=1_500, batch_max=BATCH_MAX)
+        plan = plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=threshold), known_lead=lambda e: False)
+        assert plan.use_bulk is bulk
+        assert plan.calls == (1 if bulk else 5)
+
+
+def test_an_instance_threshold_overrides_the_automatic_one() -> None:
+    from kmsync_sink.settings import SinkSettings
+
+    assert SinkSettings().bulk_min_records is None  # automatic unless set
+    assert SinkSettings(bulk_min_records=0).bulk_min_records == 0

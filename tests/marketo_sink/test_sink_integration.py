@@ -762,8 +762,10 @@ async def test_sigkill_with_a_window_open_replays_without_duplicates(
     SIGTERM stops it cleanly (exit 0)."""
     async with running_sandbox(instances=sandbox_instances(A)) as sb:
         async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            # A window that stays open: closed by count at 50 over REST, never early (adaptive windows off).
             env = sink_process_env(sb, A, h.bootstrap, topic_prefix, h.group, tmp_path, window_max_records="50",
-                                   window_max_age_seconds="300", sink_commit_interval_seconds="3600")
+                                   window_max_age_seconds="300", sink_commit_interval_seconds="3600",
+                                   bulk_min_records="0", window_adaptive="false")
             batch = scenario(ops, A, 20)  # 87 operations: one full window of 50, one open window
             await h.produce(batch)
             proc = await sink_process(env)
