@@ -32,9 +32,12 @@ _EMAIL_LIKE = re.compile(r"[^@\s,;:()<>\"']+@[^@\s,;:()<>\"']+\.[A-Za-z]{2,}")
 
 
 def person_key_of(email: str | None) -> str | None:
-    """The hash a person is found by: of the email normalised as transform does; None if unusable."""
-    normalised = normalise_email(email)
-    return hash_email(normalised) if normalised else None
+    """The hash a person is found by: of the email normalised as transform does, or, for an email
+    Marketo cannot take, of the email as Kaltura gave it (as transform's unusable_email decision
+    records it); None without an email."""
+    if not (email or "").strip():
+        return None
+    return hash_email(normalise_email(email) or email)
 
 
 def redact(text: str, typed_email: str | None = None) -> str:
@@ -67,9 +70,10 @@ class Person:
 
     @classmethod
     def from_email(cls, email: str) -> Person:
+        """The person an operator typed; an unusable email is still searched (transform says why it stopped)."""
         key = person_key_of(email)
         if key is None:
-            raise ValueError(f"--email {email!r} cannot be a lead's email (Marketo names leads by email)")
+            raise ValueError("--email is empty")
         return cls({key}, set(), email)
 
     def learn(self, outcomes: Iterable[RecordOutcome], event: Event) -> None:

@@ -60,8 +60,11 @@ def test_the_email_is_hashed_with_the_deployment_key_before_searching() -> None:
     assert person_key_of("mailto:JANE.DOE@example.com") == person_key_of(JANE)
     configure_email_hash_key(b"another-deployment-key-entirely")
     assert person_key_of(JANE) not in person.person_keys, "a key of its own: a plain hash would match"
-    with pytest.raises(ValueError, match="cannot be a lead's email"):
-        Person.from_email("not an email")
+    unusable = Person.from_email(" Jane.Doe@@Example.com")
+    assert unusable.person_keys == {hash_email("jane.doe@@example.com")}, "as Kaltura gave it: decisions say why"
+    assert unusable.is_in_record(status("jane.doe@@example.com", AttendanceStatus.REGISTERED, 0))
+    with pytest.raises(ValueError, match="empty"):
+        Person.from_email("  ")
 
 
 def test_a_person_is_matched_by_hash_and_lead_id_and_only_in_the_event() -> None:

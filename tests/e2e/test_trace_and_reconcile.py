@@ -20,10 +20,12 @@ from kmsync_cli.demo import run_until_reconciled
 from kmsync_cli.stack import OPERATOR_ENV_FILE, Stack, StackOptions, http_json
 from kmsync_config.tenants import load_tenants
 from kmsync_contracts.seed import ENGAGEMENT_OBJECT_API_NAME
+from kmsync_contracts.topics import TRANSFORM_DECISIONS
 from kmsync_marketo.auth import TokenRegistry
 from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.from_config import settings_from_instance
 from kmsync_marketo.limiter import LimiterRegistry
+from kmsync_testing.topics import read_topic
 from kmsync_testing.waiting import wait_for
 
 KMSYNC = str(Path(sys.executable).parent / "kmsync")
@@ -106,6 +108,15 @@ async def test_trace_tells_one_registrant_story_and_reconcile_finds_and_fixes_a_
     assert not without, without
     assert any(s["endpoint"] == "POST /rest/v1/leads.json" and s["request_id"] for s in story["marketo"])
     assert story["marketo_now"]["lead_id"] == lead_id and story["marketo_now"]["member"] is True
+    # Someone whose email Marketo cannot take: the story says what Kaltura said and why transform stopped.
+    bad = next(p["email"] for p in truth["attendees"] if p.get("email_defect") == "bad_email")
+    unusable = json.loads(kmsync(stack, "trace", "--event", "demo-event", "--email", bad, "--json").stdout)
+    assert unusable["kaltura"] and unusable["marketo"] == [], unusable
+    assert {s["decision"] for s in unusable["transform"]} == {"unusable_email"}, unusable["transform"]
+    assert all(s["reason_code"] == "kmsync.unusable_email" and s["reason"] for s in unusable["transform"])
+    decisions = await read_topic(stack.operator_env()["KMSYNC_KAFKA_BOOTSTRAP"], TRANSFORM_DECISIONS, "")
+    decided = {d.person_key for _, d in decisions if d.decision == "unusable_email"}
+    assert set(unusable["person"]["person_keys"]) <= decided
     by_lead = in_operator_shell(env_file, f"trace --event demo-event --lead-id {lead_id} --no-marketo")
     assert by_lead.returncode == 0, by_lead.stderr
     assert email not in by_lead.stdout.lower(), "nothing raw that was not typed"
