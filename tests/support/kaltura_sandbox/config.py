@@ -84,6 +84,9 @@ class ScenarioConfig(_Strict):
     malformed_engagement_rows: int = Field(default=6, ge=0)
     #: Poll-answer rows damaged on purpose (missing fields).
     malformed_poll_rows: int = Field(default=3, ge=0)
+    #: Share of open answers longer than the polls object's 1,500 characters (kmsync cuts them and
+    #: records a `truncated` decision).
+    long_answer_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     #: Analytics lag: engagement/poll rows become visible this long after the session ends.
     report_lag_seconds: int = Field(default=60, ge=0)
     #: Share of rows that arrive late (after late_lag_seconds instead), so re-pulls matter.

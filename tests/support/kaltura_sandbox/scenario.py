@@ -350,6 +350,20 @@ class _Gen:
             return self.rng.choice(_OPEN_ANSWERS)
         return self.rng.choice(poll.options)
 
+    def long_answer(self, answer: str, poll: Poll, user_id: str) -> str:
+        """Now and then an open answer runs past the seed's 1,500 characters, from a stream of its own (so
+        every other part of the scenario is what it was for the same seed)."""
+        if poll.poll_type != "open answers":
+            return answer
+        rng = random.Random(f"{self.seed}:long-answer:{poll.poll_id}:{user_id}")
+        if rng.random() >= self.c.long_answer_rate:
+            return answer
+        length = rng.randint(1_600, 2_400)
+        words: list[str] = [answer]
+        while sum(len(w) + 2 for w in words) < length:
+            words.append(rng.choice(_OPEN_ANSWERS))
+        return ". ".join(words)[:length].rstrip(" .")
+
     def person(self, index: int) -> Registrant:
         first, last = self.rng.choice(_FIRST), self.rng.choice(_LAST)
         company, domain = self.rng.choice(_COMPANIES)
@@ -533,7 +547,8 @@ def _attend(
                 launched, answered_by = poll_window(s, p.index, len(session_polls))
                 answers.append(PollAnswer(
                     entry_id=s.entry_id, poll_id=p.poll_id, poll_index=p.index, poll_type=p.poll_type,
-                    question=p.question, user_id=r.user_id, email=r.email, answer=g.answer_for(p),
+                    question=p.question, user_id=r.user_id, email=r.email,
+                    answer=g.long_answer(g.answer_for(p), p, r.user_id),
                     answered_at=g.between(launched, answered_by), available_at=available, defect=None,
                 ))
             if participated_at is None:
