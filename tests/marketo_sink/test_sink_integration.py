@@ -21,7 +21,7 @@ from kmsync_config.tenants import TenantsConfig, parse_tenants
 from kmsync_contracts import DeadLetter, RecordOutcome, encode
 from kmsync_contracts.codecs import decode_model
 from kmsync_contracts.marketo_ops import MarketoOperation
-from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
+from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_OPS_BACKFILL, MARKETO_RESULTS, TopicSpec
 from kmsync_kafka.clients import ensure_topics, reliable_producer, topic_name
 from kmsync_kafka.reading import topic_partitions
 from kmsync_marketo.auth import TokenRegistry
@@ -121,11 +121,11 @@ class Harness:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def produce(self, ops: list[MarketoOperation]) -> None:
+    async def produce(self, ops: list[MarketoOperation], spec: TopicSpec = MARKETO_OPS) -> None:
         producer = reliable_producer(self.bootstrap)
         await producer.start()
         try:
-            topic = topic_name(MARKETO_OPS, self.prefix)
+            topic = topic_name(spec, self.prefix)
             futs = [await producer.send(topic, encode(op), key=op.munchkin_id.encode()) for op in ops]
             await asyncio.gather(*futs)
         finally:
@@ -290,12 +290,15 @@ async def test_outcomes_carry_the_correlation_keys_trace_finds_a_person_by(
     try:
         async with running_sandbox(instances=sandbox_instances(A)) as sb:
             async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+                await ensure_topics(h.bootstrap, (MARKETO_OPS_BACKFILL,), h.prefix, partitions=3)
                 backlog = scenario(ops, A, 4)
+                history = scenario(ops, A, 2, tag="-history")  # through the backfill lane's worker
                 await h.produce(backlog)
+                await h.produce(history, spec=MARKETO_OPS_BACKFILL)
                 h.start_sink()
-                final = await h.wait_for_outcomes({op.op_id for op in backlog})
+                final = await h.wait_for_outcomes({op.op_id for op in backlog + history})
                 lead_ids = {ld["email"]: ld["id"] for ld in sb.dump(A)["leads"]}
-                for op in backlog:
+                for op in backlog + history:
                     o = final[op.op_id]
                     assert (o.partner_id, o.virtual_event_id) == (op.partner_id, op.virtual_event_id)
                     assert o.person_key == hash_email(op.email) and op.email not in o.model_dump_json()
