@@ -154,7 +154,13 @@ TOOLS = {"charts": "kmsync_bench.charts", "codecs": "kmsync_bench.codecs"}
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] in TOOLS:
-        tool: Callable[[list[str]], int] = importlib.import_module(TOOLS[argv[0]]).main
+        try:
+            tool: Callable[[list[str]], int] = importlib.import_module(TOOLS[argv[0]]).main
+        except ModuleNotFoundError as exc:  # matplotlib is a dev dependency; the service image has none
+            missing = (exc.name or "a module").split(".")[0]
+            print(f"kmsync bench {argv[0]}: {missing} is not installed (make venv installs the dev tools)",
+                  file=sys.stderr)
+            return 2
         return tool(argv[1:])
     args = _parser().parse_args(argv)
     try:

@@ -83,3 +83,19 @@ def test_kmsync_bench_charts_redraws_them_from_report_files(tmp_path: Path, caps
         _assert_png(path, 800, 400)
         assert str(path) in out
     assert bench_main(["charts", str(tmp_path / "missing.json")]) == 2
+
+
+def test_kmsync_bench_charts_without_matplotlib_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from kmsync_bench import cli
+
+    monkeypatch.delitem(sys.modules, "kmsync_bench.charts", raising=False)
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # what an image without the dev tools has
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert cli.main(["charts", "report.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "kmsync bench charts: matplotlib is not installed (make venv installs the dev tools)"
