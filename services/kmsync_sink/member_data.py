@@ -13,6 +13,7 @@ else as the client's error table says. Calls go through the client, so through t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -147,8 +148,9 @@ class MemberDataWriter:
         for (item, _), o in zip(sendable, outcomes, strict=True):
             if o.ok:
                 self._remember((program_id, item.email), _order(item))
-        return [self._decision(p, o, cut_from) for (item, cut_from), o in zip(sendable, outcomes, strict=True)
-                for p in item.ops]
+        # Each outcome names the call that carried it (kmsync trace, issue #19).
+        return [dataclasses.replace(self._decision(p, o, cut_from), request_id=o.request_id)
+                for (item, cut_from), o in zip(sendable, outcomes, strict=True) for p in item.ops]
 
     def _remember(self, key: tuple[int, str], order: tuple[tuple[int, int], Source]) -> None:
         self._written[key] = order

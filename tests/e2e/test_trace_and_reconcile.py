@@ -102,9 +102,7 @@ async def test_trace_tells_one_registrant_story_and_reconcile_finds_and_fixes_a_
     kinds = {s["kind"] for s in story["marketo"]}
     assert {"lead_upsert", "program_member_status", "custom_object_upsert"} <= kinds, kinds
     assert all(s["lead_id"] == lead_id for s in story["marketo"]), story["marketo"]
-    # program_member_data (issue #16's kmsync_sink.member_data) does not pass the request id on yet.
-    without = [(s["kind"], s["status"], s["marketo_code"]) for s in story["marketo"]
-               if not s["request_id"] and s["kind"] != "program_member_data"]
+    without = [(s["kind"], s["status"], s["marketo_code"]) for s in story["marketo"] if not s["request_id"]]
     assert not without, without
     assert any(s["endpoint"] == "POST /rest/v1/leads.json" and s["request_id"] for s in story["marketo"])
     assert story["marketo_now"]["lead_id"] == lead_id and story["marketo_now"]["member"] is True
