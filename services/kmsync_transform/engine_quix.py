@@ -204,8 +204,11 @@ class QuixTransform:
     def _route_poll(self, value: bytes, key: bytes | None, timestamp: int, headers: Any) -> Envelope:
         return self.steps.route_poll(value or b"", _source(key))
 
-    def _poll(self, value: bytes, key: str, timestamp: int, headers: Any, state: State) -> list[Output]:
-        return self.steps.poll(Envelope.decode(key, value), state)
+    def _poll(self, value: bytes | Envelope, key: str, timestamp: int, headers: Any, state: State) -> list[Output]:
+        # An input topic of one partition is not repartitioned: quixstreams then re-keys in place and
+        # hands the Envelope over as it is (quixstreams.dataframe.StreamingDataFrame.group_by).
+        envelope = value if isinstance(value, Envelope) else Envelope.decode(key, value)
+        return self.steps.poll(envelope, state)
 
     def _processed(self, topic: str, partition: int, offset: int) -> None:
         """After each input record: the partition's lag gauge, from the high watermark librdkafka
