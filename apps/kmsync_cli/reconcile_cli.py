@@ -1,16 +1,17 @@
-"""`kmsync reconcile --event NAME|ID [--max-calls N] [--share F] [--json] [--fix]`: does Marketo hold what
-Kaltura says, for one virtual event? (issue #19)
+"""`kmsync reconcile --event NAME|ID [--max-calls N] [--share F] [--resume FILE] [--json] [--fix]`: does
+Marketo hold what Kaltura says, for one virtual event? (issue #19)
 
 Pulls the event from Kaltura now (kaltura_now.py: registrants, engagement rows, poll answers, through
 the ingest service's Kaltura source), reads back what the event's Marketo instance holds for those
 people over REST (reconcile_rest.py: leads by email, program members, both custom objects by their
 dedupe keys, activities by lead) at ``--share`` of the instance's rate and at most ``--max-calls``
-calls, and prints the demo's table: per kind, expected, present, tolerated, missing, duplicates,
-unexpected, wrong. Exit 0 when it reconciles, 1 when it does not, 3 when Kaltura or Marketo cannot
-be reached. Run it after the event's sessions have ended (custom activities are written for a
-session's final figures only). ``--fix`` then re-drives only the missing or wrong records through
-the pipeline (reconcile_fix.py: transform's own steps on what Kaltura holds now, onto
-marketo.ops.v1 for the running sink); reconcile again to see them written.
+calls (``--resume FILE``: over several runs, readback_resume.py), and prints the demo's table: per
+kind, expected, present, tolerated, missing, duplicates, unexpected, wrong. Exit 0 when it
+reconciles, 1 when it does not, 3 when Kaltura or Marketo cannot be reached. Run it after the
+event's sessions have ended (custom activities are written for a session's final figures only).
+``--fix`` then re-drives only the missing or wrong records through the pipeline (reconcile_fix.py:
+transform's own steps on what Kaltura holds now, onto marketo.ops.v1 for the running sink);
+reconcile again to see them written.
 
 Settings: KMSYNC_TENANTS_FILE (the event, its Kaltura partner and Marketo instance, secrets by
 reference), KMSYNC_KAFKA_BOOTSTRAP and KMSYNC_TOPIC_PREFIX for --fix, and the ingest's
@@ -25,6 +26,7 @@ import json
 import sys
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 from kmsync_cli.kaltura_now import KalturaNow, pull_event
 from kmsync_cli.reconcile import COLUMNS, Reconciliation
@@ -47,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"share of the instance's rate window the read-back uses (default {READBACK_SHARE})")
     parser.add_argument("--examples", type=int, default=5, help="examples listed per problem (default 5)")
     parser.add_argument("--json", action="store_true", help="the table as one JSON document on stdout")
+    parser.add_argument("--resume", type=Path, metavar="FILE",
+                        help="keep Marketo's answers in FILE and continue a read-back that stopped (budget spent, "
+                             "interrupted): answers already there cost no call (delete FILE to read afresh)")
     parser.add_argument("--fix", action="store_true",
                         help="re-drive only the missing or wrong records through the pipeline (onto marketo.ops.v1 "
                              "for the running sink; KMSYNC_KAFKA_BOOTSTRAP, KMSYNC_TOPIC_PREFIX); reconcile again "
@@ -74,7 +79,7 @@ async def run(args: argparse.Namespace) -> tuple[Reconciliation, int]:
         f"(at most {args.max_calls} calls, {args.share:g} of its rate) ...")
     result, calls = await reconcile_over_rest(readback_settings(tenants, event, args.share), kaltura.truth,
                                               event.program_id, max_calls=args.max_calls,
-                                              overrides=event.status_overrides)
+                                              overrides=event.status_overrides, resume=args.resume)
     if args.fix:
         await fix(result, kaltura, tenants, settings)
     return result, calls
@@ -102,7 +107,9 @@ def main(argv: list[str]) -> int:
     try:
         result, calls = asyncio.run(run(args))
     except ReadBudgetExceeded as exc:
-        print(f"kmsync reconcile: {exc}; give --max-calls more", file=sys.stderr)
+        then = (f"run it again with --resume {args.resume} to continue (answers read so far are kept there)"
+                if args.resume else "give --max-calls more, or --resume FILE to read it over several runs")
+        print(f"kmsync reconcile: {exc}; {then}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(as_json(result, calls), indent=2))

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from kmsync_cli.readback_resume import ReplayingTransport, ResumableBudget
 from kmsync_cli.reconcile import Json, Reconciliation, reconcile
 from kmsync_contracts.kaltura_records import AttendanceStatus
 from kmsync_contracts.seed import ENGAGEMENT_ACTIVITY_API_NAME, ENGAGEMENT_OBJECT_API_NAME, POLLS_OBJECT_API_NAME
@@ -28,6 +30,7 @@ from kmsync_marketo.client import MarketoClient
 from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.schema import SEED_LINK_FIELD, ObjectSchema, discover_schema
 from kmsync_marketo.settings import LimiterSettings, MarketoSettings
+from kmsync_marketo.transport import MarketoTransport
 from kmsync_transform.emails import normalise_email
 
 #: Share of the instance's rate window the read-back may use (the sink has its own share).
@@ -136,10 +139,14 @@ async def reconcile_by_rest(target: ExternalMarketo, truth: Json, *, share: floa
 
 async def reconcile_over_rest(settings: MarketoSettings, truth: Json, program_id: int, *,
                               max_calls: int = READBACK_MAX_CALLS,
-                              overrides: Mapping[AttendanceStatus, str] | None = None) -> tuple[Reconciliation, int]:
-    """``reconcile_by_rest`` for any instance's client settings (give them a small share of the rate)."""
-    budget = rb.ReadBudget(max_calls)
+                              overrides: Mapping[AttendanceStatus, str] | None = None,
+                              resume: Path | None = None) -> tuple[Reconciliation, int]:
+    """``reconcile_by_rest`` for any instance's client settings (give them a small share of the rate);
+    with ``resume``, answers are kept in that file and a stopped read-back continues (readback_resume.py)."""
+    budget = rb.ReadBudget(max_calls) if resume is None else ResumableBudget(max_calls)
     async with MarketoClient(settings, limiters=LimiterRegistry(), token_registry=TokenRegistry()) as client:
+        if isinstance(budget, ResumableBudget) and resume is not None:
+            client.transport = cast(MarketoTransport, ReplayingTransport(client.transport, resume, budget))
         dump = await read_back(client, truth, program_id, budget)
     # Granular labels are not read back: Get Program Members fails the call for a field the instance lacks.
     return reconcile(truth, dump, program_id, overrides, labels=False), budget.used
