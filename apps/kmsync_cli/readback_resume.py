@@ -5,7 +5,8 @@ read-back that stops — its call budget spent, Ctrl-C, Marketo unreachable — 
 again with the same FILE: calls already answered are replayed from the file and cost nothing; only
 new calls count against ``--max-calls``. So a large event can be reconciled over several days, each
 run within the share of the daily quota the operator gives it. The answers are Marketo's state when
-they were read; delete FILE to read everything afresh.
+they were read; delete FILE to read everything afresh. FILE holds the people's emails as Marketo
+answered them, so it is readable by its owner only (0600).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class ReplayingTransport:
 
     def _save(self) -> None:
         tmp = self._file.with_name(self._file.name + ".tmp")
+        tmp.touch(mode=0o600)  # Marketo's answers name the people by email: readable by this user only
+        tmp.chmod(0o600)
         tmp.write_text(json.dumps(self.answers, separators=(",", ":")))
         os.replace(tmp, self._file)
 

@@ -4,6 +4,7 @@ stopped, and answers already read cost no call (issue #19). Against the Marketo 
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ async def test_a_stopped_read_back_continues_and_never_reads_an_answer_twice(tmp
         with pytest.raises(ReadBudgetExceeded):
             await reconcile_over_rest(settings, TRUTH, PARTIAL_PROGRAM_ID, max_calls=2, resume=file)
         kept = len(json.loads(file.read_text()))
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, "it holds emails"
         assert kept >= 2, "what was read before the budget ran out is kept"
         second, new_calls = await reconcile_over_rest(settings, TRUTH, PARTIAL_PROGRAM_ID, max_calls=fresh_calls,
                                                       resume=file)
