@@ -175,10 +175,15 @@ async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_ov
     repeated = {op_id: n for op_id, n in Counter(ids).items() if n > 1}
     assert not repeated, f"{len(repeated)} op ids committed more than once, e.g. {list(repeated)[:3]}"
     assert sorted(ids) == sorted(want)  # nothing lost, nothing unexpected
-    # the decisions are in the same transactions as the operations: each person's skip exactly once
-    skipped = Counter(json.loads(m.value)["user_id"] for m in decisions)
+    # the decisions are in the same transactions as the operations: each person's skip exactly once,
+    # and no decision (of any kind) about one input record twice
+    found = [json.loads(m.value) for m in decisions]
+    skipped = Counter(d["user_id"] for d in found if d["decision"] == "forward_only_skip")
     assert skipped == Counter(user for user, _ in people), \
-        f"decisions lost or repeated: {len(skipped)} people, max {max(skipped.values(), default=0)} each"
+        f"skips lost or repeated: {len(skipped)} people, max {max(skipped.values(), default=0)} each"
+    twice = [k for k, n in Counter((d["decision"], d["source_topic"], d["source_partition"], d["source_offset"])
+                                   for d in found).items() if n > 1]
+    assert not twice, f"{len(twice)} decisions committed more than once, e.g. {twice[:3]}"
     activities = [op for op in expected if isinstance(op, CustomActivity)]
     assert len(activities) == len(people)
 
