@@ -18,6 +18,8 @@ Expectations, and why:
 - **Poll objects**: one per (session, valid email) that answered a poll; each answered poll in the
   slot of its position in the session in Kaltura's order, with the person's question and answer
   (reconcile_polls.py).
+- **Lead fields** (when the ground truth has the registrants' answers): each lead's title, company,
+  country and the demo's mapped form answer are what the registrant gave, empty where they left them blank.
 """
 
 from __future__ import annotations
@@ -211,6 +213,57 @@ def _session_records(people: People, leads_by_id: Mapping[Any, str], truth: Json
     return [engagement, activities, polls]
 
 
+#: The demo's lead_fields beyond the defaults (stack.py writes them into its tenants file): one
+#: registration-form answer into a standard lead field (docs/reference/marketo-api.md §14).
+DEMO_LEAD_FIELDS: dict[str, str] = {"leadSource": "form:howDidYouHear"}
+#: Lead fields compared with what each registrant gave (issue #16 §3): Marketo lead field → the ground
+#: truth's key (``registration.<key>``: a form answer).
+REGISTRANT_LEAD_FIELDS: dict[str, str] = {"title": "title", "company": "company", "country": "country",
+                                          "leadSource": "registration.howDidYouHear"}
+
+
+def _answer(person: Json, key: str) -> str | None:
+    """The registrant's answer under ``key`` ("" when left blank), None when the truth does not say."""
+    if key.startswith("registration."):
+        form = person.get("registration")
+        return None if form is None else str(form.get(key.removeprefix("registration.")) or "").strip()
+    return None if key not in person else str(person.get(key) or "").strip()
+
+
+def _given(people: People, truth: Json, key: str) -> dict[str, set[str]]:
+    """Email → the values the registrants with that email gave under ``key``."""
+    out: dict[str, set[str]] = {}
+    for person in truth["attendees"]:
+        email = normalise_email(person.get("email")) if not person.get("email_defect") else None
+        if email in people.expected and (value := _answer(person, key)) is not None:
+            out.setdefault(email, set()).add(value)
+    return out
+
+
+def _lead_fields(people: People, truth: Json, dump: Json,
+                 fields: Mapping[str, str] = REGISTRANT_LEAD_FIELDS) -> Tally | None:
+    """Each person's lead carries the title, company, country and form answer the registrant gave, and nothing
+    where they left it blank (kmsync never sends an empty value). One count per (person, field); None when the
+    ground truth does not carry the registrants' answers (Kaltura pulled now without them)."""
+    given = {lead_field: _given(people, truth, key) for lead_field, key in fields.items()}
+    if not any(given.values()):
+        return None
+    tally = Tally(f"lead fields ({', '.join(fields)})")
+    leads = {(lead.get("email") or "").lower(): lead for lead in dump["leads"]}
+    for lead_field, by_email in given.items():
+        for email, values in sorted(by_email.items()):
+            lead = leads.get(email)
+            if lead is None:
+                continue  # counted in the leads row
+            held = str(lead.get(lead_field) or "").strip()
+            tally.expected += 1 if values - {""} else 0
+            tally.present += 1 if held else 0
+            if held not in values:
+                (tally.missing if not held else tally.wrong).append(
+                    f"{email}: {lead_field} {held!r} (registrant gave {' or '.join(map(repr, sorted(values)))})")
+    return tally
+
+
 def reconcile(truth: Json, dump: Json, program_id: int,
               overrides: Mapping[AttendanceStatus, str] | None = None, *, labels: bool = True) -> Reconciliation:
     """``labels``: also check the members' granular labels (the dump must carry the member field)."""
@@ -219,9 +272,11 @@ def reconcile(truth: Json, dump: Json, program_id: int,
     leads_by_id = {lead["id"]: (lead.get("email") or "").lower() for lead in dump["leads"]}
     leads = _compare("leads", set(people.expected), people.tolerated, leads_by_id.values(), DELETED_PEOPLE)
     members = _program_members(people, leads_by_id, dump, program_id, status_map)
+    lead_fields = _lead_fields(people, truth, dump)
     granular = _granular_labels(people, leads_by_id, truth, dump, program_id, status_map) if labels else None
     return Reconciliation([leads, members, *([granular] if granular else []),
-                           *_session_records(people, leads_by_id, truth, dump), *_poll_slots(people, truth, dump)])
+                           *_session_records(people, leads_by_id, truth, dump), *_poll_slots(people, truth, dump),
+                           *([lead_fields] if lead_fields else [])])
 
 
 def _poll_slots(people: People, truth: Json, dump: Json) -> list[Tally]:

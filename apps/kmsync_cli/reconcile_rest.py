@@ -126,7 +126,9 @@ async def read_back(client: MarketoClient, truth: Json, program_id: int, budget:
         for a in await rb.activities(client, schema.activity.type_id, sorted(by_id), since, budget):
             activities.append({"activityTypeId": a.activity_type_id, "primaryAttributeValue": a.primary_attribute_value,
                                "leadId": a.lead_id, "marketoGUID": a.marketo_id})
-    return {"leads": [{"id": i, "email": e} for i, e in by_id.items()], "programMembers": members,
+    # Each lead with the registration fields read back (title, company, ...: the lead fields row).
+    held = {int(lead["id"]): {**lead, "id": int(lead["id"]), "email": by_id[int(lead["id"])]} for lead in leads}
+    return {"leads": list(held.values()), "programMembers": members,
             "customObjects": objects, "activityTypes": types, "activities": activities}
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from kmsync_cli.processes import ProcessGroup
+from kmsync_cli.reconcile import DEMO_LEAD_FIELDS
 from kmsync_cli.reconcile_rest import READBACK_MAX_CALLS, READBACK_SHARE, ExternalMarketo
 from kmsync_contracts.topics import ALL_TOPICS
 from kmsync_kafka import ensure_topics
@@ -253,6 +254,9 @@ class Stack:
                 "marketo_instance": "demo",
                 "program_id": self.program_id,
                 "sessions": [{"entry_id": e} for e in creds["session_entry_ids"]],
+                # Registration data to lead fields (issue #16 §3): the defaults (names, title, company,
+                # country) plus one form answer into a standard field, as reconcile.REGISTRANT_LEAD_FIELDS checks.
+                "lead_fields": DEMO_LEAD_FIELDS,
             }],
         }
 

@@ -51,13 +51,18 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+#: What a lead read-back returns: its identity and the registration fields the demo writes.
+LEAD_FIELDS = "id,email,title,company,country,leadSource"
+
+
 async def leads_by_email(client: MarketoClient, emails: Sequence[str], budget: ReadBudget) -> list[dict[str, Any]]:
-    """Every lead with one of these emails (``id``, ``email``); several leads may share one."""
+    """Every lead with one of these emails (``id``, ``email`` and the registration fields kmsync maps by
+    default and the demo's ``leadSource``: ``title``, ``company``, ``country``); several leads may share one."""
     found: list[dict[str, Any]] = []
     for chunk in _chunks(sorted(set(emails)), EMAILS_PER_CALL):
         token: str | None = None
         for _ in range(PAGES_MAX):
-            form = {"filterType": "email", "filterValues": ",".join(chunk), "fields": "id,email",
+            form = {"filterType": "email", "filterValues": ",".join(chunk), "fields": LEAD_FIELDS,
                     "batchSize": str(ep.BATCH_MAX)}
             if token:
                 form["nextPageToken"] = token

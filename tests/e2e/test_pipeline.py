@@ -86,6 +86,9 @@ async def test_a_virtual_event_reaches_marketo_exactly_once(stack: Stack, promet
     [labels] = [t for t in result.tallies if t.kind.startswith("granular labels")]
     assert labels.present > 100 and labels.present == labels.expected, labels.kind
     assert int(labels.kind.split("(")[1].split()[0]) >= 8, labels.kind  # distinct labels (9 in this scenario)
+    # Issue #16 §3: leads carry the title, company, country and mapped form answer each registrant gave.
+    [fields] = [t for t in result.tallies if t.kind.startswith("lead fields")]
+    assert fields.expected > 100 and fields.present == fields.expected, fields.kind
 
     # Prometheus scraped the services while they worked: the counters it holds match the outcome.
     written = 'sum(kmsync_sink_outcomes_total{status=~"created|updated"})'
