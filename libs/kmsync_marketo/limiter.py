@@ -339,10 +339,12 @@ class InstanceLimiter:
         """Seconds until a call of the lane may start (a pause, the rolling window, the lane's window)."""
         if mono < self._paused_until:
             return self._paused_until - mono
-        delay = self._log.delay(mono, self.effective_window_limit)
-        if backfill:
-            delay = max(delay, self._lane_log.delay(mono, self.backfill_window_limit))
-        return delay
+        if not backfill:
+            return self._log.delay(mono, self.effective_window_limit)
+        # A backfill call also leaves the live reserve of the instance's window free (live never waits
+        # for places backfill took) and stays within the lane's own window.
+        return max(self._log.delay(mono, max(1, self.effective_window_limit - self.live_reserve)),
+                   self._lane_log.delay(mono, self.backfill_window_limit))
 
     def room(self, lane: Lane = LIVE) -> int:
         """Calls of ``lane`` that could start now without waiting for the rolling window (0 while
@@ -354,8 +356,19 @@ class InstanceLimiter:
         if lane == BACKFILL:
             if self._live_waiting:
                 return 0
-            free = min(free, max(0, self.backfill_window_limit - self._lane_log.count(mono)))
+            free = min(max(0, free - self.live_reserve),
+                       max(0, self.backfill_window_limit - self._lane_log.count(mono)))
         return free
+
+    @property
+    def live_reserve(self) -> int:
+        """Places of the rolling window a backfill call never takes: 10 % of the effective limit, ≥ 1."""
+        return max(1, self.effective_window_limit // 10)
+
+    def backfill_active(self) -> bool:
+        """Backfill calls started in the current rolling window or are waiting to (adaptive windows pace
+        live to leave the backfill its share)."""
+        return self._backfill_in_flight > 0 or self._lane_log.count(self.clock.monotonic()) > 0
 
     async def _wait(self, seconds: float, cap: float | None = None) -> None:
         seconds = min(seconds, cap) if cap is not None else seconds

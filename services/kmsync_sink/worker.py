@@ -238,6 +238,8 @@ class InstanceWorker:
             return None
         limiter = self.writer.limiter
         limit = limiter.backfill_window_limit if self.lane == BACKFILL else limiter.effective_window_limit
+        if self.lane == LIVE and limiter.backfill_active():
+            limit -= limiter.backfill_window_limit  # live paces itself to leave the backfill its share
         budget = BudgetView(limiter.room(self.lane), limit, limiter.settings.rate_window_seconds)
         return early_close_in(1, now - oldest, self.lag, budget, self._calls_per_window,
                               self.settings.window_min_linger_seconds)

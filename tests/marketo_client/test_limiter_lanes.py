@@ -65,8 +65,8 @@ async def test_waiting_live_calls_are_admitted_before_waiting_backfill_calls() -
     await wait_for(lambda: clock.sleepers == 2, what="two backfill calls waiting for the window")
     live = [asyncio.create_task(_call(limiter, clock, LIVE, log, duration=0.0)) for _ in range(8)]
     await wait_for(lambda: clock.sleepers == 5, what="three live calls waiting for the window")
-    clock.advance(20.0)  # the window empties: 10 places
-    await wait_for(lambda: len(log) == 10, what="ten calls admitted")
+    clock.advance(20.0)  # the window empties: 10 places, one of them the live reserve backfill never takes
+    await wait_for(lambda: len(log) == 9, what="nine calls admitted")
     clock.advance(20.0)
     await asyncio.gather(*backfill, *live)
     lanes = [lane for _, lane in log]
@@ -107,5 +107,18 @@ async def test_room_tells_the_lanes_apart() -> None:
     await some(BACKFILL, 20)
     assert limiter.room(LIVE) == 80
     assert limiter.room(BACKFILL) == 5  # 25 of 100 for backfill, 20 used
-    await some(LIVE, 78)
-    assert limiter.room(LIVE) == 2 and limiter.room(BACKFILL) == 2
+    await some(LIVE, 68)
+    assert limiter.room(LIVE) == 12 and limiter.room(BACKFILL) == 2  # 10 places are live's reserve
+    await some(LIVE, 10)
+    assert limiter.room(LIVE) == 2 and limiter.room(BACKFILL) == 0
+    assert not limiter.backfill_active() or limiter.stats().backfill_window_used == 20
+
+
+async def test_backfill_never_takes_the_live_reserve_of_the_window() -> None:
+    clock = FakeClock()
+    limiter = _limiter(clock, share=1.0, backfill_share=1.0, max_concurrency=10)
+    assert limiter.live_reserve == 10
+    log: list[tuple[float, Lane]] = []
+    await asyncio.gather(*(_call(limiter, clock, BACKFILL, log) for _ in range(180)))
+    assert _max_in_any_window([t for t, _ in log], 20.0) == 90  # 100 less the reserve, however long it runs
+    assert limiter.backfill_active()
