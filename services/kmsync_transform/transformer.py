@@ -36,7 +36,7 @@ from kmsync_transform.decisions import poll_moved, status_skip, too_many_polls, 
 from kmsync_transform.engagement import RateScale, activity_attributes, engagement_values, object_record
 from kmsync_transform.forward_only import ForwardOnly, Verdict, person_key
 from kmsync_transform.labels import LabelOrder, LabelVerdict, label_decision, label_step
-from kmsync_transform.lead_fields import lead_field_values
+from kmsync_transform.lead_fields import LeadMemory, lead_field_values
 from kmsync_transform.ledger import ActivityLedger, activity_op_id
 from kmsync_transform.op_ids import content_fingerprint, op_id
 from kmsync_transform.polls import PollSlots, session_key
@@ -58,6 +58,8 @@ class StepResult:
     decisions: list[TransformDecision] = field(default_factory=list)
     #: Granular labels not written: lower in the label order than the member's (labels.py).
     label_regressions: int = 0
+    #: Lead upserts sent because the mapped lead fields changed while the status stayed (lead_fields.py).
+    lead_changes: int = 0
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Transformer:
         self.tenants = tenants
         self.forward_only = ForwardOnly(state.statuses)
         self.labels = LabelOrder(state.statuses)
+        self.leads = LeadMemory(state.statuses)
         self.ledger = ActivityLedger(state.ledger)
         self.polls = PollSlots(state.poll_slots, state.poll_answers)
         self.rate_scale = rate_scale
@@ -117,20 +120,28 @@ class Transformer:
                 result: StepResult, lead_sources: Mapping[str, LeadSource]) -> None:
         record, email, munchkin = routed.record, routed.email, routed.munchkin_id
         mapped = map_status(record, overrides)
-        verdict = self.forward_only.advance(person_key(munchkin, program_id, email), mapped.name, mapped.step)
-        if verdict is Verdict.REGRESSION:
+        member = person_key(munchkin, program_id, email)
+        verdict = self.forward_only.advance(member, mapped.name, mapped.step)
+        if verdict is Verdict.REGRESSION:  # an older record: its lead data may be older too, so not sent
             result.regressions += 1
             result.decisions.append(self._skipped(routed, program_id, (mapped.name, mapped.step), now))
             return
-        if verdict is Verdict.REPEAT:
-            result.repeats += 1
-            return
+        fields = lead_field_values(record, lead_sources)  # the event's lead_fields (lead_fields.py)
+        changed = self.leads.update(member, fields)
         base = {
             "munchkin_id": munchkin, "partner_id": record.partner_id,
             "virtual_event_id": record.virtual_event_id, "email": email,
             "source_time": record.status_time, "emitted_at": now,
         }
-        fields = lead_field_values(record, lead_sources)  # the event's lead_fields (lead_fields.py)
+        if verdict is Verdict.REPEAT:
+            result.repeats += 1
+            if changed is not None and fields:  # a profile edit with the status unchanged
+                result.lead_changes += 1
+                result.ops.append(LeadUpsert(
+                    op_id=op_id("lead_upsert", munchkin, email, record.partner_id, record.virtual_event_id,
+                                record.user_id, record.status.value, record.source_time.isoformat(), changed),
+                    fields=dict(fields), **base))
+            return
         result.ops.append(LeadUpsert(
             op_id=op_id("lead_upsert", munchkin, email, record.partner_id, record.virtual_event_id,
                         record.user_id, record.status.value, record.status_time.isoformat()),

@@ -25,7 +25,9 @@ GOLDEN = Path(__file__).with_name("golden_pure_path.txt")
 #: bytes stayed the same.
 #: Then issue #16's label decisions: one label_undecided (an attended status without a schedule) counted;
 #: dead letters' payloads carry lane (issue #18); every operation's bytes stayed the same.
-GOLDEN_SHA256 = "1d45f5a41059c951e3b8d403324e5c7e52c3a414b5178cdaef22d265efa7d84b"
+#: Then issue #16's lead updates on a profile edit: each member's lead fingerprint state record
+#: (statuses:lead|<member>) was added, 7 lines; every operation's bytes stayed the same.
+GOLDEN_SHA256 = "c4a6404cbf40d6f7fe53e12fd1312858ca9ca63e41243f74df422c08b7bfbf6b"
 
 
 def test_golden_file_is_the_pinned_one() -> None:
