@@ -7,9 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, MutableMapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from kmsync_contracts import AttendeeStatus, LeadUpsert
+from kmsync_contracts.topics import ATTENDEE_STATUS, TopicSpec
+from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_transform.keyed import transform_state
 from kmsync_transform.lead_fields import lead_key
 from kmsync_transform.routing import RoutedStatus
@@ -17,7 +22,9 @@ from kmsync_transform.state import Tables, record_key
 from kmsync_transform.transformer import StepResult, Transformer, TransformState
 
 from .conftest import MUNCHKIN, PROGRAM, T0, tenants_config
+from .test_integration import expected_ops, transform_process
 from .test_keyed_steps import DictState
+from .test_quix_engine import QUIX, produce_at, wait_for_ops
 
 ANN = "ann@example.com"
 MEMBER = f"{MUNCHKIN}|{PROGRAM}|{ANN}"  # person_key of Ann in the conftest's event
@@ -127,3 +134,30 @@ def test_quix_state_without_a_fingerprint_loads_and_sends_once(
     keyed = transform_state(store, timedelta(days=30))
     assert_unknown_sends_once(keyed.statuses, keyed, status_record("registered", **PROFILE))
     assert store.ttls[f"statuses:{lead_key(MEMBER)}"] == timedelta(days=30), "the fingerprint expires with the status"
+
+
+async def test_quix_engine_sends_a_profile_edit_once_across_a_restart(
+        kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
+        status_record: Callable[..., AttendeeStatus]) -> None:
+    """Real broker, quix engine: registered (Acme), the same re-pulled, then Globex → two lead upserts.
+    A second process (fresh state dir: the fingerprint recovered from the changelog) given the Globex
+    record again, then Ann's `attended` (same key, so after it), sends only the attended's ops."""
+    first = status_record("registered", user="u1", email=ANN, **PROFILE)
+    moved = edited(first, 5, company="Globex")
+    items: list[tuple[TopicSpec, BaseModel]] = [(ATTENDEE_STATUS, r) for r in (first, first, moved)]
+    want = [op.op_id for op in expected_ops(list(items))]
+    assert len(want) == 4  # lead + status + label of `registered`, then the edit's lead upsert
+    later: list[tuple[TopicSpec, BaseModel]] = [
+        (ATTENDEE_STATUS, moved),
+        (ATTENDEE_STATUS, status_record("attended", user="u1", email=ANN, minutes=10, **{**PROFILE, "company": "Globex"}))]
+    want_all = [op.op_id for op in expected_ops([*items, *later])]
+    assert len(want_all) == len(want) + 2, "the re-pulled edit: nothing; attended: its lead upsert and status"
+    await produce_at(kafka_broker, topic_prefix, items)
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "first", **QUIX):
+        got = await wait_for_ops(kafka_broker, topic_prefix, lambda ids: set(want) <= set(ids), "Ann's ops", tmp_path)
+    assert got == want
+    await produce_at(kafka_broker, topic_prefix, later)
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "second", **QUIX):
+        got = await wait_for_ops(kafka_broker, topic_prefix, lambda ids: set(want_all) <= set(ids),
+                                 "the attended's ops", tmp_path)
+    assert got == want_all, "the edit was not sent again after the restart"
