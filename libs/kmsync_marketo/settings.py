@@ -5,6 +5,8 @@ Defaults follow docs/reference/marketo-api.md §2 and Adobe's advice; every UNCO
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from kmsync_marketo import endpoints as ep
@@ -72,8 +74,8 @@ class LimiterSettings(BaseModel):
 
     @property
     def backfill_concurrency(self) -> int:
-        """Backfill calls in flight at once: backfill_share of max_concurrency, ≥ 1."""
-        return max(1, int(self.max_concurrency * self.backfill_share))
+        """Backfill calls in flight at once: backfill_share of max_concurrency rounded up (0.3 of 5: 2)."""
+        return max(1, math.ceil(self.max_concurrency * self.backfill_share))
 
     @property
     def daily_budget(self) -> int:

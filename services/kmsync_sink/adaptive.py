@@ -47,6 +47,16 @@ def early_close_in(
     return linger - oldest_age
 
 
+def lane_limit(backfill: bool, effective: int, backfill_cap: int, backfill_active: bool) -> int:
+    """The calls per rolling window a lane's adaptive windows pace themselves against: the backfill's cap;
+    for live the whole effective limit, less the backfill's cap while the backfill lane is active (live is
+    served first anyway; pacing below it leaves the backfill its share instead of spending the budget on
+    sub-second windows)."""
+    if backfill:
+        return backfill_cap
+    return max(1, effective - backfill_cap) if backfill_active else effective
+
+
 def auto_bulk_min_records(records: int, room: int, base: int, batch_max: int) -> int:
     """The bulk threshold of one window when the instance leaves it automatic: ``base`` records (bulk saves
     calls from about five full REST calls, what a job costs: a submission, status polls, a file), or two

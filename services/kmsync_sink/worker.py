@@ -22,7 +22,7 @@ from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.lanes import BACKFILL, LIVE, Lane, set_lane
 from kmsync_marketo.schema import SchemaReader
-from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_in
+from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_in, lane_limit
 from kmsync_sink.decisions import Decision, RetryPolicy, settle
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.executor import WindowExecutor
@@ -237,9 +237,8 @@ class InstanceWorker:
         if not self.settings.window_adaptive or oldest is None:
             return None
         limiter = self.writer.limiter
-        limit = limiter.backfill_window_limit if self.lane == BACKFILL else limiter.effective_window_limit
-        if self.lane == LIVE and limiter.backfill_active():
-            limit -= limiter.backfill_window_limit  # live paces itself to leave the backfill its share
+        limit = lane_limit(self.lane == BACKFILL, limiter.effective_window_limit, limiter.backfill_window_limit,
+                           limiter.backfill_active())
         budget = BudgetView(limiter.room(self.lane), limit, limiter.settings.rate_window_seconds)
         return early_close_in(1, now - oldest, self.lag, budget, self._calls_per_window,
                               self.settings.window_min_linger_seconds)

@@ -56,15 +56,15 @@ async def test_waiting_live_calls_are_admitted_before_waiting_backfill_calls() -
     clock = ManualClock()
     limiter = InstanceLimiter("123-ABC-456", LimiterSettings(
         share=0.1, backfill_share=0.5, max_concurrency=5, rate_headroom_calls=0, window_margin_seconds=0.0),
-        clock, rng=random.Random(7))  # 10 calls per window, backfill 5 of them, 2 at once
+        clock, rng=random.Random(7))  # 10 calls per window, backfill 5 of them, 3 at once
     log: list[tuple[float, Lane]] = []
     await asyncio.gather(*(_call(limiter, clock, LIVE, log, duration=0.0) for _ in range(10)))  # window full
     log.clear()
-    # Backfill calls queue up first (two hold slots and wait for the window), then live calls arrive.
+    # Backfill calls queue up first (three hold slots and wait for the window), then live calls arrive.
     backfill = [asyncio.create_task(_call(limiter, clock, BACKFILL, log, duration=0.0)) for _ in range(4)]
-    await wait_for(lambda: clock.sleepers == 2, what="two backfill calls waiting for the window")
+    await wait_for(lambda: clock.sleepers == 3, what="three backfill calls waiting for the window")
     live = [asyncio.create_task(_call(limiter, clock, LIVE, log, duration=0.0)) for _ in range(8)]
-    await wait_for(lambda: clock.sleepers == 5, what="three live calls waiting for the window")
+    await wait_for(lambda: clock.sleepers == 5, what="two live calls waiting for the window")
     clock.advance(20.0)  # the window empties: 10 places, one of them the live reserve backfill never takes
     await wait_for(lambda: len(log) == 9, what="nine calls admitted")
     clock.advance(20.0)
