@@ -67,8 +67,10 @@ def expected_slots(expected: Mapping[str, Json], truth: Json) -> dict[tuple[str,
             continue
         slot = positions[(r["entry_id"], r["poll_id"])]
         if slot <= MAX_POLLS_PER_SESSION:
-            question = str(r.get("question_as_exported", r["question"])).strip()[:POLL_QUESTION_MAX_CHARS]
-            answer = str(r.get("answer_as_exported", r["answer"])).strip()[:POLL_ANSWER_MAX_CHARS]
+            # Cut as transform cuts, then compared as held values are (stripped): a cut that ends on a
+            # space leaves it at the end of the field.
+            question = str(r.get("question_as_exported", r["question"])).strip()[:POLL_QUESTION_MAX_CHARS].strip()
+            answer = str(r.get("answer_as_exported", r["answer"])).strip()[:POLL_ANSWER_MAX_CHARS].strip()
             out.setdefault(key, {})[slot] = (question, answer)
     return {k: v for k, v in out.items() if k not in damaged}
 
