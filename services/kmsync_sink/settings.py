@@ -24,7 +24,7 @@ class WindowSettings(CommonSettings):
     window_max_age_seconds: float = Field(default=5.0, gt=0)
     #: ... or its operations' encoded size reaches this many bytes.
     window_max_bytes: int = Field(default=8_000_000, ge=1_000)
-    #: Adaptive windows (adaptive.py, issue #18): a window closes before its age limit when its lane has
+    #: Adaptive windows (adaptive.py, issue #18): a live window closes before its age limit when its lane has
     #: no lag and the budget has room for its calls, after at least this many seconds (a burst gathers) ...
     window_min_linger_seconds: float = Field(default=0.1, ge=0)
     #: ... unless turned off (windows then close on count, bytes and age only).

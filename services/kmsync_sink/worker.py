@@ -232,9 +232,11 @@ class InstanceWorker:
         return auto_bulk_min_records(records, self.writer.limiter.room(self.lane), self.bulk_min_records, ep.BATCH_MAX)
 
     def _early_close(self, now: float) -> float | None:
-        """Seconds until the window may close before its age limit (adaptive.py), None: it waits for it."""
+        """Seconds until the window may close before its age limit (adaptive.py), None: it waits for it.
+        Only live windows close early: a backfill is history, and its windows fill (to 300 or the bulk
+        size) for the fewest calls, even when its loader is momentarily behind the sink."""
         oldest = self.window.oldest_ready(now)
-        if not self.settings.window_adaptive or oldest is None:
+        if not self.settings.window_adaptive or oldest is None or self.lane == BACKFILL:
             return None
         limiter = self.writer.limiter
         limit = lane_limit(self.lane == BACKFILL, limiter.effective_window_limit, limiter.backfill_window_limit,
