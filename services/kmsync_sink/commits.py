@@ -58,13 +58,11 @@ class CommitControl:
                 self.consumer.resume(tp)
                 self.paused.discard(tp)
         buffered: dict[str, int] = {}
-        awaiting: dict[str, int] = {}
         for worker in workers.values():  # an instance's live and backfill workers (lanes.py) add up
             buffered[worker.munchkin_id] = buffered.get(worker.munchkin_id, 0) + worker.buffered
-            awaiting[worker.munchkin_id] = awaiting.get(worker.munchkin_id, 0) + worker.awaiting_verification
+            self.metrics.awaiting_verification.labels(worker.munchkin_id).set(worker.awaiting_verification)
         for munchkin, n in buffered.items():
             self.metrics.buffered.labels(munchkin).set(n)
-            self.metrics.awaiting_verification.labels(munchkin).set(awaiting[munchkin])
 
     def revoked(self, tp: TopicPartition) -> None:
         """A partition left: nothing of its tracking or pausing counts any more."""

@@ -8,8 +8,6 @@ Operator's ``endpoint``, ``service``, ``pod``, ...): those would arrive renamed 
 
 from __future__ import annotations
 
-import contextlib
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from kmsync_marketo.limiter import InstanceLimiter
@@ -85,13 +83,6 @@ class SinkMetrics:
                                  ["munchkin_id", "code"], registry=r)
         self.parked = Gauge("kmsync_sink_instance_parked", "1 while the instance waits for the daily reset (607)",
                             ["munchkin_id"], registry=r)
-
-    def forget_instance(self, munchkin_id: str) -> None:
-        """The instance's worker left this process (a rebalance): its held-work gauges go with it, so no
-        stale count outlives it (the new owner reports them)."""
-        for gauge in (self.buffered, self.awaiting_verification):
-            with contextlib.suppress(KeyError):
-                gauge.remove(munchkin_id)
 
     def observe_call(self, munchkin_id: str, endpoint: str, records: int, code: str) -> None:
         self.calls.labels(munchkin_id, endpoint, code).inc()

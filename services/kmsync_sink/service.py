@@ -213,18 +213,13 @@ class MarketoSink:
             return
         keys = {(tp.topic, tp.partition) for tp in revoked}
         kept: list[PendingOp] = []
-        gone: set[str] = set()
         for munchkin, worker in list(self.workers.items()):
             # An instance lives on one partition: its worker stops when that partition leaves
             # (the window in flight drains, unsent records are abandoned to the next owner).
             if worker.partitions & keys:
                 del self.workers[munchkin]
-                gone.add(worker.munchkin_id)
                 dropped = await worker.stop(self.settings.sink_drain_timeout_seconds)
                 kept += [p for p in dropped if (p.source.topic, p.source.partition) not in keys]
-        owned = {w.munchkin_id for w in self.workers.values()}
-        for munchkin_id in gone - owned:
-            self.metrics.forget_instance(munchkin_id)
         for p in kept:  # records of partitions still ours go back to a fresh worker
             w = self.router.worker_for(p.op.munchkin_id, self.router.lane_of(p.source.topic))
             if isinstance(w, InstanceWorker):

@@ -187,11 +187,8 @@ class InstanceWorker:
 
     @property
     def awaiting_verification(self) -> int:
-        """Custom activities this worker holds until their leads' activity logs say whether they were
-        applied (its window's activities with an open intent)."""
-        ledger = self.executor.ledger
-        return sum(1 for p in self.window
-                   if p.op.kind == "custom_activity" and ledger.uncertain(p.op.op_id) is not None)
+        """Custom activities held until their leads' activity logs say whether they were applied."""
+        return self.executor.ledger.uncertain_count(self.munchkin_id)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"sink-{self.munchkin_id}-{self.lane}")
