@@ -177,7 +177,7 @@ class ChaosRun:
         """(operations the sinks hold undecided, custom activities among them awaiting verification),
         kept in the report."""
         text = self.stack.metrics("sink")
-        held = (int(sample_sum(text, "kmsync_sink_buffered_operations")),
+        held = (int(sample_sum(text, "kmsync_sink_undecided_records")),
                 int(sample_sum(text, "kmsync_sink_activities_awaiting_verification")))
         self.report.held_by_sinks = held
         return held

@@ -24,6 +24,8 @@ class CommitControl:
         #: Set when the sink starts.
         self.consumer: AIOKafkaConsumer | None = None
         self.paused: set[TopicPartition] = set()
+        #: Instances with held-work gauge series.
+        self._reported: set[str] = set()
 
     async def commit(self, only: set[TopicPartition] | None = None) -> None:
         assert self.consumer is not None
@@ -45,11 +47,14 @@ class CommitControl:
         self.tracker.mark_committed({(tp.topic, tp.partition): pos for tp, pos in offsets.items()})
 
     def flow_control(self, workers: Mapping[str, InstanceWorker]) -> None:
-        """Pause a partition whose undecided records pile up (a parked instance), resume it later."""
+        """Pause a partition whose undecided records pile up (a parked instance), resume it later; set the
+        held-work gauges."""
         assert self.consumer is not None
         cap = self.cap
+        undecided = 0
         for tp in self.consumer.assignment():
             open_n = self.tracker.open_count(tp.topic, tp.partition)
+            undecided += open_n
             if open_n >= cap and tp not in self.paused:
                 self.consumer.pause(tp)
                 self.paused.add(tp)
@@ -57,12 +62,25 @@ class CommitControl:
             elif open_n < cap // 2 and tp in self.paused:
                 self.consumer.resume(tp)
                 self.paused.discard(tp)
+        self.metrics.undecided.set(undecided)
+        self._instance_gauges(workers)
+
+    def _instance_gauges(self, workers: Mapping[str, InstanceWorker]) -> None:
+        """Per instance, summed over its live and backfill workers (lanes.py). An instance whose workers
+        a rebalance took away loses its series here (its new owner reports it), so no stale count stays."""
         buffered: dict[str, int] = {}
-        for worker in workers.values():  # an instance's live and backfill workers (lanes.py) add up
-            buffered[worker.munchkin_id] = buffered.get(worker.munchkin_id, 0) + worker.buffered
-            self.metrics.awaiting_verification.labels(worker.munchkin_id).set(worker.awaiting_verification)
-        for munchkin, n in buffered.items():
-            self.metrics.buffered.labels(munchkin).set(n)
+        awaiting: dict[str, int] = {}
+        for worker in workers.values():
+            m = worker.munchkin_id
+            buffered[m] = buffered.get(m, 0) + worker.buffered
+            awaiting[m] = awaiting.get(m, 0) + worker.awaiting_verification
+        for m, n in buffered.items():
+            self.metrics.buffered.labels(m).set(n)
+            self.metrics.awaiting_verification.labels(m).set(awaiting[m])
+        for m in self._reported - buffered.keys():
+            self.metrics.buffered.remove(m)
+            self.metrics.awaiting_verification.remove(m)
+        self._reported = set(buffered)
 
     def revoked(self, tp: TopicPartition) -> None:
         """A partition left: nothing of its tracking or pausing counts any more."""

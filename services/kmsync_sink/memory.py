@@ -85,8 +85,3 @@ class ActivityWrites:
     @property
     def intents(self) -> int:
         return len(self._intents)
-
-    def uncertain_count(self, munchkin_id: str) -> int:
-        """Activities of one instance that may be in Marketo and wait for a look at the activity log."""
-        return sum(1 for op_id, i in self._intents.items()
-                   if i.munchkin_id == munchkin_id and op_id not in self._written)

@@ -41,8 +41,12 @@ class SinkMetrics:
         self._limiter_metrics(r)
         self.bulk_in_flight = Gauge("kmsync_sink_bulk_jobs_in_flight", "Bulk import requests running",
                                     ["munchkin_id"], registry=r)
-        self.buffered = Gauge("kmsync_sink_buffered_operations", "Operations read and not yet decided",
-                              ["munchkin_id"], registry=r)
+        self.buffered = Gauge("kmsync_sink_buffered_operations",
+                              "Operations of the instance waiting in its windows (or held back behind a bulk job), "
+                              "not yet sent", ["munchkin_id"], registry=r)
+        self.undecided = Gauge("kmsync_sink_undecided_records",
+                               "Records read from the operations topics without an outcome yet (waiting, in a call "
+                               "or held for verification); committed offsets wait for them", registry=r)
         self.verifications = Counter(
             "kmsync_sink_activity_verifications",
             "Custom activities looked up in the lead's activity log after an uncertain write, by result "

@@ -187,8 +187,13 @@ class InstanceWorker:
 
     @property
     def awaiting_verification(self) -> int:
-        """Custom activities held until their leads' activity logs say whether they were applied."""
-        return self.executor.ledger.uncertain_count(self.munchkin_id)
+        """Custom activities in this worker's window with an open intent: held until their leads' activity
+        logs say whether they were applied (an intent another replica resolved is not counted)."""
+        ledger = self.executor.ledger
+        if not ledger.intents:
+            return 0
+        return sum(1 for p in self.window
+                   if p.op.kind == "custom_activity" and ledger.uncertain(p.op.op_id) is not None)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"sink-{self.munchkin_id}-{self.lane}")

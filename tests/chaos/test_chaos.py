@@ -148,4 +148,4 @@ def test_the_report_says_what_the_sinks_still_held_when_the_drain_ended() -> Non
     report.held_by_sinks = (15, 15)
     assert ("held by the sinks at the end (undecided, not lost): 15 operation(s), "
             "15 custom activit(ies) awaiting verification") in report.table()
-    assert report.as_json()["held_by_sinks"] == {"buffered": 15, "awaiting_verification": 15}
+    assert report.as_json()["held_by_sinks"] == {"undecided": 15, "awaiting_verification": 15}

@@ -57,14 +57,17 @@ def activities_in_marketo(sb: SandboxHandle) -> list[dict[str, Any]]:
 
 
 
-def awaiting_verification(port: int) -> float:
-    """The sink process's kmsync_sink_activities_awaiting_verification (-1 while it is not serving)."""
+def held_work(port: int) -> tuple[float, float]:
+    """The sink process's (kmsync_sink_undecided_records, kmsync_sink_activities_awaiting_verification);
+    (-1, -1) while it is not serving."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
     except OSError:
-        return -1.0
-    return sample_sum(text, "kmsync_sink_activities_awaiting_verification")
+        return -1.0, -1.0
+    return (sample_sum(text, "kmsync_sink_undecided_records"),
+            sample_sum(text, "kmsync_sink_activities_awaiting_verification"))
+
 
 async def test_ambiguous_answers_and_a_second_copy_of_every_op_write_each_activity_once(
     kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
@@ -135,9 +138,9 @@ async def test_sigkill_after_marketo_applied_an_activity_call_writes_it_once_aft
                 others = {op.op_id for op in batch} - acts
                 await h.wait_for_outcomes(others, within=30)
                 assert not {o.op_id for o in await h.outcomes() if o.status != "failed"} & acts
-                # An operator sees them held, not lost: the sink's gauge counts them until verified.
-                await wait_for(lambda: awaiting_verification(port) == len(acts), 10,
-                               "the held activities on /metrics")
+                # An operator sees them held, not lost: the sink's gauges count them until verified.
+                await wait_for(lambda: held_work(port) == (len(acts), len(acts)), 10,
+                               "the held activities on /metrics, undecided and awaiting verification")
                 proc.send_signal(signal.SIGKILL)
                 await asyncio.wait_for(proc.wait(), 30)
             finally:
@@ -148,6 +151,7 @@ async def test_sigkill_after_marketo_applied_an_activity_call_writes_it_once_aft
             try:
                 final = await h.wait_for_outcomes({op.op_id for op in batch})
                 await wait_for(lambda: committed_to_the_end(h), 30, "everything committed")
+                await wait_for(lambda: held_work(port) == (0, 0), 10, "nothing held once all is decided")
                 proc.send_signal(signal.SIGTERM)
                 assert await asyncio.wait_for(proc.wait(), 60) == 0
             finally:
