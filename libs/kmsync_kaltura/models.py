@@ -172,7 +172,8 @@ def _metric(value: Any) -> Any:
 
 
 Count = Annotated[int, BeforeValidator(_count), Field(ge=0)]
-Metric = Annotated[float, BeforeValidator(_metric), Field(ge=0)]
+#: A non-negative, finite measure ("inf", "nan" or a value that overflows a float are refused).
+Metric = Annotated[float, BeforeValidator(_metric), Field(ge=0, allow_inf_nan=False)]
 
 
 class _ReportRow(BaseModel):

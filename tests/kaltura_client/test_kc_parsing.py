@@ -58,11 +58,13 @@ def test_bad_rows_are_reported_with_line_numbers_while_good_rows_go_through() ->
         "erin@acme.com,0.5,0,0,1.5,0,0,0,0,0,0,0,0,0,0,0",     # 8 count with a fraction
         "frank@acme.com,-0.5,0,0,0,0,0,0,0,0,0,0,0,0,0,0",     # 9 negative metric
         "GRACE@ACME.COM,0.25,1,0,0,0,0,0,0,0,0,0,0,0,0,0",     # 10 ok
+        "henry@acme.com,0.5,0,0,0,inf,0,0,0,0,0,0,0,0,0,0",    # 11 infinite metric
+        "ivy@acme.com,0.5,0,0,0,0,1e400,0,0,0,0,0,0,0,0,0",    # 12 a metric that overflows to infinity
     ]
     result = parse_engagement_csv("\n".join(lines) + "\n", entry_id="1_x")
     assert [r.line for r in result.rows] == [2, 10]
     errors = {e.line: e for e in result.errors}
-    assert sorted(errors) == [4, 5, 6, 7, 8, 9]
+    assert sorted(errors) == [4, 5, 6, 7, 8, 9, 11, 12]
     assert "answered_polls" in errors[4].message and "N/A" in errors[4].message
     assert errors[5].message == "expected 16 fields, got 13"
     assert "email" in errors[6].message and "missing" in errors[6].message
@@ -70,6 +72,8 @@ def test_bad_rows_are_reported_with_line_numbers_while_good_rows_go_through() ->
     assert "raise_hand" in errors[8].message and "whole number" in errors[8].message
     assert "combined_live_engaged_users_play_time_ratio" in errors[9].message
     assert errors[5].raw.startswith("carol@acme.com")
+    assert "mic_on" in errors[11].message and "finite" in errors[11].message
+    assert "cam_on" in errors[12].message and "finite" in errors[12].message
 
 
 def test_email_check_can_be_turned_off() -> None:
