@@ -38,6 +38,10 @@ Destination = Literal["ops", "ops_backfill", "dlq", "decisions"]
 Output = tuple[Destination, bytes, bytes]
 
 
+#: A StateTable's mark for a key it has not read yet (None is an absent entry).
+_UNREAD = object()
+
+
 class KeyedState(Protocol):
     """The engine's state for the current message key (quixstreams' State has this shape)."""
 
@@ -53,31 +57,47 @@ class KeyedState(Protocol):
 class StateTable(MutableMapping[str, Any]):
     """One table (`statuses`, `activity_ledger`, ...) of a KeyedState: keys `<table>:<key>`.
 
-    Iteration and len() are not offered: the pure modules only look entries up and write them."""
+    Made per record (transform_state), it remembers what it read and wrote: a status record reads its
+    member's status, label and lead entries up to five times (forward_only.py, labels.py, lead_fields.py),
+    and each engine read deserializes again (issue #22: the engine's reads were a fifth of the per-record
+    CPU). The values are JSON-shaped (dicts, lists, text, numbers), the modules copy a value before they
+    change it, and nothing else writes this key's state during the record, so a value read again is the
+    one the engine would give. Iteration and len() are not offered: the pure modules only look entries
+    up and write them."""
 
     def __init__(self, state: KeyedState, table: str, ttl: timedelta | None) -> None:
         self.state = state
         self.prefix = f"{table}:"
         self.ttl = ttl
+        self._known: dict[str, Any] = {}
+
+    def _value(self, key: str) -> Any:
+        """The entry's value (None when absent), read from the engine once."""
+        value = self._known.get(key, _UNREAD)
+        if value is _UNREAD:
+            value = self._known[key] = self.state.get(self.prefix + key)
+        return value
 
     def __getitem__(self, key: str) -> Any:
-        value = self.state.get(self.prefix + key)
+        value = self._value(key)
         if value is None:
             raise KeyError(key)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self.state.get(self.prefix + key)
+        value = self._value(key)
         return default if value is None else value
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.state.get(self.prefix + key) is not None
+        return isinstance(key, str) and self._value(key) is not None
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.state.set(self.prefix + key, value, ttl=self.ttl)
+        self._known[key] = value
 
     def __delitem__(self, key: str) -> None:
         self.state.delete(self.prefix + key)
+        self._known[key] = None
 
     def __iter__(self) -> Iterator[str]:
         raise TypeError("a keyed state table cannot be iterated")

@@ -1,0 +1,178 @@
+"""A focused micro-benchmark of transform's per-record path: CPU per 10,000 input rows through
+``kmsync_transform.keyed.KeyedSteps`` over quixstreams' own RocksDB state (no broker).
+
+``python -m kmsync_bench.transform_cpu [--people 5000] [--repeat 5] [--profile out.pstats]``: each
+person is four input records as ingest writes them (a registration status with registrant data
+(kmsync_bench.codecs.status), the attended status, a final report 4021 engagement snapshot
+(kmsync_bench.codecs.engagement) and a poll answer), encoded with kmsync_contracts as they sit on
+the input topics. Each pass runs them through what engine_quix.py runs per record, in the same
+order: decode and route, the status/engagement step against the record key's state; a poll routed,
+its Envelope encoded and decoded (the repartition topic) and stepped against its session's state;
+every output encoded; the metrics. State is a quixstreams ``RocksDBStorePartition`` in a temporary
+directory (values serialized by quixstreams, TTL stamps), with a transaction per checkpoint of
+``--checkpoint`` records, prepared and flushed like the engine's (no changelog producer). Each pass
+starts on fresh state, so every pass is the first sight of every person (the capacity section's
+case). Prints this process's CPU seconds (time.process_time) per 10,000 input rows per pass and
+their median; ``--profile`` writes cProfile statistics of the measured passes.
+
+What it leaves out: the Kafka clients (librdkafka's consume/produce/transactions, quixstreams'
+message loop and serializers) and the broker. Those are measured in the pipeline by ``make bench``
+(section 4, the transform process's CPU from /proc) and by tests/transform/bench_engines.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+from quixstreams import State
+from quixstreams.state.rocksdb import RocksDBOptions, RocksDBStorePartition
+from quixstreams.state.rocksdb.transaction import RocksDBPartitionTransaction
+
+from kmsync_bench.codecs import T0, engagement, status
+from kmsync_bench.config import CAPACITY_INSTANCE
+from kmsync_bench.cpu import per_10k
+from kmsync_bench.workload import ENTRY_ID, PARTNER_ID, PROGRAM_ID
+from kmsync_config import TenantsConfig, parse_tenants
+from kmsync_contracts import encode
+from kmsync_contracts.kaltura_records import AttendanceStatus, PollResponse
+from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
+from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.keyed import Envelope, KeyedSteps
+from kmsync_transform.metrics import TransformMetrics
+
+#: kmsync_bench.codecs' records belong to this virtual event.
+EVENT_ID = 98765
+RETENTION = timedelta(days=7)
+#: One input record: its topic, key and value bytes.
+Input = tuple[TopicSpec, bytes, bytes]
+
+
+def tenants() -> TenantsConfig:
+    dead = "http://127.0.0.1:9"
+    return parse_tenants({
+        "marketo_instances": {"capacity": {"munchkin_id": CAPACITY_INSTANCE, "endpoint": dead,
+                                           "client_id": "bench",
+                                           "client_secret": {"env": "KMSYNC_BENCH_UNUSED"}}},
+        "events": [{"name": "bench-transform", "partner_id": PARTNER_ID, "virtual_event_id": EVENT_ID,
+                    "marketo_instance": "capacity", "program_id": PROGRAM_ID,
+                    "sessions": [{"entry_id": ENTRY_ID, "name": "Keynote"}]}],
+    }, "transform_cpu", check_secrets=False)
+
+
+def poll(i: int) -> PollResponse:
+    """A poll answer as ingest writes it from a session's pollsActivity pull (its position numbered)."""
+    at = T0 + timedelta(minutes=20, seconds=i % 60)
+    return PollResponse(
+        partner_id=PARTNER_ID, virtual_event_id=EVENT_ID, user_id=f"attendee{i}@acme-corp.example",
+        email=f"attendee{i}@acme-corp.example", source="pull", source_ref=f"pollsActivity {ENTRY_ID}",
+        source_time=at, ingested_at=at + timedelta(seconds=2), entry_id=ENTRY_ID, poll_id=f"poll-{i % 3}",
+        poll_type="multipleChoice", question=f"Question {i % 3}?", answer=f"Answer {i % 4}", answered_at=at,
+        poll_position=i % 3 + 1)
+
+
+def person(i: int) -> list[Input]:
+    """One person's input records: registered (confirmed), attended, a final snapshot, a poll answer."""
+    registered = status(i)
+    attended = registered.model_copy(update={
+        "status": AttendanceStatus.ATTENDED, "previous_status": AttendanceStatus.CONFIRMED,
+        "status_time": T0 + timedelta(hours=1), "source_time": T0 + timedelta(hours=1)})
+    records = [(ATTENDEE_STATUS, registered), (ATTENDEE_STATUS, attended), (SESSION_ENGAGEMENT, engagement(i)),
+               (POLL_RESPONSES, poll(i))]
+    return [(spec, r.partition_key().encode(), encode(r)) for spec, r in records]
+
+
+def inputs(people: int) -> list[Input]:
+    return [record for i in range(people) for record in person(i)]
+
+
+class Pass:
+    """One pass over the inputs on fresh state, as engine_quix.py drives KeyedSteps."""
+
+    def __init__(self, steps: KeyedSteps, store: RocksDBStorePartition, checkpoint: int) -> None:
+        self.steps, self.store, self.checkpoint = steps, store, checkpoint
+        self.outputs = 0
+        self.offset = 0
+
+    def run(self, records: list[Input]) -> None:
+        for batch in _batches(records, self.checkpoint):
+            tx = self.store.begin()
+            for spec, key, value in batch:
+                self._one(tx, spec, key, value)
+            tx.prepare()
+            tx.flush()
+
+    def _one(self, tx: RocksDBPartitionTransaction, spec: TopicSpec, key: bytes, value: bytes) -> None:
+        self.offset += 1
+        ms = int(T0.timestamp() * 1000) + self.offset
+        source = SourceRef(topic=spec.name, partition=0, offset=self.offset, key=key.decode())
+        if spec is not POLL_RESPONSES:
+            state: State = tx.as_state(prefix=key, timestamp=ms)  # as engine_quix's steps get it
+            self.outputs += len([encode_output(o) for o in self.steps.record(spec, value, source, state)])
+            return
+        envelope = self.steps.route_poll(value, source)
+        crossed = Envelope.decode(envelope.key, envelope.encode())  # the repartition topic
+        session: State = tx.as_state(prefix=crossed.key.encode(), timestamp=ms)
+        self.outputs += len([encode_output(o) for o in self.steps.poll(crossed, session)])
+
+
+def encode_output(output: tuple[str, bytes, bytes]) -> bytes:
+    """What engine_quix's serializers hand to the producer: the value bytes as they are."""
+    return output[2]
+
+
+def _batches(records: list[Input], size: int) -> Iterator[list[Input]]:
+    for start in range(0, len(records), size):
+        yield records[start:start + size]
+
+
+def measure(people: int, repeat: int, checkpoint: int, profile: Path | None) -> list[float]:
+    config, records = tenants(), inputs(people)
+    profiler = cProfile.Profile() if profile is not None else None
+    out: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="kmsync-transform-cpu-") as tmp:
+        for n in range(repeat + 1):  # the first pass warms up (imports, caches, adapters)
+            steps = KeyedSteps(config, TransformMetrics(), clock=lambda: T0 + timedelta(hours=2),
+                               retention=RETENTION)
+            store = RocksDBStorePartition(str(Path(tmp) / f"pass-{n}"), options=RocksDBOptions())
+            one = Pass(steps, store, checkpoint)
+            if profiler is not None and n:
+                profiler.enable()
+            before = time.process_time()
+            one.run(records)
+            spent = time.process_time() - before
+            if profiler is not None:
+                profiler.disable()
+            store.close()
+            if one.outputs < len(records):
+                raise RuntimeError(f"{one.outputs} outputs for {len(records)} input records")
+            if n:
+                out.append(per_10k(spent, len(records)))
+    if profiler is not None and profile is not None:
+        profiler.dump_stats(str(profile))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m kmsync_bench.transform_cpu", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--people", type=int, default=5_000, help="four input records each")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--checkpoint", type=int, default=1_000, help="input records per state transaction")
+    p.add_argument("--profile", type=Path)
+    args = p.parse_args(argv)
+    values = measure(args.people, args.repeat, args.checkpoint, args.profile)
+    print("transform per-record path, CPU s per 10,000 input rows: " + ", ".join(f"{v:.3f}" for v in values)
+          + f" (median {statistics.median(values):.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
