@@ -14,6 +14,7 @@ back to a random key rather than letting a log line raise.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -75,5 +76,11 @@ def hash_email(email: str | None) -> str:
     """'email#' + 16 hex of HMAC-SHA256(key, normalised email); 'email#none' for no email."""
     if not email:
         return "email#none"
-    digest = hmac.new(email_hash_key(), email.strip().lower().encode(), hashlib.sha256).hexdigest()
+    return _hashed(email_hash_key(), email)
+
+
+@functools.lru_cache(maxsize=8192)
+def _hashed(key: bytes, email: str) -> str:
+    """Remembered per key and email: the sink hashes a person's email for each of their outcomes (issue #22)."""
+    digest = hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
     return f"email#{digest[:HEX_DIGITS]}"

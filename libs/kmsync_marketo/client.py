@@ -27,7 +27,7 @@ from kmsync_marketo.errors import (
     failure_of,
 )
 from kmsync_marketo.limiter import InstanceLimiter
-from kmsync_marketo.outcomes import IdKey, Outcome, align_results, failed_outcomes, with_request_id
+from kmsync_marketo.outcomes import IdKey, Outcome, align_results, failed_outcomes, request_id_of
 from kmsync_marketo.settings import MarketoSettings
 from kmsync_marketo.transport import MarketoTransport, TransportParts
 
@@ -92,22 +92,45 @@ class LeadSyncResult:
     lead_ids: dict[str, int]
 
 
+#: Compact JSON as Marketo is sent it; one encoder for every record (json.dumps with separators builds one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def encoded_chunks(
+    records: Sequence[Any], max_records: int = ep.BATCH_MAX, max_bytes: int = ep.REST_BODY_MAX_BYTES - 10_000
+) -> Iterator[tuple[int, list[Any], list[bytes]]]:
+    """(offset, records, their JSON) chunks of at most ``max_records`` whose JSON stays under ``max_bytes``;
+    each record is encoded once, and the body is made of those bytes (``json_body``, issue #22)."""
+    start = 0
+    current: list[Any] = []
+    encoded: list[bytes] = []
+    size = 2
+    for i, rec in enumerate(records):
+        raw = _JSON.encode(rec).encode()
+        rec_size = len(raw) + 1
+        if current and (len(current) >= max_records or size + rec_size > max_bytes):
+            yield start, current, encoded
+            start, current, encoded, size = i, [], [], 2
+        current.append(rec)
+        encoded.append(raw)
+        size += rec_size
+    if current:
+        yield start, current, encoded
+
+
 def chunk_records(
     records: Sequence[Any], max_records: int = ep.BATCH_MAX, max_bytes: int = ep.REST_BODY_MAX_BYTES - 10_000
 ) -> Iterator[tuple[int, list[Any]]]:
     """(offset, records) chunks of at most ``max_records`` whose JSON stays under ``max_bytes``."""
-    start = 0
-    current: list[Any] = []
-    size = 2
-    for i, rec in enumerate(records):
-        rec_size = len(json.dumps(rec, separators=(",", ":"), ensure_ascii=False).encode()) + 1
-        if current and (len(current) >= max_records or size + rec_size > max_bytes):
-            yield start, current
-            start, current, size = i, [], 2
-        current.append(rec)
-        size += rec_size
-    if current:
-        yield start, current
+    for offset, chunk, _ in encoded_chunks(records, max_records, max_bytes):
+        yield offset, chunk
+
+
+def json_body(extra: Mapping[str, Any], encoded: Sequence[bytes]) -> bytes:
+    """``{**extra, "input": [records]}`` as compact JSON, from the records' own bytes: byte for byte what
+    encoding the whole body gives."""
+    head = _JSON.encode(dict(extra))[:-1]
+    return (head + ("," if extra else "") + '"input":[').encode() + b",".join(encoded) + b"]}"
 
 
 class MarketoClient:
@@ -145,14 +168,15 @@ class MarketoClient:
         idempotent: bool = True,
     ) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        for offset, chunk in chunk_records(list(records)):
+        for offset, chunk, encoded in encoded_chunks(records):
             try:
-                body = await self.transport.call("POST", path, json={**extra, "input": chunk}, idempotent=idempotent)
+                body = await self.transport.call("POST", path, encoded_json=json_body(extra, encoded),
+                                                 idempotent=idempotent)
             except (MarketoApiError, MarketoHttpError, MarketoProtocolError) as exc:
                 outcomes.extend(failed_outcomes(failure_of(exc), offset, len(chunk)))
                 continue
             results = body.get("result") or []
-            outcomes.extend(with_request_id(align_results(results, len(chunk), offset, id_key), body))
+            outcomes.extend(align_results(results, len(chunk), offset, id_key, request_id_of(body)))
         return outcomes
 
     async def sync_leads(

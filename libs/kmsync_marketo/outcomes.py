@@ -58,7 +58,8 @@ class Outcome(BaseModel):
 
 
 def failed_outcome(
-    seq: int, code: str | None, message: str, classification: ErrorClass, maybe_applied: bool = False
+    seq: int, code: str | None, message: str, classification: ErrorClass, maybe_applied: bool = False,
+    request_id: str | None = None,
 ) -> Outcome:
     return Outcome(
         seq=seq,
@@ -67,6 +68,7 @@ def failed_outcome(
         reason=message,
         classification=classification,
         maybe_applied=maybe_applied,
+        request_id=request_id,
     )
 
 
@@ -79,9 +81,9 @@ def failed_outcomes(failure: CallFailure, offset: int, count: int) -> list[Outco
 IdKey = str | tuple[str, ...] | None
 
 
-def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: IdKey) -> Outcome:
+def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: IdKey, request_id: str | None = None) -> Outcome:
     """One result item → outcome. ``id_key`` names the id Marketo returns (id, leadId, marketoGUID),
-    or several to try in order."""
+    or several to try in order; ``request_id``: the answering call's (§4.1)."""
     raw_status = str(item.get("status", ""))
     marketo_id: str | None = None
     keys = (id_key,) if isinstance(id_key, str) else id_key or ()
@@ -90,7 +92,8 @@ def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: IdKey) -> Outco
             marketo_id = str(item[key])
             break
     if raw_status in _STATUS_MAP:
-        return Outcome(seq=seq, status=_STATUS_MAP[raw_status], marketo_id=marketo_id, marketo_status=raw_status)
+        return Outcome(seq=seq, status=_STATUS_MAP[raw_status], marketo_id=marketo_id, marketo_status=raw_status,
+                       request_id=request_id)
     reasons = item.get("reasons") or item.get("errors") or []
     first = reasons[0] if reasons and isinstance(reasons[0], Mapping) else {}
     code = str(first.get("code")) if first.get("code") is not None else None
@@ -106,6 +109,7 @@ def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: IdKey) -> Outco
             reason=message or info.meaning,
             classification=None if status == "skipped" else info.error_class,
             marketo_status=raw_status,
+            request_id=request_id,
         )
     return Outcome(
         seq=seq,
@@ -115,19 +119,21 @@ def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: IdKey) -> Outco
         reason=message or f"unexpected result status {raw_status!r}",
         classification=ErrorClass.PERMANENT,
         marketo_status=raw_status or None,
+        request_id=request_id,
     )
 
 
-def with_request_id(outcomes: list[Outcome], body: Mapping[str, Any]) -> list[Outcome]:
-    """The outcomes of one call, each carrying that call's ``requestId`` (§4.1) when the body has one."""
+def request_id_of(body: Mapping[str, Any]) -> str | None:
+    """The call's ``requestId`` (§4.1) when the body has one: its outcomes carry it (built with it, not
+    copied afterwards: a ``model_copy`` per record was measurable, issue #22)."""
     request_id = body.get("requestId")
-    if not isinstance(request_id, str) or not request_id:
-        return outcomes
-    return [o.model_copy(update={"request_id": request_id}) for o in outcomes]
+    return request_id if isinstance(request_id, str) and request_id else None
 
 
-def align_results(results: Sequence[Any], count: int, offset: int, id_key: IdKey) -> list[Outcome]:
-    """Outcomes for inputs ``offset .. offset+count-1`` of the caller's list.
+def align_results(
+    results: Sequence[Any], count: int, offset: int, id_key: IdKey, request_id: str | None = None
+) -> list[Outcome]:
+    """Outcomes for inputs ``offset .. offset+count-1`` of the caller's list, each with ``request_id``.
 
     Items with ``seq`` are placed by it; items without are placed by position (Sync Leads). An input
     with no result item is reported failed and retryable (upserts are safe to replay), and as
@@ -143,12 +149,12 @@ def align_results(results: Sequence[Any], count: int, offset: int, id_key: IdKey
         except (TypeError, ValueError):
             local = position
         if 0 <= local < count and local not in placed:
-            placed[local] = outcome_from_item(offset + local, item, id_key)
+            placed[local] = outcome_from_item(offset + local, item, id_key, request_id)
     return [
         placed.get(i)
         or failed_outcome(
             offset + i, ReasonCode.MISSING_RESULT, "Marketo returned no result for this record", ErrorClass.RETRY_SOON,
-            maybe_applied=True,
+            maybe_applied=True, request_id=request_id,
         )
         for i in range(count)
     ]

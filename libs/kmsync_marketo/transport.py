@@ -168,6 +168,7 @@ class MarketoTransport:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        encoded_json: bytes | None = None,
         data: dict[str, Any] | None = None,
         files: dict[str, Any] | None = None,
         body_limit: int = ep.REST_BODY_MAX_BYTES,
@@ -178,11 +179,13 @@ class MarketoTransport:
 
         ``idempotent=False`` (insert-only writes: custom activities) never replays a request that
         Marketo may have applied (604, 5xx, a lost answer); the error says so and the caller decides.
-        Rejections that happen before any work (601/602, 606, 607, 608, 615) are still retried."""
-        content: bytes | None = None
+        Rejections that happen before any work (601/602, 606, 607, 608, 615) are still retried.
+        ``encoded_json``: a JSON body the caller has encoded already (instead of ``json``)."""
+        content: bytes | None = encoded_json
         headers: dict[str, str] = {}
         if json is not None:
             content = jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
+        if content is not None:
             if len(content) > body_limit:
                 raise MarketoHttpError(413, f"request body {len(content)} bytes over {body_limit}; not sent")
             headers["Content-Type"] = "application/json"

@@ -8,14 +8,16 @@ instance parked, another flowing on the same partition), so the tracker keeps th
 
 from __future__ import annotations
 
-import heapq
+import bisect
+from collections import deque
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(slots=True)
 class _PartitionState:
-    #: Offsets read and not yet decided (a heap; finished ones are removed lazily).
-    open_heap: list[int] = field(default_factory=list)
+    #: Offsets read and not yet decided, ascending (a consumer reads a partition in order, so a read
+    #: appends); decided ones are removed lazily from the front.
+    pending: deque[int] = field(default_factory=deque)
     open: set[int] = field(default_factory=set)
     #: One past the highest offset read.
     high: int | None = None
@@ -28,12 +30,17 @@ class OffsetTracker:
         self._parts: dict[tuple[str, int], _PartitionState] = {}
 
     def read(self, topic: str, partition: int, offset: int) -> None:
-        st = self._parts.setdefault((topic, partition), _PartitionState())
+        st = self._parts.get((topic, partition))
+        if st is None:  # not setdefault: that would build a state per record (issue #22)
+            st = self._parts[(topic, partition)] = _PartitionState()
         if offset in st.open:
             return
         st.open.add(offset)
-        heapq.heappush(st.open_heap, offset)
-        st.high = max(st.high or 0, offset + 1)
+        if st.high is None or offset >= st.high:
+            st.pending.append(offset)
+            st.high = offset + 1
+        else:  # behind what was read (not from one consumer's fetches): to its place
+            bisect.insort(st.pending, offset)
 
     def done(self, topic: str, partition: int, offset: int) -> None:
         st = self._parts.get((topic, partition))
@@ -49,9 +56,10 @@ class OffsetTracker:
         st = self._parts.get((topic, partition))
         if st is None or st.high is None:
             return None
-        while st.open_heap and st.open_heap[0] not in st.open:
-            heapq.heappop(st.open_heap)
-        return st.open_heap[0] if st.open_heap else st.high
+        pending, still_open = st.pending, st.open
+        while pending and pending[0] not in still_open:
+            pending.popleft()
+        return pending[0] if pending else st.high
 
     def to_commit(self) -> dict[tuple[str, int], int]:
         """Offsets that moved since the last call (then remembered as committed)."""

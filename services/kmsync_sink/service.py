@@ -35,6 +35,7 @@ from kmsync_kafka.clients import (
     topic_name,
 )
 from kmsync_kafka.lag import consumer_lags
+from kmsync_kafka.partitioning import CachedKeyPartitioner
 from kmsync_sink.commits import CommitControl
 from kmsync_sink.intents import IntentLog
 from kmsync_sink.ledger_reader import LedgerReader
@@ -122,7 +123,8 @@ class MarketoSink:
         self._stop = stop
         # The sink's own topic (intents.py): created here, so every deployment has it.
         await ensure_topics(s.kafka_bootstrap, (ACTIVITY_INTENTS, MARKETO_OPS_BACKFILL), s.topic_prefix)
-        self._producer = reliable_producer(s.kafka_bootstrap)
+        # Outcomes, dead letters and intents are keyed by Munchkin id: each key hashed once (issue #22).
+        self._producer = reliable_producer(s.kafka_bootstrap, partitioner=CachedKeyPartitioner())
         await self._producer.start()
         self.intent_log = IntentLog(self._producer, self.intents_topic, self.ledger)
         self.outcomes.producer, self.outcomes.intent_log = self._producer, self.intent_log

@@ -8,11 +8,13 @@ take up to the larger bulk caps, so one window fills bulk jobs instead of many R
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kmsync_sink.pending import PendingOp
+from kmsync_sink.pending import PendingOp, Source
 
 
 class CloseReason(StrEnum):
@@ -42,84 +44,124 @@ class WindowLimits:
 
 
 class Window:
+    """Kept ordered instead of sorted on every take (issue #22): the ready operations in a list sorted
+    by (arrival, source) (the consumer appends in that order; a retried or deferred operation goes back
+    to its place by bisection), the ones waiting for a backoff in a heap by ``not_before``, moved to the
+    ready list when their time has come. Counts and bytes of the ready ones are running totals, so
+    ``due`` and ``take`` cost what they hand over, not what the window holds."""
+
     def __init__(self, limits: WindowLimits) -> None:
         self.limits = limits
-        self._ops: list[PendingOp] = []
+        #: Ready operations (``not_before`` passed when last looked at), by (arrived, source).
+        self._ready_ops: list[PendingOp] = []
+        self._ready_bytes = 0
+        #: (not_before, sequence, op): operations in backoff; the sequence keeps equal times in add order.
+        self._waiting: list[tuple[float, int, PendingOp]] = []
+        self._seq = 0
         self._bytes = 0
 
     def __len__(self) -> int:
-        return len(self._ops)
+        return len(self._ready_ops) + len(self._waiting)
 
     def __iter__(self) -> Iterator[PendingOp]:
         """The operations waiting, ready or not (a snapshot)."""
-        return iter(list(self._ops))
+        return iter(self._ready_ops + [w[2] for w in self._waiting])
 
     @property
     def size_bytes(self) -> int:
         return self._bytes
 
     def add(self, op: PendingOp) -> None:
-        self._ops.append(op)
         self._bytes += op.size
+        if op.not_before > 0.0:
+            self._seq += 1
+            heapq.heappush(self._waiting, (op.not_before, self._seq, op))
+        else:
+            self._insert(op)
+
+    def _insert(self, op: PendingOp) -> None:
+        ready = self._ready_ops
+        if ready and _order(op) < _order(ready[-1]):
+            bisect.insort(ready, op, key=_order)
+        else:
+            ready.append(op)
+        self._ready_bytes += op.size
 
     def extend(self, ops: Iterable[PendingOp]) -> None:
         for op in ops:
             self.add(op)
 
-    def _ready(self, now: float) -> list[PendingOp]:
-        return [p for p in self._ops if p.not_before <= now]
+    def _promote(self, now: float) -> None:
+        """Operations whose backoff has ended join the ready ones."""
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            self._insert(heapq.heappop(waiting)[2])
 
     def due(self, now: float) -> CloseReason | None:
         """Why the window should close now, or None to keep collecting."""
-        ready = self._ready(now)
+        self._promote(now)
+        ready = self._ready_ops
         if not ready:
             return None
         max_records, max_bytes = self.limits.caps()
         if len(ready) >= max_records:
             return CloseReason.COUNT
-        if sum(p.size for p in ready) >= max_bytes:
+        if self._ready_bytes >= max_bytes:
             return CloseReason.BYTES
-        if now - min(p.arrived for p in ready) >= self.limits.max_age_seconds:
+        if now - self._oldest_arrival() >= self.limits.max_age_seconds:
             return CloseReason.AGE
         return None
 
+    def _oldest_arrival(self) -> float:
+        # Sorted by arrival: the first is the oldest.
+        return self._ready_ops[0].arrived
+
     def oldest_ready(self, now: float) -> float | None:
         """Arrival time of the oldest operation ready now (None: none is)."""
-        return min((p.arrived for p in self._ops if p.not_before <= now), default=None)
+        self._promote(now)
+        return self._oldest_arrival() if self._ready_ops else None
 
     def next_deadline(self, now: float) -> float | None:
         """Monotonic time at which ``due`` may change without new input (age or a backoff ending)."""
+        self._promote(now)
         times: list[float] = []
-        ready = self._ready(now)
-        if ready:
-            times.append(min(p.arrived for p in ready) + self.limits.max_age_seconds)
-        times += [p.not_before for p in self._ops if p.not_before > now]
+        if self._ready_ops:
+            times.append(self._oldest_arrival() + self.limits.max_age_seconds)
+        if self._waiting:
+            times.append(self._waiting[0][0])
         return min(times) if times else None
 
     def take(self, now: float) -> list[PendingOp]:
         """Everything ready, oldest first, up to the window's count and byte caps (a bulk-enabled
         instance's bulk caps); the rest stays."""
+        self._promote(now)
         max_records, max_bytes = self.limits.caps()
-        # Nearly in arrival order already (retries are the exception): the sort is close to linear.
-        ready = sorted(self._ready(now), key=lambda p: (p.arrived, p.source))
-        taken: list[PendingOp] = []
-        size = 0
-        for p in ready:
-            if taken and (len(taken) >= max_records or size + p.size > max_bytes):
-                break
-            taken.append(p)
-            size += p.size
-        ids = {id(p) for p in taken}
-        self._ops = [p for p in self._ops if id(p) not in ids]
+        ready = self._ready_ops
+        if len(ready) <= max_records and self._ready_bytes <= max_bytes:
+            n, size = len(ready), self._ready_bytes
+        else:
+            n, size = 0, 0
+            for p in ready:
+                if n and (n >= max_records or size + p.size > max_bytes):
+                    break
+                n += 1
+                size += p.size
+        taken = ready[:n]
+        del ready[:n]
+        self._ready_bytes -= size
         self._bytes -= size
         return taken
 
     def drop(self, keep: set[tuple[str, int]] | None = None) -> list[PendingOp]:
         """Remove (and return) operations whose (topic, partition) is not in ``keep``; all if None."""
+        everything = self._ready_ops + [w[2] for w in sorted(self._waiting)]
+        self._ready_ops, self._waiting, self._ready_bytes, self._bytes = [], [], 0, 0
         if keep is None:
-            dropped, self._ops = self._ops, []
-        else:
-            dropped = [p for p in self._ops if (p.source.topic, p.source.partition) not in keep]
-            self._ops = [p for p in self._ops if (p.source.topic, p.source.partition) in keep]
-        self._bytes = sum(p.size for p in self._ops)
+            return everything
+        dropped = [p for p in everything if (p.source.topic, p.source.partition) not in keep]
+        self.extend(p for p in everything if (p.source.topic, p.source.partition) in keep)
         return dropped
+
+
+def _order(p: PendingOp) -> tuple[float, Source]:
+    return (p.arrived, p.source)

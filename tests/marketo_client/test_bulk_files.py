@@ -59,3 +59,19 @@ def test_rest_chunks_respect_300_records_and_the_body_limit() -> None:
     big = [{"email": f"u{i}@x.io", "notes": "z" * 9000} for i in range(250)]
     chunks = list(chunk_records(big))
     assert len(chunks) >= 3 and sum(len(c) for _, c in chunks) == 250
+
+
+def test_a_body_made_of_its_records_own_bytes_is_what_encoding_the_whole_gives() -> None:
+    """Each record is encoded once (its size and the body from the same bytes, issue #22)."""
+    import json
+
+    from kmsync_marketo.client import encoded_chunks, json_body
+
+    records = [{"email": f"ü{i}@x.com", "firstName": "Zoë \"Q\"", "n": i, "f": i / 3, "none": None}
+               for i in range(700)]
+    for extra in ({"action": "createOrUpdate", "lookupField": "email"}, {}):
+        chunks = list(encoded_chunks(records))
+        assert [len(c) for _, c, _ in chunks] == [300, 300, 100]
+        for _, chunk, encoded in chunks:
+            whole = json.dumps({**extra, "input": chunk}, separators=(",", ":"), ensure_ascii=False).encode()
+            assert json_body(extra, encoded) == whole

@@ -18,7 +18,7 @@ from kmsync_marketo.errors import (
     failure_of,
     no_answer,
 )
-from kmsync_marketo.outcomes import align_results
+from kmsync_marketo.outcomes import align_results, request_id_of
 
 # The codes listed in docs/reference/marketo-api.md §3.2 (response level) and §3.3 (record
 # level), copied here so the test runs wherever the repository is cloned.
@@ -92,6 +92,16 @@ def test_results_are_aligned_by_seq_and_both_reason_keys_are_read() -> None:
     assert (out[2].status, out[2].reason_code, out[2].classification) == ("failed", "1004", ErrorClass.PERMANENT)
     # No item for input 3: failed and retryable, never silently dropped.
     assert out[3].status == "failed" and out[3].retryable
+
+
+def test_every_outcome_of_a_call_carries_its_request_id_missing_ones_too() -> None:
+    results = [{"seq": 0, "status": "added", "marketoGUID": "g-1"},
+               {"seq": 1, "status": "skipped", "errors": [{"code": "1004"}]}, {"seq": 2, "status": "odd"}]
+    out = align_results(results, count=4, offset=0, id_key="marketoGUID", request_id="e42b#1a2")
+    assert [o.request_id for o in out] == ["e42b#1a2"] * 4
+    assert [o.status for o in out] == ["created", "failed", "failed", "failed"]
+    assert request_id_of({"requestId": "e42b#1a2"}) == "e42b#1a2"
+    assert request_id_of({"requestId": ""}) is None and request_id_of({}) is None
 
 
 def test_leads_without_seq_are_aligned_by_position() -> None:
