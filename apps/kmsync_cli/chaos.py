@@ -163,21 +163,23 @@ class ChaosRun:
         self.say("timed out")
 
     def _sinks_still_hold(self, now: float) -> bool:
-        """The sinks still hold undecided operations (a retry's backoff, or custom activities
-        waiting out the verification delay): a wait, not a stall, so the drain goes on (up to the
-        timeout). Said once a minute; the last count goes into the report."""
-        held = self._note_held()
-        if held[0] and now >= self._next_hold_note:
+        """The sinks still hold undecided operations (a retry's backoff, custom activities waiting out
+        the verification delay, a call in flight) or have operations left to read (a sink restarting):
+        a wait, not a stall, so the drain goes on (up to the timeout). Said once a minute; the last
+        count goes into the report."""
+        undecided, unread, verifying = self._note_held()
+        if (undecided or unread) and now >= self._next_hold_note:
             self._next_hold_note = now + 60.0
-            self.say(f"the sinks hold {held[0]} undecided operation(s) ({held[1]} custom activit(ies) awaiting "
-                     "verification): draining on")
-        return held[0] > 0
+            self.say(f"the sinks hold {undecided} undecided operation(s) ({verifying} custom activit(ies) awaiting "
+                     f"verification) and have {unread} left to read: draining on")
+        return undecided + unread > 0
 
-    def _note_held(self) -> tuple[int, int]:
-        """(operations the sinks hold undecided, custom activities among them awaiting verification),
-        kept in the report."""
+    def _note_held(self) -> tuple[int, int, int]:
+        """(operations the sinks read and have not decided, operations they have not read yet, custom
+        activities awaiting verification), kept in the report."""
         text = self.stack.metrics("sink")
         held = (int(sample_sum(text, "kmsync_sink_undecided_records")),
+                int(sample_sum(text, "kmsync_sink_consumer_lag_records")),
                 int(sample_sum(text, "kmsync_sink_activities_awaiting_verification")))
         self.report.held_by_sinks = held
         return held

@@ -110,9 +110,9 @@ class ChaosReport:
     left_down: list[str] = field(default_factory=list)
     #: The dead letters in words, against what the scenario planted (dead_letters.explain).
     dead_letters_explained: list[str] = field(default_factory=list)
-    #: What the sinks still held when the drain ended: (operations read and undecided, of which custom
-    #: activities awaiting verification). Held is not lost: they are decided later (or replayed).
-    held_by_sinks: tuple[int, int] = (0, 0)
+    #: What the sinks still held when the drain ended: (operations read and undecided, operations not
+    #: read yet, custom activities awaiting verification). Held is not lost: they are decided later (or replayed).
+    held_by_sinks: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def passed(self) -> bool:
@@ -140,8 +140,9 @@ class ChaosReport:
         if not self.finished:
             lines.append("the event did not finish draining before the timeout")
         if any(self.held_by_sinks):
-            undecided, verifying = self.held_by_sinks
+            undecided, unread, verifying = self.held_by_sinks
             lines.append(f"held by the sinks at the end (undecided, not lost): {undecided} operation(s), "
+                         f"{unread} not read yet, "
                          f"{verifying} custom activit(ies) awaiting verification")
         lines.append("CHAOS PASSED: 0 missing, 0 duplicates, 0 wrong" if self.passed else "CHAOS FAILED")
         return "\n".join(lines)
@@ -158,5 +159,6 @@ class ChaosReport:
             "notifications_given_up": self.notifications_given_up,
             "dead_letters": {f"{s}/{c}": n for (s, c), n in sorted(self.dead_letters.items())},
             "kinds": tallies, "finished": self.finished, "passed": self.passed,
-            "held_by_sinks": {"undecided": self.held_by_sinks[0], "awaiting_verification": self.held_by_sinks[1]},
+            "held_by_sinks": {"undecided": self.held_by_sinks[0], "unread": self.held_by_sinks[1],
+                              "awaiting_verification": self.held_by_sinks[2]},
         }

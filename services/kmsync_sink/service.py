@@ -164,7 +164,7 @@ class MarketoSink:
     async def _report_lag(self) -> None:
         """The lag gauge of every assigned partition, from what the consumer learnt in its last fetch
         response (no broker round trip; paused partitions keep their last figure). Operations read
-        and not yet decided are ``kmsync_sink_buffered_operations``, not lag."""
+        and not yet decided are ``kmsync_sink_undecided_records``, not lag."""
         assert self._consumer is not None
         lags = await consumer_lags(self._consumer, DEFAULT_ISOLATION)
         by_partition: dict[int, int] = {}

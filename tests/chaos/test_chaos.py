@@ -145,7 +145,7 @@ def test_a_run_that_cannot_be_carried_out_exits_1_not_2(tmp_path: Path, monkeypa
 def test_the_report_says_what_the_sinks_still_held_when_the_drain_ended() -> None:
     report = ChaosReport(registrants=10, sessions=1, seed=1)
     assert "held by the sinks" not in report.table()
-    report.held_by_sinks = (15, 15)
-    assert ("held by the sinks at the end (undecided, not lost): 15 operation(s), "
+    report.held_by_sinks = (15, 3, 15)
+    assert ("held by the sinks at the end (undecided, not lost): 15 operation(s), 3 not read yet, "
             "15 custom activit(ies) awaiting verification") in report.table()
-    assert report.as_json()["held_by_sinks"] == {"undecided": 15, "awaiting_verification": 15}
+    assert report.as_json()["held_by_sinks"] == {"undecided": 15, "unread": 3, "awaiting_verification": 15}
