@@ -140,3 +140,24 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     INGEST_PULL_OWNERS,
 )
 TOPICS_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
+
+#: Topics that must have the same number of partitions: the sink's range assignment pairs their partition
+#: numbers, and an instance's key must land on the same number in each (its live and backfill lanes share
+#: one budget on one replica; MARKETO_OPS_BACKFILL above).
+CO_PARTITIONED: tuple[tuple[TopicSpec, ...], ...] = ((MARKETO_OPS, MARKETO_OPS_BACKFILL),)
+
+
+def co_partition_problems(counts: dict[str, int], prefix: str = "") -> list[str]:
+    """Why the existing topics (name → partition count; absent: not created yet) break CO_PARTITIONED."""
+    problems = []
+    for group in CO_PARTITIONED:
+        found = {f"{prefix}{t.name}": counts[f"{prefix}{t.name}"] for t in group if f"{prefix}{t.name}" in counts}
+        if len(set(found.values())) > 1:
+            listed = ", ".join(f"{name} has {n}" for name, n in found.items())
+            problems.append(
+                f"topics {' and '.join(found)} must have the same number of partitions ({listed}): the sink pairs "
+                "their partition numbers so an instance's live and backfill lanes share one budget on one replica; "
+                f"add partitions to the smaller topic (kafka-topics.sh --alter --partitions {max(found.values())}) "
+                "while transform and the sink are stopped and their topics drained")
+    return problems
+

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from kmsync_contracts.topics import TopicSpec
+from kmsync_contracts.topics import CO_PARTITIONED, TopicSpec, co_partition_problems
 from kmsync_kafka.lag import IsolationLevel
 
 
@@ -21,27 +21,60 @@ def topic_name(spec: TopicSpec, prefix: str = "") -> str:
     return f"{prefix}{spec.name}"
 
 
+class TopicLayoutError(RuntimeError):
+    """Existing topics laid out in a way kmsync cannot work with (co-partitioned topics of different sizes)."""
+
+
 async def ensure_topics(
     bootstrap: str, specs: Iterable[TopicSpec], prefix: str = "", partitions: int | None = None
 ) -> list[str]:
-    """Create the catalogue's topics (idempotent). `partitions` overrides the catalogue (tests)."""
+    """Create the catalogue's topics (idempotent). `partitions` overrides the catalogue (tests). A topic of a
+    CO_PARTITIONED group is created with the partitions its existing partner has; a group whose existing
+    topics differ raises TopicLayoutError (co_partition_problems says which and what to do)."""
+    specs = list(specs)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [s for s in specs if topic_name(s, prefix) not in existing]
+        groups = [g for g in CO_PARTITIONED if any(s in g for s in specs)]
+        grouped = {topic_name(t, prefix) for g in groups for t in g}
+        counts = await _partition_counts(admin, sorted(grouped & existing))
         new = [
-            NewTopic(topic_name(s, prefix), partitions or s.partitions, 1, topic_configs=s.config())
-            for s in wanted
+            NewTopic(topic_name(s, prefix), partitions or _partner_count(s, counts, prefix) or s.partitions, 1,
+                     topic_configs=s.config())
+            for s in specs if topic_name(s, prefix) not in existing
         ]
         if new:
             try:
                 await admin.create_topics(new)
             except TopicAlreadyExistsError:
                 pass
+        if groups:
+            now_there = grouped & (existing | {t.name for t in new})
+            problems = co_partition_problems(await _partition_counts(admin, sorted(now_there)), prefix)
+            if problems:
+                raise TopicLayoutError("; ".join(problems))
         return [topic_name(s, prefix) for s in specs]
     finally:
         await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Partitions of each named topic that exists (names must exist: a metadata request may create a topic)."""
+    if not names:
+        return {}
+    return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)
+            if t["error_code"] == 0 and t["partitions"]}
+
+
+def _partner_count(spec: TopicSpec, counts: dict[str, int], prefix: str) -> int | None:
+    """The partition count of an existing topic ``spec`` must be co-partitioned with, if any."""
+    for group in CO_PARTITIONED:
+        if spec in group:
+            for t in group:
+                if topic_name(t, prefix) in counts:
+                    return counts[topic_name(t, prefix)]
+    return None
 
 
 def reliable_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:

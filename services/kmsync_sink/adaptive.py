@@ -47,13 +47,11 @@ def early_close_in(
     return linger - oldest_age
 
 
-def lane_limit(backfill: bool, effective: int, backfill_cap: int, backfill_active: bool) -> int:
-    """The calls per rolling window a lane's adaptive windows pace themselves against: the backfill's cap;
-    for live the whole effective limit, less the backfill's cap while the backfill lane is active (live is
-    served first anyway; pacing below it leaves the backfill its share instead of spending the budget on
-    sub-second windows)."""
-    if backfill:
-        return backfill_cap
+def live_pacing_limit(effective: int, backfill_cap: int, backfill_active: bool) -> int:
+    """The calls per rolling window the live lane's adaptive windows pace themselves against: the whole
+    effective limit, less the backfill's cap while the backfill lane is active (live is served first anyway;
+    pacing below it leaves the backfill its share instead of spending the budget on sub-second windows).
+    Only live windows close early: a backfill's windows fill for the fewest calls (worker._early_close)."""
     return max(1, effective - backfill_cap) if backfill_active else effective
 
 

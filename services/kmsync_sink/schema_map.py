@@ -16,6 +16,7 @@ write with a code that means the schema changed (``STALE_SCHEMA_CODES``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -109,6 +110,8 @@ class InstanceSchemaMap:
         #: The instance's lead fields (Describe Lead), None until read.
         self.leads: dict[str, FieldInfo] | None = None
         self._leads_at: float | None = None
+        #: One Describe Lead at a time: a window's concurrent Sync Leads calls wait for the one read.
+        self._leads_lock = asyncio.Lock()
         self.instance = instance
         self.overrides = dict(overrides or {})
         self.refresh_seconds = refresh_seconds
@@ -236,14 +239,17 @@ class InstanceSchemaMap:
         describe = getattr(self.reader, "describe_leads", None)
         if describe is None or not self._due(self._leads_at):
             return self.leads
-        try:
-            self.leads = lead_fields(await describe())
-        except MarketoAuthError:
-            raise
-        except MarketoError as exc:
-            log.warning("instance %s: lead fields not read (%s); %s", self.instance, exc,
-                        "using the last ones" if self.leads is not None else "leads go unshaped")
-        self._leads_at = self._mono()
+        async with self._leads_lock:  # a window's lead calls run together: one of them reads, the rest wait
+            if not self._due(self._leads_at):
+                return self.leads
+            try:
+                self.leads = lead_fields(await describe())
+            except MarketoAuthError:
+                raise
+            except MarketoError as exc:
+                log.warning("instance %s: lead fields not read (%s); %s", self.instance, exc,
+                            "using the last ones" if self.leads is not None else "leads go unshaped")
+            self._leads_at = self._mono()
         return self.leads
 
     def shape_lead(self, fields: Mapping[str, FieldInfo], record: Mapping[str, Any]) -> LeadShaped:

@@ -22,7 +22,7 @@ from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_marketo import endpoints as ep
 from kmsync_marketo.lanes import BACKFILL, LIVE, Lane, set_lane
 from kmsync_marketo.schema import SchemaReader
-from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_in, lane_limit
+from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_in, live_pacing_limit
 from kmsync_sink.decisions import Decision, RetryPolicy, settle
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.executor import WindowExecutor
@@ -244,8 +244,8 @@ class InstanceWorker:
         if not self.settings.window_adaptive or oldest is None or self.lane == BACKFILL:
             return None
         limiter = self.writer.limiter
-        limit = lane_limit(self.lane == BACKFILL, limiter.effective_window_limit, limiter.backfill_window_limit,
-                           limiter.backfill_active())
+        limit = live_pacing_limit(limiter.effective_window_limit, limiter.backfill_window_limit,
+                                  limiter.backfill_active())
         budget = BudgetView(limiter.room(self.lane), limit, limiter.settings.rate_window_seconds)
         return early_close_in(1, now - oldest, self.lag, budget, self._calls_per_window,
                               self.settings.window_min_linger_seconds)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kmsync_marketo.endpoints import BATCH_MAX
-from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_in, lane_limit
+from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_in, live_pacing_limit
 from kmsync_sink.planner import PlannerConfig, plan_window
 
 IDLE = BudgetView(room=90, limit=90, window_seconds=20.0)
@@ -89,11 +89,10 @@ def test_an_instance_threshold_overrides_the_automatic_one() -> None:
 
 
 def test_live_paces_against_the_limit_less_an_active_backfills_share() -> None:
-    assert lane_limit(False, effective=90, backfill_cap=27, backfill_active=False) == 90
-    assert lane_limit(False, effective=90, backfill_cap=27, backfill_active=True) == 63
-    assert lane_limit(True, effective=90, backfill_cap=27, backfill_active=True) == 27
+    assert live_pacing_limit(effective=90, backfill_cap=27, backfill_active=False) == 90
+    assert live_pacing_limit(effective=90, backfill_cap=27, backfill_active=True) == 63
     # With the backfill active, a 2-call live window paces at one per 2 × 20 / 63 s instead of 2 × 20 / 90 s.
-    busy = BudgetView(room=30, limit=lane_limit(False, 90, 27, True), window_seconds=20.0)
+    busy = BudgetView(room=30, limit=live_pacing_limit(90, 27, True), window_seconds=20.0)
     assert early_close_in(2, 0.0, 0, busy, 2.0, 0.1) == pytest.approx(2 * 20 / 63)
 
 

@@ -5,9 +5,10 @@ letter for an omitted field; an unsafe dedupe key refused with the fix; a remove
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -202,3 +203,19 @@ async def test_each_instance_worker_maps_onto_its_own_discovered_schema_with_nam
         assert len(sb.dump()["customObjects"]["sessions_c"]) == 1
     assert metrics.registry.get_sample_value("kmsync_sink_schema_omitted_fields", {
         "munchkin_id": MUNCHKIN, "schema": ENGAGEMENT_OBJECT_API_NAME, "field": "mic_on"}) == 1
+
+
+async def test_a_windows_concurrent_lead_calls_read_the_lead_fields_once() -> None:
+    """A backfill window of 5,000 new leads makes 17 Sync Leads calls at once; each needs the lead fields.
+    One Describe Lead serves them all (17 describes spent 17 of the backfill's 27 calls per 20 s)."""
+    reads: list[int] = []
+
+    class Reader:
+        async def describe_leads(self) -> list[dict[str, Any]]:
+            reads.append(1)
+            await asyncio.sleep(0)  # the answer arrives later: the other calls are already waiting
+            return [{"rest": {"name": "email", "readOnly": False}, "dataType": "email", "length": 255}]
+
+    schema = InstanceSchemaMap(cast(Any, Reader()), MUNCHKIN)
+    answers = await asyncio.gather(*(schema.lead_fields() for _ in range(17)))
+    assert len(reads) == 1 and all(a is not None and "email" in a for a in answers)
