@@ -88,7 +88,7 @@ lint: venv
 	$(BIN)/mypy libs services apps tests/support
 
 test: venv kafka-jars tools lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
 
 unit: venv
 	$(BIN)/python -m pytest -q -m "not kafka"
