@@ -12,21 +12,30 @@ every output encoded; the metrics. State is a quixstreams ``RocksDBStorePartitio
 directory (values serialized by quixstreams, TTL stamps), with a transaction per checkpoint of
 ``--checkpoint`` records, prepared and flushed like the engine's (no changelog producer). Each pass
 starts on fresh state, so every pass is the first sight of every person (the capacity section's
-case). Prints this process's CPU seconds (time.process_time) per 10,000 input rows per pass and
-their median; ``--profile`` writes cProfile statistics of the measured passes.
+case). ``--engagement-only`` sends each person's engagement snapshot alone (the capacity section's
+input). Prints this process's CPU seconds (time.process_time) per 10,000 input rows per pass and
+their median; ``--profile`` writes cProfile statistics of the measured passes (CPU time of this
+thread: ``time.thread_time``).
 
 What it leaves out: the Kafka clients (librdkafka's consume/produce/transactions, quixstreams'
-message loop and serializers) and the broker. Those are measured in the pipeline by ``make bench``
-(section 4, the transform process's CPU from /proc) and by tests/transform/bench_engines.py.
+message loop and serializers) and the broker. ``--app`` measures those too: the same records are
+produced to a private broker (kmsync_testing.kafka_broker) under a fresh topic prefix per pass, and
+the real ``QuixTransform`` (engine_quix.py: exactly-once, RocksDB state with changelogs, the polls'
+repartition topic) runs in this process until every input record is processed and every operation
+emitted; the figures are this process's CPU (every thread, librdkafka's included; the broker's not)
+and the engine's thread's alone, from the first record processed to the last operation emitted,
+and ``--profile`` profiles the engine's thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -43,10 +52,15 @@ from kmsync_bench.workload import ENTRY_ID, PARTNER_ID, PROGRAM_ID
 from kmsync_config import TenantsConfig, parse_tenants
 from kmsync_contracts import encode
 from kmsync_contracts.kaltura_records import AttendanceStatus, PollResponse
-from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
+from kmsync_contracts.topics import ALL_TOPICS, ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
+from kmsync_kafka import ensure_topics, reliable_producer, topic_name
+from kmsync_testing.kafka_broker import start_broker
+from kmsync_testing.waiting import wait_for
 from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.engine_quix import QuixTransform
 from kmsync_transform.keyed import Envelope, KeyedSteps
 from kmsync_transform.metrics import TransformMetrics
+from kmsync_transform.settings import TransformSettings
 
 #: kmsync_bench.codecs' records belong to this virtual event.
 EVENT_ID = 98765
@@ -89,8 +103,18 @@ def person(i: int) -> list[Input]:
     return [(spec, r.partition_key().encode(), encode(r)) for spec, r in records]
 
 
-def inputs(people: int) -> list[Input]:
+def inputs(people: int, engagement_only: bool = False) -> list[Input]:
+    """Every person's four records; with ``engagement_only`` their engagement snapshots alone (what the
+    capacity section of ``make bench`` sends: report 4021 rows)."""
+    if engagement_only:
+        return [(SESSION_ENGAGEMENT, r.partition_key().encode(), encode(r)) for r in map(engagement, range(people))]
     return [record for i in range(people) for record in person(i)]
+
+
+def operations(people: int, engagement_only: bool) -> int:
+    """What the inputs become: per person a custom object and an activity, and for the whole mix two
+    lead upserts, two statuses, two labels and the poll's custom object besides."""
+    return (2 if engagement_only else 9) * people
 
 
 class Pass:
@@ -133,9 +157,9 @@ def _batches(records: list[Input], size: int) -> Iterator[list[Input]]:
         yield records[start:start + size]
 
 
-def measure(people: int, repeat: int, checkpoint: int, profile: Path | None) -> list[float]:
-    config, records = tenants(), inputs(people)
-    profiler = cProfile.Profile() if profile is not None else None
+def measure(people: int, repeat: int, checkpoint: int, profile: Path | None, engagement_only: bool) -> list[float]:
+    config, records = tenants(), inputs(people, engagement_only)
+    profiler = cProfile.Profile(time.thread_time) if profile is not None else None
     out: list[float] = []
     with tempfile.TemporaryDirectory(prefix="kmsync-transform-cpu-") as tmp:
         for n in range(repeat + 1):  # the first pass warms up (imports, caches, adapters)
@@ -151,10 +175,86 @@ def measure(people: int, repeat: int, checkpoint: int, profile: Path | None) -> 
             if profiler is not None:
                 profiler.disable()
             store.close()
-            if one.outputs < len(records):
+            if one.outputs != operations(people, engagement_only):
                 raise RuntimeError(f"{one.outputs} outputs for {len(records)} input records")
             if n:
                 out.append(per_10k(spent, len(records)))
+    if profiler is not None and profile is not None:
+        profiler.dump_stats(str(profile))
+    return out
+
+
+def counted(metrics: TransformMetrics) -> tuple[float, float]:
+    """(input records read, operations emitted) so far."""
+    def total(counter: object) -> float:
+        return sum(s.value for m in counter.collect() for s in m.samples  # type: ignore[attr-defined]
+                   if s.name.endswith("_total"))
+    return total(metrics.records_in), total(metrics.ops_out)
+
+
+async def produce(bootstrap: str, prefix: str, records: list[Input]) -> None:
+    await ensure_topics(bootstrap, ALL_TOPICS, prefix)
+    producer = reliable_producer(bootstrap)
+    await producer.start()
+    try:
+        for spec, key, value in records:
+            await producer.send(topic_name(spec, prefix), value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def app_pass(bootstrap: str, prefix: str, state_dir: Path, records: list[Input], ops: int,
+             profiler: cProfile.Profile | None) -> tuple[float, float]:
+    """One run of the quix engine over records already on the topics: CPU s of the process and of
+    the engine's thread (this one: quixstreams' loop and the steps; the rest is librdkafka's threads)
+    from its first record processed to its last operation emitted."""
+    settings = TransformSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix, transform_state_dir=state_dir,
+                                 transform_state_retention_seconds=int(RETENTION.total_seconds()))
+    engine = QuixTransform(settings, tenants())
+    marks: list[tuple[float, float]] = []
+    engine_thread = time.pthread_getcpuclockid(threading.get_ident())
+
+    def mark() -> None:
+        marks.append((time.process_time(), time.clock_gettime(engine_thread)))
+
+    def watch() -> None:
+        asyncio.run(wait_for(lambda: counted(engine.metrics)[0] > 0, within=300, what="the engine's first record"))
+        mark()
+        asyncio.run(wait_for(lambda: counted(engine.metrics)[1] >= ops, within=900, what="every operation"))
+        mark()
+        assert engine.app is not None
+        engine.app.stop()
+
+    watcher = threading.Thread(target=watch, name="watch", daemon=True)
+    watcher.start()
+    if profiler is not None:
+        profiler.enable()
+    engine.run()
+    if profiler is not None:
+        profiler.disable()
+    watcher.join(timeout=60)
+    if len(marks) != 2:
+        raise RuntimeError(f"the engine stopped before it processed every record: {counted(engine.metrics)}")
+    return marks[1][0] - marks[0][0], marks[1][1] - marks[0][1]
+
+
+def measure_app(people: int, repeat: int, profile: Path | None, engagement_only: bool) -> list[tuple[float, float]]:
+    records = inputs(people, engagement_only)
+    ops = operations(people, engagement_only)
+    profiler = cProfile.Profile(time.thread_time) if profile is not None else None
+    out: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="kmsync-transform-cpu-") as tmp:
+        broker = start_broker(Path(tmp) / "kafka")
+        try:
+            for n in range(repeat + 1):  # the first pass warms up
+                asyncio.run(produce(broker.bootstrap, f"pass{n}.", records))
+                process, thread = app_pass(broker.bootstrap, f"pass{n}.", Path(tmp) / f"state-{n}", records, ops,
+                                           profiler if n else None)
+                if n:
+                    out.append((per_10k(process, len(records)), per_10k(thread, len(records))))
+        finally:
+            broker.stop()
     if profiler is not None and profile is not None:
         profiler.dump_stats(str(profile))
     return out
@@ -164,12 +264,22 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m kmsync_bench.transform_cpu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--people", type=int, default=5_000, help="four input records each")
+    p.add_argument("--engagement-only", action="store_true", help="one engagement snapshot per person")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--checkpoint", type=int, default=1_000, help="input records per state transaction")
     p.add_argument("--profile", type=Path)
+    p.add_argument("--app", action="store_true", help="the quix engine with a broker (this process's CPU)")
     args = p.parse_args(argv)
-    values = measure(args.people, args.repeat, args.checkpoint, args.profile)
-    print("transform per-record path, CPU s per 10,000 input rows: " + ", ".join(f"{v:.3f}" for v in values)
+    if args.app:
+        both = measure_app(args.people, args.repeat, args.profile, args.engagement_only)
+        threads = [t for _, t in both]
+        print("transform quix engine, its thread's CPU s per 10,000 input rows: "
+              + ", ".join(f"{v:.3f}" for v in threads) + f" (median {statistics.median(threads):.3f})")
+        values = [p for p, _ in both]
+    else:
+        values = measure(args.people, args.repeat, args.checkpoint, args.profile, args.engagement_only)
+    what = "quix engine, process" if args.app else "per-record path"
+    print(f"transform {what}, CPU s per 10,000 input rows: " + ", ".join(f"{v:.3f}" for v in values)
           + f" (median {statistics.median(values):.3f})")
     return 0
 

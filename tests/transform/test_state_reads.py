@@ -82,3 +82,15 @@ def test_the_golden_bytes_over_a_state_that_stores_json() -> None:
             outputs = s.record(spec, raw, source, stores.setdefault(message_key(raw), JsonState()))
         lines += [_line(dest, key, value) for dest, key, value in outputs if dest != "decisions"]
     assert_same_lines(lines, [line for line in GOLDEN.read_text().splitlines() if line.startswith(("ops\t", "dlq\t"))])
+
+
+def test_each_record_reads_its_own_key_state() -> None:
+    """The steps' tables serve one record at a time: the same person's status against another key's
+    (empty) state is new there, whatever the previous record read and wrote."""
+    s, first, second = steps(), JsonState(), JsonState()
+    raw = _json(status("registered"))
+    source = next(sources([(ATTENDEE_STATUS, raw)]))
+    assert [d for d, _, _ in s.record(ATTENDEE_STATUS, raw, source, first)].count("ops") == 3
+    assert [d for d, _, _ in s.record(ATTENDEE_STATUS, raw, source, first)].count("ops") == 0  # a repeat
+    assert [d for d, _, _ in s.record(ATTENDEE_STATUS, raw, source, second)].count("ops") == 3
+    assert second.data.keys() == first.data.keys()
