@@ -42,11 +42,15 @@ from kmsync_kafka import ensure_topics, reliable_producer, topic_name
 from kmsync_kafka.reading import read_to_end
 from kmsync_testing.kafka_broker import KafkaBroker, free_port, start_broker
 from kmsync_testing.waiting import wait_for
+from kmsync_transform.store_upkeep import CHECK_SECONDS
 
 PARTNER, EVENT_A, EVENT_B = 100, 200, 900  # events A, A+1, ... expire one after the other; B ticks
 GROUP = "kmsync-transform"
 SECRET_ENV = "KMSYNC_MEASURE_UNUSED_SECRET"
 MAX_CYCLES = 50
+#: After an event: two checkpoints (the sweep's deletes reach the store), then a round of the stores' upkeep
+#: (services/kmsync_transform/store_upkeep.py: compaction after an expiry, memory given back).
+SETTLE_SECONDS = CHECK_SECONDS + 5
 
 
 def tenants() -> dict[str, object]:
@@ -180,16 +184,17 @@ async def measure(people: int, cycles: int, retention: int, compact_ms: int, wor
                 total += len(records)
                 await until(partial(_at_least, t, total), 900, f"event {k + 1} processed")
                 out[f"event{k + 1}_seconds"] = time.monotonic() - started
-                await asyncio.sleep(5)  # two checkpoints: the sweep's deletes are flushed to the store
+                await asyncio.sleep(SETTLE_SECONDS)
                 out[f"after_event{k + 1}_rss_mib"] = rss_mib(t.process.pid)
                 out[f"after_event{k + 1}_state_mib"] = dir_mib(state)
             tick = person_records(EVENT_B, 60, now)
             await produce(broker.bootstrap, tick, now)
             await until(lambda: _at_least(t, total + len(tick)), 300, "the last event's expiry")
-            await asyncio.sleep(5)  # two checkpoints: the sweep's deletes are flushed to the store
+            await asyncio.sleep(SETTLE_SECONDS)
             out["after_expiry_rss_mib"] = rss_mib(t.process.pid)
             out["after_expiry_state_mib"] = dir_mib(state)
             out["peak_rss_mib"] = rss_mib(t.process.pid, "VmHWM")
+            out["store_compactions"] = _count(work / "transform.log", "state compacted after an expiry")
         finally:
             t.process.terminate()
             t.process.wait(timeout=60)
@@ -240,8 +245,12 @@ async def compact_changelogs(broker: KafkaBroker, work: Path, segment_ms: int) -
     return float((await changelog_records(broker.bootstrap))[0])
 
 
+def _count(log: Path, line: str) -> int:
+    return log.read_text(errors="replace").count(line)
+
+
 def _recoveries(log: Path) -> int:
-    return log.read_text(errors="replace").count("Recovery process complete")
+    return _count(log, "Recovery process complete")
 
 
 async def _recovered(log: Path, before: int) -> bool:

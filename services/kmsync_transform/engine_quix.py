@@ -60,6 +60,7 @@ from kmsync_transform.keyed import Envelope, KeyedSteps, Output
 from kmsync_transform.metrics import TransformMetrics
 from kmsync_transform.routing import INPUTS
 from kmsync_transform.settings import TransformSettings
+from kmsync_transform.store_upkeep import StoreUpkeep, configure_malloc, quix_internals
 
 log = logging.getLogger("kmsync.transform")
 
@@ -71,8 +72,8 @@ LAG_EVERY_SECONDS = 0.5
 #: cache) suit large state; transform keeps small per-person entries in many store partitions
 #: (two stateful inputs and the polls' repartition topic, times their partitions), where those
 #: memtables hold every write and every expiry tombstone until they fill. Small memtables flush
-#: often, so memory follows the live state and returns to idle once an event's state expires
-#: (measured in docs/benchmarks.md, "Transform state retention").
+#: often, so memory follows the live state; after an expiry store_upkeep.py compacts the stores and
+#: empties this cache (measured in docs/benchmarks.md, "Transform: state retention, memory and recovery").
 ROCKSDB_WRITE_BUFFER_BYTES = 2 * 1024 * 1024
 ROCKSDB_BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 #: Compaction of the state changelogs. quixstreams creates them compacted with the broker's defaults:
@@ -129,6 +130,7 @@ class QuixTransform:
         #: (topic, partition) → (when to read the high watermark again, the last one read)
         self._lag_reads: dict[tuple[str, int], tuple[float, int]] = {}
         self.app: Application | None = None
+        self.upkeep: StoreUpkeep | None = None
 
     # ----- the application
     def _state_dir(self) -> Path:
@@ -237,8 +239,12 @@ class QuixTransform:
         asyncio.run(ensure_topics(self.settings.kafka_bootstrap,
                                   [*INPUTS, MARKETO_OPS, MARKETO_OPS_BACKFILL, TRANSFORM_DLQ, TRANSFORM_DECISIONS],
                                   self.settings.topic_prefix))
+        configure_malloc()
         self.app = self._build()
         self._tune_changelogs()
+        internals = quix_internals(self.app)
+        self.upkeep = StoreUpkeep(internals, ROCKSDB_BLOCK_CACHE_BYTES)
+        internals.register_periodic_task(self.upkeep.tick)
         self.ready = True
         log.info("transform (quix engine) starting as group %s, exactly-once, state retention %d s",
                  self.group_id, self.settings.transform_state_retention_seconds)
