@@ -76,7 +76,8 @@ def hash_email(email: str | None) -> str:
     """'email#' + 16 hex of HMAC-SHA256(key, normalised email); 'email#none' for no email."""
     if not email:
         return "email#none"
-    return _hashed(email_hash_key(), email)
+    key = _key  # loaded: no lock to take (it is only ever replaced whole)
+    return _hashed(key if key is not None else email_hash_key(), email)
 
 
 @functools.lru_cache(maxsize=8192)
