@@ -27,6 +27,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -39,6 +40,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from quixstreams import Application, State, message_context
 from quixstreams.models import Topic
 from quixstreams.models.serializers import SerializationContext, Serializer
+from quixstreams.models.topics.exceptions import TopicNotFoundError
 from quixstreams.state.rocksdb import RocksDBOptions
 
 from kmsync_common.clock import Clock, SystemClock
@@ -240,7 +242,7 @@ class QuixTransform:
                                   [*INPUTS, MARKETO_OPS, MARKETO_OPS_BACKFILL, TRANSFORM_DLQ, TRANSFORM_DECISIONS],
                                   self.settings.topic_prefix))
         configure_malloc()
-        self.app = self._build()
+        self.app = build_retrying(self._build)
         self._tune_changelogs()
         internals = quix_internals(self.app)
         self.upkeep = StoreUpkeep(internals, ROCKSDB_BLOCK_CACHE_BYTES)
@@ -270,6 +272,29 @@ class QuixTransform:
             for future in admin.incremental_alter_configs(resources).values():
                 future.result(timeout=30)
         log.info("changelog compaction set on %d topics: %s", len(resources), config)
+
+
+#: How often the application is built before a topic the broker does not show yet is an error.
+BUILD_ATTEMPTS = 5
+
+
+def build_retrying(build: Callable[[], Application], attempts: int = BUILD_ATTEMPTS,
+                   sleep: Callable[[float], None] = time.sleep) -> Application:
+    """``build()``, again after a pause while a topic it declares is not visible yet. quixstreams creates
+    its changelog and repartition topics while the application is built and reads each back at once;
+    a broker whose metadata has not caught up (a topic created a moment before, a broker just
+    restarted) answers "not found". Seen in a chaos run: TopicNotFoundError on the repartition topic
+    quixstreams had created a second earlier, and transform exited."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return build()
+        except TopicNotFoundError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("transform: %s while declaring its topics (attempt %d of %d): the broker's metadata "
+                        "lags behind; building again in %d s", exc, attempt, attempts, attempt)
+            sleep(attempt)
+    raise AssertionError("unreachable")
 
 
 def _envelope_key(envelope: Envelope) -> str:
