@@ -1,0 +1,41 @@
+"""Outcomes and dead letters go to Kafka in batches per topic-partition (issue #22): every record lands on
+the partition the default partitioner gives its key, in order, acknowledged, across more than one batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_RESULTS
+from kmsync_kafka.clients import ensure_topics, reliable_producer, topic_name
+from kmsync_kafka.reading import read_to_end
+from kmsync_sink.durable import Message, produce_until_acked
+from kmsync_testing.kafka_broker import KafkaBroker
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+
+
+async def test_records_land_on_their_keys_partitions_in_order_across_batches(
+    kafka_broker: KafkaBroker, topic_prefix: str
+) -> None:
+    await ensure_topics(kafka_broker.bootstrap, (MARKETO_RESULTS, MARKETO_DLQ), topic_prefix, partitions=3)
+    results, dlq = topic_name(MARKETO_RESULTS, topic_prefix), topic_name(MARKETO_DLQ, topic_prefix)
+    keys = [f"{i}-AAA-{i}".encode() for i in range(5)]
+    messages = [Message(results, f"r{i}".encode() * 40, keys[i % 5]) for i in range(600)]
+    messages += [Message(dlq, f"d{i}".encode(), keys[i % 2]) for i in range(20)]
+    producer = reliable_producer(kafka_broker.bootstrap, max_batch_size=2_000)  # ~15 records per batch
+    await producer.start()
+    try:
+        await produce_until_acked(producer, messages, asyncio.Event())
+    finally:
+        await producer.stop()
+    for topic in (results, dlq):
+        sent = [m for m in messages if m.topic == topic]
+        read = await read_to_end(kafka_broker.bootstrap, topic)
+        assert len(read) == len(sent)
+        for key in {m.key for m in sent}:
+            assert key is not None
+            assert {r.partition for r in read if r.key == key} == {DefaultPartitioner()(key, [0, 1, 2], [0, 1, 2])}
+            assert [r.value for r in read if r.key == key] == [m.value for m in sent if m.key == key]
