@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from kmsync_marketo.lanes import current_lane
 from kmsync_marketo.limiter import InstanceLimiter
 
 _RECORD_BUCKETS = (1, 10, 50, 100, 200, 250, 290, 300, 1000, 10_000, 100_000)
@@ -21,8 +22,9 @@ class SinkMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.calls = Counter("kmsync_sink_marketo_calls", "Marketo write calls by endpoint and result code",
-                             ["munchkin_id", "marketo_endpoint", "code"], registry=r)
+        # lane: live or backfill (kmsync_marketo.lanes; two values): a backfill's calls apart from live's.
+        self.calls = Counter("kmsync_sink_marketo_calls", "Marketo write calls by endpoint, result code and lane",
+                             ["munchkin_id", "marketo_endpoint", "code", "lane"], registry=r)
         self.records_per_call = Histogram("kmsync_sink_records_per_call", "Records carried by one write call",
                                           ["munchkin_id", "marketo_endpoint"], buckets=_RECORD_BUCKETS, registry=r)
         self.window_records = Histogram("kmsync_sink_window_records", "Operations in a closed window",
@@ -89,7 +91,7 @@ class SinkMetrics:
                             ["munchkin_id"], registry=r)
 
     def observe_call(self, munchkin_id: str, endpoint: str, records: int, code: str) -> None:
-        self.calls.labels(munchkin_id, endpoint, code).inc()
+        self.calls.labels(munchkin_id, endpoint, code, current_lane()).inc()  # the calling task's lane
         self.records_per_call.labels(munchkin_id, endpoint).observe(records)
 
     def observe_limiter(self, munchkin_id: str, limiter: InstanceLimiter) -> None:

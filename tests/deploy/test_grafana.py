@@ -76,7 +76,7 @@ def test_dashboard_covers_the_required_views(dashboard: dict[str, Any]) -> None:
     rows = {p["title"] for p in dashboard["panels"] if p["type"] == "row"}
     assert {"Throughput", "Latency", "Budget per Marketo instance", "Errors and dead letters"} <= rows
     exprs = " ".join(t["expr"] for p in panels(dashboard) for t in p.get("targets", []))
-    assert "by (marketo_endpoint, code)" in exprs, "errors by Marketo result code"
+    assert "by (lane, marketo_endpoint, code)" in exprs, "calls by lane (live/backfill) and Marketo result code"
     assert "histogram_quantile" in exprs, "latency quantiles"
     assert 'budget="daily"' in exprs, "daily budget per instance"
     assert "max by (munchkin_id)" in exprs, "budget per Marketo instance, not per scraped pod"

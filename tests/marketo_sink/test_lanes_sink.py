@@ -98,4 +98,8 @@ async def test_live_is_not_queued_behind_a_backfill_which_keeps_to_its_share(
                       if r["method"] == "POST" and BACKFILL_DOMAIN in r["body"] and "leads.json" in r["path"]]
             assert len(writes) >= n_backfill // 300
             assert most_in_any_window(writes, 20.0) <= cap, writes
+            # kmsync_sink_marketo_calls_total tells the lanes apart: the backfill's lead calls under lane="backfill".
+            lanes = {s.labels["lane"]: s.value for m in sink.metrics.calls.collect() for s in m.samples
+                     if s.name.endswith("_total") and s.labels["marketo_endpoint"] == "leads"}
+            assert lanes.get("backfill", 0) >= n_backfill // 300 and lanes.get("live", 0) >= 1, lanes
             assert sb.call_count(code="606", munchkin_id=A) == 0

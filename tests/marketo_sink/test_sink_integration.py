@@ -275,7 +275,7 @@ async def test_backlog_goes_out_in_full_calls_without_tripping_limits(
             m = sink.metrics
             assert m.budget_used.labels(A, "daily")._value.get() >= write_calls
             assert sb.call_count("GET /rest/v1/stats/usage.json", munchkin_id=A) == 1, "usage read on start"
-            assert m.calls.labels(A, "leads", "ok")._value.get() >= 3
+            assert m.calls.labels(A, "leads", "ok", "live")._value.get() >= 3
             latency = [s for s in m.latency.collect()[0].samples if s.name.endswith("_count")]
             assert sum(s.value for s in latency) == len(backlog)
             assert sum(s.value for s in m.outcomes.collect()[0].samples if s.name.endswith("_total")) == len(backlog)
