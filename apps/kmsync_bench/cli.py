@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,10 @@ from kmsync_bench import sections
 from kmsync_bench.config import BACKFILL_INSTANCE, FULL, QUICK, BenchConfig
 from kmsync_bench.kafka_io import ResultsFollower
 from kmsync_bench.machine import code_version, describe_machine
-from kmsync_bench.report import BenchReport, Budget, stamp, write_report
+from kmsync_bench.report import Backfill, BackfillOnlyReport, BenchReport, Budget, stamp, write_report
 from kmsync_bench.sandbox import SandboxAdmin
 from kmsync_bench.stack import Stack, sandbox_limits
-from kmsync_bench.table import render
+from kmsync_bench.table import live_during_backfill_rows, render
 from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_config.settings import CommonSettings
 from kmsync_sink.settings import SinkSettings
@@ -44,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backfill-rows", type=int, help="engagement rows loaded with kmsync backfill (1,000,000)")
     p.add_argument("--backfill-sessions", type=int, help="session CSVs the backfill rows are split into (20)")
     p.add_argument("--latency-seconds", type=float, help="how long the live stream runs")
+    p.add_argument("--only", choices=["live-backfill"],
+                   help="run section 5 alone (live during backfill); the report holds that section only")
     return p
 
 
@@ -78,12 +81,24 @@ class Phases:
             print(f"kmsync bench: {name} ...", file=sys.stderr, flush=True)
 
 
-async def measure(stack: Stack, cfg: BenchConfig, phases: Phases, deadline: float) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def observing(stack: Stack) -> AsyncIterator[tuple[SandboxAdmin, ResultsFollower]]:
+    """The sandbox's admin API and a follower of marketo.results.v1 (the backfill's outcomes only counted,
+    the live trickle beside it kept whole), for one run."""
     assert stack.sandbox is not None
     admin = SandboxAdmin(stack.sandbox.base_url)
-    follower = ResultsFollower(stack.bootstrap, count_only=frozenset({BACKFILL_INSTANCE}))
+    follower = ResultsFollower(stack.bootstrap, count_only=frozenset({BACKFILL_INSTANCE}),
+                               keep_sessions=frozenset({sections.LIVE_BESIDE_ENTRY}))
     await follower.start()
     try:
+        yield admin, follower
+    finally:
+        await follower.stop()
+        await admin.aclose()
+
+
+async def measure(stack: Stack, cfg: BenchConfig, phases: Phases, deadline: float) -> dict[str, Any]:
+    async with observing(stack) as (admin, follower):
         phases.next("warm-up")
         await sections.warm_up(stack, follower)
         phases.next("capacity")
@@ -97,15 +112,37 @@ async def measure(stack: Stack, cfg: BenchConfig, phases: Phases, deadline: floa
                                               cfg.external_share)
         phases.next("latency")
         latency = await sections.latency(stack, admin, follower, cfg, capacity.events_per_second)
-        phases.next("backfill")
+        phases.next("live during backfill")
         backfill = await sections.backfill(stack, admin, follower, cfg, deadline - 15)  # 15 s to report and stop
         phases.next("")
         limits = {m: await admin.limits(m) for m in sandbox_limits()}
         return {"capacity": capacity, "efficiency": efficiency, "budget": Budget(alone=alone[0], shared=shared[0]),
                 "latency": latency, "backfill": backfill, "sandbox_limits": limits}
+
+
+async def measure_backfill_only(stack: Stack, cfg: BenchConfig, phases: Phases, deadline: float) -> Backfill:
+    async with observing(stack) as (admin, follower):
+        phases.next("warm-up")
+        await sections.warm_up(stack, follower)
+        phases.next("live during backfill")
+        return await sections.backfill(stack, admin, follower, cfg, deadline - 15)
+
+
+def run_backfill_only(cfg: BenchConfig, out: Path, work: Path) -> BackfillOnlyReport:
+    started, t0, code = SYSTEM_CLOCK.now(), SYSTEM_CLOCK.monotonic(), code_version()
+    stack, phases = Stack(work, cfg), Phases()
+    try:
+        phases.next("start-up (broker, sandbox, services)")
+        stack.start()
+        backfill = asyncio.run(measure_backfill_only(stack, cfg, phases, t0 + cfg.total_seconds))
     finally:
-        await follower.stop()
-        await admin.aclose()
+        stack.stop()
+    report = BackfillOnlyReport(mode=cfg.mode, started_at=started, finished_at=SYSTEM_CLOCK.now(),
+                                wall_seconds=round(SYSTEM_CLOCK.monotonic() - t0, 1),
+                                machine=describe_machine(kafka_version()), code=code, config=cfg.model_dump(),
+                                backfill=backfill)
+    write_report(report, out)
+    return report
 
 
 def run(cfg: BenchConfig, out: Path, work: Path) -> BenchReport:
@@ -169,15 +206,20 @@ def main(argv: list[str]) -> int:
         print(f"kmsync bench: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("bench/results") / f"{stamp(SYSTEM_CLOCK.now())}.json"
+    runner = run_backfill_only if args.only == "live-backfill" else run
     try:
         if args.work_dir is not None:
-            report = run(cfg, out, args.work_dir.resolve())
+            report = runner(cfg, out, args.work_dir.resolve())
         else:
             with tempfile.TemporaryDirectory(prefix="kmsync-bench-") as tmp:
-                report = run(cfg, out, Path(tmp))
+                report = runner(cfg, out, Path(tmp))
     except (RuntimeError, OSError) as exc:
         print(f"kmsync bench failed: {exc}", file=sys.stderr)
         return 1
+    if isinstance(report, BackfillOnlyReport):
+        print("\n".join("  ".join(row) for row in live_during_backfill_rows(report.backfill)))
+        print(f"report: {out}")
+        return 0
     print(render(report))
     print(f"report: {out}")
     for chart in write_charts(report, out):

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kmsync_marketo import endpoints as ep
+from kmsync_marketo.limiter import InstanceLimiter
+from kmsync_marketo.settings import LimiterSettings
 
 #: Munchkin ids of the sandbox instances, one per measurement so counters never mix.
 EFFICIENCY_INSTANCE = "111-AAA-111"   # kmsync under the real limits (sections 1-3)
@@ -48,8 +50,10 @@ class BenchConfig(BaseModel):
     #: Custom objects per window from which the backfill instance imports them in bulk (tenants file
     #: `bulk_min_records` of that instance).
     backfill_bulk_min_records: int = Field(ge=1)
-    #: kmsync's share of the backfill instance (a backfill lane may use the whole instance at night).
+    #: kmsync's share of the backfill instance (tenants file `share`: the live lane may use all of it) ...
     backfill_share: float = Field(gt=0, le=1)
+    #: ... and the backfill lane's cap within it (tenants file `backfill_share`, its default 0.3).
+    backfill_lane_share: float = Field(default=0.3, gt=0, le=1)
     #: How long any one wait for outcomes may take before the section is reported incomplete.
     section_timeout_seconds: float = Field(gt=0)
     #: The whole run's budget: the backfill (last) stops waiting when it is spent and reports what
@@ -64,6 +68,12 @@ class BenchConfig(BaseModel):
         return self
 
 
+def backfill_cap(config: BenchConfig) -> int:
+    """The backfill lane's calls per rolling window on the backfill instance, as the sink's limiter computes it."""
+    settings = LimiterSettings(share=config.backfill_share, backfill_share=config.backfill_lane_share)
+    return InstanceLimiter(BACKFILL_INSTANCE, settings).backfill_window_limit
+
+
 QUICK = BenchConfig(mode="quick", backlog_ops=3_000, shared_backlog_ops=1_500, sink_share=0.6,
                     external_share=0.4, latency_rows_per_second=10, latency_seconds=8, capacity_rows=200,
                     backfill_rows=4_000, backfill_sessions=2, backfill_bulk_min_records=1_000, backfill_share=1.0,
@@ -72,5 +82,5 @@ FULL = BenchConfig(mode="full", backlog_ops=50_000, shared_backlog_ops=40_000, s
                    external_share=0.4, latency_rows_per_second=20, latency_seconds=60, capacity_rows=20_000,
                    backfill_rows=BACKFILL_TARGET_ROWS, backfill_sessions=20,
                    backfill_bulk_min_records=5_000, backfill_share=1.0,
-                   section_timeout_seconds=600, total_seconds=19 * 60)
+                   section_timeout_seconds=600, total_seconds=40 * 60)
 

@@ -53,12 +53,15 @@ async def topic_sizes(bootstrap: str, spec: TopicSpec, prefix: str = "") -> Asyn
 class ResultsFollower:
     """Reads marketo.results.v1 from the beginning in the background: outcomes by munchkin and op id."""
 
-    def __init__(self, bootstrap: str, prefix: str = "", count_only: frozenset[str] = frozenset()) -> None:
+    def __init__(self, bootstrap: str, prefix: str = "", count_only: frozenset[str] = frozenset(),
+                 keep_sessions: frozenset[str] = frozenset()) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.by_instance: dict[str, dict[str, RecordOutcome]] = defaultdict(dict)
-        #: Instances whose outcomes are only counted (a million outcomes kept whole would cost GiBs).
+        #: Instances whose outcomes are only counted (a million outcomes kept whole would cost GiBs) ...
         self.count_only = count_only
+        #: ... except those of these sessions (a live trickle beside a backfill): kept whole, not counted.
+        self.keep_sessions = keep_sessions
         self._status_by_op: dict[str, dict[str, str]] = defaultdict(dict)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -82,7 +85,7 @@ class ResultsFollower:
                     if message.value is None:
                         continue
                     outcome = decode_model(RecordOutcome, message.value)
-                    if outcome.munchkin_id in self.count_only:
+                    if outcome.munchkin_id in self.count_only and outcome.session_id not in self.keep_sessions:
                         self._status_by_op[outcome.munchkin_id][outcome.op_id] = outcome.status
                     else:
                         self.by_instance[outcome.munchkin_id][outcome.op_id] = outcome

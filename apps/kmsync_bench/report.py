@@ -249,6 +249,20 @@ class Backfill(_Model):
     peak_rss_mib: dict[str, float] | None = None
     note: str
     calls_series: CallSeries | None = None
+    #: Live during backfill (issue #18): a live trickle on the same instance, Kaltura export time → Marketo
+    #: accepted, alone (before the backfill) and during it (started once the backfill's first call was out).
+    live_alone: Dist | None = None
+    live_during: Dist | None = None
+    #: Their ingest + transform part: Kaltura export time → the operation on marketo.ops.v1 (emitted_at).
+    live_alone_upstream: Dist | None = None
+    live_during_upstream: Dist | None = None
+    #: Each process's answer time to a trivial GET (sink/transform /healthz on their event loop, the sandbox's
+    #: health) every 0.25 s while each trickle ran: how long a busy process made everything wait.
+    answer_seconds_alone: dict[str, Dist] | None = None
+    answer_seconds_during: dict[str, Dist] | None = None
+    #: The backfill lane's calls (bulk, and REST writes carrying its rows) in any rolling 20 s, and its cap.
+    backfill_peak_calls_per_window: int | None = Field(default=None, ge=0)
+    backfill_cap_per_window: int | None = Field(default=None, ge=1)
 
 
 class BenchReport(_Model):
@@ -272,7 +286,21 @@ class BenchReport(_Model):
     notes: list[str] = Field(default_factory=list)
 
 
-def write_report(report: BenchReport, path: Path) -> None:
+class BackfillOnlyReport(_Model):
+    """`kmsync bench --only live-backfill`: section 5 alone (warm-up, then live during backfill)."""
+
+    section: Literal["live-backfill"] = "live-backfill"
+    mode: Literal["quick", "full"]
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    wall_seconds: float = Field(gt=0)
+    machine: Machine
+    code: CodeVersion
+    config: dict[str, Any]
+    backfill: Backfill
+
+
+def write_report(report: BenchReport | BackfillOnlyReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report.model_dump_json(indent=2) + "\n")
 

@@ -24,6 +24,8 @@ IDENTITY_PATH = "/identity/oauth/token"
 #: Endpoint templates that write records (the ones records-per-call divides by).
 WRITE_MARKERS = ("/rest/v1/leads.json", "/members/status.json", "/rest/v1/customobjects/",
                  "/rest/v1/activities/external.json", "/bulk/v1/")
+#: Calls the sandbox keeps in an instance's request log (marketo_sandbox.instance: its deque's maxlen).
+REQUEST_LOG_SIZE = 5000
 _LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 
 
@@ -110,11 +112,16 @@ class SandboxAdmin:
 
     async def call_times(self, munchkin: str, client_id: str | None = None) -> list[float]:
         """Start times (sandbox clock, epoch seconds) of the logged calls, Identity excluded (last 5,000)."""
-        resp = await self.http.get("/_sandbox/requests", params={"instance": munchkin, "limit": "5000"})
-        resp.raise_for_status()
-        return [float(r["at"]) for r in resp.json()
+        return [float(r["at"]) for r in await self.request_log(munchkin)
                 if not is_identity(str(r.get("endpoint", "")))
                 and (client_id is None or r.get("clientId") == client_id)]
+
+    async def request_log(self, munchkin: str) -> list[dict[str, Any]]:
+        """The instance's request log (the sandbox keeps its last REQUEST_LOG_SIZE calls), oldest first."""
+        resp = await self.http.get("/_sandbox/requests", params={"instance": munchkin, "limit": str(REQUEST_LOG_SIZE)})
+        resp.raise_for_status()
+        data: list[dict[str, Any]] = resp.json()
+        return data
 
     async def dump(self, munchkin: str) -> dict[str, Any]:
         resp = await self.http.get("/_sandbox/dump", params={"instance": munchkin})

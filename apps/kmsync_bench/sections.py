@@ -4,9 +4,14 @@ counts, marketo.results.v1 and the services' /metrics, all measured in this run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,6 +26,7 @@ from kmsync_bench.config import (
     RATE_WINDOW_SECONDS,
     REST_BATCH,
     BenchConfig,
+    backfill_cap,
 )
 from kmsync_bench.cpu import cpu_seconds, kmsync_total, multiple, per_10k, spent
 from kmsync_bench.external import ExternalClient
@@ -46,10 +52,12 @@ from kmsync_bench.sandbox import (
     CLIENT_SECRET,
     EXTERNAL_CLIENT_ID,
     EXTERNAL_CLIENT_SECRET,
+    REQUEST_LOG_SIZE,
     SandboxAdmin,
     count_calls,
     diff_counts,
     is_bulk,
+    is_identity,
     is_write,
 )
 from kmsync_bench.stack import EVENT_IDS, Stack
@@ -57,6 +65,7 @@ from kmsync_bench.stats import Distribution, distribution, rolling_window_usage,
 from kmsync_bench.workload import PARTNER_ID, backlog, engagement_csv, engagement_csv_lines
 from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_common.metrics_text import sample_sum
+from kmsync_contracts.codecs import decode
 from kmsync_contracts.topics import MARKETO_OPS, SESSION_ENGAGEMENT
 from kmsync_kafka.reading import read_to_end
 
@@ -221,6 +230,17 @@ async def efficiency(stack: Stack, admin: SandboxAdmin, follower: ResultsFollowe
 
 
 # -- 3: latency ----------------------------------------------------------------------------------
+async def trickle(stack: Stack, event: str, entry_id: str, tag: str, rows_per_tick: int, ticks: int) -> None:
+    """A live stream: ``rows_per_tick`` engagement rows posted to ingest each second for ``ticks`` seconds,
+    each upload with exported_at = now (Kaltura's source_time)."""
+    next_at = SYSTEM_CLOCK.monotonic()
+    for tick in range(ticks):
+        csv = engagement_csv(rows_per_tick, tag, first=tick * rows_per_tick)
+        await upload_report(stack, csv, event, entry_id, SYSTEM_CLOCK.now())
+        next_at += 1.0
+        await asyncio.sleep(max(0.0, next_at - SYSTEM_CLOCK.monotonic()))  # pacing the live rate, not synchronisation
+
+
 def live_rate(requested: float, capacity_events_per_second: float) -> int:
     """Rows per second for the live stream: the requested rate, at most half the measured capacity."""
     return max(1, math.floor(min(requested, capacity_events_per_second / 2)))
@@ -233,12 +253,7 @@ async def latency(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, 
     ticks = max(1, round(cfg.latency_seconds))
     already = set(follower.outcomes(munchkin))
     start = SYSTEM_CLOCK.time()
-    next_at = SYSTEM_CLOCK.monotonic()
-    for tick in range(ticks):
-        csv = engagement_csv(rows_per_tick, "live", first=tick * rows_per_tick)
-        await upload_report(stack, csv, "latency", "1_live", SYSTEM_CLOCK.now())
-        next_at += 1.0
-        await asyncio.sleep(max(0.0, next_at - SYSTEM_CLOCK.monotonic()))  # pacing the live rate, not synchronisation
+    await trickle(stack, "latency", "1_live", "live", rows_per_tick, ticks)
     rows = ticks * rows_per_tick
     expected = 2 * rows  # each final engagement row: one custom object and one custom activity
 
@@ -383,20 +398,48 @@ def session_entry_id(session: int) -> str:
     return f"1_backfill{session:03d}"
 
 
-async def backfill(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, cfg: BenchConfig,
-                   deadline: float) -> Backfill:
-    """``deadline`` (SYSTEM_CLOCK.monotonic()) ends the wait for outcomes early: the run's total budget."""
-    munchkin = BACKFILL_INSTANCE
-    rows, sessions = cfg.backfill_rows, cfg.backfill_sessions
-    attendees = rows // sessions
+#: The session of the live trickle beside the backfill (same event and instance, the live lane).
+LIVE_BESIDE_ENTRY = "1_livebf"
+#: A backfill row's email (workload.engagement_row with tag "bf") or session in a call's body.
+_BACKFILL_BODY = re.compile(r'"bf\d+@bench\.example"|"1_backfill\d{3}"')
+
+
+#: A live trickle's row (tags "lva"/"lvd", session LIVE_BESIDE_ENTRY) in a call's body.
+_LIVE_BODY = re.compile(r'"lv[ad]\d+@bench\.example"|"1_livebf"')
+
+
+def live_call_counts(log: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per endpoint and code, the calls of the request log that carried the live trickle's rows."""
+    out: dict[str, dict[str, int]] = {}
+    for e in log:
+        if _LIVE_BODY.search(str(e.get("body", ""))):
+            codes = out.setdefault(str(e["endpoint"]), {})
+            codes[str(e["code"])] = codes.get(str(e["code"]), 0) + 1
+    return out
+
+
+def is_backfill_call(entry: dict[str, Any]) -> bool:
+    """A call of the backfill lane, from the sandbox's request log: a bulk import call (only the backfill's
+    windows reach the bulk threshold) or a REST write carrying the backfill's rows (its emails or sessions)."""
+    endpoint = str(entry.get("endpoint", ""))
+    if is_bulk(endpoint):
+        return True
+    return is_write(endpoint) and bool(_BACKFILL_BODY.search(str(entry.get("body", ""))))
+
+
+def write_backfill_files(stack: Stack, rows: int, sessions: int) -> list[Path]:
+    """One report 4021 CSV per session, the same attendees in each."""
     paths = []
     for s in range(sessions):
         path = stack.work / f"Report_4021_{PARTNER_ID}_{session_entry_id(s)}.csv"
         with path.open("w", encoding="utf-8") as fh:
-            fh.writelines(engagement_csv_lines(attendees, "bf"))
+            fh.writelines(engagement_csv_lines(rows // sessions, "bf"))
         paths.append(path)
-    before = await admin.by_endpoint(munchkin)
-    start = SYSTEM_CLOCK.time()
+    return paths
+
+
+async def load_files(stack: Stack, paths: list[Path]) -> float:
+    """Each file through the real `kmsync backfill FILE` command, one after the other; seconds taken."""
     t0 = SYSTEM_CLOCK.monotonic()
     for s, path in enumerate(paths):
         argv, env = stack.backfill_argv(path, session_entry_id(s))
@@ -406,34 +449,180 @@ async def backfill(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower,
         if proc.returncode != 0:
             raise RuntimeError(f"kmsync backfill {path.name} exited with {proc.returncode}: {err.decode()[-1000:]}")
         path.unlink()
-    loaded = SYSTEM_CLOCK.monotonic() - t0
-    within = max(1.0, min(cfg.section_timeout_seconds, deadline - SYSTEM_CLOCK.monotonic()))
-    done = await wait_until(lambda: follower.count(munchkin) >= rows, within, stack)
+    return SYSTEM_CLOCK.monotonic() - t0
+
+
+async def live_beside(stack: Stack, follower: ResultsFollower, cfg: BenchConfig, tag: str) -> Dist:
+    """A live trickle on the backfill's instance (cfg.latency_rows_per_second for cfg.latency_seconds):
+    its rows' latency, Kaltura export time → Marketo accepted (one custom object per row)."""
+    munchkin = BACKFILL_INSTANCE
+    rows_per_tick, ticks = max(1, round(cfg.latency_rows_per_second)), max(1, round(cfg.latency_seconds))
+    already = set(follower.outcomes(munchkin))
+    await trickle(stack, "backfill", LIVE_BESIDE_ENTRY, tag, rows_per_tick, ticks)
+    expected = rows_per_tick * ticks
+
+    def new() -> list[str]:
+        return [k for k in follower.outcomes(munchkin) if k not in already]
+
+    if not await wait_until(lambda: len(new()) >= expected, cfg.section_timeout_seconds, stack):
+        raise RuntimeError(f"live beside the backfill ({tag}): {len(new())} of {expected} outcomes arrived")
+    outcomes = [follower.outcomes(munchkin)[k] for k in new()]
+    return _dist(distribution([(o.decided_at - o.source_time).total_seconds() for o in outcomes]))
+
+
+#: Seconds between two probes of a process's HTTP answer time (responsiveness beside the backfill).
+PROBE_SECONDS = 0.25
+
+
+async def probe(urls: dict[str, str], stop: asyncio.Event) -> dict[str, list[float]]:
+    """Each process's answer time to a trivial GET (sink and transform: /healthz, served on their event loop;
+    the sandbox: /_sandbox/health), every PROBE_SECONDS until ``stop``: a process busy with a backfill's
+    work shows as answer times of seconds, and every call or record it handles meanwhile waits as long."""
+    times: dict[str, list[float]] = {name: [] for name in urls}
+    async with httpx.AsyncClient(timeout=60) as http:
+        while not stop.is_set():
+            for name, url in urls.items():
+                t = SYSTEM_CLOCK.monotonic()
+                with contextlib.suppress(httpx.HTTPError):
+                    await http.get(url)
+                    times[name].append(SYSTEM_CLOCK.monotonic() - t)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PROBE_SECONDS)
+    return times
+
+
+def probe_urls(stack: Stack) -> dict[str, str]:
+    assert stack.sandbox is not None
+    return {"sink": f"{stack.url('sink')}/healthz", "transform": f"{stack.url('transform')}/healthz",
+            "marketo-sandbox": f"{stack.sandbox.base_url}/_sandbox/health"}
+
+
+async def probed_live(stack: Stack, follower: ResultsFollower, cfg: BenchConfig,
+                      tag: str) -> tuple[Dist, dict[str, Dist]]:
+    """live_beside, with each process's answer times (probe) while the trickle runs and its outcomes arrive."""
+    stop = asyncio.Event()
+    probing = asyncio.create_task(probe(probe_urls(stack), stop))
+    try:
+        live = await live_beside(stack, follower, cfg, tag)
+    finally:
+        stop.set()
+    return live, {name: _dist(distribution(v)) for name, v in (await probing).items() if v}
+
+
+async def backfill_started(admin: SandboxAdmin, loader: asyncio.Task[float], within: float, stack: Stack) -> None:
+    """Until the backfill's first call reached the instance (or its loader ended, or ``within`` seconds)."""
+    deadline = SYSTEM_CLOCK.monotonic() + within
+    while not loader.done() and SYSTEM_CLOCK.monotonic() < deadline:
+        if any(is_backfill_call(e) for e in await admin.request_log(BACKFILL_INSTANCE)):
+            return
+        stack.check_alive()
+        await asyncio.sleep(1.0)  # polling a condition with a deadline
+
+
+async def backfill(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, cfg: BenchConfig,
+                   deadline: float) -> Backfill:
+    """Section 5, live during backfill: a live trickle on the backfill's instance alone, then the backfill
+    (``kmsync backfill`` of cfg.backfill_rows) with the same trickle once its first calls are out.
+    ``deadline`` (SYSTEM_CLOCK.monotonic()) ends the wait for the backfill's outcomes: the run's budget."""
+    munchkin, rows = BACKFILL_INSTANCE, cfg.backfill_rows
+    paths = write_backfill_files(stack, rows, cfg.backfill_sessions)
+    alone, answers_alone = await probed_live(stack, follower, cfg, "lva")
+    before = await admin.by_endpoint(munchkin)
+    start, t0 = SYSTEM_CLOCK.time(), SYSTEM_CLOCK.monotonic()
+    loader = asyncio.create_task(load_files(stack, paths))
+    try:
+        await backfill_started(admin, loader, 120.0, stack)
+        during, answers_during = await probed_live(stack, follower, cfg, "lvd")
+        loaded = await loader
+    finally:
+        loader.cancel()
+    done = await wait_until(lambda: follower.count(munchkin) >= rows,
+                            max(1.0, deadline - SYSTEM_CLOCK.monotonic()), stack)
     elapsed = SYSTEM_CLOCK.monotonic() - t0
-    end = SYSTEM_CLOCK.time()
-    delta = diff_counts(await admin.by_endpoint(munchkin), before)
+    upstream = await upstream_latency(stack)
+    log = [e for e in await admin.request_log(munchkin) if start <= float(e["at"])]
+    # The instance's calls since the backfill started, less those that carried the live trickle's rows.
+    delta = diff_counts(diff_counts(await admin.by_endpoint(munchkin), before), live_call_counts(log))
+    return backfill_report(cfg, follower, delta, log,
+                           Timing(start, SYSTEM_CLOCK.time(), elapsed, loaded, done),
+                           LiveBeside(alone, during, upstream.get("lva"), upstream.get("lvd"), answers_alone,
+                                      answers_during), stack.peak_rss())
+
+
+@dataclass(frozen=True)
+class Timing:
+    start: float
+    end: float
+    elapsed: float
+    loaded: float
+    done: bool
+
+
+@dataclass(frozen=True)
+class LiveBeside:
+    alone: Dist
+    during: Dist
+    #: The ingest + transform part of each (Kaltura export time → operation emitted on marketo.ops.v1).
+    alone_upstream: Dist | None = None
+    during_upstream: Dist | None = None
+    #: Each process's answer times to a trivial GET meanwhile (probe).
+    answers_alone: dict[str, Dist] | None = None
+    answers_during: dict[str, Dist] | None = None
+
+
+async def upstream_latency(stack: Stack) -> dict[str, Dist]:
+    """Per live trickle ("lva", "lvd"): Kaltura export time → transform emitted the row's operation, from
+    marketo.ops.v1 (the rest of the live latency is the sink's)."""
+    seconds: dict[str, list[float]] = {"lva": [], "lvd": []}
+    for r in await read_to_end(stack.bootstrap, MARKETO_OPS.name, within=120):
+        if r.key != BACKFILL_INSTANCE.encode() or r.value is None or LIVE_BESIDE_ENTRY.encode() not in r.value:
+            continue
+        op = decode(MARKETO_OPS, r.value)
+        tag = op.email[:3]
+        if tag in seconds:
+            seconds[tag].append((op.emitted_at - op.source_time).total_seconds())
+    return {tag: _dist(distribution(v)) for tag, v in seconds.items() if v}
+
+
+def backfill_report(cfg: BenchConfig, follower: ResultsFollower, delta: dict[str, dict[str, int]],
+                    log: list[dict[str, Any]], t: Timing, live: LiveBeside, rss: dict[str, float]) -> Backfill:
+    """``delta``: the backfill's calls (the live trickle's taken out); ``log``: the instance's request log since
+    the backfill started, live calls included (the instance's peak)."""
+    munchkin, rows, sessions = BACKFILL_INSTANCE, cfg.backfill_rows, cfg.backfill_sessions
+    attendees = rows // sessions
     calls_total = count_calls(delta)
     submits = sum(n for ep, codes in delta.items() if ep.startswith("POST /bulk/") for n in codes.values())
     bulk_other = sum(n for ep, codes in delta.items() if is_bulk(ep) for n in codes.values()) - submits
     rest_writes = sum(n for ep, codes in delta.items() if is_write(ep) and not is_bulk(ep) for n in codes.values())
-    sink_times = await admin.call_times(munchkin, CLIENT_ID)
-    usage = rolling_window_usage(sink_times, RATE_WINDOW_SECONDS, start, end)
+    sink_times = [float(e["at"]) for e in log if e.get("clientId") == CLIENT_ID and not is_identity(e["endpoint"])]
+    backfill_times = [float(e["at"]) for e in log if is_backfill_call(e)]
+    usage = rolling_window_usage(sink_times, RATE_WINDOW_SECONDS, t.start, t.end)
     handled = follower.count(munchkin)
     rest = rest_equivalent(rows, attendees)
     note = (f"{sessions} report 4021 CSVs (one per session, {attendees:,} attendees each, the same attendees in "
-            "every session) loaded with the real `kmsync backfill FILE` command into an event that writes custom "
-            "objects only (the seed's recommended setup; custom activities have no bulk import and would add "
-            f"{rest.custom_activities_if_enabled:,} REST calls). The instance has Marketo's rolling limits and "
-            f"bulk_min_records {cfg.backfill_bulk_min_records:,}: the sink learns lead ids over REST (email-only "
-            "upserts, 300 per call) and imports the custom objects with the Bulk API; the sandbox finishes an "
-            "import in 1 s + 0.1 ms per row (real Marketo: minutes, which adds status polls, not submissions).")
-    if not done:
-        note += (f" INCOMPLETE: {handled:,} of {rows:,} rows had an outcome when the run's time budget ran out.")
+            "every session) loaded with the real `kmsync backfill FILE` command (the backfill lane) into an event "
+            "that writes custom objects only (the seed's recommended setup; custom activities have no bulk import "
+            f"and would add {rest.custom_activities_if_enabled:,} REST calls). The instance has Marketo's rolling "
+            f"limits, share {cfg.backfill_share}, backfill_share {cfg.backfill_lane_share}, bulk_min_records "
+            f"{cfg.backfill_bulk_min_records:,}: the sink learns lead ids over REST (email-only upserts, 300 per "
+            "call) and imports the custom objects with the Bulk API; the sandbox finishes an import in 1 s + 0.1 ms "
+            "per row (real Marketo: minutes, which adds status polls, not submissions). Live: "
+            f"{cfg.latency_rows_per_second:g} engagement rows/s for {cfg.latency_seconds:g} s posted to ingest for "
+            "the same event and instance (the live lane), once alone and once after the backfill's first call.")
+    if not t.done:
+        note += f" INCOMPLETE: {handled:,} of {rows:,} rows had an outcome when the run's time budget ran out."
+    if len(log) >= REQUEST_LOG_SIZE:
+        note += f" The sandbox's request log held only its last {REQUEST_LOG_SIZE:,} calls: peaks may be low."
     return Backfill(
-        rows=rows, sessions=sessions, attendees=attendees, completed=done, seconds=round(elapsed, 2),
-        load_seconds=round(loaded, 2), rows_per_second=round(handled / elapsed, 1),
+        rows=rows, sessions=sessions, attendees=attendees, completed=t.done, seconds=round(t.elapsed, 2),
+        load_seconds=round(t.loaded, 2), rows_per_second=round(handled / t.elapsed, 1),
         outcomes=follower.status_counts(munchkin), calls_by_endpoint=delta, bulk_submit_calls=submits,
         bulk_other_calls=bulk_other, rest_write_calls=rest_writes, calls_total=calls_total, rest_equivalent=rest,
         call_reduction=round(rest.total / max(1, calls_total), 1), peak_calls_per_window=usage.peak,
         throttled_606=count_calls(delta, codes=["606"]), throttled_615=count_calls(delta, codes=["615"]),
-        peak_rss_mib=stack.peak_rss(), note=note, calls_series=calls_series(sink_times, None, start, end))
+        peak_rss_mib=rss, note=note, calls_series=calls_series(sink_times, None, t.start, t.end),
+        live_alone=live.alone, live_during=live.during,
+        live_alone_upstream=live.alone_upstream, live_during_upstream=live.during_upstream,
+        answer_seconds_alone=live.answers_alone, answer_seconds_during=live.answers_during,
+        backfill_peak_calls_per_window=rolling_window_usage(backfill_times, RATE_WINDOW_SECONDS, t.start, t.end).peak,
+        backfill_cap_per_window=backfill_cap(cfg))

@@ -74,7 +74,8 @@ def tenants_doc(sandbox: SandboxProcess, config: BenchConfig) -> dict[str, Any]:
             # measure the limiter (100 calls / 20 s) instead of the pipeline.
             "capacity": instance(CAPACITY_INSTANCE, 1.0, LIFTED, rate_limit_calls=LIFTED, bulk_min_records=0),
             "backfill": instance(BACKFILL_INSTANCE, config.backfill_share, DAILY_QUOTA,
-                                 bulk_min_records=config.backfill_bulk_min_records),
+                                 bulk_min_records=config.backfill_bulk_min_records,
+                                 backfill_share=config.backfill_lane_share),
         },
         "kaltura_partners": {PARTNER_ID: {"service_url": dead, "user_profile_url": dead,
                                           "admin_secret": {"env": KALTURA_SECRET_ENV}}},

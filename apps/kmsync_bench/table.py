@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kmsync_bench.report import BenchReport
+from kmsync_bench.report import Backfill, BenchReport
 
 
 def _pct(x: float) -> str:
@@ -50,7 +50,21 @@ def rows(report: BenchReport) -> list[tuple[str, str, str]]:
                               f"{'' if bf.completed else ', INCOMPLETE'}",
                 f"REST at 300/call: {rest.total:,} calls ({bf.call_reduction:.0f}x more), "
                 f"{rest.seconds_at_rate_limit / 60:.0f} min at the rate limit; peak {bf.peak_calls_per_window}/20 s"))
+    out += live_during_backfill_rows(bf)
     return out
+
+
+def live_during_backfill_rows(bf: Backfill) -> list[tuple[str, str, str]]:
+    if bf.live_alone is None or bf.live_during is None:
+        return []
+    a, d = bf.live_alone, bf.live_during
+    return [("5 live during backfill",
+             f"live p50/p95/p99 {d.p50:.2f}/{d.p95:.2f}/{d.p99:.2f} s during, {a.p50:.2f}/{a.p95:.2f}/{a.p99:.2f} s "
+             f"alone (p95 {d.p95 - a.p95:+.2f} s)",
+             f"backfill peak {bf.backfill_peak_calls_per_window}/20 s (cap {bf.backfill_cap_per_window}), "
+             f"{bf.seconds:,.0f} s{'' if bf.completed else ' INCOMPLETE'}"
+             + ("" if bf.live_during_upstream is None else
+                f"; upstream (ingest+transform) p95 {bf.live_during_upstream.p95:.2f} s during"))]
 
 
 def render(report: BenchReport) -> str:

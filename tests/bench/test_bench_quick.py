@@ -75,6 +75,11 @@ def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
     assert bf.bulk_submit_calls >= 1 and bf.calls_total < bf.rest_equivalent.total
     assert bf.throttled_606 == 0 and bf.peak_calls_per_window <= INSTANCE_RATE_LIMIT
     assert bf.peak_rss_mib is not None and {"ingest", "transform", "sink"} <= set(bf.peak_rss_mib)
+    # 5. Live during backfill: a live trickle on the backfill's instance, alone and during; the backfill in its cap.
+    assert bf.live_alone is not None and bf.live_during is not None and bf.live_during.count == bf.live_alone.count
+    assert bf.live_during_upstream is not None and bf.answer_seconds_during is not None
+    assert bf.backfill_cap_per_window == 27 and bf.backfill_peak_calls_per_window is not None
+    assert 1 <= bf.backfill_peak_calls_per_window <= bf.backfill_cap_per_window
 
     # The charts beside the report (kmsync_bench.charts), from the calls series every phase recorded.
     for phase in (report.budget.alone, report.budget.shared, report.latency, report.backfill):
@@ -84,3 +89,4 @@ def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
 
     assert "4 capacity CPU" in proc.stdout and "a bare passthrough" in proc.stdout
     assert "1 API efficiency" in proc.stdout and "5 backfill" in proc.stdout and str(out) in proc.stdout
+    assert "5 live during backfill" in proc.stdout

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kmsync_bench import cli
+from kmsync_bench import cli, sections
+from kmsync_bench.config import backfill_cap
 from kmsync_bench.machine import code_version, describe_machine, parse_status_kib, peak_rss_mib
 from kmsync_bench.sandbox import count_calls, diff_counts, is_bulk, is_write
 from kmsync_bench.sections import live_rate, rest_equivalent, steady_rate
@@ -125,3 +126,27 @@ def test_machine_description_comes_from_this_machine() -> None:
     m = describe_machine("3.9.1")
     assert m.cpu_count == os.cpu_count() and m.kafka_version == "3.9.1" and m.memory_gib > 0
     assert m.load_average is not None and len(m.load_average) == 3
+
+
+def test_backfill_calls_are_told_from_the_live_trickles_by_their_bodies() -> None:
+    bf_leads = {"endpoint": "POST /rest/v1/leads.json", "code": "200",
+                "body": '{"input": [{"email": "bf12@bench.example"}]}'}
+    bf_objects = {"endpoint": "POST /rest/v1/customobjects/{apiName}.json", "code": "200",
+                  "body": '{"input": [{"entry_id": "1_backfill007", "leadID": 3}]}'}
+    bulk = {"endpoint": "POST /bulk/v1/customobjects/{apiName}/import.json", "code": "200", "body": "<multipart>"}
+    live = {"endpoint": "POST /rest/v1/customobjects/{apiName}.json", "code": "200",
+            "body": '{"input": [{"entry_id": "1_livebf", "email": "lvd3@bench.example"}]}'}
+    live_leads = {"endpoint": "POST /rest/v1/leads.json", "code": "606", "body": '[{"email": "lva3@bench.example"}]'}
+    describe = {"endpoint": "GET /rest/v1/leads/describe.json", "code": "200", "body": ""}
+    assert [sections.is_backfill_call(e) for e in (bf_leads, bf_objects, bulk, live, live_leads, describe)] == [
+        True, True, True, False, False, False]
+    log = [bf_leads, live, live, live_leads, describe]
+    assert sections.live_call_counts(log) == {"POST /rest/v1/customobjects/{apiName}.json": {"200": 2},
+                                              "POST /rest/v1/leads.json": {"606": 1}}
+
+
+def test_the_backfill_cap_is_the_sink_limiters() -> None:
+    full = cli.build_config(cli._parser().parse_args([]))
+    assert (full.backfill_share, full.backfill_lane_share) == (1.0, 0.3)
+    assert backfill_cap(full) == 27  # 0.3 of (100 × 1.0 − 10 headroom)
+    assert backfill_cap(full.model_copy(update={"backfill_lane_share": 0.5})) == 45

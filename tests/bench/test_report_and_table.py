@@ -95,3 +95,13 @@ def test_stamp_is_file_name_safe() -> None:
     from datetime import UTC, datetime
 
     assert stamp(datetime(2026, 11, 27, 6, 5, 9, tzinfo=UTC)) == "20261127T060509Z"
+
+
+def test_live_during_backfill_has_a_line_when_measured(report_data: dict[str, Any]) -> None:
+    dist = {"count": 1200, "p50": 1.0, "p95": 1.5, "p99": 2.0, "max": 2.5, "mean": 1.1}
+    report_data["backfill"].update(live_alone=dist, live_during={**dist, "p95": 2.1}, backfill_peak_calls_per_window=27,
+                                   backfill_cap_per_window=27)
+    cells = {r[0]: r[1] + " | " + r[2] for r in rows(BenchReport.model_validate(report_data))}
+    line = cells["5 live during backfill"]
+    assert "1.00/2.10/2.00 s during" in line and "1.00/1.50/2.00 s alone (p95 +0.60 s)" in line
+    assert "backfill peak 27/20 s (cap 27)" in line
