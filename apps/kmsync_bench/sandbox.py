@@ -116,9 +116,9 @@ class SandboxAdmin:
                 if not is_identity(str(r.get("endpoint", "")))
                 and (client_id is None or r.get("clientId") == client_id)]
 
-    async def request_log(self, munchkin: str) -> list[dict[str, Any]]:
-        """The instance's request log (the sandbox keeps its last REQUEST_LOG_SIZE calls), oldest first."""
-        resp = await self.http.get("/_sandbox/requests", params={"instance": munchkin, "limit": str(REQUEST_LOG_SIZE)})
+    async def request_log(self, munchkin: str, limit: int = REQUEST_LOG_SIZE) -> list[dict[str, Any]]:
+        """The instance's last ``limit`` calls (the sandbox keeps REQUEST_LOG_SIZE), oldest first."""
+        resp = await self.http.get("/_sandbox/requests", params={"instance": munchkin, "limit": str(limit)})
         resp.raise_for_status()
         data: list[dict[str, Any]] = resp.json()
         return data

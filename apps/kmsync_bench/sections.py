@@ -513,7 +513,7 @@ async def backfill_started(admin: SandboxAdmin, loader: asyncio.Task[float], wit
     """Until the backfill's first call reached the instance (or its loader ended, or ``within`` seconds)."""
     deadline = SYSTEM_CLOCK.monotonic() + within
     while not loader.done() and SYSTEM_CLOCK.monotonic() < deadline:
-        if any(is_backfill_call(e) for e in await admin.request_log(BACKFILL_INSTANCE)):
+        if any(is_backfill_call(e) for e in await admin.request_log(BACKFILL_INSTANCE, limit=50)):
             return
         stack.check_alive()
         await asyncio.sleep(1.0)  # polling a condition with a deadline
