@@ -63,11 +63,18 @@ class _TopicCatchUp:
                 return 0
         ends = await self._consumer.end_offsets(self._parts)
         taken = 0
-        while await self._behind(ends):
-            batch = await self._consumer.getmany(*self._parts, timeout_ms=500)
-            for msgs in batch.values():
-                for m in msgs:
-                    taken += self.handle(m)
+        self._consumer.resume(*self._parts)
+        try:
+            while await self._behind(ends):
+                batch = await self._consumer.getmany(*self._parts, timeout_ms=500)
+                for msgs in batch.values():
+                    for m in msgs:
+                        taken += self.handle(m)
+        finally:
+            # Between catch-ups nothing is fetched: an assigned consumer's fetcher would otherwise go on
+            # prefetching (up to a fetch per partition, buffered) outcomes nobody reads until the next
+            # catch-up, and polling the broker for more.
+            self._consumer.pause(*self._parts)
         return taken
 
     async def _behind(self, ends: dict[TopicPartition, int]) -> bool:
