@@ -21,8 +21,9 @@ def topic_name(spec: TopicSpec, prefix: str = "") -> str:
     return f"{prefix}{spec.name}"
 
 
-class TopicLayoutError(RuntimeError):
-    """Existing topics laid out in a way kmsync cannot work with (co-partitioned topics of different sizes)."""
+class TopicLayoutError(ValueError):
+    """Existing topics laid out in a way kmsync cannot work with (co-partitioned topics of different sizes):
+    a deployment's configuration error, so every command exits 2 with the message (README "Exit codes")."""
 
 
 async def ensure_topics(

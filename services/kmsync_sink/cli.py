@@ -16,7 +16,7 @@ from kmsync_common.logs import setup_logging
 from kmsync_config.settings import load_settings
 from kmsync_config.tenants import ConfigError, load_tenants
 from kmsync_contracts.topics import MARKETO_DLQ, MARKETO_OPS, MARKETO_RESULTS
-from kmsync_kafka.clients import ensure_topics
+from kmsync_kafka.clients import TopicLayoutError, ensure_topics
 from kmsync_sink.service import MarketoSink
 from kmsync_sink.settings import SinkSettings
 
@@ -65,6 +65,10 @@ def main(argv: list[str]) -> int:
 
     try:
         asyncio.run(_main())
+    except TopicLayoutError as exc:  # the topics need an operator's fix: retrying cannot help
+        log.error("sink cannot start: %s", exc)
+        print(f"kmsync sink: configuration error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         log.error("sink stopped on error: %r", exc)
         return 1

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
+import yaml
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from kmsync_contracts.topics import ALL_TOPICS, CO_PARTITIONED, MARKETO_OPS, MARKETO_OPS_BACKFILL, co_partition_problems
 from kmsync_kafka.clients import TopicLayoutError, ensure_topics, topic_name
+from kmsync_sink import cli as sink_cli
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.processes import free_port
 
 
 def test_the_catalogue_declares_co_partitioned_topics_alike() -> None:
@@ -56,3 +62,21 @@ async def test_existing_topics_of_different_sizes_are_refused(kafka_broker: Kafk
     await _create(kafka_broker.bootstrap, topic_name(MARKETO_OPS_BACKFILL, topic_prefix), 2)
     with pytest.raises(TopicLayoutError, match=r"marketo\.ops\.v1 has 3.*marketo\.ops\.backfill\.v1 has 2"):
         await ensure_topics(kafka_broker.bootstrap, [MARKETO_OPS, MARKETO_OPS_BACKFILL], topic_prefix)
+
+
+def test_the_sink_refuses_them_as_a_configuration_error(kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # Exit 2 (README "Exit codes"): an operator must fix the topics; restarting the sink cannot.
+    asyncio.run(_create(kafka_broker.bootstrap, topic_name(MARKETO_OPS, topic_prefix), 3))
+    asyncio.run(_create(kafka_broker.bootstrap, topic_name(MARKETO_OPS_BACKFILL, topic_prefix), 2))
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(yaml.safe_dump({"marketo_instances": {"m": {
+        "munchkin_id": "123-ABC-456", "endpoint": "http://127.0.0.1:9", "client_id": "x",
+        "client_secret": {"env": "KMSYNC_TEST_UNUSED_SECRET"}}}, "events": []}))
+    for name, value in {"KMSYNC_KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "KMSYNC_TOPIC_PREFIX": topic_prefix,
+                        "KMSYNC_HTTP_PORT": str(free_port())}.items():
+        monkeypatch.setenv(name, value)
+    assert sink_cli.main(["--tenants", str(tenants)]) == 2
+    err = capsys.readouterr().err
+    assert "kmsync sink: configuration error:" in err and "marketo.ops.backfill.v1 has 2" in err
