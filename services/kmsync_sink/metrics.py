@@ -32,7 +32,7 @@ class SinkMetrics:
         self.window_bytes = Histogram("kmsync_sink_window_bytes", "Encoded bytes in a closed window",
                                       ["munchkin_id"], buckets=(1e3, 1e4, 1e5, 1e6, 4e6, 8e6, 1.6e7), registry=r)
         self.latency = Histogram("kmsync_sink_end_to_end_latency_seconds",
-                                 "Kaltura source time to the sink's decision", ["munchkin_id", "kind"],
+                                 "Kaltura source time to the sink's decision (live lane only)", ["munchkin_id", "kind"],
                                  buckets=_LATENCY_BUCKETS, registry=r)
         self.outcomes = Counter("kmsync_sink_outcomes", "Final outcomes by kind and status",
                                 ["munchkin_id", "kind", "status"], registry=r)

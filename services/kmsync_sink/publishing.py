@@ -32,6 +32,8 @@ class OutcomePublisher:
         #: Set when the sink starts (the run's producer and intent log).
         self.producer: AIOKafkaProducer | None = None
         self.intent_log: IntentLog | None = None
+        #: The backfill lane's topic (set by the sink): its outcomes are not live latency.
+        self.backfill_topic: str | None = None
         #: (munchkin id, email) → the lead id the sink knows, for the outcomes' correlation keys.
         self.known_lead_id: Callable[[str, str], int | None] = lambda munchkin_id, email: None
 
@@ -68,7 +70,7 @@ class OutcomePublisher:
             outcomes[key] = outcomes.get(key, 0) + 1
             if d.failed:
                 self.metrics.dlq.labels(op.munchkin_id, d.reason_code or ReasonCode.UNKNOWN).inc()
-            else:
+            elif src.topic != self.backfill_topic:  # a backfill's source times are history, not a delay
                 latencies.setdefault((op.munchkin_id, op.kind), []).append(
                     max(0.0, (now - op.source_time).total_seconds()))
         for (munchkin_id, kind, status), n in outcomes.items():

@@ -94,7 +94,7 @@ class MarketoSink:
                                 verify_delay_seconds=settings.sink_activity_verify_delay_seconds)
         self.router = InstanceRouter(tenants, context, self.tracker, self.outcomes, writer_factory=writer_factory,
                                      rng=rng, on_failure=self._worker_failed)
-        self.router.backfill_topic = self.backfill_topic
+        self.router.backfill_topic = self.outcomes.backfill_topic = self.backfill_topic
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._ledger_reader: LedgerReader | None = None
