@@ -60,7 +60,8 @@ class SinkMetrics:
             ["munchkin_id"], registry=r)
         # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
         self.consumer_lag = Gauge("kmsync_sink_consumer_lag_records",
-                                  "Operations on marketo.ops.v1 this sink has not read yet", ["partition"],
+                                  "Operations on marketo.ops.v1 and marketo.ops.backfill.v1 (added per partition "
+                                  "number) this sink has not read yet", ["partition"],
                                   registry=r)
         #: The limiter last observed per Munchkin id, and the running totals it had then.
         self._limiters: dict[str, InstanceLimiter] = {}

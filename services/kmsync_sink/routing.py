@@ -1,6 +1,7 @@
-"""Routing: each operation read from marketo.ops.v1 to its Marketo instance's worker (one per
-instance, made on first use), or, for an instance the tenants file lacks or cannot configure, an
-outcome at once (dead-lettered; it never stops the other instances)."""
+"""Routing: each operation read from marketo.ops.v1 (live) or marketo.ops.backfill.v1 (backfill) to its
+Marketo instance's worker of that lane (one per instance and lane, made on first use), or, for an
+instance the tenants file lacks or cannot configure, an outcome at once (dead-lettered; it never stops
+the other instances)."""
 
 from __future__ import annotations
 
