@@ -34,6 +34,7 @@ import httpx
 import yaml
 from pydantic import BaseModel
 
+from kmsync_bench.cpu import parse_stat
 from kmsync_bench.upload_rss import rss_kib
 from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts import AttendanceStatus, AttendeeStatus, SessionEngagement, encode
@@ -64,6 +65,11 @@ def tenants() -> dict[str, object]:
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
     return rss_kib(pid, field) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of the process (proc(5))."""
+    return parse_stat(Path(f"/proc/{pid}/stat").read_text()).own_seconds
 
 
 def dir_mib(path: Path) -> float:
@@ -173,20 +179,8 @@ async def measure(people: int, cycles: int, retention: int, compact_ms: int, wor
             out["start_s"] = await until(t.ready, 120, "transform ready")
             await asyncio.sleep(3)  # let start-up allocations finish before the idle figure
             out["idle_rss_mib"] = rss_mib(t.process.pid)
-            total = 0
-            for k in range(cycles):
-                # Event k's records are 10 - 2k hours old: each next event moves the partitions'
-                # event time 2 hours on, past the previous event's retention (1 hour by default).
-                when = old + timedelta(hours=2 * k)
-                records = person_records(EVENT_A + k, people, when)
-                started = time.monotonic()
-                await produce(broker.bootstrap, records, when)
-                total += len(records)
-                await until(partial(_at_least, t, total), 900, f"event {k + 1} processed")
-                out[f"event{k + 1}_seconds"] = time.monotonic() - started
-                await asyncio.sleep(SETTLE_SECONDS)
-                out[f"after_event{k + 1}_rss_mib"] = rss_mib(t.process.pid)
-                out[f"after_event{k + 1}_state_mib"] = dir_mib(state)
+            idle_cpu = cpu_seconds(t.process.pid)
+            total = await play_events(t, broker, people, cycles, old, out, state)
             tick = person_records(EVENT_B, 60, now)
             await produce(broker.bootstrap, tick, now)
             await until(lambda: _at_least(t, total + len(tick)), 300, "the last event's expiry")
@@ -194,6 +188,7 @@ async def measure(people: int, cycles: int, retention: int, compact_ms: int, wor
             out["after_expiry_rss_mib"] = rss_mib(t.process.pid)
             out["after_expiry_state_mib"] = dir_mib(state)
             out["peak_rss_mib"] = rss_mib(t.process.pid, "VmHWM")
+            out["events_cpu_s"] = cpu_seconds(t.process.pid) - idle_cpu  # every event, its sweeps, the upkeep
             out["store_compactions"] = _count(work / "transform.log", "state compacted after an expiry")
         finally:
             t.process.terminate()
@@ -220,6 +215,26 @@ async def measure(people: int, cycles: int, retention: int, compact_ms: int, wor
     finally:
         broker.stop()
     return out
+
+
+async def play_events(t: Transform, broker: KafkaBroker, people: int, cycles: int, old: datetime,
+                      out: dict[str, float], state: Path) -> int:
+    """The events one after the other; RSS and the state directory after each. The records produced."""
+    total = 0
+    for k in range(cycles):
+        # Event k's records are 10 - 2k hours old: each next event moves the partitions'
+        # event time 2 hours on, past the previous event's retention (1 hour by default).
+        when = old + timedelta(hours=2 * k)
+        records = person_records(EVENT_A + k, people, when)
+        started = time.monotonic()
+        await produce(broker.bootstrap, records, when)
+        total += len(records)
+        await until(partial(_at_least, t, total), 900, f"event {k + 1} processed")
+        out[f"event{k + 1}_seconds"] = time.monotonic() - started
+        await asyncio.sleep(SETTLE_SECONDS)
+        out[f"after_event{k + 1}_rss_mib"] = rss_mib(t.process.pid)
+        out[f"after_event{k + 1}_state_mib"] = dir_mib(state)
+    return total
 
 
 async def _at_least(t: Transform, n: int) -> bool:
