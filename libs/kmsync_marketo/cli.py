@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--instance", help="name under marketo_instances (needed when the file has several)")
     check.add_argument(
-        "--apply", action="store_true", help="create the custom activity type and custom objects (and approve them)"
+        "--apply", action="store_true",
+        help="create what the API role may: the custom activity type and custom objects (approved), and the "
+             "program member field of the granular status labels",
     )
     check.add_argument(
         "--program-id",
