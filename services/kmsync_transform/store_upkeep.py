@@ -144,12 +144,18 @@ class StoreUpkeep:
         now = self.clock()
         if now >= self._due:
             self._due = now + self.check_seconds
-            self.run()
+            try:
+                self.run()
+            except Exception:  # the upkeep only gives memory back: a failed round must not stop transform
+                log.warning("state upkeep round failed; processing continues, the next round in %.0f s",
+                            self.check_seconds, exc_info=True)
 
     def run(self) -> UpkeepRound:
         started = time.monotonic()
         compacted = dropped = 0
-        for path, db in self.internals.partitions():
+        partitions = self.internals.partitions()
+        self._left = {path: n for path, n in self._left.items() if any(path == p for p, _ in partitions)}
+        for path, db in partitions:
             dead = tombstones(db)
             if dead > self._left.get(path, 0) and compaction_due(dead, live_keys(db)):
                 compact(path, db)

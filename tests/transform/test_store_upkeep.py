@@ -145,6 +145,18 @@ def test_upkeep_runs_a_round_every_check_seconds_on_the_main_loop(tmp_path: Path
     db.close()
 
 
+def test_a_failed_upkeep_round_is_logged_and_processing_goes_on(caplog: Any) -> None:
+    def partitions() -> list[tuple[str, Rdict]]:
+        raise RuntimeError("store closed")
+
+    now = [0.0]
+    upkeep = StoreUpkeep(QuixInternals(lambda task: None, partitions, lambda capacity: _Cache()), 1 << 20,
+                         check_seconds=10, clock=lambda: now[0])
+    now[0] = 10.0
+    upkeep.tick()  # does not raise
+    assert "state upkeep round failed" in caplog.text and "store closed" in caplog.text
+
+
 def test_quixstreams_internals_are_where_the_upkeep_reaches_for_them(tmp_path: Path) -> None:
     """Fails when a quixstreams upgrade moves Application._dataframe_registry, _state_manager.stores,
     a store partition's `_db` or options._shared_block_cache (store_upkeep.quix_internals)."""
