@@ -5,7 +5,8 @@
 Starts a private Kafka broker and `kmsync transform` (quix engine) as its own process, then:
 1. idle: the process's RSS once it is ready;
 2. event A: `--people` attendees (registered, a final engagement snapshot, attended), with Kafka
-   timestamps 10 hours old; RSS and the state directory's size once every record is processed;
+   timestamps 2 × cycles + 2 hours old (10 for 4 cycles); RSS and the state directory's size once every
+   record is processed;
 3. event B: a few records timestamped now, on every input partition, which moves each partition's
    event time past A's retention; quixstreams sweeps A's expired entries (deletes, with tombstones on
    the changelog); RSS and the state directory's size again;
@@ -172,7 +173,8 @@ async def measure(people: int, cycles: int, retention: int, compact_ms: int, wor
     try:
         await ensure_topics(broker.bootstrap, ALL_TOPICS, "")
         now = datetime.now(UTC)
-        old = now - timedelta(hours=10)
+        # Every event in the past: Kafka 4 refuses timestamps over an hour ahead (log.message.timestamp.after.max.ms).
+        old = now - timedelta(hours=2 * cycles + 2)
         state = work / "state"
         t = start_transform(broker, work, state, retention, compact_ms or 600_000)
         try:
@@ -222,7 +224,7 @@ async def play_events(t: Transform, broker: KafkaBroker, people: int, cycles: in
     """The events one after the other; RSS and the state directory after each. The records produced."""
     total = 0
     for k in range(cycles):
-        # Event k's records are 10 - 2k hours old: each next event moves the partitions'
+        # Event k's records are 2 (cycles - k) + 2 hours old: each next event moves the partitions'
         # event time 2 hours on, past the previous event's retention (1 hour by default).
         when = old + timedelta(hours=2 * k)
         records = person_records(EVENT_A + k, people, when)
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=3,
                         help="events one after the other, each expiring the one before")
     parser.add_argument("--retention-seconds", type=int, default=3600,
-                        help="KMSYNC_TRANSFORM_STATE_RETENTION_SECONDS (event A is 10 hours old)")
+                        help="KMSYNC_TRANSFORM_STATE_RETENTION_SECONDS (event A is 2 x cycles + 2 hours old)")
     parser.add_argument("--compact-ms", type=int, default=10_000,
                         help="KMSYNC_TRANSFORM_CHANGELOG_SEGMENT_MS and _DELETE_RETENTION_MS for the run (production: "
                              "600000; shorter makes the measurement quicker), and before the restart let the "
