@@ -13,6 +13,7 @@ import contextlib
 from typing import Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import IllegalStateError
 
 IsolationLevel = Literal["read_committed", "read_uncommitted"]
@@ -45,3 +46,16 @@ async def consumer_lags(consumer: AIOKafkaConsumer, isolation_level: IsolationLe
         with contextlib.suppress(IllegalStateError):
             out[tp] = lag(end, await consumer.position(tp))
     return out
+
+
+async def group_lag(admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer, partitions: list[TopicPartition],
+                    group_id: str) -> int:
+    """Records on ``partitions`` (committed ones: the LSO of a read_committed ``reader``) past what consumer
+    group ``group_id`` has committed; a partition the group has not committed yet counts from its start."""
+    if not partitions:
+        return 0
+    ends = await reader.end_offsets(partitions)
+    committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+    at = {tp: c.offset for tp, c in committed.items() if c is not None and c.offset >= 0}
+    starts = await reader.beginning_offsets([tp for tp in partitions if tp not in at])
+    return sum(lag(ends[tp], at.get(tp, starts.get(tp, 0))) for tp in partitions)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from kmsync_common.errors import DependencyUnavailable
 from kmsync_config import ConfigError, TenantsConfig, load_settings, load_tenants
+from kmsync_ingest.backfill_pace import TransformBacklogGate
 from kmsync_ingest.errors import BadInput
 from kmsync_ingest.files import FileReport, ingest_file, parse_params
 from kmsync_ingest.metrics import IngestMetrics
@@ -111,8 +112,11 @@ async def backfill(
     publisher = Publisher(settings.kafka_bootstrap, settings.topic_prefix, IngestMetrics(),
                           ack_timeout_seconds=settings.kafka_ack_timeout_seconds,
                           batch_size=settings.produce_batch_size)
+    gate = TransformBacklogGate(settings.kafka_bootstrap, settings.topic_prefix, settings.backfill_transform_group,
+                                settings.backfill_max_transform_lag if params.history else 0)
     await publisher.start()
     try:
+        await gate.start()
         with tqdm(total=total_rows, unit="row", desc=path.name, disable=not show_progress,
                   file=sys.stderr) as bar:
 
@@ -121,8 +125,10 @@ async def backfill(
 
             return await ingest_file(data, params, tenants, publisher, publisher.metrics,
                                      progress=advance, chunk_size=settings.produce_batch_size,
-                                     max_line_bytes=settings.max_csv_line_bytes, poll_order=settings.poll_order)
+                                     max_line_bytes=settings.max_csv_line_bytes, poll_order=settings.poll_order,
+                                     before_chunk=gate.wait)
     finally:
+        await gate.stop()
         await publisher.stop()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -204,8 +204,10 @@ async def ingest_file(
     max_line_bytes: int = 65_536,
     clock: Clock | None = None,
     poll_order: PollOrder = "first_answer",
+    before_chunk: Callable[[], Awaitable[None]] | None = None,
 ) -> FileReport:
-    """Check the header, then produce good rows and dead-letter bad ones, chunk by chunk.
+    """Check the header, then produce good rows and dead-letter bad ones, chunk by chunk (each after
+    ``before_chunk``, a history load's pacing, backfill_pace.py).
 
     ``data`` is the file's bytes or a binary file (a spooled upload, a backfill file) positioned at
     its start; a file is read a line at a time, so memory holds one chunk of rows, not the file."""
@@ -221,6 +223,8 @@ async def ingest_file(
         positions = _file_positions(source, layout, max_line_bytes, poll_order)
         rows = _rows(source, layout, params.entry_id, max_line_bytes)
         for chunk in _chunks(rows, chunk_size):
+            if before_chunk is not None:
+                await before_chunk()
             await _load_chunk(chunk, layout, ctx, name, report, publisher, metrics, clock.now(), positions)
             if progress is not None:
                 progress(len(chunk))

@@ -1,0 +1,119 @@
+"""A history load yields to live data upstream of the lanes (issue #18).
+
+The lanes begin at transform's output: a backfill's rows share the Kaltura topics' partitions with
+live rows, so a loader that writes faster than transform reads puts every live row behind the
+backlog it builds (measured: live p95 1.2 s alone, 13.1 s during a million-row backfill, 12.7 s of
+it before transform's output; docs/benchmarks.md "Live during backfill"). So `kmsync backfill`
+loads its next chunk only while transform's backlog on the Kaltura topics — records past what
+transform's consumer group has committed — is at most ``KMSYNC_BACKFILL_MAX_TRANSFORM_LAG``. Live rows
+then wait behind at most that many records. 0 turns the pacing off (a load into a pipeline whose
+transform is not running, or a dedicated one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from kmsync_common.errors import DependencyUnavailable
+from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT
+from kmsync_kafka.clients import topic_name
+from kmsync_kafka.lag import group_lag
+from kmsync_kafka.reading import topic_partitions
+
+log = logging.getLogger(__name__)
+
+#: The topics transform reads: its backlog on any of them delays every live row it has not reached.
+TRANSFORM_INPUTS = (SESSION_ENGAGEMENT, ATTENDEE_STATUS, POLL_RESPONSES)
+#: How often the backlog is read again while the loader waits.
+POLL_SECONDS = 0.5
+#: Tries to read the backlog before a chunk goes without pacing.
+COORDINATOR_ATTEMPTS = 10
+
+
+async def wait_below(read_backlog: Callable[[], Awaitable[int]], limit: int,
+                     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                     poll_seconds: float = POLL_SECONDS) -> int:
+    """Return once the backlog is at most ``limit`` (at once when ``limit`` is 0: no pacing); the number of
+    waits it took."""
+    if limit <= 0:
+        return 0
+    waits = 0
+    while await read_backlog() > limit:
+        waits += 1
+        await sleep(poll_seconds)
+    return waits
+
+
+class TransformBacklogGate:
+    """``await gate.wait()`` before each chunk of a history load."""
+
+    def __init__(self, bootstrap: str, prefix: str, transform_group: str, limit: int) -> None:
+        self.limit = limit
+        self.group_id = f"{prefix}{transform_group}"
+        self._topics = [topic_name(t, prefix) for t in TRANSFORM_INPUTS]
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                        isolation_level="read_committed")
+        self._partitions: list[TopicPartition] = []
+        self._started = False
+        self._next_note = 0.0
+        #: Seconds the load waited for transform, in all.
+        self.waited_seconds = 0.0
+
+    async def start(self) -> None:
+        if self.limit <= 0:
+            return
+        self._started = True
+        try:
+            await self._admin.start()
+            await self._reader.start()
+            for topic in self._topics:
+                self._partitions += await topic_partitions(self._reader, topic)
+        except KafkaError as exc:
+            raise DependencyUnavailable(f"Kafka unreachable for the load's pacing: {type(exc).__name__}") from None
+
+    async def backlog(self) -> int:
+        """Transform's backlog; 0 (no pacing) when the broker cannot say after a few tries (a fresh broker
+        without a group coordinator yet), so the load never hangs on the pacing itself."""
+        for attempt in range(1, COORDINATOR_ATTEMPTS + 1):
+            try:
+                return await group_lag(self._admin, self._reader, self._partitions, self.group_id)
+            except KafkaError as exc:
+                if not exc.retriable or attempt == COORDINATOR_ATTEMPTS:
+                    log.warning("transform's backlog not read (%s): this chunk is loaded without pacing",
+                                type(exc).__name__)
+                    return 0
+                await asyncio.sleep(POLL_SECONDS)
+        return 0
+
+    async def wait(self) -> None:
+        started = time.monotonic()
+        if await wait_below(self._noted_backlog, self.limit):
+            waited = time.monotonic() - started
+            self.waited_seconds += waited
+            log.info("history load waited %.1f s for transform's backlog to fall to %d records "
+                     "(KMSYNC_BACKFILL_MAX_TRANSFORM_LAG): live rows are not queued behind it", waited, self.limit)
+
+    async def _noted_backlog(self) -> int:
+        """The backlog; said once a minute while the load waits on it (transform down: the load waits)."""
+        n = await self.backlog()
+        now = time.monotonic()
+        if n > self.limit and now >= self._next_note:
+            self._next_note = now + 60.0
+            # A warning, so `kmsync backfill` shows it without a logging set-up (Python's last-resort handler).
+            log.warning("history load waiting: transform's backlog is %d records (above %d, "
+                        "KMSYNC_BACKFILL_MAX_TRANSFORM_LAG; live rows go first); is transform running?", n, self.limit)
+        return n
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        await self._reader.stop()
+        await self._admin.close()
