@@ -24,7 +24,7 @@ class IngestSettings(CommonSettings):
     pull_interval_seconds: float = Field(default=60.0, gt=0)
     #: `kmsync backfill` loads its next chunk only while transform's backlog on the Kaltura topics is at most
     #: this many records, so live rows never queue behind a history load (backfill_pace.py); 0: no pacing.
-    backfill_max_transform_lag: int = Field(default=5_000, ge=0)
+    backfill_max_transform_lag: int = Field(default=3_000, ge=0)
     #: Transform's consumer group (its KMSYNC_TRANSFORM_APP_ID, before the topic prefix), whose backlog paces it.
     backfill_transform_group: str = Field(default="kmsync-transform", min_length=1)
     #: Set false to run push and file modes only (no scheduled pulls).
