@@ -8,9 +8,9 @@ loads its next chunk only while transform's backlog on the Kaltura topics — re
 transform's consumer group has committed — is at most ``KMSYNC_BACKFILL_MAX_TRANSFORM_LAG``. Live rows
 then wait behind at most that many records. 0 turns the pacing off (a load into a pipeline whose
 transform is not running, or a dedicated one). Transform's committed offsets move in steps (measured:
-every 1-1.5 s under a load): a limit of 2,000 held a million-row load to ~300 rows/s under a load,
-while 3,000 (the default) kept it just ahead of transform on a quiet machine instead of minutes ahead
-of it (docs/decisions.md, "Live before backfill").
+every 1.25-1.5 s): a limit of 2,000 held a million-row load to ~300 rows/s in an aborted run, while
+3,000 (the default) kept it just ahead of transform on a quiet machine instead of minutes ahead of it
+(docs/decisions.md, "Live before backfill").
 """
 
 from __future__ import annotations
