@@ -218,15 +218,20 @@ class KafkaProducer:
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Delivered | None]:
         """Queue one record; the future resolves with where it was stored, or raises ProduceError."""
-        return await self._enqueue([Record(topic, value, key, partition, headers)])
+        return await self.send_many([Record(topic, value, key, partition, headers)])
 
     async def send_batch(self, records: Sequence[Record]) -> None:
         """Every record acknowledged (in order per partition), or ProduceError."""
         if records:
-            await await_delivery(await self._enqueue(records))
+            await await_delivery(await self.send_many(records))
 
-    async def _enqueue(self, records: Sequence[Record]) -> asyncio.Future[Delivered | None]:
+    async def send_many(self, records: Sequence[Record]) -> asyncio.Future[Delivered | None]:
+        """Queue ``records`` (at least one); one future for all their acknowledgements (ProduceError if any fails)."""
         producer = self._running()
+        if not records:
+            done: asyncio.Future[Delivered | None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
         deliveries = _Deliveries(asyncio.get_running_loop(), len(records))
         self._pending.add(deliveries)
         deliveries.future.add_done_callback(lambda _: self._pending.discard(deliveries))

@@ -16,10 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
-
-from kmsync_kafka.partitioning import CachedKeyPartitioner
+from kmsync_kafka.producer import KafkaProducer, ProduceError, Record
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +25,9 @@ class PublishAbandoned(Exception):
     """Kafka did not acknowledge before a stop asked to give up; the records stay undecided."""
 
 
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    value: bytes | None
-    key: bytes | None
+#: A record for the sink's topics (topic, value, key): each goes to its key's partition, as the Java client
+#: and aiokafka put it (librdkafka's murmur2_random, docs/reference/streaming.md §3.1).
+Message = Record
 
 
 @dataclass(frozen=True)
@@ -41,58 +36,21 @@ class Backoff:
     max_seconds: float = 5.0
 
 
-#: Where a keyed record goes: the default partitioner's partition, each key hashed once.
-_PARTITIONER = CachedKeyPartitioner()
-
-
-async def _send_all(producer: AIOKafkaProducer, messages: Sequence[Message]) -> None:
-    """Every message in batches of its topic-partition, in order within each (one ``send_batch`` per
-    batch instead of a ``send`` and a future per record: aiokafka's per-record path was 14 % of the
-    sink's CPU, issue #22); the same partition as ``send`` would pick (the default partitioner's)."""
-    groups: dict[tuple[str, int], list[Message]] = {}
-    partitions: dict[str, list[int]] = {}
-    for m in messages:
-        known = partitions.get(m.topic)
-        if known is None:
-            known = partitions[m.topic] = sorted(await producer.partitions_for(m.topic))
-        groups.setdefault((m.topic, _PARTITIONER(m.key, known, known)), []).append(m)
-    futures: list[asyncio.Future[object]] = []
-    for (topic, partition), group in groups.items():
-        batch = producer.create_batch()
-        for m in group:
-            if batch.append(key=m.key, value=m.value, timestamp=None) is None:  # full: send it, start another
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                if batch.append(key=m.key, value=m.value, timestamp=None) is None:
-                    raise MessageSizeTooLargeError(f"a record of {len(m.value or b'')} bytes fits no batch")
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
-    try:
-        for future in futures:
-            await future
-    except BaseException:
-        for future in futures:  # their errors are this call's: never "exception was never retrieved"
-            future.add_done_callback(_retrieve)
-        raise
-
-
-def _retrieve(future: asyncio.Future[object]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 async def produce_until_acked(
-    producer: AIOKafkaProducer, messages: Sequence[Message], give_up: asyncio.Event,
+    producer: KafkaProducer, messages: Sequence[Message], give_up: asyncio.Event,
     backoff: Backoff = Backoff(),
 ) -> None:
     """Every message acknowledged (acks=all), retried through broker outages; raises
-    ``PublishAbandoned`` once ``give_up`` is set while some are not acknowledged."""
+    ``PublishAbandoned`` once ``give_up`` is set while some are not acknowledged, and a fatal
+    ``ProduceError`` (the producer can produce nothing more: the sink stops, its records undecided).
+    librdkafka batches per topic-partition and keeps each partition's order (idempotence)."""
     if not messages:
         return
     delay = backoff.first_seconds
     attempt = 0
     while True:
         attempt += 1
-        sending = asyncio.ensure_future(_send_all(producer, messages))
+        sending = asyncio.ensure_future(producer.send_batch(messages))
         stopper = asyncio.ensure_future(give_up.wait())
         try:
             await asyncio.wait({sending, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -103,7 +61,7 @@ async def produce_until_acked(
             stopper.cancel()
         if not sending.done():
             sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, KafkaError):
+            with contextlib.suppress(asyncio.CancelledError, ProduceError):
                 await sending
             raise PublishAbandoned(f"{len(messages)} record(s) not acknowledged by Kafka before the stop")
         try:
@@ -111,7 +69,9 @@ async def produce_until_acked(
             if attempt > 1:
                 log.info("kafka acknowledged %d record(s) after %d attempts", len(messages), attempt)
             return
-        except KafkaError as exc:
+        except ProduceError as exc:
+            if exc.fatal:
+                raise
             if give_up.is_set():
                 raise PublishAbandoned(f"Kafka unavailable at the stop: {exc!r}") from exc
             log.warning("kafka did not acknowledge %d record(s) (%r); sending again in %.1fs",

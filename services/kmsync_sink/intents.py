@@ -19,13 +19,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Protocol
-
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from typing import Any, Protocol
 
 from kmsync_contracts import encode
 from kmsync_contracts.outcomes import ActivityIntent
+from kmsync_kafka.producer import KafkaProducer, ProduceError
 from kmsync_sink.durable import Message, produce_until_acked
 from kmsync_sink.memory import ActivityWrites
 
@@ -61,7 +59,7 @@ class LedgerIntents:
 class IntentLog:
     """Writes intents and tombstones to ``marketo.activity-intents.v1`` and keeps the ledger in step."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, ledger: ActivityWrites) -> None:
+    def __init__(self, producer: KafkaProducer, topic: str, ledger: ActivityWrites) -> None:
         self.producer = producer
         self.topic = topic
         self.ledger = ledger
@@ -87,19 +85,18 @@ class IntentLog:
             task.add_done_callback(self._tasks.discard)
 
     async def _tombstones(self, op_ids: list[str]) -> None:
-        for op_id in op_ids:
-            try:
-                fut = await self.producer.send(self.topic, None, key=op_id.encode())
-            except KafkaError as exc:
-                log.info("intent tombstone not sent (%r); the operation is verified if replayed", exc)
-                return
-            fut.add_done_callback(_ignore_result)
+        try:  # queued in order behind their intents: the acknowledgement is not waited for
+            fut = await self.producer.send_many([Message(self.topic, None, op_id.encode()) for op_id in op_ids])
+        except ProduceError as exc:
+            log.info("intent tombstones not sent (%r); the operations are verified if replayed", exc)
+            return
+        fut.add_done_callback(_ignore_result)
 
     def for_worker(self, give_up: asyncio.Event) -> WorkerIntents:
         return WorkerIntents(self, give_up)
 
 
-def _ignore_result(fut: asyncio.Future[object]) -> None:
+def _ignore_result(fut: asyncio.Future[Any]) -> None:
     with contextlib.suppress(asyncio.CancelledError, Exception):
         fut.result()
 

@@ -12,10 +12,11 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from kmsync_contracts import ContractError, DeadLetter, encode, utc_now
 from kmsync_contracts.reasons import ReasonCode
+from kmsync_kafka.producer import KafkaProducer
 from kmsync_sink.decisions import Decision, to_dead_letter, to_outcome
 from kmsync_sink.durable import Message, produce_until_acked
 from kmsync_sink.intents import IntentLog
@@ -30,7 +31,7 @@ class OutcomePublisher:
         self.tracker = tracker
         self.metrics = metrics
         #: Set when the sink starts (the run's producer and intent log).
-        self.producer: AIOKafkaProducer | None = None
+        self.producer: KafkaProducer | None = None
         self.intent_log: IntentLog | None = None
         #: The backfill lane's topic (set by the sink): its outcomes are not live latency.
         self.backfill_topic: str | None = None

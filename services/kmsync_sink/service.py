@@ -20,7 +20,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -31,11 +31,10 @@ from kmsync_kafka.clients import (
     DEFAULT_ISOLATION,
     ensure_topics,
     manual_commit_consumer,
-    reliable_producer,
     topic_name,
 )
 from kmsync_kafka.lag import consumer_lags
-from kmsync_kafka.partitioning import CachedKeyPartitioner
+from kmsync_kafka.producer import KafkaProducer, producer_config
 from kmsync_sink.commits import CommitControl
 from kmsync_sink.intents import IntentLog
 from kmsync_sink.ledger_reader import LedgerReader
@@ -96,7 +95,7 @@ class MarketoSink:
                                      rng=rng, on_failure=self._worker_failed)
         self.router.backfill_topic = self.outcomes.backfill_topic = self.backfill_topic
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: KafkaProducer | None = None
         self._ledger_reader: LedgerReader | None = None
         self._failure: BaseException | None = None
 
@@ -123,8 +122,9 @@ class MarketoSink:
         self._stop = stop
         # The sink's own topic (intents.py): created here, so every deployment has it.
         await ensure_topics(s.kafka_bootstrap, (ACTIVITY_INTENTS, MARKETO_OPS_BACKFILL), s.topic_prefix)
-        # Outcomes, dead letters and intents are keyed by Munchkin id: each key hashed once (issue #22).
-        self._producer = reliable_producer(s.kafka_bootstrap, partitioner=CachedKeyPartitioner())
+        # Outcomes, dead letters and intents on librdkafka (issue #22): each key's partition as aiokafka and Java
+        # give it (murmur2), hashed in C; a broker outage is retried by durable.produce_until_acked.
+        self._producer = KafkaProducer(producer_config(s.kafka_bootstrap))
         await self._producer.start()
         self.intent_log = IntentLog(self._producer, self.intents_topic, self.ledger)
         self.outcomes.producer, self.outcomes.intent_log = self._producer, self.intent_log
