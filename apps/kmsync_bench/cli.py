@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import math
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -24,10 +25,19 @@ from kmsync_bench import sections
 from kmsync_bench.config import BACKFILL_INSTANCE, FULL, QUICK, BenchConfig
 from kmsync_bench.kafka_io import ResultsFollower
 from kmsync_bench.machine import code_version, describe_machine
-from kmsync_bench.report import Backfill, BackfillOnlyReport, BenchReport, Budget, stamp, write_report
+from kmsync_bench.report import (
+    Backfill,
+    BackfillOnlyReport,
+    BenchReport,
+    Budget,
+    Latency,
+    LatencyOnlyReport,
+    stamp,
+    write_report,
+)
 from kmsync_bench.sandbox import SandboxAdmin
 from kmsync_bench.stack import Stack, sandbox_limits
-from kmsync_bench.table import live_during_backfill_rows, render
+from kmsync_bench.table import latency_rows, live_during_backfill_rows, render
 from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_config.settings import CommonSettings
 from kmsync_sink.settings import SinkSettings
@@ -45,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backfill-rows", type=int, help="engagement rows loaded with kmsync backfill (1,000,000)")
     p.add_argument("--backfill-sessions", type=int, help="session CSVs the backfill rows are split into (20)")
     p.add_argument("--latency-seconds", type=float, help="how long the live stream runs")
-    p.add_argument("--only", choices=["live-backfill"],
-                   help="run section 5 alone (live during backfill); the report holds that section only")
+    p.add_argument("--only", choices=["live-backfill", "latency"],
+                   help="run one section alone: 5 (live during backfill) or 3 (latency); the report holds "
+                        "that section only")
     return p
 
 
@@ -128,19 +139,30 @@ async def measure_backfill_only(stack: Stack, cfg: BenchConfig, phases: Phases, 
         return await sections.backfill(stack, admin, follower, cfg, deadline - 15)
 
 
-def run_backfill_only(cfg: BenchConfig, out: Path, work: Path) -> BackfillOnlyReport:
+async def measure_latency_only(stack: Stack, cfg: BenchConfig, phases: Phases, deadline: float) -> Latency:
+    async with observing(stack) as (admin, follower):
+        phases.next("warm-up")
+        await sections.warm_up(stack, follower)
+        phases.next("latency")
+        return await sections.latency(stack, admin, follower, cfg, math.inf)
+
+
+def run_one_section(cfg: BenchConfig, out: Path, work: Path, section: str) -> BackfillOnlyReport | LatencyOnlyReport:
+    """`--only SECTION`: start the stack, run that section after the warm-up, write its report."""
     started, t0, code = SYSTEM_CLOCK.now(), SYSTEM_CLOCK.monotonic(), code_version()
     stack, phases = Stack(work, cfg), Phases()
+    measure_one = measure_backfill_only if section == "live-backfill" else measure_latency_only
     try:
         phases.next("start-up (broker, sandbox, services)")
         stack.start()
-        backfill = asyncio.run(measure_backfill_only(stack, cfg, phases, t0 + cfg.total_seconds))
+        result = asyncio.run(measure_one(stack, cfg, phases, t0 + cfg.total_seconds))
     finally:
         stack.stop()
-    report = BackfillOnlyReport(mode=cfg.mode, started_at=started, finished_at=SYSTEM_CLOCK.now(),
-                                wall_seconds=round(SYSTEM_CLOCK.monotonic() - t0, 1),
-                                machine=describe_machine(kafka_version()), code=code, config=cfg.model_dump(),
-                                backfill=backfill)
+    common: dict[str, Any] = dict(mode=cfg.mode, started_at=started, finished_at=SYSTEM_CLOCK.now(),
+                                  wall_seconds=round(SYSTEM_CLOCK.monotonic() - t0, 1),
+                                  machine=describe_machine(kafka_version()), code=code, config=cfg.model_dump())
+    report = BackfillOnlyReport(**common, backfill=result) if isinstance(result, Backfill) \
+        else LatencyOnlyReport(**common, latency=result)
     write_report(report, out)
     return report
 
@@ -206,18 +228,22 @@ def main(argv: list[str]) -> int:
         print(f"kmsync bench: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("bench/results") / f"{stamp(SYSTEM_CLOCK.now())}.json"
-    runner = run_backfill_only if args.only == "live-backfill" else run
+    def runner(work: Path) -> BenchReport | BackfillOnlyReport | LatencyOnlyReport:
+        return run(cfg, out, work) if args.only is None else run_one_section(cfg, out, work, args.only)
+
     try:
         if args.work_dir is not None:
-            report = runner(cfg, out, args.work_dir.resolve())
+            report = runner(args.work_dir.resolve())
         else:
             with tempfile.TemporaryDirectory(prefix="kmsync-bench-") as tmp:
-                report = runner(cfg, out, Path(tmp))
+                report = runner(Path(tmp))
     except (RuntimeError, OSError) as exc:
         print(f"kmsync bench failed: {exc}", file=sys.stderr)
         return 1
-    if isinstance(report, BackfillOnlyReport):
-        print("\n".join("  ".join(row) for row in live_during_backfill_rows(report.backfill)))
+    if not isinstance(report, BenchReport):
+        table = live_during_backfill_rows(report.backfill) if isinstance(report, BackfillOnlyReport) \
+            else latency_rows(report.latency)
+        print("\n".join("  ".join(row) for row in table))
         print(f"report: {out}")
         return 0
     print(render(report))

@@ -40,6 +40,10 @@ class BenchConfig(BaseModel):
     #: section 4, so the stream stays "well under" what the pipeline and the budget can carry) and how long.
     latency_rows_per_second: float = Field(gt=0)
     latency_seconds: float = Field(gt=0)
+    #: Section 3: seconds between the attendees' registrations being decided and the stream's start (the
+    #: rolling window, so the stream starts with the budget a session has; 0 in quick runs, which check
+    #: the mechanics, not the figure).
+    latency_quiet_seconds: float = Field(default=RATE_WINDOW_SECONDS, ge=0)
     #: Section 4: engagement rows pushed through ingest → transform → sink, limits lifted.
     capacity_rows: int = Field(ge=10)
     #: Section 5: engagement rows loaded with `kmsync backfill` under the real rolling limits, as one
@@ -75,7 +79,8 @@ def backfill_cap(config: BenchConfig) -> int:
 
 
 QUICK = BenchConfig(mode="quick", backlog_ops=3_000, shared_backlog_ops=1_500, sink_share=0.6,
-                    external_share=0.4, latency_rows_per_second=10, latency_seconds=8, capacity_rows=200,
+                    external_share=0.4, latency_rows_per_second=10, latency_seconds=8, latency_quiet_seconds=0,
+                    capacity_rows=200,
                     backfill_rows=4_000, backfill_sessions=2, backfill_bulk_min_records=1_000, backfill_share=1.0,
                     section_timeout_seconds=150, total_seconds=300)
 FULL = BenchConfig(mode="full", backlog_ops=50_000, shared_backlog_ops=40_000, sink_share=0.6,

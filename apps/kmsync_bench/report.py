@@ -151,12 +151,17 @@ class Latency(_Model):
     rows_per_second: float = Field(gt=0)
     seconds: float = Field(gt=0)
     rows: int = Field(ge=1)
-    #: Kaltura export time (source_time) → Marketo accepted (RecordOutcome.decided_at), all kinds.
+    #: Kaltura export time (source_time) → Marketo accepted (RecordOutcome.decided_at), all kinds, for
+    #: attendees who registered before the stream (the sink knows their lead ids).
     end_to_end: Dist
     by_kind: dict[str, Dist]
     calls_per_window_peak: int = Field(ge=0)
     path: str
     calls_series: CallSeries | None = None
+    #: The same stream for walk-ins kmsync never saw (a lead upsert for ids before each window's writes),
+    #: for ``walk_in_seconds``; None in reports from before 2026-12-06.
+    walk_in: Dist | None = None
+    walk_in_seconds: float | None = None
 
 
 class Passthrough(_Model):
@@ -300,7 +305,22 @@ class BackfillOnlyReport(_Model):
     backfill: Backfill
 
 
-def write_report(report: BenchReport | BackfillOnlyReport, path: Path) -> None:
+class LatencyOnlyReport(_Model):
+    """`kmsync bench --only latency`: section 3 alone (warm-up, then the live streams; the rate is not
+    capped by a capacity measured in the same run)."""
+
+    section: Literal["latency"] = "latency"
+    mode: Literal["quick", "full"]
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    wall_seconds: float = Field(gt=0)
+    machine: Machine
+    code: CodeVersion
+    config: dict[str, Any]
+    latency: Latency
+
+
+def write_report(report: BenchReport | BackfillOnlyReport | LatencyOnlyReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report.model_dump_json(indent=2) + "\n")
 

@@ -62,10 +62,11 @@ from kmsync_bench.sandbox import (
 )
 from kmsync_bench.stack import EVENT_IDS, Stack
 from kmsync_bench.stats import Distribution, distribution, rolling_window_usage, window_series
-from kmsync_bench.workload import PARTNER_ID, backlog, engagement_csv, engagement_csv_lines
+from kmsync_bench.workload import PARTNER_ID, attendee_ops, backlog, engagement_csv, engagement_csv_lines
 from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts.codecs import decode
+from kmsync_contracts.outcomes import RecordOutcome
 from kmsync_contracts.topics import MARKETO_OPS, SESSION_ENGAGEMENT
 from kmsync_kafka.reading import read_to_end
 
@@ -246,38 +247,84 @@ def live_rate(requested: float, capacity_events_per_second: float) -> int:
     return max(1, math.floor(min(requested, capacity_events_per_second / 2)))
 
 
-async def latency(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, cfg: BenchConfig,
-                  capacity_events_per_second: float) -> Latency:
-    munchkin = EFFICIENCY_INSTANCE
-    rows_per_tick = live_rate(cfg.latency_rows_per_second, capacity_events_per_second)
-    ticks = max(1, round(cfg.latency_seconds))
+#: Section 3's trickle tags: attendees who registered before the session (the case the target is for) and
+#: walk-ins kmsync has never seen (each of their windows first learns lead ids: one call more).
+REGISTERED_TAG, WALK_IN_TAG = "live", "walkin"
+
+
+async def register(stack: Stack, follower: ResultsFollower, cfg: BenchConfig, munchkin: str, tag: str,
+                   people: int) -> None:
+    """The trickle's attendees registered before their session, as at a real event (registration comes
+    first, then attendance): each one's lead upsert and Registered status, as transform emits them for a
+    registration, written and decided before the stream starts. The sink then knows their lead ids."""
+    at = SYSTEM_CLOCK.now()
+    ops = [op for i in range(people) for op in attendee_ops(i, munchkin, tag, at)[:2]]
+    op_ids = {op.op_id for op in ops}
+    await produce_ops(stack.bootstrap, ops)
+    if not await wait_until(lambda: op_ids <= follower.outcomes(munchkin).keys(), cfg.section_timeout_seconds,
+                            stack):
+        raise RuntimeError(f"latency: {len(op_ids - follower.outcomes(munchkin).keys())} of {len(op_ids)} "
+                           "registrations had no outcome")
+
+
+@dataclass
+class _Trickled:
+    outcomes: list[RecordOutcome]
+    start: float
+    end: float
+
+    def seconds(self) -> list[float]:
+        return [(o.decided_at - o.source_time).total_seconds() for o in self.outcomes]
+
+
+async def _trickle_outcomes(stack: Stack, follower: ResultsFollower, cfg: BenchConfig, munchkin: str, tag: str,
+                            rows_per_tick: int, ticks: int) -> _Trickled:
+    """One live stream (``trickle``) and its outcomes: each final engagement row gives one custom object and
+    one custom activity."""
     already = set(follower.outcomes(munchkin))
     start = SYSTEM_CLOCK.time()
-    await trickle(stack, "latency", "1_live", "live", rows_per_tick, ticks)
-    rows = ticks * rows_per_tick
-    expected = 2 * rows  # each final engagement row: one custom object and one custom activity
+    await trickle(stack, "latency", f"1_{tag}", tag, rows_per_tick, ticks)
+    expected = 2 * ticks * rows_per_tick
 
     def new() -> list[str]:
         return [k for k in follower.outcomes(munchkin) if k not in already]
 
     if not await wait_until(lambda: len(new()) >= expected, cfg.section_timeout_seconds, stack):
-        raise RuntimeError(f"latency: {len(new())} of {expected} outcomes arrived")
-    end = SYSTEM_CLOCK.time()
-    outcomes = [follower.outcomes(munchkin)[k] for k in new()]
-    seconds = [(o.decided_at - o.source_time).total_seconds() for o in outcomes]
+        raise RuntimeError(f"latency ({tag}): {len(new())} of {expected} outcomes arrived")
+    return _Trickled([follower.outcomes(munchkin)[k] for k in new()], start, SYSTEM_CLOCK.time())
+
+
+async def latency(stack: Stack, admin: SandboxAdmin, follower: ResultsFollower, cfg: BenchConfig,
+                  capacity_events_per_second: float) -> Latency:
+    """Section 3: registered attendees' engagement rows streamed live (the target), then walk-ins for half
+    as long (reported beside it)."""
+    munchkin = EFFICIENCY_INSTANCE
+    rows_per_tick = live_rate(cfg.latency_rows_per_second, capacity_events_per_second)
+    ticks = max(1, round(cfg.latency_seconds))
+    await register(stack, follower, cfg, munchkin, REGISTERED_TAG, ticks * rows_per_tick)
+    # Registration comes well before a session: the stream starts once the registrations' calls (and the
+    # sections' before them) have left the instance's rolling window, with the budget a session has.
+    await asyncio.sleep(cfg.latency_quiet_seconds)  # the budget's window passing, not synchronisation
+    live = await _trickle_outcomes(stack, follower, cfg, munchkin, REGISTERED_TAG, rows_per_tick, ticks)
     by_kind: dict[str, list[float]] = {}
-    for o, s in zip(outcomes, seconds, strict=True):
+    for o, s in zip(live.outcomes, live.seconds(), strict=True):
         by_kind.setdefault(o.kind, []).append(s)
     sink_times = await admin.call_times(munchkin, CLIENT_ID)
-    usage = rolling_window_usage(sink_times, RATE_WINDOW_SECONDS, start, end)
+    usage = rolling_window_usage(sink_times, RATE_WINDOW_SECONDS, live.start, live.end)
+    walk_in = await _trickle_outcomes(stack, follower, cfg, munchkin, WALK_IN_TAG, rows_per_tick,
+                                      max(1, ticks // 2))
     return Latency(
         requested_rows_per_second=cfg.latency_rows_per_second, rows_per_second=float(rows_per_tick),
-        seconds=float(ticks), rows=rows, end_to_end=_dist(distribution(seconds)),
+        seconds=float(ticks), rows=ticks * rows_per_tick, end_to_end=_dist(distribution(live.seconds())),
         by_kind={k: _dist(distribution(v)) for k, v in by_kind.items()}, calls_per_window_peak=usage.peak,
-        calls_series=calls_series(sink_times, None, start, end),
-        path=("report 4021 CSV posted to ingest each second with exported_at = now (Kaltura's source_time) → "
-              "kaltura.session-engagement.v1 → transform → marketo.ops.v1 → sink (window age limit "
-              "5 s) → Marketo accepted; decided_at from marketo.results.v1"))
+        calls_series=calls_series(sink_times, None, live.start, live.end),
+        walk_in=_dist(distribution(walk_in.seconds())), walk_in_seconds=float(max(1, ticks // 2)),
+        path=("attendees registered first (their lead upserts and Registered statuses decided before the stream, "
+              "as at a real event); then report 4021 CSV posted to ingest each second with exported_at = now "
+              "(Kaltura's source_time) → kaltura.session-engagement.v1 → transform → marketo.ops.v1 → sink "
+              "(adaptive windows: a custom object call and a custom activity call per window) → Marketo accepted; "
+              "decided_at from marketo.results.v1. walk_in: the same stream for people kmsync never saw (each "
+              "window first upserts their leads for ids: three calls)"))
 
 
 def steady_rate(times: list[float]) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kmsync_bench.report import Backfill, BenchReport
+from kmsync_bench.report import Backfill, BenchReport, Latency
 
 
 def _pct(x: float) -> str:
@@ -28,9 +28,7 @@ def rows(report: BenchReport) -> list[tuple[str, str, str]]:
                            f"mean {_pct(phase.mean_share_of_configured)})",
                     f"606: {phase.sink_606}, 615: {phase.sink_615}; instance peak "
                     f"{phase.instance_peak_per_window}/{phase.instance_limit_per_window}{ext}"))
-    d = lat.end_to_end
-    out.append(("3 latency", f"p50 {d.p50:.2f} s, p95 {d.p95:.2f} s, p99 {d.p99:.2f} s",
-                f"{lat.rows_per_second:.0f} rows/s for {lat.seconds:.0f} s, {d.count} outcomes"))
+    out += latency_rows(lat)
     rss = ", ".join(f"{k} {v:.0f}" for k, v in sorted(cap.peak_rss_mib.items()))
     out.append(("4 capacity", f"{cap.events_per_second:,.0f} events/s, steady {cap.steady_events_per_second:,.0f}"
                               f" ({cap.rows:,} rows"
@@ -52,6 +50,13 @@ def rows(report: BenchReport) -> list[tuple[str, str, str]]:
                 f"{rest.seconds_at_rate_limit / 60:.0f} min at the rate limit; peak {bf.peak_calls_per_window}/20 s"))
     out += live_during_backfill_rows(bf)
     return out
+
+
+def latency_rows(lat: Latency) -> list[tuple[str, str, str]]:
+    d = lat.end_to_end
+    walk_in = "" if lat.walk_in is None else f"; walk-ins p95 {lat.walk_in.p95:.2f} s"
+    return [("3 latency", f"p50 {d.p50:.2f} s, p95 {d.p95:.2f} s, p99 {d.p99:.2f} s",
+             f"{lat.rows_per_second:.0f} rows/s for {lat.seconds:.0f} s, {d.count} outcomes{walk_in}")]
 
 
 def live_during_backfill_rows(bf: Backfill) -> list[tuple[str, str, str]]:

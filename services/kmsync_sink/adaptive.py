@@ -9,8 +9,12 @@ closes early only when nothing more is coming and the budget has room for its ca
 - **The budget has room.** The lane's limiter room (calls it could start now without waiting for the
   rolling window, ``InstanceLimiter.room``) covers the window's calls (estimated from recent windows).
   With at least half the lane's limit free the window closes after ``min_linger`` (a burst's records
-  arrive together); with less, windows are paced so their calls fit the lane's sustainable rate: one
-  window per (calls per window × window seconds / limit), so a steady trickle never outruns the limiter.
+  arrive together); with less, windows are paced so their calls fit the lane's sustainable rate: at most
+  one window per (calls per window × window seconds / limit), counted from the previous window's close,
+  so a steady trickle never outruns the limiter. The pace is kept between closes, not added to each
+  window's first record: a burst that comes once a second, when the pace allows a window every 0.8 s,
+  goes out after the linger instead of waiting 0.8 s more (issue #18: section 3's bursts waited 1.2 s,
+  then the next burst with them, one window per 2 s).
 """
 
 from __future__ import annotations
@@ -32,19 +36,22 @@ class BudgetView:
 
 
 def early_close_in(
-    ready: int, oldest_age: float, lag: int, budget: BudgetView, calls_per_window: float, min_linger: float
+    ready: int, oldest_age: float, since_close: float, lag: int, budget: BudgetView, calls_per_window: float,
+    min_linger: float,
 ) -> float | None:
     """Seconds from now at which the window may close early (≤ 0: now), or None when it must wait for
-    the usual count, bytes or age limits (a backlog, or no room in the budget for its calls)."""
+    the usual count, bytes or age limits (a backlog, or no room in the budget for its calls).
+    ``oldest_age``: seconds since the window's oldest record arrived; ``since_close``: since the lane's
+    previous window closed (``math.inf`` before the first)."""
     if ready <= 0 or lag > 0 or budget.limit <= 0:
         return None
     if budget.room < max(1.0, calls_per_window):
         return None
+    linger = min_linger - oldest_age
     if 2 * budget.room >= budget.limit:
-        linger = min_linger
-    else:
-        linger = max(min_linger, calls_per_window * budget.window_seconds / budget.limit)
-    return linger - oldest_age
+        return linger
+    pace = calls_per_window * budget.window_seconds / budget.limit
+    return max(linger, pace - since_close)
 
 
 def live_pacing_limit(effective: int, backfill_cap: int, backfill_active: bool) -> int:

@@ -107,7 +107,7 @@ class InstanceRouter:
     def note_lags(self, lags: dict[tuple[str, int], int]) -> None:
         """Each worker's lag: what Kafka holds for its partitions and the sink has not read (adaptive windows)."""
         for worker in self.workers.values():
-            worker.lag = sum(lags.get(tp, 0) for tp in worker.partitions)
+            worker.note_lag(sum(lags.get(tp, 0) for tp in worker.partitions))
 
     def lane_of(self, topic: str) -> Lane:
         return BACKFILL if topic == self.backfill_topic else LIVE

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -138,8 +139,8 @@ class InstanceWorker:
         #: (topic, partition) of every record this worker was given.
         self.partitions: set[tuple[str, int]] = set()
         #: Records Kafka holds for those partitions that the sink has not read (set by the router), and
-        #: calls per window averaged over recent windows (adaptive.py).
-        self.lag, self._calls_per_window = 0, 3.0
+        #: calls per window averaged over recent windows, and when the last window closed (adaptive.py).
+        self.lag, self._calls_per_window, self._closed_at = 0, 3.0, -math.inf
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -179,6 +180,14 @@ class InstanceWorker:
         self.partitions.add((p.source.topic, p.source.partition))
         self.window.add(p)
         self._wake.set()
+
+    def note_lag(self, lag: int) -> None:
+        """What Kafka holds for this worker's partitions that the sink has not read (the router, after each
+        poll). A lag that falls to 0 wakes the loop: a window that waited for the rest of a burst may close
+        early now, not only when the next record or its age limit comes."""
+        if self.lag > 0 and lag == 0 and len(self.window):
+            self._wake.set()
+        self.lag = lag
 
     @property
     def buffered(self) -> int:
@@ -228,6 +237,7 @@ class InstanceWorker:
             # A task of its own, awaited through a shield: cancelling the loop (a hard stop) lets the
             # calls already started finish and publish their outcomes, so a custom activity Marketo
             # accepted always reaches the ledger; stop() bounds how long that may take.
+            self._closed_at = now
             self._window_task = asyncio.create_task(self._one_window(reason, now))
             await asyncio.shield(self._window_task)
 
@@ -247,7 +257,7 @@ class InstanceWorker:
         limit = live_pacing_limit(limiter.effective_window_limit, limiter.backfill_window_limit,
                                   limiter.backfill_active())
         budget = BudgetView(limiter.room(self.lane), limit, limiter.settings.rate_window_seconds)
-        return early_close_in(1, now - oldest, self.lag, budget, self._calls_per_window,
+        return early_close_in(1, now - oldest, now - self._closed_at, self.lag, budget, self._calls_per_window,
                               self.settings.window_min_linger_seconds)
 
     async def _maybe_reconcile(self, now: float) -> None:

@@ -49,6 +49,10 @@ def test_quick_bench_measures_every_section(tmp_path: Path) -> None:
     lat = report.latency.end_to_end
     assert lat.count == 2 * report.latency.rows
     assert 0 < lat.p50 <= lat.p95 <= lat.p99 <= lat.max < 60
+    # ... for registered attendees (their lead ids known: no lead call in the stream) and for walk-ins.
+    walk_in = report.latency.walk_in
+    assert walk_in is not None and report.latency.walk_in_seconds is not None
+    assert walk_in.count == 2 * report.latency.rows_per_second * report.latency.walk_in_seconds
 
     # 4. Capacity with each service's peak RSS, the sink's limiter lifted too (no 90-per-20 s ceiling).
     cap = report.capacity

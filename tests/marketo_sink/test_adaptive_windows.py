@@ -3,6 +3,7 @@ and room in the budget; the pace follows the budget, not a fixed age."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -12,30 +13,42 @@ from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_
 from kmsync_sink.planner import PlannerConfig, plan_window
 
 IDLE = BudgetView(room=90, limit=90, window_seconds=20.0)
+INF = math.inf  # no window closed yet
 
 
 def test_an_idle_budget_and_no_lag_close_a_window_after_the_short_linger() -> None:
-    assert early_close_in(2, 0.0, 0, IDLE, 3.0, 0.1) == pytest.approx(0.1)
-    assert early_close_in(2, 0.15, 0, IDLE, 3.0, 0.1) == pytest.approx(-0.05)  # due now
+    assert early_close_in(2, 0.0, INF, 0, IDLE, 3.0, 0.1) == pytest.approx(0.1)
+    assert early_close_in(2, 0.15, INF, 0, IDLE, 3.0, 0.1) == pytest.approx(-0.05)  # due now
 
 
 def test_a_backlog_fills_the_window_as_before() -> None:
-    assert early_close_in(2, 10.0, 1, IDLE, 3.0, 0.1) is None
-    assert early_close_in(0, 10.0, 0, IDLE, 3.0, 0.1) is None
+    assert early_close_in(2, 10.0, INF, 1, IDLE, 3.0, 0.1) is None
+    assert early_close_in(0, 10.0, INF, 0, IDLE, 3.0, 0.1) is None
 
 
 def test_no_room_for_the_windows_calls_means_no_early_close() -> None:
-    assert early_close_in(5, 3.0, 0, BudgetView(room=2, limit=90, window_seconds=20.0), 3.0, 0.1) is None
-    assert early_close_in(5, 3.0, 0, BudgetView(room=0, limit=90, window_seconds=20.0), 1.0, 0.1) is None
+    assert early_close_in(5, 3.0, INF, 0, BudgetView(room=2, limit=90, window_seconds=20.0), 3.0, 0.1) is None
+    assert early_close_in(5, 3.0, INF, 0, BudgetView(room=0, limit=90, window_seconds=20.0), 1.0, 0.1) is None
 
 
 def test_with_less_than_half_the_budget_free_windows_are_paced_to_the_sustainable_rate() -> None:
     busy = BudgetView(room=30, limit=90, window_seconds=20.0)
-    # 3 calls per window at 90 calls / 20 s: one window every 0.67 s keeps within the limit.
-    assert early_close_in(2, 0.0, 0, busy, 3.0, 0.1) == pytest.approx(3 * 20 / 90)
-    # The backfill lane's smaller limit paces it slower.
-    assert early_close_in(2, 0.0, 0, BudgetView(room=8, limit=27, window_seconds=20.0), 3.0, 0.1) == \
+    # 3 calls per window at 90 calls / 20 s: one window every 0.67 s keeps within the limit, counted from
+    # the previous window's close.
+    assert early_close_in(2, 0.0, 0.0, 0, busy, 3.0, 0.1) == pytest.approx(3 * 20 / 90)
+    assert early_close_in(2, 0.0, 0.5, 0, busy, 3.0, 0.1) == pytest.approx(3 * 20 / 90 - 0.5)
+    # A smaller limit paces slower.
+    assert early_close_in(2, 0.0, 0.0, 0, BudgetView(room=8, limit=27, window_seconds=20.0), 3.0, 0.1) == \
         pytest.approx(3 * 20 / 27)
+
+
+def test_the_pace_is_kept_between_closes_not_added_to_each_window() -> None:
+    """A burst once a second, 2 calls per window against 50 calls / 20 s (one window per 0.8 s): the burst
+    arriving 1 s after the last close goes out after the linger, not 0.8 s later (issue #18, section 3)."""
+    busy = BudgetView(room=10, limit=50, window_seconds=20.0)
+    assert early_close_in(20, 0.0, 1.0, 0, busy, 2.0, 0.1) == pytest.approx(0.1)
+    # 0.3 s after the last close the pace still holds it back 0.5 s.
+    assert early_close_in(20, 0.0, 0.3, 0, busy, 2.0, 0.1) == pytest.approx(0.5)
 
 
 def test_a_trickle_never_outruns_the_limit() -> None:
@@ -43,7 +56,7 @@ def test_a_trickle_never_outruns_the_limit() -> None:
     started in any 20 s stay within the limit, and records wait well under a second on average."""
     limit, window, rate, calls = 90, 20.0, 20.0, 3
     starts: list[float] = []
-    t, pending_since, waits = 0.0, None, []
+    t, pending_since, waits, closed = 0.0, None, [], -math.inf
     step = 0.01
     while t < 120.0:
         arrived = int((t + step) * rate) - int(t * rate)
@@ -52,9 +65,10 @@ def test_a_trickle_never_outruns_the_limit() -> None:
         if pending_since is not None:
             used = sum(1 for s in starts if s > t - window)
             budget = BudgetView(room=max(0, limit - used), limit=limit, window_seconds=window)
-            due = early_close_in(1, t - pending_since, 0, budget, calls, 0.1)
+            due = early_close_in(1, t - pending_since, t - closed, 0, budget, calls, 0.1)
             if due is not None and due <= 0:
                 starts += [t] * calls
+                closed = t
                 waits.append(t - pending_since)
                 pending_since = None
         t += step
@@ -93,7 +107,7 @@ def test_live_paces_against_the_limit_less_an_active_backfills_share() -> None:
     assert live_pacing_limit(effective=90, backfill_cap=27, backfill_active=True) == 63
     # With the backfill active, a 2-call live window paces at one per 2 × 20 / 63 s instead of 2 × 20 / 90 s.
     busy = BudgetView(room=30, limit=live_pacing_limit(90, 27, True), window_seconds=20.0)
-    assert early_close_in(2, 0.0, 0, busy, 2.0, 0.1) == pytest.approx(2 * 20 / 63)
+    assert early_close_in(2, 0.0, 0.0, 0, busy, 2.0, 0.1) == pytest.approx(2 * 20 / 63)
 
 
 @pytest.mark.parametrize("lane", ["live", "backfill"])
@@ -121,3 +135,28 @@ def test_only_live_windows_close_early(ops: Any, lane: str) -> None:
         assert due is not None and due <= 0.1  # idle budget, nothing waiting: closes after the linger
     else:
         assert due is None  # waits for count, bytes or age
+
+
+def test_a_lag_falling_to_zero_wakes_a_window_that_waited_for_the_rest_of_a_burst(ops: Any) -> None:
+    # Without the wake, the window slept until the next record or its 5 s age limit (section 3's p99 of 6 s).
+    import random
+
+    from kmsync_sink.memory import ActivityWrites
+    from kmsync_sink.metrics import SinkMetrics
+    from kmsync_sink.settings import WindowSettings
+    from kmsync_sink.worker import InstanceWorker, WorkerContext
+
+    from .test_pipeline import A, Published, RestWriter
+    from .test_pipeline import Marketo as MemoryMarketo
+
+    context = WorkerContext(WindowSettings(window_max_age_seconds=5.0, sink_usage_reconcile_minutes=0),
+                            ActivityWrites(), Published(), SinkMetrics(), lambda: 100.0)
+    worker = InstanceWorker(A, RestWriter(MemoryMarketo()), context, rng=random.Random(7))
+    worker.note_lag(40)
+    worker.add(ops.pending(ops.lead("a@x.com", munchkin=A), arrived=99.0))
+    assert worker._early_close(100.0) is None  # more of the burst is coming: wait
+    worker._wake.clear()  # the loop went to sleep
+    worker.note_lag(0)
+    assert worker._wake.is_set()
+    due = worker._early_close(100.0)
+    assert due is not None and due <= 0.1
