@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import math
 import random
 from collections import deque
 from collections.abc import AsyncIterator
@@ -359,6 +360,19 @@ class InstanceLimiter:
             free = min(max(0, free - self.live_reserve),
                        max(0, self.backfill_window_limit - self._lane_log.count(mono)))
         return free
+
+    def seconds_until_room(self, calls: int, lane: Lane = LIVE) -> float:
+        """Seconds until ``room(lane)`` reaches ``calls`` if nothing else starts meanwhile (inf while parked):
+        when an adaptive window that waits for room may close."""
+        mono = self.clock.monotonic()
+        if self._parked_until is not None:
+            return math.inf
+        paused = max(0.0, self._paused_until - mono)
+        limit = self.effective_window_limit
+        if lane == BACKFILL:
+            return max(paused, self._log.delay(mono, max(1, limit - self.live_reserve - calls + 1)),
+                       self._lane_log.delay(mono, max(1, self.backfill_window_limit - calls + 1)))
+        return max(paused, self._log.delay(mono, max(1, limit - calls + 1)))
 
     @property
     def live_reserve(self) -> int:

@@ -7,7 +7,9 @@ closes early only when nothing more is coming and the budget has room for its ca
 - **Nothing more is waiting.** The lane's consumer lag (records in Kafka not read yet) is 0. Under a
   backlog the count, bytes and age limits apply as before: windows fill to 300 (or the bulk size).
 - **The budget has room.** The lane's limiter room (calls it could start now without waiting for the
-  rolling window, ``InstanceLimiter.room``) covers the window's calls (estimated from recent windows).
+  rolling window, ``InstanceLimiter.room``) covers the window's calls (estimated from recent windows);
+  without it the window closes when the rolling window frees that room (``seconds_until_room``), not at
+  its age limit (issue #18: walk-ins right after a stream waited their 5 s age).
   With at least half the lane's limit free the window closes after ``min_linger`` (a burst's records
   arrive together); with less, windows are paced so their calls fit the lane's sustainable rate: at most
   one window per (calls per window × window seconds / limit), counted from the previous window's close,
@@ -33,6 +35,8 @@ class BudgetView:
     limit: int
     #: The rolling window, in seconds.
     window_seconds: float
+    #: Seconds until the room covers the window's calls (``InstanceLimiter.seconds_until_room``; inf: unknown).
+    room_in: float = math.inf
 
 
 def early_close_in(
@@ -45,9 +49,11 @@ def early_close_in(
     previous window closed (``math.inf`` before the first)."""
     if ready <= 0 or lag > 0 or budget.limit <= 0:
         return None
-    if budget.room < max(1.0, calls_per_window):
-        return None
     linger = min_linger - oldest_age
+    if budget.room < max(1.0, calls_per_window):
+        # No room for its calls now: close when the rolling window frees it (more records may join until
+        # then), or on the usual limits when that time is unknown.
+        return None if math.isinf(budget.room_in) else max(linger, budget.room_in)
     if 2 * budget.room >= budget.limit:
         return linger
     pace = calls_per_window * budget.window_seconds / budget.limit

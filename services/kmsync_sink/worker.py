@@ -256,7 +256,8 @@ class InstanceWorker:
         limiter = self.writer.limiter
         limit = live_pacing_limit(limiter.effective_window_limit, limiter.backfill_window_limit,
                                   limiter.backfill_active())
-        budget = BudgetView(limiter.room(self.lane), limit, limiter.settings.rate_window_seconds)
+        budget = BudgetView(limiter.room(self.lane), limit, limiter.settings.rate_window_seconds,
+                            limiter.seconds_until_room(math.ceil(self._calls_per_window), self.lane))
         return early_close_in(1, now - oldest, now - self._closed_at, self.lag, budget, self._calls_per_window,
                               self.settings.window_min_linger_seconds)
 

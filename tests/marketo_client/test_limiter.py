@@ -336,3 +336,20 @@ def test_throttle_tally_counts_only_the_calls_sent_since_the_last_decrease() -> 
     assert tally.counts(now=6.0, since=float("-inf")) == (5, 2)
     assert tally.counts(now=6.0, since=3.0) == (2, 1)  # started after the decrease
     assert tally.counts(now=23.5, since=float("-inf")) == (2, 1)  # starts ≤ 3.5 left the window
+
+
+async def test_the_limiter_says_when_room_for_a_windows_calls_comes() -> None:
+    """What an adaptive window that waits for room reads (kmsync_sink.adaptive): with ten calls at t = 0..9 s
+    and 10 per 20 s, room for 3 comes when the first three leave the window, at t = 22 s (plus the log's
+    safety margin of a fraction of a second)."""
+    clock = FakeClock()
+    limiter = _limiter(clock, rate_limit_calls=20, share=0.5, rate_headroom_calls=0)
+    for _ in range(10):
+        async with limiter.slot():
+            pass
+        clock.advance(1.0)
+    assert clock.monotonic() == 10.0 and limiter.room() == 0
+    until_3, until_1 = limiter.seconds_until_room(3), limiter.seconds_until_room(1)
+    assert 12.0 <= until_3 <= 12.5 and until_3 - until_1 == pytest.approx(2.0)
+    clock.advance(until_3)
+    assert limiter.room() == 3 and limiter.seconds_until_room(3) == 0.0

@@ -26,7 +26,10 @@ def test_a_backlog_fills_the_window_as_before() -> None:
     assert early_close_in(0, 10.0, INF, 0, IDLE, 3.0, 0.1) is None
 
 
-def test_no_room_for_the_windows_calls_means_no_early_close() -> None:
+def test_no_room_for_the_windows_calls_closes_it_when_the_rolling_window_frees_the_room() -> None:
+    assert early_close_in(5, 3.0, INF, 0, BudgetView(room=2, limit=90, window_seconds=20.0, room_in=1.5),
+                          3.0, 0.1) == pytest.approx(1.5)
+    # Not known (the default): the usual count, bytes and age limits.
     assert early_close_in(5, 3.0, INF, 0, BudgetView(room=2, limit=90, window_seconds=20.0), 3.0, 0.1) is None
     assert early_close_in(5, 3.0, INF, 0, BudgetView(room=0, limit=90, window_seconds=20.0), 1.0, 0.1) is None
 
