@@ -35,6 +35,9 @@ LIBRDKAFKA_LOG = logging.getLogger("kmsync_kafka.librdkafka")
 #: How long one ``poll()`` of the delivery thread blocks when there is nothing to deliver.
 POLL_SECONDS = 0.1
 
+#: Between two metadata requests for a topic the broker does not know yet.
+METADATA_RETRY_SECONDS = 0.1
+
 
 class ProduceError(Exception):
     """Kafka did not acknowledge (or the producer could not take) a record. ``fatal``: the producer can
@@ -194,17 +197,23 @@ class KafkaProducer:
         return bool(metadata.brokers)
 
     async def partition_count(self, topic: str, within_seconds: float = 10.0) -> int:
-        """How many partitions ``topic`` has, from the broker's metadata; ProduceError if unknown."""
+        """How many partitions ``topic`` has, from the broker's metadata; asked again while the broker does not
+        know it yet (a topic just created), as aiokafka's ``partitions_for`` does; ProduceError after that."""
         producer = self._running()
-        try:
-            metadata = await asyncio.to_thread(producer.list_topics, topic, within_seconds)
-        except KafkaException as exc:
-            raise ProduceError.of(exc.args[0], f"no metadata for {topic}") from exc
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None or not found.partitions:
-            what = found.error.name() if found is not None and found.error is not None else "no partitions"
-            raise ProduceError(f"no partitions for {topic}: {what}", code=what)
-        return len(found.partitions)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_seconds
+        while True:
+            try:
+                metadata = await asyncio.to_thread(producer.list_topics, topic, max(0.1, deadline - loop.time()))
+            except KafkaException as exc:
+                raise ProduceError.of(exc.args[0], f"no metadata for {topic}") from exc
+            found = metadata.topics.get(topic)
+            if found is not None and found.error is None and found.partitions:
+                return len(found.partitions)
+            if loop.time() >= deadline:
+                what = found.error.name() if found is not None and found.error is not None else "no partitions"
+                raise ProduceError(f"no partitions for {topic} within {within_seconds:g}s: {what}", code=what)
+            await asyncio.sleep(METADATA_RETRY_SECONDS)
 
     def _running(self) -> Producer:
         if self._fatal is not None:

@@ -5,6 +5,10 @@ only once Kafka has acknowledged every record, so ingest never answers success f
 Kafka did not store (architecture.md principle 1). When Kafka does not acknowledge within the
 configured time, ``KafkaUnavailable`` is raised and the caller answers 503 / does not advance
 its watermark.
+
+Plain sends go through kmsync_kafka.producer (confluent-kafka, issue #22; each key on the partition
+aiokafka and Java give it, docs/reference/streaming.md §3.1); the pull pages' transactions still run
+on aiokafka's transactional producer (fencing on start: coordination.py, ownership.py).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from kmsync_contracts.topics import (
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_ingest.partitioning import partition_for
 from kmsync_kafka import ensure_topics, reliable_producer, topic_name
+from kmsync_kafka.producer import KafkaProducer, ProduceError, Record, await_delivery, producer_config
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +110,7 @@ class Publisher:
         self.batch_size = batch_size
         #: When set, ``send_atomically`` writes in Kafka transactions under this id (pull pages).
         self.transactional_id = transactional_id
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: KafkaProducer | None = None
         self._tx: AIOKafkaProducer | None = None
         self._tx_lock = asyncio.Lock()
         self.kafka_ok = False
@@ -152,9 +157,10 @@ class Publisher:
                     partitions=self.coordination_partitions,
                 ), self.ack_timeout * 3)
             timeout_ms = int(self.ack_timeout * 1000)
-            producer = reliable_producer(self.bootstrap, request_timeout_ms=timeout_ms)
-            await asyncio.wait_for(producer.start(), self.ack_timeout * 3)
-        except (KafkaError, OSError, TimeoutError) as exc:
+            producer = KafkaProducer(producer_config(
+                self.bootstrap, **{"request.timeout.ms": timeout_ms, "message.timeout.ms": timeout_ms}))
+            await producer.start(self.ack_timeout * 3)
+        except (KafkaError, ProduceError, OSError, TimeoutError) as exc:
             raise KafkaUnavailable(f"cannot reach Kafka at {self.bootstrap}: {exc!r}") from exc
         self._producer = producer
         if self.transactional_id is not None:
@@ -174,9 +180,11 @@ class Publisher:
             # A page still running after its partition was released must not start a producer
             # under the partition's id again: that would fence the partition's new owner.
             self.broken = True
-        for p in (tx, producer):
-            if p is not None:
-                await self._discard(p)
+        if tx is not None:
+            await self._discard(tx)
+        if producer is not None:
+            # Bounded: against a dead broker what is still queued fails after ack_timeout.
+            await producer.stop(self.ack_timeout)
 
     async def _discard(self, producer: AIOKafkaProducer) -> None:
         # stop() flushes; against a dead broker an idempotent producer would wait for ever.
@@ -191,11 +199,7 @@ class Publisher:
         """Can the producer reach a broker right now? (for /readyz)."""
         if self._producer is None:
             return False
-        try:
-            ok = await asyncio.wait_for(self._producer.client.fetch_all_metadata(), 2.0)
-        except (KafkaError, OSError, TimeoutError):
-            return False
-        return bool(ok.brokers())
+        return await self._producer.probe(2.0)
 
     async def publish(self, records: Sequence[KalturaRecord]) -> None:
         """Produce contract records keyed partner:event:user and wait for every ack."""
@@ -265,8 +269,8 @@ class Publisher:
             self.metrics.records_out.labels(stream).inc(n)
 
     async def _send_all(self, producer: AIOKafkaProducer, items: Sequence[Outgoing]) -> list[asyncio.Future[object]]:
-        """Send every item, each encoded once, on the partition Kafka's default partitioner would
-        pick for its key (kmsync_ingest.partitioning: the same partition, hashed once per key);
+        """In a transaction (aiokafka): every item, each encoded once, on the partition Kafka's default
+        partitioner would pick for its key (kmsync_ingest.partitioning: the same partition, hashed once per key);
         the futures of their acknowledgements."""
         counts: dict[str, int] = {}
         futures: list[asyncio.Future[object]] = []
@@ -285,11 +289,10 @@ class Publisher:
         if producer is None:
             raise KafkaUnavailable("the Kafka producer is not running")
         try:
-            future = await asyncio.wait_for(producer.send(
-                self.topic(item.spec), encode(item.value), key=item.key.encode(), partition=partition,
-            ), self.ack_timeout)
-            await asyncio.wait_for(future, self.ack_timeout)
-        except (KafkaError, OSError, TimeoutError) as exc:
+            future = await producer.send(self.topic(item.spec), encode(item.value), item.key.encode(),
+                                         partition=partition)
+            await asyncio.wait_for(await_delivery(future), self.ack_timeout)
+        except (ProduceError, TimeoutError) as exc:
             self._failed()
             raise KafkaUnavailable(f"Kafka did not acknowledge a record within {self.ack_timeout:g}s: {exc!r}") from exc
         self._succeeded([item])
@@ -300,10 +303,9 @@ class Publisher:
         if producer is None:
             raise KafkaUnavailable("the Kafka producer is not running")
         try:
-            parts = await asyncio.wait_for(producer.partitions_for(self.topic(spec)), self.ack_timeout)
-        except (KafkaError, OSError, TimeoutError) as exc:
+            return await producer.partition_count(self.topic(spec), self.ack_timeout)
+        except ProduceError as exc:
             raise KafkaUnavailable(f"cannot read the partitions of {self.topic(spec)}: {exc!r}") from exc
-        return len(parts)
 
     async def send(self, items: Sequence[Outgoing]) -> None:
         for start in range(0, len(items), self.batch_size):
@@ -314,12 +316,11 @@ class Publisher:
         if producer is None:
             raise KafkaUnavailable("the Kafka producer is not running")
 
-        async def send_and_wait() -> None:
-            await asyncio.gather(*await self._send_all(producer, items))
-
+        # Each key on its partition by librdkafka's murmur2_random: kmsync_ingest.partitioning's, hashed in C.
+        records = [Record(self.topic(i.spec), encode(i.value), i.key.encode()) for i in items]
         try:
-            await asyncio.wait_for(send_and_wait(), self.ack_timeout)
-        except (KafkaError, OSError, TimeoutError) as exc:
+            await asyncio.wait_for(producer.send_batch(records), self.ack_timeout)
+        except (ProduceError, TimeoutError) as exc:
             self._failed()
             raise KafkaUnavailable(
                 f"Kafka did not acknowledge {len(items)} record(s) within {self.ack_timeout:g}s: {exc!r}"

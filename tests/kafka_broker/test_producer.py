@@ -53,11 +53,11 @@ async def test_every_key_lands_on_the_partition_aiokafka_and_java_give_it(
 async def test_records_are_acknowledged_in_order_with_explicit_partitions_and_headers(
     kafka_broker: KafkaBroker, topic_prefix: str
 ) -> None:
-    await ensure_topics(kafka_broker.bootstrap, (MARKETO_DLQ,), topic_prefix, partitions=3)
-    topic = topic_name(MARKETO_DLQ, topic_prefix)
     producer = KafkaProducer(producer_config(kafka_broker.bootstrap, **{"batch.size": 2_000}))
     await producer.start()
-    try:
+    await ensure_topics(kafka_broker.bootstrap, (MARKETO_DLQ,), topic_prefix, partitions=3)
+    topic = topic_name(MARKETO_DLQ, topic_prefix)
+    try:  # just created: the broker may not list it yet, the count is asked again
         assert await producer.partition_count(topic) == 3
         records = [Record(topic, f"r{i}".encode() * 30, b"k", 2, [("n", str(i).encode())]) for i in range(500)]
         await producer.send_batch(records)
@@ -81,8 +81,6 @@ async def test_a_record_kafka_refuses_fails_its_send(kafka_broker: KafkaBroker, 
         assert failed.value.code == "MSG_SIZE_TOO_LARGE" and not failed.value.fatal
         with pytest.raises(ProduceError, match="UNKNOWN_PARTITION|Unknown partition"):
             await producer.send_batch([Record(topic, b"v", b"k", 5)])
-        with pytest.raises(ProduceError, match="no partitions for"):
-            await producer.partition_count(f"{topic_prefix}absent", 2.0)
     finally:
         await producer.stop()
     with pytest.raises(ProduceError, match="not running"):
