@@ -149,6 +149,7 @@ class QuixTransform:
             auto_offset_reset="earliest",
             processing_guarantee="exactly-once",
             commit_interval=s.transform_commit_interval_ms / 1000,
+            consumer_poll_timeout=s.transform_poll_timeout_ms / 1000,
             state_dir=self._state_dir(),
             rocksdb_options=RocksDBOptions(write_buffer_size=ROCKSDB_WRITE_BUFFER_BYTES, max_write_buffer_number=2,
                                            block_cache_size=ROCKSDB_BLOCK_CACHE_BYTES),

@@ -31,6 +31,11 @@ class TransformSettings(CommonSettings):
     #: quix engine: how often the transaction (outputs, state changelogs, input offsets) is committed.
     #: Consumers read read_committed, so this is also the latency an operation gains.
     transform_commit_interval_ms: int = Field(default=500, ge=10, le=60_000)
+    #: quix engine: the longest one consumer poll waits for records. quixstreams commits a due checkpoint
+    #: only after a poll returns, so with nothing more arriving a poll of its default 1 s held each
+    #: checkpoint, and every operation of a live burst, up to 1 s longer (issue #18: section 3's
+    #: ~1 s between transform's output and the sink reading it).
+    transform_poll_timeout_ms: int = Field(default=100, ge=10, le=5_000)
     #: quix engine: how long a piece of state lives after the last input record (Kafka timestamp) that
     #: wrote it; an event's state is gone this long after its last record. Longer than any gap between
     #: an event's records, including late reports and upstream replays (default 30 days).
