@@ -112,8 +112,66 @@ class StateTable(MutableMapping[str, Any]):
         raise TypeError("a keyed state table has no length")
 
 
+#: The member's entries of the statuses table (forward_only.py's status under the member key, labels.py's
+#: ``label|<member>``, lead_fields.py's ``lead|<member>``), as MemberTable names their parts.
+MEMBER_PARTS = ("label", "lead")
+#: MemberTable's layout mark in an engine entry; a status entry of the earlier layout has no such key.
+MEMBER_LAYOUT = "member.v2"
+
+
+class MemberTable(StateTable):
+    """The statuses table with a member's status, label and lead fingerprint in ONE engine entry,
+    ``statuses:<member>`` = {"member.v2": 1, "status": ..., "label": ..., "lead": ...} (issue #22).
+
+    A status record used to write up to three engine entries (2.5 per record on the capacity workload),
+    each a changelog record the broker takes; now it writes one key, which quixstreams' checkpoint turns
+    into one changelog record however often the record sets it. Every write carries the TTL, so the
+    member's entry expires as its three did. State of the earlier layout is read as it was written:
+    an engine entry without the layout mark is the member's bare status, and the label and lead entries
+    are then read from their own keys; the first write after an upgrade moves all three into the one
+    entry (the old keys are no longer read and expire with their TTL)."""
+
+    def _split(self, key: str) -> tuple[str, str]:
+        """(member key, part) of a table key."""
+        head, sep, member = key.partition("|")
+        if sep and head in MEMBER_PARTS:
+            return member, head
+        return key, "status"
+
+    def _entry(self, member: str) -> dict[str, Any]:
+        """The member's entry (its parts), read from the engine once per record."""
+        entry = self._known.get(member, _UNREAD)
+        if entry is _UNREAD:
+            found = self.state.get(self.prefix + member)
+            if isinstance(found, dict) and MEMBER_LAYOUT in found:
+                entry = found
+            else:  # the earlier layout, or nothing yet
+                entry = {MEMBER_LAYOUT: 1}
+                parts = {"status": found, **{p: self.state.get(f"{self.prefix}{p}|{member}") for p in MEMBER_PARTS}}
+                entry.update((p, v) for p, v in parts.items() if v is not None)
+            self._known[member] = entry
+        return entry
+
+    def _value(self, key: str) -> Any:
+        member, part = self._split(key)
+        return self._entry(member).get(part)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        member, part = self._split(key)
+        entry = {**self._entry(member), part: value}
+        self.state.set(self.prefix + member, entry, ttl=self.ttl)
+        self._known[member] = entry
+
+    def __delitem__(self, key: str) -> None:
+        member, part = self._split(key)
+        # Written, not deleted, when no part is left: the mark keeps earlier-layout keys from being read again.
+        entry = {p: v for p, v in self._entry(member).items() if p != part}
+        self.state.set(self.prefix + member, entry, ttl=self.ttl)
+        self._known[member] = entry
+
+
 def transform_state(state: KeyedState, ttl: timedelta | None) -> TransformState:
-    return TransformState(StateTable(state, "statuses", ttl), StateTable(state, "activity_ledger", ttl),
+    return TransformState(MemberTable(state, "statuses", ttl), StateTable(state, "activity_ledger", ttl),
                           StateTable(state, "poll_slots", ttl), StateTable(state, "poll_answers", ttl))
 
 
@@ -192,8 +250,9 @@ class KeyedSteps:
             self.options["polls_dedupe_fields"] = polls_dedupe_fields
         # One Transformer over four tables each record binds to its key's state (one built per record,
         # with its tables and helpers, cost about 2 % of a record's CPU; issue #22).
-        self._tables = tuple(StateTable(_Unbound(), name, retention)
-                             for name in ("statuses", "activity_ledger", "poll_slots", "poll_answers"))
+        self._tables = (MemberTable(_Unbound(), "statuses", retention),
+                        *(StateTable(_Unbound(), name, retention) for name in ("activity_ledger", "poll_slots",
+                                                                                 "poll_answers")))
         self._now = datetime.min
         self._transformer = Transformer(tenants, TransformState(*self._tables), clock=self._record_time,
                                         **self.options)

@@ -133,7 +133,9 @@ def test_quix_state_without_a_fingerprint_loads_and_sends_once(
         store.set(key.decode(), json.loads(value))
     keyed = transform_state(store, timedelta(days=30))
     assert_unknown_sends_once(keyed.statuses, keyed, status_record("registered", **PROFILE))
-    assert store.ttls[f"statuses:{lead_key(MEMBER)}"] == timedelta(days=30), "the fingerprint expires with the status"
+    # The fingerprint now lives in the member's one entry (keyed.MemberTable), written with the retention.
+    assert "lead" in store.data[f"statuses:{MEMBER}"]
+    assert store.ttls[f"statuses:{MEMBER}"] == timedelta(days=30), "the fingerprint expires with the status"
 
 
 async def test_quix_engine_sends_a_profile_edit_once_across_a_restart(

@@ -12,6 +12,7 @@ from typing import Any
 from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES
 from kmsync_transform.keyed import Envelope, KeyedSteps, StateTable
 from kmsync_transform.metrics import TransformMetrics
+from kmsync_transform.transformer import Transformer, TransformState
 
 from .golden_inputs import NOW, _json, _line, inputs, sources, status, tenants_config
 from .test_golden_output import GOLDEN, assert_same_lines
@@ -54,8 +55,10 @@ def test_a_status_record_reads_each_state_entry_once() -> None:
         outputs = s.record(ATTENDEE_STATUS, raw, next(sources([(ATTENDEE_STATUS, raw)])), state)
         assert [dest for dest, _, _ in outputs].count("ops") >= 2
         assert state.reads and max(state.reads.values()) == 1, state.reads
-        assert {key.split("|")[0] for key in state.reads} == {"statuses:123-ABC-456", "statuses:label",
-                                                              "statuses:lead"}
+        # The member's status, label and lead live in one entry (keyed.MemberTable); only before it exists
+        # are the earlier layout's label and lead keys looked at.
+        want = {"statuses:123-ABC-456", "statuses:label", "statuses:lead"} if n == 0 else {"statuses:123-ABC-456"}
+        assert {key.split("|")[0] for key in state.reads} == want
 
 
 def test_a_state_table_gives_back_what_was_written_and_deleted_in_the_record() -> None:
@@ -94,3 +97,76 @@ def test_each_record_reads_its_own_key_state() -> None:
     assert [d for d, _, _ in s.record(ATTENDEE_STATUS, raw, source, first)].count("ops") == 0  # a repeat
     assert [d for d, _, _ in s.record(ATTENDEE_STATUS, raw, source, second)].count("ops") == 3
     assert second.data.keys() == first.data.keys()
+
+
+class WriteCountingState(JsonState):
+    """JsonState that also remembers which keys each record wrote."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: set[str] = set()
+
+    def set(self, key: str, value: Any, ttl: timedelta | None = None) -> None:
+        self.written.add(key)
+        super().set(key, value, ttl)
+
+
+def earlier_layout_steps() -> KeyedSteps:
+    """The steps as the previous version ran them: the statuses table as plain StateTable entries, the
+    member's status, ``label|<member>`` and ``lead|<member>`` each under its own engine key."""
+    s = steps()
+    s._tables = (StateTable(s._tables[0].state, "statuses", s.retention), *s._tables[1:])
+    s._transformer = Transformer(s.tenants, TransformState(*s._tables), clock=s._record_time, **s.options)
+    return s
+
+
+def run(s: KeyedSteps, items: list[Any], stores: dict[str, WriteCountingState]) -> list[list[str]]:
+    """Each input's output lines (polls through the repartition envelope), against stores by key."""
+    out = []
+    for (spec, raw), source in items:
+        if spec is POLL_RESPONSES:
+            envelope = s.route_poll(raw, source)
+            crossed = Envelope.decode(envelope.key, envelope.encode())
+            outputs = s.poll(crossed, stores.setdefault(crossed.key, WriteCountingState()))
+        else:
+            state = stores.setdefault(message_key(raw), WriteCountingState())
+            state.written.clear()
+            outputs = s.record(spec, raw, source, state)
+        out.append([_line(dest, key, value) for dest, key, value in outputs])
+    return out
+
+
+def test_a_status_record_writes_one_state_entry() -> None:
+    """The member's status, label and lead fingerprint are one engine entry (one changelog record per
+    checkpoint), not three: every status record writes at most one key, and no label|/lead| key exists."""
+    stores: dict[str, WriteCountingState] = {}
+    s = steps()
+    items = list(zip(inputs(), sources(inputs()), strict=True))
+    written = []
+    for item in items:
+        run(s, [item], stores)
+        if item[0][0] is ATTENDEE_STATUS:
+            written.append(len(stores[message_key(item[0][1])].written))
+    assert written and max(written) == 1 and sum(written) > len(written) / 2
+    keys = {key for state in stores.values() for key in state.data}
+    assert not [k for k in keys if k.startswith(("statuses:label|", "statuses:lead|"))]
+    entries = [json.loads(state.data[k]) for state in stores.values() for k in state.data if k.startswith("statuses:")]
+    assert any("label" in e and "lead" in e and "status" in e for e in entries), entries
+
+
+def test_state_of_the_earlier_layout_is_read_after_an_upgrade() -> None:
+    """The golden inputs are processed by the previous version's layout, then replayed (and a second,
+    later pass of the same people) by this one over the same state: the outputs are those of a run that
+    never changed layout. Statuses, labels and lead fingerprints written before the upgrade still count
+    (a replayed status sends no second lead upsert, a lower label stays undecided)."""
+    items = list(zip(inputs(), sources(inputs()), strict=True))
+    upgraded: dict[str, WriteCountingState] = {}
+    run(earlier_layout_steps(), items, upgraded)
+    old_keys = {key for state in upgraded.values() for key in state.data}
+    assert [k for k in old_keys if k.startswith("statuses:label|")] and [k for k in old_keys if
+                                                                          k.startswith("statuses:lead|")]
+    after = run(steps(), items, upgraded)
+    same: dict[str, WriteCountingState] = {}
+    run(steps(), items, same)
+    assert after == run(steps(), items, same)
+    assert sum(map(len, after)) > 0
