@@ -103,7 +103,7 @@ class _Deliveries:
         self.count = self.remaining = count
         self.failed = 0
         self.error: KafkaError | None = None
-        self.last: Delivered | None = None
+        self.last: Message | None = None
         self._lock = threading.Lock()
 
     def on_delivery(self, err: KafkaError | None, msg: Message) -> None:  # the delivery thread
@@ -111,8 +111,7 @@ class _Deliveries:
             if err is not None:
                 self.failed += 1
                 self.error = self.error or err
-            else:
-                self.last = Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+            self.last = msg  # read only once all are in (a Delivered per record would cost the thread)
             self.remaining -= 1
             done = self.remaining == 0
         if done:
@@ -134,8 +133,11 @@ class _Deliveries:
         if self.error is not None:
             self.future.set_exception(ProduceError.of(
                 self.error, f"Kafka did not acknowledge {self.failed} of {self.count} record(s)"))
+        elif self.last is None:
+            self.future.set_result(None)
         else:
-            self.future.set_result(self.last)
+            m = self.last
+            self.future.set_result(Delivered(m.topic() or "", m.partition() or 0, m.offset() or 0))
 
     def abandon(self, reason: str) -> None:
         if not self.future.done():
