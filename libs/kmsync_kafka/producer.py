@@ -19,9 +19,10 @@ may one day hold credentials) is never logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +116,7 @@ class _Deliveries:
             self.remaining -= 1
             done = self.remaining == 0
         if done:
-            self.loop.call_soon_threadsafe(self._resolve)
+            _call_in_loop(self.loop, self._resolve)
 
     def not_sent(self, count: int, err: KafkaError) -> None:
         """``count`` records librdkafka refused at once (never queued): they count as failed now."""
@@ -142,6 +143,12 @@ class _Deliveries:
     def abandon(self, reason: str) -> None:
         if not self.future.done():
             self.future.set_exception(ProduceError(reason, code="_STOPPED"))
+
+
+def _call_in_loop(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    """From the delivery thread; a loop already closed (a producer never stopped) has nobody to tell."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
 
 
 class KafkaProducer:
@@ -178,7 +185,7 @@ class KafkaProducer:
             self._fatal = ProduceError.of(err, "the Kafka producer failed for good")
             LIBRDKAFKA_LOG.error("fatal Kafka producer error: %s", err.name())
             if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._abandon_all, str(self._fatal))
+                _call_in_loop(self._loop, lambda: self._abandon_all(str(self._fatal)))
         else:
             LIBRDKAFKA_LOG.warning("Kafka producer: %s (%s)", err.name(), err.str())
 
