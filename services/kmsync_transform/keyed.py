@@ -105,6 +105,9 @@ class StateTable(MutableMapping[str, Any]):
         self.state.delete(self.prefix + key)
         self._known[key] = None
 
+    def flush(self) -> None:
+        """Write what the record deferred (nothing: a StateTable writes through)."""
+
     def __iter__(self) -> Iterator[str]:
         raise TypeError("a keyed state table cannot be iterated")
 
@@ -129,7 +132,22 @@ class MemberTable(StateTable):
     member's entry expires as its three did. State of the earlier layout is read as it was written:
     an engine entry without the layout mark is the member's bare status, and the label and lead entries
     are then read from their own keys; the first write after an upgrade moves all three into the one
-    entry (the old keys are no longer read and expire with their TTL)."""
+    entry (the old keys are no longer read and expire with their TTL). Writes are deferred to `flush()`
+    at the end of the record: a status record sets the status, the label and the lead (2.5 engine
+    writes, each serialized and stamped by quixstreams) and the engine gets one."""
+
+    def __init__(self, state: KeyedState, table: str, ttl: timedelta | None) -> None:
+        super().__init__(state, table, ttl)
+        self._dirty: set[str] = set()
+
+    def bind(self, state: KeyedState) -> None:
+        super().bind(state)
+        self._dirty.clear()
+
+    def flush(self) -> None:
+        for member in self._dirty:
+            self.state.set(self.prefix + member, self._known[member], ttl=self.ttl)
+        self._dirty.clear()
 
     def _split(self, key: str) -> tuple[str, str]:
         """(member key, part) of a table key."""
@@ -158,16 +176,14 @@ class MemberTable(StateTable):
 
     def __setitem__(self, key: str, value: Any) -> None:
         member, part = self._split(key)
-        entry = {**self._entry(member), part: value}
-        self.state.set(self.prefix + member, entry, ttl=self.ttl)
-        self._known[member] = entry
+        self._known[member] = {**self._entry(member), part: value}
+        self._dirty.add(member)
 
     def __delitem__(self, key: str) -> None:
         member, part = self._split(key)
         # Written, not deleted, when no part is left: the mark keeps earlier-layout keys from being read again.
-        entry = {p: v for p, v in self._entry(member).items() if p != part}
-        self.state.set(self.prefix + member, entry, ttl=self.ttl)
-        self._known[member] = entry
+        self._known[member] = {p: v for p, v in self._entry(member).items() if p != part}
+        self._dirty.add(member)
 
 
 def transform_state(state: KeyedState, ttl: timedelta | None) -> TransformState:
@@ -297,6 +313,8 @@ class KeyedSteps:
             table.bind(state)
         self._now = now
         result = self._transformer.apply(routed)
+        for table in self._tables:
+            table.flush()
         self.metrics.stepped(result)
         lane: Destination = "ops_backfill" if routed.record.lane == "backfill" else "ops"
         out: list[Output] = [(lane, op.munchkin_id.encode(), encode(op)) for op in result.ops]

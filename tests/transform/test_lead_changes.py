@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from kmsync_contracts import AttendeeStatus, LeadUpsert
 from kmsync_contracts.topics import ATTENDEE_STATUS, TopicSpec
 from kmsync_testing.kafka_broker import KafkaBroker
-from kmsync_transform.keyed import transform_state
+from kmsync_transform.keyed import MemberTable, transform_state
 from kmsync_transform.lead_fields import lead_key
 from kmsync_transform.routing import RoutedStatus
 from kmsync_transform.state import Tables, record_key
@@ -133,7 +133,10 @@ def test_quix_state_without_a_fingerprint_loads_and_sends_once(
         store.set(key.decode(), json.loads(value))
     keyed = transform_state(store, timedelta(days=30))
     assert_unknown_sends_once(keyed.statuses, keyed, status_record("registered", **PROFILE))
-    # The fingerprint now lives in the member's one entry (keyed.MemberTable), written with the retention.
+    # The fingerprint now lives in the member's one entry (keyed.MemberTable), written with the retention
+    # when the record ends (KeyedSteps flushes the tables after each record).
+    assert isinstance(keyed.statuses, MemberTable)
+    keyed.statuses.flush()
     assert "lead" in store.data[f"statuses:{MEMBER}"]
     assert store.ttls[f"statuses:{MEMBER}"] == timedelta(days=30), "the fingerprint expires with the status"
 
