@@ -178,10 +178,16 @@ class KafkaProducer:
         producer = self._producer
         assert producer is not None
         while not self._closing.is_set():
-            producer.poll(POLL_SECONDS)
+            try:
+                producer.poll(POLL_SECONDS)
+            except KafkaException as exc:  # a transactional producer's fatal error (fenced) comes out of poll()
+                self._on_error(exc.args[0])
+                self._closing.wait(POLL_SECONDS)  # it keeps coming: never a busy loop
 
     def _on_error(self, err: KafkaError) -> None:  # the delivery thread: librdkafka's client-wide errors
         if err.fatal():
+            if self._fatal is not None:
+                return
             self._fatal = ProduceError.of(err, "the Kafka producer failed for good")
             LIBRDKAFKA_LOG.error("fatal Kafka producer error: %s", err.name())
             if self._loop is not None:
@@ -269,6 +275,31 @@ class KafkaProducer:
                     deliveries.not_sent(len(records) - i, exc.args[0])
                     return deliveries.future
         return deliveries.future
+
+    # ------------------------------------------------------------------ transactions (``transactional.id`` set)
+    async def init_transactions(self, within_seconds: float = 15.0) -> None:
+        """Register the transactional id: fences its previous holder and aborts that one's open transaction
+        (docs/reference/streaming.md §3.1). ProduceError otherwise."""
+        await self._transactional(self._running().init_transactions, within_seconds)
+
+    def begin_transaction(self) -> None:
+        try:
+            self._running().begin_transaction()
+        except KafkaException as exc:
+            raise ProduceError.of(exc.args[0], "cannot begin a Kafka transaction") from exc
+
+    async def commit_transaction(self, within_seconds: float = 15.0) -> None:
+        """Deliver what the transaction holds and commit it; ProduceError if it is not committed."""
+        await self._transactional(self._running().commit_transaction, within_seconds)
+
+    async def abort_transaction(self, within_seconds: float = 15.0) -> None:
+        await self._transactional(self._running().abort_transaction, within_seconds)
+
+    async def _transactional(self, call: Callable[[float], None], within_seconds: float) -> None:
+        try:
+            await asyncio.to_thread(call, within_seconds)
+        except KafkaException as exc:
+            raise ProduceError.of(exc.args[0], "Kafka transaction") from exc
 
     async def flush(self, within_seconds: float = 15.0) -> int:
         """Wait until every queued record is delivered or failed; how many are still queued after that."""

@@ -6,21 +6,19 @@ Kafka did not store (architecture.md principle 1). When Kafka does not acknowled
 configured time, ``KafkaUnavailable`` is raised and the caller answers 503 / does not advance
 its watermark.
 
-Plain sends go through kmsync_kafka.producer (confluent-kafka, issue #22; each key on the partition
-aiokafka and Java give it, docs/reference/streaming.md §3.1); the pull pages' transactions still run
-on aiokafka's transactional producer (fencing on start: coordination.py, ownership.py).
+Every send goes through kmsync_kafka.producer (confluent-kafka, issue #22; each key on the partition
+aiokafka and Java give it, docs/reference/streaming.md §3.1), the pull pages' transactions too
+(``init_transactions`` fences the id's previous holder: coordination.py, ownership.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
@@ -44,8 +42,7 @@ from kmsync_contracts.topics import (
     TopicSpec,
 )
 from kmsync_ingest.metrics import IngestMetrics
-from kmsync_ingest.partitioning import partition_for
-from kmsync_kafka import ensure_topics, reliable_producer, topic_name
+from kmsync_kafka import ensure_topics, topic_name
 from kmsync_kafka.producer import KafkaProducer, ProduceError, Record, await_delivery, producer_config
 
 log = logging.getLogger(__name__)
@@ -111,7 +108,7 @@ class Publisher:
         #: When set, ``send_atomically`` writes in Kafka transactions under this id (pull pages).
         self.transactional_id = transactional_id
         self._producer: KafkaProducer | None = None
-        self._tx: AIOKafkaProducer | None = None
+        self._tx: KafkaProducer | None = None
         self._tx_lock = asyncio.Lock()
         self.kafka_ok = False
         #: Partitions of ingest.pull-owners.v1 when it is created here (None: not created).
@@ -156,9 +153,7 @@ class Publisher:
                     self.bootstrap, [INGEST_PULL_OWNERS], prefix=self.prefix,
                     partitions=self.coordination_partitions,
                 ), self.ack_timeout * 3)
-            timeout_ms = int(self.ack_timeout * 1000)
-            producer = KafkaProducer(producer_config(
-                self.bootstrap, **{"request.timeout.ms": timeout_ms, "message.timeout.ms": timeout_ms}))
+            producer = KafkaProducer(self._config())
             await producer.start(self.ack_timeout * 3)
         except (KafkaError, ProduceError, OSError, TimeoutError) as exc:
             raise KafkaUnavailable(f"cannot reach Kafka at {self.bootstrap}: {exc!r}") from exc
@@ -180,20 +175,10 @@ class Publisher:
             # A page still running after its partition was released must not start a producer
             # under the partition's id again: that would fence the partition's new owner.
             self.broken = True
-        if tx is not None:
-            await self._discard(tx)
-        if producer is not None:
-            # Bounded: against a dead broker what is still queued fails after ack_timeout.
-            await producer.stop(self.ack_timeout)
-
-    async def _discard(self, producer: AIOKafkaProducer) -> None:
-        # stop() flushes; against a dead broker an idempotent producer would wait for ever.
-        try:
-            await asyncio.wait_for(producer.stop(), self.ack_timeout)
-        except (TimeoutError, KafkaError, OSError) as exc:
-            log.warning("Kafka producer did not stop cleanly: %r", exc)
-            with contextlib.suppress(Exception):
-                await producer.client.close()
+        # Bounded: against a dead broker what is still queued fails after ack_timeout.
+        for p in (tx, producer):
+            if p is not None:
+                await p.stop(self.ack_timeout)
 
     async def probe(self) -> bool:
         """Can the producer reach a broker right now? (for /readyz)."""
@@ -224,34 +209,49 @@ class Publisher:
         async with self._tx_lock:
             producer = await self._transactional_producer()
 
-            async def in_transaction() -> None:
-                async with producer.transaction():
-                    await self._send_all(producer, items)
-
             timeout = self.ack_timeout * max(1.0, len(items) / self.batch_size)
+
+            async def in_transaction() -> None:
+                producer.begin_transaction()
+                # Every record stored before the commit: librdkafka's commit does not fail for a record it
+                # refused itself (MSG_SIZE_TOO_LARGE), and the rest must never be committed without it.
+                await await_delivery(await producer.send_many(self._records(items)))
+                await producer.commit_transaction(timeout)
+
             try:
                 await asyncio.wait_for(in_transaction(), timeout)
-            except (KafkaError, OSError, TimeoutError) as exc:
+            except (ProduceError, TimeoutError) as exc:
                 self._tx = None
                 self.broken = not self._owns_plain
-                await self._discard(producer)
+                await self._abort(producer)
                 self._failed()
                 raise KafkaUnavailable(
                     f"Kafka did not commit a transaction of {len(items)} record(s) within {timeout:g}s: {exc!r}"
                 ) from exc
             self._succeeded(items)
 
-    async def _transactional_producer(self) -> AIOKafkaProducer:
+    async def _abort(self, producer: KafkaProducer) -> None:
+        """A transaction never committed: aborted if Kafka answers in time, else the next holder of the
+        id fences it (or Kafka's transaction timeout ends it); the producer is dropped either way."""
+        try:
+            await asyncio.wait_for(producer.abort_transaction(self.ack_timeout), self.ack_timeout)
+        except (ProduceError, TimeoutError) as exc:
+            log.info("transaction not aborted (%r); the next producer of its id fences it", exc)
+        await producer.stop(0)
+
+    async def _transactional_producer(self) -> KafkaProducer:
         if self._tx is not None:
             return self._tx
-        producer = reliable_producer(
-            self.bootstrap, transactional_id=self.transactional_id,
-            request_timeout_ms=int(self.ack_timeout * 1000),
-        )
+        producer = KafkaProducer(self._config(**{
+            "transactional.id": self.transactional_id,
+            # librdkafka refuses message.timeout.ms above it; 60 s is its default and aiokafka's
+            "transaction.timeout.ms": max(60_000, int(self.ack_timeout * 1000)),
+        }))
         try:
-            await asyncio.wait_for(producer.start(), self.ack_timeout)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            await self._discard(producer)
+            await producer.start(self.ack_timeout)
+            await producer.init_transactions(self.ack_timeout)
+        except ProduceError as exc:
+            await producer.stop(0)
             self._failed()
             raise KafkaUnavailable(f"cannot start a transactional producer: {exc!r}") from exc
         self._tx = producer
@@ -268,20 +268,15 @@ class Publisher:
         for stream, n in Counter(i.stream for i in items).items():
             self.metrics.records_out.labels(stream).inc(n)
 
-    async def _send_all(self, producer: AIOKafkaProducer, items: Sequence[Outgoing]) -> list[asyncio.Future[object]]:
-        """In a transaction (aiokafka): every item, each encoded once, on the partition Kafka's default
-        partitioner would pick for its key (kmsync_ingest.partitioning: the same partition, hashed once per key);
-        the futures of their acknowledgements."""
-        counts: dict[str, int] = {}
-        futures: list[asyncio.Future[object]] = []
-        for i in items:
-            topic = self.topic(i.spec)
-            if topic not in counts:
-                counts[topic] = len(await producer.partitions_for(topic))
-            key = i.key.encode()
-            futures.append(await producer.send(topic, encode(i.value), key=key,
-                                               partition=partition_for(key, counts[topic])))
-        return futures
+    def _config(self, **overrides: object) -> dict[str, object]:
+        timeout_ms = int(self.ack_timeout * 1000)
+        return producer_config(self.bootstrap, **{"request.timeout.ms": timeout_ms, "message.timeout.ms": timeout_ms},
+                               **overrides)
+
+    def _records(self, items: Sequence[Outgoing]) -> list[Record]:
+        """Each item encoded once; its key's partition is librdkafka's murmur2_random, kmsync_ingest.partitioning's
+        partition_for hashed in C."""
+        return [Record(self.topic(i.spec), encode(i.value), i.key.encode()) for i in items]
 
     async def send_to_partition(self, item: Outgoing, partition: int) -> None:
         """One record to a given partition, acknowledged (a trigger for a coordination partition)."""
@@ -316,10 +311,8 @@ class Publisher:
         if producer is None:
             raise KafkaUnavailable("the Kafka producer is not running")
 
-        # Each key on its partition by librdkafka's murmur2_random: kmsync_ingest.partitioning's, hashed in C.
-        records = [Record(self.topic(i.spec), encode(i.value), i.key.encode()) for i in items]
         try:
-            await asyncio.wait_for(producer.send_batch(records), self.ack_timeout)
+            await asyncio.wait_for(producer.send_batch(self._records(items)), self.ack_timeout)
         except (ProduceError, TimeoutError) as exc:
             self._failed()
             raise KafkaUnavailable(

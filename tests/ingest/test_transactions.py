@@ -10,6 +10,7 @@ from kmsync_ingest.metrics import IngestMetrics
 from kmsync_ingest.publisher import KafkaUnavailable, Publisher, outgoing_letters
 from kmsync_ingest.watermarks import WatermarkStore
 from kmsync_kafka import topic_name
+from kmsync_kafka.producer import await_delivery
 from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.topics import read_topic
 
@@ -103,8 +104,8 @@ async def test_a_load_waits_for_another_partitions_open_transaction_instead_of_m
     await mine.start()
     try:
         producer = await other._transactional_producer()
-        await producer.begin_transaction()
-        await (await producer.send(topic_name(INGEST_WATERMARKS, topic_prefix), b"{}", key=b"9:9:statuses:"))
+        producer.begin_transaction()
+        await await_delivery(await producer.send(topic_name(INGEST_WATERMARKS, topic_prefix), b"{}", b"9:9:statuses:"))
         await WatermarkStore(mine).commit(1, 2, "statuses", "", utc_now(), frozenset({"behind"}))
 
         waiting = WatermarkStore(mine, load_timeout_seconds=3)
@@ -115,7 +116,7 @@ async def test_a_load_waits_for_another_partitions_open_transaction_instead_of_m
         else:
             assert waiting.get(1, 2, "statuses") is not None, "the load returned without the mark behind"
             raise AssertionError("the load cannot have passed an open transaction")
-        await producer.abort_transaction()
+        await producer.abort_transaction(10)
         store = WatermarkStore(mine, load_timeout_seconds=20)
         await store.load(keep=lambda pid, vid: (pid, vid) == (1, 2))
         mark = store.get(1, 2, "statuses")
