@@ -51,6 +51,9 @@ POLL_RESPONSES = TopicSpec(
     "kaltura.poll-responses.v1", "partner:event:user", 6, "delete", 14 * DAY_MS,
     _adapter(PollResponse), "Poll answers from Kaltura",
 )
+#: What transform reads: ingest's three Kaltura topics (transform's routing; ingest's backfill loader
+#: paces itself on transform's backlog on them).
+TRANSFORM_INPUTS: tuple[TopicSpec, ...] = (ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES)
 INGEST_WATERMARKS = TopicSpec(
     "ingest.watermarks.v1", "partner:event:stream:scope", 1, "compact", -1,
     _adapter(IngestWatermark), "How far each pull has read (compacted; last value wins)",

@@ -25,15 +25,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from kmsync_common.errors import DependencyUnavailable
-from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT
+from kmsync_contracts.topics import TRANSFORM_INPUTS
 from kmsync_kafka.clients import topic_name
 from kmsync_kafka.lag import group_lag
 from kmsync_kafka.reading import topic_partitions
 
 log = logging.getLogger(__name__)
 
-#: The topics transform reads: its backlog on any of them delays every live row it has not reached.
-TRANSFORM_INPUTS = (SESSION_ENGAGEMENT, ATTENDEE_STATUS, POLL_RESPONSES)
 #: How often the backlog is read again while the loader waits.
 POLL_SECONDS = 0.25
 #: Tries to read the backlog before a chunk goes without pacing.
@@ -60,6 +58,7 @@ class TransformBacklogGate:
     def __init__(self, bootstrap: str, prefix: str, transform_group: str, limit: int) -> None:
         self.limit = limit
         self.group_id = f"{prefix}{transform_group}"
+        # Transform's backlog on any of its inputs delays every live row it has not reached.
         self._topics = [topic_name(t, prefix) for t in TRANSFORM_INPUTS]
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         self._reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,

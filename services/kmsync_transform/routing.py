@@ -22,7 +22,7 @@ from kmsync_contracts.codecs import ContractError, decode
 from kmsync_contracts.kaltura_records import AttendeeStatus, PollResponse, SessionEngagement
 from kmsync_contracts.outcomes import DeadLetter, TransformDecision
 from kmsync_contracts.reasons import ReasonCode
-from kmsync_contracts.topics import ATTENDEE_STATUS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
+from kmsync_contracts.topics import TRANSFORM_INPUTS, TopicSpec
 from kmsync_transform.dead_letters import SourceRef, dead_letter
 from kmsync_transform.decisions import unusable_email
 from kmsync_transform.emails import normalise_email
@@ -58,7 +58,7 @@ Routed = Annotated[RoutedStatus | RoutedEngagement | RoutedPoll, Field(discrimin
 ROUTED_ADAPTER: TypeAdapter[Routed] = TypeAdapter(Routed)
 
 #: The input topics stage 1 reads, by the base name of the catalogue.
-INPUTS: tuple[TopicSpec, ...] = (ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES)
+INPUTS: tuple[TopicSpec, ...] = TRANSFORM_INPUTS
 
 
 @dataclass(frozen=True)
