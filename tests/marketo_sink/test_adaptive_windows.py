@@ -133,6 +133,7 @@ def test_only_live_windows_close_early(ops: Any, lane: str) -> None:
     worker = InstanceWorker(A, RestWriter(MemoryMarketo()), context, rng=random.Random(7),
                             lane=LIVE if lane == "live" else BACKFILL)
     worker.add(ops.pending(ops.lead("a@x.com", munchkin=A), arrived=99.0))
+    worker.note_lag(0)  # the router's report after the poll
     due = worker._early_close(100.0)
     if lane == "live":
         assert due is not None and due <= 0.1  # idle budget, nothing waiting: closes after the linger
@@ -161,5 +162,29 @@ def test_a_lag_falling_to_zero_wakes_a_window_that_waited_for_the_rest_of_a_burs
     worker._wake.clear()  # the loop went to sleep
     worker.note_lag(0)
     assert worker._wake.is_set()
+    due = worker._early_close(100.0)
+    assert due is not None and due <= 0.1
+
+
+def test_a_record_added_after_the_last_lag_report_waits_for_the_next_one(ops: Any) -> None:
+    # The lag the router reported before this poll says nothing about what came with it: a backlog's first
+    # records closed a partial window on a lag of 0 read while the backlog was still being produced.
+    import random
+
+    from kmsync_sink.memory import ActivityWrites
+    from kmsync_sink.metrics import SinkMetrics
+    from kmsync_sink.settings import WindowSettings
+    from kmsync_sink.worker import InstanceWorker, WorkerContext
+
+    from .test_pipeline import A, Published, RestWriter
+    from .test_pipeline import Marketo as MemoryMarketo
+
+    context = WorkerContext(WindowSettings(window_max_age_seconds=5.0, sink_usage_reconcile_minutes=0),
+                            ActivityWrites(), Published(), SinkMetrics(), lambda: 100.0)
+    worker = InstanceWorker(A, RestWriter(MemoryMarketo()), context, rng=random.Random(7))
+    worker.note_lag(0)
+    worker.add(ops.pending(ops.lead("a@x.com", munchkin=A), arrived=99.0))
+    assert worker._early_close(100.0) is None
+    worker.note_lag(0)  # the router's report after this poll: nothing more
     due = worker._early_close(100.0)
     assert due is not None and due <= 0.1
