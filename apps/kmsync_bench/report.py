@@ -291,10 +291,9 @@ class BenchReport(_Model):
     notes: list[str] = Field(default_factory=list)
 
 
-class BackfillOnlyReport(_Model):
-    """`kmsync bench --only live-backfill`: section 5 alone (warm-up, then live during backfill)."""
+class _OneSectionReport(_Model):
+    """`kmsync bench --only SECTION`: one section after the warm-up, with the run's context."""
 
-    section: Literal["live-backfill"] = "live-backfill"
     mode: Literal["quick", "full"]
     started_at: AwareDatetime
     finished_at: AwareDatetime
@@ -302,21 +301,20 @@ class BackfillOnlyReport(_Model):
     machine: Machine
     code: CodeVersion
     config: dict[str, Any]
+
+
+class BackfillOnlyReport(_OneSectionReport):
+    """`kmsync bench --only live-backfill`: section 5 alone (warm-up, then live during backfill)."""
+
+    section: Literal["live-backfill"] = "live-backfill"
     backfill: Backfill
 
 
-class LatencyOnlyReport(_Model):
+class LatencyOnlyReport(_OneSectionReport):
     """`kmsync bench --only latency`: section 3 alone (warm-up, then the live streams; the rate is not
     capped by a capacity measured in the same run)."""
 
     section: Literal["latency"] = "latency"
-    mode: Literal["quick", "full"]
-    started_at: AwareDatetime
-    finished_at: AwareDatetime
-    wall_seconds: float = Field(gt=0)
-    machine: Machine
-    code: CodeVersion
-    config: dict[str, Any]
     latency: Latency
 
 

@@ -12,6 +12,8 @@ from kmsync_marketo.endpoints import BATCH_MAX
 from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_in, live_pacing_limit
 from kmsync_sink.planner import PlannerConfig, plan_window
 
+from .test_pipeline import A
+
 IDLE = BudgetView(room=90, limit=90, window_seconds=20.0)
 INF = math.inf  # no window closed yet
 
@@ -113,25 +115,30 @@ def test_live_paces_against_the_limit_less_an_active_backfills_share() -> None:
     assert early_close_in(2, 0.0, 0.0, 0, busy, 2.0, 0.1) == pytest.approx(2 * 20 / 63)
 
 
-@pytest.mark.parametrize("lane", ["live", "backfill"])
-def test_only_live_windows_close_early(ops: Any, lane: str) -> None:
-    # A backfill's loader is often a moment behind the sink (lag 0 with more rows coming): its windows
-    # still fill for the fewest calls; the quick bench's backfill made more calls than REST otherwise.
+def _worker(lane: Any = "live") -> Any:
+    """An instance worker on an in-memory Marketo, its window age limit 5 s, its clock at 100 s."""
     import random
 
-    from kmsync_marketo.lanes import BACKFILL, LIVE
     from kmsync_sink.memory import ActivityWrites
     from kmsync_sink.metrics import SinkMetrics
     from kmsync_sink.settings import WindowSettings
     from kmsync_sink.worker import InstanceWorker, WorkerContext
 
-    from .test_pipeline import A, Published, RestWriter
     from .test_pipeline import Marketo as MemoryMarketo
+    from .test_pipeline import Published, RestWriter
 
     context = WorkerContext(WindowSettings(window_max_age_seconds=5.0, sink_usage_reconcile_minutes=0),
                             ActivityWrites(), Published(), SinkMetrics(), lambda: 100.0)
-    worker = InstanceWorker(A, RestWriter(MemoryMarketo()), context, rng=random.Random(7),
-                            lane=LIVE if lane == "live" else BACKFILL)
+    return InstanceWorker(A, RestWriter(MemoryMarketo()), context, rng=random.Random(7), lane=lane)
+
+
+@pytest.mark.parametrize("lane", ["live", "backfill"])
+def test_only_live_windows_close_early(ops: Any, lane: str) -> None:
+    # A backfill's loader is often a moment behind the sink (lag 0 with more rows coming): its windows
+    # still fill for the fewest calls; the quick bench's backfill made more calls than REST otherwise.
+    from kmsync_marketo.lanes import BACKFILL, LIVE
+
+    worker = _worker(LIVE if lane == "live" else BACKFILL)
     worker.add(ops.pending(ops.lead("a@x.com", munchkin=A), arrived=99.0))
     worker.note_lag(0)  # the router's report after the poll
     due = worker._early_close(100.0)
@@ -143,19 +150,7 @@ def test_only_live_windows_close_early(ops: Any, lane: str) -> None:
 
 def test_a_lag_falling_to_zero_wakes_a_window_that_waited_for_the_rest_of_a_burst(ops: Any) -> None:
     # Without the wake, the window slept until the next record or its 5 s age limit (section 3's p99 of 6 s).
-    import random
-
-    from kmsync_sink.memory import ActivityWrites
-    from kmsync_sink.metrics import SinkMetrics
-    from kmsync_sink.settings import WindowSettings
-    from kmsync_sink.worker import InstanceWorker, WorkerContext
-
-    from .test_pipeline import A, Published, RestWriter
-    from .test_pipeline import Marketo as MemoryMarketo
-
-    context = WorkerContext(WindowSettings(window_max_age_seconds=5.0, sink_usage_reconcile_minutes=0),
-                            ActivityWrites(), Published(), SinkMetrics(), lambda: 100.0)
-    worker = InstanceWorker(A, RestWriter(MemoryMarketo()), context, rng=random.Random(7))
+    worker = _worker()
     worker.note_lag(40)
     worker.add(ops.pending(ops.lead("a@x.com", munchkin=A), arrived=99.0))
     assert worker._early_close(100.0) is None  # more of the burst is coming: wait
@@ -169,19 +164,7 @@ def test_a_lag_falling_to_zero_wakes_a_window_that_waited_for_the_rest_of_a_burs
 def test_a_record_added_after_the_last_lag_report_waits_for_the_next_one(ops: Any) -> None:
     # The lag the router reported before this poll says nothing about what came with it: a backlog's first
     # records closed a partial window on a lag of 0 read while the backlog was still being produced.
-    import random
-
-    from kmsync_sink.memory import ActivityWrites
-    from kmsync_sink.metrics import SinkMetrics
-    from kmsync_sink.settings import WindowSettings
-    from kmsync_sink.worker import InstanceWorker, WorkerContext
-
-    from .test_pipeline import A, Published, RestWriter
-    from .test_pipeline import Marketo as MemoryMarketo
-
-    context = WorkerContext(WindowSettings(window_max_age_seconds=5.0, sink_usage_reconcile_minutes=0),
-                            ActivityWrites(), Published(), SinkMetrics(), lambda: 100.0)
-    worker = InstanceWorker(A, RestWriter(MemoryMarketo()), context, rng=random.Random(7))
+    worker = _worker()
     worker.note_lag(0)
     worker.add(ops.pending(ops.lead("a@x.com", munchkin=A), arrived=99.0))
     assert worker._early_close(100.0) is None
