@@ -17,7 +17,7 @@ import importlib
 import math
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,17 @@ from kmsync_bench.report import (
     BackfillOnlyReport,
     BenchReport,
     Budget,
+    Capacity,
+    CapacityOnlyReport,
     Latency,
     LatencyOnlyReport,
+    OneSectionReport,
     stamp,
     write_report,
 )
 from kmsync_bench.sandbox import SandboxAdmin
 from kmsync_bench.stack import Stack, sandbox_limits
-from kmsync_bench.table import latency_rows, live_during_backfill_rows, render
+from kmsync_bench.table import capacity_rows, latency_rows, live_during_backfill_rows, render
 from kmsync_common.clock import SYSTEM_CLOCK
 from kmsync_config.settings import CommonSettings
 from kmsync_sink.settings import SinkSettings
@@ -55,9 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backfill-rows", type=int, help="engagement rows loaded with kmsync backfill (1,000,000)")
     p.add_argument("--backfill-sessions", type=int, help="session CSVs the backfill rows are split into (20)")
     p.add_argument("--latency-seconds", type=float, help="how long the live stream runs")
-    p.add_argument("--only", choices=["live-backfill", "latency"],
-                   help="run one section alone: 5 (live during backfill) or 3 (latency); the report holds "
-                        "that section only")
+    p.add_argument("--only", choices=sorted(ONE_SECTION),
+                   help="run one section alone after the warm-up: 5 (live-backfill), 3 (latency) or 4 "
+                        "(capacity); the report holds that section only")
     return p
 
 
@@ -147,24 +150,47 @@ async def measure_latency_only(stack: Stack, cfg: BenchConfig, phases: Phases, d
         return await sections.latency(stack, admin, follower, cfg, math.inf)
 
 
-def run_one_section(cfg: BenchConfig, out: Path, work: Path, section: str) -> BackfillOnlyReport | LatencyOnlyReport:
+async def measure_capacity_only(stack: Stack, cfg: BenchConfig, phases: Phases, deadline: float) -> Capacity:
+    async with observing(stack) as (admin, follower):
+        phases.next("warm-up")
+        await sections.warm_up(stack, follower)
+        phases.next("capacity")
+        return await sections.capacity(stack, admin, follower, cfg)
+
+
+#: `--only SECTION` → (what measures it, the report that holds it, the field it goes in).
+ONE_SECTION: dict[str, tuple[Callable[..., Coroutine[Any, Any, Any]], type[OneSectionReport], str]] = {
+    "live-backfill": (measure_backfill_only, BackfillOnlyReport, "backfill"),
+    "latency": (measure_latency_only, LatencyOnlyReport, "latency"),
+    "capacity": (measure_capacity_only, CapacityOnlyReport, "capacity"),
+}
+
+
+def run_one_section(cfg: BenchConfig, out: Path, work: Path, section: str) -> OneSectionReport:
     """`--only SECTION`: start the stack, run that section after the warm-up, write its report."""
     started, t0, code = SYSTEM_CLOCK.now(), SYSTEM_CLOCK.monotonic(), code_version()
     stack, phases = Stack(work, cfg), Phases()
-    measure_one = measure_backfill_only if section == "live-backfill" else measure_latency_only
+    measure_one, report_type, field = ONE_SECTION[section]
     try:
         phases.next("start-up (broker, sandbox, services)")
         stack.start()
-        result = asyncio.run(measure_one(stack, cfg, phases, t0 + cfg.total_seconds))
+        result: Any = asyncio.run(measure_one(stack, cfg, phases, t0 + cfg.total_seconds))
     finally:
         stack.stop()
-    common: dict[str, Any] = dict(mode=cfg.mode, started_at=started, finished_at=SYSTEM_CLOCK.now(),
-                                  wall_seconds=round(SYSTEM_CLOCK.monotonic() - t0, 1),
-                                  machine=describe_machine(kafka_version()), code=code, config=cfg.model_dump())
-    report = BackfillOnlyReport(**common, backfill=result) if isinstance(result, Backfill) \
-        else LatencyOnlyReport(**common, latency=result)
+    report = report_type(mode=cfg.mode, started_at=started, finished_at=SYSTEM_CLOCK.now(),
+                         wall_seconds=round(SYSTEM_CLOCK.monotonic() - t0, 1),
+                         machine=describe_machine(kafka_version()), code=code, config=cfg.model_dump(),
+                         **{field: result})
     write_report(report, out)
     return report
+
+
+def one_section_rows(report: OneSectionReport) -> list[tuple[str, str, str]]:
+    if isinstance(report, BackfillOnlyReport):
+        return live_during_backfill_rows(report.backfill)
+    if isinstance(report, LatencyOnlyReport):
+        return latency_rows(report.latency)
+    return capacity_rows(report.capacity)
 
 
 def run(cfg: BenchConfig, out: Path, work: Path) -> BenchReport:
@@ -228,7 +254,7 @@ def main(argv: list[str]) -> int:
         print(f"kmsync bench: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("bench/results") / f"{stamp(SYSTEM_CLOCK.now())}.json"
-    def runner(work: Path) -> BenchReport | BackfillOnlyReport | LatencyOnlyReport:
+    def runner(work: Path) -> BenchReport | OneSectionReport:
         return run(cfg, out, work) if args.only is None else run_one_section(cfg, out, work, args.only)
 
     try:
@@ -241,9 +267,7 @@ def main(argv: list[str]) -> int:
         print(f"kmsync bench failed: {exc}", file=sys.stderr)
         return 1
     if not isinstance(report, BenchReport):
-        table = live_during_backfill_rows(report.backfill) if isinstance(report, BackfillOnlyReport) \
-            else latency_rows(report.latency)
-        print("\n".join("  ".join(row) for row in table))
+        print("\n".join("  ".join(row) for row in one_section_rows(report)))
         print(f"report: {out}")
         return 0
     print(render(report))

@@ -318,7 +318,19 @@ class LatencyOnlyReport(_OneSectionReport):
     latency: Latency
 
 
-def write_report(report: BenchReport | BackfillOnlyReport | LatencyOnlyReport, path: Path) -> None:
+class CapacityOnlyReport(_OneSectionReport):
+    """`kmsync bench --only capacity`: section 4 alone (warm-up, then the capacity run with each process's
+    CPU and the passthrough floor)."""
+
+    section: Literal["capacity"] = "capacity"
+    capacity: Capacity
+
+
+#: The report of `kmsync bench --only SECTION`.
+OneSectionReport = BackfillOnlyReport | LatencyOnlyReport | CapacityOnlyReport
+
+
+def write_report(report: BenchReport | OneSectionReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report.model_dump_json(indent=2) + "\n")
 

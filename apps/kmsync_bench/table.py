@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kmsync_bench.report import Backfill, BenchReport, Latency
+from kmsync_bench.report import Backfill, BenchReport, Capacity, Latency
 
 
 def _pct(x: float) -> str:
@@ -29,6 +29,19 @@ def rows(report: BenchReport) -> list[tuple[str, str, str]]:
                     f"606: {phase.sink_606}, 615: {phase.sink_615}; instance peak "
                     f"{phase.instance_peak_per_window}/{phase.instance_limit_per_window}{ext}"))
     out += latency_rows(lat)
+    out += capacity_rows(cap)
+    rest = bf.rest_equivalent
+    out.append(("5 backfill", f"{bf.rows:,} rows ({bf.sessions} sessions × {bf.attendees:,}): {bf.calls_total:,} calls "
+                              f"({bf.bulk_submit_calls} bulk imports), {bf.rows_per_second:,.0f} rows/s"
+                              f"{'' if bf.completed else ', INCOMPLETE'}",
+                f"REST at 300/call: {rest.total:,} calls ({bf.call_reduction:.0f}x more), "
+                f"{rest.seconds_at_rate_limit / 60:.0f} min at the rate limit; peak {bf.peak_calls_per_window}/20 s"))
+    out += live_during_backfill_rows(bf)
+    return out
+
+
+def capacity_rows(cap: Capacity) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
     rss = ", ".join(f"{k} {v:.0f}" for k, v in sorted(cap.peak_rss_mib.items()))
     out.append(("4 capacity", f"{cap.events_per_second:,.0f} events/s, steady {cap.steady_events_per_second:,.0f}"
                               f" ({cap.rows:,} rows"
@@ -42,13 +55,6 @@ def rows(report: BenchReport) -> list[tuple[str, str, str]]:
                                       f"({pt.total_cpu_per_10k:.2f}: client {pt.client_cpu_per_10k:.2f}, "
                                       f"broker {pt.broker_cpu_per_10k:.2f})",
                     f"per process: {cpu}"))
-    rest = bf.rest_equivalent
-    out.append(("5 backfill", f"{bf.rows:,} rows ({bf.sessions} sessions × {bf.attendees:,}): {bf.calls_total:,} calls "
-                              f"({bf.bulk_submit_calls} bulk imports), {bf.rows_per_second:,.0f} rows/s"
-                              f"{'' if bf.completed else ', INCOMPLETE'}",
-                f"REST at 300/call: {rest.total:,} calls ({bf.call_reduction:.0f}x more), "
-                f"{rest.seconds_at_rate_limit / 60:.0f} min at the rate limit; peak {bf.peak_calls_per_window}/20 s"))
-    out += live_during_backfill_rows(bf)
     return out
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from kmsync_bench import cli, sections
 from kmsync_bench.config import backfill_cap
 from kmsync_bench.machine import code_version, describe_machine, parse_status_kib, peak_rss_mib
+from kmsync_bench.report import BenchReport, CapacityOnlyReport
 from kmsync_bench.sandbox import count_calls, diff_counts, is_bulk, is_write
 from kmsync_bench.sections import live_rate, rest_equivalent, steady_rate
+from kmsync_bench.table import capacity_rows, rows
 from kmsync_bench.workload import backlog, engagement_csv
 from kmsync_kaltura.csv_reports import parse_engagement_csv
 
@@ -150,3 +153,21 @@ def test_the_backfill_cap_is_the_sink_limiters() -> None:
     assert (full.backfill_share, full.backfill_lane_share) == (1.0, 0.3)
     assert backfill_cap(full) == 27  # 0.3 of (100 × 1.0 − 10 headroom)
     assert backfill_cap(full.model_copy(update={"backfill_lane_share": 0.5})) == 45
+
+
+def test_only_capacity_reports_section_four_with_its_cpu_lines() -> None:
+    """`kmsync bench --only capacity` (issue #22's quick loop): the report holds the capacity section and
+    the printed lines are the full table's capacity lines."""
+    recorded = BenchReport.model_validate_json(
+        (Path(__file__).parent / "data" / "quick-report.json").read_text())
+    args = cli._parser().parse_args(["--only", "capacity", "--quick"])
+    measure, report_type, field = cli.ONE_SECTION[args.only]
+    assert (measure, report_type, field) == (cli.measure_capacity_only, CapacityOnlyReport, "capacity")
+    report = CapacityOnlyReport(mode="quick", started_at=recorded.started_at, finished_at=recorded.finished_at,
+                                wall_seconds=1.0, machine=recorded.machine, code=recorded.code, config=recorded.config,
+                                capacity=recorded.capacity)
+    assert CapacityOnlyReport.model_validate_json(report.model_dump_json()) == report
+    printed = cli.one_section_rows(report)
+    assert printed == capacity_rows(recorded.capacity)
+    assert printed and all(line in rows(recorded) for line in printed)
+    assert printed[0][0] == "4 capacity"
