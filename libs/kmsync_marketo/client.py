@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from typing_extensions import Unpack
 
@@ -94,6 +95,20 @@ class LeadSyncResult:
 
 #: Compact JSON as Marketo is sent it; one encoder for every record (json.dumps with separators builds one per call).
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+#: orjson refuses what the standard encoder refuses too (datetimes, dataclasses): those go to ``_JSON`` and fail
+#: as before. Integers beyond 64 bits and non-string keys, which orjson refuses, go to ``_JSON`` and are encoded.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def encode_record(record: Any) -> bytes:
+    """One record as compact UTF-8 JSON: orjson (0.4 µs against the standard encoder's 5.9 µs for an
+    activity, issue #22), the same bytes but for a small float's exponent, valid JSON either way (``5e-7``
+    for ``5e-07``); anything orjson refuses is encoded by the standard encoder. (A NaN, which orjson writes
+    as null, never reaches here: operations come off Kafka as JSON, where pydantic wrote it as null.)"""
+    try:
+        return orjson.dumps(record, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return _JSON.encode(record).encode()
 
 
 def encoded_chunks(
@@ -106,7 +121,7 @@ def encoded_chunks(
     encoded: list[bytes] = []
     size = 2
     for i, rec in enumerate(records):
-        raw = _JSON.encode(rec).encode()
+        raw = encode_record(rec)
         rec_size = len(raw) + 1
         if current and (len(current) >= max_records or size + rec_size > max_bytes):
             yield start, current, encoded

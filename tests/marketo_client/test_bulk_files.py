@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from kmsync_marketo.bulk import FAILURE_COLUMN, build_csv_parts, match_rows, parse_result_file
 from kmsync_marketo.client import chunk_records
@@ -75,3 +79,30 @@ def test_a_body_made_of_its_records_own_bytes_is_what_encoding_the_whole_gives()
         for _, chunk, encoded in chunks:
             whole = json.dumps({**extra, "input": chunk}, separators=(",", ":"), ensure_ascii=False).encode()
             assert json_body(extra, encoded) == whole
+
+
+def test_records_are_encoded_by_orjson_and_what_it_refuses_by_the_standard_encoder(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """orjson encodes the records (issue #22); a value it refuses but JSON holds (an integer beyond 64 bits,
+    a non-string key) is encoded as before, and what neither takes (a datetime) still fails."""
+    import json
+
+    from kmsync_marketo import client
+
+    standard: list[Any] = []
+    encoder = client._JSON
+
+    class Counting:
+        def encode(self, o: Any) -> str:
+            standard.append(o)
+            return encoder.encode(o)
+
+    monkeypatch.setattr(client, "_JSON", Counting())
+    plain = {"leadId": 7, "activityDate": "2026-12-06T12:00:00+00:00", "f": 1e16, "tiny": 5e-7, "t": "Zoë \u2028 \"q\""}
+    assert json.loads(client.encode_record(plain)) == plain and standard == []
+    assert client.encode_record(plain) == json.dumps(plain, separators=(",", ":"), ensure_ascii=False).encode(
+        ).replace(b"5e-07", b"5e-7")  # the one difference: a small float's exponent
+    huge = {"n": 2**70, 3: "int key"}
+    assert client.encode_record(huge) == b'{"n":1180591620717411303424,"3":"int key"}' and standard == [huge]
+    with pytest.raises(TypeError):
+        client.encode_record({"at": datetime.now(UTC)})

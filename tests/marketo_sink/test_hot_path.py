@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from kmsync_contracts import utc_now
-from kmsync_sink.decisions import Decision
+from kmsync_contracts import encode, utc_now
+from kmsync_contracts.outcomes import RecordOutcome
+from kmsync_contracts.reasons import ReasonCode
+from kmsync_sink.decisions import Decision, to_outcome
 from kmsync_sink.metrics import SinkMetrics
 from kmsync_sink.offsets import OffsetTracker
 from kmsync_sink.publishing import OutcomePublisher
@@ -106,3 +109,54 @@ def test_outcome_metrics_take_one_child_per_series_and_call(ops: Any, monkeypatc
                        (munchkin, "lead_upsert", "failed"): 1.0}
     latencies = [s.value for m in metrics.latency.collect() for s in m.samples if s.name.endswith("_count")]
     assert sorted(latencies) == [3.0, 5.0]
+
+
+def _outcome_cases(ops: Any) -> list[tuple[Decision, int | None]]:
+    return [
+        (Decision(ops.pending(ops.lead("a@x.com")), "created", marketo_id="17", request_id="e4a1#18c"), None),
+        (Decision(ops.pending(ops.activity("b@x.com", entry="1_e")), "created", marketo_id="g-1"), 9),
+        (Decision(ops.pending(ops.obj("c@x.com")), "skipped", reason_code="1037", reason="lower step"), 12),
+        (Decision(ops.pending(ops.status("d@x.com")), "failed", reason_code=ReasonCode.INSTANCE_UNKNOWN,
+                  reason="not in the tenants file", retryable=True), None),
+        (Decision(ops.pending(ops.lead("e@x.com")), "failed", reason_code="1003", reason=" padded by Marketo \n"), 3),
+    ]
+
+
+def test_outcomes_are_what_the_contract_validates_to_byte_for_byte(ops: Any) -> None:
+    """The trusted path (no re-validation) and the validated one give equal models and the same bytes,
+    a reason with whitespace at its ends and a ReasonCode included (validation makes them plain, stripped)."""
+    now = utc_now()
+    for d, known in _outcome_cases(ops):
+        built = to_outcome(d, now, known)
+        validated = RecordOutcome(**built.model_dump())
+        raw_values = {**built.model_dump(), "reason": d.reason, "reason_code": d.reason_code}
+        assert built == RecordOutcome(**raw_values) and encode(built) == encode(RecordOutcome(**raw_values))
+        assert built == validated and encode(built) == encode(validated)
+        assert built.model_fields_set == validated.model_fields_set
+        assert type(built.reason_code) in (str, type(None)) and (built.reason or "") == (d.reason or "").strip()
+
+
+def test_an_outcome_of_valid_fields_is_not_validated_again(ops: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    validator = RecordOutcome.__pydantic_validator__
+    calls: list[Any] = []
+
+    class Counting:
+        def validate_python(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return validator.validate_python(*args, **kwargs)
+
+    monkeypatch.setattr(RecordOutcome, "__pydantic_validator__", Counting())
+    now = utc_now()
+    cases = _outcome_cases(ops)
+    for d, known in cases[:3]:
+        to_outcome(d, now, known)
+    assert calls == []  # the first three need nothing of validation
+    for d, known in cases[3:]:
+        to_outcome(d, now, known)
+    assert len(calls) == 2  # a ReasonCode and a padded reason: validated as before
+
+
+def test_an_outcome_validation_would_refuse_is_still_refused(ops: Any) -> None:
+    d = Decision(ops.pending(ops.lead("a@x.com")), "created", marketo_id="0")  # lead id 0 from an odd answer
+    with pytest.raises(ValidationError):
+        to_outcome(d, utc_now())
