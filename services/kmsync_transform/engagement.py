@@ -12,8 +12,9 @@ scaling, every rate is clamped to [0, 1].
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Literal
 
 from kmsync_config.tenants import EventConfig, SessionConfig
@@ -42,16 +43,29 @@ def clamp_fraction(value: float) -> float:
 
 
 def rates_are_percentages(values: Mapping[str, float | None], scale: RateScale = "auto") -> bool:
+    return _percentages(tuple(values.values()), scale)
+
+
+def _percentages(values: Sequence[float | None], scale: RateScale) -> bool:
     if scale != "auto":
         return scale == "percent"
-    return any(v is not None and v > 1.0 for v in values.values())
+    return any(v is not None and v > 1.0 for v in values)
+
+
+#: The snapshot's fraction fields in one C call (a getattr per name cost more: issue #22).
+_FRACTIONS = attrgetter(*FRACTION_FIELDS)
+
+
+def _fractions(snapshot: SessionEngagement, scale: RateScale) -> list[float | None]:
+    """The FRACTION_FIELDS' values as fractions in [0, 1], in that order (None stays None)."""
+    raw: tuple[float | None, ...] = _FRACTIONS(snapshot)
+    divisor = 100.0 if _percentages(raw, scale) else 1.0
+    return [None if v is None else min(1.0, max(0.0, v / divisor)) for v in raw]
 
 
 def normalise_rates(snapshot: SessionEngagement, scale: RateScale = "auto") -> dict[str, float | None]:
     """Every fraction field of the snapshot as a fraction in [0, 1] (None stays None)."""
-    raw: dict[str, float | None] = {name: getattr(snapshot, name) for name in FRACTION_FIELDS}
-    divisor = 100.0 if rates_are_percentages(raw, scale) else 1.0
-    return {name: None if v is None else clamp_fraction(v / divisor) for name, v in raw.items()}
+    return dict(zip(FRACTION_FIELDS, _fractions(snapshot, scale), strict=True))
 
 
 #: How a seed data type is written; every other type (string, text, link, ...) as text.
@@ -90,6 +104,12 @@ def session_config(event: EventConfig, entry_id: str) -> SessionConfig | None:
 #: The seed's object fields the snapshot has under the same name (identity fields are set below).
 _SNAPSHOT_FIELDS: tuple[str, ...] = tuple(
     spec.name for spec in ENGAGEMENT_OBJECT_FIELDS if spec.name in SessionEngagement.model_fields)
+#: The identity fields engagement_values() sets itself.
+_IDENTITY_FIELDS = frozenset({"entry_id", "entry_name", "email", "user", "channel_id", "channel_name", LINK_FIELD})
+#: The snapshot's metrics taken as they are: neither identity nor fractions (read in one C call).
+_METRIC_FIELDS: tuple[str, ...] = tuple(
+    name for name in _SNAPSHOT_FIELDS if name not in _IDENTITY_FIELDS and name not in FRACTION_FIELDS)
+_METRICS = attrgetter(*_METRIC_FIELDS)
 _OBJECT_PLAN = record_plan(ENGAGEMENT_OBJECT_FIELDS, {LINK_FIELD})
 _ACTIVITY_PLAN = record_plan(ENGAGEMENT_ACTIVITY_FIELDS, {PRIMARY_FIELD})
 
@@ -101,8 +121,8 @@ def engagement_values(
     and shared by the object record and the activity attributes."""
     session = session_config(event, snapshot.entry_id)
     channel = resolve_channel(snapshot, session, event.outputs.legacy_activities_only)
-    values: dict[str, object] = {name: getattr(snapshot, name) for name in _SNAPSHOT_FIELDS}
-    values.update(normalise_rates(snapshot, scale))
+    values: dict[str, object] = dict(zip(_METRIC_FIELDS, _METRICS(snapshot), strict=True))
+    values.update(zip(FRACTION_FIELDS, _fractions(snapshot, scale), strict=True))
     values.update(
         entry_id=snapshot.entry_id,
         entry_name=snapshot.entry_name if snapshot.entry_name is not None else (session.name if session else None),
@@ -116,8 +136,9 @@ def engagement_values(
 
 
 def _record(plan: RecordPlan, values: Mapping[str, object]) -> dict[str, Scalar]:
-    """The plan's fields that have a value, typed, in the plan's (the seed's) order."""
-    return {name: cast(value) for name, cast in plan if (value := values.get(name)) is not None}
+    """The plan's fields that have a value, typed, in the plan's (the seed's) order (every plan field
+    is one of engagement_values()' keys)."""
+    return {name: cast(value) for name, cast in plan if (value := values[name]) is not None}
 
 
 def object_record(values: Mapping[str, object]) -> dict[str, Scalar]:

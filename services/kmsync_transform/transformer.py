@@ -31,9 +31,16 @@ from kmsync_contracts.seed import (
     POLLS_OBJECT_API_NAME,
     POLLS_OBJECT_DEDUPE_FIELDS,
 )
+from kmsync_transform.built import Trusted
 from kmsync_transform.dead_letters import dead_letter
 from kmsync_transform.decisions import poll_moved, status_skip, too_many_polls, truncated
-from kmsync_transform.engagement import RateScale, activity_attributes, engagement_values, object_record
+from kmsync_transform.engagement import (
+    RateScale,
+    activity_attributes,
+    engagement_values,
+    object_record,
+    session_config,
+)
 from kmsync_transform.forward_only import ForwardOnly, Verdict, person_key
 from kmsync_transform.labels import LabelOrder, LabelVerdict, label_decision, label_step
 from kmsync_transform.lead_fields import LeadMemory, lead_field_values
@@ -42,6 +49,15 @@ from kmsync_transform.op_ids import content_fingerprint, op_id
 from kmsync_transform.polls import PollSlots, session_key
 from kmsync_transform.routing import UNCONFIGURED, Routed, RoutedEngagement, RoutedPoll, RoutedStatus, event_for
 from kmsync_transform.status_map import map_status
+
+#: The engagement row's two operations, built without validating again what was validated (built.py).
+_OBJECT = Trusted(CustomObjectUpsert)
+_ACTIVITY = Trusted(CustomActivity)
+
+
+def _clean(text: str | None) -> bool:
+    """Nothing for the contract's str_strip_whitespace to strip (Python strips at least what pydantic does)."""
+    return text is None or text == text.strip()
 
 
 @dataclass
@@ -93,6 +109,8 @@ class Transformer:
         self.polls = PollSlots(state.poll_slots, state.poll_answers)
         self.rate_scale = rate_scale
         self.engagement_dedupe_fields = engagement_dedupe_fields
+        self._dedupe_clean = bool(engagement_dedupe_fields) and all(
+            isinstance(name, str) and name and _clean(name) for name in engagement_dedupe_fields)
         self.polls_dedupe_fields = polls_dedupe_fields
         self.clock = clock or SystemClock().now
 
@@ -179,11 +197,12 @@ class Transformer:
             "virtual_event_id": snap.virtual_event_id, "email": email,
             "source_time": snap.source_time, "emitted_at": now,
         }
+        trusted = self._trusted_engagement(routed, event, now)
         values: dict[str, object] | None = None  # the object and the activity share them
         if event.outputs.custom_objects:
             values = engagement_values(snap, email, event, self.rate_scale)
             record = object_record(values)
-            result.ops.append(CustomObjectUpsert(
+            result.ops.append((_OBJECT if trusted else CustomObjectUpsert)(
                 op_id=op_id("custom_object_upsert", munchkin, ENGAGEMENT_OBJECT_API_NAME,
                             snap.virtual_event_id, snap.entry_id, email, content_fingerprint(record)),
                 object_name=ENGAGEMENT_OBJECT_API_NAME, dedupe_fields=self.engagement_dedupe_fields,
@@ -193,12 +212,21 @@ class Transformer:
             if not self.ledger.claim(activity_id, now.isoformat()):
                 result.ledger_hits += 1
                 return
-            result.ops.append(CustomActivity(
+            result.ops.append((_ACTIVITY if trusted else CustomActivity)(
                 op_id=activity_id, activity_type=ENGAGEMENT_ACTIVITY_API_NAME,
                 primary_attribute_value=snap.entry_id, activity_date=snap.source_time,
                 attributes=activity_attributes(
                     values if values is not None else engagement_values(snap, email, event, self.rate_scale)),
                 **base))
+
+    def _trusted_engagement(self, routed: RoutedEngagement, event: EventConfig, now: datetime) -> bool:
+        """Whether the engagement operations can be built without validation (built.py): what does not
+        come from the validated snapshot passes the contract's checks as it is. Otherwise the validating
+        constructors run (and strip, or reject, as they always did)."""
+        if not (self._dedupe_clean and routed.email and routed.munchkin_id and now.utcoffset() is not None):
+            return False
+        session = session_config(event, routed.record.entry_id)  # its names can reach the record unstripped
+        return session is None or (_clean(session.name) and _clean(session.channel_name))
 
     # -- polls -------------------------------------------------------------------------------------
     def _poll(self, routed: RoutedPoll, event: EventConfig, now: datetime, result: StepResult) -> None:
