@@ -11,6 +11,7 @@ sent again once without its company fields (§14; the setting ``KMSYNC_SINK_COMP
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ async def sync_leads_without_refused_company(writer: LeadSyncer, records: Sequen
                                      for i in again])
     dropped: dict[int, tuple[str, ...]] = {}
     for i, o in zip(again, retry.outcomes, strict=True):
-        outcomes[i] = o.model_copy(update={"seq": i})
+        outcomes[i] = dataclasses.replace(o, seq=i)
         if o.ok:
             dropped[i] = tuple(f for f in COMPANY_FIELDS if f in records[i])
     lead_ids.update(retry.lead_ids)

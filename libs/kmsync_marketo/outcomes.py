@@ -7,9 +7,8 @@ skipped items carry ``reasons[]`` (Add Custom Activities: ``errors[]``, accept b
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from kmsync_contracts.outcomes import OutcomeStatus
 from kmsync_contracts.reasons import ReasonCode
@@ -23,10 +22,13 @@ _STATUS_MAP: dict[str, OutcomeStatus] = {
 }
 
 
-class Outcome(BaseModel):
-    """What became of input record ``seq`` (0-based position in the list the caller passed)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What became of input record ``seq`` (0-based position in the list the caller passed).
 
-    model_config = ConfigDict(frozen=True)
+    A slotted dataclass, not a pydantic model: the client builds one per record of every answer from
+    values it has checked itself (0.5 µs against 2.4 µs validated, issue #22); nothing here is a
+    trust boundary."""
 
     seq: int
     status: OutcomeStatus

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
 
 from kmsync_contracts import seed
@@ -57,8 +58,9 @@ class FieldInfo:
     length: int | None = None
     updateable: bool = True
 
-    @property
+    @cached_property
     def limit(self) -> int | None:
+        """Worked out once per field (shaping asks it for every value of every record, issue #22)."""
         if self.data_type in CHAR_LENGTH_TYPES:
             return self.length or STRING_DEFAULT_LENGTH
         if self.data_type == "text":
@@ -258,6 +260,8 @@ def cut(value: Any, info: FieldInfo) -> tuple[Any, int | None]:
     if limit is None or not isinstance(value, str):
         return value, None
     if info.data_type == "text":
+        if len(value) * 4 <= limit:  # a character is at most 4 UTF-8 bytes: fits, without encoding it
+            return value, None
         raw = value.encode()
         if len(raw) <= limit:
             return value, None

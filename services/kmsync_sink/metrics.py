@@ -8,6 +8,9 @@ Operator's ``endpoint``, ``service``, ``pod``, ...): those would arrive renamed 
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from kmsync_marketo.lanes import current_lane
@@ -121,3 +124,24 @@ class SinkMetrics:
         child = counter.labels(*labels)  # the series exists (at 0) from the first observation
         if delta > 0:
             child.inc(delta)
+
+
+def observe_many(child: Histogram, values: Sequence[float]) -> None:
+    """Each of ``values`` observed in a labelled histogram child, with one increment per bucket and one of
+    the sum instead of two per value (``observe`` per outcome was 3 % of the sink's CPU, issue #22). A
+    value goes to the first bucket whose bound it does not exceed, as ``observe`` puts it; a
+    prometheus_client without these internals gets ``observe`` per value."""
+    bounds: Sequence[float] | None = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(buckets) != len(bounds):
+        for value in values:
+            child.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect.bisect_left(bounds, value)] += 1
+    total.inc(sum(values))
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)

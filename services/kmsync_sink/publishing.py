@@ -20,7 +20,7 @@ from kmsync_kafka.producer import KafkaProducer
 from kmsync_sink.decisions import Decision, to_dead_letter, to_outcome
 from kmsync_sink.durable import Message, produce_until_acked
 from kmsync_sink.intents import IntentLog
-from kmsync_sink.metrics import SinkMetrics
+from kmsync_sink.metrics import SinkMetrics, observe_many
 from kmsync_sink.offsets import OffsetTracker
 
 
@@ -77,9 +77,7 @@ class OutcomePublisher:
         for (munchkin_id, kind, status), n in outcomes.items():
             self.metrics.outcomes.labels(munchkin_id, kind, status).inc(n)
         for (munchkin_id, kind), seconds in latencies.items():
-            child = self.metrics.latency.labels(munchkin_id, kind)
-            for value in seconds:
-                child.observe(value)
+            observe_many(self.metrics.latency.labels(munchkin_id, kind), seconds)
 
     async def dead_letter_raw(
         self, tp: TopicPartition, m: ConsumerRecord[bytes, bytes], key: str | None, exc: ContractError,

@@ -91,6 +91,10 @@ def test_records_keep_only_existing_fields_map_the_link_and_cut_strings_to_lengt
     text, before = cut("é" * 15_001, FieldInfo("b", "text"))
     assert before == 30_002 and len(text.encode()) <= 30_000 and text == "é" * 15_000
     assert cut(12, FieldInfo("c", "integer")) == (12, None)
+    # At the text limit exactly (4-byte characters: not cut without encoding them), and one past it.
+    assert cut("😀" * 7_500, FieldInfo("b", "text")) == ("😀" * 7_500, None)
+    assert cut("😀" * 7_501, FieldInfo("b", "text")) == ("😀" * 7_500, 30_004)
+    assert cut("x" * 29_999 + "é", FieldInfo("b", "text")) == ("x" * 29_999, 30_001)
 
 
 async def test_discovery_reads_what_the_admin_built() -> None:

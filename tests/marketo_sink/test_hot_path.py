@@ -12,7 +12,7 @@ from kmsync_contracts import encode, utc_now
 from kmsync_contracts.outcomes import RecordOutcome
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_sink.decisions import Decision, to_outcome
-from kmsync_sink.metrics import SinkMetrics
+from kmsync_sink.metrics import SinkMetrics, observe_many
 from kmsync_sink.offsets import OffsetTracker
 from kmsync_sink.publishing import OutcomePublisher
 from kmsync_sink.window import CloseReason, Window, WindowLimits
@@ -160,3 +160,24 @@ def test_an_outcome_validation_would_refuse_is_still_refused(ops: Any) -> None:
     d = Decision(ops.pending(ops.lead("a@x.com")), "created", marketo_id="0")  # lead id 0 from an odd answer
     with pytest.raises(ValidationError):
         to_outcome(d, utc_now())
+
+
+def test_latencies_observed_together_are_the_histogram_of_observing_them_one_by_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    together, one_by_one = SinkMetrics(), SinkMetrics()
+    values = [0.0, 0.1, 0.1000001, 0.5, 3.0, 86_400.0, 86_400.5, 1e9, 0.3] * 3
+    batched = together.latency.labels("m", "lead_upsert")
+    monkeypatch.setattr(batched, "observe", lambda *a: pytest.fail("observed one by one"))
+    observe_many(batched, values)
+    child = one_by_one.latency.labels("m", "lead_upsert")
+    for v in values:
+        child.observe(v)
+
+    def samples(m: SinkMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in m.latency.collect() for s in f.samples
+                if not s.name.endswith("_created")}
+
+    got, want = samples(together), samples(one_by_one)
+    assert got.keys() == want.keys() and all(got[k] == pytest.approx(want[k], rel=1e-12) for k in want)
+    buckets = [v for (name, _), v in sorted(want.items()) if name.endswith("_bucket")]
+    assert len(set(buckets)) > 4  # the values fall in several buckets, the +Inf one included
