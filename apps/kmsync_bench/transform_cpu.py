@@ -185,7 +185,8 @@ def measure(people: int, repeat: int, checkpoint: int, profile: Path | None, eng
 
 
 def counted(metrics: TransformMetrics) -> tuple[float, float]:
-    """(input records read, operations emitted) so far."""
+    """(input records read, operations emitted) so far (the record path's counts flushed first, as a scrape does)."""
+    metrics.tally.flush()
     def total(counter: object) -> float:
         return sum(s.value for m in counter.collect() for s in m.samples  # type: ignore[attr-defined]
                    if s.name.endswith("_total"))

@@ -2,16 +2,65 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from kmsync_transform.routing import RouteResult
 from kmsync_transform.transformer import StepResult
+
+#: A counter's labelled series: the counter and its label values.
+Series = tuple[Counter, tuple[str, ...]]
+
+
+class Tally:
+    """Counts of the record path kept as plain ints, added to their prometheus counters by `flush()`,
+    which the registry runs before it collects (a scrape, generate_latest, get_sample_value): what a
+    scrape reads is exact, and a record pays a dict update per count instead of prometheus' lock and
+    checks (about 4 % of transform's engine thread; issue #22).
+
+    One thread counts (the engine's); any may flush. Totals only grow and each is written by that one
+    thread, so a flush adds to each counter the part of its total not added yet, under a lock of its
+    own: nothing is counted twice or lost whichever thread flushes, and when."""
+
+    def __init__(self) -> None:
+        self.totals: dict[Series, int] = {}
+        self._added: dict[Series, int] = {}
+        self._children: dict[Series, Counter] = {}
+        self._lock = threading.Lock()
+
+    def add(self, counter: Counter, labels: tuple[str, ...], amount: int = 1) -> None:
+        key = (counter, labels)
+        self.totals[key] = self.totals.get(key, 0) + amount
+
+    def flush(self) -> None:
+        with self._lock:
+            for key, total in list(self.totals.items()):  # a copy: the counting thread may add series
+                added = self._added.get(key, 0)
+                if total != added:
+                    child = self._children.get(key)
+                    if child is None:
+                        child = self._children[key] = key[0].labels(*key[1])
+                    child.inc(total - added)
+                    self._added[key] = total
+
+    def collect(self) -> Iterator[Metric]:
+        """Registered before the counters, so the registry runs it first: a flush, no metric of its own."""
+        self.flush()
+        return iter(())
+
+    def describe(self) -> list[Metric]:
+        return []
 
 
 class TransformMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self.tally = Tally()
+        r.register(self.tally)  # first: a collection flushes the counts before it reads the counters
         self.records_in = Counter("kmsync_transform_records_in", "Input records read",
                                   ["tenant", "topic"], registry=r)
         self.ops_out = Counter("kmsync_transform_ops_out", "Marketo operations emitted",
@@ -38,15 +87,7 @@ class TransformMetrics:
                                   "read_committed) minus transform's position, as of the last poll",
                                   ["topic", "partition"], registry=r)
         self._lag_children: dict[tuple[str, int], Gauge] = {}
-        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
-
-    def _inc(self, counter: Counter, labels: tuple[str, ...], amount: int = 1) -> None:
-        """counter.labels(*labels).inc(amount), with the labelled child looked up once per label set
-        (labels() validates and locks on every call; this runs several times per record)."""
-        child = self._children.get((counter, labels))
-        if child is None:
-            child = self._children[(counter, labels)] = counter.labels(*labels)
-        child.inc(amount)
+        self._inc = self.tally.add
 
     def routed(self, topic: str, result: RouteResult) -> None:
         self._inc(self.records_in, (result.tenant, topic))
