@@ -86,7 +86,9 @@ IdKey = str | tuple[str, ...] | None
 def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: IdKey, request_id: str | None = None) -> Outcome:
     """One result item → outcome. ``id_key`` names the id Marketo returns (id, leadId, marketoGUID),
     or several to try in order; ``request_id``: the answering call's (§4.1)."""
-    raw_status = str(item.get("status", ""))
+    raw_status = item.get("status", "")
+    if type(raw_status) is not str:
+        raw_status = str(raw_status)
     marketo_id: str | None = None
     keys = (id_key,) if isinstance(id_key, str) else id_key or ()
     for key in keys:
@@ -143,7 +145,7 @@ def align_results(
     """
     placed: dict[int, Outcome] = {}
     for position, item in enumerate(results):
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):  # a dict, always: no ABC check for it
             continue
         local = item.get("seq", position)
         try:

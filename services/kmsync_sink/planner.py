@@ -205,12 +205,25 @@ def _plan(
 ) -> Plan:
     plan = Plan()
     ordered = sorted(window, key=lambda p: p.source)
-    rest = _plan_leads(plan, ordered, config, known_lead, min_tail)
-    _plan_statuses(plan, rest, config, min_tail)
-    _plan_objects(plan, rest, config, min_tail)
-    _plan_activities(plan, rest, config, already_written, min_tail)
-    _plan_member_data(plan, rest, config, min_tail)
+    rest = _by_kind(_plan_leads(plan, ordered, config, known_lead, min_tail))
+    # Each step reads only its own kind (in offset order), not the whole window (issue #22).
+    _plan_statuses(plan, rest.get("program_member_status", []), config, min_tail)
+    _plan_objects(plan, rest.get("custom_object_upsert", []), config, min_tail)
+    _plan_activities(plan, rest.get("custom_activity", []), config, already_written, min_tail)
+    _plan_member_data(plan, rest.get("program_member_data", []), config, min_tail)
     return plan
+
+
+def _by_kind(ops: list[PendingOp]) -> dict[str, list[PendingOp]]:
+    out: dict[str, list[PendingOp]] = {}
+    for p in ops:
+        kind = p.op.kind
+        group = out.get(kind)
+        if group is None:
+            out[kind] = [p]
+        else:
+            group.append(p)
+    return out
 
 
 def _plan_leads(
@@ -218,13 +231,18 @@ def _plan_leads(
 ) -> list[PendingOp]:
     """1. Leads, one input per email. Returns the other operations, less those deferred with their lead."""
     leads: dict[str, LeadInput] = {}
+    rest: list[PendingOp] = []
     for p in ordered:
         if isinstance(p.op, LeadUpsert):
-            entry = leads.setdefault(p.op.email, LeadInput(p.op.email, {}))
+            entry = leads.get(p.op.email)
+            if entry is None:  # not setdefault: that builds an input per upsert (issue #22)
+                entry = leads[p.op.email] = LeadInput(p.op.email, {})
             entry.fields.update({k: v for k, v in p.op.fields.items() if k != "email"})
             entry.ops.append(p)
-    for p in ordered:
-        if not isinstance(p.op, LeadUpsert) and p.op.email not in leads and not known_lead(p.op.email):
+        else:
+            rest.append(p)
+    for p in rest:
+        if p.op.email not in leads and not known_lead(p.op.email):
             leads[p.op.email] = LeadInput(p.op.email, {})
     lead_inputs = list(leads.values())
     # Bulk import returns no lead ids, so only upserts that carry data count towards it; email-only
@@ -240,7 +258,8 @@ def _plan_leads(
     deferred_emails = {li.email for li in lead_tail}
     for li in lead_tail:
         plan.deferred.extend(li.ops)
-    rest = [p for p in ordered if not isinstance(p.op, LeadUpsert)]
+    if not deferred_emails:
+        return rest
     plan.deferred.extend(p for p in rest if p.op.email in deferred_emails)
     return [p for p in rest if p.op.email not in deferred_emails]
 

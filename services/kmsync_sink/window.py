@@ -81,7 +81,9 @@ class Window:
 
     def _insert(self, op: PendingOp) -> None:
         ready = self._ready_ops
-        if ready and _order(op) < _order(ready[-1]):
+        # _order(op) < _order(last), without building the two keys (per record read, issue #22).
+        if ready and (op.arrived < (last := ready[-1]).arrived or (op.arrived == last.arrived
+                                                                   and op.source < last.source)):
             bisect.insort(ready, op, key=_order)
         else:
             ready.append(op)
