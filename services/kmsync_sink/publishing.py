@@ -17,7 +17,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from kmsync_contracts import ContractError, DeadLetter, encode, utc_now
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_kafka.producer import KafkaProducer
-from kmsync_sink.decisions import Decision, to_dead_letter, to_outcome
+from kmsync_sink.decisions import Decision, outcome_json, to_dead_letter
 from kmsync_sink.durable import Message, produce_until_acked
 from kmsync_sink.intents import IntentLog
 from kmsync_sink.metrics import SinkMetrics, observe_many
@@ -49,7 +49,7 @@ class OutcomePublisher:
         for d in decisions:
             key = d.pending.op.munchkin_id.encode()
             known = self.known_lead_id(d.pending.op.munchkin_id, d.pending.op.email)
-            messages.append(Message(self.results_topic, encode(to_outcome(d, now, known)), key))
+            messages.append(Message(self.results_topic, outcome_json(d, now, known), key))
             if d.failed:
                 messages.append(Message(self.dlq_topic, encode(to_dead_letter(d, now)), key))
         await produce_until_acked(self.producer, messages, give_up)
