@@ -37,7 +37,9 @@ KALTURA_SECRET_ENV = "KMSYNC_BENCH_KALTURA_SECRET"
 #: Ingest refuses report uploads without a bearer token (services/kmsync_ingest/README.md "Security").
 UPLOAD_TOKEN_ENV = "KMSYNC_BENCH_UPLOAD_TOKEN"
 LIFTED = 1_000_000
-EVENT_IDS = {"latency": 11, "capacity": 12, "backfill": 13}
+#: The broker's warm-up (kmsync_bench.sections.warm_broker) on an instance and event of its own, every limit lifted.
+WARM_UP_INSTANCE = "555-EEE-555"
+EVENT_IDS = {"latency": 11, "capacity": 12, "backfill": 13, "warm-up": 14}
 SERVICES = ("ingest", "transform", "sink")
 
 
@@ -50,6 +52,7 @@ def sandbox_limits() -> dict[str, dict[str, Any]]:
         EFFICIENCY_INSTANCE: dict(real),
         NAIVE_INSTANCE: {**lifted, "max_concurrency": 10},
         CAPACITY_INSTANCE: dict(lifted),
+        WARM_UP_INSTANCE: dict(lifted),
         # Bulk imports finish in seconds here (real Marketo: minutes); the call counts are what matters.
         BACKFILL_INSTANCE: {**real, "import_seconds_base": 1.0, "import_seconds_per_row": 0.0001},
     }
@@ -73,13 +76,14 @@ def tenants_doc(sandbox: SandboxProcess, config: BenchConfig) -> dict[str, Any]:
             # The sandbox lifts this instance's limits; so does the sink's limiter, or section 4 would
             # measure the limiter (100 calls / 20 s) instead of the pipeline.
             "capacity": instance(CAPACITY_INSTANCE, 1.0, LIFTED, rate_limit_calls=LIFTED, bulk_min_records=0),
+            "warm-up": instance(WARM_UP_INSTANCE, 1.0, LIFTED, rate_limit_calls=LIFTED, bulk_min_records=0),
             "backfill": instance(BACKFILL_INSTANCE, config.backfill_share, DAILY_QUOTA,
                                  bulk_min_records=config.backfill_bulk_min_records,
                                  backfill_share=config.backfill_lane_share),
         },
         "kaltura_partners": {PARTNER_ID: {"service_url": dead, "user_profile_url": dead,
                                           "admin_secret": {"env": KALTURA_SECRET_ENV}}},
-        "events": [event("latency", "efficiency"), event("capacity", "capacity"),
+        "events": [event("latency", "efficiency"), event("capacity", "capacity"), event("warm-up", "warm-up"),
                    # The seed recommends custom objects; activities have no bulk import
                    # (docs/reference/marketo-api.md §7.3).
                    event("backfill", "backfill", outputs={"custom_activities": False})],
