@@ -13,9 +13,8 @@ scaling, every rate is clamped to [0, 1].
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple, get_args, get_origin
 
 from kmsync_config.tenants import EventConfig, SessionConfig
 from kmsync_contracts.base import Scalar
@@ -70,16 +69,17 @@ def normalise_rates(snapshot: SessionEngagement, scale: RateScale = "auto") -> d
 
 #: How a seed data type is written; every other type (string, text, link, ...) as text.
 _CASTS: dict[str, Callable[[Any], Scalar]] = {"integer": int, "float": float}
-#: A record's fields, in the seed's order, each with its cast (built once, used per snapshot).
-RecordPlan = tuple[tuple[str, Callable[[Any], Scalar]], ...]
+#: A record's fields, in the seed's order, each with its cast (None: the value has the seed's type already).
+RecordPlan = tuple[tuple[str, Callable[[Any], Scalar] | None], ...]
 
 
-def record_plan(fields: tuple[FieldSpec, ...], skip: set[str]) -> RecordPlan:
-    return tuple((spec.name, _CASTS.get(spec.data_type, str)) for spec in fields if spec.name not in skip)
+def record_plan(fields: tuple[FieldSpec, ...], skip: set[str], typed: frozenset[str] = frozenset()) -> RecordPlan:
+    """The plan of `fields` without `skip`; the fields in `typed` are taken as they are (not cast)."""
+    return tuple((spec.name, None if spec.name in typed else _CASTS.get(spec.data_type, str))
+                 for spec in fields if spec.name not in skip)
 
 
-@dataclass(frozen=True)
-class Channel:
+class Channel(NamedTuple):
     id: int | None
     name: str | None
 
@@ -101,44 +101,56 @@ def session_config(event: EventConfig, entry_id: str) -> SessionConfig | None:
     return None
 
 
-#: The seed's object fields the snapshot has under the same name (identity fields are set below).
-_SNAPSHOT_FIELDS: tuple[str, ...] = tuple(
-    spec.name for spec in ENGAGEMENT_OBJECT_FIELDS if spec.name in SessionEngagement.model_fields)
+def _declared(name: str) -> set[Any]:
+    """The types a SessionEngagement field's annotation names (Annotated and Optional unwrapped)."""
+    found: set[Any] = set()
+    stack = [SessionEngagement.model_fields[name].annotation]
+    while stack:
+        tp = stack.pop()
+        args = get_args(tp)
+        if get_origin(tp) is Annotated:
+            stack.append(args[0])  # the type; the rest is its constraints
+        elif args:
+            stack.extend(args)
+        else:
+            found.add(tp)
+    return found - {type(None)}
+
+
 #: The identity fields engagement_values() sets itself.
 _IDENTITY_FIELDS = frozenset({"entry_id", "entry_name", "email", "user", "channel_id", "channel_name", LINK_FIELD})
-#: The snapshot's metrics taken as they are: neither identity nor fractions (read in one C call).
-_METRIC_FIELDS: tuple[str, ...] = tuple(
-    name for name in _SNAPSHOT_FIELDS if name not in _IDENTITY_FIELDS and name not in FRACTION_FIELDS)
-_METRICS = attrgetter(*_METRIC_FIELDS)
-_OBJECT_PLAN = record_plan(ENGAGEMENT_OBJECT_FIELDS, {LINK_FIELD})
-_ACTIVITY_PLAN = record_plan(ENGAGEMENT_ACTIVITY_FIELDS, {PRIMARY_FIELD})
+#: The seed's fields a validated snapshot holds with the seed's type already (an integer field as int, a
+#: float field as float: pydantic made them so), and the rates, floats once normalised: not cast again.
+_TYPED = frozenset(
+    {spec.name for spec in ENGAGEMENT_OBJECT_FIELDS if spec.name in SessionEngagement.model_fields
+     and spec.name not in _IDENTITY_FIELDS and _declared(spec.name) == {_CASTS.get(spec.data_type)}}
+    | set(FRACTION_FIELDS))
+_OBJECT_PLAN = record_plan(ENGAGEMENT_OBJECT_FIELDS, {LINK_FIELD}, _TYPED)
+_ACTIVITY_PLAN = record_plan(ENGAGEMENT_ACTIVITY_FIELDS, {PRIMARY_FIELD}, _TYPED)
 
 
 def engagement_values(
     snapshot: SessionEngagement, email: str, event: EventConfig, scale: RateScale = "auto"
 ) -> dict[str, object]:
-    """Every seed field's value for this snapshot (None where it has none), untyped: computed once
-    and shared by the object record and the activity attributes."""
+    """Every seed field's value for this snapshot (None where it has none), untyped, among the snapshot's
+    other fields: computed once and shared by the object record and the activity attributes. Built by
+    merging dicts (a getattr per field cost twice as much: issue #22)."""
     session = session_config(event, snapshot.entry_id)
     channel = resolve_channel(snapshot, session, event.outputs.legacy_activities_only)
-    values: dict[str, object] = dict(zip(_METRIC_FIELDS, _METRICS(snapshot), strict=True))
-    values.update(zip(FRACTION_FIELDS, _fractions(snapshot, scale), strict=True))
-    values.update(
-        entry_id=snapshot.entry_id,
-        entry_name=snapshot.entry_name if snapshot.entry_name is not None else (session.name if session else None),
-        email=email,
-        user=snapshot.user_id,
-        channel_id=channel.id,
-        channel_name=channel.name,
-        personId=None,
-    )
-    return values
+    return {
+        **snapshot.__dict__, **dict(zip(FRACTION_FIELDS, _fractions(snapshot, scale), strict=True)),
+        "entry_id": snapshot.entry_id,
+        "entry_name": snapshot.entry_name if snapshot.entry_name is not None else (session.name if session else None),
+        "email": email, "user": snapshot.user_id, "channel_id": channel.id, "channel_name": channel.name,
+        LINK_FIELD: None,
+    }
 
 
 def _record(plan: RecordPlan, values: Mapping[str, object]) -> dict[str, Scalar]:
     """The plan's fields that have a value, typed, in the plan's (the seed's) order (every plan field
     is one of engagement_values()' keys)."""
-    return {name: cast(value) for name, cast in plan if (value := values[name]) is not None}
+    return {name: value if cast is None else cast(value)  # type: ignore[misc]
+            for name, cast in plan if (value := values[name]) is not None}
 
 
 def object_record(values: Mapping[str, object]) -> dict[str, Scalar]:
