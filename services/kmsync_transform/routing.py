@@ -10,9 +10,8 @@ email is also a decision (transform.decisions.v1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import Field, TypeAdapter
 
@@ -61,10 +60,10 @@ ROUTED_ADAPTER: TypeAdapter[Routed] = TypeAdapter(Routed)
 INPUTS: tuple[TopicSpec, ...] = TRANSFORM_INPUTS
 
 
-@dataclass(frozen=True)
-class RouteResult:
+class RouteResult(NamedTuple):
     """Exactly one of (key, routed) or dead_letter; tenant labels the metrics. A dead letter of a
-    configured event's record also has its decision (transform.decisions.v1: unusable_email)."""
+    configured event's record also has its decision (transform.decisions.v1: unusable_email).
+    A named tuple: built per input record, 0.8 µs against a frozen dataclass's 1.7 (issue #22)."""
 
     tenant: str
     key: str | None = None
