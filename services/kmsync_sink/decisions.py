@@ -24,8 +24,12 @@ from kmsync_contracts.seed import PRIMARY_FIELD
 from kmsync_sink.pending import PendingOp
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
+    """What became of one operation in one attempt. Never changed once made (``dataclasses.replace``
+    makes a changed copy); not ``frozen``: one is built per record of every answer, and a frozen
+    dataclass's ``__init__`` took 5.6 µs against 2.2 µs (issue #22)."""
+
     pending: PendingOp
     status: OutcomeStatus
     marketo_id: str | None = None
@@ -71,14 +75,17 @@ def settle(
     retry: list[PendingOp] = []
     shared = retry_at if retry_at is not None else {}
     for d in decisions:
+        if d.status != "failed" or not d.retryable:  # most of them: decided
+            final.append(d)
+            continue
         p = d.pending
-        if d.failed and d.retryable and d.retry_at is not None:
+        if d.retry_at is not None:
             pass  # waits for a time of its own (a verification too early); no attempt was spent
-        elif d.failed and d.maybe_applied and d.retryable and not p.final_check:
+        elif d.maybe_applied and not p.final_check:
             # Never final without a look at Marketo: out of attempts, it gets one more, to verify only.
             p.uncertain_code = p.uncertain_code or d.reason_code
             p.final_check = p.attempts >= policy.max_attempts
-        elif not (d.failed and d.retryable and p.attempts < policy.max_attempts):
+        elif p.attempts >= policy.max_attempts:
             final.append(d)
             continue
         n = p.attempts
