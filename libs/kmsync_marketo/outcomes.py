@@ -22,13 +22,15 @@ _STATUS_MAP: dict[str, OutcomeStatus] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Outcome:
     """What became of input record ``seq`` (0-based position in the list the caller passed).
 
     A slotted dataclass, not a pydantic model: the client builds one per record of every answer from
-    values it has checked itself (0.5 µs against 2.4 µs validated, issue #22); nothing here is a
-    trust boundary."""
+    values it has checked itself (nothing here is a trust boundary). Never changed once made
+    (``dataclasses.replace`` makes a changed copy), but not ``frozen``, whose ``__init__`` sets each
+    field through ``object.__setattr__``: measured in one run (load 3), 4.4 µs as a pydantic model, 8.4 µs as a
+    frozen dataclass, 3.1 µs so (issue #22)."""
 
     seq: int
     status: OutcomeStatus
