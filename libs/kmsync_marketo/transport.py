@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import httpx
+import orjson
 from pydantic import SecretStr
 from typing_extensions import Unpack
 
@@ -360,6 +361,10 @@ class MarketoTransport:
 
     @staticmethod
     def _read_body(req: Request, resp: httpx.Response) -> Any:
+        try:  # orjson first (about 3 times faster on a write's result array, issue #22)
+            return orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            pass  # not UTF-8, a NaN, an integer beyond 64 bits, or not JSON: as before
         try:
             return resp.json()
         except ValueError as exc:

@@ -106,3 +106,26 @@ def test_records_are_encoded_by_orjson_and_what_it_refuses_by_the_standard_encod
     assert client.encode_record(huge) == b'{"n":1180591620717411303424,"3":"int key"}' and standard == [huge]
     with pytest.raises(TypeError):
         client.encode_record({"at": datetime.now(UTC)})
+
+
+def test_answers_are_read_by_orjson_and_what_it_refuses_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write's answer is parsed by orjson (issue #22); an answer orjson refuses but Python's json reads
+    (a NaN, an integer beyond 64 bits, UTF-16) is read as before, and one that is not JSON fails."""
+    import httpx
+
+    from kmsync_marketo.errors import MarketoProtocolError
+    from kmsync_marketo.transport import MarketoTransport, Request
+
+    req = Request("POST", "/rest/v1/leads.json")
+    body = {"requestId": "e42b#1", "success": True, "result": [{"seq": 0, "status": "updated", "id": 7}]}
+    stdlib_json = httpx.Response.json
+    monkeypatch.setattr(httpx.Response, "json", lambda self, **kw: pytest.fail("read by the standard parser"))
+    assert MarketoTransport._read_body(req, httpx.Response(200, json=body)) == body
+    monkeypatch.setattr(httpx.Response, "json", stdlib_json)
+    odd = httpx.Response(200, content=b'{"n": NaN, "big": 123456789012345678901234567890}')
+    read = MarketoTransport._read_body(req, odd)
+    assert read["big"] == 123456789012345678901234567890 and read["n"] != read["n"]
+    utf16 = httpx.Response(200, content='{"m": "café"}'.encode("utf-16"))
+    assert MarketoTransport._read_body(req, utf16) == {"m": "café"}
+    with pytest.raises(MarketoProtocolError):
+        MarketoTransport._read_body(req, httpx.Response(200, content=b"<html>"))
