@@ -12,9 +12,12 @@ validating constructor otherwise. tests/transform/test_built.py compares both on
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
+
+from kmsync_transform.routing import Routed
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,3 +52,15 @@ class Trusted(Generic[M]):
         _set(instance, "__pydantic_extra__", None)
         _set(instance, "__pydantic_private__", None)
         return instance
+
+
+def clean(text: str | None) -> bool:
+    """Nothing for the contract's str_strip_whitespace to strip (Python strips at least what pydantic does)."""
+    return text is None or text == text.strip()
+
+
+def trusted_base(routed: Routed, now: datetime) -> bool:
+    """Whether an operation's common fields pass the contract as they are: the record's were validated
+    at decoding; the email (normalised by routing) and the Munchkin id are not empty and the clock's
+    time is aware. Else the operation is built by its validating constructor."""
+    return bool(routed.email and routed.munchkin_id) and now.utcoffset() is not None

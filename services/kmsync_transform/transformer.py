@@ -31,7 +31,7 @@ from kmsync_contracts.seed import (
     POLLS_OBJECT_API_NAME,
     POLLS_OBJECT_DEDUPE_FIELDS,
 )
-from kmsync_transform.built import Trusted
+from kmsync_transform.built import Trusted, clean, trusted_base
 from kmsync_transform.dead_letters import dead_letter
 from kmsync_transform.decisions import poll_moved, status_skip, too_many_polls, truncated
 from kmsync_transform.engagement import (
@@ -48,16 +48,21 @@ from kmsync_transform.ledger import ActivityLedger, activity_op_id
 from kmsync_transform.op_ids import content_fingerprint, op_id
 from kmsync_transform.polls import PollSlots, session_key
 from kmsync_transform.routing import UNCONFIGURED, Routed, RoutedEngagement, RoutedPoll, RoutedStatus, event_for
-from kmsync_transform.status_map import map_status
+from kmsync_transform.status_map import MappedStatus, map_status
 
 #: The engagement row's two operations, built without validating again what was validated (built.py).
 _OBJECT = Trusted(CustomObjectUpsert)
 _ACTIVITY = Trusted(CustomActivity)
 
 
-def _clean(text: str | None) -> bool:
-    """Nothing for the contract's str_strip_whitespace to strip (Python strips at least what pydantic does)."""
-    return text is None or text == text.strip()
+_LEAD = Trusted(LeadUpsert)
+_STATUS = Trusted(ProgramMemberStatus)
+
+
+def _clean_status(program_id: int, mapped: MappedStatus) -> bool:
+    """A status name and label from the tenants file's overrides may be blank or padded: validated then."""
+    return program_id > 0 and mapped.step >= 0 and bool(mapped.name) and clean(mapped.name) and clean(
+        mapped.granular)
 
 
 @dataclass
@@ -110,7 +115,7 @@ class Transformer:
         self.rate_scale = rate_scale
         self.engagement_dedupe_fields = engagement_dedupe_fields
         self._dedupe_clean = bool(engagement_dedupe_fields) and all(
-            isinstance(name, str) and name and _clean(name) for name in engagement_dedupe_fields)
+            isinstance(name, str) and name and clean(name) for name in engagement_dedupe_fields)
         self.polls_dedupe_fields = polls_dedupe_fields
         self.clock = clock or SystemClock().now
 
@@ -151,21 +156,24 @@ class Transformer:
             "virtual_event_id": record.virtual_event_id, "email": email,
             "source_time": record.status_time, "emitted_at": now,
         }
+        trusted = trusted_base(routed, now)
+        # Lead field names come from the tenants file: the validating constructor strips them (built.py).
+        lead = _LEAD if trusted and all(map(clean, fields)) else LeadUpsert
         if verdict is Verdict.REPEAT:
             result.repeats += 1
             if changed is not None and fields:  # a profile edit with the status unchanged
                 result.lead_changes += 1
-                result.ops.append(LeadUpsert(
+                result.ops.append(lead(
                     op_id=op_id("lead_upsert", munchkin, email, record.partner_id, record.virtual_event_id,
                                 record.user_id, record.status.value, record.source_time.isoformat(), changed),
                     fields=dict(fields), **base))
             return
-        result.ops.append(LeadUpsert(
+        result.ops.append(lead(
             op_id=op_id("lead_upsert", munchkin, email, record.partner_id, record.virtual_event_id,
                         record.user_id, record.status.value, record.status_time.isoformat()),
             fields=dict(fields), **base))
         if enabled:
-            result.ops.append(ProgramMemberStatus(
+            result.ops.append((_STATUS if trusted and _clean_status(program_id, mapped) else ProgramMemberStatus)(
                 op_id=op_id("program_member_status", munchkin, program_id, email, mapped.name),
                 program_id=program_id, status_name=mapped.name, step=mapped.step,
                 granular_status=mapped.granular, **base))
@@ -223,10 +231,10 @@ class Transformer:
         """Whether the engagement operations can be built without validation (built.py): what does not
         come from the validated snapshot passes the contract's checks as it is. Otherwise the validating
         constructors run (and strip, or reject, as they always did)."""
-        if not (self._dedupe_clean and routed.email and routed.munchkin_id and now.utcoffset() is not None):
+        if not (self._dedupe_clean and trusted_base(routed, now)):
             return False
         session = session_config(event, routed.record.entry_id)  # its names can reach the record unstripped
-        return session is None or (_clean(session.name) and _clean(session.channel_name))
+        return session is None or (clean(session.name) and clean(session.channel_name))
 
     # -- polls -------------------------------------------------------------------------------------
     def _poll(self, routed: RoutedPoll, event: EventConfig, now: datetime, result: StepResult) -> None:

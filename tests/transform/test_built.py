@@ -12,13 +12,18 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from kmsync_config.tenants import TenantsConfig, parse_tenants
-from kmsync_contracts import SessionEngagement, encode
-from kmsync_contracts.marketo_ops import CustomActivity, CustomObjectUpsert, MarketoOperation
+from kmsync_contracts import AttendeeStatus, SessionEngagement, encode
+from kmsync_contracts.marketo_ops import CustomActivity, CustomObjectUpsert, MarketoOperation, ProgramMemberStatus
+from kmsync_contracts.topics import ATTENDEE_STATUS
+from kmsync_transform import labels as labels_module
 from kmsync_transform import transformer as transformer_module
-from kmsync_transform.built import Trusted
-from kmsync_transform.routing import RoutedEngagement
+from kmsync_transform.built import Trusted, clean
+from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.routing import RoutedEngagement, route
+from kmsync_transform.status_map import MappedStatus
 from kmsync_transform.transformer import Transformer, TransformState
 
+from . import golden_inputs as golden
 from .conftest import EVENT, MUNCHKIN, T0, TENANTS
 from .test_engagement import FULL
 
@@ -54,14 +59,21 @@ def test_trusted_operations_equal_the_validated_ones_byte_for_byte(
         assert list(op.__dict__) == list(again.__dict__)
 
 
-def test_the_engagement_operations_are_not_validated_again(
-    tenants: TenantsConfig, engagement_record: Callable[..., SessionEngagement], monkeypatch: pytest.MonkeyPatch,
+def test_the_operations_are_not_validated_again(
+    tenants: TenantsConfig, engagement_record: Callable[..., SessionEngagement],
+    status_record: Callable[..., AttendeeStatus], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def refuse(**_: Any) -> None:
         raise AssertionError("validated again")
-    monkeypatch.setattr(transformer_module, "CustomObjectUpsert", refuse)
-    monkeypatch.setattr(transformer_module, "CustomActivity", refuse)
+    for module, name in ((transformer_module, "CustomObjectUpsert"), (transformer_module, "CustomActivity"),
+                         (transformer_module, "LeadUpsert"), (transformer_module, "ProgramMemberStatus"),
+                         (labels_module, "ProgramMemberData")):
+        monkeypatch.setattr(module, name, refuse)
     assert len(ops(tenants, engagement_record(**FULL))) == 2
+    status = route(ATTENDEE_STATUS, encode(status_record("registered")), SourceRef(), tenants, NOW).routed
+    assert status is not None
+    built = Transformer(tenants, TransformState.in_memory(), clock=lambda: NOW).apply(status).ops
+    assert [op.kind for op in built] == ["lead_upsert", "program_member_status", "program_member_data"]
 
 
 def test_a_session_name_with_spaces_from_the_tenants_file_is_stripped_as_before(
@@ -111,10 +123,60 @@ def test_the_builder_names_a_missing_or_unknown_field() -> None:
         build(colour="red")
 
 
+OP_FIELDS: dict[str, Any] = dict(
+    op_id="custom_activity:1", munchkin_id=MUNCHKIN, partner_id=100, virtual_event_id=EVENT,
+    email="ann@example.com", source_time=T0, emitted_at=NOW, activity_type="userSessionEngagement",
+    primary_attribute_value="0_keynote", activity_date=T0, attributes={"plays": 1})
+
+
 def test_the_builder_fills_the_constant_defaults_in_field_order() -> None:
-    fields = dict(op_id="custom_activity:1", munchkin_id=MUNCHKIN, partner_id=100, virtual_event_id=EVENT,
-                  email="ann@example.com", source_time=T0, emitted_at=NOW, activity_type="userSessionEngagement",
-                  primary_attribute_value="0_keynote", activity_date=T0, attributes={"plays": 1})
-    built = Trusted(CustomActivity)(**fields)
-    assert encode(built) == encode(CustomActivity(**fields))
+    built = Trusted(CustomActivity)(**OP_FIELDS)
+    assert encode(built) == encode(CustomActivity(**OP_FIELDS))
     assert (built.schema_version, built.kind) == (1, "custom_activity")
+
+
+def test_every_operation_of_the_golden_inputs_equals_its_validated_twin() -> None:
+    """Statuses, labels, lead updates, engagement and polls of the golden set (overrides, padded and
+    odd values included): each operation is the model its validating constructor gives."""
+    tenants = golden.tenants_config()
+    transformer = Transformer(tenants, TransformState.in_memory(), clock=lambda: golden.NOW)
+    kinds = set()
+    for (spec, raw), source in zip(golden.inputs(), golden.sources(golden.inputs()), strict=True):
+        result = route(spec, raw, source, tenants, golden.NOW)
+        if result.routed is None:
+            continue
+        for op in transformer.apply(result.routed).ops:
+            again = validated(op)
+            assert (op, encode(op), list(op.__dict__)) == (again, encode(again), list(again.__dict__))
+            kinds.add(op.kind)
+    assert kinds == {"lead_upsert", "program_member_status", "program_member_data", "custom_object_upsert",
+                     "custom_activity"}
+
+
+@pytest.mark.parametrize("space", ["\t", "\n", "\x0b", "\x0c", "\r", " ", "\x85", "\xa0", "\u1680", "\u2000",
+                                   "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000"])
+def test_what_pydantic_strips_python_strips_too(space: str) -> None:
+    """clean() relies on it: Unicode White_Space (what pydantic-core trims) is whitespace to str.strip()."""
+    assert not clean(f"x{space}") and not clean(f"{space}x")
+    assert CustomActivity(**{**OP_FIELDS, "activity_type": f"t{space}"}).activity_type == "t"
+
+
+def test_a_padded_status_name_is_validated_and_stripped_as_before(
+    tenants: TenantsConfig, status_record: Callable[..., AttendeeStatus], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tenants file refuses padded status names today; were one to reach _status, the constructor
+    would strip it, as it always did."""
+    def padded(record: AttendeeStatus, overrides: Any, *rest: Any) -> MappedStatus:
+        return MappedStatus(" Registered ", 30, "Registered\t")
+    monkeypatch.setattr(transformer_module, "map_status", padded)
+    record = status_record("registered", first_name="Ann")
+    routed_status = route(ATTENDEE_STATUS, encode(record), SourceRef(), tenants, NOW).routed
+    assert routed_status is not None
+    built = Transformer(tenants, TransformState.in_memory(), clock=lambda: NOW).apply(routed_status).ops
+    by_kind = {op.kind: op for op in built}
+    status = by_kind["program_member_status"]
+    assert isinstance(status, ProgramMemberStatus)
+    assert (status.status_name, status.granular_status) == ("Registered", "Registered")
+    assert by_kind["lead_upsert"].fields["firstName"] == "Ann"  # type: ignore[union-attr]
+    for op in built:
+        assert op == validated(op)
