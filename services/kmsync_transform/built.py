@@ -23,6 +23,8 @@ M = TypeVar("M", bound=BaseModel)
 
 _new = object.__new__
 _set = object.__setattr__
+#: A required field's place in Trusted.template.
+_MISSING = object()
 
 
 class Trusted(Generic[M]):
@@ -30,28 +32,30 @@ class Trusted(Generic[M]):
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
-        self.names = tuple(model.model_fields)
-        self.known = frozenset(self.names)
-        self.defaults: dict[str, Any] = {}
+        #: Every field in the model's order: its constant default, or _MISSING (to be given).
+        self.template: dict[str, Any] = {}
         for name, info in model.model_fields.items():
-            if info.default_factory is not None:
-                continue  # a factory's value is new per instance: such a field must be given
-            if not info.is_required():
-                self.defaults[name] = info.default
+            constant = info.default_factory is None and not info.is_required()
+            self.template[name] = info.default if constant else _MISSING
+        self.required = frozenset(name for name, value in self.template.items() if value is _MISSING)
 
     def __call__(self, **fields: Any) -> M:
-        if not self.known.issuperset(fields):
-            raise TypeError(f"{self.model.__name__} has no field {', '.join(sorted(set(fields) - self.known))}")
-        try:
-            values = {name: fields[name] if name in fields else self.defaults[name] for name in self.names}
-        except KeyError as missing:
-            raise TypeError(f"{self.model.__name__} needs its field {missing.args[0]}") from None
+        values = self.template.copy()
+        values.update(fields)  # a given field keeps its place in the model's order; an unknown one is added
+        if len(values) != len(self.template) or not self.required <= fields.keys():
+            raise TypeError(self._wrong(fields))
         instance = _new(self.model)
         _set(instance, "__dict__", values)
         _set(instance, "__pydantic_fields_set__", set(fields))
         _set(instance, "__pydantic_extra__", None)
         _set(instance, "__pydantic_private__", None)
         return instance
+
+    def _wrong(self, fields: dict[str, Any]) -> str:
+        unknown = sorted(set(fields) - set(self.template))
+        if unknown:
+            return f"{self.model.__name__} has no field {', '.join(unknown)}"
+        return f"{self.model.__name__} needs its field {', '.join(sorted(self.required - fields.keys()))}"
 
 
 def clean(text: str | None) -> bool:

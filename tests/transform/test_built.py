@@ -117,7 +117,7 @@ def test_an_empty_email_is_still_refused(
 
 def test_the_builder_names_a_missing_or_unknown_field() -> None:
     build = Trusted(CustomActivity)
-    with pytest.raises(TypeError, match="needs its field op_id"):
+    with pytest.raises(TypeError, match="needs its field .*op_id"):
         build(munchkin_id=MUNCHKIN)
     with pytest.raises(TypeError, match="has no field colour"):
         build(colour="red")
