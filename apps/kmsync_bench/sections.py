@@ -135,13 +135,18 @@ async def warm_up(stack: Stack, follower: ResultsFollower) -> None:
     await warm_broker(stack, follower)
 
 
+#: How many times section 4's rows the broker's warm-up sends (warm_broker).
+BROKER_WARM_UP_ROUNDS = 3
+
+
 async def warm_broker(stack: Stack, follower: ResultsFollower) -> None:
-    """Section 4's load (capacity_rows engagement rows, two operations each) end to end on an instance of
-    its own, before anything is measured. A broker JVM just started compiles its hot paths (JIT) under its
-    first load: measured (issue #22, session 8), the first 20,000 rows cost the broker 4.2 CPU s per 10,000
-    rows, 2.9 of them in its C1/C2 compiler threads, and every later round of the same rows 1.05-1.2. A
-    deployed broker has done that long ago; without this the bench charged it to kmsync's rows."""
-    rows = stack.config.capacity_rows
+    """BROKER_WARM_UP_ROUNDS times section 4's load (capacity_rows engagement rows, two operations each) end to
+    end on an instance of its own, before anything is measured. A broker JVM just started compiles its hot paths
+    (JIT) under its first loads: measured (issue #22, session 8), the first 20,000 rows cost the broker 4.2 CPU
+    s per 10,000 rows, 2.9 of them in its C1/C2 compiler threads; the next six rounds of 20,000 rows 1.4-1.5,
+    then 0.9-1.0 and 0.6 (its C2 thread 0.5 -> 0.1). A deployed broker has done that long ago; without this the
+    bench charged it to kmsync's rows."""
+    rows = BROKER_WARM_UP_ROUNDS * stack.config.capacity_rows
     await upload_report(stack, engagement_csv(rows, "jit"), "warm-up", "1_brokerwarmup", SYSTEM_CLOCK.now())
     if not await wait_until(lambda: follower.count(WARM_UP_INSTANCE) >= 2 * rows, stack.config.section_timeout_seconds,
                             stack):
