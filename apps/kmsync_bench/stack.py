@@ -30,7 +30,7 @@ from kmsync_bench.workload import PARTNER_ID, PROGRAM_ID
 from kmsync_cli.processes import Child, ProcessGroup
 from kmsync_contracts.topics import ALL_TOPICS
 from kmsync_kafka import ensure_topics
-from kmsync_testing.kafka_broker import BrokerError, KafkaBroker, start_broker
+from kmsync_testing.kafka_broker import DEPLOYED_JVM_OPTIONS, BrokerError, KafkaBroker, start_broker
 
 SECRET_ENV = "KMSYNC_BENCH_MARKETO_SECRET"
 KALTURA_SECRET_ENV = "KMSYNC_BENCH_KALTURA_SECRET"
@@ -95,7 +95,8 @@ def start_broker_retrying(data_dir: Path, attempts: int = 3) -> KafkaBroker:
     64 starts and kafka-storage then reads it as an option (reported to its owner)."""
     for attempt in range(1, attempts + 1):
         try:
-            return start_broker(data_dir.with_name(f"{data_dir.name}-{attempt}"))
+            # A released broker's JVM (heap 1 GiB, its GC options), as docker-compose.yml's image runs it.
+            return start_broker(data_dir.with_name(f"{data_dir.name}-{attempt}"), jvm_options=DEPLOYED_JVM_OPTIONS)
         except BrokerError:
             if attempt == attempts:
                 raise

@@ -42,6 +42,15 @@ log4j.logger.kafka.server.KafkaRaftServer=INFO
 """
 
 
+#: The JVM a released broker runs with: kafka-server-start.sh's heap (-Xmx1G -Xms1G unless KAFKA_HEAP_OPTS) and
+#: kafka-run-class.sh's KAFKA_JVM_PERFORMANCE_OPTS, what the apache/kafka image of docker-compose.yml starts.
+#: The benchmark's broker runs with these (it measures what users run); tests keep a smaller heap.
+DEPLOYED_JVM_OPTIONS = (
+    "-Xmx1G", "-Xms1G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true",
+)
+
+
 class BrokerError(RuntimeError):
     """The broker could not be fetched, formatted or started; the message carries its log."""
 
@@ -144,6 +153,8 @@ class KafkaBroker:
     work_dir: Path
     process: subprocess.Popen[bytes]
     owns_work_dir: bool = False
+    #: The JVM options it was started with (None: the tests' small heap); a restart reuses them.
+    jvm_options: tuple[str, ...] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -191,8 +202,10 @@ def start_broker(
     heap: str = "512m",
     startup_timeout: float = 90.0,
     partitions: int = 1,
+    jvm_options: tuple[str, ...] | None = None,
 ) -> KafkaBroker:
-    """Format fresh KRaft storage and start a broker; returns once it serves metadata."""
+    """Format fresh KRaft storage and start a broker; returns once it serves metadata. ``jvm_options`` replace
+    the heap and GC options (DEPLOYED_JVM_OPTIONS: a released broker's)."""
     jars = ensure_jars()
     owns = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="kmsync-kafka-")) if work_dir is None else work_dir
@@ -215,7 +228,7 @@ def start_broker(
     if fmt.returncode != 0:
         raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
     (work / "broker.log").write_bytes(b"")  # a fresh broker, a fresh log
-    broker = KafkaBroker(port, controller_port, work, _launch(work, jars, heap), owns)
+    broker = KafkaBroker(port, controller_port, work, _launch(work, jars, heap, jvm_options), owns, jvm_options)
     try:
         _wait_until_ready(broker, startup_timeout)
     except BaseException:
@@ -224,14 +237,14 @@ def start_broker(
     return broker
 
 
-def _launch(work: Path, jars: Path, heap: str) -> subprocess.Popen[bytes]:
+def _launch(work: Path, jars: Path, heap: str, jvm_options: tuple[str, ...] | None = None) -> subprocess.Popen[bytes]:
     """Start the broker JVM on the server.properties and storage already in `work`."""
     log_opt = f"-Dlog4j.configuration=file:{work / 'log4j.properties'}"
+    jvm = list(jvm_options) if jvm_options is not None else [
+        "-Xms128m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
     with (work / "broker.log").open("ab") as log_file:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [_java(), "-Xms128m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-             "-Djava.awt.headless=true", log_opt, "-cp", f"{jars}/*", "kafka.Kafka",
-             str(work / "server.properties")],
+            [_java(), *jvm, log_opt, "-cp", f"{jars}/*", "kafka.Kafka", str(work / "server.properties")],
             stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
 
@@ -247,7 +260,7 @@ def restart_broker(broker: KafkaBroker, *, heap: str = "512m", startup_timeout: 
         owns, broker.owns_work_dir = broker.owns_work_dir, False
         broker.stop()
         broker.owns_work_dir = owns
-    broker.process = _launch(broker.work_dir, ensure_jars(), heap)
+    broker.process = _launch(broker.work_dir, ensure_jars(), heap, broker.jvm_options)
     try:
         _wait_until_ready(broker, startup_timeout, since=broker.log_path.stat().st_size)
     except BaseException:
