@@ -361,16 +361,33 @@ class MarketoTransport:
 
     @staticmethod
     def _read_body(req: Request, resp: httpx.Response) -> Any:
-        try:  # orjson first (about 3 times faster on a write's result array, issue #22)
-            return orjson.loads(resp.content)
-        except orjson.JSONDecodeError:
-            pass  # not UTF-8, a NaN, an integer beyond 64 bits, or not JSON: as before
+        content = resp.content
+        if not _may_hold_wide_int(content):
+            try:  # orjson first (about 3 times faster on a write's result array, issue #22)
+                return orjson.loads(content)
+            except orjson.JSONDecodeError:
+                pass  # not UTF-8, a NaN, or not JSON: as before
         try:
             return resp.json()
         except ValueError as exc:
             if req.want_json:
                 raise MarketoProtocolError(f"{req.what}: answer is not JSON") from exc
             return None
+
+
+#: Every ASCII digit made ``0``, the rest kept: ``_may_hold_wide_int`` looks for a run of them in C.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else i for i in range(256))
+#: orjson reads an integer beyond 64 bits (above 18446744073709551615, below -9223372036854775808) as a
+#: rounded float, without an error; the shortest such integer has 19 digits (-9223372036854775809).
+_WIDE_INT_RUN = b"0" * 19
+
+
+def _may_hold_wide_int(content: bytes) -> bool:
+    """True when the body has a run of 19 or more digits (an integer orjson would round, or merely a long
+    number or digit string), which the standard parser then reads exactly. 17-28 µs on a 300-record
+    answer, against orjson's 100-110 µs and the standard parser's 325-335 µs; a regex search took 300-450 µs
+    and walking orjson's result for floats 60 µs (issue #22, second round)."""
+    return _WIDE_INT_RUN in content.translate(_DIGITS_AS_ZERO)
 
 
 #: Marketo's rate (606) and concurrency (615) rejections: the limiter's slow-down handles them.

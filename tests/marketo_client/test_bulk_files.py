@@ -110,7 +110,8 @@ def test_records_are_encoded_by_orjson_and_what_it_refuses_by_the_standard_encod
 
 def test_answers_are_read_by_orjson_and_what_it_refuses_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
     """A write's answer is parsed by orjson (issue #22); an answer orjson refuses but Python's json reads
-    (a NaN, an integer beyond 64 bits, UTF-16) is read as before, and one that is not JSON fails."""
+    (a NaN, UTF-16) is read as before, one with an integer beyond 64 bits (which orjson rounds to a float)
+    goes to the standard parser, and one that is not JSON fails."""
     import httpx
 
     from kmsync_marketo.errors import MarketoProtocolError
@@ -122,9 +123,17 @@ def test_answers_are_read_by_orjson_and_what_it_refuses_as_before(monkeypatch: p
     monkeypatch.setattr(httpx.Response, "json", lambda self, **kw: pytest.fail("read by the standard parser"))
     assert MarketoTransport._read_body(req, httpx.Response(200, json=body)) == body
     monkeypatch.setattr(httpx.Response, "json", stdlib_json)
-    odd = httpx.Response(200, content=b'{"n": NaN, "big": 123456789012345678901234567890}')
-    read = MarketoTransport._read_body(req, odd)
-    assert read["big"] == 123456789012345678901234567890 and read["n"] != read["n"]
+    nan = MarketoTransport._read_body(req, httpx.Response(200, content=b'{"n": NaN}'))
+    assert nan["n"] != nan["n"]
+    # orjson reads an integer beyond 64 bits as a rounded float without an error (1.2345678901234569e+23):
+    # such a body, alone, must reach the standard parser and keep the exact integer.
+    big = b'{"success":true,"result":[{"id":123456789012345678901234,"seq":0}]}'
+    assert MarketoTransport._read_body(req, httpx.Response(200, content=big)) == {
+        "success": True, "result": [{"id": 123456789012345678901234, "seq": 0}]}
+    low = b'{"result":[{"id":-9223372036854775809,"edge":18446744073709551615}]}'  # 19 digits, beyond int64
+    read = MarketoTransport._read_body(req, httpx.Response(200, content=low))
+    assert read["result"][0] == {"id": -9223372036854775809, "edge": 18446744073709551615}
+    assert all(type(v) is int for v in read["result"][0].values())
     utf16 = httpx.Response(200, content='{"m": "café"}'.encode("utf-16"))
     assert MarketoTransport._read_body(req, utf16) == {"m": "café"}
     with pytest.raises(MarketoProtocolError):
