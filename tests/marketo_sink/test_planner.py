@@ -199,3 +199,19 @@ def test_a_bulk_window_for_leads_sends_every_object_bulk(ops) -> None:
     window += [ops.pending(ops.obj(f"u{i}@x.com")) for i in range(5)]
     plan = plan_window(window, PlannerConfig(BATCH_MAX, bulk_min_records=50), known_lead=never)
     assert plan.use_bulk and plan.bulk_objects == {"kalturaUserSessionEngagement"}
+
+
+def test_every_operation_kind_has_a_planning_step_and_an_unknown_one_is_refused(ops) -> None:
+    """The split by kind (issue #22) must not drop a kind silently: each OperationKind is planned, and an
+    operation of a kind without a step fails the window instead of vanishing without an outcome."""
+    from typing import get_args
+
+    import pytest
+
+    from kmsync_contracts.marketo_ops import OperationKind
+    from kmsync_sink.planner import _AFTER_LEADS
+
+    assert _AFTER_LEADS | {"lead_upsert"} == set(get_args(OperationKind))
+    stray = ops.activity("a@x.com").model_copy(update={"kind": "webinar_attendance"})  # not validated
+    with pytest.raises(ValueError, match="webinar_attendance"):
+        plan_window([ops.pending(ops.lead("a@x.com")), ops.pending(stray)], CFG, known_lead=lambda e: True)
