@@ -57,19 +57,33 @@ class LedgerIntents:
 
 
 class IntentLog:
-    """Writes intents and tombstones to ``marketo.activity-intents.v1`` and keeps the ledger in step."""
+    """Writes intents and tombstones to ``marketo.activity-intents.v1`` and keeps the ledger in step.
 
-    def __init__(self, producer: KafkaProducer, topic: str, ledger: ActivityWrites) -> None:
+    Tombstones wait for the next intents and go out in the same send, ahead of them: intents and tombstones
+    are keyed by op id over the same partitions, and librdkafka sends one partition per produce request
+    (docs/reference/streaming.md §3.1), so one send is one request per partition instead of two (issue #22).
+    Queued tombstones not taken by intents within ``tombstone_delay_seconds`` (or at the sink's stop) are
+    sent alone, as before."""
+
+    def __init__(
+        self, producer: KafkaProducer, topic: str, ledger: ActivityWrites, tombstone_delay_seconds: float = 1.0
+    ) -> None:
         self.producer = producer
         self.topic = topic
         self.ledger = ledger
+        self.tombstone_delay_seconds = tombstone_delay_seconds
         self._tasks: set[asyncio.Task[None]] = set()
+        self._queued: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     async def record(self, intents: list[ActivityIntent], give_up: asyncio.Event) -> None:
         if self._tasks:  # a tombstone of the same op_id must never land after its new intent
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await produce_until_acked(
-            self.producer, [Message(self.topic, encode(i), i.op_id.encode()) for i in intents], give_up)
+        # Queued tombstones first, in the same send: each partition's order (idempotence) puts an op id's
+        # tombstone before its new intent. Lost with the send if it is abandoned: a verification read.
+        messages = [Message(self.topic, None, op_id.encode()) for op_id in self._take_queued()]
+        messages += [Message(self.topic, encode(i), i.op_id.encode()) for i in intents]
+        await produce_until_acked(self.producer, messages, give_up)
         for i in intents:
             self.ledger.intend(i)
 
@@ -80,9 +94,28 @@ class IntentLog:
         for op_id in ids:
             self.ledger.resolve(op_id)
         if ids:
+            self._queued.extend(ids)
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self.tombstone_delay_seconds, self.send_queued)
+
+    def send_queued(self) -> None:
+        """Send the queued tombstones now, alone (no intents took them in time, or the sink stops)."""
+        ids = self._take_queued()
+        if ids:
             task = asyncio.ensure_future(self._tombstones(ids))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def pending(self) -> list[asyncio.Task[None]]:
+        """Tombstone sends not yet handed to the producer."""
+        return list(self._tasks)
+
+    def _take_queued(self) -> list[str]:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ids, self._queued = self._queued, []
+        return ids
 
     async def _tombstones(self, op_ids: list[str]) -> None:
         try:  # queued in order behind their intents: the acknowledgement is not waited for

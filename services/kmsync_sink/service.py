@@ -180,6 +180,9 @@ class MarketoSink:
         for worker in list(self.workers.values()):
             await worker.stop(self.settings.sink_drain_timeout_seconds)
         self.workers.clear()
+        if self.intent_log is not None:  # tombstones still waiting for intents: out before the producer stops
+            self.intent_log.send_queued()
+            await asyncio.gather(*self.intent_log.pending(), return_exceptions=True)
         if self._consumer is not None and self.state.assigned:
             with contextlib.suppress(KafkaError, CommitFailedError):
                 await self.commits.commit()
