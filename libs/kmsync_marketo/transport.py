@@ -5,8 +5,8 @@ HTTP 200 bodies are always read: ``success:false`` is how Marketo reports most e
 
 A call is three layers, each a method: the retry rules (:meth:`MarketoTransport._call`: backoff,
 throttles, quota parks, import-queue waits), re-authentication (:meth:`MarketoTransport._authorized`:
-a token, and one replay with a fresh one when Marketo says it is invalid) and one send
-(:meth:`MarketoTransport._send`: a limiter slot and one HTTP request, its body read).
+one replay with a fresh token when Marketo says the token is invalid) and one send
+(:meth:`MarketoTransport._send`: a limiter slot, the token, one HTTP request, its body read).
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ class _Answer:
     message: str = ""
     #: The limiter's start time of the call (a throttle's pause is measured from it).
     started: float = 0.0
+    #: The token the request carried (None: not sent).
+    token: SecretStr | None = None
+    #: Identity failed when the token was taken in the slot: nothing was sent.
+    identity_error: MarketoHttpError | None = None
 
 
 @dataclass
@@ -118,7 +122,6 @@ class _Tries:
     """The retry state of one logical call."""
 
     attempts: int = 0
-    reauthed: bool = False
     parks: int = 0
     queue_waits: int = 0
 
@@ -293,7 +296,6 @@ class MarketoTransport:
         until = self.limiter.on_quota_reached()  # the next slot waits for the reset
         log.info("marketo %s: 607 (park %d), replaying after %s", req.what, tries.parks, until.isoformat())
         tries.attempts = 0
-        tries.reauthed = False  # the token dies during a park of hours: one more re-auth is fair
 
     async def _wait_for_import_queue(self, req: Request, code: str, message: str, tries: _Tries) -> None:
         r = self.settings.retry
@@ -301,7 +303,6 @@ class MarketoTransport:
             raise MarketoApiError(code, message, tries.attempts)
         tries.queue_waits += 1
         tries.attempts = 0
-        tries.reauthed = False  # a token may expire during the wait
         log.info("marketo %s: %s %s; waiting %.0fs", req.what, code, message, r.import_queue_wait_seconds)
         await self.clock.sleep(r.import_queue_wait_seconds)
 
@@ -313,30 +314,50 @@ class MarketoTransport:
 
     # ----- layer 2: re-authentication
     async def _authorized(self, req: Request, tries: _Tries) -> _Answer | None:
-        """One send with a token; a token Marketo calls invalid is dropped and the request replayed
-        once with a new one (the replay is not a retry). None: Identity was unreachable (waited)."""
+        """One attempt: a send, and when Marketo calls its token invalid (601/602, §1.3) the token is
+        dropped and the request replayed once with a new one (the replay is not a retry). A second
+        invalid token in a row raises. The allowance is per attempt, not per call: a call retried
+        for minutes (throttles, backoff, quota parks) can outlive more than one token (the chaos
+        plan expires every token each 20 s). None: Identity was unreachable (waited)."""
+        replayed = False
         while True:
             try:
-                token = await self.tokens.bearer()
-            except MarketoHttpError as exc:  # Identity unreachable or 5xx: transient
-                if exc.error_class is ErrorClass.RETRY_SOON and tries.attempts < self.settings.retry.max_attempts:
-                    await self._retry_wait(tries.attempts, f"Identity {exc}")
-                    return None
-                raise
-            answer = await self._send(req, token)
+                await self.tokens.bearer()  # a refresh, when due, happens here rather than in a slot
+            except MarketoHttpError as exc:
+                await self._identity_failed(exc, tries)
+                return None
+            answer = await self._send(req)
+            if answer.identity_error is not None:
+                await self._identity_failed(answer.identity_error, tries)
+                return None
             if answer.code is None or classify(answer.code).error_class is not ErrorClass.REAUTH:
                 return answer
-            self.tokens.invalidate(token)
-            if tries.reauthed:
+            assert answer.token is not None
+            self.tokens.invalidate(answer.token)
+            if replayed:
                 raise MarketoApiError(answer.code, answer.message, tries.attempts)
-            tries.reauthed = True
+            replayed = True
             self.stats.reauths += 1
 
+    async def _identity_failed(self, exc: MarketoHttpError, tries: _Tries) -> None:
+        """Identity unreachable or 5xx is transient: wait and let the retry rules send again."""
+        if exc.error_class is ErrorClass.RETRY_SOON and tries.attempts < self.settings.retry.max_attempts:
+            await self._retry_wait(tries.attempts, f"Identity {exc}")
+            return
+        raise exc
+
     # ----- layer 3: one send
-    async def _send(self, req: Request, token: SecretStr) -> _Answer:
+    async def _send(self, req: Request) -> _Answer:
         """One HTTP request in a limiter slot; a 200's body is read and a ``success:false`` reported
-        to the limiter (not counted, throttled) before the slot is freed."""
+        to the limiter (not counted, throttled) before the slot is freed. The token is taken once the
+        slot is held: taken before, it could die during a long wait for the slot (a 606 pause, a
+        busy instance) and cost the call its one re-authentication."""
         async with self.limiter.slot() as permit:
+            try:
+                token = await self.tokens.bearer()
+            except MarketoHttpError as exc:
+                permit.not_counted = True  # nothing was sent
+                return _Answer(None, started=permit.started, identity_error=exc)
             self.stats.calls += 1
             try:
                 resp = await self.http.request(
@@ -344,8 +365,8 @@ class MarketoTransport:
                     files=req.files, headers={**req.headers, "Authorization": f"Bearer {token.get_secret_value()}"},
                 )
             except httpx.TransportError as exc:  # timeouts included
-                return _Answer(None, error=exc, started=permit.started)
-            answer = _Answer(resp, started=permit.started)
+                return _Answer(None, error=exc, started=permit.started, token=token)
+            answer = _Answer(resp, started=permit.started, token=token)
             if resp.status_code == 200 and (req.want_json or _looks_json(resp)):
                 answer.body = self._read_body(req, resp)
                 if isinstance(answer.body, dict) and answer.body.get("success") is False:

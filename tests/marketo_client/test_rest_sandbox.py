@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
 from kmsync_marketo.client import ActivityRecord
 from kmsync_marketo.errors import ErrorClass, MarketoAuthError
+from kmsync_marketo.settings import LimiterSettings, RetrySettings
 from marketo_sandbox import preset_kaltura as kp
 from marketo_sandbox.config import BehaviourConfig, FaultConfig, FaultRule, InstanceConfig
 
@@ -111,6 +113,51 @@ async def test_expired_token_is_refreshed_once_and_the_call_replayed() -> None:
         assert env.count("602") + env.count("601") == 1
         requests = [r for r in env.inst.request_log if r["endpoint"] == "POST /rest/v1/leads.json"]
         assert requests and all("access_token" not in r["query"] for r in requests)  # header only
+
+
+async def test_a_call_that_outlives_two_tokens_renews_twice() -> None:
+    """One re-authentication per attempt, not per call: a call retried after a backoff can meet a second
+    token death (the chaos plan expires every token each 20 s; session 8's CI lost 425 operations to 601)."""
+    async with sandbox_env() as env:
+        client = env.client(env.settings(retry=RetrySettings(backoff_base_seconds=2.0)))
+        await client.sync_leads([{"email": "t@example.com"}])
+        env.sandbox.set_faults(FaultConfig(
+            rules=[FaultRule(endpoint="POST /rest/v1/leads.json", error="502", max_count=1)],
+            token_expire_every_seconds=0.5,
+        ))
+        env.inst.tokens.expire_all(env.manual.time())
+        # token 1 → 602, re-auth; token 2 → 502, a backoff of at least 1 s in which the plan expires
+        # token 2 → 602, re-auth; token 3 → written.
+        result = await client.sync_leads([{"email": "t@example.com", "firstName": "T"}])
+        assert result.outcomes[0].status == "updated"
+        assert client.transport.stats.reauths == 2
+        assert env.count("602", "POST /rest/v1/leads.json") == 2
+        assert env.count("502", "POST /rest/v1/leads.json") == 1
+
+
+async def test_the_token_is_taken_once_the_slot_is_held() -> None:
+    """A token that dies while its call waits for a limiter slot is not sent: the call takes the token
+    in use when the slot is its own, and costs no re-authentication."""
+    async with sandbox_env() as env:
+        client = env.client(env.settings(limits=LimiterSettings(max_concurrency=1)))
+        await client.sync_leads([{"email": "t@example.com"}])
+        limiter = client.transport.limiter
+        waiting = asyncio.Event()
+        enter = limiter._enter
+
+        async def enter_and_tell(backfill: bool) -> None:
+            waiting.set()
+            await enter(backfill)
+
+        async with limiter.slot():
+            limiter._enter = enter_and_tell  # type: ignore[method-assign]
+            call = asyncio.create_task(client.sync_leads([{"email": "t@example.com", "firstName": "T"}]))
+            await waiting.wait()  # the call holds its token and waits for the slot held here
+            env.manual.set(env.manual.time() + 7200)  # the 1 h token is dead, on both sides
+        result = await call
+        assert result.outcomes[0].status == "updated"
+        assert client.transport.stats.reauths == 0
+        assert env.count("602") + env.count("601") == 0
 
 
 async def test_bad_credentials_raise_auth_error_without_leaking_the_secret() -> None:
