@@ -39,6 +39,7 @@ from kmsync_bench.cpu import parse_stat
 from kmsync_bench.upload_rss import rss_kib
 from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts import AttendanceStatus, AttendeeStatus, SessionEngagement, encode
+from kmsync_contracts.groups import TRANSFORM_APP_ID
 from kmsync_contracts.topics import ALL_TOPICS, ATTENDEE_STATUS, SESSION_ENGAGEMENT, TopicSpec
 from kmsync_kafka import ensure_topics, reliable_producer, topic_name
 from kmsync_kafka.reading import read_to_end
@@ -47,7 +48,7 @@ from kmsync_testing.waiting import wait_for
 from kmsync_transform.store_upkeep import CHECK_SECONDS
 
 PARTNER, EVENT_A, EVENT_B = 100, 200, 900  # events A, A+1, ... expire one after the other; B ticks
-GROUP = "kmsync-transform"
+GROUP = TRANSFORM_APP_ID
 SECRET_ENV = "KMSYNC_MEASURE_UNUSED_SECRET"
 MAX_CYCLES = 50
 #: After an event: two checkpoints (the sweep's deletes reach the store), then a round of the stores' upkeep

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from kmsync_config import CommonSettings
 from kmsync_config.references import SecretRefsSetting
 from kmsync_config.urls import https_problem
+from kmsync_contracts.groups import TRANSFORM_APP_ID
 from kmsync_ingest.poll_order import PollOrder
 
 HashAlgo = Literal["sha1", "sha256", "sha512"]
@@ -26,7 +27,7 @@ class IngestSettings(CommonSettings):
     #: this many records, so live rows never queue behind a history load (backfill_pace.py); 0: no pacing.
     backfill_max_transform_lag: int = Field(default=3_000, ge=0)
     #: Transform's consumer group (its KMSYNC_TRANSFORM_APP_ID, before the topic prefix), whose backlog paces it.
-    backfill_transform_group: str = Field(default="kmsync-transform", min_length=1)
+    backfill_transform_group: str = Field(default=TRANSFORM_APP_ID, min_length=1)
     #: Set false to run push and file modes only (no scheduled pulls).
     pull_enabled: bool = True
     #: Ended sessions are re-pulled for late analytics rows this long after they end

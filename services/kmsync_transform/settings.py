@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from kmsync_config.settings import CommonSettings
+from kmsync_contracts.groups import TRANSFORM_APP_ID
 from kmsync_contracts.seed import ENGAGEMENT_OBJECT_DEDUPE_FIELDS, POLLS_OBJECT_DEDUPE_FIELDS
 from kmsync_transform.engagement import RateScale
 
@@ -20,7 +21,7 @@ class TransformSettings(CommonSettings):
     #: Which runtime runs the pure modules (README.md "Engines").
     transform_engine: Engine = "quix"
     #: Consumer group whose committed offsets say how far transform has read (after topic_prefix).
-    transform_app_id: str = Field(default="kmsync-transform", min_length=1)
+    transform_app_id: str = Field(default=TRANSFORM_APP_ID, min_length=1)
     #: Partitions of transform's state topic (<prefix>transform.state.v1), used when it is created.
     transform_partitions: int = Field(default=6, ge=1)
     #: Most input records one batch processes (one round of acknowledgements and one commit per batch).
