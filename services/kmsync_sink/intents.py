@@ -95,7 +95,7 @@ class IntentLog:
         messages.append(Message(self.topic, encode(batch), batch.batch_id.encode()))
         await produce_until_acked(self.producer, messages, give_up)
         # Older batches whose every open operation this one now holds: tombstoned after it is acknowledged.
-        self.tombstone(self.ledger.intend_batch(batch.batch_id, intents))
+        self.tombstone(self.ledger.intend_batch(batch.batch_id, intents, own=True))
 
     def resolve(self, op_ids: Iterable[str]) -> None:
         """Forgotten in memory at once; the tombstones of the batches this settles follow, not waited for

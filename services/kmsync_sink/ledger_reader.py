@@ -11,7 +11,9 @@ intents are read first, then the results: an activity whose written outcome is o
 is certain, so its intent is resolved, and a record whose every activity is certain is tombstoned
 (``tombstone``, intents.py) — old per-op records included. A batch record does not say which of its
 activities were certainly *not* applied (a record-level rejection): those stay uncertain after a
-restart and cost a verification read if replayed, never a duplicate. A record that fails its contract
+restart and cost a verification read if replayed, never a duplicate. A later catch-up reads this
+process's own records back too: those of keys it still holds live are not applied over its memory
+(memory.ActivityWrites.intend_batch). A record that fails its contract
 is logged and counted (``kmsync_sink_ledger_bad_records_total``) and the others are read on.
 """
 

@@ -70,6 +70,8 @@ class ActivityWrites:
         self._open: dict[str, set[str]] = {}
         #: op_id → the key of the record holding its intent.
         self._held_by: dict[str, str] = {}
+        #: Live keys this process recorded itself.
+        self._own: set[str] = set()
 
     def add(self, op_id: str) -> None:
         self._written.add(op_id)
@@ -84,23 +86,48 @@ class ActivityWrites:
         """One intent in a record of its own, keyed by its op id (the shape before intent batches)."""
         return self.intend_batch(intent.op_id, [intent])
 
-    def intend_batch(self, key: str, intents: Iterable[ActivityIntent]) -> list[str]:
-        """The record ``key`` lists these intents; returns the keys of older records it settles (each of
-        their open op_ids is now held by this one). An op's intent is the newest one recorded (its
-        verification waits for the latest call that may still run at Marketo)."""
+    def intend_batch(self, key: str, intents: Iterable[ActivityIntent], *, own: bool = False) -> list[str]:
+        """The record ``key`` lists these intents; returns the keys of records this settles: older ones
+        whose every open op_id this one now holds, or this one if newer records hold all of its op_ids (a
+        start reads the topic's partitions in any order). An op's intent is the newest one recorded (its
+        verification waits for the latest call that may still run at Marketo).
+
+        ``own``: recorded by this process (IntentLog.record). Its memory of its own live records is newer
+        than the topic, so a record or tombstone of such a key read back (ledger_reader.py) is ignored: a
+        re-read record would bring back activities resolved since, and a tombstone read before the key's
+        newer record could drop an intent still needed."""
+        if not own and key in self._own:
+            self._refresh(key, intents)
+            return []
         settled: list[str] = []
-        ops = self._open.setdefault(key, set())
+        ops = self._open.get(key, set())
         for intent in intents:
             op_id = intent.op_id
             known = self._intents.get(op_id)
-            if known is None or known.recorded_at <= intent.recorded_at:
-                self._intents[op_id] = intent
+            if known is not None and known.recorded_at > intent.recorded_at and self._held_by[op_id] != key:
+                continue  # held by a newer record
+            self._intents[op_id] = intent
             older = self._held_by.get(op_id)
             if older is not None and older != key and self._release(older, op_id):
                 settled.append(older)
             self._held_by[op_id] = key
             ops.add(op_id)
+        if ops:
+            self._open[key] = ops
+            if own:
+                self._own.add(key)
+        else:
+            settled.append(key)
         return settled
+
+    def _refresh(self, key: str, intents: Iterable[ActivityIntent]) -> None:
+        """A record of an own live key read back: only newer intents of its open op_ids are taken (the same
+        batch sent again by another replica meanwhile; its call may still run at Marketo)."""
+        ops = self._open[key]
+        for intent in intents:
+            known = self._intents.get(intent.op_id)
+            if intent.op_id in ops and known is not None and known.recorded_at < intent.recorded_at:
+                self._intents[intent.op_id] = intent
 
     def resolve(self, op_id: str) -> str | None:
         """This operation's outcome is certain: its intent is dropped. Returns the key of its record if
@@ -110,7 +137,10 @@ class ActivityWrites:
         return key if key is not None and self._release(key, op_id) else None
 
     def drop_record(self, key: str) -> None:
-        """The record ``key`` was tombstoned: the intents only it held are dropped."""
+        """The record ``key`` was tombstoned: the intents only it held are dropped (not if this process
+        recorded the key and holds it live: intend_batch)."""
+        if key in self._own:
+            return
         for op_id in self._open.pop(key, ()):
             if self._held_by.get(op_id) == key:
                 del self._held_by[op_id]
@@ -125,6 +155,7 @@ class ActivityWrites:
         if ops:
             return False
         del self._open[key]
+        self._own.discard(key)
         return True
 
     def intent(self, op_id: str) -> ActivityIntent | None:

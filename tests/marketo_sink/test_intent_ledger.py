@@ -81,3 +81,31 @@ def test_the_batch_id_is_its_op_ids_hash_and_both_shapes_decode() -> None:
         decode(ACTIVITY_INTENTS, twice)
     with pytest.raises(ContractError, match="intents"):
         decode(ACTIVITY_INTENTS, b'{"schema_version":1,"batch_id":"batch:x","intents":[]}')
+
+
+def test_a_record_read_after_a_newer_one_holding_its_activities_is_settled_and_its_tombstone_drops_nothing() -> None:
+    """A start reads the topic's partitions in any order: b2 (the newest call of "b") before b1."""
+    later = T + timedelta(minutes=2)
+    ledger = ActivityWrites()
+    ledger.intend_batch("b2", [intent("b", later)])
+    assert ledger.intend_batch("b1", [intent("b")]) == ["b1"]  # b2 holds its only activity
+    ledger.drop_record("b1")  # b1's tombstone, read after it
+    assert ledger.uncertain("b") == intent("b", later)
+
+
+def test_an_own_live_record_read_back_is_not_undone() -> None:
+    """This process recorded b1 and resolved "a"; reading b1 back (a catch-up on assignment) brings "a"
+    back, and a tombstone of b1 read before b1's newer record drops nothing; a newer intent of an open
+    activity (the same batch sent by another replica) is taken."""
+    ledger = ActivityWrites()
+    ledger.intend_batch("b1", [intent("a"), intent("b")], own=True)
+    ledger.resolve("a")
+    assert ledger.intend_batch("b1", [intent("a"), intent("b")]) == []
+    ledger.drop_record("b1")
+    assert ledger.intent("a") is None and ledger.uncertain("b") == intent("b")
+    later = T + timedelta(minutes=2)
+    ledger.intend_batch("b1", [intent("a", later), intent("b", later)])
+    assert ledger.uncertain("b") == intent("b", later) and ledger.intent("a") is None
+    assert ledger.resolve("b") == "b1"
+    ledger.drop_record("b1")  # no longer own once settled: its tombstone read back is applied
+    assert ledger.live_records() == {}
