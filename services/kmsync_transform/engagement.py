@@ -13,7 +13,8 @@ scaling, every rate is clamped to [0, 1].
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from operator import attrgetter
+from functools import partial
+from operator import attrgetter, lt
 from typing import Annotated, Any, Literal, NamedTuple, get_args, get_origin
 
 from kmsync_config.tenants import EventConfig, SessionConfig
@@ -45,10 +46,15 @@ def rates_are_percentages(values: Mapping[str, float | None], scale: RateScale =
     return _percentages(tuple(values.values()), scale)
 
 
+#: ``_above_one(v)`` is ``1.0 < v``.
+_above_one = partial(lt, 1.0)
+
+
 def _percentages(values: Sequence[float | None], scale: RateScale) -> bool:
+    """Whether any value is above 1 (None and 0 are not): in C, a generator cost twice as much (issue #22)."""
     if scale != "auto":
         return scale == "percent"
-    return any(v is not None and v > 1.0 for v in values)
+    return any(map(_above_one, filter(None, values)))
 
 
 #: The snapshot's fraction fields in one C call (a getattr per name cost more: issue #22).
@@ -133,17 +139,19 @@ def engagement_values(
     snapshot: SessionEngagement, email: str, event: EventConfig, scale: RateScale = "auto"
 ) -> dict[str, object]:
     """Every seed field's value for this snapshot (None where it has none), untyped, among the snapshot's
-    other fields: computed once and shared by the object record and the activity attributes. Built by
-    merging dicts (a getattr per field cost twice as much: issue #22)."""
+    other fields: computed once and shared by the object record and the activity attributes. Built from
+    the snapshot's __dict__ (a getattr per field cost twice as much: issue #22)."""
     session = session_config(event, snapshot.entry_id)
     channel = resolve_channel(snapshot, session, event.outputs.legacy_activities_only)
-    return {
-        **snapshot.__dict__, **dict(zip(FRACTION_FIELDS, _fractions(snapshot, scale), strict=True)),
-        "entry_id": snapshot.entry_id,
-        "entry_name": snapshot.entry_name if snapshot.entry_name is not None else (session.name if session else None),
-        "email": email, "user": snapshot.user_id, "channel_id": channel.id, "channel_name": channel.name,
-        LINK_FIELD: None,
-    }
+    values: dict[str, object] = snapshot.__dict__.copy()  # a copy updated in place: 25 % less than {**a, **b, ...}
+    values.update(zip(FRACTION_FIELDS, _fractions(snapshot, scale), strict=True))
+    values["entry_id"] = snapshot.entry_id
+    values["entry_name"] = snapshot.entry_name if snapshot.entry_name is not None else (
+        session.name if session else None)
+    values["email"], values["user"] = email, snapshot.user_id
+    values["channel_id"], values["channel_name"] = channel
+    values[LINK_FIELD] = None
+    return values
 
 
 def _record(plan: RecordPlan, values: Mapping[str, object]) -> dict[str, Scalar]:
