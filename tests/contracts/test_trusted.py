@@ -1,0 +1,220 @@
+"""kmsync_contracts.trusted (issue #22): a record built or encoded without a second validation is the
+validated record, and whatever validation would change or refuse is validated; a constraint or validator
+a model gains is checked (or closes the fast path), never passed unchecked."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, Any
+
+import pytest
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kmsync_contracts import encode
+from kmsync_contracts.base import ContractModel, NonEmptyStr, Scalar
+from kmsync_contracts.marketo_ops import (
+    CustomActivity,
+    CustomObjectUpsert,
+    LeadUpsert,
+    ProgramMemberData,
+    ProgramMemberStatus,
+)
+from kmsync_contracts.outcomes import RecordOutcome
+from kmsync_contracts.reasons import ReasonCode
+from kmsync_contracts.trusted import FastPath, copied_from
+
+T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+ACTIVITY: dict[str, Any] = dict(
+    op_id="custom_activity:1", munchkin_id="123-ABC-456", partner_id=100, virtual_event_id=7,
+    email="ann@example.com", source_time=T0, emitted_at=T0, activity_type="userSessionEngagement",
+    primary_attribute_value="0_keynote", activity_date=T0, attributes={"plays": 1, "rate": 0.5, "name": "Zoë"})
+
+
+class Named(ContractModel):
+    name: NonEmptyStr
+    count: int = Field(default=1, ge=1)
+    values: dict[str, Scalar] = Field(default_factory=dict)
+    at: AwareDatetime | None = None
+
+
+class Counting:
+    """A model's validator that counts its calls."""
+
+    def __init__(self, validator: Any) -> None:
+        self.validator, self.calls = validator, 0
+
+    def validate_python(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.validator.validate_python(*args, **kwargs)
+
+
+def same(built: BaseModel, validated: BaseModel) -> None:
+    """The very model validation makes: equal, the same bytes, fields set and field order."""
+    assert built == validated
+    assert encode(built) == encode(validated)
+    assert built.model_fields_set == validated.model_fields_set
+    assert list(built.__dict__) == list(validated.__dict__)
+
+
+@pytest.mark.parametrize("model", [LeadUpsert, ProgramMemberStatus, ProgramMemberData, CustomObjectUpsert,
+                                   CustomActivity, RecordOutcome])
+def test_every_operation_and_the_outcome_have_an_open_fast_path(model: type[BaseModel]) -> None:
+    fast = FastPath(model)
+    assert fast.open, fast.reasons
+    assert set(fast.checks) == set(model.model_fields)
+
+
+def test_a_built_record_is_the_validated_one_on_the_installed_pydantic() -> None:
+    """Pins what the builder relies on (an instance's __dict__, fields set, extra, private) on this pydantic."""
+    built = FastPath(CustomActivity).build(**ACTIVITY)
+    same(built, CustomActivity(**ACTIVITY))
+    assert (built.schema_version, built.kind) == (1, "custom_activity")
+    assert built.model_copy(update={"email": "b@x.com"}).email == "b@x.com"
+    with pytest.raises(ValidationError, match="frozen"):
+        built.email = "c@x.com"  # type: ignore[misc]
+    assert built.model_dump() == CustomActivity(**ACTIVITY).model_dump()
+
+
+def test_a_record_of_valid_values_is_not_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = FastPath(CustomActivity)
+
+    class Refusing:
+        def validate_python(self, *_: Any, **__: Any) -> None:
+            raise AssertionError("validated")
+    monkeypatch.setattr(CustomActivity, "__pydantic_validator__", Refusing())
+    assert fast.build(**ACTIVITY).op_id == "custom_activity:1"
+
+
+@pytest.mark.parametrize(("field", "value", "kept"), [
+    ("email", " ann@example.com\n", "ann@example.com"),      # stripped
+    ("activity_type", ReasonCode.UNKNOWN, str(ReasonCode.UNKNOWN)),  # a str subclass made a str
+    ("partner_id", True, 1),                                 # a bool made an int
+    ("attributes", {" plays": 1}, {"plays": 1}),             # a padded key stripped
+    ("attributes", {"name": "Zoë\u3000"}, {"name": "Zoë"}),  # a padded value stripped
+])
+def test_what_validation_would_change_is_validated(field: str, value: Any, kept: Any) -> None:
+    fields = {**ACTIVITY, field: value}
+    built = FastPath(CustomActivity).build(**fields)
+    assert getattr(built, field) == kept and type(getattr(built, field)) is type(kept)
+    same(built, CustomActivity(**fields))
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("email", ""), ("email", "  "), ("partner_id", 0), ("emitted_at", datetime(2026, 1, 1)),
+    ("attributes", {"x": [1]}), ("attributes", "not a dict"), ("op_id", None),
+])
+def test_what_validation_would_refuse_is_refused(field: str, value: Any) -> None:
+    with pytest.raises(ValidationError, match=field):
+        FastPath(CustomActivity).build(**{**ACTIVITY, field: value})
+
+
+def test_the_builder_names_a_missing_or_unknown_field() -> None:
+    build = FastPath(CustomActivity).build
+    with pytest.raises(TypeError, match="needs its field .*op_id"):
+        build(**{k: v for k, v in ACTIVITY.items() if k != "op_id"})
+    with pytest.raises(TypeError, match="has no field colour"):
+        build(**ACTIVITY, colour="red")
+
+
+@pytest.mark.parametrize("space", ["\t", "\n", "\x0b", "\x0c", "\r", " ", "\x85", "\xa0", "\u1680", "\u2000",
+                                   "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000"])
+def test_what_pydantic_strips_python_strips_too(space: str) -> None:
+    """The string checks rely on it: Unicode White_Space (what pydantic-core trims) is whitespace to str.strip()."""
+    check = FastPath(Named).checks["name"]
+    assert not check(f"x{space}") and not check(f"{space}x") and check(f"x{space}x")
+    assert Named(name=f"t{space}").name == "t"
+    assert not FastPath(Named).checks["values"]({"k": f"v{space}"})
+
+
+def test_a_pattern_is_checked_as_pydantic_searches_it() -> None:
+    check = FastPath(RecordOutcome).checks["person_key"]
+    assert check("email#0af") and check(None)
+    assert not check("email#0AF") and not check("x-email#0af") and not check("email#0af\n")
+
+
+def test_a_literal_takes_its_own_type_only() -> None:
+    check = FastPath(RecordOutcome).checks["schema_version"]
+    assert check(1) and not check(True) and not check(1.0)
+    assert not FastPath(RecordOutcome).checks["kind"](ReasonCode.UNKNOWN)
+
+
+def test_a_field_is_taken_as_given_only_with_the_constraints_it_was_validated_against() -> None:
+    assert FastPath(Named, {"name": NonEmptyStr, "values": dict[str, Scalar]}).given == {"name", "values"}
+    assert FastPath(Named, {"name": str, "count": NonEmptyStr}).given == frozenset()
+    assert FastPath(RecordOutcome, copied_from(CustomActivity, "op_id", "partner_id")).given == {"op_id"}
+
+
+def test_a_max_length_the_model_gains_is_checked_on_a_given_field() -> None:
+    """The guard: a constraint added to a field the caller vouches for makes that field checked again."""
+    class Longer(Named):
+        name: Annotated[str, Field(min_length=1, max_length=3)]
+
+    fast = FastPath(Longer, {"name": NonEmptyStr})
+    assert fast.open and "name" not in fast.given
+    assert fast.build(name="abc").name == "abc"
+    with pytest.raises(ValidationError, match="at most 3 characters"):
+        fast.build(name="abcd")
+
+
+def test_a_field_validator_the_model_gains_is_run_or_validates() -> None:
+    class Upper(Named):
+        @field_validator("name")
+        @classmethod
+        def _upper(cls, v: str) -> str:
+            return v.upper()
+
+    fast = FastPath(Upper, {"name": NonEmptyStr})
+    assert fast.open and "name" not in fast.given
+    assert fast.build(name="ABC").name == "ABC"  # kept as it is by the validator: not validated
+    built = fast.build(name="abc")  # changed by it: validated
+    assert built.name == "ABC" and built == Upper(name="abc")
+
+    class Before(Named):
+        @field_validator("name", mode="before")
+        @classmethod
+        def _before(cls, v: str) -> str:
+            return v
+
+    closed = FastPath(Before, {"name": NonEmptyStr})
+    assert not closed.open and any("name" in why for why in closed.reasons)
+
+
+def test_what_the_checks_do_not_understand_closes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Multiple(Named):
+        count: int = Field(default=2, multiple_of=2)
+
+    class Listed(Named):
+        items: list[int] = Field(default_factory=list)
+
+    class Checked(Named):
+        @model_validator(mode="after")
+        def _whole(self) -> Checked:
+            return self
+
+    class Lowered(Named):
+        model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, str_to_lower=True)
+
+    for model in (Multiple, Listed, Checked, Lowered):
+        fast = FastPath(model)
+        assert not fast.open and fast.reasons, model.__name__
+        counting = Counting(model.__pydantic_validator__)
+        monkeypatch.setattr(model, "__pydantic_validator__", counting)
+        fast.build(name="ann")
+        assert counting.calls == 1, model.__name__
+
+
+def test_encoded_values_are_what_the_validated_model_encodes_to() -> None:
+    times = [T0, datetime(2026, 12, 6, 12, 0, 0, 5, tzinfo=timezone(timedelta(hours=-7, minutes=-30)))]
+    fast = FastPath(RecordOutcome)
+    assert fast.orjson_writes
+    for at in times:
+        values = dict(schema_version=1, op_id="o", munchkin_id="m", kind="lead_upsert", status="created",
+                      marketo_id=None, reason_code=None, reason='"q" \u2028 \x1f \\ /', api="rest", attempts=1,
+                      source_time=at, decided_at=at, partner_id=1, virtual_event_id=2, session_id=None,
+                      person_key="email#0a", lead_id=3, request_id=None)
+        assert fast.encode_values(values) == encode(RecordOutcome(**values))
+        padded = {**values, "reason": " padded "}
+        assert fast.encode_values(padded) == encode(RecordOutcome(**padded))
+        with pytest.raises(ValidationError):
+            fast.encode_values({**values, "reason": "lone \ud800"})  # orjson refuses it, then the contract does
+    assert not FastPath(CustomActivity).orjson_writes  # its floats are written by pydantic-core
