@@ -13,8 +13,8 @@ is certain, so its intent is resolved, and a record whose every activity is cert
 activities were certainly *not* applied (a record-level rejection): those stay uncertain after a
 restart and cost a verification read if replayed, never a duplicate. A later catch-up reads this
 process's own records back too: those of keys it still holds live are not applied over its memory
-(memory.ActivityWrites.intend_batch). A record that fails its contract
-is logged and counted (``kmsync_sink_ledger_bad_records_total``) and the others are read on.
+(memory.ActivityWrites.intend_batch). A record of either topic that fails its contract is logged and
+counted (``kmsync_sink_ledger_bad_records_total``) and the others are read on.
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ class LedgerReader:
             return False
         try:
             out = decode(MARKETO_RESULTS, m.value)
-        except ContractError:
+        except ContractError as exc:
+            self._bad(m, exc.problems)
             return False
         if out.kind == "custom_activity" and out.status in ("created", "updated"):
             self.ledger.add(out.op_id)

@@ -63,8 +63,9 @@ class SinkMetrics:
             ["munchkin_id"], registry=r)
         self.ledger_bad_records = Counter(
             "kmsync_sink_ledger_bad_records",
-            "Records on marketo.activity-intents.v1 the activity ledger's reader skipped: not the topic's "
-            "contract, or a key that is not the record's id (logged with their problems)", ["topic"], registry=r)
+            "Records on marketo.activity-intents.v1 or marketo.results.v1 the activity ledger's reader skipped: "
+            "not the topic's contract, or an intent whose key is not its id (logged with their problems)",
+            ["topic"], registry=r)
         # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
         self.consumer_lag = Gauge("kmsync_sink_consumer_lag_records",
                                   "Operations on marketo.ops.v1 and marketo.ops.backfill.v1 (added per partition "

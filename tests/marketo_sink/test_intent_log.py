@@ -171,8 +171,9 @@ async def test_per_op_records_of_earlier_sinks_are_read_and_tombstoned_once_cert
 ) -> None:
     """Upgrade: the topic holds records of the per-op shape (key op_id, value ActivityIntent). At start,
     "old-written" is known written from marketo.results.v1: its record is tombstoned; "old-open" stays
-    uncertain until resolved, then its record (key: its op id) is tombstoned. A record that breaks the
-    contract (or whose key is not its id) is logged and counted, and the records after it are read."""
+    uncertain until resolved, then its record (key: its op id) is tombstoned. A record that breaks its
+    topic's contract (or an intent whose key is not its id) is logged and counted, and the records after
+    it are read."""
     intents_topic, results_topic = await _topics(kafka_broker, topic_prefix)
     batch = intent_batch_id(["new-1"])
     good_batch = encode(intent("new-1")).join([b'{"schema_version":1,"batch_id":"' + batch.encode()
@@ -183,6 +184,7 @@ async def test_per_op_records_of_earlier_sinks_are_read_and_tombstoned_once_cert
         Record(intents_topic, b'{"schema_version":1,"op_id":"broken"}', b"broken"),
         Record(intents_topic, encode(intent("elsewhere")), b"not-its-key"),
         Record(intents_topic, good_batch, batch.encode()),
+        Record(results_topic, b'{"op_id":"no-contract"}', MUNCHKIN.encode()),
         Record(results_topic, encode(written("old-written")), MUNCHKIN.encode()),
     ])
     producer = CountingProducer(producer_config(kafka_broker.bootstrap))
@@ -191,9 +193,10 @@ async def test_per_op_records_of_earlier_sinks_are_read_and_tombstoned_once_cert
     try:
         ledger, log, reader = await _restart(kafka_broker, intents_topic, results_topic, producer)
         try:
-            assert reader.bad_records == 2
+            assert reader.bad_records == 3
             assert reader.metrics is not None
             assert reader.metrics.ledger_bad_records.labels(intents_topic)._value.get() == 2
+            assert reader.metrics.ledger_bad_records.labels(results_topic)._value.get() == 1
             assert ledger.uncertain("old-open") == intent("old-open")
             assert ledger.uncertain("new-1") == intent("new-1")
             assert ledger.intent("old-written") is None and ledger.intent("broken") is None
