@@ -7,21 +7,31 @@ as deployed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from kmsync_contracts import encode
 from kmsync_contracts.outcomes import ActivityIntent, RecordOutcome, intent_batch_id
+from kmsync_contracts.seed import ENGAGEMENT_ACTIVITY_API_NAME
 from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_RESULTS
 from kmsync_kafka.clients import ensure_topics, topic_name
 from kmsync_kafka.producer import KafkaProducer, Record, producer_config
 from kmsync_kafka.reading import read_to_end
+from kmsync_marketo.client import ActivityRecord, LeadActivity
+from kmsync_marketo.errors import ErrorClass
+from kmsync_marketo.limiter import InstanceLimiter
+from kmsync_marketo.outcomes import Outcome
+from kmsync_sink.decisions import Decision
+from kmsync_sink.executor import WindowExecutor
 from kmsync_sink.intents import IntentLog
 from kmsync_sink.ledger_reader import LedgerReader
-from kmsync_sink.memory import ActivityWrites
+from kmsync_sink.memory import ActivityWrites, LeadCache
 from kmsync_sink.metrics import SinkMetrics
+from kmsync_sink.pending import PendingOp
+from kmsync_sink.planner import PlannerConfig, plan_window
 from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.waiting import wait_for
 
@@ -211,3 +221,95 @@ async def test_per_op_records_of_earlier_sinks_are_read_and_tombstoned_once_cert
     by_key = await _history(kafka_broker, intents_topic)
     assert by_key[b"old-written"] == [False, True] and by_key[b"old-open"] == [False, True]
     assert by_key[batch.encode()] == [False]
+
+
+class OneAmbiguous:
+    """Marketo's activity endpoints for the executor: an activity whose primary value is "1_maybe" gets
+    an ambiguous answer (not applied) on its first call; the others are written. Get Lead Activities reads
+    what was written."""
+
+    def __init__(self) -> None:
+        self.limiter = InstanceLimiter("memory")
+        self.stored: list[ActivityRecord] = []
+        self.activity_calls: list[list[str]] = []
+        self.reads: list[list[int]] = []
+        self._ambiguous = True
+
+    async def add_custom_activities(self, activities: Sequence[ActivityRecord]) -> list[Outcome]:
+        self.activity_calls.append([a.primary_attribute_value for a in activities])
+        out = []
+        for i, a in enumerate(activities):
+            if a.primary_attribute_value == "1_maybe" and self._ambiguous:
+                self._ambiguous = False
+                out.append(Outcome(seq=i, status="failed", reason_code="604", reason="Request timed out",
+                                   classification=ErrorClass.RETRY_SOON, maybe_applied=True))
+                continue
+            self.stored.append(a)
+            out.append(Outcome(seq=i, status="created", marketo_id=f"g{len(self.stored)}"))
+        return out
+
+    async def custom_activity_types(self) -> list[dict[str, Any]]:
+        return [{"id": 100001, "apiName": ENGAGEMENT_ACTIVITY_API_NAME}]
+
+    async def lead_activities(self, activity_type_ids: Sequence[int], lead_ids: Sequence[int],
+                              since: datetime) -> list[LeadActivity]:
+        self.reads.append(sorted(lead_ids))
+        return [LeadActivity("g", a.lead_id, a.activity_type_id, a.primary_attribute_value,
+                             a.activity_date.isoformat()) for a in self.stored if a.lead_id in lead_ids]
+
+
+async def _execute(window: list[PendingOp], writer: OneAmbiguous, cache: LeadCache, ledger: ActivityWrites,
+                   log: IntentLog) -> dict[str, Decision]:
+    plan = plan_window(window, PlannerConfig(batch_max=300), known_lead=lambda e: e in cache,
+                       already_written=lambda op_id: op_id in ledger)
+    executor = WindowExecutor(writer, cache, ledger, intents=log.for_worker(asyncio.Event()))  # type: ignore[arg-type]
+    return {d.pending.op.op_id: d for d in await executor.execute(plan)}
+
+
+async def test_the_executor_keeps_a_batch_with_an_ambiguous_activity_and_a_restart_verifies_only_that_one(
+    kafka_broker: KafkaBroker, topic_prefix: str, ops: Any
+) -> None:
+    """Through the executor: one call of "done" (written) and "maybe" (604, may be applied). The publisher
+    resolves "done" once its outcome is acknowledged; the batch is not tombstoned. After a restart the
+    planner answers "done" from the results (no call, no read) and the executor reads only the lead of
+    "maybe" (absent: sent again in a new batch, written). Both batches are then tombstoned."""
+    intents_topic, results_topic = await _topics(kafka_broker, topic_prefix)
+    writer, cache = OneAmbiguous(), LeadCache(10)
+    cache.put("done@x.com", 5)
+    cache.put("maybe@x.com", 6)
+
+    def window() -> list[PendingOp]:  # transform emits the same op ids again after its restarts
+        return [ops.pending(ops.activity("done@x.com", "1_done", op_id="done")),
+                ops.pending(ops.activity("maybe@x.com", "1_maybe", op_id="maybe"))]
+
+    first, second = intent_batch_id(["done", "maybe"]), intent_batch_id(["maybe"])
+    producer = CountingProducer(producer_config(kafka_broker.bootstrap))
+    producer.sends = []
+    await producer.start()
+    try:
+        ledger = ActivityWrites()
+        log = IntentLog(producer, intents_topic, ledger, tombstone_delay_seconds=0.2)
+        got = await _execute(window(), writer, cache, ledger, log)
+        assert (got["done"].status, got["maybe"].maybe_applied) == ("created", True)
+        await _produce(kafka_broker, [Record(results_topic, encode(written("done")), MUNCHKIN.encode())])
+        log.resolve(op for op, d in got.items() if not d.maybe_applied)  # as publishing.py does, after the ack
+        log.send_queued()
+        await asyncio.gather(*log.pending())
+        assert producer.sends == [[(first.encode(), False)]], "the batch stays while 'maybe' is uncertain"
+
+        ledger2, log2, reader2 = await _restart(kafka_broker, intents_topic, results_topic, producer)
+        try:
+            got = await _execute(window(), writer, cache, ledger2, log2)
+            assert (got["done"].status, got["done"].reason_code) == ("skipped", "kmsync.already_written")
+            assert got["maybe"].status == "created"
+            assert writer.reads == [[6]], "only the uncertain activity's lead is read"
+            assert writer.activity_calls == [["1_done", "1_maybe"], ["1_maybe"]]
+            log2.resolve(["maybe"])
+            log2.send_queued()
+            await asyncio.gather(*log2.pending())
+        finally:
+            await reader2.stop()
+    finally:
+        await producer.stop()
+    assert (await _history(kafka_broker, intents_topic)) == {first.encode(): [False, True],
+                                                             second.encode(): [False, True]}
