@@ -82,6 +82,13 @@ async def _produce(broker: KafkaBroker, records: Iterable[Record]) -> None:
         await producer.stop()
 
 
+async def _resolve_now(log: IntentLog, op_ids: Iterable[str]) -> None:
+    """Resolved, and the tombstones this settles handed to the producer at once (not after the delay)."""
+    log.resolve(op_ids)
+    log.send_queued()
+    await asyncio.gather(*log.pending())
+
+
 async def _restart(broker: KafkaBroker, intents_topic: str, results_topic: str,
                    producer: KafkaProducer) -> tuple[ActivityWrites, IntentLog, LedgerReader]:
     """A fresh sink's ledger, intent log and reader, caught up as at start."""
@@ -149,9 +156,7 @@ async def test_a_batch_stays_until_its_uncertain_activity_is_resolved_and_a_rest
         await log.record([intent("done"), intent("maybe")], asyncio.Event())
         ledger.add("done")
         await _produce(kafka_broker, [Record(results_topic, encode(written("done")), MUNCHKIN.encode())])
-        log.resolve(["done"])  # the publisher, once the outcome is acknowledged; "maybe" stays open
-        log.send_queued()
-        await asyncio.gather(*log.pending())
+        await _resolve_now(log, ["done"])  # the publisher, once the outcome is acknowledged; "maybe" stays open
         assert len(producer.sends) == 1 and ledger.uncertain("maybe") is not None
 
         ledger2, log2, reader2 = await _restart(kafka_broker, intents_topic, results_topic, producer)
@@ -161,9 +166,7 @@ async def test_a_batch_stays_until_its_uncertain_activity_is_resolved_and_a_rest
             assert ledger2.live_records() == {key: frozenset({"maybe"})}
             log2.send_queued()
             assert len(producer.sends) == 1  # nothing settled at start
-            log2.resolve(["maybe"])  # verified absent and not applied, or found written
-            log2.send_queued()
-            await asyncio.gather(*log2.pending())
+            await _resolve_now(log2, ["maybe"])  # verified absent and not applied, or found written
         finally:
             await reader2.stop()
         assert producer.sends[-1] == [(key.encode(), True)]
@@ -211,9 +214,7 @@ async def test_per_op_records_of_earlier_sinks_are_read_and_tombstoned_once_cert
             assert ledger.uncertain("new-1") == intent("new-1")
             assert ledger.intent("old-written") is None and ledger.intent("broken") is None
             assert ledger.live_records() == {"old-open": frozenset({"old-open"}), batch: frozenset({"new-1"})}
-            log.resolve(["old-open"])
-            log.send_queued()
-            await asyncio.gather(*log.pending())
+            await _resolve_now(log, ["old-open"])
         finally:
             await reader.stop()
     finally:
@@ -292,9 +293,8 @@ async def test_the_executor_keeps_a_batch_with_an_ambiguous_activity_and_a_resta
         got = await _execute(window(), writer, cache, ledger, log)
         assert (got["done"].status, got["maybe"].maybe_applied) == ("created", True)
         await _produce(kafka_broker, [Record(results_topic, encode(written("done")), MUNCHKIN.encode())])
-        log.resolve(op for op, d in got.items() if not d.maybe_applied)  # as publishing.py does, after the ack
-        log.send_queued()
-        await asyncio.gather(*log.pending())
+        # As publishing.py does once the outcomes are acknowledged:
+        await _resolve_now(log, [op for op, d in got.items() if not d.maybe_applied])
         assert producer.sends == [[(first.encode(), False)]], "the batch stays while 'maybe' is uncertain"
 
         ledger2, log2, reader2 = await _restart(kafka_broker, intents_topic, results_topic, producer)
@@ -304,9 +304,7 @@ async def test_the_executor_keeps_a_batch_with_an_ambiguous_activity_and_a_resta
             assert got["maybe"].status == "created"
             assert writer.reads == [[6]], "only the uncertain activity's lead is read"
             assert writer.activity_calls == [["1_done", "1_maybe"], ["1_maybe"]]
-            log2.resolve(["maybe"])
-            log2.send_queued()
-            await asyncio.gather(*log2.pending())
+            await _resolve_now(log2, ["maybe"])
         finally:
             await reader2.stop()
     finally:
