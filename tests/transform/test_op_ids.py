@@ -114,6 +114,12 @@ def test_edge_keys_have_json_bytes(key: str) -> None:
     assert content_text(record) == json_text(record)
 
 
+@pytest.mark.parametrize("key", [1, 2**70, True, None, 1.5])
+def test_keys_of_other_types_have_json_bytes(key: Any) -> None:
+    """orjson refuses a key that is not str: json's text then (json writes it as a string)."""
+    assert content_text({key: 1}) == json_text({key: 1})
+
+
 def test_values_json_cannot_encode_still_fail() -> None:
     """A record json refuses (a datetime, which orjson would write) is refused as before."""
     with pytest.raises(TypeError):
