@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from inspect import Parameter, signature
+from itertools import count
 from types import NoneType, UnionType
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
@@ -64,6 +65,28 @@ _EXACT, _TEXT = "kmsync_exact", "kmsync_text"
 _SCALAR = "kmsync_scalar"
 
 
+#: A check's inline form: (a Python expression of ``{v}``, the names it uses), compiled into one function
+#: per model (FastPath._compile): a call per field cost more than the checks themselves.
+_EXPR = "kmsync_expr"
+_names = count()
+
+
+def _inline(check: Check, template: str, **values: Any) -> Check:
+    """Give `check` its inline form: `template` with ``{v}`` for the value and ``{key}`` for each value."""
+    names = {key: f"_{key}{next(_names)}" for key in values}
+    setattr(check, _EXPR, (template.format(v="{v}", **names), {names[k]: values[k] for k in values}))
+    return check
+
+
+def _expr_of(check: Check) -> tuple[str, dict[str, Any]]:
+    """A check's inline form; a call of it for one without."""
+    found: tuple[str, dict[str, Any]] | None = getattr(check, _EXPR, None)
+    if found is not None:
+        return found
+    name = f"_check{next(_names)}"
+    return f"{name}({{v}})", {name: check}
+
+
 def _marked(check: Check, exact: frozenset[type] = frozenset(), text: bool = False) -> Check:
     setattr(check, _EXACT, exact)
     setattr(check, _TEXT, text)
@@ -76,12 +99,14 @@ def _scalar(check: Check) -> Check:
 
 
 def _is(kind: type) -> Check:
-    return _marked(lambda v: type(v) is kind, frozenset({kind}))
+    check = _inline(lambda v: type(v) is kind, "type({v}) is {kind}", kind=kind)
+    return _marked(check, frozenset({kind}))
 
 
 def _text_check(strip: bool) -> Check:
     if strip:  # str.strip removes at least what pydantic-core trims (tests/contracts/test_trusted.py)
-        return _marked(lambda v: type(v) is str and v == v.strip(), text=True)
+        check = _inline(lambda v: type(v) is str and v == v.strip(), "(type({v}) is str and {v} == {v}.strip())")
+        return _marked(check, text=True)
     return _is(str)
 
 
@@ -103,22 +128,22 @@ def _bound(item: Any) -> Check | None:
     kind = type(item)
     if kind is at.MinLen:
         low = item.min_length
-        return lambda v: len(v) >= low
+        return _inline(lambda v: len(v) >= low, "len({v}) >= {low}", low=low)
     if kind is at.MaxLen:
         high = item.max_length
-        return lambda v: len(v) <= high
+        return _inline(lambda v: len(v) <= high, "len({v}) <= {high}", high=high)
     if kind is at.Gt:
         gt = item.gt
-        return lambda v: v > gt
+        return _inline(lambda v: v > gt, "{v} > {gt}", gt=gt)
     if kind is at.Ge:
         ge = item.ge
-        return lambda v: v >= ge
+        return _inline(lambda v: v >= ge, "{v} >= {ge}", ge=ge)
     if kind is at.Lt:
         lt = item.lt
-        return lambda v: v < lt
+        return _inline(lambda v: v < lt, "{v} < {lt}", lt=lt)
     if kind is at.Le:
         le = item.le
-        return lambda v: v <= le
+        return _inline(lambda v: v <= le, "{v} <= {le}", le=le)
     return None
 
 
@@ -138,24 +163,26 @@ def _constraint(item: Any) -> Check:
 def _all(checks: list[Check]) -> Check:
     if len(checks) == 1:
         return checks[0]
-    if len(checks) == 2:
-        first, second = checks
-        return lambda v: first(v) and second(v)
-    return lambda v: all(c(v) for c in checks)
+    forms = [_expr_of(c) for c in checks]
+    check = lambda v: all(c(v) for c in checks)  # noqa: E731
+    setattr(check, _EXPR, ("(" + " and ".join(f"({text})" for text, _ in forms) + ")",
+                           {k: v for _, names in forms for k, v in names.items()}))
+    return check
 
 
 def _constrained(base: Check, metadata: Iterable[Any]) -> Check:
     items = list(metadata)
     if _simple_parts(base) == (frozenset(), True) and len(items) == 1 and type(items[0]) is at.MinLen:
         low = items[0].min_length  # the common NonEmptyStr, in one call
-        return _scalar(lambda v: type(v) is str and len(v) >= low and v == v.strip())
+        return _scalar(_inline(lambda v: type(v) is str and len(v) >= low and v == v.strip(),
+                               "(type({v}) is str and len({v}) >= {low} and {v} == {v}.strip())", low=low))
     check = _all([base, *(_constraint(item) for item in items)])
     return _scalar(check) if getattr(base, _SCALAR, False) and check is not base else check
 
 
 def _literal_check(values: tuple[Any, ...]) -> Check:
     allowed = frozenset((type(v), v) for v in values)  # True is not 1, a StrEnum member not its str
-    return _scalar(lambda v: (type(v), v) in allowed)
+    return _scalar(_inline(lambda v: (type(v), v) in allowed, "(type({v}), {v}) in {allowed}", allowed=allowed))
 
 
 def _union_check(args: tuple[Any, ...], strip: bool) -> Check:
@@ -167,8 +194,10 @@ def _union_check(args: tuple[Any, ...], strip: bool) -> Check:
         return lambda v: any(c(v) for c in members)
     exact = frozenset().union(*(p[0] for p in parts if p))
     if not any(p[1] for p in parts if p):
-        return _marked(lambda v: type(v) in exact, exact)
-    return _marked(lambda v: type(v) in exact or (type(v) is str and v == v.strip()), exact, text=True)
+        return _marked(_inline(lambda v: type(v) in exact, "type({v}) in {exact}", exact=exact), exact)
+    check = _inline(lambda v: type(v) in exact or (type(v) is str and v == v.strip()),
+                    "(type({v}) in {exact} or (type({v}) is str and {v} == {v}.strip()))", exact=exact)
+    return _marked(check, exact, text=True)
 
 
 def _dict_check(key: Check, value: Check) -> Check:
@@ -223,7 +252,13 @@ def _container_check(origin: Any, args: tuple[Any, ...], strip: bool) -> Check:
         return _tuple_check(type_check(args[0], strip))
     if origin is tuple and args and Ellipsis not in args:
         items = [type_check(a, strip) for a in args]
-        return lambda v: type(v) is tuple and len(v) == len(items) and all(c(x) for c, x in zip(items, v, strict=True))
+        check = lambda v: type(v) is tuple and len(v) == len(items) and all(  # noqa: E731
+            c(x) for c, x in zip(items, v, strict=True))
+        forms = [_expr_of(c) for c in items]
+        text = " and ".join([f"type({{v}}) is tuple and len({{v}}) == {len(items)}",
+                             *(f"({form.replace('{v}', f'{{v}}[{i}]')})" for i, (form, _) in enumerate(forms))])
+        setattr(check, _EXPR, (f"({text})", {k: x for _, names in forms for k, x in names.items()}))
+        return check
     raise NotUnderstood(f"type {origin!r}{list(args)!r}")
 
 
@@ -253,7 +288,8 @@ def _simple_check(annotation: Any, strip: bool) -> Check:
     if annotation in (int, float, bool):
         return _is(annotation)
     if annotation is AwareDatetime:
-        return lambda v: type(v) is datetime and v.utcoffset() is not None
+        return _scalar(_inline(lambda v: type(v) is datetime and v.utcoffset() is not None,
+                               "(type({v}) is {dt} and {v}.utcoffset() is not None)", dt=datetime))
     if annotation is NaiveDatetime:
         return lambda v: type(v) is datetime and v.tzinfo is None
     if annotation is datetime:
@@ -264,7 +300,7 @@ def _simple_check(annotation: Any, strip: bool) -> Check:
 def _field_extras(info: FieldInfo) -> list[str]:
     """What a field declares besides its type, constraints and default that changes validation."""
     extras = [name for name in ("alias", "validation_alias", "discriminator") if getattr(info, name) is not None]
-    return extras + (["strict"] if getattr(info, "strict", None) else [])
+    return extras + [name for name in ("strict", "validate_default") if getattr(info, name, None)]
 
 
 def _validator_check(func: Any, mode: str) -> Check:
@@ -307,7 +343,10 @@ def _annotated_check(annotation: Any, metadata: list[Any], strip: bool) -> Check
         if len(rest) != 1 or len(args) != 2:
             raise NotUnderstood(f"constraints on {annotation!r}")
         inner = _constrained(type_check(rest[0], strip), metadata)
-        return lambda v: v is None or inner(v)
+        text, names = _expr_of(inner)
+        check = lambda v: v is None or inner(v)  # noqa: E731
+        setattr(check, _EXPR, (f"({{v}} is None or ({text}))", names))
+        return check
     return _constrained(type_check(annotation, strip), metadata)
 
 
@@ -375,6 +414,27 @@ def _orjson_safe(annotation: Any) -> bool:
     return origin is None and annotation in _ORJSON_TYPES
 
 
+def _refuse(fields: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _compile(checked: tuple[tuple[str, Check], ...]) -> Callable[[Mapping[str, Any]], bool]:
+    """One function testing every checked field present in a mapping, each check inline where it has an
+    inline form (a call of it otherwise): 1.2 µs for an operation's five checked fields, against 2.5 µs
+    with a call per field."""
+    namespace: dict[str, Any] = {}
+    lines = ["def accepts(f):"]
+    for name, check in checked:
+        text, names = _expr_of(check)
+        namespace.update(names)
+        lines += [f"    if {name!r} in f:", f"        v = f[{name!r}]",
+                  f"        if not ({text.format(v='v')}):", "            return False"]
+    lines.append("    return True")
+    exec(compile("\n".join(lines), f"<kmsync_contracts.trusted: {len(checked)} checks>", "exec"), namespace)
+    accepts: Callable[[Mapping[str, Any]], bool] = namespace["accepts"]
+    return accepts
+
+
 class FastPath(Generic[M]):
     """``FastPath(Model).build(**fields)``: a Model of `fields` (plus its constant defaults), validated only
     when a value fails its field's check; ``encode_values`` writes such a record's JSON."""
@@ -403,6 +463,7 @@ class FastPath(Generic[M]):
             except NotUnderstood as why:
                 self.reasons.append(f"{name}: {why}")
         self._checked = tuple((n, c) for n, c in self.checks.items() if n not in self.given)
+        self._accepts = _compile(self._checked) if not self.reasons else _refuse
         self.open = not self.reasons
         #: Whether orjson writes the record's fields as encode() does (encode_values).
         self.orjson_writes = plain_model(model) and all(_orjson_safe(i.annotation) for i in model.model_fields.values())
@@ -410,19 +471,11 @@ class FastPath(Generic[M]):
     def accepts(self, fields: Mapping[str, Any]) -> bool:
         """Whether validating `fields` would keep every value as it is (a field not given keeps its default,
         which validation does not check either)."""
-        if not self.open:
-            return False
-        for name, check in self._checked:
-            if name in fields and not check(fields[name]):
-                return False
-        return True
+        return self._accepts(fields)
 
     def build(self, **fields: Any) -> M:
-        if not self.open:
+        if not self._accepts(fields):
             return self.model(**fields)
-        for name, check in self._checked:  # accepts(), inline: one call less per operation
-            if name in fields and not check(fields[name]):
-                return self.model(**fields)
         values = self.template.copy()
         values.update(fields)  # a given field keeps its place in the model's order; an unknown one is added
         if len(values) != len(self.template) or not self.required <= fields.keys():

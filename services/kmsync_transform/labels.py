@@ -25,8 +25,7 @@ from kmsync_contracts.granular import LabelRank, label_rank
 from kmsync_contracts.kaltura_records import AttendanceStatus, AttendeeStatus
 from kmsync_contracts.marketo_ops import ProgramMemberData
 from kmsync_contracts.outcomes import TransformDecision
-from kmsync_contracts.seed import GRANULAR_STATUS_LABELS
-from kmsync_transform.built import Trusted, trusted_base
+from kmsync_transform.built import LABEL
 from kmsync_transform.decisions import label_skip, label_undecided
 from kmsync_transform.forward_only import person_key
 from kmsync_transform.op_ids import op_id
@@ -105,10 +104,6 @@ class LabelStep:
     to_label: str | None = None
 
 
-#: A forward label's operation, built without validating again when its values allow (built.py).
-_DATA = Trusted(ProgramMemberData)
-
-
 def label_step(order: LabelOrder, routed: RoutedStatus, event: EventConfig, now: datetime) -> LabelStep:
     """Judge the record's label and, when it moves forward, the operation that writes it."""
     record, email, munchkin = routed.record, routed.email, routed.munchkin_id
@@ -130,9 +125,9 @@ def label_step(order: LabelOrder, routed: RoutedStatus, event: EventConfig, now:
         return LabelStep(verdict, from_label=current[0] if current else None, to_label=mapped.granular)
     if verdict is not LabelVerdict.FORWARD:
         return LabelStep(verdict)
-    # The seed's labels pass the contract as they are (a label of the tenants file's overrides may not).
-    build = _DATA if mapped.granular in GRANULAR_STATUS_LABELS and trusted_base(routed, now) else ProgramMemberData
-    return LabelStep(verdict, build(
+    # Built without validating again when its values pass the contract as they are (built.py): a label of
+    # the tenants file's overrides outside the seed's is refused by the contract's validator, as before.
+    return LabelStep(verdict, LABEL.build(
         op_id=op_id("program_member_data", munchkin, event.program_id, email, mapped.granular,
                     record.status_time.isoformat()),
         munchkin_id=munchkin, partner_id=record.partner_id, virtual_event_id=record.virtual_event_id,

@@ -14,13 +14,7 @@ from typing import Any
 from kmsync_common.clock import SystemClock
 from kmsync_config.lead_fields import LeadSource
 from kmsync_config.tenants import EventConfig, TenantsConfig
-from kmsync_contracts.marketo_ops import (
-    CustomActivity,
-    CustomObjectUpsert,
-    LeadUpsert,
-    MarketoOperation,
-    ProgramMemberStatus,
-)
+from kmsync_contracts.marketo_ops import CustomObjectUpsert, MarketoOperation
 from kmsync_contracts.outcomes import DeadLetter, TransformDecision
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.seed import (
@@ -31,7 +25,7 @@ from kmsync_contracts.seed import (
     POLLS_OBJECT_API_NAME,
     POLLS_OBJECT_DEDUPE_FIELDS,
 )
-from kmsync_transform.built import Trusted, clean, trusted_base
+from kmsync_transform.built import LEAD, STATUS, engagement_builders
 from kmsync_transform.dead_letters import dead_letter
 from kmsync_transform.decisions import poll_moved, status_skip, too_many_polls, truncated
 from kmsync_transform.engagement import (
@@ -48,21 +42,7 @@ from kmsync_transform.ledger import ActivityLedger, activity_op_id
 from kmsync_transform.op_ids import content_fingerprint, op_id
 from kmsync_transform.polls import PollSlots, session_key
 from kmsync_transform.routing import UNCONFIGURED, Routed, RoutedEngagement, RoutedPoll, RoutedStatus, event_for
-from kmsync_transform.status_map import MappedStatus, map_status
-
-#: The engagement row's two operations, built without validating again what was validated (built.py).
-_OBJECT = Trusted(CustomObjectUpsert)
-_ACTIVITY = Trusted(CustomActivity)
-
-
-_LEAD = Trusted(LeadUpsert)
-_STATUS = Trusted(ProgramMemberStatus)
-
-
-def _clean_status(program_id: int, mapped: MappedStatus) -> bool:
-    """A status name and label from the tenants file's overrides may be blank or padded: validated then."""
-    return program_id > 0 and mapped.step >= 0 and bool(mapped.name) and clean(mapped.name) and clean(
-        mapped.granular)
+from kmsync_transform.status_map import map_status
 
 
 @dataclass
@@ -114,8 +94,6 @@ class Transformer:
         self.polls = PollSlots(state.poll_slots, state.poll_answers)
         self.rate_scale = rate_scale
         self.engagement_dedupe_fields = engagement_dedupe_fields
-        self._dedupe_clean = bool(engagement_dedupe_fields) and all(
-            isinstance(name, str) and name and clean(name) for name in engagement_dedupe_fields)
         self.polls_dedupe_fields = polls_dedupe_fields
         self.clock = clock or SystemClock().now
 
@@ -156,9 +134,9 @@ class Transformer:
             "virtual_event_id": record.virtual_event_id, "email": email,
             "source_time": record.status_time, "emitted_at": now,
         }
-        trusted = trusted_base(routed, now)
-        # Lead field names come from the tenants file: the validating constructor strips them (built.py).
-        lead = _LEAD if trusted and all(map(clean, fields)) else LeadUpsert
+        # Built without validating again what passes the contract as it is (built.py); a lead field name
+        # from the tenants file with spaces at an end is validated (stripped), as before.
+        lead = LEAD.build
         if verdict is Verdict.REPEAT:
             result.repeats += 1
             if changed is not None and fields:  # a profile edit with the status unchanged
@@ -173,7 +151,7 @@ class Transformer:
                         record.user_id, record.status.value, record.status_time.isoformat()),
             fields=dict(fields), **base))
         if enabled:
-            result.ops.append((_STATUS if trusted and _clean_status(program_id, mapped) else ProgramMemberStatus)(
+            result.ops.append(STATUS.build(
                 op_id=op_id("program_member_status", munchkin, program_id, email, mapped.name),
                 program_id=program_id, status_name=mapped.name, step=mapped.step,
                 granular_status=mapped.granular, **base))
@@ -205,12 +183,12 @@ class Transformer:
             "virtual_event_id": snap.virtual_event_id, "email": email,
             "source_time": snap.source_time, "emitted_at": now,
         }
-        trusted = self._trusted_engagement(routed, event, now)
         values: dict[str, object] | None = None  # the object and the activity share them
+        build_object, build_activity = engagement_builders(session_config(event, snap.entry_id))  # built.py
         if event.outputs.custom_objects:
             values = engagement_values(snap, email, event, self.rate_scale)
             record = object_record(values)
-            result.ops.append((_OBJECT if trusted else CustomObjectUpsert)(
+            result.ops.append(build_object.build(
                 op_id=op_id("custom_object_upsert", munchkin, ENGAGEMENT_OBJECT_API_NAME,
                             snap.virtual_event_id, snap.entry_id, email, content_fingerprint(record)),
                 object_name=ENGAGEMENT_OBJECT_API_NAME, dedupe_fields=self.engagement_dedupe_fields,
@@ -220,21 +198,12 @@ class Transformer:
             if not self.ledger.claim(activity_id, now.isoformat()):
                 result.ledger_hits += 1
                 return
-            result.ops.append((_ACTIVITY if trusted else CustomActivity)(
+            result.ops.append(build_activity.build(
                 op_id=activity_id, activity_type=ENGAGEMENT_ACTIVITY_API_NAME,
                 primary_attribute_value=snap.entry_id, activity_date=snap.source_time,
                 attributes=activity_attributes(
                     values if values is not None else engagement_values(snap, email, event, self.rate_scale)),
                 **base))
-
-    def _trusted_engagement(self, routed: RoutedEngagement, event: EventConfig, now: datetime) -> bool:
-        """Whether the engagement operations can be built without validation (built.py): what does not
-        come from the validated snapshot passes the contract's checks as it is. Otherwise the validating
-        constructors run (and strip, or reject, as they always did)."""
-        if not (self._dedupe_clean and trusted_base(routed, now)):
-            return False
-        session = session_config(event, routed.record.entry_id)  # its names can reach the record unstripped
-        return session is None or (clean(session.name) and clean(session.channel_name))
 
     # -- polls -------------------------------------------------------------------------------------
     def _poll(self, routed: RoutedPoll, event: EventConfig, now: datetime, result: StepResult) -> None:

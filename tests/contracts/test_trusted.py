@@ -194,7 +194,10 @@ def test_what_the_checks_do_not_understand_closes_the_fast_path(monkeypatch: pyt
     class Lowered(Named):
         model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, str_to_lower=True)
 
-    for model in (Multiple, Listed, Checked, Lowered):
+    class Defaulted(Named):
+        count: int = Field(default=2, ge=1, validate_default=True)
+
+    for model in (Multiple, Listed, Checked, Lowered, Defaulted):
         fast = FastPath(model)
         assert not fast.open and fast.reasons, model.__name__
         counting = Counting(model.__pydantic_validator__)

@@ -3,7 +3,6 @@ metrics counted with one labelled child per series and call; each keeps what it 
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -14,6 +13,7 @@ from kmsync_contracts import decode, encode, utc_now
 from kmsync_contracts.outcomes import RecordOutcome
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.topics import MARKETO_OPS
+from kmsync_sink import decisions
 from kmsync_sink.decisions import Decision, outcome_json, outcome_values, to_outcome
 from kmsync_sink.metrics import SinkMetrics, observe_many
 from kmsync_sink.offsets import OffsetTracker
@@ -194,61 +194,10 @@ def test_latencies_observed_together_are_the_histogram_of_observing_them_one_by_
     assert len(set(buckets)) > 4  # the values fall in several buckets, the +Inf one included
 
 
-#: Every RecordOutcome field's type, constraints and default, its config and its validators, as
-#: kmsync_sink.decisions._trusted was written against (issue #22 review). outcome_json publishes without
-#: validating when _trusted says validation would change nothing: a constraint the contract gains would be
-#: published unchecked. If this test fails, update _trusted (and test_hot_path's cases) for the new
-#: constraint, then this snapshot.
-_OUTCOME_CONTRACT = {
-    "schema_version": ("typing.Literal[1]", "[]", "1"),
-    "op_id": ("<class 'str'>", "[MinLen(min_length=1)]", "PydanticUndefined"),
-    "munchkin_id": ("<class 'str'>", "[MinLen(min_length=1)]", "PydanticUndefined"),
-    "kind": ("typing.Literal['lead_upsert', 'program_member_status', 'program_member_data', "
-             "'custom_object_upsert', 'custom_activity']", "[]", "PydanticUndefined"),
-    "status": ("typing.Literal['created', 'updated', 'skipped', 'failed']", "[]", "PydanticUndefined"),
-    "marketo_id": ("str | None", "[]", "None"),
-    "reason_code": ("str | None", "[]", "None"),
-    "reason": ("str | None", "[]", "None"),
-    "api": ("typing.Literal['rest', 'bulk']", "[]", "'rest'"),
-    "attempts": ("<class 'int'>", "[Ge(ge=1)]", "1"),
-    "source_time": ("<class 'pydantic.types.AwareDatetime'>", "[]", "PydanticUndefined"),
-    "decided_at": ("<class 'pydantic.types.AwareDatetime'>", "[]", "PydanticUndefined"),
-    "partner_id": ("int | None", "[Gt(gt=0)]", "None"),
-    "virtual_event_id": ("int | None", "[Gt(gt=0)]", "None"),
-    "session_id": ("str | None", "[]", "None"),
-    "person_key": ("str | None", "[_PydanticGeneralMetadata(pattern='^email#[0-9a-f]+$')]", "None"),
-    "lead_id": ("int | None", "[Gt(gt=0)]", "None"),
-    "request_id": ("str | None", "[]", "None"),
-}
-_OUTCOME_CONFIG = [("extra", "forbid"), ("frozen", True), ("str_strip_whitespace", True)]
-
-
-def test_the_outcome_contract_is_the_one_the_fast_path_checks() -> None:
-    """outcome_json's fast path hand-checks today's RecordOutcome constraints (_trusted); any change to the
-    contract's fields, config or validators fails here until _trusted is reviewed for it."""
-    fields = {n: (repr(f.annotation), repr(f.metadata), repr(f.default)) for n, f in RecordOutcome.model_fields.items()}
-    hint = "RecordOutcome changed: update kmsync_sink.decisions._trusted for it, then this snapshot"
-    assert fields == _OUTCOME_CONTRACT, hint
-    assert sorted(RecordOutcome.model_config.items()) == _OUTCOME_CONFIG, hint
-    decorators = RecordOutcome.__pydantic_decorators__
-    held = [getattr(decorators, f.name) for f in dataclasses.fields(decorators)]
-    assert len(held) == 7 and not any(held), f"{hint} (validators or serializers: {decorators})"
-
-
-def test_the_fields_an_outcome_copies_from_its_operation_were_held_to_the_same_constraints() -> None:
-    """_trusted does not check op_id, munchkin_id, kind, source_time, partner_id and virtual_event_id: the
-    operation's contract enforced them when it was read. It must enforce at least what the outcome's does."""
-    from typing import get_args
-
-    from kmsync_contracts.marketo_ops import MarketoOperation
-
-    union = get_args(MarketoOperation)
-    models = get_args(union[0]) if union and not isinstance(union[0], type) else union
-    assert len(models) == len(get_args(RecordOutcome.model_fields["kind"].annotation))
-    for model in models:
-        assert sorted(model.model_config.items()) == _OUTCOME_CONFIG  # strips whitespace as the outcome does
-        for name in ("op_id", "munchkin_id", "source_time", "partner_id", "virtual_event_id"):
-            want = RecordOutcome.model_fields[name].metadata
-            assert model.model_fields[name].metadata == want, f"{model.__name__}.{name}: update _trusted"
-        (kind,) = get_args(model.model_fields["kind"].annotation)
-        assert kind in get_args(RecordOutcome.model_fields["kind"].annotation)
+def test_the_outcome_fast_path_is_derived_from_the_contract() -> None:
+    """outcome_json's checks are RecordOutcome's own (kmsync_contracts.trusted): every field understood,
+    and only the identity fields the operation's contract validated under the same constraints are taken
+    as given (tests/contracts/test_trusted.py shows a constraint the contract gains is checked)."""
+    fast = decisions._OUTCOME
+    assert fast.open and fast.orjson_writes, fast.reasons
+    assert fast.given == {"op_id", "munchkin_id", "source_time"}

@@ -1,4 +1,4 @@
-"""Engagement operations built without validating again (built.py, issue #22) are the validated ones:
+"""Operations built without validating again (built.py, kmsync_contracts.trusted, issue #22) are the validated ones:
 the same fields, the same bytes, the same fields set; where a value did not come from a validated
 record and the contract would change or refuse it, the validating constructors still run."""
 
@@ -13,18 +13,25 @@ from pydantic import BaseModel, ValidationError
 
 from kmsync_config.tenants import TenantsConfig, parse_tenants
 from kmsync_contracts import AttendeeStatus, SessionEngagement, encode
-from kmsync_contracts.marketo_ops import CustomActivity, CustomObjectUpsert, MarketoOperation, ProgramMemberStatus
+from kmsync_contracts.marketo_ops import (
+    CustomActivity,
+    CustomObjectUpsert,
+    LeadUpsert,
+    MarketoOperation,
+    ProgramMemberData,
+    ProgramMemberStatus,
+)
 from kmsync_contracts.topics import ATTENDEE_STATUS
-from kmsync_transform import labels as labels_module
+from kmsync_contracts.trusted import FastPath
+from kmsync_transform import built
 from kmsync_transform import transformer as transformer_module
-from kmsync_transform.built import Trusted, clean
 from kmsync_transform.dead_letters import SourceRef
 from kmsync_transform.routing import RoutedEngagement, route
 from kmsync_transform.status_map import MappedStatus
 from kmsync_transform.transformer import Transformer, TransformState
 
 from . import golden_inputs as golden
-from .conftest import EVENT, MUNCHKIN, T0, TENANTS
+from .conftest import MUNCHKIN, T0, TENANTS
 from .test_engagement import FULL
 
 NOW = T0 + timedelta(hours=1)
@@ -63,12 +70,11 @@ def test_the_operations_are_not_validated_again(
     tenants: TenantsConfig, engagement_record: Callable[..., SessionEngagement],
     status_record: Callable[..., AttendeeStatus], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def refuse(**_: Any) -> None:
-        raise AssertionError("validated again")
-    for module, name in ((transformer_module, "CustomObjectUpsert"), (transformer_module, "CustomActivity"),
-                         (transformer_module, "LeadUpsert"), (transformer_module, "ProgramMemberStatus"),
-                         (labels_module, "ProgramMemberData")):
-        monkeypatch.setattr(module, name, refuse)
+    class Refusing:
+        def validate_python(self, *_: Any, **__: Any) -> None:
+            raise AssertionError("validated again")
+    for model in (CustomObjectUpsert, CustomActivity, LeadUpsert, ProgramMemberStatus, ProgramMemberData):
+        monkeypatch.setattr(model, "__pydantic_validator__", Refusing())
     assert len(ops(tenants, engagement_record(**FULL))) == 2
     status = route(ATTENDEE_STATUS, encode(status_record("registered")), SourceRef(), tenants, NOW).routed
     assert status is not None
@@ -115,26 +121,6 @@ def test_an_empty_email_is_still_refused(
         transformer.apply(routed(engagement_record(), email=""))
 
 
-def test_the_builder_names_a_missing_or_unknown_field() -> None:
-    build = Trusted(CustomActivity)
-    with pytest.raises(TypeError, match="needs its field .*op_id"):
-        build(munchkin_id=MUNCHKIN)
-    with pytest.raises(TypeError, match="has no field colour"):
-        build(colour="red")
-
-
-OP_FIELDS: dict[str, Any] = dict(
-    op_id="custom_activity:1", munchkin_id=MUNCHKIN, partner_id=100, virtual_event_id=EVENT,
-    email="ann@example.com", source_time=T0, emitted_at=NOW, activity_type="userSessionEngagement",
-    primary_attribute_value="0_keynote", activity_date=T0, attributes={"plays": 1})
-
-
-def test_the_builder_fills_the_constant_defaults_in_field_order() -> None:
-    built = Trusted(CustomActivity)(**OP_FIELDS)
-    assert encode(built) == encode(CustomActivity(**OP_FIELDS))
-    assert (built.schema_version, built.kind) == (1, "custom_activity")
-
-
 def test_every_operation_of_the_golden_inputs_equals_its_validated_twin() -> None:
     """Statuses, labels, lead updates, engagement and polls of the golden set (overrides, padded and
     odd values included): each operation is the model its validating constructor gives."""
@@ -151,14 +137,6 @@ def test_every_operation_of_the_golden_inputs_equals_its_validated_twin() -> Non
             kinds.add(op.kind)
     assert kinds == {"lead_upsert", "program_member_status", "program_member_data", "custom_object_upsert",
                      "custom_activity"}
-
-
-@pytest.mark.parametrize("space", ["\t", "\n", "\x0b", "\x0c", "\r", " ", "\x85", "\xa0", "\u1680", "\u2000",
-                                   "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000"])
-def test_what_pydantic_strips_python_strips_too(space: str) -> None:
-    """clean() relies on it: Unicode White_Space (what pydantic-core trims) is whitespace to str.strip()."""
-    assert not clean(f"x{space}") and not clean(f"{space}x")
-    assert CustomActivity(**{**OP_FIELDS, "activity_type": f"t{space}"}).activity_type == "t"
 
 
 def test_a_padded_status_name_is_validated_and_stripped_as_before(
@@ -180,3 +158,19 @@ def test_a_padded_status_name_is_validated_and_stripped_as_before(
     assert by_kind["lead_upsert"].fields["firstName"] == "Ann"  # type: ignore[union-attr]
     for op in built:
         assert op == validated(op)
+
+
+def test_the_builders_check_every_field_but_what_was_validated_under_the_same_constraints() -> None:
+    """Every operation's fast path is open (each constraint understood: kmsync_contracts.trusted) and takes
+    as given only the fields copied from the Kaltura record, the op id and, for an engagement row whose
+    session names pass, the record and attributes transform made; the rest is checked per value."""
+    ids = {"op_id", "partner_id", "virtual_event_id", "source_time"}
+    made = {"record", "attributes", "object_name", "activity_type"}
+    want: dict[FastPath[Any], set[str]] = {built.ENGAGEMENT_OBJECT: ids | {"record", "object_name"},
+            built.ENGAGEMENT_ACTIVITY: ids | {"attributes", "activity_type", "activity_date", "primary_attribute_value"},
+            built.NAMED_OBJECT: ids, built.NAMED_ACTIVITY: ids | {"activity_date", "primary_attribute_value"},
+            built.LEAD: ids, built.STATUS: ids, built.LABEL: ids}
+    for fast, given in want.items():
+        assert fast.open, fast.reasons
+        assert fast.given == given, fast.model.__name__
+        assert not (fast.given - ids - made - {"activity_date", "primary_attribute_value"})
