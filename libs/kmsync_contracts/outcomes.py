@@ -3,11 +3,9 @@ decided to drop or change (transform.decisions.v1)."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AwareDatetime, Discriminator, Field, JsonValue, Tag, model_validator
+from pydantic import AwareDatetime, Field, JsonValue, model_validator
 
 from kmsync_contracts.base import ContractModel, NonEmptyStr, Scalar
 from kmsync_contracts.kaltura_records import kaltura_key
@@ -50,9 +48,8 @@ class RecordOutcome(ContractModel):
 
 
 class ActivityIntent(ContractModel):
-    """The sink is about to send this custom activity to Marketo: one of an ``ActivityIntentBatch`` on the
-    sink's compacted ``marketo.activity-intents.v1`` (before issue #22's batches, a record of its own,
-    key: op_id; still read).
+    """The sink is about to send this custom activity to Marketo (the sink's compacted
+    ``marketo.activity-intents.v1``, key: op_id; a tombstone once its outcome is certain).
 
     Custom activities are insert-only, so an intent with no certain outcome (a kill, an outage, a
     drain, an ambiguous answer) is verified against the lead's activity log before it is sent again:
@@ -66,53 +63,6 @@ class ActivityIntent(ContractModel):
     primary_attribute_value: NonEmptyStr
     activity_date: AwareDatetime
     recorded_at: AwareDatetime
-
-
-#: How an intent batch's id starts (an op id never does: old per-op records stay apart on the topic).
-INTENT_BATCH_PREFIX = "batch:"
-
-
-def intent_batch_id(op_ids: Iterable[str]) -> str:
-    """The id of the intent batch of these operations: deterministic from its op ids (order aside), so
-    a replay of the same batch rewrites the same key of the compacted topic."""
-    digest = hashlib.sha256("\n".join(sorted(op_ids)).encode()).hexdigest()[:32]
-    return INTENT_BATCH_PREFIX + digest
-
-
-class ActivityIntentBatch(ContractModel):
-    """One Add Custom Activities call the sink is about to make (``marketo.activity-intents.v1``, key:
-    ``batch_id``; a tombstone once every one of its activities has a certain outcome). One record per
-    call instead of one per activity (issue #22): a call carries up to 300.
-
-    Records of the old shape (key: op_id, value: one ``ActivityIntent``) are still read (the topic's
-    value is either)."""
-
-    schema_version: Literal[1] = 1
-    #: intent_batch_id() of the op ids of ``intents``.
-    batch_id: NonEmptyStr
-    intents: tuple[ActivityIntent, ...] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _id_matches_the_activities(self) -> ActivityIntentBatch:
-        op_ids = [i.op_id for i in self.intents]
-        if len(set(op_ids)) != len(op_ids):
-            raise ValueError("intents: an op_id is listed twice")
-        if self.batch_id != intent_batch_id(op_ids):
-            raise ValueError("batch_id: not intent_batch_id() of the intents' op ids")
-        return self
-
-
-def _intent_shape(value: object) -> str:
-    if isinstance(value, dict):
-        return "batch" if "batch_id" in value else "single"
-    return "batch" if hasattr(value, "batch_id") else "single"
-
-
-#: A value of marketo.activity-intents.v1: a batch, or one intent in the shape written before batches.
-IntentRecord = Annotated[
-    Annotated[ActivityIntentBatch, Tag("batch")] | Annotated[ActivityIntent, Tag("single")],
-    Discriminator(_intent_shape),
-]
 
 
 Stage = Literal["ingest", "transform", "sink"]

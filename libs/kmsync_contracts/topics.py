@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, Field, JsonValue, TypeAdapter
 from kmsync_contracts.base import ContractModel
 from kmsync_contracts.kaltura_records import AttendeeStatus, PollResponse, SessionEngagement
 from kmsync_contracts.marketo_ops import MARKETO_OPERATION_ADAPTER
-from kmsync_contracts.outcomes import DeadLetter, IngestWatermark, IntentRecord, RecordOutcome, TransformDecision
+from kmsync_contracts.outcomes import ActivityIntent, DeadLetter, IngestWatermark, RecordOutcome, TransformDecision
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -95,11 +95,9 @@ MARKETO_DLQ = TopicSpec(
     _adapter(DeadLetter), "Permanent Marketo failures with Marketo's reason code",
 )
 ACTIVITY_INTENTS = TopicSpec(
-    "marketo.activity-intents.v1", "intent batch id (records before issue #22: op id)", 6, "compact", -1,
-    cast(TypeAdapter[object], TypeAdapter(IntentRecord)),
-    "Custom activities the sink is about to send, one record per Add Custom Activities call "
-    "(ActivityIntentBatch; single ActivityIntent records of older sinks are still read); tombstoned once "
-    "every activity of the call has a certain outcome (sink-private)",
+    "marketo.activity-intents.v1", "op id", 6, "compact", -1,
+    _adapter(ActivityIntent),
+    "Custom activities the sink is about to send; tombstoned once their outcome is certain (sink-private)",
 )
 TRANSFORM_STATE = TopicSpec(
     "transform.state.v1", "table:state key", 6, "compact", -1,

@@ -1,21 +1,13 @@
 """Activity intents: what the sink is about to send to Add Custom Activities, recorded durably first.
 
 Custom activities are insert-only (docs/reference/marketo-api.md §7.1): sending one twice writes it twice. Before
-an activities call the sink writes one ``ActivityIntentBatch`` listing the call's activities (its
-``ActivityIntent`` each) to the compacted ``marketo.activity-intents.v1`` (key: the batch id, a hash of
-the call's op ids, so a replay of the same batch rewrites the same key) and waits for Kafka's
-acknowledgement. An op_id with an intent and no certain outcome — the sink was killed, Kafka or the
-drain deadline cut the outcome off, Marketo's answer was ambiguous — is verified against the lead's
-activity log before it is sent again (executor.py). Once every activity of the batch has a certain
-outcome (written and acknowledged on marketo.results.v1, or certainly not applied), one tombstone
-removes the batch; a batch with an activity still uncertain stays (memory.ActivityWrites tracks which
-of its op ids are still open; an activity sent again in a later batch is held by that one). A lost
-tombstone costs one verification read, never a duplicate.
-
-One record per call instead of one per activity and one tombstone per call instead of one per
-activity (issue #22; a call carries up to 300 activities). Records of the old shape (key: op_id, value:
-one ``ActivityIntent``) are still read at start (ledger_reader.py) and tombstoned once certain, keyed
-by their op id as before.
+an activities call the sink writes one ``ActivityIntent`` per activity to the compacted
+``marketo.activity-intents.v1`` (key: op_id) and waits for Kafka's acknowledgement. An op_id with an
+intent and no certain outcome — the sink was killed, Kafka or the drain deadline cut the outcome
+off, Marketo's answer was ambiguous — is verified against the lead's activity log before it is sent
+again (executor.py). Once the operation's outcome is acknowledged (written, or certainly not
+applied), a tombstone removes the intent; a lost tombstone costs one verification read, never a
+duplicate.
 
 The topic is the sink's own (only the sink reads and writes it); it is in the catalogue
 (kmsync_contracts.topics.ACTIVITY_INTENTS) and the sink also creates it at start.
@@ -30,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from kmsync_contracts import encode
-from kmsync_contracts.outcomes import ActivityIntent, ActivityIntentBatch, intent_batch_id
+from kmsync_contracts.outcomes import ActivityIntent
 from kmsync_kafka.producer import KafkaProducer, ProduceError
 from kmsync_sink.durable import Message, produce_until_acked
 from kmsync_sink.memory import ActivityWrites
@@ -46,8 +38,7 @@ class IntentRecorder(Protocol):
         """Durable (acknowledged) before it returns; raises ``PublishAbandoned`` on a stop."""
 
     def resolve(self, op_ids: Iterable[str]) -> None:
-        """These operations certainly were not applied (or are known written): forget their intents
-        (a batch whose every operation is certain is tombstoned)."""
+        """These operations certainly were not applied (or are known written): forget their intents."""
 
 
 class LedgerIntents:
@@ -57,7 +48,8 @@ class LedgerIntents:
         self.ledger = ledger
 
     async def record(self, intents: list[ActivityIntent]) -> None:
-        self.ledger.intend_batch(intent_batch_id(i.op_id for i in intents), intents)
+        for i in intents:
+            self.ledger.intend(i)
 
     def resolve(self, op_ids: Iterable[str]) -> None:
         for op_id in op_ids:
@@ -65,13 +57,13 @@ class LedgerIntents:
 
 
 class IntentLog:
-    """Writes intent batches and tombstones to ``marketo.activity-intents.v1`` and keeps the ledger in step.
+    """Writes intents and tombstones to ``marketo.activity-intents.v1`` and keeps the ledger in step.
 
-    Tombstones wait for the next intents and go out in the same send, ahead of them: a tombstone of a
-    batch sent again (same op ids, same key) still lands before its new record, and librdkafka sends one
-    partition per produce request (docs/reference/streaming.md §3.1), so one send is one request per
-    partition instead of two (issue #22). Queued tombstones not taken by intents within
-    ``tombstone_delay_seconds`` (or at the sink's stop) are sent alone, as before."""
+    Tombstones wait for the next intents and go out in the same send, ahead of them: intents and tombstones
+    are keyed by op id over the same partitions, and librdkafka sends one partition per produce request
+    (docs/reference/streaming.md §3.1), so one send is one request per partition instead of two (issue #22).
+    Queued tombstones not taken by intents within ``tombstone_delay_seconds`` (or at the sink's stop) are
+    sent alone, as before."""
 
     def __init__(
         self, producer: KafkaProducer, topic: str, ledger: ActivityWrites, tombstone_delay_seconds: float = 1.0
@@ -85,28 +77,24 @@ class IntentLog:
         self._timer: asyncio.TimerHandle | None = None
 
     async def record(self, intents: list[ActivityIntent], give_up: asyncio.Event) -> None:
-        """One batch record for one call's activities, acknowledged before this returns."""
-        if self._tasks:  # a tombstone of the same key must never land after its new record
+        if self._tasks:  # a tombstone of the same op_id must never land after its new intent
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        batch = ActivityIntentBatch(batch_id=intent_batch_id(i.op_id for i in intents), intents=tuple(intents))
-        # Queued tombstones first, in the same send: each partition's order (idempotence) puts a key's
-        # tombstone before its new record. Lost with the send if it is abandoned: a verification read.
-        messages = [Message(self.topic, None, key.encode()) for key in self._take_queued()]
-        messages.append(Message(self.topic, encode(batch), batch.batch_id.encode()))
+        # Queued tombstones first, in the same send: each partition's order (idempotence) puts an op id's
+        # tombstone before its new intent. Lost with the send if it is abandoned: a verification read.
+        messages = [Message(self.topic, None, op_id.encode()) for op_id in self._take_queued()]
+        messages += [Message(self.topic, encode(i), i.op_id.encode()) for i in intents]
         await produce_until_acked(self.producer, messages, give_up)
-        # Older batches whose every open operation this one now holds: tombstoned after it is acknowledged.
-        self.tombstone(self.ledger.intend_batch(batch.batch_id, intents, own=True))
+        for i in intents:
+            self.ledger.intend(i)
 
     def resolve(self, op_ids: Iterable[str]) -> None:
-        """Forgotten in memory at once; the tombstones of the batches this settles follow, not waited for
-        (a lost one only costs a verification read if an operation of the batch is replayed)."""
-        settled = [key for op_id in op_ids if (key := self.ledger.resolve(op_id)) is not None]
-        self.tombstone(settled)
-
-    def tombstone(self, keys: list[str]) -> None:
-        """Queue tombstones of these settled records (batch ids, or op ids of the per-op shape)."""
-        if keys:
-            self._queued.extend(keys)
+        """Forgotten in memory at once; tombstones follow, not waited for (a lost one only costs a
+        verification read if the operation is replayed)."""
+        ids = [op_id for op_id in op_ids if self.ledger.intent(op_id) is not None]
+        for op_id in ids:
+            self.ledger.resolve(op_id)
+        if ids:
+            self._queued.extend(ids)
             if self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(self.tombstone_delay_seconds, self.send_queued)
 
@@ -129,9 +117,9 @@ class IntentLog:
         ids, self._queued = self._queued, []
         return ids
 
-    async def _tombstones(self, keys: list[str]) -> None:
-        try:  # queued in order behind their records: the acknowledgement is not waited for
-            fut = await self.producer.send_many([Message(self.topic, None, key.encode()) for key in keys])
+    async def _tombstones(self, op_ids: list[str]) -> None:
+        try:  # queued in order behind their intents: the acknowledgement is not waited for
+            fut = await self.producer.send_many([Message(self.topic, None, op_id.encode()) for op_id in op_ids])
         except ProduceError as exc:
             log.info("intent tombstones not sent (%r); the operations are verified if replayed", exc)
             return

@@ -1,20 +1,9 @@
-"""Fills the activity ledger from Kafka: open intents from marketo.activity-intents.v1 (intents.py) and
-written activities from marketo.results.v1 (the audit ledger every sink replica writes).
+"""Fills the activity ledger from Kafka: written activities from marketo.results.v1 (the audit ledger
+every sink replica writes) and open intents from marketo.activity-intents.v1 (intents.py).
 
 Read on start and again on every partition assignment, so an instance taken over from another replica
 knows which custom activities that replica already wrote, and which it may have written (an intent
 with no certain outcome: verified before it is sent again; insert-only, docs/reference/marketo-api.md §7.1).
-
-Every activity of every live intent record is intended-uncertain: an ``ActivityIntentBatch`` (key: its
-batch id) and, from sinks before issue #22, a single ``ActivityIntent`` (key: its op id) alike. The
-intents are read first, then the results: an activity whose written outcome is on marketo.results.v1
-is certain, so its intent is resolved, and a record whose every activity is certain is tombstoned
-(``tombstone``, intents.py) — old per-op records included. A batch record does not say which of its
-activities were certainly *not* applied (a record-level rejection): those stay uncertain after a
-restart and cost a verification read if replayed, never a duplicate. A later catch-up reads this
-process's own records back too: those of keys it still holds live are not applied over its memory
-(memory.ActivityWrites.intend_batch). A record of either topic that fails its contract is logged and
-counted (``kmsync_sink_ledger_bad_records_total``) and the others are read on.
 """
 
 from __future__ import annotations
@@ -26,11 +15,9 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from kmsync_contracts import ContractError, decode
-from kmsync_contracts.outcomes import ActivityIntentBatch
 from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_RESULTS
 from kmsync_kafka.reading import topic_partitions
 from kmsync_sink.memory import ActivityWrites
-from kmsync_sink.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +89,11 @@ class _TopicCatchUp:
 
 class LedgerReader:
     def __init__(self, bootstrap: str, topic: str, ledger: ActivityWrites, lookback_hours: float,
-                 intents_topic: str | None = None, tombstone: Callable[[list[str]], None] | None = None,
-                 metrics: SinkMetrics | None = None) -> None:
+                 intents_topic: str | None = None) -> None:
         """``topic``: marketo.results.v1 (read from ``lookback_hours`` ago); ``intents_topic``: the
-        compacted marketo.activity-intents.v1 (read whole; None: not read); ``tombstone``: where the keys
-        of intent records found settled go (IntentLog.tombstone; None: left on the topic)."""
+        compacted marketo.activity-intents.v1 (read whole; None: not read)."""
         self.topic = topic
         self.ledger = ledger
-        self.tombstone = tombstone
-        self.metrics = metrics
-        self.bad_records = 0
         self._results = _TopicCatchUp(bootstrap, topic, self._result, int(lookback_hours * 3600 * 1000))
         self._intents = (_TopicCatchUp(bootstrap, intents_topic, self._intent, None)
                          if intents_topic is not None else None)
@@ -121,53 +103,25 @@ class LedgerReader:
             return False
         try:
             out = decode(MARKETO_RESULTS, m.value)
-        except ContractError as exc:
-            self._bad(m, exc.problems)
+        except ContractError:
             return False
         if out.kind == "custom_activity" and out.status in ("created", "updated"):
             self.ledger.add(out.op_id)
-            # Acknowledged on marketo.results.v1: certain, so its intent goes (and a settled record).
-            if self.ledger.intent(out.op_id) is not None and (key := self.ledger.resolve(out.op_id)) is not None:
-                self._settled([key])
             return True
         return False
 
     def _intent(self, m: ConsumerRecord[bytes, bytes]) -> bool:
         if m.key is None:
-            self._bad(m, ["(key): missing"])
             return False
-        key = m.key.decode(errors="replace")
-        if m.value is None:  # tombstone: every operation of that record is certain
-            self.ledger.drop_record(key)
+        if m.value is None:  # tombstone: that operation's outcome is certain
+            self.ledger.resolve(m.key.decode(errors="replace"))
             return False
         try:
-            record = decode(ACTIVITY_INTENTS, m.value)
-        except ContractError as exc:
-            self._bad(m, exc.problems)
+            intent = decode(ACTIVITY_INTENTS, m.value)
+        except ContractError:
             return False
-        if isinstance(record, ActivityIntentBatch):
-            if record.batch_id != key:
-                self._bad(m, [f"(key): not the record's batch_id {record.batch_id!r}"])
-                return False
-            self._settled(self.ledger.intend_batch(key, record.intents))
-            return True
-        if record.op_id != key:  # the per-op shape of sinks before intent batches
-            self._bad(m, [f"(key): not the intent's op_id {record.op_id!r}"])
-            return False
-        self._settled(self.ledger.intend(record))
+        self.ledger.intend(intent)
         return True
-
-    def _settled(self, keys: list[str]) -> None:
-        if keys and self.tombstone is not None:
-            self.tombstone(keys)
-
-    def _bad(self, m: ConsumerRecord[bytes, bytes], problems: list[str]) -> None:
-        """A record that breaks its contract: reported, skipped; the others are read on."""
-        self.bad_records += 1
-        if self.metrics is not None:
-            self.metrics.ledger_bad_records.labels(m.topic).inc()
-        log.warning("unreadable record on %s (partition %d, offset %d) skipped: %s",
-                    m.topic, m.partition, m.offset, "; ".join(problems))
 
     async def start(self) -> None:
         await self._results.start()
@@ -175,10 +129,9 @@ class LedgerReader:
             await self._intents.start()
 
     async def catch_up(self) -> int:
-        """Read both topics up to their current ends (intents first: a written outcome read after them
-        resolves its intent); returns how many written activity op_ids were added."""
-        intents = await self._intents.catch_up() if self._intents is not None else 0
+        """Read both topics up to their current ends; returns how many written activity op_ids were added."""
         added = await self._results.catch_up()
+        intents = await self._intents.catch_up() if self._intents is not None else 0
         if added or intents:
             log.info("activity ledger: %d written activities learned from %s; %d open intent(s)",
                      added, self.topic, self.ledger.intents)

@@ -61,11 +61,6 @@ class SinkMetrics:
             "Custom activities that may be in Marketo after an ambiguous answer, held until the lead's "
             "activity log is read (KMSYNC_SINK_ACTIVITY_VERIFY_DELAY_SECONDS after the write)",
             ["munchkin_id"], registry=r)
-        self.ledger_bad_records = Counter(
-            "kmsync_sink_ledger_bad_records",
-            "Records on marketo.activity-intents.v1 or marketo.results.v1 the activity ledger's reader skipped: "
-            "not the topic's contract, or an intent whose key is not its id (logged with their problems)",
-            ["topic"], registry=r)
         # Set after every poll from the last fetch response (kmsync_kafka.lag): log end minus position.
         self.consumer_lag = Gauge("kmsync_sink_consumer_lag_records",
                                   "Operations on marketo.ops.v1 and marketo.ops.backfill.v1 (added per partition "

@@ -130,8 +130,7 @@ class MarketoSink:
         self.outcomes.producer, self.outcomes.intent_log = self._producer, self.intent_log
         self.router.use_intent_log(self.intent_log)
         self._ledger_reader = LedgerReader(s.kafka_bootstrap, self.results_topic, self.ledger,
-                                           s.sink_ledger_lookback_hours, intents_topic=self.intents_topic,
-                                           tombstone=self.intent_log.tombstone, metrics=self.metrics)
+                                           s.sink_ledger_lookback_hours, intents_topic=self.intents_topic)
         self._consumer = self.commits.consumer = manual_commit_consumer(
             s.kafka_bootstrap, s.sink_group_id, rebalance_timeout_ms=int(s.sink_drain_timeout_seconds * 1000) + 10_000,
             # Range assignment gives a replica the same partition numbers of both ops topics (same key, same
