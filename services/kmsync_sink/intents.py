@@ -49,7 +49,7 @@ class LedgerIntents:
 
     async def record(self, intents: list[ActivityIntent]) -> None:
         for i in intents:
-            self.ledger.intend(i)
+            self.ledger.intend(i, own=True)
 
     def resolve(self, op_ids: Iterable[str]) -> None:
         for op_id in op_ids:
@@ -85,7 +85,7 @@ class IntentLog:
         messages += [Message(self.topic, encode(i), i.op_id.encode()) for i in intents]
         await produce_until_acked(self.producer, messages, give_up)
         for i in intents:
-            self.ledger.intend(i)
+            self.ledger.intend(i, own=True)
 
     def resolve(self, op_ids: Iterable[str]) -> None:
         """Forgotten in memory at once; tombstones follow, not waited for (a lost one only costs a

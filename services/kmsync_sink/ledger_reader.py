@@ -114,7 +114,7 @@ class LedgerReader:
         if m.key is None:
             return False
         if m.value is None:  # tombstone: that operation's outcome is certain
-            self.ledger.resolve(m.key.decode(errors="replace"))
+            self.ledger.tombstone_read(m.key.decode(errors="replace"))
             return False
         try:
             intent = decode(ACTIVITY_INTENTS, m.value)

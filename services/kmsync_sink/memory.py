@@ -54,11 +54,18 @@ class ActivityWrites:
     - written: op_ids Marketo accepted (from marketo.results.v1 at start and the sink's own outcomes);
     - intents: op_ids the sink was about to send (marketo.activity-intents.v1, intents.py). An op_id
       with an intent and not written is *uncertain*: it may be in Marketo; it is verified against the
-      lead's activity log before it is sent again."""
+      lead's activity log before it is sent again.
+
+    An intent this process recorded itself (``own``) and has not resolved is newer than anything of that
+    op_id a catch-up can read back (the reader reads up to ends taken when it starts, and lags behind this
+    process's own sends): an older intent or tombstone read from the topic never replaces or drops it. A
+    tombstone read over it would make the op look certain while its call may still be answered ambiguously
+    (a blind resend: a duplicate); an older intent would move its verification earlier."""
 
     def __init__(self) -> None:
         self._written: set[str] = set()
         self._intents: dict[str, ActivityIntent] = {}
+        self._own: set[str] = set()
 
     def add(self, op_id: str) -> None:
         self._written.add(op_id)
@@ -69,11 +76,23 @@ class ActivityWrites:
     def __len__(self) -> int:
         return len(self._written)
 
-    def intend(self, intent: ActivityIntent) -> None:
+    def intend(self, intent: ActivityIntent, *, own: bool = False) -> None:
+        """``own``: recorded by this process (acknowledged by Kafka); else read from the topic."""
+        if own:
+            self._own.add(intent.op_id)
+        elif intent.op_id in self._own:
+            return  # this process's own intent is newer than one read back
         self._intents[intent.op_id] = intent
 
     def resolve(self, op_id: str) -> None:
+        """This process knows the operation's outcome is certain."""
+        self._own.discard(op_id)
         self._intents.pop(op_id, None)
+
+    def tombstone_read(self, op_id: str) -> None:
+        """A tombstone read from the topic: another writer (or this process, earlier) found it certain."""
+        if op_id not in self._own:
+            self._intents.pop(op_id, None)
 
     def intent(self, op_id: str) -> ActivityIntent | None:
         return self._intents.get(op_id)
