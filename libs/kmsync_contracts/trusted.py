@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from inspect import Parameter, signature
 from itertools import count
 from types import NoneType, UnionType
@@ -120,7 +120,8 @@ def _pattern_check(pattern: str) -> Check:
     # pydantic's pattern is searched (not matched at the start); Python's `$` also matches before a final
     # newline, the Rust engine's does not: a value with a newline is validated.
     compiled = re.compile(pattern)
-    return lambda v: "\n" not in v and compiled.search(v) is not None
+    return _inline(lambda v: "\n" not in v and compiled.search(v) is not None,
+                   "('\\n' not in {v} and {compiled}.search({v}) is not None)", compiled=compiled)
 
 
 def _bound(item: Any) -> Check | None:
@@ -181,6 +182,10 @@ def _constrained(base: Check, metadata: Iterable[Any]) -> Check:
 
 
 def _literal_check(values: tuple[Any, ...]) -> Check:
+    if all(type(v) is str for v in values):  # the common case: a str's hash is cached, no tuple made
+        names = frozenset(values)
+        return _scalar(_inline(lambda v: type(v) is str and v in names, "(type({v}) is str and {v} in {names})",
+                               names=names))
     allowed = frozenset((type(v), v) for v in values)  # True is not 1, a StrEnum member not its str
     return _scalar(_inline(lambda v: (type(v), v) in allowed, "(type({v}), {v}) in {allowed}", allowed=allowed))
 
@@ -288,8 +293,10 @@ def _simple_check(annotation: Any, strip: bool) -> Check:
     if annotation in (int, float, bool):
         return _is(annotation)
     if annotation is AwareDatetime:
-        return _scalar(_inline(lambda v: type(v) is datetime and v.utcoffset() is not None,
-                               "(type({v}) is {dt} and {v}.utcoffset() is not None)", dt=datetime))
+        # UTC (kmsync's clocks) has an offset: utcoffset() is called for other zones only (0.35 µs).
+        return _scalar(_inline(lambda v: type(v) is datetime and (v.tzinfo is UTC or v.utcoffset() is not None),
+                               "(type({v}) is {dt} and ({v}.tzinfo is {utc} or {v}.utcoffset() is not None))",
+                               dt=datetime, utc=UTC))
     if annotation is NaiveDatetime:
         return lambda v: type(v) is datetime and v.tzinfo is None
     if annotation is datetime:
@@ -389,8 +396,22 @@ def given_fields(model: type[BaseModel], given_by: Mapping[str, Source]) -> froz
     constraint or validator the model gains makes the field checked again."""
     strip = bool(model.model_config.get("str_strip_whitespace"))
     return frozenset(name for name, source in given_by.items()
-                     if name in model.model_fields and _signature((model, name)) == _signature(source, strip)
+                     if name in model.model_fields and _implies(_signature(source, strip), (model, name))
                      and not _has_validator(model, name) and not _field_extras(model.model_fields[name]))
+
+
+def _implies(source: tuple[str, str, bool], target: tuple[type[BaseModel], str]) -> bool:
+    """Whether a value validated as `source` passes the target field unchanged: the very same type and
+    constraints, or the target is that type or None (``X | None``) with the same constraints."""
+    if source == _signature(target):
+        return True
+    model, name = target
+    info = model.model_fields[name]
+    args = get_args(info.annotation)
+    if get_origin(info.annotation) not in (Union, UnionType) or len(args) != 2 or NoneType not in args:
+        return False
+    (inner,) = (a for a in args if a is not NoneType)
+    return source == (repr(inner), repr(info.metadata), bool(model.model_config.get("str_strip_whitespace")))
 
 
 def copied_from(source: type[BaseModel], *names: str) -> dict[str, Source]:

@@ -13,7 +13,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from kmsync_common.email_hash import hash_email
-from kmsync_contracts.marketo_ops import CustomActivity, CustomObjectUpsert, MarketoOperation, OperationBase
+from kmsync_contracts.marketo_ops import (
+    CustomActivity,
+    CustomObjectUpsert,
+    MarketoOperation,
+    OperationBase,
+    OperationKind,
+)
 from kmsync_contracts.outcomes import DeadLetter, OutcomeStatus, RecordOutcome
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.seed import PRIMARY_FIELD
@@ -130,9 +136,12 @@ def to_outcome(d: Decision, decided_at: datetime, known_lead_id: int | None = No
 
 
 #: The outcome's fast path (kmsync_contracts.trusted): the operation's identity fields were validated when
-#: it was read (against OperationBase's constraints: taken as given while the outcome's are the same);
+#: it was read (against OperationBase's constraints and one of the operation kinds: taken as given while
+#: the outcome's are the same, or the same or None);
 #: every other value is checked against RecordOutcome's constraints as its metadata declares them.
-_OUTCOME = FastPath(RecordOutcome, copied_from(OperationBase, "op_id", "munchkin_id", "source_time"))
+_OUTCOME = FastPath(RecordOutcome, {
+    **copied_from(OperationBase, "op_id", "munchkin_id", "source_time", "partner_id", "virtual_event_id"),
+    "kind": OperationKind})
 
 
 def outcome_json(d: Decision, decided_at: datetime, known_lead_id: int | None = None) -> bytes:

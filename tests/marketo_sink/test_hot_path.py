@@ -200,4 +200,4 @@ def test_the_outcome_fast_path_is_derived_from_the_contract() -> None:
     as given (tests/contracts/test_trusted.py shows a constraint the contract gains is checked)."""
     fast = decisions._OUTCOME
     assert fast.open and fast.orjson_writes, fast.reasons
-    assert fast.given == {"op_id", "munchkin_id", "source_time"}
+    assert fast.given == {"op_id", "munchkin_id", "source_time", "partner_id", "virtual_event_id", "kind"}
