@@ -14,8 +14,12 @@ the record's JSON. Nothing is ever accepted unchecked by accident:
 - a field validator is understood only in ``after`` mode without ``info``: it is called on the value,
   which passes when the validator gives back that very value (a refusal goes to validation);
 - a field is taken as given (not checked per value) only when the caller names a field of a contract
-  its value was validated against (``given_by``) with the same type, constraints and string config, and
-  the model has no validator on it: a constraint the model gains makes the field checked again.
+  its value was validated against, or a contracts type it made the value as (``given_by``), with the
+  same type (or the same type or None), constraints and string config, and the model has no validator
+  on it: a constraint the model gains makes the field checked again.
+
+The checks of a model are compiled into one function, an inline expression per field (a call per
+field cost more than the checks themselves).
 
 The fast instance is made as pydantic's ``model_construct`` makes one (its ``__dict__`` in field order,
 its fields set, no extra, no private), without ``model_construct``'s Python loop over the fields (13-19
