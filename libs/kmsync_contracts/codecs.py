@@ -81,6 +81,7 @@ def plain_model(model: type[BaseModel]) -> bool:
     if any(model.model_config.get(key) is not None for key in _SERIALIZING_CONFIG):
         return False
     return not any(info.alias is not None or info.serialization_alias is not None or info.exclude
+                   or getattr(info, "exclude_if", None) is not None  # pydantic >= 2.11: left out when true
                    or _typed_differently(info.annotation) for info in model.model_fields.values())
 
 

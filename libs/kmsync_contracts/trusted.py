@@ -289,6 +289,12 @@ def type_check(annotation: Any, strip: bool) -> Check:
     return _simple_check(annotation, strip)
 
 
+def _whole_minutes(v: datetime) -> bool:
+    """An aware datetime whose UTC offset is whole minutes."""
+    offset = v.utcoffset()
+    return offset is not None and not offset.seconds % 60 and not offset.microseconds
+
+
 def _simple_check(annotation: Any, strip: bool) -> Check:
     if annotation is NoneType or annotation is None:
         return _is(NoneType)
@@ -298,9 +304,11 @@ def _simple_check(annotation: Any, strip: bool) -> Check:
         return _is(annotation)
     if annotation is AwareDatetime:
         # UTC (kmsync's clocks) has an offset: utcoffset() is called for other zones only (0.35 µs).
-        return _scalar(_inline(lambda v: type(v) is datetime and (v.tzinfo is UTC or v.utcoffset() is not None),
-                               "(type({v}) is {dt} and ({v}.tzinfo is {utc} or {v}.utcoffset() is not None))",
-                               dt=datetime, utc=UTC))
+        # An offset with seconds is valid, but orjson rounds it where pydantic-core truncates it: such a value
+        # goes through the model (review of issue #22: "+00:19:32" written "+00:20").
+        return _scalar(_inline(lambda v: type(v) is datetime and (v.tzinfo is UTC or _whole_minutes(v)),
+                               "(type({v}) is {dt} and ({v}.tzinfo is {utc} or {whole}({v})))",
+                               dt=datetime, utc=UTC, whole=_whole_minutes))
     if annotation is NaiveDatetime:
         return lambda v: type(v) is datetime and v.tzinfo is None
     if annotation is datetime:
@@ -335,8 +343,12 @@ def _validator_check(func: Any, mode: str) -> Check:
 def _model_refusals(model: type[BaseModel]) -> list[str]:
     """Why the model as a whole is always validated: config or validators the checks do not cover."""
     reasons = [f"config {key}" for key in model.model_config if key not in _UNDERSTOOD_CONFIG]
-    if model.model_config.get("extra") not in (None, "forbid", "ignore"):
+    if model.model_config.get("extra") != "forbid":  # "ignore" drops an unknown key, which build() refuses
         reasons.append(f"config extra={model.model_config.get('extra')}")
+    if model.__private_attributes__:
+        reasons.append("private attributes")
+    if model.model_post_init is not BaseModel.model_post_init:
+        reasons.append("model_post_init")
     decorators = model.__pydantic_decorators__  # no public equivalent: tests/contracts/test_trusted.py pins it
     if decorators.model_validators or decorators.root_validators:
         reasons.append("a model validator")
@@ -468,6 +480,8 @@ class FastPath(Generic[M]):
         self.model = model
         #: Every field in the model's order: its constant default, or _MISSING (to be given).
         self.template: dict[str, Any] = {}
+        #: The fields in the model's order: encode_values writes a dict's keys in its own order.
+        self._names = tuple(model.model_fields)
         for name, info in model.model_fields.items():
             constant = info.default_factory is None and not info.is_required()
             self.template[name] = info.default if constant else _MISSING
@@ -519,7 +533,7 @@ class FastPath(Generic[M]):
         """``encode(Model(**values))``, byte for byte, from `values` (every field, in the model's order, for
         a plain model: codecs.plain_model) with orjson when they pass; through the model otherwise, and
         where orjson refuses a value (a lone surrogate; an integer beyond 64 bits)."""
-        if self.orjson_writes and len(values) == len(self.template) and self.accepts(values):
+        if self.orjson_writes and tuple(values) == self._names and self.accepts(values):
             try:
                 return orjson.dumps(values, option=orjson.OPT_UTC_Z)
             except orjson.JSONEncodeError:

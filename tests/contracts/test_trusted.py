@@ -223,3 +223,81 @@ def test_encoded_values_are_what_the_validated_model_encodes_to() -> None:
         with pytest.raises(ValidationError):
             fast.encode_values({**values, "reason": "lone \ud800"})  # orjson refuses it, then the contract does
     assert not FastPath(CustomActivity).orjson_writes  # its floats are written by pydantic-core
+
+
+def _outcome_values(at: datetime) -> dict[str, Any]:
+    return dict(schema_version=1, op_id="o", munchkin_id="m", kind="lead_upsert", status="created",
+                marketo_id=None, reason_code=None, reason=None, api="rest", attempts=1, source_time=at,
+                decided_at=at, partner_id=1, virtual_event_id=2, session_id=None, person_key="email#0a",
+                lead_id=3, request_id=None)
+
+
+def test_encoded_values_in_another_order_or_under_another_name_are_not_written_as_given() -> None:
+    """orjson writes a dict's keys in its own order: only the model's own order and names take the fast path."""
+    fast, values = FastPath(RecordOutcome), _outcome_values(T0)
+    reordered = dict(reversed(list(values.items())))
+    assert fast.encode_values(reordered) == encode(RecordOutcome(**values))
+    renamed = {("reasn" if k == "reason" else k): v for k, v in values.items()}
+    with pytest.raises(ValidationError):
+        fast.encode_values(renamed)
+
+
+def test_an_offset_with_seconds_is_encoded_as_pydantic_encodes_it() -> None:
+    """orjson rounds a sub-minute UTC offset where pydantic-core truncates it (+00:19:32 → +00:20 vs +00:19)."""
+    odd = datetime(1850, 1, 1, tzinfo=timezone(timedelta(minutes=19, seconds=32)))
+    values = _outcome_values(odd)
+    assert FastPath(RecordOutcome).encode_values(values) == encode(RecordOutcome(**values))
+
+
+def test_private_attributes_post_init_and_an_ignoring_config_close_the_fast_path() -> None:
+    from pydantic import PrivateAttr
+
+    class Private(Named):
+        _cache: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    class PostInit(Named):
+        def model_post_init(self, context: Any, /) -> None:
+            if self.name == "refused":
+                raise ValueError("refused after init")
+
+    class Ignoring(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        name: str
+
+    for model in (Private, PostInit, Ignoring):
+        fast = FastPath(model)
+        assert not fast.open and fast.reasons, model.__name__
+    with pytest.raises(ValidationError):
+        FastPath(PostInit).build(name="refused")
+
+
+def test_a_field_left_out_when_a_condition_holds_is_not_a_plain_field() -> None:
+    from kmsync_contracts.codecs import plain_model
+
+    class Noted(Named):
+        note: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    assert plain_model(Named) and not plain_model(Noted)
+    assert not FastPath(Noted).orjson_writes
+
+
+def test_the_pydantic_internals_the_fast_path_reads_are_those_it_was_written_against() -> None:
+    """The fast path reads `__pydantic_decorators__`, FieldInfo's attributes and sets an instance's slots
+    (libs/kmsync_contracts/trusted.py). A pydantic that adds a kind of decorator, a field attribute or an
+    instance slot fails here: see whether the fast path must check or refuse it, then update this list."""
+    from dataclasses import fields as dataclass_fields
+
+    from pydantic._internal._decorators import DecoratorInfos
+    from pydantic.fields import FieldInfo
+
+    assert [f.name for f in dataclass_fields(DecoratorInfos)] == [
+        "validators", "field_validators", "root_validators", "field_serializers", "model_serializers",
+        "model_validators", "computed_fields"]
+    assert set(FieldInfo.__slots__) == {
+        "annotation", "default", "default_factory", "alias", "alias_priority", "validation_alias",
+        "serialization_alias", "title", "field_title_generator", "description", "examples", "exclude",
+        "exclude_if", "discriminator", "deprecated", "json_schema_extra", "frozen", "validate_default", "repr",
+        "init", "init_var", "kw_only", "metadata", "_attributes_set", "_qualifiers", "_complete",
+        "_original_assignment", "_original_annotation", "_final"}
+    assert set(BaseModel.__slots__) == {"__dict__", "__pydantic_fields_set__", "__pydantic_extra__",
+                                        "__pydantic_private__"}
