@@ -120,9 +120,17 @@ def _simple_parts(check: Check) -> tuple[frozenset[type], bool] | None:
     return None if exact is None else (exact, getattr(check, _TEXT))
 
 
+#: Pattern syntax whose meaning differs between Python's re and pydantic-core's Rust regex (escapes such as
+#: \s \w \d are Unicode-wide in one and not the other's way, POSIX classes, \z, flags, look-arounds): such a
+#: pattern is not understood, its field always validated (review of issue #22).
+_ENGINE_DEPENDENT = ("\\", "[:", "(?")
+
+
 def _pattern_check(pattern: str) -> Check:
     # pydantic's pattern is searched (not matched at the start); Python's `$` also matches before a final
     # newline, the Rust engine's does not: a value with a newline is validated.
+    if any(part in pattern for part in _ENGINE_DEPENDENT) or not pattern.isascii():
+        raise NotUnderstood(f"pattern {pattern!r} (Python's re and pydantic's regex may read it apart)")
     compiled = re.compile(pattern)
     return _inline(lambda v: "\n" not in v and compiled.search(v) is not None,
                    "('\\n' not in {v} and {compiled}.search({v}) is not None)", compiled=compiled)

@@ -301,3 +301,55 @@ def test_the_pydantic_internals_the_fast_path_reads_are_those_it_was_written_aga
         "_original_assignment", "_original_annotation", "_final"}
     assert set(BaseModel.__slots__) == {"__dict__", "__pydantic_fields_set__", "__pydantic_extra__",
                                         "__pydantic_private__"}
+
+
+class Bounded(ContractModel):
+    low: int = Field(default=5, ge=5)
+    below: int = Field(default=0, lt=10)
+    upto: float = Field(default=0.0, le=1.0)
+    finite: float = Field(default=0.0, allow_inf_nan=False)
+    kind: str = Field(default="a", pattern="^[ab]$")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("low", 4), ("below", 10), ("upto", 1.5), ("finite", float("inf")), ("finite", float("nan")),
+])
+def test_bounds_refuse_through_the_compiled_checks(field: str, value: Any) -> None:
+    """Through `accepts`/`build`, which run the compiled form of the checks (not the per-field lambdas)."""
+    fast = FastPath(Bounded)
+    assert fast.open, fast.reasons
+    assert fast.accepts({field: Bounded.model_fields[field].default})
+    assert not fast.accepts({field: value})
+    with pytest.raises(ValidationError, match=field):
+        fast.build(**{field: value})
+
+
+def test_a_field_validator_that_refuses_makes_the_record_refused() -> None:
+    class Refusing(Named):
+        @field_validator("name")
+        @classmethod
+        def _no_bob(cls, v: str) -> str:
+            if v == "bob":
+                raise ValueError("no bob")
+            return v
+
+    fast = FastPath(Refusing)
+    assert fast.open and fast.accepts({"name": "ann"}) and not fast.accepts({"name": "bob"})
+    with pytest.raises(ValidationError, match="no bob"):
+        fast.build(name="bob")
+
+
+def test_a_str_literal_takes_its_own_values_as_plain_str_through_the_compiled_checks() -> None:
+    fast, values = FastPath(RecordOutcome), _outcome_values(T0)
+    assert fast.accepts(values)
+    assert not fast.accepts({**values, "kind": "no_such_kind"})
+    assert not fast.accepts({**values, "api": ReasonCode.UNKNOWN})  # a str subclass is made a str by validation
+
+
+@pytest.mark.parametrize("pattern", [r"^a\sb$", r"^\w+$", "^[[:digit:]]+$", r"^a\z", "(?i)^ab$", "^é$"])
+def test_a_pattern_the_two_regex_engines_may_read_apart_closes_the_fast_path(pattern: str) -> None:
+    """Python's re and pydantic-core's Rust regex differ on escapes (\\s, \\w), POSIX classes, \\z and flags."""
+    model = type("Patterned", (ContractModel,), {"__annotations__": {"p": str}, "p": Field(default="ab",
+                                                                                        pattern=pattern)})
+    fast = FastPath(model)
+    assert not fast.open and any("pattern" in why for why in fast.reasons)
