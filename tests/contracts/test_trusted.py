@@ -351,5 +351,5 @@ def test_a_pattern_the_two_regex_engines_may_read_apart_closes_the_fast_path(pat
     """Python's re and pydantic-core's Rust regex differ on escapes (\\s, \\w), POSIX classes, \\z and flags."""
     model = type("Patterned", (ContractModel,), {"__annotations__": {"p": str}, "p": Field(default="ab",
                                                                                         pattern=pattern)})
-    fast = FastPath(model)
+    fast: FastPath[BaseModel] = FastPath(model)
     assert not fast.open and any("pattern" in why for why in fast.reasons)
