@@ -174,3 +174,18 @@ def test_the_builders_check_every_field_but_what_was_validated_under_the_same_co
         assert fast.open, fast.reasons
         assert fast.given == given, fast.model.__name__
         assert not (fast.given - ids - made - {"activity_date", "primary_attribute_value"})
+
+
+def test_tenants_values_other_than_the_session_names_never_reach_a_record_taken_as_given(
+    engagement_record: Callable[..., SessionEngagement],
+) -> None:
+    """`engagement_builders` takes an engagement row's record and attributes as given after checking only the
+    session's name and channel name, the tenants-file values engagement_values puts in them today. If another
+    tenants value (the event's name, its app guid) were put in them, the padded values
+    here would be published unstripped and this comparison with the validated twins would fail."""
+    event = {**TENANTS["events"][0], "name": "acme-summit \t", "app_guid": " guid\u3000"}
+    padded = parse_tenants({**TENANTS, "events": [event]}, "padded", check_secrets=False)
+    built = ops(padded, engagement_record(**FULL))
+    assert [op.kind for op in built] == ["custom_object_upsert", "custom_activity"]
+    for op in built:
+        assert op == validated(op) and encode(op) == encode(validated(op))
