@@ -421,7 +421,19 @@ def given_fields(model: type[BaseModel], given_by: Mapping[str, Source]) -> froz
     strip = bool(model.model_config.get("str_strip_whitespace"))
     return frozenset(name for name, source in given_by.items()
                      if name in model.model_fields and _implies(_signature(source, strip), (model, name))
-                     and not _has_validator(model, name) and not _field_extras(model.model_fields[name]))
+                     and not _has_validator(model, name) and not _field_extras(model.model_fields[name])
+                     and _source_keeps_its_type(source))
+
+
+def _source_keeps_its_type(source: Source) -> bool:
+    """Whether a value validated as `source` is what the source field declares: a source model's validator
+    (a plain or wrap one on the field, a model validator) could let other values through (review, issue #22)."""
+    if not (isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], type)):
+        return True  # a type: what it declares is all there is
+    model, name = source
+    decorators = model.__pydantic_decorators__
+    return not (_has_validator(model, name) or decorators.model_validators or decorators.root_validators
+                or decorators.validators)
 
 
 def _implies(source: tuple[str, str, bool], target: tuple[type[BaseModel], str]) -> bool:

@@ -353,3 +353,28 @@ def test_a_pattern_the_two_regex_engines_may_read_apart_closes_the_fast_path(pat
                                                                                         pattern=pattern)})
     fast: FastPath[BaseModel] = FastPath(model)
     assert not fast.open and any("pattern" in why for why in fast.reasons)
+
+
+def test_a_field_is_not_taken_as_given_from_a_source_whose_validator_may_let_other_values_through() -> None:
+    """A plain validator on the source's field replaces its type check: `-5` is a valid `Source.n` though the
+    field says gt=0, so a target with the same declaration cannot take `n` as given from it."""
+    class Source(ContractModel):
+        n: int = Field(gt=0)
+
+        @field_validator("n", mode="plain")
+        @classmethod
+        def _anything(cls, v: Any) -> Any:
+            return v
+
+    class Plain(ContractModel):
+        n: int = Field(gt=0)
+
+    class Target(ContractModel):
+        n: int = Field(gt=0)
+
+    assert Source(n=-5).n == -5
+    assert "n" in FastPath(Target, copied_from(Plain, "n")).given
+    fast = FastPath(Target, copied_from(Source, "n"))
+    assert "n" not in fast.given
+    with pytest.raises(ValidationError, match="greater than 0"):
+        fast.build(n=Source(n=-5).n)
