@@ -39,7 +39,10 @@ def test_a_small_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     options = ChaosOptions(
         work_dir=tmp_path / "chaos", registrants=300, sessions=2, speed=4000, seed=23,
         kills={"ingest": 1, "transform": 1, "sink": 1}, broker_restarts=1, fault_scale=2.0,
-        timeout=600, settle=60, registration_lead_hours=REGISTRATION_LEAD_HOURS,
+        # settle 150 s: an ingest killed inside a transaction on ingest.watermarks.v1 leaves it open until
+        # its transaction.timeout.ms (60 s); its successor's read_committed load of the watermarks waits for
+        # that (session 9's CI: the drain gave up after 60 s unchanged). A stall, not a loss: see the note.
+        timeout=600, settle=150, registration_lead_hours=REGISTRATION_LEAD_HOURS,
     )
     report = ChaosRun(options, lines.append).run()
     table = report.table()
