@@ -75,11 +75,20 @@ _EXPR = "kmsync_expr"
 _names = count()
 
 
-def _inline(check: Check, template: str, **values: Any) -> Check:
-    """Give `check` its inline form: `template` with ``{v}`` for the value and ``{key}`` for each value."""
-    names = {key: f"_{key}{next(_names)}" for key in values}
-    setattr(check, _EXPR, (template.format(v="{v}", **names), {names[k]: values[k] for k in values}))
+def _from_expr(text: str, names: dict[str, Any]) -> Check:
+    """The check whose inline form is `text` (an expression of ``{v}``) with `names` bound: its callable is
+    compiled from that very text, so the check called alone and the check inlined in a model's compiled
+    function (FastPath._compile) cannot differ (review of issue #22: they were written twice)."""
+    code = compile(f"lambda v: {text.format(v='v')}", f"<kmsync_contracts.trusted: {text}>", "eval")
+    check: Check = eval(code, dict(names))  # kmsync's own templates and bound values, no outside text
+    setattr(check, _EXPR, (text, names))
     return check
+
+
+def _inline(template: str, **values: Any) -> Check:
+    """The check of `template`: ``{v}`` for the value and ``{key}`` for each of `values` (bound by name)."""
+    names = {key: f"_{key}{next(_names)}" for key in values}
+    return _from_expr(template.format(v="{v}", **names), {names[k]: values[k] for k in values})
 
 
 def _expr_of(check: Check) -> tuple[str, dict[str, Any]]:
@@ -103,14 +112,12 @@ def _scalar(check: Check) -> Check:
 
 
 def _is(kind: type) -> Check:
-    check = _inline(lambda v: type(v) is kind, "type({v}) is {kind}", kind=kind)
-    return _marked(check, frozenset({kind}))
+    return _marked(_inline("type({v}) is {kind}", kind=kind), frozenset({kind}))
 
 
 def _text_check(strip: bool) -> Check:
     if strip:  # str.strip removes at least what pydantic-core trims (tests/contracts/test_trusted.py)
-        check = _inline(lambda v: type(v) is str and v == v.strip(), "(type({v}) is str and {v} == {v}.strip())")
-        return _marked(check, text=True)
+        return _marked(_inline("(type({v}) is str and {v} == {v}.strip())"), text=True)
     return _is(str)
 
 
@@ -132,31 +139,24 @@ def _pattern_check(pattern: str) -> Check:
     if any(part in pattern for part in _ENGINE_DEPENDENT) or not pattern.isascii():
         raise NotUnderstood(f"pattern {pattern!r} (Python's re and pydantic's regex may read it apart)")
     compiled = re.compile(pattern)
-    return _inline(lambda v: "\n" not in v and compiled.search(v) is not None,
-                   "('\\n' not in {v} and {compiled}.search({v}) is not None)", compiled=compiled)
+    return _inline("('\\n' not in {v} and {compiled}.search({v}) is not None)", compiled=compiled)
 
 
 def _bound(item: Any) -> Check | None:
     """A length or order constraint as a check, None for another item."""
     kind = type(item)
     if kind is at.MinLen:
-        low = item.min_length
-        return _inline(lambda v: len(v) >= low, "len({v}) >= {low}", low=low)
+        return _inline("len({v}) >= {low}", low=item.min_length)
     if kind is at.MaxLen:
-        high = item.max_length
-        return _inline(lambda v: len(v) <= high, "len({v}) <= {high}", high=high)
+        return _inline("len({v}) <= {high}", high=item.max_length)
     if kind is at.Gt:
-        gt = item.gt
-        return _inline(lambda v: v > gt, "{v} > {gt}", gt=gt)
+        return _inline("{v} > {gt}", gt=item.gt)
     if kind is at.Ge:
-        ge = item.ge
-        return _inline(lambda v: v >= ge, "{v} >= {ge}", ge=ge)
+        return _inline("{v} >= {ge}", ge=item.ge)
     if kind is at.Lt:
-        lt = item.lt
-        return _inline(lambda v: v < lt, "{v} < {lt}", lt=lt)
+        return _inline("{v} < {lt}", lt=item.lt)
     if kind is at.Le:
-        le = item.le
-        return _inline(lambda v: v <= le, "{v} <= {le}", le=le)
+        return _inline("{v} <= {le}", le=item.le)
     return None
 
 
@@ -177,29 +177,29 @@ def _all(checks: list[Check]) -> Check:
     if len(checks) == 1:
         return checks[0]
     forms = [_expr_of(c) for c in checks]
-    check = lambda v: all(c(v) for c in checks)  # noqa: E731
-    setattr(check, _EXPR, ("(" + " and ".join(f"({text})" for text, _ in forms) + ")",
-                           {k: v for _, names in forms for k, v in names.items()}))
-    return check
+    return _from_expr("(" + " and ".join(f"({text})" for text, _ in forms) + ")",
+                      {k: v for _, names in forms for k, v in names.items()})
 
 
 def _constrained(base: Check, metadata: Iterable[Any]) -> Check:
     items = list(metadata)
     if _simple_parts(base) == (frozenset(), True) and len(items) == 1 and type(items[0]) is at.MinLen:
-        low = items[0].min_length  # the common NonEmptyStr, in one call
-        return _scalar(_inline(lambda v: type(v) is str and len(v) >= low and v == v.strip(),
-                               "(type({v}) is str and len({v}) >= {low} and {v} == {v}.strip())", low=low))
+        return _scalar(_inline("(type({v}) is str and len({v}) >= {low} and {v} == {v}.strip())",
+                               low=items[0].min_length))  # the common NonEmptyStr, in one expression
     check = _all([base, *(_constraint(item) for item in items)])
     return _scalar(check) if getattr(base, _SCALAR, False) and check is not base else check
 
 
 def _literal_check(values: tuple[Any, ...]) -> Check:
     if all(type(v) is str for v in values):  # the common case: a str's hash is cached, no tuple made
-        names = frozenset(values)
-        return _scalar(_inline(lambda v: type(v) is str and v in names, "(type({v}) is str and {v} in {names})",
-                               names=names))
+        return _scalar(_inline("(type({v}) is str and {v} in {names})", names=frozenset(values)))
+    if all(type(v) is int for v in values):  # a schema_version: True is not 1, an IntEnum member not its int
+        return _scalar(_inline("(type({v}) is int and {v} in {names})", names=frozenset(values)))
+    # The type first: a value of another type may be unhashable (a list), which validation refuses with its
+    # message rather than the check raising TypeError.
     allowed = frozenset((type(v), v) for v in values)  # True is not 1, a StrEnum member not its str
-    return _scalar(_inline(lambda v: (type(v), v) in allowed, "(type({v}), {v}) in {allowed}", allowed=allowed))
+    return _scalar(_inline("(type({v}) in {kinds} and (type({v}), {v}) in {allowed})",
+                           kinds=frozenset(type(v) for v in values), allowed=allowed))
 
 
 def _union_check(args: tuple[Any, ...], strip: bool) -> Check:
@@ -211,9 +211,8 @@ def _union_check(args: tuple[Any, ...], strip: bool) -> Check:
         return lambda v: any(c(v) for c in members)
     exact = frozenset().union(*(p[0] for p in parts if p))
     if not any(p[1] for p in parts if p):
-        return _marked(_inline(lambda v: type(v) in exact, "type({v}) in {exact}", exact=exact), exact)
-    check = _inline(lambda v: type(v) in exact or (type(v) is str and v == v.strip()),
-                    "(type({v}) in {exact} or (type({v}) is str and {v} == {v}.strip()))", exact=exact)
+        return _marked(_inline("type({v}) in {exact}", exact=exact), exact)
+    check = _inline("(type({v}) in {exact} or (type({v}) is str and {v} == {v}.strip()))", exact=exact)
     return _marked(check, exact, text=True)
 
 
@@ -245,7 +244,7 @@ def _dict_check(key: Check, value: Check) -> Check:
 def _tuple_check(item: Check) -> Check:
     """tuple[X, ...]; the last tuple of scalars accepted is remembered by identity (a tuple of immutable
     values cannot change: the dedupe fields a transformer passes every time are checked once)."""
-    last: list[Any] = [None]
+    last: list[Any] = [_MISSING]  # not None: a None given before any tuple is no tuple
     remember = getattr(item, _SCALAR, False)
 
     def check(v: Any) -> bool:
@@ -268,14 +267,10 @@ def _container_check(origin: Any, args: tuple[Any, ...], strip: bool) -> Check:
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return _tuple_check(type_check(args[0], strip))
     if origin is tuple and args and Ellipsis not in args:
-        items = [type_check(a, strip) for a in args]
-        check = lambda v: type(v) is tuple and len(v) == len(items) and all(  # noqa: E731
-            c(x) for c, x in zip(items, v, strict=True))
-        forms = [_expr_of(c) for c in items]
-        text = " and ".join([f"type({{v}}) is tuple and len({{v}}) == {len(items)}",
+        forms = [_expr_of(type_check(a, strip)) for a in args]
+        text = " and ".join([f"type({{v}}) is tuple and len({{v}}) == {len(forms)}",
                              *(f"({form.replace('{v}', f'{{v}}[{i}]')})" for i, (form, _) in enumerate(forms))])
-        setattr(check, _EXPR, (f"({text})", {k: x for _, names in forms for k, x in names.items()}))
-        return check
+        return _from_expr(f"({text})", {k: x for _, names in forms for k, x in names.items()})
     raise NotUnderstood(f"type {origin!r}{list(args)!r}")
 
 
@@ -314,8 +309,7 @@ def _simple_check(annotation: Any, strip: bool) -> Check:
         # UTC (kmsync's clocks) has an offset: utcoffset() is called for other zones only (0.35 µs).
         # An offset with seconds is valid, but orjson rounds it where pydantic-core truncates it: such a value
         # goes through the model (review of issue #22: "+00:19:32" written "+00:20").
-        return _scalar(_inline(lambda v: type(v) is datetime and (v.tzinfo is UTC or _whole_minutes(v)),
-                               "(type({v}) is {dt} and ({v}.tzinfo is {utc} or {whole}({v})))",
+        return _scalar(_inline("(type({v}) is {dt} and ({v}.tzinfo is {utc} or {whole}({v})))",
                                dt=datetime, utc=UTC, whole=_whole_minutes))
     if annotation is NaiveDatetime:
         return lambda v: type(v) is datetime and v.tzinfo is None
@@ -375,9 +369,7 @@ def _annotated_check(annotation: Any, metadata: list[Any], strip: bool) -> Check
             raise NotUnderstood(f"constraints on {annotation!r}")
         inner = _constrained(type_check(rest[0], strip), metadata)
         text, names = _expr_of(inner)
-        check = lambda v: v is None or inner(v)  # noqa: E731
-        setattr(check, _EXPR, (f"({{v}} is None or ({text}))", names))
-        return check
+        return _from_expr(f"({{v}} is None or ({text}))", names)
     return _constrained(type_check(annotation, strip), metadata)
 
 

@@ -102,10 +102,19 @@ def test_what_validation_would_change_is_validated(field: str, value: Any, kept:
 @pytest.mark.parametrize(("field", "value"), [
     ("email", ""), ("email", "  "), ("partner_id", 0), ("emitted_at", datetime(2026, 1, 1)),
     ("attributes", {"x": [1]}), ("attributes", "not a dict"), ("op_id", None),
+    ("schema_version", [1]),  # unhashable: refused by validation, not a TypeError of the literal's check
 ])
 def test_what_validation_would_refuse_is_refused(field: str, value: Any) -> None:
     with pytest.raises(ValidationError, match=field):
         FastPath(CustomActivity).build(**{**ACTIVITY, field: value})
+
+
+def test_a_none_for_a_tuple_is_refused_by_validation_before_any_tuple_was_checked() -> None:
+    """A tuple check remembers the last tuple it accepted; before the first, None must not look remembered."""
+    fields = {k: v for k, v in ACTIVITY.items() if k not in ("activity_type", "primary_attribute_value",
+                                                             "activity_date", "attributes")}
+    with pytest.raises(ValidationError, match="dedupe_fields"):
+        FastPath(CustomObjectUpsert).build(**fields, object_name="o", dedupe_fields=None, record={})
 
 
 def test_the_builder_names_a_missing_or_unknown_field() -> None:
@@ -315,13 +324,48 @@ class Bounded(ContractModel):
     ("low", 4), ("below", 10), ("upto", 1.5), ("finite", float("inf")), ("finite", float("nan")),
 ])
 def test_bounds_refuse_through_the_compiled_checks(field: str, value: Any) -> None:
-    """Through `accepts`/`build`, which run the compiled form of the checks (not the per-field lambdas)."""
+    """Through `accepts`/`build`, which run the model's compiled function (each check inline), and the
+    field's check called alone: both are compiled from the check's one inline form."""
     fast = FastPath(Bounded)
     assert fast.open, fast.reasons
     assert fast.accepts({field: Bounded.model_fields[field].default})
-    assert not fast.accepts({field: value})
+    assert not fast.accepts({field: value}) and not fast.checks[field](value)
     with pytest.raises(ValidationError, match=field):
         fast.build(**{field: value})
+
+
+def test_a_check_is_compiled_from_its_template_alone() -> None:
+    """One source per check (review of issue #22: each was a lambda and a template, production ran one and the
+    tests the other): the callable is the template compiled with its bound values, and carries that form."""
+    from kmsync_contracts.trusted import _inline
+
+    check = _inline("(type({v}) is int and {v} > {gt})", gt=3)
+    assert check(4) and not check(3) and not check(4.0) and not check("4")
+    text, names = check.kmsync_expr  # type: ignore[attr-defined]
+    assert list(names.values()) == [3] and text == f"(type({{v}}) is int and {{v}} > {next(iter(names))})"
+
+
+#: Values of every kind the contracts' fields hold, and what validation would change or refuse.
+SAMPLES: list[Any] = [
+    None, "", " ", "a", " a", "a\n", "Zoë\u3000", "email#0af", "email#0AF", "email#0af\n", "custom_activity",
+    "lead_upsert", "created", "rest", "Registered", "SSO login", "userSessionEngagement", "123-ABC-456",
+    ReasonCode.UNKNOWN, 0, 1, -1, 30, 2**70, True, False, 1.0, 0.5, float("nan"), float("inf"), T0,
+    datetime(2026, 1, 1), datetime(1850, 1, 1, tzinfo=timezone(timedelta(minutes=19, seconds=32))),
+    datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-7, minutes=-30))), (), ("entry_id",), (" email",),
+    ("entry_id", "email"), (1, 2), (True, 2), [1, 2], {}, {"plays": 1, "rate": 0.5, "name": "Zoë"}, {" k": 1},
+    {"k": [1]}, {"firstName": "Ann"}, {1: "a"},
+]
+
+
+@pytest.mark.parametrize("model", [LeadUpsert, ProgramMemberStatus, ProgramMemberData, CustomObjectUpsert,
+                                   CustomActivity, RecordOutcome, Named, Bounded])
+def test_a_check_called_alone_decides_as_the_compiled_model_function(model: type[BaseModel]) -> None:
+    """Every field's check, called alone (what engagement_builders and these tests call), gives the answer the
+    model's compiled function gives (what build and encode_values run), for every sample value."""
+    fast = FastPath(model)
+    for name, check in fast.checks.items():
+        for value in SAMPLES:
+            assert check(value) is fast.accepts({name: value}), (model.__name__, name, value)
 
 
 def test_a_field_validator_that_refuses_makes_the_record_refused() -> None:
