@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -213,6 +213,19 @@ def app_pass(bootstrap: str, prefix: str, state_dir: Path, records: list[Input],
     settings = TransformSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix, transform_state_dir=state_dir,
                                  transform_state_retention_seconds=int(RETENTION.total_seconds()))
     engine = QuixTransform(settings, tenants())
+
+    def stop() -> None:
+        assert engine.app is not None
+        engine.app.stop()
+
+    return timed_run(engine.run, stop, engine.metrics, ops, profiler)
+
+
+def timed_run(run: Callable[[], None], stop: Callable[[], None], metrics: TransformMetrics, ops: int,
+              profiler: cProfile.Profile | None) -> tuple[float, float]:
+    """``run()`` an engine on this thread until its steps have emitted ``ops`` operations, then ``stop()``
+    it: CPU s of the process and of this thread from the engine's first record processed to its last
+    operation emitted (both read off ``metrics``, as a scrape would, by a watching thread)."""
     marks: list[tuple[float, float]] = []
     engine_thread = time.pthread_getcpuclockid(threading.get_ident())
 
@@ -220,23 +233,22 @@ def app_pass(bootstrap: str, prefix: str, state_dir: Path, records: list[Input],
         marks.append((time.process_time(), time.clock_gettime(engine_thread)))
 
     def watch() -> None:
-        asyncio.run(wait_for(lambda: counted(engine.metrics)[0] > 0, within=300, what="the engine's first record"))
+        asyncio.run(wait_for(lambda: counted(metrics)[0] > 0, within=300, what="the engine's first record"))
         mark()
-        asyncio.run(wait_for(lambda: counted(engine.metrics)[1] >= ops, within=900, what="every operation"))
+        asyncio.run(wait_for(lambda: counted(metrics)[1] >= ops, within=900, what="every operation"))
         mark()
-        assert engine.app is not None
-        engine.app.stop()
+        stop()
 
     watcher = threading.Thread(target=watch, name="watch", daemon=True)
     watcher.start()
     if profiler is not None:
         profiler.enable()
-    engine.run()
+    run()
     if profiler is not None:
         profiler.disable()
     watcher.join(timeout=60)
     if len(marks) != 2:
-        raise RuntimeError(f"the engine stopped before it processed every record: {counted(engine.metrics)}")
+        raise RuntimeError(f"the engine stopped before it processed every record: {counted(metrics)}")
     return marks[1][0] - marks[0][0], marks[1][1] - marks[0][1]
 
 
