@@ -467,17 +467,28 @@ def _refuse(fields: Mapping[str, Any]) -> bool:
     return False
 
 
-def _compile(checked: tuple[tuple[str, Check], ...]) -> Callable[[Mapping[str, Any]], bool]:
+def _compile(
+    checked: tuple[tuple[str, Check], ...], required: Iterable[str] = (),
+) -> Callable[[Mapping[str, Any]], bool]:
     """One function testing every checked field present in a mapping, each check inline where it has an
     inline form (a call of it otherwise): 1.2 µs for an operation's five checked fields, against 2.5 µs
-    with a call per field."""
+    with a call per field. With `required`, it is also false when one of those fields is missing (what
+    build tests in the same pass: session 10, 0.3 µs less than a set comparison of the keys)."""
     namespace: dict[str, Any] = {}
+    needed = set(required)
+    unchecked = [name for name in required if name not in dict(checked)]
     lines = ["def accepts(f):"]
+    if unchecked:
+        lines += [f"    if not ({' and '.join(f'{name!r} in f' for name in unchecked)}):", "        return False"]
     for name, check in checked:
         text, names = _expr_of(check)
         namespace.update(names)
-        lines += [f"    if {name!r} in f:", f"        v = f[{name!r}]",
-                  f"        if not ({text.format(v='v')}):", "            return False"]
+        test = [f"if not ({text.format(v='v')}):", "    return False"]
+        if name in needed:
+            lines += [f"    if {name!r} not in f:", "        return False", f"    v = f[{name!r}]",
+                      *(f"    {line}" for line in test)]
+        else:
+            lines += [f"    if {name!r} in f:", f"        v = f[{name!r}]", *(f"        {line}" for line in test)]
     lines.append("    return True")
     exec(compile("\n".join(lines), f"<kmsync_contracts.trusted: {len(checked)} checks>", "exec"), namespace)
     accepts: Callable[[Mapping[str, Any]], bool] = namespace["accepts"]
@@ -515,6 +526,9 @@ class FastPath(Generic[M]):
                 self.reasons.append(f"{name}: {why}")
         self._checked = tuple((n, c) for n, c in self.checks.items() if n not in self.given)
         self._accepts = _compile(self._checked) if not self.reasons else _refuse
+        #: The same, and false when a required field is missing (build's test).
+        self._complete = _compile(self._checked, [n for n in self._names if n in self.required]) \
+            if not self.reasons else _refuse
         self.open = not self.reasons
         #: Whether orjson writes the record's fields as encode() does (encode_values).
         self.orjson_writes = plain_model(model) and all(_orjson_safe(i.annotation) for i in model.model_fields.values())
@@ -525,11 +539,12 @@ class FastPath(Generic[M]):
         return self._accepts(fields)
 
     def build(self, **fields: Any) -> M:
-        if not self._accepts(fields):
+        if not self._complete(fields):
+            if self.open and not self.required <= fields.keys():
+                raise TypeError(self._wrong(fields))
             return self.model(**fields)
-        values = self.template.copy()
-        values.update(fields)  # a given field keeps its place in the model's order; an unknown one is added
-        if len(values) != len(self.template) or not self.required <= fields.keys():
+        values = {**self.template, **fields}  # a given field keeps its place in the model's order; an unknown one
+        if len(values) != len(self.template):  # is added
             raise TypeError(self._wrong(fields))
         for name, factory in self.factories.items():
             if name not in fields:

@@ -121,6 +121,12 @@ def test_the_builder_names_a_missing_or_unknown_field() -> None:
     build = FastPath(CustomActivity).build
     with pytest.raises(TypeError, match="needs its field .*op_id"):
         build(**{k: v for k, v in ACTIVITY.items() if k != "op_id"})
+    given = FastPath(CustomActivity, {"op_id": NonEmptyStr, "attributes": dict[str, Scalar]}).build
+    for missing in ("op_id", "email"):  # a required field taken as given, one checked
+        with pytest.raises(TypeError, match=f"needs its field .*{missing}"):
+            given(**{k: v for k, v in ACTIVITY.items() if k != missing})
+    with pytest.raises(TypeError, match="needs its field .*op_id"):  # and a value that fails its check
+        given(**{k: v for k, v in ACTIVITY.items() if k != "op_id"} | {"email": " padded"})
     with pytest.raises(TypeError, match="has no field colour"):
         build(**ACTIVITY, colour="red")
 
