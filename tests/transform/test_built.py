@@ -210,3 +210,31 @@ def test_a_lead_upsert_is_built_by_validation(
     assert status is not None
     made = Transformer(tenants, TransformState.in_memory(), clock=lambda: NOW).apply(status).ops
     assert [op.kind for op in made].count("lead_upsert") == 1 and len(calls) == 1
+
+
+def test_a_sessions_names_are_checked_once_per_pair_of_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """engagement_builders runs on every engagement row; the names come from the tenants file, so their check
+    is cached per (name, channel name): what passes takes the given record, what fails the named builders."""
+    from kmsync_config.tenants import SessionConfig
+
+    record_check = built.NAMED_OBJECT.checks["record"]
+    seen: list[object] = []
+
+    def counting(value: object) -> bool:
+        seen.append(value)
+        return record_check(value)
+    monkeypatch.setitem(built.NAMED_OBJECT.checks, "record", counting)
+    built._names_pass.cache_clear()
+    plain = SessionConfig(entry_id="0_keynote", name="Keynote", channel_name="Main")
+    padded = SessionConfig(entry_id="0_other", name=" Keynote", channel_name="Main")
+    for _ in range(3):
+        assert built.engagement_builders(plain) == (built.ENGAGEMENT_OBJECT, built.ENGAGEMENT_ACTIVITY)
+        assert built.engagement_builders(padded) == (built.NAMED_OBJECT, built.NAMED_ACTIVITY)
+    assert len(seen) == 2
+
+    class Odd(str):
+        pass
+    assert built.engagement_builders(plain.model_copy(update={"name": Odd("Keynote")})) == (
+        built.NAMED_OBJECT, built.NAMED_ACTIVITY)  # checked itself, not taken for the equal str
+    assert len(seen) == 3
+    built._names_pass.cache_clear()
