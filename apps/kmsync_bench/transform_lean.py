@@ -280,6 +280,9 @@ class LeanTransform:
             for store in self.stores.values():
                 store.close()
             self.stores.clear()
+            # The clients hold this engine's callbacks (a reference cycle): dropped here, the producer is
+            # destroyed now rather than at a later garbage collection (it would go on reconnecting).
+            self.consumer = self.producer = None
 
     def _loop(self) -> None:
         assert self.consumer is not None
