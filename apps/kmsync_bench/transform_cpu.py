@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from quixstreams import State
 from quixstreams.state.rocksdb import RocksDBOptions, RocksDBStorePartition
@@ -206,10 +207,10 @@ async def produce(bootstrap: str, prefix: str, records: list[Input]) -> None:
 
 
 def app_pass(bootstrap: str, prefix: str, state_dir: Path, records: list[Input], ops: int,
-             profiler: cProfile.Profile | None) -> tuple[float, float]:
+             profiler: cProfile.Profile | None, probe: Callable[[], float] | None = None) -> Timed:
     """One run of the quix engine over records already on the topics: CPU s of the process and of
     the engine's thread (this one: quixstreams' loop and the steps; the rest is librdkafka's threads)
-    from its first record processed to its last operation emitted."""
+    from its first record processed to its last operation emitted (and what ``probe`` grew by then)."""
     settings = TransformSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix, transform_state_dir=state_dir,
                                  transform_state_retention_seconds=int(RETENTION.total_seconds()))
     engine = QuixTransform(settings, tenants())
@@ -218,19 +219,31 @@ def app_pass(bootstrap: str, prefix: str, state_dir: Path, records: list[Input],
         assert engine.app is not None
         engine.app.stop()
 
-    return timed_run(engine.run, stop, engine.metrics, ops, profiler)
+    return timed_run(engine.run, stop, engine.metrics, ops, profiler, probe)
+
+
+class Timed(NamedTuple):
+    """What an engine spent from its first record processed to its last operation emitted."""
+
+    #: CPU s of this process (every thread).
+    process: float
+    #: CPU s of the engine's thread.
+    thread: float
+    #: How much the probe's reading grew (0.0 without a probe), e.g. another process's CPU s.
+    probe: float = 0.0
 
 
 def timed_run(run: Callable[[], None], stop: Callable[[], None], metrics: TransformMetrics, ops: int,
-              profiler: cProfile.Profile | None) -> tuple[float, float]:
+              profiler: cProfile.Profile | None, probe: Callable[[], float] | None = None) -> Timed:
     """``run()`` an engine on this thread until its steps have emitted ``ops`` operations, then ``stop()``
     it: CPU s of the process and of this thread from the engine's first record processed to its last
-    operation emitted (both read off ``metrics``, as a scrape would, by a watching thread)."""
-    marks: list[tuple[float, float]] = []
+    operation emitted (both read off ``metrics``, as a scrape would, by a watching thread), and how much
+    ``probe()`` grew in between."""
+    marks: list[tuple[float, float, float]] = []
     engine_thread = time.pthread_getcpuclockid(threading.get_ident())
 
     def mark() -> None:
-        marks.append((time.process_time(), time.clock_gettime(engine_thread)))
+        marks.append((time.process_time(), time.clock_gettime(engine_thread), probe() if probe else 0.0))
 
     def watch() -> None:
         asyncio.run(wait_for(lambda: counted(metrics)[0] > 0, within=300, what="the engine's first record"))
@@ -249,7 +262,7 @@ def timed_run(run: Callable[[], None], stop: Callable[[], None], metrics: Transf
     watcher.join(timeout=60)
     if len(marks) != 2:
         raise RuntimeError(f"the engine stopped before it processed every record: {counted(metrics)}")
-    return marks[1][0] - marks[0][0], marks[1][1] - marks[0][1]
+    return Timed(*(after - before for before, after in zip(marks[0], marks[1], strict=True)))
 
 
 def measure_app(people: int, repeat: int, profile: Path | None, engagement_only: bool) -> list[tuple[float, float]]:
@@ -262,7 +275,7 @@ def measure_app(people: int, repeat: int, profile: Path | None, engagement_only:
         try:
             for n in range(repeat + 1):  # the first pass warms up
                 asyncio.run(produce(broker.bootstrap, f"pass{n}.", records))
-                process, thread = app_pass(broker.bootstrap, f"pass{n}.", Path(tmp) / f"state-{n}", records, ops,
+                process, thread, _ = app_pass(broker.bootstrap, f"pass{n}.", Path(tmp) / f"state-{n}", records, ops,
                                            profiler if n else None)
                 if n:
                     out.append((per_10k(process, len(records)), per_10k(thread, len(records))))

@@ -7,7 +7,8 @@ snapshot per person, the capacity section's case) to a private broker under a fr
 pass, and runs the lean loop and the real ``QuixTransform`` alternately over it (a warm-up pass each
 first), reporting each one's CPU s per 10,000 input rows for the process and for the engine's thread,
 from the first record processed to the last operation emitted (``transform_cpu.timed_run``: the
-start and stop points of ``transform_cpu --app``).
+start and stop points of ``transform_cpu --app``), and the broker's CPU between the same two points
+(its process's utime+stime from /proc).
 
 What the lean loop does, per record and per checkpoint, with the quix engine's guarantees on the
 happy path:
@@ -50,7 +51,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,18 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from quixstreams.state.rocksdb import RocksDBOptions
 from rocksdict import Rdict, WriteBatch
 
-from kmsync_bench.cpu import per_10k
-from kmsync_bench.transform_cpu import RETENTION, app_pass, inputs, operations, produce, tenants, timed_run
+from kmsync_bench.cpu import parse_stat, per_10k
+from kmsync_bench.transform_cpu import (
+    RETENTION,
+    Input,
+    Timed,
+    app_pass,
+    inputs,
+    operations,
+    produce,
+    tenants,
+    timed_run,
+)
 from kmsync_common.clock import Clock, SystemClock
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.topics import (
@@ -74,7 +85,7 @@ from kmsync_contracts.topics import (
     TRANSFORM_DLQ,
 )
 from kmsync_kafka.clients import ensure_topics, topic_name
-from kmsync_testing.kafka_broker import start_broker
+from kmsync_testing.kafka_broker import KafkaBroker, start_broker
 from kmsync_transform.dead_letters import SourceRef
 from kmsync_transform.engine_quix import (
     CHANGELOG_MIN_CLEANABLE_DIRTY_RATIO,
@@ -352,27 +363,43 @@ class LeanTransform:
         self._txn_since = None
 
 
-def lean_pass(bootstrap: str, prefix: str, state_dir: Path, ops: int,
-              profiler: cProfile.Profile | None) -> tuple[float, float]:
+def lean_pass(bootstrap: str, prefix: str, state_dir: Path, ops: int, profiler: cProfile.Profile | None,
+              probe: Callable[[], float] | None = None) -> Timed:
     """One run of the lean loop over records already on the topics: CPU s of the process and of its
     thread from its first record processed to its last operation emitted (as ``transform_cpu.app_pass``)."""
     settings = TransformSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix, transform_state_dir=state_dir,
                                  transform_state_retention_seconds=int(RETENTION.total_seconds()))
     engine = LeanTransform(settings, tenants())
-    return timed_run(engine.run, engine.stop, engine.metrics, ops, profiler)
+    return timed_run(engine.run, engine.stop, engine.metrics, ops, profiler, probe)
 
 
 #: The engines measured, in the order each pass runs them.
 ENGINES = ("lean", "quix")
+#: Per pass: (process, engine thread, broker) CPU s per 10,000 input rows.
+Figures = tuple[float, float, float]
 
 
-def measure(people: int, repeat: int, engines: Iterable[str],
-            profile: Path | None) -> dict[str, list[tuple[float, float]]]:
-    """Alternating passes over the same input (a warm-up pass of each first, not reported): per engine
-    (process, engine thread) CPU s per 10,000 input rows. ``profile``: cProfile of the lean loop's thread."""
-    records, ops = inputs(people, engagement_only=True), operations(people, engagement_only=True)
+def one_pass(engine: str, broker: KafkaBroker, prefix: str, state: Path, records: list[Input],
+             profiler: cProfile.Profile | None) -> Timed:
+    """The engine's process, thread and the broker's CPU s from its first record to its last operation."""
+    ops = operations(len(records), engagement_only=True)
+    stat = Path(f"/proc/{broker.process.pid}/stat")
+
+    def broker_seconds() -> float:
+        return parse_stat(stat.read_text()).own_seconds
+
+    if engine == "lean":
+        return lean_pass(broker.bootstrap, prefix, state, ops, profiler, broker_seconds)
+    return app_pass(broker.bootstrap, prefix, state, records, ops, profiler, broker_seconds)
+
+
+def measure(people: int, repeat: int, engines: Iterable[str], profile: Path | None) -> dict[str, list[Figures]]:
+    """Alternating passes over the same input (a warm-up pass of each first, not reported), each on topics of
+    its own: per engine and pass (process, engine thread, broker) CPU s per 10,000 input rows.
+    ``profile``: cProfile of the lean loop's thread."""
+    records = inputs(people, engagement_only=True)
     profiler = cProfile.Profile(time.thread_time) if profile is not None else None
-    out: dict[str, list[tuple[float, float]]] = {e: [] for e in engines}
+    out: dict[str, list[Figures]] = {e: [] for e in engines}
     with tempfile.TemporaryDirectory(prefix="kmsync-transform-lean-") as tmp:
         broker = start_broker(Path(tmp) / "kafka")
         try:
@@ -380,15 +407,13 @@ def measure(people: int, repeat: int, engines: Iterable[str],
                 for engine in out:
                     prefix = f"{engine}{n}."
                     asyncio.run(produce(broker.bootstrap, prefix, records))
-                    state = Path(tmp) / f"state-{engine}-{n}"
-                    if engine == "lean":
-                        spent = lean_pass(broker.bootstrap, prefix, state, ops, profiler if n else None)
-                    else:
-                        spent = app_pass(broker.bootstrap, prefix, state, records, ops, None)
+                    spent = one_pass(engine, broker, prefix, Path(tmp) / f"state-{engine}-{n}", records,
+                                     profiler if n and engine == "lean" else None)
                     if n:
-                        out[engine].append((per_10k(spent[0], len(records)), per_10k(spent[1], len(records))))
-                        print(f"pass {n} {engine}: process {out[engine][-1][0]:.3f}, engine thread "
-                              f"{out[engine][-1][1]:.3f} CPU s per 10,000 input rows", flush=True)
+                        figures = per_10k(spent[0], people), per_10k(spent[1], people), per_10k(spent[2], people)
+                        out[engine].append(figures)
+                        print(f"pass {n} {engine}: process {figures[0]:.3f}, engine thread {figures[1]:.3f}, "
+                              f"broker {figures[2]:.3f} CPU s per 10,000 input rows", flush=True)
         finally:
             broker.stop()
     if profiler is not None and profile is not None:
@@ -407,7 +432,7 @@ def main(argv: list[str]) -> int:
     engines = ("lean",) if args.lean_only else ENGINES
     results = measure(args.people, args.repeat, engines, args.profile)
     for engine, values in results.items():
-        for what, index in (("process", 0), ("engine thread", 1)):
+        for what, index in (("process", 0), ("engine thread", 1), ("broker", 2)):
             figures = [v[index] for v in values]
             print(f"transform {engine}, {what}, CPU s per 10,000 input rows: "
                   + ", ".join(f"{v:.3f}" for v in figures) + f" (median {statistics.median(figures):.3f})")
