@@ -82,8 +82,17 @@ class MarketoSink:
         self.intent_log: IntentLog | None = None
         #: The run's stop: Kafka writes of the main loop (raw dead letters) give up when it is set.
         self._stop = asyncio.Event()
-        #: Bumped by every revocation and assignment: a batch polled before one is not routed further.
+        #: Bumped at the start of every rebalance (the revocation, which aiokafka calls on every rebalance, with
+        #: an empty set on the first): a batch polled before it is not routed further. Not bumped by the
+        #: assignment: aiokafka hands the new assignment to ``getmany`` before it calls ``on_partitions_assigned``
+        #: (its ``_on_join_complete``), so a batch of the new assignment can be polled before that callback; it
+        #: waits for ``_settled`` instead, and dropping it would lose it (its positions are not reset again).
         self._generation = 0
+        #: Set while no rebalance is in progress: cleared by the revocation, set once the assignment's ledger
+        #: catch-up has read every other replica's intents and outcomes (an activity re-read from a partition
+        #: taken over must not be routed before the ledger knows what its previous owner sent).
+        self._settled = asyncio.Event()
+        self._settled.set()
         self.ledger = ActivityWrites()
         self.state = SinkState()
         self.tracker = OffsetTracker()
@@ -177,8 +186,7 @@ class MarketoSink:
     async def _shutdown(self) -> None:
         # Both paths let windows in flight finish (bounded) so accepted writes get their outcomes;
         # open windows are abandoned uncommitted and replayed by whoever owns the partition next.
-        for worker in list(self.workers.values()):
-            await worker.stop(self.settings.sink_drain_timeout_seconds)
+        await self._stop_workers(list(self.workers.values()))
         self.workers.clear()
         if self.intent_log is not None:  # tombstones still waiting for intents: out before the producer stops
             self.intent_log.send_queued()
@@ -205,6 +213,10 @@ class MarketoSink:
         would start a partition's offset tracking mid-partition and let the commit jump past the
         records abandoned at the revocation."""
         generation = self._generation
+        if not self._settled.is_set():  # polled after a new assignment, before its catch-up finished
+            await self._settled.wait()
+            if self._failure is not None:  # the catch-up failed: the run ends, nothing of the batch is routed
+                return
         for tp, msgs in batch.items():
             for m in msgs:
                 if self._generation != generation or tp not in self.state.assigned:
@@ -214,17 +226,20 @@ class MarketoSink:
     # ------------------------------------------------------------------ rebalance
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._generation += 1
+        self._settled.clear()
         if not revoked:
             return
         keys = {(tp.topic, tp.partition) for tp in revoked}
-        kept: list[PendingOp] = []
-        for munchkin, worker in list(self.workers.items()):
-            # An instance lives on one partition: its worker stops when that partition leaves
-            # (the window in flight drains, unsent records are abandoned to the next owner).
-            if worker.partitions & keys:
-                del self.workers[munchkin]
-                dropped = await worker.stop(self.settings.sink_drain_timeout_seconds)
-                kept += [p for p in dropped if (p.source.topic, p.source.partition) not in keys]
+        # An instance lives on one partition: its workers stop when that partition leaves (the windows in
+        # flight drain, unsent records are abandoned to the next owner). All of them at once, within one
+        # drain timeout: stopped one after another, an instance's two lanes (or several instances) could
+        # outlast the rebalance timeout (drain + 10 s), and the group would hand their partitions to another
+        # replica while this one still sends.
+        leaving = [(m, w) for m, w in self.workers.items() if w.partitions & keys]
+        for munchkin, _ in leaving:
+            del self.workers[munchkin]
+        dropped = await self._stop_workers([w for _, w in leaving])
+        kept = [p for p in dropped if (p.source.topic, p.source.partition) not in keys]
         for p in kept:  # records of partitions still ours go back to a fresh worker
             w = self.router.worker_for(p.op.munchkin_id, self.router.lane_of(p.source.topic))
             if isinstance(w, InstanceWorker):
@@ -239,14 +254,26 @@ class MarketoSink:
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._generation += 1
         for tp in assigned - self.state.assigned:
             # Fetching starts again at the committed offset: no state of an earlier ownership counts.
             self.tracker.forget(tp.topic, tp.partition)
         self.state.assigned |= assigned
-        if self._ledger_reader is not None:
-            await self._ledger_reader.catch_up()
+        try:
+            if self._ledger_reader is not None:
+                await self._ledger_reader.catch_up()
+        except Exception as exc:  # aiokafka would only log it and go on with the partitions assigned
+            log.error("the activity ledger's catch-up failed after an assignment; the sink stops: %r", exc)
+            self._failure = exc
+            raise
+        finally:
+            self._settled.set()  # routing goes on, or sees the failure and stops
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+    async def _stop_workers(self, workers: list[InstanceWorker]) -> list[PendingOp]:
+        """Stop ``workers`` together under one drain timeout; what they buffered and did not send."""
+        timeout = self.settings.sink_drain_timeout_seconds
+        dropped = await asyncio.gather(*(w.stop(timeout) for w in workers))
+        return [p for ops in dropped for p in ops]
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -1,0 +1,148 @@
+"""The sink's rebalance choreography (service.py), without a broker: what aiokafka does around its
+callbacks is played by calling them in its order.
+
+aiokafka (0.14, ``GroupCoordinator._on_join_complete``) hands a new assignment to ``getmany`` before it
+calls ``on_partitions_assigned``; a batch of the new partitions can therefore be polled while the
+assignment's ledger catch-up (the previous owner's intents and outcomes) is still reading. Routing it
+then could send a custom activity the previous owner already sent (insert-only,
+docs/reference/marketo-api.md §7.1); dropping it would lose it (its positions are not reset again, and
+the offset tracker would start past it). And a revocation must stop every leaving worker within one
+drain timeout, or the group hands their partitions on while this replica still sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+
+from kmsync_sink.pending import PendingOp
+from kmsync_sink.service import MarketoSink
+from kmsync_sink.settings import SinkSettings
+
+from .test_instance_settings import tenants
+
+OPS = "marketo.ops.v1"
+TP = TopicPartition(OPS, 0)
+
+
+class _SlowCatchUp:
+    """A ledger reader whose catch-up lasts until the test lets it finish (or fails)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.finish = asyncio.Event()
+        self.error: Exception | None = None
+
+    async def catch_up(self) -> None:
+        self.started.set()
+        await self.finish.wait()
+        if self.error is not None:
+            raise self.error
+
+
+def _record(offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(OPS, 0, offset, 0, 0, b"k", b"v", None, 1, 1, ())
+
+
+def _sink(monkeypatch: pytest.MonkeyPatch) -> tuple[MarketoSink, _SlowCatchUp, list[int]]:
+    sink = MarketoSink(SinkSettings(), tenants(monkeypatch))
+    reader = _SlowCatchUp()
+    sink._ledger_reader = reader  # type: ignore[assignment]
+    routed: list[int] = []
+
+    async def route(tp: TopicPartition, m: ConsumerRecord[bytes, bytes], give_up: asyncio.Event) -> None:
+        routed.append(m.offset)
+
+    sink.router.route = route  # type: ignore[method-assign]
+    return sink, reader, routed
+
+
+async def test_a_batch_of_a_new_assignment_waits_for_the_catch_up_and_is_then_routed_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sink, reader, routed = _sink(monkeypatch)
+    await sink.on_revoked(set())  # a rebalance begins (aiokafka revokes, with an empty set the first time)
+    # getmany returns records of the new assignment before on_partitions_assigned is called ...
+    routing = asyncio.create_task(sink._route_batch({TP: [_record(0), _record(1)]}))
+    assigning = asyncio.create_task(sink.on_assigned({TP}))
+    await reader.started.wait()
+    # ... and while the catch-up reads, nothing of it is routed.
+    assert routed == [] and not routing.done()
+    reader.finish.set()
+    await assigning
+    await routing
+    assert routed == [0, 1], "not dropped: its positions are not fetched again"
+
+
+async def test_a_failed_catch_up_stops_the_sink_and_routes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink, reader, routed = _sink(monkeypatch)
+    await sink.on_revoked(set())
+    routing = asyncio.create_task(sink._route_batch({TP: [_record(0)]}))
+    assigning = asyncio.create_task(sink.on_assigned({TP}))
+    await reader.started.wait()
+    reader.error = TimeoutError("end offsets")
+    reader.finish.set()
+    with pytest.raises(TimeoutError):
+        await assigning
+    await routing
+    assert routed == []
+    assert isinstance(sink._failure, TimeoutError), "aiokafka only logs a callback's error: the sink must stop"
+
+
+async def test_a_batch_polled_before_a_rebalance_is_not_routed_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink, reader, routed = _sink(monkeypatch)
+    reader.finish.set()
+    await sink.on_assigned({TP})
+    gate = asyncio.Event()
+
+    async def slow_route(tp: TopicPartition, m: ConsumerRecord[bytes, bytes], give_up: asyncio.Event) -> None:
+        routed.append(m.offset)
+        await gate.wait()  # routing awaits (a dead letter): a rebalance runs meanwhile
+
+    sink.router.route = slow_route  # type: ignore[method-assign]
+    routing = asyncio.create_task(sink._route_batch({TP: [_record(5), _record(6)]}))
+    await asyncio.sleep(0)
+    await sink.on_revoked(set())
+    await sink.on_assigned({TP})
+    gate.set()
+    await routing
+    assert routed == [5], "the rest is fetched again from the committed offset by the new assignment"
+
+
+class _Worker:
+    """What the revocation reads of a worker; its stop lasts until the test lets it end."""
+
+    def __init__(self, partition: int, stopping: list[str], name: str) -> None:
+        self.partitions = {(OPS, partition)}
+        self.name, self.stopping = name, stopping
+        self.release = asyncio.Event()
+
+    async def stop(self, drain_timeout: float) -> list[PendingOp]:
+        self.stopping.append(self.name)
+        await self.release.wait()
+        return []
+
+
+async def test_a_revocation_stops_every_leaving_worker_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink, _, _ = _sink(monkeypatch)
+    stopping: list[str] = []
+    live, backfill, other = _Worker(0, stopping, "live"), _Worker(0, stopping, "backfill"), _Worker(1, stopping, "x")
+    sink.router.workers.update({"a-live": live, "a-backfill": backfill, "b-live": other})  # type: ignore[dict-item]
+
+    async def no_commit(only: Any = None) -> None:
+        return None
+
+    sink.commits.commit = no_commit  # type: ignore[method-assign]
+    revoking = asyncio.create_task(sink.on_revoked({TP}))
+    for _ in range(100):  # yield to the revocation: each stop blocks until released, both must begin
+        if len(stopping) == 2:
+            break
+        await asyncio.sleep(0)
+    assert not revoking.done()
+    assert sorted(stopping) == ["backfill", "live"], "both lanes stop together, within one drain timeout"
+    live.release.set()
+    backfill.release.set()
+    await revoking
+    assert set(sink.router.workers) == {"b-live"}
