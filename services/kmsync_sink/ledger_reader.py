@@ -30,8 +30,12 @@ class _TopicCatchUp:
         self.topic = topic
         self.handle = handle
         self.since_ms = since_ms
+        # earliest: a position the topic's retention deleted since the last catch-up (a replica that saw no
+        # rebalance for longer than marketo.results.v1's retention) is read from the oldest record kept, never
+        # from the end (aiokafka's default, "latest", would skip every outcome written in between).
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                          group_id=None, isolation_level="read_committed")
+                                          group_id=None, isolation_level="read_committed",
+                                          auto_offset_reset="earliest")
         self._parts: list[TopicPartition] = []
 
     async def start(self) -> None:
