@@ -23,6 +23,7 @@ from kmsync_marketo.bulk import BulkImporter
 from kmsync_marketo.errors import (
     ErrorClass,
     MarketoApiError,
+    MarketoAuthError,
     MarketoHttpError,
     MarketoProtocolError,
     failure_of,
@@ -190,6 +191,13 @@ class MarketoClient:
             except (MarketoApiError, MarketoHttpError, MarketoProtocolError) as exc:
                 outcomes.extend(failed_outcomes(failure_of(exc), offset, len(chunk)))
                 continue
+            except MarketoAuthError as exc:
+                if not outcomes:  # nothing sent yet: the whole call was refused (the caller's case)
+                    raise
+                # Identity refused a token between two chunks: the chunks answered keep their outcomes (an
+                # insert-only write must not be taken as unsent), this one and the rest were not sent.
+                outcomes.extend(failed_outcomes(failure_of(exc), offset, len(records) - offset))
+                break
             results = body.get("result") or []
             outcomes.extend(align_results(results, len(chunk), offset, id_key, request_id_of(body)))
         return outcomes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -218,3 +219,34 @@ async def test_a_record_too_large_for_one_call_is_failed_without_being_sent() ->
         assert (result.outcomes[1].status, result.outcomes[1].reason_code) == ("failed", "http_413")
         assert result.outcomes[1].classification is ErrorClass.PERMANENT
         assert env.count("http_413") == 0  # refused locally: Marketo never saw it
+
+
+async def test_credentials_revoked_between_two_chunks_keep_the_first_chunks_outcomes() -> None:
+    """An activities call of 301 records is two requests (§7.1: 300 per call). Identity refuses the
+    token after the first was applied: its records stay "created" (insert-only: taken as unsent they
+    would be sent twice); the second chunk's fail as auth_refused, certainly not applied."""
+    async with sandbox_env("kaltura") as env:
+        client = env.client()
+        leads = await client.sync_leads([{"email": "chunks@example.com"}])
+        lead_id = leads.lead_ids["chunks@example.com"]
+        when = datetime(2026, 3, 4, 14, 0, tzinfo=UTC)
+        records = [ActivityRecord(lead_id=lead_id, activity_type_id=kp.ACTIVITY_TYPE_ID, activity_date=when,
+                                  primary_attribute_value=f"1_e{i}") for i in range(301)]
+        call = client.transport.call
+        requests = 0
+
+        async def then_revoke(*args: Any, **kwargs: Any) -> Any:
+            nonlocal requests
+            requests += 1
+            if requests == 2:  # the second chunk: an admin rotated the secret, the token died
+                env.inst.clients.clear()
+                env.inst.tokens.expire_all(env.manual.time())
+            return await call(*args, **kwargs)
+
+        client.transport.call = then_revoke  # type: ignore[method-assign]
+        outcomes = await client.add_custom_activities(records)
+        assert [o.seq for o in outcomes] == list(range(301))
+        assert {o.status for o in outcomes[:300]} == {"created"}
+        assert len(env.inst.activities) == 300
+        assert (outcomes[300].status, outcomes[300].reason_code) == ("failed", "kmsync.auth_refused")
+        assert not outcomes[300].maybe_applied
