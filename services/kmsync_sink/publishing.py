@@ -14,6 +14,7 @@ from datetime import datetime
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from kmsync_config.tenants import MUNCHKIN_ID
 from kmsync_contracts import ContractError, DeadLetter, encode, utc_now
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_kafka.producer import KafkaProducer
@@ -91,4 +92,7 @@ class OutcomePublisher:
                             source_key=key, payload=raw, failed_at=utc_now())
         await produce_until_acked(self.producer, [Message(self.dlq_topic, encode(letter), m.key)], give_up)
         self.tracker.done(tp.topic, tp.partition, m.offset)
-        self.metrics.dlq.labels(key or "unknown", ReasonCode.CONTRACT).inc()
+        # The key labels the series only if it is a Munchkin id (ops are keyed by it): a malformed record's key
+        # could be anything, an email included, and every distinct one would be a series of its own.
+        munchkin = key if key is not None and MUNCHKIN_ID.match(key) else "unknown"
+        self.metrics.dlq.labels(munchkin, ReasonCode.CONTRACT).inc()

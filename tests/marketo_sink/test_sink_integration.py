@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import generate_latest
 
 from kmsync_common.email_hash import configure_email_hash_key, hash_email
+from kmsync_common.metrics_text import sample_sum
 from kmsync_config.tenants import TenantsConfig, parse_tenants
 from kmsync_contracts import DeadLetter, RecordOutcome, encode
 from kmsync_contracts.codecs import decode_model
@@ -447,6 +449,9 @@ async def test_dlq_replay_reinjects_fixed_records(
             try:
                 await producer.send_and_wait(topic_name(MARKETO_OPS, topic_prefix), b'{"kind":"nonsense"}',
                                              key=A.encode())
+                # Keyed by anything but a Munchkin id (an email here): never a metric label.
+                await producer.send_and_wait(topic_name(MARKETO_OPS, topic_prefix), b'{"kind":"other"}',
+                                             key=b"someone@example.com")
             finally:
                 await producer.stop()
             sink = h.start_sink()
@@ -458,6 +463,15 @@ async def test_dlq_replay_reinjects_fixed_records(
                            for dl in await h.dead_letters())
 
             await wait_for(poison_dead_lettered, 30, "the malformed record dead-lettered")
+
+            def both_counted() -> bool:
+                exposed = generate_latest(sink.metrics.registry).decode()
+                assert "someone@example.com" not in exposed
+                return sample_sum(exposed, "kmsync_sink_dead_letters_total", {"reason_code": "kmsync.contract"}) == 2
+
+            await wait_for(both_counted, 30, "both malformed records counted")
+            assert sample_sum(generate_latest(sink.metrics.registry).decode(), "kmsync_sink_dead_letters_total",
+                              {"munchkin_id": "unknown"}) == 1
             await h.stop_sink(sink)
             # Everything read had an outcome, so the group committed up to the end of every partition.
             probe = AIOKafkaConsumer(bootstrap_servers=h.bootstrap, group_id=h.group, enable_auto_commit=False)
