@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -68,6 +68,20 @@ def polls_url(template: str, service_url: str, event: EventConfig, entry_id: str
     )
 
 
+#: The time of an invalid profile that says none, when nothing before it on the walk did either: the
+#: oldest instant there is, so it can never move the watermark past a profile not yet read.
+NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def problem_time(raw: Any, page_watermark: datetime | None, since: datetime | None) -> datetime:
+    """When an invalid profile (dead-lettered) counts as changed, for the watermark: its own updatedAt if it
+    has a readable one, else the walk's watermark so far, else the stored one, else ``NO_TIME``. Never the
+    clock: on an event's first pull, a page of invalid profiles stamped "now" would set the boundary to now,
+    and every valid profile after it would be skipped as already produced (a silent loss)."""
+    own = iso_time(raw.get("updatedAt")) if isinstance(raw, dict) else None
+    return own or page_watermark or since or NO_TIME
+
+
 class KalturaPullSource:
     def __init__(
         self,
@@ -121,8 +135,7 @@ class KalturaPullSource:
             for err in page.errors:
                 raw: Any = err.raw
                 ident = str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") else f"index:{err.index}"
-                when = (iso_time(raw.get("updatedAt")) if isinstance(raw, dict) else None) \
-                    or page.watermark or self.clock()
+                when = problem_time(raw, page.watermark, since)
                 items.append(Item(when, ident, problem=Problem(
                     ReasonCode.INVALID_PROFILE, err.message, f"user-profile/list item {err.index}", raw)))
             yield items
