@@ -146,7 +146,8 @@ _OUTCOME = FastPath(RecordOutcome, {
 
 def outcome_json(d: Decision, decided_at: datetime, known_lead_id: int | None = None) -> bytes:
     """``encode(to_outcome(...))``, byte for byte, without a model per record (issue #22: validating and
-    serializing an outcome took 9 µs, orjson takes 1 µs of its fields). Whatever validation could still
+    serializing an outcome takes 9.6 µs, checking its fields and writing them with orjson 3.7 µs, of which
+    orjson 1.1 µs and the checks 1.8 µs; in-process, session 10, load 5). Whatever validation could still
     change or refuse (a padded string, which the contract strips; a ReasonCode, a str subclass; a lead
     id that is not positive; a person key off its pattern) and whatever orjson refuses go through
     ``RecordOutcome`` as before (kmsync_contracts.trusted.FastPath.encode_values;
