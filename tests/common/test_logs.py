@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from kmsync_common.email_hash import configure_email_hash_key, hash_email
 from kmsync_common.logs import log_formatter, setup_logging
 
 
@@ -53,3 +54,29 @@ def test_text_is_the_default_and_an_unknown_format_is_a_clear_error(monkeypatch:
     monkeypatch.setenv("KMSYNC_LOG_FORMAT", "xml")
     with pytest.raises(ValueError, match="KMSYNC_LOG_FORMAT must be one of text, json, got 'xml'"):
         setup_logging("ingest")
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_an_email_in_an_exceptions_text_or_a_message_is_hashed(fmt: str) -> None:
+    """Call sites hash the emails they log; an exception's text (a client error quoting a record) or a
+    value nobody hashed must not carry one to the log either."""
+    configure_email_hash_key(b"k" * 32)
+    try:
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(log_formatter("sink", fmt))
+        logger = logging.getLogger("kmsync.test.logs.emails")
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        try:
+            raise ValueError("record {'email': 'Ann.O-Neil+x@Example.co.uk'} refused")
+        except ValueError:
+            logger.exception("call failed for %s", "bob@example.com")
+        logger.handlers.clear()
+        line = stream.getvalue()
+        assert "@" not in line
+        assert hash_email("Ann.O-Neil+x@Example.co.uk") in line and hash_email("bob@example.com") in line
+        if fmt == "json":
+            assert json.loads(line)["message"] == f"call failed for {hash_email('bob@example.com')}"
+    finally:
+        configure_email_hash_key(None)
