@@ -216,7 +216,13 @@ class IngestService:
     async def _fence_and_load(self, partition: int) -> Publisher:
         """Start the partition's transactional producer (fencing its previous holder and aborting
         its open transaction), then reload the partition's events' watermarks: the last the
-        previous holder will ever write. Raises KafkaUnavailable."""
+        previous holder will ever write. Raises KafkaUnavailable.
+
+        In this order on every takeover (first assignment, rebalance, renewal after a failed
+        transaction): ``init_transactions`` returns once the broker has aborted a killed holder's open
+        transaction (docs/reference/streaming.md §3.1; OBSERVED in tests/ingest/test_takeover_after_kill.py),
+        so the read_committed load, which reads its end offsets after it, does not wait for that
+        transaction's timeout (60 s)."""
         keys = {(e.partner_id, e.virtual_event_id) for e in self._events_of(partition)}
         tx_id = partition_transactional_id(self.settings.transactional_id, self.settings.topic_prefix, partition)
         publisher = self.publisher.for_transactions(tx_id)

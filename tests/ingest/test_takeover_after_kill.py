@@ -1,0 +1,163 @@
+"""An ingest killed (SIGKILL) inside a pull page's transaction leaves that transaction open on the broker
+until its transaction.timeout.ms (60 s), and read_committed readers of ingest.watermarks.v1 cannot pass it.
+The successor's takeover of the coordination partition starts the partition's transactional producer
+first: ``init_transactions`` under the same transactional id fences the dead owner and has the broker
+abort its open transaction (docs/reference/streaming.md §3.1), and it returns only once the abort is
+written, so the watermark load that follows passes at once instead of waiting for the timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from kmsync_config import TenantsConfig, parse_tenants
+from kmsync_contracts.topics import INGEST_WATERMARKS
+from kmsync_ingest.kaltura_source import KalturaPullSource, client_for
+from kmsync_ingest.metrics import IngestMetrics
+from kmsync_ingest.ownership import owner_partition, partition_transactional_id
+from kmsync_ingest.publisher import Publisher
+from kmsync_ingest.service import IngestService
+from kmsync_ingest.settings import IngestSettings
+from kmsync_kafka import topic_name
+from kmsync_testing.ingest import settings_for
+from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.waiting import wait_for
+
+PARTITIONS = 3
+PARTNER, EVENT = 2_000_001, 50_001
+#: Far below the killed transaction's transaction.timeout.ms (60 s): only the fence lets a load pass.
+LOAD_TIMEOUT = 5.0
+
+#: The killed ingest: ingest's own Publisher and WatermarkStore under the partition's transactional id.
+#: It commits one page's watermark, then writes the next one in a transaction it never ends.
+ZOMBIE = textwrap.dedent("""
+    import asyncio, sys
+    from kmsync_contracts import encode, utc_now
+    from kmsync_contracts.topics import INGEST_WATERMARKS
+    from kmsync_ingest.metrics import IngestMetrics
+    from kmsync_ingest.publisher import Publisher
+    from kmsync_ingest.watermarks import WatermarkStore
+    from kmsync_kafka.producer import await_delivery
+
+    async def main(bootstrap, prefix, tx_id, partner, event):
+        publisher = Publisher(bootstrap, prefix, IngestMetrics(), transactional_id=tx_id)
+        await publisher.start()
+        store = WatermarkStore(publisher)
+        await store.commit(partner, event, "statuses", "", utc_now(), frozenset({"committed"}))
+        mark = store.get(partner, event, "statuses").model_copy(update={"seen_ids": ("never-committed",)})
+        producer = await publisher._transactional_producer()
+        producer.begin_transaction()
+        topic = publisher.topic(INGEST_WATERMARKS)
+        await await_delivery(await producer.send(topic, encode(mark), mark.partition_key().encode()))
+        print("open", flush=True)
+        await asyncio.Event().wait()  # killed here, inside the transaction
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))
+""")
+
+
+def _tenants(tmp_path: Path) -> TenantsConfig:
+    secret = tmp_path / "secret"
+    secret.write_text("not-used")
+    nowhere = "http://127.0.0.1:1"  # nothing is pulled: pull_enabled is off
+    return parse_tenants({
+        "marketo_instances": {"main": {"munchkin_id": "123-ABC-456", "endpoint": nowhere, "client_id": "ingest-tests",
+                                       "client_secret": {"file": str(secret)}}},
+        "kaltura_partners": {PARTNER: {"service_url": nowhere, "user_profile_url": nowhere,
+                                       "admin_secret": {"file": str(secret)}}},
+        "events": [{"name": "e", "partner_id": PARTNER, "virtual_event_id": EVENT, "app_guid": "g",
+                    "marketo_instance": "main", "program_id": 1001, "sessions": []}],
+    }, "test tenants")
+
+
+def _settings(kafka_broker: KafkaBroker, topic_prefix: str) -> tuple[IngestSettings, str]:
+    """Settings of a one-replica ingest group, and the transactional id of the event's partition."""
+    settings = settings_for(kafka_broker.bootstrap, topic_prefix, None, ingest_coordination_partitions=PARTITIONS,
+                            ingest_handover_timeout_seconds=20, ingest_session_timeout_seconds=6)
+    tx_id = partition_transactional_id(settings.transactional_id, topic_prefix,
+                                       owner_partition(PARTNER, EVENT, PARTITIONS))
+    assert tx_id is not None
+    return settings, tx_id
+
+
+@asynccontextmanager
+async def killed_inside_a_transaction(settings: IngestSettings, tx_id: str) -> AsyncIterator[None]:
+    """Run the zombie until its transaction is open on the broker, then SIGKILL it (no abort, no close)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", ZOMBIE, settings.kafka_bootstrap, settings.topic_prefix, tx_id, str(PARTNER),
+        str(EVENT), stdout=asyncio.subprocess.PIPE, env=dict(os.environ),
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert line.strip() == b"open", "the zombie did not open its transaction"
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        stable, end = await _stable_and_log_end(settings.kafka_bootstrap, settings.topic_prefix)
+        assert stable < end, "the killed ingest's transaction is not open on the broker"
+        yield
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+
+
+async def _stable_and_log_end(bootstrap: str, prefix: str) -> tuple[int, int]:
+    """(last stable offset, log end) of ingest.watermarks.v1 (one partition): they differ while a
+    transaction is open on it."""
+    tp = TopicPartition(topic_name(INGEST_WATERMARKS, prefix), 0)
+    offsets = []
+    for isolation in ("read_committed", "read_uncommitted"):
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
+        await consumer.start()
+        try:
+            offsets.append((await consumer.end_offsets([tp]))[tp])
+        finally:
+            await consumer.stop()
+    return offsets[0], offsets[1]
+
+
+async def test_a_takeover_fences_a_killed_owners_open_transaction_instead_of_waiting_for_its_timeout(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings, tx_id = _settings(kafka_broker, topic_prefix)
+    tenants = _tenants(tmp_path)
+    async with killed_inside_a_transaction(settings, tx_id):
+        # The successor: the real service, whose first assignment takes the partition over.
+        service = IngestService(settings, tenants, lambda e: KalturaPullSource(
+            client_for(e.partner_id, tenants.kaltura_partners[e.partner_id], settings), settings))
+        service.watermarks.load_timeout = LOAD_TIMEOUT
+        await service.start()
+        try:
+            await wait_for(lambda: (PARTNER, EVENT) in service.pullers, within=20,
+                           what="the takeover of the killed ingest's partition")
+            mark = service.watermarks.get(PARTNER, EVENT, "statuses")
+            assert mark is not None and mark.seen_ids == ("committed",), "not the last committed watermark"
+            stable, end = await _stable_and_log_end(settings.kafka_bootstrap, topic_prefix)
+            assert stable == end, "the killed ingest's transaction is still open after the takeover"
+        finally:
+            await service.stop()
+
+
+async def test_init_transactions_returns_once_the_previous_holders_transaction_is_aborted(
+    kafka_broker: KafkaBroker, topic_prefix: str
+) -> None:
+    # What the takeover's order relies on: the load's end offsets, read after the fence, are past
+    # the abort marker (OBSERVED with librdkafka 2.12 against Kafka 4.4).
+    settings, tx_id = _settings(kafka_broker, topic_prefix)
+    async with killed_inside_a_transaction(settings, tx_id):
+        successor = Publisher(kafka_broker.bootstrap, topic_prefix, IngestMetrics(), transactional_id=tx_id)
+        await successor.start_transactions()
+        try:
+            stable, end = await _stable_and_log_end(kafka_broker.bootstrap, topic_prefix)
+            assert stable == end, "init_transactions returned before the open transaction was aborted"
+        finally:
+            await successor.stop()
