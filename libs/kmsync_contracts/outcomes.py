@@ -119,6 +119,7 @@ class IngestWatermark(ContractModel):
 #: What transform decided to drop or change (docs/design/granular-statuses.md §4).
 DecisionKind = Literal[
     "forward_only_skip", "truncated", "too_many_polls", "unusable_email", "label_undecided", "poll_moved",
+    "activity_once",
 ]
 
 #: The keys `TransformDecision.detail` must hold, per decision: any one of the alternatives, in full.
@@ -136,6 +137,8 @@ DECISION_DETAIL_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "label_undecided": ((),),
     # a known poll arrived with another position: its answer moved to the new slot
     "poll_moved": (("poll_id", "from_position", "to_position"),),
+    # another final snapshot of a session whose activity was already emitted: the activity is not sent again
+    "activity_once": (("activity_op_id",),),
 }
 
 

@@ -33,6 +33,10 @@ class ReasonCode(StrEnum):
     """A status lower than the member already has: not written (transform.decisions.v1, from/to status)."""
     POLL_MOVED = "kmsync.poll_moved"
     """A known poll arrived with another position in its session: its answer moved slot (transform.decisions.v1)."""
+    ACTIVITY_ONCE = "kmsync.activity_once"
+    """Another final snapshot of a session whose custom activity was already emitted: only the engagement object
+    is updated, the activity (insert-only, once per session and person) keeps the first figures
+    (transform.decisions.v1)."""
     SCHEDULE_UNKNOWN = "kmsync.schedule_unknown"
     """An attended status of an event whose start is unknown: no Pre-/During-event visit label is written
     (transform.decisions.v1 ``label_undecided``; give the event a schedule, docs/configuration.md)."""

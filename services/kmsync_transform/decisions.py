@@ -90,6 +90,19 @@ def poll_moved(record: KalturaRecord, source: SourceRef, now: datetime, *, email
         email=email, munchkin_id=munchkin_id, program_id=program_id, op_id=op_id)
 
 
+def activity_once(record: KalturaRecord, source: SourceRef, now: datetime, *, email: str, munchkin_id: str,
+                  program_id: int, activity_op_id: str, object_op_id: str | None) -> TransformDecision:
+    """A final snapshot of a session whose custom activity was already emitted (insert-only in Marketo,
+    docs/reference/marketo-api.md §7.1; once per session and person): not sent again."""
+    what = "only the engagement object is updated" if object_op_id else "nothing is written"
+    return decision(
+        "activity_once", ReasonCode.ACTIVITY_ONCE,
+        f"the session's engagement activity was already emitted ({activity_op_id}); activities are written once "
+        f"per session and person with the first final figures, so {what}",
+        record, source, now, {"activity_op_id": activity_op_id},
+        email=email, munchkin_id=munchkin_id, program_id=program_id, op_id=object_op_id)
+
+
 def label_skip(record: KalturaRecord, source: SourceRef, now: datetime, *, email: str, munchkin_id: str,
                program_id: int, from_label: str, to_label: str) -> TransformDecision:
     """A granular label lower in the label order than the member's (the status itself was not lower):

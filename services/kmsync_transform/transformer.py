@@ -27,7 +27,7 @@ from kmsync_contracts.seed import (
 )
 from kmsync_transform.built import LEAD, STATUS, engagement_builders
 from kmsync_transform.dead_letters import dead_letter
-from kmsync_transform.decisions import poll_moved, status_skip, too_many_polls, truncated
+from kmsync_transform.decisions import activity_once, poll_moved, status_skip, too_many_polls, truncated
 from kmsync_transform.engagement import (
     RateScale,
     activity_attributes,
@@ -185,18 +185,22 @@ class Transformer:
         }
         values: dict[str, object] | None = None  # the object and the activity share them
         build_object, build_activity = engagement_builders(session_config(event, snap.entry_id))  # built.py
+        object_op_id: str | None = None
         if event.outputs.custom_objects:
             values = engagement_values(snap, email, event, self.rate_scale)
             record = object_record(values)
+            object_op_id = op_id("custom_object_upsert", munchkin, ENGAGEMENT_OBJECT_API_NAME,
+                                 snap.virtual_event_id, snap.entry_id, email, content_fingerprint(record))
             result.ops.append(build_object.build(
-                op_id=op_id("custom_object_upsert", munchkin, ENGAGEMENT_OBJECT_API_NAME,
-                            snap.virtual_event_id, snap.entry_id, email, content_fingerprint(record)),
-                object_name=ENGAGEMENT_OBJECT_API_NAME, dedupe_fields=self.engagement_dedupe_fields,
-                record=record, **base))
+                op_id=object_op_id, object_name=ENGAGEMENT_OBJECT_API_NAME,
+                dedupe_fields=self.engagement_dedupe_fields, record=record, **base))
         if event.outputs.custom_activities and snap.is_final:
             activity_id = activity_op_id(munchkin, snap.virtual_event_id, snap.entry_id, email)
             if not self.ledger.claim(activity_id, now.isoformat()):
                 result.ledger_hits += 1
+                result.decisions.append(activity_once(
+                    snap, routed.source, now, email=email, munchkin_id=munchkin, program_id=event.program_id,
+                    activity_op_id=activity_id, object_op_id=object_op_id))
                 return
             result.ops.append(build_activity.build(
                 op_id=activity_id, activity_type=ENGAGEMENT_ACTIVITY_API_NAME,

@@ -23,6 +23,7 @@ EXAMPLES: dict[str, tuple[ReasonCode, dict[str, Any]]] = {
     "unusable_email": (ReasonCode.UNUSABLE_EMAIL, {"email_problem": "missing"}),
     "label_undecided": (ReasonCode.EVENT_NOT_CONFIGURED, {}),
     "poll_moved": (ReasonCode.POLL_MOVED, {"poll_id": "p2", "from_position": 3, "to_position": 2}),
+    "activity_once": (ReasonCode.ACTIVITY_ONCE, {"activity_op_id": "op-7"}),
 }
 
 

@@ -27,7 +27,9 @@ GOLDEN = Path(__file__).with_name("golden_pure_path.txt")
 #: dead letters' payloads carry lane (issue #18); every operation's bytes stayed the same.
 #: Then issue #16's lead updates on a profile edit: each member's lead fingerprint state record
 #: (statuses:lead|<member>) was added, 7 lines; every operation's bytes stayed the same.
-GOLDEN_SHA256 = "c4a6404cbf40d6f7fe53e12fd1312858ca9ca63e41243f74df422c08b7bfbf6b"
+#: Then the activity_once decision (a later final snapshot of a session whose activity was emitted): its
+#: counter, 1 line; every operation's bytes stayed the same.
+GOLDEN_SHA256 = "d13ad2644368bd3bc842c00c657ad37b76ea69f514c091b44ff7c916fc6a7fff"
 
 
 def test_golden_file_is_the_pinned_one() -> None:

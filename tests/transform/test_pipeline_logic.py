@@ -109,6 +109,12 @@ def test_activity_once_per_person_and_session(
     _, late = run(tenants, state, SESSION_ENGAGEMENT, engagement_record(final=True, plays=4, minutes=9))
     assert [type(o) for o in replay.ops] == [CustomObjectUpsert] and replay.ledger_hits == 1
     assert [type(o) for o in late.ops] == [CustomObjectUpsert] and late.ledger_hits == 1
+    # ... and each says so on transform.decisions.v1, naming the activity kept and the object written
+    assert final.decisions == [] and live.decisions == []
+    [kept] = late.decisions
+    assert (kept.decision, kept.reason_code, kept.op_id) == ("activity_once", "kmsync.activity_once", late.ops[0].op_id)
+    assert kept.detail == {"activity_op_id": act.op_id} and kept.session_id == "0_keynote"
+    assert [d.decision for d in replay.decisions] == ["activity_once"]
     # another session of the same person gets its own activity
     _, other = run(tenants, state, SESSION_ENGAGEMENT, engagement_record(entry="0_breakout"))
     assert [type(o) for o in other.ops] == [CustomObjectUpsert, CustomActivity]
