@@ -52,6 +52,9 @@ INGEST_TOPICS: tuple[TopicSpec, ...] = (
     ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES, INGEST_WATERMARKS, INGEST_DLQ,
 )
 
+#: The key of the records ``Publisher.abort_left_open`` writes in a transaction it aborts.
+LEFT_OPEN_KEY = b"kmsync-ingest:abort-left-open"
+
 #: The stream label (metrics) and topic of each record type.
 STREAMS: dict[type[KalturaRecord], tuple[str, TopicSpec]] = {
     AttendeeStatus: ("statuses", ATTENDEE_STATUS),
@@ -138,6 +141,31 @@ class Publisher:
             return
         async with self._tx_lock:
             await self._transactional_producer()
+
+    async def abort_left_open(self, specs: Sequence[TopicSpec] = INGEST_TOPICS) -> None:
+        """After ``start_transactions``: one aborted transaction holding a record on every partition of
+        ``specs`` (``LEFT_OPEN_KEY``, no value; read_committed readers never see it). A broker crash can
+        leave a transaction of this id open on a partition although its coordinator no longer knows it
+        (a "hanging" transaction, OBSERVED with Kafka 4.4: SIGKILL of the broker mid-page). The fence does
+        not end that one, and it holds every read_committed reader of the partition (the watermark load,
+        transform) for good; the abort marker of the same producer id ends it, aborted, so a later
+        commit of this id can never make its records visible either. Raises KafkaUnavailable."""
+        if self.transactional_id is None:
+            return
+        records = [Record(self.topic(spec), None, LEFT_OPEN_KEY, p)
+                   for spec in specs for p in range(await self.partitions_of(spec))]
+        async with self._tx_lock:
+            producer = await self._transactional_producer()
+            try:
+                producer.begin_transaction()
+                await asyncio.wait_for(await_delivery(await producer.send_many(records)), self.ack_timeout)
+                await producer.abort_transaction(self.ack_timeout)
+            except (ProduceError, TimeoutError) as exc:
+                self._tx = None
+                self.broken = not self._owns_plain
+                await producer.stop(0)
+                self._failed()
+                raise KafkaUnavailable(f"cannot end what {self.transactional_id} left open: {exc!r}") from exc
 
     def topic(self, spec: TopicSpec) -> str:
         return topic_name(spec, self.prefix)

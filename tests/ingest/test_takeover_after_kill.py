@@ -16,9 +16,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from kmsync_config import TenantsConfig, parse_tenants
+from kmsync_contracts import IngestWatermark, encode, utc_now
 from kmsync_contracts.topics import INGEST_WATERMARKS
 from kmsync_ingest.kaltura_source import KalturaPullSource, client_for
 from kmsync_ingest.metrics import IngestMetrics
@@ -26,9 +31,10 @@ from kmsync_ingest.ownership import owner_partition, partition_transactional_id
 from kmsync_ingest.publisher import Publisher
 from kmsync_ingest.service import IngestService
 from kmsync_ingest.settings import IngestSettings
-from kmsync_kafka import topic_name
+from kmsync_kafka import ensure_topics, topic_name
 from kmsync_testing.ingest import settings_for
-from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.kafka_broker import KafkaBroker, start_broker
+from kmsync_testing.topics import read_topic
 from kmsync_testing.waiting import wait_for
 
 PARTITIONS = 3
@@ -125,24 +131,32 @@ async def _stable_and_log_end(bootstrap: str, prefix: str) -> tuple[int, int]:
     return offsets[0], offsets[1]
 
 
+def _successor(settings: IngestSettings, tenants: TenantsConfig) -> IngestService:
+    """The real service (its first assignment takes the event's partition over), loading with LOAD_TIMEOUT."""
+    service = IngestService(settings, tenants, lambda e: KalturaPullSource(
+        client_for(e.partner_id, tenants.kaltura_partners[e.partner_id], settings), settings))
+    service.watermarks.load_timeout = LOAD_TIMEOUT
+    return service
+
+
+async def _took_over_the_committed_mark(service: IngestService, prefix: str) -> None:
+    await wait_for(lambda: (PARTNER, EVENT) in service.pullers, within=20, what="the takeover of the event's partition")
+    mark = service.watermarks.get(PARTNER, EVENT, "statuses")
+    assert mark is not None and mark.seen_ids == ("committed",), "not the last committed watermark"
+    stable, end = await _stable_and_log_end(service.settings.kafka_bootstrap, prefix)
+    assert stable == end, "a transaction of the previous owner is still open after the takeover"
+
+
 async def test_a_takeover_fences_a_killed_owners_open_transaction_instead_of_waiting_for_its_timeout(
     kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path
 ) -> None:
     settings, tx_id = _settings(kafka_broker, topic_prefix)
     tenants = _tenants(tmp_path)
     async with killed_inside_a_transaction(settings, tx_id):
-        # The successor: the real service, whose first assignment takes the partition over.
-        service = IngestService(settings, tenants, lambda e: KalturaPullSource(
-            client_for(e.partner_id, tenants.kaltura_partners[e.partner_id], settings), settings))
-        service.watermarks.load_timeout = LOAD_TIMEOUT
+        service = _successor(settings, tenants)
         await service.start()
         try:
-            await wait_for(lambda: (PARTNER, EVENT) in service.pullers, within=20,
-                           what="the takeover of the killed ingest's partition")
-            mark = service.watermarks.get(PARTNER, EVENT, "statuses")
-            assert mark is not None and mark.seen_ids == ("committed",), "not the last committed watermark"
-            stable, end = await _stable_and_log_end(settings.kafka_bootstrap, topic_prefix)
-            assert stable == end, "the killed ingest's transaction is still open after the takeover"
+            await _took_over_the_committed_mark(service, topic_prefix)
         finally:
             await service.stop()
 
@@ -161,3 +175,83 @@ async def test_init_transactions_returns_once_the_previous_holders_transaction_i
             assert stable == end, "init_transactions returned before the open transaction was aborted"
         finally:
             await successor.stop()
+
+
+def _mark(seen: str) -> IngestWatermark:
+    return IngestWatermark(partner_id=PARTNER, virtual_event_id=EVENT, stream="statuses", watermark=utc_now(),
+                           seen_ids=(seen,), recorded_at=utc_now())
+
+
+@pytest.fixture
+async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
+    """A broker of its own that appends transactional records without asking their coordinator
+    (transaction.partition.verification.enable=false), so a test can build what a crash left."""
+    broker = await asyncio.to_thread(start_broker, tmp_path / "kafka")
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        off = ConfigEntry("transaction.partition.verification.enable", "false",
+                          incremental_operation=AlterConfigOpType.SET)
+        for future in admin.incremental_alter_configs(
+                [ConfigResource(ResourceType.BROKER, "1", incremental_configs=[off])]).values():
+            await asyncio.to_thread(future.result)
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+async def _leave_a_hanging_transaction(bootstrap: str, prefix: str, tx_id: str) -> None:
+    """Commit a watermark under ``tx_id``, then append one more record of the id, transactional, behind its
+    coordinator's back: the partition holds an open transaction its coordinator does not know (the id is
+    at CompleteCommit). A broker crash mid-page left exactly that (OBSERVED, Kafka 4.4, SIGKILL of the
+    broker under a pulling ingest: DescribeProducers showed the watermark partition's open transaction of
+    producer epoch 0, DescribeTransactions the id at CompleteCommit, then Empty at epoch 2 after the fence,
+    and the watermark loads timed out for good)."""
+    topic = topic_name(INGEST_WATERMARKS, prefix)
+    tp = TopicPartition(topic, 0)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=tx_id, enable_idempotence=True,
+                                acks="all")
+    await producer.start()
+    try:
+        committed = _mark("committed")
+        async with producer.transaction():
+            await producer.send_and_wait(topic, encode(committed), committed.partition_key().encode(), partition=0)
+        await wait_for(lambda: _nothing_open(bootstrap, prefix), what="the commit marker")
+        txn = producer._txn_manager
+        batch = DefaultRecordBatchBuilder(2, 0, is_transactional=1, producer_id=txn.producer_id,
+                                          producer_epoch=txn.producer_epoch,
+                                          base_sequence=txn.sequence_number(tp), batch_size=1 << 20)
+        hanging = _mark("never-committed")
+        batch.append(0, timestamp=None, key=hanging.partition_key().encode(), value=encode(hanging), headers=[])
+        request = ProduceRequest(transactional_id=tx_id, required_acks=-1, timeout=10_000,
+                                 topics=[(topic, [(0, bytes(batch.build()))])])
+        response = await producer.client.send(producer.client.cluster.leader_for_partition(tp), request)
+        assert response.topics[0][1][0][1] == 0, f"the broker refused the record: {response}"
+    finally:
+        await producer.stop()
+
+
+async def _nothing_open(bootstrap: str, prefix: str) -> bool:
+    stable, end = await _stable_and_log_end(bootstrap, prefix)
+    return stable == end
+
+
+@pytest.mark.kafka
+async def test_a_takeover_ends_a_transaction_a_broker_crash_left_open_unknown_to_its_coordinator(
+    unverified_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    # No fence ends such a transaction and no timeout either: the coordinator does not know it. Before
+    # abort_left_open the takeover's load timed out again and again (the partition stalled for good).
+    prefix = "hanging."
+    settings, tx_id = _settings(unverified_broker, prefix)
+    await ensure_topics(unverified_broker.bootstrap, [INGEST_WATERMARKS], prefix=prefix)
+    await _leave_a_hanging_transaction(unverified_broker.bootstrap, prefix, tx_id)
+    assert not await _nothing_open(unverified_broker.bootstrap, prefix), "no transaction was left open"
+    service = _successor(settings, _tenants(tmp_path))
+    await service.start()
+    try:
+        await _took_over_the_committed_mark(service, prefix)
+    finally:
+        await service.stop()
+    # Ended aborted: its record is never made visible (a later commit of the id would have done so).
+    marks = [v for _, v in await read_topic(unverified_broker.bootstrap, INGEST_WATERMARKS, prefix)]
+    assert [m.seen_ids for m in marks] == [("committed",)]
