@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from kmsync_config import TenantsConfig, parse_tenants
 from kmsync_contracts import IngestWatermark, encode, utc_now
-from kmsync_contracts.topics import INGEST_WATERMARKS
+from kmsync_contracts.topics import ATTENDEE_STATUS, INGEST_WATERMARKS, TopicSpec
 from kmsync_ingest.kaltura_source import KalturaPullSource, client_for
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_ingest.ownership import owner_partition, partition_transactional_id
@@ -116,10 +116,10 @@ async def killed_inside_a_transaction(settings: IngestSettings, tx_id: str) -> A
             await process.wait()
 
 
-async def _stable_and_log_end(bootstrap: str, prefix: str) -> tuple[int, int]:
-    """(last stable offset, log end) of ingest.watermarks.v1 (one partition): they differ while a
-    transaction is open on it."""
-    tp = TopicPartition(topic_name(INGEST_WATERMARKS, prefix), 0)
+async def _stable_and_log_end(bootstrap: str, prefix: str, spec: TopicSpec = INGEST_WATERMARKS) -> tuple[int, int]:
+    """(last stable offset, log end) of partition 0 of ``spec`` (ingest.watermarks.v1 has one): they
+    differ while a transaction is open on it."""
+    tp = TopicPartition(topic_name(spec, prefix), 0)
     offsets = []
     for isolation in ("read_committed", "read_uncommitted"):
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
@@ -200,9 +200,9 @@ async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
 
 
 async def _leave_a_hanging_transaction(bootstrap: str, prefix: str, tx_id: str) -> None:
-    """Commit a watermark under ``tx_id``, then append one more record of the id, transactional, behind its
-    coordinator's back: the partition holds an open transaction its coordinator does not know (the id is
-    at CompleteCommit). A broker crash mid-page left exactly that (OBSERVED, Kafka 4.4, SIGKILL of the
+    """Commit a watermark under ``tx_id``, then append a page's records of the id (a status and the
+    watermark), transactional, behind its coordinator's back: the partitions hold an open transaction its
+    coordinator does not know (the id is at CompleteCommit). A broker crash mid-page left exactly that (OBSERVED, Kafka 4.4, SIGKILL of the
     broker under a pulling ingest: DescribeProducers showed the watermark partition's open transaction of
     producer epoch 0, DescribeTransactions the id at CompleteCommit, then Empty at epoch 2 after the fence,
     and the watermark loads timed out for good)."""
@@ -217,21 +217,23 @@ async def _leave_a_hanging_transaction(bootstrap: str, prefix: str, tx_id: str) 
             await producer.send_and_wait(topic, encode(committed), committed.partition_key().encode(), partition=0)
         await wait_for(lambda: _nothing_open(bootstrap, prefix), what="the commit marker")
         txn = producer._txn_manager
-        batch = DefaultRecordBatchBuilder(2, 0, is_transactional=1, producer_id=txn.producer_id,
-                                          producer_epoch=txn.producer_epoch,
-                                          base_sequence=txn.sequence_number(tp), batch_size=1 << 20)
         hanging = _mark("never-committed")
-        batch.append(0, timestamp=None, key=hanging.partition_key().encode(), value=encode(hanging), headers=[])
-        request = ProduceRequest(transactional_id=tx_id, required_acks=-1, timeout=10_000,
-                                 topics=[(topic, [(0, bytes(batch.build()))])])
+        batches = []
+        for spec in (ATTENDEE_STATUS, INGEST_WATERMARKS):
+            batch = DefaultRecordBatchBuilder(2, 0, is_transactional=1, producer_id=txn.producer_id,
+                                              producer_epoch=txn.producer_epoch, batch_size=1 << 20,
+                                              base_sequence=txn.sequence_number(TopicPartition(topic_name(spec, prefix), 0)))
+            batch.append(0, timestamp=None, key=hanging.partition_key().encode(), value=encode(hanging), headers=[])
+            batches.append((topic_name(spec, prefix), [(0, bytes(batch.build()))]))
+        request = ProduceRequest(transactional_id=tx_id, required_acks=-1, timeout=10_000, topics=batches)
         response = await producer.client.send(producer.client.cluster.leader_for_partition(tp), request)
-        assert response.topics[0][1][0][1] == 0, f"the broker refused the record: {response}"
+        assert all(error == 0 for _, parts in response.topics for _, error, *_ in parts), f"refused: {response}"
     finally:
         await producer.stop()
 
 
-async def _nothing_open(bootstrap: str, prefix: str) -> bool:
-    stable, end = await _stable_and_log_end(bootstrap, prefix)
+async def _nothing_open(bootstrap: str, prefix: str, spec: TopicSpec = INGEST_WATERMARKS) -> bool:
+    stable, end = await _stable_and_log_end(bootstrap, prefix, spec)
     return stable == end
 
 
@@ -243,15 +245,19 @@ async def test_a_takeover_ends_a_transaction_a_broker_crash_left_open_unknown_to
     # abort_left_open the takeover's load timed out again and again (the partition stalled for good).
     prefix = "hanging."
     settings, tx_id = _settings(unverified_broker, prefix)
-    await ensure_topics(unverified_broker.bootstrap, [INGEST_WATERMARKS], prefix=prefix)
+    await ensure_topics(unverified_broker.bootstrap, [INGEST_WATERMARKS, ATTENDEE_STATUS], prefix=prefix)
     await _leave_a_hanging_transaction(unverified_broker.bootstrap, prefix, tx_id)
-    assert not await _nothing_open(unverified_broker.bootstrap, prefix), "no transaction was left open"
+    for spec in (INGEST_WATERMARKS, ATTENDEE_STATUS):
+        assert not await _nothing_open(unverified_broker.bootstrap, prefix, spec), "no transaction was left open"
     service = _successor(settings, _tenants(tmp_path))
     await service.start()
     try:
         await _took_over_the_committed_mark(service, prefix)
+        # Transform's input too: a status partition it held would stall transform for good.
+        assert await _nothing_open(unverified_broker.bootstrap, prefix, ATTENDEE_STATUS)
     finally:
         await service.stop()
-    # Ended aborted: its record is never made visible (a later commit of the id would have done so).
+    # Ended aborted: its records are never made visible (a later commit of the id would have done so).
     marks = [v for _, v in await read_topic(unverified_broker.bootstrap, INGEST_WATERMARKS, prefix)]
     assert [m.seen_ids for m in marks] == [("committed",)]
+    assert await read_topic(unverified_broker.bootstrap, ATTENDEE_STATUS, prefix) == []
