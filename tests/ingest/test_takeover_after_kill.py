@@ -185,7 +185,8 @@ def _mark(seen: str) -> IngestWatermark:
 @pytest.fixture
 async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
     """A broker of its own that appends transactional records without asking their coordinator
-    (transaction.partition.verification.enable=false), so a test can build what a crash left."""
+    (transaction.partition.verification.enable=false), so a test can build what a crash left; with the
+    verification on (the default) the broker refuses such a record (INVALID_TXN_STATE, OBSERVED)."""
     broker = await asyncio.to_thread(start_broker, tmp_path / "kafka")
     try:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
