@@ -215,8 +215,8 @@ class MarketoSink:
         generation = self._generation
         if not self._settled.is_set():  # polled after a new assignment, before its catch-up finished
             await self._settled.wait()
-            if self._failure is not None:  # the catch-up failed: the run ends, nothing of the batch is routed
-                return
+        if self._failure is not None:  # a catch-up (or a worker) failed: the run ends, nothing more is routed
+            return
         for tp, msgs in batch.items():
             for m in msgs:
                 if self._generation != generation or tp not in self.state.assigned:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka.structs import ConsumerRecord
 
 from kmsync_contracts import encode
-from kmsync_contracts.outcomes import ActivityIntent
+from kmsync_contracts.outcomes import ActivityIntent, RecordOutcome
 from kmsync_sink.ledger_reader import LedgerReader
 from kmsync_sink.memory import ActivityWrites
 
@@ -64,4 +64,25 @@ async def test_intents_and_tombstones_of_other_writers_are_taken_as_read() -> No
     assert ledger.uncertain("other") is None
     reader._intent(record(2, "other", None))
     assert ledger.intent("other") is None
+    await reader.stop()
+
+
+async def test_only_written_activities_are_learned_from_the_results() -> None:
+    """Other outcomes are passed over (most on their bytes, without decoding); a written activity, in any
+    JSON spacing, is learned."""
+    ledger = ActivityWrites()
+    reader = LedgerReader("127.0.0.1:1", "marketo.results.v1", ledger, 1.0)
+
+    def outcome(op_id: str, kind: str, status: str) -> bytes:
+        return encode(RecordOutcome(op_id=op_id, munchkin_id="111-AAA-111", kind=kind, status=status,
+                                    source_time=T0, decided_at=T0))
+
+    written = outcome("act-1", "custom_activity", "created")
+    assert reader._result(record(0, "k", written))
+    assert reader._result(record(1, "k", written.replace(b'"kind":', b'"kind": ')))  # another writer's spacing
+    assert not reader._result(record(2, "k", outcome("act-2", "custom_activity", "failed")))
+    assert not reader._result(record(3, "k", outcome("obj-1", "custom_object_upsert", "created")))
+    assert not reader._result(record(4, "k", b'{"kind":"custom_activity", not json'))
+    assert not reader._result(record(5, "k", None))
+    assert "act-1" in ledger and "act-2" not in ledger and "obj-1" not in ledger
     await reader.stop()

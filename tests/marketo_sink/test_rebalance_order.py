@@ -146,3 +146,16 @@ async def test_a_revocation_stops_every_leaving_worker_at_once(monkeypatch: pyte
     backfill.release.set()
     await revoking
     assert set(sink.router.workers) == {"b-live"}
+
+
+async def test_a_batch_polled_after_a_failed_catch_up_is_not_routed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catch-up fails while the loop waits in getmany: the next batch finds the gate open, and
+    must still not be routed (the ledger never caught up)."""
+    sink, reader, routed = _sink(monkeypatch)
+    await sink.on_revoked(set())
+    reader.error = ConnectionError("broker away")
+    reader.finish.set()
+    with pytest.raises(ConnectionError):
+        await sink.on_assigned({TP})
+    await sink._route_batch({TP: [_record(0)]})
+    assert routed == []
