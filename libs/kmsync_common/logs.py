@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+from typing import Any
 
 from kmsync_common.email_hash import email_hash_key, hash_email
 
@@ -21,36 +22,68 @@ __all__ = ["LOG_FORMATS", "EmailHashingFormatter", "hash_email", "log_formatter"
 LOG_FORMATS = ("text", "json")
 
 
-#: What an email address looks like in a log line (the part before "@" and a dotted domain): wide on purpose,
-#: a false positive only hashes a string that was not an address.
-EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-][A-Za-z0-9._%+'-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+#: What an email address looks like in log text: a local part and a dotted domain of any characters an
+#: address can carry (Unicode included: internationalised addresses), around "@" or its URL encoding "%40".
+#: Wide on purpose (a false positive only hashes a string that was not an address) and bounded (64 characters
+#: before the "@", 63 per domain label), so a long run of such characters costs linear, not quadratic, time.
+_ATOM = r"[^\s@\"'<>()\[\],;:\\/%=&?#|`{}]"
+_LABEL = r"[^\s@\"'<>()\[\],;:\\/%=&?#|`{}.]"
+EMAIL_IN_TEXT = re.compile(rf"{_ATOM}{{1,64}}(?:@|%40){_LABEL}{{1,63}}(?:\.{_LABEL}{{1,63}})*\.{_LABEL}{{2,63}}")
+
+
+def hash_emails_in(text: str) -> str:
+    """``text`` with every email in it replaced by its ``hash_email``."""
+    if "@" not in text and "%40" not in text:
+        return text
+    return EMAIL_IN_TEXT.sub(lambda m: hash_email(m.group(0).replace("%40", "@")), text)
+
+
+def _hash_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return hash_emails_in(value)
+    if isinstance(value, dict):
+        return {k: _hash_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_hash_values(v) for v in value]
+    return value
 
 
 class EmailHashingFormatter(logging.Formatter):
-    """Any email left in a formatted line (an exception's text, a value a message did not hash) is replaced
-    by its ``hash_email``: the last guard, behind hashing at every call site that logs a person."""
+    """Text lines: any email left in the formatted line (an exception's text, a value a message did not
+    hash) is replaced by its ``hash_email``: the last guard, behind hashing at every call site that logs a
+    person."""
 
     def __init__(self, inner: logging.Formatter) -> None:
         super().__init__()
         self.inner = inner
 
     def format(self, record: logging.LogRecord) -> str:
-        line = self.inner.format(record)
-        if "@" not in line:
-            return line
-        return EMAIL_IN_TEXT.sub(lambda m: hash_email(m.group(0)), line)
+        return hash_emails_in(self.inner.format(record))
+
+
+def _json_formatter(service: str) -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+
+    class EmailHashingJsonFormatter(JsonFormatter):
+        """JSON lines: the same guard on every string value (message, exception text, ``extra=`` fields)
+        before it is serialised, so escapes (``\\n``, ``\\u00a0``) never touch an address and the line
+        stays valid JSON."""
+
+        def process_log_record(self, log_record: dict[str, Any]) -> dict[str, Any]:
+            hashed: dict[str, Any] = _hash_values(log_record)
+            return hashed
+
+    return EmailHashingJsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        static_fields={"service": service})
 
 
 def log_formatter(service: str, fmt: str = "text") -> logging.Formatter:
     """The formatter of `fmt`; json lines carry time, service, level, logger and message (plus any
     `extra=` fields and the exception text). Either way an email in the line is hashed."""
     if fmt == "json":
-        from pythonjsonlogger.json import JsonFormatter
-
-        return EmailHashingFormatter(JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            static_fields={"service": service}))
+        return _json_formatter(service)
     if fmt != "text":
         raise ValueError(f"KMSYNC_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
     return EmailHashingFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))

@@ -57,10 +57,13 @@ def test_text_is_the_default_and_an_unknown_format_is_a_clear_error(monkeypatch:
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_an_email_in_an_exceptions_text_or_a_message_is_hashed(fmt: str) -> None:
-    """Call sites hash the emails they log; an exception's text (a client error quoting a record) or a
-    value nobody hashed must not carry one to the log either."""
+def test_an_email_in_an_exceptions_text_a_message_or_an_extra_is_hashed(fmt: str) -> None:
+    """Call sites hash the emails they log; an exception's text (a client error quoting a record), an
+    `extra=` field or a value nobody hashed must not carry one to the log either, and a JSON line stays
+    valid JSON whatever escapes surround the address."""
     configure_email_hash_key(b"k" * 32)
+    addresses = ["Ann.O-Neil+x@Example.co.uk", "jane@exämple.de", "bob@example.com", "eve@example.org",
+                 "zoe@example.net"]
     try:
         stream = io.StringIO()
         handler = logging.StreamHandler(stream)
@@ -69,14 +72,25 @@ def test_an_email_in_an_exceptions_text_or_a_message_is_hashed(fmt: str) -> None
         logger.handlers[:] = [handler]
         logger.propagate = False
         try:
-            raise ValueError("record {'email': 'Ann.O-Neil+x@Example.co.uk'} refused")
+            raise ValueError("record {'email': 'Ann.O-Neil+x@Example.co.uk'} refused:\njane@exämple.de")
         except ValueError:
-            logger.exception("call failed for %s", "bob@example.com")
+            logger.exception("call failed for %s\tafter\u00a0eve@example.org (%s)", "bob@example.com",
+                             "GET /leads?email=zoe%40example.net", extra={"who": ["bob@example.com"]})
         logger.handlers.clear()
         line = stream.getvalue()
-        assert "@" not in line
-        assert hash_email("Ann.O-Neil+x@Example.co.uk") in line and hash_email("bob@example.com") in line
+        assert "@" not in line and "%40" not in line
+        assert all(hash_email(a) in line for a in addresses), line
         if fmt == "json":
-            assert json.loads(line)["message"] == f"call failed for {hash_email('bob@example.com')}"
+            record = json.loads(line)
+            assert record["message"].startswith(f"call failed for {hash_email('bob@example.com')}\tafter")
+            assert record["who"] == [hash_email("bob@example.com")]
+            assert hash_email("jane@exämple.de") in record["exc_info"]
     finally:
         configure_email_hash_key(None)
+
+
+def test_kafka_refs_and_times_with_an_at_sign_are_left_alone() -> None:
+    from kmsync_common.logs import hash_emails_in
+
+    for text in ("user-profile:123@2026-03-02T12:00:00.123+00:00", "target@12s", "job@1234:98765:u-1"):
+        assert hash_emails_in(text) == text
