@@ -117,6 +117,9 @@ class ObjectError:
     index: int
     message: str
     raw: Any
+    #: The newest valid ``updatedAt`` the walk read before this object (the one before the walk started
+    #: included), None if none: where the object sits in the walk's order when it gives no usable time.
+    walked_to: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -310,13 +313,15 @@ class KalturaClient:
                                                             offset=offset, limit=limit)
             page = UserProfilePage(watermark=watermark)
             stamps: list[datetime] = []
+            walked_to = watermark
             for i, raw in enumerate(objects):
                 try:
                     profile = UserProfile.model_validate(raw)
                 except ValidationError as exc:
-                    page.errors.append(ObjectError(offset + i, describe_validation_error(exc), raw))
+                    page.errors.append(ObjectError(offset + i, describe_validation_error(exc), raw, walked_to))
                     continue
                 stamps.append(profile.updated_at)
+                walked_to = profile.updated_at if walked_to is None else max(walked_to, profile.updated_at)
                 if profile.updated_at == cursor and profile.id in seen_at_cursor:
                     continue
                 page.profiles.append(profile)

@@ -73,13 +73,15 @@ def polls_url(template: str, service_url: str, event: EventConfig, entry_id: str
 NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def problem_time(raw: Any, page_watermark: datetime | None, since: datetime | None) -> datetime:
+def problem_time(raw: Any, walked_to: datetime | None, since: datetime | None) -> datetime:
     """When an invalid profile (dead-lettered) counts as changed, for the watermark: its own updatedAt if it
-    has a readable one, else the walk's watermark so far, else the stored one, else ``NO_TIME``. Never the
-    clock: on an event's first pull, a page of invalid profiles stamped "now" would set the boundary to now,
-    and every valid profile after it would be skipped as already produced (a silent loss)."""
+    has a readable one, else the newest time the walk read before it (``ObjectError.walked_to``: its place in
+    the walk's updatedAt order, so the next pull, which starts at the boundary, does not read it again), else
+    the stored watermark, else ``NO_TIME``. Never the clock: on an event's first pull, a page of invalid
+    profiles stamped "now" would set the boundary to now, and every valid profile after it would be skipped
+    as already produced (a silent loss)."""
     own = iso_time(raw.get("updatedAt")) if isinstance(raw, dict) else None
-    return own or page_watermark or since or NO_TIME
+    return own or walked_to or since or NO_TIME
 
 
 class KalturaPullSource:
@@ -135,7 +137,7 @@ class KalturaPullSource:
             for err in page.errors:
                 raw: Any = err.raw
                 ident = str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") else f"index:{err.index}"
-                when = problem_time(raw, page.watermark, since)
+                when = problem_time(raw, err.walked_to, since)
                 items.append(Item(when, ident, problem=Problem(
                     ReasonCode.INVALID_PROFILE, err.message, f"user-profile/list item {err.index}", raw)))
             yield items
