@@ -50,6 +50,27 @@ class Notification:
     fields: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+#: What the replica that owns the event reads of a forwarded notification's object, by kind (puller.py:
+#: ``covers_profile``, a profile's id and version; ``learn_session``, an entry's times and name), at the top level
+#: (fields mode) or under ``object``. Nothing else is forwarded: a profile's email, names and form answers, or a
+#: user's id (often the email), stay with the replica that received the notification, out of
+#: ingest.pull-owners.v1 (docs/configuration.md, "Where emails are").
+FORWARDED_KEYS: dict[str, tuple[str, ...]] = {
+    "user_profile": ("id", "updatedAt"),
+    "entry": ("startDate", "endDate", "name"),
+}
+
+
+def forwarded_fields(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The part of a notification's fields a forwarded trigger carries (``FORWARDED_KEYS``)."""
+    keys = FORWARDED_KEYS.get(kind, ())
+    out = {k: fields[k] for k in keys if k in fields}
+    obj = fields.get("object")
+    if isinstance(obj, dict):
+        out["object"] = {k: obj[k] for k in keys if k in obj}
+    return out
+
+
 def read_notification(raw: bytes, content_type: str) -> Notification:
     """Parse and classify a notification body; BadInput (400/415) with field-level problems."""
     ctype = content_type.split(";")[0].strip().lower()

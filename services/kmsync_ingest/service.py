@@ -21,7 +21,7 @@ from kmsync_ingest.coordination import PullCoordinator
 from kmsync_ingest.errors import BadInput
 from kmsync_ingest.job_ids import HandledJobs
 from kmsync_ingest.metrics import IngestMetrics
-from kmsync_ingest.notifications import Notification
+from kmsync_ingest.notifications import Notification, forwarded_fields
 from kmsync_ingest.ownership import event_key, owner_partition, partition_transactional_id
 from kmsync_ingest.publisher import KafkaUnavailable, Outgoing, Publisher
 from kmsync_ingest.puller import EventPuller, PullResult, PullTiming
@@ -449,7 +449,8 @@ class IngestService:
             trigger = PullTrigger(
                 partner_id=event.partner_id, virtual_event_id=event.virtual_event_id, job_id=note.job_id,
                 kind=note.kind, wants_statuses=note.wants_statuses, app_guid=note.app_guid,
-                entry_id=note.entry_id, fields=note.fields, forwarded_at=self.clock.now(),
+                entry_id=note.entry_id, fields=forwarded_fields(note.kind, note.fields),
+                forwarded_at=self.clock.now(),
             )
             item = Outgoing(INGEST_PULL_OWNERS, trigger.partition_key(), trigger, "triggers")
             await self.publisher.send_to_partition(item, self.owner_of(event.partner_id, event.virtual_event_id))
