@@ -44,6 +44,7 @@ from kmsync_contracts.topics import (
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_kafka import ensure_topics, topic_name
 from kmsync_kafka.producer import KafkaProducer, ProduceError, Record, await_delivery, producer_config
+from kmsync_kafka.reading import held_open
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,9 @@ class Publisher:
             await self._transactional_producer()
 
     async def abort_left_open(self, specs: Sequence[TopicSpec] = INGEST_TOPICS) -> None:
-        """After ``start_transactions``: one aborted transaction holding a record on every partition of
-        ``specs`` (``LEFT_OPEN_KEY``, no value; read_committed readers never see it). A broker crash can
+        """After ``start_transactions``: one aborted transaction holding a record (``LEFT_OPEN_KEY``, no
+        value; read_committed readers never see it) on every partition of ``specs`` that an open transaction
+        holds (its last stable offset behind its log end; logged), nothing anywhere else. A broker crash can
         leave a transaction of this id open on a partition although its coordinator no longer knows it
         (a "hanging" transaction, OBSERVED with Kafka 4.4: SIGKILL of the broker mid-page). The fence does
         not end that one, and it holds every read_committed reader of the partition (the watermark load,
@@ -152,8 +154,18 @@ class Publisher:
         commit of this id can never make its records visible either. Raises KafkaUnavailable."""
         if self.transactional_id is None:
             return
-        records = [Record(self.topic(spec), None, LEFT_OPEN_KEY, p)
-                   for spec in specs for p in range(await self.partitions_of(spec))]
+        try:  # only the partitions an open transaction holds (a takeover writes nothing anywhere else)
+            held = await held_open(self.bootstrap, [self.topic(spec) for spec in specs], within=self.ack_timeout)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            self._failed()
+            raise KafkaUnavailable(f"cannot read which partitions a transaction holds: {exc!r}") from exc
+        if not held:
+            return
+        # Another owner's pull in progress holds a partition too: its transaction is unharmed (a marker ends only
+        # this producer id's), so the list is what to look at, not what was wrong.
+        log.warning("%s: an open transaction holds %s; ending any of this id's with an aborted transaction",
+                    self.transactional_id, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in held))
+        records = [Record(tp.topic, None, LEFT_OPEN_KEY, tp.partition) for tp in held]
         async with self._tx_lock:
             producer = await self._transactional_producer()
             try:

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from kmsync_config import TenantsConfig, parse_tenants
 from kmsync_contracts import IngestWatermark, encode, utc_now
-from kmsync_contracts.topics import ATTENDEE_STATUS, INGEST_WATERMARKS, TopicSpec
+from kmsync_contracts.topics import ATTENDEE_STATUS, INGEST_WATERMARKS, SESSION_ENGAGEMENT, TopicSpec
 from kmsync_ingest.kaltura_source import KalturaPullSource, client_for
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_ingest.ownership import owner_partition, partition_transactional_id
@@ -256,6 +256,8 @@ async def test_a_takeover_ends_a_transaction_a_broker_crash_left_open_unknown_to
         await _took_over_the_committed_mark(service, prefix)
         # Transform's input too: a status partition it held would stall transform for good.
         assert await _nothing_open(unverified_broker.bootstrap, prefix, ATTENDEE_STATUS)
+        # A partition no transaction held gets nothing (no aborted record, no marker).
+        assert await _stable_and_log_end(unverified_broker.bootstrap, prefix, SESSION_ENGAGEMENT) == (0, 0)
     finally:
         await service.stop()
     # Ended aborted: its records are never made visible (a later commit of the id would have done so).
