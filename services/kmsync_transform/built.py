@@ -13,16 +13,15 @@ pass the record's own check (`engagement_builders`; checked value by value other
 entries, a third of validating the operation). tests/transform/test_built.py compares the
 operations with their validated twins.
 
-A lead upsert is validated (`Validated`): its few scalar fields and short field dict cost pydantic-core
-less than the fast path's checks and instance (session 10: 4.2 against 4.3 µs, validation faster in 38 of
-40 alternating measurements); a status ties (4.6 µs both) and a label builds faster (4.5 against 4.8 µs).
+A lead upsert has no builder here: transform calls the validating constructor `LeadUpsert` itself, since
+its few scalar fields and short field dict cost pydantic-core less than the fast path's checks and
+instance (session 10: 4.2 against 4.3 µs, validation faster in 38 of 40 alternating measurements); a
+status ties (4.6 µs both) and a label builds faster (4.5 against 4.8 µs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import lru_cache
-from typing import Generic
 
 from kmsync_config.tenants import SessionConfig
 from kmsync_contracts.base import NonEmptyStr, Scalar
@@ -30,11 +29,10 @@ from kmsync_contracts.kaltura_records import AttendeeStatus, KalturaRecord, Sess
 from kmsync_contracts.marketo_ops import (
     CustomActivity,
     CustomObjectUpsert,
-    LeadUpsert,
     ProgramMemberData,
     ProgramMemberStatus,
 )
-from kmsync_contracts.trusted import FastPath, M, Source, copied_from
+from kmsync_contracts.trusted import FastPath, Source, copied_from
 
 #: Every operation names the record's partner and event (its own, validated when it was read) and has an
 #: op id transform made (kmsync_transform.op_ids: a kind and a hash).
@@ -58,16 +56,6 @@ NAMED_OBJECT = FastPath(CustomObjectUpsert, _SNAPSHOT)
 NAMED_ACTIVITY = FastPath(CustomActivity, _ACTIVITY)
 
 
-class Validated(Generic[M]):
-    """A builder of a kind whose validation costs no more than the fast path: ``build`` is the validating
-    constructor itself (no call of its own in between)."""
-
-    def __init__(self, model: type[M]) -> None:
-        self.model = model
-        self.build: Callable[..., M] = model
-
-
-LEAD = Validated(LeadUpsert)
 STATUS = FastPath(ProgramMemberStatus, _STATUS)
 LABEL = FastPath(ProgramMemberData, _STATUS)
 

@@ -14,7 +14,7 @@ from typing import Any
 from kmsync_common.clock import SystemClock
 from kmsync_config.lead_fields import LeadSource
 from kmsync_config.tenants import EventConfig, TenantsConfig
-from kmsync_contracts.marketo_ops import CustomObjectUpsert, MarketoOperation
+from kmsync_contracts.marketo_ops import CustomObjectUpsert, LeadUpsert, MarketoOperation
 from kmsync_contracts.outcomes import DeadLetter, TransformDecision
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_contracts.seed import (
@@ -25,7 +25,7 @@ from kmsync_contracts.seed import (
     POLLS_OBJECT_API_NAME,
     POLLS_OBJECT_DEDUPE_FIELDS,
 )
-from kmsync_transform.built import LEAD, STATUS, engagement_builders
+from kmsync_transform.built import STATUS, engagement_builders
 from kmsync_transform.dead_letters import dead_letter
 from kmsync_transform.decisions import activity_once, poll_moved, status_skip, too_many_polls, truncated
 from kmsync_transform.engagement import (
@@ -134,9 +134,9 @@ class Transformer:
             "virtual_event_id": record.virtual_event_id, "email": email,
             "source_time": record.status_time, "emitted_at": now,
         }
-        # Validated (built.py: a lead upsert costs pydantic-core less than the fast path); the status is built
-        # without validating again what passes the contract as it is.
-        lead = LEAD.build
+        # The lead upsert is validated (built.py: it costs pydantic-core less than the fast path); the status is
+        # built without validating again what passes the contract as it is.
+        lead = LeadUpsert
         if verdict is Verdict.REPEAT:
             result.repeats += 1
             if changed is not None and fields:  # a profile edit with the status unchanged
