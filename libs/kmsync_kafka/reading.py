@@ -53,26 +53,6 @@ async def read_to_end(bootstrap: str, topic: str, *, within: float = 60.0,
 Progress = Callable[[int, int], None]
 
 
-async def held_open(bootstrap: str, topics: list[str], *, within: float = 30.0) -> list[TopicPartition]:
-    """The partitions of ``topics`` an open transaction holds: their last stable offset (a read_committed
-    reader's end) is behind their log end. Raises TimeoutError, or aiokafka's KafkaError."""
-    readers = [AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level=isolation) for isolation in ("read_committed", "read_uncommitted")]
-    try:
-        async with asyncio.timeout(within):
-            for reader in readers:
-                await reader.start()
-            stable_reader, end_reader = readers
-            tps = [tp for topic in topics for tp in await topic_partitions(stable_reader, topic)]
-            if not tps:
-                return []
-            stable, end = await stable_reader.end_offsets(tps), await end_reader.end_offsets(tps)
-            return [tp for tp in tps if stable[tp] < end[tp]]
-    finally:
-        for reader in readers:
-            await reader.stop()
-
-
 async def scan(bootstrap: str, topic: str, *, within: float = 60.0, isolation: str = DEFAULT_ISOLATION,
                since_ms: int | None = None, keep: Callable[[ConsumerRecord[bytes, bytes]], bool] | None = None,
                progress: Progress | None = None) -> list[ConsumerRecord[bytes, bytes]]:

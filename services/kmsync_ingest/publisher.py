@@ -43,8 +43,8 @@ from kmsync_contracts.topics import (
 )
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_kafka import ensure_topics, topic_name
+from kmsync_kafka.hanging import held_open
 from kmsync_kafka.producer import KafkaProducer, ProduceError, Record, await_delivery, producer_config
-from kmsync_kafka.reading import held_open
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.protocol.produce import ProduceRequest
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from kmsync_config import TenantsConfig, parse_tenants
 from kmsync_contracts import IngestWatermark, encode, utc_now
@@ -32,8 +29,9 @@ from kmsync_ingest.publisher import Publisher
 from kmsync_ingest.service import IngestService
 from kmsync_ingest.settings import IngestSettings
 from kmsync_kafka import ensure_topics, topic_name
+from kmsync_testing.hanging import Put, leave_hanging_transaction, start_unverified_broker
 from kmsync_testing.ingest import settings_for
-from kmsync_testing.kafka_broker import KafkaBroker, start_broker
+from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.topics import read_topic
 from kmsync_testing.waiting import wait_for
 
@@ -185,16 +183,9 @@ def _mark(seen: str) -> IngestWatermark:
 @pytest.fixture
 async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
     """A broker of its own that appends transactional records without asking their coordinator
-    (transaction.partition.verification.enable=false), so a test can build what a crash left; with the
-    verification on (the default) the broker refuses such a record (INVALID_TXN_STATE, OBSERVED)."""
-    broker = await asyncio.to_thread(start_broker, tmp_path / "kafka")
+    (kmsync_testing.hanging), so a test can build what a crash left."""
+    broker = await start_unverified_broker(tmp_path / "kafka")
     try:
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-        off = ConfigEntry("transaction.partition.verification.enable", "false",
-                          incremental_operation=AlterConfigOpType.SET)
-        for future in admin.incremental_alter_configs(
-                [ConfigResource(ResourceType.BROKER, "1", incremental_configs=[off])]).values():
-            await asyncio.to_thread(future.result)
         yield broker
     finally:
         await asyncio.to_thread(broker.stop)
@@ -207,30 +198,12 @@ async def _leave_a_hanging_transaction(bootstrap: str, prefix: str, tx_id: str) 
     broker under a pulling ingest: DescribeProducers showed the watermark partition's open transaction of
     producer epoch 0, DescribeTransactions the id at CompleteCommit, then Empty at epoch 2 after the fence,
     and the watermark loads timed out for good)."""
-    topic = topic_name(INGEST_WATERMARKS, prefix)
-    tp = TopicPartition(topic, 0)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=tx_id, enable_idempotence=True,
-                                acks="all")
-    await producer.start()
-    try:
-        committed = _mark("committed")
-        async with producer.transaction():
-            await producer.send_and_wait(topic, encode(committed), committed.partition_key().encode(), partition=0)
-        await wait_for(lambda: _nothing_open(bootstrap, prefix), what="the commit marker")
-        txn = producer._txn_manager
-        hanging = _mark("never-committed")
-        batches = []
-        for spec in (ATTENDEE_STATUS, INGEST_WATERMARKS):
-            batch = DefaultRecordBatchBuilder(2, 0, is_transactional=1, producer_id=txn.producer_id,
-                                              producer_epoch=txn.producer_epoch, batch_size=1 << 20,
-                                              base_sequence=txn.sequence_number(TopicPartition(topic_name(spec, prefix), 0)))
-            batch.append(0, timestamp=None, key=hanging.partition_key().encode(), value=encode(hanging), headers=[])
-            batches.append((topic_name(spec, prefix), [(0, bytes(batch.build()))]))
-        request = ProduceRequest(transactional_id=tx_id, required_acks=-1, timeout=10_000, topics=batches)
-        response = await producer.client.send(producer.client.cluster.leader_for_partition(tp), request)
-        assert all(error == 0 for _, parts in response.topics for _, error, *_ in parts), f"refused: {response}"
-    finally:
-        await producer.stop()
+    committed, hanging = _mark("committed"), _mark("never-committed")
+    await leave_hanging_transaction(
+        bootstrap, tx_id,
+        [Put(topic_name(INGEST_WATERMARKS, prefix), 0, committed.partition_key().encode(), encode(committed))],
+        [Put(topic_name(spec, prefix), 0, hanging.partition_key().encode(), encode(hanging))
+         for spec in (ATTENDEE_STATUS, INGEST_WATERMARKS)])
 
 
 async def _nothing_open(bootstrap: str, prefix: str, spec: TopicSpec = INGEST_WATERMARKS) -> bool:

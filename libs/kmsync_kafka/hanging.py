@@ -1,0 +1,153 @@
+"""Hanging transactions: a partition whose last stable offset stays behind its log end for good.
+
+A read_committed reader stops at a partition's last stable offset (LSO): the first offset of its oldest
+open transaction. A live transaction holds it at most its producer's ``transaction.timeout.ms`` (the broker
+then aborts it, checking every ``transaction.abort.timed.out.transaction.cleanup.interval.ms``, 10 s by
+default). A broker crash can leave a transaction open that its coordinator no longer knows (a "hanging"
+transaction, docs/reference/streaming.md §3.1): no timeout and no fence ends it, and every read_committed
+reader of the partition stalls there for good. So an LSO that has not moved, behind the log end, for longer
+than the longest transaction timeout of the partition's producers plus that scan (plus a margin) can only be
+a hanging transaction.
+
+``HangingWatch`` is that decision, pure (observations in, verdicts out; tests need no broker). ``OffsetReader``
+reads the two offsets of every partition of some topics (a read_committed and a read_uncommitted consumer
+without a group: the end offsets each one sees). ``stable_and_end`` is the one-shot read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from kmsync_kafka.reading import topic_partitions
+
+
+@dataclass(frozen=True)
+class Offsets:
+    """A partition's last stable offset (read_committed end) and log end (read_uncommitted end)."""
+
+    stable: int
+    end: int
+
+    @property
+    def open(self) -> bool:
+        """An open transaction holds the partition: read_committed readers stop before the log end."""
+        return self.stable < self.end
+
+
+@dataclass(frozen=True)
+class Held:
+    """A partition whose LSO has stayed at ``stable`` behind ``end`` since ``since`` (monotonic seconds)."""
+
+    tp: TopicPartition
+    stable: int
+    end: int
+    since: float
+    #: How long it has been held, as of the observation that made this verdict.
+    held_for: float
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """One observation's outcome: what became hanging now, everything hanging, and what stopped being held."""
+
+    #: Held for longer than the threshold since this observation (the ones to report once).
+    new: list[Held] = field(default_factory=list)
+    #: Every partition held for longer than the threshold (including ``new``).
+    hanging: list[Held] = field(default_factory=list)
+    #: Every partition held at all (the threshold not necessarily reached), for a held-time gauge.
+    held: list[Held] = field(default_factory=list)
+    #: Partitions that had been hanging and whose LSO moved again (ended, by an abort or otherwise).
+    ended: list[TopicPartition] = field(default_factory=list)
+
+
+class HangingWatch:
+    """Decides which partitions a hanging transaction holds, from repeated offset observations.
+
+    A partition is held from the first observation of its LSO behind its log end, as long as the LSO stays the
+    same value; an LSO that moves (another transaction ended) or reaches the log end starts it afresh. Held for
+    longer than ``after_seconds``: hanging. A partition missing from an observation (its offsets could not be
+    read) keeps its state. The true start can be up to one observation interval earlier than ``since``."""
+
+    def __init__(self, after_seconds: float) -> None:
+        self.after = after_seconds
+        self._since: dict[TopicPartition, tuple[int, float]] = {}
+        self._reported: set[TopicPartition] = set()
+
+    def observe(self, now: float, offsets: Mapping[TopicPartition, Offsets]) -> Verdicts:
+        verdicts = Verdicts()
+        for tp, seen in offsets.items():
+            start = self._since.get(tp)
+            if not seen.open:
+                self._forget(tp, verdicts)
+                continue
+            if start is None or start[0] != seen.stable:
+                self._forget(tp, verdicts)
+                start = self._since[tp] = (seen.stable, now)
+            held = Held(tp, seen.stable, seen.end, start[1], now - start[1])
+            verdicts.held.append(held)
+            if held.held_for >= self.after:
+                verdicts.hanging.append(held)
+                if tp not in self._reported:
+                    self._reported.add(tp)
+                    verdicts.new.append(held)
+        return verdicts
+
+    def _forget(self, tp: TopicPartition, verdicts: Verdicts) -> None:
+        self._since.pop(tp, None)
+        if tp in self._reported:
+            self._reported.discard(tp)
+            verdicts.ended.append(tp)
+
+
+class OffsetReader:
+    """Reads the LSO and log end of every partition of some topics, with two long-lived consumers (no group,
+    nothing assigned: only their ListOffsets requests). ``start`` before ``read``; ``stop`` at the end."""
+
+    def __init__(self, bootstrap: str, *, request_timeout_ms: int = 10_000) -> None:
+        self._readers = [AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                          isolation_level=isolation, request_timeout_ms=request_timeout_ms)
+                         for isolation in ("read_committed", "read_uncommitted")]
+
+    async def start(self) -> None:
+        for reader in self._readers:
+            await reader.start()
+
+    async def stop(self) -> None:
+        for reader in self._readers:
+            await reader.stop()
+
+    async def topics(self) -> set[str]:
+        """Every topic of the cluster (internal ones included)."""
+        return await self._readers[0].topics()
+
+    async def read(self, topics: Sequence[str]) -> dict[TopicPartition, Offsets]:
+        """Both offsets of every partition of ``topics`` (a topic that does not exist has none). Raises
+        TimeoutError or aiokafka's KafkaError."""
+        stable_reader, end_reader = self._readers
+        tps = [tp for topic in topics for tp in await topic_partitions(stable_reader, topic)]
+        if not tps:
+            return {}
+        stable, end = await stable_reader.end_offsets(tps), await end_reader.end_offsets(tps)
+        return {tp: Offsets(stable[tp], end[tp]) for tp in tps}
+
+
+async def stable_and_end(bootstrap: str, topics: Sequence[str], *, within: float = 30.0
+                         ) -> dict[TopicPartition, Offsets]:
+    """One read of both offsets of every partition of ``topics``. Raises TimeoutError or aiokafka's KafkaError."""
+    reader = OffsetReader(bootstrap)
+    try:
+        async with asyncio.timeout(within):
+            await reader.start()
+            return await reader.read(topics)
+    finally:
+        await reader.stop()
+
+
+async def held_open(bootstrap: str, topics: Sequence[str], *, within: float = 30.0) -> list[TopicPartition]:
+    """The partitions of ``topics`` an open transaction holds now: their LSO is behind their log end. Raises
+    TimeoutError, or aiokafka's KafkaError."""
+    return [tp for tp, seen in (await stable_and_end(bootstrap, topics, within=within)).items() if seen.open]
