@@ -27,6 +27,10 @@ class IngestMetrics:
             "kmsync_ingest_duplicates_skipped_total", "Source records already produced, skipped",
             ["stream"], registry=r,
         )
+        self.statuses_overlap = Counter(
+            "kmsync_ingest_statuses_overlap_total", "Statuses re-read before the watermark: skipped (produced "
+            "before), late (not visible before: produced now), capped (window cut short)", ["outcome"], registry=r,
+        )
         self.bad_rows = Counter(
             "kmsync_ingest_bad_rows_total", "Rows that could not be read (dead-lettered)",
             ["mode"], registry=r,

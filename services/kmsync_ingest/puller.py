@@ -4,7 +4,10 @@
   updatedAtGreaterThanOrEqual=watermark ordered by updatedAt (the client walks them as a keyset).
   Each page's new records are committed together with the watermark past them (the page's newest
   updatedAt and the ids stamped exactly then), so the next pull re-reads that instant and skips
-  those ids.
+  those ids. With ``KMSYNC_STATUSES_OVERLAP_SECONDS`` a pull starts that long before the watermark (a
+  version Kaltura makes visible late is UNCONFIRMED, docs/reference/kaltura-api.md §7.1.1): the boundary
+  remembers the versions produced in that window (boundary.py), so a re-read one is skipped (counted and
+  logged) and only a version not produced before is produced.
 * Engagement and polls (§7.1 steps 2-3): each session that has ended is pulled, then re-pulled
   every ``session_repull`` until ``late_data_window`` after ingest first pulled it as ended,
   because analytics rows arrive late (§7.5). Rows are de-duplicated by content, so a re-pull
@@ -18,14 +21,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from kmsync_common import hash_email
 from kmsync_common.clock import Clock, SystemClock
 from kmsync_config import EventConfig
 from kmsync_contracts import DeadLetter, KalturaRecord, SessionTimes
-from kmsync_ingest.boundary import select_after, select_changed
+from kmsync_ingest.boundary import Boundary, Overlap, capped, select_after, select_changed
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_ingest.notifications import Notification
 from kmsync_ingest.publisher import Publisher
@@ -60,6 +64,8 @@ class PullTiming:
     session_repull: timedelta = timedelta(minutes=10)
     #: Above this many digests a snapshot's seen set is sharded (20,000 x ~23 bytes ≈ 460 KB).
     max_ids_per_mark: int = 20_000
+    #: Statuses pulls re-read this far before the watermark, remembering at most this many versions (settings).
+    statuses_overlap: Overlap = field(default_factory=Overlap)
 
 
 def dead_letter_for(item: Item[Any], key: str, now: datetime) -> DeadLetter:
@@ -111,7 +117,7 @@ class EventPuller:
 
     async def _commit(
         self, stream: Stream, scope: str, fresh: Sequence[Item[Any]], watermark: datetime, seen: frozenset[str],
-        extra: Sequence[tuple[str, frozenset[str]]] = (),
+        extra: Sequence[tuple[str, frozenset[str]]] = (), recent: Boundary | None = None,
     ) -> tuple[int, int]:
         """Produce the fresh items with the watermark that covers them (atomically when the
         publisher is transactional); returns (records, dead letters)."""
@@ -122,7 +128,7 @@ class EventPuller:
         ]
         pid, vid = self.ids
         await self.watermarks.commit(pid, vid, stream, scope, watermark, seen, records, letters, extra,
-                                     via=self.publisher)
+                                     via=self.publisher, recent=recent)
         if letters:
             self.metrics.bad_rows.labels("pull").inc(len(letters))
         return len(records), len(letters)
@@ -140,7 +146,7 @@ class EventPuller:
         boundary = self.watermarks.boundary(*self.ids, "statuses")
         if when is None or boundary is None:
             return False
-        return when < boundary.watermark or (when == boundary.watermark and obj["id"] in boundary.seen_ids)
+        return boundary.covers(when, obj["id"])
 
     async def pull_statuses(self, requested_at: float | None = None) -> PullResult:
         """Everything changed since the stored watermark; returns what was produced."""
@@ -160,18 +166,20 @@ class EventPuller:
     async def _pull_statuses(self) -> PullResult:
         pid, vid = self.ids
         boundary = self.watermarks.boundary(pid, vid, "statuses")
+        overlap = self.timing.statuses_overlap
         read = produced = dead = dups = 0
-        pages = self.source.statuses(self.event, boundary.watermark if boundary else None)
+        pages = self.source.statuses(self.event, boundary.read_from(overlap.window) if boundary else None)
         try:
             async for items in pages:
                 read += len(items)
                 self.metrics.records_in.labels("statuses", "pull").inc(len(items))
-                fresh, after = select_after(items, lambda i: (i.time, i.ident), boundary)
+                fresh, after = select_after(items, lambda i: (i.time, i.ident), boundary, overlap)
                 dups += len(items) - len(fresh)
                 self.metrics.duplicates.labels("statuses").inc(len(items) - len(fresh))
-                # The page's records and the watermark past them are committed together.
+                self._report_overlap(items, fresh, boundary, after)
+                # The page's records and the watermark past them (and its overlap memory) are committed together.
                 if after is not None and after != boundary:
-                    p, d = await self._commit("statuses", "", fresh, after.watermark, after.seen_ids)
+                    p, d = await self._commit("statuses", "", fresh, after.watermark, after.seen_ids, recent=after)
                     produced, dead = produced + p, dead + d
                 boundary = after
                 if self.stopping:
@@ -181,6 +189,40 @@ class EventPuller:
             if closer is not None:
                 await closer()
         return PullResult("statuses", "", read, produced, dead, dups)
+
+    def _report_overlap(
+        self, items: Sequence[Item[Any]], fresh: Sequence[Item[Any]], before: Boundary | None, after: Boundary | None
+    ) -> None:
+        """Make the overlap's decisions visible: each version older than the watermark that was re-read and
+        skipped as already produced (debug, email hashed), each one produced late because only the overlap
+        found it (warning: Kaltura showed it after a newer one), and a window cut short by its memory's cap."""
+        if before is None:
+            return
+        produced = {id(i) for i in fresh}
+        skipped = late = 0
+        for item in items:
+            if item.time >= before.watermark:
+                continue
+            email = hash_email(getattr(item.record, "email", None))
+            if id(item) in produced:
+                late += 1
+                log.warning("statuses of event %s: profile %s updated at %s (%s) was not visible when a newer "
+                            "version was read; found by the overlap re-read and produced now",
+                            self.event.virtual_event_id, item.ident, item.time.isoformat(), email)
+            elif before.recent_from is not None and item.time >= before.recent_from:
+                skipped += 1
+                log.debug("statuses of event %s: profile %s updated at %s (%s) re-read by the overlap: already "
+                          "produced, skipped", self.event.virtual_event_id, item.ident, item.time.isoformat(), email)
+        self.metrics.statuses_overlap.labels("skipped").inc(skipped)
+        self.metrics.statuses_overlap.labels("late").inc(late)
+        if skipped or late:
+            log.info("statuses of event %s: the overlap re-read %d version(s) already produced (skipped) and found "
+                     "%d produced late", self.event.virtual_event_id, skipped, late)
+        if after is not None and capped(before, after, self.timing.statuses_overlap):
+            self.metrics.statuses_overlap.labels("capped").inc()
+            log.warning("statuses of event %s: more than %d versions in the overlap window; the next pull re-reads "
+                        "only from %s (KMSYNC_STATUSES_OVERLAP_MAX_IDS)", self.event.virtual_event_id,
+                        self.timing.statuses_overlap.max_recent, (after.recent_from or after.watermark).isoformat())
 
     # ------------------------------------------------------------------------------ sessions
     async def learn_session(self, note: Notification) -> None:

@@ -17,6 +17,7 @@ from kmsync_common.clock import SystemClock
 from kmsync_common.errors import DependencyUnavailable
 from kmsync_config import EventConfig, TenantsConfig
 from kmsync_contracts.topics import INGEST_PULL_OWNERS, PullTrigger
+from kmsync_ingest.boundary import Overlap
 from kmsync_ingest.coordination import PullCoordinator
 from kmsync_ingest.errors import BadInput
 from kmsync_ingest.job_ids import HandledJobs
@@ -104,6 +105,8 @@ class IngestService:
             late_data_window=timedelta(seconds=settings.late_data_window_seconds),
             session_repull=timedelta(seconds=settings.session_repull_seconds),
             max_ids_per_mark=settings.watermark_max_ids,
+            statuses_overlap=Overlap(timedelta(seconds=settings.statuses_overlap_seconds),
+                                     settings.statuses_overlap_max_ids),
         )
         #: Partitions of ingest.pull-owners.v1 (read from the broker at start).
         self.partitions = settings.ingest_coordination_partitions

@@ -33,6 +33,14 @@ class IngestSettings(CommonSettings):
     #: Ended sessions are re-pulled for late analytics rows this long after they end
     #: (analytics ingestion delay is UNCONFIRMED, docs/reference/kaltura-api.md §7.5: 5-60 min observed).
     late_data_window_seconds: float = Field(default=24 * 3600.0, ge=0)
+    #: Each statuses pull starts this many seconds before the watermark, in case Kaltura makes a profile version
+    #: visible only after a newer updatedAt was served (replica lag: UNCONFIRMED, docs/reference/kaltura-api.md
+    #: §7.1.1); re-read versions already produced are skipped, so nothing is produced twice. 0: no overlap.
+    #: Cost and default: docs/decisions.md "Statuses pulls re-read a window before the watermark".
+    statuses_overlap_seconds: float = Field(default=120.0, ge=0)
+    #: At most this many (profile, updatedAt) versions of the overlap window are remembered (one watermark record of
+    #: ~55 bytes each: 10,000 ≈ 550 KB, under Kafka's 1 MB record); above it the window is cut short (a warning).
+    statuses_overlap_max_ids: int = Field(default=10_000, ge=1)
     #: Minimum seconds between two pulls of the same ended session's engagement and polls.
     session_repull_seconds: float = Field(default=600.0, ge=0)
     #: Page size for user-profile/list and report.getTable (docs/reference/kaltura-api.md §7.1: 500).

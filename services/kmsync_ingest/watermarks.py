@@ -30,7 +30,7 @@ from kmsync_contracts import (
     decode,
 )
 from kmsync_contracts.topics import INGEST_WATERMARKS
-from kmsync_ingest.boundary import Boundary
+from kmsync_ingest.boundary import Boundary, decode_recent, encode_recent
 from kmsync_ingest.publisher import (
     KafkaUnavailable,
     Publisher,
@@ -60,8 +60,16 @@ class WatermarkStore:
         return self._marks.get(self.key(partner_id, virtual_event_id, stream, scope))
 
     def boundary(self, partner_id: int, virtual_event_id: int, stream: str, scope: str = "") -> Boundary | None:
+        """The stored boundary, with what it remembers of the overlap window (boundary.py) when the
+        ``recent:<scope>`` mark belongs to it (same watermark: committed with it, not left by an older pull)."""
         mark = self.get(partner_id, virtual_event_id, stream, scope)
-        return Boundary(mark.watermark, frozenset(mark.seen_ids)) if mark else None
+        if mark is None:
+            return None
+        boundary = Boundary(mark.watermark, frozenset(mark.seen_ids))
+        recent = self.get(partner_id, virtual_event_id, stream, recent_scope(scope))
+        if recent is None or recent.watermark != mark.watermark:
+            return boundary
+        return decode_recent(boundary, recent.seen_ids)
 
     def __iter__(self) -> Iterator[IngestWatermark]:
         return iter(list(self._marks.values()))
@@ -97,12 +105,17 @@ class WatermarkStore:
         extra: Sequence[tuple[str, frozenset[str]]] = (),
         session: SessionTimes | None = None,
         via: Publisher | None = None,
+        recent: Boundary | None = None,
     ) -> IngestWatermark:
         """Produce records, dead letters and the watermark that covers them together (one Kafka
         transaction when the publisher is transactional); remember the marks only once committed.
         ``extra`` are more (scope, seen ids) marks of the same stream and time (shards);
         ``session`` goes on the first mark (a session's learnt times). ``via``: the publisher of the
-        coordination partition that owns the event (default: the store's)."""
+        coordination partition that owns the event (default: the store's). ``recent``: the boundary whose
+        overlap memory is stored too (scope ``recent:<scope>``, with the same watermark: ``boundary`` ignores a
+        memory whose watermark is not the main mark's, so a non-transactional send that stops between the two
+        falls back to the old mark alone, which re-produces at worst, never skips)."""
+        memory = self._memory(partner_id, virtual_event_id, stream, scope, recent)
         now = self.clock.now()
         marks = [
             IngestWatermark(
@@ -110,14 +123,28 @@ class WatermarkStore:
                 scope=s, watermark=watermark, seen_ids=tuple(sorted(ids)), recorded_at=now,
                 session=session if i == 0 else None,
             )
-            for i, (s, ids) in enumerate([(scope, seen_ids), *extra])
+            for i, (s, ids) in enumerate([(scope, seen_ids), *extra, *memory])
         ]
-        await (via or self.publisher).send_atomically(
-            [*outgoing_records(records), *outgoing_letters(letters), *(outgoing_watermark(m) for m in marks)]
-        )
+        first = len(marks) - len(memory)
+        await (via or self.publisher).send_atomically([
+            *outgoing_records(records), *outgoing_letters(letters),
+            *(outgoing_watermark(m) for m in [*marks[first:], *marks[:first]]),
+        ])
         for mark in marks:
             self._marks[mark.partition_key()] = mark
         return marks[0]
+
+    def _memory(
+        self, partner_id: int, virtual_event_id: int, stream: Stream, scope: str, recent: Boundary | None
+    ) -> list[tuple[str, frozenset[str]]]:
+        """The ``recent:<scope>`` mark to write with a commit: the overlap memory, or an empty one that
+        clears a memory no longer kept; none when there is nothing to keep or clear."""
+        if recent is None:
+            return []
+        stored = self.get(partner_id, virtual_event_id, stream, recent_scope(scope))
+        if recent.recent_from is None and (stored is None or not stored.seen_ids):
+            return []
+        return [(recent_scope(scope), encode_recent(recent))]
 
     async def load(self, keep: Callable[[int, int], bool] | None = None) -> int:
         """Read the whole compacted topic; returns how many watermarks are known. With ``keep``
@@ -186,6 +213,11 @@ class WatermarkStore:
         if keep is not None and not keep(mark.partner_id, mark.virtual_event_id):
             return
         self._marks[mark.partition_key()] = mark
+
+
+def recent_scope(scope: str) -> str:
+    """The scope of the mark that holds a boundary's overlap memory (boundary.encode_recent)."""
+    return f"recent:{scope}"
 
 
 def _event_of(key: str) -> tuple[int, int]:

@@ -92,6 +92,12 @@ class ScenarioConfig(_Strict):
     #: Share of rows that arrive late (after late_lag_seconds instead), so re-pulls matter.
     late_row_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     late_lag_seconds: int = Field(default=7200, ge=0)
+    #: Share of status changes that user-profile/list shows only ``late_profile_seconds`` after their updatedAt
+    #: (replica lag / eventual consistency: whether Kaltura does this is UNCONFIRMED, docs/reference/kaltura-api.md
+    #: §7.1.1), so a profile with an older updatedAt appears after newer ones were served. Until then the profile
+    #: shows its previous version (or is not listed). 0: every change is visible at its updatedAt.
+    late_profile_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    late_profile_seconds: int = Field(default=0, ge=0)
     #: Reports microservice: status checks answered "processing" before a report is "completed".
     report_ready_after_checks: int = Field(default=1, ge=0)
     #: report.getTable non-CSV row cap (docs/reference/kaltura-api.md §3.3, MAX_RESULT_SIZE).

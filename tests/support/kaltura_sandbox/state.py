@@ -3,14 +3,19 @@
 Read-only views over a generated :class:`Scenario`: a registrant's User Profile exists from its first
 transition, shows the latest transition at or before ``now`` and disappears once soft-deleted;
 analytics rows and poll answers appear at their ``available_at``. Nothing here does I/O.
+
+Late visibility (scenario ``late_profile_rate``/``late_profile_seconds``, docs/reference/kaltura-api.md §7.1.1,
+UNCONFIRMED): a chosen share of transitions becomes visible only ``late_profile_seconds`` after its time; the
+profile shows the newest transition visible so far, so an older updatedAt can appear after newer ones.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import random
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kaltura_sandbox.formats import flatten_csv_value, fmt_time
@@ -25,8 +30,26 @@ def unix(value: datetime) -> int:
 class ScenarioView:
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        self._times = [[t.at for t in r.transitions] for r in scenario.registrants]
+        self._late = self._late_transitions(scenario)
+        #: Per registrant, when each transition's index is reached: the earliest time it or a later one is visible.
+        self._times = [_reached(r, self._late) for r in scenario.registrants]
         self._users = {r.user_id.lower(): r for r in scenario.registrants}
+
+    @staticmethod
+    def _late_transitions(scenario: Scenario) -> dict[tuple[int, int], datetime]:
+        """(registrant index, transition index) → when it becomes visible, for the transitions shown late."""
+        c = scenario.config
+        if c.late_profile_rate <= 0 or c.late_profile_seconds <= 0:
+            return {}
+        rng = random.Random(f"{scenario.seed}:late-profiles")
+        lag = timedelta(seconds=c.late_profile_seconds)
+        return {(r.index, k): t.at + lag for r in scenario.registrants for k, t in enumerate(r.transitions)
+                if rng.random() < c.late_profile_rate}
+
+    def late_versions(self) -> list[tuple[Registrant, Transition, datetime]]:
+        """(registrant, transition, when user-profile/list first shows it) of every transition shown late."""
+        regs = self.scenario.registrants
+        return [(regs[i], regs[i].transitions[k], at) for (i, k), at in sorted(self._late.items())]
 
     # ------------------------------------------------------------------------------ profiles
     def _visible_count(self, index: int, now: datetime) -> int:
@@ -179,6 +202,18 @@ class ScenarioView:
                 for a in s.poll_answers if a.available_at <= cut
             ],
         }
+
+
+def _reached(r: Registrant, late: dict[tuple[int, int], datetime]) -> list[datetime]:
+    """For each transition k, the first time the profile shows k or a later one (non-decreasing, so a bisect
+    of ``now`` counts the transitions reached: the profile shows the last of them)."""
+    out: list[datetime] = []
+    earliest: datetime | None = None
+    for k in range(len(r.transitions) - 1, -1, -1):
+        visible = late.get((r.index, k), r.transitions[k].at)
+        earliest = visible if earliest is None else min(earliest, visible)
+        out.append(earliest)
+    return out[::-1]
 
 
 def _iso(value: datetime) -> str:
