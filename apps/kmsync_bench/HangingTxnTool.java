@@ -14,13 +14,15 @@
 import java.util.*;
 import java.util.stream.*;
 import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.clients.admin.DescribeProducersResult.PartitionProducerState;
 import org.apache.kafka.common.TopicPartition;
 
 public class HangingTxnTool {
     public static void main(String[] args) throws Exception {
         Properties props = new Properties();
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, args[1]);
-        props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "20000");
+        props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
+        props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "15000");
         List<TopicPartition> tps = new ArrayList<>();
         for (int i = 2; i < args.length; i++) {
             int colon = args[i].lastIndexOf(':');
