@@ -2,10 +2,11 @@
 // describeProducers, listTransactions, describeTransactions, abortTransaction); neither confluent-kafka nor
 // aiokafka offers these (docs/reference/streaming.md §3.1). Used by apps/kmsync_bench/hanging_txn.py.
 //
-//   java -cp '.cache/kafka/4.4.0/libs/*' apps/kmsync_bench/HangingTxnTool.java inspect <bootstrap> <topic>:<partition>...
-//   java -cp '.cache/kafka/4.4.0/libs/*' apps/kmsync_bench/HangingTxnTool.java abort <bootstrap> <topic>:<partition>...
+//   java -cp '.cache/kafka/4.4.0/libs/*' apps/kmsync_bench/HangingTxnTool.java inspect <bootstrap> [--min-age-ms=N] <topic>:<partition>...
+//   java -cp '.cache/kafka/4.4.0/libs/*' apps/kmsync_bench/HangingTxnTool.java abort <bootstrap> [--min-age-ms=N] <topic>:<partition>...
 //
-// inspect prints one JSON line per producer with an open transaction on a named partition: the producer id and
+// Only producers whose last record on the partition is at least N ms old count (a live producer's transaction
+// on the same partition is left alone). inspect prints one JSON line per producer with an open transaction on a named partition: the producer id and
 // epoch, the transaction's first offset, and what the coordinator says of the transactional id holding that
 // producer id (listTransactions + describeTransactions; "transactionalId": null when no coordinator knows it).
 // abort ends every such transaction with an abort marker of its producer id (kafka-transactions.sh abort) and
@@ -18,13 +19,25 @@ import org.apache.kafka.clients.admin.DescribeProducersResult.PartitionProducerS
 import org.apache.kafka.common.TopicPartition;
 
 public class HangingTxnTool {
+    // Only transactions whose producer last wrote to the partition this long ago (live ones write every commit).
+    static long minAgeMs = 0;
+
+    static boolean open(ProducerState p) {
+        return p.currentTransactionStartOffset().isPresent() && System.currentTimeMillis() - p.lastTimestamp() >= minAgeMs;
+    }
+
     public static void main(String[] args) throws Exception {
         Properties props = new Properties();
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, args[1]);
         props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
         props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "15000");
         List<TopicPartition> tps = new ArrayList<>();
-        for (int i = 2; i < args.length; i++) {
+        int first = 2;
+        if (args.length > 2 && args[2].startsWith("--min-age-ms=")) {
+            minAgeMs = Long.parseLong(args[2].substring("--min-age-ms=".length()));
+            first = 3;
+        }
+        for (int i = first; i < args.length; i++) {
             int colon = args[i].lastIndexOf(':');
             tps.add(new TopicPartition(args[i].substring(0, colon), Integer.parseInt(args[i].substring(colon + 1))));
         }
@@ -47,7 +60,7 @@ public class HangingTxnTool {
         }
         for (Map.Entry<TopicPartition, PartitionProducerState> entry : producers.entrySet()) {
             for (ProducerState p : entry.getValue().activeProducers()) {
-                if (p.currentTransactionStartOffset().isEmpty()) {
+                if (!open(p)) {
                     continue;
                 }
                 TransactionListing listing = byProducer.get(p.producerId());
@@ -83,7 +96,7 @@ public class HangingTxnTool {
     static void abort(Admin admin, Map<TopicPartition, PartitionProducerState> producers) throws Exception {
         for (Map.Entry<TopicPartition, PartitionProducerState> entry : producers.entrySet()) {
             for (ProducerState p : entry.getValue().activeProducers()) {
-                if (p.currentTransactionStartOffset().isEmpty()) {
+                if (!open(p)) {
                     continue;
                 }
                 AbortTransactionSpec spec = new AbortTransactionSpec(entry.getKey(), p.producerId(),

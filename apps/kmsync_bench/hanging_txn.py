@@ -143,8 +143,10 @@ async def watch(bootstrap: str, procs: ProcessGroup, threshold: float) -> tuple[
         await reader.stop()
 
 
-def java_tool(action: str, bootstrap: str, held: list[Held]) -> list[dict[str, Any]]:
-    argv = ["java", "-cp", f"{libs_dir()}/*", str(JAVA_TOOL), action, bootstrap,
+def java_tool(action: str, bootstrap: str, held: list[Held], min_age: float) -> list[dict[str, Any]]:
+    """HangingTxnTool's answer: only the transactions whose producer wrote nothing to the partition for
+    ``min_age`` seconds (a live producer's next transaction on a held partition is left alone)."""
+    argv = ["java", "-cp", f"{libs_dir()}/*", str(JAVA_TOOL), action, bootstrap, f"--min-age-ms={int(min_age * 1000)}",
             *(f"{h.tp.topic}:{h.tp.partition}" for h in held)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
@@ -158,8 +160,8 @@ def one_crash(n: int, options: Options, broker: KafkaBroker, procs: ProcessGroup
     killed_at = time.time()
     restart_broker(broker, crash=True)
     held, ends = asyncio.run(watch(broker.bootstrap, procs, options.threshold))
-    found = java_tool("inspect", broker.bootstrap, held) if held else []
-    aborted = java_tool("abort", broker.bootstrap, held) if held else []
+    found = java_tool("inspect", broker.bootstrap, held, options.threshold) if held else []
+    aborted = java_tool("abort", broker.bootstrap, held, options.threshold) if held else []
     return {"crash": n, "ran_s": round(ran, 1), "killed_at": killed_at,
             "held": [{"topic": h.tp.topic, "partition": h.tp.partition, "lso": h.stable, "end": h.end,
                       "held_s": round(h.held_for, 1)} for h in held],

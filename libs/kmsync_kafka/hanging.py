@@ -11,18 +11,25 @@ a hanging transaction.
 
 ``HangingWatch`` is that decision, pure (observations in, verdicts out; tests need no broker). ``OffsetReader``
 reads the two offsets of every partition of some topics (a read_committed and a read_uncommitted consumer
-without a group: the end offsets each one sees). ``stable_and_end`` is the one-shot read.
+without a group: the end offsets each one sees). ``stable_and_end`` is the one-shot read. ``HangingCheck`` runs
+both periodically on a task of its own and says what it finds (the sink watches marketo.ops.v1 with it).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from kmsync_kafka.reading import topic_partitions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,3 +158,69 @@ async def held_open(bootstrap: str, topics: Sequence[str], *, within: float = 30
     """The partitions of ``topics`` an open transaction holds now: their LSO is behind their log end. Raises
     TimeoutError, or aiokafka's KafkaError."""
     return [tp for tp, seen in (await stable_and_end(bootstrap, topics, within=within)).items() if seen.open]
+
+
+#: Told every observation's verdicts (a service's gauges).
+Report = Callable[[Verdicts], None]
+
+
+class HangingCheck:
+    """Every ``interval`` seconds, reads the LSO and log end of every partition of ``topics`` and judges them
+    (``HangingWatch``): a partition held past ``after_seconds`` is logged at ERROR once, naming topic, partition,
+    LSO, log end and for how long, with what it means and the runbook; its end is logged at WARNING. ``report``
+    gets every observation's verdicts. Run it on a task of its own (``run``), off any hot path: a failed read is
+    logged and retried at the next interval, never raised."""
+
+    def __init__(self, bootstrap: str, topics: Sequence[str], *, after_seconds: float, interval: float,
+                 report: Report | None = None, clock: Callable[[], float] = time.monotonic,
+                 runbook: str = "docs/reference/streaming.md §3.1") -> None:
+        self.bootstrap, self.topics, self.interval = bootstrap, list(topics), interval
+        self.watch = HangingWatch(after_seconds)
+        self.report, self.clock, self.runbook = report, clock, runbook
+        self._reader: OffsetReader | None = None
+
+    async def check(self) -> Verdicts | None:
+        """One observation; None when the offsets could not be read (logged)."""
+        try:
+            if self._reader is None:
+                reader = OffsetReader(self.bootstrap)
+                await reader.start()
+                self._reader = reader
+            async with asyncio.timeout(max(self.interval, 10.0)):
+                offsets = await self._reader.read(self.topics)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("hanging-transaction check: cannot read the offsets of %s (%r); trying again in %.0f s",
+                        ", ".join(self.topics), exc, self.interval)
+            await self.close()
+            return None
+        verdicts = self.watch.observe(self.clock(), offsets)
+        self._log(verdicts)
+        if self.report is not None:
+            self.report(verdicts)
+        return verdicts
+
+    def _log(self, verdicts: Verdicts) -> None:
+        for held in verdicts.new:
+            log.error("hanging transaction: %s[%d] last stable offset %d unmoved behind log end %d for %.0f s (over "
+                      "%.0f s: the longest transaction timeout of its producers plus a margin, so no live transaction "
+                      "holds it): read_committed readers stop at %d for good until an abort marker of its producer "
+                      "ends it; runbook: %s", held.tp.topic, held.tp.partition, held.stable, held.end, held.held_for,
+                      self.watch.after, held.stable, self.runbook)
+        for tp in verdicts.ended:
+            log.warning("hanging transaction ended: %s[%d] last stable offset moves again", tp.topic, tp.partition)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check every ``interval`` seconds until ``stop`` is set (or the task is cancelled)."""
+        try:
+            while not stop.is_set():
+                await self.check()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.interval)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader.stop()

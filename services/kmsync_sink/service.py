@@ -36,6 +36,7 @@ from kmsync_kafka.clients import (
 from kmsync_kafka.lag import consumer_lags
 from kmsync_kafka.producer import KafkaProducer, producer_config
 from kmsync_sink.commits import CommitControl
+from kmsync_sink.hanging_check import start_hanging_check
 from kmsync_sink.intents import IntentLog
 from kmsync_sink.ledger_reader import LedgerReader
 from kmsync_sink.memory import ActivityWrites
@@ -145,6 +146,8 @@ class MarketoSink:
             # Range assignment gives a replica the same partition numbers of both ops topics (same key, same
             # partition count), so an instance's live and backfill lanes, and its budget, are one replica's.
             partition_assignment_strategy=(RangePartitionAssignor,))
+        # Off the consume loop: says when a hanging transaction stalls an input partition for good.
+        hanging = start_hanging_check(s, [self.ops_topic, self.backfill_topic], self.metrics.registry, stop)
         try:
             await self._ledger_reader.start()
             await self._ledger_reader.catch_up()
@@ -154,6 +157,8 @@ class MarketoSink:
             await self._consume(stop)
         finally:
             self.state.ready = False
+            if hanging is not None:
+                hanging.cancel()
             await self._shutdown()
 
     async def _consume(self, stop: asyncio.Event) -> None:

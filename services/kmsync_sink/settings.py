@@ -119,6 +119,13 @@ class SinkSettings(WindowSettings):
     #: (a dropped connection, a drain, a kill) may still be running at Marketo, whose server timeout
     #: for Add Custom Activities is 90 s (docs/reference/marketo-api.md §7.1).
     sink_activity_verify_delay_seconds: float = Field(default=90.0, ge=0)
+    #: How often the sink reads the last stable offset and log end of its input partitions, looking for a
+    #: hanging transaction (hanging_check.py, docs/reference/streaming.md §3.1); 0 turns the check off.
+    sink_hanging_check_seconds: float = Field(default=30.0, ge=0)
+    #: A partition whose last stable offset stays unmoved behind its log end this long holds a hanging
+    #: transaction: longer than the longest transaction.timeout.ms of kmsync's producers (ingest's 60 s;
+    #: transform's 10 s writes marketo.ops.v1) plus the broker's abort scan (10 s), plus a margin.
+    sink_hanging_after_seconds: float = Field(default=120.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> SinkSettings:
