@@ -226,13 +226,17 @@ class MarketoProtocolError(MarketoError):
 MAYBE_APPLIED_NOTE = " (may have been applied; not replayed automatically)"
 
 
+def reached_marketo(exc: httpx.HTTPError) -> bool:
+    """Whether a request that got no answer may have reached Marketo: anything but a failed connect."""
+    return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
 def no_answer(exc: httpx.HTTPError, what: str, *, idempotent: bool = True) -> MarketoHttpError:
     """The one translation of an httpx failure without an HTTP answer (timeout, refused or reset
     connection) into a Marketo error: status 0, transient. A request that may have reached Marketo
     (anything but a failed connect) is flagged ``maybe_applied`` when it must not be replayed
     (``idempotent=False``: insert-only writes, docs/reference/marketo-api.md §10.4)."""
-    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-    maybe = sent and not idempotent
+    maybe = reached_marketo(exc) and not idempotent
     return MarketoHttpError(0, f"{what}: {type(exc).__name__}{MAYBE_APPLIED_NOTE if maybe else ''}",
                             maybe_applied=maybe)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kmsync_marketo import endpoints as ep
 
@@ -82,6 +83,20 @@ class LimiterSettings(BaseModel):
         return max(1, int(self.daily_quota * self.share) - self.daily_headroom_calls)
 
 
+class ReplayEnvironment(BaseSettings):
+    """The defaults of RetrySettings an operator sets in the environment of any process that writes to Marketo
+    (``KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS``), since the services build their client settings from the
+    tenants file."""
+
+    model_config = SettingsConfigDict(env_prefix="KMSYNC_MARKETO_", extra="ignore", frozen=True)
+
+    ambiguous_replay_delay_seconds: float = Field(default=90.0, ge=0)
+
+
+def _replay_delay_default() -> float:
+    return ReplayEnvironment().ambiguous_replay_delay_seconds
+
+
 class RetrySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -97,6 +112,17 @@ class RetrySettings(BaseModel):
     #: 1016 (import queue full): wait this long between tries, at most this many times.
     import_queue_wait_seconds: float = Field(default=30.0, ge=0)
     import_queue_max_waits: int = Field(default=20, ge=0)
+    #: A lead write (Sync Leads) whose attempt Marketo may still be processing (no answer after it was sent, an
+    #: HTTP 5xx, or a code of ``in_process_codes``) is replayed, or that failure returned, no earlier than this many
+    #: seconds after that attempt was sent: a second upsert of the same email while the first still runs can create
+    #: a duplicate lead (docs/reference/marketo-api.md §5.1). Whether Marketo keeps processing after such an
+    #: answer, and for how long, is UNCONFIRMED; Sync Leads' server timeout is 90 s (§10.4), the default.
+    #: 0: replay after the ordinary backoff. Env: KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS.
+    ambiguous_replay_delay_seconds: float = Field(default_factory=_replay_delay_default, ge=0)
+    #: Response-level codes after which the request may still be in process (a timeout: 604, 502 "likely a
+    #: timeout", §3.2). Other ambiguous codes (500, 608, 611, 713, 719) are answers of a request that has ended:
+    #: replayed after the ordinary backoff.
+    in_process_codes: frozenset[str] = frozenset({"502", "604"})
 
 
 class BulkSettings(BaseModel):
@@ -125,7 +151,8 @@ class MarketoSettings(BaseModel):
     client_secret: SecretStr
     munchkin_id: str | None = None
     limits: LimiterSettings = LimiterSettings()
-    retry: RetrySettings = RetrySettings()
+    #: Built per settings object (its replay delay's default is read from the environment then).
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     bulk: BulkSettings = BulkSettings()
     http_timeout_seconds: float = Field(default=ep.DEFAULT_HTTP_TIMEOUT_SECONDS, gt=0)
     #: Refresh a token this many seconds before Marketo says it expires.

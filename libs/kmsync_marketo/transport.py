@@ -7,6 +7,10 @@ A call is three layers, each a method: the retry rules (:meth:`MarketoTransport.
 throttles, quota parks, import-queue waits), re-authentication (:meth:`MarketoTransport._authorized`:
 one replay with a fresh token when Marketo says the token is invalid) and one send
 (:meth:`MarketoTransport._send`: a limiter slot, the token, one HTTP request, its body read).
+
+A lead write that Marketo may still be processing (retry_replay.py) is replayed, or its failure returned, no
+earlier than ``RetrySettings.ambiguous_replay_delay_seconds`` after it was sent (docs/reference/marketo-api.md
+§5.1, §10.4): the wait is logged and counted in ``CallStats.retry_reasons`` under ``in_process``.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from kmsync_marketo.errors import (
     classify,
     classify_http_status,
     no_answer,
+    reached_marketo,
 )
 from kmsync_marketo.limiter import DEFAULT_LIMITERS, InstanceLimiter, LimiterRegistry
+from kmsync_marketo.retry_replay import in_process_reason, replay_wait, same_key_write
 from kmsync_marketo.settings import MarketoSettings
 
 log = logging.getLogger(__name__)
@@ -50,11 +56,19 @@ class CallStats:
     retries: int = 0
     reauths: int = 0
     errors: dict[str, int] | None = None
+    #: Retries by reason: ``backoff`` (the ordinary wait) or ``in_process`` (a lead write held until the
+    #: replay delay after its send had passed, retry_replay.py); ``in_process_hold`` counts failures held so.
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+    #: Seconds spent waiting beyond the ordinary backoff because a lead write may still have been in process.
+    replay_delay_seconds: float = 0.0
 
     def count_error(self, code: str) -> None:
         if self.errors is None:
             self.errors = {}
         self.errors[code] = self.errors.get(code, 0) + 1
+
+    def count_retry(self, reason: str) -> None:
+        self.retry_reasons[reason] = self.retry_reasons.get(reason, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,8 @@ class _Answer:
     token: SecretStr | None = None
     #: Identity failed when the token was taken in the slot: nothing was sent.
     identity_error: MarketoHttpError | None = None
+    #: The transport clock's monotonic time just before the request was sent (None: not sent).
+    sent: float | None = None
 
 
 @dataclass
@@ -244,17 +260,21 @@ class MarketoTransport:
         if resp is None:
             assert answer.error is not None
             failure = no_answer(answer.error, req.what, idempotent=req.idempotent)
-            if failure.maybe_applied or tries.attempts >= r.max_attempts:
+            if failure.maybe_applied:
                 raise failure
-            await self._retry_wait(tries.attempts, type(answer.error).__name__)
+            if tries.attempts >= r.max_attempts:
+                await self._hold_in_process(req, answer)
+                raise failure
+            await self._retry_wait(tries.attempts, type(answer.error).__name__, req, answer)
             return _AGAIN
         if resp.status_code == 404 and not req.want_json:
             return None
         if resp.status_code != 200:
             cls = classify_http_status(resp.status_code)
             if cls is ErrorClass.RETRY_SOON and tries.attempts < r.max_attempts and req.idempotent:
-                await self._retry_wait(tries.attempts, f"HTTP {resp.status_code}")
+                await self._retry_wait(tries.attempts, f"HTTP {resp.status_code}", req, answer)
                 return _AGAIN
+            await self._hold_in_process(req, answer)
             maybe = cls is ErrorClass.RETRY_SOON and not req.idempotent
             raise MarketoHttpError(resp.status_code, f"{req.what}{MAYBE_APPLIED_NOTE if maybe else ''}",
                                    maybe_applied=maybe)
@@ -270,6 +290,7 @@ class MarketoTransport:
         info = classify(code)
         if info.error_class is ErrorClass.RETRY_SOON:
             if tries.attempts >= self.settings.retry.max_attempts:
+                await self._hold_in_process(req, answer)
                 raise MarketoApiError(code, message, tries.attempts)
             if not req.idempotent and info.ambiguous:
                 raise MarketoApiError(code, f"{message}{MAYBE_APPLIED_NOTE}", tries.attempts, maybe_applied=True)
@@ -277,7 +298,7 @@ class MarketoTransport:
                 self.limiter.on_throttle(code, answer.started)  # its pause delays the next slot
                 self.stats.retries += 1
             else:
-                await self._retry_wait(tries.attempts, code)
+                await self._retry_wait(tries.attempts, code, req, answer)
             return _AGAIN
         if info.error_class is ErrorClass.RETRY_LATER:
             if code == "607":
@@ -306,11 +327,52 @@ class MarketoTransport:
         log.info("marketo %s: %s %s; waiting %.0fs", req.what, code, message, r.import_queue_wait_seconds)
         await self.clock.sleep(r.import_queue_wait_seconds)
 
-    async def _retry_wait(self, attempt: int, why: str) -> None:
+    async def _retry_wait(
+        self, attempt: int, why: str, req: Request | None = None, answer: _Answer | None = None
+    ) -> None:
         delay = self._backoff(attempt)
         self.stats.retries += 1
+        in_process = self._in_process(req, answer)
+        if in_process is not None and answer is not None and answer.sent is not None:
+            wait = replay_wait(backoff=delay, delay=self.settings.retry.ambiguous_replay_delay_seconds,
+                               sent_at=answer.sent, now=self.clock.monotonic())
+            if wait > delay:
+                assert req is not None
+                self._held(req, in_process, wait, "in_process", "replaying it")
+                self.stats.replay_delay_seconds += wait - delay
+                await self.clock.sleep(wait)
+                return
+        self.stats.count_retry("backoff")
         log.info("marketo retry after %s in %.1fs (attempt %d)", why, delay, attempt)
         await self.clock.sleep(delay)
+
+    def _in_process(self, req: Request | None, answer: _Answer | None) -> str | None:
+        """Why a lead write's attempt may still be running at Marketo (retry_replay.py), or None."""
+        if req is None or answer is None or answer.sent is None or not same_key_write(req.method, req.path, req.params):
+            return None
+        status = None if answer.resp is None else answer.resp.status_code
+        sent = answer.error is not None and reached_marketo(answer.error)
+        return in_process_reason(sent=sent, http_status=status, code=answer.code,
+                                 in_process_codes=self.settings.retry.in_process_codes)
+
+    async def _hold_in_process(self, req: Request, answer: _Answer) -> None:
+        """Out of retries with an attempt that may still run at Marketo: return the failure only once the
+        replay delay after its send has passed, so the caller's next upsert of these emails cannot race it."""
+        reason = self._in_process(req, answer)
+        if reason is None or answer.sent is None:
+            return
+        wait = answer.sent + self.settings.retry.ambiguous_replay_delay_seconds - self.clock.monotonic()
+        if wait > 0:
+            self._held(req, reason, wait, "in_process_hold", "returning the failure")
+            self.stats.replay_delay_seconds += wait
+            await self.clock.sleep(wait)
+
+    def _held(self, req: Request, reason: str, wait: float, counted_as: str, before: str) -> None:
+        self.stats.count_retry(counted_as)
+        log.warning("marketo %s: %s; Marketo may still be processing it, so a second upsert of the same emails "
+                    "could create duplicate leads (docs/reference/marketo-api.md §5.1): waiting %.1fs before %s "
+                    "(at least %.0fs after it was sent, KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS)", req.what,
+                    reason, wait, before, self.settings.retry.ambiguous_replay_delay_seconds)
 
     # ----- layer 2: re-authentication
     async def _authorized(self, req: Request, tries: _Tries) -> _Answer | None:
@@ -359,14 +421,15 @@ class MarketoTransport:
                 permit.not_counted = True  # nothing was sent
                 return _Answer(None, started=permit.started, identity_error=exc)
             self.stats.calls += 1
+            sent = self.clock.monotonic()
             try:
                 resp = await self.http.request(
                     req.method, self.base_url + req.path, params=req.params, content=req.content, data=req.data,
                     files=req.files, headers={**req.headers, "Authorization": f"Bearer {token.get_secret_value()}"},
                 )
             except httpx.TransportError as exc:  # timeouts included
-                return _Answer(None, error=exc, started=permit.started, token=token)
-            answer = _Answer(resp, started=permit.started, token=token)
+                return _Answer(None, error=exc, started=permit.started, token=token, sent=sent)
+            answer = _Answer(resp, started=permit.started, token=token, sent=sent)
             if resp.status_code == 200 and (req.want_json or _looks_json(resp)):
                 answer.body = self._read_body(req, resp)
                 if isinstance(answer.body, dict) and answer.body.get("success") is False:

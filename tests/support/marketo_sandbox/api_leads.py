@@ -97,11 +97,27 @@ def sync_leads(call: Call) -> dict[str, Any]:
         raise MarketoError("1003", "Invalid data: lookupField 'id' is only allowed with action 'updateOnly'")
     results: list[dict[str, Any]] = []
     for rec in records:
-        results.append(_sync_one(inst, rec, action, lookup, call.now))
+        results.append(_sync_one(inst, rec, action, lookup, call.now, call.missing_on_arrival))
     return {"result": results}
 
 
-def _sync_one(inst: Instance, rec: Any, action: str, lookup: str, now: float) -> dict[str, Any]:
+def missing_on_arrival(call: Call) -> frozenset[str]:
+    """The lookup values of a Sync Leads call that match no lead now (a call still in process keeps them, §5.1)."""
+    try:
+        body = call.body_dict()
+        records = input_records(body, call.inst.limits.batch_size)
+    except MarketoError:
+        return frozenset()
+    lookup = body.get("lookupField") or "email"
+    if not isinstance(lookup, str):
+        return frozenset()
+    return frozenset(_norm(call.inst, lookup, r.get(lookup)) for r in records
+                     if isinstance(r, dict) and r.get(lookup) not in (None, "") and not find_leads(call.inst, lookup,
+                                                                                                 r.get(lookup)))
+
+
+def _sync_one(inst: Instance, rec: Any, action: str, lookup: str, now: float,
+              missing: frozenset[str] | None = None) -> dict[str, Any]:
     if not isinstance(rec, dict):
         return {"status": "skipped", "reasons": [reason("1003", "Invalid data")]}
     if "id" in rec and action in ("createOnly", "createDuplicate"):
@@ -119,6 +135,8 @@ def _sync_one(inst: Instance, rec: Any, action: str, lookup: str, now: float) ->
             return _create(inst, values, now)
         return {"status": "skipped", "reasons": [reason("1003", f"Value for lookup field '{lookup}' not found")]}
     matches = find_leads(inst, lookup, key)
+    if missing is not None and _norm(inst, lookup, key) in missing:
+        matches = []  # looked up when the call arrived, before a same-key call created the lead (§5.1)
     if action == "createOnly":
         if matches:
             return {"status": "skipped", "reasons": [reason("1005", "Lead already exists")]}

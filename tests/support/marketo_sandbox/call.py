@@ -44,6 +44,9 @@ class Call:
     client_id: str
     files: dict[str, Upload] = field(default_factory=dict)
     content_type: str = "application/json"
+    #: A Sync Leads call applied late (an ``apply_after_seconds`` fault): the lookup values it found no lead for
+    #: when it arrived; applied, it creates those leads even if another call created them meanwhile (§5.1).
+    missing_on_arrival: frozenset[str] | None = None
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         v = self.args.get(name)

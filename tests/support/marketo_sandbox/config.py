@@ -168,10 +168,19 @@ class FaultRule(_Strict):
     rate: float = Field(1.0, ge=0.0, le=1.0)
     latency_seconds: float = Field(0.0, ge=0.0)
     apply_then_fail: bool = Field(False, description="run the call, then answer the error (ambiguous write)")
+    apply_after_seconds: float | None = Field(
+        None, gt=0, description="answer the error at once and run the call this many seconds later: a write Marketo "
+        "is still processing after its error (docs/reference/marketo-api.md §10.4, UNCONFIRMED); a Sync Leads call "
+        "looks its emails up on arrival, so a same-email upsert that creates the lead meanwhile makes a duplicate "
+        "lead when this one is applied (§5.1)")
     max_count: int | None = Field(None, ge=1, description="stop firing after this many hits (per installed plan)")
 
     @model_validator(mode="after")
     def _apply_then_fail(self) -> FaultRule:
+        if self.apply_after_seconds is not None:
+            if self.error is None or self.error in BEFORE_WORK_KINDS or self.apply_then_fail:
+                raise ValueError("apply_after_seconds needs an error other than 606/615 (Marketo rejects those before "
+                                 "any work runs, docs/reference/marketo-api.md §2.1) and excludes apply_then_fail")
         if self.apply_then_fail:
             if self.error is None:
                 raise ValueError("apply_then_fail needs an error to answer after the call ran")

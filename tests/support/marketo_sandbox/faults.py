@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from .config import FaultConfig, FaultRule
 
 APPLIED_PREFIX = "applied_then_failed:"
+APPLIED_LATER_PREFIX = "applied_later:"
 LATENCY_KIND = "latency"
 TOKEN_EXPIRED_PREFIX = "token_expired:"  # + the code the client got for a token the fault plan expired
 
 
-def fault_kind(error: str, applied: bool) -> str:
+def fault_kind(error: str, applied: bool, later: bool = False) -> str:
     """The counter name of a delivered fault: the rule's ``error`` (``"606"``, ``"http_500"``, ``"drop"``),
-    prefixed ``applied_then_failed:`` when the call ran before the error was answered."""
-    return f"{APPLIED_PREFIX}{error}" if applied else error
+    prefixed ``applied_then_failed:`` when the call ran before the error was answered, ``applied_later:`` when
+    it runs after (``apply_after_seconds``)."""
+    return f"{APPLIED_LATER_PREFIX}{error}" if later else f"{APPLIED_PREFIX}{error}" if applied else error
 
 
 def token_expired_kind(code: str) -> str:
@@ -46,6 +48,8 @@ class FaultDecision:
     error: str | None = None
     latency_seconds: float = 0.0
     apply_then_fail: bool = False
+    #: Answer the error now, run the call this many seconds later (None: not a late write).
+    apply_after_seconds: float | None = None
 
 
 class FaultInjector:
@@ -74,6 +78,7 @@ class FaultInjector:
         error: str | None = None
         latency = 0.0
         apply_then_fail = False
+        apply_after: float | None = None
         for i, rule in enumerate(self.config.rules):
             if not _matches(rule, instance, endpoint):
                 continue
@@ -89,8 +94,9 @@ class FaultInjector:
             latency += rule.latency_seconds
             if rule.error is not None and error is None:
                 error = rule.error
-                apply_then_fail = rule.apply_then_fail
-        return FaultDecision(error=error, latency_seconds=latency, apply_then_fail=apply_then_fail)
+                apply_then_fail, apply_after = rule.apply_then_fail, rule.apply_after_seconds
+        return FaultDecision(error=error, latency_seconds=latency, apply_then_fail=apply_then_fail,
+                             apply_after_seconds=apply_after)
 
 
 def _matches(rule: FaultRule, instance: str, endpoint: str) -> bool:

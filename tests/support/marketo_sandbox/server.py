@@ -7,6 +7,7 @@ The admin API lives under ``/_sandbox/`` and is never rate-limited or authentica
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from . import api_leads
 from .admin import handle_admin
 from .call import Call, Reply, Upload
 from .clock import Clock, ManualClock, SystemClock
@@ -78,6 +80,8 @@ class Sandbox:
             self.instances[ic.munchkin_id.upper()] = Instance(ic, self.ids, now)
         self.default = self.instances[self.config.instances[0].munchkin_id.upper()]
         self._schedule_forced_expiry(list(self.instances.values()), now)
+        #: Calls an ``apply_after_seconds`` fault answered with an error and still runs (held until they end).
+        self._late: set[asyncio.Task[None]] = set()
 
     # ---- admin helpers (also used in-process) -----------------------------------------------
 
@@ -284,12 +288,11 @@ class Sandbox:
             inst.record_fault(rest.endpoint, LATENCY_KIND)
             await self.clock.sleep(fault.latency_seconds)
         if fault.error and not fault.apply_then_fail:
+            if fault.apply_after_seconds is not None:
+                self._apply_later(rest, route, fault.apply_after_seconds)
             return self._deliver_fault(inst, rest.request, rest.path, rest.endpoint, rest.client_id, now, fault,
                                        rest.asset, applied=False)
-        call = Call(inst=inst, method=rest.method, path=rest.path, params=rest.params, args=rest.args,
-                    json=_json_or_none(rest.body, rest.request.content_type), body=rest.body, now=self.clock.time(),
-                    request_id=self.ids.request_id(now), client_id=rest.client_id or "", files=rest.files,
-                    content_type=rest.request.content_type)
+        call = self._call_of(rest)
         if rest.request.content_type == "application/json" and rest.body.strip() and call.json is None:
             return self._refuse(rest, MarketoError("609"), counted=True, taken=True)
         try:
@@ -303,6 +306,38 @@ class Sandbox:
             return self._deliver_fault(inst, rest.request, rest.path, rest.endpoint, rest.client_id, now, fault,
                                        rest.asset, applied=True)
         return self._answer(rest, call, result)
+
+    def _call_of(self, rest: _RestCall) -> Call:
+        return Call(inst=rest.inst, method=rest.method, path=rest.path, params=rest.params, args=rest.args,
+                    json=_json_or_none(rest.body, rest.request.content_type), body=rest.body, now=self.clock.time(),
+                    request_id=self.ids.request_id(rest.now), client_id=rest.client_id or "", files=rest.files,
+                    content_type=rest.request.content_type)
+
+    def _apply_later(self, rest: _RestCall, route: Route, delay: float) -> None:
+        """Run the call ``delay`` seconds after its error was answered (``FaultRule.apply_after_seconds``): Marketo
+        still processing a write after a 604, a 5xx or a dropped connection (docs/reference/marketo-api.md §10.4). A
+        Sync Leads call looks its emails up on arrival (``Call.missing_on_arrival``), so an upsert of one of them that
+        creates the lead in the meantime makes a duplicate lead when this call is applied (§5.1)."""
+        call = self._call_of(rest)
+        if rest.endpoint == "POST /rest/v1/leads.json":
+            call.missing_on_arrival = api_leads.missing_on_arrival(call)
+
+        async def run() -> None:
+            await self.clock.sleep(delay)
+            call.now = self.clock.time()
+            try:
+                route.handler(call)
+            except Exception as exc:  # a refused late call changes nothing, as it would at Marketo
+                log.info("late call %s not applied: %r", rest.endpoint, exc)
+
+        task = asyncio.ensure_future(run())
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def settle_late_calls(self) -> None:
+        """Wait until every call an ``apply_after_seconds`` fault holds has run."""
+        while self._late:
+            await asyncio.gather(*list(self._late), return_exceptions=True)
 
     def _answer(self, rest: _RestCall, call: Call, result: Any) -> web.Response:
         """The handler's result: a ``Reply`` as it is, anything else in Marketo's success envelope."""
@@ -330,7 +365,7 @@ class Sandbox:
         """Answer an injected fault (before or after the call ran) and count it for the instance."""
         assert fault.error is not None
         if fault.error in BODY_CODE_KINDS:
-            inst.record_fault(endpoint, fault_kind(fault.error, applied))
+            inst.record_fault(endpoint, fault_kind(fault.error, applied, fault.apply_after_seconds is not None))
             return self._fault_reply(inst, request, path, endpoint, client_id, now, fault.error, asset)
         self._release(inst, now)  # http_* and drop are not counted against the limits
         return self._transport_fault(inst, request, endpoint, client_id, now, fault, applied)
@@ -340,7 +375,7 @@ class Sandbox:
         """An HTTP 5xx status with an HTML body (what a gateway in front of Marketo sends), or a dropped
         connection: the client gets no response at all."""
         assert fault.error is not None
-        inst.record_fault(endpoint, fault_kind(fault.error, applied))
+        inst.record_fault(endpoint, fault_kind(fault.error, applied, fault.apply_after_seconds is not None))
         inst.record_call(endpoint, fault.error, client_id, counted=False, now=now)
         if fault.error == "drop":
             self._log(inst, request, endpoint, 0, "drop", client_id, now)

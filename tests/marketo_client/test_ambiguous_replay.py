@@ -1,0 +1,164 @@
+"""A lead write Marketo may still be processing after its error is replayed no earlier than
+``RetrySettings.ambiguous_replay_delay_seconds`` after it was sent (docs/reference/marketo-api.md §5.1, §10.4).
+
+Against the Marketo sandbox's ``apply_after_seconds`` fault: the error is answered at once and the Sync Leads
+call runs later with the lookups it made on arrival, as a request still in process at Marketo would, so a replay
+sent in the meantime creates the lead and the late call creates it again (a duplicate lead). Virtual time: the
+client and the sandbox share one clock (conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from kmsync_marketo.auth import TokenRegistry
+from kmsync_marketo.client import MarketoClient
+from kmsync_marketo.errors import MarketoApiError
+from kmsync_marketo.limiter import LimiterRegistry
+from kmsync_marketo.retry_replay import in_process_reason, replay_wait, same_key_write
+from kmsync_marketo.settings import RetrySettings
+from kmsync_testing.waiting import wait_for
+from marketo_sandbox.config import FaultConfig, FaultRule
+
+from .conftest import SandboxEnv, sandbox_env
+
+SYNC = "POST /rest/v1/leads.json"
+LATE = 30.0  # seconds after its error the sandbox applies the write
+DELAY = 90.0
+
+
+def _late_write(error: str, **extra: Any) -> FaultConfig:
+    return FaultConfig(rules=[FaultRule(endpoint=SYNC, error=error, apply_after_seconds=LATE, max_count=1, **extra)])
+
+
+def _retry(delay: float, **extra: Any) -> RetrySettings:
+    return RetrySettings(ambiguous_replay_delay_seconds=delay, backoff_base_seconds=1.0, **extra)
+
+
+async def _settle(env: SandboxEnv) -> None:
+    """Let every late write run (the clock passes its time) before the leads are counted."""
+    env.manual.advance(2 * LATE)
+    await env.sandbox.settle_late_calls()
+
+
+def _sync_times(env: SandboxEnv) -> list[float]:
+    return [r["at"] for r in env.inst.request_log if r["endpoint"] == SYNC]
+
+
+async def test_replayed_at_once_a_write_still_in_process_makes_a_duplicate_lead() -> None:
+    """The risk the delay exists for, with the delay off: the replay creates the lead while the first request
+    still runs; when that one is applied, it creates the lead a second time."""
+    async with sandbox_env(faults=_late_write("604")) as env:
+        client = env.client(env.settings(retry=_retry(0.0)))
+        result = await client.sync_leads([{"email": "new@example.com", "firstName": "New"}])
+        assert result.outcomes[0].status == "created"
+        await _settle(env)
+        assert len(env.inst.leads_by_email("new@example.com")) == 2, "a duplicate lead (§5.1)"
+
+
+@pytest.mark.parametrize("error", ["604", "drop", "http_503", "502"])
+async def test_a_write_that_may_still_run_is_replayed_after_the_delay_and_written_once(error: str) -> None:
+    async with sandbox_env(faults=_late_write(error)) as env:
+        client = env.client(env.settings(retry=_retry(DELAY)))
+        result = await client.sync_leads([{"email": "new@example.com", "firstName": "New"}])
+        await _settle(env)
+        leads = env.inst.leads_by_email("new@example.com")
+        assert len(leads) == 1, "no duplicate lead"
+        assert leads[0].values.get("firstName") == "New", "nothing lost"
+        assert result.outcomes[0].ok
+        first, replay = _sync_times(env)
+        assert replay - first >= DELAY, "the replay waited at least the configured delay after the first send"
+        stats = client.transport.stats
+        assert stats.retry_reasons == {"in_process": 1} and stats.replay_delay_seconds > DELAY - 2
+
+
+async def test_an_error_marketo_answered_is_replayed_after_the_ordinary_backoff() -> None:
+    """611 ends the request (an unhandled exception): no request is left running, so no reason to wait."""
+    faults = FaultConfig(rules=[FaultRule(endpoint=SYNC, error="611", apply_then_fail=True, max_count=1)])
+    async with sandbox_env(faults=faults) as env:
+        client = env.client(env.settings(retry=_retry(DELAY)))
+        await client.sync_leads([{"email": "new@example.com"}])
+        first, replay = _sync_times(env)
+        assert replay - first <= 1.0
+        assert client.transport.stats.retry_reasons == {"backoff": 1}
+        assert len(env.inst.leads_by_email("new@example.com")) == 1
+
+
+async def test_out_of_attempts_the_failure_is_returned_only_after_the_delay() -> None:
+    """The caller may upsert the same email as soon as the call returns: the failure waits until the first
+    request cannot be running any more, so that next upsert cannot race it."""
+    async with sandbox_env(faults=_late_write("604")) as env:
+        client = env.client(env.settings(retry=_retry(DELAY, max_attempts=1)))
+        start = env.manual.time()
+        result = await client.sync_leads([{"email": "new@example.com", "firstName": "First"}])
+        assert result.outcomes[0].status == "failed" and result.outcomes[0].reason_code == "604"
+        assert env.manual.time() - start >= DELAY
+        assert client.transport.stats.retry_reasons == {"in_process_hold": 1}
+        again = await client.sync_leads([{"email": "new@example.com", "lastName": "Again"}])
+        assert again.outcomes[0].status == "updated"
+        await _settle(env)
+        leads = env.inst.leads_by_email("new@example.com")
+        assert len(leads) == 1 and leads[0].values.get("firstName") == "First"
+
+
+async def test_the_wait_holds_no_limiter_slot_and_other_emails_are_written_meanwhile() -> None:
+    """Only the call that may still run waits: its limiter slot is free, and another client of the same
+    instance (same limiter) writes other emails at once."""
+    async with sandbox_env(faults=_late_write("604")) as env:
+        clock = env.manual  # the sandbox's clock, without SharedClock: the client parks until the test moves it
+        limiters = LimiterRegistry()
+
+        def client() -> MarketoClient:
+            c = MarketoClient(env.settings(retry=_retry(DELAY)), clock=clock, limiters=limiters,
+                              token_registry=TokenRegistry(), rng=random.Random(3))
+            env.clients.append(c)
+            return c
+
+        held = asyncio.create_task(client().sync_leads([{"email": "held@example.com"}]))
+        # Parked: the late write (30 s) and the held call (90 s after its send).
+        await wait_for(lambda: clock.sleepers == 2, within=10, what="the held call waiting out the delay")
+        other = await asyncio.wait_for(client().sync_leads([{"email": "other@example.com"}]), 10)
+        assert other.outcomes[0].status == "created" and not held.done()
+        clock.advance(DELAY)
+        assert (await asyncio.wait_for(held, 10)).outcomes[0].ok
+        await env.sandbox.settle_late_calls()
+        assert len(env.inst.leads_by_email("held@example.com")) == 1
+
+
+def test_which_answers_may_leave_a_lead_write_running() -> None:
+    codes = RetrySettings().in_process_codes
+    assert in_process_reason(sent=True, http_status=None, code=None, in_process_codes=codes)
+    assert in_process_reason(sent=False, http_status=None, code=None, in_process_codes=codes) is None
+    assert in_process_reason(sent=True, http_status=200, code="604", in_process_codes=codes)
+    assert in_process_reason(sent=True, http_status=200, code="611", in_process_codes=codes) is None
+    assert in_process_reason(sent=True, http_status=503, code=None, in_process_codes=codes)
+    assert in_process_reason(sent=True, http_status=429, code=None, in_process_codes=codes) is None
+    assert same_key_write("POST", "/rest/v1/leads.json", None)
+    assert not same_key_write("POST", "/rest/v1/leads.json", {"_method": "GET"})
+    assert not same_key_write("POST", "/rest/v1/activities/external.json", None)
+    assert replay_wait(backoff=1.0, delay=90.0, sent_at=100.0, now=110.0) == 80.0
+    assert replay_wait(backoff=1.0, delay=90.0, sent_at=0.0, now=300.0) == 1.0  # a long timeout already waited
+
+
+def test_the_delay_defaults_to_the_server_timeout_and_is_set_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS", raising=False)
+    assert RetrySettings().ambiguous_replay_delay_seconds == 90.0
+    monkeypatch.setenv("KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS", "12.5")
+    assert RetrySettings().ambiguous_replay_delay_seconds == 12.5
+    monkeypatch.setenv("KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS", "-1")
+    with pytest.raises(ValidationError, match="ambiguous_replay_delay_seconds"):
+        RetrySettings()
+
+
+def test_a_late_write_fault_needs_an_error_marketo_could_answer_after_work() -> None:
+    with pytest.raises(ValidationError, match="apply_after_seconds"):
+        FaultRule(endpoint=SYNC, error="606", apply_after_seconds=1.0)
+    with pytest.raises(ValidationError, match="apply_after_seconds"):
+        FaultRule(endpoint=SYNC, apply_after_seconds=1.0)
+    assert MarketoApiError("604", "x").info.ambiguous
