@@ -68,6 +68,10 @@ class PullTiming:
     statuses_overlap: Overlap = field(default_factory=Overlap)
 
 
+def _hashed_email(item: Item[Any]) -> str:
+    return hash_email(getattr(item.record, "email", None))
+
+
 def dead_letter_for(item: Item[Any], key: str, now: datetime) -> DeadLetter:
     assert item.problem is not None
     p = item.problem
@@ -203,16 +207,17 @@ class EventPuller:
         for item in items:
             if item.time >= before.watermark:
                 continue
-            email = hash_email(getattr(item.record, "email", None))
             if id(item) in produced:
                 late += 1
                 log.warning("statuses of event %s: profile %s updated at %s (%s) was not visible when a newer "
                             "version was read; found by the overlap re-read and produced now",
-                            self.event.virtual_event_id, item.ident, item.time.isoformat(), email)
+                            self.event.virtual_event_id, item.ident, item.time.isoformat(), _hashed_email(item))
             elif before.recent_from is not None and item.time >= before.recent_from:
                 skipped += 1
-                log.debug("statuses of event %s: profile %s updated at %s (%s) re-read by the overlap: already "
-                          "produced, skipped", self.event.virtual_event_id, item.ident, item.time.isoformat(), email)
+                if log.isEnabledFor(logging.DEBUG):  # thousands per pull at an event's start: no hash unless logged
+                    log.debug("statuses of event %s: profile %s updated at %s (%s) re-read by the overlap: already "
+                              "produced, skipped", self.event.virtual_event_id, item.ident, item.time.isoformat(),
+                              _hashed_email(item))
         self.metrics.statuses_overlap.labels("skipped").inc(skipped)
         self.metrics.statuses_overlap.labels("late").inc(late)
         if skipped or late:

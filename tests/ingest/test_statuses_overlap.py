@@ -8,6 +8,7 @@ back from ingest.watermarks.v1), nothing else is produced twice, and the waterma
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -68,8 +69,9 @@ async def _pull(settings: IngestSettings, tenants: TenantsConfig, sb: RunningSan
 
 @pytest.mark.parametrize("overlap", [0, 2 * LAG])
 async def test_a_version_shown_late_is_lost_without_overlap_and_pulled_once_with_it(
-    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, overlap: int
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, overlap: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="kmsync_ingest.puller")
     async with running_sandbox(SCENARIO, seed=5) as sb:
         tenants = tenants_for(sb, tmp_path / "secrets")
         settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb, statuses_overlap_seconds=overlap)
@@ -102,3 +104,7 @@ async def test_a_version_shown_late_is_lost_without_overlap_and_pulled_once_with
         assert set(got) == expected, "nothing lost"
         assert counts[1]["late"] >= 1 and counts[1]["skipped"] >= 1, "the re-read is visible in the metrics"
         assert counts[1]["capped"] == 0
+        said = [r.getMessage() for r in caplog.records if r.name == "kmsync_ingest.puller"]
+        assert any(person.profile_id in m and "found by the overlap" in m for m in said), "the late one is named"
+        assert any("already produced, skipped" in m for m in said), "each skipped re-read is logged"
+        assert person.email is None or not any(person.email.lower() in m.lower() for m in said), "emails hashed"
