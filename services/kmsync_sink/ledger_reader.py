@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 #: The JSON string of RecordOutcome.kind for a custom activity, as the contract encodes it.
 ACTIVITY_KIND = b'"custom_activity"'
-#: A catch-up slower than this is logged as a warning: it runs inside the assignment callback, and a member that
-#: sends no heartbeat for the consumer's session timeout (aiokafka's default 10 s) is evicted from the group.
+#: A catch-up slower than this is logged as a warning: routing of the partitions just assigned waits for it
+#: (service.py; it runs on its own task, so the group's heartbeats go on meanwhile).
 SLOW_CATCH_UP_SECONDS = 5.0
 
 
@@ -111,8 +111,7 @@ class LedgerReader:
     def _result(self, m: ConsumerRecord[bytes, bytes]) -> bool:
         # Only written custom activities matter: any other outcome is passed over on its bytes (an activity's
         # JSON always holds its kind's string; anything else holding it is decoded and checked), so a catch-up
-        # that reads days of outcomes decodes a fraction of them (it runs inside the assignment callback, while
-        # aiokafka sends no heartbeats).
+        # that reads days of outcomes decodes a fraction of them (routing of an assignment waits for it).
         if m.value is None or ACTIVITY_KIND not in m.value:
             return False
         try:
@@ -150,8 +149,7 @@ class LedgerReader:
         took = time.monotonic() - started
         if took > SLOW_CATCH_UP_SECONDS:
             log.warning("activity ledger: the catch-up took %.1f s (%d written activities, %d open intents); "
-                        "past the consumer's session timeout the group evicts this replica mid-assignment",
-                        took, added, self.ledger.intents)
+                        "routing of the partitions assigned waited for it", took, added, self.ledger.intents)
         elif added or intents:
             log.info("activity ledger: %d written activities learned from %s; %d open intent(s)",
                      added, self.topic, self.ledger.intents)

@@ -107,6 +107,8 @@ class MarketoSink:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
         self._ledger_reader: LedgerReader | None = None
+        #: The ledger's catch-up for the current assignment (on_assigned starts it, a revocation cancels it).
+        self._catch_up: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
 
     @property
@@ -189,6 +191,7 @@ class MarketoSink:
         self.router.note_lags({(tp.topic, tp.partition): records for tp, records in lags.items()})
 
     async def _shutdown(self) -> None:
+        await self._cancel_catch_up()
         # Both paths let windows in flight finish (bounded) so accepted writes get their outcomes;
         # open windows are abandoned uncommitted and replayed by whoever owns the partition next.
         await self._stop_workers(list(self.workers.values()))
@@ -232,6 +235,7 @@ class MarketoSink:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._generation += 1
         self._settled.clear()
+        await self._cancel_catch_up()  # the next assignment catches up again, from where this one got to
         if not revoked:
             return
         keys = {(tp.topic, tp.partition) for tp in revoked}
@@ -263,16 +267,36 @@ class MarketoSink:
             # Fetching starts again at the committed offset: no state of an earlier ownership counts.
             self.tracker.forget(tp.topic, tp.partition)
         self.state.assigned |= assigned
+        log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        if self._ledger_reader is None:
+            self._settled.set()
+            return
+        # The catch-up runs on a task of its own, not in this callback: aiokafka sends no heartbeats while a
+        # rebalance callback runs (GroupCoordinator stops its heartbeat task for the rebalance and starts it again
+        # after the callback), so a catch-up longer than the session timeout (10 s; ~1.5 million outcomes to
+        # read, docs/benchmarks.md "The activity ledger's catch-up") had the group evict this replica
+        # mid-assignment and hand its partitions on while it went on to send. Routing waits at ``_settled``.
+        self._catch_up = asyncio.create_task(self._catch_up_ledger(self._ledger_reader), name="ledger-catch-up")
+
+    async def _catch_up_ledger(self, reader: LedgerReader) -> None:
+        """Read every replica's outcomes and intents up to now, then open the gate to routing. A failure stops
+        the sink (``_failure``: the consume loop raises it, and no batch is routed after it); a revocation
+        cancels the catch-up and leaves the gate closed for the next assignment's."""
         try:
-            if self._ledger_reader is not None:
-                await self._ledger_reader.catch_up()
-        except Exception as exc:  # aiokafka would only log it and go on with the partitions assigned
+            await reader.catch_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
             log.error("the activity ledger's catch-up failed after an assignment; the sink stops: %r", exc)
             self._failure = exc
-            raise
-        finally:
-            self._settled.set()  # routing goes on, or sees the failure and stops
-        log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        self._settled.set()  # routing goes on, or sees the failure and stops
+
+    async def _cancel_catch_up(self) -> None:
+        task, self._catch_up = self._catch_up, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _stop_workers(self, workers: list[InstanceWorker]) -> list[PendingOp]:
         """Stop ``workers`` together under one drain timeout; what they buffered and did not send."""
