@@ -217,6 +217,8 @@ class Stack:
             for name in self.replicas(service):
                 env = {**common, **per_service.get(service, {}), **self.options.service_env,
                        "KMSYNC_HTTP_PORT": str(self.ports[name])}
+                if service == "transform":  # stable across its restarts: it ends what it left open (left_open.py)
+                    env["KMSYNC_TRANSFORM_INSTANCE_ID"] = name
                 started.append((name, procs.start(name, [str(BIN / "kmsync"), service], env=env)))
         for name, child in started:
             procs.wait_http_ok(child, f"{self.url(name)}/healthz", timeout=120)

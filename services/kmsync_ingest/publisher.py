@@ -44,6 +44,7 @@ from kmsync_contracts.topics import (
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_kafka import ensure_topics, topic_name
 from kmsync_kafka.hanging import held_open
+from kmsync_kafka.left_open import end_left_open
 from kmsync_kafka.producer import KafkaProducer, ProduceError, Record, await_delivery, producer_config
 
 log = logging.getLogger(__name__)
@@ -165,13 +166,10 @@ class Publisher:
         # this producer id's), so the list is what to look at, not what was wrong.
         log.warning("%s: an open transaction holds %s; ending any of this id's with an aborted transaction",
                     self.transactional_id, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in held))
-        records = [Record(tp.topic, None, LEFT_OPEN_KEY, tp.partition) for tp in held]
         async with self._tx_lock:
             producer = await self._transactional_producer()
             try:
-                producer.begin_transaction()
-                await asyncio.wait_for(await_delivery(await producer.send_many(records)), self.ack_timeout)
-                await producer.abort_transaction(self.ack_timeout)
+                await end_left_open(producer, held, LEFT_OPEN_KEY, self.ack_timeout)
             except (ProduceError, TimeoutError) as exc:
                 self._tx = None
                 self.broken = not self._owns_plain

@@ -59,6 +59,7 @@ from kmsync_contracts.topics import (
 from kmsync_kafka.clients import ensure_topics, topic_name
 from kmsync_transform.dead_letters import SourceRef
 from kmsync_transform.keyed import Envelope, KeyedSteps, Output
+from kmsync_transform.left_open import end_previous_incarnation, transactional_id
 from kmsync_transform.metrics import TransformMetrics
 from kmsync_transform.routing import INPUTS
 from kmsync_transform.settings import TransformSettings
@@ -149,6 +150,19 @@ class QuixTransform:
         self._own_state_dir = Path(tempfile.mkdtemp(prefix="kmsync-transform-state-"))
         return self._own_state_dir
 
+    def _producer_config(self) -> dict[str, Any]:
+        # marketo.ops.v1 is keyed by munchkin id: murmur2 puts a key on the partition aiokafka and
+        # the Java clients choose, so the worker and this engine agree on an instance's partition.
+        # A replica killed mid-transaction leaves it open, and read_committed readers (the sink, the
+        # next owner of its partitions' repartitioned polls) wait at it until the broker aborts it
+        # after transaction.timeout.ms: short, so a takeover is quick.
+        config: dict[str, Any] = {"partitioner": "murmur2_random", "linger.ms": PRODUCER_LINGER_MS,
+                                  "transaction.timeout.ms": self.settings.transform_transaction_timeout_ms}
+        tx_id = transactional_id(self.settings)
+        if tx_id is not None:  # quixstreams uses a configured id as it is, else a random one (left_open.py)
+            config["transactional.id"] = tx_id
+        return config
+
     def _build(self) -> Application:
         s = self.settings
         app = Application(
@@ -161,13 +175,7 @@ class QuixTransform:
             state_dir=self._state_dir(),
             rocksdb_options=RocksDBOptions(write_buffer_size=ROCKSDB_WRITE_BUFFER_BYTES, max_write_buffer_number=2,
                                            block_cache_size=ROCKSDB_BLOCK_CACHE_BYTES),
-            # marketo.ops.v1 is keyed by munchkin id: murmur2 puts a key on the partition aiokafka and
-            # the Java clients choose, so the worker and this engine agree on an instance's partition.
-            # A replica killed mid-transaction leaves it open, and read_committed readers (the sink, the
-            # next owner of its partitions' repartitioned polls) wait at it until the broker aborts it
-            # after transaction.timeout.ms: short, so a takeover is quick.
-            producer_extra_config={"partitioner": "murmur2_random", "linger.ms": PRODUCER_LINGER_MS,
-                                   "transaction.timeout.ms": s.transform_transaction_timeout_ms},
+            producer_extra_config=self._producer_config(),
             # A killed replica's partitions move after session.timeout.ms. fetch.wait.max.ms: quixstreams
             # sets up each assigned partition with calls that wait behind the fetcher's long poll
             # (librdkafka's 500 ms: 9 s to assign 18 store partitions; 100 ms: under 1 s).
@@ -250,6 +258,9 @@ class QuixTransform:
         asyncio.run(ensure_topics(self.settings.kafka_bootstrap,
                                   [*INPUTS, MARKETO_OPS, MARKETO_OPS_BACKFILL, TRANSFORM_DLQ, TRANSFORM_DECISIONS],
                                   self.settings.topic_prefix))
+        # A stable instance id: end what this replica's previous incarnation left open, before quixstreams'
+        # producer starts under the same transactional id (left_open.py; docs/reference/streaming.md §3.1).
+        asyncio.run(end_previous_incarnation(self.settings))
         configure_malloc()
         self.app = build_retrying(self._build)
         self._tune_changelogs()

@@ -54,6 +54,11 @@ class TransformSettings(CommonSettings):
     #: quix engine: the broker aborts a transaction left open this long (a killed replica's); readers
     #: wait at an open transaction, so this bounds how long a kill delays the operations behind it.
     transform_transaction_timeout_ms: int = Field(default=10_000, ge=1_000, le=900_000)
+    #: quix engine: this replica's name, stable across its restarts and unique among live replicas (the pod's
+    #: name; the chaos harness's process name). Set: the transactional id is <prefix><app id>-<instance id>, and
+    #: at start the replica ends any transaction its previous incarnation left open (left_open.py,
+    #: docs/reference/streaming.md §3.1). Empty: quixstreams' random id per process (nothing is ended).
+    transform_instance_id: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
     #: quix engine: a replica that stops heartbeating loses its partitions after this long.
     transform_session_timeout_ms: int = Field(default=10_000, ge=3_000, le=300_000)
     #: How engagement rates are read: auto (percent when any rate of a snapshot is above 1).

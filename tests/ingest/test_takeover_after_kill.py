@@ -29,7 +29,8 @@ from kmsync_ingest.publisher import Publisher
 from kmsync_ingest.service import IngestService
 from kmsync_ingest.settings import IngestSettings
 from kmsync_kafka import ensure_topics, topic_name
-from kmsync_testing.hanging import Put, leave_hanging_transaction, start_unverified_broker
+from kmsync_testing.hanging import Put, leave_hanging_transaction
+from kmsync_testing.hanging import unverified_broker as broker_without_verification
 from kmsync_testing.ingest import settings_for
 from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.topics import read_topic
@@ -182,13 +183,9 @@ def _mark(seen: str) -> IngestWatermark:
 
 @pytest.fixture
 async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
-    """A broker of its own that appends transactional records without asking their coordinator
-    (kmsync_testing.hanging), so a test can build what a crash left."""
-    broker = await start_unverified_broker(tmp_path / "kafka")
-    try:
+    """A broker of its own on which a test can build what a crash left (kmsync_testing.hanging)."""
+    async with broker_without_verification(tmp_path / "kafka") as broker:
         yield broker
-    finally:
-        await asyncio.to_thread(broker.stop)
 
 
 async def _leave_a_hanging_transaction(bootstrap: str, prefix: str, tx_id: str) -> None:

@@ -20,7 +20,8 @@ from kmsync_contracts.topics import MARKETO_OPS, MARKETO_OPS_BACKFILL
 from kmsync_kafka import ensure_topics, topic_name
 from kmsync_sink.service import MarketoSink
 from kmsync_sink.settings import SinkSettings
-from kmsync_testing.hanging import Put, leave_hanging_transaction, start_unverified_broker
+from kmsync_testing.hanging import Put, leave_hanging_transaction
+from kmsync_testing.hanging import unverified_broker as broker_without_verification
 from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.waiting import wait_for
 
@@ -31,11 +32,9 @@ HANGING, COMMITTED = 1, 0
 
 @pytest.fixture
 async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
-    broker = await start_unverified_broker(tmp_path / "kafka")
-    try:
+    """A broker of its own on which a test can build what a crash left (kmsync_testing.hanging)."""
+    async with broker_without_verification(tmp_path / "kafka") as broker:
         yield broker
-    finally:
-        await asyncio.to_thread(broker.stop)
 
 
 def _tenants() -> TenantsConfig:

@@ -7,13 +7,14 @@ id's fence nor any timeout ended it. ``leave_hanging_transaction`` builds that d
 records under the id, then appends transactional batches of the same producer id and epoch behind its
 coordinator's back. Brokers refuse such a batch while they verify transactional writes
 (``transaction.partition.verification.enable``, on by default: INVALID_TXN_STATE, OBSERVED), so it needs a
-broker with the verification off: ``start_unverified_broker``.
+broker with the verification off: ``unverified_broker``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,8 +37,10 @@ class Put(NamedTuple):
     value: bytes | None
 
 
-async def start_unverified_broker(work_dir: Path) -> KafkaBroker:
-    """A broker of its own that appends transactional records without asking their coordinator."""
+@asynccontextmanager
+async def unverified_broker(work_dir: Path) -> AsyncIterator[KafkaBroker]:
+    """A broker of its own that appends transactional records without asking their coordinator; stopped at
+    the end."""
     broker = await asyncio.to_thread(start_broker, work_dir)
     try:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -46,10 +49,9 @@ async def start_unverified_broker(work_dir: Path) -> KafkaBroker:
         for future in admin.incremental_alter_configs(
                 [ConfigResource(ResourceType.BROKER, "1", incremental_configs=[off])]).values():
             await asyncio.to_thread(future.result)
-    except BaseException:
+        yield broker
+    finally:
         await asyncio.to_thread(broker.stop)
-        raise
-    return broker
 
 
 async def leave_hanging_transaction(bootstrap: str, transactional_id: str, committed: Sequence[Put],

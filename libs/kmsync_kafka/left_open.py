@@ -1,0 +1,37 @@
+"""Ending a transaction a broker crash left open under a transactional id that is starting again.
+
+A broker crash can leave a transaction open on a partition while the id's coordinator no longer knows it (a
+"hanging" transaction, docs/reference/streaming.md §3.1, OBSERVED with Kafka 4.4). ``init_transactions`` under
+the id does not end it (the coordinator has nothing to abort) and no timeout does; every read_committed reader of
+the partition stops at it for good. An abort marker of the same producer id does end it, as aborted: a
+transaction of the id that writes to the partition and aborts. A transactional id keeps its producer id across
+incarnations (init_transactions bumps only the epoch), so the next holder of the id can end what the previous one
+left. Ingest does this at every takeover of a coordination partition (services/kmsync_ingest/publisher.py);
+transform at the start of a replica with a stable instance id (services/kmsync_transform/left_open.py).
+
+Only the partitions an open transaction holds now (kmsync_kafka.hanging.held_open) get a record: another
+producer's transaction in progress there is unharmed (a marker ends only its own producer id's transaction), and
+nothing is written anywhere else. The record (``key``, no value) is aborted, so no read_committed reader sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import TopicPartition
+
+from kmsync_kafka.producer import KafkaProducer, Record, await_delivery
+
+
+async def end_left_open(producer: KafkaProducer, partitions: Sequence[TopicPartition], key: bytes,
+                        within_seconds: float) -> None:
+    """On a started transactional producer (``init_transactions`` done): one aborted transaction holding a record
+    (``key``, no value) on each of ``partitions``. Raises ProduceError or TimeoutError; the caller decides what
+    then happens to the producer (its transaction may still be open)."""
+    if not partitions:
+        return
+    producer.begin_transaction()
+    records = [Record(tp.topic, None, key, tp.partition) for tp in partitions]
+    await asyncio.wait_for(await_delivery(await producer.send_many(records)), within_seconds)
+    await producer.abort_transaction(within_seconds)
