@@ -47,6 +47,10 @@ def configmap_by_prefix(resources: list[Resource], prefix: str) -> Resource:
     return found[0]
 
 
+#: What the downward API's metadata.name gives a pod of a Deployment.
+POD_NAME = "kmsync-transform-5d8f7c9b6-x2x4q"
+
+
 def container_env(container: Resource, resources: list[Resource]) -> dict[str, str]:
     """The environment as the container sees it: envFrom ConfigMaps, then env (which wins)."""
     env: dict[str, str] = {}
@@ -54,7 +58,10 @@ def container_env(container: Resource, resources: list[Resource]) -> dict[str, s
         ref = source["configMapRef"]["name"]
         env.update(named(resources, "ConfigMap", ref)["data"])
     for item in container.get("env", []):
-        assert "value" in item, f"{item['name']}: only literal values are expected"
+        if item.get("valueFrom") == {"fieldRef": {"fieldPath": "metadata.name"}}:
+            env[item["name"]] = POD_NAME  # the downward API: the pod's name (transform's instance id)
+            continue
+        assert "value" in item, f"{item['name']}: only literal values (or the pod's name) are expected"
         env[item["name"]] = item["value"]
     return env
 
