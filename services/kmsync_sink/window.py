@@ -1,7 +1,10 @@
 """Per-instance windows by count, age and bytes (pure: the caller passes monotonic time).
 
 An instance's operations collect here until the window is due; operations waiting for a retry
-stay out of the window until their backoff ends. ``take`` hands over what is ready, oldest first.
+stay out of the window until their backoff ends, and so does every later write of the same record (a
+lead's email, a custom object's dedupe key, a lead's program member data): it goes out with the retry,
+which the planner merges with it in offset order, never before it (the retry would then write older
+values over newer ones). ``take`` hands over what is ready, oldest first.
 On an instance that uses the Bulk Import API, a window that closed on count or bytes (a backlog) may
 take up to the larger bulk caps, so one window fills bulk jobs instead of many REST calls.
 """
@@ -10,11 +13,13 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
+from kmsync_contracts.marketo_ops import CustomObjectUpsert, LeadUpsert, MarketoOperation, ProgramMemberData
 from kmsync_sink.pending import PendingOp, Source
+from kmsync_sink.planner import object_key
 
 
 class CloseReason(StrEnum):
@@ -55,10 +60,17 @@ class Window:
         #: Ready operations (``not_before`` passed when last looked at), by (arrived, source).
         self._ready_ops: list[PendingOp] = []
         self._ready_bytes = 0
-        #: (not_before, sequence, op): operations in backoff; the sequence keeps equal times in add order.
+        #: (not_before, sequence, op): operations in backoff, and later writes of their records held with them;
+        #: the sequence keeps equal times in add order.
         self._waiting: list[tuple[float, int, PendingOp]] = []
         self._seq = 0
         self._bytes = 0
+        #: Per record (``same_record``) with an operation in backoff: until when its writes are held, and how many
+        #: of its operations are in backoff. Empty in the common case, so adding costs nothing more then.
+        self._held_until: dict[Hashable, float] = {}
+        self._in_backoff: dict[Hashable, int] = {}
+        #: The operations counted in ``_in_backoff`` (by id): each is counted out once, when it becomes ready.
+        self._counted: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._ready_ops) + len(self._waiting)
@@ -74,10 +86,31 @@ class Window:
     def add(self, op: PendingOp) -> None:
         self._bytes += op.size
         if op.not_before > 0.0:
-            self._seq += 1
-            heapq.heappush(self._waiting, (op.not_before, self._seq, op))
+            self._push(op.not_before, op)
+            record = same_record(op.op)
+            if record is not None:
+                self._counted.add(id(op))
+                self._in_backoff[record] = self._in_backoff.get(record, 0) + 1
+                until = self._held_until[record] = max(self._held_until.get(record, 0.0), op.not_before)
+                self._hold_ready(record, until)
+        elif self._held_until and (record := same_record(op.op)) in self._held_until:
+            self._push(self._held_until[record], op)  # a later write of a record whose retry waits: after it
         else:
             self._insert(op)
+
+    def _push(self, at: float, op: PendingOp) -> None:
+        self._seq += 1
+        heapq.heappush(self._waiting, (at, self._seq, op))
+
+    def _hold_ready(self, record: Hashable, until: float) -> None:
+        """Ready writes of ``record`` wait with its retry (they arrived after its first try was taken)."""
+        held = [p for p in self._ready_ops if same_record(p.op) == record]
+        if not held:
+            return
+        self._ready_ops = [p for p in self._ready_ops if same_record(p.op) != record]
+        for p in held:
+            self._ready_bytes -= p.size
+            self._push(until, p)
 
     def _insert(self, op: PendingOp) -> None:
         ready = self._ready_ops
@@ -94,10 +127,25 @@ class Window:
             self.add(op)
 
     def _promote(self, now: float) -> None:
-        """Operations whose backoff has ended join the ready ones."""
+        """Operations whose backoff has ended join the ready ones; the writes of a record go together, when
+        the last of its retries may go."""
         waiting = self._waiting
         while waiting and waiting[0][0] <= now:
-            self._insert(heapq.heappop(waiting)[2])
+            at, _, op = heapq.heappop(waiting)
+            if not self._held_until:
+                self._insert(op)
+                continue
+            record = same_record(op.op)
+            until = self._held_until.get(record, 0.0) if record is not None else 0.0
+            if until > at:  # another retry of its record came in later and waits longer: it waits with it
+                self._push(until, op)
+                continue
+            if id(op) in self._counted:
+                self._counted.discard(id(op))
+                self._in_backoff[record] -= 1
+                if not self._in_backoff[record]:
+                    del self._in_backoff[record], self._held_until[record]
+            self._insert(op)
 
     def due(self, now: float) -> CloseReason | None:
         """Why the window should close now, or None to keep collecting."""
@@ -158,6 +206,7 @@ class Window:
         """Remove (and return) operations whose (topic, partition) is not in ``keep``; all if None."""
         everything = self._ready_ops + [w[2] for w in sorted(self._waiting)]
         self._ready_ops, self._waiting, self._ready_bytes, self._bytes = [], [], 0, 0
+        self._held_until, self._in_backoff, self._counted = {}, {}, set()
         if keep is None:
             return everything
         dropped = [p for p in everything if (p.source.topic, p.source.partition) not in keep]
@@ -167,3 +216,17 @@ class Window:
 
 def _order(p: PendingOp) -> tuple[float, Source]:
     return (p.arrived, p.source)
+
+
+def same_record(op: MarketoOperation) -> Hashable | None:
+    """What an operation writes, when a later write of it must not overtake an earlier one's retry: a lead
+    (its email), a custom object record (its dedupe key, planner.object_key) or a lead's program member data.
+    None for what order does not change: statuses (Marketo only moves them forward,
+    docs/reference/marketo-api.md §6.1) and custom activities (insert-only, one per op id)."""
+    if isinstance(op, LeadUpsert):
+        return ("lead", op.email)
+    if isinstance(op, CustomObjectUpsert):
+        return ("object", op.object_name, object_key(op)[1])
+    if isinstance(op, ProgramMemberData):
+        return ("member_data", op.program_id, op.email)
+    return None
