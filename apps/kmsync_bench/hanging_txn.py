@@ -11,6 +11,7 @@ the producers' transaction.timeout.ms + the broker's abort scan + ``--margin`` h
 (docs/reference/streaming.md §3.1). For each, the Java Admin API (HangingTxnTool.java next to this file:
 describeProducers, listTransactions, describeTransactions) says the producer id and epoch and the coordinator's
 state of the transactional id holding it; the tool then aborts it (KIP-664), so each crash starts clean.
+``--instance-id NAME`` runs transform with ``KMSYNC_TRANSFORM_INSTANCE_ID`` (its restart ends what it left open).
 Every finding is a JSON line in ``<work-dir>/results.jsonl``; the summary is printed at the end. Results of
 the runs so far: docs/reference/streaming.md §3.1 and docs/reliability.md.
 
@@ -62,6 +63,8 @@ class Options:
     margin: float
     min_run: float
     max_run: float
+    #: transform's KMSYNC_TRANSFORM_INSTANCE_ID ("": quixstreams' random transactional id per process).
+    instance_id: str = ""
 
     @property
     def threshold(self) -> float:
@@ -69,13 +72,13 @@ class Options:
 
 
 # ----- the children
-def run_transform(bootstrap: str, timeout_ms: int) -> None:
+def run_transform(bootstrap: str, timeout_ms: int, instance_id: str) -> None:
     from kmsync_transform.engine_quix import QuixTransform
     from kmsync_transform.settings import TransformSettings
 
     setup_logging("transform")
     settings = TransformSettings(kafka_bootstrap=bootstrap, topic_prefix=PREFIX,
-                                 transform_transaction_timeout_ms=timeout_ms)
+                                 transform_transaction_timeout_ms=timeout_ms, transform_instance_id=instance_id)
     QuixTransform(settings, tenants()).run()
 
 
@@ -100,7 +103,8 @@ def run_load(bootstrap: str, timeout_ms: int, seed: int) -> None:
 def start_children(options: Options, broker: KafkaBroker) -> ProcessGroup:
     procs = ProcessGroup(options.work_dir / "logs")
     me = [sys.executable, "-m", "kmsync_bench.hanging_txn", "--bootstrap", broker.bootstrap,
-          "--timeout-ms", str(options.timeout_ms), "--seed", str(options.seed), "--child"]
+          "--timeout-ms", str(options.timeout_ms), "--seed", str(options.seed),
+          "--instance-id", options.instance_id, "--child"]
     procs.start("transform", [*me, "transform"])
     procs.start("load", [*me, "load"])
     return procs
@@ -214,13 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=10.0, help="seconds beyond timeout + abort scan")
     parser.add_argument("--run", type=float, nargs=2, default=(3.0, 12.0), metavar=("MIN", "MAX"),
                         help="seconds of load before each crash, uniformly drawn (default 3 12)")
+    parser.add_argument("--instance-id", default="",
+                        help="transform's KMSYNC_TRANSFORM_INSTANCE_ID (default empty: a random transactional id per "
+                             "process; set, a restarted transform ends what its previous run left open)")
     parser.add_argument("--summarize", type=Path, metavar="RESULTS_JSONL",
                         help="only print the summary of an earlier (or interrupted) run's results.jsonl")
     parser.add_argument("--child", choices=("transform", "load"), help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "transform":
-        run_transform(args.bootstrap, args.timeout_ms)
+        run_transform(args.bootstrap, args.timeout_ms, args.instance_id)
         return 0
     if args.child == "load":
         run_load(args.bootstrap, args.timeout_ms, args.seed)
@@ -231,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # SIGTERM ends the run as Ctrl-C does: the children and the broker are stopped, results.jsonl is kept.
     signal.signal(signal.SIGTERM, _interrupted)
-    options = Options(args.crashes, args.seed, args.work_dir, args.timeout_ms, args.margin, *args.run)
+    min_run, max_run = args.run
+    options = Options(args.crashes, args.seed, args.work_dir, args.timeout_ms, args.margin, min_run, max_run,
+                      args.instance_id)
     print(json.dumps(experiment(options), indent=2))
     return 0
 

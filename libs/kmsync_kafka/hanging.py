@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -162,6 +163,34 @@ async def held_open(bootstrap: str, topics: Sequence[str], *, within: float = 30
 
 #: Told every observation's verdicts (a service's gauges).
 Report = Callable[[Verdicts], None]
+
+
+class LabelledGauge(Protocol):
+    """What ``HeldGauges`` needs of a prometheus_client Gauge with the labels topic and partition."""
+
+    def labels(self, topic: str, partition: str) -> _Settable: ...
+
+
+class _Settable(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class HeldGauges:
+    """A ``Report`` that keeps a service's two gauges per partition (labels topic, partition; bounded by the
+    partitions checked): ``held``, how long the LSO has stayed unmoved behind the log end (0 once it moves), and
+    ``hanging``, 1 while that is longer than the threshold. A partition gets series once it has been held."""
+
+    def __init__(self, held: LabelledGauge, hanging: LabelledGauge) -> None:
+        self.held, self.hanging = held, hanging
+        self._shown: set[tuple[str, str]] = set()
+
+    def __call__(self, verdicts: Verdicts) -> None:
+        now_held = {(h.tp.topic, str(h.tp.partition)): h.held_for for h in verdicts.held}
+        now_hanging = {(h.tp.topic, str(h.tp.partition)) for h in verdicts.hanging}
+        for labels in self._shown | now_held.keys():
+            self.held.labels(*labels).set(now_held.get(labels, 0.0))
+            self.hanging.labels(*labels).set(1.0 if labels in now_hanging else 0.0)
+        self._shown |= now_held.keys()
 
 
 class HangingCheck:

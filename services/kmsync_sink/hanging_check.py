@@ -15,33 +15,23 @@ import asyncio
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from kmsync_kafka.hanging import HangingCheck, Verdicts
+from kmsync_kafka.hanging import HangingCheck, HeldGauges
 from kmsync_sink.settings import SinkSettings
 
 RUNBOOK = "services/kmsync_sink/README.md, 'A partition stalled by a hanging transaction'"
 
 
-class HangingGauges:
+def hanging_gauges(registry: CollectorRegistry) -> HeldGauges:
     """Per partition of the sink's inputs (bounded: topic, partition): how long its LSO has been held unmoved
     behind its log end, and whether that is longer than ``sink_hanging_after_seconds`` (a hanging transaction)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.held = Gauge("kmsync_sink_transaction_held_seconds",
-                          "How long the partition's last stable offset has stayed unmoved behind its log end "
-                          "(an open transaction holds it; 0: none)", ["topic", "partition"], registry=registry)
-        self.hanging = Gauge("kmsync_sink_hanging_transaction",
-                             "1 while a transaction has held the partition for longer than any live one can "
-                             "(sink_hanging_after_seconds): read_committed readers are stalled there",
-                             ["topic", "partition"], registry=registry)
-        self._shown: set[tuple[str, str]] = set()
-
-    def __call__(self, verdicts: Verdicts) -> None:
-        now_held = {(h.tp.topic, str(h.tp.partition)): h.held_for for h in verdicts.held}
-        now_hanging = {(h.tp.topic, str(h.tp.partition)) for h in verdicts.hanging}
-        for labels in self._shown | now_held.keys():
-            self.held.labels(*labels).set(now_held.get(labels, 0.0))
-            self.hanging.labels(*labels).set(1.0 if labels in now_hanging else 0.0)
-        self._shown |= now_held.keys()
+    held = Gauge("kmsync_sink_transaction_held_seconds",
+                 "How long the partition's last stable offset has stayed unmoved behind its log end "
+                 "(an open transaction holds it; 0: none)", ["topic", "partition"], registry=registry)
+    hanging = Gauge("kmsync_sink_hanging_transaction",
+                    "1 while a transaction has held the partition for longer than any live one can "
+                    "(sink_hanging_after_seconds): read_committed readers are stalled there",
+                    ["topic", "partition"], registry=registry)
+    return HeldGauges(held, hanging)
 
 
 def start_hanging_check(settings: SinkSettings, topics: list[str], registry: CollectorRegistry,
@@ -50,5 +40,5 @@ def start_hanging_check(settings: SinkSettings, topics: list[str], registry: Col
     if settings.sink_hanging_check_seconds <= 0:
         return None
     check = HangingCheck(settings.kafka_bootstrap, topics, after_seconds=settings.sink_hanging_after_seconds,
-                         interval=settings.sink_hanging_check_seconds, report=HangingGauges(registry), runbook=RUNBOOK)
+                         interval=settings.sink_hanging_check_seconds, report=hanging_gauges(registry), runbook=RUNBOOK)
     return asyncio.create_task(check.run(stop), name="sink-hanging-check")
