@@ -109,6 +109,8 @@ class MarketoSink:
         self._ledger_reader: LedgerReader | None = None
         #: The ledger's catch-up for the current assignment (on_assigned starts it, a revocation cancels it).
         self._catch_up: asyncio.Task[None] | None = None
+        #: Set when the run ends: a rebalance during the shutdown's drain starts no catch-up.
+        self._stopping = False
         self._failure: BaseException | None = None
 
     @property
@@ -191,6 +193,7 @@ class MarketoSink:
         self.router.note_lags({(tp.topic, tp.partition): records for tp, records in lags.items()})
 
     async def _shutdown(self) -> None:
+        self._stopping = True
         await self._cancel_catch_up()
         # Both paths let windows in flight finish (bounded) so accepted writes get their outcomes;
         # open windows are abandoned uncommitted and replayed by whoever owns the partition next.
@@ -222,7 +225,9 @@ class MarketoSink:
         records abandoned at the revocation."""
         generation = self._generation
         if not self._settled.is_set():  # polled after a new assignment, before its catch-up finished
-            await self._settled.wait()
+            await _first_set(self._settled, self._stop)
+            if not self._settled.is_set():  # the run stops first: not routed, uncommitted, read again later
+                return
         if self._failure is not None:  # a catch-up (or a worker) failed: the run ends, nothing more is routed
             return
         for tp, msgs in batch.items():
@@ -268,6 +273,8 @@ class MarketoSink:
             self.tracker.forget(tp.topic, tp.partition)
         self.state.assigned |= assigned
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        if self._stopping:  # a rebalance during the shutdown's drain: nothing is routed any more
+            return
         if self._ledger_reader is None:
             self._settled.set()
             return
@@ -303,6 +310,16 @@ class MarketoSink:
         timeout = self.settings.sink_drain_timeout_seconds
         dropped = await asyncio.gather(*(w.stop(timeout) for w in workers))
         return [p for ops in dropped for p in ops]
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    """Until one of ``events`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -65,6 +65,9 @@ class Window:
         self._waiting: list[tuple[float, int, PendingOp]] = []
         self._seq = 0
         self._bytes = 0
+        #: The latest time the window was looked at (``_promote``): a re-added operation whose backoff ended
+        #: before it is ready, not in backoff.
+        self._now = 0.0
         #: Per record (``same_record``) with an operation in backoff: until when its writes are held, and how many
         #: of its operations are in backoff. Empty in the common case, so adding costs nothing more then.
         self._held_until: dict[Hashable, float] = {}
@@ -84,33 +87,47 @@ class Window:
         return self._bytes
 
     def add(self, op: PendingOp) -> None:
-        self._bytes += op.size
-        if op.not_before > 0.0:
-            self._push(op.not_before, op)
-            record = same_record(op.op)
-            if record is not None:
-                self._counted.add(id(op))
-                self._in_backoff[record] = self._in_backoff.get(record, 0) + 1
-                until = self._held_until[record] = max(self._held_until.get(record, 0.0), op.not_before)
-                self._hold_ready(record, until)
-        elif self._held_until and (record := same_record(op.op)) in self._held_until:
-            self._push(self._held_until[record], op)  # a later write of a record whose retry waits: after it
-        else:
-            self._insert(op)
+        if op.not_before > self._now or self._held_until:
+            self.extend((op,))
+            return
+        self._bytes += op.size  # the common case, per record read (issue #22): ready, nothing held
+        self._insert(op)
+
+    def extend(self, ops: Iterable[PendingOp]) -> None:
+        retried: set[Hashable] = set()  # records whose retries come in now: their ready writes wait with them
+        for op in ops:
+            self._bytes += op.size
+            if op.not_before > self._now:  # in backoff (one that has ended, re-added, is ready)
+                self._push(op.not_before, op)
+                record = same_record(op.op)
+                if record is not None:
+                    self._counted.add(id(op))
+                    self._in_backoff[record] = self._in_backoff.get(record, 0) + 1
+                    self._held_until[record] = max(self._held_until.get(record, 0.0), op.not_before)
+                    retried.add(record)
+            elif self._held_until and (record := same_record(op.op)) in self._held_until:
+                self._push(self._held_until[record], op)  # a later write of a record whose retry waits: after it
+            else:
+                self._insert(op)
+        if retried:
+            self._hold_ready(retried)
 
     def _push(self, at: float, op: PendingOp) -> None:
         self._seq += 1
         heapq.heappush(self._waiting, (at, self._seq, op))
 
-    def _hold_ready(self, record: Hashable, until: float) -> None:
-        """Ready writes of ``record`` wait with its retry (they arrived after its first try was taken)."""
-        held = [p for p in self._ready_ops if same_record(p.op) == record]
-        if not held:
-            return
-        self._ready_ops = [p for p in self._ready_ops if same_record(p.op) != record]
-        for p in held:
-            self._ready_bytes -= p.size
-            self._push(until, p)
+    def _hold_ready(self, records: set[Hashable]) -> None:
+        """Ready writes of ``records`` wait with their retries (they arrived after the first try was taken):
+        one pass over the ready ones per ``extend``, however many retries it brings."""
+        keep: list[PendingOp] = []
+        for p in self._ready_ops:
+            record = same_record(p.op)
+            if record is not None and record in records:
+                self._ready_bytes -= p.size
+                self._push(self._held_until[record], p)
+            else:
+                keep.append(p)
+        self._ready_ops = keep
 
     def _insert(self, op: PendingOp) -> None:
         ready = self._ready_ops
@@ -122,13 +139,10 @@ class Window:
             ready.append(op)
         self._ready_bytes += op.size
 
-    def extend(self, ops: Iterable[PendingOp]) -> None:
-        for op in ops:
-            self.add(op)
-
     def _promote(self, now: float) -> None:
         """Operations whose backoff has ended join the ready ones; the writes of a record go together, when
         the last of its retries may go."""
+        self._now = max(self._now, now)
         waiting = self._waiting
         while waiting and waiting[0][0] <= now:
             at, _, op = heapq.heappop(waiting)

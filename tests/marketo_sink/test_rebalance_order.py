@@ -201,3 +201,28 @@ async def test_a_batch_polled_after_a_failed_catch_up_is_not_routed(monkeypatch:
     await sink._route_batch({TP: [_record(0)]})
     assert routed == []
     assert isinstance(sink._failure, ConnectionError)
+
+
+async def test_a_stop_while_routing_waits_for_the_catch_up_routes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graceful stop does not wait for a long catch-up: the batch is left uncommitted (read again later)."""
+    sink, reader, routed = _sink(monkeypatch)
+    await sink.on_revoked(set())
+    await asyncio.wait_for(sink.on_assigned({TP}), timeout=10)
+    await reader.started.wait()
+    routing = asyncio.create_task(sink._route_batch({TP: [_record(0)]}))
+    await asyncio.sleep(0)
+    assert not routing.done()
+    sink._stop.set()
+    await asyncio.wait_for(routing, timeout=10)
+    assert routed == []
+    await sink._cancel_catch_up()
+
+
+async def test_a_rebalance_during_the_shutdown_starts_no_catch_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shutdown's drain can outlast a rebalance: a catch-up started then would be failed by the reader's stop
+    (a false "catch-up failed" error) and left un-awaited."""
+    sink, reader, _ = _sink(monkeypatch)
+    sink._stopping = True  # as _shutdown sets it first
+    await sink.on_revoked(set())
+    await sink.on_assigned({TP})
+    assert sink._catch_up is None and not reader.started.is_set()
