@@ -75,7 +75,9 @@ async def end_previous_incarnation(settings: TransformSettings) -> list[TopicPar
     try:
         await producer.init_transactions(STEP_TIMEOUT_SECONDS)
         held = await held_open(settings.kafka_bootstrap, await transform_topics(settings), within=STEP_TIMEOUT_SECONDS)
-        if held:
+        if not held:
+            log.info("%s: no partition of transform's topics is held by an open transaction; nothing to end", tx_id)
+        else:
             # Another replica's checkpoint in progress holds a partition too: a marker ends only this producer id's.
             log.warning("%s: an open transaction holds %s; ending any of this id's (a previous incarnation's) with an "
                         "aborted transaction", tx_id, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in held))

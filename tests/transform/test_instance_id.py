@@ -17,6 +17,7 @@ import httpx
 import pytest
 from aiokafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import ValidationError
 
 from kmsync_contracts.topics import MARKETO_OPS, MARKETO_OPS_BACKFILL, TRANSFORM_DECISIONS, TRANSFORM_DLQ
 from kmsync_kafka import ensure_topics, topic_name
@@ -55,6 +56,17 @@ async def _create(bootstrap: str, topic: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until its futures resolve
     for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
         await asyncio.to_thread(future.result)
+
+
+def test_an_instance_id_makes_the_transactional_id_stable_and_an_empty_one_keeps_quixstreams_random_id() -> None:
+    assert transactional_id(TransformSettings(topic_prefix="p.", transform_instance_id="kmsync-transform-5d8f-x2")) \
+        == "p.kmsync-transform-kmsync-transform-5d8f-x2"
+    assert transactional_id(TransformSettings(topic_prefix="p.")) is None
+
+
+def test_an_instance_id_that_is_no_pod_name_is_refused() -> None:
+    with pytest.raises(ValidationError, match="transform_instance_id"):
+        TransformSettings(transform_instance_id="two words")
 
 
 @pytest.mark.kafka
