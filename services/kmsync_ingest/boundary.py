@@ -8,8 +8,10 @@ Overlap (KMSYNC_STATUSES_OVERLAP_SECONDS): whether Kaltura can make a profile ve
 later updatedAt was served is UNCONFIRMED (docs/reference/kaltura-api.md §7.1.1), so a pull may start that
 long before the watermark. The boundary then also remembers every (id, updatedAt) it produced from
 ``recent_from`` up to the watermark (``recent``): a re-read version found there is skipped, one not found
-there is a version that became visible late, and is produced. Before ``recent_from`` nothing is known, so a
-pull never starts earlier (``read_from``) and anything older counts as produced, as without an overlap.
+there is a version that became visible late, and is produced, unless the memory holds a later version of the
+same id (``superseded``: a lagging read served an older version after the newer one was produced; producing it
+would write older lead fields over newer ones), which is skipped as stale. Before ``recent_from`` nothing is
+known, so a pull never starts earlier (``read_from``) and anything older counts as produced, as without an overlap.
 
 Engagement and polls are snapshots re-read for late data; a row is new when its content digest
 was not produced before for that scope.
@@ -22,6 +24,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -49,6 +52,23 @@ class Boundary:
             return True
         return (ident, when) in self.recent
 
+    @cached_property
+    def newest(self) -> dict[str, datetime]:
+        """Each remembered id's newest remembered time (the watermark for ``seen_ids``), built once per boundary."""
+        newest: dict[str, datetime] = {}
+        for ident, when in self.recent:
+            if ident not in newest or when > newest[ident]:
+                newest[ident] = when
+        newest.update(dict.fromkeys(self.seen_ids, self.watermark))
+        return newest
+
+    def superseded(self, when: datetime, ident: str) -> bool:
+        """Does the memory hold a later version of this id than ``when`` (so this one must not be produced)?"""
+        if when >= self.watermark or self.recent_from is None:
+            return False
+        later = self.newest.get(ident)
+        return later is not None and later > when
+
     def read_from(self, overlap: timedelta) -> datetime:
         """Where the next pull starts: ``overlap`` before the watermark, never before what ``recent`` covers."""
         if self.recent_from is None or overlap <= timedelta(0):
@@ -70,7 +90,8 @@ def select_after(
 ) -> tuple[list[T], Boundary | None]:
     """Items not yet produced, in input order, and the boundary after producing them.
 
-    ``stamp`` gives an item's (time, id); ``boundary.covers`` says what is a duplicate. The new boundary is
+    ``stamp`` gives an item's (time, id); ``boundary.covers`` says what is a duplicate and ``boundary.superseded``
+    what is stale (an older version of a record whose newer one was produced: never produced). The new boundary is
     the latest time seen and every id stamped with it (the watermark never moves back: an item found late,
     older than the watermark, joins ``recent``), and with an overlap what was produced in its window.
     """
@@ -84,7 +105,7 @@ def select_after(
         if (when, ident) in seen_in_batch:
             continue
         seen_in_batch.add((when, ident))
-        if boundary is not None and boundary.covers(when, ident):
+        if boundary is not None and (boundary.covers(when, ident) or boundary.superseded(when, ident)):
             continue
         fresh.append(item)
         if latest is None or when > latest:

@@ -73,15 +73,20 @@ def polls_url(template: str, service_url: str, event: EventConfig, entry_id: str
 NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def own_time(raw: Any) -> datetime | None:
+    """An invalid profile's own updatedAt, if it has a readable one."""
+    return iso_time(raw.get("updatedAt")) if isinstance(raw, dict) else None
+
+
 def problem_time(raw: Any, walked_to: datetime | None, since: datetime | None) -> datetime:
     """When an invalid profile (dead-lettered) counts as changed, for the watermark: its own updatedAt if it
     has a readable one, else the newest time the walk read before it (``ObjectError.walked_to``: its place in
     the walk's updatedAt order, so the next pull, which starts at the boundary, does not read it again), else
-    the stored watermark, else ``NO_TIME``. Never the clock: on an event's first pull, a page of invalid
+    where the walk started, else ``NO_TIME``. Never the clock: on an event's first pull, a page of invalid
     profiles stamped "now" would set the boundary to now, and every valid profile after it would be skipped
-    as already produced (a silent loss)."""
-    own = iso_time(raw.get("updatedAt")) if isinstance(raw, dict) else None
-    return own or walked_to or since or NO_TIME
+    as already produced (a silent loss). Without its own time the puller stamps it again
+    (``puller.place_unstamped``): with an overlap, where the walk started moves with every pull."""
+    return own_time(raw) or walked_to or since or NO_TIME
 
 
 class KalturaPullSource:
@@ -139,7 +144,8 @@ class KalturaPullSource:
                 ident = str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") else f"index:{err.index}"
                 when = problem_time(raw, err.walked_to, since)
                 items.append(Item(when, ident, problem=Problem(
-                    ReasonCode.INVALID_PROFILE, err.message, f"user-profile/list item {err.index}", raw)))
+                    ReasonCode.INVALID_PROFILE, err.message, f"user-profile/list item {err.index}", raw),
+                    time_unknown=own_time(raw) is None))
             yield items
 
     # ------------------------------------------------------------------------------- engagement

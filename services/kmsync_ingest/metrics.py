@@ -29,7 +29,8 @@ class IngestMetrics:
         )
         self.statuses_overlap = Counter(
             "kmsync_ingest_statuses_overlap_total", "Statuses re-read before the watermark: skipped (produced "
-            "before), late (not visible before: produced now), capped (window cut short)", ["outcome"], registry=r,
+            "before), late (not visible before: produced now), stale (older than a version produced: skipped), "
+            "capped (window cut short)", ["outcome"], registry=r,
         )
         self.bad_rows = Counter(
             "kmsync_ingest_bad_rows_total", "Rows that could not be read (dead-lettered)",

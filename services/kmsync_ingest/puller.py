@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +70,38 @@ class PullTiming:
 
 def _hashed_email(item: Item[Any]) -> str:
     return hash_email(getattr(item.record, "email", None))
+
+
+#: A dead-lettered profile is remembered apart from the record's versions (boundary.py): an invalid profile is
+#: never taken for a version produced before, and never makes a valid one stale.
+INVALID = "invalid:"
+
+
+def version_of(item: Item[Any]) -> tuple[datetime, str]:
+    """An item's (time, id) for the statuses boundary."""
+    return item.time, item.ident if item.problem is None else f"{INVALID}{item.ident}"
+
+
+def place_unstamped(items: Sequence[Item[Any]], boundary: Boundary | None) -> tuple[list[Item[Any]], set[int]]:
+    """Invalid profiles without a readable updatedAt (``Item.time_unknown``) stamped at the newest time this page
+    and the boundary know (it never moves the watermark), and which of them (``id()``) the boundary remembers
+    already: re-reads, not dead-lettered again but remembered again at the new stamp, so the memory keeps them as
+    long as the walk returns them. Not where the walk started (the source's stamp when no valid profile came
+    before it): with an overlap that moves with the watermark, and such a profile was dead-lettered again on every
+    pull, and counted as late."""
+    if not any(i.time_unknown for i in items):
+        return list(items), set()
+    newest = max([i.time for i in items if not i.time_unknown] + ([boundary.watermark] if boundary else []),
+                 default=None)
+    placed: list[Item[Any]] = []
+    reread: set[int] = set()
+    for item in items:
+        if item.time_unknown:
+            item = item if newest is None else replace(item, time=newest)
+            if boundary is not None and version_of(item)[1] in boundary.newest:
+                reread.add(id(item))
+        placed.append(item)
+    return placed, reread
 
 
 def dead_letter_for(item: Item[Any], key: str, now: datetime) -> DeadLetter:
@@ -177,7 +209,9 @@ class EventPuller:
             async for items in pages:
                 read += len(items)
                 self.metrics.records_in.labels("statuses", "pull").inc(len(items))
-                fresh, after = select_after(items, lambda i: (i.time, i.ident), boundary, overlap)
+                items, reread = place_unstamped(items, boundary)
+                fresh, after = select_after(items, version_of, boundary, overlap)
+                fresh = [i for i in fresh if id(i) not in reread]
                 dups += len(items) - len(fresh)
                 self.metrics.duplicates.labels("statuses").inc(len(items) - len(fresh))
                 self._report_overlap(items, fresh, boundary, after)
@@ -199,19 +233,27 @@ class EventPuller:
     ) -> None:
         """Make the overlap's decisions visible: each version older than the watermark that was re-read and
         skipped as already produced (debug, email hashed), each one produced late because only the overlap
-        found it (warning: Kaltura showed it after a newer one), and a window cut short by its memory's cap."""
+        found it (warning: Kaltura showed it after a newer one; never a dead letter, which is no evidence of
+        that), each one skipped as stale because a newer version of the profile was produced (info), and a
+        window cut short by its memory's cap."""
         if before is None:
             return
         produced = {id(i) for i in fresh}
-        skipped = late = 0
+        skipped = late = stale = 0
         for item in items:
-            if item.time >= before.watermark:
+            when, ident = version_of(item)
+            if when >= before.watermark or (id(item) in produced and item.problem is not None):
                 continue
             if id(item) in produced:
                 late += 1
                 log.warning("statuses of event %s: profile %s updated at %s (%s) was not visible when a newer "
                             "version was read; found by the overlap re-read and produced now",
                             self.event.virtual_event_id, item.ident, item.time.isoformat(), _hashed_email(item))
+            elif before.superseded(when, ident) and not before.covers(when, ident):
+                stale += 1
+                log.info("statuses of event %s: profile %s updated at %s (%s) read after its newer version at %s was "
+                         "produced (a lagging read): stale, skipped", self.event.virtual_event_id, item.ident,
+                         when.isoformat(), _hashed_email(item), before.newest[ident].isoformat())
             elif before.recent_from is not None and item.time >= before.recent_from:
                 skipped += 1
                 if log.isEnabledFor(logging.DEBUG):  # thousands per pull at an event's start: no hash unless logged
@@ -220,6 +262,7 @@ class EventPuller:
                               _hashed_email(item))
         self.metrics.statuses_overlap.labels("skipped").inc(skipped)
         self.metrics.statuses_overlap.labels("late").inc(late)
+        self.metrics.statuses_overlap.labels("stale").inc(stale)
         if skipped or late:
             log.info("statuses of event %s: the overlap re-read %d version(s) already produced (skipped) and found "
                      "%d produced late", self.event.virtual_event_id, skipped, late)

@@ -43,6 +43,9 @@ class Item(Generic[R]):
     problem: Problem | None = None
     #: The row's content for snapshot de-duplication (engagement, polls).
     content: Mapping[str, object] = field(default_factory=dict)
+    #: ``time`` is not the source's own (an invalid profile without a readable updatedAt: its place in the walk);
+    #: the puller stamps it where a re-read recognises it (puller.place_unstamped).
+    time_unknown: bool = False
 
 
 @dataclass(frozen=True)

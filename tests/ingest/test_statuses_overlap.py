@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ from kaltura_sandbox.formats import fmt_time
 from kaltura_sandbox.scenario import Registrant, Transition
 from kaltura_sandbox.testing import RunningSandbox, running_sandbox
 from kmsync_config import TenantsConfig
-from kmsync_contracts import AttendeeStatus
-from kmsync_contracts.topics import ATTENDEE_STATUS
+from kmsync_contracts import AttendeeStatus, DeadLetter
+from kmsync_contracts.reasons import ReasonCode
+from kmsync_contracts.topics import ATTENDEE_STATUS, INGEST_DLQ
 from kmsync_ingest.settings import IngestSettings
 from kmsync_testing.ingest import metric, running_ingest, settings_for, tenants_for
 from kmsync_testing.kafka_broker import KafkaBroker
@@ -108,3 +109,55 @@ async def test_a_version_shown_late_is_lost_without_overlap_and_pulled_once_with
         assert any(person.profile_id in m and "found by the overlap" in m for m in said), "the late one is named"
         assert any("already produced, skipped" in m for m in said), "each skipped re-read is logged"
         assert person.email is None or not any(person.email.lower() in m.lower() for m in said), "emails hashed"
+
+
+def _quiet_start(sb: RunningSandbox) -> tuple[Registrant, datetime, list[datetime]]:
+    """A profile version at T with no other change in the 125 s before it, and three other changes (at distinct
+    times) within 115 s after it, before the profile changes again: pulls at those times move the watermark
+    while T is in the overlap window, the first profile of that window."""
+    regs = sb.sandbox.scenario.registrants
+    changes = sorted((t.at, r.index) for r in regs for t in r.transitions if t.at > sb.now())
+    for at, i in changes:
+        near = [(when, j) for when, j in changes if at - timedelta(seconds=125) <= when <= at + timedelta(seconds=200)]
+        after = sorted({when for when, j in near if at < when < at + timedelta(seconds=115) and j != i})
+        if (len(after) >= 3 and regs[i].email and not any(when < at for when, _ in near)
+                and not any(j == i and when > at for when, j in near)):
+            return regs[i], at, after[:3]
+    raise AssertionError("the scenario has no quiet change to test")
+
+
+async def test_an_invalid_profile_at_the_start_of_the_window_is_dead_lettered_once_and_never_late(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_sandbox({"registrants": 150, "sessions": 1}, seed=5) as sb:
+        person, at, later = _quiet_start(sb)
+        view = sb.sandbox.view
+        served = view.profile
+
+        def unreadable(r: Registrant, now: datetime) -> dict[str, Any] | None:
+            # Listed at its place in the updatedAt order, but the updatedAt it shows cannot be read.
+            shown = served(r, now)
+            return {**shown, "updatedAt": "not a time"} if shown is not None and r is person else shown
+
+        monkeypatch.setattr(view, "profile", unreadable)
+        tenants = tenants_for(sb, tmp_path / "secrets")
+        settings = settings_for(kafka_broker.bootstrap, topic_prefix, sb, statuses_overlap_seconds=120)
+        key = (sb.partner_id, sb.virtual_event_id)
+        marks: list[datetime] = []
+        counts = []
+        # Each pull in a new ingest (the memory is read back from Kafka); the watermark moves on every pull
+        # after the first and stays within 120 s of the invalid profile, which starts the window from pull 3.
+        for when in (at, *later):
+            sb.advance_to(when)
+            counts.append(await _pull(settings, tenants, sb, key, marks))
+
+    assert marks[1:] == later and marks[-1] - at < timedelta(seconds=120)
+    letters = [v for _, v in await read_topic(kafka_broker.bootstrap, INGEST_DLQ, topic_prefix)]
+    assert all(isinstance(d, DeadLetter) for d in letters)
+    invalid = [d for d in letters if d.reason_code == ReasonCode.INVALID_PROFILE.value
+               and (d.source_key or "").endswith(f":{person.profile_id}")]
+    assert len(invalid) == 1, f"the invalid profile was dead-lettered {len(invalid)} times in {len(marks)} pulls"
+    assert all(c["late"] == 0 for c in counts), "a dead letter is never counted as a version shown late"
+    statuses = [v for _, v in await read_topic(kafka_broker.bootstrap, ATTENDEE_STATUS, topic_prefix)]
+    got = Counter((s.user_id, s.source_time) for s in statuses if isinstance(s, AttendeeStatus))
+    assert got and max(got.values()) == 1 and person.user_id not in {u for u, _ in got}

@@ -81,3 +81,20 @@ def test_overlap_zero_keeps_the_old_boundary() -> None:
     _, after = select_after([(s(0), "a"), (s(5), "b")], stamp, None, Overlap())
     assert after == Boundary(s(5), frozenset({"b"}))
     assert encode_recent(after) == frozenset()
+
+
+def test_an_older_version_read_after_a_newer_one_was_produced_is_stale_and_not_produced() -> None:
+    # Pull 1 produced a@20 (a's newest version), b@30 and c@40 (the watermark); pull 2 reads from a lagging
+    # replica that still shows a@10 and c@35, older versions of a and c, and d@25, a version never seen.
+    _, first = select_after([(s(20), "a"), (s(30), "b"), (s(40), "c")], stamp, None, WINDOW)
+    assert first is not None
+    lagging = [(s(10), "a"), (s(25), "d"), (s(30), "b"), (s(35), "c")]
+    fresh, after = select_after(lagging, stamp, first, WINDOW)
+    assert fresh == [(s(25), "d")], "older versions of a and c would write older lead fields over newer ones"
+    assert first.superseded(s(10), "a") and first.superseded(s(35), "c"), "a@20 in the memory, c@40 at the watermark"
+    assert not first.superseded(s(25), "d") and not first.superseded(s(20), "a") and not first.superseded(s(45), "a")
+    assert after is not None and after.watermark == s(40) and ("d", s(25)) in after.recent
+    assert ("a", s(10)) not in after.recent and after.covers(s(20), "a")
+    # Without an overlap nothing older than the watermark is produced anyway: nothing is stale there.
+    _, plain = select_after([(s(20), "a"), (s(40), "c")], stamp, None)
+    assert plain is not None and not plain.superseded(s(10), "a")
