@@ -104,6 +104,10 @@ def shape_lead(fields: Mapping[str, FieldInfo], record: Mapping[str, Any]) -> Le
         if info is None or not info.updateable:
             dropped.append((name, "no such lead field in this instance" if info is None else "read-only"))
             continue
+        limit = info.limit
+        if limit is None or not isinstance(value, str) or (len(value) <= limit and info.data_type != "text"):
+            values[name] = value  # nothing ``cut`` could cut (most values; issue #22)
+            continue
         new, before = cut(value, info)
         if before is not None:
             truncated.append((name, before, len(new.encode()) if info.data_type == "text" else len(new)))

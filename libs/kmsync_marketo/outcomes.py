@@ -88,11 +88,15 @@ IdKey = str | tuple[str, ...] | None
 def outcome_from_item(seq: int, item: Mapping[str, Any], id_key: IdKey, request_id: str | None = None) -> Outcome:
     """One result item → outcome. ``id_key`` names the id Marketo returns (id, leadId, marketoGUID),
     or several to try in order; ``request_id``: the answering call's (§4.1)."""
+    return _outcome_of(seq, item, (id_key,) if isinstance(id_key, str) else id_key or (), request_id)
+
+
+def _outcome_of(seq: int, item: Mapping[str, Any], keys: tuple[str, ...], request_id: str | None) -> Outcome:
+    """``outcome_from_item`` with the id keys as a tuple (worked out once per answer by ``align_results``)."""
     raw_status = item.get("status", "")
     if type(raw_status) is not str:
         raw_status = str(raw_status)
     marketo_id: str | None = None
-    keys = (id_key,) if isinstance(id_key, str) else id_key or ()
     for key in keys:
         if item.get(key) is not None:
             marketo_id = str(item[key])
@@ -146,6 +150,7 @@ def align_results(
     maybe applied (the call ran).
     """
     placed: dict[int, Outcome] = {}
+    keys = (id_key,) if isinstance(id_key, str) else id_key or ()
     for position, item in enumerate(results):
         if type(item) is not dict and not isinstance(item, Mapping):  # a dict, always: no ABC check for it
             continue
@@ -155,7 +160,7 @@ def align_results(
         except (TypeError, ValueError):
             local = position
         if 0 <= local < count and local not in placed:
-            placed[local] = outcome_from_item(offset + local, item, id_key, request_id)
+            placed[local] = _outcome_of(offset + local, item, keys, request_id)
     return [
         placed.get(i)
         or failed_outcome(

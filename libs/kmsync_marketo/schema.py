@@ -84,7 +84,19 @@ class ObjectSchema:
     matched_by: str = "api name"
 
     def writable(self, name: str) -> FieldInfo | None:
-        """The field kmsync writes for seed field ``name`` (the seed's link field maps to the link)."""
+        """The field kmsync writes for seed field ``name`` (the seed's link field maps to the link); each name
+        worked out once per schema (shaping asks it for every field of every record, issue #22)."""
+        known = self._writable
+        if name in known:
+            return known[name]
+        found = known[name] = self._find_writable(name)
+        return found
+
+    @cached_property
+    def _writable(self) -> dict[str, FieldInfo | None]:
+        return {}
+
+    def _find_writable(self, name: str) -> FieldInfo | None:
         if name == SEED_LINK_FIELD and self.link_field is not None:
             name = self.link_field
         f = self.fields.get(name)
@@ -279,6 +291,12 @@ def _shape(values: Mapping[str, Any], lookup: Any) -> Shaped:
         info: FieldInfo | None = lookup(name)
         if info is None:
             omitted.append(name)
+            continue
+        limit = info.limit
+        # ``cut`` only where it may cut: a value that is no string, a field without a limit, or a string
+        # within a character limit stays as it is (most values of most records; issue #22).
+        if limit is None or not isinstance(value, str) or (len(value) <= limit and info.data_type != "text"):
+            out[info.name] = value
             continue
         new, before = cut(value, info)
         if before is not None:

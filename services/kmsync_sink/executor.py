@@ -525,8 +525,7 @@ class WindowExecutor:
             return out + _failed((p for i, _, _ in sendable for p in i.ops), f)
         self._observe("custom_objects", len(sendable), call_code(outcomes))
         for (item, _, shaped), o in zip(sendable, outcomes, strict=True):
-            out += [self._noted(self._schema_aware(self._stale_aware(p, o, item.email), o), shaped)
-                    for p in item.ops]
+            out += [self._decided(p, o, item.email, shaped) for p in item.ops]
         return out
 
     async def _type_ids(self) -> dict[str, int]:
@@ -667,8 +666,7 @@ class WindowExecutor:
                 continue
             if not o.ok:
                 certain.append(a.op.op_id)  # Marketo answered for this record: not written
-            out += [self._noted(self._schema_aware(self._stale_aware(p, o, a.email), o), shapes.get(a.op.op_id))
-                    for p in a.ops]
+            out += [self._decided(p, o, a.email, shapes.get(a.op.op_id)) for p in a.ops]
         self.intents.resolve(certain)
         return out
 
@@ -756,6 +754,14 @@ class WindowExecutor:
                 "a replay looks it up before sending"), retryable=True, maybe_applied=True)
         return Decision(p, "failed", reason_code=f.code, reason=f"activity log not read: {f.reason}",
                         retryable=True, maybe_applied=True)
+
+    def _decided(self, p: PendingOp, o: Outcome, email: str, shaped: Shaped | None) -> Decision:
+        """``_noted(_schema_aware(_stale_aware(p, o, email), o), shaped)``: a record Marketo wrote with nothing
+        cut is decided as answered, without the three layers (they change only failures and cut records;
+        most records of most calls are neither, issue #22)."""
+        if o.status != "failed" and (shaped is None or not shaped.truncated):
+            return _from_outcome(p, o)
+        return self._noted(self._schema_aware(self._stale_aware(p, o, email), o), shaped)
 
     def _stale_aware(self, p: PendingOp, o: Outcome, email: str) -> Decision:
         d = _from_outcome(p, o)

@@ -59,8 +59,8 @@ async def sync_leads(writer: MarketoWriter, schema: InstanceSchemaMap | None, re
 
 def noted(d: Decision, shaped: LeadShaped, company: Sequence[str] = ()) -> Decision:
     """A lead written without a mapped field, or with a value cut, says so in its outcome."""
-    if d.failed or d.reason_code is not None:
-        return d
+    if d.failed or d.reason_code is not None or not (company or shaped.dropped or shaped.truncated):
+        return d  # nothing to say (most leads: no note is built, issue #22)
     notes = [n for n in (company_note(company), shaped.note()) if n]
     if not notes:
         return d
