@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from kmsync_sink.pending import Source
 
 
 @dataclass(slots=True)
@@ -46,6 +49,19 @@ class OffsetTracker:
         st = self._parts.get((topic, partition))
         if st is not None:
             st.open.discard(offset)
+
+    def done_many(self, sources: Iterable[Source]) -> None:
+        """``done`` for each of ``sources``, the partition's state looked up once per run of the same partition
+        (a call's outcomes come from one or two partitions; issue #22)."""
+        last: tuple[str, int] | None = None
+        still_open: set[int] | None = None
+        for topic, partition, offset in sources:
+            if last is None or last[0] != topic or last[1] != partition:
+                last = (topic, partition)
+                st = self._parts.get(last)
+                still_open = st.open if st is not None else None
+            if still_open is not None:
+                still_open.discard(offset)
 
     def open_count(self, topic: str, partition: int) -> int:
         st = self._parts.get((topic, partition))

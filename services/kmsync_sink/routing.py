@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord, TopicPartition
+from pydantic import ValidationError
 
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts import ContractError, decode
@@ -34,6 +35,11 @@ from kmsync_sink.worker import InstanceWorker, WorkerContext
 from kmsync_sink.writer import MarketoWriter
 
 log = logging.getLogger(__name__)
+
+#: The operations topics' contract validator (``decode``'s, kmsync_contracts.topics.MARKETO_OPS).
+_OPS_VALIDATOR = MARKETO_OPS.value.validator
+#: Distinct record keys remembered as text (a malformed producer's keys could be anything).
+_KEYS_REMEMBERED = 1024
 
 #: Builds the writer of one instance from its client settings (tests may adjust the settings).
 WriterFactory = Callable[[MarketoSettings], MarketoWriter]
@@ -77,6 +83,8 @@ class InstanceRouter:
         self.broken: dict[str, Broken] = {}
         self.writers: list[MarketoWriter] = []
         outcomes.known_lead_id = self.known_lead_id
+        #: Record keys (bytes) → their text (ops are keyed by Munchkin id: a handful of keys).
+        self._keys: dict[bytes, str] = {}
 
     def known_lead_id(self, munchkin_id: str, email: str) -> int | None:
         """The lead id the instance's worker has cached for this email (outcomes carry it, issue #19)."""
@@ -88,21 +96,40 @@ class InstanceRouter:
         self.context = dataclasses.replace(self.context, intent_log=intent_log)
 
     async def route(self, tp: TopicPartition, m: ConsumerRecord[bytes, bytes], give_up: asyncio.Event) -> None:
-        self.tracker.read(tp.topic, tp.partition, m.offset)
-        key = m.key.decode(errors="replace") if m.key else None
+        topic, value = tp.topic, m.value or b""
+        self.tracker.read(topic, tp.partition, m.offset)
+        raw_key = m.key
+        key = (self._keys.get(raw_key) or self._key(raw_key)) if raw_key else None
         try:
-            op = decode(MARKETO_OPS, m.value or b"")
-        except ContractError as exc:
-            await self.outcomes.dead_letter_raw(tp, m, key, exc, give_up)
-            return
-        pending = PendingOp(Source(tp.topic, tp.partition, m.offset), op, len(m.value or b""),
-                            time.monotonic(), key=key)
-        worker = self.worker_for(op.munchkin_id, self.lane_of(tp.topic))
+            # The contract's validator itself (what ``decode`` calls, without its wrapper's layers, issue #22);
+            # a record it refuses goes through ``decode`` for the contract's error.
+            op = _OPS_VALIDATOR.validate_json(value)
+        except ValidationError:
+            try:
+                op = decode(MARKETO_OPS, value)
+            except ContractError as exc:
+                await self.outcomes.dead_letter_raw(tp, m, key, exc, give_up)
+                return
+        pending = PendingOp(Source(topic, tp.partition, m.offset), op, len(value), time.monotonic(), key=key)
+        # The worker of the operation's instance and lane, straight from ``workers`` (the key is the lane's);
+        # made (or found broken) by ``worker_for`` the first time.
+        munchkin_id = op.munchkin_id
+        if topic == self.backfill_topic:
+            worker = self.workers.get(backfill_key(munchkin_id)) or self.worker_for(munchkin_id, BACKFILL)
+        else:
+            worker = self.workers.get(munchkin_id) or self.worker_for(munchkin_id, LIVE)
         if isinstance(worker, Broken):
             await self.outcomes.publish([Decision(pending, "failed", reason_code=worker.code, reason=worker.reason)],
                                         give_up)
             return
         worker.add(pending)
+
+    def _key(self, raw: bytes) -> str:
+        """A record key as text; the few distinct ones (Munchkin ids) remembered, up to ``_KEYS_REMEMBERED``."""
+        key = raw.decode(errors="replace")
+        if len(self._keys) < _KEYS_REMEMBERED:
+            self._keys[raw] = key
+        return key
 
     def note_lags(self, lags: dict[tuple[str, int], int]) -> None:
         """Each worker's lag: what Kafka holds for its partitions and the sink has not read (adaptive windows)."""

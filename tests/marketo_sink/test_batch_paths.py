@@ -4,8 +4,14 @@ the same bytes, the same offsets, the same shaped records, for a varied set of o
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
+from kmsync_contracts import encode, utc_now
+from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo.errors import ErrorClass
 from kmsync_marketo.lead_schema import LeadShaped, shape_lead
 from kmsync_marketo.outcomes import Outcome
@@ -18,8 +24,96 @@ from kmsync_marketo.schema import (
     cut,
     shape_record,
 )
+from kmsync_sink.decisions import Decision, outcome_json, outcome_jsons, to_dead_letter, to_outcome
+from kmsync_sink.durable import Message
 from kmsync_sink.executor import WindowExecutor
 from kmsync_sink.memory import ActivityWrites, LeadCache
+from kmsync_sink.metrics import SinkMetrics
+from kmsync_sink.offsets import OffsetTracker
+from kmsync_sink.publishing import OutcomePublisher
+
+
+def _decisions(ops: Any) -> list[Decision]:
+    """Every kind and status, ids the outcome takes from the answer or the cache, sessions present and absent,
+    attempts 0-3, and values only validation takes as they come (a ReasonCode, a padded reason)."""
+    obj_no_entry = ops.obj("h@x.com", entry="")
+    out = [
+        Decision(ops.pending(ops.lead("a@x.com")), "created", marketo_id="17", request_id="e4a1#18c"),
+        Decision(ops.pending(ops.lead("b@x.com")), "updated", marketo_id="not-a-number"),
+        Decision(ops.pending(ops.lead("c@x.com")), "failed", marketo_id="18", reason_code="1003",
+                 reason="lead refused", retryable=False),
+        Decision(ops.pending(ops.activity("d@x.com", entry="1_e")), "created", marketo_id="g-1", request_id="r#1"),
+        Decision(ops.pending(ops.obj("e@x.com", entry="1_f")), "skipped", reason_code="1037",
+                 reason="lower step Zoë \u2028 \"q\" \x1f \\ /"),
+        Decision(ops.pending(obj_no_entry), "updated", marketo_id="guid-2"),
+        Decision(ops.pending(ops.status("f@x.com")), "failed", reason_code=ReasonCode.INSTANCE_UNKNOWN,
+                 reason="not in the tenants file", retryable=True),
+        Decision(ops.pending(ops.status("g@x.com", status="Attended")), "updated", api="bulk"),
+        Decision(ops.pending(ops.lead("i@x.com")), "failed", reason_code="1003", reason=" padded by Marketo \n"),
+    ]
+    for i, d in enumerate(out):
+        d.pending.attempts = i % 4
+    return out
+
+
+def _known(ops_known: dict[str, int]) -> Callable[[str, str], int | None]:
+    return lambda munchkin_id, email: ops_known.get(email)
+
+
+@pytest.mark.parametrize("decided_at", [
+    datetime(2026, 12, 6, 12, 0, tzinfo=UTC),
+    datetime(2026, 12, 6, 12, 0, 0, 5, tzinfo=timezone(timedelta(hours=-7, minutes=-30))),
+])
+def test_a_calls_outcomes_are_the_bytes_of_each_validated_outcome(ops: Any, decided_at: datetime) -> None:
+    decisions = _decisions(ops)
+    known = {"a@x.com": 99, "b@x.com": 4, "c@x.com": 5, "d@x.com": 6, "f@x.com": 7}
+    written = outcome_jsons(decisions, decided_at, _known(known))
+    expected = [encode(to_outcome(d, decided_at, known.get(d.pending.op.email))) for d in decisions]
+    assert written == expected
+    assert written == [outcome_json(d, decided_at, known.get(d.pending.op.email)) for d in decisions]
+    assert b'"lead_id":17' in written[0]  # a lead upsert's own id, not the cache's 99
+
+
+def test_a_call_with_an_outcome_validation_refuses_is_refused_as_one_by_one(ops: Any) -> None:
+    lone = Decision(ops.pending(ops.lead("a@x.com")), "failed", reason_code="1003", reason="lone \ud800 surrogate")
+    zero = Decision(ops.pending(ops.lead("b@x.com")), "created", marketo_id="0")  # lead id 0 from an odd answer
+    for d in (lone, zero):
+        with pytest.raises(ValidationError):
+            outcome_json(d, utc_now())
+        with pytest.raises(ValidationError):
+            outcome_jsons([_decisions(ops)[0], d], utc_now(), _known({}))
+
+
+def test_a_publications_messages_are_each_decisions_outcome_and_dead_letter(ops: Any) -> None:
+    publisher = OutcomePublisher("results", "dlq", OffsetTracker(), SinkMetrics())
+    known = {"a@x.com": 99, "d@x.com": 6}
+    publisher.known_lead_id = _known(known)
+    decisions = _decisions(ops)
+    now = utc_now()
+    expected: list[Message] = []
+    for d in decisions:
+        key = d.pending.op.munchkin_id.encode()
+        expected.append(Message("results", encode(to_outcome(d, now, known.get(d.pending.op.email))), key))
+        if d.failed:
+            expected.append(Message("dlq", encode(to_dead_letter(d, now)), key))
+    assert publisher._messages(decisions, now) == expected
+
+
+def test_offsets_marked_done_together_are_those_marked_one_by_one() -> None:
+    reads = [("a", 0, o) for o in range(10)] + [("a", 1, o) for o in range(5)] + [("b", 0, o) for o in range(4)]
+    done = [("a", 0, 3), ("a", 1, 0), ("a", 0, 0), ("a", 0, 1), ("b", 0, 0), ("a", 1, 1), ("a", 0, 2),
+            ("c", 9, 1), ("a", 0, 7), ("b", 0, 1)]
+    one, many = OffsetTracker(), OffsetTracker()
+    for t in (one, many):
+        for r in reads:
+            t.read(*r)
+    for d in done:
+        one.done(*d)
+    many.done_many(done)  # type: ignore[arg-type]
+    for tp in (("a", 0), ("a", 1), ("b", 0)):
+        assert many.committable(*tp) == one.committable(*tp)
+        assert many.open_count(*tp) == one.open_count(*tp)
+    assert many.committable("a", 0) == 4 and many.committable("a", 1) == 2 and many.committable("b", 0) == 2
 
 
 # ----- shaping: the fast path against ``cut`` applied to every value (what shaping did before session 11)
