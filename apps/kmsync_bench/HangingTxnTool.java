@@ -3,10 +3,14 @@
 // aiokafka offers these (docs/reference/streaming.md §3.1). Used by apps/kmsync_bench/hanging_txn.py.
 //
 //   java -cp '.cache/kafka/4.4.0/libs/*' apps/kmsync_bench/HangingTxnTool.java inspect <bootstrap> [--min-age-ms=N] <topic>:<partition>...
-//   java -cp '.cache/kafka/4.4.0/libs/*' apps/kmsync_bench/HangingTxnTool.java abort <bootstrap> [--min-age-ms=N] <topic>:<partition>...
+//   java -cp '.cache/kafka/4.4.0/libs/*' apps/kmsync_bench/HangingTxnTool.java abort <bootstrap> [--min-age-ms=N] [--start-offset=O] <topic>:<partition>...
 //
-// Only producers whose last record on the partition is at least N ms old count (a live producer's transaction
-// on the same partition is left alone). inspect prints one JSON line per producer with an open transaction on a named partition: the producer id and
+// Only producers whose last record on the partition is at least N ms old count (default 120000: the sink's and
+// transform's hanging threshold, KMSYNC_*_HANGING_AFTER_SECONDS; a live producer writes at every checkpoint, so its
+// transaction on the same partition is left alone). With --start-offset=O, abort ends only the transaction that
+// starts at offset O (the LSO of the "hanging transaction" log line), as kafka-transactions.sh abort --start-offset.
+// --min-age-ms=0 counts every open transaction, live ones included: aborting those drops a live writer's records
+// (a transform checkpoint's operations, whose input offsets still commit). inspect prints one JSON line per producer with an open transaction on a named partition: the producer id and
 // epoch, the transaction's first offset, and what the coordinator says of the transactional id holding that
 // producer id (listTransactions + describeTransactions; "transactionalId": null when no coordinator knows it).
 // abort ends every such transaction with an abort marker of its producer id (kafka-transactions.sh abort) and
@@ -20,10 +24,13 @@ import org.apache.kafka.common.TopicPartition;
 
 public class HangingTxnTool {
     // Only transactions whose producer last wrote to the partition this long ago (live ones write every commit).
-    static long minAgeMs = 0;
+    static long minAgeMs = 120_000;
+    // abort only: only the transaction that starts at this offset (-1: any old enough).
+    static long startOffset = -1;
 
     static boolean open(ProducerState p) {
-        return p.currentTransactionStartOffset().isPresent() && System.currentTimeMillis() - p.lastTimestamp() >= minAgeMs;
+        return p.currentTransactionStartOffset().isPresent() && System.currentTimeMillis() - p.lastTimestamp() >= minAgeMs
+                && (startOffset < 0 || p.currentTransactionStartOffset().getAsLong() == startOffset);
     }
 
     public static void main(String[] args) throws Exception {
@@ -33,9 +40,14 @@ public class HangingTxnTool {
         props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "15000");
         List<TopicPartition> tps = new ArrayList<>();
         int first = 2;
-        if (args.length > 2 && args[2].startsWith("--min-age-ms=")) {
-            minAgeMs = Long.parseLong(args[2].substring("--min-age-ms=".length()));
-            first = 3;
+        for (; first < args.length && args[first].startsWith("--"); first++) {
+            if (args[first].startsWith("--min-age-ms=")) {
+                minAgeMs = Long.parseLong(args[first].substring("--min-age-ms=".length()));
+            } else if (args[first].startsWith("--start-offset=")) {
+                startOffset = Long.parseLong(args[first].substring("--start-offset=".length()));
+            } else {
+                throw new IllegalArgumentException("unknown option " + args[first]);
+            }
         }
         for (int i = first; i < args.length; i++) {
             int colon = args[i].lastIndexOf(':');

@@ -1,11 +1,13 @@
 """The sink's watch for hanging transactions on what it reads (marketo.ops.v1 and its backfill lane).
 
 A transaction a broker crash leaves open, unknown to its coordinator, holds every read_committed reader of its
-partition for good (docs/reference/streaming.md §3.1); transform's producers have a random transactional id per
-process, so nobody ends one left on marketo.ops.v1 by an exited transform. The sink would stall on that partition
-with nothing saying why. This module makes it visible: kmsync_kafka.hanging.HangingCheck on a task of its own
-(never in the consume loop), an ERROR log per hanging partition, and two gauges per partition the alert
-``KmsyncSinkHangingTransaction`` (deploy/prometheus/alerts.yml) watches. The operator's runbook: README.md,
+partition for good (docs/reference/streaming.md §3.1). A transform replica with KMSYNC_TRANSFORM_INSTANCE_ID ends
+what its previous run left when it starts again (services/kmsync_transform/left_open.py), but one left by a replica
+that never comes back under its id (a pod replaced under a new name, or no instance id: quixstreams' random id per
+process) is ended by nobody. The sink would stall on that partition with nothing saying why.
+This module makes it visible: kmsync_kafka.hanging.HangingCheck on a task of its own (never in the consume loop),
+an ERROR log per hanging partition, and two gauges per partition the alert ``KmsyncSinkHangingTransaction``
+(deploy/prometheus/alerts.yml) watches. The operator's runbook: README.md,
 "A partition stalled by a hanging transaction".
 """
 
