@@ -78,7 +78,10 @@ class HangingWatch:
     A partition is held from the first observation of its LSO behind its log end, as long as the LSO stays the
     same value; an LSO that moves (another transaction ended) or reaches the log end starts it afresh. Held for
     longer than ``after_seconds``: hanging. A partition missing from an observation (its offsets could not be
-    read) keeps its state. The true start can be up to one observation interval earlier than ``since``."""
+    read) keeps its state. The true start can be up to one observation interval earlier than ``since``. After a read
+    that failed altogether (``unread``: the broker down, say), every hold not yet reported starts afresh at the next
+    observation: the outage is no evidence of a hang, and a live transaction it outlasted is ended by its
+    transaction timeout once the broker is back."""
 
     def __init__(self, after_seconds: float) -> None:
         self.after = after_seconds
@@ -103,6 +106,11 @@ class HangingWatch:
                     self._reported.add(tp)
                     verdicts.new.append(held)
         return verdicts
+
+    def unread(self) -> None:
+        """No offsets could be read: every hold not reported yet is started afresh by the next observation (its held
+        time would include the outage). A reported one keeps its start: it stays hanging until its LSO moves."""
+        self._since = {tp: start for tp, start in self._since.items() if tp in self._reported}
 
     def _forget(self, tp: TopicPartition, verdicts: Verdicts) -> None:
         self._since.pop(tp, None)
@@ -163,6 +171,16 @@ async def held_open(bootstrap: str, topics: Sequence[str], *, within: float = 30
 
 #: Told every observation's verdicts (a service's gauges).
 Report = Callable[[Verdicts], None]
+#: Which topics to check, given every topic of the cluster (read again at each check: topics a service creates later,
+#: as quixstreams' changelogs, are watched once they exist).
+TopicChoice = Callable[[set[str]], list[str]]
+
+
+def _fixed(topics: list[str]) -> TopicChoice:
+    def choose(cluster: set[str]) -> list[str]:
+        return topics
+
+    return choose
 
 
 class LabelledGauge(Protocol):
@@ -200,10 +218,12 @@ class HangingCheck:
     gets every observation's verdicts. Run it on a task of its own (``run``), off any hot path: a failed read is
     logged and retried at the next interval, never raised."""
 
-    def __init__(self, bootstrap: str, topics: Sequence[str], *, after_seconds: float, interval: float,
+    def __init__(self, bootstrap: str, topics: Sequence[str] | TopicChoice, *, after_seconds: float, interval: float,
                  report: Report | None = None, clock: Callable[[], float] = time.monotonic,
                  runbook: str = "docs/reference/streaming.md §3.1") -> None:
-        self.bootstrap, self.topics, self.interval = bootstrap, list(topics), interval
+        self.bootstrap, self.interval = bootstrap, interval
+        self.topics: TopicChoice = topics if callable(topics) else _fixed(list(topics))
+        self._named = "the watched topics"
         self.watch = HangingWatch(after_seconds)
         self.report, self.clock, self.runbook = report, clock, runbook
         self._reader: OffsetReader | None = None
@@ -216,10 +236,13 @@ class HangingCheck:
                 await reader.start()
                 self._reader = reader
             async with asyncio.timeout(max(self.interval, 10.0)):
-                offsets = await self._reader.read(self.topics)
+                topics = self.topics(await self._reader.topics())
+                self._named = ", ".join(topics)
+                offsets = await self._reader.read(topics)
         except (KafkaError, TimeoutError, OSError) as exc:
             log.warning("hanging-transaction check: cannot read the offsets of %s (%r); trying again in %.0f s",
-                        ", ".join(self.topics), exc, self.interval)
+                        self._named, exc, self.interval)
+            self.watch.unread()
             await self.close()
             return None
         verdicts = self.watch.observe(self.clock(), offsets)

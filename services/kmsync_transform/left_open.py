@@ -44,20 +44,25 @@ def transactional_id(settings: TransformSettings) -> str | None:
     return f"{settings.topic_prefix}{settings.transform_app_id}-{settings.transform_instance_id}"
 
 
-async def transform_topics(settings: TransformSettings) -> list[str]:
-    """Every topic transform's transactions write: its outputs, and quixstreams' changelog and repartition topics
-    of its consumer group (``changelog__<group>--…``, ``repartition__<group>--…``)."""
+def transform_topics_in(settings: TransformSettings, cluster: set[str]) -> list[str]:
+    """Every topic transform's transactions write, of the cluster's ``cluster`` topics: its outputs, and
+    quixstreams' changelog and repartition topics of its consumer group (``changelog__<group>--…``,
+    ``repartition__<group>--…``). The one list: the start-up end (here) and the periodic check (hanging_check.py)."""
     group = f"{settings.topic_prefix}{settings.transform_app_id}"
-    reader = OffsetReader(settings.kafka_bootstrap)
-    await reader.start()
-    try:
-        internal = sorted(t for t in await reader.topics()
-                          if t.startswith((f"changelog__{group}--", f"repartition__{group}--")))
-    finally:
-        await reader.stop()
+    internal = sorted(t for t in cluster if t.startswith((f"changelog__{group}--", f"repartition__{group}--")))
     outputs = [topic_name(spec, settings.topic_prefix)
                for spec in (MARKETO_OPS, MARKETO_OPS_BACKFILL, TRANSFORM_DLQ, TRANSFORM_DECISIONS)]
     return outputs + internal
+
+
+async def transform_topics(settings: TransformSettings) -> list[str]:
+    """``transform_topics_in`` the cluster's topics now."""
+    reader = OffsetReader(settings.kafka_bootstrap)
+    await reader.start()
+    try:
+        return transform_topics_in(settings, await reader.topics())
+    finally:
+        await reader.stop()
 
 
 async def end_previous_incarnation(settings: TransformSettings) -> list[TopicPartition]:

@@ -62,9 +62,9 @@ class TransformSettings(CommonSettings):
     #: quix engine: how often a thread of its own reads the last stable offset and log end of the input partitions,
     #: looking for a hanging transaction (hanging_check.py, docs/reference/streaming.md §3.1); 0 turns it off.
     transform_hanging_check_seconds: float = Field(default=30.0, ge=0)
-    #: quix engine: an input partition whose last stable offset stays unmoved behind its log end this long holds a
-    #: hanging transaction: longer than ingest's transaction.timeout.ms (60 s) plus the broker's abort scan (10 s),
-    #: plus a margin.
+    #: quix engine: a watched partition (inputs, and the topics transform writes) whose last stable offset stays
+    #: unmoved behind its log end this long holds a hanging transaction: longer than ingest's transaction.timeout.ms
+    #: (60 s) and transform's own (transform_transaction_timeout_ms) plus the broker's abort scan (10 s), plus a margin.
     transform_hanging_after_seconds: float = Field(default=120.0, gt=0)
     #: quix engine: a replica that stops heartbeating loses its partitions after this long.
     transform_session_timeout_ms: int = Field(default=10_000, ge=3_000, le=300_000)

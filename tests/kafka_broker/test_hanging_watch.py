@@ -3,8 +3,14 @@
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
+import logging
+from collections.abc import Sequence
 
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
+
+from kmsync_kafka import hanging
 from kmsync_kafka.hanging import HangingWatch, Offsets
 
 OPS = TopicPartition("marketo.ops.v1", 3)
@@ -50,3 +56,63 @@ def test_a_partition_missing_from_an_observation_keeps_its_hold() -> None:
     watch.observe(0.0, {OPS: Offsets(10, 15)})
     assert watch.observe(30.0, {}).held == []
     assert [h.held_for for h in watch.observe(AFTER, {OPS: Offsets(10, 15)}).new] == [AFTER]
+
+
+def test_a_failed_read_starts_every_unreported_hold_afresh() -> None:
+    # The broker down for a while: the held time must not include the outage (a live transaction it outlasted is
+    # ended by its timeout once the broker is back), or the first read after it would call a live one hanging.
+    watch = HangingWatch(AFTER)
+    watch.observe(0.0, {OPS: Offsets(10, 15)})
+    assert [h.tp for h in watch.observe(AFTER, {OPS: Offsets(10, 15), OTHER: Offsets(3, 4)}).new] == [OPS]
+    watch.unread()
+    back = watch.observe(AFTER + 60, {OPS: Offsets(10, 15), OTHER: Offsets(3, 4)})
+    # The reported one stays hanging from its own start; the other is held from now on.
+    assert back.new == [] and [h.tp for h in back.hanging] == [OPS]
+    assert {h.tp: h.held_for for h in back.held} == {OPS: AFTER + 60, OTHER: 0.0}
+    assert watch.observe(AFTER + 60 + AFTER - 1, {OPS: Offsets(10, 15), OTHER: Offsets(3, 4)}).new == []
+
+
+class _Broker:
+    """What HangingCheck's offset reader sees: ``offsets`` while up, a failed read while down."""
+
+    def __init__(self) -> None:
+        self.up, self.offsets = True, {OPS: Offsets(10, 15)}
+
+    def reader(self, bootstrap: str) -> _Broker:
+        return self
+
+    async def start(self) -> None:
+        if not self.up:
+            raise KafkaConnectionError("broker down")
+
+    async def stop(self) -> None:
+        pass
+
+    async def topics(self) -> set[str]:
+        return {OPS.topic}
+
+    async def read(self, topics: Sequence[str]) -> dict[TopicPartition, Offsets]:
+        if not self.up:
+            raise KafkaConnectionError("broker down")
+        return dict(self.offsets)
+
+
+async def test_the_check_reports_no_hang_for_a_hold_that_an_outage_made_look_long(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker, now = _Broker(), [0.0]
+    monkeypatch.setattr(hanging, "OffsetReader", broker.reader)
+    check = hanging.HangingCheck("unused:9092", [OPS.topic], after_seconds=AFTER, interval=10.0,
+                                 clock=lambda: now[0])
+    assert (await check.check()) is not None  # a live transaction holds OPS from 0 s
+    broker.up = False
+    for now[0] in (30.0, 60.0, 90.0):
+        assert await check.check() is None
+    broker.up = True
+    now[0] = 100.0
+    with caplog.at_level(logging.ERROR, logger="kmsync_kafka.hanging"):
+        verdicts = await check.check()
+    assert verdicts is not None and verdicts.new == [] and verdicts.hanging == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    now[0] = 100.0 + AFTER
+    assert [h.tp for h in (await check.check() or hanging.Verdicts()).new] == [OPS]
