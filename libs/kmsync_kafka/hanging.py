@@ -143,12 +143,49 @@ class OffsetReader:
     async def read(self, topics: Sequence[str]) -> dict[TopicPartition, Offsets]:
         """Both offsets of every partition of ``topics`` (a topic that does not exist has none). Raises
         TimeoutError or aiokafka's KafkaError."""
-        stable_reader, end_reader = self._readers
-        tps = [tp for topic in topics for tp in await topic_partitions(stable_reader, topic)]
+        return await self.offsets(await self.partitions(topics))
+
+    async def partitions(self, topics: Sequence[str]) -> list[TopicPartition]:
+        """Every partition of ``topics`` (a topic that does not exist has none)."""
+        return [tp for topic in topics for tp in await topic_partitions(self._readers[0], topic)]
+
+    async def offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, Offsets]:
+        """Both offsets of each of ``tps``. Raises TimeoutError or aiokafka's KafkaError (one partition without a
+        leader fails the whole read)."""
         if not tps:
             return {}
-        stable, end = await stable_reader.end_offsets(tps), await end_reader.end_offsets(tps)
+        stable_reader, end_reader = self._readers
+        stable, end = await stable_reader.end_offsets(list(tps)), await end_reader.end_offsets(list(tps))
         return {tp: Offsets(stable[tp], end[tp]) for tp in tps}
+
+
+class PartitionOffsets(Protocol):
+    """What ``read_readable`` needs of an ``OffsetReader``."""
+
+    async def partitions(self, topics: Sequence[str]) -> list[TopicPartition]: ...
+
+    async def offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, Offsets]: ...
+
+
+async def read_readable(reader: PartitionOffsets, topics: Sequence[str], within: float
+                        ) -> tuple[dict[TopicPartition, Offsets], list[TopicPartition]]:
+    """Both offsets of every partition of ``topics`` that can be read, and apart the ones that cannot (no leader,
+    say): when the read of all fails within ``within``, each partition is read on its own (all at once, each within
+    ``within``). Raises TimeoutError or KafkaError only when the partitions cannot be listed."""
+    async with asyncio.timeout(within):
+        tps = await reader.partitions(topics)
+    try:
+        async with asyncio.timeout(within):
+            return await reader.offsets(tps), []
+    except (KafkaError, TimeoutError):
+        pass
+    each = await asyncio.gather(*(asyncio.wait_for(reader.offsets([tp]), within) for tp in tps),
+                                return_exceptions=True)
+    readable = {tp: got[tp] for tp, got in zip(tps, each, strict=True) if isinstance(got, dict)}
+    for got in each:
+        if isinstance(got, BaseException) and not isinstance(got, KafkaError | TimeoutError):
+            raise got
+    return readable, [tp for tp in tps if tp not in readable]
 
 
 async def stable_and_end(bootstrap: str, topics: Sequence[str], *, within: float = 30.0
@@ -165,7 +202,8 @@ async def stable_and_end(bootstrap: str, topics: Sequence[str], *, within: float
 
 async def held_open(bootstrap: str, topics: Sequence[str], *, within: float = 30.0) -> list[TopicPartition]:
     """The partitions of ``topics`` an open transaction holds now: their LSO is behind their log end. Raises
-    TimeoutError, or aiokafka's KafkaError."""
+    TimeoutError, or aiokafka's KafkaError (one partition without a leader fails it: ``read_readable`` leaves such
+    a partition out)."""
     return [tp for tp, seen in (await stable_and_end(bootstrap, topics, within=within)).items() if seen.open]
 
 
@@ -237,8 +275,14 @@ class HangingCheck:
                 self._reader = reader
             async with asyncio.timeout(max(self.interval, 10.0)):
                 topics = self.topics(await self._reader.topics())
-                self._named = ", ".join(topics)
-                offsets = await self._reader.read(topics)
+            self._named = ", ".join(topics)
+            # A partition without a leader is left out of this observation (it keeps its state), not the others.
+            offsets, unreadable = await read_readable(self._reader, topics, max(self.interval, 10.0))
+            if unreadable and not offsets:
+                raise TimeoutError("no partition's offsets could be read")
+            if unreadable:
+                log.info("hanging-transaction check: cannot read %s now; trying again in %.0f s",
+                         ", ".join(f"{tp.topic}[{tp.partition}]" for tp in unreadable), self.interval)
         except (KafkaError, TimeoutError, OSError) as exc:
             log.warning("hanging-transaction check: cannot read the offsets of %s (%r); trying again in %.0f s",
                         self._named, exc, self.interval)

@@ -73,10 +73,12 @@ def test_a_failed_read_starts_every_unreported_hold_afresh() -> None:
 
 
 class _Broker:
-    """What HangingCheck's offset reader sees: ``offsets`` while up, a failed read while down."""
+    """What HangingCheck's offset reader sees: ``state`` while up, a failed read while down or of a partition
+    without a leader."""
 
-    def __init__(self) -> None:
-        self.up, self.offsets = True, {OPS: Offsets(10, 15)}
+    def __init__(self, state: dict[TopicPartition, Offsets]) -> None:
+        self.up, self.state = True, state
+        self.leaderless: set[TopicPartition] = set()
 
     def reader(self, bootstrap: str) -> _Broker:
         return self
@@ -89,18 +91,24 @@ class _Broker:
         pass
 
     async def topics(self) -> set[str]:
-        return {OPS.topic}
+        return {tp.topic for tp in self.state}
+
+    async def partitions(self, topics: Sequence[str]) -> list[TopicPartition]:
+        return [tp for tp in self.state if tp.topic in topics]
 
     async def read(self, topics: Sequence[str]) -> dict[TopicPartition, Offsets]:
-        if not self.up:
+        return await self.offsets(await self.partitions(topics))
+
+    async def offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, Offsets]:
+        if not self.up or any(tp in self.leaderless for tp in tps):
             raise KafkaConnectionError("broker down")
-        return dict(self.offsets)
+        return {tp: self.state[tp] for tp in tps}
 
 
 async def test_the_check_reports_no_hang_for_a_hold_that_an_outage_made_look_long(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker, now = _Broker(), [0.0]
+    broker, now = _Broker({OPS: Offsets(10, 15)}), [0.0]
     monkeypatch.setattr(hanging, "OffsetReader", broker.reader)
     check = hanging.HangingCheck("unused:9092", [OPS.topic], after_seconds=AFTER, interval=10.0,
                                  clock=lambda: now[0])
@@ -116,3 +124,27 @@ async def test_the_check_reports_no_hang_for_a_hold_that_an_outage_made_look_lon
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     now[0] = 100.0 + AFTER
     assert [h.tp for h in (await check.check() or hanging.Verdicts()).new] == [OPS]
+
+
+async def test_a_partition_that_cannot_be_read_is_left_out_not_a_failed_read() -> None:
+    # One partition without a leader must not fail every transform start (its end of what it left open).
+    broker = _Broker({OPS: Offsets(10, 15), OTHER: Offsets(3, 4), TopicPartition(OPS.topic, 5): Offsets(7, 7)})
+    broker.leaderless = {OTHER}
+    with pytest.raises(KafkaConnectionError):  # the read of all at once fails
+        await broker.read([OPS.topic])
+    offsets, unreadable = await hanging.read_readable(broker, [OPS.topic], within=1.0)
+    assert offsets == {OPS: Offsets(10, 15), TopicPartition(OPS.topic, 5): Offsets(7, 7)} and unreadable == [OTHER]
+
+
+async def test_the_check_judges_the_partitions_it_can_read_when_one_has_no_leader(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker, now = _Broker({OPS: Offsets(10, 15), OTHER: Offsets(3, 4)}), [0.0]
+    broker.leaderless = {OTHER}
+    monkeypatch.setattr(hanging, "OffsetReader", broker.reader)
+    check = hanging.HangingCheck("unused:9092", [OPS.topic], after_seconds=AFTER, interval=10.0,
+                                 clock=lambda: now[0])
+    await check.check()
+    now[0] = AFTER
+    verdicts = await check.check()
+    assert verdicts is not None and [h.tp for h in verdicts.new] == [OPS]

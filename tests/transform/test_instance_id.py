@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import ValidationError
 
@@ -88,14 +88,28 @@ async def test_a_restarted_replica_ends_the_transaction_its_previous_incarnation
                                     [Put(ops, 2, b"111-AAA-111", b"hanging"), Put(changelog, 0, b"k", b"hanging")])
     hanging = {TopicPartition(ops, 2), TopicPartition(changelog, 0)}
     assert set(await held_open(bootstrap, [ops, changelog])) == hanging
-    with transform_process(unverified_broker, PREFIX, tmp_path, INSTANCE, KMSYNC_TRANSFORM_ENGINE="quix",
-                           KMSYNC_TRANSFORM_INSTANCE_ID=INSTANCE) as running:
-        await wait_for(lambda: _ready(running.port), within=90, what="the replica to start")
-        # Ready comes after the start's clean-up: nothing holds the sink's partition or the changelog any more.
-        assert await held_open(bootstrap, [ops, changelog]) == []
-        log = running.log.read_text()
-        assert "ending any of this id's (a previous incarnation's)" in log
-        assert f"{ops}[2]" in log and f"{changelog}[0]" in log
+    # Another replica's checkpoint in progress on ops[3] while this one starts: not this id's, not a warning.
+    other = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{PREFIX}other-replica")
+    await other.start()
+    try:
+        await other.begin_transaction()
+        await other.send_and_wait(ops, b"live", b"111-AAA-111", partition=3)
+        with transform_process(unverified_broker, PREFIX, tmp_path, INSTANCE, KMSYNC_TRANSFORM_ENGINE="quix",
+                               KMSYNC_TRANSFORM_INSTANCE_ID=INSTANCE) as running:
+            await wait_for(lambda: _ready(running.port), within=90, what="the replica to start")
+            # Ready comes after the start's clean-up: nothing of this id's holds the sink's partition or the changelog.
+            assert await held_open(bootstrap, [ops, changelog]) == [TopicPartition(ops, 3)]
+            lines = running.log.read_text().splitlines()
+        await other.abort_transaction()
+    finally:
+        await other.stop()
+    warnings = [line for line in lines if "WARNING" in line]
+    ended = [line for line in warnings if "ended, aborted" in line]
+    # The ended partitions are named, with what an abort of a committed transaction costs and how to re-drive it.
+    assert len(ended) == 1 and f"{ops}[2]" in ended[0] and f"{changelog}[0]" in ended[0], warnings
+    assert "CompleteCommit" in ended[0] and "kmsync reconcile --event <name> --fix" in ended[0]
+    assert not [line for line in warnings if f"{ops}[3]" in line], warnings
+    assert [line for line in lines if "INFO" in line and f"{ops}[3]" in line and "still held" in line]
     # Ended aborted: only the committed checkpoint's record is visible.
     assert [r.value for r in await read_to_end(bootstrap, ops)] == [b"committed"]
     # A partition no transaction held got nothing (no aborted record, no marker).
