@@ -161,7 +161,7 @@ def outcome_jsons(decisions: Sequence[Decision], decided_at: datetime,
     """``outcome_json`` of each decision of one publication, in one pass: ``outcome_values`` inlined (no call
     per field group), the session by the operation's kind, and the sink's known lead id asked for only where the
     outcome carries it (not for a lead upsert that returned its id). The same bytes, the same fast path
-    (tests/marketo_sink/test_hot_path.py compares them with ``encode(to_outcome(...))``; issue #22)."""
+    (tests/marketo_sink/test_batch_paths.py compares them with ``encode(to_outcome(...))``; issue #22)."""
     out: list[bytes] = []
     encode_values = _OUTCOME.encode_values
     for d in decisions:

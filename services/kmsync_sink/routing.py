@@ -38,8 +38,11 @@ log = logging.getLogger(__name__)
 
 #: The operations topics' contract validator (``decode``'s, kmsync_contracts.topics.MARKETO_OPS).
 _OPS_VALIDATOR = MARKETO_OPS.value.validator
-#: Distinct record keys remembered as text (a malformed producer's keys could be anything).
+#: Distinct record keys remembered as text (a malformed producer's keys could be anything), and the longest
+#: one remembered: a Munchkin id is 11 bytes; a key of up to a megabyte from a misconfigured producer is not
+#: kept for the life of the process.
 _KEYS_REMEMBERED = 1024
+_KEY_REMEMBERED_MAX_BYTES = 32
 
 #: Builds the writer of one instance from its client settings (tests may adjust the settings).
 WriterFactory = Callable[[MarketoSettings], MarketoWriter]
@@ -127,7 +130,7 @@ class InstanceRouter:
     def _key(self, raw: bytes) -> str:
         """A record key as text; the few distinct ones (Munchkin ids) remembered, up to ``_KEYS_REMEMBERED``."""
         key = raw.decode(errors="replace")
-        if len(self._keys) < _KEYS_REMEMBERED:
+        if len(self._keys) < _KEYS_REMEMBERED and len(raw) <= _KEY_REMEMBERED_MAX_BYTES:
             self._keys[raw] = key
         return key
 

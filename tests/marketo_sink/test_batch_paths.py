@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from kmsync_contracts import encode, utc_now
+from kmsync_contracts.marketo_ops import ProgramMemberData
 from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo.errors import ErrorClass
 from kmsync_marketo.lead_schema import LeadShaped, shape_lead
@@ -32,6 +33,8 @@ from kmsync_sink.metrics import SinkMetrics
 from kmsync_sink.offsets import OffsetTracker
 from kmsync_sink.publishing import OutcomePublisher
 
+from .conftest import MUNCHKIN
+
 
 def _decisions(ops: Any) -> list[Decision]:
     """Every kind and status, ids the outcome takes from the answer or the cache, sessions present and absent,
@@ -50,6 +53,11 @@ def _decisions(ops: Any) -> list[Decision]:
                  reason="not in the tenants file", retryable=True),
         Decision(ops.pending(ops.status("g@x.com", status="Attended")), "updated", api="bulk"),
         Decision(ops.pending(ops.lead("i@x.com")), "failed", reason_code="1003", reason=" padded by Marketo \n"),
+        Decision(ops.pending(ops.lead("j@x.com")), "skipped", marketo_id="007", reason_code="1005",
+                 reason="Lead already exists"),
+        Decision(ops.pending(ProgramMemberData(**ops._base("k@x.com", MUNCHKIN, None), program_id=1001,
+                                               granular_status="Pre-event visit", label_rank=(3, 1))),
+                 "updated", request_id="r#9"),
     ]
     for i, d in enumerate(out):
         d.pending.attempts = i % 4
@@ -206,12 +214,22 @@ def test_an_answered_record_is_decided_as_the_three_layers_decide_it(ops: Any) -
                 Outcome(seq=0, status="failed", reason_code="1003", reason="bad value",
                         classification=ErrorClass.PERMANENT)]
     shapes = [None, Shaped({}), Shaped({}, truncated=(("entry_name", 53, 40),)), Shaped({}, omitted=("x",))]
-    for schema in (None, _Schema()):
-        executor = WindowExecutor(object(), LeadCache(10), ActivityWrites(), schema=schema)  # type: ignore[arg-type]
+
+    def executor(with_schema: bool) -> WindowExecutor:
+        schema = _Schema() if with_schema else None
+        out = WindowExecutor(object(), LeadCache(10), ActivityWrites(), schema=schema)  # type: ignore[arg-type]
+        out.cache.put("a@x.com", 5)
+        return out
+
+    for with_schema in (False, True):
         for o in outcomes:
             for shaped in shapes:
                 p = ops.pending(ops.obj("a@x.com"))
-                executor.cache.put("a@x.com", 5)
-                layered = executor._noted(executor._schema_aware(executor._stale_aware(p, o, "a@x.com"), o), shaped)
-                executor.cache.put("a@x.com", 5)
-                assert executor._decided(p, o, "a@x.com", shaped) == layered
+                slow, fast = executor(with_schema), executor(with_schema)
+                layered = slow._noted(slow._schema_aware(slow._stale_aware(p, o, "a@x.com"), o), shaped)
+                assert fast._decided(p, o, "a@x.com", shaped) == layered
+                # ... and with the layers' side effects: a gone lead's cached id forgotten (1004), a schema
+                # marked stale (1006): skipped, the record would be retried with the same stale id.
+                assert fast.cache.peek("a@x.com") == slow.cache.peek("a@x.com"), (o.reason_code, shaped)
+                if with_schema:
+                    assert fast.schema.stale == slow.schema.stale, (o.reason_code, shaped)  # type: ignore[union-attr]
