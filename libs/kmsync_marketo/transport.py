@@ -300,6 +300,11 @@ class MarketoTransport:
             else:
                 await self._retry_wait(tries.attempts, code, req, answer)
             return _AGAIN
+        if info.error_class is ErrorClass.REAUTH:  # a second invalid token in a row (see _authorized)
+            if tries.attempts >= self.settings.retry.max_attempts:
+                raise MarketoApiError(code, message, tries.attempts)
+            await self._retry_wait(tries.attempts, code)
+            return _AGAIN
         if info.error_class is ErrorClass.RETRY_LATER:
             if code == "607":
                 self._park(req, code, message, tries)
@@ -378,7 +383,10 @@ class MarketoTransport:
     async def _authorized(self, req: Request, tries: _Tries) -> _Answer | None:
         """One attempt: a send, and when Marketo calls its token invalid (601/602, §1.3) the token is
         dropped and the request replayed once with a new one (the replay is not a retry). A second
-        invalid token in a row raises. The allowance is per attempt, not per call: a call retried
+        invalid token in a row is answered to the retry layer, which backs off and sends again until
+        the attempts run out: nothing was done with the request, so a record must not fail on it (a
+        quota park's day can pass between taking a fresh token and sending it; session 12's CI failed
+        12 parked records on 601). The allowance is per attempt, not per call: a call retried
         for minutes (throttles, backoff, quota parks) can outlive more than one token (the chaos
         plan expires every token each 20 s). None: Identity was unreachable (waited)."""
         replayed = False
@@ -397,7 +405,7 @@ class MarketoTransport:
             assert answer.token is not None
             self.tokens.invalidate(answer.token)
             if replayed:
-                raise MarketoApiError(answer.code, answer.message, tries.attempts)
+                return answer  # the retry layer's: a backoff, then a new token
             replayed = True
             self.stats.reauths += 1
 

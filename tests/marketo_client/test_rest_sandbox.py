@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from kmsync_marketo.client import ActivityRecord
@@ -134,6 +135,32 @@ async def test_a_call_that_outlives_two_tokens_renews_twice() -> None:
         assert client.transport.stats.reauths == 2
         assert env.count("602", "POST /rest/v1/leads.json") == 2
         assert env.count("502", "POST /rest/v1/leads.json") == 1
+
+
+async def test_a_second_dead_token_in_one_attempt_is_retried_not_failed() -> None:
+    """Two invalid tokens in a row within one attempt (a quota park's day can pass between taking a
+    fresh token and sending it): nothing was done with the request, so it backs off and is sent with
+    a third token. Session 12's CI failed 12 parked records with 601 when this raised."""
+    async with sandbox_env() as env:
+        expiring = {"left": 2}
+
+        async def expire_before_send(request: httpx.Request) -> None:
+            if request.url.path.endswith("/rest/v1/leads.json") and expiring["left"]:
+                expiring["left"] -= 1
+                env.inst.tokens.expire_all(env.manual.time())  # the token in this request is dead on arrival
+
+        http = httpx.AsyncClient(event_hooks={"request": [expire_before_send]})
+        try:
+            client = env.client(http=http)
+            result = await client.sync_leads([{"email": "t@example.com"}])
+        finally:
+            await http.aclose()
+        assert result.outcomes[0].status == "created"
+        assert expiring["left"] == 0
+        assert client.transport.stats.reauths == 1  # the first dead token; the second went to the retry layer
+        assert client.transport.stats.retries == 1
+        assert env.count("602", "POST /rest/v1/leads.json") == 2
+        assert len(env.inst.leads) == 1
 
 
 async def test_the_token_is_taken_once_the_slot_is_held() -> None:
