@@ -164,3 +164,15 @@ def co_partition_problems(counts: dict[str, int], prefix: str = "") -> list[str]
                 "while transform and the sink are stopped and their topics drained")
     return problems
 
+
+
+#: The key of a record that carries nothing (no value): ingest writes one, in a committed transaction, on a
+#: kaltura.* or ingest.dlq.v1 partition whose open transaction a broker crash left hanging, so that the commit
+#: marker of its producer id ends that transaction committed and its records reach their readers
+#: (services/kmsync_ingest/publisher.py ``Publisher.end_left_open``). Every reader of those topics skips it.
+LEFT_OPEN_MARKER_KEY = b"kmsync:left-open-marker"
+
+
+def is_left_open_marker(key: bytes | None, value: bytes | None) -> bool:
+    """True for the record ``LEFT_OPEN_MARKER_KEY`` names: nothing to decode, nothing to dead-letter."""
+    return not value and key == LEFT_OPEN_MARKER_KEY

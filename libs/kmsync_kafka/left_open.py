@@ -11,7 +11,9 @@ transform at the start of a replica with a stable instance id (services/kmsync_t
 
 Only the partitions an open transaction holds now (kmsync_kafka.hanging.held_open) get a record: another
 producer's transaction in progress there is unharmed (a marker ends only its own producer id's transaction), and
-nothing is written anywhere else. The record (``key``, no value) is aborted, so no read_committed reader sees it.
+nothing is written anywhere else. The record (``key``, no value) is aborted, so no read_committed reader sees it;
+or committed, for ingest's data topics, where the records left open may belong to a transaction the coordinator
+had committed (services/kmsync_ingest/publisher.py explains which ends how).
 """
 
 from __future__ import annotations
@@ -25,13 +27,18 @@ from kmsync_kafka.producer import KafkaProducer, Record, await_delivery
 
 
 async def end_left_open(producer: KafkaProducer, partitions: Sequence[TopicPartition], key: bytes,
-                        within_seconds: float) -> None:
-    """On a started transactional producer (``init_transactions`` done): one aborted transaction holding a record
-    (``key``, no value) on each of ``partitions``. Raises ProduceError or TimeoutError; the caller decides what
-    then happens to the producer (its transaction may still be open)."""
+                        within_seconds: float, *, commit: bool = False) -> None:
+    """On a started transactional producer (``init_transactions`` done): one transaction holding a record
+    (``key``, no value) on each of ``partitions``, aborted, or committed with ``commit``. A commit makes what the
+    producer id left open there visible (and the record: its readers must skip it); an abort drops it. Raises
+    ProduceError or TimeoutError; the caller decides what then happens to the producer (its transaction may
+    still be open)."""
     if not partitions:
         return
     producer.begin_transaction()
     records = [Record(tp.topic, None, key, tp.partition) for tp in partitions]
     await asyncio.wait_for(await_delivery(await producer.send_many(records)), within_seconds)
-    await producer.abort_transaction(within_seconds)
+    if commit:
+        await producer.commit_transaction(within_seconds)
+    else:
+        await producer.abort_transaction(within_seconds)

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
@@ -37,6 +38,7 @@ from kmsync_contracts.topics import (
     INGEST_DLQ,
     INGEST_PULL_OWNERS,
     INGEST_WATERMARKS,
+    LEFT_OPEN_MARKER_KEY,
     POLL_RESPONSES,
     SESSION_ENGAGEMENT,
     TopicSpec,
@@ -54,8 +56,10 @@ INGEST_TOPICS: tuple[TopicSpec, ...] = (
     ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES, INGEST_WATERMARKS, INGEST_DLQ,
 )
 
-#: The key of the records ``Publisher.abort_left_open`` writes in a transaction it aborts.
+#: The key of the records ``Publisher.end_left_open`` writes in a transaction it aborts (never read).
 LEFT_OPEN_KEY = b"kmsync-ingest:abort-left-open"
+#: Where ``Publisher.end_left_open`` ends what its id left open with a commit (its docstring says why).
+LEFT_OPEN_COMMITTED: tuple[TopicSpec, ...] = (ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES, INGEST_DLQ)
 
 #: The stream label (metrics) and topic of each record type.
 STREAMS: dict[type[KalturaRecord], tuple[str, TopicSpec]] = {
@@ -87,6 +91,10 @@ def outgoing_letters(letters: Sequence[DeadLetter]) -> list[Outgoing]:
 
 def outgoing_watermark(mark: IngestWatermark) -> Outgoing:
     return Outgoing(INGEST_WATERMARKS, mark.partition_key(), mark, "watermarks")
+
+
+def _partitions(tps: Sequence[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in tps) or "none"
 
 
 def stream_of(record: KalturaRecord) -> str:
@@ -144,15 +152,26 @@ class Publisher:
         async with self._tx_lock:
             await self._transactional_producer()
 
-    async def abort_left_open(self, specs: Sequence[TopicSpec] = INGEST_TOPICS) -> None:
-        """After ``start_transactions``: one aborted transaction holding a record (``LEFT_OPEN_KEY``, no
-        value; read_committed readers never see it) on every partition of ``specs`` that an open transaction
-        holds (its last stable offset behind its log end; logged), nothing anywhere else. A broker crash can
-        leave a transaction of this id open on a partition although its coordinator no longer knows it
-        (a "hanging" transaction, OBSERVED with Kafka 4.4: SIGKILL of the broker mid-page). The fence does
-        not end that one, and it holds every read_committed reader of the partition (the watermark load,
-        transform) for good; the abort marker of the same producer id ends it, aborted, so a later
-        commit of this id can never make its records visible either. Raises KafkaUnavailable."""
+    async def end_left_open(self, specs: Sequence[TopicSpec] = INGEST_TOPICS) -> None:
+        """After ``start_transactions``: end what this id left open on a partition of ``specs``, nothing anywhere
+        else. A broker crash can leave a transaction of this id open on a partition although its coordinator no
+        longer knows it (a "hanging" transaction, OBSERVED with Kafka 4.4: SIGKILL of the broker mid-page). The
+        fence does not end it, and it holds every read_committed reader of the partition (the watermark load,
+        transform) for good. A marker of the same producer id ends it: every partition an open transaction holds
+        (its last stable offset behind its log end; logged) gets a record in a transaction of this id, which
+        ends there as follows.
+
+        - **Committed** on the data topics (kaltura.*, ingest.dlq.v1), with a record transform and the DLQ tools
+          skip (``LEFT_OPEN_MARKER_KEY``): what was left open may be a page whose transaction the coordinator
+          committed (its state was CompleteCommit when session 10 saw one), the watermark past it. Ending that
+          aborted lost the page's records with nothing to pull them again (session 11's CI: 6 leads and their
+          program members). Committed, a page the coordinator had aborted is delivered as well as pulled again:
+          a repeat transform drops (the same status, lead fields fingerprint and operation ids).
+        - **Aborted** on ingest.watermarks.v1 (and ingest.pull-owners.v1): a watermark committed there that its
+          coordinator had aborted would move a pull past records that were never delivered; aborting one it had
+          committed only makes the next pull read those records again.
+
+        Raises KafkaUnavailable."""
         if self.transactional_id is None:
             return
         try:  # only the partitions an open transaction holds (a takeover writes nothing anywhere else)
@@ -162,14 +181,19 @@ class Publisher:
             raise KafkaUnavailable(f"cannot read which partitions a transaction holds: {exc!r}") from exc
         if not held:
             return
+        delivered = {self.topic(spec) for spec in LEFT_OPEN_COMMITTED}
+        to_commit = [tp for tp in held if tp.topic in delivered]
+        to_abort = [tp for tp in held if tp.topic not in delivered]
         # Another owner's pull in progress holds a partition too: its transaction is unharmed (a marker ends only
         # this producer id's), so the list is what to look at, not what was wrong.
-        log.warning("%s: an open transaction holds %s; ending any of this id's with an aborted transaction",
-                    self.transactional_id, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in held))
+        log.warning("%s: an open transaction holds %s; ending any of this id's: committed on %s, aborted on %s",
+                    self.transactional_id, _partitions(held),
+                    _partitions(to_commit), _partitions(to_abort))
         async with self._tx_lock:
             producer = await self._transactional_producer()
             try:
-                await end_left_open(producer, held, LEFT_OPEN_KEY, self.ack_timeout)
+                await end_left_open(producer, to_commit, LEFT_OPEN_MARKER_KEY, self.ack_timeout, commit=True)
+                await end_left_open(producer, to_abort, LEFT_OPEN_KEY, self.ack_timeout)
             except (ProduceError, TimeoutError) as exc:
                 self._tx = None
                 self.broken = not self._owns_plain

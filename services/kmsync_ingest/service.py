@@ -225,7 +225,7 @@ class IngestService:
         transaction): ``init_transactions`` returns once the broker has aborted a killed holder's open
         transaction (docs/reference/streaming.md §3.1; OBSERVED in tests/ingest/test_takeover_after_kill.py),
         so the read_committed load, which reads its end offsets after it, does not wait for that
-        transaction's timeout (60 s). ``abort_left_open`` ends what the fence cannot: a transaction of
+        transaction's timeout (60 s). ``end_left_open`` ends what the fence cannot: a transaction of
         the id that a broker crash left open on a partition unknown to its coordinator, which no
         timeout ends."""
         keys = {(e.partner_id, e.virtual_event_id) for e in self._events_of(partition)}
@@ -233,7 +233,7 @@ class IngestService:
         publisher = self.publisher.for_transactions(tx_id)
         try:
             await publisher.start_transactions()
-            await publisher.abort_left_open()
+            await publisher.end_left_open()
             if keys:
                 await self.watermarks.load(keep=lambda pid, vid: (pid, vid) in keys)
         except BaseException:

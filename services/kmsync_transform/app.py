@@ -34,6 +34,7 @@ from kmsync_contracts.topics import (
     TRANSFORM_DLQ,
     TRANSFORM_STATE,
     TopicSpec,
+    is_left_open_marker,
 )
 from kmsync_kafka.clients import DEFAULT_ISOLATION, ensure_topics, manual_commit_consumer, reliable_producer, topic_name
 from kmsync_kafka.lag import consumer_lags
@@ -211,7 +212,8 @@ class TransformWorker:
         )
         outputs: list[tuple[str, bytes, bytes | None]] = []
         for m in records:
-            outputs += self.transform_one(transformer, m, now)
+            if not is_left_open_marker(m.key, m.value):  # ingest's, carrying nothing (kmsync_contracts.topics)
+                outputs += self.transform_one(transformer, m, now)
         return outputs
 
     def transform_one(

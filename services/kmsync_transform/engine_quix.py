@@ -55,6 +55,7 @@ from kmsync_contracts.topics import (
     TRANSFORM_DECISIONS,
     TRANSFORM_DLQ,
     TopicSpec,
+    is_left_open_marker,
 )
 from kmsync_kafka.clients import ensure_topics, topic_name
 from kmsync_transform.dead_letters import SourceRef
@@ -112,6 +113,12 @@ def _source(key: bytes | None) -> SourceRef:
     ctx = message_context()
     return SourceRef(topic=ctx.topic, partition=ctx.partition, offset=ctx.offset,
                      key=key.decode("utf-8", "replace") if key else None)
+
+
+def _not_a_marker(value: bytes | None, key: bytes | None, timestamp: int, headers: Any) -> bool:
+    """False for the record ingest commits to end what a crash left open (kmsync_contracts.topics
+    LEFT_OPEN_MARKER_KEY): it carries nothing, so it is neither routed nor dead-lettered."""
+    return not is_left_open_marker(key, value)
 
 
 class QuixTransform:
@@ -206,11 +213,11 @@ class QuixTransform:
             return app.topic(topic_name(spec, prefix), key_deserializer="bytes", value_deserializer="bytes")
 
         for spec in (ATTENDEE_STATUS, SESSION_ENGAGEMENT):
-            sdf = app.dataframe(input_topic(spec))
+            sdf = app.dataframe(input_topic(spec)).filter(_not_a_marker, metadata=True)
             sdf = sdf.apply(partial(self._record, spec), stateful=True, metadata=True, expand=True)
             sdf.to_topic(destination, key=output_key)
 
-        polls = app.dataframe(input_topic(POLL_RESPONSES))
+        polls = app.dataframe(input_topic(POLL_RESPONSES)).filter(_not_a_marker, metadata=True)
         polls = polls.apply(self._route_poll, metadata=True)
         polls = polls.group_by(_envelope_key, name=SESSION_GROUP, key_serializer="str", key_deserializer="str",
                                value_serializer=_EnvelopeValue(), value_deserializer="bytes")

@@ -20,6 +20,7 @@ from kmsync_common.metrics_text import sample_sum
 from kmsync_contracts import AttendeeStatus, CustomActivity, PollResponse, SessionEngagement, encode
 from kmsync_contracts.topics import (
     ATTENDEE_STATUS,
+    LEFT_OPEN_MARKER_KEY,
     MARKETO_OPS,
     POLL_RESPONSES,
     SESSION_ENGAGEMENT,
@@ -227,3 +228,39 @@ async def test_an_ended_events_state_expires_after_the_retention(
     counts = Counter(ids)
     assert all(counts[op_id] == 2 for op_id in a_ops)  # the status was not a repeat either: state gone
     assert all(counts[op_id] == 1 for op_id in b_ops)
+
+
+async def test_the_marker_ingest_commits_to_end_a_left_open_transaction_is_skipped_not_dead_lettered(
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
+    status_record: Callable[..., AttendeeStatus], engagement_record: Callable[..., SessionEngagement],
+    poll_record: Callable[..., PollResponse],
+) -> None:
+    """Ingest ends what a broker crash left open on a kaltura.* partition with a committed transaction holding a
+    record with no value (kmsync_contracts.topics.LEFT_OPEN_MARKER_KEY): transform reads past it, sends nothing
+    and dead-letters nothing for it, and the records around it are transformed as ever."""
+    await ensure_topics(kafka_broker.bootstrap, INPUTS, topic_prefix, partitions=1)
+    await ensure_topics(kafka_broker.bootstrap, [MARKETO_OPS, TRANSFORM_DLQ], topic_prefix)
+    before: list[tuple[TopicSpec, BaseModel]] = [
+        (ATTENDEE_STATUS, status_record("registered", user="u1", email="ann@x.io")),
+        (POLL_RESPONSES, poll_record("p1", user="u1", email="ann@x.io")),
+    ]
+    after: list[tuple[TopicSpec, BaseModel]] = [
+        (SESSION_ENGAGEMENT, engagement_record(user="u1", email="ann@x.io", final=True, plays=1)),
+        (ATTENDEE_STATUS, status_record("attended", user="u1", email="ann@x.io", minutes=5)),
+    ]
+    want = [op.op_id for op in expected_ops([*before, *after])]
+    await produce_at(kafka_broker, topic_prefix, before)
+    producer = reliable_producer(kafka_broker.bootstrap)
+    await producer.start()
+    try:
+        for spec in INPUTS:
+            await producer.send_and_wait(topic_name(spec, topic_prefix), None, key=LEFT_OPEN_MARKER_KEY)
+    finally:
+        await producer.stop()
+    await produce_at(kafka_broker, topic_prefix, after)
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "marker", **QUIX):
+        ids = await wait_for_ops(kafka_broker, topic_prefix, lambda got: set(want) <= set(got), "every op", tmp_path)
+        await wait_for(lambda: group_caught_up(kafka_broker, topic_prefix), within=DEADLINE,
+                       what="transform past every input record")
+    assert sorted(ids) == sorted(want)
+    assert await read_to_end(kafka_broker.bootstrap, topic_name(TRANSFORM_DLQ, topic_prefix)) == []
