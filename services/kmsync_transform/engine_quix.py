@@ -59,7 +59,7 @@ from kmsync_contracts.topics import (
 )
 from kmsync_kafka.clients import ensure_topics, topic_name
 from kmsync_transform.dead_letters import SourceRef
-from kmsync_transform.hanging_check import InputHangingCheck
+from kmsync_transform.hanging_check import HangingCheckThread
 from kmsync_transform.keyed import Envelope, KeyedSteps, Output
 from kmsync_transform.left_open import end_previous_incarnation, transactional_id
 from kmsync_transform.metrics import TransformMetrics
@@ -278,7 +278,7 @@ class QuixTransform:
         self.ready = True
         log.info("transform (quix engine) starting as group %s, exactly-once, state retention %d s",
                  self.group_id, self.settings.transform_state_retention_seconds)
-        hanging = InputHangingCheck(self.settings, self.metrics.registry)  # its own thread: hanging_check.py
+        hanging = HangingCheckThread(self.settings, self.metrics.registry)  # its own thread: hanging_check.py
         hanging.start()
         try:
             self.app.run()

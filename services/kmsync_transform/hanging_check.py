@@ -53,7 +53,7 @@ def watched_topics(settings: TransformSettings) -> TopicChoice:
     return choose
 
 
-class InputHangingCheck:
+class HangingCheckThread:
     """The check on a daemon thread with its own event loop: ``start`` it, ``stop`` it (joins the thread)."""
 
     def __init__(self, settings: TransformSettings, registry: CollectorRegistry) -> None:
