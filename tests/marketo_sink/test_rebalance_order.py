@@ -61,6 +61,15 @@ def _sink(monkeypatch: pytest.MonkeyPatch) -> tuple[MarketoSink, _SlowCatchUp, l
     return sink, reader, routed
 
 
+def _without_commits(sink: MarketoSink) -> None:
+    """The revocation's offset commit does nothing (no broker here)."""
+
+    async def no_commit(only: Any = None) -> None:
+        return None
+
+    sink.commits.commit = no_commit  # type: ignore[method-assign]
+
+
 async def test_a_batch_of_a_new_assignment_waits_for_the_catch_up_and_is_then_routed_whole(
         monkeypatch: pytest.MonkeyPatch) -> None:
     sink, reader, routed = _sink(monkeypatch)
@@ -97,11 +106,7 @@ async def test_the_assignment_callback_returns_while_the_catch_up_reads(monkeypa
 async def test_a_revocation_cancels_a_catch_up_and_the_next_assignment_catches_up_again(
         monkeypatch: pytest.MonkeyPatch) -> None:
     sink, reader, routed = _sink(monkeypatch)
-
-    async def no_commit(only: Any = None) -> None:
-        return None
-
-    sink.commits.commit = no_commit  # type: ignore[method-assign]
+    _without_commits(sink)
     await sink.on_revoked(set())
     await asyncio.wait_for(sink.on_assigned({TP}), timeout=10)
     await reader.started.wait()
@@ -170,11 +175,7 @@ async def test_a_revocation_stops_every_leaving_worker_at_once(monkeypatch: pyte
     stopping: list[str] = []
     live, backfill, other = _Worker(0, stopping, "live"), _Worker(0, stopping, "backfill"), _Worker(1, stopping, "x")
     sink.router.workers.update({"a-live": live, "a-backfill": backfill, "b-live": other})  # type: ignore[dict-item]
-
-    async def no_commit(only: Any = None) -> None:
-        return None
-
-    sink.commits.commit = no_commit  # type: ignore[method-assign]
+    _without_commits(sink)
     revoking = asyncio.create_task(sink.on_revoked({TP}))
     for _ in range(100):  # yield to the revocation: each stop blocks until released, both must begin
         if len(stopping) == 2:
