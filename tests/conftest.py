@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from kmsync_testing.hanging import unverified_broker as broker_without_verification
 from kmsync_testing.kafka_broker import KafkaBroker, start_broker
 
 # The Marketo sandbox runs a write before it answers, or not at all: unlike Marketo (UNCONFIRMED,
@@ -37,3 +39,10 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
 def topic_prefix() -> str:
     """Tests share the broker, so each one creates its own topics under a unique prefix."""
     return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
+    """A broker of its own on which a test can build what a crash left (kmsync_testing.hanging)."""
+    async with broker_without_verification(tmp_path / "kafka") as broker:
+        yield broker

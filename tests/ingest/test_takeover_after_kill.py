@@ -37,7 +37,6 @@ from kmsync_ingest.settings import IngestSettings
 from kmsync_kafka import ensure_topics, topic_name
 from kmsync_kafka.reading import read_to_end
 from kmsync_testing.hanging import Put, leave_hanging_transaction
-from kmsync_testing.hanging import unverified_broker as broker_without_verification
 from kmsync_testing.ingest import settings_for
 from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.topics import read_topic
@@ -187,12 +186,6 @@ def _mark(seen: str) -> IngestWatermark:
     return IngestWatermark(partner_id=PARTNER, virtual_event_id=EVENT, stream="statuses", watermark=utc_now(),
                            seen_ids=(seen,), recorded_at=utc_now())
 
-
-@pytest.fixture
-async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
-    """A broker of its own on which a test can build what a crash left (kmsync_testing.hanging)."""
-    async with broker_without_verification(tmp_path / "kafka") as broker:
-        yield broker
 
 
 def _status() -> AttendeeStatus:

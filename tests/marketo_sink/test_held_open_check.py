@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +19,6 @@ from kmsync_kafka import ensure_topics, topic_name
 from kmsync_sink.service import MarketoSink
 from kmsync_sink.settings import SinkSettings
 from kmsync_testing.hanging import Put, leave_hanging_transaction
-from kmsync_testing.hanging import unverified_broker as broker_without_verification
 from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.waiting import wait_for
 
@@ -29,12 +26,6 @@ PREFIX = "held."
 #: The hanging transaction's partition, and one whose transaction committed.
 HANGING, COMMITTED = 1, 0
 
-
-@pytest.fixture
-async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
-    """A broker of its own on which a test can build what a crash left (kmsync_testing.hanging)."""
-    async with broker_without_verification(tmp_path / "kafka") as broker:
-        yield broker
 
 
 def _tenants() -> TenantsConfig:

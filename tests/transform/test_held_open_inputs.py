@@ -8,7 +8,6 @@ id of an ingest that is gone."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,6 @@ import pytest
 from kmsync_contracts.topics import ATTENDEE_STATUS, TRANSFORM_DECISIONS
 from kmsync_kafka import ensure_topics, topic_name
 from kmsync_testing.hanging import Put, leave_hanging_transaction
-from kmsync_testing.hanging import unverified_broker as broker_without_verification
 from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.waiting import wait_for
 from kmsync_transform.hanging_check import watched_topics
@@ -29,12 +27,6 @@ from .test_integration import transform_process
 PREFIX = "inputs."
 HANGING, COMMITTED = 3, 1
 
-
-@pytest.fixture
-async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
-    """A broker of its own on which a test can build what a crash left (kmsync_testing.hanging)."""
-    async with broker_without_verification(tmp_path / "kafka") as broker:
-        yield broker
 
 
 async def _metrics(port: int) -> str:

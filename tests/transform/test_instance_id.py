@@ -10,7 +10,6 @@ leaves it (kmsync_testing.hanging) under the replica's transactional id, and the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,6 @@ from kmsync_kafka import ensure_topics, topic_name
 from kmsync_kafka.hanging import Offsets, held_open, stable_and_end
 from kmsync_kafka.reading import read_to_end
 from kmsync_testing.hanging import Put, leave_hanging_transaction
-from kmsync_testing.hanging import unverified_broker as broker_without_verification
 from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.waiting import wait_for
 from kmsync_transform.left_open import transactional_id
@@ -36,12 +34,6 @@ from .test_integration import transform_process
 PREFIX = "inst."
 INSTANCE = "transform-2"
 
-
-@pytest.fixture
-async def unverified_broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
-    """A broker of its own on which a test can build what a crash left (kmsync_testing.hanging)."""
-    async with broker_without_verification(tmp_path / "kafka") as broker:
-        yield broker
 
 
 async def _ready(port: int) -> bool:
