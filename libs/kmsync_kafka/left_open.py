@@ -19,26 +19,59 @@ had committed (services/kmsync_ingest/publisher.py explains which ends how).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from aiokafka import TopicPartition
 
-from kmsync_kafka.producer import KafkaProducer, Record, await_delivery
+from kmsync_kafka.producer import KafkaProducer, ProduceError, Record, await_delivery
+
+log = logging.getLogger(__name__)
+
+#: How many times ``end_left_open`` tries a commit that fails retriably.
+COMMIT_TRIES = 5
 
 
 async def end_left_open(producer: KafkaProducer, partitions: Sequence[TopicPartition], key: bytes,
-                        within_seconds: float, *, commit: bool = False) -> None:
+                        within_seconds: float, *, commit: bool = False, commit_tries: int = COMMIT_TRIES) -> None:
     """On a started transactional producer (``init_transactions`` done): one transaction holding a record
     (``key``, no value) on each of ``partitions``, aborted, or committed with ``commit``. A commit makes what the
     producer id left open there visible (and the record: its readers must skip it); an abort drops it. Raises
     ProduceError or TimeoutError; the caller decides what then happens to the producer (its transaction may
-    still be open)."""
+    still be open).
+
+    With ``commit``, any abort of this transaction (its own, or the one ``init_transactions`` makes when the id is
+    started again after a failure) would end what was left open aborted too, so a commit that fails retriably (a
+    slow broker just after its restart) is tried again on the same producer, ``commit_tries`` times in all
+    (librdkafka allows calling commit_transaction again after a retriable error); if it still fails, an ERROR
+    names the partitions whose records may be lost."""
     if not partitions:
         return
     producer.begin_transaction()
     records = [Record(tp.topic, None, key, tp.partition) for tp in partitions]
-    await asyncio.wait_for(await_delivery(await producer.send_many(records)), within_seconds)
-    if commit:
-        await producer.commit_transaction(within_seconds)
-    else:
+    delivered = await producer.send_many(records)
+    if not commit:
+        await asyncio.wait_for(await_delivery(delivered), within_seconds)
         await producer.abort_transaction(within_seconds)
+        return
+    try:
+        await _commit(producer, within_seconds, commit_tries)
+        await asyncio.wait_for(await_delivery(delivered), within_seconds)  # resolved by the commit's flush
+    except (ProduceError, TimeoutError) as exc:
+        log.error("could not commit the end of what a broker crash left open on %s (%r): when this transactional id "
+                  "starts again, that transaction ends aborted, and the records left open there are lost if their "
+                  "transaction had been committed; run `kmsync reconcile --fix` for the events on them",
+                  ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions), exc)
+        raise
+
+
+async def _commit(producer: KafkaProducer, within_seconds: float, tries: int) -> None:
+    for attempt in range(1, tries + 1):
+        try:
+            await producer.commit_transaction(within_seconds)
+            return
+        except ProduceError as exc:
+            if not exc.retriable or exc.fatal or attempt == tries:
+                raise
+            log.warning("committing the end of a left-open transaction failed (try %d of %d), trying again: %s",
+                        attempt, tries, exc)
