@@ -70,6 +70,12 @@ class CallStats:
     def count_retry(self, reason: str) -> None:
         self.retry_reasons[reason] = self.retry_reasons.get(reason, 0) + 1
 
+    def resends(self) -> dict[str, int]:
+        """``retries`` by reason: ``backoff``, ``in_process`` and ``throttle`` (a 606/615 sent again after the
+        limiter's pause, the one retry ``retry_reasons`` leaves out). ``in_process_hold`` is no resend."""
+        reasons = {reason: self.retry_reasons.get(reason, 0) for reason in ("backoff", "in_process")}
+        return {**reasons, "throttle": self.retries - sum(reasons.values())}
+
 
 @dataclass(frozen=True)
 class RawResponse:

@@ -9,22 +9,43 @@ Operator's ``endpoint``, ``service``, ``pod``, ...): those would arrive renamed 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 from kmsync_marketo.lanes import current_lane
 from kmsync_marketo.limiter import InstanceLimiter
+from kmsync_marketo.transport import CallStats
 
 _RECORD_BUCKETS = (1, 10, 50, 100, 200, 250, 290, 300, 1000, 10_000, 100_000)
 _WINDOW_BUCKETS = (1, 10, 100, 300, 600, 1000, 3000, 10_000, 30_000)
 _LATENCY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 86_400)
+
+#: A counter's labelled series: the counter and its label values.
+_Series = tuple[Counter, tuple[str, ...]]
+
+
+class _BeforeCollect:
+    """Registered first, so the registry runs it before it collects the counters (a scrape, generate_latest,
+    get_sample_value): ``update`` brings them up to date. It exposes no metric of its own."""
+
+    def __init__(self, update: Callable[[], None]) -> None:
+        self._update = update
+
+    def collect(self) -> Iterator[Metric]:
+        self._update()
+        return iter(())
+
+    def describe(self) -> list[Metric]:
+        return []
 
 
 class SinkMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        r.register(_BeforeCollect(self._observe_clients))
         # lane: live or backfill (kmsync_marketo.lanes; two values): a backfill's calls apart from live's.
         self.calls = Counter("kmsync_sink_marketo_calls", "Marketo write calls by endpoint, result code and lane",
                              ["munchkin_id", "marketo_endpoint", "code", "lane"], registry=r)
@@ -44,6 +65,7 @@ class SinkMetrics:
         self.retries = Counter("kmsync_sink_record_retries", "Failed records scheduled for another try",
                                ["munchkin_id"], registry=r)
         self._limiter_metrics(r)
+        self._client_metrics(r)
         self.bulk_in_flight = Gauge("kmsync_sink_bulk_jobs_in_flight", "Bulk import requests running",
                                     ["munchkin_id"], registry=r)
         self.buffered = Gauge("kmsync_sink_buffered_operations",
@@ -68,7 +90,9 @@ class SinkMetrics:
                                   registry=r)
         #: The limiter last observed per Munchkin id, and the running totals it had then.
         self._limiters: dict[str, InstanceLimiter] = {}
-        self._totals: dict[tuple[Counter, tuple[str, ...]], float] = {}
+        self._totals: dict[_Series, float] = {}
+        #: The Marketo client's call totals per Munchkin id (watch_client), and the part of them added so far.
+        self._clients: dict[str, tuple[CallStats, dict[_Series, float]]] = {}
 
     def _limiter_metrics(self, r: CollectorRegistry) -> None:
         """The instance limiter's budget, waits and 606/615 handling (fed by observe_limiter)."""
@@ -94,6 +118,42 @@ class SinkMetrics:
         self.parked = Gauge("kmsync_sink_instance_parked", "1 while the instance waits for the daily reset (607)",
                             ["munchkin_id"], registry=r)
 
+    def _client_metrics(self, r: CollectorRegistry) -> None:
+        """The Marketo client's retries (its transport's CallStats), read when the registry is collected."""
+        self.marketo_retries = Counter(
+            "kmsync_sink_marketo_retries",
+            "Marketo requests the client sent again, by reason: backoff (a transient error), in_process (a lead "
+            "write replayed only KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS after its send), throttle (606/615)",
+            ["munchkin_id", "reason"], registry=r)
+        self.marketo_in_process_holds = Counter(
+            "kmsync_sink_marketo_in_process_holds",
+            "Lead writes out of retries whose failure was returned only "
+            "KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS after their last send", ["munchkin_id"], registry=r)
+        self.marketo_replay_delay_seconds = Counter(
+            "kmsync_sink_marketo_replay_delay_seconds",
+            "Seconds Marketo calls were held beyond the ordinary backoff because a lead write may still have been "
+            "in process", ["munchkin_id"], registry=r)
+        self.marketo_reauths = Counter("kmsync_sink_marketo_reauths",
+                                       "Requests sent again with a new token after Marketo called theirs invalid "
+                                       "(601/602)", ["munchkin_id"], registry=r)
+
+    def watch_client(self, munchkin_id: str, writer: object) -> None:
+        """Export the call totals of the instance's Marketo client (``MarketoClient.transport.stats``; a writer
+        without them exports nothing). Read at each collection, so a lane held by retries shows while it is held,
+        and a call pays nothing for it. A client this process has not seen for the instance counts from 0."""
+        stats = getattr(getattr(writer, "transport", None), "stats", None)
+        if isinstance(stats, CallStats) and self._clients.get(munchkin_id, (None,))[0] is not stats:
+            self._clients[munchkin_id] = (stats, {})
+
+    def _observe_clients(self) -> None:
+        for munchkin_id, (st, added) in list(self._clients.items()):
+            for reason, n in st.resends().items():
+                self._advance(self.marketo_retries, (munchkin_id, reason), n, added)
+            self._advance(self.marketo_in_process_holds, (munchkin_id,), st.retry_reasons.get("in_process_hold", 0),
+                          added)
+            self._advance(self.marketo_replay_delay_seconds, (munchkin_id,), st.replay_delay_seconds, added)
+            self._advance(self.marketo_reauths, (munchkin_id,), st.reauths, added)
+
     def observe_call(self, munchkin_id: str, endpoint: str, records: int, code: str) -> None:
         self.calls.labels(munchkin_id, endpoint, code, current_lane()).inc()  # the calling task's lane
         self.records_per_call.labels(munchkin_id, endpoint).observe(records)
@@ -116,11 +176,14 @@ class SinkMetrics:
         self.budget_limit.labels(munchkin_id, "rolling_window").set(st.window_limit)
         self.parked.labels(munchkin_id).set(1 if st.parked_until is not None else 0)
 
-    def _advance(self, counter: Counter, labels: tuple[str, ...], total: float) -> None:
-        """Add to ``counter`` what the limiter counted since the last call (its counts never go down)."""
+    def _advance(self, counter: Counter, labels: tuple[str, ...], total: float,
+                 added: dict[_Series, float] | None = None) -> None:
+        """Add to ``counter`` what its source (the limiter; a client, ``added`` its totals so far) counted since
+        the last call (its counts never go down)."""
+        added = self._totals if added is None else added
         key = (counter, labels)
-        delta = total - self._totals.get(key, 0)
-        self._totals[key] = total
+        delta = total - added.get(key, 0)
+        added[key] = total
         child = counter.labels(*labels)  # the series exists (at 0) from the first observation
         if delta > 0:
             child.inc(delta)

@@ -128,6 +128,7 @@ class InstanceWorker:
                          if bulk is not None and bulk_on and settings.bulk_pipeline_max_jobs > 0 else None)
         #: Upserts of records an outstanding job carries, waiting for it to end.
         self.held = HeldOps()
+        metrics.watch_client(munchkin_id, writer)  # the client's retries, on /metrics (metrics.py)
         #: Set when a stop's drain deadline has passed: Kafka writes still retrying give up.
         self.give_up = asyncio.Event()
         #: The instance's program member fields (tenants file): where granular labels go.
