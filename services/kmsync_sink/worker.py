@@ -117,6 +117,7 @@ class InstanceWorker:
         self.ledger = context.ledger
         self._publish = context.publish
         self.metrics = metrics
+        metrics.watch_client(munchkin_id, writer)  # the client's retries, on /metrics (metrics.py)
         self._mono = monotonic
         self._rng = rng or random.Random()
         self.bulk_configured, self.bulk_min_records = _bulk_thresholds(settings, bulk_min_records)
@@ -128,7 +129,6 @@ class InstanceWorker:
                          if bulk is not None and bulk_on and settings.bulk_pipeline_max_jobs > 0 else None)
         #: Upserts of records an outstanding job carries, waiting for it to end.
         self.held = HeldOps()
-        metrics.watch_client(munchkin_id, writer)  # the client's retries, on /metrics (metrics.py)
         #: Set when a stop's drain deadline has passed: Kafka writes still retrying give up.
         self.give_up = asyncio.Event()
         #: The instance's program member fields (tenants file): where granular labels go.
