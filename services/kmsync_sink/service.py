@@ -4,8 +4,9 @@ instance's worker, publish outcomes and dead letters, commit only what has an ou
 Reliability model: Kafka Connect's sink (docs/reference/streaming.md §4). ``put`` = add to the instance window;
 ``preCommit`` = the offset tracker's committable positions; retriable failures are retried per record
 with backoff; permanent ones go to marketo.dlq.v1 with Marketo's code; on revocation the partition's
-windows in flight are drained (up to a timeout), unsent records abandoned, and only decided offsets
-committed (docs/reference/streaming.md §3: commit in on_partitions_revoked).
+windows in flight are drained (up to a timeout; longer for a window whose lead call the Marketo client holds
+by its replay delay, worker.py), unsent records abandoned, and only decided offsets committed
+(docs/reference/streaming.md §3: commit in on_partitions_revoked).
 
 :class:`MarketoSink` runs the consumer loop and the rebalance protocol; its three jobs are pieces of
 their own: routing (routing.py), outcome publishing (publishing.py) and commit control (commits.py).
@@ -45,7 +46,7 @@ from kmsync_sink.offsets import OffsetTracker
 from kmsync_sink.pending import PendingOp
 from kmsync_sink.publishing import OutcomePublisher
 from kmsync_sink.routing import Broken, InstanceRouter, WriterFactory, default_writer
-from kmsync_sink.settings import SinkSettings
+from kmsync_sink.settings import MAX_POLL_INTERVAL_SECONDS, SinkSettings
 from kmsync_sink.worker import InstanceWorker, WorkerContext
 from kmsync_sink.writer import MarketoWriter
 
@@ -100,7 +101,9 @@ class MarketoSink:
         self.outcomes = OutcomePublisher(self.results_topic, self.dlq_topic, self.tracker, self.metrics)
         self.commits = CommitControl(self.tracker, settings.sink_max_buffered_per_partition, self.metrics)
         context = WorkerContext(settings, self.ledger, self.outcomes.publish, self.metrics, time.monotonic,
-                                verify_delay_seconds=settings.sink_activity_verify_delay_seconds)
+                                verify_delay_seconds=settings.sink_activity_verify_delay_seconds,
+                                # A stop waits this much longer for a window whose lead call is held (worker.py).
+                                held_drain_seconds=settings.marketo_ambiguous_replay_delay_seconds)
         self.router = InstanceRouter(tenants, context, self.tracker, self.outcomes, writer_factory=writer_factory,
                                      rng=rng, on_failure=self._worker_failed)
         self.router.backfill_topic = self.outcomes.backfill_topic = self.backfill_topic
@@ -146,7 +149,13 @@ class MarketoSink:
         self._ledger_reader = LedgerReader(s.kafka_bootstrap, self.results_topic, self.ledger,
                                            s.sink_ledger_lookback_hours, intents_topic=self.intents_topic)
         self._consumer = self.commits.consumer = manual_commit_consumer(
-            s.kafka_bootstrap, s.sink_group_id, rebalance_timeout_ms=int(s.sink_drain_timeout_seconds * 1000) + 10_000,
+            s.kafka_bootstrap, s.sink_group_id,
+            # The group waits this long for a revocation's drain (the longest: a window whose lead call is held by
+            # the replay delay, settings.py) and commit before it hands the partitions on; a JoinGroup is answered
+            # only then, and a rejoin needs a poll within max_poll_interval_ms (checked in settings.py).
+            rebalance_timeout_ms=int(s.rebalance_timeout_seconds * 1000),
+            request_timeout_ms=int(s.request_timeout_seconds * 1000),
+            max_poll_interval_ms=int(MAX_POLL_INTERVAL_SECONDS * 1000),
             # Range assignment gives a replica the same partition numbers of both ops topics (same key, same
             # partition count), so an instance's live and backfill lanes, and its budget, are one replica's.
             partition_assignment_strategy=(RangePartitionAssignor,))
@@ -246,9 +255,9 @@ class MarketoSink:
         keys = {(tp.topic, tp.partition) for tp in revoked}
         # An instance lives on one partition: its workers stop when that partition leaves (the windows in
         # flight drain, unsent records are abandoned to the next owner). All of them at once, within one
-        # drain timeout: stopped one after another, an instance's two lanes (or several instances) could
-        # outlast the rebalance timeout (drain + 10 s), and the group would hand their partitions to another
-        # replica while this one still sends.
+        # drain (the longest: settings.longest_drain_seconds): stopped one after another, an instance's two
+        # lanes (or several instances) could outlast the rebalance timeout (that drain + 10 s), and the group
+        # would hand their partitions to another replica while this one still sends.
         leaving = [(m, w) for m, w in self.workers.items() if w.partitions & keys]
         for munchkin, _ in leaving:
             del self.workers[munchkin]
@@ -306,7 +315,8 @@ class MarketoSink:
                 await task
 
     async def _stop_workers(self, workers: list[InstanceWorker]) -> list[PendingOp]:
-        """Stop ``workers`` together under one drain timeout; what they buffered and did not send."""
+        """Stop ``workers`` together under one drain timeout (a window whose lead call is held by the replay
+        delay: that delay more, worker.py); what they buffered and did not send."""
         timeout = self.settings.sink_drain_timeout_seconds
         dropped = await asyncio.gather(*(w.stop(timeout) for w in workers))
         return [p for ops in dropped for p in ops]

@@ -13,6 +13,20 @@ from pydantic import Field, model_validator
 
 from kmsync_config.settings import CommonSettings
 from kmsync_marketo.endpoints import BULK_IMPORT_QUEUED_MAX
+from kmsync_marketo.settings import ReplayEnvironment
+
+#: What the group's rebalance timeout allows beyond the longest drain of a revocation (its commit, the rejoin).
+REBALANCE_MARGIN_SECONDS = 10.0
+#: The sink consumer's max_poll_interval_ms (aiokafka's default, set explicitly): aiokafka does not rejoin the
+#: group after a revocation during which the consumer did not poll for this long (aiokafka 0.14
+#: ``GroupCoordinator.ensure_active_group``: ``fetcher_idle_time >= max_poll_interval``; the sink polls nothing while
+#: its revoked partitions drain), so the rebalance timeout, which covers the longest drain, must stay below it.
+MAX_POLL_INTERVAL_SECONDS = 300.0
+#: aiokafka's request_timeout_ms default. It sends JoinGroup with it (aiokafka 0.14
+#: ``CoordinatorGroupRebalance.perform_group_join``), and the broker answers a JoinGroup only once every member has
+#: rejoined or the rebalance timeout has passed: the Java client waits rebalance timeout + 5 s for that answer, so
+#: the sink's consumer takes the larger of the two.
+REQUEST_TIMEOUT_SECONDS = 40.0
 
 
 class WindowSettings(CommonSettings):
@@ -106,8 +120,15 @@ class SinkSettings(WindowSettings):
     #: Consumer group of every sink replica.
     sink_group_id: str = "kmsync-marketo-sink"
     #: Longest a revoked partition's in-flight calls may run before they are abandoned (their
-    #: records stay uncommitted and the new owner replays them).
+    #: records stay uncommitted and the new owner replays them) ...
     sink_drain_timeout_seconds: float = Field(default=20.0, gt=0)
+    #: ... except a window whose Sync Leads call the Marketo client holds (a request Marketo may still be
+    #: processing, replayed no earlier than this long after its send; docs/reference/marketo-api.md §5.1): its drain
+    #: goes on until the window ends, up to this plus sink_drain_timeout_seconds, so the replay is answered by this
+    #: owner. The client's own setting, read from the same variable (KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS);
+    #: the group's rebalance timeout is derived from both (``rebalance_timeout_seconds``).
+    marketo_ambiguous_replay_delay_seconds: float = Field(
+        default_factory=lambda: ReplayEnvironment().ambiguous_replay_delay_seconds, ge=0)
     #: Operations buffered for one partition before its fetching pauses (a parked instance).
     sink_max_buffered_per_partition: int = Field(default=50_000, ge=1)
     #: How far back the activity ledger reads marketo.results.v1 on start (ops retention: 7 days).
@@ -140,4 +161,32 @@ class SinkSettings(WindowSettings):
                 "pauses at that many undecided operations, so a bulk window that large never fills; "
                 "lower KMSYNC_BULK_WINDOW_MAX_RECORDS or raise KMSYNC_SINK_MAX_BUFFERED_PER_PARTITION"
             )
+        if self.rebalance_timeout_seconds > MAX_POLL_INTERVAL_SECONDS:
+            raise ValueError(
+                f"sink_drain_timeout_seconds ({self.sink_drain_timeout_seconds:g}) + "
+                f"marketo_ambiguous_replay_delay_seconds ({self.marketo_ambiguous_replay_delay_seconds:g}) + "
+                f"{REBALANCE_MARGIN_SECONDS:g} s = {self.rebalance_timeout_seconds:g} s must be ≤ "
+                f"{MAX_POLL_INTERVAL_SECONDS:g} s: a revocation drains a window whose lead call is held by the replay "
+                "delay for up to the first two, the consumer polls nothing meanwhile, and aiokafka does not rejoin "
+                f"the group after a revocation that kept it from polling for max_poll_interval_ms "
+                f"({MAX_POLL_INTERVAL_SECONDS:g} s): the replica would hold no partition again; lower "
+                "KMSYNC_SINK_DRAIN_TIMEOUT_SECONDS or KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS"
+            )
         return self
+
+    @property
+    def longest_drain_seconds(self) -> float:
+        """How long a revocation or a graceful stop may drain: a window whose lead call the client holds waits
+        out the replay delay, then the ordinary drain timeout (worker.py ``InstanceWorker.stop``)."""
+        return self.sink_drain_timeout_seconds + self.marketo_ambiguous_replay_delay_seconds
+
+    @property
+    def rebalance_timeout_seconds(self) -> float:
+        """The group's rebalance timeout: the longest drain and a margin, so the group waits for this replica's
+        revocation (its drain and commit) before it hands the partitions to another."""
+        return self.longest_drain_seconds + REBALANCE_MARGIN_SECONDS
+
+    @property
+    def request_timeout_seconds(self) -> float:
+        """The consumer's request timeout: long enough for a JoinGroup answer (``REQUEST_TIMEOUT_SECONDS``)."""
+        return max(REQUEST_TIMEOUT_SECONDS, self.rebalance_timeout_seconds + 5.0)

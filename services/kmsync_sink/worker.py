@@ -6,6 +6,9 @@ broken instance waits alone while the others keep flowing.
 Bulk custom object jobs are pipelined (pipeline.py): a window starts them and the loop goes on to
 the next window while they are polled; each job's outcomes are settled and published when it ends.
 Upserts of a record an outstanding job carries are held back until that job has ended.
+
+A stop (a revocation, a graceful stop) lets the window in flight finish within the drain timeout, longer when one
+of its Sync Leads calls is held by the Marketo client's replay delay (held_leads.py, ``InstanceWorker.stop``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from kmsync_sink.adaptive import BudgetView, auto_bulk_min_records, early_close_
 from kmsync_sink.decisions import Decision, RetryPolicy, settle
 from kmsync_sink.durable import PublishAbandoned
 from kmsync_sink.executor import WindowExecutor
+from kmsync_sink.held_leads import LeadCallWatch, WatchedWriter, call_stats
 from kmsync_sink.intents import IntentLog
 from kmsync_sink.lanes import LaneGate
 from kmsync_sink.member_data import MemberDataWriter
@@ -88,9 +92,16 @@ class WorkerContext:
     intent_log: IntentLog | None = None
     #: How old an intent must be before the lead's activity log is read to verify it (executor.py).
     verify_delay_seconds: float = 0.0
+    #: How much longer than its drain timeout a stop waits for a window whose Sync Leads call the Marketo client
+    #: holds (the client's replay delay; ``InstanceWorker.stop``). 0: no longer.
+    held_drain_seconds: float = 0.0
 
 
 class InstanceWorker:
+    #: The window's Sync Leads calls in flight, whether the Marketo client holds one, and how much longer than its
+    #: drain timeout a stop waits for such a window (set with the executor, whose writer reports the calls).
+    lead_calls: LeadCallWatch
+
     def __init__(
         self,
         munchkin_id: str,
@@ -135,8 +146,7 @@ class InstanceWorker:
         self.member_fields = member_fields
         self.executor = self._executor(context, bulk)
         self._join(gate)
-        self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds,
-                                  settings.retry_max_seconds)
+        self.policy = RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds)
         #: (topic, partition) of every record this worker was given.
         self.partitions: set[tuple[str, int]] = set()
         #: Records Kafka holds for those partitions that the sink has not read (set by the router), and
@@ -159,8 +169,9 @@ class InstanceWorker:
 
     def _executor(self, context: WorkerContext, bulk: BulkWriter | None) -> WindowExecutor:
         munchkin_id, metrics, intent_log = self.munchkin_id, context.metrics, context.intent_log
+        self.lead_calls = LeadCallWatch(call_stats(self.writer), context.held_drain_seconds)
         return WindowExecutor(
-            self.writer, self.cache, context.ledger,
+            WatchedWriter(self.writer, self.lead_calls), self.cache, context.ledger,
             lambda endpoint, n, code: metrics.observe_call(munchkin_id, endpoint, n, code),
             bulk=bulk,
             bulk_in_flight=lambda delta: metrics.bulk_in_flight.labels(munchkin_id).inc(delta),
@@ -352,14 +363,21 @@ class InstanceWorker:
         """Stop taking windows; let the window in flight and then the background bulk jobs finish
         (all within one ``drain_timeout``, then abandon what is left); return (and forget) what was
         buffered or held back and not sent. Abandoned records stay uncommitted (replayed by the next
-        owner; upserts, so harmless)."""
+        owner; upserts, so harmless).
+
+        A window one of whose Sync Leads calls the Marketo client holds at the drain deadline (a request Marketo
+        may still be processing, replayed ``lead_calls.held_drain_seconds`` after its send at the latest) is waited
+        for until it ends, up to that much longer: abandoned, its emails would be upserted by the next owner at
+        once, while the first request may still run (a duplicate lead, docs/reference/marketo-api.md §5.1). The
+        bulk jobs keep the ordinary deadline."""
         self._stopping = True
         self._wake.set()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + drain_timeout
+        deadline = publish_deadline = loop.time() + drain_timeout
         inflight = self._window_task
         if inflight is not None and not inflight.done():
-            await self._drain({inflight}, deadline, "window")
+            held_deadline = deadline + self.lead_calls.held_drain_seconds
+            publish_deadline = await self._drain_window(inflight, deadline, held_deadline)
         if self.pipeline is not None and self.pipeline.tasks:
             # A job Marketo finishes within the drain still gets its outcomes published.
             await self._drain(set(self.pipeline.tasks), deadline, "bulk job(s)")
@@ -367,7 +385,7 @@ class InstanceWorker:
             # Outcomes of calls Marketo answered: Kafka may take until the deadline (an outage:
             # publishing retries), then they are given up (uncommitted; custom activities keep their
             # intents, so the next owner verifies them before sending).
-            remaining = max(0.0, deadline - loop.time())
+            remaining = max(0.0, publish_deadline - loop.time())
             await asyncio.wait(set(self.executor.publishing), timeout=remaining)
         self.give_up.set()
         if self.executor.publishing:
@@ -383,11 +401,36 @@ class InstanceWorker:
         self.window.extend(ops)
         self._wake.set()
 
-    async def _drain(self, tasks: set[asyncio.Task[None]], deadline: float, what: str) -> None:
+    async def _drain_window(self, window: asyncio.Task[None], deadline: float, held_deadline: float) -> float:
+        """Drain the window in flight (``_drain``), past ``deadline`` up to ``held_deadline`` while one of its lead
+        calls is held at ``deadline``; the deadline its outcomes' publishing has."""
+        loop = asyncio.get_running_loop()
+        if self._parked():
+            await self._drain({window}, deadline, "window")
+            return deadline
+        await asyncio.wait({window}, timeout=max(0.0, deadline - loop.time()))
+        if window.done() or held_deadline <= deadline or not self.lead_calls.held():
+            await self._drain({window}, deadline, "window")
+            return deadline
+        extended_at = loop.time()
+        log.warning("instance %s (%s): a lead call of the window in flight is held by the Marketo client's replay "
+                    "delay (Marketo may still be processing its first request, docs/reference/marketo-api.md §5.1); "
+                    "the drain is extended by up to %.1fs, until its replay is answered, so the next owner does not "
+                    "upsert these emails while it may still run (KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS)",
+                    self.munchkin_id, self.lane, max(0.0, held_deadline - extended_at))
+        await self._drain({window}, held_deadline, "window (its lead call held by the replay delay)")
+        if window.done() and not window.cancelled():
+            log.warning("instance %s (%s): the extended drain ended after %.1fs more: the held lead call was "
+                        "answered and the window decided", self.munchkin_id, self.lane, loop.time() - extended_at)
+        return held_deadline
+
+    def _parked(self) -> bool:
         # A parked instance (607) gets nothing done at Marketo until the reset: its calls (a job's
         # status polls too) wait in the limiter, so they are abandoned at once.
-        parked = self.writer.limiter.parked_until is not None
-        timeout = 0.0 if parked else max(0.0, deadline - asyncio.get_running_loop().time())
+        return self.writer.limiter.parked_until is not None
+
+    async def _drain(self, tasks: set[asyncio.Task[None]], deadline: float, what: str) -> None:
+        timeout = 0.0 if self._parked() else max(0.0, deadline - asyncio.get_running_loop().time())
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         if pending:
             log.warning("instance %s: %d %s still in flight at the drain deadline; abandoned (replayed by "

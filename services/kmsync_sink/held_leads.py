@@ -1,0 +1,117 @@
+"""Whether one of a worker's Sync Leads calls is held by the Marketo client's replay delay, for its drain.
+
+The client waits before it replays (or returns the failure of) a Sync Leads attempt Marketo may still be
+processing: until ``ambiguous_replay_delay_seconds`` after its send (kmsync_marketo/retry_replay.py,
+docs/reference/marketo-api.md §5.1). A stop that abandons such a call lets the partition's next owner upsert the
+same emails at once, while the first request may still run: a possible duplicate lead. So the worker's drain goes
+on while one is held (worker.py ``InstanceWorker.stop``), and this module tells it when.
+
+The client says it through its public counters, without a hook: each hold adds one to
+``CallStats.retry_reasons["in_process"]`` (before a replay) or ``["in_process_hold"]`` (before the failure is
+returned) as it starts. A call is held from the first hold counted while it is in flight until it returns: its
+replay's answer included. An instance's two lanes share one client, so a hold of the other lane's call, counted
+while this worker has a lead call in flight, counts here too: that drain may wait longer than it needed (still
+bounded), never shorter.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from kmsync_marketo.client import ActivityRecord, LeadActivity, LeadSyncResult
+from kmsync_marketo.limiter import InstanceLimiter
+from kmsync_marketo.outcomes import Outcome
+from kmsync_marketo.transport import CallStats
+from kmsync_sink.writer import BulkWriter, MarketoWriter
+
+#: The ``CallStats.retry_reasons`` a hold is counted under (kmsync_marketo/transport.py ``_held``).
+HOLD_REASONS = ("in_process", "in_process_hold")
+
+
+def call_stats(writer: MarketoWriter) -> CallStats | None:
+    """The counters of the writer's transport (``MarketoClient.transport.stats``); None for a writer without one."""
+    stats = getattr(getattr(writer, "transport", None), "stats", None)
+    return stats if isinstance(stats, CallStats) else None
+
+
+class LeadCallWatch:
+    """A worker's Sync Leads calls in flight, each with the client's count of holds when it started.
+    ``held_drain_seconds``: how much longer than its drain timeout the worker's stop waits for a held one."""
+
+    def __init__(self, stats: CallStats | None, held_drain_seconds: float = 0.0) -> None:
+        self._stats = stats
+        self.held_drain_seconds = held_drain_seconds
+        self._ids = itertools.count()
+        self._in_flight: dict[int, int] = {}
+
+    def _holds(self) -> int:
+        if self._stats is None:
+            return 0
+        return sum(self._stats.retry_reasons.get(reason, 0) for reason in HOLD_REASONS)
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        """Around one Sync Leads call."""
+        call_id = next(self._ids)
+        self._in_flight[call_id] = self._holds()
+        try:
+            yield
+        finally:
+            del self._in_flight[call_id]
+
+    def held(self) -> bool:
+        """A call in flight has been held since it started: it waits out the replay delay, or its replay (or
+        returned failure) has not been answered yet."""
+        holds = self._holds()
+        return any(holds > at_start for at_start in self._in_flight.values())
+
+
+class WatchedWriter:
+    """The instance's writer as a worker's window executor uses it: every Sync Leads call goes through ``watch``."""
+
+    def __init__(self, writer: MarketoWriter, watch: LeadCallWatch) -> None:
+        self.writer = writer
+        self.watch = watch
+
+    @property
+    def limiter(self) -> InstanceLimiter:
+        return self.writer.limiter
+
+    async def sync_leads(self, leads: Sequence[Mapping[str, Any]]) -> LeadSyncResult:
+        with self.watch.call():
+            return await self.writer.sync_leads(leads)
+
+    async def sync_program_member_status(
+        self, program_id: int, status_name: str, lead_ids: Sequence[int]
+    ) -> list[Outcome]:
+        return await self.writer.sync_program_member_status(program_id, status_name, lead_ids)
+
+    async def sync_custom_objects(self, api_name: str, records: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+        return await self.writer.sync_custom_objects(api_name, records)
+
+    async def add_custom_activities(self, activities: Sequence[ActivityRecord]) -> list[Outcome]:
+        return await self.writer.add_custom_activities(activities)
+
+    async def sync_program_member_data(self, program_id: int, records: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+        return await self.writer.sync_program_member_data(program_id, records)
+
+    async def custom_activity_types(self) -> list[dict[str, Any]]:
+        return await self.writer.custom_activity_types()
+
+    async def lead_activities(
+        self, activity_type_ids: Sequence[int], lead_ids: Sequence[int], since: datetime
+    ) -> list[LeadActivity]:
+        return await self.writer.lead_activities(activity_type_ids, lead_ids, since)
+
+    async def usage_today(self, *, reconcile: bool = True) -> int:
+        return await self.writer.usage_today(reconcile=reconcile)
+
+    def bulk(self) -> BulkWriter | None:
+        return self.writer.bulk()
+
+    async def aclose(self) -> None:
+        await self.writer.aclose()
