@@ -167,7 +167,7 @@ class Publisher:
           aborted lost the page's records with nothing to pull them again (session 11's CI: 6 leads and their
           program members). Committed, a page the coordinator had aborted is delivered as well as pulled again:
           a repeat transform drops (the same status, lead fields fingerprint and operation ids).
-        - **Aborted** on ingest.watermarks.v1 (and ingest.pull-owners.v1): a watermark committed there that its
+        - **Aborted** on ingest.watermarks.v1: a watermark committed there that its
           coordinator had aborted would move a pull past records that were never delivered; aborting one it had
           committed only makes the next pull read those records again.
 
