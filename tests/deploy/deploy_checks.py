@@ -23,6 +23,8 @@ from pydantic_settings import BaseSettings
 
 from kmsync_cli.main import COMMANDS
 from kmsync_config import ConfigError, load_settings, parse_tenants
+from kmsync_marketo.settings import ReplayEnvironment
+from kmsync_sink.settings import SinkSettings
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -185,3 +187,14 @@ def tenants_problems(document: object, env: dict[str, str], files: dict[str, str
         if ref.file is not None and str(ref.file) not in files:
             problems.append(f"{where}: file {ref.file} is not provided by a mounted secret")
     return problems
+
+
+def longest_sink_drain(env: dict[str, str]) -> float:
+    """The sink's longest drain under a deployment's environment (kmsync_sink.settings
+    ``SinkSettings.longest_drain_seconds``): the drain timeout plus the replay delay of a held lead call."""
+    drain = float(env.get("KMSYNC_SINK_DRAIN_TIMEOUT_SECONDS",
+                          SinkSettings.model_fields["sink_drain_timeout_seconds"].default))
+    # Its default as deployed (the tests' own environment sets the variable to 0: tests/conftest.py).
+    delay = float(env.get("KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS",
+                          ReplayEnvironment.model_fields["ambiguous_replay_delay_seconds"].default))
+    return drain + delay

@@ -272,3 +272,14 @@ def test_prometheus_and_grafana_are_wired(services: dict[str, dict[str, Any]], r
     assert sorted(p.name for p in dashboards.glob("*.json")) == ["kmsync.json"]
     home = env_of(services["grafana"])["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == f"{provider['options']['path']}/kmsync.json"
+
+
+def test_the_sink_is_given_its_longest_drain_before_compose_kills_it(
+    services: dict[str, dict[str, Any]], checks: ModuleType
+) -> None:
+    """docker compose stop/down sends SIGTERM, then SIGKILL after stop_grace_period (10 s unless set): the sink's
+    drain, and a lead call held in its replay wait, must end before it (services/kmsync_sink/README.md)."""
+    sink = services["sink"]
+    grace = str(sink.get("stop_grace_period", "10s"))
+    assert grace.endswith("s") and grace[:-1].isdigit(), f"stop_grace_period {grace!r}: write whole seconds"
+    assert int(grace[:-1]) > checks.longest_sink_drain(env_of(sink))
