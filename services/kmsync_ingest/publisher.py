@@ -45,7 +45,7 @@ from kmsync_contracts.topics import (
 )
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_kafka import ensure_topics, topic_name
-from kmsync_kafka.hanging import OffsetReader, read_readable
+from kmsync_kafka.hanging import held_open
 from kmsync_kafka.left_open import end_left_open
 from kmsync_kafka.producer import KafkaProducer, ProduceError, Record, await_delivery, producer_config
 
@@ -171,15 +171,14 @@ class Publisher:
           coordinator had aborted would move a pull past records that were never delivered; aborting one it had
           committed only makes the next pull read those records again.
 
-        A partition whose offsets cannot be read (no leader) is left out, named at WARNING (``_held_open``): what
-        this id left there, if anything, is ended at a later takeover, and the services' hanging-transaction
-        checks report it meanwhile; one such partition must not stop every event of the coordination partition.
-        The watermark partition is the exception: unreadable, it fails the takeover.
-
         Raises KafkaUnavailable."""
         if self.transactional_id is None:
             return
-        held = await self._held_open([self.topic(spec) for spec in specs])
+        try:  # only the partitions an open transaction holds (a takeover writes nothing anywhere else)
+            held = await held_open(self.bootstrap, [self.topic(spec) for spec in specs], within=self.ack_timeout)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            self._failed()
+            raise KafkaUnavailable(f"cannot read which partitions a transaction holds: {exc!r}") from exc
         if not held:
             return
         delivered = {self.topic(spec) for spec in LEFT_OPEN_COMMITTED}
@@ -201,34 +200,6 @@ class Publisher:
                 await producer.stop(0)
                 self._failed()
                 raise KafkaUnavailable(f"cannot end what {self.transactional_id} left open: {exc!r}") from exc
-
-    async def _held_open(self, topics: Sequence[str]) -> list[TopicPartition]:
-        """The partitions of ``topics`` an open transaction holds now (only those get a record: a takeover writes
-        nothing anywhere else), of the ones whose offsets can be read; the others are named at WARNING and left
-        out (``read_readable``, as transform's start does), unless one is the watermark partition. Raises
-        KafkaUnavailable."""
-        reader = OffsetReader(self.bootstrap)
-        try:
-            async with asyncio.timeout(self.ack_timeout):
-                await reader.start()
-            offsets, unreadable = await read_readable(reader, topics, self.ack_timeout)
-        except (KafkaError, TimeoutError, OSError) as exc:
-            self._failed()
-            raise KafkaUnavailable(f"cannot read which partitions a transaction holds: {exc!r}") from exc
-        finally:
-            await reader.stop()
-        marks = [tp for tp in unreadable if tp.topic == self.topic(INGEST_WATERMARKS)]
-        if marks:
-            # Still a failed takeover (retried): the watermark load that follows reads ingest.watermarks.v1, one
-            # partition, read_committed to its end, which it cannot without a leader; and a transaction this id
-            # left open there would hold that load for good, so the takeover must not go on past it unread.
-            self._failed()
-            raise KafkaUnavailable(f"cannot read the offsets of the watermark partition {_partitions(marks)}")
-        if unreadable:
-            log.warning("%s: cannot read the offsets of %s (no leader?): left out of this takeover; what this id left "
-                        "open there, if anything, stays until a later takeover ends it (the services' hanging-"
-                        "transaction checks report it meanwhile)", self.transactional_id, _partitions(unreadable))
-        return [tp for tp, seen in offsets.items() if seen.open]
 
     def topic(self, spec: TopicSpec) -> str:
         return topic_name(spec, self.prefix)
