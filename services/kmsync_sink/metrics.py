@@ -143,16 +143,20 @@ class SinkMetrics:
         and a call pays nothing for it. A client this process has not seen for the instance counts from 0."""
         stats = getattr(getattr(writer, "transport", None), "stats", None)
         if isinstance(stats, CallStats) and self._clients.get(munchkin_id, (None,))[0] is not stats:
+            if munchkin_id in self._clients:  # what the replaced client counted since the last collection
+                self._observe_client(munchkin_id, *self._clients[munchkin_id])
             self._clients[munchkin_id] = (stats, {})
 
     def _observe_clients(self) -> None:
         for munchkin_id, (st, added) in list(self._clients.items()):
-            for reason, n in st.resends().items():
-                self._advance(self.marketo_retries, (munchkin_id, reason), n, added)
-            self._advance(self.marketo_in_process_holds, (munchkin_id,), st.retry_reasons.get("in_process_hold", 0),
-                          added)
-            self._advance(self.marketo_replay_delay_seconds, (munchkin_id,), st.replay_delay_seconds, added)
-            self._advance(self.marketo_reauths, (munchkin_id,), st.reauths, added)
+            self._observe_client(munchkin_id, st, added)
+
+    def _observe_client(self, munchkin_id: str, st: CallStats, added: dict[_Series, float]) -> None:
+        for reason, n in st.resends().items():
+            self._advance(self.marketo_retries, (munchkin_id, reason), n, added)
+        self._advance(self.marketo_in_process_holds, (munchkin_id,), st.retry_reasons.get("in_process_hold", 0), added)
+        self._advance(self.marketo_replay_delay_seconds, (munchkin_id,), st.replay_delay_seconds, added)
+        self._advance(self.marketo_reauths, (munchkin_id,), st.reauths, added)
 
     def observe_call(self, munchkin_id: str, endpoint: str, records: int, code: str) -> None:
         self.calls.labels(munchkin_id, endpoint, code, current_lane()).inc()  # the calling task's lane
