@@ -75,7 +75,8 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
 def sink_settings_recorded() -> dict[str, Any]:
     """The sink's own settings as this run used them (its defaults: the bench sets none)."""
     common = set(CommonSettings.model_fields)
-    return {name: f.default for name, f in SinkSettings.model_fields.items() if name not in common}
+    return {name: f.get_default(call_default_factory=True) for name, f in SinkSettings.model_fields.items()
+            if name not in common}
 
 
 class Phases:
