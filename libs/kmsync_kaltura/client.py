@@ -14,7 +14,8 @@
 
 Paging the profile list walks a keyset: each page asks again from the newest ``updatedAt`` seen and
 drops (id, updatedAt) pairs already returned, so a profile updated mid-walk is neither skipped nor
-lost; offsets are used only inside a run of identical timestamps longer than a page.
+lost; offsets are used only inside a run of identical timestamps longer than a page, and such a run is
+walked again until a pass finds no member the earlier ones skipped (``iter_user_profiles``).
 The watermark a page reports is inclusive: persist it, start the next pull from it, and dedupe on
 (profile id, updatedAt) downstream.
 
@@ -128,6 +129,46 @@ class UserProfilePage:
     errors: list[ObjectError] = field(default_factory=list)
     #: Highest updatedAt seen so far in this walk (inclusive watermark to persist), None if nothing.
     watermark: datetime | None = None
+
+
+#: Passes over one run of identical updatedAt at most (the first, and those that found a member the one before
+#: had skipped); past it the walk goes on and says so.
+RUN_PASSES = 5
+
+
+@dataclass(slots=True)
+class _RunWalk:
+    """The walk at one cursor of the ``UserProfile`` listing: a run of identical updatedAt walked by offset, pass
+    by pass (``walked``), and the unreadable objects returned at the cursor."""
+
+    walked: bool = False
+    passes: int = 0
+    #: This pass returned a member of the run that no earlier pass had.
+    new_in_pass: bool = False
+    #: What could not be read in the run, by its text: an unreadable object is returned once, not once a pass.
+    errors: set[str] = field(default_factory=set)
+
+    def found(self, new: bool) -> None:
+        self.new_in_pass = self.new_in_pass or new
+
+    def first_sight(self, error: ObjectError) -> bool:
+        key = repr(error.raw)
+        if key in self.errors:
+            return False
+        self.errors.add(key)
+        return True
+
+    def needs_another_pass(self, log_what: str) -> bool:
+        """At the end of a pass: walk the run again (the first pass, or one that found a member the one before
+        it skipped), unless RUN_PASSES were walked."""
+        again = self.passes == 0 or self.new_in_pass
+        self.passes += 1
+        self.new_in_pass = False
+        if again and self.passes >= RUN_PASSES:
+            log.warning("%s: still changing after %d passes; going on (a member skipped meanwhile is read only "
+                        "if it changes again)", log_what, self.passes)
+            return False
+        return again
 
 
 @dataclass(slots=True)
@@ -303,11 +344,20 @@ class KalturaClient:
     async def iter_user_profiles(
         self, app_guid: str, *, since: datetime | None = None, until: datetime | None = None,
     ) -> AsyncIterator[UserProfilePage]:
-        """Every profile of the app updated at or after ``since``, page by page (keyset walk)."""
+        """Every profile of the app updated at or after ``since``, page by page (keyset walk).
+
+        Inside a run of identical ``updatedAt`` longer than a page the walk pages by offset, and a member of the
+        run updated meanwhile leaves it: every later position shifts back by one, so the member that moves into
+        the page already read is skipped, and it is never read again if it does not change again (an invite
+        batch shares one timestamp; session 12's ingest crash bench lost such registrants). So a run walked by
+        offset is walked again from its start until a pass returns none of its members it had not returned
+        (``RUN_PASSES`` at most), and what follows the run is returned only then: a pull that stops meanwhile
+        has moved its watermark no further than the run."""
         limit = self.settings.profile_page_size
         cursor, offset = since, 0
         seen_at_cursor: set[str] = set()
         watermark = since
+        run = _RunWalk()
         while True:
             objects, _ = await self.list_user_profiles_page(app_guid, since=cursor, until=until,
                                                             offset=offset, limit=limit)
@@ -325,23 +375,42 @@ class KalturaClient:
                 if profile.updated_at == cursor and profile.id in seen_at_cursor:
                     continue
                 page.profiles.append(profile)
-            if stamps:
-                newest = max(stamps)
+            newest = max(stamps) if stamps else None
+            ended = len(objects) < limit
+            run.found(any(p.updated_at == cursor for p in page.profiles))  # a member no earlier pass returned
+            if run.walked and (ended or (newest is not None and cursor is not None and newest > cursor)):
+                # A pass over a run walked by offset is complete on this page.
+                if run.needs_another_pass(log_what=f"user-profile/list run at {cursor}"):
+                    # Return only the run's members now (and what could not be read among them); what follows
+                    # the run is read again after the next pass.
+                    page.profiles = [p for p in page.profiles if p.updated_at == cursor]
+                    page.errors = [e for e in page.errors if (e.walked_to is None or e.walked_to == cursor)
+                                   and run.first_sight(e)]
+                    seen_at_cursor.update(p.id for p in page.profiles)
+                    if page.profiles or page.errors:
+                        yield page
+                    offset = 0
+                    continue
+                errors_seen = run.errors
+                run = _RunWalk()
+                run.errors = errors_seen  # the verified pass's page still reads the run's unreadable objects
+            page.errors = [e for e in page.errors if run.first_sight(e)]  # once at this cursor, not once a pass
+            if newest is not None:
                 watermark = newest if watermark is None else max(watermark, newest)
                 page.watermark = watermark
             if page.profiles or page.errors:
                 yield page
-            if len(objects) < limit:
+            if ended:
                 return
-            if not stamps:
+            if newest is None:
                 offset += limit  # a whole page of unparseable objects: step over it
                 continue
-            newest = max(stamps)
             if cursor is not None and newest == cursor:
                 offset += limit  # a run of identical timestamps longer than a page
+                run.walked = True
                 seen_at_cursor.update(p.id for p in page.profiles)
             else:
-                cursor, offset = newest, 0
+                cursor, offset, run = newest, 0, _RunWalk()
                 seen_at_cursor = {p.id for p in page.profiles if p.updated_at == newest}
 
     async def list_users(self, user_ids: Sequence[str]) -> dict[str, KalturaUser]:

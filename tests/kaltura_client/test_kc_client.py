@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -219,3 +222,51 @@ async def test_a_report_that_never_completes_is_not_ready(sb: RunningSandbox) ->
     async with KalturaClient(settings, sleep=no_wait) as client:
         with pytest.raises(ReportNotReadyError):
             await client.get_poll_answers(sb.virtual_event_id, sb.session_entry_ids[0])
+
+
+def _a_run_and_a_member_leaving_it(sb: RunningSandbox, page: int) -> tuple[datetime, datetime, list[str], datetime]:
+    """(now, T, the run's profile ids, when) in the scenario: at ``now`` more than ``page`` + 1 profiles share the
+    updatedAt T (an invite batch), and the next change of any profile, at ``when``, is one member of the run's first
+    page leaving it (the listing orders a run by profile id)."""
+    view, regs = sb.sandbox.view, sb.sandbox.scenario.registrants
+    times = sorted({t.at for r in regs for t in r.transitions})
+    for now, when in itertools.pairwise(times):
+        movers = [r.profile_id for r in regs if any(t.at == when for t in r.transitions)]
+        if len(movers) != 1:
+            continue
+        runs: dict[datetime, list[str]] = defaultdict(list)
+        for r, t in view.visible_heads(now):
+            runs[t.at].append(r.profile_id)
+        for at, members in runs.items():
+            members.sort()
+            if len(members) > page + 1 and movers[0] in members[:page]:
+                return now, at, members, when
+    raise AssertionError("the scenario has no run that a member leaves mid-walk")
+
+
+async def test_a_member_of_a_run_longer_than_a_page_is_not_skipped_when_another_leaves_it_mid_walk(
+        sb: RunningSandbox) -> None:
+    """Inside a run of identical updatedAt the walk pages by offset; a member updated after the first page leaves
+    the run and every later member shifts back by one, so the one behind the first page's end moved into it. The
+    walk goes over the run again and returns it (before: skipped, and never read again; session 12's ingest crash
+    bench lost invite-only registrants of a 26-profile invite batch that way)."""
+    page = 10
+    now, at, run, when = _a_run_and_a_member_leaving_it(sb, page)
+    sb.advance_to(now)
+    moved: list[datetime] = []
+
+    async def a_member_leaves_after_the_first_page(response: httpx.Response) -> None:
+        if response.request.url.path.endswith("/user-profile/list") and not moved:
+            moved.append(sb.advance_to(when))
+
+    async with httpx.AsyncClient(event_hooks={"response": [a_member_leaves_after_the_first_page]}) as http:
+        client = KalturaClient(settings_for(sb, profile_page_size=page), http=http)
+        returned: list[tuple[str, datetime]] = []
+        async for p in client.iter_user_profiles(sb.app_guid, since=at):
+            returned += [(x.id, x.updated_at) for x in p.profiles]
+    assert moved, "the clock was moved during the walk"
+    assert set(run) <= {pid for pid, _ in returned}, "a member of the run was skipped"
+    assert len(returned) == len(set(returned)), "a version was returned twice"
+    # Nothing after the run before the run is complete: a pull stopping meanwhile keeps its watermark at the run.
+    last_of_run = max(i for i, (_, updated) in enumerate(returned) if updated == at)
+    assert all(updated == at for _, updated in returned[:last_of_run]), "a later profile came before the run's end"
