@@ -131,6 +131,27 @@ class UserProfilePage:
     watermark: datetime | None = None
 
 
+def _profiles_page(objects: list[Any], offset: int, watermark: datetime | None, cursor: datetime | None,
+                   seen_at_cursor: set[str]) -> tuple[UserProfilePage, datetime | None]:
+    """One ``user-profile/list`` page read: its profiles (less those at ``cursor`` already returned) and what did
+    not validate; and its newest updatedAt (None if nothing validated)."""
+    page = UserProfilePage(watermark=watermark)
+    stamps: list[datetime] = []
+    walked_to = watermark
+    for i, raw in enumerate(objects):
+        try:
+            profile = UserProfile.model_validate(raw)
+        except ValidationError as exc:
+            page.errors.append(ObjectError(offset + i, describe_validation_error(exc), raw, walked_to))
+            continue
+        stamps.append(profile.updated_at)
+        walked_to = profile.updated_at if walked_to is None else max(walked_to, profile.updated_at)
+        if profile.updated_at == cursor and profile.id in seen_at_cursor:
+            continue
+        page.profiles.append(profile)
+    return page, max(stamps) if stamps else None
+
+
 #: Passes over one run of identical updatedAt at most (the first, and those that found a member the one before
 #: had skipped); past it the walk goes on and says so.
 RUN_PASSES = 5
@@ -361,21 +382,7 @@ class KalturaClient:
         while True:
             objects, _ = await self.list_user_profiles_page(app_guid, since=cursor, until=until,
                                                             offset=offset, limit=limit)
-            page = UserProfilePage(watermark=watermark)
-            stamps: list[datetime] = []
-            walked_to = watermark
-            for i, raw in enumerate(objects):
-                try:
-                    profile = UserProfile.model_validate(raw)
-                except ValidationError as exc:
-                    page.errors.append(ObjectError(offset + i, describe_validation_error(exc), raw, walked_to))
-                    continue
-                stamps.append(profile.updated_at)
-                walked_to = profile.updated_at if walked_to is None else max(walked_to, profile.updated_at)
-                if profile.updated_at == cursor and profile.id in seen_at_cursor:
-                    continue
-                page.profiles.append(profile)
-            newest = max(stamps) if stamps else None
+            page, newest = _profiles_page(objects, offset, watermark, cursor, seen_at_cursor)
             ended = len(objects) < limit
             run.found(any(p.updated_at == cursor for p in page.profiles))  # a member no earlier pass returned
             if run.walked and (ended or (newest is not None and cursor is not None and newest > cursor)):
