@@ -48,6 +48,10 @@ from kmsync_marketo.settings import MarketoSettings
 log = logging.getLogger(__name__)
 
 
+#: The reasons a request is sent again within one call, each counted in ``CallStats.retry_reasons``.
+RESEND_REASONS = ("backoff", "in_process", "throttle")
+
+
 @dataclass
 class CallStats:
     """Totals of one transport (one client object), on top of the instance limiter's stats."""
@@ -56,8 +60,9 @@ class CallStats:
     retries: int = 0
     reauths: int = 0
     errors: dict[str, int] | None = None
-    #: Retries by reason: ``backoff`` (the ordinary wait) or ``in_process`` (a lead write held until the
-    #: replay delay after its send had passed, retry_replay.py); ``in_process_hold`` counts failures held so.
+    #: Retries by reason (``RESEND_REASONS``): ``backoff`` (the ordinary wait), ``in_process`` (a lead write held
+    #: until the replay delay after its send had passed, retry_replay.py) or ``throttle`` (a 606/615 sent again
+    #: after the limiter's pause); ``in_process_hold`` counts failures held so (no resend).
     retry_reasons: dict[str, int] = field(default_factory=dict)
     #: Seconds spent waiting beyond the ordinary backoff because a lead write may still have been in process.
     replay_delay_seconds: float = 0.0
@@ -71,10 +76,8 @@ class CallStats:
         self.retry_reasons[reason] = self.retry_reasons.get(reason, 0) + 1
 
     def resends(self) -> dict[str, int]:
-        """``retries`` by reason: ``backoff``, ``in_process`` and ``throttle`` (a 606/615 sent again after the
-        limiter's pause, the one retry ``retry_reasons`` leaves out). ``in_process_hold`` is no resend."""
-        reasons = {reason: self.retry_reasons.get(reason, 0) for reason in ("backoff", "in_process")}
-        return {**reasons, "throttle": self.retries - sum(reasons.values())}
+        """``retries`` by reason, every one of ``RESEND_REASONS`` (0 when none was counted)."""
+        return {reason: self.retry_reasons.get(reason, 0) for reason in RESEND_REASONS}
 
 
 @dataclass(frozen=True)
@@ -303,6 +306,7 @@ class MarketoTransport:
             if code in THROTTLE_CODES:
                 self.limiter.on_throttle(code, answer.started)  # its pause delays the next slot
                 self.stats.retries += 1
+                self.stats.count_retry("throttle")
             else:
                 await self._retry_wait(tries.attempts, code, req, answer)
             return _AGAIN

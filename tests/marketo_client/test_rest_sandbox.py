@@ -221,6 +221,24 @@ async def test_insert_only_activities_are_not_replayed_after_an_ambiguous_failur
         assert len(env.inst.activities) == 2 and env.count("606") == 1
 
 
+async def test_every_resend_is_counted_under_its_reason_a_throttle_under_its_own() -> None:
+    """A 606 and a 615 sent again after the limiter's pause are ``throttle`` resends, a 611 a ``backoff`` one:
+    each counted in ``retry_reasons`` as it happens, not worked out from the total (the sink's
+    ``kmsync_sink_marketo_retries_total{reason}`` reads them)."""
+    faults = FaultConfig(rules=[
+        FaultRule(endpoint="POST /rest/v1/leads.json", error="606", max_count=1),
+        FaultRule(endpoint="POST /rest/v1/leads.json", error="615", max_count=1),
+        FaultRule(endpoint="POST /rest/v1/leads.json", error="611", max_count=1),
+    ])
+    async with sandbox_env(faults=faults) as env:
+        client = env.client(env.settings(retry=RetrySettings(backoff_base_seconds=0.01, backoff_max_seconds=0.05)))
+        result = await client.sync_leads([{"email": "t@example.com"}])
+        assert result.outcomes[0].status == "created"
+        stats = client.transport.stats
+        assert stats.retry_reasons == {"throttle": 2, "backoff": 1}
+        assert stats.resends() == {"backoff": 1, "in_process": 0, "throttle": 2} and stats.retries == 3
+
+
 async def test_unconfirmed_variants_record_level_1025_and_errors_key_are_handled() -> None:
     instance = InstanceConfig(preset="kaltura",
                               behaviour=BehaviourConfig(unknown_status_level="record", activity_skip_key="errors"))
