@@ -166,7 +166,9 @@ class Publisher:
           committed (its state was CompleteCommit when session 10 saw one), the watermark past it. Ending that
           aborted lost the page's records with nothing to pull them again (session 11's CI: 6 leads and their
           program members). Committed, a page the coordinator had aborted is delivered as well as pulled again:
-          a repeat transform drops (the same status, lead fields fingerprint and operation ids).
+          transform emits no status, lead fields or custom activity for the repeat, only the custom object
+          upserts again under the same operation ids (idempotent), and dead letters again
+          (tests/transform/test_repeated_input.py).
         - **Aborted** on ingest.watermarks.v1: a watermark committed there that its
           coordinator had aborted would move a pull past records that were never delivered; aborting one it had
           committed only makes the next pull read those records again.
