@@ -11,6 +11,8 @@ one replay with a fresh token when Marketo says the token is invalid) and one se
 A lead write that Marketo may still be processing (retry_replay.py) is replayed, or its failure returned, no
 earlier than ``RetrySettings.ambiguous_replay_delay_seconds`` after it was sent (docs/reference/marketo-api.md
 §5.1, §10.4): the wait is logged and counted in ``CallStats.retry_reasons`` under ``in_process``.
+``CallStats.lead_writes_in_process`` says how many Sync Leads calls Marketo may be processing now: a request of
+the call sent and not answered yet, or the call held by that delay until it returns.
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ class CallStats:
     retry_reasons: dict[str, int] = field(default_factory=dict)
     #: Seconds spent waiting beyond the ordinary backoff because a lead write may still have been in process.
     replay_delay_seconds: float = 0.0
+    #: The Sync Leads calls Marketo may be processing now, by call, each with why: ``sent`` (a request of the call
+    #: is on the wire, not answered yet) and ``held`` (by the replay delay, from its first hold until the call
+    #: returns, its replay's answer included). Kept by the transport; read ``lead_writes_in_process``.
+    lead_writes: dict[int, set[str]] = field(default_factory=dict)
 
     def count_error(self, code: str) -> None:
         if self.errors is None:
@@ -74,6 +80,23 @@ class CallStats:
 
     def count_retry(self, reason: str) -> None:
         self.retry_reasons[reason] = self.retry_reasons.get(reason, 0) + 1
+
+    @property
+    def lead_writes_in_process(self) -> int:
+        """How many of this transport's Sync Leads calls Marketo may be processing now (``lead_writes``): a caller
+        that stops may not let another writer upsert their emails before they return (docs/reference/marketo-api.md
+        §5.1; the sink's drain, kmsync_sink/held_leads.py)."""
+        return len(self.lead_writes)
+
+    def lead_write(self, call: int, why: str, *, now: bool) -> None:
+        """Call ``call`` is (``now``) or is no longer ``sent``/``held`` (``lead_writes``)."""
+        whys = self.lead_writes.setdefault(call, set())
+        if now:
+            whys.add(why)
+        else:
+            whys.discard(why)
+        if not whys:
+            del self.lead_writes[call]
 
     def resends(self) -> dict[str, int]:
         """``retries`` by reason, every one of ``RESEND_REASONS`` (0 when none was counted)."""
@@ -120,6 +143,11 @@ class Request:
     @property
     def what(self) -> str:
         return f"{self.method} {self.path}"
+
+    @property
+    def lead_write(self) -> bool:
+        """A Sync Leads call (retry_replay.py): Marketo may still run it after an error."""
+        return same_key_write(self.method, self.path, self.params)
 
 
 @dataclass
@@ -250,17 +278,21 @@ class MarketoTransport:
     # ----- layer 1: the retry rules
     async def _call(self, req: Request) -> _Result:
         tries = _Tries()
-        while True:
-            tries.attempts += 1
-            answer = await self._authorized(req, tries)
-            if answer is None:
-                continue  # Identity was unreachable; waited
-            if answer.code is None:
-                result = await self._uncoded(req, answer, tries)
-            else:
-                result = await self._coded(req, answer, tries)
-            if not isinstance(result, _Again):
-                return result
+        try:
+            while True:
+                tries.attempts += 1
+                answer = await self._authorized(req, tries)
+                if answer is None:
+                    continue  # Identity was unreachable; waited
+                if answer.code is None:
+                    result = await self._uncoded(req, answer, tries)
+                else:
+                    result = await self._coded(req, answer, tries)
+                if not isinstance(result, _Again):
+                    return result
+        finally:
+            if req.lead_write:
+                self.stats.lead_write(id(req), "held", now=False)  # a hold lasts until the call returns
 
     async def _uncoded(self, req: Request, answer: _Answer, tries: _Tries) -> _Result | _Again:
         """An answer without a Marketo error code: no answer at all, an HTTP error, or a success."""
@@ -363,7 +395,7 @@ class MarketoTransport:
 
     def _in_process(self, req: Request | None, answer: _Answer | None) -> str | None:
         """Why a lead write's attempt may still be running at Marketo (retry_replay.py), or None."""
-        if req is None or answer is None or answer.sent is None or not same_key_write(req.method, req.path, req.params):
+        if req is None or answer is None or answer.sent is None or not req.lead_write:
             return None
         status = None if answer.resp is None else answer.resp.status_code
         sent = answer.error is not None and reached_marketo(answer.error)
@@ -384,6 +416,7 @@ class MarketoTransport:
 
     def _held(self, req: Request, reason: str, wait: float, counted_as: str, before: str) -> None:
         self.stats.count_retry(counted_as)
+        self.stats.lead_write(id(req), "held", now=True)
         log.warning("marketo %s: %s; Marketo may still be processing it, so a second upsert of the same emails "
                     "could create duplicate leads (docs/reference/marketo-api.md §5.1): waiting %.1fs before %s "
                     "(at least %.0fs after it was sent, KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS)", req.what,
@@ -440,6 +473,8 @@ class MarketoTransport:
                 return _Answer(None, started=permit.started, identity_error=exc)
             self.stats.calls += 1
             sent = self.clock.monotonic()
+            if req.lead_write:
+                self.stats.lead_write(id(req), "sent", now=True)
             try:
                 resp = await self.http.request(
                     req.method, self.base_url + req.path, params=req.params, content=req.content, data=req.data,
@@ -447,6 +482,9 @@ class MarketoTransport:
                 )
             except httpx.TransportError as exc:  # timeouts included
                 return _Answer(None, error=exc, started=permit.started, token=token, sent=sent)
+            finally:
+                if req.lead_write:
+                    self.stats.lead_write(id(req), "sent", now=False)
             answer = _Answer(resp, started=permit.started, token=token, sent=sent)
             if resp.status_code == 200 and (req.want_json or _looks_json(resp)):
                 answer.body = self._read_body(req, resp)

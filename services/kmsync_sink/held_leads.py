@@ -1,22 +1,21 @@
-"""Whether one of a worker's Sync Leads calls is held by the Marketo client's replay delay, for its drain.
+"""Whether one of a worker's Sync Leads calls may still be running at Marketo, for its drain.
 
 The client waits before it replays (or returns the failure of) a Sync Leads attempt Marketo may still be
 processing: until ``ambiguous_replay_delay_seconds`` after its send (kmsync_marketo/retry_replay.py,
-docs/reference/marketo-api.md §5.1). A stop that abandons such a call lets the partition's next owner upsert the
-same emails at once, while the first request may still run: a possible duplicate lead. So the worker's drain goes
-on while one is held (worker.py ``InstanceWorker.stop``), and this module tells it when.
+docs/reference/marketo-api.md §5.1). A stop that abandons such a call, or one whose request is on the wire, lets the
+partition's next owner upsert the same emails at once, while the first request may still run: a possible duplicate
+lead. So the worker's drain goes on while one is in flight (worker.py ``InstanceWorker.stop``), and this module
+tells it when.
 
-The client says it through its public counters, without a hook: each hold adds one to
-``CallStats.retry_reasons["in_process"]`` (before a replay) or ``["in_process_hold"]`` (before the failure is
-returned) as it starts. A call is held from the first hold counted while it is in flight until it returns: its
-replay's answer included. An instance's two lanes share one client, so a hold of the other lane's call, counted
-while this worker has a lead call in flight, counts here too: that drain may wait longer than it needed (still
-bounded), never shorter.
+The client says it through one public hook, ``CallStats.lead_writes_in_process``: its Sync Leads calls with a
+request sent and not answered yet, or held by the replay delay (from the first hold until the call returns, its
+replay's answer included). Which answers leave a write running is the client's knowledge (libs/kmsync_marketo), not
+this module's. An instance's two lanes share one client, so the other lane's call, counted while this worker has a
+lead call in flight, counts here too: that drain may wait longer than it needed (still bounded), never shorter.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,46 +27,35 @@ from kmsync_marketo.outcomes import Outcome
 from kmsync_marketo.transport import CallStats
 from kmsync_sink.writer import BulkWriter, MarketoWriter
 
-#: The ``CallStats.retry_reasons`` a hold is counted under (kmsync_marketo/transport.py ``_held``).
-HOLD_REASONS = ("in_process", "in_process_hold")
 
-
-def call_stats(writer: MarketoWriter) -> CallStats | None:
+def call_stats(writer: object) -> CallStats | None:
     """The counters of the writer's transport (``MarketoClient.transport.stats``); None for a writer without one."""
     stats = getattr(getattr(writer, "transport", None), "stats", None)
     return stats if isinstance(stats, CallStats) else None
 
 
 class LeadCallWatch:
-    """A worker's Sync Leads calls in flight, each with the client's count of holds when it started.
-    ``held_drain_seconds``: how much longer than its drain timeout the worker's stop waits for a held one."""
+    """A worker's Sync Leads calls in flight, and whether the client has one Marketo may be processing now.
+    ``held_drain_seconds``: how much longer than its drain timeout the worker's stop waits for such a call."""
 
     def __init__(self, stats: CallStats | None, held_drain_seconds: float = 0.0) -> None:
         self._stats = stats
         self.held_drain_seconds = held_drain_seconds
-        self._ids = itertools.count()
-        self._in_flight: dict[int, int] = {}
-
-    def _holds(self) -> int:
-        if self._stats is None:
-            return 0
-        return sum(self._stats.retry_reasons.get(reason, 0) for reason in HOLD_REASONS)
+        self._in_flight = 0
 
     @contextmanager
     def call(self) -> Iterator[None]:
         """Around one Sync Leads call."""
-        call_id = next(self._ids)
-        self._in_flight[call_id] = self._holds()
+        self._in_flight += 1
         try:
             yield
         finally:
-            del self._in_flight[call_id]
+            self._in_flight -= 1
 
     def held(self) -> bool:
-        """A call in flight has been held since it started: it waits out the replay delay, or its replay (or
-        returned failure) has not been answered yet."""
-        holds = self._holds()
-        return any(holds > at_start for at_start in self._in_flight.values())
+        """A call is in flight while the client has a Sync Leads call Marketo may be processing: a request sent and
+        not answered yet, or a call held by the replay delay (``CallStats.lead_writes_in_process``)."""
+        return self._in_flight > 0 and self._stats is not None and self._stats.lead_writes_in_process > 0
 
 
 class WatchedWriter:

@@ -17,6 +17,7 @@ from prometheus_client.metrics_core import Metric
 from kmsync_marketo.lanes import current_lane
 from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.transport import CallStats
+from kmsync_sink.held_leads import call_stats
 
 _RECORD_BUCKETS = (1, 10, 50, 100, 200, 250, 290, 300, 1000, 10_000, 100_000)
 _WINDOW_BUCKETS = (1, 10, 100, 300, 600, 1000, 3000, 10_000, 30_000)
@@ -141,8 +142,8 @@ class SinkMetrics:
         """Export the call totals of the instance's Marketo client (``MarketoClient.transport.stats``; a writer
         without them exports nothing). Read at each collection, so a lane held by retries shows while it is held,
         and a call pays nothing for it. A client this process has not seen for the instance counts from 0."""
-        stats = getattr(getattr(writer, "transport", None), "stats", None)
-        if isinstance(stats, CallStats) and self._clients.get(munchkin_id, (None,))[0] is not stats:
+        stats = call_stats(writer)
+        if stats is not None and self._clients.get(munchkin_id, (None,))[0] is not stats:
             if munchkin_id in self._clients:  # what the replaced client counted since the last collection
                 self._observe_client(munchkin_id, *self._clients[munchkin_id])
             self._clients[munchkin_id] = (stats, {})

@@ -49,6 +49,14 @@ def _sync_times(env: SandboxEnv) -> list[float]:
     return [r["at"] for r in env.inst.request_log if r["endpoint"] == SYNC]
 
 
+def _parked_client(env: SandboxEnv, limiters: LimiterRegistry | None = None, **retry: Any) -> MarketoClient:
+    """A client on the sandbox's clock without SharedClock: it parks until the test moves the clock."""
+    c = MarketoClient(env.settings(retry=_retry(DELAY, **retry)), clock=env.manual, limiters=limiters or LimiterRegistry(),
+                      token_registry=TokenRegistry(), rng=random.Random(3))
+    env.clients.append(c)
+    return c
+
+
 async def test_replayed_at_once_a_write_still_in_process_makes_a_duplicate_lead() -> None:
     """The risk the delay exists for, with the delay off: the replay creates the lead while the first request
     still runs; when that one is applied, it creates the lead a second time."""
@@ -109,24 +117,60 @@ async def test_the_wait_holds_no_limiter_slot_and_other_emails_are_written_meanw
     """Only the call that may still run waits: its limiter slot is free, and another client of the same
     instance (same limiter) writes other emails at once."""
     async with sandbox_env(faults=_late_write("604")) as env:
-        clock = env.manual  # the sandbox's clock, without SharedClock: the client parks until the test moves it
-        limiters = LimiterRegistry()
-
-        def client() -> MarketoClient:
-            c = MarketoClient(env.settings(retry=_retry(DELAY)), clock=clock, limiters=limiters,
-                              token_registry=TokenRegistry(), rng=random.Random(3))
-            env.clients.append(c)
-            return c
-
-        held = asyncio.create_task(client().sync_leads([{"email": "held@example.com"}]))
+        clock, limiters = env.manual, LimiterRegistry()
+        held = asyncio.create_task(_parked_client(env, limiters).sync_leads([{"email": "held@example.com"}]))
         # Parked: the late write (30 s) and the held call (90 s after its send).
         await wait_for(lambda: clock.sleepers == 2, within=10, what="the held call waiting out the delay")
-        other = await asyncio.wait_for(client().sync_leads([{"email": "other@example.com"}]), 10)
+        other = await asyncio.wait_for(_parked_client(env, limiters).sync_leads([{"email": "other@example.com"}]), 10)
         assert other.outcomes[0].status == "created" and not held.done()
         clock.advance(DELAY)
         assert (await asyncio.wait_for(held, 10)).outcomes[0].ok
         await env.sandbox.settle_late_calls()
         assert len(env.inst.leads_by_email("held@example.com")) == 1
+
+
+async def test_the_client_counts_a_lead_write_sent_and_not_answered_yet() -> None:
+    """``CallStats.lead_writes_in_process``, the hook a caller's drain reads (the sink's held_leads.py): a Sync Leads
+    request on the wire counts until its answer; a Get Leads on the wire does not (nothing to duplicate)."""
+    faults = FaultConfig(rules=[FaultRule(endpoint=SYNC, latency_seconds=LATE, max_count=1),
+                                FaultRule(endpoint="GET /rest/v1/leads.json", latency_seconds=LATE, max_count=1)])
+    async with sandbox_env(faults=faults) as env:
+        client = _parked_client(env)
+        stats = client.transport.stats
+        write = asyncio.create_task(client.sync_leads([{"email": "slow@example.com"}]))
+        await wait_for(lambda: env.manual.sleepers == 1, within=10, what="the Sync Leads request at the sandbox")
+        assert stats.lead_writes_in_process == 1
+        read = asyncio.create_task(client.transport.call(
+            "GET", "/rest/v1/leads.json", params={"filterType": "email", "filterValues": "slow@example.com"}))
+        await wait_for(lambda: env.manual.sleepers == 2, within=10, what="the Get Leads request at the sandbox")
+        assert stats.lead_writes_in_process == 1, "a read is not counted"
+        env.manual.advance(LATE)
+        assert (await asyncio.wait_for(write, 10)).outcomes[0].status == "created"
+        await asyncio.wait_for(read, 10)
+        assert stats.lead_writes_in_process == 0 and stats.lead_writes == {}
+
+
+@pytest.mark.parametrize(("attempts", "abandon"), [(6, False), (1, False), (6, True)],
+                         ids=["held before its replay", "held before its failure", "abandoned while held"])
+async def test_the_client_counts_a_held_lead_write_until_the_call_returns(attempts: int, abandon: bool) -> None:
+    """A Sync Leads call answered 604 (Marketo may still run it) counts while the client holds it, and no longer once
+    it has returned, or once its caller has abandoned it (cancelled)."""
+    async with sandbox_env(faults=_late_write("604")) as env:
+        client = _parked_client(env, max_attempts=attempts)
+        stats = client.transport.stats
+        held = asyncio.create_task(client.sync_leads([{"email": "held@example.com"}]))
+        # Parked: the late write (30 s) and the held call (90 s after its send).
+        await wait_for(lambda: env.manual.sleepers == 2, within=10, what="the call held by the replay delay")
+        assert stats.lead_writes_in_process == 1
+        if abandon:
+            held.cancel()
+            await asyncio.gather(held, return_exceptions=True)
+        else:
+            env.manual.advance(DELAY)
+            await asyncio.wait_for(held, 10)
+        assert stats.lead_writes_in_process == 0 and stats.lead_writes == {}
+        assert stats.retry_reasons == {"in_process" if attempts > 1 else "in_process_hold": 1}
+        await _settle(env)
 
 
 def test_which_answers_may_leave_a_lead_write_running() -> None:

@@ -35,6 +35,8 @@ DELAY = 15.0
 #: (a rebalance and a catch-up take a few seconds), before the held call's own replay.
 LATE = 12.0
 EMAIL = "held@example.com"
+#: The sandbox answers a slow Sync Leads request this long after it arrives (longer than the ordinary drain, 1 s).
+SLOW = 5.0
 
 
 def _sink_stats(sink: MarketoSink) -> dict[str, int]:
@@ -43,6 +45,14 @@ def _sink_stats(sink: MarketoSink) -> dict[str, int]:
         return {}
     assert isinstance(worker.writer, MarketoClient)
     return worker.writer.transport.stats.retry_reasons
+
+
+def _lead_writes_in_process(sink: MarketoSink) -> int:
+    worker = sink.workers.get(A)
+    if worker is None:
+        return 0
+    assert isinstance(worker.writer, MarketoClient)
+    return worker.writer.transport.stats.lead_writes_in_process
 
 
 async def _held(h: Harness, ops: Any) -> tuple[MarketoSink, str]:
@@ -99,6 +109,29 @@ async def test_a_graceful_stop_waits_for_the_held_lead_call_and_commits_it(
             assert await committed_to_the_end(h), "the stopping sink committed the held call's record"
             assert _published(first) == 1
             await _assert_one_lead_decided_once(h, op_id)
+
+
+async def test_a_graceful_stop_waits_for_a_lead_call_whose_request_is_not_answered_yet(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Sync Leads request on the wire at the drain deadline may be running at Marketo as much as a held one: the
+    drain waits for its answer too (the client's ``CallStats.lead_writes_in_process`` counts it) instead of leaving
+    its emails to the next owner after the ordinary 1 s."""
+    monkeypatch.setenv("KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS", str(DELAY))
+    faults = {"rules": [{"endpoint": SYNC, "latency_seconds": SLOW, "max_count": 1}]}
+    async with running_sandbox(instances=sandbox_instances(A), faults=faults) as sb:
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            first = h.start_sink(sink_drain_timeout_seconds=1.0)
+            op = ops.lead(EMAIL, munchkin=A, op_id="slow-lead", firstName="Slow")
+            await h.produce([op])
+            await wait_for(lambda: _lead_writes_in_process(first) == 1, 30, "the Sync Leads request on the wire")
+            caplog.set_level("WARNING", logger="kmsync_sink.worker")
+            await h.stop_sink(first)
+            extended = [r.getMessage() for r in caplog.records if "the drain is extended" in r.getMessage()]
+            assert len(extended) == 1, extended
+            assert await committed_to_the_end(h), "the stopping sink committed the slow call's record"
+            assert _published(first) == 1
+            assert [o.status for o in await h.outcomes() if o.op_id == op.op_id] == ["created"]
 
 
 def test_the_rebalance_timeout_covers_a_drain_that_waits_out_the_replay_delay() -> None:
