@@ -23,7 +23,6 @@ from pydantic_settings import BaseSettings
 
 from kmsync_cli.main import COMMANDS
 from kmsync_config import ConfigError, load_settings, parse_tenants
-from kmsync_marketo.settings import ReplayEnvironment
 from kmsync_sink.settings import SinkSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -190,11 +189,10 @@ def tenants_problems(document: object, env: dict[str, str], files: dict[str, str
 
 
 def longest_sink_drain(env: dict[str, str]) -> float:
-    """The sink's longest drain under a deployment's environment (kmsync_sink.settings
-    ``SinkSettings.longest_drain_seconds``): the drain timeout plus the replay delay of a held lead call."""
-    drain = float(env.get("KMSYNC_SINK_DRAIN_TIMEOUT_SECONDS",
-                          SinkSettings.model_fields["sink_drain_timeout_seconds"].default))
-    # Its default as deployed (the tests' own environment sets the variable to 0: tests/conftest.py).
-    delay = float(env.get("KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS",
-                          ReplayEnvironment.model_fields["ambiguous_replay_delay_seconds"].default))
-    return drain + delay
+    """The sink's longest drain under a deployment's environment: ``SinkSettings.longest_drain_seconds``
+    (kmsync_sink.settings) of the settings that environment gives. Built from the deployment's KMSYNC_* variables
+    alone: the tests' own (tests/conftest.py sets the replay delay to 0) are left out, so a default counts as
+    deployed. Its secret references are not resolved here (``env_field_problems`` checks them)."""
+    outside = {k: v for k, v in os.environ.items() if not k.upper().startswith("KMSYNC_")}
+    with mock.patch.dict(os.environ, {**outside, **env}, clear=True):
+        return load_settings(SinkSettings, email_hash_secret=None).longest_drain_seconds
