@@ -20,7 +20,7 @@ from typing import Any
 from kmsync_contracts.codecs import ContractError, decode
 from kmsync_contracts.outcomes import DeadLetter
 from kmsync_contracts.reasons import ReasonCode
-from kmsync_contracts.topics import INGEST_DLQ, MARKETO_DLQ, TRANSFORM_DLQ, is_left_open_marker
+from kmsync_contracts.topics import INGEST_DLQ, MARKETO_DLQ, TRANSFORM_DLQ
 from kmsync_kafka import topic_name
 from kmsync_kafka.reading import read_to_end
 
@@ -67,8 +67,6 @@ def census(bootstrap: str, prefix: str = "") -> Census:
     found = Census()
     for spec in (INGEST_DLQ, TRANSFORM_DLQ, MARKETO_DLQ):
         for record in asyncio.run(read_to_end(bootstrap, topic_name(spec, prefix))):
-            if is_left_open_marker(record.key, record.value):
-                continue
             try:
                 letter = decode(spec, record.value or b"")
             except ContractError:

@@ -43,7 +43,6 @@ from kmsync_contracts.topics import (
     SESSION_ENGAGEMENT,
     TRANSFORM_DECISIONS,
     TopicSpec,
-    is_left_open_marker,
 )
 from kmsync_kafka.clients import topic_name
 from kmsync_kafka.reading import scan
@@ -118,8 +117,6 @@ async def _read(settings: CommonSettings, spec: TopicSpec, since: datetime | Non
                      progress=ProgressLine(say, topic))
     out, bad = [], 0
     for m in raw:
-        if is_left_open_marker(m.key, m.value):
-            continue
         try:
             out.append(decode(spec, m.value or b""))
         except ContractError:

@@ -13,6 +13,11 @@ changes the private client is fixed here once.
 stopped at the end offsets taken when it started, so a topic that is still being written to does
 not keep it reading forever. ``scan`` is the same read bounded by time (Kafka's offsets-for-times) and
 filtered as it goes, with progress: ``kmsync trace`` reads the pipeline's topics with it.
+
+Both leave out the markers ingest commits to end a transaction a broker crash left open
+(``kmsync_contracts.topics.LEFT_OPEN_MARKER_KEY``): they carry nothing, so no reader decodes, counts or replays
+them. This is the one place every reader of kaltura.* and the dead-letter topics outside transform skips them
+(transform's two engines, which read kaltura.* through their own consumers, skip them themselves).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from kmsync_contracts.topics import is_left_open_marker
 from kmsync_kafka.clients import DEFAULT_ISOLATION
 
 
@@ -41,12 +47,12 @@ async def close_connections(consumer: AIOKafkaConsumer) -> None:
     await consumer._client.close()
 
 
-async def read_to_end(bootstrap: str, topic: str, *, within: float = 60.0,
-                      isolation: str = DEFAULT_ISOLATION) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_to_end(bootstrap: str, topic: str, *, within: float = 60.0, isolation: str = DEFAULT_ISOLATION,
+                      markers: bool = False) -> list[ConsumerRecord[bytes, bytes]]:
     """Every committed record of `topic` (every record at all with isolation "read_uncommitted"),
-    partition by partition in offset order; [] for a topic that does not exist. Raises TimeoutError
-    when the end is not reached within `within` seconds."""
-    return await scan(bootstrap, topic, within=within, isolation=isolation)
+    partition by partition in offset order, left-open markers left out (``markers``: kept); [] for a topic that
+    does not exist. Raises TimeoutError when the end is not reached within `within` seconds."""
+    return await scan(bootstrap, topic, within=within, isolation=isolation, markers=markers)
 
 
 #: Told (records read so far, records to read in all) as a scan goes.
@@ -55,10 +61,11 @@ Progress = Callable[[int, int], None]
 
 async def scan(bootstrap: str, topic: str, *, within: float = 60.0, isolation: str = DEFAULT_ISOLATION,
                since_ms: int | None = None, keep: Callable[[ConsumerRecord[bytes, bytes]], bool] | None = None,
-               progress: Progress | None = None) -> list[ConsumerRecord[bytes, bytes]]:
+               progress: Progress | None = None, markers: bool = False) -> list[ConsumerRecord[bytes, bytes]]:
     """Like ``read_to_end``, bounded: from the first record at or after ``since_ms`` (a timestamp in ms,
     Kafka's offsets-for-times), keeping only the records ``keep`` accepts (so a large topic is read
-    without holding it), telling ``progress`` how far it is after every fetch."""
+    without holding it), telling ``progress`` how far it is after every fetch. Left-open markers are left out
+    before ``keep`` sees them (``markers``: kept)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", isolation_level=isolation)
     await consumer.start()
@@ -79,7 +86,8 @@ async def scan(bootstrap: str, topic: str, *, within: float = 60.0, isolation: s
                 batches = await consumer.getmany(*pending, timeout_ms=500)
                 for messages in batches.values():
                     done += len(messages)
-                    out += messages if keep is None else [m for m in messages if keep(m)]
+                    out += [m for m in messages if (markers or not is_left_open_marker(m.key, m.value))
+                            and (keep is None or keep(m))]
                 pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
                 if progress is not None:
                     progress(min(done, total), total)

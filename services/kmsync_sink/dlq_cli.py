@@ -22,7 +22,7 @@ from kmsync_config.settings import load_settings
 from kmsync_config.tenants import ConfigError
 from kmsync_contracts import ContractError, DeadLetter, decode
 from kmsync_contracts.codecs import decode_model
-from kmsync_contracts.topics import TOPICS_BY_NAME, is_left_open_marker
+from kmsync_contracts.topics import TOPICS_BY_NAME
 from kmsync_kafka.clients import reliable_producer
 from kmsync_kafka.reading import read_to_end
 from kmsync_sink.settings import SinkSettings
@@ -94,8 +94,6 @@ async def replay(bootstrap: str, dlq_topic: str, prefix: str, filters: dict[str,
         await producer.start()
         pending: list[asyncio.Future[object]] = []
         for m in letters:
-            if is_left_open_marker(m.key, m.value):  # ingest's, carrying nothing (kmsync_contracts.topics)
-                continue
             report.read += 1
             found = _replayable(m.value or b"", filters, prefix, report)
             if found is None:

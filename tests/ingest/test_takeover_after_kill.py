@@ -245,7 +245,7 @@ async def test_a_takeover_ends_a_transaction_a_broker_crash_left_open_unknown_to
     # The status's ended committed, so a page its coordinator had committed (the watermark past it) is not lost
     # (session 11's CI lost 6 leads that way); after it, the markers that carried the commit, which readers
     # skip: one per coordination partition taken over while the partition was held (each id's end is its own).
-    statuses = await read_to_end(unverified_broker.bootstrap, topic_name(ATTENDEE_STATUS, prefix))
+    statuses = await read_to_end(unverified_broker.bootstrap, topic_name(ATTENDEE_STATUS, prefix), markers=True)
     assert [decode(ATTENDEE_STATUS, m.value) for m in statuses[:1]] == [status]
     assert [is_left_open_marker(m.key, m.value) for m in statuses[1:]] == [True] * (len(statuses) - 1)
     assert 1 <= len(statuses) - 1 <= PARTITIONS
