@@ -17,10 +17,12 @@ from kmsync_marketo.settings import ReplayEnvironment
 
 #: What the group's rebalance timeout allows beyond the longest drain of a revocation (its commit, the rejoin).
 REBALANCE_MARGIN_SECONDS = 10.0
-#: The sink consumer's max_poll_interval_ms (aiokafka's default, set explicitly): aiokafka does not rejoin the
-#: group after a revocation during which the consumer did not poll for this long (aiokafka 0.14
-#: ``GroupCoordinator.ensure_active_group``: ``fetcher_idle_time >= max_poll_interval``; the sink polls nothing while
-#: its revoked partitions drain), so the rebalance timeout, which covers the longest drain, must stay below it.
+#: The sink consumer's max_poll_interval_ms (aiokafka's default, set explicitly). A consumer that has not polled for
+#: this long is treated as stuck by aiokafka 0.14: ``GroupCoordinator.ensure_active_group`` puts its rejoin off
+#: (``fetcher_idle_time >= max_poll_interval``) until the next ``getmany`` resets the idle time, and its heartbeat
+#: task (``_heartbeat_routine``) may leave the group meanwhile. The sink polls nothing while its revoked partitions
+#: drain; how a drain that long ends is untested, so, as a cautious choice, the rebalance timeout, which covers the
+#: longest drain, must stay below it.
 MAX_POLL_INTERVAL_SECONDS = 300.0
 #: aiokafka's request_timeout_ms default. It sends JoinGroup with it (aiokafka 0.14
 #: ``CoordinatorGroupRebalance.perform_group_join``), and the broker answers a JoinGroup only once every member has
@@ -167,9 +169,10 @@ class SinkSettings(WindowSettings):
                 f"marketo_ambiguous_replay_delay_seconds ({self.marketo_ambiguous_replay_delay_seconds:g}) + "
                 f"{REBALANCE_MARGIN_SECONDS:g} s = {self.rebalance_timeout_seconds:g} s must be ≤ "
                 f"{MAX_POLL_INTERVAL_SECONDS:g} s: a revocation drains a window whose lead call is held by the replay "
-                "delay for up to the first two, the consumer polls nothing meanwhile, and aiokafka does not rejoin "
-                f"the group after a revocation that kept it from polling for max_poll_interval_ms "
-                f"({MAX_POLL_INTERVAL_SECONDS:g} s): the replica would hold no partition again; lower "
+                "delay for up to the first two, the consumer polls nothing meanwhile, and aiokafka treats a "
+                f"consumer that has not polled for max_poll_interval_ms ({MAX_POLL_INTERVAL_SECONDS:g} s) as stuck "
+                "(it puts the rejoin off until the next poll and may leave the group meanwhile): kmsync keeps the "
+                "drain below it rather than rely on how that ends; lower "
                 "KMSYNC_SINK_DRAIN_TIMEOUT_SECONDS or KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS"
             )
         return self
