@@ -8,7 +8,8 @@ the next window while they are polled; each job's outcomes are settled and publi
 Upserts of a record an outstanding job carries are held back until that job has ended.
 
 A stop (a revocation, a graceful stop) lets the window in flight finish within the drain timeout, longer when one
-of its Sync Leads calls is held by the Marketo client's replay delay (held_leads.py, ``InstanceWorker.stop``).
+of its Sync Leads calls may still be running at Marketo: held by the Marketo client's replay delay, or its request
+not answered yet (held_leads.py, ``InstanceWorker.stop``).
 """
 
 from __future__ import annotations
@@ -365,11 +366,11 @@ class InstanceWorker:
         buffered or held back and not sent. Abandoned records stay uncommitted (replayed by the next
         owner; upserts, so harmless).
 
-        A window one of whose Sync Leads calls the Marketo client holds at the drain deadline (a request Marketo
-        may still be processing, replayed ``lead_calls.held_drain_seconds`` after its send at the latest) is waited
-        for until it ends, up to that much longer: abandoned, its emails would be upserted by the next owner at
-        once, while the first request may still run (a duplicate lead, docs/reference/marketo-api.md §5.1). The
-        bulk jobs keep the ordinary deadline."""
+        A window one of whose Sync Leads calls Marketo may still be processing at the drain deadline (held by the
+        client, replayed ``lead_calls.held_drain_seconds`` after its send at the latest, or its request not answered
+        yet) is waited for until it ends, up to that much longer: abandoned, its emails would be upserted by the
+        next owner at once, while the first request may still run (a duplicate lead, docs/reference/marketo-api.md
+        §5.1). The bulk jobs keep the ordinary deadline."""
         self._stopping = True
         self._wake.set()
         loop = asyncio.get_running_loop()
@@ -403,7 +404,8 @@ class InstanceWorker:
 
     async def _drain_window(self, window: asyncio.Task[None], deadline: float, held_deadline: float) -> float:
         """Drain the window in flight (``_drain``), past ``deadline`` up to ``held_deadline`` while one of its lead
-        calls is held at ``deadline``; the deadline its outcomes' publishing has."""
+        calls may still be running at Marketo at ``deadline`` (``lead_calls.held()``); the deadline its outcomes'
+        publishing has."""
         loop = asyncio.get_running_loop()
         if self._parked():
             await self._drain({window}, deadline, "window")
@@ -413,14 +415,14 @@ class InstanceWorker:
             await self._drain({window}, deadline, "window")
             return deadline
         extended_at = loop.time()
-        log.warning("instance %s (%s): a lead call of the window in flight is held by the Marketo client's replay "
-                    "delay (Marketo may still be processing its first request, docs/reference/marketo-api.md §5.1); "
-                    "the drain is extended by up to %.1fs, until its replay is answered, so the next owner does not "
+        log.warning("instance %s (%s): a lead call of the window in flight may still be running at Marketo (held by "
+                    "the Marketo client's replay delay, or its request not answered yet, docs/reference/marketo-api.md "
+                    "§5.1); the drain is extended by up to %.1fs, until it is answered, so the next owner does not "
                     "upsert these emails while it may still run (KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS)",
                     self.munchkin_id, self.lane, max(0.0, held_deadline - extended_at))
-        await self._drain({window}, held_deadline, "window (its lead call held by the replay delay)")
+        await self._drain({window}, held_deadline, "window (its lead call may still be running at Marketo)")
         if window.done() and not window.cancelled():
-            log.warning("instance %s (%s): the extended drain ended after %.1fs more: the held lead call was "
+            log.warning("instance %s (%s): the extended drain ended after %.1fs more: the lead call was "
                         "answered and the window decided", self.munchkin_id, self.lane, loop.time() - extended_at)
         return held_deadline
 
