@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from .call import Call, decode_page, encode_page, input_records, int_arg, split_values
 from .envelope import MarketoError, iso, reason
 from .fields import DATA_TYPES, InvalidValue, coerce, parse_datetime
@@ -216,6 +218,20 @@ def delete_type(call: Call) -> dict[str, Any]:
 # ---- Add Custom Activities ---------------------------------------------------------------------
 
 
+def _attributes_bytes_over(attrs_in: list[Any]) -> bool:
+    """Whether the attributes' JSON (the standard encoder's, with its default separators and ASCII escapes) is over
+    ``MAX_ATTRIBUTE_BYTES``. That text is at most 4 times orjson's compact UTF-8 (a character of 2-4 UTF-8 bytes is
+    escaped to 6 or 12, a float's exponent takes at most 2 more characters than orjson's, and each separator one
+    more), so the exact measure is taken only when orjson's is over a quarter of the limit: it was a sixteenth of
+    the sandbox's CPU for every activity (issue #22)."""
+    try:
+        if 4 * len(orjson.dumps(attrs_in)) <= MAX_ATTRIBUTE_BYTES:
+            return False
+    except orjson.JSONEncodeError:
+        pass
+    return len(json.dumps(attrs_in).encode()) > MAX_ATTRIBUTE_BYTES
+
+
 def _skip(inst: Instance, code: str, message: str) -> dict[str, Any]:
     # The docs example puts the reasons under "errors"; other endpoints use "reasons" (§4.2, §11).
     return {"status": "skipped", inst.behaviour.activity_skip_key: [reason(code, message)]}
@@ -262,7 +278,7 @@ def _add_one(inst: Instance, rec: Any, now: float) -> dict[str, Any]:
         return _skip(inst, "1003", "Invalid data: attributes must be an array")
     if len(attrs_in) > MAX_ATTRIBUTES:
         return _skip(inst, "1028", "Max field limit reached")
-    if len(json.dumps(attrs_in).encode()) > MAX_ATTRIBUTE_BYTES:
+    if _attributes_bytes_over(attrs_in):
         return _skip(inst, "1049", "Failed to Create Activity")
     by_api = {a.api_name: a for a in v.attributes}
     by_name = {a.name: a for a in v.attributes}
