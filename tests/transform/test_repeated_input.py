@@ -2,8 +2,8 @@
 
 Ingest ends a page its transactional id left open with a *committed* transaction (services/kmsync_ingest/README.md,
 "left open"): when the coordinator had aborted that page, its records are delivered and the next pull delivers them
-again, at later offsets. The README says the cost is a repeated read, never a repeated write. This pins what that
-rests on: statuses, lead fields and custom activities are not emitted again; custom object upserts are emitted again
+again, at later offsets. The README says what that costs: a repeated read and repeated object calls, never a second
+activity or a status moved. This pins what that rests on: statuses, lead fields and custom activities are not emitted again; custom object upserts are emitted again
 under the same operation ids (createOrUpdate by the object's dedupe fields, so Marketo ends the same); a bad record is
 dead-lettered again."""
 
@@ -47,7 +47,8 @@ def test_input_read_twice_writes_nothing_new() -> None:
     kinds = {op["kind"] for op in first_ops}
     assert {"lead_upsert", "program_member_status", "program_member_data", "custom_activity",
             "custom_object_upsert"} <= kinds  # the golden inputs exercise every kind
-    # No operation the first pass did not emit: the same ids, so nothing Marketo has not been sent already.
+    # No operation the first pass did not emit: the same ids (they are derived from content, not from offsets or
+    # time), so nothing Marketo has not been sent already.
     assert {op["op_id"] for op in again_ops} <= {op["op_id"] for op in first_ops}
     # Only idempotent upserts come again; statuses, lead fields and insert-only activities do not.
     assert again_ops and {op["kind"] for op in again_ops} == {"custom_object_upsert"}

@@ -220,12 +220,13 @@ def delete_type(call: Call) -> dict[str, Any]:
 
 def _attributes_bytes_over(attrs_in: list[Any]) -> bool:
     """Whether the attributes' JSON (the standard encoder's, with its default separators and ASCII escapes) is over
-    ``MAX_ATTRIBUTE_BYTES``. That text is at most 4 times orjson's compact UTF-8 (a character of 2-4 UTF-8 bytes is
-    escaped to 6 or 12, a float's exponent takes at most 2 more characters than orjson's, and each separator one
-    more), so the exact measure is taken only when orjson's is over a quarter of the limit: it was a sixteenth of
-    the sandbox's CPU for every activity (issue #22)."""
+    ``MAX_ATTRIBUTE_BYTES``. That text is at most 6 times orjson's compact UTF-8: DEL, one byte there, is escaped to
+    six (``\u007f``); a character of 2-4 UTF-8 bytes to 6 or 12; a separator takes one more byte, a float's exponent
+    at most two more characters, NaN and the infinities at most 2.25 times orjson's ``null``. So the exact measure
+    is taken only when orjson's is over a sixth of the limit: it was a sixteenth of the sandbox's CPU for every
+    activity (issue #22)."""
     try:
-        if 4 * len(orjson.dumps(attrs_in)) <= MAX_ATTRIBUTE_BYTES:
+        if 6 * len(orjson.dumps(attrs_in)) <= MAX_ATTRIBUTE_BYTES:
             return False
     except orjson.JSONEncodeError:
         pass

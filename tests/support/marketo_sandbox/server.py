@@ -17,7 +17,6 @@ from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from aiohttp import web
 from pydantic_core import from_json
 
@@ -348,11 +347,11 @@ class Sandbox:
             rest.inst.record_call(rest.endpoint, code, rest.client_id, counted=True, now=rest.now)
             self._log(rest.inst, rest.request, rest.endpoint, result.status, code, rest.client_id, rest.now)
             if isinstance(result.body, dict | list):
-                return _json_response(result.body, status=result.status)
+                return web.json_response(result.body, status=result.status)
             return web.Response(text=str(result.body), status=result.status, content_type=result.content_type)
         rest.inst.record_call(rest.endpoint, "200", rest.client_id, counted=True, now=rest.now)
         self._log(rest.inst, rest.request, rest.endpoint, 200, "200", rest.client_id, rest.now)
-        return _json_response(_wrap(call.request_id, result, rest.asset))
+        return web.json_response(_wrap(call.request_id, result, rest.asset))
 
     def _refuse(self, rest: _RestCall, err: MarketoError, counted: bool = False, taken: bool = False) -> web.Response:
         return self._envelope(rest.inst, rest.request, rest.path, rest.endpoint, rest.client_id, rest.now, err,
@@ -488,16 +487,6 @@ def _json_or_none(body: bytes, content_type: str) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
-
-
-def _json_response(body: Any, status: int = 200) -> web.Response:
-    """``web.json_response`` through orjson (compact UTF-8, as Marketo answers); what orjson refuses (keys that are
-    not strings, integers past 64 bits) through the standard encoder as before."""
-    try:
-        raw = orjson.dumps(body)
-    except orjson.JSONEncodeError:
-        return web.json_response(body, status=status)
-    return web.Response(body=raw, status=status, content_type="application/json")
 
 
 def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, Upload]]:
