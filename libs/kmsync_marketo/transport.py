@@ -12,11 +12,15 @@ A lead write that Marketo may still be processing (retry_replay.py) is replayed,
 earlier than ``RetrySettings.ambiguous_replay_delay_seconds`` after it was sent (docs/reference/marketo-api.md
 §5.1, §10.4): the wait is logged and counted in ``CallStats.retry_reasons`` under ``in_process``.
 ``CallStats.lead_writes_in_process`` says how many Sync Leads calls Marketo may be processing now: a request of
-the call sent and not answered yet, or the call held by that delay until it returns.
+the call sent and not answered yet, or the call held by that delay until it returns. A caller that stops
+(``CallStats.stop_lead_writes``: the sink's extended drain) lets no new Sync Leads request go on the wire: one that
+has its limiter permit waits, unsent, until its caller cancels it (``CallStats.lead_writes_unsent``); only the replay
+of a call held by that delay still goes out (the first request may still run; the replay is what the caller waits for).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
 import logging
 import random
@@ -43,7 +47,7 @@ from kmsync_marketo.errors import (
     no_answer,
     reached_marketo,
 )
-from kmsync_marketo.limiter import DEFAULT_LIMITERS, InstanceLimiter, LimiterRegistry
+from kmsync_marketo.limiter import DEFAULT_LIMITERS, InstanceLimiter, LimiterRegistry, Permit
 from kmsync_marketo.retry_replay import in_process_reason, replay_wait, same_key_write
 from kmsync_marketo.settings import MarketoSettings
 
@@ -72,6 +76,13 @@ class CallStats:
     #: is on the wire, not answered yet) and ``held`` (by the replay delay, from its first hold until the call
     #: returns, its replay's answer included). Kept by the transport; read ``lead_writes_in_process``.
     lead_writes: dict[int, set[str]] = field(default_factory=dict)
+    #: Set by ``stop_lead_writes`` (never cleared): no new Sync Leads request goes on the wire.
+    lead_writes_stopped: bool = False
+    #: The tasks whose Sync Leads request waits unsent since lead writes were stopped, until they are cancelled.
+    lead_writes_unsent: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: Set each time a Sync Leads call stops being in process or a request starts waiting unsent (a waiter clears
+    #: it, then reads ``lead_writes_in_process`` and ``lead_writes_unsent``).
+    lead_writes_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def count_error(self, code: str) -> None:
         if self.errors is None:
@@ -97,6 +108,23 @@ class CallStats:
             whys.discard(why)
         if not whys:
             del self.lead_writes[call]
+            self.lead_writes_changed.set()
+
+    def stop_lead_writes(self) -> None:
+        """From now on a Sync Leads request waits unsent once it has its limiter permit, until its caller cancels
+        it (never a failure, no attempt spent), except the replay of a call held by the replay delay (the call is
+        in ``lead_writes``: its first request may still run, and the replay is what a stopping caller waits for).
+        For a caller that stops and must not leave a new lead write running at Marketo when it gives up (the sink's
+        extended drain, kmsync_sink/worker.py). Not undone: the client is not used after such a stop."""
+        self.lead_writes_stopped = True
+
+    def lead_write_unsent(self, task: asyncio.Task[Any], *, now: bool) -> None:
+        """``task``'s Sync Leads request waits (``now``) or no longer waits unsent (``lead_writes_unsent``)."""
+        if now:
+            self.lead_writes_unsent.add(task)
+            self.lead_writes_changed.set()
+        else:
+            self.lead_writes_unsent.discard(task)
 
     def resends(self) -> dict[str, int]:
         """``retries`` by reason, every one of ``RESEND_REASONS`` (0 when none was counted)."""
@@ -466,38 +494,58 @@ class MarketoTransport:
         slot is held: taken before, it could die during a long wait for the slot (a 606 pause, a
         busy instance) and cost the call its one re-authentication."""
         async with self.limiter.slot() as permit:
-            try:
-                token = await self.tokens.bearer()
-            except MarketoHttpError as exc:
-                permit.not_counted = True  # nothing was sent
-                return _Answer(None, started=permit.started, identity_error=exc)
-            self.stats.calls += 1
-            sent = self.clock.monotonic()
+            if not (req.lead_write and self.stats.lead_writes_stopped and id(req) not in self.stats.lead_writes):
+                return await self._send_in_slot(req, permit)
+            permit.not_counted = True  # nothing is sent: the slot and the daily unit go back
+        return await self._unsent(req)
+
+    async def _unsent(self, req: Request) -> _Answer:
+        """A Sync Leads request after ``CallStats.stop_lead_writes``: it waits, unsent, until its caller is cancelled
+        (its records neither decided nor failed; the caller's next owner sends them)."""
+        task = asyncio.current_task()
+        assert task is not None
+        log.warning("marketo %s: not sent, lead writes are stopped (a stop's drain); waiting to be cancelled", req.what)
+        self.stats.lead_write_unsent(task, now=True)
+        try:
+            await asyncio.get_running_loop().create_future()  # never set: only a cancellation ends the wait
+        finally:
+            self.stats.lead_write_unsent(task, now=False)
+        raise AssertionError("unreachable")
+
+    async def _send_in_slot(self, req: Request, permit: Permit) -> _Answer:
+        """One HTTP request in the limiter slot ``permit`` holds (``_send``)."""
+        try:
+            token = await self.tokens.bearer()
+        except MarketoHttpError as exc:
+            permit.not_counted = True  # nothing was sent
+            return _Answer(None, started=permit.started, identity_error=exc)
+        self.stats.calls += 1
+        sent = self.clock.monotonic()
+        if req.lead_write:
+            self.stats.lead_write(id(req), "sent", now=True)
+        try:
+            resp = await self.http.request(
+                req.method, self.base_url + req.path, params=req.params, content=req.content, data=req.data,
+                files=req.files, headers={**req.headers, "Authorization": f"Bearer {token.get_secret_value()}"},
+            )
+        except httpx.TransportError as exc:  # timeouts included
+            return _Answer(None, error=exc, started=permit.started, token=token, sent=sent)
+        finally:
             if req.lead_write:
-                self.stats.lead_write(id(req), "sent", now=True)
-            try:
-                resp = await self.http.request(
-                    req.method, self.base_url + req.path, params=req.params, content=req.content, data=req.data,
-                    files=req.files, headers={**req.headers, "Authorization": f"Bearer {token.get_secret_value()}"},
-                )
-            except httpx.TransportError as exc:  # timeouts included
-                return _Answer(None, error=exc, started=permit.started, token=token, sent=sent)
-            finally:
-                if req.lead_write:
-                    self.stats.lead_write(id(req), "sent", now=False)
-            answer = _Answer(resp, started=permit.started, token=token, sent=sent)
-            if resp.status_code == 200 and (req.want_json or _looks_json(resp)):
-                answer.body = self._read_body(req, resp)
-                if isinstance(answer.body, dict) and answer.body.get("success") is False:
-                    errors = answer.body.get("errors") or [{}]
-                    first = errors[0] if isinstance(errors[0], dict) else {}
-                    answer.code = str(first.get("code", "?"))
-                    answer.message = str(first.get("message", ""))
-                    self.stats.count_error(answer.code)
-                    if classify(answer.code).not_counted:
-                        permit.not_counted = True
-                    permit.throttled = answer.code in THROTTLE_CODES
-            return answer
+                self.stats.lead_write(id(req), "sent", now=False)
+        answer = _Answer(resp, started=permit.started, token=token, sent=sent)
+        if resp.status_code == 200 and (req.want_json or _looks_json(resp)):
+            answer.body = self._read_body(req, resp)
+            if isinstance(answer.body, dict) and answer.body.get("success") is False:
+                errors = answer.body.get("errors") or [{}]
+                first = errors[0] if isinstance(errors[0], dict) else {}
+                answer.code = str(first.get("code", "?"))
+                answer.message = str(first.get("message", ""))
+                self.stats.count_error(answer.code)
+                if classify(answer.code).not_counted:
+                    permit.not_counted = True
+                permit.throttled = answer.code in THROTTLE_CODES
+        return answer
 
     @staticmethod
     def _read_body(req: Request, resp: httpx.Response) -> Any:

@@ -12,10 +12,17 @@ request sent and not answered yet, or held by the replay delay (from the first h
 replay's answer included). Which answers leave a write running is the client's knowledge (libs/kmsync_marketo), not
 this module's. An instance's two lanes share one client, so the other lane's call, counted while this worker has a
 lead call in flight, counts here too: that drain may wait longer than it needed (still bounded), never shorter.
+
+Once the drain is extended, the client sends no new Sync Leads request (``LeadCallWatch.stop_new_requests``: a lead
+call that waited for a limiter permit, the 1021 company fallback's second request wait unsent), and the drain ends
+early when only such an unsent request is left to this worker's window (``LeadCallWatch.unsent``): cancelling the
+window then leaves nothing running at Marketo.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -42,20 +49,48 @@ class LeadCallWatch:
         self._stats = stats
         self.held_drain_seconds = held_drain_seconds
         self._in_flight = 0
+        #: The tasks running those calls (a call's requests are sent from its task: ``unsent``).
+        self._tasks: Counter[asyncio.Task[Any] | None] = Counter()
 
     @contextmanager
     def call(self) -> Iterator[None]:
         """Around one Sync Leads call."""
+        task = asyncio.current_task()
         self._in_flight += 1
+        self._tasks[task] += 1
         try:
             yield
         finally:
             self._in_flight -= 1
+            self._tasks[task] -= 1
+            if not self._tasks[task]:
+                del self._tasks[task]
 
     def held(self) -> bool:
         """A call is in flight while the client has a Sync Leads call Marketo may be processing: a request sent and
         not answered yet, or a call held by the replay delay (``CallStats.lead_writes_in_process``)."""
         return self._in_flight > 0 and self._stats is not None and self._stats.lead_writes_in_process > 0
+
+    def stop_new_requests(self) -> None:
+        """No new Sync Leads request of the client goes on the wire from now on (``CallStats.stop_lead_writes``: one
+        waits unsent, after its limiter permit, until it is cancelled; a held call's replay still goes out). The
+        client is shared by the instance's two lanes, which stop together (a revocation takes every partition, a
+        stop every worker)."""
+        if self._stats is not None:
+            self._stats.stop_lead_writes()
+
+    def unsent(self) -> bool:
+        """Only a cancellation can end this worker's lead calls, and it leaves nothing running at Marketo: one of them
+        waits with its request unsent (``stop_new_requests``) and the client has no Sync Leads call Marketo may be
+        processing (this worker's or the other lane's)."""
+        stats = self._stats
+        return (stats is not None and stats.lead_writes_in_process == 0
+                and any(task in stats.lead_writes_unsent for task in self._tasks))
+
+    def changed(self) -> asyncio.Event | None:
+        """Set by the client when a Sync Leads call stops being in process or a request starts waiting unsent (the
+        waiter clears it before it reads ``unsent``); None without a client that reports its calls."""
+        return self._stats.lead_writes_changed if self._stats is not None else None
 
 
 class WatchedWriter:

@@ -370,7 +370,9 @@ class InstanceWorker:
         client, replayed ``lead_calls.held_drain_seconds`` after its send at the latest, or its request not answered
         yet) is waited for until it ends, up to that much longer: abandoned, its emails would be upserted by the
         next owner at once, while the first request may still run (a duplicate lead, docs/reference/marketo-api.md
-        §5.1). The bulk jobs keep the ordinary deadline."""
+        §5.1). Meanwhile the client sends no new Sync Leads request (one could outlast the extension), and a window
+        left waiting only for such an unsent request, with no lead call in process, is abandoned then. The bulk jobs
+        keep the ordinary deadline."""
         self._stopping = True
         self._wake.set()
         loop = asyncio.get_running_loop()
@@ -414,17 +416,46 @@ class InstanceWorker:
         if window.done() or held_deadline <= deadline or not self.lead_calls.held():
             await self._drain({window}, deadline, "window")
             return deadline
+        self.lead_calls.stop_new_requests()  # a request started now could outlast the extension (held_leads.py)
         extended_at = loop.time()
         log.warning("instance %s (%s): a lead call of the window in flight may still be running at Marketo (held by "
                     "the Marketo client's replay delay, or its request not answered yet, docs/reference/marketo-api.md "
                     "§5.1); the drain is extended by up to %.1fs, until it is answered, so the next owner does not "
-                    "upsert these emails while it may still run (KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS)",
-                    self.munchkin_id, self.lane, max(0.0, held_deadline - extended_at))
-        await self._drain({window}, held_deadline, "window (its lead call may still be running at Marketo)")
+                    "upsert these emails while it may still run (KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS); no "
+                    "new Sync Leads request is sent meanwhile", self.munchkin_id, self.lane,
+                    max(0.0, held_deadline - extended_at))
+        until = held_deadline
+        if await self._until_unsent(window, held_deadline):
+            log.warning("instance %s (%s): the extended drain ended after %.1fs more: no lead call may still be "
+                        "running at Marketo, and the window waits for a Sync Leads request that was not sent; "
+                        "abandoned (replayed by the next owner)",
+                        self.munchkin_id, self.lane, loop.time() - extended_at)
+            until = loop.time()  # the answered calls' outcomes keep held_deadline (returned) to be published
+        await self._drain({window}, until, "window (its lead call may still be running at Marketo)")
         if window.done() and not window.cancelled():
             log.warning("instance %s (%s): the extended drain ended after %.1fs more: the lead call was "
                         "answered and the window decided", self.munchkin_id, self.lane, loop.time() - extended_at)
         return held_deadline
+
+    async def _until_unsent(self, window: asyncio.Task[None], held_deadline: float) -> bool:
+        """Wait until the window ends, ``held_deadline`` passes, or only a cancellation can end the window's lead calls
+        and it leaves nothing running at Marketo (``lead_calls.unsent()``: True). Woken by the client
+        (``lead_calls.changed()``), not polled."""
+        changed = self.lead_calls.changed()
+        loop = asyncio.get_running_loop()
+        while changed is not None and not window.done():
+            changed.clear()
+            if self.lead_calls.unsent():
+                return True
+            remaining = held_deadline - loop.time()
+            if remaining <= 0:
+                return False
+            waiter = asyncio.ensure_future(changed.wait())
+            try:
+                await asyncio.wait({window, waiter}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        return False
 
     def _parked(self) -> bool:
         # A parked instance (607) gets nothing done at Marketo until the reset: its calls (a job's

@@ -173,6 +173,30 @@ async def test_the_client_counts_a_held_lead_write_until_the_call_returns(attemp
         await _settle(env)
 
 
+async def test_stopped_lead_writes_send_no_new_request_but_still_replay_a_held_call() -> None:
+    """``CallStats.stop_lead_writes`` (a stopping caller's drain, the sink's held_leads.py): a new Sync Leads call waits
+    with its request unsent until its caller cancels it (no failure, nothing at Marketo); a call held by the replay
+    delay still sends its replay, the answer the caller waits for."""
+    async with sandbox_env(faults=_late_write("604")) as env:
+        client = _parked_client(env)
+        stats = client.transport.stats
+        held = asyncio.create_task(client.sync_leads([{"email": "held@example.com"}]))
+        await wait_for(lambda: env.manual.sleepers == 2, within=10, what="the call held by the replay delay")
+        stats.stop_lead_writes()
+        new = asyncio.create_task(client.sync_leads([{"email": "new@example.com"}]))
+        await wait_for(lambda: bool(stats.lead_writes_unsent), within=10, what="the new call waiting unsent")
+        assert len(_sync_times(env)) == 1, "only the held call's first request reached Marketo"
+        env.manual.advance(DELAY)
+        assert (await asyncio.wait_for(held, 10)).outcomes[0].ok, "the held call's replay was sent and answered"
+        assert len(_sync_times(env)) == 2 and stats.lead_writes_in_process == 0
+        assert not new.done(), "still waiting, neither sent nor failed"
+        new.cancel()
+        await asyncio.gather(new, return_exceptions=True)
+        assert stats.lead_writes_unsent == set() and len(_sync_times(env)) == 2
+        assert env.inst.leads_by_email("new@example.com") == []
+        await _settle(env)
+
+
 def test_which_answers_may_leave_a_lead_write_running() -> None:
     codes = RetrySettings().in_process_codes
     assert in_process_reason(sent=True, http_status=None, code=None, in_process_codes=codes)

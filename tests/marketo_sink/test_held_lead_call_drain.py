@@ -13,15 +13,20 @@ Real broker, real sandbox over HTTP, real time: the replay delay is ``DELAY`` se
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from kmsync_marketo.client import MarketoClient
+from kmsync_marketo.settings import MarketoSettings
 from kmsync_sink.service import MarketoSink
 from kmsync_sink.settings import SinkSettings
+from kmsync_sink.writer import MarketoWriter
 from kmsync_testing.waiting import wait_for
+from marketo_sandbox.config import BehaviourConfig, InstanceConfig
 from marketo_sandbox.testing import running_sandbox
 
 from .test_sink_integration import A, Harness, committed_to_the_end, harness, sandbox_instances, tenants_for
@@ -132,6 +137,55 @@ async def test_a_graceful_stop_waits_for_a_lead_call_whose_request_is_not_answer
             assert await committed_to_the_end(h), "the stopping sink committed the slow call's record"
             assert _published(first) == 1
             assert [o.status for o in await h.outcomes() if o.op_id == op.op_id] == ["created"]
+
+
+def _counting_sink(h: Harness, sent: list[str], **overrides: Any) -> MarketoSink:
+    """A sink whose Marketo clients note every Sync Leads request they put on the wire in ``sent`` (an httpx request
+    hook: it runs as the request is sent, never for a request that is not)."""
+
+    async def note(request: httpx.Request) -> None:
+        if request.method == "POST" and request.url.path.endswith("/rest/v1/leads.json"):  # SYNC
+            sent.append(request.url.path)
+
+    def writer(settings: MarketoSettings) -> MarketoWriter:
+        client = h.writer(settings)
+        assert isinstance(client, MarketoClient)
+        client.transport.http.event_hooks = {"request": [note], "response": []}
+        return client
+
+    sink = MarketoSink(h.settings(**overrides), h.tenants, writer_factory=writer)
+    h.sinks.append(sink)
+    h.sink_tasks.append(asyncio.create_task(sink.run(asyncio.Event())))
+    return sink
+
+
+async def test_an_extended_drain_sends_no_new_lead_request_and_ends_once_none_is_in_process(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The window of an extended drain may still start a Sync Leads request: here the 1021 company fallback's second
+    request, once the first is answered (9 s after its send, 8 s into the extension). Sent, it would still be on the
+    wire at the extended deadline (1 s + 15 s) and be abandoned while Marketo may run it, and the next owner would
+    upsert the email again. The client sends it no more: it waits unsent, and with nothing left in process the window
+    is abandoned at once, its record neither decided nor committed (the next owner replays it)."""
+    monkeypatch.setenv("KMSYNC_MARKETO_AMBIGUOUS_REPLAY_DELAY_SECONDS", str(DELAY))
+    refusing = InstanceConfig(munchkin_id=A, preset="kaltura", behaviour=BehaviourConfig(company_update_refused=True))
+    faults = {"rules": [{"endpoint": SYNC, "latency_seconds": 9, "max_count": 2}]}
+    async with running_sandbox(instances=[refusing], faults=faults) as sb:
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            sent: list[str] = []
+            first = _counting_sink(h, sent, sink_drain_timeout_seconds=1.0)
+            op = ops.lead(EMAIL, munchkin=A, op_id="company-lead", company="Acme")
+            await h.produce([op])
+            await wait_for(lambda: _lead_writes_in_process(first) == 1, 30, "the first Sync Leads request on the wire")
+            caplog.set_level("WARNING")
+            await h.stop_sink(first)
+            messages = [r.getMessage() for r in caplog.records]
+            assert any("the drain is extended" in m for m in messages), messages
+            assert len(sent) == 1, "the company fallback's second request never went on the wire"
+            assert any("not sent, lead writes are stopped" in m for m in messages), "the fallback's request waited"
+            assert any("waits for a Sync Leads request that was not sent" in m for m in messages), messages
+            assert _published(first) == 0, "no outcome, failed or not: the record is the next owner's"
+            assert not await committed_to_the_end(h), "not committed: the next owner replays it"
 
 
 def test_the_rebalance_timeout_covers_a_drain_that_waits_out_the_replay_delay() -> None:
