@@ -14,8 +14,9 @@ earlier than ``RetrySettings.ambiguous_replay_delay_seconds`` after it was sent 
 ``CallStats.lead_writes_in_process`` says how many Sync Leads calls Marketo may be processing now: a request of
 the call sent and not answered yet, or the call held by that delay until it returns. A caller that stops
 (``CallStats.stop_lead_writes``: the sink's extended drain) lets no new Sync Leads request go on the wire: one that
-has its limiter permit waits, unsent, until its caller cancels it (``CallStats.lead_writes_unsent``); only the replay
-of a call held by that delay still goes out (the first request may still run; the replay is what the caller waits for).
+has its limiter permit waits, unsent, until its caller cancels it (``CallStats.lead_writes_unsent``); every later
+attempt of a call once held by that delay still goes out (the first request may still run; its answer is what the
+caller waits for).
 """
 
 from __future__ import annotations

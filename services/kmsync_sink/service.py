@@ -257,8 +257,12 @@ class MarketoSink:
         # flight drain, unsent records are abandoned to the next owner). All of them at once, within one
         # drain (the longest: settings.longest_drain_seconds): stopped one after another, an instance's two
         # lanes (or several instances) could outlast the rebalance timeout (that drain + 10 s), and the group
-        # would hand their partitions to another replica while this one still sends.
-        leaving = [(m, w) for m, w in self.workers.items() if w.partitions & keys]
+        # would hand their partitions to another replica while this one still sends. An instance's two lanes share
+        # one Marketo client, and a drain extended for a lead call stops that client's new lead requests for good
+        # (held_leads.py): so a lane that has read nothing yet (no partition of its own, e.g. the live worker the
+        # backfill lane made) leaves with the other, and the next record makes both afresh, with a new client.
+        leaving_ids = {w.munchkin_id for w in self.workers.values() if w.partitions & keys}
+        leaving = [(m, w) for m, w in self.workers.items() if w.partitions & keys or w.munchkin_id in leaving_ids]
         for munchkin, _ in leaving:
             del self.workers[munchkin]
         dropped = await self._stop_workers([w for _, w in leaving])

@@ -159,9 +159,9 @@ async def test_a_batch_polled_before_a_rebalance_is_not_routed_after_it(monkeypa
 class _Worker:
     """What the revocation reads of a worker; its stop lasts until the test lets it end."""
 
-    def __init__(self, partition: int, stopping: list[str], name: str) -> None:
-        self.partitions = {(OPS, partition)}
-        self.name, self.stopping = name, stopping
+    def __init__(self, partition: int | None, stopping: list[str], name: str, munchkin_id: str = "") -> None:
+        self.partitions = set() if partition is None else {(OPS, partition)}
+        self.name, self.stopping, self.munchkin_id = name, stopping, munchkin_id or name
         self.release = asyncio.Event()
 
     async def stop(self, drain_timeout: float) -> list[PendingOp]:
@@ -173,7 +173,8 @@ class _Worker:
 async def test_a_revocation_stops_every_leaving_worker_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     sink, _, _ = _sink(monkeypatch)
     stopping: list[str] = []
-    live, backfill, other = _Worker(0, stopping, "live"), _Worker(0, stopping, "backfill"), _Worker(1, stopping, "x")
+    live, backfill = _Worker(0, stopping, "live", "a"), _Worker(0, stopping, "backfill", "a")
+    other = _Worker(1, stopping, "x")
     sink.router.workers.update({"a-live": live, "a-backfill": backfill, "b-live": other})  # type: ignore[dict-item]
     _without_commits(sink)
     revoking = asyncio.create_task(sink.on_revoked({TP}))
@@ -187,6 +188,22 @@ async def test_a_revocation_stops_every_leaving_worker_at_once(monkeypatch: pyte
     backfill.release.set()
     await revoking
     assert set(sink.router.workers) == {"b-live"}
+
+
+async def test_a_lane_that_read_nothing_leaves_with_its_instances_other_lane(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backfill lane made the instance's live worker, which has read nothing (no partition of its own): it shares
+    the backfill worker's Marketo client, whose new lead requests that worker's extended drain may stop for good, so
+    it stops too (the next live record makes a fresh one) instead of staying on a client that sends no lead."""
+    sink, _, _ = _sink(monkeypatch)
+    stopping: list[str] = []
+    backfill, idle_live = _Worker(0, stopping, "backfill", "a"), _Worker(None, stopping, "live", "a")
+    other = _Worker(1, stopping, "x")
+    sink.router.workers.update({"a-backfill": backfill, "a": idle_live, "b": other})  # type: ignore[dict-item]
+    _without_commits(sink)
+    for w in (backfill, idle_live, other):
+        w.release.set()
+    await sink.on_revoked({TP})
+    assert sorted(stopping) == ["backfill", "live"] and set(sink.router.workers) == {"b"}
 
 
 async def test_a_batch_polled_after_a_failed_catch_up_is_not_routed(monkeypatch: pytest.MonkeyPatch) -> None:
