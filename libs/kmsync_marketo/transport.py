@@ -81,8 +81,9 @@ class CallStats:
     lead_writes_stopped: bool = False
     #: The tasks whose Sync Leads request waits unsent since lead writes were stopped, until they are cancelled.
     lead_writes_unsent: set[asyncio.Task[Any]] = field(default_factory=set)
-    #: Set each time a Sync Leads call stops being in process or a request starts waiting unsent (a waiter clears
-    #: it, then reads ``lead_writes_in_process`` and ``lead_writes_unsent``).
+    #: Set each time a Sync Leads call stops being in process or a request starts waiting unsent, and replaced by a
+    #: fresh one then: a waiter takes the current event, reads ``lead_writes_in_process`` and ``lead_writes_unsent``,
+    #: and waits on that event (set by the next change, whoever else waits; nobody clears it).
     lead_writes_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def count_error(self, code: str) -> None:
@@ -109,7 +110,7 @@ class CallStats:
             whys.discard(why)
         if not whys:
             del self.lead_writes[call]
-            self.lead_writes_changed.set()
+            self._lead_writes_changed()
 
     def stop_lead_writes(self) -> None:
         """From now on a Sync Leads request waits unsent once it has its limiter permit, until its caller cancels
@@ -123,9 +124,15 @@ class CallStats:
         """``task``'s Sync Leads request waits (``now``) or no longer waits unsent (``lead_writes_unsent``)."""
         if now:
             self.lead_writes_unsent.add(task)
-            self.lead_writes_changed.set()
+            self._lead_writes_changed()
         else:
             self.lead_writes_unsent.discard(task)
+
+    def _lead_writes_changed(self) -> None:
+        """Wake whoever waits on the current ``lead_writes_changed`` and give later waiters a fresh one (an event two
+        stopping lanes clear in turn could lose a wake-up)."""
+        self.lead_writes_changed.set()
+        self.lead_writes_changed = asyncio.Event()
 
     def resends(self) -> dict[str, int]:
         """``retries`` by reason, every one of ``RESEND_REASONS`` (0 when none was counted)."""
@@ -494,11 +501,18 @@ class MarketoTransport:
         to the limiter (not counted, throttled) before the slot is freed. The token is taken once the
         slot is held: taken before, it could die during a long wait for the slot (a 606 pause, a
         busy instance) and cost the call its one re-authentication."""
+        if self._lead_write_stopped(req):  # not even a limiter slot (a 606 pause, a park: it would not show as unsent)
+            return await self._unsent(req)
         async with self.limiter.slot() as permit:
-            if not (req.lead_write and self.stats.lead_writes_stopped and id(req) not in self.stats.lead_writes):
+            if not self._lead_write_stopped(req):  # (stopped while it waited for the slot)
                 return await self._send_in_slot(req, permit)
             permit.not_counted = True  # nothing is sent: the slot and the daily unit go back
         return await self._unsent(req)
+
+    def _lead_write_stopped(self, req: Request) -> bool:
+        """A Sync Leads request that must not go on the wire (``CallStats.stop_lead_writes``): any but a later attempt
+        of a call once held by the replay delay."""
+        return req.lead_write and self.stats.lead_writes_stopped and id(req) not in self.stats.lead_writes
 
     async def _unsent(self, req: Request) -> _Answer:
         """A Sync Leads request after ``CallStats.stop_lead_writes``: it waits, unsent, until its caller is cancelled

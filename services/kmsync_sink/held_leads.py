@@ -88,8 +88,9 @@ class LeadCallWatch:
                 and any(task in stats.lead_writes_unsent for task in self._tasks))
 
     def changed(self) -> asyncio.Event | None:
-        """Set by the client when a Sync Leads call stops being in process or a request starts waiting unsent (the
-        waiter clears it before it reads ``unsent``); None without a client that reports its calls."""
+        """The client's current event for the next change (a Sync Leads call stops being in process or a request starts
+        waiting unsent): take it before reading ``unsent``, then wait on it; None without a client that reports its
+        calls."""
         return self._stats.lead_writes_changed if self._stats is not None else None
 
 

@@ -441,10 +441,9 @@ class InstanceWorker:
         """Wait until the window ends, ``held_deadline`` passes, or only a cancellation can end the window's lead calls
         and it leaves nothing running at Marketo (``lead_calls.unsent()``: True). Woken by the client
         (``lead_calls.changed()``), not polled."""
-        changed = self.lead_calls.changed()
         loop = asyncio.get_running_loop()
-        while changed is not None and not window.done():
-            changed.clear()
+        while (changed := self.lead_calls.changed()) is not None and not window.done():
+            # The current event, taken before the state is read: any change after this read sets it.
             if self.lead_calls.unsent():
                 return True
             remaining = held_deadline - loop.time()

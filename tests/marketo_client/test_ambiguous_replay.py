@@ -21,6 +21,7 @@ from kmsync_marketo.errors import MarketoApiError
 from kmsync_marketo.limiter import LimiterRegistry
 from kmsync_marketo.retry_replay import in_process_reason, replay_wait, same_key_write
 from kmsync_marketo.settings import RetrySettings
+from kmsync_marketo.transport import CallStats
 from kmsync_testing.waiting import wait_for
 from marketo_sandbox.config import FaultConfig, FaultRule
 
@@ -195,6 +196,33 @@ async def test_stopped_lead_writes_send_no_new_request_but_still_replay_a_held_c
         assert stats.lead_writes_unsent == set() and len(_sync_times(env)) == 2
         assert env.inst.leads_by_email("new@example.com") == []
         await _settle(env)
+
+
+async def test_a_sync_leads_call_made_after_the_stop_takes_no_limiter_slot() -> None:
+    """A call that starts after ``stop_lead_writes`` waits unsent before the limiter: no slot, nothing counted (a
+    call that waited in the limiter, e.g. behind a 606 pause, would not show as unsent to the stopping caller)."""
+    async with sandbox_env() as env:
+        client = _parked_client(env)
+        stats = client.transport.stats
+        started = client.transport.limiter.stats().calls_started
+        stats.stop_lead_writes()
+        new = asyncio.create_task(client.sync_leads([{"email": "new@example.com"}]))
+        await wait_for(lambda: bool(stats.lead_writes_unsent), within=10, what="the new call waiting unsent")
+        assert client.transport.limiter.stats().calls_started == started and _sync_times(env) == []
+        new.cancel()
+        await asyncio.gather(new, return_exceptions=True)
+        assert stats.lead_writes_unsent == set()
+
+
+async def test_a_change_of_the_lead_writes_wakes_every_waiter_and_later_ones_wait_for_the_next() -> None:
+    """Two stopping lanes wait on the client's ``lead_writes_changed``: a change wakes both (nobody clears the event
+    another waits on), and a waiter that comes after it gets a fresh event."""
+    stats = CallStats()
+    waiters = [asyncio.create_task(stats.lead_writes_changed.wait()) for _ in range(2)]
+    stats.lead_write(1, "sent", now=True)
+    stats.lead_write(1, "sent", now=False)
+    await asyncio.wait_for(asyncio.gather(*waiters), 5)
+    assert not stats.lead_writes_changed.is_set(), "the next waiter waits for the next change"
 
 
 def test_which_answers_may_leave_a_lead_write_running() -> None:
