@@ -113,9 +113,10 @@ class CallStats:
             self._lead_writes_changed()
 
     def stop_lead_writes(self) -> None:
-        """From now on a Sync Leads request waits unsent once it has its limiter permit, until its caller cancels
-        it (never a failure, no attempt spent), except the replay of a call held by the replay delay (the call is
-        in ``lead_writes``: its first request may still run, and the replay is what a stopping caller waits for).
+        """From now on a Sync Leads request waits unsent (before the limiter, or once it has its permit if it was
+        already waiting there) until its caller cancels it (never a failure, no attempt spent), except a later
+        attempt of a call held by the replay delay (the call is in ``lead_writes``: its first request may still run,
+        and the answer is what a stopping caller waits for).
         For a caller that stops and must not leave a new lead write running at Marketo when it gives up (the sink's
         extended drain, kmsync_sink/worker.py). Not undone: the client is not used after such a stop."""
         self.lead_writes_stopped = True
