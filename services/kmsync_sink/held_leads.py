@@ -74,8 +74,9 @@ class LeadCallWatch:
     def stop_new_requests(self) -> None:
         """No new Sync Leads request of the client goes on the wire from now on (``CallStats.stop_lead_writes``: one
         waits unsent, before the limiter or after its permit, until it is cancelled; every later attempt of a call
-        once held still goes out). The client is shared by the instance's two lanes, which stop together (a stop takes every worker;
-        a revocation every worker of an instance one of whose workers leaves, service.py ``on_revoked``)."""
+        once held still goes out). The client is shared by the instance's two lanes, which stop together (a stop
+        takes every worker; a revocation every worker of an instance one of whose workers leaves, service.py
+        ``on_revoked``)."""
         if self._stats is not None:
             self._stats.stop_lead_writes()
 
