@@ -102,12 +102,15 @@ class CallStats:
         return len(self.lead_writes)
 
     def lead_write(self, call: int, why: str, *, now: bool) -> None:
-        """Call ``call`` is (``now``) or is no longer ``sent``/``held`` (``lead_writes``)."""
-        whys = self.lead_writes.setdefault(call, set())
+        """Call ``call`` is (``now``) or is no longer ``sent``/``held`` (``lead_writes``). Ending what the call was not
+        (every Sync Leads call ends its hold, held or not) changes nothing and wakes nobody."""
         if now:
-            whys.add(why)
-        else:
-            whys.discard(why)
+            self.lead_writes.setdefault(call, set()).add(why)
+            return
+        whys = self.lead_writes.get(call)
+        if whys is None or why not in whys:
+            return
+        whys.discard(why)
         if not whys:
             del self.lead_writes[call]
             self._lead_writes_changed()

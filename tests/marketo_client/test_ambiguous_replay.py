@@ -223,6 +223,9 @@ async def test_a_change_of_the_lead_writes_wakes_every_waiter_and_later_ones_wai
     stats.lead_write(1, "sent", now=False)
     await asyncio.wait_for(asyncio.gather(*waiters), 5)
     assert not stats.lead_writes_changed.is_set(), "the next waiter waits for the next change"
+    before = stats.lead_writes_changed
+    stats.lead_write(2, "held", now=False)  # every Sync Leads call ends its hold, most were never held
+    assert not before.is_set() and stats.lead_writes_changed is before and stats.lead_writes == {}, "no wake-up"
 
 
 def test_which_answers_may_leave_a_lead_write_running() -> None:
