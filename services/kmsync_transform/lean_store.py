@@ -475,6 +475,7 @@ class _Recoverer:
         self.reader, self.probe, self.stores = reader, probe, stores
         self.deadline, self.timeout_s = deadline, timeout_s
         self.ends: dict[tuple[str, int], int] = {}
+        self.starts: dict[tuple[str, int], int] = {}
 
     def _high(self, topic: str, partition: int) -> int:
         left = max(self.deadline - time.monotonic(), 1.0)
@@ -498,7 +499,7 @@ class _Recoverer:
                 store.recovered(start)
                 del self.stores[(topic, partition)]
                 continue
-            self.ends[(topic, partition)] = high
+            self.ends[(topic, partition)], self.starts[(topic, partition)] = high, start
             assignment.append(TopicPartition(topic, partition, start))
         if assignment:
             self.reader.assign(assignment)
@@ -537,6 +538,6 @@ class _Recoverer:
     def _left(self) -> str:
         where = list(self.stores)
         positions = self.reader.position([TopicPartition(t, p) for t, p in where])
-        return "; ".join(f"{t}[{p}] at offset {pos.offset} of {self.ends[(t, p)]} (a transaction still open at the "
-                         "tail stops a read_committed reader until it ends)"
+        return "; ".join(f"{t}[{p}] at offset {max(pos.offset, self.starts[(t, p)])} of {self.ends[(t, p)]} (a "
+                         "transaction still open at the tail stops a read_committed reader until it ends)"
                          for (t, p), pos in zip(where, positions, strict=True))

@@ -9,18 +9,32 @@ aborted transaction, and a quix engine that resumes from a changelog lean wrote.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from quixstreams.state.rocksdb import RocksDBOptions, RocksDBStorePartition
 from rocksdict import Options, Rdict
 
-from kmsync_contracts.topics import POLL_RESPONSES, TopicSpec
+from kmsync_bench.transform_cpu import RETENTION, counted, operations, person, produce, tenants
+from kmsync_common.clock import SystemClock
+from kmsync_contracts.groups import TRANSFORM_APP_ID
+from kmsync_contracts.topics import ATTENDEE_STATUS, MARKETO_OPS, POLL_RESPONSES, SESSION_ENGAGEMENT, TopicSpec
+from kmsync_kafka import topic_name
+from kmsync_kafka.reading import read_to_end
+from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.waiting import wait_for
 from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.engine_quix import QuixTransform
 from kmsync_transform.keyed import Envelope, KeyedSteps, Output
 from kmsync_transform.lean_store import (
     MARKER_VALUE,
@@ -31,8 +45,10 @@ from kmsync_transform.lean_store import (
     LeanStoreError,
     quix_changelog_name,
     quix_stamp,
+    recover_stores,
 )
 from kmsync_transform.metrics import TransformMetrics
+from kmsync_transform.settings import TransformSettings
 
 from .golden_inputs import inputs, sources
 from .test_keyed_steps import message_key, steps
@@ -360,3 +376,168 @@ def test_each_recovers_the_others_changelog_to_its_own_values(tmp_path: Path) ->
     assert local_values(tmp_path / "lean-from-quix") == expected
     assert local_values(tmp_path / "quix-from-lean") == expected
     assert len(expected) > 15
+
+
+# ----- with the broker
+class FixedNow(SystemClock):
+    """The clock operations carry (emitted_at); state expiry runs on record times, not on this."""
+
+    def now(self) -> datetime:
+        return datetime(2026, 12, 6, 18, 0, tzinfo=UTC)
+
+
+def run_quix(broker: KafkaBroker, prefix: str, state_dir: Path, records: int, ops: int) -> TransformMetrics:
+    """The quix engine in this process until it has read ``records`` input records and emitted ``ops``
+    operations; then stopped (its checkpoint in hand is committed on the way out)."""
+    settings = TransformSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, transform_state_dir=state_dir,
+                                 transform_state_retention_seconds=int(RETENTION.total_seconds()))
+    metrics = TransformMetrics()
+    quix = QuixTransform(settings, tenants(), metrics=metrics, clock=FixedNow())
+
+    def done() -> bool:
+        read, emitted = counted(metrics)
+        return read >= records and emitted >= ops
+
+    def watch() -> None:
+        asyncio.run(wait_for(done, within=150, what="the quix engine's records and operations"))
+        assert quix.app is not None
+        quix.app.stop()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    quix.run()
+    watcher.join(timeout=10)
+    assert done()
+    return metrics
+
+
+def stateful_topics(prefix: str) -> dict[str, int]:
+    """The topics whose partitions keep a store in the quix engine (statuses, engagement, the polls'
+    repartition topic) and their partitions."""
+    group = f"{prefix}{TRANSFORM_APP_ID}"
+    polls = topic_name(POLL_RESPONSES, prefix)
+    return {topic_name(ATTENDEE_STATUS, prefix): ATTENDEE_STATUS.partitions,
+            topic_name(SESSION_ENGAGEMENT, prefix): SESSION_ENGAGEMENT.partitions,
+            f"repartition__{group}--{polls}--session": POLL_RESPONSES.partitions}
+
+
+@pytest.mark.kafka
+def test_the_quix_engines_changelogs_are_recovered_to_the_values_its_stores_hold(
+        kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path) -> None:
+    records = [r for i in range(6) for r in person(i)]
+    asyncio.run(produce(kafka_broker.bootstrap, topic_prefix, records))
+    run_quix(kafka_broker, topic_prefix, tmp_path / "quix", len(records), operations(6, engagement_only=False))
+    group = f"{topic_prefix}{TRANSFORM_APP_ID}"
+    quix_root = tmp_path / "quix" / group / "default"
+    topics = stateful_topics(topic_prefix)
+    stores = [LeanStore(tmp_path / "lean" / topic / str(p), quix_changelog_name(group, topic), p)
+              for topic, partitions in topics.items() for p in range(partitions)]
+    recover_stores(kafka_broker.bootstrap, stores, timeout_s=60)
+    for store in stores:
+        store.close()
+    found = dict.fromkeys(topics, 0)
+    for topic, partitions in topics.items():
+        for p in range(partitions):
+            quix_values = local_values(quix_root / topic / str(p)) if (quix_root / topic / str(p)).exists() else {}
+            assert local_values(tmp_path / "lean" / topic / str(p)) == quix_values, (topic, p)
+            found[topic] += len(quix_values)
+    assert all(found.values()), f"a store kept nothing: {found}"
+
+
+def changelog_topic(broker: KafkaBroker, name: str) -> None:
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(name, 1, 1, config={"cleanup.policy": "compact"})])[name].result(timeout=30)
+
+
+def transactional(broker: KafkaBroker, tx_id: str) -> Producer:
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": tx_id})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    return producer
+
+
+@pytest.mark.kafka
+def test_recovery_passes_an_aborted_transaction_and_waits_for_an_open_one_at_the_tail(
+        kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path) -> None:
+    changelog = f"{topic_prefix}changelog"
+    changelog_topic(kafka_broker, changelog)
+    writer = transactional(kafka_broker, f"{topic_prefix}a")
+    writer.produce(changelog, stamped(SENTINEL_NEVER, "one"), b"k1", headers=STAMPED)
+    writer.commit_transaction(30)
+    aborted = transactional(kafka_broker, f"{topic_prefix}b")
+    aborted.produce(changelog, stamped(SENTINEL_NEVER, "never"), b"k2", headers=STAMPED)
+    aborted.flush(30)
+    aborted.abort_transaction(30)
+    store = LeanStore(tmp_path / "s", changelog, 0)
+    recover_stores(kafka_broker.bootstrap, [store], timeout_s=30)  # the abort marker is the tail: passed
+    assert store.get(b"k1", NO_HIGH_WATER) == b'"one"' and store.get(b"k2", NO_HIGH_WATER) is None
+    assert store.recovery_start() == 4  # k1, its commit marker, k2, its abort marker
+    open_one = transactional(kafka_broker, f"{topic_prefix}c")
+    open_one.produce(changelog, stamped(SENTINEL_NEVER, "three"), b"k3", headers=STAMPED)
+    open_one.flush(30)
+    with pytest.raises(LeanStoreError, match="offset 4 of 5"):
+        recover_stores(kafka_broker.bootstrap, [store], timeout_s=3)  # read_committed stops before k3
+    open_one.commit_transaction(30)
+    recover_stores(kafka_broker.bootstrap, [store], timeout_s=30)
+    assert store.get(b"k3", NO_HIGH_WATER) == b'"three"' and store.recovery_start() == 6
+    store.close()
+
+
+def lean_pass(broker: KafkaBroker, prefix: str, root: Path, records: int) -> None:
+    """What a lean engine commits for the first ``records`` input records (statuses and engagement), in one
+    transaction: each store's changelog records, on the changelog topics the quix engine uses, and the consumed
+    offsets of the transform group; no operations (a quix engine that takes over emits only its own)."""
+    group = f"{prefix}{TRANSFORM_APP_ID}"
+    specs = {topic_name(spec, prefix): spec for spec in (ATTENDEE_STATUS, SESSION_ENGAGEMENT)}
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for topic, spec in specs.items():  # as the quix engine creates them: compacted, the input's partitions
+        name = quix_changelog_name(group, topic)
+        admin.create_topics([NewTopic(name, spec.partitions, 1, config={"cleanup.policy": "compact"})])[name].result(30)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(t, p, 0) for t, spec in specs.items() for p in range(spec.partitions)])
+    keyed = KeyedSteps(tenants(), TransformMetrics(), clock=FixedNow().now, retention=RETENTION)
+    state, stores, last = LeanState(), dict[tuple[str, int], LeanStore](), dict[tuple[str, int], int]()
+    deadline, read = time.monotonic() + 60, 0
+    while read < records:
+        assert time.monotonic() < deadline, f"read {read} of {records} input records"
+        for m in consumer.consume(100, timeout=0.5):
+            topic, partition, offset, key = m.topic(), m.partition(), m.offset(), m.key()
+            assert topic is not None and partition is not None and offset is not None and key is not None
+            store = stores.get((topic, partition))
+            if store is None:
+                store = stores[(topic, partition)] = LeanStore(root / topic / str(partition),
+                                                               quix_changelog_name(group, topic), partition)
+            state.bind(store, key, m.timestamp()[1])
+            keyed.record(specs[topic], m.value() or b"", SourceRef(topic=topic, partition=partition, offset=offset,
+                                                                   key=key.decode()), state)
+            last[(topic, partition)], read = offset, read + 1
+    producer = transactional(broker, f"{prefix}lean")
+    for (topic, partition), store in stores.items():
+        store.sweep_due()
+        for key, value, headers in store.changelog_records({topic: last[(topic, partition)]}):
+            producer.produce(store.changelog, value, key, partition=partition, headers=headers)
+    producer.send_offsets_to_transaction([TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
+                                         consumer.consumer_group_metadata(), 30)
+    producer.commit_transaction(30)
+    for store in stores.values():
+        store.apply(None)
+        store.close()
+    consumer.close()
+
+
+@pytest.mark.kafka
+def test_a_quix_engine_takes_over_the_state_lean_wrote(kafka_broker: KafkaBroker, topic_prefix: str,
+                                                        tmp_path: Path) -> None:
+    """Lean processes each person's statuses and final engagement snapshot; the same records come again and a quix
+    engine on a fresh state directory takes over: recovered from lean's changelog, its state knows them, so
+    only the idempotent custom object upserts come again (no status, no lead change, no second activity:
+    tests/transform/test_repeated_input.py). Without lean's state every operation would be emitted again."""
+    people = 4
+    records = [r for i in range(people) for r in person(i) if r[0] is not POLL_RESPONSES]
+    asyncio.run(produce(kafka_broker.bootstrap, topic_prefix, records))
+    lean_pass(kafka_broker, topic_prefix, tmp_path / "lean", len(records))
+    asyncio.run(produce(kafka_broker.bootstrap, topic_prefix, records))
+    run_quix(kafka_broker, topic_prefix, tmp_path / "quix", len(records), people)
+    ops = asyncio.run(read_to_end(kafka_broker.bootstrap, topic_name(MARKETO_OPS, topic_prefix)))
+    assert Counter(orjson.loads(m.value)["kind"] for m in ops) == {"custom_object_upsert": people}
