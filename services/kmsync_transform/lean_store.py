@@ -153,6 +153,7 @@ class LeanStore:
         self._next_offset: int | None = None if stored is None else _unpack_from(stored)[0]
         self._marker = meta.get(_MARKER) is not None
         del meta
+        self._persisted_high_water = self.high_water_ms
         #: The checkpoint in hand: key → stamped value, None for a delete (the last change of a key wins).
         self._staged: dict[bytes, bytes | None] = {}
         self._index_drops: list[bytes] = []  # stale index entries the sweep met (written with the stage)
@@ -242,7 +243,11 @@ class LeanStore:
 
     def apply(self, changelog_next: int | None) -> None:
         """After the checkpoint's transaction committed: the staged changes, their index entries, the high water
-        and the next changelog offset to recover from (None: unchanged) in one WriteBatch; the stage is cleared."""
+        and the next changelog offset to recover from (None: unchanged) in one WriteBatch; the stage is cleared.
+        Nothing is written when nothing changed."""
+        moved = self.high_water_ms != self._persisted_high_water or changelog_next not in (None, self._next_offset)
+        if not (self._staged or self._index_drops or self._marker_staged or moved):
+            return
         batch = WriteBatch(raw_mode=True)
         for index_key in self._index_drops:
             batch.delete(index_key, self._index_cf)
@@ -258,6 +263,7 @@ class LeanStore:
         if changelog_next is not None:
             self._next_offset = changelog_next
         self._marker = self._marker or self._marker_staged
+        self._persisted_high_water = self.high_water_ms
         self.discard()
 
     def discard(self) -> None:

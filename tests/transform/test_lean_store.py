@@ -130,6 +130,25 @@ def test_changelog_records_are_quixstreams_each_key_once_with_its_last_value_and
     reopened.close()
 
 
+def test_a_checkpoint_that_changed_nothing_writes_nothing(tmp_path: Path) -> None:
+    """The engine applies every store at every checkpoint; a store its records did not touch is not written."""
+    store = LeanStore(tmp_path / "s", "changelog", 0)
+    store.advance(T0_MS)
+    store.put(b"k", b"1", SENTINEL_NEVER)
+    store.apply(5)
+    written = store._db.latest_sequence_number()
+    store.apply(None)
+    store.apply(5)
+    assert store._db.latest_sequence_number() == written
+    store.advance(T0_MS + 1)  # a record read state: its time is kept
+    store.apply(None)
+    assert store._db.latest_sequence_number() > written
+    store.close()
+    reopened = LeanStore(tmp_path / "s", "changelog", 0)
+    assert reopened.high_water_ms == T0_MS + 1
+    reopened.close()
+
+
 # ----- LeanState: quixstreams' keys, values and stamps
 def test_lean_state_serializes_keys_values_and_stamps_as_quixstreams(tmp_path: Path) -> None:
     store = LeanStore(tmp_path / "s", "changelog", 0)
@@ -213,7 +232,7 @@ def test_recovery_applies_stamped_legacy_and_tombstone_records_and_skips_what_qu
     records: list[tuple[bytes, bytes | None, list[tuple[str, bytes]]]] = [
         (b"live", stamped(T0_MS + 1, "v"), [*STAMPED[:1], ("__processed_tp_offsets__", b'{"in":2}'), *STAMPED[2:]]),
         (b"expired", stamped(T0_MS, "x"), [*STAMPED[:1], ("__processed_tp_offsets__", b'{"in":2}'), *STAMPED[2:]]),
-        (b"legacy", b'"raw"', legacy),
+        (b"legacy", b'"a legacy value"', legacy),
         (b"gone", None, legacy),
         (b"__ttl_migration_done__", MARKER_VALUE, MARKER_HEADERS[:1]),
         (b"uncommitted", stamped(SENTINEL_NEVER, 1), [*STAMPED[:1], ("__processed_tp_offsets__", b'{"in":10}')]),
@@ -222,7 +241,7 @@ def test_recovery_applies_stamped_legacy_and_tombstone_records_and_skips_what_qu
         store.recover(key, value, headers, offset)
     store.recovered(9)
     assert store.get(b"live", store.high_water_ms) == b'"v"'
-    assert store.get(b"legacy", store.high_water_ms) == b'"raw"'  # kept, without an expiry
+    assert store.get(b"legacy", store.high_water_ms) == b'"a legacy value"'  # no stamp to strip, no expiry
     for key in (b"expired", b"gone", b"uncommitted"):
         assert store.get(key, NO_HIGH_WATER) is None, key
     store.put(b"more", b"1", SENTINEL_NEVER)
@@ -422,8 +441,12 @@ def stateful_topics(prefix: str) -> dict[str, int]:
 
 
 @pytest.mark.kafka
-def test_the_quix_engines_changelogs_are_recovered_to_the_values_its_stores_hold(
+def test_the_quix_engines_changelogs_are_recovered_to_the_values_its_stores_hold_and_lean_writes_them_alike(
         kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path) -> None:
+    """The quix engine over each person's statuses, snapshot and poll answer; then ``recover_stores`` from its three
+    changelogs gives the values its own stores hold, byte for byte; and the same records (in each partition's
+    order, with their timestamps; polls from the repartition topic it wrote) through LeanState and LeanStore
+    give the records its changelogs keep: keys, stamped values, column family and stamped headers."""
     records = [r for i in range(6) for r in person(i)]
     asyncio.run(produce(kafka_broker.bootstrap, topic_prefix, records))
     run_quix(kafka_broker, topic_prefix, tmp_path / "quix", len(records), operations(6, engagement_only=False))
@@ -442,6 +465,58 @@ def test_the_quix_engines_changelogs_are_recovered_to_the_values_its_stores_hold
             assert local_values(tmp_path / "lean" / topic / str(p)) == quix_values, (topic, p)
             found[topic] += len(quix_values)
     assert all(found.values()), f"a store kept nothing: {found}"
+    replayed = replay_as_lean(kafka_broker, topic_prefix, tmp_path / "replay")
+    for topic in topics:
+        changelog = quix_changelog_name(group, topic)
+        assert replayed[changelog] == last_records(kafka_broker, changelog), topic
+
+
+#: A changelog's records as compared: (partition, key) → (value, column family header, stamped header).
+Compacted = dict[tuple[int, bytes], tuple[bytes | None, bytes | None, bytes | None]]
+
+
+def last_records(broker: KafkaBroker, changelog: str) -> Compacted:
+    """The last record of each key on a changelog (what its compaction keeps), processed offsets left out (a
+    checkpoint's boundaries are the engine's)."""
+    out: Compacted = {}
+    for m in asyncio.run(read_to_end(broker.bootstrap, changelog)):
+        headers = dict(m.headers)
+        assert m.key is not None
+        out[(m.partition, m.key)] = (m.value, headers.get("__column_family__"), headers.get("__ttl_stamped__"))
+    return out
+
+
+def replay_as_lean(broker: KafkaBroker, prefix: str, root: Path) -> dict[str, Compacted]:
+    """Every record the quix engine processed, again, in each partition's order and with its timestamp, through
+    KeyedSteps over LeanState and LeanStore: statuses and engagement from their inputs, polls from the
+    repartition topic the quix engine wrote (keyed by session). Per changelog: the records lean would write."""
+    group = f"{prefix}{TRANSFORM_APP_ID}"
+    keyed = KeyedSteps(tenants(), TransformMetrics(), clock=FixedNow().now, retention=RETENTION)
+    state, out = LeanState(), dict[str, Compacted]()
+    specs = {topic_name(ATTENDEE_STATUS, prefix): ATTENDEE_STATUS, topic_name(SESSION_ENGAGEMENT, prefix):
+             SESSION_ENGAGEMENT}
+    for topic in stateful_topics(prefix):
+        changelog, stores = quix_changelog_name(group, topic), dict[int, LeanStore]()
+        for m in asyncio.run(read_to_end(broker.bootstrap, topic)):
+            store = stores.get(m.partition)
+            if store is None:
+                store = stores[m.partition] = LeanStore(root / topic / str(m.partition), changelog, m.partition)
+            assert m.key is not None and m.value is not None
+            if topic in specs:
+                state.bind(store, m.key, m.timestamp)
+                source = SourceRef(topic=topic, partition=m.partition, offset=m.offset, key=m.key.decode())
+                keyed.record(specs[topic], m.value, source, state)
+            else:
+                state.bind(store, m.key.decode(), m.timestamp)  # the session: quixstreams' str key
+                keyed.poll(Envelope.decode(m.key.decode(), m.value), state)
+        compacted: Compacted = {}
+        for partition, store in stores.items():
+            for key, value, headers in store.changelog_records({topic: 0}):
+                found = dict(headers)
+                compacted[(partition, key)] = (value, found.get("__column_family__"), found.get("__ttl_stamped__"))
+            store.close()
+        out[changelog] = compacted
+    return out
 
 
 def changelog_topic(broker: KafkaBroker, name: str) -> None:
