@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -16,6 +18,7 @@ from kmsync_common.logs import setup_logging
 from kmsync_config.settings import load_settings
 from kmsync_config.tenants import ConfigError, TenantsConfig, load_tenants
 from kmsync_transform.app import TransformWorker
+from kmsync_transform.metrics import TransformMetrics
 from kmsync_transform.settings import TransformSettings
 
 
@@ -34,20 +37,42 @@ def main(argv: list[str]) -> int:
         return 2
     if settings.transform_engine == "quix":
         return serve_quix(settings, tenants)
+    if settings.transform_engine == "lean":
+        return serve_lean(settings, tenants)
     return asyncio.run(serve(settings, tenants))
 
 
 def serve_quix(settings: TransformSettings, tenants: TenantsConfig) -> int:
-    """The quixstreams engine: /healthz, /readyz, /metrics on a thread; quixstreams owns the main
-    thread and SIGTERM/SIGINT (it commits the checkpoint in hand, then stops)."""
-    from kmsync_transform.engine_quix import HealthServer, QuixTransform  # only this engine needs quixstreams
+    """The quixstreams engine: quixstreams owns the main thread and SIGTERM/SIGINT (it commits the
+    checkpoint in hand, then stops)."""
+    from kmsync_transform.engine_quix import QuixTransform  # only this engine needs quixstreams' application
 
     log = setup_logging("transform", settings.log_level)
     engine = QuixTransform(settings, tenants)
-    health = HealthServer(settings.http_host, settings.http_port, lambda: engine.ready, engine.metrics)
+    return serve_engine(engine.run, lambda: engine.ready, engine.metrics, settings, log)
+
+
+def serve_lean(settings: TransformSettings, tenants: TenantsConfig) -> int:
+    """The lean engine on the main thread; SIGTERM/SIGINT ask it to stop: the checkpoint in hand is
+    committed, then the clients close."""
+    from kmsync_transform.engine_lean import LeanTransform
+
+    log = setup_logging("transform", settings.log_level)
+    engine = LeanTransform(settings, tenants)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: engine.stop())
+    return serve_engine(engine.run, lambda: engine.ready, engine.metrics, settings, log)
+
+
+def serve_engine(run: Callable[[], None], ready: Callable[[], bool], metrics: TransformMetrics,
+                 settings: TransformSettings, log: logging.Logger) -> int:
+    """``run()`` an engine whose loop is synchronous, with /healthz, /readyz and /metrics on a thread."""
+    from kmsync_transform.health_thread import HealthServer
+
+    health = HealthServer(settings.http_host, settings.http_port, ready, metrics)
     health.start()
     try:
-        engine.run()
+        run()
         log.info("transform stopped: last checkpoint committed")
     finally:
         health.stop()

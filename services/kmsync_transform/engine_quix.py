@@ -26,7 +26,6 @@ import asyncio
 import logging
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -34,9 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from quixstreams import Application, State, message_context
 from quixstreams.models import Topic
 from quixstreams.models.serializers import SerializationContext, Serializer
@@ -44,7 +41,6 @@ from quixstreams.models.topics.exceptions import TopicNotFoundError
 from quixstreams.state.rocksdb import RocksDBOptions
 
 from kmsync_common.clock import Clock, SystemClock
-from kmsync_common.health import add_health_routes
 from kmsync_config.tenants import TenantsConfig
 from kmsync_contracts.topics import (
     ATTENDEE_STATUS,
@@ -60,6 +56,7 @@ from kmsync_contracts.topics import (
 from kmsync_kafka.clients import ensure_topics, topic_name
 from kmsync_transform.dead_letters import SourceRef
 from kmsync_transform.hanging_check import HangingCheckThread
+from kmsync_transform.internal_topics import SESSION_GROUP, tune_changelogs
 from kmsync_transform.keyed import Envelope, KeyedSteps, Output
 from kmsync_transform.left_open import end_previous_incarnation, transactional_id
 from kmsync_transform.metrics import TransformMetrics
@@ -69,8 +66,6 @@ from kmsync_transform.store_upkeep import StoreUpkeep, configure_malloc, quix_in
 
 log = logging.getLogger("kmsync.transform")
 
-#: The repartition step's name (quixstreams names the topic repartition__<group>--<topic>--<name>).
-SESSION_GROUP = "session"
 #: How often (per partition) the lag gauge reads librdkafka's cached high watermark mid-backlog.
 LAG_EVERY_SECONDS = 0.5
 #: RocksDB memory. quixstreams' defaults (64 MiB memtables, up to 3 per store partition, 1 GiB block
@@ -81,12 +76,6 @@ LAG_EVERY_SECONDS = 0.5
 #: empties this cache (measured in docs/benchmarks.md, "Transform: state retention, memory and recovery").
 ROCKSDB_WRITE_BUFFER_BYTES = 2 * 1024 * 1024
 ROCKSDB_BLOCK_CACHE_BYTES = 32 * 1024 * 1024
-#: Compaction of the state changelogs. quixstreams creates them compacted with the broker's defaults:
-#: a 7-day segment, and the log cleaner never touches the active segment, so every expired entry and
-#: its tombstone would stay for days and a replica recovering its state would read them all. The
-#: segment time and tombstone time come from the settings; cleaning starts at 10 % dirty.
-#: (Kafka topic configs: https://kafka.apache.org/documentation/#topicconfigs)
-CHANGELOG_MIN_CLEANABLE_DIRTY_RATIO = "0.1"
 #: How long librdkafka gathers produced records into a batch (linger.ms). Under exactly-once nothing
 #: transform produces is visible before its checkpoint's transaction commits (read_committed readers,
 #: docs/reference/streaming.md §3), and quixstreams flushes the producer before it commits, so a linger
@@ -271,7 +260,7 @@ class QuixTransform:
         asyncio.run(end_previous_incarnation(self.settings))
         configure_malloc()
         self.app = build_retrying(self._build)
-        self._tune_changelogs()
+        tune_changelogs(self.settings)
         internals = quix_internals(self.app)
         self.upkeep = StoreUpkeep(internals, ROCKSDB_BLOCK_CACHE_BYTES)
         internals.register_periodic_task(self.upkeep.tick)
@@ -287,22 +276,6 @@ class QuixTransform:
             self.ready = False
             if self._own_state_dir is not None:
                 shutil.rmtree(self._own_state_dir, ignore_errors=True)
-
-
-    def _tune_changelogs(self) -> None:
-        """Set the compaction settings on this group's changelog topics (quixstreams created them in _build)."""
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
-        prefix = f"changelog__{self.group_id}--"
-        topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
-        config = {"segment.ms": str(self.settings.transform_changelog_segment_ms),
-                  "delete.retention.ms": str(self.settings.transform_changelog_delete_retention_ms),
-                  "min.cleanable.dirty.ratio": CHANGELOG_MIN_CLEANABLE_DIRTY_RATIO}
-        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in config.items()]
-        resources = [ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=entries) for t in topics]
-        if resources:
-            for future in admin.incremental_alter_configs(resources).values():
-                future.result(timeout=30)
-        log.info("changelog compaction set on %d topics: %s", len(resources), config)
 
 
 #: How often the application is built before a topic the broker does not show yet is an error.
@@ -330,32 +303,3 @@ def build_retrying(build: Callable[[], Application], attempts: int = BUILD_ATTEM
 
 def _envelope_key(envelope: Envelope) -> str:
     return envelope.key
-
-
-class HealthServer:
-    """/healthz, /readyz and /metrics on a thread of their own (quixstreams' loop is synchronous)."""
-
-    def __init__(self, host: str, port: int, ready: Callable[[], bool], metrics: TransformMetrics) -> None:
-        self.host, self.port, self.ready, self.metrics = host, port, ready, metrics
-        self.loop = asyncio.new_event_loop()
-        self.started = threading.Event()
-        self.thread = threading.Thread(target=self._serve, name="health", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        self.started.wait(timeout=30)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
-        add_health_routes(app, self.ready, registry=self.metrics.registry)
-        runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(runner.setup())
-        self.loop.run_until_complete(web.TCPSite(runner, self.host, self.port).start())
-        self.started.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(runner.cleanup())
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)

@@ -13,8 +13,10 @@ from kmsync_contracts.seed import ENGAGEMENT_OBJECT_DEDUPE_FIELDS, POLLS_OBJECT_
 from kmsync_transform.engagement import RateScale
 
 #: quix: the quixstreams application (exactly-once, partitioned state, N replicas; engine_quix.py).
+#: lean: the same steps, guarantees, topics and state format on a confluent-kafka loop at about half the quix
+#: engine's CPU per record (engine_lean.py, issue #22), while it proves itself.
 #: worker: the single-replica aiokafka worker (app.py), kept while the quix engine proves itself.
-Engine = Literal["quix", "worker"]
+Engine = Literal["quix", "lean", "worker"]
 
 
 class TransformSettings(CommonSettings):

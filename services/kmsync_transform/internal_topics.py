@@ -1,0 +1,157 @@
+"""Transform's internal topics, named as quixstreams names them, so the quix and the lean engine share them.
+
+quixstreams 3.28.1 names an application's internal topics ``<type>__<group>--<stream>--<suffix>``
+(``quixstreams.models.topics.manager.TopicManager._internal_name``): a store's changelog is
+``changelog__<group>--<input topic>--default``, the polls' group_by topic
+``repartition__<group>--<polls topic>--session``, and the store of what is read from it
+``changelog__<group>--repartition.<polls topic>.session--default`` (the repartition topic's name nested).
+Changelogs are compacted, with the compaction settings of ``tune_changelogs``; each has its stream's partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+
+from kmsync_contracts.topics import (
+    ATTENDEE_STATUS,
+    MARKETO_OPS,
+    MARKETO_OPS_BACKFILL,
+    POLL_RESPONSES,
+    SESSION_ENGAGEMENT,
+    TRANSFORM_DECISIONS,
+    TRANSFORM_DLQ,
+    TopicSpec,
+)
+from kmsync_kafka.clients import topic_name
+from kmsync_transform.settings import TransformSettings
+
+log = logging.getLogger("kmsync.transform")
+
+#: The polls' group_by step's name (quixstreams names its topic repartition__<group>--<topic>--<name>).
+SESSION_GROUP = "session"
+#: The store name quixstreams gives a dataframe's state.
+STORE = "default"
+#: Compaction of the state changelogs. quixstreams creates them compacted with the broker's defaults: a 7-day
+#: segment, and the log cleaner never touches the active segment, so every expired entry and its tombstone would
+#: stay for days and a replica recovering its state would read them all. The segment time and tombstone time come
+#: from the settings; cleaning starts at 10 % dirty. (Kafka topic configs:
+#: https://kafka.apache.org/documentation/#topicconfigs)
+CHANGELOG_MIN_CLEANABLE_DIRTY_RATIO = "0.1"
+#: How long an admin call may take.
+ADMIN_TIMEOUT_S = 30.0
+
+
+def changelog_name(group_id: str, stream: str) -> str:
+    return f"changelog__{group_id}--{stream}--{STORE}"
+
+
+def nested_name(group_id: str, internal: str) -> str:
+    """An internal topic's name inside another's, as quixstreams writes it (``TopicManager._format_nested_name``):
+    ``repartition__<group>--<topic>--session`` → ``repartition.<topic>.session``."""
+    if f"__{group_id}--" in internal:
+        return internal.replace(f"__{group_id}", "").replace("--", ".")
+    return internal
+
+
+@dataclass(frozen=True)
+class LeanTopics:
+    """The topic names one transform group reads and writes."""
+
+    group_id: str
+    #: Input topic name → its catalogue spec (the three Kaltura inputs).
+    spec_by_topic: dict[str, TopicSpec]
+    #: The polls' input topic.
+    polls: str
+    #: The polls' repartition topic (keyed by session); None when the polls' input has one partition, which
+    #: quixstreams re-keys in place (``StreamingDataFrame._single_partition_groupby``): every session is there.
+    repartition: str | None
+    #: keyed.py's destination → topic name.
+    destinations: dict[str, str]
+
+    @classmethod
+    def of(cls, settings: TransformSettings, polls_partitions: int) -> LeanTopics:
+        prefix = settings.topic_prefix
+        group = f"{prefix}{settings.transform_app_id}"
+        inputs = {topic_name(s, prefix): s for s in (ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES)}
+        destinations = {"ops": topic_name(MARKETO_OPS, prefix),
+                        "ops_backfill": topic_name(MARKETO_OPS_BACKFILL, prefix),
+                        "dlq": topic_name(TRANSFORM_DLQ, prefix),
+                        "decisions": topic_name(TRANSFORM_DECISIONS, prefix)}
+        polls = topic_name(POLL_RESPONSES, prefix)
+        repartition = None if polls_partitions == 1 else f"repartition__{group}--{polls}--{SESSION_GROUP}"
+        return cls(group, inputs, polls, repartition, destinations)
+
+    def subscribed(self) -> list[str]:
+        return [*self.spec_by_topic, *([self.repartition] if self.repartition else [])]
+
+    def changelog_of(self, topic: str) -> str | None:
+        """The changelog of the store kept for ``topic``'s partitions (the stream quixstreams names it after);
+        None for the polls' input when they are repartitioned (it keeps no state then)."""
+        if topic == self.repartition:
+            return changelog_name(self.group_id, nested_name(self.group_id, topic))
+        if topic == self.polls:
+            return None if self.repartition else changelog_name(self.group_id, f"{topic}--groupby--{SESSION_GROUP}")
+        return changelog_name(self.group_id, topic)
+
+    def stateful(self) -> list[str]:
+        """The topics whose partitions keep a store."""
+        return [t for t in self.subscribed() if self.changelog_of(t) is not None]
+
+
+def changelog_config(settings: TransformSettings) -> dict[str, str]:
+    return {"segment.ms": str(settings.transform_changelog_segment_ms),
+            "delete.retention.ms": str(settings.transform_changelog_delete_retention_ms),
+            "min.cleanable.dirty.ratio": CHANGELOG_MIN_CLEANABLE_DIRTY_RATIO}
+
+
+def create_internal_topics(settings: TransformSettings, topics: LeanTopics) -> None:
+    """The repartition topic (the polls' partitions and retention) and every store's changelog (compacted, its
+    stream's partitions), those missing; the compaction settings on every changelog (``tune_changelogs``)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    partitions = _partitions(admin)
+    if topics.repartition is not None:
+        _create(admin, partitions, [NewTopic(topics.repartition, num_partitions=partitions[topics.polls],
+                                             replication_factor=1, config=POLL_RESPONSES.config())])
+        partitions = _partitions(admin)
+    config = {"cleanup.policy": "compact", **changelog_config(settings)}
+    _create(admin, partitions, [NewTopic(name, num_partitions=partitions[source], replication_factor=1, config=config)
+                                for source in topics.stateful() if (name := topics.changelog_of(source))])
+    tune_changelogs(settings, admin)
+
+
+def polls_partitions(settings: TransformSettings) -> int:
+    """The polls' input's partitions (the topic exists: ensure_topics ran)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return _partitions(admin)[topic_name(POLL_RESPONSES, settings.topic_prefix)]
+
+
+def _partitions(admin: AdminClient) -> dict[str, int]:
+    return {t: len(m.partitions) for t, m in admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics.items()}
+
+
+def _create(admin: AdminClient, existing: dict[str, int], new: list[NewTopic]) -> None:
+    missing = [t for t in new if t.topic not in existing]
+    for future in admin.create_topics(missing).values() if missing else ():
+        try:
+            future.result(timeout=ADMIN_TIMEOUT_S)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+def tune_changelogs(settings: TransformSettings, admin: AdminClient | None = None) -> None:
+    """Set the compaction settings on this group's changelog topics (quixstreams creates them without)."""
+    admin = admin or AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    prefix = f"changelog__{settings.topic_prefix}{settings.transform_app_id}--"
+    names = [t for t in admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics if t.startswith(prefix)]
+    config = changelog_config(settings)
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in config.items()]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=entries) for t in names]
+    if resources:
+        for future in admin.incremental_alter_configs(resources).values():
+            future.result(timeout=ADMIN_TIMEOUT_S)
+    log.info("changelog compaction set on %d topics: %s", len(resources), config)
