@@ -24,6 +24,7 @@ it is assigned; a revocation commits the checkpoint in hand first; a lost partit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -164,7 +165,8 @@ class LeanTransform:
             self._loop()
             self.checkpoint()
         except BaseException:
-            self._abort_quietly()
+            with contextlib.suppress(KafkaException):  # the error that ended the loop is the one to report
+                self._abort()
             raise
         finally:
             self.ready = False
@@ -335,7 +337,7 @@ class LeanTransform:
     def _rewind(self) -> None:
         """Abort the checkpoint in hand, drop its staged state, and read its records again."""
         assert self.consumer is not None
-        self._abort_quietly()
+        self._abort()
         for (topic, partition), offset in self.started.items():
             if (topic, partition) in self.stores or topic in self.topics.spec_by_topic:
                 try:
@@ -344,16 +346,21 @@ class LeanTransform:
                     log.info("transform: %s[%d] not rewound (%s)", topic, partition, exc)
         self._ended()
 
-    def _abort_quietly(self) -> None:
+    def _abort(self) -> None:
+        """Abort the transaction in hand, if any, and drop the stores' staged writes. A fatal error (a fenced
+        producer) raises: the process ends and its restart recovers; any other failure is logged, and the
+        next transaction's start says whether the producer can go on."""
         for store in self.stores.values():
             store.discard()
         if self._txn_since is None or self.producer is None:
             return
+        self._txn_since = None
         try:
             self.producer.abort_transaction(TXN_TIMEOUT_S)
         except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise
             log.warning("transform: aborting the checkpoint in hand failed: %s", exc)
-        self._txn_since = None
 
     # ----- rebalances (called from consume(), on this thread)
     def _assigned(self, root: Path, partitions: list[TopicPartition]) -> None:
@@ -376,14 +383,14 @@ class LeanTransform:
         except Abortable as exc:
             log.warning("transform: the checkpoint before a revocation aborted (%s): the partitions' next "
                         "owner processes its records", exc)
-            self._abort_quietly()
+            self._abort()
             self._ended()
         self._drop(partitions)
 
     def _lost(self, partitions: list[TopicPartition]) -> None:
         log.warning("transform: %d partitions lost (this replica missed its session): the checkpoint in hand "
                     "is aborted", len(partitions))
-        self._abort_quietly()
+        self._abort()
         self._ended()
         self._drop(partitions)
 

@@ -11,6 +11,7 @@ Changelogs are compacted, with the compaction settings of ``tune_changelogs``; e
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -112,30 +113,43 @@ def create_internal_topics(settings: TransformSettings, topics: LeanTopics) -> N
     """The repartition topic (the polls' partitions and retention) and every store's changelog (compacted, its
     stream's partitions), those missing; the compaction settings on every changelog (``tune_changelogs``)."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    partitions = _partitions(admin)
-    if topics.repartition is not None:
-        _create(admin, partitions, [NewTopic(topics.repartition, num_partitions=partitions[topics.polls],
-                                             replication_factor=1, config=POLL_RESPONSES.config())])
-        partitions = _partitions(admin)
+    inputs = partitions_of(admin, list(topics.spec_by_topic))
+    streams = dict(inputs)
+    if topics.repartition is not None:  # its partitions are the polls': not read back (a new topic may not show yet)
+        streams[topics.repartition] = inputs[topics.polls]
+        _create(admin, [NewTopic(topics.repartition, num_partitions=inputs[topics.polls], replication_factor=1,
+                                 config=POLL_RESPONSES.config())])
     config = {"cleanup.policy": "compact", **changelog_config(settings)}
-    _create(admin, partitions, [NewTopic(name, num_partitions=partitions[source], replication_factor=1, config=config)
-                                for source in topics.stateful() if (name := topics.changelog_of(source))])
+    _create(admin, [NewTopic(name, num_partitions=streams[source], replication_factor=1, config=config)
+                    for source in topics.stateful() if (name := topics.changelog_of(source))])
     tune_changelogs(settings, admin)
 
 
 def polls_partitions(settings: TransformSettings) -> int:
-    """The polls' input's partitions (the topic exists: ensure_topics ran)."""
+    """The polls' input's partitions."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    return _partitions(admin)[topic_name(POLL_RESPONSES, settings.topic_prefix)]
+    polls = topic_name(POLL_RESPONSES, settings.topic_prefix)
+    return partitions_of(admin, [polls])[polls]
 
 
-def _partitions(admin: AdminClient) -> dict[str, int]:
-    return {t: len(m.partitions) for t, m in admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics.items()}
+def partitions_of(admin: AdminClient, names: list[str], within: float = ADMIN_TIMEOUT_S) -> dict[str, int]:
+    """The topics' partition counts, read again while one does not show yet: a broker's metadata can lag behind a
+    topic created a moment before (the same lag engine_quix.build_retrying works around)."""
+    deadline = time.monotonic() + within
+    while True:
+        shown = {t: len(m.partitions) for t, m in admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics.items()
+                 if t in names and m.error is None and m.partitions}
+        if len(shown) == len(set(names)):
+            return shown
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics not in the broker's metadata after {within:.0f} s: "
+                               f"{sorted(set(names) - set(shown))}")
+        time.sleep(0.5)
 
 
-def _create(admin: AdminClient, existing: dict[str, int], new: list[NewTopic]) -> None:
-    missing = [t for t in new if t.topic not in existing]
-    for future in admin.create_topics(missing).values() if missing else ():
+def _create(admin: AdminClient, new: list[NewTopic]) -> None:
+    """Create the topics; one that exists already is left as it is (quixstreams' or another replica's)."""
+    for future in admin.create_topics(new).values() if new else ():
         try:
             future.result(timeout=ADMIN_TIMEOUT_S)
         except KafkaException as exc:
