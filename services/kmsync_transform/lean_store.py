@@ -3,7 +3,8 @@ on quixstreams' own changelog topics, so the quix and the lean engine take over 
 a rollback needs no migration).
 
 What is shared is the changelog; the local RocksDB layout is ours. Everything below mirrors quixstreams 3.28.1
-(``.venv/lib/python3.11/site-packages/quixstreams/state``), observed on the quix engine's own changelogs:
+(its package ``quixstreams.state``; https://github.com/quixio/quix-streams), observed on the quix engine's own
+changelogs:
 
 - **key**: ``<prefix>|<state key>`` (``base/transaction.py`` ``PartitionTransaction._serialize_key`` and
   ``as_state``): the prefix is the message key as it is when bytes (the status and engagement inputs), else its
