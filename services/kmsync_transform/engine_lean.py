@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from rocksdict import Rdict
 
 from kmsync_common.clock import Clock, SystemClock
 from kmsync_config.tenants import TenantsConfig
@@ -50,7 +51,7 @@ from kmsync_contracts.topics import (
 )
 from kmsync_kafka.clients import ensure_topics
 from kmsync_transform.dead_letters import SourceRef
-from kmsync_transform.engine_quix import PRODUCER_LINGER_MS
+from kmsync_transform.engine_quix import PRODUCER_LINGER_MS, ROCKSDB_BLOCK_CACHE_BYTES
 from kmsync_transform.hanging_check import HangingCheckThread
 from kmsync_transform.internal_topics import LeanTopics, create_internal_topics, polls_partitions
 from kmsync_transform.keyed import Envelope, KeyedSteps, Output
@@ -59,7 +60,7 @@ from kmsync_transform.left_open import end_previous_incarnation, transactional_i
 from kmsync_transform.metrics import TransformMetrics
 from kmsync_transform.routing import INPUTS
 from kmsync_transform.settings import TransformSettings
-from kmsync_transform.store_upkeep import configure_malloc
+from kmsync_transform.store_upkeep import StoreUpkeep, configure_malloc, lean_access
 
 log = logging.getLogger("kmsync.transform")
 
@@ -110,6 +111,11 @@ class LeanTransform:
         self.ready = False
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
+        #: Compacts a store after an expiry and gives the memory back (store_upkeep.py), between polls.
+        self.upkeep = StoreUpkeep(lean_access(self._store_dbs), ROCKSDB_BLOCK_CACHE_BYTES)
+
+    def _store_dbs(self) -> list[tuple[str, Rdict]]:
+        return [(str(store.path), store.db) for store in self.stores.values()]
 
     def stop(self) -> None:
         """Ask ``run()`` to finish: it commits the checkpoint in hand first."""
@@ -193,6 +199,7 @@ class LeanTransform:
         timeout = self.settings.transform_poll_timeout_ms / 1000
         while not self._stopping.is_set():
             messages = consume(num_messages=BATCH, timeout=timeout)
+            self.upkeep.tick()
             try:
                 if messages:
                     self._batch(messages)

@@ -161,6 +161,11 @@ class LeanStore:
         self._marker_staged = False
         self._recovery: _Recovery | None = None
 
+    @property
+    def db(self) -> Rdict:
+        """The local RocksDB (its default column family), for store_upkeep.py's compaction after an expiry."""
+        return self._db
+
     # ----- the checkpoint in hand
     def advance(self, timestamp_ms: int) -> None:
         """Move the high water to a record's timestamp (``advance_high_water``: only forward, only plausible)."""

@@ -49,8 +49,9 @@ _DELETIONS = re.compile(r"# deletions=(\d+)")
 
 
 @dataclass(frozen=True)
-class QuixInternals:
-    """What the upkeep needs from quixstreams that it has no public API for."""
+class StoreAccess:
+    """What the upkeep needs of an engine's stores: quixstreams' have no public API for it (``quix_internals``);
+    the lean engine's are its own (engine_lean.py)."""
 
     #: Runs a callable on the main loop after every poll.
     register_periodic_task: Callable[[Callable[[], None]], None]
@@ -60,7 +61,7 @@ class QuixInternals:
     block_cache: Callable[[int], Any]
 
 
-def quix_internals(app: Application) -> QuixInternals:
+def quix_internals(app: Application) -> StoreAccess:
     """Every reach into quixstreams 3.28's private parts, in this one function (tests/transform/
     test_store_upkeep.py fails if they move): Application._dataframe_registry (the periodic tasks its
     run loop calls), Application._state_manager.stores ({stream: {store name: store}}, each store's
@@ -72,7 +73,16 @@ def quix_internals(app: Application) -> QuixInternals:
         found = [cast(RocksDBStorePartition, p) for store in stores for p in store.partitions.values()]
         return [(p.path, p._db) for p in found]
 
-    return QuixInternals(app._dataframe_registry.register_periodic_task, partitions, _shared_block_cache)
+    return StoreAccess(app._dataframe_registry.register_periodic_task, partitions, _shared_block_cache)
+
+
+def lean_access(partitions: Callable[[], list[tuple[str, Rdict]]]) -> StoreAccess:
+    """The lean engine's stores (engine_lean.py: it calls ``tick`` itself, between polls). Their RocksDB options are
+    quixstreams' (``RocksDBOptions.to_options``), so their block cache is its process-wide one: the same private
+    reach as ``quix_internals``."""
+    from quixstreams.state.rocksdb.options import _shared_block_cache
+
+    return StoreAccess(lambda task: None, partitions, _shared_block_cache)
 
 
 def tombstones(db: Rdict) -> int:
@@ -129,7 +139,7 @@ class UpkeepRound:
 class StoreUpkeep:
     """`tick()` on every pass of the main loop; a round of `run()` every `check_seconds`."""
 
-    def __init__(self, internals: QuixInternals, block_cache_bytes: int, *, check_seconds: float = CHECK_SECONDS,
+    def __init__(self, internals: StoreAccess, block_cache_bytes: int, *, check_seconds: float = CHECK_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.internals = internals
         self.block_cache_bytes = block_cache_bytes

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 from quixstreams import Application
 from quixstreams.state.rocksdb import RocksDBOptions
@@ -21,7 +22,7 @@ from kmsync_kafka import ensure_topics
 from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.waiting import wait_for
 from kmsync_transform.store_upkeep import (
-    QuixInternals,
+    StoreAccess,
     StoreUpkeep,
     compact,
     compaction_due,
@@ -32,7 +33,7 @@ from kmsync_transform.store_upkeep import (
 
 from .conftest import EVENT, LEGACY_EVENT, PARTNER
 from .test_integration import expected_ops, transform_process
-from .test_quix_engine import DEADLINE, INPUTS, QUIX, produce_at, wait_for_ops
+from .test_quix_engine import DEADLINE, INPUTS, produce_at, wait_for_ops
 
 
 def _store(path: Path, *families: str) -> Rdict:
@@ -99,11 +100,11 @@ class _Cache:
         self.capacities.append(capacity)
 
 
-def _internals(stores: list[tuple[str, Rdict]], cache: _Cache, tasks: list[Callable[[], None]]) -> QuixInternals:
+def _internals(stores: list[tuple[str, Rdict]], cache: _Cache, tasks: list[Callable[[], None]]) -> StoreAccess:
     def block_cache(capacity: int) -> Any:
         return cache
 
-    return QuixInternals(tasks.append, lambda: stores, block_cache)
+    return StoreAccess(tasks.append, lambda: stores, block_cache)
 
 
 def test_upkeep_compacts_the_expired_partition_then_empties_the_block_cache(tmp_path: Path) -> None:
@@ -150,7 +151,7 @@ def test_a_failed_upkeep_round_is_logged_and_processing_goes_on(caplog: Any) -> 
         raise RuntimeError("store closed")
 
     now = [0.0]
-    upkeep = StoreUpkeep(QuixInternals(lambda task: None, partitions, lambda capacity: _Cache()), 1 << 20,
+    upkeep = StoreUpkeep(StoreAccess(lambda task: None, partitions, lambda capacity: _Cache()), 1 << 20,
                          check_seconds=10, clock=lambda: now[0])
     now[0] = 10.0
     upkeep.tick()  # does not raise
@@ -207,8 +208,9 @@ def _people(event: int, users: range, when: datetime) -> list[tuple[TopicSpec, B
     return out
 
 
+@pytest.mark.parametrize("engine", ["quix", "lean"])
 async def test_a_replicas_stores_hold_no_tombstone_of_an_expired_event(
-    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
+    kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, engine: str,
 ) -> None:
     """Event A (40 people, 10 hours old) expires when event B's records move the partition's time on:
     the replica compacts its stores, and after it stops they hold B's entries and no tombstone (without
@@ -220,7 +222,7 @@ async def test_a_replicas_stores_hold_no_tombstone_of_an_expired_event(
     a_ops, b_ops = [op.op_id for op in expected_ops(event_a)], [op.op_id for op in expected_ops(event_b)]
     await produce_at(kafka_broker, topic_prefix, event_a, now - timedelta(hours=10))
     state = tmp_path / "state"
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "upkeep", **QUIX,
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "upkeep", KMSYNC_TRANSFORM_ENGINE=engine,
                            KMSYNC_TRANSFORM_STATE_DIR=str(state), KMSYNC_TRANSFORM_STATE_RETENTION_SECONDS="3600",
                            KMSYNC_TRANSFORM_COMMIT_INTERVAL_MS="500") as running:
         await wait_for_ops(kafka_broker, topic_prefix, lambda got: set(a_ops) <= set(got), "event A's ops", tmp_path)
