@@ -1,7 +1,7 @@
-"""transform.decisions.v1 against the real broker: `kmsync transform` (the quix engine, the default,
-and the aiokafka worker) writes a forward-only skip as a TransformDecision on the topic, committed
-(read_committed readers see it: on the quix engine it is part of the checkpoint's transaction), and
-the quix engine writes every other kind of decision too, each counted."""
+"""transform.decisions.v1 against the real broker: `kmsync transform` (the quix engine, the default, the lean
+engine and the aiokafka worker) writes a forward-only skip as a TransformDecision on the topic, committed
+(read_committed readers see it: on the quix and lean engines it is part of the checkpoint's transaction), and
+the quix and lean engines write every other kind of decision too, each counted."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from kmsync_testing.kafka_broker import KafkaBroker
 from kmsync_testing.waiting import wait_for
 
 from .conftest import EVENT, MUNCHKIN, PARTNER, PROGRAM
-from .test_integration import produce, transform_process
+from .test_integration import EXACTLY_ONCE_ENGINES, produce, transform_process
 
 DEADLINE = 150.0  # group joins, topic creation and the first checkpoint on a loaded 2-core machine
 
@@ -34,7 +34,7 @@ async def committed_decisions(broker: KafkaBroker, prefix: str) -> list[Transfor
     return [decode(TRANSFORM_DECISIONS, m.value) for m in records]
 
 
-@pytest.mark.parametrize("engine", ["quix", "worker"])
+@pytest.mark.parametrize("engine", [*EXACTLY_ONCE_ENGINES, "worker"])
 async def test_a_forward_only_skip_is_a_decision_on_the_topic(
     kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
     status_record: Callable[..., AttendeeStatus], engine: str,
@@ -66,13 +66,14 @@ async def test_a_forward_only_skip_is_a_decision_on_the_topic(
                       {"decision": "forward_only_skip", "tenant": "acme-summit"}) == 1
 
 
+@pytest.mark.parametrize("engine", EXACTLY_ONCE_ENGINES)
 async def test_every_transform_decision_kind_reaches_the_topic_and_its_counter(
     kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
-    status_record: Callable[..., AttendeeStatus], poll_record: Callable[..., PollResponse],
+    status_record: Callable[..., AttendeeStatus], poll_record: Callable[..., PollResponse], engine: str,
 ) -> None:
-    """The quix engine: one input record for each decision transform makes about polls and emails. The
-    poll topic has one partition, so quixstreams re-keys by session in place instead of repartitioning
-    (the step then gets the routed envelope itself, not its bytes)."""
+    """One input record for each decision transform makes about polls and emails. The poll topic has one
+    partition, so quixstreams re-keys by session in place instead of repartitioning (the step then gets the
+    routed envelope itself, not its bytes); the lean engine goes through its repartition topic all the same."""
 
     def at(poll: str, position: int, **kw: Any) -> PollResponse:
         return poll_record(poll, **kw).model_copy(update={"poll_position": position})
@@ -87,7 +88,7 @@ async def test_every_transform_decision_kind_reaches_the_topic_and_its_counter(
     await ensure_topics(kafka_broker.bootstrap, [POLL_RESPONSES], topic_prefix, partitions=1)
     await produce(kafka_broker, topic_prefix, items)
     kinds = {"unusable_email", "truncated", "too_many_polls", "poll_moved"}
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "kinds", KMSYNC_TRANSFORM_ENGINE="quix") as running:
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "kinds", KMSYNC_TRANSFORM_ENGINE=engine) as running:
         async def all_kinds() -> list[TransformDecision] | None:
             found = await committed_decisions(kafka_broker, topic_prefix)
             return found if {d.decision for d in found} >= kinds else None

@@ -22,7 +22,7 @@ from kmsync_transform.hanging_check import watched_topics
 from kmsync_transform.routing import INPUTS
 from kmsync_transform.settings import TransformSettings
 
-from .test_integration import transform_process
+from .test_integration import EXACTLY_ONCE_ENGINES, transform_process
 
 PREFIX = "inputs."
 HANGING, COMMITTED = 3, 1
@@ -37,14 +37,14 @@ async def _metrics(port: int) -> str:
             return ""
 
 
-async def _reported(broker: KafkaBroker, tmp_path: Path, topic: str, gone_id: str, value: bytes
-                    ) -> tuple[str, list[str]]:
+async def _reported(broker: KafkaBroker, tmp_path: Path, topic: str, gone_id: str, value: bytes,
+                    engine: str = "quix") -> tuple[str, list[str]]:
     """Leaves a hanging transaction of ``gone_id`` on ``topic``[HANGING] (committed on [COMMITTED]), runs transform
     until its gauge says so; returns its metrics then and its ERROR lines about hanging transactions."""
     await leave_hanging_transaction(broker.bootstrap, gone_id, [Put(topic, COMMITTED, b"k", value)],
                                     [Put(topic, HANGING, b"k", value)])
     series = f'kmsync_transform_hanging_transaction{{partition="{HANGING}",topic="{topic}"}} 1.0'
-    with transform_process(broker, PREFIX, tmp_path, gone_id, KMSYNC_TRANSFORM_ENGINE="quix",
+    with transform_process(broker, PREFIX, tmp_path, gone_id, KMSYNC_TRANSFORM_ENGINE=engine,
                            KMSYNC_TRANSFORM_HANGING_CHECK_SECONDS="0.3",
                            KMSYNC_TRANSFORM_HANGING_AFTER_SECONDS="2") as running:
         async def reported() -> bool:
@@ -56,12 +56,13 @@ async def _reported(broker: KafkaBroker, tmp_path: Path, topic: str, gone_id: st
 
 
 @pytest.mark.kafka
+@pytest.mark.parametrize("engine", EXACTLY_ONCE_ENGINES)
 async def test_transform_reports_a_hanging_transaction_on_its_input_by_log_and_metric(
-    unverified_broker: KafkaBroker, tmp_path: Path
+    unverified_broker: KafkaBroker, tmp_path: Path, engine: str
 ) -> None:
     await ensure_topics(unverified_broker.bootstrap, INPUTS, PREFIX)
     statuses = topic_name(ATTENDEE_STATUS, PREFIX)
-    metrics, errors = await _reported(unverified_broker, tmp_path, statuses, "ingest-gone-0", b"not a status")
+    metrics, errors = await _reported(unverified_broker, tmp_path, statuses, "ingest-gone-0", b"not a status", engine)
     # The partition whose transaction committed is not held: no series at all.
     assert f'partition="{COMMITTED}",topic="{statuses}"' not in metrics
     assert len(errors) == 1, errors
@@ -82,6 +83,8 @@ def test_the_check_watches_transform_s_own_outputs_changelogs_and_repartition_to
         f"repartition__{group}--polls"}
 
 
+# On the quix engine only: which topics the check watches does not depend on the engine (watched_topics, above),
+# and that the lean engine runs the check at all is the input test's, run over both.
 @pytest.mark.kafka
 async def test_transform_reports_a_hanging_transaction_a_gone_replica_left_on_its_decisions_topic(
     unverified_broker: KafkaBroker, tmp_path: Path

@@ -29,7 +29,7 @@ from kmsync_transform.left_open import transactional_id
 from kmsync_transform.routing import INPUTS
 from kmsync_transform.settings import TransformSettings
 
-from .test_integration import transform_process
+from .test_integration import EXACTLY_ONCE_ENGINES, transform_process
 
 PREFIX = "inst."
 INSTANCE = "transform-2"
@@ -62,8 +62,9 @@ def test_an_instance_id_that_is_no_pod_name_is_refused() -> None:
 
 
 @pytest.mark.kafka
+@pytest.mark.parametrize("engine", EXACTLY_ONCE_ENGINES)
 async def test_a_restarted_replica_ends_the_transaction_its_previous_incarnation_left_hanging(
-    unverified_broker: KafkaBroker, tmp_path: Path
+    unverified_broker: KafkaBroker, tmp_path: Path, engine: str
 ) -> None:
     bootstrap = unverified_broker.bootstrap
     settings = TransformSettings(kafka_bootstrap=bootstrap, topic_prefix=PREFIX, transform_instance_id=INSTANCE)
@@ -86,7 +87,7 @@ async def test_a_restarted_replica_ends_the_transaction_its_previous_incarnation
     try:
         await other.begin_transaction()
         await other.send_and_wait(ops, b"live", b"111-AAA-111", partition=3)
-        with transform_process(unverified_broker, PREFIX, tmp_path, INSTANCE, KMSYNC_TRANSFORM_ENGINE="quix",
+        with transform_process(unverified_broker, PREFIX, tmp_path, INSTANCE, KMSYNC_TRANSFORM_ENGINE=engine,
                                KMSYNC_TRANSFORM_INSTANCE_ID=INSTANCE) as running:
             await wait_for(lambda: _ready(running.port), within=90, what="the replica to start")
             # Ready comes after the start's clean-up: nothing of this id's holds the sink's partition or the changelog.

@@ -1,6 +1,7 @@
-"""`kmsync transform` on the quix engine against the real broker: replicas share the partitions and a
-replica killed with SIGKILL mid-stream is taken over with every operation committed exactly once;
-an ended event's state expires after the retention."""
+"""`kmsync transform` on the exactly-once engines (quix, and lean: the same guarantees on a confluent-kafka loop)
+against the real broker: replicas share the partitions and a replica killed with SIGKILL mid-stream is taken over
+with every operation committed exactly once; an ended event's state expires after the retention; the marker ingest
+commits to end a left-open transaction is skipped."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel
@@ -35,8 +37,9 @@ from kmsync_testing.waiting import wait_for
 from kmsync_transform.app import all_partitions
 
 from .conftest import LEGACY_EVENT
-from .test_integration import expected_ops, transform_process
+from .test_integration import EXACTLY_ONCE_ENGINES, expected_ops, transform_process
 
+#: The quix engine alone, for the tests not run over both engines (test_lead_changes.py, test_store_upkeep.py).
 QUIX = {"KMSYNC_TRANSFORM_ENGINE": "quix"}
 INPUTS = (ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES)
 DEADLINE = 150.0  # a generous bound: group joins, topic creation and recovery on a loaded 2-core CI machine
@@ -123,10 +126,11 @@ async def records_in(port: int) -> float:
     return sample_sum(text, "kmsync_transform_records_in_total")
 
 
+@pytest.mark.parametrize("engine", EXACTLY_ONCE_ENGINES)
 async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_over_exactly_once(
     kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
     status_record: Callable[..., AttendeeStatus], engagement_record: Callable[..., SessionEngagement],
-    poll_record: Callable[..., PollResponse],
+    poll_record: Callable[..., PollResponse], engine: str,
 ) -> None:
     await ensure_topics(kafka_broker.bootstrap, [*INPUTS, MARKETO_OPS, TRANSFORM_DLQ], topic_prefix)
     people = [(f"u{i}", f"person{i}@x.io") for i in range(400)]
@@ -145,8 +149,8 @@ async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_ov
     want = [op.op_id for op in expected]
     assert len(want) == len(set(want))
     # A long checkpoint interval: plenty is produced but not yet committed when the kill comes.
-    env = {**QUIX, "KMSYNC_TRANSFORM_COMMIT_INTERVAL_MS": "1500", "KMSYNC_TRANSFORM_SESSION_TIMEOUT_MS": "6000",
-           "KMSYNC_TRANSFORM_TRANSACTION_TIMEOUT_MS": "5000"}
+    env = {"KMSYNC_TRANSFORM_ENGINE": engine, "KMSYNC_TRANSFORM_COMMIT_INTERVAL_MS": "1500",
+           "KMSYNC_TRANSFORM_SESSION_TIMEOUT_MS": "6000", "KMSYNC_TRANSFORM_TRANSACTION_TIMEOUT_MS": "5000"}
     with transform_process(kafka_broker, topic_prefix, tmp_path, "a", **env) as a, \
             transform_process(kafka_broker, topic_prefix, tmp_path, "b", **env) as b:
         await produce_at(kafka_broker, topic_prefix, items[: len(items) // 2])
@@ -189,9 +193,10 @@ async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_ov
     assert len(activities) == len(people)
 
 
+@pytest.mark.parametrize("engine", EXACTLY_ONCE_ENGINES)
 async def test_an_ended_events_state_expires_after_the_retention(
     kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
-    status_record: Callable[..., AttendeeStatus], engagement_record: Callable[..., SessionEngagement],
+    status_record: Callable[..., AttendeeStatus], engagement_record: Callable[..., SessionEngagement], engine: str,
 ) -> None:
     """Event A's records are 10 hours old, the retention is 1 hour: once event B's records move the
     partition's time on, A's activity ledger and member statuses are gone, so a replay of A's final
@@ -212,7 +217,7 @@ async def test_an_ended_events_state_expires_after_the_retention(
     activity = next(op.op_id for op in expected_ops(list(event_a)) if isinstance(op, CustomActivity))
     b_ops = [op.op_id for op in expected_ops(list(event_b))]
     await produce_at(kafka_broker, topic_prefix, event_a, now - timedelta(hours=10))
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "retention", **QUIX,
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "retention", KMSYNC_TRANSFORM_ENGINE=engine,
                            KMSYNC_TRANSFORM_STATE_RETENTION_SECONDS="3600") as running:
         await wait_for_ops(kafka_broker, topic_prefix, lambda got: set(a_ops) <= set(got), "event A's ops", tmp_path)
         await produce_at(kafka_broker, topic_prefix, event_b, now)
@@ -230,10 +235,11 @@ async def test_an_ended_events_state_expires_after_the_retention(
     assert all(counts[op_id] == 1 for op_id in b_ops)
 
 
+@pytest.mark.parametrize("engine", EXACTLY_ONCE_ENGINES)
 async def test_the_marker_ingest_commits_to_end_a_left_open_transaction_is_skipped_not_dead_lettered(
     kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
     status_record: Callable[..., AttendeeStatus], engagement_record: Callable[..., SessionEngagement],
-    poll_record: Callable[..., PollResponse],
+    poll_record: Callable[..., PollResponse], engine: str,
 ) -> None:
     """Ingest ends what a broker crash left open on a kaltura.* partition with a committed transaction holding a
     record with no value (kmsync_contracts.topics.LEFT_OPEN_MARKER_KEY): transform reads past it, sends nothing
@@ -258,7 +264,7 @@ async def test_the_marker_ingest_commits_to_end_a_left_open_transaction_is_skipp
     finally:
         await producer.stop()
     await produce_at(kafka_broker, topic_prefix, after)
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "marker", **QUIX):
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "marker", KMSYNC_TRANSFORM_ENGINE=engine):
         ids = await wait_for_ops(kafka_broker, topic_prefix, lambda got: set(want) <= set(got), "every op", tmp_path)
         await wait_for(lambda: group_caught_up(kafka_broker, topic_prefix), within=DEADLINE,
                        what="transform past every input record")
