@@ -12,16 +12,17 @@ from kmsync_contracts.groups import TRANSFORM_APP_ID
 from kmsync_contracts.seed import ENGAGEMENT_OBJECT_DEDUPE_FIELDS, POLLS_OBJECT_DEDUPE_FIELDS
 from kmsync_transform.engagement import RateScale
 
-#: quix: the quixstreams application (exactly-once, partitioned state, N replicas; engine_quix.py).
-#: lean: the same steps, guarantees, topics and state format on a confluent-kafka loop at about half the quix
-#: engine's CPU per record (engine_lean.py, issue #22), while it proves itself.
-#: worker: the single-replica aiokafka worker (app.py), kept while the quix engine proves itself.
-Engine = Literal["quix", "lean", "worker"]
+#: lean: keyed.py's steps on a confluent-kafka loop: exactly-once, partitioned state in quixstreams' changelog
+#: format, N replicas, at about half the quix engine's CPU per record (engine_lean.py, issue #22; docs/decisions.md).
+#: quix: the quixstreams application (exactly-once, partitioned state, N replicas; engine_quix.py); either engine
+#: takes over the other's state.
+#: worker: the single-replica aiokafka worker (app.py), at-least-once, its own state topic.
+Engine = Literal["lean", "quix", "worker"]
 
 
 class TransformSettings(CommonSettings):
     #: Which runtime runs the pure modules (README.md "Engines").
-    transform_engine: Engine = "quix"
+    transform_engine: Engine = "lean"
     #: Consumer group whose committed offsets say how far transform has read (after topic_prefix).
     transform_app_id: str = Field(default=TRANSFORM_APP_ID, min_length=1)
     #: Partitions of transform's state topic (<prefix>transform.state.v1), used when it is created.
