@@ -1,5 +1,5 @@
-"""transform.decisions.v1 against the real broker: `kmsync transform` (the quix engine, the default, the lean
-engine and the aiokafka worker) writes a forward-only skip as a TransformDecision on the topic, committed
+"""transform.decisions.v1 against the real broker: `kmsync transform` (the quix and lean engines and the aiokafka
+worker) writes a forward-only skip as a TransformDecision on the topic, committed
 (read_committed readers see it: on the quix and lean engines it is part of the checkpoint's transaction), and
 the quix and lean engines write every other kind of decision too, each counted."""
 

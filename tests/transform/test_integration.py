@@ -51,8 +51,8 @@ from .conftest import MUNCHKIN, T0, TENANTS, tenants_config
 REPO = Path(__file__).resolve().parents[2]
 KMSYNC = REPO / ".venv" / "bin" / "kmsync"
 DEADLINE = 90.0
-#: The engines with Kafka transactions (exactly-once), whose engine-level tests run over both: quix (the default) and
-#: lean (engine_lean.py), which must keep every guarantee of quix.
+#: The engines with Kafka transactions (exactly-once), whose engine-level tests run over both: quix and lean
+#: (engine_lean.py, the default), which must keep every guarantee of quix.
 EXACTLY_ONCE_ENGINES = ("quix", "lean")
 #: The restart and SIGKILL tests here run on the aiokafka worker (at-least-once replays) and on the lean engine
 #: (exactly-once; a restarted process's state comes from the changelogs); test_quix_engine.py has the quix engine's.

@@ -5,6 +5,7 @@ commits to end a left-open transaction is skipped."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections import Counter
@@ -16,6 +17,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
 from pydantic import BaseModel
 
 from kmsync_common.metrics_text import sample_sum
@@ -106,6 +109,27 @@ async def group_caught_up(broker: KafkaBroker, prefix: str) -> bool:
         await admin.close()
 
 
+#: What a group's coordinator answers while it is loading or moving: ask again.
+COORDINATOR_NOT_READY = (KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                         KafkaError.NOT_COORDINATOR)
+
+
+async def replicas_holding_partitions(broker: KafkaBroker, prefix: str) -> int:
+    """How many members of transform's group hold partitions, once the group is stable (0 while it rebalances)."""
+    group = f"{prefix}kmsync-transform"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})  # alive until its future resolves
+    try:
+        found = await asyncio.to_thread(admin.describe_consumer_groups([group])[group].result, 30)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        if error.retriable() or error.code() in COORDINATOR_NOT_READY:
+            return 0
+        raise
+    if found.state != ConsumerGroupState.STABLE:
+        return 0
+    return sum(1 for m in found.members if m.assignment.topic_partitions)
+
+
 async def high_watermarks(broker: KafkaBroker, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
     probe = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level="read_uncommitted")
     await probe.start()
@@ -153,6 +177,12 @@ async def test_two_replicas_share_the_partitions_and_a_sigkilled_one_is_taken_ov
            "KMSYNC_TRANSFORM_SESSION_TIMEOUT_MS": "6000", "KMSYNC_TRANSFORM_TRANSACTION_TIMEOUT_MS": "5000"}
     with transform_process(kafka_broker, topic_prefix, tmp_path, "a", **env) as a, \
             transform_process(kafka_broker, topic_prefix, tmp_path, "b", **env) as b:
+        # Both in the group first: the lean engine did the first half before the second replica had joined, and a
+        # kill then (the join waiting for the killed member's session) left nothing shared.
+        async def sharing() -> bool:
+            return await replicas_holding_partitions(kafka_broker, topic_prefix) == 2
+
+        await wait_for(sharing, within=DEADLINE, what=f"both replicas to hold partitions (logs in {tmp_path})")
         await produce_at(kafka_broker, topic_prefix, items[: len(items) // 2])
         # The replicas work on the first half; the one that has done more is killed mid-stream.
         # (In full make test runs one replica sometimes processed nothing for minutes although it
