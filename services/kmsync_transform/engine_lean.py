@@ -70,13 +70,25 @@ BATCH = 500
 TXN_TIMEOUT_S = 30.0
 #: How long the stores of newly assigned partitions may take to recover from their changelogs.
 RECOVERY_TIMEOUT_S = 120.0
+#: librdkafka's producer queue, in records (its default; tests make it small).
+PRODUCER_QUEUE_MESSAGES = 100_000
 #: Expired entries one store deletes per checkpoint at most (each a changelog tombstone in the transaction):
 #: quixstreams' default budget (lean_store.QUIX_SWEEP_LIMIT).
 SWEEP_LIMIT = QUIX_SWEEP_LIMIT
 
 
+#: Delivery errors a retry would meet again: the process stops with the reason rather than rewind for ever.
+REFUSED_FOR_GOOD = frozenset({KafkaError.MSG_SIZE_TOO_LARGE,
+                              KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
+                              KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED})
+
+
 class Abortable(Exception):
     """The checkpoint in hand cannot commit, but the producer can go on: abort, rewind, process again."""
+
+
+class RecordRefused(Exception):
+    """A record the broker refuses as it is: the checkpoint is aborted and the process ends with the reason."""
 
 
 class LeanTransform:
@@ -104,7 +116,10 @@ class LeanTransform:
         self.offsets: dict[tuple[str, int], int] = {}
         #: (changelog, partition) → the highest offset the checkpoint's changelog records got (delivery reports).
         self._changelog_ends: dict[tuple[str, int], int] = {}
-        self._delivery_error: KafkaError | None = None
+        #: The checkpoint's first failed delivery: (topic, error).
+        self._delivery_error: tuple[str, KafkaError] | None = None
+        #: The stores' changelog topics (their delivery reports say how far each store's changelog got).
+        self._changelogs: set[str] = set()
         self._txn_since: float | None = None
         self._stopping = threading.Event()
         self._own_state_dir: Path | None = None
@@ -135,6 +150,9 @@ class LeanTransform:
         return {"bootstrap.servers": s.kafka_bootstrap, "group.id": self.group_id,
                 "auto.offset.reset": "earliest", "enable.auto.commit": False,
                 "enable.auto.offset.store": False, "isolation.level": "read_committed",
+                # Eager assignment (librdkafka's default, named here): a rebalance revokes every partition, so the
+                # checkpoint a revocation aborts has no retained partition to rewind.
+                "partition.assignment.strategy": "range",
                 "fetch.wait.max.ms": s.transform_batch_wait_ms, "session.timeout.ms": s.transform_session_timeout_ms,
                 "heartbeat.interval.ms": max(s.transform_session_timeout_ms // 5, 500)}
 
@@ -145,6 +163,7 @@ class LeanTransform:
         tx_id = transactional_id(s) or f"{self.group_id}-{uuid.uuid4()}"
         return {"bootstrap.servers": s.kafka_bootstrap, "transactional.id": tx_id,
                 "enable.idempotence": True, "partitioner": "murmur2_random", "linger.ms": PRODUCER_LINGER_MS,
+                "queue.buffering.max.messages": PRODUCER_QUEUE_MESSAGES,
                 "transaction.timeout.ms": s.transform_transaction_timeout_ms}
 
     # ----- running
@@ -154,6 +173,7 @@ class LeanTransform:
                                                       TRANSFORM_DECISIONS], s.topic_prefix))
         self.topics = LeanTopics.of(s, polls_partitions(s))
         create_internal_topics(s, self.topics)
+        self._changelogs = {c for t in self.topics.stateful() if (c := self.topics.changelog_of(t))}
         asyncio.run(end_previous_incarnation(s))  # before this id's producer starts (left_open.py)
         configure_malloc()
         root = self._state_root()
@@ -259,13 +279,27 @@ class LeanTransform:
         for destination, key, value in outputs:
             self._produce(destinations[destination], key, value, timestamp)
 
-    def _produce(self, topic: str, key: bytes, value: bytes, timestamp: int) -> None:
+    def _produce(self, topic: str, key: bytes, value: bytes | None, timestamp: int = 0, *, partition: int = -1,
+                 headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Queue one record of the checkpoint's transaction, its delivery reported to ``_delivered``. librdkafka's
+        queue holds 100,000 records: a full queue is served (delivery reports) until the record fits, up to
+        TXN_TIMEOUT_S; a sweep of an expiry can stage more tombstones than that in one checkpoint."""
         assert self.producer is not None
-        try:
-            self.producer.produce(topic, value, key, timestamp=timestamp)
-        except BufferError:  # librdkafka's queue is full: serve it, then once more
-            self.producer.poll(1.0)
-            self.producer.produce(topic, value, key, timestamp=timestamp)
+        deadline = 0.0
+        while True:
+            try:
+                self.producer.produce(topic, value, key, partition=partition, timestamp=timestamp, headers=headers,
+                                      on_delivery=self._delivered)
+                return
+            except BufferError:
+                deadline = deadline or time.monotonic() + TXN_TIMEOUT_S
+                if time.monotonic() > deadline:
+                    raise Abortable(f"librdkafka's queue stayed full for {TXN_TIMEOUT_S:.0f} s") from None
+                self.producer.poll(0.1)
+            except KafkaException as exc:  # the transaction failed (a delivery did): say why, from the reports
+                self.producer.poll(0)
+                self._raise_delivery_failure()
+                raise Abortable(str(exc)) from exc
 
     def _lag(self) -> None:
         """Each input partition's lag gauge from librdkafka's cached high watermark, once per batch."""
@@ -289,9 +323,7 @@ class LeanTransform:
             return
         assert self.producer is not None and self.consumer is not None
         self._produce_changelogs()
-        self.producer.flush(TXN_TIMEOUT_S)
-        if self._delivery_error is not None:
-            raise Abortable(f"a changelog record was not delivered: {self._delivery_error}")
+        self._check_deliveries()
         producer, positions = self.producer, [TopicPartition(t, p, o) for (t, p), o in self.offsets.items()]
         group = self.consumer.consumer_group_metadata()
         self._transactional(lambda: producer.send_offsets_to_transaction(positions, group, TXN_TIMEOUT_S))
@@ -303,23 +335,46 @@ class LeanTransform:
             store.apply(None if end is None else end + 1)
 
     def _produce_changelogs(self) -> None:
-        assert self.producer is not None
         for (topic, partition), store in self.stores.items():
             store.sweep_due(SWEEP_LIMIT)  # quixstreams' rule: by the partition's record-time high water
             processed = self.offsets.get((topic, partition))
             offsets = {} if processed is None else {topic: processed - 1}
             for key, value, headers in store.changelog_records(offsets):
-                self.producer.produce(store.changelog, value, key, partition=partition, headers=headers,
-                                      on_delivery=self._changelog_delivered)
+                self._produce(store.changelog, key, value, partition=partition, headers=headers)
 
-    def _changelog_delivered(self, err: KafkaError | None, msg: Message) -> None:
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """Every record's delivery report (served by poll and flush, on this thread): the first failure of the
+        checkpoint, and how far each changelog partition got."""
         if err is not None:
-            self._delivery_error = err
+            if self._delivery_error is None:
+                self._delivery_error = (msg.topic() or "", err)
             return
-        where = (msg.topic(), msg.partition())
-        offset = msg.offset()
-        if offset > self._changelog_ends.get(where, -1):
-            self._changelog_ends[where] = offset
+        topic, offset = msg.topic(), msg.offset()
+        if topic in self._changelogs and offset is not None:
+            where = (topic, msg.partition())
+            if offset > self._changelog_ends.get(where, -1):
+                self._changelog_ends[where] = offset
+
+    def _check_deliveries(self) -> None:
+        """Before the offsets go into the transaction: every record delivered. librdkafka can commit a transaction
+        one of whose records it refused (docs/reference/streaming.md §3.1), which would lose that record with its
+        input committed. A refusal that would come again (a record too large) ends the process with the reason;
+        any other failure aborts the checkpoint, which is processed again."""
+        assert self.producer is not None
+        left = self.producer.flush(TXN_TIMEOUT_S)
+        if left:
+            raise Abortable(f"{left} records not delivered within {TXN_TIMEOUT_S:.0f} s")
+        self._raise_delivery_failure()
+
+    def _raise_delivery_failure(self) -> None:
+        """RecordRefused or Abortable for the checkpoint's first failed delivery, if any."""
+        if self._delivery_error is None:
+            return
+        topic, err = self._delivery_error
+        if err.code() in REFUSED_FOR_GOOD:
+            raise RecordRefused(f"transform: a record for {topic} was refused ({err}); the checkpoint is aborted and "
+                                "its input stays uncommitted: the record cannot be written as it is")
+        raise Abortable(f"a record for {topic} was not delivered: {err}")
 
     def _transactional(self, call: Callable[[], None]) -> None:
         """A transactional call, again while librdkafka says it may succeed; Abortable when the transaction

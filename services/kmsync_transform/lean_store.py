@@ -85,7 +85,7 @@ _CF_SYSTEM = TTL_SYSTEM_CF_NAME.encode()
 #: expiry index (stamp || key → b"") and our metadata in two more.
 INDEX_CF, META_CF = "lean_expiry_index", "lean_meta"
 _NEXT_OFFSET, _HIGH_WATER, _MARKER = b"changelog_next_offset", b"high_water_ms", b"marker_on_changelog"
-#: Recovered changes kept in memory before they are written (each write also records the offset reached).
+#: Changelog records read in a recovery before what they changed is written (with the offset reached).
 RECOVERY_CHUNK = 20_000
 Headers = list[tuple[str, bytes]]
 ChangelogRecord = tuple[bytes, bytes | None, Headers]
@@ -139,10 +139,14 @@ class LeanStore:
 
     def __init__(self, path: Path, changelog: str, partition: int, options: RocksDBOptions | None = None) -> None:
         self.changelog, self.partition, self.path = changelog, partition, path
-        path.mkdir(parents=True, exist_ok=True)
-        opts = (options or default_options()).to_options()
+        self._options = options or default_options()
+        self._open()
+
+    def _open(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        opts = self._options.to_options()
         opts.create_missing_column_families(True)
-        self._db = Rdict(str(path), opts, column_families={INDEX_CF: opts, META_CF: opts})
+        self._db = Rdict(str(self.path), opts, column_families={INDEX_CF: opts, META_CF: opts})
         self._index = self._db.get_column_family(INDEX_CF)
         self._index_cf = self._db.get_column_family_handle(INDEX_CF)
         self._meta_cf = self._db.get_column_family_handle(META_CF)
@@ -273,7 +277,9 @@ class LeanStore:
         self.discard()
 
     def discard(self) -> None:
-        """Drop the checkpoint in hand (its transaction was aborted)."""
+        """Drop the checkpoint in hand (its transaction was aborted), the high water its records raised included:
+        the records are read again after a rewind, and must find the entries the first pass found."""
+        self.high_water_ms = self._persisted_high_water
         self._staged = {}
         self._index_drops = []
         self._marker_staged = False
@@ -316,7 +322,10 @@ class LeanStore:
         change = recovery.change(key, value, headers, offset, self.changelog)
         if change is not None:
             recovery.changes[key] = change[1]
-        if len(recovery.changes) >= RECOVERY_CHUNK:
+        recovery.read += 1
+        # Written every RECOVERY_CHUNK records read, with the offset reached: a recovery cut short (a timeout, a
+        # kill) goes on from there, even over a changelog that rewrites a few keys many times.
+        if recovery.read >= RECOVERY_CHUNK:
             self._write_recovered(recovery, offset + 1)
 
     def recovered(self, next_offset: int) -> None:
@@ -336,12 +345,19 @@ class LeanStore:
         self._db.write(batch)
         self._next_offset = next_offset
         self._marker = self._marker or recovery.marker
-        recovery.changes = {}
+        recovery.changes, recovery.read = {}, 0
 
     def close(self) -> None:
         """Close RocksDB (its column family objects are dropped first: they hold its lock)."""
         self._index = self._index_cf = self._meta_cf = None  # type: ignore[assignment]
         self._db.close()
+
+    def reset(self) -> None:
+        """Empty the store, to be recovered from the changelog's start: its changelog is not the one it was
+        written from (deleted and created again, so the store's offset is beyond the end)."""
+        self.close()
+        Rdict.destroy(str(self.path))
+        self._open()
 
 
 _UNSTAGED: Any = object()
@@ -355,6 +371,8 @@ class _Recovery:
         #: The high water before the replay (``_recovery_frontier_ms``): older stamps are dropped, not kept.
         self.frontier = frontier
         self.changes: dict[bytes, bytes | None] = {}
+        #: Records read since the last write.
+        self.read = 0
         self.marker = False
 
     def change(self, key: bytes, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None, offset: int,
@@ -502,11 +520,12 @@ class _Recoverer:
         for (topic, partition), store in list(self.stores.items()):
             start = store.recovery_start(None if committed is None else committed.get(partition, {}))
             high = self._high(topic, partition)
-            if start > high:
-                raise LeanStoreError(
-                    f"{topic}[{partition}]: the store at {store.path} expects changelog offset {start}, beyond the "
-                    f"changelog's end {high}: the changelog was deleted and created again. Delete the store's "
-                    "directory to recover it from the changelog as it is.")
+            if start > high:  # the changelog was deleted and created again: the store is of another one
+                log.warning("%s[%d]: the store at %s expects changelog offset %d, beyond the changelog's end %d (the "
+                            "changelog was deleted and created again): emptied, recovered from the start",
+                            topic, partition, store.path, start, high)
+                store.reset()
+                start = store.recovery_start(None if committed is None else committed.get(partition, {}))
             if start == high:
                 store.recovered(start)
                 del self.stores[(topic, partition)]

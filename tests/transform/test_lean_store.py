@@ -558,6 +558,56 @@ def test_recovery_passes_an_aborted_transaction_and_waits_for_an_open_one_at_the
     store.close()
 
 
+@pytest.mark.kafka
+def test_a_store_ahead_of_a_changelog_created_again_is_emptied_and_recovered_from_its_start(
+        kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path) -> None:
+    """The store's offset is beyond the end of its changelog (the topic was deleted and created again): what it
+    holds is of another changelog. It is emptied and recovered from the new one, not a start that fails for good."""
+    changelog = f"{topic_prefix}changelog"
+    changelog_topic(kafka_broker, changelog)
+    writer = transactional(kafka_broker, f"{topic_prefix}a")
+    for n in range(3):
+        writer.produce(changelog, stamped(SENTINEL_NEVER, f"old{n}"), f"k{n}".encode(), headers=STAMPED)
+    writer.commit_transaction(30)
+    store = LeanStore(tmp_path / "s", changelog, 0)
+    recover_stores(kafka_broker.bootstrap, [store], timeout_s=30)
+    assert store.get(b"k2", NO_HIGH_WATER) == b'"old2"' and store.recovery_start() == 4
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    admin.delete_topics([changelog])[changelog].result(timeout=30)
+
+    async def gone() -> bool:
+        return changelog not in admin.list_topics(timeout=10).topics
+
+    asyncio.run(wait_for(gone, within=30, what="the changelog deleted"))
+    changelog_topic(kafka_broker, changelog)
+    writer = transactional(kafka_broker, f"{topic_prefix}b")
+    writer.produce(changelog, stamped(SENTINEL_NEVER, "new"), b"k0", headers=STAMPED)
+    writer.commit_transaction(30)
+    recover_stores(kafka_broker.bootstrap, [store], timeout_s=30)
+    assert store.get(b"k0", NO_HIGH_WATER) == b'"new"'
+    assert store.get(b"k2", NO_HIGH_WATER) is None  # the old changelog's entry is gone with it
+    assert store.recovery_start() == 2
+    store.close()
+
+
+def test_a_discarded_checkpoint_takes_back_the_high_water_its_records_raised(tmp_path: Path) -> None:
+    """A record late in an aborted checkpoint raised the partition's high water past an entry's expiry; after the
+    rewind an earlier record is read again and must find the entry, as it did the first time (and as quixstreams
+    or a restart would: the high water is only persisted with a commit)."""
+    store, state = LeanStore(tmp_path / "s", "changelog", 0), LeanState()
+    state.bind(store, b"person", T0_MS)
+    state.set("activity_ledger:a", "sent", ttl=timedelta(seconds=60))
+    store.apply(None)
+    state.bind(store, b"person", T0_MS + 1_000)
+    assert state.get("activity_ledger:a") == "sent"
+    state.bind(store, b"other", T0_MS + 120_000)  # a later record of the same checkpoint
+    assert state.get("activity_ledger:a") is None
+    store.discard()  # the checkpoint aborted: its records are read again
+    state.bind(store, b"person", T0_MS + 1_000)
+    assert state.get("activity_ledger:a") == "sent"
+    store.close()
+
+
 def lean_pass(broker: KafkaBroker, prefix: str, root: Path, records: int) -> None:
     """What a lean engine commits for the first ``records`` input records (statuses and engagement), in one
     transaction: each store's changelog records, on the changelog topics the quix engine uses, and the consumed
