@@ -604,10 +604,10 @@ class WindowExecutor:
             elif lid is None:
                 out += _failed(a.ops, leads.unresolved(a.email))
             else:
-                attributes: dict[str, Any] = dict(a.op.attributes)
+                attributes: dict[str, Any] = a.op.attributes  # ActivityRecord validates it into a dict of its own
                 primary = a.op.primary_attribute_value
                 if mapped and isinstance(target, ActivitySchema) and self.schema is not None:
-                    shaped = self.schema.shape_activity(target, attributes)
+                    shaped = self.schema.shape_activity(target, attributes)  # reads it, writes a new dict
                     attributes, shapes[a.op.op_id] = shaped.values, shaped
                     primary = self.schema.primary_value(target, primary)
                 sendable.append((a, ActivityRecord(

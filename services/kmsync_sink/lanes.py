@@ -29,7 +29,7 @@ from kmsync_contracts.reasons import ReasonCode
 from kmsync_marketo.lanes import BACKFILL, LIVE, Lane
 from kmsync_sink.decisions import Decision
 from kmsync_sink.pending import PendingOp
-from kmsync_sink.planner import ObjectKey, object_key
+from kmsync_sink.planner import ObjectKey, record_key
 
 #: Records whose last written upsert the gate remembers per instance (oldest forgotten first).
 DEFAULT_REMEMBERED_RECORDS = 200_000
@@ -79,7 +79,7 @@ class LaneGate:
         mine, theirs = self._lanes[lane], self._lanes[other(lane)]
         out = Admission()
         for p in taken:
-            key = object_key(p.op) if isinstance(p.op, CustomObjectUpsert) else None
+            key = record_key(p) if isinstance(p.op, CustomObjectUpsert) else None
             if p.op.email in theirs.busy or (key is not None and theirs.holds is not None and theirs.holds(key)):
                 mine.waiting.append(p)
                 out.waiting += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kmsync_contracts.marketo_ops import MarketoOperation
@@ -37,6 +37,9 @@ class PendingOp:
     final_check: bool = False
     #: The code of the last ambiguous answer to this custom activity's write.
     uncertain_code: str | None = None
+    #: A custom object upsert's record key (planner.object_key), worked out once: the lane gate and the
+    #: planner both need it (planner.record_key; issue #22). A cache of ``op``'s: not compared, not shown.
+    record_key: tuple[str, tuple[object, ...]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def munchkin_id(self) -> str:

@@ -249,13 +249,20 @@ def _plan_leads(
             entry = leads.get(p.op.email)
             if entry is None:  # not setdefault: that builds an input per upsert (issue #22)
                 entry = leads[p.op.email] = LeadInput(p.op.email, {})
-            entry.fields.update({k: v for k, v in p.op.fields.items() if k != "email"})
+            fields = p.op.fields
+            # The email is the lookup key, never a field to write; most upserts carry none (issue #22).
+            entry.fields.update({k: v for k, v in fields.items() if k != "email"} if "email" in fields else fields)
             entry.ops.append(p)
         else:
             rest.append(p)
+    looked_up: set[str] = set()  # an email the cache did not know: asked once per window (issue #22)
     for p in rest:
-        if p.op.email not in leads and not known_lead(p.op.email):
-            leads[p.op.email] = LeadInput(p.op.email, {})
+        email = p.op.email
+        if email not in leads and email not in looked_up:
+            if known_lead(email):
+                looked_up.add(email)
+            else:
+                leads[email] = LeadInput(email, {})
     lead_inputs = list(leads.values())
     # Bulk import returns no lead ids, so only upserts that carry data count towards it; email-only
     # upserts (there to learn ids) always go through REST.
@@ -315,11 +322,11 @@ def _plan_objects(plan: Plan, rest: list[PendingOp], config: PlannerConfig, min_
     objects: dict[str, dict[tuple[object, ...], ObjectInput]] = {}
     for p in rest:
         if isinstance(p.op, CustomObjectUpsert):
-            record_key = object_key(p.op)
+            key = record_key(p)
             items = objects.setdefault(p.op.object_name, {})
-            found = items.get(record_key[1])
+            found = items.get(key[1])
             if found is None:
-                items[record_key[1]] = ObjectInput(p.op.email, dict(p.op.record), [p], record_key)
+                items[key[1]] = ObjectInput(p.op.email, dict(p.op.record), [p], key)
             else:
                 found.record.update(p.op.record)
                 found.ops.append(p)
@@ -385,6 +392,15 @@ def object_key(op: CustomObjectUpsert) -> ObjectKey:
     the lead id, so the lead (email) stands in for it."""
     link = LINK_FIELDS.get(op.object_name)
     return op.object_name, tuple(("lead", op.email) if f == link else op.record.get(f) for f in op.dedupe_fields)
+
+
+def record_key(p: PendingOp) -> ObjectKey:
+    """``object_key`` of a custom object upsert's operation, remembered on the pending operation (its
+    operation never changes)."""
+    key = p.record_key
+    if key is None:
+        key = p.record_key = object_key(p.op)  # type: ignore[arg-type]
+    return key
 
 
 def _ops_of(groups: Iterable[list[PendingOp]]) -> list[PendingOp]:

@@ -79,15 +79,17 @@ class OutcomePublisher:
         for d in decisions:
             p = d.pending
             op = p.op
-            key = (op.munchkin_id, op.kind, d.status)
+            decided = d.status
+            key = (op.munchkin_id, op.kind, decided)
             outcomes[key] = outcomes.get(key, 0) + 1
-            if d.status == "failed":
+            if decided == "failed":
                 self.metrics.dlq.labels(op.munchkin_id, d.reason_code or ReasonCode.UNKNOWN).inc()
             elif p.source.topic != backfill:  # a backfill's source times are history, not a delay
                 series = latencies.get(key[:2])
                 if series is None:
                     series = latencies[key[:2]] = []
-                series.append(max(0.0, (now - op.source_time).total_seconds()))
+                delay = (now - op.source_time).total_seconds()
+                series.append(delay if delay > 0.0 else 0.0)  # max(0.0, delay), without the call
         for (munchkin_id, kind, status), n in outcomes.items():
             self.metrics.outcomes.labels(munchkin_id, kind, status).inc(n)
         for (munchkin_id, kind), seconds in latencies.items():

@@ -190,11 +190,12 @@ class InstanceWorker:
 
     # ----- feeding
     def add(self, p: PendingOp) -> None:
-        self.partitions.add((p.source.topic, p.source.partition))
+        self.partitions.add(p.source[:2])  # (topic, partition), sliced in C (per record read, issue #22)
         self.window.add(p)
         # Whether more is waiting behind this record is known only once the router has read the lag after
         # this poll (note_lag): until then the window does not close early on a lag read before it.
-        self.lag = max(self.lag, 1)
+        if self.lag < 1:
+            self.lag = 1
         self._wake.set()
 
     def note_lag(self, lag: int) -> None:
