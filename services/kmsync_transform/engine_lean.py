@@ -296,8 +296,11 @@ class LeanTransform:
                 if time.monotonic() > deadline:
                     raise Abortable(f"librdkafka's queue stayed full for {TXN_TIMEOUT_S:.0f} s") from None
                 self.producer.poll(0.1)
-            except KafkaException as exc:  # the transaction failed (a delivery did): say why, from the reports
-                self.producer.poll(0)
+            except KafkaException as exc:
+                if exc.args[0].code() in REFUSED_FOR_GOOD:  # refused at once (larger than message.max.bytes)
+                    raise RecordRefused(f"transform: a record for {topic} was refused ({exc.args[0]}); the "
+                                        "checkpoint is aborted and its input stays uncommitted") from exc
+                self.producer.poll(0)  # the transaction failed (a delivery did): say why, from the reports
                 self._raise_delivery_failure()
                 raise Abortable(str(exc)) from exc
 
