@@ -83,6 +83,11 @@ REFUSED_FOR_GOOD = frozenset({KafkaError.MSG_SIZE_TOO_LARGE,
                               KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED})
 
 
+#: Consumer errors librdkafka reports and recovers from by itself: a subscribed topic not in the metadata yet (it
+#: rebalances when the topic shows), the end of a partition.
+PASSING_CONSUMER_ERRORS = frozenset({KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART})
+
+
 class Abortable(Exception):
     """The checkpoint in hand cannot commit, but the producer can go on: abort, rewind, process again."""
 
@@ -238,7 +243,8 @@ class LeanTransform:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
+                if error.code() in PASSING_CONSUMER_ERRORS:
+                    log.info("transform: %s (librdkafka goes on)", error)
                     continue
                 raise KafkaException(error)
             topic, partition, offset = message.topic(), message.partition(), message.offset()

@@ -120,8 +120,12 @@ def create_internal_topics(settings: TransformSettings, topics: LeanTopics) -> N
         _create(admin, [NewTopic(topics.repartition, num_partitions=inputs[topics.polls], replication_factor=1,
                                  config=POLL_RESPONSES.config())])
     config = {"cleanup.policy": "compact", **changelog_config(settings)}
-    _create(admin, [NewTopic(name, num_partitions=streams[source], replication_factor=1, config=config)
-                    for source in topics.stateful() if (name := topics.changelog_of(source))])
+    changelogs = {name: streams[source] for source in topics.stateful() if (name := topics.changelog_of(source))}
+    _create(admin, [NewTopic(name, num_partitions=n, replication_factor=1, config=config)
+                    for name, n in changelogs.items()])
+    # Subscribed and recovered from at once: a topic the broker's metadata does not show yet is "not available"
+    # to a consumer, an error that ended transform at start.
+    partitions_of(admin, [*changelogs, *([topics.repartition] if topics.repartition else [])])
     tune_changelogs(settings, admin)
 
 
