@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from kmsync_common import setup_logging
+from kmsync_common.collector import scheduled_collections
 from kmsync_common.diagnostics import install_task_dump
 from kmsync_config import ConfigError, EventConfig, TenantsConfig, load_settings, load_tenants
 from kmsync_ingest.auth import UploadAuth
@@ -100,4 +101,5 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    return asyncio.run(run(settings, tenants))
+    with scheduled_collections(settings.gc_young_threshold, settings.gc_full_interval_seconds):
+        return asyncio.run(run(settings, tenants))

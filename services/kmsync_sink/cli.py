@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from kmsync_common.collector import scheduled_collections
 from kmsync_common.diagnostics import install_task_dump
 from kmsync_common.health import add_health_routes
 from kmsync_common.logs import setup_logging
@@ -64,7 +65,8 @@ def main(argv: list[str]) -> int:
         await serve(settings, sink, stop)
 
     try:
-        asyncio.run(_main())
+        with scheduled_collections(settings.gc_young_threshold, settings.gc_full_interval_seconds):
+            asyncio.run(_main())
     except TopicLayoutError as exc:  # the topics need an operator's fix: retrying cannot help
         log.error("sink cannot start: %s", exc)
         print(f"kmsync sink: configuration error: {exc}", file=sys.stderr)

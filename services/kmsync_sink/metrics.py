@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
 from prometheus_client.metrics_core import Metric
 
 from kmsync_marketo.lanes import current_lane
@@ -45,6 +45,8 @@ class _BeforeCollect:
 class SinkMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        if registry is None:  # python_gc_*: the collections kmsync_common.collector schedules
+            GCCollector(registry=self.registry)
         r = self.registry
         r.register(_BeforeCollect(self._observe_clients))
         # lane: live or backfill (kmsync_marketo.lanes; two values): a backfill's calls apart from live's.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from kmsync_common.collector import scheduled_collections
 from kmsync_common.diagnostics import install_task_dump
 from kmsync_common.health import add_health_routes
 from kmsync_common.logs import setup_logging
@@ -35,11 +36,12 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if settings.transform_engine == "quix":
-        return serve_quix(settings, tenants)
-    if settings.transform_engine == "lean":
-        return serve_lean(settings, tenants)
-    return asyncio.run(serve(settings, tenants))
+    with scheduled_collections(settings.gc_young_threshold, settings.gc_full_interval_seconds):
+        if settings.transform_engine == "quix":
+            return serve_quix(settings, tenants)
+        if settings.transform_engine == "lean":
+            return serve_lean(settings, tenants)
+        return asyncio.run(serve(settings, tenants))
 
 
 def serve_quix(settings: TransformSettings, tenants: TenantsConfig) -> int:
