@@ -9,9 +9,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, GCCollector, generate_latest
 
 ReadyCheck = Callable[[], Awaitable[bool] | bool]
+
+
+def service_registry(registry: CollectorRegistry | None = None) -> CollectorRegistry:
+    """A service's metrics registry: ``registry`` as given (a test's), else a new one that also holds Python's
+    ``python_gc_*`` metrics (the collections kmsync_common.collector schedules)."""
+    if registry is not None:
+        return registry
+    fresh = CollectorRegistry()
+    GCCollector(registry=fresh)
+    return fresh
 
 
 def add_health_routes(app: web.Application, ready: ReadyCheck | None = None,

@@ -6,17 +6,17 @@ outcome words. Never user ids or emails (docs/reference/streaming.md §6).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kmsync_common.health import service_registry
 
 __all__ = ["CONTENT_TYPE_LATEST", "IngestMetrics"]
 
 
 class IngestMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        if registry is None:  # python_gc_*: the collections kmsync_common.collector schedules
-            GCCollector(registry=self.registry)
+        self.registry = service_registry(registry)
         r = self.registry
         self.records_in = Counter(
             "kmsync_ingest_records_in_total", "Source records read from Kaltura, before de-duplication",

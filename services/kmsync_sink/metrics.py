@@ -11,9 +11,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
+from kmsync_common.health import service_registry
 from kmsync_marketo.lanes import current_lane
 from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.transport import CallStats
@@ -44,9 +45,7 @@ class _BeforeCollect:
 
 class SinkMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        if registry is None:  # python_gc_*: the collections kmsync_common.collector schedules
-            GCCollector(registry=self.registry)
+        self.registry = service_registry(registry)
         r = self.registry
         r.register(_BeforeCollect(self._observe_clients))
         # lane: live or backfill (kmsync_marketo.lanes; two values): a backfill's calls apart from live's.

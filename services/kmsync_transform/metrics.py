@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.metrics_core import Metric
 
+from kmsync_common.health import service_registry
 from kmsync_transform.routing import RouteResult
 from kmsync_transform.transformer import StepResult
 
@@ -57,9 +58,7 @@ class Tally:
 
 class TransformMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        if registry is None:  # python_gc_*: the collections kmsync_common.collector schedules
-            GCCollector(registry=self.registry)
+        self.registry = service_registry(registry)
         r = self.registry
         self.tally = Tally()
         r.register(self.tally)  # first: a collection flushes the counts before it reads the counters

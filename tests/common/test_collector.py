@@ -9,9 +9,13 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import generate_latest
 
 from kmsync_common.collector import MIDDLE_THRESHOLD, NO_AUTOMATIC_FULL, FullCollections, scheduled_collections
 from kmsync_config.settings import CommonSettings
+from kmsync_ingest.metrics import IngestMetrics
+from kmsync_sink.metrics import SinkMetrics
+from kmsync_transform.metrics import TransformMetrics
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +85,10 @@ def test_the_settings_default_to_the_schedule_and_read_the_environment(monkeypat
     monkeypatch.setenv("KMSYNC_GC_FULL_INTERVAL_SECONDS", "0")
     monkeypatch.setenv("KMSYNC_GC_YOUNG_THRESHOLD", "700")
     assert (CommonSettings().gc_full_interval_seconds, CommonSettings().gc_young_threshold) == (0.0, 700)
+
+
+@pytest.mark.parametrize("metrics", [IngestMetrics, TransformMetrics, SinkMetrics])
+def test_each_service_shows_pythons_collections_on_its_metrics(
+        metrics: type[IngestMetrics] | type[TransformMetrics] | type[SinkMetrics]) -> None:
+    text = generate_latest(metrics().registry).decode()
+    assert 'python_gc_collections_total{generation="2"}' in text
