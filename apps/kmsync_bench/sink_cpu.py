@@ -37,7 +37,9 @@ from kmsync_bench.sandbox import CLIENT_ID, CLIENT_SECRET, instances_file, start
 from kmsync_bench.stack import LIFTED, sandbox_limits
 from kmsync_bench.workload import backlog
 from kmsync_cli.processes import ProcessGroup
+from kmsync_common.collector import scheduled_collections
 from kmsync_config import TenantsConfig, parse_tenants
+from kmsync_config.settings import CommonSettings
 from kmsync_contracts import encode
 from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_DLQ, MARKETO_OPS, MARKETO_OPS_BACKFILL, MARKETO_RESULTS
 from kmsync_kafka.clients import ensure_topics, reliable_producer, topic_name
@@ -137,6 +139,7 @@ def main(argv: list[str]) -> int:
     args = _args(argv)
     # CPU time, not the wall clock: on a loaded machine wall time would count the time others had the CPU.
     profiler = cProfile.Profile(time.process_time) if args.profile is not None else None
+    gc = CommonSettings()  # the services' garbage collector schedule (kmsync_common.collector)
     with tempfile.TemporaryDirectory(prefix="kmsync-sink-cpu-") as tmp:
         work = Path(tmp)
         broker = start_broker(work / "kafka")
@@ -144,8 +147,9 @@ def main(argv: list[str]) -> int:
         try:
             limits = {CAPACITY_INSTANCE: sandbox_limits()[CAPACITY_INSTANCE]}
             sandbox = start_sandbox(group, Path(sys.executable), instances_file(work / "instances.yaml", limits))
-            values = asyncio.run(load(broker.bootstrap, sandbox.instance_url(CAPACITY_INSTANCE), args.ops,
-                                      args.repeat, profiler))
+            with scheduled_collections(gc.gc_young_threshold, gc.gc_full_interval_seconds):
+                values = asyncio.run(load(broker.bootstrap, sandbox.instance_url(CAPACITY_INSTANCE), args.ops,
+                                          args.repeat, profiler))
         finally:
             group.stop_all()
             broker.stop()
