@@ -51,7 +51,7 @@ from kmsync_contracts.topics import (
 )
 from kmsync_kafka.clients import ensure_topics
 from kmsync_transform.dead_letters import SourceRef
-from kmsync_transform.engine_quix import PRODUCER_LINGER_MS, ROCKSDB_BLOCK_CACHE_BYTES
+from kmsync_transform.engine_options import PRODUCER_LINGER_MS, ROCKSDB_BLOCK_CACHE_BYTES
 from kmsync_transform.hanging_check import HangingCheckThread
 from kmsync_transform.internal_topics import LeanTopics, create_internal_topics, polls_partitions
 from kmsync_transform.keyed import Envelope, KeyedSteps, Output
@@ -106,8 +106,8 @@ class LeanTransform:
         self.metrics = metrics or TransformMetrics()
         self.clock: Clock = clock or SystemClock()
         self.group_id = f"{settings.topic_prefix}{settings.transform_app_id}"
-        #: The topics, once run() knows how many partitions the polls have.
-        self.topics = LeanTopics.of(settings, polls_partitions=0)
+        #: The topics: set by run(), which first learns how many partitions the polls have (a repartition topic or not).
+        self.topics: LeanTopics
         self.steps = KeyedSteps(
             tenants, self.metrics, clock=self.clock.now,
             retention=timedelta(seconds=settings.transform_state_retention_seconds),

@@ -55,8 +55,14 @@ from kmsync_contracts.topics import (
 )
 from kmsync_kafka.clients import ensure_topics, topic_name
 from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.engine_options import (
+    PRODUCER_LINGER_MS,
+    ROCKSDB_BLOCK_CACHE_BYTES,
+    ROCKSDB_MAX_WRITE_BUFFERS,
+    ROCKSDB_WRITE_BUFFER_BYTES,
+)
 from kmsync_transform.hanging_check import HangingCheckThread
-from kmsync_transform.internal_topics import SESSION_GROUP, tune_changelogs
+from kmsync_transform.internal_topics import SESSION_GROUP, destination_topics, input_specs, tune_changelogs
 from kmsync_transform.keyed import Envelope, KeyedSteps, Output
 from kmsync_transform.left_open import end_previous_incarnation, transactional_id
 from kmsync_transform.metrics import TransformMetrics
@@ -68,22 +74,6 @@ log = logging.getLogger("kmsync.transform")
 
 #: How often (per partition) the lag gauge reads librdkafka's cached high watermark mid-backlog.
 LAG_EVERY_SECONDS = 0.5
-#: RocksDB memory. quixstreams' defaults (64 MiB memtables, up to 3 per store partition, 1 GiB block
-#: cache) suit large state; transform keeps small per-person entries in many store partitions
-#: (two stateful inputs and the polls' repartition topic, times their partitions), where those
-#: memtables hold every write and every expiry tombstone until they fill. Small memtables flush
-#: often, so memory follows the live state; after an expiry store_upkeep.py compacts the stores and
-#: empties this cache (measured in docs/benchmarks.md, "Transform: state retention, memory and recovery").
-ROCKSDB_WRITE_BUFFER_BYTES = 2 * 1024 * 1024
-ROCKSDB_BLOCK_CACHE_BYTES = 32 * 1024 * 1024
-#: How long librdkafka gathers produced records into a batch (linger.ms). Under exactly-once nothing
-#: transform produces is visible before its checkpoint's transaction commits (read_committed readers,
-#: docs/reference/streaming.md §3), and quixstreams flushes the producer before it commits, so a linger
-#: up to the commit interval delays no reader; it only makes fewer, larger produce requests, each of
-#: which the broker validates and appends as one transactional batch. Measured (issue #22, 10,000
-#: engagement rows through the quix engine, back to back, load 1.5-2.5): the broker's CPU per 10,000 rows
-#: 1.26 -> 0.84 s and 0.91 -> 0.68 s (medians, noisy), transform's own CPU unchanged, 5 ms -> 100 ms.
-PRODUCER_LINGER_MS = 100
 
 
 class _OutputValue(Serializer):
@@ -127,7 +117,7 @@ class QuixTransform:
         self.clock: Clock = clock or SystemClock()
         prefix = settings.topic_prefix
         self.group_id = f"{prefix}{settings.transform_app_id}"
-        self.spec_by_topic = {topic_name(s, prefix): s for s in INPUTS}
+        self.spec_by_topic = input_specs(prefix)
         self.steps = KeyedSteps(
             tenants, self.metrics, clock=self.clock.now,
             retention=timedelta(seconds=settings.transform_state_retention_seconds),
@@ -170,7 +160,8 @@ class QuixTransform:
             commit_interval=s.transform_commit_interval_ms / 1000,
             consumer_poll_timeout=s.transform_poll_timeout_ms / 1000,
             state_dir=self._state_dir(),
-            rocksdb_options=RocksDBOptions(write_buffer_size=ROCKSDB_WRITE_BUFFER_BYTES, max_write_buffer_number=2,
+            rocksdb_options=RocksDBOptions(write_buffer_size=ROCKSDB_WRITE_BUFFER_BYTES,
+                                           max_write_buffer_number=ROCKSDB_MAX_WRITE_BUFFERS,
                                            block_cache_size=ROCKSDB_BLOCK_CACHE_BYTES),
             producer_extra_config=self._producer_config(),
             # A killed replica's partitions move after session.timeout.ms. fetch.wait.max.ms: quixstreams
@@ -184,16 +175,11 @@ class QuixTransform:
             loglevel=None,  # kmsync_common.setup_logging configures the logging
         )
         prefix = s.topic_prefix
-        ops = app.topic(topic_name(MARKETO_OPS, prefix), key_serializer="bytes", value_serializer=_OutputValue())
-        dlq = app.topic(topic_name(TRANSFORM_DLQ, prefix), key_serializer="bytes", value_serializer=_OutputValue())
-        decisions = app.topic(topic_name(TRANSFORM_DECISIONS, prefix), key_serializer="bytes",
-                              value_serializer=_OutputValue())
-        backfill = app.topic(topic_name(MARKETO_OPS_BACKFILL, prefix), key_serializer="bytes",
-                             value_serializer=_OutputValue())
-        destinations = {"ops": ops, "ops_backfill": backfill, "dlq": dlq, "decisions": decisions}
+        outputs = {name: app.topic(topic, key_serializer="bytes", value_serializer=_OutputValue())
+                   for name, topic in destination_topics(prefix).items()}
 
         def destination(value: Output, key: Any, timestamp: int, headers: Any) -> Topic:
-            return destinations[value[0]]
+            return outputs[value[0]]
 
         def output_key(value: Output) -> bytes:
             return value[1]

@@ -6,6 +6,7 @@ quixstreams 3.28.1 names an application's internal topics ``<type>__<group>--<st
 ``repartition__<group>--<polls topic>--session``, and the store of what is read from it
 ``changelog__<group>--repartition.<polls topic>.session--default`` (the repartition topic's name nested).
 Changelogs are compacted, with the compaction settings of ``tune_changelogs``; each has its stream's partitions.
+The names of the topics both engines read and write are here too (``input_specs``, ``destination_topics``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from kmsync_contracts.topics import (
-    ATTENDEE_STATUS,
     MARKETO_OPS,
     MARKETO_OPS_BACKFILL,
     POLL_RESPONSES,
-    SESSION_ENGAGEMENT,
     TRANSFORM_DECISIONS,
     TRANSFORM_DLQ,
+    TRANSFORM_INPUTS,
     TopicSpec,
 )
 from kmsync_kafka.clients import topic_name
@@ -44,6 +44,19 @@ STORE = "default"
 CHANGELOG_MIN_CLEANABLE_DIRTY_RATIO = "0.1"
 #: How long an admin call may take.
 ADMIN_TIMEOUT_S = 30.0
+
+
+def input_specs(prefix: str) -> dict[str, TopicSpec]:
+    """Input topic name → its catalogue spec (the three Kaltura inputs), as both engines read them."""
+    return {topic_name(s, prefix): s for s in TRANSFORM_INPUTS}
+
+
+def destination_topics(prefix: str) -> dict[str, str]:
+    """keyed.py's destination → the topic name both engines write it to."""
+    return {"ops": topic_name(MARKETO_OPS, prefix),
+            "dlq": topic_name(TRANSFORM_DLQ, prefix),
+            "decisions": topic_name(TRANSFORM_DECISIONS, prefix),
+            "ops_backfill": topic_name(MARKETO_OPS_BACKFILL, prefix)}
 
 
 def changelog_name(group_id: str, stream: str) -> str:
@@ -77,14 +90,9 @@ class LeanTopics:
     def of(cls, settings: TransformSettings, polls_partitions: int) -> LeanTopics:
         prefix = settings.topic_prefix
         group = f"{prefix}{settings.transform_app_id}"
-        inputs = {topic_name(s, prefix): s for s in (ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES)}
-        destinations = {"ops": topic_name(MARKETO_OPS, prefix),
-                        "ops_backfill": topic_name(MARKETO_OPS_BACKFILL, prefix),
-                        "dlq": topic_name(TRANSFORM_DLQ, prefix),
-                        "decisions": topic_name(TRANSFORM_DECISIONS, prefix)}
         polls = topic_name(POLL_RESPONSES, prefix)
         repartition = None if polls_partitions == 1 else f"repartition__{group}--{polls}--{SESSION_GROUP}"
-        return cls(group, inputs, polls, repartition, destinations)
+        return cls(group, input_specs(prefix), polls, repartition, destination_topics(prefix))
 
     def subscribed(self) -> list[str]:
         return [*self.spec_by_topic, *([self.repartition] if self.repartition else [])]

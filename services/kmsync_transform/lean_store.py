@@ -29,9 +29,10 @@ changelogs:
   whose transaction changed the store) tombstones entries whose stamp is ``<= high water`` on the changelog.
 - **recovery** (``state/recovery.py`` ``RecoveryPartition.recover_from_changelog_message``,
   ``RocksDBStorePartition.recover_from_changelog_message``): a record without ``__column_family__`` is an error;
-  one whose processed offset is ``>=`` the group's committed offset of that topic is skipped; other column
-  families (the marker) carry no state; a stamped record whose stamp is ``<=`` the high water the store had
-  before the replay is deleted rather than kept.
+  one whose processed offset is ``>=`` the group's committed offset of that topic is skipped (under exactly-once a
+  changelog record commits with its input's offsets, so only after the group's offsets were moved back by hand;
+  the lean engine applies every record); other column families (the marker) carry no state; a stamped record whose
+  stamp is ``<=`` the high water the store had before the replay is deleted rather than kept.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ from quixstreams.state.rocksdb.metadata import STATE_FORMAT_VERSION
 from quixstreams.state.rocksdb.ttl_codec import SENTINEL_NEVER
 from rocksdict import Rdict, ReadOptions, WriteBatch
 
-from kmsync_transform.engine_quix import ROCKSDB_BLOCK_CACHE_BYTES, ROCKSDB_WRITE_BUFFER_BYTES
+from kmsync_transform.engine_options import (
+    ROCKSDB_BLOCK_CACHE_BYTES,
+    ROCKSDB_MAX_WRITE_BUFFERS,
+    ROCKSDB_WRITE_BUFFER_BYTES,
+)
 
 log = logging.getLogger("kmsync.transform")
 
@@ -106,8 +111,9 @@ def quix_changelog_name(group_id: str, topic: str, store: str = "default") -> st
 
 
 def default_options() -> RocksDBOptions:
-    """The quix engine's RocksDB options (engine_quix.py's ROCKSDB_* constants)."""
-    return RocksDBOptions(write_buffer_size=ROCKSDB_WRITE_BUFFER_BYTES, max_write_buffer_number=2,
+    """The quix engine's RocksDB options (engine_options.py's ROCKSDB_* constants)."""
+    return RocksDBOptions(write_buffer_size=ROCKSDB_WRITE_BUFFER_BYTES,
+                          max_write_buffer_number=ROCKSDB_MAX_WRITE_BUFFERS,
                           block_cache_size=ROCKSDB_BLOCK_CACHE_BYTES)
 
 
@@ -305,12 +311,13 @@ class LeanStore:
                 batch.put(value[:STAMP_BYTES] + key, b"", index)
 
     # ----- recovery from the changelog
-    def recovery_start(self, committed_offsets: Mapping[str, int] | None = None) -> int:
-        """The changelog offset to read from (0 for a new store) and the start of a recovery. With
-        ``committed_offsets`` (input topic → the group's committed offset on this partition, as quixstreams
-        passes them), a record whose processed offset is not below it is skipped, as quixstreams does
-        (``RecoveryPartition._should_apply_changelog``); without, every record is applied."""
-        self._recovery = _Recovery(committed_offsets, self.high_water_ms)
+    def recovery_start(self) -> int:
+        """The changelog offset to read from (0 for a new store) and the start of a recovery. Every record is
+        applied: quixstreams' skip of a record whose processed offset is not below the group's committed offset
+        (``RecoveryPartition._should_apply_changelog``) is not done; under exactly-once a changelog record and its
+        input's offsets commit in one transaction, so it would skip one only after the group's offsets were moved
+        back by hand."""
+        self._recovery = _Recovery(self.high_water_ms)
         return self._next_offset or 0
 
     def recover(self, key: bytes, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None,
@@ -366,8 +373,7 @@ _UNSTAGED: Any = object()
 class _Recovery:
     """What one recovery of a store has read: the changes not written yet and whether it met the marker."""
 
-    def __init__(self, committed: Mapping[str, int] | None, frontier: int) -> None:
-        self.committed = committed
+    def __init__(self, frontier: int) -> None:
         #: The high water before the replay (``_recovery_frontier_ms``): older stamps are dropped, not kept.
         self.frontier = frontier
         self.changes: dict[bytes, bytes | None] = {}
@@ -383,8 +389,6 @@ class _Recovery:
         if not cf:
             raise LeanStoreError(f"{changelog} offset {offset}: no {CHANGELOG_CF_MESSAGE_HEADER} header; "
                                  "not a quixstreams changelog record")
-        if self.committed is not None and not self._applies(found, changelog, offset):
-            return None
         if cf != _CF_DEFAULT:  # quixstreams' system column family: the migration-done marker, no state
             self.marker = self.marker or (cf == _CF_SYSTEM and key == TTL_MIGRATION_DONE_KEY)
             return None
@@ -397,18 +401,6 @@ class _Recovery:
         if stamp != SENTINEL_NEVER and stamp <= self.frontier:
             return key, None  # expired against the high water the store had (quixstreams drops it the same way)
         return key, value
-
-    def _applies(self, headers: dict[str, bytes], changelog: str, offset: int) -> bool:
-        assert self.committed is not None
-        processed = _loads(headers.get(CHANGELOG_PROCESSED_OFFSETS_MESSAGE_HEADER, b"null"))
-        for topic, last in (processed or {}).items():
-            committed = self.committed.get(topic)
-            if committed is None:
-                raise LeanStoreError(f"{changelog} offset {offset} was written for {topic!r}, of which no committed "
-                                     "offset was given")
-            if last >= committed:
-                return False
-        return True
 
 
 class LeanState:
@@ -476,15 +468,13 @@ class _Unbound:
 _UNBOUND: Any = _Unbound()
 
 
-def recover_stores(bootstrap: str, stores: Iterable[LeanStore], timeout_s: float,
-                   committed: Mapping[int, Mapping[str, int]] | None = None) -> None:
+def recover_stores(bootstrap: str, stores: Iterable[LeanStore], timeout_s: float) -> None:
     """Bring each store up to the end of its changelog partition, read from its ``recovery_start()`` with a
     consumer of its own (assigned, read_committed, nothing committed; the Python client requires a group.id, which
-    is never joined). ``committed``: partition → (input topic → the group's committed offset), as quixstreams
-    checks them (``LeanStore.recovery_start``). The end is the partition's high watermark read uncommitted, read
-    again whenever the position reaches it: read_committed stops at the last stable offset, so a transaction
-    still open at the tail (a previous owner's, until it commits or the broker aborts it after its
-    transaction.timeout.ms) is waited for; an aborted one is passed. Raises LeanStoreError after ``timeout_s``."""
+    is never joined). The end is the partition's high watermark read uncommitted, read again whenever the position
+    reaches it: read_committed stops at the last stable offset, so a transaction still open at the tail (a previous
+    owner's, until it commits or the broker aborts it after its transaction.timeout.ms) is waited for; an aborted
+    one is passed. Raises LeanStoreError after ``timeout_s``."""
     todo = {(s.changelog, s.partition): s for s in stores}
     if not todo:
         return
@@ -493,7 +483,7 @@ def recover_stores(bootstrap: str, stores: Iterable[LeanStore], timeout_s: float
     reader = Consumer({**config, "isolation.level": "read_committed"})
     probe = Consumer({**config, "isolation.level": "read_uncommitted"})  # the true high watermark
     try:
-        _Recoverer(reader, probe, todo, time.monotonic() + timeout_s, timeout_s).run(committed)
+        _Recoverer(reader, probe, todo, time.monotonic() + timeout_s, timeout_s).run()
     finally:
         reader.close()
         probe.close()
@@ -515,17 +505,17 @@ class _Recoverer:
             raise LeanStoreError(f"recovery of {topic}[{partition}]: its high watermark could not be read: "
                                  f"{exc}") from exc
 
-    def run(self, committed: Mapping[int, Mapping[str, int]] | None) -> None:
+    def run(self) -> None:
         assignment = []
         for (topic, partition), store in list(self.stores.items()):
-            start = store.recovery_start(None if committed is None else committed.get(partition, {}))
+            start = store.recovery_start()
             high = self._high(topic, partition)
             if start > high:  # the changelog was deleted and created again: the store is of another one
                 log.warning("%s[%d]: the store at %s expects changelog offset %d, beyond the changelog's end %d (the "
                             "changelog was deleted and created again): emptied, recovered from the start",
                             topic, partition, store.path, start, high)
                 store.reset()
-                start = store.recovery_start(None if committed is None else committed.get(partition, {}))
+                start = store.recovery_start()
             if start == high:
                 store.recovered(start)
                 del self.stores[(topic, partition)]

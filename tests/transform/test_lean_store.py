@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -68,7 +68,7 @@ def local_values(path: Path, cf: str = "default") -> dict[bytes, bytes]:
     db = Rdict(str(path), options, column_families={n: options for n in Rdict.list_cf(str(path), options)})
     try:
         family = db.get_column_family(cf)
-        found = dict(family.items())
+        found = cast(dict[bytes, bytes], dict(family.items()))  # raw mode: bytes keys and values
         del family
         return found
     finally:
@@ -220,14 +220,14 @@ def test_nothing_expires_before_a_record_time_is_known(tmp_path: Path) -> None:
 
 
 # ----- recovery
-def test_recovery_applies_stamped_legacy_and_tombstone_records_and_skips_what_quix_skips(tmp_path: Path) -> None:
+def test_recovery_applies_stamped_legacy_and_tombstone_records(tmp_path: Path) -> None:
     old = LeanStore(tmp_path / "warm", "changelog", 0)
     old.advance(T0_MS)
     old.put(b"gone", b"0", SENTINEL_NEVER)
     old.apply(3)
     old.close()
     store = LeanStore(tmp_path / "warm", "changelog", 0)
-    assert store.recovery_start({"in": 10}) == 3
+    assert store.recovery_start() == 3
     legacy = [("__column_family__", b"default"), ("__processed_tp_offsets__", b'{"in":1}')]
     records: list[tuple[bytes, bytes | None, list[tuple[str, bytes]]]] = [
         (b"live", stamped(T0_MS + 1, "v"), [*STAMPED[:1], ("__processed_tp_offsets__", b'{"in":2}'), *STAMPED[2:]]),
@@ -235,24 +235,20 @@ def test_recovery_applies_stamped_legacy_and_tombstone_records_and_skips_what_qu
         (b"legacy", b'"a legacy value"', legacy),
         (b"gone", None, legacy),
         (b"__ttl_migration_done__", MARKER_VALUE, MARKER_HEADERS[:1]),
-        (b"uncommitted", stamped(SENTINEL_NEVER, 1), [*STAMPED[:1], ("__processed_tp_offsets__", b'{"in":10}')]),
     ]
     for offset, (key, value, headers) in enumerate(records, start=3):
         store.recover(key, value, headers, offset)
-    store.recovered(9)
+    store.recovered(8)
     assert store.get(b"live", store.high_water_ms) == b'"v"'
     assert store.get(b"legacy", store.high_water_ms) == b'"a legacy value"'  # no stamp to strip, no expiry
-    for key in (b"expired", b"gone", b"uncommitted"):
+    for key in (b"expired", b"gone"):
         assert store.get(key, NO_HIGH_WATER) is None, key
     store.put(b"more", b"1", SENTINEL_NEVER)
     assert [r[0] for r in store.changelog_records(None)] == [b"more"]  # the marker was on the changelog
     store.discard()
-    assert store.recovery_start() == 9
+    assert store.recovery_start() == 8
     with pytest.raises(LeanStoreError, match="__column_family__"):
-        store.recover(b"k", b"v", [], 9)
-    store.recovery_start({"other": 4})
-    with pytest.raises(LeanStoreError, match="no committed offset"):
-        store.recover(b"k", stamped(SENTINEL_NEVER, 1), STAMPED, 9)
+        store.recover(b"k", b"v", [], 8)
     store.close()
 
 
