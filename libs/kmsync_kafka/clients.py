@@ -34,8 +34,8 @@ async def ensure_topics(
     topics differ raises TopicLayoutError (co_partition_problems says which and what to do)."""
     specs = list(specs)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    try:  # closed even when its start fails or is cancelled (Publisher.start bounds this call)
+        await admin.start()
         existing = set(await admin.list_topics())
         groups = [g for g in CO_PARTITIONED if any(s in g for s in specs)]
         grouped = {topic_name(t, prefix) for g in groups for t in g}

@@ -121,7 +121,9 @@ class HangingWatch:
 
 class OffsetReader:
     """Reads the LSO and log end of every partition of some topics, with two long-lived consumers (no group,
-    nothing assigned: only their ListOffsets requests). ``start`` before ``read``; ``stop`` at the end."""
+    nothing assigned: only their ListOffsets requests). ``start`` before ``read``; ``stop`` at the end. A ``start``
+    that raises (or is cancelled) has stopped both again: an aiokafka consumer never stopped is an ERROR
+    "Unclosed AIOKafkaConsumer" whenever the garbage collector finalises it."""
 
     def __init__(self, bootstrap: str, *, request_timeout_ms: int = 10_000) -> None:
         self._readers = [AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -129,12 +131,18 @@ class OffsetReader:
                          for isolation in ("read_committed", "read_uncommitted")]
 
     async def start(self) -> None:
-        for reader in self._readers:
-            await reader.start()
+        try:
+            for reader in self._readers:
+                await reader.start()
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
-        for reader in self._readers:
-            await reader.stop()
+        """Stop both consumers: each one even when stopping the other raises or is cancelled."""
+        async with contextlib.AsyncExitStack() as readers:
+            for reader in self._readers:
+                readers.push_async_callback(reader.stop)
 
     async def topics(self) -> set[str]:
         """Every topic of the cluster (internal ones included)."""

@@ -170,7 +170,12 @@ class KafkaProducer:
         self._closing.clear()
         self._thread = threading.Thread(target=self._poll_loop, name="kmsync-kafka-producer", daemon=True)
         self._thread.start()
-        if not await self.probe(within_seconds):
+        try:
+            answered = await self.probe(within_seconds)
+        except BaseException:  # cancelled: the delivery thread and librdkafka's client are not left running
+            await self.stop(0)
+            raise
+        if not answered:
             await self.stop(0)
             raise ProduceError(f"no Kafka broker answered within {within_seconds:g}s", code="_TRANSPORT")
 

@@ -68,8 +68,8 @@ async def scan(bootstrap: str, topic: str, *, within: float = 60.0, isolation: s
     before ``keep`` sees them (``markers``: kept)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", isolation_level=isolation)
-    await consumer.start()
-    try:
+    try:  # stopped even when its start fails or is cancelled (an unstopped consumer logs an ERROR when collected)
+        await consumer.start()
         async with asyncio.timeout(within):
             tps = await topic_partitions(consumer, topic)
             if not tps:

@@ -128,8 +128,10 @@ async def backfill(
                                      max_line_bytes=settings.max_csv_line_bytes, poll_order=settings.poll_order,
                                      before_chunk=gate.wait)
     finally:
-        await gate.stop()
-        await publisher.stop()
+        try:
+            await gate.stop()
+        finally:
+            await publisher.stop()
 
 
 def main(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ every 1.25-1.5 s): a limit of 2,000 held a million-row load to ~300 rows/s in an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -57,36 +58,48 @@ class TransformBacklogGate:
 
     def __init__(self, bootstrap: str, prefix: str, transform_group: str, limit: int) -> None:
         self.limit = limit
+        self.bootstrap = bootstrap
         self.group_id = f"{prefix}{transform_group}"
         # Transform's backlog on any of its inputs delays every live row it has not reached.
         self._topics = [topic_name(t, prefix) for t in TRANSFORM_INPUTS]
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self._reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                        isolation_level="read_committed")
+        #: The admin client and reader ``start`` opened (None: not started, or no pacing); ``stop`` closes them.
+        self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
+        self._close = contextlib.AsyncExitStack()
         self._partitions: list[TopicPartition] = []
-        self._started = False
         self._next_note = 0.0
         #: Seconds the load waited for transform, in all.
         self.waited_seconds = 0.0
 
     async def start(self) -> None:
-        if self.limit <= 0:
+        """Open the clients that read the backlog (none when ``limit`` is 0: no pacing). Raises
+        DependencyUnavailable; a start that raises or is cancelled closes what it opened (an aiokafka client never
+        closed is an ERROR "Unclosed AIOKafkaConsumer" whenever the garbage collector finalises it)."""
+        if self.limit <= 0 or self._clients is not None:
             return
-        self._started = True
-        try:
-            await self._admin.start()
-            await self._reader.start()
-            for topic in self._topics:
-                self._partitions += await topic_partitions(self._reader, topic)
-        except KafkaError as exc:
-            raise DependencyUnavailable(f"Kafka unreachable for the load's pacing: {type(exc).__name__}") from None
+        async with contextlib.AsyncExitStack() as opened:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            opened.push_async_callback(admin.close)
+            reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                      isolation_level="read_committed")
+            opened.push_async_callback(reader.stop)
+            try:
+                await admin.start()
+                await reader.start()
+                partitions = [tp for topic in self._topics for tp in await topic_partitions(reader, topic)]
+            except KafkaError as exc:
+                raise DependencyUnavailable(f"Kafka unreachable for the load's pacing: {type(exc).__name__}") from None
+            self._clients, self._partitions = (admin, reader), partitions
+            self._close = opened.pop_all()
 
     async def backlog(self) -> int:
         """Transform's backlog; 0 (no pacing) when the broker cannot say after a few tries (a fresh broker
-        without a group coordinator yet), so the load never hangs on the pacing itself."""
+        without a group coordinator yet), so the load never hangs on the pacing itself, or when not started."""
+        if self._clients is None:
+            return 0
+        admin, reader = self._clients
         for attempt in range(1, COORDINATOR_ATTEMPTS + 1):
             try:
-                return await group_lag(self._admin, self._reader, self._partitions, self.group_id)
+                return await group_lag(admin, reader, self._partitions, self.group_id)
             except KafkaError as exc:
                 if not exc.retriable or attempt == COORDINATOR_ATTEMPTS:
                     log.warning("transform's backlog not read (%s): this chunk is loaded without pacing",
@@ -115,7 +128,6 @@ class TransformBacklogGate:
         return n
 
     async def stop(self) -> None:
-        if not self._started:
-            return
-        await self._reader.stop()
-        await self._admin.close()
+        """Close what ``start`` opened (each client, even when closing another raises); again: nothing."""
+        self._clients = None
+        await self._close.aclose()

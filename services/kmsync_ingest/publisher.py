@@ -226,8 +226,12 @@ class Publisher:
             # Before anything reads the watermarks: starting the transactional producer fences an
             # earlier incarnation (a killed ingest) and aborts its open transaction, so the
             # read_committed load sees everything committed after it began (not only up to it).
-            async with self._tx_lock:
-                await self._transactional_producer()
+            try:
+                async with self._tx_lock:
+                    await self._transactional_producer()
+            except BaseException:  # a start that raises leaves no producer running
+                await self.stop()
+                raise
         self.kafka_ok = True
         self.metrics.kafka_up.set(1)
 
@@ -314,8 +318,10 @@ class Publisher:
         try:
             await producer.start(self.ack_timeout)
             await producer.init_transactions(self.ack_timeout)
-        except ProduceError as exc:
+        except BaseException as exc:  # cancelled too (a released partition's take-over): never left running
             await producer.stop(0)
+            if not isinstance(exc, ProduceError):
+                raise
             self._failed()
             raise KafkaUnavailable(f"cannot start a transactional producer: {exc!r}") from exc
         self._tx = producer

@@ -191,12 +191,17 @@ class IngestService:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        # Pulls started by callers (tests, tools) too: every page produced gets its watermark.
-        await self.release(set(self.owned), grace_seconds)
-        if self.coordinator is not None:
-            await self.coordinator.stop()
-            self.coordinator = None
-        await self.publisher.stop()
+        # Pulls started by callers (tests, tools) too: every page produced gets its watermark. The group's consumer
+        # and the producer are stopped even when that raises or this stop is cancelled.
+        try:
+            await self.release(set(self.owned), grace_seconds)
+        finally:
+            try:
+                if self.coordinator is not None:
+                    await self.coordinator.stop()
+                    self.coordinator = None
+            finally:
+                await self.publisher.stop()
 
     # ------------------------------------------------------------------- partition handover
     async def take_over(self, partitions: set[int]) -> None:

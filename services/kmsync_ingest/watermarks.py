@@ -13,6 +13,7 @@ first offset, and a read_committed reader sees it once that transaction ends (on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -155,24 +156,26 @@ class WatermarkStore:
                 if keep(mark.partner_id, mark.virtual_event_id):
                     del self._marks[k]
         topic = topic_name(INGEST_WATERMARKS, self.publisher.prefix)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.publisher.bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", isolation_level="read_committed",
-        )
-        # The log end as written (read_uncommitted), not the last stable offset.
-        ends_reader = AIOKafkaConsumer(
-            bootstrap_servers=self.publisher.bootstrap, group_id=None, enable_auto_commit=False,
-            isolation_level="read_uncommitted",
-        )
-        try:
-            await asyncio.wait_for(consumer.start(), self.load_timeout)
-            await asyncio.wait_for(ends_reader.start(), self.load_timeout)
-            await asyncio.wait_for(self._read_all(consumer, ends_reader, topic, keep), self.load_timeout)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise KafkaUnavailable(f"cannot read the watermarks from {topic}: {exc!r}") from exc
-        finally:
-            await consumer.stop()
-            await ends_reader.stop()
+        # Both consumers are stopped whatever happens: a failed or timed-out start, a cancelled load (a released
+        # partition's take-over), or the other's stop raising or being cancelled.
+        async with contextlib.AsyncExitStack() as consumers:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.publisher.bootstrap, group_id=None, enable_auto_commit=False,
+                auto_offset_reset="earliest", isolation_level="read_committed",
+            )
+            consumers.push_async_callback(consumer.stop)
+            # The log end as written (read_uncommitted), not the last stable offset.
+            ends_reader = AIOKafkaConsumer(
+                bootstrap_servers=self.publisher.bootstrap, group_id=None, enable_auto_commit=False,
+                isolation_level="read_uncommitted",
+            )
+            consumers.push_async_callback(ends_reader.stop)
+            try:
+                await asyncio.wait_for(consumer.start(), self.load_timeout)
+                await asyncio.wait_for(ends_reader.start(), self.load_timeout)
+                await asyncio.wait_for(self._read_all(consumer, ends_reader, topic, keep), self.load_timeout)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                raise KafkaUnavailable(f"cannot read the watermarks from {topic}: {exc!r}") from exc
         self.loaded = True
         return len(self._marks)
 

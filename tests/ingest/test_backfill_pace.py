@@ -3,13 +3,17 @@ transform's backlog on the Kaltura topics is at most KMSYNC_BACKFILL_MAX_TRANSFO
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from kmsync_common.errors import DependencyUnavailable
 from kmsync_contracts.topics import ALL_TOPICS, ATTENDEE_STATUS, SESSION_ENGAGEMENT
 from kmsync_ingest.backfill_pace import TransformBacklogGate, wait_below
 from kmsync_kafka import ensure_topics, reliable_producer
 from kmsync_kafka.clients import topic_name
 from kmsync_testing.kafka_broker import KafkaBroker
+from kmsync_testing.leaks import no_unclosed_kafka_clients
+from kmsync_testing.processes import free_port
 
 
 async def test_the_load_waits_while_the_backlog_is_above_the_limit() -> None:
@@ -63,3 +67,20 @@ async def test_the_backlog_is_what_transforms_group_has_not_committed(kafka_brok
         assert gate.waited_seconds == 0
     finally:
         await gate.stop()
+
+
+async def test_a_gate_leaves_no_kafka_client_open_whether_started_or_not() -> None:
+    """`kmsync backfill` with Kafka down never starts its gate (the producer fails first); a live load (limit 0)
+    starts and stops it without pacing; a start against a broker that is down fails. None of them may leave an
+    aiokafka client for the garbage collector to report (an ERROR line in whatever runs then)."""
+    down = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with no_unclosed_kafka_clients():
+        TransformBacklogGate(down, "t.", "kmsync-transform", limit=10)  # never started, never stopped
+        unpaced = TransformBacklogGate(down, "t.", "kmsync-transform", limit=0)
+        await unpaced.start()
+        assert await unpaced.backlog() == 0
+        await unpaced.stop()
+        failed = TransformBacklogGate(down, "t.", "kmsync-transform", limit=10)
+        with pytest.raises(DependencyUnavailable):
+            await failed.start()
+        del unpaced, failed

@@ -12,6 +12,8 @@ from aiokafka.errors import KafkaConnectionError
 
 from kmsync_kafka import hanging
 from kmsync_kafka.hanging import HangingWatch, Offsets
+from kmsync_testing.leaks import no_unclosed_kafka_clients
+from kmsync_testing.processes import free_port
 
 OPS = TopicPartition("marketo.ops.v1", 3)
 OTHER = TopicPartition("marketo.ops.v1", 4)
@@ -148,3 +150,16 @@ async def test_the_check_judges_the_partitions_it_can_read_when_one_has_no_leade
     now[0] = AFTER
     verdicts = await check.check()
     assert verdicts is not None and [h.tp for h in verdicts.new] == [OPS]
+
+
+async def test_a_check_that_cannot_reach_kafka_leaves_no_consumer_open() -> None:
+    # Its reader's start fails (the broker is down): both of its consumers are stopped, not left to the collector.
+    down = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with no_unclosed_kafka_clients():
+        check = hanging.HangingCheck(down, [OPS.topic], after_seconds=AFTER, interval=10.0)
+        assert await check.check() is None
+        await check.close()
+        reader = hanging.OffsetReader(down)
+        with pytest.raises(KafkaConnectionError):
+            await reader.start()
+        del check, reader

@@ -61,8 +61,8 @@ async def leave_hanging_transaction(bootstrap: str, transactional_id: str, commi
     their partitions hold an open transaction afterwards, for good."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=transactional_id,
                                 enable_idempotence=True, acks="all")
-    await producer.start()
-    try:
+    try:  # stopped even when its start fails (an unstopped producer logs an ERROR when collected)
+        await producer.start()
         async with producer.transaction():
             for put in committed:
                 await producer.send_and_wait(put.topic, put.value, put.key, partition=put.partition)
