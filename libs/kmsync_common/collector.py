@@ -5,18 +5,20 @@ itself. Its automatic schedule (thresholds 700, 10, 10) runs a *full* collection
 object in the process, whenever the objects promoted to the oldest generation since the last one reach a quarter
 of that generation. A sink under load keeps windows of decoded operations alive for a few hundred milliseconds:
 they are promoted, die, and start the next full collection, again and again. Measured on the capacity path
-(docs/benchmarks.md, "The cyclic garbage collector"), full collections were ≈ 30 % of the sink's CPU, ≈ 135 ms
+(docs/benchmarks.md, "Section 4, session 15"), full collections were ≈ 30 % of the sink's CPU, ≈ 135 ms
 each.
 
 So the services run the collector on a schedule of their own:
-- young collections stay automatic, after ``young_threshold`` net allocations of tracked objects (Python's
-  default is 700), so short-lived cycles are still found at once;
+- young and middle collections stay automatic, at Python's own thresholds (700 and 10), so short-lived cycles are
+  still found at once (a young threshold of 20,000 or a middle one of 50 measured no better: the same
+  benchmarks section);
 - automatic full collections are switched off (the oldest generation's threshold is out of reach);
 - a thread of its own runs one full collection every ``full_interval_seconds``, so cyclic garbage that reached
   the oldest generation lives at most that long.
 
-``full_interval_seconds`` 0 leaves Python's own schedule untouched. The settings are KMSYNC_GC_* (README.md,
-"Configuration"). Python's own ``python_gc_*`` metrics show the collections on each service's /metrics.
+``full_interval_seconds`` 0 leaves Python's own schedule untouched. The setting is
+KMSYNC_GC_FULL_INTERVAL_SECONDS (docs/configuration.md). Python's own ``python_gc_*`` metrics show the
+collections on each service's /metrics.
 """
 
 from __future__ import annotations
@@ -32,8 +34,6 @@ log = logging.getLogger(__name__)
 
 #: Gen-1 collections before a full one would start automatically: more than a process ever runs.
 NO_AUTOMATIC_FULL = 1 << 30
-#: Young (gen-0) collections per gen-1 collection: Python's default.
-MIDDLE_THRESHOLD = 10
 #: A full collection longer than this stalls the process noticeably: logged as a warning.
 SLOW_FULL_SECONDS = 1.0
 
@@ -86,16 +86,14 @@ class FullCollections:
 
 
 @contextlib.contextmanager
-def scheduled_collections(young_threshold: int, full_interval_seconds: float) -> Iterator[FullCollections | None]:
+def scheduled_collections(full_interval_seconds: float) -> Iterator[FullCollections | None]:
     """This process on the schedule above while the block runs; Python's thresholds are put back after it.
     Yields the full collections' thread, or None (Python's own schedule) when the interval is 0."""
     if full_interval_seconds <= 0:
         yield None
         return
-    if young_threshold < 1:
-        raise ValueError(f"young_threshold must be at least 1, not {young_threshold}")
     before = gc.get_threshold()
-    gc.set_threshold(young_threshold, MIDDLE_THRESHOLD, NO_AUTOMATIC_FULL)
+    gc.set_threshold(before[0], before[1], NO_AUTOMATIC_FULL)
     collections = FullCollections(full_interval_seconds).start()
     try:
         yield collections

@@ -34,10 +34,8 @@ class CommonSettings(BaseSettings):
     #: a person's hash the same everywhere; unset, each process uses a random key (with a warning).
     email_hash_secret: SecretRefSetting = None
     #: The cyclic garbage collector's schedule in the services (kmsync_common.collector): one full collection
-    #: every this many seconds instead of Python's automatic ones (0: Python's own schedule) ...
+    #: every this many seconds instead of Python's automatic ones (0: Python's own schedule).
     gc_full_interval_seconds: float = Field(default=60.0, ge=0)
-    #: ... and a young collection after this many net allocations of tracked objects (Python's default: 700).
-    gc_young_threshold: int = Field(default=20_000, ge=1)
 
     @field_validator("email_hash_secret")
     @classmethod

@@ -1,5 +1,5 @@
-"""The services' garbage collector schedule (kmsync_common.collector): no automatic full collections, young ones
-after the configured allocations, a full one on a timer that frees cycles in the oldest generation, and Python's
+"""The services' garbage collector schedule (kmsync_common.collector): no automatic full collections, young and
+middle ones at Python's thresholds, a full one on a timer that frees cycles in the oldest generation, and Python's
 schedule back afterwards."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import generate_latest
 
-from kmsync_common.collector import MIDDLE_THRESHOLD, NO_AUTOMATIC_FULL, FullCollections, scheduled_collections
+from kmsync_common.collector import NO_AUTOMATIC_FULL, FullCollections, scheduled_collections
 from kmsync_config.settings import CommonSettings
 from kmsync_ingest.metrics import IngestMetrics
 from kmsync_sink.metrics import SinkMetrics
@@ -40,22 +40,22 @@ def _old_cycle() -> weakref.ref[Node]:
 
 def test_the_schedule_switches_automatic_full_collections_off_and_puts_pythons_back() -> None:
     gc.set_threshold(700, 10, 10)
-    with scheduled_collections(young_threshold=5_000, full_interval_seconds=60) as full:
+    with scheduled_collections(full_interval_seconds=60) as full:
         assert isinstance(full, FullCollections)
-        assert gc.get_threshold() == (5_000, MIDDLE_THRESHOLD, NO_AUTOMATIC_FULL)
+        assert gc.get_threshold() == (700, 10, NO_AUTOMATIC_FULL)
     assert gc.get_threshold() == (700, 10, 10)
     assert not full._thread.is_alive()
 
 
 def test_an_interval_of_zero_keeps_pythons_own_schedule() -> None:
     gc.set_threshold(700, 10, 10)
-    with scheduled_collections(young_threshold=5_000, full_interval_seconds=0) as full:
+    with scheduled_collections(full_interval_seconds=0) as full:
         assert full is None
         assert gc.get_threshold() == (700, 10, 10)
 
 
 def test_the_timer_frees_a_cycle_in_the_oldest_generation() -> None:
-    with scheduled_collections(young_threshold=5_000, full_interval_seconds=0.05) as full:
+    with scheduled_collections(full_interval_seconds=0.05) as full:
         assert full is not None
         ref = _old_cycle()
         assert full.wait_for_runs(full.runs + 1, timeout=30)
@@ -72,19 +72,15 @@ def test_a_full_collection_is_counted() -> None:
     assert ref() is None and full.runs == 1 and full.collected >= 1 and full.seconds >= 0
 
 
-def test_nonsense_schedules_are_refused() -> None:
+def test_a_nonsense_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="interval_seconds"):
         FullCollections(0)
-    with pytest.raises(ValueError, match="young_threshold"), scheduled_collections(0, 60):
-        pass
 
 
 def test_the_settings_default_to_the_schedule_and_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    defaults = CommonSettings()
-    assert (defaults.gc_full_interval_seconds, defaults.gc_young_threshold) == (60.0, 20_000)
+    assert CommonSettings().gc_full_interval_seconds == 60.0
     monkeypatch.setenv("KMSYNC_GC_FULL_INTERVAL_SECONDS", "0")
-    monkeypatch.setenv("KMSYNC_GC_YOUNG_THRESHOLD", "700")
-    assert (CommonSettings().gc_full_interval_seconds, CommonSettings().gc_young_threshold) == (0.0, 700)
+    assert CommonSettings().gc_full_interval_seconds == 0.0
 
 
 @pytest.mark.parametrize("metrics", [IngestMetrics, TransformMetrics, SinkMetrics])
