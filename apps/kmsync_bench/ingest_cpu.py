@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
         broker = start_broker(Path(tmp) / "kafka")
         try:
             gc = CommonSettings()  # the services' garbage collector schedule (kmsync_common.collector)
-            with scheduled_collections(gc.gc_full_interval_seconds):
+            with scheduled_collections(gc.gc_full_threshold):
                 values = asyncio.run(load(broker.bootstrap, args.rows, args.repeat, args.profile))
         finally:
             broker.stop()

@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
         try:
             limits = {CAPACITY_INSTANCE: sandbox_limits()[CAPACITY_INSTANCE]}
             sandbox = start_sandbox(group, Path(sys.executable), instances_file(work / "instances.yaml", limits))
-            with scheduled_collections(gc.gc_full_interval_seconds):
+            with scheduled_collections(gc.gc_full_threshold):
                 values = asyncio.run(load(broker.bootstrap, sandbox.instance_url(CAPACITY_INSTANCE), args.ops,
                                           args.repeat, profiler))
         finally:

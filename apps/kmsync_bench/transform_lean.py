@@ -110,7 +110,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     engines = ("lean",) if args.lean_only else ENGINES
     gc = CommonSettings()  # the services' garbage collector schedule (kmsync_common.collector)
-    with scheduled_collections(gc.gc_full_interval_seconds):
+    with scheduled_collections(gc.gc_full_threshold):
         results = measure(args.people, args.repeat, engines, args.profile)
     for engine, values in results.items():
         for what, index in (("process", 0), ("engine thread", 1), ("broker", 2)):

@@ -33,9 +33,9 @@ class CommonSettings(BaseSettings):
     #: {"env": "NAME"} or {"file": "/run/secrets/email-hash-key"}. The same key in every service makes
     #: a person's hash the same everywhere; unset, each process uses a random key (with a warning).
     email_hash_secret: SecretRefSetting = None
-    #: The cyclic garbage collector's schedule in the services (kmsync_common.collector): one full collection
-    #: every this many seconds instead of Python's automatic ones (0: Python's own schedule).
-    gc_full_interval_seconds: float = Field(default=60.0, ge=0)
+    #: The cyclic garbage collector in the services (kmsync_common.collector): middle collections before a full
+    #: one, Python's third threshold (Python's own: 10).
+    gc_full_threshold: int = Field(default=1_000, ge=1)
 
     @field_validator("email_hash_secret")
     @classmethod

@@ -101,5 +101,5 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    with scheduled_collections(settings.gc_full_interval_seconds):
+    with scheduled_collections(settings.gc_full_threshold):
         return asyncio.run(run(settings, tenants))

@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
         await serve(settings, sink, stop)
 
     try:
-        with scheduled_collections(settings.gc_full_interval_seconds):
+        with scheduled_collections(settings.gc_full_threshold):
             asyncio.run(_main())
     except TopicLayoutError as exc:  # the topics need an operator's fix: retrying cannot help
         log.error("sink cannot start: %s", exc)

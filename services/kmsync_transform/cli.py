@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    with scheduled_collections(settings.gc_full_interval_seconds):
+    with scheduled_collections(settings.gc_full_threshold):
         if settings.transform_engine == "quix":
             return serve_quix(settings, tenants)
         if settings.transform_engine == "lean":
