@@ -93,8 +93,11 @@ class TransformBacklogGate:
 
     async def backlog(self) -> int:
         """Transform's backlog; 0 (no pacing) when the broker cannot say after a few tries (a fresh broker
-        without a group coordinator yet), so the load never hangs on the pacing itself, or when not started."""
+        without a group coordinator yet), so the load never hangs on the pacing itself. 0 without pacing (limit 0);
+        a gate with a limit that was not started raises (a load must not go unpaced without a word)."""
         if self._clients is None:
+            if self.limit > 0:
+                raise RuntimeError("the backfill's pacing gate was asked for the backlog before start()")
             return 0
         admin, reader = self._clients
         for attempt in range(1, COORDINATOR_ATTEMPTS + 1):

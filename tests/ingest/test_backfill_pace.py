@@ -83,4 +83,6 @@ async def test_a_gate_leaves_no_kafka_client_open_whether_started_or_not() -> No
         failed = TransformBacklogGate(down, "t.", "kmsync-transform", limit=10)
         with pytest.raises(DependencyUnavailable):
             await failed.start()
+        with pytest.raises(RuntimeError, match="before start"):
+            await failed.backlog()  # not paced silently
         del unpaced, failed
