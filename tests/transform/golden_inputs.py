@@ -261,10 +261,11 @@ def app_lines(w: TransformWorker, records: list[ConsumerRecord[bytes, bytes]]) -
 
 
 def metric_lines(metrics: TransformMetrics) -> list[str]:
+    """Transform's own counters (kmsync_transform_*): not the process's python_gc_* the registry also serves."""
     return sorted(
         f"metric\t{s.name}{sorted(s.labels.items())}\t{s.value}"
         for family in metrics.registry.collect() for s in family.samples
-        if s.name.endswith("_total")
+        if s.name.endswith("_total") and s.name.startswith("kmsync_")
     )
 
 
