@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from kmsync_contracts import encode
 from kmsync_contracts.base import ContractModel, Scalar
