@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 from kmsync_common.logs import hash_email
 from kmsync_contracts import utc_now
-from kmsync_contracts.marketo_ops import CustomObjectUpsert
+from kmsync_contracts.marketo_ops import CustomObjectUpsert, OperationBase
 from kmsync_contracts.outcomes import ActivityIntent
 from kmsync_contracts.reasons import ReasonCode
+from kmsync_contracts.trusted import FastPath, copied_from
 from kmsync_marketo.client import ActivityRecord, LeadActivity
 from kmsync_marketo.endpoints import BATCH_MAX
 from kmsync_marketo.errors import (
@@ -67,6 +68,10 @@ Emit = Callable[[list[Decision]], Awaitable[None]]
 _RETRYABLE = (ErrorClass.RETRY_SOON, ErrorClass.RETRY_LATER, ErrorClass.REAUTH)
 #: Record-level "lead not found": our cached id is stale (merged or deleted lead); re-resolve.
 _LEAD_NOT_FOUND = "1004"
+#: The activity intent's fast path (kmsync_contracts.trusted): the operation's op id and Munchkin id were validated
+#: when it was read; the other values are checked against ActivityIntent's constraints, and validated as before
+#: when a check fails (4.6 µs against 1.9 µs per intent, in-process; issue #22).
+_INTENT = FastPath(ActivityIntent, copied_from(OperationBase, "op_id", "munchkin_id"))
 
 
 @dataclass(frozen=True)
@@ -620,11 +625,11 @@ class WindowExecutor:
         """Intents recorded durably, then the call, then each record's decision (in this order)."""
         recorded_at = self._now()
         try:
+            build = _INTENT.build
             await self.intents.record([
-                ActivityIntent(op_id=a.op.op_id, munchkin_id=a.op.munchkin_id, lead_id=r.lead_id,
-                               activity_type_id=r.activity_type_id,
-                               primary_attribute_value=r.primary_attribute_value,
-                               activity_date=r.activity_date, recorded_at=recorded_at)
+                build(op_id=a.op.op_id, munchkin_id=a.op.munchkin_id, lead_id=r.lead_id,
+                      activity_type_id=r.activity_type_id, primary_attribute_value=r.primary_attribute_value,
+                      activity_date=r.activity_date, recorded_at=recorded_at)
                 for a, r in sendable])
         except PublishAbandoned:
             # Stopping with Kafka unavailable: not sent; the next owner replays them.

@@ -304,3 +304,54 @@ async def test_a_garbled_200_is_verified_not_resent_and_never_dead_lettered_unve
     got = await run([last], w3, cache=cache, ledger=ledger3)
     assert (got["dark"].reason_code, got["dark"].maybe_applied) == ("kmsync.unverified", True)
     assert ledger3.uncertain("dark") is not None and len(w3.stored) == 1, "kept for a replay to verify; not resent"
+
+
+async def test_activity_intents_are_the_validated_contract_without_validating_again(ops, monkeypatch) -> None:
+    """The intents recorded before an activities call are what ActivityIntent's validation makes of the same
+    fields, bytes included (issue #22: built on kmsync_contracts.trusted's fast path); a value validation would
+    change (a padded primary attribute value, stripped by the contract) is still validated."""
+    from kmsync_contracts import encode
+    from kmsync_sink import executor
+
+    recorded: list[ActivityIntent] = []
+
+    class Recording:
+        async def record(self, intents: list[ActivityIntent]) -> None:
+            recorded.extend(intents)
+
+        def resolve(self, op_ids: Any) -> None:
+            pass
+
+    validator = ActivityIntent.__pydantic_validator__
+    validated: list[Any] = []
+
+    class Counting:
+        def validate_python(self, *args: Any, **kwargs: Any) -> Any:
+            validated.append(args)
+            return validator.validate_python(*args, **kwargs)
+
+    monkeypatch.setattr(ActivityIntent, "__pydantic_validator__", Counting())
+    cache = LeadCache(10)
+    cache.put("a@x.com", 5)
+    cache.put("b@x.com", 6)
+    window = [ops.pending(ops.activity("a@x.com", op_id="plain")),
+              ops.pending(ops.activity("b@x.com", op_id="padded", entry="1_abc"))]
+    window[1].op = window[1].op.model_copy(update={"primary_attribute_value": " 1_abc "})  # as no contract makes it
+    plan = plan_window(window, CFG, known_lead=lambda e: e in cache, already_written=lambda i: False)
+
+    async def emit(batch: list[Decision]) -> None:
+        pass
+
+    await WindowExecutor(MemoryWriter(), cache, ActivityWrites(), intents=Recording(), now=lambda: T0).execute(
+        plan, emit)
+    assert [i.op_id for i in recorded] == ["plain", "padded"]
+    assert len(validated) == 1, "only the padded value went through validation"
+    monkeypatch.setattr(ActivityIntent, "__pydantic_validator__", validator)
+    for intent, lead_id in zip(recorded, (5, 6), strict=True):
+        want = ActivityIntent(op_id=intent.op_id, munchkin_id=ops.activity("x@x.com").munchkin_id, lead_id=lead_id,
+                              activity_type_id=intent.activity_type_id, primary_attribute_value=" 1_abc ",
+                              activity_date=T0, recorded_at=T0)
+        assert intent == want and encode(intent) == encode(want)
+        assert intent.model_fields_set == want.model_fields_set
+    assert recorded[1].primary_attribute_value == "1_abc"
+    assert executor._INTENT.open and executor._INTENT.given == {"op_id", "munchkin_id"}, executor._INTENT.reasons
