@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from kmsync_contracts import AttendeeStatus, LeadUpsert
@@ -22,9 +23,9 @@ from kmsync_transform.state import Tables, record_key
 from kmsync_transform.transformer import StepResult, Transformer, TransformState
 
 from .conftest import MUNCHKIN, PROGRAM, T0, tenants_config
-from .test_integration import expected_ops, transform_process
+from .test_integration import EXACTLY_ONCE_ENGINES, expected_ops, transform_process
 from .test_keyed_steps import DictState
-from .test_quix_engine import QUIX, produce_at, wait_for_ops
+from .test_quix_engine import produce_at, wait_for_ops
 
 ANN = "ann@example.com"
 MEMBER = f"{MUNCHKIN}|{PROGRAM}|{ANN}"  # person_key of Ann in the conftest's event
@@ -141,10 +142,11 @@ def test_quix_state_without_a_fingerprint_loads_and_sends_once(
     assert store.ttls[f"statuses:{MEMBER}"] == timedelta(days=30), "the fingerprint expires with the status"
 
 
-async def test_quix_engine_sends_a_profile_edit_once_across_a_restart(
+@pytest.mark.parametrize("engine", EXACTLY_ONCE_ENGINES)
+async def test_an_engine_sends_a_profile_edit_once_across_a_restart(
         kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path,
-        status_record: Callable[..., AttendeeStatus]) -> None:
-    """Real broker, quix engine: registered (Acme), the same re-pulled, then Globex → two lead upserts.
+        status_record: Callable[..., AttendeeStatus], engine: str) -> None:
+    """Real broker, each exactly-once engine: registered (Acme), the same re-pulled, then Globex → two lead upserts.
     A second process (fresh state dir: the fingerprint recovered from the changelog) given the Globex
     record again, then Ann's `attended` (same key, so after it), sends only the attended's ops."""
     first = status_record("registered", user="u1", email=ANN, **PROFILE)
@@ -158,11 +160,11 @@ async def test_quix_engine_sends_a_profile_edit_once_across_a_restart(
     want_all = [op.op_id for op in expected_ops([*items, *later])]
     assert len(want_all) == len(want) + 2, "the re-pulled edit: nothing; attended: its lead upsert and status"
     await produce_at(kafka_broker, topic_prefix, items)
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "first", **QUIX):
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "first", KMSYNC_TRANSFORM_ENGINE=engine):
         got = await wait_for_ops(kafka_broker, topic_prefix, lambda ids: set(want) <= set(ids), "Ann's ops", tmp_path)
     assert got == want
     await produce_at(kafka_broker, topic_prefix, later)
-    with transform_process(kafka_broker, topic_prefix, tmp_path, "second", **QUIX):
+    with transform_process(kafka_broker, topic_prefix, tmp_path, "second", KMSYNC_TRANSFORM_ENGINE=engine):
         got = await wait_for_ops(kafka_broker, topic_prefix, lambda ids: set(want_all) <= set(ids),
                                  "the attended's ops", tmp_path)
     assert got == want_all, "the edit was not sent again after the restart"

@@ -42,8 +42,6 @@ from kmsync_transform.app import all_partitions
 from .conftest import LEGACY_EVENT
 from .test_integration import EXACTLY_ONCE_ENGINES, expected_ops, transform_process
 
-#: The quix engine alone, for the tests not run over both engines (test_lead_changes.py).
-QUIX = {"KMSYNC_TRANSFORM_ENGINE": "quix"}
 INPUTS = (ATTENDEE_STATUS, SESSION_ENGAGEMENT, POLL_RESPONSES)
 DEADLINE = 150.0  # a generous bound: group joins, topic creation and recovery on a loaded 2-core CI machine
 
