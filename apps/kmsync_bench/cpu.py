@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+
+from kmsync_common.collector import scheduled_collections
+from kmsync_config.settings import CommonSettings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -115,3 +119,9 @@ def kmsync_total(per_10k_by_process: Mapping[str, float]) -> float:
     """kmsync's CPU per 10,000 rows: its three services and the broker; raises KeyError when one
     of them was not measured (a partial sum would flatter the multiple)."""
     return sum(per_10k_by_process[name] for name in KMSYNC_PROCESSES)
+
+
+def services_collections() -> AbstractContextManager[None]:
+    """The services' garbage collector schedule (kmsync_common.collector), read from the same settings
+    (``KMSYNC_GC_FULL_THRESHOLD``): an in-process benchmark of a service's code runs under it."""
+    return scheduled_collections(CommonSettings().gc_full_threshold)

@@ -18,12 +18,10 @@ import time
 from pathlib import Path
 
 from kmsync_bench.config import CAPACITY_INSTANCE
-from kmsync_bench.cpu import per_10k
+from kmsync_bench.cpu import per_10k, services_collections
 from kmsync_bench.workload import PARTNER_ID, PROGRAM_ID, engagement_csv
 from kmsync_common.clock import SYSTEM_CLOCK
-from kmsync_common.collector import scheduled_collections
 from kmsync_config import TenantsConfig, parse_tenants
-from kmsync_config.settings import CommonSettings
 from kmsync_contracts.topics import ALL_TOPICS
 from kmsync_ingest.files import FileParams, ingest_file
 from kmsync_ingest.metrics import IngestMetrics
@@ -87,8 +85,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="kmsync-ingest-cpu-") as tmp:
         broker = start_broker(Path(tmp) / "kafka")
         try:
-            gc = CommonSettings()  # the services' garbage collector schedule (kmsync_common.collector)
-            with scheduled_collections(gc.gc_full_threshold):
+            with services_collections():
                 values = asyncio.run(load(broker.bootstrap, args.rows, args.repeat, args.profile))
         finally:
             broker.stop()

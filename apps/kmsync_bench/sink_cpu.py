@@ -32,14 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kmsync_bench.config import CAPACITY_INSTANCE
-from kmsync_bench.cpu import per_10k
+from kmsync_bench.cpu import per_10k, services_collections
 from kmsync_bench.sandbox import CLIENT_ID, CLIENT_SECRET, instances_file, start_sandbox
 from kmsync_bench.stack import LIFTED, sandbox_limits
 from kmsync_bench.workload import backlog
 from kmsync_cli.processes import ProcessGroup
-from kmsync_common.collector import scheduled_collections
 from kmsync_config import TenantsConfig, parse_tenants
-from kmsync_config.settings import CommonSettings
 from kmsync_contracts import encode
 from kmsync_contracts.topics import ACTIVITY_INTENTS, MARKETO_DLQ, MARKETO_OPS, MARKETO_OPS_BACKFILL, MARKETO_RESULTS
 from kmsync_kafka.clients import ensure_topics, reliable_producer, topic_name
@@ -139,7 +137,6 @@ def main(argv: list[str]) -> int:
     args = _args(argv)
     # CPU time, not the wall clock: on a loaded machine wall time would count the time others had the CPU.
     profiler = cProfile.Profile(time.process_time) if args.profile is not None else None
-    gc = CommonSettings()  # the services' garbage collector schedule (kmsync_common.collector)
     with tempfile.TemporaryDirectory(prefix="kmsync-sink-cpu-") as tmp:
         work = Path(tmp)
         broker = start_broker(work / "kafka")
@@ -147,7 +144,7 @@ def main(argv: list[str]) -> int:
         try:
             limits = {CAPACITY_INSTANCE: sandbox_limits()[CAPACITY_INSTANCE]}
             sandbox = start_sandbox(group, Path(sys.executable), instances_file(work / "instances.yaml", limits))
-            with scheduled_collections(gc.gc_full_threshold):
+            with services_collections():
                 values = asyncio.run(load(broker.bootstrap, sandbox.instance_url(CAPACITY_INSTANCE), args.ops,
                                           args.repeat, profiler))
         finally:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from kmsync_bench.cpu import parse_stat, per_10k
+from kmsync_bench.cpu import parse_stat, per_10k, services_collections
 from kmsync_bench.transform_cpu import (
     RETENTION,
     Input,
@@ -35,8 +35,6 @@ from kmsync_bench.transform_cpu import (
     tenants,
     timed_run,
 )
-from kmsync_common.collector import scheduled_collections
-from kmsync_config.settings import CommonSettings
 from kmsync_testing.kafka_broker import KafkaBroker, start_broker
 from kmsync_transform.engine_lean import LeanTransform
 from kmsync_transform.settings import TransformSettings
@@ -109,8 +107,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--profile", type=Path, help="cProfile statistics of the lean loop's thread")
     args = p.parse_args(argv)
     engines = ("lean",) if args.lean_only else ENGINES
-    gc = CommonSettings()  # the services' garbage collector schedule (kmsync_common.collector)
-    with scheduled_collections(gc.gc_full_threshold):
+    with services_collections():
         results = measure(args.people, args.repeat, engines, args.profile)
     for engine, values in results.items():
         for what, index in (("process", 0), ("engine thread", 1), ("broker", 2)):

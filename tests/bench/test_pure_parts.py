@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections import Counter
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ import pytest
 
 from kmsync_bench import cli, sections
 from kmsync_bench.config import backfill_cap
+from kmsync_bench.cpu import services_collections
 from kmsync_bench.machine import code_version, describe_machine, parse_status_kib, peak_rss_mib
 from kmsync_bench.report import BenchReport, CapacityOnlyReport
 from kmsync_bench.sandbox import count_calls, diff_counts, is_bulk, is_write
@@ -171,3 +173,13 @@ def test_only_capacity_reports_section_four_with_its_cpu_lines() -> None:
     assert printed == capacity_rows(recorded.capacity)
     assert printed and all(line in rows(recorded) for line in printed)
     assert printed[0][0] == "4 capacity"
+
+
+def test_in_process_benchmarks_run_under_the_services_collector_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sink_cpu, ingest_cpu and transform_lean measure a service's code under the schedule the services run
+    with, from the same setting (KMSYNC_GC_FULL_THRESHOLD), and give Python's back afterwards."""
+    before = gc.get_threshold()
+    monkeypatch.setenv("KMSYNC_GC_FULL_THRESHOLD", "1234")
+    with services_collections():
+        assert gc.get_threshold() == (before[0], before[1], 1234)
+    assert gc.get_threshold() == before
