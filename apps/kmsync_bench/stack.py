@@ -153,7 +153,7 @@ class Stack:
         kmsync = str(self.bin_dir / "kmsync")
         extra = {"ingest": {"KMSYNC_PULL_ENABLED": "false", UPLOAD_TOKEN_ENV: self.upload_token,
                             "KMSYNC_UPLOAD_TOKENS": f'[{{"env": "{UPLOAD_TOKEN_ENV}"}}]'},
-                 "transform": {"KMSYNC_TRANSFORM_DATA_DIR": str(self.work / "transform-data")},
+                 "transform": {},
                  "sink": {}}
         for name in SERVICES:
             self.ports[name] = free_port()

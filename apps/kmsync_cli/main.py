@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "kafka": ("kmsync_cli.kafka", "Run a local single-node Apache Kafka broker (KRaft)"),
-    "config": ("kmsync_config.cli", "Validate a tenants file and settings"),
+    "config": ("kmsync_config.cli", "Validate a tenants file"),
     "ingest": ("kmsync_ingest.cli", "Kaltura in: scheduled pull, signed webhooks, CSV upload"),
     "backfill": ("kmsync_ingest.backfill_cli", "Load a Kaltura report CSV export into Kafka"),
     "transform": ("kmsync_transform.cli", "Kaltura records into Marketo operations"),

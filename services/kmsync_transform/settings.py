@@ -21,7 +21,7 @@ Engine = Literal["lean", "quix", "worker"]
 
 
 class TransformSettings(CommonSettings):
-    #: Which runtime runs the pure modules (README.md "Engines").
+    #: Which runtime runs the pure modules (README.md: "The lean engine", "The quix engine", "The aiokafka worker").
     transform_engine: Engine = "lean"
     #: Consumer group whose committed offsets say how far transform has read (after topic_prefix).
     transform_app_id: str = Field(default=TRANSFORM_APP_ID, min_length=1)
@@ -30,46 +30,47 @@ class TransformSettings(CommonSettings):
     #: Most input records one batch processes (one round of acknowledgements and one commit per batch).
     transform_batch_max_records: int = Field(default=500, ge=1, le=100_000)
     #: How long an idle poll waits for input before the loop looks at the stop flag again (worker);
-    #: the quix engine's fetch.wait.max.ms.
+    #: the lean and quix engines' fetch.wait.max.ms.
     transform_batch_wait_ms: int = Field(default=100, ge=1, le=10_000)
-    #: quix engine: how often the transaction (outputs, state changelogs, input offsets) is committed.
+    #: lean and quix engines: how often the transaction (outputs, state changelogs, input offsets) is committed.
     #: Consumers read read_committed, so this is also the latency an operation gains.
     transform_commit_interval_ms: int = Field(default=500, ge=10, le=60_000)
-    #: quix engine: the longest one consumer poll waits for records. quixstreams commits a due checkpoint
+    #: lean and quix engines: the longest one consumer poll waits for records. quixstreams commits a due checkpoint
     #: only after a poll returns, so with nothing more arriving a poll of its default 1 s held each
     #: checkpoint, and every operation of a live burst, up to 1 s longer (issue #18: section 3's
     #: ~1 s between transform's output and the sink reading it).
     transform_poll_timeout_ms: int = Field(default=100, ge=10, le=5_000)
-    #: quix engine: how long a piece of state lives after the last input record (Kafka timestamp) that
+    #: lean and quix engines: how long a piece of state lives after the last input record (Kafka timestamp) that
     #: wrote it; an event's state is gone this long after its last record. Longer than any gap between
     #: an event's records, including late reports and upstream replays (default 30 days).
     transform_state_retention_seconds: int = Field(default=30 * 86_400, ge=1)
-    #: quix engine: local RocksDB directory; empty = a fresh temporary directory per process (state is
+    #: lean and quix engines: local RocksDB directory; empty = a fresh temporary directory per process (state is
     #: recovered from the changelog topics at start, bounded by the retention).
     transform_state_dir: Path | None = None
-    #: quix engine: the state changelogs roll a segment this often (Kafka's segment.ms), so the log
+    #: lean and quix engines: the state changelogs roll a segment this often (Kafka's segment.ms), so the log
     #: cleaner can drop the records of expired state (it never cleans the active segment; the broker's
     #: default is 7 days). Recovery reads at most about this much history beyond the live state.
     transform_changelog_segment_ms: int = Field(default=600_000, ge=1_000)
-    #: quix engine: how long an expired entry's tombstone stays on a changelog after compaction
+    #: lean and quix engines: how long an expired entry's tombstone stays on a changelog after compaction
     #: (Kafka's delete.retention.ms), for a recovery that had already read the entry.
     transform_changelog_delete_retention_ms: int = Field(default=600_000, ge=1_000)
-    #: quix engine: the broker aborts a transaction left open this long (a killed replica's); readers
+    #: lean and quix engines: the broker aborts a transaction left open this long (a killed replica's); readers
     #: wait at an open transaction, so this bounds how long a kill delays the operations behind it.
     transform_transaction_timeout_ms: int = Field(default=10_000, ge=1_000, le=900_000)
-    #: quix engine: this replica's name, stable across its restarts and unique among live replicas (the pod's
+    #: lean and quix engines: this replica's name, stable across its restarts and unique among live replicas (the pod's
     #: name; the chaos harness's process name). Set: the transactional id is <prefix><app id>-<instance id>, and
     #: at start the replica ends any transaction its previous incarnation left open (left_open.py,
     #: docs/reference/streaming.md §3.1). Empty: quixstreams' random id per process (nothing is ended).
     transform_instance_id: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
-    #: quix engine: how often a thread of its own reads the last stable offset and log end of the input partitions,
-    #: looking for a hanging transaction (hanging_check.py, docs/reference/streaming.md §3.1); 0 turns it off.
+    #: lean and quix engines: how often a thread of its own reads the last stable offset and log end of the input
+    #: partitions, looking for a hanging transaction (hanging_check.py, docs/reference/streaming.md §3.1); 0: off.
     transform_hanging_check_seconds: float = Field(default=30.0, ge=0)
-    #: quix engine: a watched partition (inputs, and the topics transform writes) whose last stable offset stays
-    #: unmoved behind its log end this long holds a hanging transaction: longer than ingest's transaction.timeout.ms
-    #: (60 s) and transform's own (transform_transaction_timeout_ms) plus the broker's abort scan (10 s), plus a margin.
+    #: lean and quix engines: a watched partition (inputs, and the topics transform writes) whose last stable offset
+    #: stays unmoved behind its log end this long holds a hanging transaction: longer than ingest's
+    #: transaction.timeout.ms (60 s) and transform's own (transform_transaction_timeout_ms) plus the broker's abort scan
+    #: (10 s), plus a margin.
     transform_hanging_after_seconds: float = Field(default=120.0, gt=0)
-    #: quix engine: a replica that stops heartbeating loses its partitions after this long.
+    #: lean and quix engines: a replica that stops heartbeating loses its partitions after this long.
     transform_session_timeout_ms: int = Field(default=10_000, ge=3_000, le=300_000)
     #: How engagement rates are read: auto (percent when any rate of a snapshot is above 1).
     rate_scale: RateScale = "auto"

@@ -28,7 +28,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from kmsync_cli.processes import ProcessGroup
 from kmsync_contracts.topics import ALL_TOPICS
 from kmsync_testing.kafka_broker import KafkaBroker
-from kmsync_transform.settings import TransformSettings
 
 SERVICES = {"ingest": "kmsync_ingest_", "transform": "kmsync_transform_", "sink": "kmsync_sink_"}
 SERIES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",),
@@ -108,8 +107,6 @@ def stack(kafka_broker: KafkaBroker, repo: Path, tmp_path_factory: pytest.TempPa
                    KMSYNC_TENANTS_FILE=str(tenants_file), KMSYNC_HTTP_HOST="127.0.0.1")
         if port is not None:
             env["KMSYNC_HTTP_PORT"] = str(port)
-        if name == "transform" and "transform_data_dir" in TransformSettings.model_fields:
-            env["KMSYNC_TRANSFORM_DATA_DIR"] = str(work / "transform-data")  # not the repository
         return env
 
     def local_argv(command: list[str] | str) -> list[str]:

@@ -171,8 +171,7 @@ class Replica:
         self.log = work / f"{name}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen([str(KMSYNC), "transform"], stdout=out, stderr=subprocess.STDOUT,
-                                         env={**env, "KMSYNC_HTTP_PORT": str(self.port),
-                                              "KMSYNC_TRANSFORM_DATA_DIR": str(work / f"{name}-data")})
+                                         env={**env, "KMSYNC_HTTP_PORT": str(self.port)})
         self.cpu_at_ready = 0.0
 
     def wait_ready(self, within: float = 60) -> None:
