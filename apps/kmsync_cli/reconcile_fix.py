@@ -110,8 +110,8 @@ def operations(records: Iterable[KalturaRecord], tenants: TenantsConfig, fixes: 
 async def redrive(bootstrap: str, prefix: str, ops: list[MarketoOperation]) -> None:
     """Produce the operations to marketo.ops.v1 (acks=all, idempotent), keyed by instance like transform."""
     producer = reliable_producer(bootstrap)
-    await producer.start()
-    try:
+    try:  # stopped even when its start fails (Kafka down): an unstopped producer logs an ERROR when collected
+        await producer.start()
         topic = topic_name(MARKETO_OPS, prefix)
         for op in ops:
             await producer.send_and_wait(topic, encode(op), key=op.munchkin_id.encode())
