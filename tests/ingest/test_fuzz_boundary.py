@@ -18,6 +18,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class Target:
     entry_id: str
     secret: str
     http: httpx.Client
+    #: The event loop of the sandbox and ingest (their thread).
+    loop: asyncio.AbstractEventLoop
     sent_valid: set[str] = field(default_factory=set)
     accepted_notes: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
     kinds: Counter[str] = field(default_factory=Counter)
@@ -92,9 +95,29 @@ def target(kafka_broker: KafkaBroker, topic_prefix: str, tmp_path: Path) -> Iter
     thread.start()
     assert started.wait(60) and ready, "ingest did not start"
     with httpx.Client(timeout=60) as http:
-        yield Target(ready["base"], ready["partner"], ready["entry"], ready["secret"], http)
+        yield Target(ready["base"], ready["partner"], ready["entry"], ready["secret"], http, loop)
     loop.call_soon_threadsafe(stop.set)
     thread.join(60)
+
+
+@contextmanager
+def loop_held(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """The loop's thread kept in one callback for the block. Hypothesis fails a draw during which the global
+    ``random`` changed (HypothesisDeprecationWarning: it takes that for a strategy using ``random``); the strategies
+    here use none, but ingest's Kafka clients (aiokafka's node choice, its fetcher's shuffle), aiohttp's connector
+    and the sandbox do, on that thread, at any time. Held, nothing there draws from it while a request is drawn."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        release.wait()
+
+    loop.call_soon_threadsafe(hold)
+    try:
+        assert holding.wait(60), "the ingest loop did not get to the hold"
+        yield
+    finally:
+        release.set()
 
 
 # ------------------------------------------------------------------------------------- strategies
@@ -286,6 +309,7 @@ KINDS = [
 ]
 
 
+@pytest.mark.filterwarnings("error::hypothesis.errors.HypothesisDeprecationWarning")
 async def test_no_input_gets_a_5xx_and_valid_rows_land_exactly_once(
     target: Target, kafka_broker: KafkaBroker, topic_prefix: str
 ) -> None:
@@ -297,7 +321,8 @@ async def test_no_input_gets_a_5xx_and_valid_rows_land_exactly_once(
                   suppress_health_check=list(HealthCheck))
         @given(st.data())
         def one_request(data: st.DataObject) -> None:
-            kind, path, kwargs = data.draw(requests(target))
+            with loop_held(target.loop):
+                kind, path, kwargs = data.draw(requests(target))
             target.kinds[kind] += 1
             try:
                 answer = target.http.post(f"{target.base}{path}", **kwargs)
