@@ -300,25 +300,46 @@ class IngestService:
         for owned in leaving:
             for puller in owned.pullers.values():
                 puller.stopping = True
-        for owned in leaving:
-            if owned.task is not None and not owned.task.done():
-                owned.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await owned.task
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    for puller in owned.pullers.values():
-                        await puller.idle()
-            for puller in owned.pullers.values():
-                with contextlib.suppress(Exception):
-                    await puller.source.close()
+        # Each leaving partition's producer is stopped even when waiting for another's pages, or stopping another's
+        # producer, raises or is cancelled: one never stopped keeps its delivery thread and librdkafka client.
+        async with contextlib.AsyncExitStack() as dropping:
+            for owned in reversed(leaving):
+                dropping.push_async_callback(self._drop, owned)
+            for owned in leaving:
+                try:
+                    await self._quiesce(owned, grace)
+                finally:
+                    await self._drop(owned)
+        self._count_owned()
+
+    async def _quiesce(self, owned: OwnedPartition, grace: float) -> None:
+        """A leaving partition's take-over cancelled, its pages in flight committed (up to ``grace`` seconds), its
+        sources closed."""
+        if owned.task is not None and not owned.task.done():
+            owned.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await owned.task
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                for puller in owned.pullers.values():
+                    await puller.idle()
+        for puller in owned.pullers.values():
+            with contextlib.suppress(Exception):
+                await puller.source.close()
+
+    async def _drop(self, owned: OwnedPartition) -> None:
+        """A leaving partition's transactional producer stopped and the partition forgotten (once: nothing when it
+        was dropped already)."""
+        if self.owned.get(owned.partition) is not owned:
+            return
+        try:
             if owned.publisher is not None:
                 await owned.publisher.stop()
+        finally:
             self.owned.pop(owned.partition, None)
-            if owned.ready.is_set():
-                self.metrics.handovers.labels("released").inc()
-            log.info("released coordination partition %d", owned.partition)
-        self._count_owned()
+        if owned.ready.is_set():
+            self.metrics.handovers.labels("released").inc()
+        log.info("released coordination partition %d", owned.partition)
 
     def _count_owned(self) -> None:
         ready = [o for o in self.owned.values() if o.ready.is_set()]
