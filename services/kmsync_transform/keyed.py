@@ -254,12 +254,13 @@ class KeyedSteps:
         rate_scale: RateScale = "auto",
         engagement_dedupe_fields: tuple[str, ...] | None = None,
         polls_dedupe_fields: tuple[str, ...] | None = None,
+        polls_clear_empty_slots: bool = True,
     ) -> None:
         self.tenants = tenants
         self.metrics = metrics
         self.clock = clock
         self.retention = retention
-        self.options: dict[str, Any] = {"rate_scale": rate_scale}
+        self.options: dict[str, Any] = {"rate_scale": rate_scale, "polls_clear_empty_slots": polls_clear_empty_slots}
         if engagement_dedupe_fields is not None:
             self.options["engagement_dedupe_fields"] = engagement_dedupe_fields
         if polls_dedupe_fields is not None:

@@ -90,9 +90,13 @@ def cuts_of(response: PollResponse, slot: int) -> tuple[tuple[str, int, int], ..
 class PollSlots:
     """Slots per session and answers per (session, person), each in a mutable mapping (a table of the app)."""
 
-    def __init__(self, slots_table: MutableMapping[str, Any], answers_table: MutableMapping[str, Any]) -> None:
+    def __init__(self, slots_table: MutableMapping[str, Any], answers_table: MutableMapping[str, Any],
+                 clear_left_slots: bool = True) -> None:
         self.slots_table = slots_table
         self.answers_table = answers_table
+        #: A slot a moved poll left is written null (cleared in Marketo), or left out (its old copy stays there):
+        #: whether a null clears a custom object field is UNCONFIRMED (KMSYNC_POLLS_CLEAR_EMPTY_SLOTS).
+        self.clear_left_slots = clear_left_slots
 
     def apply(self, session: str, email: str, response: PollResponse) -> PollOutcome:
         slot = self._slot(session, response)
@@ -116,8 +120,8 @@ class PollSlots:
             del answers[other]
         answers[response.poll_id] = answer.as_dict()
         self.answers_table[person] = answers
-        cleared = () if moved_from is None or any(int(v["slot"]) == moved_from for v in answers.values()) \
-            else (moved_from,)
+        cleared = () if moved_from is None or not self.clear_left_slots \
+            or any(int(v["slot"]) == moved_from for v in answers.values()) else (moved_from,)
         return PollOutcome(slot, True, polls_record(response, email, answers.values(), cleared),
                            cuts_of(response, slot), moved_from)
 

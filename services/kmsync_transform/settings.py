@@ -77,3 +77,7 @@ class TransformSettings(CommonSettings):
     #: The custom objects' dedupe fields (default: the contract's, kmsync_contracts.seed).
     engagement_dedupe_fields: tuple[str, ...] = ENGAGEMENT_OBJECT_DEDUPE_FIELDS
     polls_dedupe_fields: tuple[str, ...] = POLLS_OBJECT_DEDUPE_FIELDS
+    #: A poll slot a moved poll left (Kaltura renumbered the session's polls) is written null, which clears it in
+    #: Marketo; false leaves it out of the record, and the moved poll's old copy stays in that slot. Whether a null
+    #: clears a custom object field is UNCONFIRMED (docs/reference/marketo-api.md §5.1 says so for leads).
+    polls_clear_empty_slots: bool = True

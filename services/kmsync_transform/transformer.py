@@ -84,6 +84,7 @@ class Transformer:
         rate_scale: RateScale = "auto",
         engagement_dedupe_fields: tuple[str, ...] = ENGAGEMENT_OBJECT_DEDUPE_FIELDS,
         polls_dedupe_fields: tuple[str, ...] = POLLS_OBJECT_DEDUPE_FIELDS,
+        polls_clear_empty_slots: bool = True,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.tenants = tenants
@@ -91,7 +92,7 @@ class Transformer:
         self.labels = LabelOrder(state.statuses)
         self.leads = LeadMemory(state.statuses)
         self.ledger = ActivityLedger(state.ledger)
-        self.polls = PollSlots(state.poll_slots, state.poll_answers)
+        self.polls = PollSlots(state.poll_slots, state.poll_answers, clear_left_slots=polls_clear_empty_slots)
         self.rate_scale = rate_scale
         self.engagement_dedupe_fields = engagement_dedupe_fields
         self.polls_dedupe_fields = polls_dedupe_fields

@@ -12,7 +12,9 @@ from kmsync_contracts import PollResponse, encode
 from kmsync_contracts.marketo_ops import CustomObjectUpsert
 from kmsync_contracts.topics import POLL_RESPONSES
 from kmsync_transform.dead_letters import SourceRef
+from kmsync_transform.engine_lean import LeanTransform
 from kmsync_transform.routing import route
+from kmsync_transform.settings import TransformSettings
 from kmsync_transform.transformer import StepResult, Transformer, TransformState
 
 from .conftest import T0
@@ -96,3 +98,31 @@ def test_a_moved_poll_leaves_its_old_slot_empty_and_is_a_decision(
     final = last_records(results)["ann@example.com"]
     assert [final[f"poll_{n}_question"] for n in (1, 2, 3)] == ["Question 1?", "Question 2?", "Question 3?"]
     assert [d.detail["poll_id"] for r in results for d in r.decisions] == ["p1", "p2"]
+
+
+def test_with_polls_clear_empty_slots_off_a_moved_poll_leaves_its_old_slot_out(
+    tenants: TenantsConfig, poll_record: Callable[..., PollResponse], monkeypatch: Any,
+) -> None:
+    """Whether a null clears a custom object field is UNCONFIRMED (docs/reference/marketo-api.md §5.1 says so for
+    leads): KMSYNC_POLLS_CLEAR_EMPTY_SLOTS=false writes no null; the slot keeps the moved poll's old copy."""
+    monkeypatch.setenv("KMSYNC_POLLS_CLEAR_EMPTY_SLOTS", "false")
+    settings = TransformSettings()
+    assert settings.polls_clear_empty_slots is False
+    steps = LeanTransform(settings, tenants).steps  # the default engine hands the setting to its Transformer
+    transformer = Transformer(tenants, TransformState.in_memory(), clock=lambda: T0, **steps.options)
+    assert transformer.polls.clear_left_slots is False
+    for record in (positioned(poll_record, "p1", 2), positioned(poll_record, "p2", 3)):
+        transformer.apply(_routed(tenants, record))
+    moved = transformer.apply(_routed(tenants, positioned(poll_record, "p1", 1)))
+    (op,) = moved.ops
+    assert isinstance(op, CustomObjectUpsert)
+    assert op.record["poll_1_question"] == "Question 1?" and op.record["poll_3_question"] == "Question 2?"
+    assert not [k for k in op.record if k.startswith("poll_2_")], op.record
+    (d,) = moved.decisions
+    assert (d.decision, d.detail) == ("poll_moved", {"poll_id": "p1", "from_position": 2, "to_position": 1})
+
+
+def _routed(tenants: TenantsConfig, record: PollResponse) -> Any:
+    routed = route(POLL_RESPONSES, encode(record), SourceRef(), tenants, T0).routed
+    assert routed is not None
+    return routed
