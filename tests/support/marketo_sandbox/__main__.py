@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -61,8 +62,17 @@ async def _serve(host: str, port: int, preset: str, faults: FaultConfig, seed: i
         await runner.cleanup()
 
 
+#: Middle collections before a full one (Python's: 10). The sandbox keeps every lead, record and activity it is sent
+#: in memory, so Python's schedule ran ever longer full collections over objects that live as long as it does
+#: (17 % of its CPU in a capacity run of `kmsync bench`, by `perf`); the services run the same schedule
+#: (docs/decisions.md, "The cyclic garbage collector's schedule").
+FULL_COLLECTION_THRESHOLD = 1000
+
+
 def main() -> int:
     args = _parser().parse_args(sys.argv[1:])
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_THRESHOLD)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         faults = load_faults(args.faults) if args.faults else FaultConfig()

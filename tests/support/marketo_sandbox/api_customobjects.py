@@ -100,8 +100,12 @@ def describe_object(call: Call) -> dict[str, Any]:
     return {"result": [describe_json(co, v)]}
 
 
-def _coerce_record(inst: Instance, v: COVersion, rec: dict[str, Any], allow_guid: bool
-                   ) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+def _coerce_record(inst: Instance, v: COVersion, rec: dict[str, Any], allow_guid: bool,
+                   by_name: dict[str, COField] | None = None) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+    """The record's values as the object's fields store them, or the reason it is refused. ``by_name``: the
+    version's fields by name, made once per call by a caller that coerces many records (a version's fields do
+    not change within a call; ``v.field`` walks the list for every value)."""
+    find = by_name.get if by_name is not None else v.field
     values: dict[str, Any] = {}
     for key, raw in rec.items():
         if key == "marketoGUID":
@@ -110,7 +114,7 @@ def _coerce_record(inst: Instance, v: COVersion, rec: dict[str, Any], allow_guid
             continue
         if key in ("createdAt", "updatedAt"):
             continue
-        f = v.field(key)
+        f = find(key)
         if f is None:
             return None, reason("1006", f"Field '{key}' not found")
         try:
@@ -199,7 +203,9 @@ def sync_objects(call: Call) -> dict[str, Any]:
     records = input_records(body, inst.limits.batch_size)
     action, dedupe_by = _sync_options(body)
     seen: set[Any] = set()
-    return {"result": [_sync_one(call, co, v, rec, seq, action, dedupe_by, seen) for seq, rec in enumerate(records)]}
+    by_name = {f.name: f for f in v.fields}
+    return {"result": [_sync_one(call, co, v, rec, seq, action, dedupe_by, seen, by_name)
+                       for seq, rec in enumerate(records)]}
 
 
 def _sync_options(body: dict[str, Any]) -> tuple[str, str]:
@@ -221,12 +227,12 @@ def _skipped(seq: int, code: str, message: str) -> dict[str, Any]:
 
 
 def _sync_one(call: Call, co: COType, v: COVersion, rec: Any, seq: int, action: str, dedupe_by: str,
-              seen: set[Any]) -> dict[str, Any]:
+              seen: set[Any], by_name: dict[str, COField]) -> dict[str, Any]:
     """One input record of a sync: its result entry (created, updated or skipped with the reason)."""
     inst = call.inst
     if not isinstance(rec, dict):
         return _skipped(seq, "1003", "Invalid data")
-    values, why = _coerce_record(inst, v, rec, allow_guid=(dedupe_by == "idField"))
+    values, why = _coerce_record(inst, v, rec, allow_guid=(dedupe_by == "idField"), by_name=by_name)
     if why is not None or values is None:
         return {"seq": seq, "status": "skipped", "reasons": [why or reason("1003", "Invalid data")]}
     existing: CORecord | None
