@@ -37,6 +37,7 @@ from kmsync_config.settings import load_settings
 from kmsync_config.tenants import TenantsConfig, load_tenants
 from kmsync_ingest.settings import IngestSettings
 from kmsync_marketo.readback import ReadBudgetExceeded
+from kmsync_transform.settings import TransformSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,7 +92,8 @@ async def fix(result: Reconciliation, kaltura: KalturaNow, tenants: TenantsConfi
     if fixes.empty:
         say("--fix: nothing missing or wrong to re-drive")
         return
-    ops = operations(kaltura.records, tenants, fixes, datetime.now(UTC))
+    ops = operations(kaltura.records, tenants, fixes, datetime.now(UTC),
+                     load_settings(TransformSettings).transformer_options())
     await redrive(settings.kafka_bootstrap, settings.topic_prefix, ops)
     kinds = Counter(op.kind for op in ops)
     say(f"--fix: {len(ops)} operation(s) re-driven onto marketo.ops.v1 ("

@@ -19,9 +19,10 @@ Duplicates and unexpected records are never touched: kmsync does not delete from
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from kmsync_cli.reconcile import Reconciliation
 from kmsync_config.tenants import TenantsConfig
@@ -92,9 +93,11 @@ _SPECS: dict[type[KalturaRecord], TopicSpec] = {
 
 
 def operations(records: Iterable[KalturaRecord], tenants: TenantsConfig, fixes: Fixes,
-               now: datetime) -> list[MarketoOperation]:
-    """The operations transform makes of these records (fresh state) that re-drive ``fixes``, once each."""
-    transformer = Transformer(tenants, TransformState.in_memory())
+               now: datetime, options: Mapping[str, Any] | None = None) -> list[MarketoOperation]:
+    """The operations transform makes of these records (fresh state) that re-drive ``fixes``, once each.
+    ``options``: the running transform's (``TransformSettings.transformer_options``: rate scale, dedupe fields,
+    poll slots), so the operations are the ones it makes."""
+    transformer = Transformer(tenants, TransformState.in_memory(), **(options or {}))
     out: dict[str, MarketoOperation] = {}
     for record in sorted(records, key=lambda r: r.source_time):
         routed = route(_SPECS[type(record)], encode(record), SourceRef(key=record.partition_key()),

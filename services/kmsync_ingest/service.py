@@ -300,25 +300,39 @@ class IngestService:
         for owned in leaving:
             for puller in owned.pullers.values():
                 puller.stopping = True
-        # Each leaving partition's producer is stopped even when waiting for another's pages, or stopping another's
-        # producer, raises or is cancelled: one never stopped keeps its delivery thread and librdkafka client.
-        async with contextlib.AsyncExitStack() as dropping:
-            for owned in reversed(leaving):
-                dropping.push_async_callback(self._drop, owned)
-            for owned in leaving:
-                try:
-                    await self._quiesce(owned, grace)
-                finally:
-                    await self._drop(owned)
-        self._count_owned()
+            if owned.task is not None and not owned.task.done():
+                owned.task.cancel()  # no take-over of a leaving partition goes on, whatever happens below
+        # Each leaving partition leaves whole (its pages in flight settled, then its producer stopped), even when
+        # another's leaving raises or is cancelled: the exit stack runs every callback and raises after the last.
+        # One never stopped keeps its delivery thread and librdkafka client; one stopped before its pages settle
+        # breaks "transaction settled, then producer stopped".
+        try:
+            async with contextlib.AsyncExitStack() as leaving_all:
+                for owned in reversed(leaving):
+                    leaving_all.push_async_callback(self._leave, owned, grace)
+        finally:
+            self._count_owned()
+
+    async def _leave(self, owned: OwnedPartition, grace: float) -> None:
+        """One leaving partition: quiesced, then dropped (once: nothing when it was dropped already)."""
+        if self.owned.get(owned.partition) is not owned:
+            return
+        try:
+            await self._quiesce(owned, grace)
+        finally:
+            await self._drop(owned)
 
     async def _quiesce(self, owned: OwnedPartition, grace: float) -> None:
         """A leaving partition's take-over cancelled, its pages in flight committed (up to ``grace`` seconds), its
         sources closed."""
         if owned.task is not None and not owned.task.done():
             owned.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await owned.task
+        if owned.task is not None:
+            # Waits for the cancelled take-over without taking its outcome; a cancellation of this caller still
+            # propagates (a suppress of CancelledError around ``await owned.task`` would swallow it).
+            await asyncio.wait([owned.task])
+            if not owned.task.cancelled():
+                owned.task.exception()  # retrieved (a failed take-over was logged where it failed), not re-raised
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 for puller in owned.pullers.values():

@@ -205,10 +205,7 @@ class TransformWorker:
         now = self.clock()
         transformer = Transformer(
             self.tenants, staged.transform_state(),
-            rate_scale=self.settings.rate_scale,
-            engagement_dedupe_fields=self.settings.engagement_dedupe_fields,
-            polls_dedupe_fields=self.settings.polls_dedupe_fields,
-            polls_clear_empty_slots=self.settings.polls_clear_empty_slots,
+            **self.settings.transformer_options(),
             clock=lambda: now,
         )
         outputs: list[tuple[str, bytes, bytes | None]] = []

@@ -111,8 +111,7 @@ class LeanTransform:
         self.steps = KeyedSteps(
             tenants, self.metrics, clock=self.clock.now,
             retention=timedelta(seconds=settings.transform_state_retention_seconds),
-            rate_scale=settings.rate_scale, engagement_dedupe_fields=settings.engagement_dedupe_fields,
-            polls_dedupe_fields=settings.polls_dedupe_fields, polls_clear_empty_slots=settings.polls_clear_empty_slots)
+            **settings.transformer_options())
         self.state = LeanState()
         self.stores: dict[tuple[str, int], LeanStore] = {}
         #: (topic, partition) → the first offset of the checkpoint in hand, where an abort rewinds to.

@@ -121,8 +121,7 @@ class QuixTransform:
         self.steps = KeyedSteps(
             tenants, self.metrics, clock=self.clock.now,
             retention=timedelta(seconds=settings.transform_state_retention_seconds),
-            rate_scale=settings.rate_scale, engagement_dedupe_fields=settings.engagement_dedupe_fields,
-            polls_dedupe_fields=settings.polls_dedupe_fields, polls_clear_empty_slots=settings.polls_clear_empty_slots)
+            **settings.transformer_options())
         self.ready = False
         self._own_state_dir: Path | None = None
         #: (topic, partition) → (when to read the high watermark again, the last one read)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -81,3 +81,10 @@ class TransformSettings(CommonSettings):
     #: Marketo; false leaves it out of the record, and the moved poll's old copy stays in that slot. Whether a null
     #: clears a custom object field is UNCONFIRMED (docs/reference/marketo-api.md §5.1 says so for leads).
     polls_clear_empty_slots: bool = True
+
+    def transformer_options(self) -> dict[str, Any]:
+        """The Transformer's keyword arguments these settings decide: every engine's, and `kmsync reconcile --fix`'s
+        (which must make the operations the running transform makes)."""
+        return {"rate_scale": self.rate_scale, "engagement_dedupe_fields": self.engagement_dedupe_fields,
+                "polls_dedupe_fields": self.polls_dedupe_fields,
+                "polls_clear_empty_slots": self.polls_clear_empty_slots}

@@ -153,8 +153,17 @@ async def test_a_release_stops_each_partitions_producer_even_when_stopping_anoth
         raise RuntimeError("stopping a partition's producer failed")
 
     first.stop = stop_then_raise  # type: ignore[method-assign]
+    real_quiesce, quiesced = service._quiesce, []
+
+    async def recording_quiesce(o: Any, grace: float) -> None:
+        quiesced.append((o.partition, o.publisher is not None and o.publisher._tx is not None))
+        await real_quiesce(o, grace)
+
+    service._quiesce = recording_quiesce  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="partition's producer failed"):
         await service.stop(grace_seconds=5)
+    # The other partition still left whole: its pages settled (quiesced) while its producer still ran, then stopped.
+    assert quiesced == [(o.partition, True) for o in owned]
     assert [p._tx for p in publishers] == [None, None]  # each transactional producer stopped
     assert service.owned == {}
     assert service.coordinator is None and not await service.publisher.probe()

@@ -203,7 +203,9 @@ def sync_objects(call: Call) -> dict[str, Any]:
     records = input_records(body, inst.limits.batch_size)
     action, dedupe_by = _sync_options(body)
     seen: set[Any] = set()
-    by_name = {f.name: f for f in v.fields}
+    by_name: dict[str, COField] = {}
+    for f in v.fields:
+        by_name.setdefault(f.name, f)  # the first of a name, as COVersion.field finds it
     return {"result": [_sync_one(call, co, v, rec, seq, action, dedupe_by, seen, by_name)
                        for seq, rec in enumerate(records)]}
 
