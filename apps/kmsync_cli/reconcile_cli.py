@@ -15,7 +15,9 @@ reconcile again to see them written.
 
 Settings: KMSYNC_TENANTS_FILE (the event, its Kaltura partner and Marketo instance, secrets by
 reference), KMSYNC_KAFKA_BOOTSTRAP and KMSYNC_TOPIC_PREFIX for --fix, and the ingest's
-KMSYNC_POLLS_CSV_URL / KMSYNC_ENGAGEMENT_REPORTS when they are set there.
+KMSYNC_POLLS_CSV_URL / KMSYNC_ENGAGEMENT_REPORTS when they are set there; for --fix, transform's mapping
+settings as the running transform has them (KMSYNC_RATE_SCALE, KMSYNC_ENGAGEMENT_DEDUPE_FIELDS,
+KMSYNC_POLLS_DEDUPE_FIELDS, KMSYNC_POLLS_CLEAR_EMPTY_SLOTS), so its operations are the ones transform makes.
 """
 
 from __future__ import annotations
