@@ -72,6 +72,21 @@ class OpFactory:
                          key=op.munchkin_id)
 
 
+def count_validations(monkeypatch: pytest.MonkeyPatch, model: Any) -> list[Any]:
+    """Every validation of ``model`` from now on (its validator wrapped, not replaced): the fast paths' tests
+    check what was built without one."""
+    validator = model.__pydantic_validator__
+    calls: list[Any] = []
+
+    class Counting:
+        def validate_python(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return validator.validate_python(*args, **kwargs)
+
+    monkeypatch.setattr(model, "__pydantic_validator__", Counting())
+    return calls
+
+
 @pytest.fixture
 def ops() -> OpFactory:
     return OpFactory()

@@ -7,16 +7,20 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from kmsync_contracts import encode
 from kmsync_contracts.outcomes import ActivityIntent
 from kmsync_marketo.bulk import BulkResult
 from kmsync_marketo.client import ActivityRecord, LeadActivity, LeadSyncResult
 from kmsync_marketo.errors import ErrorClass, MarketoAuthError
 from kmsync_marketo.limiter import InstanceLimiter
 from kmsync_marketo.outcomes import Outcome
+from kmsync_sink import executor
 from kmsync_sink.decisions import Decision
 from kmsync_sink.executor import WindowExecutor
 from kmsync_sink.memory import ActivityWrites, LeadCache
 from kmsync_sink.planner import PlannerConfig, plan_window
+
+from .conftest import count_validations
 
 
 class MemoryWriter:
@@ -310,9 +314,6 @@ async def test_activity_intents_are_the_validated_contract_without_validating_ag
     """The intents recorded before an activities call are what ActivityIntent's validation makes of the same
     fields, bytes included (issue #22: built on kmsync_contracts.trusted's fast path); a value validation would
     change (a padded primary attribute value, stripped by the contract) is still validated."""
-    from kmsync_contracts import encode
-    from kmsync_sink import executor
-
     recorded: list[ActivityIntent] = []
 
     class Recording:
@@ -322,15 +323,7 @@ async def test_activity_intents_are_the_validated_contract_without_validating_ag
         def resolve(self, op_ids: Any) -> None:
             pass
 
-    validator = ActivityIntent.__pydantic_validator__
-    validated: list[Any] = []
-
-    class Counting:
-        def validate_python(self, *args: Any, **kwargs: Any) -> Any:
-            validated.append(args)
-            return validator.validate_python(*args, **kwargs)
-
-    monkeypatch.setattr(ActivityIntent, "__pydantic_validator__", Counting())
+    validated = count_validations(monkeypatch, ActivityIntent)
     cache = LeadCache(10)
     cache.put("a@x.com", 5)
     cache.put("b@x.com", 6)
@@ -346,7 +339,6 @@ async def test_activity_intents_are_the_validated_contract_without_validating_ag
         plan, emit)
     assert [i.op_id for i in recorded] == ["plain", "padded"]
     assert len(validated) == 1, "only the padded value went through validation"
-    monkeypatch.setattr(ActivityIntent, "__pydantic_validator__", validator)
     for intent, lead_id in zip(recorded, (5, 6), strict=True):
         want = ActivityIntent(op_id=intent.op_id, munchkin_id=ops.activity("x@x.com").munchkin_id, lead_id=lead_id,
                               activity_type_id=intent.activity_type_id, primary_attribute_value=" 1_abc ",

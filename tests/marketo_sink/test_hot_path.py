@@ -20,6 +20,8 @@ from kmsync_sink.offsets import OffsetTracker
 from kmsync_sink.publishing import OutcomePublisher
 from kmsync_sink.window import CloseReason, Window, WindowLimits
 
+from .conftest import count_validations
+
 
 def _window(max_records: int = 100, max_bytes: int = 10**9) -> Window:
     return Window(WindowLimits(max_records=max_records, max_age_seconds=5, max_bytes=max_bytes))
@@ -148,15 +150,7 @@ def test_outcome_bytes_are_what_the_validated_contract_encodes_to(ops: Any) -> N
 
 
 def test_an_outcome_of_valid_fields_is_not_validated_again(ops: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    validator = RecordOutcome.__pydantic_validator__
-    calls: list[Any] = []
-
-    class Counting:
-        def validate_python(self, *args: Any, **kwargs: Any) -> Any:
-            calls.append(args)
-            return validator.validate_python(*args, **kwargs)
-
-    monkeypatch.setattr(RecordOutcome, "__pydantic_validator__", Counting())
+    calls = count_validations(monkeypatch, RecordOutcome)
     now = utc_now()
     cases = _outcome_cases(ops)
     for d, known in cases[:3]:
