@@ -57,16 +57,21 @@ class CommitControl:
         assert self.consumer is not None
         cap = self.cap
         undecided = 0
+        paused_now = False
         for tp in self.consumer.assignment():
             open_n = self.tracker.open_count(tp.topic, tp.partition)
             undecided += open_n
             if open_n >= cap and tp not in self.paused:
                 self.consumer.pause(tp)
                 self.paused.add(tp)
+                paused_now = True
                 log.warning("partition %s paused: %d operations undecided", tp, open_n)
             elif open_n < cap // 2 and tp in self.paused:
                 self.consumer.resume(tp)
                 self.paused.discard(tp)
+        if paused_now:  # a window whose partitions are all paused closes with what it holds (worker.py)
+            for worker in workers.values():
+                worker.partitions_paused()
         self.metrics.undecided.set(undecided)
         now = time.monotonic()
         if now >= self._gauges_due:  # a scan of every window: once a second, not every poll (1.6 % of CPU)

@@ -20,6 +20,7 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from kmsync_config.tenants import ProgramMemberFields
@@ -96,6 +97,8 @@ class WorkerContext:
     #: How much longer than its drain timeout a stop waits for a window whose Sync Leads call the Marketo client
     #: holds (the client's replay delay; ``InstanceWorker.stop``). 0: no longer.
     held_drain_seconds: float = 0.0
+    #: The (topic, partition)s whose fetching flow control has paused (``CommitControl.paused``, read live).
+    paused: AbstractSet[tuple[str, int]] = frozenset()
 
 
 class InstanceWorker:
@@ -153,8 +156,8 @@ class InstanceWorker:
         #: Records Kafka holds for those partitions that the sink has not read (set by the router), and
         #: calls per window averaged over recent windows, and when the last window closed (adaptive.py).
         self.lag, self._calls_per_window, self._closed_at = 0, 3.0, -math.inf
-        self._wake = asyncio.Event()
-        self._stopping = False
+        self._paused = context.paused  # partitions flow control paused (commits.py; read live): ``_cannot_grow``
+        self._wake, self._stopping = asyncio.Event(), False
         self._task: asyncio.Task[None] | None = None
         #: The window whose calls and publishing are running (drain waits for it).
         self._window_task: asyncio.Task[None] | None = None
@@ -206,6 +209,16 @@ class InstanceWorker:
             self._wake.set()
         self.lag = lag
 
+    def partitions_paused(self) -> None:
+        """Flow control paused a partition (commits.py). A window that waits to fill from partitions that are all
+        paused would wait its age for nothing: the loop wakes to close it."""
+        if len(self.window) and self._cannot_grow():
+            self._wake.set()
+
+    def _cannot_grow(self) -> bool:
+        """Every partition this worker reads is paused: its window gets nothing more until some are decided."""
+        return bool(self.partitions) and self.partitions <= self._paused
+
     @property
     def buffered(self) -> int:
         """Operations read and not sent yet: the window and the held-back upserts."""
@@ -236,6 +249,10 @@ class InstanceWorker:
                 raise self._job_error
             now = self._mono()
             reason = self.window.due(now)
+            if reason is None and self._paused and self._cannot_grow() and self.window.oldest_ready(now) is not None:
+                # Read-ahead full (a window count near SINK_MAX_BUFFERED_PER_PARTITION, or a parked instance on the
+                # partition): without this the window waited its whole age (docs/benchmarks.md, session 16).
+                reason = CloseReason.PAUSED
             early = self._early_close(now) if reason is None else None
             if early is not None and early <= 0:
                 reason = CloseReason.IDLE

@@ -434,6 +434,25 @@ async def test_consumer_lag_counts_what_a_paused_partition_has_not_read(
             assert seen[-1][0] < len(parked) - 200, "the fetched part is not lag"
 
 
+async def test_a_window_whose_partition_is_paused_closes_without_waiting_its_age(
+    kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-ahead below twice the window count: 42 operations read at once pause the partition (cap 20); two full
+    windows of 15 go out, and the 12 left keep it paused (undecided, not below half the cap). The window can get
+    nothing more, so it closes at once ("paused") instead of waiting its age (an hour here; the benchmark's
+    steady rate fell from ≈ 4,500 to ≈ 1,100 events/s at 5 s, docs/benchmarks.md)."""
+    async with running_sandbox(instances=sandbox_instances(A)) as sb:
+        async with harness(kafka_broker, topic_prefix, sb, tenants_for(sb, monkeypatch)) as h:
+            leads = [ops.lead(f"p{i}@x.example", munchkin=A, op_id=f"paused-{i}", firstName=f"P{i}") for i in range(42)]
+            await h.produce(leads)
+            sink = h.start_sink(sink_max_buffered_per_partition=20, window_max_records=15, bulk_window_max_records=15,
+                                window_min_call_records=0, window_max_age_seconds=3600.0, window_adaptive=False)
+            final = await h.wait_for_outcomes({op.op_id for op in leads})
+            assert {o.status for o in final.values()} == {"created"}
+            windows = {labels: value for labels, value in gauge_samples(sink, "kmsync_sink_window_records_count").items()}
+            assert windows == {(A, "count"): 2.0, (A, "paused"): 1.0}, windows
+
+
 async def test_dlq_replay_reinjects_fixed_records(
     kafka_broker: Any, topic_prefix: str, ops: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
