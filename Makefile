@@ -1,6 +1,12 @@
 # kmsync — the two commands are `make run` and `make test`; both bootstrap what they need.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The interpreter the venv is made from (PYTHON=... overrides): Debian's CPython 3.11 where the machine has it with
+# venv, built with profile-guided optimisation and LTO as the image's python:3.11-slim is (deploy/docker/Dockerfile),
+# else python3.11 from PATH (pyenv's default build has neither: about half the speed per Python operation;
+# docs/decisions.md, "The interpreter the venv and the benchmarks run on").
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' 2>/dev/null && echo /usr/bin/python3.11 || echo python3.11)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_VERSION ?= 4.4.0

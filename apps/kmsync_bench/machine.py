@@ -52,7 +52,8 @@ def describe_machine(kafka_version: str) -> Machine:
         mem_kib = 0
     return Machine(
         cpu_count=os.cpu_count() or 1, cpu_model=cpu_model(), memory_gib=round(mem_kib / 1024 / 1024, 1),
-        python=sys.version.split()[0], kafka_version=kafka_version, platform=platform.platform(),
+        python=sys.version.split()[0], python_build=f"{sys.base_prefix} {' '.join(platform.python_build())}",
+        kafka_version=kafka_version, platform=platform.platform(),
         load_average=tuple(round(x, 2) for x in os.getloadavg()),
     )
 

@@ -22,6 +22,9 @@ class Machine(_Model):
     cpu_model: str
     memory_gib: float = Field(ge=0)
     python: str
+    #: The interpreter's installation (``sys.base_prefix``) and build (``platform.python_build``): a build
+    #: without profile-guided optimisation runs Python code about half as fast (docs/decisions.md).
+    python_build: str | None = None
     kafka_version: str
     platform: str
     #: 1/5/15-minute load averages when the report was written: other work on the machine slows
