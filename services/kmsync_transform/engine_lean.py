@@ -111,7 +111,7 @@ class LeanTransform:
         self.steps = KeyedSteps(
             tenants, self.metrics, clock=self.clock.now,
             retention=timedelta(seconds=settings.transform_state_retention_seconds),
-            **settings.transformer_options())
+            options=settings.transformer_options())
         self.state = LeanState()
         self.stores: dict[tuple[str, int], LeanStore] = {}
         #: (topic, partition) → the first offset of the checkpoint in hand, where an abort rewinds to.

@@ -121,7 +121,7 @@ class QuixTransform:
         self.steps = KeyedSteps(
             tenants, self.metrics, clock=self.clock.now,
             retention=timedelta(seconds=settings.transform_state_retention_seconds),
-            **settings.transformer_options())
+            options=settings.transformer_options())
         self.ready = False
         self._own_state_dir: Path | None = None
         #: (topic, partition) → (when to read the high watermark again, the last one read)

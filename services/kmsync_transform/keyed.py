@@ -16,7 +16,7 @@ the retention, so an event's state expires that long after its last record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -26,7 +26,6 @@ from kmsync_contracts.codecs import encode, encode_fields
 from kmsync_contracts.outcomes import TransformDecision
 from kmsync_contracts.topics import POLL_RESPONSES, TopicSpec
 from kmsync_transform.dead_letters import SourceRef
-from kmsync_transform.engagement import RateScale
 from kmsync_transform.metrics import TransformMetrics
 from kmsync_transform.polls import session_key
 from kmsync_transform.routing import Routed, RoutedPoll, route
@@ -251,20 +250,15 @@ class KeyedSteps:
         *,
         clock: Callable[[], datetime],
         retention: timedelta | None,
-        rate_scale: RateScale = "auto",
-        engagement_dedupe_fields: tuple[str, ...] | None = None,
-        polls_dedupe_fields: tuple[str, ...] | None = None,
-        polls_clear_empty_slots: bool = True,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``options``: the Transformer's mapping settings (``TransformSettings.transformer_options``; None: its
+        defaults)."""
         self.tenants = tenants
         self.metrics = metrics
         self.clock = clock
         self.retention = retention
-        self.options: dict[str, Any] = {"rate_scale": rate_scale, "polls_clear_empty_slots": polls_clear_empty_slots}
-        if engagement_dedupe_fields is not None:
-            self.options["engagement_dedupe_fields"] = engagement_dedupe_fields
-        if polls_dedupe_fields is not None:
-            self.options["polls_dedupe_fields"] = polls_dedupe_fields
+        self.options: dict[str, Any] = dict(options or {})
         # One Transformer over four tables each record binds to its key's state (one built per record,
         # with its tables and helpers, cost about 2 % of a record's CPU; issue #22).
         self._tables = (MemberTable(_Unbound(), "statuses", retention),

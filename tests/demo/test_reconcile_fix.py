@@ -4,12 +4,18 @@ operations that re-drive it, made by transform's own steps on what Kaltura holds
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from kmsync_cli import reconcile_cli
+from kmsync_cli.kaltura_now import KalturaNow
 from kmsync_cli.reconcile import reconcile
 from kmsync_cli.reconcile_fix import Fixes, fixes_of, operations
 from kmsync_config.tenants import parse_tenants
 from kmsync_contracts import AttendanceStatus, AttendeeStatus, SessionEngagement
+from kmsync_contracts.marketo_ops import CustomObjectUpsert, MarketoOperation
 from kmsync_contracts.seed import ENGAGEMENT_OBJECT_API_NAME
 
 T = datetime(2026, 6, 16, 9, 0, tzinfo=UTC)
@@ -61,3 +67,38 @@ def test_only_the_operations_of_what_is_missing_or_wrong_are_made_and_leads_come
     status = next(op for op in ops if op.kind == "program_member_status")
     assert status.status_name == "Attended"
     assert operations(records, TENANTS, Fixes(), T) == []
+
+
+async def test_fix_makes_its_operations_with_the_running_transforms_mapping_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """README: `--fix` reads transform's mapping settings from the same environment, so it re-drives the operations
+    the running transform makes. Here rates are configured as percentages (`KMSYNC_RATE_SCALE=percent`): a 0.5 is
+    0.5 %, and the re-driven custom object says 0.005, not the 0.5 the default (auto: at most 1 is a fraction) makes."""
+    sent: list[MarketoOperation] = []
+
+    async def captured(bootstrap: str, prefix: str, ops: list[MarketoOperation]) -> None:
+        sent.extend(ops)
+
+    monkeypatch.setattr(reconcile_cli, "redrive", captured)
+    truth = {"attendees": [{"email": "bob@x.com", "final_status": "attended", "transitions": None}],
+             "engagement": [{"entry_id": "1_a", "email": "bob@x.com"}], "poll_answers": []}
+    dump = {"leads": [{"id": 2, "email": "bob@x.com"}],
+            "programMembers": [{"programId": 1001, "leadId": 2, "statusName": "Attended"}],
+            "activityTypes": [], "activities": [], "customObjects": {}}
+    result = reconcile(truth, dump, 1001)
+    record = engaged("bob@x.com", "1_a").model_copy(update={"combined_live_engaged_users_play_time_ratio": 0.5})
+    where = SimpleNamespace(kafka_bootstrap="127.0.0.1:1", topic_prefix="")
+
+    async def ratio(scale: str | None) -> object:
+        if scale is None:
+            monkeypatch.delenv("KMSYNC_RATE_SCALE", raising=False)
+        else:
+            monkeypatch.setenv("KMSYNC_RATE_SCALE", scale)
+        sent.clear()
+        await reconcile_cli.fix(result, KalturaNow(truth=truth, records=[record]), TENANTS, where)  # type: ignore[arg-type]
+        [obj] = [op for op in sent if isinstance(op, CustomObjectUpsert)]
+        return obj.record["combined_live_engaged_users_play_time_ratio"]
+
+    assert await ratio(None) == 0.5
+    assert await ratio("percent") == 0.005

@@ -31,9 +31,7 @@ def run(tenants: TenantsConfig, records: list[PollResponse], state: TransformSta
     transformer = Transformer(tenants, state or TransformState.in_memory(), clock=lambda: T0)
     results = []
     for record in records:
-        routed = route(POLL_RESPONSES, encode(record), SourceRef(), tenants, T0).routed
-        assert routed is not None
-        results.append(transformer.apply(routed))
+        results.append(transformer.apply(_routed(tenants, record)))
     return results
 
 
