@@ -22,8 +22,9 @@ class Machine(_Model):
     cpu_model: str
     memory_gib: float = Field(ge=0)
     python: str
-    #: The interpreter's installation (``sys.base_prefix``) and build (``platform.python_build``): a build
-    #: without profile-guided optimisation runs Python code about half as fast (docs/decisions.md).
+    #: The interpreter's installation (``sys.base_prefix``) and build (``platform.python_build``): which CPython
+    #: ran, since one built without profile-guided optimisation runs Python code about half as fast
+    #: (docs/decisions.md); the figures of different interpreters do not compare.
     python_build: str | None = None
     kafka_version: str
     platform: str

@@ -78,6 +78,11 @@ class CommitControl:
             self._gauges_due = now + INSTANCE_GAUGES_EVERY_SECONDS
             self._instance_gauges(workers)
 
+    def stays_paused(self, topic: str, partition: int) -> bool:
+        """Paused, and not resumed at the next poll either: its undecided operations are not below half the cap. A
+        window fed only by such partitions cannot fill (worker.py closes it at once)."""
+        return (topic, partition) in self.paused and self.tracker.open_count(topic, partition) >= self.cap // 2
+
     def _instance_gauges(self, workers: Mapping[str, InstanceWorker]) -> None:
         """Per instance, summed over its live and backfill workers (lanes.py). An instance whose workers
         a rebalance took away loses its series here (its new owner reports it), so no stale count stays."""

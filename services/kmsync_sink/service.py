@@ -104,7 +104,7 @@ class MarketoSink:
                                 verify_delay_seconds=settings.sink_activity_verify_delay_seconds,
                                 # A stop waits this much longer for a window whose lead call is held (worker.py).
                                 held_drain_seconds=settings.marketo_ambiguous_replay_delay_seconds,
-                                paused=self.commits.paused)
+                                stays_paused=self.commits.stays_paused)
         self.router = InstanceRouter(tenants, context, self.tracker, self.outcomes, writer_factory=writer_factory,
                                      rng=rng, on_failure=self._worker_failed)
         self.router.backfill_topic = self.outcomes.backfill_topic = self.backfill_topic

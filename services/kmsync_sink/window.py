@@ -28,8 +28,8 @@ class CloseReason(StrEnum):
     AGE = "age"
     #: Closed early: nothing more waiting in Kafka and room in the budget (adaptive.py).
     IDLE = "idle"
-    #: Closed early: every partition feeding the window is paused (``SINK_MAX_BUFFERED_PER_PARTITION``
-    #: undecided operations, commits.py), so nothing more can join it until some are decided.
+    #: Closed early: every partition feeding the window stays paused (``SINK_MAX_BUFFERED_PER_PARTITION``
+    #: undecided operations, commits.py ``stays_paused``), so nothing more can join it until more are decided.
     PAUSED = "paused"
     DRAIN = "drain"
 

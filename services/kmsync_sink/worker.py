@@ -20,7 +20,6 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from kmsync_config.tenants import ProgramMemberFields
@@ -97,8 +96,8 @@ class WorkerContext:
     #: How much longer than its drain timeout a stop waits for a window whose Sync Leads call the Marketo client
     #: holds (the client's replay delay; ``InstanceWorker.stop``). 0: no longer.
     held_drain_seconds: float = 0.0
-    #: The (topic, partition)s whose fetching flow control has paused (``CommitControl.paused``, read live).
-    paused: AbstractSet[tuple[str, int]] = frozenset()
+    #: Whether flow control keeps a (topic, partition) paused past its next poll (``CommitControl.stays_paused``).
+    stays_paused: Callable[[str, int], bool] = lambda topic, partition: False
 
 
 class InstanceWorker:
@@ -156,7 +155,7 @@ class InstanceWorker:
         #: Records Kafka holds for those partitions that the sink has not read (set by the router), and
         #: calls per window averaged over recent windows, and when the last window closed (adaptive.py).
         self.lag, self._calls_per_window, self._closed_at = 0, 3.0, -math.inf
-        self._paused = context.paused  # partitions flow control paused (commits.py; read live): ``_cannot_grow``
+        self._stays_paused = context.stays_paused  # ``_cannot_grow``
         self._wake, self._stopping = asyncio.Event(), False
         self._task: asyncio.Task[None] | None = None
         #: The window whose calls and publishing are running (drain waits for it).
@@ -216,8 +215,9 @@ class InstanceWorker:
             self._wake.set()
 
     def _cannot_grow(self) -> bool:
-        """Every partition this worker reads is paused: its window gets nothing more until some are decided."""
-        return bool(self.partitions) and self.partitions <= self._paused
+        """Every partition this worker reads stays paused (its undecided operations are not below the resume mark,
+        commits.py): its window gets nothing more until more of them are decided. One about to resume is not."""
+        return bool(self.partitions) and all(self._stays_paused(t, p) for t, p in self.partitions)
 
     @property
     def buffered(self) -> int:
@@ -249,7 +249,7 @@ class InstanceWorker:
                 raise self._job_error
             now = self._mono()
             reason = self.window.due(now)
-            if reason is None and self._paused and self._cannot_grow() and self.window.oldest_ready(now) is not None:
+            if reason is None and self._cannot_grow() and self.window.oldest_ready(now) is not None:
                 # Read-ahead full (a window count near SINK_MAX_BUFFERED_PER_PARTITION, or a parked instance on the
                 # partition): without this the window waited its whole age (docs/benchmarks.md, session 16).
                 reason = CloseReason.PAUSED
