@@ -24,6 +24,8 @@ class CommitControl:
     def __init__(self, tracker: OffsetTracker, max_buffered_per_partition: int, metrics: SinkMetrics) -> None:
         self.tracker = tracker
         self.cap = max_buffered_per_partition
+        #: A paused partition resumes when its undecided operations fall below this (half the cap).
+        self.resume_below = max_buffered_per_partition // 2
         self.metrics = metrics
         #: Set when the sink starts.
         self.consumer: AIOKafkaConsumer | None = None
@@ -66,7 +68,7 @@ class CommitControl:
                 self.paused.add(tp)
                 paused_now = True
                 log.warning("partition %s paused: %d operations undecided", tp, open_n)
-            elif open_n < cap // 2 and tp in self.paused:
+            elif open_n < self.resume_below and tp in self.paused:
                 self.consumer.resume(tp)
                 self.paused.discard(tp)
         if paused_now:  # a window whose partitions are all paused closes with what it holds (worker.py)
@@ -81,7 +83,7 @@ class CommitControl:
     def stays_paused(self, topic: str, partition: int) -> bool:
         """Paused, and not resumed at the next poll either: its undecided operations are not below half the cap. A
         window fed only by such partitions cannot fill (worker.py closes it at once)."""
-        return (topic, partition) in self.paused and self.tracker.open_count(topic, partition) >= self.cap // 2
+        return (topic, partition) in self.paused and self.tracker.open_count(topic, partition) >= self.resume_below
 
     def _instance_gauges(self, workers: Mapping[str, InstanceWorker]) -> None:
         """Per instance, summed over its live and backfill workers (lanes.py). An instance whose workers
